@@ -1,0 +1,208 @@
+"""The pure core: messages, peers, validation and limits.
+
+Nothing here imports flet, sockets or sqlite, so every layer (UI, hub, mesh, store) can share one
+``Message`` type and one set of rules, and tests can drive them without I/O.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import unicodedata
+import uuid
+import zlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# ---- limits (named so every layer enforces the same numbers) ----
+MAX_NAME_CHARS = 32
+MAX_MESSAGE_CHARS = 4000
+MAX_CHANNEL_CHARS = 64
+MAX_ID_CHARS = 64
+MAX_FRAME_BYTES = 64 * 1024
+HISTORY_IN_MEMORY = 500
+
+DEFAULT_CHANNEL = "general"
+
+KIND_CHAT = "chat"
+KIND_JOIN = "join"
+KIND_LEAVE = "leave"
+MESSAGE_KINDS = (KIND_CHAT, KIND_JOIN, KIND_LEAVE)
+
+# The tutorial's avatar palette.
+AVATAR_COLORS = (
+    "amber",
+    "blue",
+    "brown",
+    "cyan",
+    "green",
+    "indigo",
+    "lime",
+    "orange",
+    "pink",
+    "purple",
+    "red",
+    "teal",
+    "yellow",
+)
+
+_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+class ValidationError(ValueError):
+    """Input that breaks a rule; ``str(err)`` is a sentence fit to show the person who sent it."""
+
+
+def _has_control_chars(text: str, allow_newlines: bool = False) -> bool:
+    for ch in text:
+        if allow_newlines and ch in "\n\t":
+            continue
+        if unicodedata.category(ch) in ("Cc", "Cf") and ch not in "\u200d":
+            return True
+    return False
+
+
+def validate_name(raw: object) -> str:
+    """Return the trimmed display name, or raise ``ValidationError`` saying what is wrong."""
+    if not isinstance(raw, str):
+        raise ValidationError("Name must be text.")
+    name = raw.strip()
+    if not name:
+        raise ValidationError("Name cannot be blank!")
+    if len(name) > MAX_NAME_CHARS:
+        raise ValidationError(f"Name is too long (at most {MAX_NAME_CHARS} characters).")
+    if _has_control_chars(name):
+        raise ValidationError("Name cannot contain control characters.")
+    return name
+
+
+def validate_text(raw: object) -> str | None:
+    """Return the trimmed message text, ``None`` for whitespace only, or raise if over the limit."""
+    if not isinstance(raw, str):
+        raise ValidationError("Message must be text.")
+    text = raw.strip()
+    if not text:
+        return None
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise ValidationError(
+            f"Message is too long: {len(text)} characters (at most {MAX_MESSAGE_CHARS})."
+        )
+    if _has_control_chars(text, allow_newlines=True):
+        raise ValidationError("Message cannot contain control characters.")
+    return text
+
+
+def validate_id(raw: object, what: str = "id") -> str:
+    """An opaque identifier from outside: short, printable ASCII, no spaces."""
+    if not isinstance(raw, str) or not _ID_RE.match(raw):
+        raise ValidationError(f"Invalid {what}.")
+    return raw
+
+
+def validate_channel(raw: object) -> str:
+    if not isinstance(raw, str) or not raw or len(raw) > MAX_CHANNEL_CHARS:
+        raise ValidationError("Invalid channel.")
+    if _has_control_chars(raw) or raw != raw.strip():
+        raise ValidationError("Invalid channel.")
+    return raw
+
+
+def new_id() -> str:
+    """A globally unique id (128 random bits, hex)."""
+    return uuid.uuid4().hex
+
+
+def initials(name: str) -> str:
+    """Up to two letters for the avatar: first letters of the first two words ("Ada Lovelace" -> "AL")."""
+    words = [w for w in name.split() if w]
+    if not words:
+        return "?"
+    if len(words) == 1:
+        return words[0][:1].upper()
+    return (words[0][:1] + words[1][:1]).upper()
+
+
+def avatar_color(name: str) -> str:
+    """A palette colour chosen by crc32 of the name: the same in every process and on every platform."""
+    return AVATAR_COLORS[zlib.crc32(name.encode("utf-8")) % len(AVATAR_COLORS)]
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat event. Local code and validated network frames produce the same type."""
+
+    id: str
+    kind: str
+    author: str
+    origin: str  # peer id of the install (or host) where the message was written
+    text: str
+    ts: float  # unix seconds on the author's clock
+    channel: str = DEFAULT_CHANNEL
+
+    @classmethod
+    def chat(cls, author: str, text: str, origin: str, channel: str = DEFAULT_CHANNEL) -> Message:
+        clean = validate_text(text)
+        if clean is None:
+            raise ValidationError("Message is empty.")
+        return cls(new_id(), KIND_CHAT, validate_name(author), origin, clean, time.time(), channel)
+
+    @classmethod
+    def presence(cls, kind: str, author: str, origin: str) -> Message:
+        if kind not in (KIND_JOIN, KIND_LEAVE):
+            raise ValidationError("Invalid presence kind.")
+        return cls(new_id(), kind, validate_name(author), origin, "", time.time())
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: object) -> Message:
+        """Validate an untrusted mapping (e.g. a decoded frame) into a ``Message``."""
+        if not isinstance(data, dict):
+            raise ValidationError("Message must be an object.")
+        kind = data.get("kind")
+        if kind not in MESSAGE_KINDS:
+            raise ValidationError("Unknown message kind.")
+        ts = data.get("ts")
+        if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not (0 <= ts < 1e11):
+            raise ValidationError("Invalid timestamp.")
+        text = data.get("text", "")
+        if kind == KIND_CHAT:
+            clean = validate_text(text)
+            if clean is None or clean != text:
+                raise ValidationError("Invalid message text.")
+        elif text != "":
+            raise ValidationError("Presence messages carry no text.")
+        return cls(
+            id=validate_id(data.get("id"), "message id"),
+            kind=kind,
+            author=validate_name(data.get("author")),
+            origin=validate_id(data.get("origin"), "origin"),
+            text=text,
+            ts=float(ts),
+            channel=validate_channel(data.get("channel", DEFAULT_CHANNEL)),
+        )
+
+    @property
+    def display_text(self) -> str:
+        """What a reader sees: the text, or the tutorial's sentence for presence events."""
+        if self.kind == KIND_JOIN:
+            return f"{self.author} has joined the chat."
+        if self.kind == KIND_LEAVE:
+            return f"{self.author} has left the chat."
+        return self.text
+
+
+DEVICE_KINDS = ("desktop", "android", "ios", "web-host", "headless", "browser")
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Another copy of the app on the LAN, as discovery and the mesh know it."""
+
+    id: str
+    name: str
+    device: str = "desktop"
+    host: str = ""
+    port: int = 0
+    since: float = field(default_factory=time.time)
