@@ -1,0 +1,28 @@
+"""Shared test plumbing.
+
+``need(ok, reason)`` is how a test says it needs root, Chromium or network namespaces: on a laptop it
+skips with the reason; when ``CI`` is set it fails, so CI can never go green by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+IN_CI = bool(os.environ.get("CI"))
+
+
+def need(ok: bool, reason: str) -> None:
+    """Skip (laptop) or fail (CI) when a test's real prerequisite is missing."""
+    if ok:
+        return
+    if IN_CI:
+        pytest.fail(f"CI requires this test to run, but: {reason}", pytrace=False)
+    pytest.skip(reason)
