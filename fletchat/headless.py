@@ -1,0 +1,62 @@
+"""The headless peer: no UI, JSON lines out (every message), text lines in (each one is sent).
+
+For bots, scripts and tests. A line that is refused (too long, not text) gets a JSON error line on
+stdout and the peer keeps going.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import threading
+
+from .config import Config
+from .hub import HubSession
+from .model import Message, ValidationError
+from .node import Node
+
+
+def emit(obj: dict) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+async def serve_headless(config: Config, node: Node) -> None:
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def on_event(event: object) -> None:
+        if isinstance(event, Message):
+            emit({"event": "message", **event.to_dict()})
+        else:
+            emit({"event": "online", "people": [p.name for p in node.hub.online()]})
+
+    def read_stdin() -> None:
+        for line in sys.stdin:
+            loop.call_soon_threadsafe(lines.put_nowait, line.rstrip("\n"))
+        loop.call_soon_threadsafe(lines.put_nowait, None)
+
+    node.hub.add_listener(on_event)
+    await node.start()
+    session = HubSession(node.hub, device="headless")
+    session.join(config.name or node.name)
+    emit({"event": "ready", "peer_id": node.peer_id, "name": session.name,
+          "peer_port": node.peer_port})
+    threading.Thread(target=read_stdin, daemon=True, name="stdin").start()
+    try:
+        while (line := await lines.get()) is not None:
+            try:
+                session.send(line)
+            except ValidationError as err:
+                emit({"event": "error", "error": str(err)})
+    finally:
+        session.leave()
+        await node.stop()
+
+
+def run_headless(config: Config, node: Node) -> None:
+    try:
+        asyncio.run(serve_headless(config, node))
+    except KeyboardInterrupt:
+        pass

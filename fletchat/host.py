@@ -1,0 +1,101 @@
+"""Host mode: the app as a web server on the LAN. Each browser tab is a Flet session.
+
+One process, one port: flet-web's FastAPI app serves the Flet web client (``no_cdn``: nothing is
+fetched from the internet) and its sessions, while the node's mesh and discovery run on the same
+event loop. We bind the socket ourselves so a busy port is a one-line error, not a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+from pathlib import Path
+
+import uvicorn
+
+from .config import Config
+from .netinfo import lan_addresses, url_for
+from .node import Node
+from .ui import APP_TITLE, make_session_main
+
+log = logging.getLogger("fletchat.host")
+
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+
+
+class PortInUse(RuntimeError):
+    """The web port is taken (another Flet Chat, or another server)."""
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind the listening socket up front, so errors are ours to word."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        if err.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1)):
+            raise PortInUse(
+                f"port {port} on {host} is already in use (another Flet Chat?); "
+                f"pick another with --port or FLETCHAT_PORT"
+            ) from err
+        raise PortInUse(f"cannot listen on {host}:{port}: {err.strerror or err}") from err
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def build_web_app(node: Node, prefill_name: str = ""):
+    """flet-web's FastAPI app with our session ``main``, without FastAPI's API docs pages."""
+    import flet_web.fastapi as flet_fastapi
+
+    session_main = make_session_main(lambda: node.hub, device="browser", prefill_name=prefill_name)
+    app = flet_fastapi.FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    app.mount(
+        "/",
+        flet_fastapi.app(
+            session_main,
+            assets_dir=str(ASSETS_DIR) if ASSETS_DIR.is_dir() else None,
+            app_name=APP_TITLE,
+            app_short_name=APP_TITLE,
+            app_description="Chat with people on your local network.",
+            no_cdn=True,
+        ),
+    )
+    return app
+
+
+def served_urls(host: str, port: int) -> list[str]:
+    """What to open: every LAN address when listening on all interfaces, else the one address."""
+    if host in ("0.0.0.0", "::", ""):
+        addresses = ["localhost", *lan_addresses(include_ipv6=host == "::")]
+        return [url_for(a, port) for a in addresses]
+    return [url_for(host, port)]
+
+
+async def serve_host(config: Config, node: Node, announce: str = "") -> None:
+    """Run host mode until interrupted (Ctrl+C / SIGTERM), then leave the LAN cleanly."""
+    sock = bind_socket(config.host, config.port)
+    app = build_web_app(node, config.name)
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", ws="websockets-sansio", lifespan="on")
+    )
+    try:
+        await node.start()
+        if announce:
+            print(announce, flush=True)
+        print(f"Flet Chat is running in host mode on port {config.port}. Open:", flush=True)
+        for url in served_urls(config.host, config.port):
+            print(f"  {url}", flush=True)
+        await server.serve(sockets=[sock])
+    finally:
+        sock.close()
+        await node.stop()
+
+
+def run_host(config: Config, node: Node, announce: str = "") -> None:
+    asyncio.run(serve_host(config, node, announce))

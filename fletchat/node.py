@@ -1,0 +1,117 @@
+"""One running copy of the app as a LAN peer: the hub, plus the mesh and discovery around it.
+
+Every mode (desktop window, host mode, headless) owns exactly one ``Node``. It starts on the app's
+event loop, so zeroconf and WebSocket events reach the hub on that loop and never touch controls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+from .config import Config
+from .hub import Hub
+from .identity import load_or_create_peer_id
+from .model import MAX_NAME_CHARS, Peer, ValidationError, validate_name
+
+log = logging.getLogger("fletchat.node")
+
+
+def default_peer_name(config: Config) -> str:
+    """A label for this install in others' peer lists: --name, else the host name."""
+    for candidate in (config.name, socket.gethostname(), "Flet Chat"):
+        try:
+            return validate_name(candidate[:MAX_NAME_CHARS])
+        except ValidationError:
+            continue
+    return "Flet Chat"
+
+
+class Node:
+    def __init__(self, config: Config, device: str) -> None:
+        self.config = config
+        self.device = device
+        self.peer_id = load_or_create_peer_id(config.data_dir)
+        self.name = default_peer_name(config)
+        self.hub = Hub(self.peer_id, device)
+        self.mesh = None
+        self.discovery = None
+        self.peer_port: int | None = None
+        self._started = False
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Start the LAN side (idempotent: desktop sessions call it from their ``main``)."""
+        async with self._lock:
+            if self._started:
+                return
+            self._started = True
+            if self.config.lan:
+                await self._start_lan()
+
+    async def _start_lan(self) -> None:
+        from .discovery import Discovery
+        from .mesh import Mesh
+        from .protocol import PROTOCOL_VERSION
+
+        me = Peer(self.peer_id, self.name, self.device)
+        hub = self.hub
+
+        def make_mesh(port: int) -> Mesh:
+            return Mesh(
+                me,
+                on_message=hub.receive,
+                on_peer_up=hub.peer_up,
+                on_peer_down=hub.peer_down,
+                history=hub.history,
+                host=self.config.host,
+                port=port,
+            )
+
+        mesh = make_mesh(self.config.peer_port)
+        try:
+            port = await mesh.start()
+        except OSError as err:
+            if self.config.peer_port == 0:
+                raise
+            log.warning("peer port %s busy (%s); using a free port", self.config.peer_port, err)
+            mesh = make_mesh(0)
+            port = await mesh.start()
+        self.mesh, self.peer_port = mesh, port
+        hub.transport = mesh
+        for host, peer_port in self.config.peers:
+            mesh.add_peer_address(host, peer_port)
+
+        def found(advert) -> None:
+            for address in advert.addresses:
+                mesh.add_peer_address(address, advert.port, advert.peer_id)
+                break
+
+        self.discovery = Discovery(
+            peer_id=self.peer_id,
+            name=self.name,
+            port=port,
+            device=self.device,
+            version=PROTOCOL_VERSION,
+            on_found=found,
+            on_lost=mesh.forget_peer_address,
+            interfaces=list(self.config.interfaces) or None,
+        )
+        await self.discovery.start()
+        log.info("LAN peer %s listening on port %s", self.peer_id[:8], port)
+
+    async def stop(self) -> None:
+        """Say goodbye on the LAN (mDNS goodbye, WebSocket bye) and close."""
+        if self.discovery is not None:
+            try:
+                await self.discovery.stop()
+            except Exception:
+                log.exception("discovery stop failed")
+            self.discovery = None
+        if self.mesh is not None:
+            try:
+                await self.mesh.stop()
+            except Exception:
+                log.exception("mesh stop failed")
+            self.mesh = None

@@ -1,0 +1,48 @@
+"""Flet Chat entry point (the file `flet build` packages): read options, pick a mode, run it.
+
+Modes: desktop window (display + Flet's desktop client), host mode (web server; `--web`, or the
+fallback when no window can open), headless peer (`--headless`). Logic lives in `fletchat/`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from fletchat.config import load_config
+from fletchat.desktop import desktop_unavailable_reason, run_desktop
+from fletchat.headless import run_headless
+from fletchat.host import PortInUse, run_host
+from fletchat.identity import DataDirInUse, DataDirLock
+from fletchat.node import Node
+
+
+def main(argv: list[str]) -> int:
+    config = load_config(argv)
+    logging.basicConfig(
+        level=getattr(logging, config.log_level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    lock = DataDirLock(config.data_dir)
+    try:
+        lock.acquire()
+        if config.headless:
+            run_headless(config, Node(config, "headless"))
+            return 0
+        reason = "--web / FLETCHAT_WEB asked for it" if config.web else desktop_unavailable_reason()
+        if reason is None:
+            reason = run_desktop(Node(config, "desktop"), config.name)
+            if reason is None:
+                return 0
+        run_host(config, Node(config, "web-host"), f"Host mode: {reason}.")
+        return 0
+    except (PortInUse, DataDirInUse) as err:
+        print(f"fletchat: error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        lock.release()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
