@@ -1,0 +1,253 @@
+"""A real LAN on one machine: network namespaces joined by a Linux bridge.
+
+Why: zeroconf, multicast and "is this peer reachable" bugs only show up on a real network stack, and
+loopback hides them (every process shares one address, multicast loops back). Each test host here is
+its own network namespace with its own address on a private /24, joined to the others through a
+bridge that has no address in the root namespace, so test traffic cannot leave the test LAN.
+
+Usage::
+
+    from tests.conftest import need
+    from tests.lan import lan_available, virtual_lan
+
+    def test_something():
+        need(*lan_available())              # skip on a laptop without root, fail under CI
+        with virtual_lan(3) as hosts:       # everything is deleted on exit, even on failure
+            h1, h2, h3 = hosts
+            proc = h1.popen([sys.executable, "-c", "..."])   # runs inside h1's namespace
+            h2.run(["ip", "addr"])                          # ... or wait for it to finish
+            h3.block_multicast()            # mDNS can no longer reach or leave h3; unicast still can
+
+Names are unique per run (``fcbrXXXX`` for the bridge, ``fcXXXX-hN`` for the namespaces), so
+concurrent test runs do not collide. Processes started with ``Host.popen`` are killed at teardown.
+
+Blocking multicast: ``Host.block_multicast()`` (or ``Lan.block_all_multicast()``) moves the host
+behind a bridge "trunk" whose ports have ``mcast_flood off``; checked to stop mDNS discovery both
+ways while unicast TCP keeps working. ``ip link set eth0 multicast off``, a blackhole route for
+224.0.0.251 and ``tc`` filters do NOT work here; ``nft``/``iptables`` are not installed. Details in
+``Lan.block_multicast``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+IFACE = "eth0"  # the name of each host's interface inside its namespace
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check, timeout=20)
+
+
+@cache
+def lan_available() -> tuple[bool, str]:
+    """Can this process build a namespaced LAN? Returns ``(ok, reason)`` for ``need()``."""
+    if not sys.platform.startswith("linux"):
+        return False, "network namespaces need Linux"
+    if os.geteuid() != 0:
+        return False, "network namespaces need root (run the LAN tests as root or in CI)"
+    if shutil.which("ip") is None:
+        return False, "the `ip` command (iproute2) is not installed"
+    probe = f"fcprobe-{secrets.token_hex(3)}"
+    try:
+        res = _ip("netns", "add", probe, check=False)
+        if res.returncode != 0:
+            return False, f"cannot create a network namespace: {res.stderr.strip()}"
+        res = _ip("-n", probe, "link", "set", "lo", "up", check=False)
+        if res.returncode != 0:
+            return False, f"cannot configure a network namespace: {res.stderr.strip()}"
+    finally:
+        _ip("netns", "del", probe, check=False)
+    return True, ""
+
+
+def child_env() -> dict[str, str]:
+    """Environment for Python children: the repo on ``PYTHONPATH`` so ``import fletchat`` works."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@dataclass
+class Host:
+    """One machine on the virtual LAN: a namespace with ``lo`` and ``eth0`` up."""
+
+    name: str  # the network namespace
+    ip: str  # its IPv4 address on the LAN
+    ip6: str = ""  # its IPv6 ULA on the LAN ("" when built with ipv6=False)
+    prefix: int = 24
+    iface: str = IFACE
+    port: str = ""  # its veth end in the root namespace (a bridge port)
+    mac: str = ""
+    lan: Lan | None = field(default=None, repr=False)
+    procs: list[subprocess.Popen[str]] = field(default_factory=list, repr=False)
+
+    def cmd(self, argv: Sequence[str]) -> list[str]:
+        """``argv`` wrapped so it runs inside this host's namespace."""
+        return ["ip", "netns", "exec", self.name, *argv]
+
+    def popen(self, argv: Sequence[str], **kwargs) -> subprocess.Popen[str]:
+        """Start a process inside the namespace (text mode, stdout piped, repo on PYTHONPATH).
+
+        It is killed at LAN teardown if still running.
+        """
+        kwargs.setdefault("stdout", subprocess.PIPE)
+        kwargs.setdefault("text", True)
+        kwargs.setdefault("env", child_env())
+        kwargs.setdefault("cwd", str(ROOT))
+        proc = subprocess.Popen(self.cmd(argv), **kwargs)
+        self.procs.append(proc)
+        return proc
+
+    def run(self, argv: Sequence[str], timeout: float = 20, check: bool = True, **kwargs):
+        """Run a command inside the namespace to completion; returns ``CompletedProcess``."""
+        kwargs.setdefault("capture_output", True)
+        kwargs.setdefault("text", True)
+        kwargs.setdefault("env", child_env())
+        kwargs.setdefault("cwd", str(ROOT))
+        return subprocess.run(self.cmd(argv), timeout=timeout, check=check, **kwargs)
+
+    def block_multicast(self) -> None:
+        """Filter all multicast to and from this host, as some Wi-Fi networks do; unicast still flows.
+
+        See ``Lan.block_multicast``.
+        """
+        assert self.lan is not None
+        self.lan.block_multicast(self)
+
+    def kill_all(self) -> None:
+        """Kill what ``popen`` started here (by pid), and reap it."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                proc.wait(timeout=5)
+            for stream in (proc.stdin, proc.stdout, proc.stderr):
+                if stream is not None:
+                    with contextlib.suppress(Exception):
+                        stream.close()
+
+
+def _random_subnet() -> ipaddress.IPv4Network:
+    return ipaddress.IPv4Network(f"10.213.{secrets.randbelow(256)}.0/24")
+
+
+class Lan(list[Host]):
+    """The hosts of one virtual LAN (a list, so ``h1, h2 = lan`` works) plus the bridge behind them."""
+
+    def __init__(self, tag: str, bridge: str) -> None:
+        super().__init__()
+        self.tag = tag
+        self.bridge = bridge
+        self.links: list[str] = [bridge]  # root-namespace links to delete at teardown
+        self.blocked: set[str] = set()
+
+    def block_multicast(self, host: Host) -> None:
+        """Stop multicast (mDNS included) between ``host`` and the rest of the LAN, both ways.
+
+        How: ``host``'s port moves off the main bridge onto a small bridge of its own, joined to the
+        main one by a veth "trunk" whose two ends have the bridge port flag ``mcast_flood off``. A
+        bridge floods multicast frames only to ports with that flag on, so multicast stops at the
+        trunk in both directions, while unicast and broadcast (ARP) still cross it. IPv6 neighbour
+        discovery is multicast too, so permanent neighbour entries keep IPv6 unicast working.
+
+        Methods that do NOT work here (checked): ``ip link set eth0 multicast off`` and
+        ``ip route add blackhole 224.0.0.251/32`` inside the namespace (the kernel sends multicast on
+        a socket's chosen interface without a route lookup); ``tc`` filters (this kernel has no tc
+        classifiers or actions); ``nft``/``iptables`` are not installed.
+        """
+        if host.name in self.blocked:
+            return
+        k = host.name.rsplit("-h", 1)[1]
+        sub, trunk, trunk_peer = f"fcbr{self.tag}m{k}", f"fc{self.tag}t{k}", f"fc{self.tag}u{k}"
+        _ip("link", "add", sub, "type", "bridge", "mcast_snooping", "0")
+        self.links.append(sub)
+        _ip("link", "add", trunk, "type", "veth", "peer", "name", trunk_peer)
+        self.links.append(trunk)
+        _ip("link", "set", trunk, "master", self.bridge)
+        _ip("link", "set", trunk_peer, "master", sub)
+        for port in (trunk, trunk_peer):
+            subprocess.run(["bridge", "link", "set", "dev", port, "mcast_flood", "off"],
+                           check=True, capture_output=True, text=True)
+        _ip("link", "set", host.port, "master", sub)
+        for link in (sub, trunk, trunk_peer):
+            _ip("link", "set", link, "up")
+        self.blocked.add(host.name)
+        if host.ip6:
+            for other in self:
+                if other is host or not other.ip6:
+                    continue
+                for a, b in ((host, other), (other, host)):
+                    _ip("-n", a.name, "neigh", "replace", b.ip6, "lladdr", b.mac, "dev", a.iface,
+                        "nud", "permanent")
+
+    def block_all_multicast(self) -> None:
+        """The whole LAN filters multicast: nobody can discover anybody through mDNS."""
+        for host in self:
+            self.block_multicast(host)
+
+
+@contextlib.contextmanager
+def virtual_lan(n: int, subnet: str | None = None, ipv6: bool = True) -> Iterator[Lan]:
+    """Build a bridge and ``n`` namespaced hosts on it; delete all of it on exit.
+
+    Host k (1-based) gets address ``subnet.(10+k)``; the subnet defaults to a random
+    ``10.213.X.0/24``. With ``ipv6`` each host also gets ``fd13:X::(10+k)/64`` (a ULA), so
+    dual-stack code paths are exercised. The bridge has no address: the root namespace is not on
+    the LAN. Multicast needs no extra route: mDNS sockets pick their interface explicitly, and the
+    bridge floods link-local groups (snooping is switched off anyway).
+    """
+    ok, reason = lan_available()
+    if not ok:
+        raise RuntimeError(reason)
+    tag = secrets.token_hex(2)
+    net = ipaddress.IPv4Network(subnet) if subnet else _random_subnet()
+    third = int(str(net.network_address).split(".")[2])
+    lan = Lan(tag, f"fcbr{tag}")
+    namespaces: list[str] = []
+    try:
+        _ip("link", "add", lan.bridge, "type", "bridge", "mcast_snooping", "0")
+        _ip("link", "set", lan.bridge, "up")
+        for k in range(1, n + 1):
+            ns = f"fc{tag}-h{k}"
+            veth = f"fc{tag}v{k}"
+            _ip("netns", "add", ns)
+            namespaces.append(ns)
+            _ip("link", "add", veth, "type", "veth", "peer", "name", IFACE, "netns", ns)
+            lan.links.append(veth)
+            _ip("link", "set", veth, "master", lan.bridge)
+            _ip("link", "set", veth, "up")
+            addr = str(net.network_address + 10 + k)
+            addr6 = f"fd13:{third:x}::{10 + k}" if ipv6 else ""
+            _ip("-n", ns, "link", "set", "lo", "up")
+            _ip("-n", ns, "addr", "add", f"{addr}/{net.prefixlen}", "dev", IFACE)
+            if ipv6:
+                # nodad: usable at once instead of after duplicate address detection (~2 s).
+                _ip("-n", ns, "addr", "add", f"{addr6}/64", "dev", IFACE, "nodad")
+            _ip("-n", ns, "link", "set", IFACE, "up")
+            mac = json.loads(_ip("-n", ns, "-j", "link", "show", IFACE).stdout)[0]["address"]
+            lan.append(Host(name=ns, ip=addr, ip6=addr6, prefix=net.prefixlen, port=veth,
+                            mac=mac, lan=lan))
+        yield lan
+    finally:
+        for host in lan:
+            host.kill_all()
+        for ns in namespaces:
+            _ip("netns", "del", ns, check=False)
+        for link in reversed(lan.links):  # veths mostly vanish with their namespace; be sure
+            _ip("link", "del", link, check=False)
