@@ -1,0 +1,520 @@
+"""The peer-to-peer wire format, sans-I/O.
+
+Frames are JSON text objects ``{"v": PROTOCOL_VERSION, "type": ..., ...}``. Everything here is a pure
+function or a small state object, so the rules (validation, limits, rate limiting, which of two
+connections survives, reconnect delays) are tested without sockets, and ``mesh`` stays a thin asyncio
+shell around them. ``docs/protocol.md`` describes the same format for people.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fletchat import __version__
+from fletchat.model import (
+    DEVICE_KINDS,
+    MAX_FRAME_BYTES,
+    Message,
+    ValidationError,
+    validate_id,
+    validate_name,
+)
+
+PROTOCOL_VERSION = 1
+
+# ---- limits of the wire format (the message/name/frame limits live in ``model``) ----
+MAX_SYNC_MESSAGES = 100  # recent messages a newcomer is sent after the handshake, in total
+MAX_GOSSIP_PEERS = 64  # addresses in one ``peers`` frame
+MAX_REASON_CHARS = 100  # ``bye`` reason; close reasons must fit 123 bytes on the wire
+MAX_APP_VERSION_CHARS = 32
+MAX_HOST_CHARS = 64
+MAX_JSON_DEPTH = 16  # deeper nesting is hostile: no frame needs more than 4 levels
+MAX_DIAL = 2**53  # dial counters are JSON numbers: stay exact in every JSON implementation
+
+# Flood protection: every frame costs one token; a connection may burst RATE_BURST frames, then
+# RATE_FRAMES_PER_SECOND on average. A person types far slower; sync arrives in a few big frames.
+RATE_FRAMES_PER_SECOND = 20.0
+RATE_BURST = 50.0
+
+# Reconnect backoff (seconds): doubles per failed attempt up to the cap, with jitter.
+RECONNECT_MIN = 0.5
+RECONNECT_MAX = 30.0
+# Addresses learned from gossip (not from discovery or --peer) are given up after this many failures.
+GOSSIP_MAX_FAILURES = 5
+
+# ---- WebSocket close codes the mesh uses ----
+CLOSE_NORMAL = 1000  # bye, "duplicate", "self"
+CLOSE_GOING_AWAY = 1001  # this peer is shutting down
+CLOSE_PROTOCOL_ERROR = 1002  # a frame broke the format (JSON, types, version, order)
+CLOSE_UNSUPPORTED_DATA = 1003  # binary frame
+CLOSE_POLICY = 1008  # flood (rate limit)
+CLOSE_TOO_BIG = 1009  # frame over MAX_FRAME_BYTES
+CLOSE_TIMEOUT = 1011  # no hello / no heartbeat in time (same code websockets uses for keepalive)
+
+REASON_DUPLICATE = "duplicate"
+REASON_SELF = "self"
+
+_APP_VERSION_RE = re.compile(r"^[A-Za-z0-9.+_-]{1,32}$")
+
+
+class ProtocolError(ValueError):
+    """A frame that breaks the wire format. ``reason`` is fit for a close frame and a log line."""
+
+    def __init__(self, reason: str, code: int = CLOSE_PROTOCOL_ERROR) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+# ---- frames ----
+
+
+@dataclass(frozen=True)
+class Hello:
+    """The handshake: the first frame each side sends.
+
+    ``session`` is a random id per process start, so a restarted peer (same id, new session) is told
+    apart from a second connection of the same running peer. ``dial`` is the dialing side's counter
+    of connections it opened (acceptors send 0); with it both ends agree which of two connections
+    that one peer opened is the newer one.
+    """
+
+    peer_id: str
+    name: str
+    device: str
+    port: int  # where this peer accepts connections; 0 = it does not
+    app: str = __version__
+    session: str = "0"
+    dial: int = 0
+
+
+@dataclass(frozen=True)
+class MsgFrame:
+    """One chat event."""
+
+    message: Message
+
+
+@dataclass(frozen=True)
+class Ping:
+    """Heartbeat; the other side answers with ``Pong``."""
+
+
+@dataclass(frozen=True)
+class Pong:
+    """Heartbeat answer."""
+
+
+@dataclass(frozen=True)
+class PeerAddress:
+    """Where a peer accepts connections, as seen by the peer that gossips it."""
+
+    peer_id: str
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class PeersFrame:
+    """Gossip: peers the sender is connected to, so manually added peers spread through the mesh."""
+
+    peers: tuple[PeerAddress, ...]
+
+
+@dataclass(frozen=True)
+class SyncFrame:
+    """A batch of recent messages, sent right after the handshake so a newcomer sees the talk."""
+
+    messages: tuple[Message, ...]
+
+
+@dataclass(frozen=True)
+class Bye:
+    """A clean leave; the sender closes the connection next."""
+
+    reason: str = ""
+
+
+Frame = Hello | MsgFrame | Ping | Pong | PeersFrame | SyncFrame | Bye
+
+_TYPE_NAMES: dict[type, str] = {
+    Hello: "hello",
+    MsgFrame: "msg",
+    Ping: "ping",
+    Pong: "pong",
+    PeersFrame: "peers",
+    SyncFrame: "sync",
+    Bye: "bye",
+}
+
+
+# ---- encoding ----
+
+
+def _dumps(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _frame_dict(frame: Frame) -> dict[str, Any]:
+    head: dict[str, Any] = {"v": PROTOCOL_VERSION, "type": _TYPE_NAMES[type(frame)]}
+    match frame:
+        case Hello():
+            head.update(
+                id=frame.peer_id,
+                name=frame.name,
+                device=frame.device,
+                port=frame.port,
+                app=frame.app,
+                session=frame.session,
+                dial=frame.dial,
+            )
+        case MsgFrame():
+            head["msg"] = frame.message.to_dict()
+        case PeersFrame():
+            head["peers"] = [{"id": p.peer_id, "host": p.host, "port": p.port} for p in frame.peers]
+        case SyncFrame():
+            head["msgs"] = [m.to_dict() for m in frame.messages]
+        case Bye():
+            head["reason"] = frame.reason
+    return head
+
+
+def encode_frame(frame: Frame) -> str:
+    """Serialize one frame. Raises ``ValueError`` if it would exceed ``MAX_FRAME_BYTES`` (a bug)."""
+    text = _dumps(_frame_dict(frame))
+    if len(text.encode("utf-8")) > MAX_FRAME_BYTES:
+        raise ValueError(f"{_TYPE_NAMES[type(frame)]} frame exceeds {MAX_FRAME_BYTES} bytes")
+    return text
+
+
+def encode_hello(hello: Hello) -> str:
+    return encode_frame(hello)
+
+
+def encode_msg(message: Message) -> str:
+    return encode_frame(MsgFrame(message))
+
+
+def encode_ping() -> str:
+    return encode_frame(Ping())
+
+
+def encode_pong() -> str:
+    return encode_frame(Pong())
+
+
+def encode_bye(reason: str = "") -> str:
+    return encode_frame(Bye(_clip(reason, MAX_REASON_CHARS)))
+
+
+def encode_peers(peers: Iterable[PeerAddress]) -> str:
+    """A gossip frame with at most ``MAX_GOSSIP_PEERS`` addresses (extra ones are left out)."""
+    chosen = []
+    for p in peers:
+        if len(chosen) == MAX_GOSSIP_PEERS:
+            break
+        chosen.append(p)
+    return encode_frame(PeersFrame(tuple(chosen)))
+
+
+def encode_sync(messages: Sequence[Message], limit: int = MAX_SYNC_MESSAGES) -> list[str]:
+    """The newest ``limit`` messages, oldest first, split into frames that each fit the size limit."""
+    recent = list(messages)[-limit:] if limit > 0 else []
+    overhead = len(_dumps(_frame_dict(SyncFrame(())))) + 8
+    frames: list[str] = []
+    batch: list[Message] = []
+    size = overhead
+    for m in recent:
+        m_size = len(_dumps(m.to_dict()).encode("utf-8")) + 1
+        if batch and size + m_size > MAX_FRAME_BYTES:
+            frames.append(encode_frame(SyncFrame(tuple(batch))))
+            batch, size = [], overhead
+        batch.append(m)
+        size += m_size
+    if batch:
+        frames.append(encode_frame(SyncFrame(tuple(batch))))
+    return frames
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ---- decoding ----
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
+def _check_tree(obj: object, depth: int = 0) -> None:
+    """Reject nesting deeper than MAX_JSON_DEPTH and strings that are not valid Unicode."""
+    if depth > MAX_JSON_DEPTH:
+        raise ProtocolError(f"frame nests deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(obj, str):
+        try:
+            obj.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ProtocolError("frame contains an unpaired surrogate (invalid Unicode)") from None
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            _check_tree(key, depth + 1)
+            _check_tree(value, depth + 1)
+    elif isinstance(obj, list):
+        for value in obj:
+            _check_tree(value, depth + 1)
+
+
+def _parse(data: str | bytes) -> dict[str, Any]:
+    if isinstance(data, str):
+        # A str of n characters is at least n UTF-8 bytes: refuse long ones before encoding them.
+        if len(data) > MAX_FRAME_BYTES:
+            raise ProtocolError(f"frame is over {MAX_FRAME_BYTES} bytes", CLOSE_TOO_BIG)
+        try:
+            size = len(data.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise ProtocolError("frame is not valid Unicode") from None
+        text = data
+    elif isinstance(data, (bytes, bytearray, memoryview)):
+        size = len(data)
+        if size > MAX_FRAME_BYTES:
+            raise ProtocolError(f"frame is {size} bytes (limit {MAX_FRAME_BYTES})", CLOSE_TOO_BIG)
+        try:
+            text = bytes(data).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError("frame is not valid UTF-8") from None
+    else:
+        raise ProtocolError("frame must be text")
+    if size > MAX_FRAME_BYTES:
+        raise ProtocolError(f"frame is {size} bytes (limit {MAX_FRAME_BYTES})", CLOSE_TOO_BIG)
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ProtocolError(f"frame nests deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError as err:  # JSONDecodeError, huge integers, NaN/Infinity
+        raise ProtocolError(f"invalid JSON: {_clip(str(err), 60)}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("frame must be a JSON object")
+    _check_tree(obj)
+    return obj
+
+
+def _int_field(obj: dict[str, Any], key: str, ftype: str, lo: int, hi: int) -> int:
+    value = obj.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ProtocolError(f"{ftype}.{key} must be an integer {lo}-{hi}")
+    return value
+
+
+def _str_field(
+    obj: dict[str, Any], key: str, ftype: str, limit: int, default: str | None = None
+) -> str:
+    value = obj.get(key, default)
+    if not isinstance(value, str):
+        raise ProtocolError(f"{ftype}.{key} must be a string")
+    if len(value) > limit:
+        raise ProtocolError(f"{ftype}.{key} is longer than {limit} characters")
+    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in value):
+        raise ProtocolError(f"{ftype}.{key} contains control characters")
+    return value
+
+
+def _validated(ftype: str, key: str, check: Callable[[], Any]) -> Any:
+    try:
+        return check()
+    except ValidationError as err:
+        raise ProtocolError(f"{ftype}.{key}: {err}") from None
+
+
+def _host(value: object, ftype: str) -> str:
+    if not isinstance(value, str) or len(value) > MAX_HOST_CHARS:
+        raise ProtocolError(f"{ftype}.host must be an IP address")
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ProtocolError(f"{ftype}.host must be an IP address") from None
+    return value
+
+
+def _list_field(obj: dict[str, Any], key: str, ftype: str, limit: int) -> list[Any]:
+    value = obj.get(key)
+    if not isinstance(value, list):
+        raise ProtocolError(f"{ftype}.{key} must be a list")
+    if len(value) > limit:
+        raise ProtocolError(f"{ftype}.{key} has more than {limit} entries")
+    return value
+
+
+def _decode_hello(obj: dict[str, Any]) -> Hello:
+    device = obj.get("device")
+    if device not in DEVICE_KINDS:
+        raise ProtocolError(f"hello.device must be one of {', '.join(DEVICE_KINDS)}")
+    app = obj.get("app")
+    if not isinstance(app, str) or not _APP_VERSION_RE.match(app):
+        raise ProtocolError("hello.app must be a short version string")
+    return Hello(
+        peer_id=_validated("hello", "id", lambda: validate_id(obj.get("id"), "peer id")),
+        name=_validated("hello", "name", lambda: validate_name(obj.get("name"))),
+        device=device,
+        port=_int_field(obj, "port", "hello", 0, 65535),
+        app=app,
+        session=_validated("hello", "session", lambda: validate_id(obj.get("session"), "session")),
+        dial=_int_field(obj, "dial", "hello", 0, MAX_DIAL),
+    )
+
+
+def _decode_peers(obj: dict[str, Any]) -> PeersFrame:
+    out = []
+    for entry in _list_field(obj, "peers", "peers", MAX_GOSSIP_PEERS):
+        if not isinstance(entry, dict):
+            raise ProtocolError("peers entries must be objects")
+        out.append(
+            PeerAddress(
+                peer_id=_validated(
+                    "peers", "id", lambda e=entry: validate_id(e.get("id"), "peer id")
+                ),
+                host=_host(entry.get("host"), "peers"),
+                port=_int_field(entry, "port", "peers", 1, 65535),
+            )
+        )
+    return PeersFrame(tuple(out))
+
+
+def _decode_sync(obj: dict[str, Any]) -> SyncFrame:
+    msgs = _list_field(obj, "msgs", "sync", MAX_SYNC_MESSAGES)
+    return SyncFrame(
+        tuple(_validated("sync", "msgs", lambda m=m: Message.from_dict(m)) for m in msgs)
+    )
+
+
+def decode_frame(data: str | bytes) -> Frame:
+    """Parse and validate one frame from a peer; raise ``ProtocolError`` saying what is wrong.
+
+    The size limit is checked before any parsing. Unknown extra fields are ignored (so a later
+    minor addition does not need a version bump); unknown types and versions are refused.
+    """
+    obj = _parse(data)
+    version = obj.get("v")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ProtocolError("frame needs an integer protocol version 'v'")
+    if version != PROTOCOL_VERSION:
+        shown = version if abs(version) < 10**6 else "?"
+        raise ProtocolError(
+            f"unsupported protocol version {shown} (this peer speaks {PROTOCOL_VERSION})"
+        )
+    ftype = obj.get("type")
+    if not isinstance(ftype, str):
+        raise ProtocolError("frame needs a string 'type'")
+    match ftype:
+        case "hello":
+            return _decode_hello(obj)
+        case "msg":
+            return MsgFrame(_validated("msg", "msg", lambda: Message.from_dict(obj.get("msg"))))
+        case "ping":
+            return Ping()
+        case "pong":
+            return Pong()
+        case "peers":
+            return _decode_peers(obj)
+        case "sync":
+            return _decode_sync(obj)
+        case "bye":
+            return Bye(_str_field(obj, "reason", "bye", MAX_REASON_CHARS, default=""))
+    raise ProtocolError(f"unknown frame type {_clip(ftype, 20)!r}")
+
+
+# ---- small pure rules the mesh applies ----
+
+
+@dataclass
+class TokenBucket:
+    """Flood protection per connection: ``allow()`` spends a token; tokens refill at ``rate``/s.
+
+    The clock is injected so tests can drive time.
+    """
+
+    rate: float = RATE_FRAMES_PER_SECOND
+    burst: float = RATE_BURST
+    clock: Callable[[], float] = field(default=lambda: 0.0)
+    tokens: float = field(init=False)
+    _last: float = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.tokens = self.burst
+        self._last = self.clock()
+
+    def allow(self, cost: float = 1.0) -> bool:
+        now = self.clock()
+        elapsed = max(0.0, now - self._last)
+        self._last = now
+        self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
+        if self.tokens >= cost:
+            self.tokens -= cost
+            return True
+        return False
+
+
+@dataclass(frozen=True)
+class ConnKey:
+    """What both ends know about one connection, enough for them to agree which one to keep."""
+
+    initiator: str  # peer id of the side that dialed
+    session: str  # the remote peer's session (from its hello)
+    dial: int  # the initiator's dial counter for this connection
+
+
+def keep_new_connection(existing: ConnKey, new: ConnKey) -> bool:
+    """One connection per pair of peers: should ``new`` replace ``existing`` (same remote peer)?
+
+    - The remote peer restarted (other session): the new connection wins; the old one is stale.
+    - Both peers dialed each other: keep the one dialed by the peer with the smaller id.
+    - One peer dialed twice: keep its newer dial.
+    Both ends apply the same rule to the same facts, so they close the same connection.
+    """
+    if new.session != existing.session:
+        return True
+    if new.initiator != existing.initiator:
+        return new.initiator < existing.initiator
+    return new.dial > existing.dial
+
+
+def backoff_delay(
+    attempt: int, rand: float, lo: float = RECONNECT_MIN, hi: float = RECONNECT_MAX
+) -> float:
+    """Seconds to wait before reconnect ``attempt`` (0-based): exponential, capped, with jitter.
+
+    ``rand`` in [0, 1) (injected) spreads the delay over [50 %, 100 %] of the step, so peers that
+    lost each other at the same moment do not all redial in lockstep.
+    """
+    step = min(hi, lo * 2 ** min(attempt, 32))
+    return step * (0.5 + 0.5 * rand)
+
+
+def gossip_host(advertised: str, via: str) -> str:
+    """The address to dial for a gossiped peer.
+
+    A loopback or unspecified address only means something on the gossiping peer's machine, so
+    the peer is reached at the gossiper's own address (``via``) instead.
+    """
+    try:
+        ip = ipaddress.ip_address(advertised)
+        via_ip = ipaddress.ip_address(via)
+    except ValueError:
+        return advertised
+    if (ip.is_loopback or ip.is_unspecified) and not via_ip.is_loopback:
+        return via
+    return advertised
