@@ -39,10 +39,13 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 IFACE = "eth0"  # the name of each host's interface inside its namespace
@@ -82,6 +85,69 @@ def child_env() -> dict[str, str]:
     return env
 
 
+class JsonProc:
+    """A child that prints one JSON object per line on stdout; lines are collected on a thread.
+
+    ``wait_for(pred)`` returns the first event (old or new) matching ``pred``; ``send(line)`` writes a
+    line to its stdin. Non-JSON lines are kept as ``{"ev": "text", "text": ...}``.
+    """
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.events: list[dict[str, Any]] = []
+        self._cond = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                event = {"ev": "text", "text": line.rstrip("\n")}
+            if not isinstance(event, dict):
+                event = {"ev": "text", "text": line.rstrip("\n")}
+            with self._cond:
+                self.events.append(event)
+                self._cond.notify_all()
+        with self._cond:
+            self.events.append({"ev": "eof", "t": time.time()})
+            self._cond.notify_all()
+
+    def wait_for(
+        self, pred: Callable[[dict[str, Any]], bool], timeout: float = 10.0
+    ) -> dict[str, Any] | None:
+        """The first event satisfying ``pred``, waiting up to ``timeout`` s; None on timeout/EOF."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self._cond:
+            while True:
+                for event in self.events[seen:]:
+                    if pred(event):
+                        return event
+                seen = len(self.events)
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.events and self.events[-1].get("ev") == "eof"):
+                    return None
+                self._cond.wait(left)
+
+    def matching(self, pred: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+        with self._cond:
+            return [e for e in self.events if pred(e)]
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def stderr_text(self) -> str:
+        """Its stderr, once it has exited (stderr goes to a pipe only if it was asked for)."""
+        if self.proc.stderr is None or self.proc.poll() is None:
+            return ""
+        return self.proc.stderr.read()
+
+
 @dataclass
 class Host:
     """One machine on the virtual LAN: a namespace with ``lo`` and ``eth0`` up."""
@@ -112,6 +178,11 @@ class Host:
         proc = subprocess.Popen(self.cmd(argv), **kwargs)
         self.procs.append(proc)
         return proc
+
+    def spawn_json(self, argv: Sequence[str], **kwargs) -> JsonProc:
+        """``popen`` with stdin/stdout piped, wrapped in a ``JsonProc`` that collects JSON lines."""
+        kwargs.setdefault("stdin", subprocess.PIPE)
+        return JsonProc(self.popen(argv, **kwargs))
 
     def run(self, argv: Sequence[str], timeout: float = 20, check: bool = True, **kwargs):
         """Run a command inside the namespace to completion; returns ``CompletedProcess``."""
@@ -182,8 +253,12 @@ class Lan(list[Host]):
         _ip("link", "set", trunk, "master", self.bridge)
         _ip("link", "set", trunk_peer, "master", sub)
         for port in (trunk, trunk_peer):
-            subprocess.run(["bridge", "link", "set", "dev", port, "mcast_flood", "off"],
-                           check=True, capture_output=True, text=True)
+            subprocess.run(
+                ["bridge", "link", "set", "dev", port, "mcast_flood", "off"],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
         _ip("link", "set", host.port, "master", sub)
         for link in (sub, trunk, trunk_peer):
             _ip("link", "set", link, "up")
@@ -193,8 +268,19 @@ class Lan(list[Host]):
                 if other is host or not other.ip6:
                     continue
                 for a, b in ((host, other), (other, host)):
-                    _ip("-n", a.name, "neigh", "replace", b.ip6, "lladdr", b.mac, "dev", a.iface,
-                        "nud", "permanent")
+                    _ip(
+                        "-n",
+                        a.name,
+                        "neigh",
+                        "replace",
+                        b.ip6,
+                        "lladdr",
+                        b.mac,
+                        "dev",
+                        a.iface,
+                        "nud",
+                        "permanent",
+                    )
 
     def block_all_multicast(self) -> None:
         """The whole LAN filters multicast: nobody can discover anybody through mDNS."""
@@ -241,8 +327,9 @@ def virtual_lan(n: int, subnet: str | None = None, ipv6: bool = True) -> Iterato
                 _ip("-n", ns, "addr", "add", f"{addr6}/64", "dev", IFACE, "nodad")
             _ip("-n", ns, "link", "set", IFACE, "up")
             mac = json.loads(_ip("-n", ns, "-j", "link", "show", IFACE).stdout)[0]["address"]
-            lan.append(Host(name=ns, ip=addr, ip6=addr6, prefix=net.prefixlen, port=veth,
-                            mac=mac, lan=lan))
+            lan.append(
+                Host(name=ns, ip=addr, ip6=addr6, prefix=net.prefixlen, port=veth, mac=mac, lan=lan)
+            )
         yield lan
     finally:
         for host in lan:
