@@ -1,0 +1,156 @@
+"""Real-browser plumbing: a host-mode server in a subprocess and Debian's Chromium via Playwright.
+
+Flutter draws on a canvas; the semantics tree (turned on by clicking ``flt-semantics-placeholder``)
+puts aria-labels in the DOM. Message rows carry their own Semantics label ("NAME at HH:MM: TEXT").
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("FLETCHAT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def chromium_available() -> tuple[bool, str]:
+    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+        return False, f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        return False, "the playwright package is not installed (uv sync)"
+    return True, ""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(host: str, port: int, timeout: float = 30.0, proc=None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited early with {proc.returncode}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+@contextmanager
+def host_mode_server(data_dir: Path, *extra: str, port: int | None = None, prefix=()):
+    """``main.py --web`` in a subprocess; yields (url, proc). ``prefix`` runs it e.g. in a netns."""
+    port = port or free_port()
+    log_path = data_dir.parent / f"{data_dir.name}-server.log"
+    log = open(log_path, "w")  # noqa: SIM115
+    args = [
+        *prefix,
+        sys.executable,
+        str(ROOT / "main.py"),
+        "--web",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        *extra,
+    ]
+    proc = subprocess.Popen(
+        args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        if not prefix:
+            wait_for_port("127.0.0.1", port, proc=proc)
+        yield f"http://127.0.0.1:{port}/", proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        log.close()
+
+
+def label_re(text: str) -> re.Pattern[str]:
+    return re.compile(re.escape(text))
+
+
+class ChatPage:
+    """One browser tab on the chat, driven the way a person would: keyboard and clicks."""
+
+    def __init__(self, page) -> None:
+        self.page = page
+
+    @classmethod
+    async def open(cls, context, url: str) -> ChatPage:
+        page = await context.new_page()
+        await page.goto(url)
+        placeholder = page.locator("flt-semantics-placeholder")
+        await placeholder.wait_for(state="attached", timeout=60_000)
+        await placeholder.dispatch_event("click")
+        await page.get_by_label("Enter your name to join the chat").wait_for(timeout=30_000)
+        return cls(page)
+
+    async def join(self, name: str) -> None:
+        await self.page.keyboard.type(name)
+        await self.page.keyboard.press("Enter")
+        await self.page.get_by_label("Write a message...").wait_for(timeout=15_000)
+
+    async def type(self, text: str) -> None:
+        await self.page.keyboard.insert_text(text)
+
+    async def send(self, text: str) -> None:
+        await self.type(text)
+        await self.page.keyboard.press("Enter")
+
+    async def newline(self) -> None:
+        await self.page.keyboard.press("Shift+Enter")
+
+    def message(self, author: str, text: str):
+        """The row whose screen-reader label says AUTHOR wrote TEXT (line breaks as whitespace)."""
+        body = r"\s+".join(re.escape(part) for part in text.split())
+        pattern = re.compile("^" + re.escape(author) + r" at [0-9:\- ]+: " + body + "$")
+        return self.page.get_by_text(pattern)
+
+    def notice(self, text: str):
+        return self.page.get_by_text(text, exact=True)
+
+    async def labels(self) -> list[str]:
+        return await self.page.eval_on_selector_all(
+            "[aria-label]", "els => els.map(e => e.getAttribute('aria-label'))"
+        )
+
+    async def screenshot(self, name: str) -> Path:
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / name
+        await self.page.screenshot(path=str(path))
+        return path
+
+
+async def launch_browser(playwright):
+    return await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
