@@ -199,11 +199,12 @@ class HubSession:
         self.key = key or new_id()
         self.device = device
         self.name: str | None = None
+        self.last_name: str | None = None
 
     def join(self, raw_name: str) -> Message:
         """Validate the name, announce the join to everyone; raises ``ValidationError``."""
         name = validate_name(raw_name)
-        self.name = name
+        self.name = self.last_name = name
         self.hub.session_joined(self.key, name, self.device)
         msg = Message.presence(KIND_JOIN, name, self.hub.peer_id)
         self.hub.post(msg)
@@ -226,6 +227,12 @@ class HubSession:
         name, self.name = self.name, None
         self.hub.session_left(self.key)
         self.hub.post(Message.presence(KIND_LEAVE, name, self.hub.peer_id))
+
+    def rejoin(self) -> Message | None:
+        """After a dropped connection comes back: join again under the same name, if any."""
+        if self.name is None and self.last_name is not None:
+            return self.join(self.last_name)
+        return None
 
     @property
     def joined(self) -> bool:

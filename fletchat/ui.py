@@ -28,6 +28,7 @@ log = logging.getLogger("fletchat.ui")
 APP_TITLE = "Flet Chat"
 NAME_LABEL = "Enter your name to join the chat"
 MESSAGE_HINT = "Write a message..."
+NARROW_WIDTH = 640
 
 
 def format_time(ts: float) -> str:
@@ -191,9 +192,19 @@ class ChatView:
         for msg in self.session.hub.history():
             self.chat.controls.append(message_control(msg))
         self.render_people(self.session.hub.online())
+        page.on_resize = self.on_resize
+        self.fit_width(page.width)
         page.pubsub.subscribe_topic(PUBSUB_TOPIC, self.on_event)
         page.show_dialog(self.login)
         page.update()
+
+    def fit_width(self, width: float | None) -> None:
+        """Phones get the whole width for the conversation; the peer list shows from 640 px."""
+        self.people_panel.visible = width is None or width >= NARROW_WIDTH
+
+    def on_resize(self, e: ft.Event) -> None:
+        self.fit_width(self.page.width)
+        self.page.update()
 
     # ---- hub events (pubsub runs async handlers on the page's loop) ----
     async def on_event(self, topic: str, event: object) -> None:
@@ -258,8 +269,12 @@ def make_session_main(
         def on_disconnect(e: ft.Event) -> None:
             session.leave()
 
+        def on_connect(e: ft.Event) -> None:
+            session.rejoin()  # the tab came back (network blip, laptop lid): same name again
+
         page.on_disconnect = on_disconnect
         page.on_close = on_disconnect
+        page.on_connect = on_connect
         view.mount()
 
     return session_main
