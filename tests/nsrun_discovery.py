@@ -100,7 +100,10 @@ async def run_hostile(args: argparse.Namespace) -> None:
     cases = {
         "bad-id": txt([b"id=not an id!", b"name=Mallory", *good]),
         "long-name": txt([b"id=hostile1", b"name=" + b"M" * 249, *good]),
-        "huge": txt([b"id=hostile2", b"name=" + b"M" * 249, *good] + [b"x" * 254] * 24),
+        "huge": txt(
+            [b"id=hostile2", b"name=Mallory", *good]
+            + [b"k%02d=" % i + b"x" * 249 for i in range(24)]
+        ),
         "not-utf8": txt([b"id=hostile3", b"name=\xff\xfe", *good]),
         "no-name": txt([b"id=hostile4", *good]),
         "ctrl-name": txt([b"id=hostile5", b"name=Mal\x1b[2Jlory", *good]),
