@@ -360,21 +360,19 @@ def _list_field(obj: dict[str, Any], key: str, ftype: str, limit: int) -> list[A
 
 
 def _decode_hello(obj: dict[str, Any]) -> Hello:
+    # Checked in wire order, so the reason names the first bad field.
+    peer_id = _validated("hello", "id", lambda: validate_id(obj.get("id"), "peer id"))
+    name = _validated("hello", "name", lambda: validate_name(obj.get("name")))
     device = obj.get("device")
     if device not in DEVICE_KINDS:
         raise ProtocolError(f"hello.device must be one of {', '.join(DEVICE_KINDS)}")
+    port = _int_field(obj, "port", "hello", 0, 65535)
     app = obj.get("app")
     if not isinstance(app, str) or not _APP_VERSION_RE.match(app):
         raise ProtocolError("hello.app must be a short version string")
-    return Hello(
-        peer_id=_validated("hello", "id", lambda: validate_id(obj.get("id"), "peer id")),
-        name=_validated("hello", "name", lambda: validate_name(obj.get("name"))),
-        device=device,
-        port=_int_field(obj, "port", "hello", 0, 65535),
-        app=app,
-        session=_validated("hello", "session", lambda: validate_id(obj.get("session"), "session")),
-        dial=_int_field(obj, "dial", "hello", 0, MAX_DIAL),
-    )
+    session = _validated("hello", "session", lambda: validate_id(obj.get("session"), "session"))
+    dial = _int_field(obj, "dial", "hello", 0, MAX_DIAL)
+    return Hello(peer_id, name, device, port, app, session, dial)
 
 
 def _decode_peers(obj: dict[str, Any]) -> PeersFrame:
