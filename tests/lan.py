@@ -12,11 +12,16 @@ Usage::
 
     def test_something():
         need(*lan_available())              # skip on a laptop without root, fail under CI
-        with virtual_lan(3) as hosts:       # everything is deleted on exit, even on failure
-            h1, h2, h3 = hosts
-            proc = h1.popen([sys.executable, "-c", "..."])   # runs inside h1's namespace
-            h2.run(["ip", "addr"])                          # ... or wait for it to finish
+        with virtual_lan(3) as lan:         # everything is deleted on exit, even on failure
+            h1, h2, h3 = lan                # Host: .name (netns), .ip, .ip6, .iface ("eth0")
             h3.block_multicast()            # mDNS can no longer reach or leave h3; unicast still can
+            proc = h1.popen([sys.executable, "-c", "..."])   # runs inside h1's namespace
+            peer = h2.spawn_json([sys.executable, "tests/nsrun_discovery.py", "peer", ...])
+            event = peer.wait_for(lambda e: e["ev"] == "found", timeout=10)  # JSON lines on stdout
+            peer.send("quit")                                # a line on its stdin
+            h2.run(["ip", "addr"])                           # run to completion, output captured
+
+Children get the repo on ``PYTHONPATH`` and the repo as cwd, so ``import fletchat`` works in them.
 
 Names are unique per run (``fcbrXXXX`` for the bridge, ``fcXXXX-hN`` for the namespaces), so
 concurrent test runs do not collide. Processes started with ``Host.popen`` are killed at teardown.
