@@ -167,7 +167,7 @@ def instance_name(name: str, peer_id: str, tag: str | None = None) -> str:
     clean = "".join(
         ch
         for ch in name
-        if ch not in ".\\" and unicodedata.category(ch)[0] not in "CZ" or ch == " "
+        if ch == " " or (ch not in ".\\" and unicodedata.category(ch)[0] not in "CZ")
     ).strip()
     budget = 63 - len(suffix.encode())
     label = clean.encode()[:budget].decode("utf-8", "ignore").strip() or "peer"
@@ -212,8 +212,8 @@ def select_interfaces(
                 if adapter is None:
                     raise ValueError(f"No network interface named {item!r}.") from None
                 ips = _adapter_ips(adapter)
-                zc_arg.extend(ip for ip in ips if ":" not in ip)
-                if any(":" in ip for ip in ips) and adapter.index is not None:
+                zc_arg.extend(a for a in ips if ":" not in a)
+                if any(":" in a for a in ips) and adapter.index is not None:
                     zc_arg.append(adapter.index)  # zeroconf joins IPv6 groups by index
                 candidates.extend(ips)
             else:
