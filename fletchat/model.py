@@ -94,7 +94,7 @@ def validate_text(raw: object) -> str | None:
 
 def validate_id(raw: object, what: str = "id") -> str:
     """An opaque identifier from outside: short, printable ASCII, no spaces."""
-    if not isinstance(raw, str) or not _ID_RE.match(raw):
+    if not isinstance(raw, str) or not _ID_RE.fullmatch(raw):
         raise ValidationError(f"Invalid {what}.")
     return raw
 
