@@ -5,8 +5,9 @@ format, limits, rate limiting, which duplicate connection survives, backoff) is 
 there. Nothing from the network reaches the app except validated ``Message`` and ``Peer`` objects,
 and a misbehaving connection is closed on its own without touching the others.
 
-All callbacks run on the event loop thread; ``broadcast``, ``add_peer_address`` and
-``forget_peer_address`` must be called from it too.
+All callbacks run on the event loop thread. ``broadcast``, ``add_peer_address`` and
+``forget_peer_address`` may be called from any thread (Flet runs sync handlers in a thread pool,
+zeroconf has its own threads): off the loop they are handed to it with ``call_soon_threadsafe``.
 """
 
 from __future__ import annotations
@@ -106,6 +107,13 @@ class _Conn:
         return f"{who} at {self.remote_ip}, {'outgoing' if self.outgoing else 'incoming'}"
 
 
+def _check_address(host: object, port: object) -> None:
+    if not isinstance(host, str) or not host:
+        raise ValueError("peer host must be a non-empty string")
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise ValueError(f"invalid peer port {port!r}")
+
+
 def _changed(old: _Conn, new: _Conn) -> bool:
     """Did the peer restart (new session) or change its name, device or address?"""
     assert old.peer and new.peer and old.key and new.key
@@ -180,6 +188,7 @@ class Mesh:
         self._pending_down: dict[str, tuple[_Conn, asyncio.TimerHandle]] = {}
         self._wanted: dict[tuple[str, int], _Wanted] = {}
         self._changed = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
         self._stopping = False
 
@@ -206,6 +215,7 @@ class Mesh:
                 f"{err.strerror or err}",
             ) from err
         self.port = self._server.sockets[0].getsockname()[1]
+        self._loop = asyncio.get_running_loop()
         self._started = True
         for want in list(self._wanted.values()):
             self._spawn_dialer(want)
@@ -242,15 +252,22 @@ class Mesh:
         nothing is dialed while that peer is connected. Without one (``--peer``) the address
         stays wanted for the life of the mesh.
         """
-        self._want(host, port, peer_id, gossip=False)
+        _check_address(host, port)
+        self._on_loop(self._want, host, port, peer_id, gossip=False)
 
     def forget_peer_address(self, peer_id: str) -> None:
         """Discovery lost ``peer_id``: stop reconnecting to it (a live connection stays up)."""
+        self._on_loop(self._forget, peer_id)
+
+    def _forget(self, peer_id: str) -> None:
         for want in [w for w in self._wanted.values() if w.peer_id == peer_id and not w.sticky]:
             self._unwant(want)
 
     def broadcast(self, msg: Message, exclude: str | None = None) -> None:
         """Send ``msg`` once to every connected peer except ``exclude`` and its own origin."""
+        self._on_loop(self._broadcast, msg, exclude)
+
+    def _broadcast(self, msg: Message, exclude: str | None) -> None:
         frame = encode_msg(msg)
         for peer_id, conn in list(self._by_id.items()):
             if peer_id != exclude and peer_id != msg.origin:
@@ -258,7 +275,7 @@ class Mesh:
 
     def peers(self) -> list[Peer]:
         """Connected, handshaken peers, at the address they listen on."""
-        return [c.peer for c in self._by_id.values() if c.peer is not None]
+        return [c.peer for c in list(self._by_id.values()) if c.peer is not None]
 
     def open_connections(self) -> int:
         """Open WebSockets, handshaken or not (diagnostics and tests)."""
@@ -266,11 +283,22 @@ class Mesh:
 
     # ---- wanted addresses and dialing ----
 
+    def _on_loop(self, fn: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        """Run ``fn`` now if on the mesh's loop (or before start), else hand it to the loop."""
+        loop = self._loop
+        if loop is not None:
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is not loop:
+                if not loop.is_closed():
+                    loop.call_soon_threadsafe(lambda: fn(*args, **kwargs))
+                return
+        fn(*args, **kwargs)
+
     def _want(self, host: str, port: int, peer_id: str | None, *, gossip: bool) -> None:
-        if not isinstance(host, str) or not host:
-            raise ValueError("peer host must be a non-empty string")
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-            raise ValueError(f"invalid peer port {port!r}")
+        _check_address(host, port)
         if self._stopping or peer_id == self.me.id:
             return
         if peer_id is not None and not gossip:

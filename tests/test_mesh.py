@@ -371,3 +371,26 @@ async def test_a_client_that_never_says_hello_is_closed(nodes):
                 await asyncio.wait_for(raw.recv(), 5)
     assert closed.value.rcvd is not None
     assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1011, "no hello in time")
+
+
+async def test_broadcast_and_addresses_from_another_thread(nodes):
+    # Flet runs sync handlers in a thread pool and zeroconf has its own threads.
+    a, b = await nodes("a"), await nodes("b")
+    await asyncio.to_thread(a.mesh.add_peer_address, LOOPBACK, b.port, "b")
+    await eventually(lambda: a.connected() == {"b"}, "connected")
+    await asyncio.to_thread(a.mesh.broadcast, chat("from a thread", "a"))
+    await eventually(lambda: b.texts() == ["from a thread"], "delivered")
+
+
+async def test_forget_stops_redialing_but_keeps_the_live_connection(nodes):
+    a, b = await nodes("a"), await nodes("b")
+    a.dial(b, "b")
+    await eventually(lambda: a.connected() == {"b"}, "connected")
+    a.mesh.forget_peer_address("b")
+    assert not a.mesh._wanted
+    await asyncio.sleep(0.3)
+    assert a.connected() == {"b"}
+    await b.mesh.stop()
+    await eventually(lambda: a.downs, "b said bye")
+    assert [(p.id, reason) for p, reason in a.downs] == [("b", "left: shutting down")]
+    assert a.mesh.open_connections() == 0
