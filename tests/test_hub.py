@@ -1,0 +1,278 @@
+"""The hub: dedupe, relay, bounded history, roster, sessions and fan-out, with no network."""
+
+from __future__ import annotations
+
+import pytest
+
+from fletchat.hub import PUBSUB_TOPIC, Hub, HubSession, Online, RosterChanged
+from fletchat.model import (
+    KIND_CHAT,
+    KIND_JOIN,
+    KIND_LEAVE,
+    MAX_MESSAGE_CHARS,
+    Message,
+    Peer,
+    ValidationError,
+)
+
+
+class RecordingTransport:
+    """The one call the hub makes on the LAN side, recorded."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Message, str | None]] = []
+
+    def broadcast(self, msg: Message, exclude: str | None = None) -> None:
+        self.calls.append((msg, exclude))
+
+
+class RecordingPublisher:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+
+    def send_all_on_topic(self, topic: str, message: object) -> None:
+        self.calls.append((topic, message))
+
+
+def make_hub(**kw) -> tuple[Hub, RecordingTransport, list]:
+    transport = RecordingTransport()
+    hub = Hub("me-peer", transport=transport, **kw)
+    events: list = []
+    hub.add_listener(events.append)
+    return hub, transport, events
+
+
+def messages(events: list) -> list[Message]:
+    return [e for e in events if isinstance(e, Message)]
+
+
+def chat(text: str, author: str = "Ada", origin: str = "me-peer") -> Message:
+    return Message.chat(author, text, origin)
+
+
+# ---------------------------------------------------------------- post / receive
+
+
+def test_post_dedupes_by_id() -> None:
+    hub, transport, events = make_hub()
+    m = chat("hello")
+    assert hub.post(m) is True
+    assert hub.post(m) is False
+    assert hub.history() == [m]
+    assert messages(events) == [m]
+    assert transport.calls == [(m, None)]
+
+
+def test_receive_relays_excluding_sender_and_dedupes() -> None:
+    hub, transport, events = make_hub()
+    m = chat("from afar", origin="peer-a")
+    assert hub.receive(m, from_peer="peer-a") is True
+    assert transport.calls == [(m, "peer-a")]
+    # The same message arriving over another path is neither shown nor relayed again.
+    assert hub.receive(m, from_peer="peer-b") is False
+    assert hub.post(m) is False
+    assert transport.calls == [(m, "peer-a")]
+    assert messages(events) == [m]
+    assert hub.history() == [m]
+
+
+def test_post_without_transport_still_publishes() -> None:
+    hub = Hub("me-peer")
+    seen: list = []
+    hub.add_listener(seen.append)
+    m = chat("solo")
+    assert hub.post(m) is True
+    assert seen == [m]
+
+
+def test_history_bounded_and_ordered() -> None:
+    hub, _, _ = make_hub(history_limit=5)
+    sent = [chat(f"message {i}") for i in range(12)]
+    for m in sent:
+        hub.post(m)
+    assert hub.history() == sent[-5:]
+    # A dropped-from-history message is still remembered as seen.
+    assert hub.post(sent[0]) is False
+
+
+def test_history_is_a_copy() -> None:
+    hub, _, _ = make_hub()
+    hub.post(chat("one"))
+    h = hub.history()
+    h.clear()
+    assert len(hub.history()) == 1
+
+
+def test_listener_unsubscribe() -> None:
+    hub, _, events = make_hub()
+    other: list = []
+    remove = hub.add_listener(other.append)
+    hub.post(chat("a"))
+    remove()
+    remove()  # idempotent
+    hub.post(chat("b"))
+    assert [m.text for m in messages(other)] == ["a"]
+    assert [m.text for m in messages(events)] == ["a", "b"]
+
+
+def test_raising_listener_does_not_stop_others() -> None:
+    hub = Hub("me-peer")
+    before: list = []
+    after: list = []
+
+    def broken(event: object) -> None:
+        raise RuntimeError("boom")
+
+    hub.add_listener(before.append)
+    hub.add_listener(broken)
+    hub.add_listener(after.append)
+    m = chat("still delivered")
+    assert hub.post(m) is True
+    assert before == [m] and after == [m]
+
+
+# ---------------------------------------------------------------- sessions
+
+
+def test_join_validates_name() -> None:
+    hub, transport, events = make_hub()
+    s = HubSession(hub, device="browser")
+    with pytest.raises(ValidationError, match="blank"):
+        s.join("   ")
+    assert s.name is None and not s.joined
+    assert hub.online() == [] and hub.history() == [] and events == []
+    assert transport.calls == []
+    with pytest.raises(ValidationError):
+        s.join("x" * 33)
+    assert s.name is None
+
+
+def test_join_announces_and_adds_to_online() -> None:
+    hub, transport, events = make_hub()
+    s = HubSession(hub, key="tab-1", device="browser")
+    msg = s.join("  Ada  ")
+    assert s.joined and s.name == "Ada"
+    assert msg.kind == KIND_JOIN and msg.author == "Ada" and msg.origin == "me-peer"
+    assert msg.display_text == "Ada has joined the chat."
+    assert hub.history() == [msg]
+    assert transport.calls == [(msg, None)]
+    online = hub.online()
+    assert [(o.key, o.name, o.device, o.local) for o in online] == [
+        ("tab-1", "Ada", "browser", True)
+    ]
+    rosters = [e for e in events if isinstance(e, RosterChanged)]
+    assert rosters and rosters[-1].online == tuple(online)
+
+
+def test_send() -> None:
+    hub, transport, events = make_hub()
+    s = HubSession(hub)
+    with pytest.raises(ValidationError, match="Join"):
+        s.send("too early")
+    s.join("Ada")
+    assert s.send("") is None
+    assert s.send("  \n\t ") is None
+    n = len(hub.history())
+    with pytest.raises(ValidationError, match=str(MAX_MESSAGE_CHARS)):
+        s.send("x" * (MAX_MESSAGE_CHARS + 1))
+    assert len(hub.history()) == n
+    m = s.send("  hello  ")
+    assert m is not None and m.kind == KIND_CHAT and m.text == "hello" and m.author == "Ada"
+    assert hub.history()[-1] == m
+    assert transport.calls[-1] == (m, None)
+    assert messages(events)[-1] == m
+
+
+def test_leave_once_and_leaves_roster() -> None:
+    hub, transport, events = make_hub()
+    a = HubSession(hub, key="a")
+    b = HubSession(hub, key="b")
+    a.join("Ada")
+    b.join("Bob")
+    assert [o.name for o in hub.online()] == ["Ada", "Bob"]
+    a.leave()
+    assert not a.joined
+    leaves = [m for m in hub.history() if m.kind == KIND_LEAVE]
+    assert len(leaves) == 1 and leaves[0].author == "Ada"
+    assert leaves[0].display_text == "Ada has left the chat."
+    assert [o.name for o in hub.online()] == ["Bob"]
+    n_hist, n_events, n_calls = len(hub.history()), len(events), len(transport.calls)
+    a.leave()  # second leave: nothing happens
+    assert (len(hub.history()), len(events), len(transport.calls)) == (n_hist, n_events, n_calls)
+    with pytest.raises(ValidationError):
+        a.send("after leaving")
+
+
+def test_leave_before_join_is_noop() -> None:
+    hub, transport, events = make_hub()
+    HubSession(hub).leave()
+    assert hub.history() == [] and events == [] and transport.calls == []
+
+
+# ---------------------------------------------------------------- peers
+
+
+def test_peer_up_and_down() -> None:
+    hub, transport, events = make_hub()
+    HubSession(hub, key="local").join("Zed")
+    carol = Peer("peer-carol", "Carol", device="android")
+    hub.peer_up(carol)
+    online = hub.online()
+    assert [(o.name, o.local) for o in online] == [("Carol", False), ("Zed", True)]
+    assert online[0] == Online("peer-carol", "Carol", "android", carol.since, False)
+    assert isinstance(events[-1], RosterChanged) and events[-1].online == tuple(online)
+
+    n_calls = len(transport.calls)
+    hub.peer_down(carol, reason="heartbeat timeout")
+    assert [o.name for o in hub.online()] == ["Zed"]
+    notice = messages(events)[-1]
+    assert notice.kind == KIND_LEAVE and notice.author == "Carol"
+    assert notice.display_text == "Carol has left the chat."
+    assert any(isinstance(e, RosterChanged) and e.online == tuple(hub.online()) for e in events)
+    # The notice is local only: the peer could not say goodbye, so nobody relays one for it.
+    assert len(transport.calls) == n_calls
+
+    n_events = len(events)
+    hub.peer_down(carol)  # already gone: nothing more
+    assert len(events) == n_events
+
+
+def test_peer_down_unknown_peer_is_noop() -> None:
+    hub, _, events = make_hub()
+    hub.peer_down(Peer("ghost", "Ghost"))
+    assert events == [] and hub.history() == []
+
+
+def test_peer_down_uses_name_known_at_peer_up() -> None:
+    hub, _, events = make_hub()
+    hub.peer_up(Peer("p1", "Carol"))
+    hub.peer_down(Peer("p1", "renamed"))
+    assert messages(events)[-1].author == "Carol"
+
+
+def test_online_sorted_case_insensitively() -> None:
+    hub, _, _ = make_hub()
+    for key, name in [("1", "bob"), ("2", "Alice"), ("3", "carol")]:
+        HubSession(hub, key=key).join(name)
+    hub.peer_up(Peer("p", "Bea"))
+    assert [o.name for o in hub.online()] == ["Alice", "Bea", "bob", "carol"]
+
+
+# ---------------------------------------------------------------- pubsub
+
+
+def test_use_pubsub_publishes_messages_and_roster() -> None:
+    hub, _, events = make_hub()
+    pub = RecordingPublisher()
+    hub.use_pubsub(pub)
+    hub.use_pubsub(RecordingPublisher())  # the first one stays
+    s = HubSession(hub, key="k")
+    join = s.join("Ada")
+    m = s.send("hi")
+    assert all(topic == PUBSUB_TOPIC for topic, _ in pub.calls)
+    published = [e for _, e in pub.calls]
+    assert join in published and m in published
+    rosters = [e for e in published if isinstance(e, RosterChanged)]
+    assert rosters and [o.name for o in rosters[-1].online] == ["Ada"]
+    # Listeners and the publisher see the same events in the same order.
+    assert published == events
