@@ -644,10 +644,12 @@ class Mesh:
                 )
 
     async def _close(self, conn: _Conn, code: int, reason: str) -> None:
+        """Close ``conn``; the app hears that the peer is down now, not after the close handshake
+        (which can take ``close_timeout`` when the other side is busy or gone)."""
         if code in _ERROR_CODES:
             log.warning("closing connection with %s: %s (%d)", conn.describe(), reason, code)
-            if not conn.down_reason:
-                conn.down_reason = reason
+        conn.down_reason = conn.down_reason or reason
+        self._unregister(conn, conn.down_reason)
         with contextlib.suppress(Exception):
             await conn.ws.close(code, _close_reason(reason))
 

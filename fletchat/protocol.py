@@ -39,9 +39,10 @@ MAX_JSON_DEPTH = 16  # deeper nesting is hostile: no frame needs more than 4 lev
 MAX_DIAL = 2**53  # dial counters are JSON numbers: stay exact in every JSON implementation
 
 # Flood protection: every frame costs one token; a connection may burst RATE_BURST frames, then
-# RATE_FRAMES_PER_SECOND on average. A person types far slower; sync arrives in a few big frames.
-RATE_FRAMES_PER_SECOND = 20.0
-RATE_BURST = 50.0
+# RATE_FRAMES_PER_SECOND on average. People type far slower, but a newcomer relays what it learned
+# from one peer's sync (up to MAX_SYNC_MESSAGES msg frames) to the others, so the burst is roomy.
+RATE_FRAMES_PER_SECOND = 30.0
+RATE_BURST = 3.0 * MAX_SYNC_MESSAGES
 
 # Reconnect backoff (seconds): doubles per failed attempt up to the cap, with jitter.
 RECONNECT_MIN = 0.5

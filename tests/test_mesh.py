@@ -394,3 +394,45 @@ async def test_forget_stops_redialing_but_keeps_the_live_connection(nodes):
     await eventually(lambda: a.downs, "b said bye")
     assert [(p.id, reason) for p, reason in a.downs] == [("b", "left: shutting down")]
     assert a.mesh.open_connections() == 0
+
+
+async def test_with_real_hubs_a_newcomer_relaying_a_full_sync_is_not_taken_for_a_flood():
+    # The hub relays every new message it receives, so a newcomer passes a whole sync on at once.
+    from fletchat.hub import Hub
+
+    meshes: list[Mesh] = []
+    hubs: dict[str, Hub] = {}
+    downs: list[tuple[str, str, str]] = []
+
+    async def start(peer_id: str) -> Mesh:
+        hub = Hub(peer_id)
+        mesh = Mesh(
+            Peer(peer_id, peer_id.capitalize()),
+            on_message=hub.receive,
+            on_peer_up=hub.peer_up,
+            on_peer_down=lambda p, reason: downs.append((peer_id, p.id, reason)),
+            history=hub.history,
+            host=LOOPBACK,
+            **FAST,
+        )
+        hub.transport = mesh
+        hubs[peer_id] = hub
+        await mesh.start()
+        meshes.append(mesh)
+        return mesh
+
+    try:
+        a, b, c = await start("a"), await start("b"), await start("c")
+        for i in range(100):
+            hubs["a"].post(chat(f"old {i}", "a"))
+        b.add_peer_address(LOOPBACK, c.port)
+        await eventually(lambda: len(c.peers()) == 1, "b and c connected, both with no history")
+        c.add_peer_address(LOOPBACK, a.port)  # c gets a's 100 messages and relays them all to b
+        for hub in hubs.values():
+            await eventually(lambda hub=hub: len(hub.history()) == 100, "everyone has the history")
+        await eventually(lambda: all(len(m.peers()) == 2 for m in meshes), "full mesh")
+        await asyncio.sleep(0.3)
+        assert downs == []
+        assert [m.text for m in hubs["b"].history()] == [f"old {i}" for i in range(100)]
+    finally:
+        await asyncio.gather(*(m.stop() for m in meshes), return_exceptions=True)
