@@ -60,13 +60,18 @@ def parse_peer(text: str) -> tuple[str, int]:
     else:
         host, sep, port_text = text.rpartition(":")
         ok = bool(sep) and bool(host)
-    if not ok or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not ok or not _is_ascii_number(port_text) or not 0 < int(port_text) < 65536:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
     return host, int(port_text)
 
 
+def _is_ascii_number(text: str) -> bool:
+    """``str.isdigit`` also accepts "²" and other digits ``int`` refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def _port(text: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) < 65536:
+    if not _is_ascii_number(text) or not 0 <= int(text) < 65536:
         raise argparse.ArgumentTypeError(f"not a TCP port: {text!r}")
     return int(text)
 

@@ -7,7 +7,9 @@ stdout and the peer keeps going.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import signal
 import sys
 import threading
 
@@ -37,6 +39,9 @@ async def serve_headless(config: Config, node: Node) -> None:
             loop.call_soon_threadsafe(lines.put_nowait, line.rstrip("\n"))
         loop.call_soon_threadsafe(lines.put_nowait, None)
 
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows: no such handlers
+            loop.add_signal_handler(sig, lines.put_nowait, None)
     node.hub.add_listener(on_event)
     await node.start()
     session = HubSession(node.hub, device="headless")

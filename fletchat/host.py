@@ -8,6 +8,7 @@ event loop. We bind the socket ourselves so a busy port is a one-line error, not
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import socket
@@ -49,23 +50,43 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+HIDDEN_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown; we finish shutting down
+    ourselves (goodbyes to the LAN), so the signal is consumed here instead of killing the loop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
+
+
+def _without_api_docs(app) -> None:
+    """FastAPI's /docs, /redoc and /openapi.json describe internals nobody on the LAN needs."""
+    app.router.routes[:] = [
+        r for r in app.router.routes if getattr(r, "path", None) not in HIDDEN_PATHS
+    ]
+
+
 def build_web_app(node: Node, prefill_name: str = ""):
     """flet-web's FastAPI app with our session ``main``, without FastAPI's API docs pages."""
     import flet_web.fastapi as flet_fastapi
 
     session_main = make_session_main(lambda: node.hub, device="browser", prefill_name=prefill_name)
     app = flet_fastapi.FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
-    app.mount(
-        "/",
-        flet_fastapi.app(
-            session_main,
-            assets_dir=str(ASSETS_DIR) if ASSETS_DIR.is_dir() else None,
-            app_name=APP_TITLE,
-            app_short_name=APP_TITLE,
-            app_description="Chat with people on your local network.",
-            no_cdn=True,
-        ),
+    flet_app = flet_fastapi.app(
+        session_main,
+        assets_dir=str(ASSETS_DIR) if ASSETS_DIR.is_dir() else None,
+        app_name=APP_TITLE,
+        app_short_name=APP_TITLE,
+        app_description="Chat with people on your local network.",
+        no_cdn=True,
     )
+    _without_api_docs(flet_app)
+    app.mount("/", flet_app)
     return app
 
 
@@ -81,7 +102,7 @@ async def serve_host(config: Config, node: Node, announce: str = "") -> None:
     """Run host mode until interrupted (Ctrl+C / SIGTERM), then leave the LAN cleanly."""
     sock = bind_socket(config.host, config.port)
     app = build_web_app(node, config.name)
-    server = uvicorn.Server(
+    server = _Server(
         uvicorn.Config(app, log_level="warning", ws="websockets-sansio", lifespan="on")
     )
     try:

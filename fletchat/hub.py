@@ -49,6 +49,7 @@ class RosterChanged:
     """Published when someone comes or goes, so every view can redraw its peer list."""
 
     online: tuple[Online, ...]
+    devices: tuple[Online, ...] = ()
 
 
 HubEvent = Message | RosterChanged
@@ -80,6 +81,8 @@ class Hub:
     _publisher: Publisher | None = field(init=False, default=None)
     _sessions: dict[str, Online] = field(init=False, default_factory=dict)
     _peers: dict[str, Online] = field(init=False, default_factory=dict)
+    _people: dict[tuple[str, str], Online] = field(init=False, default_factory=dict)
+    _joins_by_person: dict[tuple[str, str], Message] = field(init=False, default_factory=dict)
     _lock: threading.RLock = field(init=False, default_factory=threading.RLock)
 
     def __post_init__(self) -> None:
@@ -109,6 +112,9 @@ class Hub:
         """A message written here: remember, show locally, send to the LAN. False if a duplicate."""
         if not self._remember(msg):
             return False
+        if msg.kind == KIND_JOIN:
+            with self._lock:
+                self._joins_by_person[(msg.origin, msg.author)] = msg
         self._publish(msg)
         if self.transport is not None:
             self.transport.broadcast(msg)
@@ -121,7 +127,27 @@ class Hub:
         self._publish(msg)
         if self.transport is not None:
             self.transport.broadcast(msg, exclude=from_peer)
+        if msg.kind in (KIND_JOIN, KIND_LEAVE) and msg.origin != self.peer_id:
+            self._track_remote_person(msg)
         return True
+
+    def sync_batch(self) -> list[Message]:
+        """What a newly connected peer is sent: recent history plus the join of everyone here now.
+
+        The joins matter even when they are older than the history window: they are how the other
+        side learns who is online behind this peer (its browser tabs, its desktop user).
+        """
+        with self._lock:
+            recent = list(self._history)
+            present = {(self.peer_id, o.name) for o in self._sessions.values()}
+            joins = {
+                m.id: m
+                for m in self._joins_by_person.values()
+                if (m.origin, m.author) in present
+            }
+        for m in recent:
+            joins.pop(m.id, None)
+        return sorted(joins.values(), key=lambda m: m.ts) + recent
 
     def history(self) -> list[Message]:
         """Recent conversation, oldest first, for late joiners and newly connected peers."""
@@ -152,13 +178,31 @@ class Hub:
 
     # ---- roster ----
     def online(self) -> list[Online]:
-        """Everyone here and on the LAN, sorted by name."""
+        """Every person here and behind connected LAN peers, sorted by name."""
         with self._lock:
-            everyone = list(self._sessions.values()) + list(self._peers.values())
+            everyone = list(self._sessions.values()) + list(self._people.values())
         return sorted(everyone, key=lambda o: (o.name.casefold(), o.key))
 
+    def lan_peers(self) -> list[Online]:
+        """The devices (other installs) this one has a live connection to."""
+        with self._lock:
+            return sorted(self._peers.values(), key=lambda o: (o.name.casefold(), o.key))
+
+    def _track_remote_person(self, msg: Message) -> None:
+        key = (msg.origin, msg.author)
+        with self._lock:
+            if msg.kind == KIND_JOIN:
+                peer = self._peers.get(msg.origin)
+                device = peer.device if peer is not None else "LAN"
+                self._people[key] = Online(
+                    f"{msg.origin}/{msg.author}", msg.author, device, msg.ts, local=False
+                )
+            elif self._people.pop(key, None) is None:
+                return
+        self._roster_changed()
+
     def _roster_changed(self) -> None:
-        self._publish(RosterChanged(tuple(self.online())))
+        self._publish(RosterChanged(tuple(self.online()), tuple(self.lan_peers())))
 
     def session_joined(self, key: str, name: str, device: str) -> None:
         with self._lock:
@@ -172,7 +216,7 @@ class Hub:
             self._roster_changed()
 
     def peer_up(self, peer: Peer) -> None:
-        """The mesh has a live, handshaken connection to ``peer``."""
+        """The mesh has a live, handshaken connection to ``peer`` (its people arrive by sync)."""
         with self._lock:
             self._peers[peer.id] = Online(peer.id, peer.name, peer.device, peer.since, local=False)
         self._roster_changed()
@@ -181,14 +225,16 @@ class Hub:
         """A peer vanished (goodbye, heartbeat timeout). Show it like a session leaving."""
         with self._lock:
             gone = self._peers.pop(peer.id, None)
-        if gone is None:
+            people = [k for k in self._people if k[0] == peer.id]
+            left = [self._people.pop(k) for k in people]
+        if gone is None and not left:
             return
         log.info("peer %s (%s) left: %s", peer.name, peer.id, reason or "disconnected")
         self._roster_changed()
-        # Local-only notice: the peer could not say goodbye itself, so it is not relayed.
-        notice = Message(new_id(), KIND_LEAVE, gone.name, peer.id, "", time.time())
-        if self._remember(notice):
-            self._publish(notice)
+        # Local-only notices: the peer could not say goodbye for its people. They stay out of the
+        # history, which is synced to other peers, so nobody sees the same departure twice.
+        for person in left:
+            self._publish(Message(new_id(), KIND_LEAVE, person.name, peer.id, "", time.time()))
 
 
 class HubSession:

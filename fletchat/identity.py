@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 from .model import ValidationError, new_id, validate_id
@@ -24,7 +25,7 @@ def load_or_create_peer_id(data_dir: Path) -> str:
         try:
             return validate_id(path.read_text(encoding="utf-8").strip(), "peer id")
         except (ValidationError, UnicodeDecodeError):
-            backup = path.with_suffix(".corrupt")
+            backup = path.with_name(f"{PEER_ID_FILE}.corrupt-{int(time.time() * 1000)}")
             path.replace(backup)
             print(f"fletchat: {path} was unreadable; moved it to {backup} and made a new id",
                   file=sys.stderr)

@@ -49,6 +49,10 @@ AVATAR_COLORS = (
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
+# Zero-width (non-)joiners are ordinary parts of Persian, Indic and emoji spelling, not controls.
+JOINERS = "\u200c\u200d"
+
+
 class ValidationError(ValueError):
     """Input that breaks a rule; ``str(err)`` is a sentence fit to show the person who sent it."""
 
@@ -57,7 +61,7 @@ def _has_control_chars(text: str, allow_newlines: bool = False) -> bool:
     for ch in text:
         if allow_newlines and ch in "\n\t":
             continue
-        if unicodedata.category(ch) in ("Cc", "Cf") and ch not in "\u200d":
+        if unicodedata.category(ch) in ("Cc", "Cf") and ch not in JOINERS:
             return True
     return False
 
@@ -80,7 +84,7 @@ def validate_text(raw: object) -> str | None:
     """Return the trimmed message text, ``None`` for whitespace only, or raise if over the limit."""
     if not isinstance(raw, str):
         raise ValidationError("Message must be text.")
-    text = raw.strip()
+    text = raw.replace("\r\n", "\n").replace("\r", "\n").strip()
     if not text:
         return None
     if len(text) > MAX_MESSAGE_CHARS:

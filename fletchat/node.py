@@ -64,7 +64,7 @@ class Node:
                 on_message=hub.receive,
                 on_peer_up=hub.peer_up,
                 on_peer_down=hub.peer_down,
-                history=hub.history,
+                history=hub.sync_batch,
                 host=self.config.host,
                 port=port,
             )

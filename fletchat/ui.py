@@ -145,8 +145,11 @@ class ChatView:
         )
         self.people = ft.Column(spacing=8, scroll=ft.ScrollMode.AUTO, expand=True)
         self.people_title = ft.Text("Online", weight=ft.FontWeight.BOLD)
+        self.devices_line = ft.Text("", size=11, color=ft.Colors.GREY_600)
         self.people_panel = ft.Container(
-            content=ft.Column([self.people_title, self.people], spacing=8, expand=True),
+            content=ft.Column(
+                [self.people_title, self.devices_line, self.people], spacing=8, expand=True
+            ),
             width=220,
             padding=10,
             border=ft.Border.all(1, ft.Colors.OUTLINE),
@@ -191,7 +194,7 @@ class ChatView:
         )
         for msg in self.session.hub.history():
             self.chat.controls.append(message_control(msg))
-        self.render_people(self.session.hub.online())
+        self.render_people(self.session.hub.online(), self.session.hub.lan_peers())
         page.on_resize = self.on_resize
         self.fit_width(page.width)
         page.pubsub.subscribe_topic(PUBSUB_TOPIC, self.on_event)
@@ -211,7 +214,7 @@ class ChatView:
         if isinstance(event, Message):
             self.chat.controls.append(message_control(event))
         elif isinstance(event, RosterChanged):
-            self.render_people(list(event.online))
+            self.render_people(list(event.online), list(event.devices))
         else:
             return
         try:
@@ -219,8 +222,15 @@ class ChatView:
         except RuntimeError:  # the session went away while the event was in flight
             log.debug("dropping event for a closed session")
 
-    def render_people(self, online: list[Online]) -> None:
+    def render_people(self, online: list[Online], devices: list[Online]) -> None:
         self.people_title.value = f"Online ({len(online)})"
+        count = len(devices)
+        self.devices_line.value = (
+            "no other devices found on the LAN"
+            if count == 0
+            else f"{count} other device{'s' if count != 1 else ''} on the LAN: "
+            + ", ".join(f"{d.name} ({d.device})" for d in devices)
+        )
         self.people.controls = [online_tile(p) for p in online]
 
     # ---- user actions ----

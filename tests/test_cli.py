@@ -229,12 +229,6 @@ def test_host_mode_serves_index(host: tuple[Running, int]) -> None:
     assert "<title>Flet Chat</title>" in body
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="host.build_web_app turns docs off on the outer FastAPI app only; the inner app from "
-    "flet_web.fastapi.app() (FastAPI() with default docs_url/redoc_url/openapi_url), mounted at '/', "
-    "still serves /docs, /redoc and /openapi.json",
-)
 def test_host_mode_hides_api_docs(host: tuple[Running, int]) -> None:
     _, port = host
     for path in ("/docs", "/redoc", "/openapi.json"):
@@ -256,13 +250,6 @@ def test_host_mode_creates_identity(host: tuple[Running, int]) -> None:
     assert (data / "instance.lock").is_file()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Ctrl+C in host mode ends in a KeyboardInterrupt traceback: uvicorn's Server.serve "
-    "re-raises the captured SIGINT after its graceful shutdown, asyncio.run's SIGINT handler then "
-    "cancels serve_host (so the awaits in its finally, node.stop(), are cancelled) and main.py "
-    "does not catch KeyboardInterrupt",
-)
 def test_ctrl_c_stops_host_mode_cleanly(tmp_path: Path) -> None:
     # SIGINT as at a terminal, even if this test run inherited it ignored (a handled signal is
     # reset to the default in the child at exec; an ignored one would stay ignored).

@@ -151,11 +151,6 @@ def test_bad_port_option_exits_2(value: str) -> None:
     assert exc.value.code == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config._port: str.isdigit() accepts superscript digits such as '²' but int('²') "
-    "raises ValueError, which env_port does not catch (traceback instead of exit 2)",
-)
 def test_unicode_digit_port_env_exits_2() -> None:
     with pytest.raises(SystemExit):
         load_config([], {"FLETCHAT_PORT": "²"})

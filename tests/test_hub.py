@@ -215,26 +215,45 @@ def test_leave_before_join_is_noop() -> None:
 def test_peer_up_and_down() -> None:
     hub, transport, events = make_hub()
     HubSession(hub, key="local").join("Zed")
-    carol = Peer("peer-carol", "Carol", device="android")
+    carol = Peer("peer-carol", "Carol's phone", device="android")
     hub.peer_up(carol)
+    # The device is listed at once; its person arrives with her join (live or by sync).
+    assert [d.name for d in hub.lan_peers()] == ["Carol's phone"]
+    assert [o.name for o in hub.online()] == ["Zed"]
+    hub.receive(Message.presence(KIND_JOIN, "Carol", "peer-carol"), from_peer="peer-carol")
     online = hub.online()
-    assert [(o.name, o.local) for o in online] == [("Carol", False), ("Zed", True)]
-    assert online[0] == Online("peer-carol", "Carol", "android", carol.since, False)
+    assert [(o.name, o.local, o.device) for o in online] == [
+        ("Carol", False, "android"),
+        ("Zed", True, "browser"),
+    ]
     assert isinstance(events[-1], RosterChanged) and events[-1].online == tuple(online)
+    assert events[-1].devices == tuple(hub.lan_peers())
 
     n_calls = len(transport.calls)
+    n_history = len(hub.history())
     hub.peer_down(carol, reason="heartbeat timeout")
-    assert [o.name for o in hub.online()] == ["Zed"]
+    assert [o.name for o in hub.online()] == ["Zed"] and hub.lan_peers() == []
     notice = messages(events)[-1]
     assert notice.kind == KIND_LEAVE and notice.author == "Carol"
     assert notice.display_text == "Carol has left the chat."
     assert any(isinstance(e, RosterChanged) and e.online == tuple(hub.online()) for e in events)
-    # The notice is local only: the peer could not say goodbye, so nobody relays one for it.
+    # The notice is local only: not relayed, and not in the history that is synced to peers.
     assert len(transport.calls) == n_calls
+    assert len(hub.history()) == n_history
 
     n_events = len(events)
     hub.peer_down(carol)  # already gone: nothing more
     assert len(events) == n_events
+
+
+def test_remote_leave_removes_the_person() -> None:
+    hub, _, _ = make_hub()
+    hub.peer_up(Peer("p1", "host"))
+    hub.receive(Message.presence(KIND_JOIN, "Ann", "p1"), from_peer="p1")
+    hub.receive(Message.presence(KIND_JOIN, "Ben", "p1"), from_peer="p1")
+    assert [o.name for o in hub.online()] == ["Ann", "Ben"]
+    hub.receive(Message.presence(KIND_LEAVE, "Ann", "p1"), from_peer="p1")
+    assert [o.name for o in hub.online()] == ["Ben"]
 
 
 def test_peer_down_unknown_peer_is_noop() -> None:
@@ -243,18 +262,27 @@ def test_peer_down_unknown_peer_is_noop() -> None:
     assert events == [] and hub.history() == []
 
 
-def test_peer_down_uses_name_known_at_peer_up() -> None:
-    hub, _, events = make_hub()
-    hub.peer_up(Peer("p1", "Carol"))
-    hub.peer_down(Peer("p1", "renamed"))
-    assert messages(events)[-1].author == "Carol"
+def test_sync_batch_carries_joins_of_people_present_even_when_old() -> None:
+    hub, _, _ = make_hub(history_limit=3)
+    HubSession(hub, key="s1").join("Old Timer")
+    gone = HubSession(hub, key="s2")
+    gone.join("Gone")
+    gone.leave()
+    me = HubSession(hub, key="s3")
+    me.join("Me")
+    for i in range(5):
+        me.send(f"m{i}")
+    batch = hub.sync_batch()
+    assert [m.text for m in batch[-3:]] == ["m2", "m3", "m4"]
+    joins = [m.author for m in batch if m.kind == KIND_JOIN]
+    assert sorted(joins) == ["Me", "Old Timer"]  # not "Gone": no longer here
 
 
 def test_online_sorted_case_insensitively() -> None:
     hub, _, _ = make_hub()
     for key, name in [("1", "bob"), ("2", "Alice"), ("3", "carol")]:
         HubSession(hub, key=key).join(name)
-    hub.peer_up(Peer("p", "Bea"))
+    hub.receive(Message.presence(KIND_JOIN, "Bea", "p"), from_peer="p")
     assert [o.name for o in hub.online()] == ["Alice", "Bea", "bob", "carol"]
 
 

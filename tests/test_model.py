@@ -354,12 +354,6 @@ def test_from_dict_only_raises_validation_error(data: object) -> None:
     assert 0 <= m.ts < 1e11
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="model._has_control_chars refuses every Cf character except U+200D (ZWJ); U+200C "
-    "(ZERO WIDTH NON-JOINER) is an ordinary part of Persian and Indic spelling, so "
-    "'می\\u200cخواهم' ('I want') is refused as 'control characters'",
-)
 def test_persian_text_with_zwnj_is_accepted() -> None:
     text = "می\u200cخواهم بیایم"
     assert validate_text(text) == text
