@@ -1,0 +1,779 @@
+"""Persistent history: SQLite (WAL, FTS5), per-origin sequence numbers, sync cursors, outbox.
+
+The store knows messages, channels, origins (the install that wrote a message) and opaque peer keys
+for sync cursors. It does not know sockets, sessions or controls. Every method is thread-safe: one
+connection guarded by one lock (WAL lets other processes read meanwhile). Bursts of incoming
+messages go through ``StoreWriter``, which commits them in batches on its own thread.
+
+See ``docs/store.md`` for the schema, ordering, catch-up exchange, outbox and corruption handling.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Self
+
+from .clock import Stamp
+from .model import DEFAULT_CHANNEL, Message
+
+log = logging.getLogger(__name__)
+
+# "FLCT": written to the database header (PRAGMA application_id) so a foreign database is recognised.
+APPLICATION_ID = 0x464C4354
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+State = Literal["pending", "sent", "delivered"]
+STATES: tuple[State, ...] = ("pending", "sent", "delivered")
+
+# Search markers around each matched term in a snippet. STX/ETX are control characters, which
+# ``model.validate_text`` never lets into a message, so they cannot collide with stored text.
+MARK_START = "\x02"
+MARK_END = "\x03"
+MAX_QUERY_CHARS = 200
+MAX_QUERY_TERMS = 16
+SNIPPET_TOKENS = 12
+MAX_BATCH = 1000  # upper bound for missing_for / recent / search limits
+
+_TERM_RE = re.compile(r"\w+")
+
+
+class StoreError(RuntimeError):
+    """The database cannot be used; ``str(err)`` says why and where the original was copied."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """A message as the store keeps it: the shared ``Message`` plus store-side ordering fields.
+
+    ``hlc`` orders history everywhere; ``seq`` is the origin's own counter (1, 2, 3, ... per origin)
+    used for catch-up, ``None`` for messages from peers that do not send one.
+    """
+
+    msg: Message
+    hlc: Stamp
+    seq: int | None = None
+    state: State = "delivered"
+    received_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: the record and a snippet with ``MARK_START``/``MARK_END`` around matches."""
+
+    record: Record
+    snippet: str
+
+
+# ---- schema ----------------------------------------------------------------------------------
+# Each entry upgrades the schema by one version (PRAGMA user_version = index + 1), inside one
+# transaction together with the version bump, so an interrupted upgrade leaves the old version.
+# Never edit a shipped entry; append a new one.
+MIGRATIONS: tuple[str, ...] = (
+    # v1
+    f"""
+    PRAGMA application_id = {APPLICATION_ID};
+    CREATE TABLE channels (
+        name TEXT PRIMARY KEY,
+        created_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO channels (name, created_at) VALUES ('{DEFAULT_CHANNEL}', 0);
+    CREATE TABLE messages (
+        n INTEGER PRIMARY KEY,              -- local row number (FTS5 content rowid)
+        id TEXT NOT NULL UNIQUE,
+        channel TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        seq INTEGER CHECK (seq IS NULL OR seq >= 1),
+        hlc TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        author TEXT NOT NULL,
+        text TEXT NOT NULL,
+        ts REAL NOT NULL,
+        received_at REAL NOT NULL,
+        state TEXT NOT NULL DEFAULT 'delivered'
+            CHECK (state IN ('pending', 'sent', 'delivered'))
+    );
+    CREATE UNIQUE INDEX messages_origin_seq ON messages (origin, seq) WHERE seq IS NOT NULL;
+    CREATE INDEX messages_channel_hlc ON messages (channel, hlc);
+    CREATE INDEX messages_hlc ON messages (hlc);
+    CREATE TABLE origins (
+        origin TEXT PRIMARY KEY,
+        contiguous INTEGER NOT NULL DEFAULT 0,  -- every seq 1..contiguous is stored
+        max_seq INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    CREATE TABLE sync_cursors (
+        peer TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        seq INTEGER NOT NULL,                   -- peer is known to hold origin's 1..seq
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (peer, origin)
+    ) WITHOUT ROWID;
+    CREATE TABLE outbox (
+        id TEXT PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
+        queued_at REAL NOT NULL,
+        sent_at REAL,
+        delivered_at REAL
+    ) WITHOUT ROWID;
+    CREATE INDEX outbox_undelivered ON outbox (queued_at) WHERE delivered_at IS NULL;
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+# The full-text index is derived data: created (and rebuilt) whenever FTS5 is available, and its
+# triggers dropped when it is not (some mobile Python builds ship SQLite without FTS5), in which case
+# search falls back to LIKE. It is therefore not part of the numbered migrations.
+_FTS_SQL = """
+CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(
+    text, content='messages', content_rowid='n', tokenize='unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER IF NOT EXISTS messages_fts_ai AFTER INSERT ON messages BEGIN
+    INSERT INTO messages_fts (rowid, text) VALUES (new.n, new.text);
+END;
+CREATE TRIGGER IF NOT EXISTS messages_fts_ad AFTER DELETE ON messages BEGIN
+    INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', old.n, old.text);
+END;
+CREATE TRIGGER IF NOT EXISTS messages_fts_au AFTER UPDATE OF text ON messages BEGIN
+    INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', old.n, old.text);
+    INSERT INTO messages_fts (rowid, text) VALUES (new.n, new.text);
+END;
+"""
+_FTS_TRIGGERS = ("messages_fts_ai", "messages_fts_ad", "messages_fts_au")
+
+_COLS = "m.id, m.kind, m.author, m.origin, m.text, m.ts, m.channel, m.hlc, m.seq, m.state, " \
+        "m.received_at"
+
+
+def fts5_available() -> bool:
+    """Whether this Python's SQLite was built with FTS5."""
+    try:
+        con = sqlite3.connect(":memory:")
+        try:
+            con.execute("CREATE VIRTUAL TABLE t USING fts5(x)")
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return False
+    return True
+
+
+def fts_query(raw: str) -> str | None:
+    """Turn what a person typed into a safe FTS5 query: every word quoted, each a prefix, all required.
+
+    Only runs of word characters survive, each wrapped in double quotes, so FTS5 operators and
+    syntax (``"``, ``*``, ``NEAR(``, ``AND``, ``:``, parentheses) are searched as plain words or
+    dropped, never interpreted. ``None`` when nothing searchable is left.
+    """
+    terms = _TERM_RE.findall(raw[:MAX_QUERY_CHARS])[:MAX_QUERY_TERMS]
+    if not terms:
+        return None
+    return " ".join('"' + t.replace('"', '""') + '"*' for t in terms)
+
+
+def _row_to_record(row: Sequence[object]) -> Record:
+    mid, kind, author, origin, text, ts, channel, hlc, seq, state, received_at = row
+    # Rows were validated (model.Message.from_dict / Message.chat) before they were stored.
+    msg = Message(
+        str(mid), str(kind), str(author), str(origin), str(text),
+        float(ts), str(channel),  # type: ignore[arg-type]
+    )
+    state = str(state)
+    return Record(
+        msg,
+        Stamp.decode(hlc),
+        None if seq is None else int(seq),  # type: ignore[call-overload]
+        state if state in STATES else "delivered",  # type: ignore[arg-type]
+        float(received_at),  # type: ignore[arg-type]
+    )
+
+
+def _backup(path: Path) -> Path:
+    """Copy the database (and its -wal/-shm, if any) to ``<name>.bad-<timestamp>``; never delete."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"{path.name}.bad-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.bad-{stamp}-{n}")
+    shutil.copy2(path, target)
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            shutil.copy2(side, target.with_name(target.name + suffix))
+    return target
+
+
+def _inspect(path: Path) -> str | None:
+    """Why an existing file is not a usable store of ours, or ``None`` if it is (read-only check)."""
+    with open(path, "rb") as f:
+        header = f.read(len(SQLITE_HEADER))
+    if not header:
+        return None  # empty file: SQLite treats it as a new database
+    if header != SQLITE_HEADER:
+        return "is not a SQLite database"
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as err:
+        return f"cannot be opened ({err})"
+    try:
+        check = con.execute("PRAGMA quick_check").fetchall()
+        if check != [("ok",)]:
+            first = "; ".join(str(r[0]) for r in check[:3])
+            return f"is damaged (quick_check: {first})"
+        app_id = con.execute("PRAGMA application_id").fetchone()[0]
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+        tables = con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    except sqlite3.Error as err:
+        return f"is damaged or unreadable ({err})"
+    finally:
+        con.close()
+    if app_id == 0 and version == 0 and tables == 0:
+        return None  # an empty SQLite database: ours to initialise
+    if app_id != APPLICATION_ID:
+        return f"belongs to another application (application_id {app_id:#x})"
+    if version > SCHEMA_VERSION:
+        return (
+            f"was written by a newer Flet Chat (schema {version}; this version knows up to "
+            f"{SCHEMA_VERSION}); update the app"
+        )
+    return None
+
+
+class Store:
+    """Message history in one SQLite file. Open with ``Store.open(path)``; close with ``close()``."""
+
+    def __init__(self, con: sqlite3.Connection, path: Path, fts: bool,
+                 clock: Callable[[], float]) -> None:
+        self._con = con
+        self.path = path
+        self.fts = fts
+        self._now = clock
+        self._lock = threading.RLock()
+        self._closed = False
+
+    # ---- lifecycle ----
+    @classmethod
+    def open(cls, path: str | Path, *, fts: bool | None = None,
+             clock: Callable[[], float] = time.time) -> Store:
+        """Open (creating if needed) and upgrade the store at ``path``.
+
+        Raises ``StoreError`` if the file is not a Flet Chat database, is damaged, or comes from a
+        newer schema; the file is first copied to ``<name>.bad-<timestamp>`` and left untouched.
+        ``fts=False`` forces the LIKE search fallback (as on a SQLite without FTS5).
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            problem = _inspect(path)
+            if problem is not None:
+                backup = _backup(path)
+                raise StoreError(
+                    f"{path} {problem}. It was left as it is and copied to {backup}; "
+                    f"move it away (or choose another data directory) to start a new history."
+                )
+        use_fts = fts5_available() if fts is None else (fts and fts5_available())
+        con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+        try:
+            con.execute("PRAGMA journal_mode = WAL")
+            con.execute("PRAGMA synchronous = NORMAL")  # durable across app crashes in WAL mode
+            con.execute("PRAGMA foreign_keys = ON")
+            cls._migrate(con)
+            cls._sync_fts(con, use_fts)
+        except sqlite3.Error as err:
+            con.close()
+            raise StoreError(f"{path} could not be prepared: {err}") from err
+        return cls(con, path, use_fts, clock)
+
+    @staticmethod
+    def _migrate(con: sqlite3.Connection) -> None:
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            # executescript() cannot run inside an explicit transaction, so run the statements of
+            # one migration one by one between BEGIN and COMMIT (SQLite DDL is transactional).
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                for stmt in _statements(MIGRATIONS[target - 1]):
+                    con.execute(stmt)
+                con.execute(f"PRAGMA user_version = {target}")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            log.info("store schema upgraded to version %d", target)
+
+    @staticmethod
+    def _sync_fts(con: sqlite3.Connection, use_fts: bool) -> None:
+        names = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+        if use_fts:
+            if "messages_fts" in names and all(t in names for t in _FTS_TRIGGERS):
+                return
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                for stmt in _statements(_FTS_SQL):
+                    con.execute(stmt)
+                con.execute("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        else:
+            for trig in _FTS_TRIGGERS:  # a trigger on a missing module would break every insert
+                if trig in names:
+                    con.execute(f"DROP TRIGGER {trig}")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self._con.execute("PRAGMA optimize")
+            except sqlite3.Error:
+                pass
+            self._con.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- writing ----
+    def add(self, msg: Message, hlc: Stamp, seq: int | None = None) -> bool:
+        """Store a message from a peer. ``False`` if it is already stored (same id): idempotent."""
+        return self.add_many([Record(msg, hlc, seq)])[0]
+
+    def add_many(self, records: Iterable[Record]) -> list[bool]:
+        """Store many records in one transaction; per record, ``True`` if it was new.
+
+        A record's ``state`` and ``received_at`` are ignored: peers' messages are stored as
+        ``delivered``, received now. A new id that reuses an already stored (origin, seq) is refused
+        (``False``) and logged: seq numbers belong to their origin and must not repeat.
+        """
+        records = list(records)
+        if not records:
+            return []
+        results: list[bool] = []
+        with self._lock, self._transaction():
+            now = self._now()
+            touched: set[str] = set()
+            channels: set[str] = set()
+            for rec in records:
+                m = rec.msg
+                cur = self._con.execute(
+                    "INSERT OR IGNORE INTO messages (id, channel, origin, seq, hlc, kind, author, "
+                    "text, ts, received_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                    "'delivered')",
+                    (m.id, m.channel, m.origin, rec.seq, rec.hlc.encode(), m.kind, m.author,
+                     m.text, m.ts, now),
+                )
+                new = cur.rowcount == 1
+                results.append(new)
+                if new:
+                    channels.add(m.channel)
+                    if rec.seq is not None:
+                        touched.add(m.origin)
+                elif rec.seq is not None and not self._has_id(m.id):
+                    log.warning("message %s refused: %s seq %d is already another message",
+                                m.id, m.origin, rec.seq)
+            self._ensure_channels(channels, now)
+            for origin in touched:
+                self._advance(origin)
+        return results
+
+    def add_local(self, msg: Message, hlc: Stamp) -> Record:
+        """Store a message written on this install: next seq of ``msg.origin``, state ``pending``,
+        queued in the outbox until ``mark_delivered``. Raises ``StoreError`` on a duplicate id."""
+        with self._lock, self._transaction():
+            now = self._now()
+            seq = self._next_seq(msg.origin)
+            try:
+                self._con.execute(
+                    "INSERT INTO messages (id, channel, origin, seq, hlc, kind, author, text, ts, "
+                    "received_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
+                    (msg.id, msg.channel, msg.origin, seq, hlc.encode(), msg.kind, msg.author,
+                     msg.text, msg.ts, now),
+                )
+            except sqlite3.IntegrityError as err:
+                raise StoreError(f"message {msg.id} is already stored") from err
+            self._con.execute("INSERT INTO outbox (id, queued_at) VALUES (?, ?)", (msg.id, now))
+            self._ensure_channels({msg.channel}, now)
+            self._advance(msg.origin)
+        return Record(msg, hlc, seq, "pending", now)
+
+    def next_seq(self, origin: str) -> int:
+        """The seq the next message written by ``origin`` gets (1 for a new origin)."""
+        with self._lock:
+            return self._next_seq(origin)
+
+    # ---- reading ----
+    def get(self, msg_id: str) -> Record | None:
+        with self._lock:
+            row = self._con.execute(
+                f"SELECT {_COLS} FROM messages m WHERE m.id = ?", (msg_id,)
+            ).fetchone()
+        return None if row is None else _row_to_record(row)
+
+    def recent(self, channel: str = DEFAULT_CHANNEL, limit: int = 50,
+               before: Stamp | None = None) -> list[Record]:
+        """The ``limit`` latest messages of ``channel`` older than ``before``, oldest first.
+
+        Page upwards by passing the first record's ``hlc`` of the previous page as ``before``.
+        """
+        limit = max(0, min(limit, MAX_BATCH))
+        with self._lock:
+            if before is None:
+                rows = self._con.execute(
+                    f"SELECT {_COLS} FROM messages m WHERE m.channel = ? "
+                    "ORDER BY m.hlc DESC, m.id DESC LIMIT ?", (channel, limit)).fetchall()
+            else:
+                rows = self._con.execute(
+                    f"SELECT {_COLS} FROM messages m WHERE m.channel = ? AND m.hlc < ? "
+                    "ORDER BY m.hlc DESC, m.id DESC LIMIT ?",
+                    (channel, before.encode(), limit)).fetchall()
+        return [_row_to_record(r) for r in reversed(rows)]
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._con.execute("SELECT count(*) FROM messages").fetchone()[0])
+
+    def last_hlc(self) -> Stamp | None:
+        """The greatest stored stamp: seed ``HLC(last=...)`` with it after a restart."""
+        with self._lock:
+            row = self._con.execute("SELECT max(hlc) FROM messages").fetchone()
+        return None if row[0] is None else Stamp.decode(row[0])
+
+    # ---- search ----
+    def search(self, query: str, channel: str | None = None, limit: int = 50,
+               marks: tuple[str, str] = (MARK_START, MARK_END)) -> list[Hit]:
+        """Messages containing every word of ``query`` (each as a prefix), newest first.
+
+        Any text is safe to pass: it is reduced to quoted words (see ``fts_query``), never raises
+        for odd input, and returns ``[]`` when nothing searchable is left.
+        """
+        limit = max(0, min(limit, MAX_BATCH))
+        if not isinstance(query, str) or limit == 0:
+            return []
+        if not self.fts:
+            return self._search_like(query, channel, limit, marks)
+        match = fts_query(query)
+        if match is None:
+            return []
+        with self._lock:
+            rows = self._con.execute(
+                f"SELECT {_COLS}, snippet(messages_fts, 0, ?, ?, '…', ?) "
+                "FROM messages_fts JOIN messages m ON m.n = messages_fts.rowid "
+                "WHERE messages_fts MATCH ? AND (? IS NULL OR m.channel = ?) "
+                "ORDER BY m.hlc DESC LIMIT ?",
+                (marks[0], marks[1], SNIPPET_TOKENS, match, channel, channel, limit),
+            ).fetchall()
+        return [Hit(_row_to_record(r[:-1]), str(r[-1])) for r in rows]
+
+    def _search_like(self, query: str, channel: str | None, limit: int,
+                     marks: tuple[str, str]) -> list[Hit]:
+        terms = _TERM_RE.findall(query[:MAX_QUERY_CHARS])[:MAX_QUERY_TERMS]
+        if not terms:
+            return []
+        where = " AND ".join("m.text LIKE ? ESCAPE '\\'" for _ in terms)
+        args: list[object] = ["%" + _like_escape(t) + "%" for t in terms]
+        with self._lock:
+            rows = self._con.execute(
+                f"SELECT {_COLS} FROM messages m WHERE {where} AND (? IS NULL OR m.channel = ?) "
+                "ORDER BY m.hlc DESC LIMIT ?", (*args, channel, channel, limit)).fetchall()
+        return [Hit(rec, _highlight(rec.msg.text, terms, marks))
+                for rec in map(_row_to_record, rows)]
+
+    # ---- catch-up ----
+    def have_summary(self) -> dict[str, int]:
+        """Per origin, the highest seq such that every seq 1..it is stored (origins with >= 1)."""
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT origin, contiguous FROM origins WHERE contiguous > 0").fetchall()
+        return {str(o): int(c) for o, c in rows}
+
+    def missing_for(self, summary: Mapping[str, int], limit: int = 200,
+                    after: tuple[str, int] | None = None) -> list[Record]:
+        """What a peer whose ``have_summary()`` is ``summary`` lacks: records with a seq above the
+        peer's number for their origin, in (origin, seq) order, at most ``limit``.
+
+        Fewer than ``limit`` means this pass is complete. Otherwise ask again with
+        ``after=(last.msg.origin, last.seq)``. The peer's summary comes from outside: entries that
+        are not (str, int >= 0) are treated as absent.
+        """
+        limit = max(1, min(limit, MAX_BATCH))
+        out: list[Record] = []
+        with self._lock:
+            origins = self._con.execute(
+                "SELECT origin, max_seq FROM origins WHERE origin >= ? ORDER BY origin",
+                (after[0] if after else "",)).fetchall()
+            for origin, max_seq in origins:
+                have = summary.get(origin, 0)
+                if isinstance(have, bool) or not isinstance(have, int) or have < 0:
+                    have = 0
+                floor = have
+                if after is not None and origin == after[0]:
+                    floor = max(floor, after[1])
+                if max_seq <= floor:
+                    continue
+                rows = self._con.execute(
+                    f"SELECT {_COLS} FROM messages m WHERE m.origin = ? AND m.seq > ? "
+                    "ORDER BY m.seq LIMIT ?", (origin, floor, limit - len(out))).fetchall()
+                out.extend(_row_to_record(r) for r in rows)
+                if len(out) >= limit:
+                    break
+        return out
+
+    def update_cursor(self, peer: str, summary: Mapping[str, int]) -> None:
+        """Remember that ``peer`` holds each origin's 1..seq (from its summary or its acks).
+        Cursors only move forward."""
+        with self._lock, self._transaction():
+            now = self._now()
+            for origin, seq in summary.items():
+                if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+                    continue
+                self._con.execute(
+                    "INSERT INTO sync_cursors (peer, origin, seq, updated_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (peer, origin) DO UPDATE SET seq = max(seq, excluded.seq), "
+                    "updated_at = excluded.updated_at", (peer, origin, seq, now))
+
+    def cursor(self, peer: str) -> dict[str, int]:
+        """What ``peer`` was last known to hold: pass to ``missing_for`` to push what it lacks."""
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT origin, seq FROM sync_cursors WHERE peer = ?", (peer,)).fetchall()
+        return {str(o): int(s) for o, s in rows}
+
+    # ---- outbox ----
+    def pending(self, limit: int = MAX_BATCH) -> list[Record]:
+        """Local messages no peer has confirmed yet, oldest first."""
+        with self._lock:
+            rows = self._con.execute(
+                f"SELECT {_COLS} FROM outbox o JOIN messages m ON m.id = o.id "
+                "WHERE o.delivered_at IS NULL ORDER BY o.queued_at, m.seq LIMIT ?",
+                (max(0, min(limit, MAX_BATCH)),)).fetchall()
+        return [_row_to_record(r) for r in rows]
+
+    def mark_sent(self, msg_id: str) -> bool:
+        """Handed to at least one connection (not yet confirmed). ``False`` if not in the outbox."""
+        with self._lock, self._transaction():
+            now = self._now()
+            cur = self._con.execute(
+                "UPDATE outbox SET sent_at = coalesce(sent_at, ?) WHERE id = ?", (now, msg_id))
+            self._con.execute(
+                "UPDATE messages SET state = 'sent' WHERE id = ? AND state = 'pending'", (msg_id,))
+            return cur.rowcount == 1
+
+    def mark_delivered(self, msg_id: str) -> bool:
+        """A peer confirmed it holds the message. ``False`` if unknown or already delivered."""
+        with self._lock, self._transaction():
+            now = self._now()
+            cur = self._con.execute(
+                "UPDATE outbox SET delivered_at = ?, sent_at = coalesce(sent_at, ?) "
+                "WHERE id = ? AND delivered_at IS NULL", (now, now, msg_id))
+            self._con.execute("UPDATE messages SET state = 'delivered' WHERE id = ?", (msg_id,))
+            return cur.rowcount == 1
+
+    # ---- channels ----
+    def channels(self) -> list[str]:
+        with self._lock:
+            rows = self._con.execute("SELECT name FROM channels ORDER BY name").fetchall()
+        return [str(r[0]) for r in rows]
+
+    def create_channel(self, name: str) -> bool:
+        """``False`` if it already exists. Validate ``name`` with ``model.validate_channel`` first."""
+        with self._lock, self._transaction():
+            cur = self._con.execute(
+                "INSERT OR IGNORE INTO channels (name, created_at) VALUES (?, ?)",
+                (name, self._now()))
+            return cur.rowcount == 1
+
+    # ---- internals ----
+    def _transaction(self) -> _Tx:
+        if self._closed:
+            raise StoreError("the store is closed")
+        return _Tx(self._con)
+
+    def _has_id(self, msg_id: str) -> bool:
+        return self._con.execute("SELECT 1 FROM messages WHERE id = ?", (msg_id,)).fetchone() \
+            is not None
+
+    def _next_seq(self, origin: str) -> int:
+        row = self._con.execute(
+            "SELECT max(seq) FROM messages WHERE origin = ?", (origin,)).fetchone()
+        return 1 if row[0] is None else int(row[0]) + 1
+
+    def _ensure_channels(self, names: set[str], now: float) -> None:
+        for name in names:
+            self._con.execute(
+                "INSERT OR IGNORE INTO channels (name, created_at) VALUES (?, ?)", (name, now))
+
+    def _advance(self, origin: str) -> None:
+        """Recompute ``origins.contiguous``/``max_seq`` for ``origin`` after inserts."""
+        row = self._con.execute(
+            "SELECT contiguous FROM origins WHERE origin = ?", (origin,)).fetchone()
+        c = 0 if row is None else int(row[0])
+        while True:
+            seqs = [int(r[0]) for r in self._con.execute(
+                "SELECT seq FROM messages WHERE origin = ? AND seq > ? ORDER BY seq LIMIT 512",
+                (origin, c))]
+            for s in seqs:
+                if s != c + 1:
+                    break
+                c = s
+            else:
+                if len(seqs) == 512:
+                    continue
+            break
+        top = self._con.execute(
+            "SELECT max(seq) FROM messages WHERE origin = ?", (origin,)).fetchone()[0] or 0
+        self._con.execute(
+            "INSERT INTO origins (origin, contiguous, max_seq) VALUES (?, ?, ?) "
+            "ON CONFLICT (origin) DO UPDATE SET contiguous = excluded.contiguous, "
+            "max_seq = excluded.max_seq", (origin, c, top))
+
+
+class _Tx:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (the connection is in autocommit)."""
+
+    def __init__(self, con: sqlite3.Connection) -> None:
+        self._con = con
+
+    def __enter__(self) -> None:
+        self._con.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self._con.execute("COMMIT")
+        else:
+            self._con.execute("ROLLBACK")
+
+
+def _statements(script: str) -> list[str]:
+    """Split a script into complete statements (``sqlite3.complete_statement`` handles triggers)."""
+    out: list[str] = []
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        if line.strip().startswith("--") and not buf.strip():
+            continue
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out
+
+
+def _like_escape(term: str) -> str:
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _highlight(text: str, terms: Sequence[str], marks: tuple[str, str]) -> str:
+    """Mark case-insensitive occurrences of ``terms`` (the LIKE fallback's snippet)."""
+    pattern = re.compile("|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True)),
+                         re.IGNORECASE)
+    return pattern.sub(lambda m: marks[0] + m.group(0) + marks[1], text)
+
+
+# ---- batched writes ----------------------------------------------------------------------------
+class StoreWriter:
+    """Queues records and commits them with ``Store.add_many`` on a background thread: every
+    ``batch_size`` records or ``interval`` seconds after the first queued one, or on ``flush()``.
+
+    ``submit`` never touches the disk, so a burst of incoming messages does not stall the caller
+    (it blocks only if ``max_queued`` records are already waiting). ``on_commit(records, results)``
+    runs on the writer thread after each committed batch. If a batch fails (disk full, I/O error),
+    it is logged and dropped: those messages are still held by the peers that sent them, and since
+    the summary does not include them, the next catch-up fetches them again.
+    """
+
+    def __init__(self, store: Store, batch_size: int = 500, interval: float = 0.05,
+                 max_queued: int = 50_000,
+                 on_commit: Callable[[list[Record], list[bool]], None] | None = None) -> None:
+        self.store = store
+        self.batch_size = batch_size
+        self.interval = interval
+        self.max_queued = max_queued
+        self.on_commit = on_commit
+        self.failed = 0
+        self._queue: list[Record] = []
+        self._cv = threading.Condition()
+        self._submitted = 0
+        self._done = 0
+        self._flush = False
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, record: Record) -> None:
+        with self._cv:
+            if self._closing:
+                raise StoreError("the writer is closed")
+            while len(self._queue) >= self.max_queued and not self._closing:
+                self._cv.wait()
+            self._queue.append(record)
+            self._submitted += 1
+            self._cv.notify_all()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything submitted so far is committed (or failed). ``False`` on timeout."""
+        with self._cv:
+            target = self._submitted
+            self._flush = True
+            self._cv.notify_all()
+            return self._cv.wait_for(lambda: self._done >= target, timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Commit what is queued, then stop the thread. Safe to call twice."""
+        with self._cv:
+            self._closing = True
+            self._cv.notify_all()
+        self._thread.join(timeout)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _take(self) -> list[Record] | None:
+        with self._cv:
+            while not self._queue:
+                if self._closing:
+                    return None
+                self._cv.wait()
+            deadline = time.monotonic() + self.interval
+            while len(self._queue) < self.batch_size and not self._flush and not self._closing:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cv.wait(left)
+            batch = self._queue[: self.batch_size]
+            del self._queue[: self.batch_size]
+            if not self._queue:
+                self._flush = False
+            self._cv.notify_all()  # room for blocked submitters
+            return batch
+
+    def _run(self) -> None:
+        while (batch := self._take()) is not None:
+            results: list[bool] | None = None
+            try:
+                results = self.store.add_many(batch)
+            except Exception:
+                self.failed += len(batch)
+                log.exception("store writer: a batch of %d messages was not saved", len(batch))
+            with self._cv:
+                self._done += len(batch)
+                self._cv.notify_all()
+            if results is not None and self.on_commit is not None:
+                try:
+                    self.on_commit(batch, results)
+                except Exception:
+                    log.exception("store writer: on_commit failed")
