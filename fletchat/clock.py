@@ -1,9 +1,9 @@
 """Hybrid Logical Clock (HLC): one total order for messages written on many machines.
 
-A ``Stamp`` is (physical milliseconds, logical counter, node id). It stays close to wall-clock time,
-never goes backwards on one install (even if the wall clock does), and is always greater than any stamp
-this install has observed, so a reply sorts after the message it answers even when the replier's
-clock is behind. The node id breaks ties, so two installs never produce equal stamps.
+A ``Stamp`` is (physical milliseconds, logical counter, node id). It stays close to wall-clock
+time, never goes backwards on one install (even if the wall clock does), and is always greater than
+any stamp this install has observed, so a reply sorts after the message it answers even when the
+replier's clock is behind. The node id breaks ties, so two installs never produce equal stamps.
 
 Pure: no I/O. The wall clock is injected (milliseconds since the epoch), so tests drive time.
 Reference: Kulkarni et al., "Logical Physical Clocks and Consistent Snapshots" (2014).
@@ -41,7 +41,7 @@ def wall_ms() -> int:
 
 @dataclass(frozen=True, order=True)
 class Stamp:
-    """One HLC timestamp. Ordered by (wall_ms, counter, node); ``encode()`` keeps that order as text."""
+    """One HLC timestamp, ordered by (wall_ms, counter, node); ``encode()`` keeps that order."""
 
     wall_ms: int
     counter: int
@@ -125,7 +125,7 @@ class HLC:
 
         Raises ``ClockDriftError`` (and leaves the clock unchanged) if ``remote`` is more than
         ``max_drift_ms`` ahead of our wall clock: the caller should refuse that message and tell the
-        sender its clock is wrong, rather than let one bad clock push everyone's order into the future.
+        sender its clock is wrong, rather than let one bad clock drag everyone's order ahead.
         """
         with self._lock:
             pt = self._wall()

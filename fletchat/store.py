@@ -26,7 +26,7 @@ from .model import DEFAULT_CHANNEL, Message
 
 log = logging.getLogger(__name__)
 
-# "FLCT": written to the database header (PRAGMA application_id) so a foreign database is recognised.
+# "FLCT" in the database header (PRAGMA application_id), so a foreign database is recognised.
 APPLICATION_ID = 0x464C4354
 SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -66,7 +66,7 @@ class Record:
 
 @dataclass(frozen=True)
 class Hit:
-    """One search result: the record and a snippet with ``MARK_START``/``MARK_END`` around matches."""
+    """A search result: the record and a snippet with ``MARK_START``/``MARK_END`` around matches."""
 
     record: Record
     snippet: str
@@ -127,8 +127,8 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # The full-text index is derived data: created (and rebuilt) whenever FTS5 is available, and its
-# triggers dropped when it is not (some mobile Python builds ship SQLite without FTS5), in which case
-# search falls back to LIKE. It is therefore not part of the numbered migrations.
+# triggers dropped when it is not (some mobile Python builds ship SQLite without FTS5), in which
+# case search falls back to LIKE. It is therefore not part of the numbered migrations.
 _FTS_SQL = """
 CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(
     text, content='messages', content_rowid='n', tokenize='unicode61 remove_diacritics 2'
@@ -164,7 +164,7 @@ def fts5_available() -> bool:
 
 
 def fts_query(raw: str) -> str | None:
-    """Turn what a person typed into a safe FTS5 query: every word quoted, each a prefix, all required.
+    """What a person typed, as a safe FTS5 query: every word quoted, each a prefix, all required.
 
     Only runs of word characters survive, each wrapped in double quotes, so FTS5 operators and
     syntax (``"``, ``*``, ``NEAR(``, ``AND``, ``:``, parentheses) are searched as plain words or
@@ -210,7 +210,7 @@ def _backup(path: Path) -> Path:
 
 
 def _inspect(path: Path) -> str | None:
-    """Why an existing file is not a usable store of ours, or ``None`` if it is (read-only check)."""
+    """Why an existing file is not a usable store of ours, or ``None`` if it is (read-only)."""
     with open(path, "rb") as f:
         header = f.read(len(SQLITE_HEADER))
     if not header:
@@ -246,7 +246,7 @@ def _inspect(path: Path) -> str | None:
 
 
 class Store:
-    """Message history in one SQLite file. Open with ``Store.open(path)``; close with ``close()``."""
+    """Message history in one SQLite file: ``Store.open(path)`` ... ``close()``."""
 
     def __init__(self, con: sqlite3.Connection, path: Path, fts: bool,
                  clock: Callable[[], float]) -> None:
@@ -586,7 +586,7 @@ class Store:
         return [str(r[0]) for r in rows]
 
     def create_channel(self, name: str) -> bool:
-        """``False`` if it already exists. Validate ``name`` with ``model.validate_channel`` first."""
+        """``False`` if it exists. Validate ``name`` with ``model.validate_channel`` first."""
         with self._lock, self._transaction():
             cur = self._con.execute(
                 "INSERT OR IGNORE INTO channels (name, created_at) VALUES (?, ?)",
@@ -639,7 +639,7 @@ class Store:
 
 
 class _Tx:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (the connection is in autocommit)."""
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on an exception (the connection autocommits)."""
 
     def __init__(self, con: sqlite3.Connection) -> None:
         self._con = con

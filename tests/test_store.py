@@ -492,7 +492,8 @@ def test_every_acknowledged_message_survives_sigkill(tmp_path: Path, mode: str) 
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
     # whatever else the pipe still held was acknowledged too
-    acked.extend(line.strip() for line in proc.stdout.read().splitlines())  # type: ignore[union-attr]
+    rest = proc.stdout.read() if proc.stdout is not None else ""
+    acked.extend(line.strip() for line in rest.splitlines())
     assert proc.returncode == -signal.SIGKILL
     assert len(acked) >= 1500
     with Store.open(path) as store:
