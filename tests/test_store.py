@@ -501,3 +501,13 @@ def test_every_acknowledged_message_survives_sigkill(tmp_path: Path, mode: str) 
         assert missing == []
         summary = store.have_summary()
         assert summary["writer"] >= len(acked)  # committed in order, so no holes either
+
+
+def test_fts_search_ignores_diacritics(tmp_path: Path) -> None:
+    with open_store(tmp_path) as store:
+        if not store.fts:
+            pytest.skip("this SQLite has no FTS5")
+        store.add(chat("Let's meet at the café"), Stamp(T0, 0, "alice"), 1)
+        assert [h.snippet for h in store.search("cafe", marks=("[", "]"))] == [
+            "Let's meet at the [café]"
+        ]
