@@ -32,6 +32,7 @@ class Config:
     interfaces: tuple[str, ...] = ()
     lan: bool = True
     log_level: str = "INFO"
+    static_dir: Path | None = None  # the static web build host mode serves; None = build/web-static
 
 
 def default_data_dir(environ: Mapping[str, str]) -> Path:
@@ -133,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="no discovery and no peer connections: local sessions only [FLETCHAT_NO_LAN=1]",
     )
+    p.add_argument(
+        "--static-dir",
+        metavar="DIR",
+        help="the static (Pyodide) web build host mode serves at /app/ when present "
+        "(default build/web-static; make it with python -m fletchat.webbuild) [FLETCHAT_STATIC_DIR]",
+    )
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING... (default INFO) [FLETCHAT_LOG_LEVEL]")
     return p
 
@@ -168,6 +175,7 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) -
         except argparse.ArgumentTypeError as err:
             parser.error(f"{ENV_PREFIX}PEERS: {err}")
     data_dir = args.data_dir or env_get("DATA_DIR")
+    static_dir = args.static_dir or env_get("STATIC_DIR")
     return Config(
         web=args.web or _truthy(env_get("WEB")),
         headless=args.headless or _truthy(env_get("HEADLESS")),
@@ -182,4 +190,5 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) -
         interfaces=tuple(args.interface or env_list("INTERFACE")),
         lan=not (args.no_lan or _truthy(env_get("NO_LAN"))),
         log_level=(args.log_level or env_get("LOG_LEVEL") or "INFO").upper(),
+        static_dir=Path(static_dir).expanduser() if static_dir else None,
     )

@@ -24,6 +24,9 @@ from .ui import APP_TITLE, make_session_main
 log = logging.getLogger("fletchat.host")
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+# The static (Pyodide) web build, made by ``python -m fletchat.webbuild``; served at STATIC_PATH.
+DEFAULT_STATIC_DIR = Path(__file__).resolve().parent.parent / "build" / "web-static"
+STATIC_PATH = "/app"
 
 
 class PortInUse(RuntimeError):
@@ -71,9 +74,17 @@ def _without_api_docs(app) -> None:
     ]
 
 
-def build_web_app(node: Node, prefill_name: str = ""):
-    """flet-web's FastAPI app with our session ``main``, without FastAPI's API docs pages."""
+def build_web_app(node: Node, prefill_name: str = "", static_dir: Path | None = None):
+    """flet-web's FastAPI app with our session ``main``, without FastAPI's API docs pages.
+
+    Before Flet's catch-all mount at "/": the ``/relay`` WebSocket for static clients and, when the
+    static web build exists (``static_dir``, default ``DEFAULT_STATIC_DIR``), that build at ``/app/``.
+    """
     import flet_web.fastapi as flet_fastapi
+    from starlette.responses import RedirectResponse
+    from starlette.staticfiles import StaticFiles
+
+    from .relay import Relay
 
     session_main = make_session_main(lambda: node.hub, device="browser", prefill_name=prefill_name)
     app = flet_fastapi.FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
@@ -86,6 +97,16 @@ def build_web_app(node: Node, prefill_name: str = ""):
         no_cdn=True,
     )
     _without_api_docs(flet_app)
+    app.router.routes.append(Relay(lambda: node.hub).route())
+    static = static_dir or DEFAULT_STATIC_DIR
+    if (static / "index.html").is_file():
+        app.add_route(STATIC_PATH, lambda request: RedirectResponse(STATIC_PATH + "/"))
+        app.mount(STATIC_PATH, StaticFiles(directory=static, html=True), name="static-app")
+        log.info("serving the static web build from %s at %s/", static, STATIC_PATH)
+    elif static_dir is not None:
+        log.warning(
+            "no static web build in %s (make one with: python -m fletchat.webbuild)", static_dir
+        )
     app.mount("/", flet_app)
     return app
 
@@ -101,7 +122,7 @@ def served_urls(host: str, port: int) -> list[str]:
 async def serve_host(config: Config, node: Node, announce: str = "") -> None:
     """Run host mode until interrupted (Ctrl+C / SIGTERM), then leave the LAN cleanly."""
     sock = bind_socket(config.host, config.port)
-    app = build_web_app(node, config.name)
+    app = build_web_app(node, config.name, config.static_dir)
     server = _Server(
         uvicorn.Config(app, log_level="warning", ws="websockets-sansio", lifespan="on")
     )

@@ -1,0 +1,217 @@
+"""Host mode's relay: static (Pyodide) web clients join the conversation through ``/relay``.
+
+A static client runs the app in the browser, so it has no hub of its own on the LAN. It opens a
+WebSocket to the host-mode port, names itself (``hello``) and sends text (``send``); every frame is
+parsed and validated here, at the edge (``relay_protocol.decode_client_frame``), rate-limited per
+connection, and only then turned into a ``Message`` by a ``HubSession`` of its own (device
+``browser-static``) and posted to the hub. Every hub event (messages, roster changes) is pushed back
+to every connected client; recent history is sent on connect. A bad frame closes the connection
+with a close code and a reason that says what was wrong; other clients are not affected.
+
+Threads: the hub calls listeners on whichever thread posted (Flet's pool, the mesh's loop, ours), so
+the listener only hands the event to this loop (``call_soon_threadsafe``); all client state is
+touched on the loop alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from .hub import Hub, HubEvent, HubSession, RosterChanged
+from .model import Message, ValidationError
+from .protocol import (
+    CLOSE_GOING_AWAY,
+    CLOSE_POLICY,
+    CLOSE_PROTOCOL_ERROR,
+    CLOSE_UNSUPPORTED_DATA,
+    ProtocolError,
+    TokenBucket,
+    encode_msg,
+    encode_pong,
+)
+from .relay_protocol import (
+    CLOSE_TRY_AGAIN,
+    MAX_RELAY_CLIENTS,
+    RELAY_BURST,
+    RELAY_DEVICE,
+    RELAY_PATH,
+    RELAY_QUEUE,
+    RELAY_RATE_PER_SECOND,
+    RelayHello,
+    RelayPing,
+    RelaySend,
+    clip_reason,
+    decode_client_frame,
+    encode_history,
+    encode_online,
+    encode_welcome,
+)
+
+log = logging.getLogger("fletchat.relay")
+
+Close = tuple[int, str]
+
+
+class _Client:
+    """One connected static client: its outgoing queue (drained by one sender task)."""
+
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self.skip_ids: set[str] = set()  # sent in the history already
+        self.fell_behind = False
+        where = ws.client
+        self.label = f"{where.host}:{where.port}" if where else "?"
+
+    def push(self, text: str, msg_id: str | None = None) -> None:
+        if self.fell_behind or (msg_id is not None and msg_id in self.skip_ids):
+            return
+        if self.queue.qsize() >= RELAY_QUEUE:
+            self.fell_behind = True
+            self.queue.put_nowait(None)  # the sender closes the connection
+            return
+        self.queue.put_nowait(text)
+
+    async def send_loop(self) -> Close | None:
+        while True:
+            text = await self.queue.get()
+            if text is None:
+                return CLOSE_TRY_AGAIN, f"client fell behind by {RELAY_QUEUE} events; reconnect"
+            try:
+                await self.ws.send_text(text)
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                return None
+
+
+class Relay:
+    """The ``/relay`` WebSocket endpoint. ``hub_factory`` returns the node's hub."""
+
+    def __init__(self, hub_factory: Callable[[], Hub], path: str = RELAY_PATH) -> None:
+        self._hub_factory = hub_factory
+        self.path = path
+        self._clients: set[_Client] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+
+    def route(self) -> WebSocketRoute:
+        return WebSocketRoute(self.path, self.endpoint, name="relay")
+
+    @property
+    def client_count(self) -> int:
+        return len(self._clients)
+
+    # ---- hub -> clients ----
+    def _listen(self, hub: Hub) -> None:
+        if self._unsubscribe is None:
+            self._loop = asyncio.get_running_loop()
+            self._unsubscribe = hub.add_listener(self._on_hub_event)
+
+    def _on_hub_event(self, event: HubEvent) -> None:
+        """Called by the hub on any thread: hand the event to the relay's loop."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(self._fan_out, event)
+        except RuntimeError:  # the loop closed meanwhile (shutdown)
+            pass
+
+    def _fan_out(self, event: HubEvent) -> None:
+        if not self._clients:
+            return
+        if isinstance(event, Message):
+            text, msg_id = encode_msg(event), event.id
+        elif isinstance(event, RosterChanged):
+            text, msg_id = encode_online(event.online, event.devices), None
+        else:
+            return
+        for client in list(self._clients):
+            client.push(text, msg_id)
+
+    def close(self) -> None:
+        """Stop listening to the hub (the clients' connections end with the server)."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    # ---- one connection ----
+    async def endpoint(self, ws: WebSocket) -> None:
+        await ws.accept()
+        if len(self._clients) >= MAX_RELAY_CLIENTS:
+            await ws.close(CLOSE_TRY_AGAIN, "too many relay clients; try again later")
+            return
+        hub = self._hub_factory()
+        self._listen(hub)
+        client = _Client(ws)
+        # Register and snapshot the history in one step (no await in between): an event posted
+        # before the snapshot is in it (and skipped when its fan-out arrives), a later one is not.
+        self._clients.add(client)
+        history = hub.history()
+        client.skip_ids = {m.id for m in history}
+        for frame in encode_history(history):
+            client.queue.put_nowait(frame)
+        client.queue.put_nowait(encode_online(hub.online(), hub.lan_peers()))
+        session = HubSession(hub, device=RELAY_DEVICE)
+        log.debug("relay client %s connected", client.label)
+
+        reader = asyncio.create_task(self._read_loop(ws, client, session))
+        sender = asyncio.create_task(client.send_loop())
+        result: Close | None = None
+        try:
+            done, _ = await asyncio.wait({reader, sender}, return_when=asyncio.FIRST_COMPLETED)
+            result = next(iter(done)).result()
+        except asyncio.CancelledError:  # server shutting down
+            result = (CLOSE_GOING_AWAY, "host is shutting down")
+            raise
+        finally:
+            for task in (reader, sender):
+                task.cancel()
+            self._clients.discard(client)
+            if result is not None:
+                code, reason = result
+                log.info("relay client %s closed: %s (%s)", client.label, reason, code)
+                try:
+                    await ws.close(code, clip_reason(reason))
+                except (RuntimeError, OSError, WebSocketDisconnect) as err:  # already gone
+                    log.debug("relay client %s: close failed: %s", client.label, err)
+            session.leave()
+            log.debug("relay client %s left", client.label)
+
+    async def _read_loop(self, ws: WebSocket, client: _Client, session: HubSession) -> Close | None:
+        bucket = TokenBucket(RELAY_RATE_PER_SECOND, RELAY_BURST, clock=time.monotonic)
+        while True:
+            event = await ws.receive()
+            if event["type"] == "websocket.disconnect":
+                return None
+            text = event.get("text")
+            if text is None:
+                return CLOSE_UNSUPPORTED_DATA, "binary frames are not accepted: send JSON text"
+            if not bucket.allow():
+                flood = f"flood: over {RELAY_BURST:g} frames at once or "
+                return CLOSE_POLICY, flood + f"{RELAY_RATE_PER_SECOND:g} per second"
+            try:
+                frame = decode_client_frame(text)
+            except ProtocolError as err:
+                return err.code, err.reason
+            if isinstance(frame, RelayPing):
+                client.push(encode_pong())
+            elif isinstance(frame, RelayHello):
+                if session.joined:
+                    return CLOSE_PROTOCOL_ERROR, "hello sent twice"
+                session.join(frame.name)
+                client.push(encode_welcome(frame.name))
+            elif isinstance(frame, RelaySend):
+                if not session.joined:
+                    return CLOSE_PROTOCOL_ERROR, "send before hello: join with a name first"
+                if frame.text is None:
+                    continue  # whitespace only: nothing to post (the UI does the same)
+                try:
+                    session.send(frame.text)
+                except ValidationError as err:  # validated already; the hub's own check
+                    return CLOSE_PROTOCOL_ERROR, f"send.text: {err}"

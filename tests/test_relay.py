@@ -1,0 +1,265 @@
+"""The ``/relay`` WebSocket of host mode, with real sockets: the app that host mode serves, under
+uvicorn on 127.0.0.1, and real WebSocket clients (the ``websockets`` library) playing static clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from pathlib import Path
+
+import pytest
+import uvicorn
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from fletchat.config import Config
+from fletchat.host import build_web_app
+from fletchat.hub import HubSession, RosterChanged
+from fletchat.model import KIND_CHAT, KIND_JOIN, KIND_LEAVE, MAX_FRAME_BYTES, Message
+from fletchat.node import Node
+from fletchat.protocol import MsgFrame, Pong, SyncFrame
+from fletchat.relay_protocol import (
+    RELAY_BURST,
+    RELAY_DEVICE,
+    RelayOnline,
+    RelayWelcome,
+    decode_client_frame,
+    decode_server_frame,
+    encode_client_hello,
+    encode_client_ping,
+    encode_client_send,
+)
+
+TIMEOUT = 5.0
+
+
+class Host:
+    def __init__(self, node: Node, port: int) -> None:
+        self.node = node
+        self.url = f"ws://127.0.0.1:{port}/relay"
+        self.events: list[object] = []
+        node.hub.add_listener(self.events.append)
+
+    def messages(self, kind: str | None = None) -> list[Message]:
+        return [e for e in self.events if isinstance(e, Message) and kind in (None, e.kind)]
+
+    async def wait_for(self, predicate, what: str):
+        for _ in range(int(TIMEOUT / 0.02)):
+            found = [e for e in self.events if predicate(e)]
+            if found:
+                return found[-1]
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"hub never saw {what}; saw {self.events}")
+
+
+@pytest.fixture
+async def host(tmp_path: Path):
+    config = Config(web=True, lan=False, data_dir=tmp_path / "data", port=0)
+    node = Node(config, "web-host")
+    app = build_web_app(node, static_dir=tmp_path / "no-static-build")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", ws="websockets-sansio", lifespan="on")
+    )
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield Host(node, port)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+        sock.close()
+
+
+class Client:
+    """A static client, as the web client speaks to the relay."""
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self.frames: list[object] = []
+
+    async def next(self, kind, timeout: float = TIMEOUT):
+        while True:
+            frame = decode_server_frame(await asyncio.wait_for(self.ws.recv(), timeout))
+            self.frames.append(frame)
+            if isinstance(frame, kind):
+                return frame
+
+    async def message(self, predicate, timeout: float = TIMEOUT) -> Message:
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self.next((MsgFrame, SyncFrame))
+                msgs = [frame.message] if isinstance(frame, MsgFrame) else list(frame.messages)
+                for m in msgs:
+                    if predicate(m):
+                        return m
+
+    async def closed(self) -> tuple[int, str]:
+        """Read until the host closes the connection; its close code and reason."""
+        with pytest.raises(ConnectionClosed) as info:
+            async with asyncio.timeout(TIMEOUT):
+                while True:
+                    await self.ws.recv()
+        assert info.value.rcvd is not None, "the host dropped the connection without a close frame"
+        return info.value.rcvd.code, info.value.rcvd.reason
+
+
+async def open_client(host: Host, name: str | None = None) -> Client:
+    ws = await connect(host.url, max_size=None)
+    client = Client(ws)
+    if name is not None:
+        await ws.send(encode_client_hello(name))
+        welcome = await client.next(RelayWelcome)
+        assert welcome.name == name.strip()
+    return client
+
+
+async def test_hello_and_message_reach_the_hub_and_other_sessions(host: Host):
+    here = HubSession(host.node.hub, device="browser")
+    here.join("Bob")
+    client = await open_client(host, "  Ada  ")
+    await host.wait_for(lambda e: isinstance(e, Message) and e.kind == KIND_JOIN
+                        and e.author == "Ada", "Ada's join")
+    roster = await client.next(RelayOnline)
+    while "Ada" not in [p.name for p in roster.people]:
+        roster = await client.next(RelayOnline)
+    ada = next(p for p in roster.people if p.name == "Ada")
+    assert ada.device == RELAY_DEVICE and ada.local
+    assert any(o.name == "Ada" and o.device == RELAY_DEVICE for o in host.node.hub.online())
+
+    await client.ws.send(encode_client_send("  hello from the static build \r\nline two "))
+    msg = await host.wait_for(
+        lambda e: isinstance(e, Message) and e.kind == KIND_CHAT and e.author == "Ada", "Ada's text"
+    )
+    assert msg.text == "hello from the static build \nline two"
+    assert msg.origin == host.node.hub.peer_id
+    # The author sees it echoed back by the hub (the client shows only what the host accepted).
+    echoed = await client.message(lambda m: m.kind == KIND_CHAT)
+    assert echoed == msg
+    await client.ws.close()
+    await host.wait_for(
+        lambda e: isinstance(e, Message) and e.kind == KIND_LEAVE and e.author == "Ada", "the leave"
+    )
+    assert not any(o.name == "Ada" for o in host.node.hub.online())
+
+
+async def test_hub_messages_reach_relay_clients(host: Host):
+    client = await open_client(host, "Ada")
+    bob = HubSession(host.node.hub, device="browser")
+    bob.join("Bob")
+    sent = bob.send("hi Ada, from a server-side session")
+    got = await client.message(lambda m: m.kind == KIND_CHAT)
+    assert got == sent
+    # Roster changes come as "online" frames.
+    assert any(isinstance(f, RelayOnline) and "Bob" in [p.name for p in f.people]
+               for f in client.frames)
+    # ... and a message posted from another thread (Flet's pool) arrives too.
+    other = await asyncio.to_thread(bob.send, "from a worker thread")
+    assert await client.message(lambda m: m.id == other.id)
+
+
+async def test_recent_history_on_connect_without_duplicates(host: Host):
+    bob = HubSession(host.node.hub)
+    bob.join("Bob")
+    sent = [bob.send(f"earlier {i}") for i in range(3)]
+    client = await open_client(host)
+    sync = await client.next(SyncFrame)
+    assert [m.id for m in sync.messages][-3:] == [m.id for m in sent]
+    later = bob.send("after connecting")
+    got = await client.message(lambda m: m.kind == KIND_CHAT)
+    assert got == later  # the history was not sent again as single messages
+    chats = [
+        f.message.id for f in client.frames if isinstance(f, MsgFrame)
+    ]
+    assert chats.count(later.id) == 1 and not set(chats) & {m.id for m in sent}
+
+
+async def test_ping_is_answered(host: Host):
+    client = await open_client(host)
+    await client.ws.send(encode_client_ping())
+    assert isinstance(await client.next(Pong), Pong)
+
+
+@pytest.mark.parametrize(
+    ("frames", "code", "reason"),
+    [
+        (["{not json"], 1002, "invalid JSON"),
+        (["[1, 2]"], 1002, "frame must be a JSON object"),
+        (["x" * (MAX_FRAME_BYTES + 1)], 1009, f"frame is over {MAX_FRAME_BYTES} bytes"),
+        ([json.dumps({"v": 1, "type": "hello", "name": 5})], 1002, "hello.name: Name must be text."),
+        ([json.dumps({"v": 1, "type": "hello", "name": "  "})], 1002, "Name cannot be blank!"),
+        ([json.dumps({"v": 1, "type": "hello", "name": "A" * 33})], 1002, "Name is too long"),
+        ([json.dumps({"v": "1", "type": "hello", "name": "Ada"})], 1002, "integer protocol version"),
+        ([json.dumps({"v": 2, "type": "hello", "name": "Ada"})], 1002, "unsupported protocol version"),
+        ([json.dumps({"v": 1, "type": "msg", "msg": {}})], 1002, "unknown relay frame type 'msg'"),
+        ([json.dumps({"v": 1, "type": 7})], 1002, "frame needs a string 'type'"),
+        ([encode_client_send("hi")], 1002, "send before hello"),
+        ([encode_client_hello("Eve"), json.dumps({"v": 1, "type": "send", "text": ["hi"]})],
+         1002, "send.text: Message must be text."),
+        ([encode_client_hello("Eve"), encode_client_send("x" * 4001)], 1002, "Message is too long"),
+        ([encode_client_hello("Eve"), encode_client_send("bell \x07")], 1002, "control characters"),
+        ([encode_client_hello("Eve"), encode_client_hello("Eve again")], 1002, "hello sent twice"),
+        ([b'{"v":1,"type":"ping"}'], 1003, "binary frames are not accepted"),
+        ([encode_client_ping()] * (int(RELAY_BURST) + 5), 1008, "flood"),
+    ],
+    ids=[
+        "invalid-json", "not-an-object", "oversize", "name-not-text", "blank-name", "long-name",
+        "version-type", "version", "peer-frame", "type-not-text", "send-before-hello",
+        "text-not-text", "long-text", "control-char", "hello-twice", "binary", "flood",
+    ],
+)
+async def test_bad_frames_close_with_a_reason_and_others_keep_working(
+    host: Host, frames, code, reason
+):
+    bystander = await open_client(host, "Bystander")
+    bad = await open_client(host)
+    for frame in frames:
+        try:
+            await bad.ws.send(frame)
+        except ConnectionClosed:
+            break
+    got_code, got_reason = await bad.closed()
+    assert (got_code, reason in got_reason) == (code, True), got_reason
+    # Nothing from the bad client reached the hub but (at most) its valid hello and its leave.
+    assert not [m for m in host.messages(KIND_CHAT) if m.author != "Bystander"]
+    # The other client is unaffected: it still sends and receives.
+    await bystander.ws.send(encode_client_send("still here"))
+    got = await bystander.message(lambda m: m.kind == KIND_CHAT and m.text == "still here")
+    assert got.author == "Bystander"
+    if any("Eve" in str(f) for f in frames):  # it had joined: it left again
+        await host.wait_for(
+            lambda e: isinstance(e, Message) and e.kind == KIND_LEAVE and e.author == "Eve", "leave"
+        )
+        assert not any(o.name == "Eve" for o in host.node.hub.online())
+
+
+async def test_a_flood_of_valid_sends_posts_at_most_the_burst(host: Host):
+    client = await open_client(host, "Mallory")
+    for i in range(int(RELAY_BURST) + 10):
+        try:
+            await client.ws.send(encode_client_send(f"spam {i}"))
+        except ConnectionClosed:
+            break
+    code, reason = await client.closed()
+    assert code == 1008 and "flood" in reason
+    spam = [m for m in host.messages(KIND_CHAT) if m.author == "Mallory"]
+    assert 0 < len(spam) < RELAY_BURST
+
+
+def test_client_frames_round_trip_and_roster_frames_validate():
+    assert decode_client_frame(encode_client_hello(" Ada ")).name == "Ada"
+    assert decode_client_frame(encode_client_send("  ")).text is None
+    from fletchat.hub import Online
+    from fletchat.relay_protocol import encode_online
+
+    frame = decode_server_frame(
+        encode_online([Online("k", "Ada", RELAY_DEVICE, 1.0, True)], [])
+    )
+    assert isinstance(frame, RelayOnline) and frame.people[0].name == "Ada"
+    assert RosterChanged  # the host sends one "online" frame per RosterChanged
