@@ -1,36 +1,73 @@
 """The one place where local sessions, history and the LAN meet.
 
 Every message, whoever wrote it, goes through ``Hub.post`` (local) or ``Hub.receive`` (from a peer):
-it is deduplicated by id, remembered in the recent history, fanned out to local sessions (through
-Flet's ``page.pubsub`` when there is a page, or plain listeners for the headless peer) and, for new
+it is stamped with the hybrid logical clock (so every peer shows the same order), deduplicated by
+id, stored (SQLite, when the node has a store), fanned out to local sessions (through Flet's
+``page.pubsub`` when there is a page, or plain listeners for the headless peer) and, for new
 messages, handed to the LAN transport. The UI only ever talks to a ``HubSession``.
+
+The hub also answers the mesh's catch-up questions (``CatchUp`` in mesh.py): what it has, what a
+peer lacks, and which of its own messages peers have confirmed (the outbox's "delivered").
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from .clock import HLC, Stamp
 from .model import (
+    DEFAULT_CHANNEL,
     HISTORY_IN_MEMORY,
     KIND_JOIN,
     KIND_LEAVE,
+    MAX_NAME_CHARS,
     Message,
     Peer,
     ValidationError,
     new_id,
+    validate_channel,
     validate_name,
 )
+from .store import Record, Store, StoreWriter
 
 log = logging.getLogger("fletchat.hub")
 
 PUBSUB_TOPIC = "fletchat"
 SEEN_IDS_KEPT = 20_000
+HISTORY_PAGE = 100
+CHANNEL_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+DM_PREFIX = "@"
+
+
+def channel_name(raw: str) -> str:
+    """A new channel's name: lower-case letters, digits, - and _, up to 32; "#" is optional."""
+    name = raw.strip().lstrip("#").strip().lower()
+    if not CHANNEL_NAME_RE.match(name):
+        raise ValidationError(
+            "Channel names are 1-32 characters: letters, digits, - and _ (e.g. #lunch)."
+        )
+    return name
+
+
+def dm_channel(a: str, b: str) -> str:
+    """The channel of two: the same name whoever opens it ("@Ann+Bob")."""
+    first, second = sorted((validate_name(a), validate_name(b)))
+    return validate_channel(f"{DM_PREFIX}{first}+{second}")
+
+
+def dm_members(channel: str) -> tuple[str, ...]:
+    """The two names of a direct-message channel, () for an ordinary channel."""
+    if not channel.startswith(DM_PREFIX) or "+" not in channel:
+        return ()
+    first, _, second = channel[len(DM_PREFIX):].partition("+")
+    return (first, second)
 
 
 @dataclass(frozen=True)
@@ -52,7 +89,22 @@ class RosterChanged:
     devices: tuple[Online, ...] = ()
 
 
-HubEvent = Message | RosterChanged
+@dataclass(frozen=True)
+class Delivered:
+    """Peers confirmed they hold these messages written here (the sender's "delivered" tick)."""
+
+    ids: tuple[str, ...]
+    at: float
+
+
+@dataclass(frozen=True)
+class ChannelsChanged:
+    """A channel appeared (created here or learned from the LAN)."""
+
+    channels: tuple[str, ...]
+
+
+HubEvent = Message | RosterChanged | Delivered | ChannelsChanged
 
 
 class Transport(Protocol):
@@ -75,6 +127,8 @@ class Hub:
     device: str = "desktop"
     history_limit: int = HISTORY_IN_MEMORY
     transport: Transport | None = None
+    store: Store | None = None
+    store_error: str = ""  # why history is not kept (shown to people), "" when all is well
     _history: deque[Message] = field(init=False)
     _seen: OrderedDict[str, None] = field(init=False, default_factory=OrderedDict)
     _listeners: list[Callable[[HubEvent], None]] = field(init=False, default_factory=list)
@@ -85,8 +139,22 @@ class Hub:
     _joins_by_person: dict[tuple[str, str], Message] = field(init=False, default_factory=dict)
     _lock: threading.RLock = field(init=False, default_factory=threading.RLock)
 
+    _channels: set[str] = field(init=False, default_factory=set)
+
     def __post_init__(self) -> None:
         self._history = deque(maxlen=self.history_limit)
+        self.clock = HLC(self.peer_id, last=self.store.last_hlc() if self.store else None)
+        self._writer = StoreWriter(self.store) if self.store is not None else None
+        self._own_seq = self.store.next_seq(self.peer_id) - 1 if self.store else 0
+        self._channels = {DEFAULT_CHANNEL, *(self.store.channels() if self.store else ())}
+
+    def close(self) -> None:
+        """Flush what is queued for the database and close it."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self.store is not None:
+            self.store.close()
 
     # ---- wiring ----
     def use_pubsub(self, publisher: Publisher) -> None:
@@ -108,51 +176,161 @@ class Hub:
         return remove
 
     # ---- messages ----
-    def post(self, msg: Message) -> bool:
-        """A message written here: remember, show locally, send to the LAN. False if a duplicate."""
-        if not self._remember(msg):
-            return False
+    def post(self, msg: Message) -> Message | None:
+        """A message written here: stamp, store, show locally, send to the LAN.
+
+        Returns the stamped message (with its clock stamp and seq), ``None`` for a duplicate.
+        """
+        if self._is_known(msg.id):
+            return None
+        stamp = self.clock.now()
+        msg = replace(msg, hlc=stamp.encode())
+        if self.store is not None:
+            msg = replace(msg, seq=self.store.add_local(msg, stamp).seq or 0)
+        else:
+            with self._lock:
+                self._own_seq += 1
+                msg = replace(msg, seq=self._own_seq)
         if msg.kind == KIND_JOIN:
             with self._lock:
                 self._joins_by_person[(msg.origin, msg.author)] = msg
+        self._remember(msg)
+        self._note_channel(msg.channel)
         self._publish(msg)
         if self.transport is not None:
             self.transport.broadcast(msg)
-        return True
+            if self.store is not None and self._peer_count():
+                self.store.mark_sent(msg.id)
+        return msg
 
-    def receive(self, msg: Message, from_peer: str) -> bool:
-        """A validated message from a peer: shown once however many paths carry it, then relayed."""
-        if not self._remember(msg):
-            return False
-        self._publish(msg)
-        if self.transport is not None:
-            self.transport.broadcast(msg, exclude=from_peer)
+    def receive(self, msg: Message, from_peer: str, relay: bool = True) -> bool:
+        """A validated message from a peer: shown once however many paths carry it, then relayed
+        (live messages) or not (catch-up batches). False if known or refused."""
         if msg.kind in (KIND_JOIN, KIND_LEAVE) and msg.origin != self.peer_id:
-            self._track_remote_person(msg)
+            self._track_remote_person(msg)  # presence is state: a known join still counts
+        if self._is_known(msg.id):
+            return False
+        if msg.hlc:
+            try:
+                stamp = Stamp.decode(msg.hlc)
+                self.clock.observe(stamp)  # keeps our clock ahead of everything we have seen
+            except ValidationError as err:  # includes ClockDriftError: a clock far in the future
+                log.warning("refused message %s from %s: %s", msg.id, from_peer, err)
+                return False
+        else:
+            stamp = self.clock.now()
+            msg = replace(msg, hlc=stamp.encode())
+        self._remember(msg)
+        if self._writer is not None:
+            self._writer.submit(Record(msg, stamp, msg.seq or None, "delivered", time.time()))
+        self._note_channel(msg.channel)
+        self._publish(msg)
+        if relay and self.transport is not None:
+            self.transport.broadcast(msg, exclude=from_peer)
         return True
 
-    def sync_batch(self) -> list[Message]:
-        """What a newly connected peer is sent: recent history plus the join of everyone here now.
-
-        The joins matter even when they are older than the history window: they are how the other
-        side learns who is online behind this peer (its browser tabs, its desktop user).
-        """
+    def history(
+        self, channel: str = DEFAULT_CHANNEL, limit: int = HISTORY_PAGE, before: str = ""
+    ) -> list[Message]:
+        """A page of the conversation in clock order, oldest first; ``before`` pages upwards
+        (pass the first message's ``hlc``)."""
+        if self.store is not None:
+            if self._writer is not None:
+                self._writer.flush(timeout=2.0)
+            records = self.store.recent(
+                channel, limit, before=Stamp.decode(before) if before else None
+            )
+            return [_wire(r) for r in records]
         with self._lock:
-            recent = list(self._history)
-            present = {(self.peer_id, o.name) for o in self._sessions.values()}
-            joins = {
-                m.id: m
-                for m in self._joins_by_person.values()
-                if (m.origin, m.author) in present
-            }
-        for m in recent:
-            joins.pop(m.id, None)
-        return sorted(joins.values(), key=lambda m: m.ts) + recent
+            msgs = [m for m in self._history if m.channel == channel and (not before or m.hlc < before)]
+        return sorted(msgs, key=lambda m: m.hlc)[-limit:]
 
-    def history(self) -> list[Message]:
-        """Recent conversation, oldest first, for late joiners and newly connected peers."""
+    def pending_ids(self) -> set[str]:
+        """Messages written here that no peer has confirmed yet (the outbox)."""
+        if self.store is None:
+            return set()
+        return {r.msg.id for r in self.store.pending()}
+
+    def search(self, query: str, channel: str | None = None, limit: int = 50):
+        """Messages matching the words of ``query`` (prefixes too), newest first, as
+        (message, snippet) pairs; the snippet marks matches with ``store.MARK_START/END``."""
+        if self.store is None:
+            words = [w.casefold() for w in query.split() if w]
+            with self._lock:
+                found = [
+                    m for m in self._history
+                    if words and all(w in m.text.casefold() for w in words)
+                    and (channel is None or m.channel == channel)
+                ]
+            return [(m, m.text) for m in reversed(found)][:limit]
+        if self._writer is not None:
+            self._writer.flush(timeout=2.0)
+        return [(_wire(h.record), h.snippet) for h in self.store.search(query, channel, limit)]
+
+    # ---- channels ----
+    def channels(self) -> list[str]:
         with self._lock:
-            return list(self._history)
+            return sorted(self._channels, key=lambda c: (c != DEFAULT_CHANNEL, c.startswith(DM_PREFIX), c))
+
+    def _note_channel(self, channel: str) -> None:
+        with self._lock:
+            if channel in self._channels:
+                return
+            self._channels.add(channel)
+        if self.store is not None:
+            self.store.create_channel(channel)
+        self._publish(ChannelsChanged(tuple(self.channels())))
+
+    # ---- catch-up (mesh.CatchUp) ----
+    def summary(self) -> dict[str, int]:
+        if self.store is None:
+            return {}
+        if self._writer is not None:
+            self._writer.flush(timeout=2.0)
+        return self.store.have_summary()
+
+    def missing(
+        self, summary: dict[str, int], after: tuple[str, int] | None, limit: int
+    ) -> list[Message]:
+        if self.store is None:
+            return []
+        return [_wire(r) for r in self.store.missing_for(summary, limit, after)]
+
+    def caught_up(self, msg: Message, peer_id: str) -> None:
+        self.receive(msg, peer_id, relay=False)
+
+    def peer_has(self, peer_id: str, summary: dict[str, int]) -> None:
+        """A peer's summary: everything of ours up to its seq for us is delivered."""
+        if self.store is None:
+            return
+        self.store.update_cursor(peer_id, summary)
+        upto = summary.get(self.peer_id, 0)
+        ids = tuple(
+            r.msg.id
+            for r in self.store.pending()
+            if r.msg.origin == self.peer_id and r.seq is not None and r.seq <= upto
+        )
+        self._delivered(ids)
+
+    def acked(self, peer_id: str, ids: tuple[str, ...]) -> None:
+        if self.store is not None:
+            self._delivered(ids)
+
+    def _delivered(self, ids: tuple[str, ...]) -> None:
+        assert self.store is not None
+        done = tuple(i for i in ids if self.store.mark_delivered(i))
+        if done:
+            self._publish(Delivered(done, time.time()))
+
+    def _peer_count(self) -> int:
+        peers = getattr(self.transport, "peers", None)
+        return len(peers()) if callable(peers) else 0
+
+    def _is_known(self, msg_id: str) -> bool:
+        with self._lock:
+            if msg_id in self._seen:
+                return True
+        return self.store is not None and self.store.get(msg_id) is not None
 
     def _remember(self, msg: Message) -> bool:
         with self._lock:
@@ -163,6 +341,26 @@ class Hub:
                 self._seen.popitem(last=False)
             self._history.append(msg)
             return True
+
+    def sync_batch(self) -> list[Message]:
+        """What a newly connected peer is sent right away: the joins of everyone here now (even
+        when older than any history window: they tell the other side who is online behind this
+        peer) and, without a store, the recent history (with one, history goes by catch-up)."""
+        joins = {m.id: m for m in self.recent_joins()}
+        if self.store is not None:
+            return list(joins.values())
+        with self._lock:
+            recent = list(self._history)
+        for m in recent:
+            joins.pop(m.id, None)
+        return list(joins.values()) + recent
+
+    def recent_joins(self) -> list[Message]:
+        """Joins of the people here now (for a newly connected peer's roster), oldest first."""
+        with self._lock:
+            present = {(self.peer_id, o.name) for o in self._sessions.values()}
+            joins = [m for k, m in self._joins_by_person.items() if k in present]
+        return sorted(joins, key=lambda m: m.hlc)
 
     def _publish(self, event: HubEvent) -> None:
         with self._lock:
@@ -234,7 +432,8 @@ class Hub:
         # Local-only notices: the peer could not say goodbye for its people. They stay out of the
         # history, which is synced to other peers, so nobody sees the same departure twice.
         for person in left:
-            self._publish(Message(new_id(), KIND_LEAVE, person.name, peer.id, "", time.time()))
+            notice = Message(new_id(), KIND_LEAVE, person.name, peer.id, "", time.time())
+            self._publish(replace(notice, hlc=self.clock.now().encode()))
 
 
 class HubSession:
@@ -253,18 +452,38 @@ class HubSession:
         self.name = self.last_name = name
         self.hub.session_joined(self.key, name, self.device)
         msg = Message.presence(KIND_JOIN, name, self.hub.peer_id)
-        self.hub.post(msg)
-        return msg
+        return self.hub.post(msg) or msg
 
-    def send(self, raw_text: str) -> Message | None:
+    def send(self, raw_text: str, channel: str = DEFAULT_CHANNEL) -> Message | None:
         """Post a chat message. ``None`` for whitespace only; ``ValidationError`` if refused."""
         if self.name is None:
             raise ValidationError("Join the chat first.")
         if not raw_text or not raw_text.strip():
             return None
-        msg = Message.chat(self.name, raw_text, self.hub.peer_id)
-        self.hub.post(msg)
-        return msg
+        msg = Message.chat(self.name, raw_text, self.hub.peer_id, validate_channel(channel))
+        return self.hub.post(msg) or msg
+
+    def create_channel(self, raw: str) -> str:
+        """Create (or just open) ``#name``; the LAN learns it from the announcement."""
+        if self.name is None:
+            raise ValidationError("Join the chat first.")
+        name = channel_name(raw)
+        if name not in self.hub.channels():
+            self.hub.post(Message.channel_created(self.name, self.hub.peer_id, name))
+        return name
+
+    def direct_channel(self, other: str) -> str:
+        """The direct-message channel between this person and ``other``."""
+        if self.name is None:
+            raise ValidationError("Join the chat first.")
+        if other.strip() == self.name:
+            raise ValidationError("That is you.")
+        return dm_channel(self.name, other[:MAX_NAME_CHARS])
+
+    def can_see(self, channel: str) -> bool:
+        """Direct-message channels are listed only for their two members."""
+        members = dm_members(channel)
+        return not members or (self.name is not None and self.name in members)
 
     def leave(self) -> None:
         """Announce the leave (tab closed, app exiting). Safe to call twice."""
@@ -283,3 +502,8 @@ class HubSession:
     @property
     def joined(self) -> bool:
         return self.name is not None
+
+
+def _wire(record: Record) -> Message:
+    """A stored record as the shared ``Message`` type, with its clock stamp and seq."""
+    return replace(record.msg, hlc=record.hlc.encode(), seq=record.seq or 0)

@@ -19,7 +19,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from websockets.asyncio.client import connect
 from websockets.asyncio.connection import Connection
@@ -36,14 +36,17 @@ from fletchat.protocol import (
     CLOSE_TIMEOUT,
     CLOSE_UNSUPPORTED_DATA,
     GOSSIP_MAX_FAILURES,
+    MAX_SYNC_MESSAGES,
     RATE_BURST,
     RATE_FRAMES_PER_SECOND,
     REASON_DUPLICATE,
     REASON_SELF,
     RECONNECT_MAX,
     RECONNECT_MIN,
+    AckFrame,
     Bye,
     ConnKey,
+    HaveFrame,
     Hello,
     MsgFrame,
     PeerAddress,
@@ -55,7 +58,9 @@ from fletchat.protocol import (
     TokenBucket,
     backoff_delay,
     decode_frame,
+    encode_acks,
     encode_bye,
+    encode_have,
     encode_hello,
     encode_msg,
     encode_peers,
@@ -82,6 +87,27 @@ def _close_reason(reason: str) -> str:
     return data[:120].decode("utf-8", "ignore") + "..."
 
 
+class CatchUp(Protocol):
+    """History catch-up and delivery receipts, as the mesh needs them (the hub implements it).
+
+    After the handshake each side sends ``have`` (its per-origin summary); each answers with what
+    the other lacks, in bounded ``sync`` batches. An interrupted exchange resumes on the next
+    connection, because the next ``have`` reflects what did arrive.
+    """
+
+    def summary(self) -> dict[str, int]: ...
+
+    def missing(
+        self, summary: dict[str, int], after: tuple[str, int] | None, limit: int
+    ) -> list[Message]: ...
+
+    def caught_up(self, msg: Message, peer_id: str) -> None: ...
+
+    def peer_has(self, peer_id: str, summary: dict[str, int]) -> None: ...
+
+    def acked(self, peer_id: str, ids: tuple[str, ...]) -> None: ...
+
+
 @dataclass(eq=False)
 class _Conn:
     """One WebSocket, before and after its handshake."""
@@ -100,6 +126,7 @@ class _Conn:
         default_factory=lambda: asyncio.Queue(SEND_QUEUE_FRAMES)
     )
     writer: asyncio.Task[None] | None = None
+    catchup_task: asyncio.Task[None] | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     def describe(self) -> str:
@@ -156,6 +183,7 @@ class Mesh:
         on_peer_up: Callable[[Peer], Any],
         on_peer_down: Callable[[Peer, str], Any],
         history: Callable[[], list[Message]] = list,
+        catchup: CatchUp | None = None,
         host: str = "0.0.0.0",
         port: int = 0,
         heartbeat_interval: float = 2.0,
@@ -170,6 +198,7 @@ class Mesh:
         self._on_peer_up = on_peer_up
         self._on_peer_down = on_peer_down
         self._history = history
+        self._catchup = catchup
         self._host = host
         self._listen_port = port
         self._hb_interval = heartbeat_interval
@@ -499,9 +528,22 @@ class Mesh:
             match frame:
                 case MsgFrame(message=msg):
                     self._call(self._on_message, msg, conn.peer.id)
+                    self._ack(conn, (msg,))
                 case SyncFrame(messages=msgs):
+                    # Catch-up batches are history: stored and shown, not relayed to everyone.
+                    deliver = self._on_message if self._catchup is None else self._catchup.caught_up
                     for msg in msgs:
-                        self._call(self._on_message, msg, conn.peer.id)
+                        self._call(deliver, msg, conn.peer.id)
+                    self._ack(conn, msgs)
+                case HaveFrame(summary=summary):
+                    if self._catchup is not None:
+                        self._call(self._catchup.peer_has, conn.peer.id, summary)
+                        if conn.catchup_task is not None:
+                            conn.catchup_task.cancel()
+                        conn.catchup_task = loop.create_task(self._send_missing(conn, summary))
+                case AckFrame(ids=ids):
+                    if self._catchup is not None:
+                        self._call(self._catchup.acked, conn.peer.id, ids)
                 case Ping():
                     self._enqueue(conn, encode_pong())
                 case Pong():
@@ -604,7 +646,8 @@ class Mesh:
         self._call(self._on_peer_down, conn.peer, reason)
 
     def _welcome(self, conn: _Conn) -> None:
-        """Right after the handshake: recent history (sync) and the peers we know (gossip)."""
+        """Right after the handshake: recent history (sync), our catch-up summary (have) and the
+        peers we know (gossip)."""
         try:
             history = list(self._history())
         except Exception:
@@ -612,6 +655,11 @@ class Mesh:
             history = []
         for frame in encode_sync(history):
             self._enqueue(conn, frame)
+        if self._catchup is not None:
+            try:
+                self._enqueue(conn, encode_have(self._catchup.summary()))
+            except Exception:
+                log.exception("catch-up summary failed")
         known = [
             PeerAddress(c.peer.id, c.peer.host, c.peer.port)
             for c in self._by_id.values()
@@ -630,6 +678,39 @@ class Mesh:
             log.info("learned peer %s at %s:%s from %s", a.peer_id, host, a.port, via.describe())
             self._want(host, a.port, a.peer_id, gossip=True)
             wanted_ids.add(a.peer_id)
+
+    async def _send_missing(self, conn: _Conn, summary: dict[str, int]) -> None:
+        """Answer a ``have``: what the peer lacks, in bounded batches, without flooding its queue
+        (or its rate limit: one frame per batch)."""
+        assert self._catchup is not None
+        after: tuple[str, int] | None = None
+        sent = 0
+        while conn.peer is not None and not conn.done.is_set():
+            try:
+                batch = self._catchup.missing(summary, after, MAX_SYNC_MESSAGES)
+            except Exception:
+                log.exception("catch-up query failed")
+                return
+            for frame in encode_sync(batch, limit=len(batch)):
+                while conn.queue.qsize() > SEND_QUEUE_FRAMES // 4:
+                    await asyncio.sleep(0.02)
+                self._enqueue(conn, frame)
+                await asyncio.sleep(1 / (conn.bucket.rate * 0.8))  # stay under its rate limit
+            sent += len(batch)
+            if len(batch) < MAX_SYNC_MESSAGES:
+                break
+            last = batch[-1]
+            after = (last.origin, last.seq)
+        if sent:
+            log.info("caught up %s with %d messages", conn.describe(), sent)
+
+    def _ack(self, conn: _Conn, msgs: tuple[Message, ...] | list[Message]) -> None:
+        """Receipts to the origin for its own numbered messages (what makes "delivered" true)."""
+        if self._catchup is None or conn.peer is None:
+            return
+        ids = [m.id for m in msgs if m.origin == conn.peer.id and m.seq > 0]
+        for frame in encode_acks(ids):
+            self._enqueue(conn, frame)
 
     # ---- helpers ----
 

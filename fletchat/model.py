@@ -17,7 +17,8 @@ from typing import Any
 # ---- limits (named so every layer enforces the same numbers) ----
 MAX_NAME_CHARS = 32
 MAX_MESSAGE_CHARS = 4000
-MAX_CHANNEL_CHARS = 64
+MAX_CHANNEL_CHARS = 80  # room for a direct-message channel: "@" + two names
+MAX_SEQ = 2**53  # per-origin sequence numbers stay exact in JSON everywhere
 MAX_ID_CHARS = 64
 MAX_FRAME_BYTES = 64 * 1024
 HISTORY_IN_MEMORY = 500
@@ -27,7 +28,12 @@ DEFAULT_CHANNEL = "general"
 KIND_CHAT = "chat"
 KIND_JOIN = "join"
 KIND_LEAVE = "leave"
-MESSAGE_KINDS = (KIND_CHAT, KIND_JOIN, KIND_LEAVE)
+KIND_CHANNEL = "channel"  # "NAME created #x": how a new, still empty channel reaches the LAN
+MESSAGE_KINDS = (KIND_CHAT, KIND_JOIN, KIND_LEAVE, KIND_CHANNEL)
+
+# A hybrid-logical-clock stamp as encoded by ``clock.Stamp.encode`` (checked here without importing
+# the clock, which depends on this module): 12 hex digits of ms, 4 of counter, then the node id.
+_HLC_RE = re.compile(r"^[0-9a-f]{12}\.[0-9a-f]{4}\.[A-Za-z0-9_.:-]{1,64}$")
 
 # The tutorial's avatar palette.
 AVATAR_COLORS = (
@@ -142,6 +148,8 @@ class Message:
     text: str
     ts: float  # unix seconds on the author's clock
     channel: str = DEFAULT_CHANNEL
+    hlc: str = ""  # hybrid logical clock stamp: the order every peer shows ("" until stamped)
+    seq: int = 0  # the origin's own counter (1, 2, ...) for catch-up; 0 = none
 
     @classmethod
     def chat(cls, author: str, text: str, origin: str, channel: str = DEFAULT_CHANNEL) -> Message:
@@ -155,6 +163,13 @@ class Message:
         if kind not in (KIND_JOIN, KIND_LEAVE):
             raise ValidationError("Invalid presence kind.")
         return cls(new_id(), kind, validate_name(author), origin, "", time.time())
+
+    @classmethod
+    def channel_created(cls, author: str, origin: str, channel: str) -> Message:
+        return cls(
+            new_id(), KIND_CHANNEL, validate_name(author), origin, "", time.time(),
+            validate_channel(channel),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -177,6 +192,12 @@ class Message:
                 raise ValidationError("Invalid message text.")
         elif text != "":
             raise ValidationError("Presence messages carry no text.")
+        hlc = data.get("hlc", "")
+        if not isinstance(hlc, str) or (hlc and not _HLC_RE.fullmatch(hlc)):
+            raise ValidationError("Invalid clock stamp.")
+        seq = data.get("seq", 0)
+        if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_SEQ:
+            raise ValidationError("Invalid sequence number.")
         return cls(
             id=validate_id(data.get("id"), "message id"),
             kind=kind,
@@ -185,6 +206,8 @@ class Message:
             text=text,
             ts=float(ts),
             channel=validate_channel(data.get("channel", DEFAULT_CHANNEL)),
+            hlc=hlc,
+            seq=seq,
         )
 
     @property
@@ -194,6 +217,8 @@ class Message:
             return f"{self.author} has joined the chat."
         if self.kind == KIND_LEAVE:
             return f"{self.author} has left the chat."
+        if self.kind == KIND_CHANNEL:
+            return f"{self.author} created #{self.channel}."
         return self.text
 
 

@@ -9,13 +9,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from pathlib import Path
 
 from .config import Config
 from .hub import Hub
 from .identity import load_or_create_peer_id
 from .model import MAX_NAME_CHARS, Peer, ValidationError, validate_name
+from .store import Store, StoreError
 
 log = logging.getLogger("fletchat.node")
+
+
+HISTORY_FILE = "history.db"
+
+
+def open_store(data_dir: Path) -> tuple[Store | None, str]:
+    """The install's history database, or (None, why) — the app then runs without history
+    rather than not at all. A damaged file is copied aside by the store, never wiped."""
+    try:
+        return Store.open(data_dir / HISTORY_FILE), ""
+    except StoreError as err:
+        log.error("history unavailable: %s", err)
+        return None, f"History is not being saved: {err}"
 
 
 def default_peer_name(config: Config) -> str:
@@ -34,7 +49,8 @@ class Node:
         self.device = device
         self.peer_id = load_or_create_peer_id(config.data_dir)
         self.name = default_peer_name(config)
-        self.hub = Hub(self.peer_id, device)
+        store, error = open_store(config.data_dir)
+        self.hub = Hub(self.peer_id, device, store=store, store_error=error)
         self.mesh = None
         self.discovery = None
         self.peer_port: int | None = None
@@ -65,6 +81,7 @@ class Node:
                 on_peer_up=hub.peer_up,
                 on_peer_down=hub.peer_down,
                 history=hub.sync_batch,
+                catchup=hub,
                 host=self.config.host,
                 port=port,
             )
@@ -115,3 +132,4 @@ class Node:
             except Exception:
                 log.exception("mesh stop failed")
             self.mesh = None
+        self.hub.close()

@@ -32,6 +32,8 @@ PROTOCOL_VERSION = 1
 # ---- limits of the wire format (the message/name/frame limits live in ``model``) ----
 MAX_SYNC_MESSAGES = 100  # recent messages a newcomer is sent after the handshake, in total
 MAX_GOSSIP_PEERS = 64  # addresses in one ``peers`` frame
+MAX_HAVE_ORIGINS = 1024  # origins in one ``have`` summary (installs that ever wrote here)
+MAX_ACK_IDS = 256  # message ids in one ``ack`` frame
 MAX_REASON_CHARS = 100  # ``bye`` reason; close reasons must fit 123 bytes on the wire
 MAX_APP_VERSION_CHARS = 32
 MAX_HOST_CHARS = 64
@@ -137,13 +139,28 @@ class SyncFrame:
 
 
 @dataclass(frozen=True)
+class HaveFrame:
+    """Catch-up: "of each origin, I hold every message up to this seq". The other side answers
+    with what is missing, in ``sync`` batches (see docs/protocol.md)."""
+
+    summary: dict[str, int]
+
+
+@dataclass(frozen=True)
+class AckFrame:
+    """Delivery receipts: sent to a message's origin for messages it wrote (live or caught up)."""
+
+    ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Bye:
     """A clean leave; the sender closes the connection next."""
 
     reason: str = ""
 
 
-Frame = Hello | MsgFrame | Ping | Pong | PeersFrame | SyncFrame | Bye
+Frame = Hello | MsgFrame | Ping | Pong | PeersFrame | SyncFrame | HaveFrame | AckFrame | Bye
 
 _TYPE_NAMES: dict[type, str] = {
     Hello: "hello",
@@ -152,6 +169,8 @@ _TYPE_NAMES: dict[type, str] = {
     Pong: "pong",
     PeersFrame: "peers",
     SyncFrame: "sync",
+    HaveFrame: "have",
+    AckFrame: "ack",
     Bye: "bye",
 }
 
@@ -182,6 +201,10 @@ def _frame_dict(frame: Frame) -> dict[str, Any]:
             head["peers"] = [{"id": p.peer_id, "host": p.host, "port": p.port} for p in frame.peers]
         case SyncFrame():
             head["msgs"] = [m.to_dict() for m in frame.messages]
+        case HaveFrame():
+            head["have"] = dict(frame.summary)
+        case AckFrame():
+            head["ids"] = list(frame.ids)
         case Bye():
             head["reason"] = frame.reason
     return head
@@ -242,6 +265,20 @@ def encode_sync(messages: Sequence[Message], limit: int = MAX_SYNC_MESSAGES) -> 
     if batch:
         frames.append(encode_frame(SyncFrame(tuple(batch))))
     return frames
+
+
+def encode_have(summary: dict[str, int]) -> str:
+    """Our catch-up summary; the largest ``MAX_HAVE_ORIGINS`` origins by seq if there are more."""
+    items = sorted(summary.items(), key=lambda kv: -kv[1])[:MAX_HAVE_ORIGINS]
+    return encode_frame(HaveFrame(dict(items)))
+
+
+def encode_acks(ids: Sequence[str]) -> list[str]:
+    """Receipts for ``ids``, split into frames of at most ``MAX_ACK_IDS``."""
+    return [
+        encode_frame(AckFrame(tuple(ids[i : i + MAX_ACK_IDS])))
+        for i in range(0, len(ids), MAX_ACK_IDS)
+    ]
 
 
 def _clip(text: str, limit: int) -> str:
@@ -400,6 +437,28 @@ def _decode_sync(obj: dict[str, Any]) -> SyncFrame:
     )
 
 
+def _decode_have(obj: dict[str, Any]) -> HaveFrame:
+    have = obj.get("have")
+    if not isinstance(have, dict):
+        raise ProtocolError("have.have must be an object")
+    if len(have) > MAX_HAVE_ORIGINS:
+        raise ProtocolError(f"have.have has more than {MAX_HAVE_ORIGINS} origins")
+    summary: dict[str, int] = {}
+    for origin, seq in have.items():
+        _validated("have", "origin", lambda o=origin: validate_id(o, "origin"))
+        if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_DIAL:
+            raise ProtocolError("have values must be sequence numbers")
+        summary[origin] = seq
+    return HaveFrame(summary)
+
+
+def _decode_ack(obj: dict[str, Any]) -> AckFrame:
+    ids = _list_field(obj, "ids", "ack", MAX_ACK_IDS)
+    return AckFrame(
+        tuple(_validated("ack", "ids", lambda i=i: validate_id(i, "message id")) for i in ids)
+    )
+
+
 def decode_frame(data: str | bytes) -> Frame:
     """Parse and validate one frame from a peer; raise ``ProtocolError`` saying what is wrong.
 
@@ -431,6 +490,10 @@ def decode_frame(data: str | bytes) -> Frame:
             return _decode_peers(obj)
         case "sync":
             return _decode_sync(obj)
+        case "have":
+            return _decode_have(obj)
+        case "ack":
+            return _decode_ack(obj)
         case "bye":
             return Bye(_str_field(obj, "reason", "bye", MAX_REASON_CHARS, default=""))
     raise ProtocolError(f"unknown frame type {_clip(ftype, 20)!r}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fletchat.hub import PUBSUB_TOPIC, Hub, HubSession, Online, RosterChanged
+from fletchat.hub import PUBSUB_TOPIC, Hub, HubSession, RosterChanged
 from fletchat.model import (
     KIND_CHAT,
     KIND_JOIN,
@@ -56,24 +56,27 @@ def chat(text: str, author: str = "Ada", origin: str = "me-peer") -> Message:
 def test_post_dedupes_by_id() -> None:
     hub, transport, events = make_hub()
     m = chat("hello")
-    assert hub.post(m) is True
-    assert hub.post(m) is False
-    assert hub.history() == [m]
-    assert messages(events) == [m]
-    assert transport.calls == [(m, None)]
+    stamped = hub.post(m)
+    assert stamped is not None and stamped.id == m.id and stamped.text == m.text
+    assert stamped.hlc and stamped.seq == 1  # stamped with the clock and the origin's counter
+    assert hub.post(m) is None
+    assert hub.history() == [stamped]
+    assert messages(events) == [stamped]
+    assert transport.calls == [(stamped, None)]
 
 
 def test_receive_relays_excluding_sender_and_dedupes() -> None:
     hub, transport, events = make_hub()
     m = chat("from afar", origin="peer-a")
     assert hub.receive(m, from_peer="peer-a") is True
-    assert transport.calls == [(m, "peer-a")]
+    [(relayed, exclude)] = transport.calls
+    assert relayed.id == m.id and exclude == "peer-a"
     # The same message arriving over another path is neither shown nor relayed again.
     assert hub.receive(m, from_peer="peer-b") is False
-    assert hub.post(m) is False
-    assert transport.calls == [(m, "peer-a")]
-    assert messages(events) == [m]
-    assert hub.history() == [m]
+    assert hub.post(m) is None
+    assert len(transport.calls) == 1
+    assert [e.id for e in messages(events)] == [m.id]
+    assert [h.id for h in hub.history()] == [m.id]
 
 
 def test_post_without_transport_still_publishes() -> None:
@@ -81,8 +84,9 @@ def test_post_without_transport_still_publishes() -> None:
     seen: list = []
     hub.add_listener(seen.append)
     m = chat("solo")
-    assert hub.post(m) is True
-    assert seen == [m]
+    stamped = hub.post(m)
+    assert stamped is not None
+    assert seen == [stamped]
 
 
 def test_history_bounded_and_ordered() -> None:
@@ -90,9 +94,9 @@ def test_history_bounded_and_ordered() -> None:
     sent = [chat(f"message {i}") for i in range(12)]
     for m in sent:
         hub.post(m)
-    assert hub.history() == sent[-5:]
+    assert [h.id for h in hub.history()] == [m.id for m in sent[-5:]]
     # A dropped-from-history message is still remembered as seen.
-    assert hub.post(sent[0]) is False
+    assert hub.post(sent[0]) is None
 
 
 def test_history_is_a_copy() -> None:
@@ -127,8 +131,9 @@ def test_raising_listener_does_not_stop_others() -> None:
     hub.add_listener(broken)
     hub.add_listener(after.append)
     m = chat("still delivered")
-    assert hub.post(m) is True
-    assert before == [m] and after == [m]
+    stamped = hub.post(m)
+    assert stamped is not None
+    assert before == [stamped] and after == [stamped]
 
 
 # ---------------------------------------------------------------- sessions
@@ -226,8 +231,8 @@ def test_peer_up_and_down() -> None:
         ("Carol", False, "android"),
         ("Zed", True, "browser"),
     ]
-    assert isinstance(events[-1], RosterChanged) and events[-1].online == tuple(online)
-    assert events[-1].devices == tuple(hub.lan_peers())
+    roster = [e for e in events if isinstance(e, RosterChanged)][-1]
+    assert roster.online == tuple(online) and roster.devices == tuple(hub.lan_peers())
 
     n_calls = len(transport.calls)
     n_history = len(hub.history())
