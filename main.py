@@ -10,7 +10,7 @@ import logging
 import sys
 
 from fletchat.config import load_config
-from fletchat.desktop import desktop_unavailable_reason, run_desktop
+from fletchat.desktop import desktop_unavailable_reason, local_device_kind, run_desktop
 from fletchat.headless import run_headless
 from fletchat.host import PortInUse, run_host
 from fletchat.identity import DataDirInUse, DataDirLock
@@ -32,7 +32,7 @@ def main(argv: list[str]) -> int:
             return 0
         reason = "--web / FLETCHAT_WEB asked for it" if config.web else desktop_unavailable_reason()
         if reason is None:
-            reason = run_desktop(Node(config, "desktop"), config.name)
+            reason = run_desktop(Node(config, local_device_kind()), config.name)
             if reason is None:
                 return 0
         run_host(config, Node(config, "web-host"), f"Host mode: {reason}.")

@@ -10,6 +10,12 @@ import sys
 from .node import Node
 
 
+def local_device_kind() -> str:
+    """What this install is, for others' peer lists."""
+    platform_env = os.environ.get("FLET_PLATFORM", "")
+    return platform_env if platform_env in ("android", "ios") else "desktop"
+
+
 def desktop_unavailable_reason(environ: dict[str, str] | None = None) -> str | None:
     """Why a desktop window cannot open here (None if it might): checked before trying."""
     env = os.environ if environ is None else environ
@@ -32,6 +38,12 @@ async def serve_desktop(node: Node, prefill_name: str) -> None:
 
     async def main(page: ft.Page) -> None:
         await node.start()
+
+        async def on_lifecycle(e: ft.AppLifecycleStateChangeEvent) -> None:
+            if e.state == ft.AppLifecycleState.RESUME:
+                await node.resume()
+
+        page.on_app_lifecycle_state_change = on_lifecycle
         await session_main(page)
 
     try:

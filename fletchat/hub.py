@@ -129,6 +129,7 @@ class Hub:
     transport: Transport | None = None
     store: Store | None = None
     store_error: str = ""  # why history is not kept (shown to people), "" when all is well
+    lan_warning: str = ""  # why other devices may not find this one (e.g. no multicast lock)
     _history: deque[Message] = field(init=False)
     _seen: OrderedDict[str, None] = field(init=False, default_factory=OrderedDict)
     _listeners: list[Callable[[HubEvent], None]] = field(init=False, default_factory=list)

@@ -11,6 +11,7 @@ import logging
 import socket
 from pathlib import Path
 
+from .android import acquire_multicast_lock, release_multicast_lock
 from .config import Config
 from .hub import Hub
 from .identity import load_or_create_peer_id
@@ -71,6 +72,13 @@ class Node:
         from .mesh import Mesh
         from .protocol import PROTOCOL_VERSION
 
+        # Android drops incoming multicast unless the app holds a Wi-Fi MulticastLock: without it
+        # discovery silently finds nobody. Elsewhere this is a no-op.
+        lock = acquire_multicast_lock()
+        if not lock.ok:
+            log.warning("%s", lock.message)
+            self.hub.lan_warning = f"{lock.message} Other devices may not find this one."
+
         me = Peer(self.peer_id, self.name, self.device)
         hub = self.hub
 
@@ -105,7 +113,7 @@ class Node:
                 mesh.add_peer_address(address, advert.port, advert.peer_id)
                 break
 
-        self.discovery = Discovery(
+        self._make_discovery = lambda: Discovery(
             peer_id=self.peer_id,
             name=self.name,
             port=port,
@@ -115,8 +123,24 @@ class Node:
             on_lost=mesh.forget_peer_address,
             interfaces=list(self.config.interfaces) or None,
         )
+        self.discovery = self._make_discovery()
         await self.discovery.start()
         log.info("LAN peer %s listening on port %s", self.peer_id[:8], port)
+
+    async def resume(self) -> None:
+        """Back in the foreground (Android battery savers freeze background apps and drop the
+        multicast lock): take the lock again, re-announce and re-browse."""
+        if self.discovery is None:
+            return
+        acquire_multicast_lock()
+        old, self.discovery = self.discovery, None
+        try:
+            await old.stop()
+        except Exception:
+            log.exception("discovery stop failed")
+        self.discovery = self._make_discovery()
+        await self.discovery.start()
+        log.info("resumed: re-announced and re-browsing")
 
     async def stop(self) -> None:
         """Say goodbye on the LAN (mDNS goodbye, WebSocket bye) and close."""
@@ -132,4 +156,5 @@ class Node:
             except Exception:
                 log.exception("mesh stop failed")
             self.mesh = None
+        release_multicast_lock()
         self.hub.close()
