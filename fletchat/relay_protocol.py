@@ -102,7 +102,9 @@ def _head(data: str | bytes) -> tuple[dict[str, Any], str]:
         raise ProtocolError("frame needs an integer protocol version 'v'")
     if version != PROTOCOL_VERSION:
         shown = version if abs(version) < 10**6 else "?"
-        raise ProtocolError(f"unsupported protocol version {shown} (relay speaks {PROTOCOL_VERSION})")
+        raise ProtocolError(
+            f"unsupported protocol version {shown} (relay speaks {PROTOCOL_VERSION})"
+        )
     ftype = obj.get("type")
     if not isinstance(ftype, str):
         raise ProtocolError("frame needs a string 'type'")
@@ -193,7 +195,11 @@ def _decode_online_entries(value: object, key: str) -> tuple[Online, ...]:
         local = entry.get("local")
         if not isinstance(device, str) or not 0 < len(device) <= 32 or not device.isprintable():
             raise ProtocolError(f"online.{key}.device must be a short string")
-        if isinstance(since, bool) or not isinstance(since, (int, float)) or not math.isfinite(since):
+        if (
+            isinstance(since, bool)
+            or not isinstance(since, (int, float))
+            or not math.isfinite(since)
+        ):
             raise ProtocolError(f"online.{key}.since must be a number")
         if not isinstance(local, bool):
             raise ProtocolError(f"online.{key}.local must be true or false")
@@ -229,4 +235,3 @@ def clip_reason(text: str, limit_bytes: int = REASON_BYTES) -> str:
     while len((out + "…").encode("utf-8")) > limit_bytes:
         out = out[:-1]
     return out + "…"
-

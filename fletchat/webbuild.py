@@ -130,9 +130,7 @@ def fill_pyodide_cache(cache_root: Path, bundle: Path, pyodide_version: str) -> 
 def fix_pyodide_url(index_html: Path) -> None:
     """Workaround 3: a relative URL the worker's ``import()`` resolves against its own address."""
     text = index_html.read_text("utf-8")
-    fixed, count = re.subn(
-        r'(flet\.pyodideUrl\s*=\s*["\'])(pyodide/pyodide\.mjs)', r"\1./\2", text
-    )
+    fixed, count = re.subn(r'(flet\.pyodideUrl\s*=\s*["\'])(pyodide/pyodide\.mjs)', r"\1./\2", text)
     if count == 0 and "./pyodide/pyodide.mjs" not in text:
         raise BuildError(f"flet.pyodideUrl not found in {index_html}; flet-cli changed?")
     index_html.write_text(fixed, "utf-8")
@@ -184,9 +182,20 @@ def ensure_wheels(cache: Path = WHEELS_CACHE) -> list[Path]:
         log.info("fetching %s from PyPI", ", ".join(missing))
         _run(
             [
-                *_pip(), "download", "--no-deps", "--only-binary", ":all:",
-                "--implementation", "py", "--platform", "any", "--python-version", "3.12",
-                "--dest", str(cache), *(f"{d}=={wanted[d]}" for d in missing),
+                *_pip(),
+                "download",
+                "--no-deps",
+                "--only-binary",
+                ":all:",
+                "--implementation",
+                "py",
+                "--platform",
+                "any",
+                "--python-version",
+                "3.12",
+                "--dest",
+                str(cache),
+                *(f"{d}=={wanted[d]}" for d in missing),
             ]
         )
     if _wheel_for(cache, MSGPACK, wanted[MSGPACK]) is None:
@@ -195,8 +204,14 @@ def ensure_wheels(cache: Path = WHEELS_CACHE) -> list[Path]:
         env = dict(os.environ, MSGPACK_PUREPYTHON="1")
         _run(
             [
-                *_pip(), "wheel", "--no-deps", "--no-binary", ":all:",
-                "--wheel-dir", str(cache), f"{MSGPACK}=={wanted[MSGPACK]}",
+                *_pip(),
+                "wheel",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                "--wheel-dir",
+                str(cache),
+                f"{MSGPACK}=={wanted[MSGPACK]}",
             ],
             env=env,
         )
@@ -272,11 +287,28 @@ def build(out: Path = DEFAULT_OUT, wheels_cache: Path = WHEELS_CACHE) -> Result:
         short = ".".join(python.split(".")[:2])
         _run(
             [
-                sys.executable, "-m", "flet_cli.cli", "publish", str(stage / "main.py"),
-                "--distpath", str(out), "--no-cdn", "--python-version", short,
-                "--base-url", BASE_URL, "--app-name", APP_NAME, "--app-short-name", APP_NAME,
-                "--app-description", APP_DESCRIPTION, "--pwa-background-color", THEME_COLOR,
-                "--pwa-theme-color", THEME_COLOR,
+                sys.executable,
+                "-m",
+                "flet_cli.cli",
+                "publish",
+                str(stage / "main.py"),
+                "--distpath",
+                str(out),
+                "--no-cdn",
+                "--python-version",
+                short,
+                "--base-url",
+                BASE_URL,
+                "--app-name",
+                APP_NAME,
+                "--app-short-name",
+                APP_NAME,
+                "--app-description",
+                APP_DESCRIPTION,
+                "--pwa-background-color",
+                THEME_COLOR,
+                "--pwa-theme-color",
+                THEME_COLOR,
             ],
             env=env,
             cwd=stage,

@@ -124,8 +124,9 @@ async def test_hello_and_message_reach_the_hub_and_other_sessions(host: Host):
     here = HubSession(host.node.hub, device="browser")
     here.join("Bob")
     client = await open_client(host, "  Ada  ")
-    await host.wait_for(lambda e: isinstance(e, Message) and e.kind == KIND_JOIN
-                        and e.author == "Ada", "Ada's join")
+    await host.wait_for(
+        lambda e: isinstance(e, Message) and e.kind == KIND_JOIN and e.author == "Ada", "Ada's join"
+    )
     roster = await client.next(RelayOnline)
     while "Ada" not in [p.name for p in roster.people]:
         roster = await client.next(RelayOnline)
@@ -157,8 +158,9 @@ async def test_hub_messages_reach_relay_clients(host: Host):
     got = await client.message(lambda m: m.kind == KIND_CHAT)
     assert got == sent
     # Roster changes come as "online" frames.
-    assert any(isinstance(f, RelayOnline) and "Bob" in [p.name for p in f.people]
-               for f in client.frames)
+    assert any(
+        isinstance(f, RelayOnline) and "Bob" in [p.name for p in f.people] for f in client.frames
+    )
     # ... and a message posted from another thread (Flet's pool) arrives too.
     other = await asyncio.to_thread(bob.send, "from a worker thread")
     assert await client.message(lambda m: m.id == other.id)
@@ -174,9 +176,7 @@ async def test_recent_history_on_connect_without_duplicates(host: Host):
     later = bob.send("after connecting")
     got = await client.message(lambda m: m.kind == KIND_CHAT)
     assert got == later  # the history was not sent again as single messages
-    chats = [
-        f.message.id for f in client.frames if isinstance(f, MsgFrame)
-    ]
+    chats = [f.message.id for f in client.frames if isinstance(f, MsgFrame)]
     assert chats.count(later.id) == 1 and not set(chats) & {m.id for m in sent}
 
 
@@ -192,16 +192,31 @@ async def test_ping_is_answered(host: Host):
         (["{not json"], 1002, "invalid JSON"),
         (["[1, 2]"], 1002, "frame must be a JSON object"),
         (["x" * (MAX_FRAME_BYTES + 1)], 1009, f"frame is over {MAX_FRAME_BYTES} bytes"),
-        ([json.dumps({"v": 1, "type": "hello", "name": 5})], 1002, "hello.name: Name must be text."),
+        (
+            [json.dumps({"v": 1, "type": "hello", "name": 5})],
+            1002,
+            "hello.name: Name must be text.",
+        ),
         ([json.dumps({"v": 1, "type": "hello", "name": "  "})], 1002, "Name cannot be blank!"),
         ([json.dumps({"v": 1, "type": "hello", "name": "A" * 33})], 1002, "Name is too long"),
-        ([json.dumps({"v": "1", "type": "hello", "name": "Ada"})], 1002, "integer protocol version"),
-        ([json.dumps({"v": 2, "type": "hello", "name": "Ada"})], 1002, "unsupported protocol version"),
+        (
+            [json.dumps({"v": "1", "type": "hello", "name": "Ada"})],
+            1002,
+            "integer protocol version",
+        ),
+        (
+            [json.dumps({"v": 2, "type": "hello", "name": "Ada"})],
+            1002,
+            "unsupported protocol version",
+        ),
         ([json.dumps({"v": 1, "type": "msg", "msg": {}})], 1002, "unknown relay frame type 'msg'"),
         ([json.dumps({"v": 1, "type": 7})], 1002, "frame needs a string 'type'"),
         ([encode_client_send("hi")], 1002, "send before hello"),
-        ([encode_client_hello("Eve"), json.dumps({"v": 1, "type": "send", "text": ["hi"]})],
-         1002, "send.text: Message must be text."),
+        (
+            [encode_client_hello("Eve"), json.dumps({"v": 1, "type": "send", "text": ["hi"]})],
+            1002,
+            "send.text: Message must be text.",
+        ),
         ([encode_client_hello("Eve"), encode_client_send("x" * 4001)], 1002, "Message is too long"),
         ([encode_client_hello("Eve"), encode_client_send("bell \x07")], 1002, "control characters"),
         ([encode_client_hello("Eve"), encode_client_hello("Eve again")], 1002, "hello sent twice"),
@@ -209,9 +224,23 @@ async def test_ping_is_answered(host: Host):
         ([encode_client_ping()] * (int(RELAY_BURST) + 5), 1008, "flood"),
     ],
     ids=[
-        "invalid-json", "not-an-object", "oversize", "name-not-text", "blank-name", "long-name",
-        "version-type", "version", "peer-frame", "type-not-text", "send-before-hello",
-        "text-not-text", "long-text", "control-char", "hello-twice", "binary", "flood",
+        "invalid-json",
+        "not-an-object",
+        "oversize",
+        "name-not-text",
+        "blank-name",
+        "long-name",
+        "version-type",
+        "version",
+        "peer-frame",
+        "type-not-text",
+        "send-before-hello",
+        "text-not-text",
+        "long-text",
+        "control-char",
+        "hello-twice",
+        "binary",
+        "flood",
     ],
 )
 async def test_bad_frames_close_with_a_reason_and_others_keep_working(
@@ -258,8 +287,6 @@ def test_client_frames_round_trip_and_roster_frames_validate():
     from fletchat.hub import Online
     from fletchat.relay_protocol import encode_online
 
-    frame = decode_server_frame(
-        encode_online([Online("k", "Ada", RELAY_DEVICE, 1.0, True)], [])
-    )
+    frame = decode_server_frame(encode_online([Online("k", "Ada", RELAY_DEVICE, 1.0, True)], []))
     assert isinstance(frame, RelayOnline) and frame.people[0].name == "Ada"
     assert RosterChanged  # the host sends one "online" frame per RosterChanged

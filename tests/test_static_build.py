@@ -33,9 +33,10 @@ def static_build(tmp_path_factory):
 @pytest.fixture
 def server(tmp_path, static_build):
     need(*chromium_available())
-    with host_mode_server(
-        tmp_path / "host", "--no-lan", "--static-dir", str(static_build)
-    ) as (url, _proc):
+    with host_mode_server(tmp_path / "host", "--no-lan", "--static-dir", str(static_build)) as (
+        url,
+        _proc,
+    ):
         yield url
 
 
@@ -99,12 +100,12 @@ async def test_static_client_chats_with_a_server_side_session(server):
                 timeout=TIMEOUT
             )
             await bob.send("hello from Python in the browser")
-            await expect(alice.message("Bob Static", "hello from Python in the browser")).to_be_visible(
-                timeout=TIMEOUT
-            )
-            await expect(bob.message("Bob Static", "hello from Python in the browser")).to_be_visible(
-                timeout=TIMEOUT
-            )
+            await expect(
+                alice.message("Bob Static", "hello from Python in the browser")
+            ).to_be_visible(timeout=TIMEOUT)
+            await expect(
+                bob.message("Bob Static", "hello from Python in the browser")
+            ).to_be_visible(timeout=TIMEOUT)
             await alice.send("hi Bob, I am on the server side")
             await expect(bob.message("Alice", "hi Bob, I am on the server side")).to_be_visible(
                 timeout=TIMEOUT

@@ -15,7 +15,14 @@ import logging
 import flet as ft
 
 from fletchat.hub import PUBSUB_TOPIC, HubSession, Online, RosterChanged
-from fletchat.model import KIND_JOIN, Message, ValidationError, validate_name, validate_text
+from fletchat.model import (
+    DEFAULT_CHANNEL,
+    KIND_JOIN,
+    Message,
+    ValidationError,
+    validate_name,
+    validate_text,
+)
 from fletchat.protocol import MsgFrame, ProtocolError, SyncFrame
 from fletchat.relay_protocol import (
     RELAY_DEVICE,
@@ -64,7 +71,9 @@ class RelaySession(HubSession):
         self.client.send_frame(encode_client_hello(name), queue=True)
         return Message.presence(KIND_JOIN, name, "relay")
 
-    def send(self, raw_text: str) -> Message | None:
+    def send(self, raw_text: str, channel: str = DEFAULT_CHANNEL) -> Message | None:
+        if channel != DEFAULT_CHANNEL:  # the relay posts to the default channel only
+            raise ValidationError("The web client can only post to the main conversation.")
         if self.name is None:
             raise ValidationError("Join the chat first.")
         text = validate_text(raw_text)
@@ -189,9 +198,7 @@ class RelayClient:
         print(f"relay: closed ({code}) {reason}")
         if self.closing:
             return True
-        self.show_status(
-            f"Lost the connection to the host ({reason or code}); reconnecting..."
-        )
+        self.show_status(f"Lost the connection to the host ({reason or code}); reconnecting...")
         await asyncio.sleep(RECONNECT_SECONDS)
         self.connect()
         return False
