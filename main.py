@@ -35,7 +35,7 @@ def main(argv: list[str]) -> int:
             reason = run_desktop(Node(config, local_device_kind()), config.name)
             if reason is None:
                 return 0
-        run_host(config, Node(config, "web-host"), f"Host mode: {reason}.")
+        run_host(config, lambda: Node(config, "web-host"), f"Host mode: {reason}.")
         return 0
     except (PortInUse, DataDirInUse) as err:
         print(f"fletchat: error: {err}", file=sys.stderr)

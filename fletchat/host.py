@@ -12,6 +12,7 @@ import contextlib
 import errno
 import logging
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
@@ -119,9 +120,19 @@ def served_urls(host: str, port: int) -> list[str]:
     return [url_for(host, port)]
 
 
-async def serve_host(config: Config, node: Node, announce: str = "") -> None:
-    """Run host mode until interrupted (Ctrl+C / SIGTERM), then leave the LAN cleanly."""
+async def serve_host(
+    config: Config, make_node: Callable[[], Node], announce: str = ""
+) -> None:
+    """Run host mode until interrupted (Ctrl+C / SIGTERM), then leave the LAN cleanly.
+
+    The port is taken first: a busy port is reported before anything else is opened.
+    """
     sock = bind_socket(config.host, config.port)
+    try:
+        node = make_node()
+    except BaseException:
+        sock.close()
+        raise
     app = build_web_app(node, config.name, config.static_dir)
     server = _Server(
         uvicorn.Config(app, log_level="warning", ws="websockets-sansio", lifespan="on")
@@ -139,5 +150,5 @@ async def serve_host(config: Config, node: Node, announce: str = "") -> None:
         await node.stop()
 
 
-def run_host(config: Config, node: Node, announce: str = "") -> None:
-    asyncio.run(serve_host(config, node, announce))
+def run_host(config: Config, make_node: Callable[[], Node], announce: str = "") -> None:
+    asyncio.run(serve_host(config, make_node, announce))

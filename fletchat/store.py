@@ -305,7 +305,7 @@ class Store:
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-            log.info("store schema upgraded to version %d", target)
+            log.debug("store schema upgraded to version %d", target)
 
     @staticmethod
     def _sync_fts(con: sqlite3.Connection, use_fts: bool) -> None:
