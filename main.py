@@ -24,6 +24,12 @@ def main(argv: list[str]) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if config.log_level != "DEBUG":
+        # zeroconf logs a traceback for every interface it cannot send on (e.g. IPv6 loopback);
+        # Flet's web server and the WebSocket library narrate their start-up at INFO.
+        logging.getLogger("zeroconf").setLevel(logging.ERROR)
+        for chatty in ("flet", "flet_web", "fletchat.mesh.websockets"):
+            logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
     lock = DataDirLock(config.data_dir)
     try:
         lock.acquire()
@@ -40,6 +46,8 @@ def main(argv: list[str]) -> int:
     except (PortInUse, DataDirInUse) as err:
         print(f"fletchat: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl+C: everything has already said goodbye
+        return 130
     finally:
         lock.release()
 

@@ -147,7 +147,13 @@ async def serve_host(
         await server.serve(sockets=[sock])
     finally:
         sock.close()
-        await node.stop()
+        # A second Ctrl+C (or uv forwarding the first one again) must not cut the goodbyes short.
+        stopping = asyncio.ensure_future(node.stop())
+        try:
+            await asyncio.shield(stopping)
+        except asyncio.CancelledError:
+            await stopping
+            raise
 
 
 def run_host(config: Config, make_node: Callable[[], Node], announce: str = "") -> None:
