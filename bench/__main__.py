@@ -1,0 +1,135 @@
+"""``uv run python -m bench [--quick] [--only ID,ID] [--out FILE]``
+
+Runs the figures, prints a table (each figure next to a baseline measured in the same run, and the
+ratio), writes JSON (default ``bench/results.json``). Exits non-zero only when a measurement could
+not be taken at all (a figure raised, or produced no numbers): slow is reported, never failed.
+A figure that needs what this machine lacks (root for namespaces, Chromium) is skipped, and that
+counts as a failure only when ``CI`` is set (as in the tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .common import Skip, fmt, machine
+
+FIGURES: dict[str, str] = {
+    "discovery": "1. Discovery to visible (namespaced hosts, real mDNS)",
+    "leave": "2. Leave detection",
+    "delivery": "3. Delivery latency, 1 sender -> 4 peers",
+    "throughput": "4. Throughput: one peer fanning out to 4",
+    "fanout": "5. Host-mode fan-out to N sessions",
+    "startup": "6. Start-up of host mode",
+}
+# module -> the figures it produces (some share one expensive set-up)
+RUNNERS: list[tuple[str, tuple[str, ...]]] = [
+    ("bench.lan", ("discovery", "leave")),
+    ("bench.delivery", ("delivery", "throughput")),
+    ("bench.fanout", ("fanout",)),
+    ("bench.startup", ("startup",)),
+]
+DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
+
+
+def run(quick: bool, only: set[str] | None) -> dict[str, Any]:
+    figures: dict[str, dict[str, Any]] = {}
+    for module, ids in RUNNERS:
+        wanted = [i for i in ids if only is None or i in only]
+        if not wanted:
+            continue
+        print(f"running {module} ({', '.join(wanted)})...", file=sys.stderr, flush=True)
+        t0 = time.monotonic()
+        try:
+            mod = importlib.import_module(module)
+            out = mod.run(quick)
+            for fid in wanted:
+                fig = out.get(fid)
+                if fig is None or not fig.get("rows"):
+                    figures[fid] = {"status": "error", "error": "no numbers", **(fig or {})}
+                else:
+                    figures[fid] = {"status": "ok", **fig}
+        except Skip as why:
+            for fid in wanted:
+                figures[fid] = {"status": "skipped", "error": str(why), "rows": []}
+        except Exception as err:  # noqa: BLE001 - a broken figure is reported, the rest still run
+            traceback.print_exc()
+            for fid in wanted:
+                figures[fid] = {"status": "error", "error": f"{type(err).__name__}: {err}",
+                                "rows": []}
+        elapsed = time.monotonic() - t0
+        for fid in wanted:
+            figures[fid]["title"] = FIGURES[fid]
+            figures[fid]["seconds"] = round(elapsed, 1)
+    return {
+        "schema": 1,
+        "quick": quick,
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "figures": {fid: figures[fid] for fid in FIGURES if fid in figures},
+    }
+
+
+def table(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        (f"Machine: {m['cpu']}, {m['cores']} cores, {m['os']}, Python {m['python']} "
+        f"(commit {m['commit']}{', quick run' if results['quick'] else ''})"),
+        "",
+        "| figure | value | baseline (same run) | ratio | target | n |",
+        "|---|---|---|---|---|---|",
+    ]
+    for fig in results["figures"].values():
+        lines.append(f"| **{fig['title']}** | | | | | |")
+        if fig["status"] != "ok":
+            lines.append(f"| {fig['status']}: {fig.get('error', '')} | | | | | |")
+        for r in fig.get("rows", []):
+            ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}x"
+            met = "" if r["met"] is None else (" met" if r["met"] else " **missed**")
+            lines.append(
+                f"| {r['metric']} | {fmt(r['value'], r['unit'])} | "
+                f"{fmt(r['baseline'], r['unit'])} ({r['baseline_name']}) | {ratio} | "
+                f"{r['target']}{met} | {r['n'] if r['n'] is not None else ''} |"
+            )
+        for f in fig.get("failures", []) or []:
+            lines.append(f"| (failure) {f} | | | | | |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[1])
+    p.add_argument("--quick", action="store_true", help="few samples, under a minute (CI smoke)")
+    p.add_argument("--only", help=f"comma-separated figure ids: {', '.join(FIGURES)}")
+    p.add_argument("--out", type=Path, help=f"JSON results file (default {DEFAULT_OUT})")
+    args = p.parse_args(argv)
+    only = None
+    if args.only:
+        only = {x.strip() for x in args.only.split(",") if x.strip()}
+        unknown = only - set(FIGURES)
+        if unknown:
+            p.error(f"unknown figure(s): {', '.join(sorted(unknown))}")
+    results = run(args.quick, only)
+    out = args.out or DEFAULT_OUT
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    print(table(results))
+    print(f"\nwrote {out}", file=sys.stderr)
+    broken = [
+        fid for fid, fig in results["figures"].items()
+        if fig["status"] == "error" or (fig["status"] == "skipped" and os.environ.get("CI"))
+    ]
+    if broken:
+        print(f"no measurement for: {', '.join(broken)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""Shared bench plumbing: statistics, result rows (value next to a baseline, as a ratio), machine
+facts, and a child process whose JSON lines are timestamped as they arrive."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+MAIN = str(ROOT / "main.py")
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+class Skip(Exception):
+    """A figure cannot run here (no root for namespaces, no Chromium): skipped, not failed."""
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear-interpolated percentile (q in 0..100) of a non-empty list."""
+    if not values:
+        raise ValueError("no samples")
+    s = sorted(values)
+    if len(s) == 1:
+        return s[0]
+    pos = (len(s) - 1) * q / 100.0
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def ratio(value: float | None, baseline: float | None) -> float | None:
+    if value is None or baseline is None or baseline == 0:
+        return None
+    return value / baseline
+
+
+def row(
+    metric: str,
+    value: float | None,
+    baseline: float | None,
+    *,
+    unit: str,
+    baseline_name: str,
+    n: int | None = None,
+    target_max: float | None = None,
+    target_max_ratio: float | None = None,
+    note: str = "",
+) -> dict[str, Any]:
+    """One line of the table: a figure, the baseline measured in the same run, and value/baseline.
+
+    ``target_max`` is an absolute limit on ``value``; ``target_max_ratio`` a limit on the ratio.
+    ``met`` is None when the row has no target.
+    """
+    r = ratio(value, baseline)
+    met: bool | None = None
+    target = ""
+    if target_max is not None:
+        target = f"<= {target_max:g} {unit}"
+        met = value is not None and value <= target_max
+    elif target_max_ratio is not None:
+        target = f"<= {target_max_ratio:g}x baseline"
+        met = r is not None and r <= target_max_ratio
+    return {
+        "metric": metric,
+        "unit": unit,
+        "value": value,
+        "baseline": baseline,
+        "baseline_name": baseline_name,
+        "ratio": r,
+        "n": n,
+        "target": target,
+        "met": met,
+        "note": note,
+    }
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    os_name = platform.platform()
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                os_name = f"{line.split('=', 1)[1].strip(chr(34))} (kernel {platform.release()})"
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+            timeout=5, check=False,
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    versions = {}
+    for mod in ("flet", "websockets", "zeroconf"):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except (ImportError, AttributeError):
+            versions[mod] = "?"
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "os": os_name,
+        "python": platform.python_version(),
+        "commit": commit,
+        **versions,
+    }
+
+
+def rss_kib(pid: int) -> int | None:
+    """Resident set size of a process (Linux), KiB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def tree_rss_kib(pid: int) -> int | None:
+    """RSS of a process and its descendants (``ip netns exec`` execs, but be safe)."""
+    total = rss_kib(pid)
+    if total is None:
+        return None
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    for child in children:
+        total += tree_rss_kib(int(child)) or 0
+    return total
+
+
+@dataclass
+class TimedProc:
+    """A child printing JSON lines; every line is stamped with ``time.monotonic()`` on arrival
+    (a reader thread per child, so the stamp is within a scheduler tick of the write)."""
+
+    proc: subprocess.Popen[str]
+    t_spawn: float
+    events: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            t = time.monotonic()
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                ev = {"event": "text", "text": line.rstrip("\n")}
+            if not isinstance(ev, dict):
+                ev = {"event": "text", "text": line.rstrip("\n")}
+            with self._cond:
+                self.events.append((t, ev))
+                self._cond.notify_all()
+        with self._cond:
+            self.events.append((time.monotonic(), {"event": "eof"}))
+            self._cond.notify_all()
+
+    def wait_for(
+        self, pred: Callable[[dict[str, Any]], bool], timeout: float, after: float = 0.0
+    ) -> float | None:
+        """Arrival time of the first event after ``after`` matching ``pred``; None on timeout/EOF."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self._cond:
+            while True:
+                for t, ev in self.events[seen:]:
+                    if t >= after and pred(ev):
+                        return t
+                seen = len(self.events)
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.events and self.events[-1][1].get("event") == "eof"):
+                    return None
+                self._cond.wait(left)
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def close_stdin(self) -> None:
+        if self.proc.stdin is not None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+
+
+def spawn_timed(popen: Callable[..., subprocess.Popen[str]], argv: list[str], **kw) -> TimedProc:
+    """Start ``argv`` with ``popen`` (e.g. ``Host.popen``); the spawn time is taken just before."""
+    kw.setdefault("stdin", subprocess.PIPE)
+    kw.setdefault("stdout", subprocess.PIPE)
+    kw.setdefault("stderr", subprocess.DEVNULL)
+    kw.setdefault("text", True)
+    t0 = time.monotonic()
+    proc = popen(argv, **kw)
+    return TimedProc(proc, t0)
+
+
+def fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "s":
+        return f"{value * 1000:.0f} ms" if value < 10 else f"{value:.1f} s"
+    if unit == "ms":
+        return f"{value:.2f} ms" if value < 10 else f"{value:.0f} ms"
+    if unit == "MiB":
+        return f"{value:.1f} MiB"
+    if unit == "KiB":
+        return f"{value:.0f} KiB"
+    if unit == "msg/s":
+        return f"{value:.0f} msg/s"
+    return f"{value:.3g} {unit}"
