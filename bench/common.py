@@ -105,7 +105,7 @@ def machine() -> dict[str, Any]:
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
             timeout=5, check=False,
         ).stdout.strip()
-    except OSError:
+    except (OSError, subprocess.SubprocessError):
         commit = ""
     versions = {}
     for mod in ("flet", "websockets", "zeroconf"):
