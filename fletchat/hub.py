@@ -35,6 +35,7 @@ from .model import (
     validate_channel,
     validate_name,
 )
+from .protocol import TokenBucket
 from .store import Record, Store, StoreWriter
 
 log = logging.getLogger("fletchat.hub")
@@ -79,6 +80,7 @@ class Online:
     device: str
     since: float
     local: bool
+    fingerprint: str = ""  # LAN devices: their key's fingerprint (tells two "Alex" apart)
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,28 @@ class ChannelsChanged:
     channels: tuple[str, ...]
 
 
-HubEvent = Message | RosterChanged | Delivered | ChannelsChanged
+@dataclass(frozen=True)
+class IdentityWarning:
+    """A known peer id came back with a different key: refused, possibly an impersonator.
+
+    Show it loudly; ``Hub.forget_peer(peer_id)`` accepts the new key (after the two people
+    compared ``new_fingerprint`` in person)."""
+
+    peer_id: str
+    name: str
+    old_fingerprint: str
+    new_fingerprint: str
+    at: float
+
+
+HubEvent = Message | RosterChanged | Delivered | ChannelsChanged | IdentityWarning
+
+# Local sessions (a tab, the window, a relay client): how fast one person may post, once the
+# node turns it on (``Hub.session_rate``). The headless peer is exempt: it is a script its owner
+# runs (bots, tests pipe bursts into it), not a person on someone else's browser.
+SESSION_RATE_PER_SECOND = 10.0
+SESSION_BURST = 20.0
+SESSION_RATE_EXEMPT_DEVICES = ("headless",)
 
 
 class Transport(Protocol):
@@ -130,6 +153,8 @@ class Hub:
     store: Store | None = None
     store_error: str = ""  # why history is not kept (shown to people), "" when all is well
     lan_warning: str = ""  # why other devices may not find this one (e.g. no multicast lock)
+    trust: Any = None  # fletchat.trust.Trust when the node has an identity (keys, blocks)
+    session_rate: tuple[float, float] | None = None  # (per second, burst) for HubSession.send
     _history: deque[Message] = field(init=False)
     _seen: OrderedDict[str, None] = field(init=False, default_factory=OrderedDict)
     _listeners: list[Callable[[HubEvent], None]] = field(init=False, default_factory=list)
@@ -141,6 +166,7 @@ class Hub:
     _lock: threading.RLock = field(init=False, default_factory=threading.RLock)
 
     _channels: set[str] = field(init=False, default_factory=set)
+    _identity_warnings: list[IdentityWarning] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self._history = deque(maxlen=self.history_limit)
@@ -417,8 +443,72 @@ class Hub:
     def peer_up(self, peer: Peer) -> None:
         """The mesh has a live, handshaken connection to ``peer`` (its people arrive by sync)."""
         with self._lock:
-            self._peers[peer.id] = Online(peer.id, peer.name, peer.device, peer.since, local=False)
+            self._peers[peer.id] = Online(
+                peer.id, peer.name, peer.device, peer.since, local=False,
+                fingerprint=peer.fingerprint,
+            )
         self._roster_changed()
+
+    # ---- trust (docs/security.md) ----
+    @property
+    def fingerprint(self) -> str:
+        """This install's key fingerprint ("" without an identity), to compare in person."""
+        return self.trust.fingerprint if self.trust is not None else ""
+
+    def peer_fingerprint(self, peer_id: str) -> str:
+        """The fingerprint of the key known for ``peer_id`` ("" if never met)."""
+        if self.trust is None:
+            return ""
+        return self.trust.store.known().get(peer_id, "")
+
+    def identity_warning(self, peer_id: str, name: str, old_fp: str, new_fp: str) -> None:
+        """Called by the mesh when a known peer id presents another key (it was refused)."""
+        warning = IdentityWarning(peer_id, name, old_fp, new_fp, time.time())
+        with self._lock:
+            self._identity_warnings.append(warning)
+        self._publish(warning)
+
+    def identity_warnings(self) -> list[IdentityWarning]:
+        with self._lock:
+            return list(self._identity_warnings)
+
+    def forget_peer(self, peer_id: str) -> bool:
+        """Reset the key known for ``peer_id``: its next key is trusted on first use."""
+        with self._lock:
+            self._identity_warnings = [w for w in self._identity_warnings if w.peer_id != peer_id]
+        return self.trust.store.forget(peer_id) if self.trust is not None else False
+
+    def block(self, peer_id: str) -> None:
+        """Block a LAN peer: its connection drops, it is refused from now on (persisted), and
+        messages it wrote are dropped even when others relay them."""
+        with self._lock:
+            known = self._peers.get(peer_id)
+        name = known.name if known is not None else ""
+        block = getattr(self.transport, "block", None)
+        if callable(block):
+            block(peer_id, name)
+        elif self.trust is not None:
+            self.trust.store.block(peer_id, name)
+        else:
+            raise ValidationError("Blocking needs the LAN (this copy runs without it).")
+
+    def unblock(self, peer_id: str) -> None:
+        unblock = getattr(self.transport, "unblock", None)
+        if callable(unblock):
+            unblock(peer_id)
+        elif self.trust is not None:
+            self.trust.store.unblock(peer_id)
+
+    def blocked_peers(self) -> dict[str, str]:
+        """Blocked peer id -> the name it had when blocked."""
+        return self.trust.store.blocked() if self.trust is not None else {}
+
+    def message_status(self, msg: Message) -> str:
+        """"verified" (signed by its origin's known key), "unverified" (origin never met, or
+        no identity here) or "refused" (its signature does not hold)."""
+        if self.trust is None:
+            return "unverified"
+        return self.trust.message_status(msg)
 
     def peer_down(self, peer: Peer, reason: str = "") -> None:
         """A peer vanished (goodbye, heartbeat timeout). Show it like a session leaving."""
@@ -446,6 +536,12 @@ class HubSession:
         self.device = device
         self.name: str | None = None
         self.last_name: str | None = None
+        rate = hub.session_rate
+        self._bucket = (
+            TokenBucket(*rate, clock=time.monotonic)
+            if rate is not None and device not in SESSION_RATE_EXEMPT_DEVICES
+            else None
+        )
 
     def join(self, raw_name: str) -> Message:
         """Validate the name, announce the join to everyone; raises ``ValidationError``."""
@@ -461,6 +557,8 @@ class HubSession:
             raise ValidationError("Join the chat first.")
         if not raw_text or not raw_text.strip():
             return None
+        if self._bucket is not None and not self._bucket.allow():
+            raise ValidationError("You are sending too fast. Wait a moment and try again.")
         msg = Message.chat(self.name, raw_text, self.hub.peer_id, validate_channel(channel))
         return self.hub.post(msg) or msg
 

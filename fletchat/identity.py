@@ -1,16 +1,33 @@
-"""This install's stable peer id and the data-dir lock (the I/O edge for identity files)."""
+"""This install's identity: its stable peer id, its Ed25519 key pair, and the data-dir lock.
+
+The I/O edge for identity files. The key pair proves that a peer id belongs to this install
+(docs/security.md): the private key never leaves ``identity_ed25519.pem`` (owner-only), the public
+key travels in the ``hello`` frame, and a self-signed certificate made from the same key is what
+this peer presents in TLS.
+"""
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import datetime
+import hashlib
 import os
+import ssl
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from .model import ValidationError, new_id, validate_id
 
 PEER_ID_FILE = "peer_id"
 LOCK_FILE = "instance.lock"
+KEY_FILE = "identity_ed25519.pem"
+CERT_FILE = "identity_cert.pem"
+PUBLIC_KEY_BYTES = 32
+SIGNATURE_BYTES = 64
+FINGERPRINT_GROUPS = 4  # 4 groups of 4 base32 characters = 80 bits, read aloud in ~10 s
 
 
 class DataDirInUse(RuntimeError):
@@ -36,6 +53,185 @@ def load_or_create_peer_id(data_dir: Path) -> str:
         f.write(peer_id + "\n")
     tmp.replace(path)
     return peer_id
+
+
+def _write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write ``data`` atomically, readable only by the owner (the mode is set at creation)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+def encode_key(public_key: bytes) -> str:
+    """A raw Ed25519 public key as it travels in frames (standard base64, 44 characters)."""
+    return base64.b64encode(public_key).decode("ascii")
+
+
+def fingerprint(public_key: bytes) -> str:
+    """A short, human-comparable fingerprint: ``ABCD-EFGH-IJKL-MNOP``.
+
+    Base32 (letters and digits 2-7, no 0/1/8/9 to confuse with O/I/B/g) of SHA-256 of the raw
+    public key, the first 16 characters in groups of 4. Two people named "Alex" compare these.
+    """
+    digest = base64.b32encode(hashlib.sha256(public_key).digest()).decode("ascii")
+    return "-".join(digest[i * 4 : i * 4 + 4] for i in range(FINGERPRINT_GROUPS))
+
+
+@dataclass(frozen=True)
+class Identity:
+    """This install's Ed25519 key pair (and the TLS certificate made from it)."""
+
+    private_key: object  # cryptography's Ed25519PrivateKey (kept untyped: imported lazily)
+    public_key: bytes  # raw, 32 bytes
+    key_path: Path
+    cert_path: Path
+    cert_der: bytes
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.public_key)
+
+    @property
+    def key_text(self) -> str:
+        return encode_key(self.public_key)
+
+    def sign(self, data: bytes) -> bytes:
+        return self.private_key.sign(data)  # type: ignore[attr-defined]
+
+    def server_context(self) -> ssl.SSLContext:
+        """TLS 1.3 only, presenting the certificate bound to this identity."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        ctx.load_cert_chain(self.cert_path, self.key_path)
+        return ctx
+
+    @staticmethod
+    def client_context() -> ssl.SSLContext:
+        """TLS 1.3 only. The certificate is not checked against a CA (there is none on a LAN):
+        the mesh pins it to the key the peer proves in its handshake (docs/security.md)."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+
+    @classmethod
+    def load_or_create(cls, data_dir: Path) -> Identity:
+        """Read the install's key pair, creating it (owner-only file) on first run.
+
+        An unreadable key file is moved aside and a new key made: peers that knew the old one will
+        then refuse this install loudly until someone resets it there (``--forget-peer``), which is
+        the right outcome for a key that may have been tampered with.
+        """
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        data_dir.mkdir(parents=True, exist_ok=True)
+        key_path = data_dir / KEY_FILE
+        private = None
+        if key_path.exists():
+            try:
+                loaded = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+                if not isinstance(loaded, Ed25519PrivateKey):
+                    raise TypeError("not an Ed25519 key")
+                private = loaded
+                if sys.platform != "win32" and key_path.stat().st_mode & 0o077:
+                    os.chmod(key_path, 0o600)
+            except (ValueError, TypeError, OSError):
+                backup = key_path.with_name(f"{KEY_FILE}.corrupt-{int(time.time() * 1000)}")
+                key_path.replace(backup)
+                print(f"fletchat: {key_path} was unreadable; moved it to {backup} and made a new "
+                      "key (peers that knew the old one will warn)", file=sys.stderr)
+        if private is None:
+            private = Ed25519PrivateKey.generate()
+            _write_private(
+                key_path,
+                private.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                ),
+            )
+        public = private.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        cert_path = data_dir / CERT_FILE
+        cert_der = _load_cert(cert_path, public)
+        if cert_der is None:
+            cert_der = _make_cert(private, cert_path)
+        return cls(private, public, key_path, cert_path, cert_der)
+
+
+def _load_cert(path: Path, public: bytes) -> bytes | None:
+    """The stored certificate if it exists and carries ``public``; else None (make a new one)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+        raw = cert.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+    except (OSError, ValueError, TypeError):
+        return None
+    return cert.public_bytes(serialization.Encoding.DER) if raw == public else None
+
+
+def _make_cert(private, path: Path) -> bytes:
+    """A self-signed certificate for ``private``. Nothing checks its names or dates: peers pin the
+    key itself, so it is valid from 2000 to 9999 and names no host."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Flet Chat peer")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(private.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC))
+        .not_valid_after(datetime.datetime(9999, 12, 31, tzinfo=datetime.UTC))
+        .sign(private, None)
+    )
+    _write_private(path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def cert_public_key(der: bytes) -> bytes | None:
+    """The raw Ed25519 key in a DER certificate a peer presented, or None if it has none."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        key = x509.load_der_x509_certificate(der).public_key()
+    except (ValueError, TypeError):
+        return None
+    if not isinstance(key, Ed25519PublicKey):
+        return None
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def verify_signature(public_key: bytes, signature: bytes, data: bytes) -> bool:
+    """Is ``signature`` an Ed25519 signature of ``data`` by ``public_key``?"""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    if len(public_key) != PUBLIC_KEY_BYTES or len(signature) != SIGNATURE_BYTES:
+        return False
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, data)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
 
 
 class DataDirLock:

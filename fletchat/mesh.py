@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
+import secrets
+import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from websockets.asyncio.client import connect
@@ -37,6 +40,7 @@ from fletchat.protocol import (
     CLOSE_UNSUPPORTED_DATA,
     GOSSIP_MAX_FAILURES,
     MAX_SYNC_MESSAGES,
+    NONCE_BYTES,
     RATE_BURST,
     RATE_FRAMES_PER_SECOND,
     REASON_DUPLICATE,
@@ -44,6 +48,7 @@ from fletchat.protocol import (
     RECONNECT_MAX,
     RECONNECT_MIN,
     AckFrame,
+    Auth,
     Bye,
     ConnKey,
     HaveFrame,
@@ -56,9 +61,12 @@ from fletchat.protocol import (
     ProtocolError,
     SyncFrame,
     TokenBucket,
+    auth_transcript,
     backoff_delay,
+    decode_b64,
     decode_frame,
     encode_acks,
+    encode_auth,
     encode_bye,
     encode_have,
     encode_hello,
@@ -76,7 +84,12 @@ _ws_log = logging.getLogger("fletchat.mesh.websockets")  # the library's own cha
 
 MAX_WANTED_ADDRESSES = 256  # addresses we keep dialing; bounds what gossip can make us do
 SEND_QUEUE_FRAMES = 1024  # frames waiting for a slow peer before it is dropped
-_ERROR_CODES = {1002, 1003, 1007, 1008, 1009, 1011}
+MAX_PEERS = 64  # handshaken peers at once; more are refused with 1013 (a LAN chat, not a botnet)
+MAX_CONNECTIONS = 128  # open sockets at once, handshaken or not (dials + accepts + duplicates)
+CLOSE_TRY_AGAIN = 1013  # too many peers/connections right now
+REASON_BLOCKED = "blocked"
+REASON_KEY_CHANGED = "identity key changed"
+_ERROR_CODES = {1002, 1003, 1007, 1008, 1009, 1011, 1013}
 
 
 def _close_reason(reason: str) -> str:
@@ -128,9 +141,12 @@ class _Conn:
     writer: asyncio.Task[None] | None = None
     catchup_task: asyncio.Task[None] | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    nonce: str = ""  # our challenge in this connection's hello (secured meshes)
 
     def describe(self) -> str:
         who = f"{self.peer.name} ({self.peer.id[:12]})" if self.peer else "unknown peer"
+        if self.peer is not None and self.peer.fingerprint:
+            who += f" [{self.peer.fingerprint}]"
         return f"{who} at {self.remote_ip}, {'outgoing' if self.outgoing else 'incoming'}"
 
 
@@ -192,8 +208,27 @@ class Mesh:
         reconnect_max: float = RECONNECT_MAX,
         rate: float = RATE_FRAMES_PER_SECOND,
         burst: float = RATE_BURST,
+        trust: Any = None,
+        on_identity_warning: Callable[[str, str, str, str], Any] | None = None,
+        max_peers: int = MAX_PEERS,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
+        """With ``trust`` (a ``fletchat.trust.Trust``) every connection is TLS 1.3 and every peer
+        proves its key in the handshake (docs/security.md); without it (tests of the framing
+        only) connections are plain WebSockets with no authentication."""
         self.me = me
+        self._trust = trust
+        self._on_identity_warning = on_identity_warning
+        self._max_peers = max_peers
+        self._max_connections = max_connections
+        self._warned: set[tuple[str, bytes]] = set()
+        self._server_ssl: ssl.SSLContext | None = None
+        self._client_ssl: ssl.SSLContext | None = None
+        self._cert_sha256 = ""
+        if trust is not None:
+            self._server_ssl = trust.identity.server_context()
+            self._client_ssl = trust.identity.client_context()
+            self._cert_sha256 = hashlib.sha256(trust.identity.cert_der).hexdigest()
         self._on_message = on_message
         self._on_peer_up = on_peer_up
         self._on_peer_down = on_peer_down
@@ -218,6 +253,7 @@ class Mesh:
         self._wanted: dict[tuple[str, int], _Wanted] = {}
         self._changed = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._blocked_here: set[str] = set()  # blocks when there is no trust store (tests)
         self._started = False
         self._stopping = False
 
@@ -236,6 +272,7 @@ class Mesh:
                 open_timeout=max(self._hb_timeout, 2.0),
                 close_timeout=self._close_timeout,
                 logger=_ws_log,
+                ssl=self._server_ssl,
             )
         except OSError as err:
             raise OSError(
@@ -292,12 +329,49 @@ class Mesh:
         for want in [w for w in self._wanted.values() if w.peer_id == peer_id and not w.sticky]:
             self._unwant(want)
 
+    def block(self, peer_id: str, name: str = "") -> None:
+        """Block ``peer_id`` (persisted by ``trust``): drop its connection, stop dialing it, refuse
+        it from now on, and drop messages written by it that others relay."""
+        if self._trust is not None:
+            self._trust.store.block(peer_id, name)
+        else:
+            self._blocked_here.add(peer_id)
+        self._on_loop(self._block, peer_id)
+
+    def unblock(self, peer_id: str) -> None:
+        if self._trust is not None:
+            self._trust.store.unblock(peer_id)
+        self._blocked_here.discard(peer_id)
+
+    def is_blocked(self, peer_id: str) -> bool:
+        if peer_id in self._blocked_here:
+            return True
+        return self._trust is not None and self._trust.store.is_blocked(peer_id)
+
+    def _block(self, peer_id: str) -> None:
+        for want in [w for w in self._wanted.values() if w.peer_id == peer_id]:
+            self._unwant(want)
+        for conn in [c for c in self._conns if c.peer is not None and c.peer.id == peer_id]:
+            log.warning("blocked peer %s: closing its connection", conn.describe())
+            asyncio.get_running_loop().create_task(self._close(conn, CLOSE_POLICY, REASON_BLOCKED))
+
     def broadcast(self, msg: Message, exclude: str | None = None) -> None:
         """Send ``msg`` once to every connected peer except ``exclude`` and its own origin."""
         self._on_loop(self._broadcast, msg, exclude)
 
+    def _sig_for(self, msg: Message) -> str:
+        if self._trust is None:
+            return ""
+        try:
+            return self._trust.sig_for(msg)
+        except Exception:
+            log.exception("signature lookup failed for %s", msg.id)
+            return ""
+
     def _broadcast(self, msg: Message, exclude: str | None) -> None:
-        frame = encode_msg(msg)
+        if not self._by_id:
+            return
+        frame = encode_msg(msg, self._sig_for(msg))
         for peer_id, conn in list(self._by_id.items()):
             if peer_id != exclude and peer_id != msg.origin:
                 self._enqueue(conn, frame)
@@ -329,6 +403,8 @@ class Mesh:
     def _want(self, host: str, port: int, peer_id: str | None, *, gossip: bool) -> None:
         _check_address(host, port)
         if self._stopping or peer_id == self.me.id:
+            return
+        if peer_id is not None and self.is_blocked(peer_id):
             return
         if peer_id is not None and not gossip:
             for other in [w for w in self._wanted.values() if w.peer_id == peer_id and w.gossip]:
@@ -378,6 +454,8 @@ class Mesh:
                 log.info("%s:%s is this peer itself; not dialing it again", want.host, want.port)
                 self._unwant(want)
                 return
+            if outcome == REASON_BLOCKED:
+                return
             if outcome in ("up", REASON_DUPLICATE):
                 attempt = 0
             else:
@@ -395,10 +473,11 @@ class Mesh:
         self._dials += 1
         dial = self._dials
         host = f"[{want.host}]" if ":" in want.host else want.host
-        uri = f"ws://{host}:{want.port}/"
+        uri = f"{'wss' if self._client_ssl else 'ws'}://{host}:{want.port}/"
         try:
             async with connect(
                 uri,
+                ssl=self._client_ssl,
                 max_size=MAX_FRAME_BYTES,
                 compression=None,
                 ping_interval=None,
@@ -408,7 +487,7 @@ class Mesh:
             ) as ws:
                 want.live = True
                 return await self._run(ws, outgoing=True, dial=dial, want=want)
-        except (OSError, TimeoutError, WebSocketException) as err:
+        except (OSError, TimeoutError, WebSocketException, ssl.SSLError) as err:
             log.debug("dialing %s failed: %s", uri, err or type(err).__name__)
             return "failed"
         finally:
@@ -417,6 +496,12 @@ class Mesh:
     # ---- one connection ----
 
     async def _accept(self, ws: ServerConnection) -> None:
+        if len(self._conns) >= self._max_connections:
+            log.warning("refusing a connection from %s: %d connections open",
+                        ws.remote_address, len(self._conns))
+            with contextlib.suppress(Exception):
+                await ws.close(CLOSE_TRY_AGAIN, "too many connections; try again later")
+            return
         await self._run(ws, outgoing=False, dial=0, want=None)
 
     async def _run(self, ws: Connection, *, outgoing: bool, dial: int, want: _Wanted | None) -> str:
@@ -441,10 +526,28 @@ class Mesh:
             if hello.peer_id == self.me.id:
                 await self._close(conn, CLOSE_NORMAL, REASON_SELF)
                 return REASON_SELF
+            if self.is_blocked(hello.peer_id):
+                log.info("refusing blocked peer %s at %s", hello.peer_id, conn.remote_ip)
+                await self._close(conn, CLOSE_POLICY, REASON_BLOCKED)
+                if want is not None:
+                    self._unwant(want)
+                return REASON_BLOCKED
+            fp = ""
+            if self._trust is not None:
+                fp = await self._authenticate(conn, hello)
+                if not fp:
+                    return outcome
+            if (
+                hello.peer_id not in self._by_id
+                and hello.peer_id not in self._pending_down
+                and len(self._by_id) >= self._max_peers
+            ):
+                await self._close(conn, CLOSE_TRY_AGAIN, f"too many peers ({self._max_peers})")
+                return outcome
             if want is not None and want.peer_id != hello.peer_id:
                 want.peer_id = hello.peer_id
             conn.peer = Peer(
-                hello.peer_id, hello.name, hello.device, conn.remote_ip, hello.port, time.time()
+                hello.peer_id, hello.name, hello.device, conn.remote_ip, hello.port, time.time(), fp
             )
             conn.key = ConnKey(
                 initiator=self.me.id if outgoing else hello.peer_id,
@@ -485,6 +588,9 @@ class Mesh:
             self._session,
             conn.dial if conn.outgoing else 0,
         )
+        if self._trust is not None:
+            conn.nonce = secrets.token_hex(NONCE_BYTES)
+            hello_out = replace(hello_out, key=self._trust.identity.key_text, nonce=conn.nonce)
         await conn.ws.send(encode_hello(hello_out))
         try:
             raw = await asyncio.wait_for(conn.ws.recv(), self._hb_timeout)
@@ -499,6 +605,103 @@ class Mesh:
             await self._close(conn, CLOSE_PROTOCOL_ERROR, "expected hello first")
             return None
         return frame
+
+    async def _authenticate(self, conn: _Conn, hello: Hello) -> str:
+        """Prove our key and check the peer's (see docs/security.md); return the peer's
+        fingerprint, or "" after closing the connection with the reason."""
+        from fletchat.identity import cert_public_key, fingerprint, verify_signature
+        from fletchat.trust import CHANGED, NEW
+
+        assert self._trust is not None
+        if not hello.key:
+            await self._close(conn, CLOSE_POLICY, "hello without a key: this peer requires one")
+            return ""
+        key = decode_b64(hello.key)
+        if conn.outgoing:
+            ssl_object = conn.ws.transport.get_extra_info("ssl_object")
+            der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+            if not der or cert_public_key(der) != key:
+                await self._close(conn, CLOSE_POLICY, "TLS certificate does not match hello key")
+                return ""
+            cert_sha256 = hashlib.sha256(der).hexdigest()
+            client_nonce, server_nonce = conn.nonce, hello.nonce
+        else:
+            cert_sha256 = self._cert_sha256
+            client_nonce, server_nonce = hello.nonce, conn.nonce
+        mine, theirs = ("client", "server") if conn.outgoing else ("server", "client")
+        common = {
+            "server_cert_sha256": cert_sha256,
+            "client_nonce": client_nonce,
+            "server_nonce": server_nonce,
+        }
+        proof = auth_transcript(
+            role=mine, signer_id=self.me.id, signer_key=self._trust.identity.key_text,
+            other_id=hello.peer_id, **common,
+        )
+        await conn.ws.send(encode_auth(self._trust.identity.sign(proof)))
+        try:
+            raw = await asyncio.wait_for(conn.ws.recv(), self._hb_timeout)
+        except TimeoutError:
+            await self._close(conn, CLOSE_TIMEOUT, "no auth in time")
+            return ""
+        frame = await self._decode(conn, raw)
+        if frame is None:
+            return ""
+        if not isinstance(frame, Auth):
+            await self._close(conn, CLOSE_PROTOCOL_ERROR, "expected auth after hello")
+            return ""
+        expected = auth_transcript(
+            role=theirs, signer_id=hello.peer_id, signer_key=hello.key, other_id=self.me.id,
+            **common,
+        )
+        if not verify_signature(key, decode_b64(frame.sig), expected):
+            await self._close(conn, CLOSE_POLICY, "authentication failed: bad signature")
+            return ""
+        check = self._trust.store.check(hello.peer_id, key, hello.name)
+        new_fp = fingerprint(key)
+        if check.status == CHANGED:
+            self._identity_changed(hello, check.old_fingerprint, new_fp, key)
+            await self._close(conn, CLOSE_POLICY, REASON_KEY_CHANGED)
+            return ""
+        if check.status == NEW:
+            log.info("first contact with %s (%s): key %s trusted on first use",
+                     hello.name, hello.peer_id, new_fp)
+        return new_fp
+
+    def _identity_changed(self, hello: Hello, old_fp: str, new_fp: str, key: bytes) -> None:
+        """A known peer id came with another key: refuse it and say so loudly (once per key)."""
+        first = (hello.peer_id, key) not in self._warned
+        self._warned.add((hello.peer_id, key))
+        (log.error if first else log.info)(
+            "IDENTITY WARNING: peer id %s (calling itself %r) presented key %s, but we know it "
+            "as %s. Refused: this may be someone impersonating it. If its owner reinstalled, "
+            "compare fingerprints with them and reset it (--forget-peer %s).",
+            hello.peer_id, hello.name, new_fp, old_fp, hello.peer_id,
+        )
+        if first and self._on_identity_warning is not None:
+            self._call(self._on_identity_warning, hello.peer_id, hello.name, old_fp, new_fp)
+
+    def _accept_message(self, msg: Message, sig: str, conn: _Conn) -> bool:
+        """Blocked origins and forged messages stop here; unknown origins pass, unverified."""
+        if self.is_blocked(msg.origin):
+            return False
+        if self._trust is None:
+            return True
+        from fletchat.trust import REFUSED
+
+        try:
+            status = self._trust.check_message(msg, sig)
+        except Exception:
+            log.exception("checking the signature of %s failed", msg.id)
+            return False
+        if status == REFUSED:
+            log.warning(
+                "dropped message %s from %s: it claims origin %s but %s", msg.id,
+                conn.describe(), msg.origin,
+                "is not signed" if not sig else "its signature does not match that peer's key",
+            )
+            return False
+        return True
 
     async def _decode(self, conn: _Conn, raw: str | bytes) -> Any:
         """A validated frame, or ``None`` after closing the connection with the reason."""
@@ -526,15 +729,19 @@ class Mesh:
             if frame is None:
                 return
             match frame:
-                case MsgFrame(message=msg):
-                    self._call(self._on_message, msg, conn.peer.id)
-                    self._ack(conn, (msg,))
-                case SyncFrame(messages=msgs):
+                case MsgFrame(message=msg, sig=sig):
+                    if self._accept_message(msg, sig, conn):
+                        self._call(self._on_message, msg, conn.peer.id)
+                        self._ack(conn, (msg,))
+                case SyncFrame(messages=msgs, sigs=sigs):
                     # Catch-up batches are history: stored and shown, not relayed to everyone.
                     deliver = self._on_message if self._catchup is None else self._catchup.caught_up
-                    for msg in msgs:
-                        self._call(deliver, msg, conn.peer.id)
-                    self._ack(conn, msgs)
+                    accepted = []
+                    for msg, sig in zip(msgs, sigs or ("",) * len(msgs), strict=True):
+                        if self._accept_message(msg, sig, conn):
+                            self._call(deliver, msg, conn.peer.id)
+                            accepted.append(msg)
+                    self._ack(conn, accepted)
                 case HaveFrame(summary=summary):
                     if self._catchup is not None:
                         self._call(self._catchup.peer_has, conn.peer.id, summary)
@@ -556,6 +763,9 @@ class Mesh:
                     return
                 case Hello():
                     await self._close(conn, CLOSE_PROTOCOL_ERROR, "unexpected second hello")
+                    return
+                case Auth():
+                    await self._close(conn, CLOSE_PROTOCOL_ERROR, "unexpected auth")
                     return
 
     async def _write_loop(self, conn: _Conn) -> None:
@@ -653,7 +863,8 @@ class Mesh:
         except Exception:
             log.exception("history callback failed")
             history = []
-        for frame in encode_sync(history):
+        sig_for = self._sig_for if self._trust is not None else None
+        for frame in encode_sync(history, sig_for=sig_for):
             self._enqueue(conn, frame)
         if self._catchup is not None:
             try:
@@ -674,6 +885,8 @@ class Mesh:
         for a in addresses:
             if a.peer_id == self.me.id or a.peer_id in self._by_id or a.peer_id in wanted_ids:
                 continue
+            if self.is_blocked(a.peer_id):
+                continue
             host = gossip_host(a.host, via.remote_ip)
             log.info("learned peer %s at %s:%s from %s", a.peer_id, host, a.port, via.describe())
             self._want(host, a.port, a.peer_id, gossip=True)
@@ -691,7 +904,8 @@ class Mesh:
             except Exception:
                 log.exception("catch-up query failed")
                 return
-            for frame in encode_sync(batch, limit=len(batch)):
+            sig_for = self._sig_for if self._trust is not None else None
+            for frame in encode_sync(batch, limit=len(batch), sig_for=sig_for):
                 while conn.queue.qsize() > SEND_QUEUE_FRAMES // 4:
                     await asyncio.sleep(0.02)
                 self._enqueue(conn, frame)

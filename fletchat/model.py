@@ -235,3 +235,4 @@ class Peer:
     host: str = ""
     port: int = 0
     since: float = field(default_factory=time.time)
+    fingerprint: str = ""  # of its Ed25519 key (identity.fingerprint); "" = not authenticated

@@ -13,10 +13,11 @@ from pathlib import Path
 
 from .android import acquire_multicast_lock, release_multicast_lock
 from .config import Config
-from .hub import Hub
+from .hub import SESSION_BURST, SESSION_RATE_PER_SECOND, Hub
 from .identity import load_or_create_peer_id
 from .model import MAX_NAME_CHARS, Peer, ValidationError, validate_name
 from .store import Store, StoreError
+from .trust import Trust
 
 log = logging.getLogger("fletchat.node")
 
@@ -51,7 +52,12 @@ class Node:
         self.peer_id = load_or_create_peer_id(config.data_dir)
         self.name = default_peer_name(config)
         store, error = open_store(config.data_dir)
-        self.hub = Hub(self.peer_id, device, store=store, store_error=error)
+        # The install's Ed25519 identity, known peer keys and blocks (docs/security.md).
+        self.trust = Trust.open(config.data_dir, self.peer_id)
+        self.hub = Hub(
+            self.peer_id, device, store=store, store_error=error, trust=self.trust,
+            session_rate=(SESSION_RATE_PER_SECOND, SESSION_BURST),
+        )
         self.mesh = None
         self.discovery = None
         self.peer_port: int | None = None
@@ -92,6 +98,8 @@ class Node:
                 catchup=hub,
                 host=self.config.host,
                 port=port,
+                trust=self.trust,
+                on_identity_warning=hub.identity_warning,
             )
 
         mesh = make_mesh(self.config.peer_port)
@@ -158,3 +166,4 @@ class Node:
             self.mesh = None
         release_multicast_lock()
         self.hub.close()
+        self.trust.close()

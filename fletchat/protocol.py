@@ -8,6 +8,8 @@ shell around them. ``docs/protocol.md`` describes the same format for people.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import json
 import math
@@ -65,6 +67,10 @@ REASON_DUPLICATE = "duplicate"
 REASON_SELF = "self"
 
 _APP_VERSION_RE = re.compile(r"^[A-Za-z0-9.+_-]{1,32}$")
+_NONCE_RE = re.compile(r"^[0-9a-f]{32}$")
+KEY_CHARS = 44  # base64 of a raw 32-byte Ed25519 public key
+SIG_CHARS = 88  # base64 of a 64-byte Ed25519 signature
+NONCE_BYTES = 16
 
 
 class ProtocolError(ValueError):
@@ -96,13 +102,25 @@ class Hello:
     app: str = __version__
     session: str = "0"
     dial: int = 0
+    key: str = ""  # base64 Ed25519 public key ("" = an unauthenticated peer, refused over TLS)
+    nonce: str = ""  # 32 hex digits, fresh per connection: the challenge the other side signs
+
+
+@dataclass(frozen=True)
+class Auth:
+    """Proof of the key in ``hello``: an Ed25519 signature over ``auth_transcript`` (both
+    nonces, both ids and the TLS server certificate), sent right after each side has the other's
+    ``hello``."""
+
+    sig: str
 
 
 @dataclass(frozen=True)
 class MsgFrame:
-    """One chat event."""
+    """One chat event, with its origin's signature (base64; "" = unsigned)."""
 
     message: Message
+    sig: str = ""
 
 
 @dataclass(frozen=True)
@@ -136,6 +154,7 @@ class SyncFrame:
     """A batch of recent messages, sent right after the handshake so a newcomer sees the talk."""
 
     messages: tuple[Message, ...]
+    sigs: tuple[str, ...] = ()  # parallel to messages ("" = unsigned); () = none at all
 
 
 @dataclass(frozen=True)
@@ -160,10 +179,11 @@ class Bye:
     reason: str = ""
 
 
-Frame = Hello | MsgFrame | Ping | Pong | PeersFrame | SyncFrame | HaveFrame | AckFrame | Bye
+Frame = Hello | Auth | MsgFrame | Ping | Pong | PeersFrame | SyncFrame | HaveFrame | AckFrame | Bye
 
 _TYPE_NAMES: dict[type, str] = {
     Hello: "hello",
+    Auth: "auth",
     MsgFrame: "msg",
     Ping: "ping",
     Pong: "pong",
@@ -195,12 +215,17 @@ def _frame_dict(frame: Frame) -> dict[str, Any]:
                 session=frame.session,
                 dial=frame.dial,
             )
+            if frame.key:
+                head.update(key=frame.key, nonce=frame.nonce)
+        case Auth():
+            head["sig"] = frame.sig
         case MsgFrame():
-            head["msg"] = frame.message.to_dict()
+            head["msg"] = _msg_dict(frame.message, frame.sig)
         case PeersFrame():
             head["peers"] = [{"id": p.peer_id, "host": p.host, "port": p.port} for p in frame.peers]
         case SyncFrame():
-            head["msgs"] = [m.to_dict() for m in frame.messages]
+            sigs = frame.sigs or ("",) * len(frame.messages)
+            head["msgs"] = [_msg_dict(m, sig) for m, sig in zip(frame.messages, sigs, strict=True)]
         case HaveFrame():
             head["have"] = dict(frame.summary)
         case AckFrame():
@@ -208,6 +233,14 @@ def _frame_dict(frame: Frame) -> dict[str, Any]:
         case Bye():
             head["reason"] = frame.reason
     return head
+
+
+def _msg_dict(msg: Message, sig: str) -> dict[str, Any]:
+    """A message on the wire: its fields plus, when signed, ``sig`` (ignored by older readers)."""
+    out = msg.to_dict()
+    if sig:
+        out["sig"] = sig
+    return out
 
 
 def encode_frame(frame: Frame) -> str:
@@ -222,8 +255,12 @@ def encode_hello(hello: Hello) -> str:
     return encode_frame(hello)
 
 
-def encode_msg(message: Message) -> str:
-    return encode_frame(MsgFrame(message))
+def encode_msg(message: Message, sig: str = "") -> str:
+    return encode_frame(MsgFrame(message, sig))
+
+
+def encode_auth(sig: bytes) -> str:
+    return encode_frame(Auth(base64.b64encode(sig).decode("ascii")))
 
 
 def encode_ping() -> str:
@@ -248,22 +285,31 @@ def encode_peers(peers: Iterable[PeerAddress]) -> str:
     return encode_frame(PeersFrame(tuple(chosen)))
 
 
-def encode_sync(messages: Sequence[Message], limit: int = MAX_SYNC_MESSAGES) -> list[str]:
-    """The newest ``limit`` messages, oldest first, split into frames that each fit the size limit."""
+def encode_sync(
+    messages: Sequence[Message],
+    limit: int = MAX_SYNC_MESSAGES,
+    sig_for: Callable[[Message], str] | None = None,
+) -> list[str]:
+    """The newest ``limit`` messages, oldest first, split into frames that each fit the size limit.
+
+    ``sig_for`` gives each message's signature (base64, "" for none)."""
     recent = list(messages)[-limit:] if limit > 0 else []
     overhead = len(_dumps(_frame_dict(SyncFrame(())))) + 8
     frames: list[str] = []
     batch: list[Message] = []
+    sigs: list[str] = []
     size = overhead
     for m in recent:
-        m_size = len(_dumps(m.to_dict()).encode("utf-8")) + 1
+        sig = sig_for(m) if sig_for is not None else ""
+        m_size = len(_dumps(_msg_dict(m, sig)).encode("utf-8")) + 1
         if batch and size + m_size > MAX_FRAME_BYTES:
-            frames.append(encode_frame(SyncFrame(tuple(batch))))
-            batch, size = [], overhead
+            frames.append(encode_frame(SyncFrame(tuple(batch), tuple(sigs))))
+            batch, sigs, size = [], [], overhead
         batch.append(m)
+        sigs.append(sig)
         size += m_size
     if batch:
-        frames.append(encode_frame(SyncFrame(tuple(batch))))
+        frames.append(encode_frame(SyncFrame(tuple(batch), tuple(sigs))))
     return frames
 
 
@@ -410,7 +456,40 @@ def _decode_hello(obj: dict[str, Any]) -> Hello:
         raise ProtocolError("hello.app must be a short version string")
     session = _validated("hello", "session", lambda: validate_id(obj.get("session"), "session"))
     dial = _int_field(obj, "dial", "hello", 0, MAX_DIAL)
-    return Hello(peer_id, name, device, port, app, session, dial)
+    key = ""
+    nonce = ""
+    if "key" in obj:
+        key = obj["key"]
+        if _b64_bytes(key, KEY_CHARS) is None:
+            raise ProtocolError("hello.key must be a base64 Ed25519 public key")
+        nonce = obj.get("nonce")
+        if not isinstance(nonce, str) or not _NONCE_RE.fullmatch(nonce):
+            raise ProtocolError("hello.nonce must be 32 hex digits")
+    return Hello(peer_id, name, device, port, app, session, dial, key, nonce)
+
+
+def _b64_bytes(value: object, chars: int) -> bytes | None:
+    """Decode a fixed-length standard base64 string, or None if it is not one."""
+    if not isinstance(value, str) or len(value) != chars or not value.isascii():
+        return None
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _sig_field(value: object, ftype: str) -> str:
+    if value is None or value == "":
+        return ""
+    if _b64_bytes(value, SIG_CHARS) is None:
+        raise ProtocolError(f"{ftype}.sig must be a base64 Ed25519 signature")
+    return value  # type: ignore[return-value]
+
+
+def _decode_message(obj: object, ftype: str, key: str = "msg") -> tuple[Message, str]:
+    msg = _validated(ftype, key, lambda: Message.from_dict(obj))
+    sig = _sig_field(obj.get("sig") if isinstance(obj, dict) else None, ftype)
+    return msg, sig
 
 
 def _decode_peers(obj: dict[str, Any]) -> PeersFrame:
@@ -432,9 +511,9 @@ def _decode_peers(obj: dict[str, Any]) -> PeersFrame:
 
 def _decode_sync(obj: dict[str, Any]) -> SyncFrame:
     msgs = _list_field(obj, "msgs", "sync", MAX_SYNC_MESSAGES)
-    return SyncFrame(
-        tuple(_validated("sync", "msgs", lambda m=m: Message.from_dict(m)) for m in msgs)
-    )
+    decoded = [_decode_message(m, "sync", "msgs") for m in msgs]
+    sigs = tuple(sig for _, sig in decoded)
+    return SyncFrame(tuple(m for m, _ in decoded), sigs if any(sigs) else ())
 
 
 def _decode_have(obj: dict[str, Any]) -> HaveFrame:
@@ -481,7 +560,12 @@ def decode_frame(data: str | bytes) -> Frame:
         case "hello":
             return _decode_hello(obj)
         case "msg":
-            return MsgFrame(_validated("msg", "msg", lambda: Message.from_dict(obj.get("msg"))))
+            return MsgFrame(*_decode_message(obj.get("msg"), "msg"))
+        case "auth":
+            sig = obj.get("sig")
+            if _b64_bytes(sig, SIG_CHARS) is None:
+                raise ProtocolError("auth.sig must be a base64 Ed25519 signature")
+            return Auth(sig)
         case "ping":
             return Ping()
         case "pong":
@@ -497,6 +581,56 @@ def decode_frame(data: str | bytes) -> Frame:
         case "bye":
             return Bye(_str_field(obj, "reason", "bye", MAX_REASON_CHARS, default=""))
     raise ProtocolError(f"unknown frame type {_clip(ftype, 20)!r}")
+
+
+# ---- what gets signed (pure bytes; the crypto is in ``identity``/``trust``) ----
+
+AUTH_CONTEXT = "fletchat-auth-v1"
+MESSAGE_CONTEXT = "fletchat-msg-v1"
+
+
+def message_signing_bytes(msg: Message) -> bytes:
+    """The canonical encoding of a message that its origin signs: every field that means
+    something (id, kind, author, origin, text, ts, channel, hlc, seq), in a fixed order, as compact
+    JSON with a context label so a signature cannot be replayed as anything else."""
+    fields = [
+        MESSAGE_CONTEXT, msg.id, msg.kind, msg.author, msg.origin, msg.text,
+        float(msg.ts), msg.channel, msg.hlc, msg.seq,
+    ]
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def auth_transcript(
+    *,
+    role: str,
+    signer_id: str,
+    signer_key: str,
+    other_id: str,
+    server_cert_sha256: str,
+    client_nonce: str,
+    server_nonce: str,
+) -> bytes:
+    """What each side signs to prove its key on one connection.
+
+    ``role`` is "client" (dialed) or "server" (accepted); both nonces make it fresh; the other's
+    id names the intended receiver; and the SHA-256 of the TLS certificate the *server* presented
+    binds it to this TLS channel: a man in the middle terminates TLS with its own certificate, so a
+    proof relayed through it names the wrong certificate and is refused.
+    """
+    fields = [
+        AUTH_CONTEXT, role, signer_id, signer_key, other_id, server_cert_sha256,
+        client_nonce, server_nonce,
+    ]
+    return json.dumps(fields, separators=(",", ":")).encode("utf-8")
+
+
+def decode_b64(value: str) -> bytes:
+    """Bytes of a key or signature a decoder already checked (``Hello.key``, ``Auth.sig``...)."""
+    return base64.b64decode(value)
+
+
+def encode_b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
 
 
 # ---- small pure rules the mesh applies ----

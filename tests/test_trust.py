@@ -1,0 +1,442 @@
+"""Identity keys, trust on first use, signed messages, TLS and blocking — on real files and real
+TLS WebSockets on 127.0.0.1 (ephemeral ports, no mocks of the network or of the crypto)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import secrets
+import ssl
+import stat
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidMessage
+
+from fletchat.hub import Hub, HubSession, IdentityWarning
+from fletchat.identity import KEY_FILE, Identity, fingerprint
+from fletchat.mesh import Mesh
+from fletchat.model import Message, Peer, ValidationError
+from fletchat.protocol import (
+    Auth,
+    Hello,
+    auth_transcript,
+    decode_frame,
+    encode_auth,
+    encode_frame,
+    encode_msg,
+    message_signing_bytes,
+)
+from fletchat.trust import (
+    CHANGED,
+    KNOWN,
+    NEW,
+    REFUSED,
+    UNVERIFIED,
+    VERIFIED,
+    SignatureBook,
+    Trust,
+    TrustStore,
+)
+from fletchat.trust import main as trust_cli
+
+LOOPBACK = "127.0.0.1"
+FAST = {"heartbeat_interval": 0.2, "heartbeat_timeout": 1.0,
+        "reconnect_min": 0.05, "reconnect_max": 0.4}
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX permission bits")
+
+
+# ---------------------------------------------------------------- identity and fingerprints
+
+
+@posix_only
+def test_key_pair_is_created_owner_only_and_stable(tmp_path: Path) -> None:
+    first = Identity.load_or_create(tmp_path / "d")
+    again = Identity.load_or_create(tmp_path / "d")
+    assert first.public_key == again.public_key and len(first.public_key) == 32
+    assert first.cert_der == again.cert_der
+    assert stat.S_IMODE((tmp_path / "d" / KEY_FILE).stat().st_mode) == 0o600
+    assert re.fullmatch(r"[A-Z2-7]{4}(-[A-Z2-7]{4}){3}", first.fingerprint)
+    assert first.fingerprint != Identity.load_or_create(tmp_path / "other").fingerprint
+
+
+def test_unreadable_key_is_moved_aside_and_replaced(tmp_path: Path) -> None:
+    old = Identity.load_or_create(tmp_path)
+    (tmp_path / KEY_FILE).write_text("not a key")
+    new = Identity.load_or_create(tmp_path)
+    assert new.public_key != old.public_key
+    assert list(tmp_path.glob(f"{KEY_FILE}.corrupt-*"))
+
+
+def test_fingerprint_is_short_and_depends_on_every_key_bit() -> None:
+    key = bytes(32)
+    assert fingerprint(key) != fingerprint(bytes(31) + b"\x01")
+    assert len(fingerprint(key)) == 19
+
+
+# ---------------------------------------------------------------- trust on first use
+
+
+def test_tofu_new_known_changed_forget_and_persisted(tmp_path: Path) -> None:
+    store = TrustStore.open(tmp_path)
+    k1, k2 = secrets.token_bytes(32), secrets.token_bytes(32)
+    assert store.check("alex-1", k1, "Alex").status == NEW
+    assert store.check("alex-1", k1, "Alex").status == KNOWN
+    changed = store.check("alex-1", k2, "Alex")
+    assert changed.status == CHANGED and changed.old_fingerprint == fingerprint(k1)
+    # Never silently accepted: still the old key, after a restart too.
+    again = TrustStore.open(tmp_path)
+    assert again.key_of("alex-1") == k1
+    assert again.check("alex-1", k2).status == CHANGED
+    assert again.forget("alex-1")
+    assert TrustStore.open(tmp_path).check("alex-1", k2).status == NEW
+    if sys.platform != "win32":
+        assert stat.S_IMODE((tmp_path / "trust.json").stat().st_mode) == 0o600
+
+
+def test_blocks_are_persisted(tmp_path: Path) -> None:
+    store = TrustStore.open(tmp_path)
+    store.block("spammer", "Spam")
+    assert TrustStore.open(tmp_path).blocked() == {"spammer": "Spam"}
+    assert TrustStore.open(tmp_path).unblock("spammer")
+    assert not TrustStore.open(tmp_path).is_blocked("spammer")
+
+
+def test_damaged_trust_file_is_kept_aside(tmp_path: Path, caplog) -> None:
+    (tmp_path / "trust.json").write_text('{"known": {"x": {"key": 5}}}')
+    with caplog.at_level(logging.ERROR, "fletchat.trust"):
+        store = TrustStore.open(tmp_path)
+    assert store.known() == {}
+    assert list(tmp_path.glob("trust.json.corrupt-*"))
+    assert "trusted on first use again" in caplog.text
+
+
+def test_forget_peer_cli(tmp_path: Path, capsys) -> None:
+    TrustStore.open(tmp_path).check("p1", bytes(32), "P")
+    assert trust_cli(["--data-dir", str(tmp_path), "--forget-peer", "p1", "--list"]) == 0
+    assert "forgot p1" in capsys.readouterr().out
+    assert TrustStore.open(tmp_path).key_of("p1") is None
+
+
+# ---------------------------------------------------------------- message signatures
+
+
+def make_trust(tmp_path: Path, peer_id: str) -> Trust:
+    return Trust.open(tmp_path / peer_id, peer_id)
+
+
+def test_message_signatures_cover_every_field(tmp_path: Path) -> None:
+    alice, bob = make_trust(tmp_path, "alice"), make_trust(tmp_path, "bob")
+    msg = replace(Message.chat("Alice", "pay Bob 5", "alice"), hlc="0000000000a1.0000.alice", seq=1)
+    sig = alice.sig_for(msg)
+    assert bob.check_message(msg, sig) == UNVERIFIED  # never met alice: kept, marked
+    assert bob.message_status(msg) == UNVERIFIED
+    bob.store.check("alice", alice.identity.public_key, "Alice")  # now bob knows alice's key
+    assert bob.message_status(msg) == VERIFIED  # the stored signature is checked late
+    assert bob.check_message(msg, sig) == VERIFIED
+    for field, value in [("text", "pay Bob 500"), ("author", "Bob"), ("seq", 2),
+                         ("channel", "x"), ("hlc", "0000000000a2.0000.alice"), ("ts", 1.0)]:
+        assert bob.check_message(replace(msg, **{field: value}), sig) == REFUSED, field
+    assert bob.check_message(msg, "") == REFUSED  # a known origin must sign
+    assert bob.sig_for(msg) == sig  # relays hand the proof on
+    # Nobody else can write as bob either, even bob's own copy coming back.
+    assert bob.check_message(replace(msg, origin="bob"), sig) == REFUSED
+
+
+def test_canonical_bytes_are_stable_across_json_round_trips() -> None:
+    msg = Message("id1", "chat", "Zoë", "o", "ünï 🎉\nx", 1795578257.79, "general", "", 3)
+    again = decode_frame(encode_msg(msg)).message
+    assert message_signing_bytes(again) == message_signing_bytes(msg)
+
+
+def test_signature_book_survives_restart(tmp_path: Path) -> None:
+    book = SignatureBook(tmp_path / "s.db")
+    book.put("m1", "o", b"s" * 64, verified=False)
+    book.put("m1", "o", b"s" * 64, verified=True)
+    book.put("m1", "o", b"s" * 64, verified=False)  # never downgraded
+    book.close()
+    assert SignatureBook(tmp_path / "s.db").get("m1") == (b"s" * 64, True)
+
+
+# ---------------------------------------------------------------- the secured mesh
+
+
+class Node:
+    def __init__(self, tmp_path: Path, peer_id: str, name: str = "", **options) -> None:
+        self.id = peer_id
+        self.trust = make_trust(tmp_path, peer_id)
+        self.msgs: list[tuple[Message, str]] = []
+        self.ups: list[Peer] = []
+        self.warnings: list[tuple] = []
+        self.mesh = Mesh(
+            Peer(peer_id, name or peer_id.capitalize()),
+            on_message=lambda m, sender: self.msgs.append((m, sender)),
+            on_peer_up=self.ups.append,
+            on_peer_down=lambda p, reason: None,
+            host=LOOPBACK,
+            trust=self.trust,
+            on_identity_warning=lambda *a: self.warnings.append(a),
+            **{**FAST, **options},
+        )
+
+    @property
+    def port(self) -> int:
+        return self.mesh.port
+
+    def connected(self) -> set[str]:
+        return {p.id for p in self.mesh.peers()}
+
+    def texts(self) -> list[str]:
+        return [m.text for m, _ in self.msgs]
+
+    def dial(self, other: Node) -> None:
+        self.mesh.add_peer_address(LOOPBACK, other.port)
+
+
+async def eventually(check, what: str, timeout: float = 8.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def nodes(tmp_path):
+    made: list[Node] = []
+
+    async def make(peer_id: str, **options) -> Node:
+        node = Node(tmp_path, peer_id, **options)
+        await node.mesh.start()
+        made.append(node)
+        return node
+
+    yield make
+    await asyncio.gather(*(n.mesh.stop() for n in made), return_exceptions=True)
+    for n in made:
+        n.trust.close()
+
+
+def chat(text: str, origin: str) -> Message:
+    return replace(Message.chat(origin.capitalize(), text, origin), hlc="", seq=0)
+
+
+async def test_peers_authenticate_over_tls_and_see_each_others_fingerprint(nodes):
+    a, b = await nodes("a"), await nodes("b")
+    a.dial(b)
+    await eventually(lambda: a.connected() == {"b"} and b.connected() == {"a"}, "a and b meet")
+    seen_b = a.mesh.peers()[0]
+    assert seen_b.fingerprint == b.trust.fingerprint
+    assert b.mesh.peers()[0].fingerprint == a.trust.fingerprint
+    conn = next(iter(a.mesh._by_id.values()))
+    assert conn.ws.transport.get_extra_info("ssl_object").version() == "TLSv1.3"
+    assert a.trust.store.known() == {"b": b.trust.fingerprint}
+
+    a.mesh.broadcast(chat("signed hello", "a"))
+    await eventually(lambda: b.texts() == ["signed hello"], "b got it")
+
+
+async def test_relayed_messages_keep_their_signature_and_forgeries_are_dropped(nodes):
+    a, b, c = await nodes("a"), await nodes("b"), await nodes("c")
+    a.dial(b)
+    b.dial(c)
+    await eventually(lambda: b.connected() == {"a", "c"}, "b in the middle")
+    # c knows a's key (they met before); b relays a's message: c verifies it through b.
+    c.trust.store.check("a", a.trust.identity.public_key, "A")
+    original = chat("from a via b", "a")
+    a.mesh.broadcast(original)
+    await eventually(lambda: b.texts() == ["from a via b"], "b got it")
+    got, _ = b.msgs[0]
+    b.mesh.broadcast(got, exclude="a")  # what the hub does: relay
+    await eventually(lambda: c.texts() == ["from a via b"], "c got the relayed message")
+    assert c.trust.message_status(got) == VERIFIED
+
+    # b forges a message "from a": c knows a's key and drops it.
+    b.mesh.broadcast(chat("forged by b", "a"), exclude="a")
+    # b writes as someone c never met: kept, unverified.
+    stranger = chat("from a stranger", "zed")
+    b.mesh.broadcast(stranger)
+    await eventually(lambda: "from a stranger" in c.texts(), "c keeps the unverified one")
+    assert "forged by b" not in c.texts()
+    assert c.trust.message_status(stranger) == UNVERIFIED
+
+
+async def test_a_known_id_with_another_key_is_refused_loudly_until_forgotten(
+    nodes, tmp_path, caplog
+):
+    a = await nodes("a")
+    b = await nodes("b")
+    a.dial(b)
+    await eventually(lambda: a.connected() == {"b"}, "first contact")
+    old_fp = b.trust.fingerprint
+    await b.mesh.stop()
+    # An impostor: same peer id "b", another key (another data dir).
+    impostor = Node(tmp_path / "elsewhere", "b", name="Bob")
+    await impostor.mesh.start()
+    try:
+        with caplog.at_level(logging.ERROR, "fletchat.mesh"):
+            impostor.dial(a)
+            await eventually(lambda: a.warnings, "a warns")
+            await asyncio.sleep(0.5)
+        assert a.warnings == [("b", "Bob", old_fp, impostor.trust.fingerprint)]
+        assert "b" not in a.connected() and "b" not in impostor.connected()
+        assert "IDENTITY WARNING" in caplog.text and old_fp in caplog.text
+        assert a.trust.store.key_of("b") == b.trust.identity.public_key
+        # Reset (the two people compared fingerprints): the new key is trusted on first use.
+        a.trust.store.forget("b")
+        await eventually(lambda: a.connected() == {"b"}, "accepted after forget", timeout=10)
+        assert a.mesh.peers()[0].fingerprint == impostor.trust.fingerprint
+    finally:
+        await impostor.mesh.stop()
+        impostor.trust.close()
+
+
+async def test_blocked_peer_is_dropped_refused_and_its_relayed_messages_ignored(nodes):
+    a, b, c = await nodes("a"), await nodes("b"), await nodes("c")
+    a.dial(b)
+    b.dial(c)
+    await eventually(lambda: a.connected() == {"b"} and b.connected() == {"a", "c"}, "chain")
+    a.mesh.block("b", "Bob")
+    await eventually(lambda: "b" not in a.connected() and "a" not in b.connected(), "dropped")
+    assert a.trust.store.blocked() == {"b": "Bob"}
+    b.dial(a)  # b tries again: refused at the handshake
+    await asyncio.sleep(1.0)
+    assert "b" not in a.connected()
+    # Messages b wrote never reach a, even relayed by c (gossip made a and c meet).
+    c.dial(a)
+    await eventually(lambda: a.connected() == {"c"}, "a and c meet")
+    c.mesh.broadcast(chat("b says hi", "b"))
+    c.mesh.broadcast(chat("c says hi", "c"))
+    await eventually(lambda: "c says hi" in a.texts(), "c's message arrives")
+    await asyncio.sleep(0.2)
+    assert "b says hi" not in a.texts()
+    # Persisted: a restarted mesh on the same data dir refuses b too.
+    assert TrustStore.open(a.trust.store.path.parent).is_blocked("b")
+
+
+async def test_plain_websocket_and_old_tls_are_refused(nodes):
+    a = await nodes("a")
+    with pytest.raises((InvalidMessage, OSError, ConnectionClosed, EOFError)):
+        async with connect(f"ws://{LOOPBACK}:{a.port}/", open_timeout=2) as ws:
+            await ws.recv()
+    old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    old.check_hostname, old.verify_mode = False, ssl.CERT_NONE
+    old.maximum_version = ssl.TLSVersion.TLSv1_2
+    with pytest.raises((ssl.SSLError, OSError)):
+        async with connect(f"wss://{LOOPBACK}:{a.port}/", ssl=old, open_timeout=2):
+            pass
+
+
+async def raw_client(a: Node, hello: Hello):
+    ws = await connect(f"wss://{LOOPBACK}:{a.port}/", ssl=Identity.client_context())
+    await ws.send(encode_frame(hello))
+    theirs = decode_frame(await ws.recv())
+    assert isinstance(theirs, Hello) and theirs.key
+    assert isinstance(decode_frame(await ws.recv()), Auth)
+    return ws, theirs
+
+
+async def test_hello_without_key_or_with_a_wrong_proof_is_refused(nodes, tmp_path):
+    a = await nodes("a")
+    ws = await connect(f"wss://{LOOPBACK}:{a.port}/", ssl=Identity.client_context())
+    await ws.send(encode_frame(Hello("raw", "Raw", "desktop", 0, "0.1.0", "s", 1)))
+    assert isinstance(decode_frame(await ws.recv()), Hello)
+    with pytest.raises(ConnectionClosed) as info:
+        await ws.recv()
+    assert info.value.rcvd.code == 1008 and "without a key" in info.value.rcvd.reason
+
+    # A proof signed for another TLS channel (what a man in the middle would relay) fails.
+    mallory = Identity.load_or_create(tmp_path / "mallory")
+    nonce = secrets.token_hex(16)
+    hello = Hello("mal", "Mal", "desktop", 0, "0.1.0", "s", 1, mallory.key_text, nonce)
+    ws, theirs = await raw_client(a, hello)
+    wrong = auth_transcript(
+        role="client", signer_id="mal", signer_key=mallory.key_text, other_id="a",
+        server_cert_sha256="00" * 32, client_nonce=nonce, server_nonce=theirs.nonce,
+    )
+    await ws.send(encode_auth(mallory.sign(wrong)))
+    with pytest.raises(ConnectionClosed) as info:
+        await ws.recv()
+    assert info.value.rcvd.code == 1008 and "authentication failed" in info.value.rcvd.reason
+    assert a.connected() == set()
+
+
+async def test_too_many_peers_are_refused(nodes):
+    a = await nodes("a", max_peers=1)
+    b, c = await nodes("b"), await nodes("c")
+    b.dial(a)
+    await eventually(lambda: a.connected() == {"b"}, "first peer")
+    c.dial(a)
+    await asyncio.sleep(1.0)
+    assert a.connected() == {"b"} and c.connected() == set()
+
+
+async def test_too_many_connections_are_refused(nodes):
+    a = await nodes("a", max_connections=2)
+    socks = []
+    for _ in range(2):
+        socks.append(await connect(f"wss://{LOOPBACK}:{a.port}/", ssl=Identity.client_context()))
+    extra = await connect(f"wss://{LOOPBACK}:{a.port}/", ssl=Identity.client_context())
+    with pytest.raises(ConnectionClosed) as info:
+        while True:
+            await extra.recv()
+    assert info.value.rcvd.code == 1013
+    for s in socks:
+        await s.close()
+
+
+# ---------------------------------------------------------------- hub hooks
+
+
+def test_session_rate_limit_says_too_fast_and_recovers() -> None:
+    hub = Hub("p", session_rate=(10.0, 20.0))
+    s = HubSession(hub)
+    s.join("Ann")
+    for i in range(20):
+        s.send(f"m{i}")
+    with pytest.raises(ValidationError, match="You are sending too fast"):
+        s.send("one too many")
+    # Another person on the same host is not affected.
+    other = HubSession(hub)
+    other.join("Bob")
+    assert other.send("hi") is not None
+    # The headless peer (a script its owner runs) is exempt.
+    bot = HubSession(hub, device="headless")
+    bot.join("Bot")
+    for i in range(50):
+        bot.send(f"b{i}")
+
+
+async def test_hub_block_forget_and_identity_warning_event(tmp_path):
+    hub = Hub("a", trust=make_trust(tmp_path, "a"))
+    events: list = []
+    hub.add_listener(events.append)
+    hub.identity_warning("b", "Bob", "AAAA-AAAA-AAAA-AAAA", "BBBB-BBBB-BBBB-BBBB")
+    assert isinstance(events[-1], IdentityWarning) and events[-1].new_fingerprint.startswith("B")
+    assert hub.identity_warnings()[0].peer_id == "b"
+    hub.trust.store.check("b", bytes(32), "Bob")
+    assert hub.peer_fingerprint("b") == fingerprint(bytes(32))
+    assert hub.forget_peer("b") and hub.identity_warnings() == []
+    hub.block("spam")  # no mesh (no LAN): still persisted
+    assert hub.blocked_peers() == {"spam": ""}
+    hub.unblock("spam")
+    assert hub.blocked_peers() == {}
+    assert hub.fingerprint == hub.trust.fingerprint
+    hub.peer_up(Peer("b", "Bob", fingerprint="CCCC-CCCC-CCCC-CCCC"))
+    assert hub.lan_peers()[0].fingerprint == "CCCC-CCCC-CCCC-CCCC"
+    hub.trust.close()
+
+
+def test_trust_json_never_holds_private_material(tmp_path: Path) -> None:
+    t = make_trust(tmp_path, "a")
+    t.store.check("b", bytes(32), "B")
+    data = json.loads((tmp_path / "a" / "trust.json").read_text())
+    assert set(data) == {"known", "blocked"}
+    assert "PRIVATE" not in (tmp_path / "a" / "trust.json").read_text()
+    t.close()
