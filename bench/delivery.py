@@ -14,6 +14,9 @@ reached all four, no connection dropped, and p50 latency stayed within 2x the un
 app's flood limit (``protocol.RATE_FRAMES_PER_SECOND`` per connection) is lifted for the capacity
 search and then checked separately at a rate above it.
 
+The peers use TLS 1.3 and signed messages as the app does (``fletchat.trust``); the baseline is
+plain ws:// — the cost of security is part of the ratio.
+
 One process on a 2-core machine: the five peers share one core, so these are upper bounds on cost.
 """
 
@@ -40,19 +43,26 @@ class _Cluster:
         self.nodes: list[tuple[Any, Any]] = []
         self.arrivals: dict[str, dict[int, float]] = {}
         self.downs = 0
+        self.trusts: list[Any] = []
 
     async def start(self) -> None:
         from fletchat.hub import Hub, HubSession
         from fletchat.mesh import Mesh
         from fletchat.model import KIND_CHAT, Message, Peer, new_id
         from fletchat.store import Store
+        from fletchat.trust import Trust
 
         extra: dict[str, float] = {}
         if self.rate is not None:
             extra = {"rate": self.rate, "burst": self.burst or self.rate}
         for k in range(N_PEERS):
             pid = new_id()
-            hub = Hub(pid, "headless", store=Store.open(self.tmp / f"p{k}.db"))
+            data = self.tmp / f"p{k}"
+            data.mkdir(parents=True)
+            # wired as fletchat.node.Node does: identity (TLS, signed messages), store, mesh
+            trust = Trust.open(data, pid)
+            self.trusts.append(trust)
+            hub = Hub(pid, "headless", store=Store.open(data / "history.db"), trust=trust)
 
             def on_down(peer, reason, hub=hub) -> None:
                 self.downs += 1
@@ -61,7 +71,7 @@ class _Cluster:
             mesh = Mesh(
                 Peer(pid, f"P{k}", "headless"), on_message=hub.receive, on_peer_up=hub.peer_up,
                 on_peer_down=on_down, history=hub.sync_batch, catchup=hub, host="127.0.0.1",
-                port=0, **extra,
+                port=0, trust=trust, on_identity_warning=hub.identity_warning, **extra,
             )
             await mesh.start()
             hub.transport = mesh
@@ -93,6 +103,8 @@ class _Cluster:
         for hub, mesh in self.nodes:
             await mesh.stop()
             hub.close()
+        for trust in self.trusts:
+            trust.close()
 
 
 class _Raw:
@@ -220,7 +232,6 @@ async def _run(quick: bool) -> dict[str, dict[str, Any]]:
             await raw.stop()
 
         cl = _Cluster(Path(tmp) / "lifted", rate=1e9, burst=1e9)
-        (Path(tmp) / "lifted").mkdir()
         await cl.start()
         try:
             await _latency(cl, 20, gap, "warm")
@@ -231,7 +242,6 @@ async def _run(quick: bool) -> dict[str, dict[str, Any]]:
             await cl.stop()
 
         # The app as shipped: the flood limit on. Offer twice the limit until the burst is spent.
-        (Path(tmp) / "default").mkdir()
         dflt = _Cluster(Path(tmp) / "default")
         await dflt.start()
         over = 2 * RATE_FRAMES_PER_SECOND
@@ -265,7 +275,7 @@ async def _run(quick: bool) -> dict[str, dict[str, Any]]:
     ]
     return {
         "delivery": {"rows": lat_rows, "notes": [
-            ("5 peers (Hub+SQLite store+Mesh) in one process on loopback, messages 10 ms apart;"
+            ("5 peers (Hub+SQLite store+Mesh over TLS, signed messages) in one process on loopback, messages 10 ms apart;"
             f" {missing} of {n} not delivered to all 4."),
         ]},
         "throughput": {"rows": thr_rows, "steps": steps, "baseline_steps": raw_steps,
