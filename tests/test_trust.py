@@ -440,3 +440,18 @@ def test_trust_json_never_holds_private_material(tmp_path: Path) -> None:
     assert set(data) == {"known", "blocked"}
     assert "PRIVATE" not in (tmp_path / "a" / "trust.json").read_text()
     t.close()
+
+
+async def test_hub_block_goes_through_the_mesh(nodes):
+    a, b = await nodes("a"), await nodes("b")
+    hub = Hub("a", trust=a.trust, transport=a.mesh)
+    a.dial(b)
+    await eventually(lambda: a.connected() == {"b"}, "connected")
+    hub.peer_up(a.mesh.peers()[0])
+    hub.block("b")
+    await eventually(lambda: a.connected() == set() and b.connected() == set(), "dropped")
+    assert hub.blocked_peers() == {"b": "B"}
+    hub.unblock("b")
+    assert not a.mesh.is_blocked("b")
+    b.dial(a)
+    await eventually(lambda: a.connected() == {"b"}, "welcome again after unblock")
