@@ -18,6 +18,7 @@ from fletchat.model import (
     KIND_CHAT,
     KIND_JOIN,
     KIND_LEAVE,
+    MAX_CHANNEL_CHARS,
     MAX_ID_CHARS,
     MAX_MESSAGE_CHARS,
     MAX_NAME_CHARS,
@@ -221,7 +222,7 @@ def test_display_text() -> None:
 )
 def test_round_trip(msg: Message) -> None:
     d = msg.to_dict()
-    assert set(d) == {"id", "kind", "author", "origin", "text", "ts", "channel"}
+    assert set(d) == {"id", "kind", "author", "origin", "text", "ts", "channel", "hlc", "seq"}
     assert Message.from_dict(d) == msg
     # And through JSON, as it travels on the wire.
     assert Message.from_dict(json.loads(json.dumps(d))) == msg
@@ -287,7 +288,7 @@ def test_good_dict_is_accepted() -> None:
         ("author", "bad\nname"),
         ("channel", ""),
         ("channel", " general"),
-        ("channel", "c" * 65),
+        ("channel", "c" * (MAX_CHANNEL_CHARS + 1)),
         ("channel", 1),
     ],
 )
