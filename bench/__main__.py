@@ -41,6 +41,7 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 
 
 def run(quick: bool, only: set[str] | None) -> dict[str, Any]:
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     figures: dict[str, dict[str, Any]] = {}
     for module, ids in RUNNERS:
         wanted = [i for i in ids if only is None or i in only]
@@ -74,6 +75,9 @@ def run(quick: bool, only: set[str] | None) -> dict[str, Any]:
         "quick": quick,
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
+        # other work on the machine skews every figure: the 1-minute load before/after the run
+        "loadavg_1min": [load_before and round(load_before[0], 2),
+                         round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None],
         "figures": {fid: figures[fid] for fid in FIGURES if fid in figures},
     }
 

@@ -217,7 +217,7 @@ async def _run(quick: bool) -> dict[str, dict[str, Any]]:
 
     n = 40 if quick else 300
     gap = 0.01
-    rates = [50, 100, 200, 400, 800] if quick else [50, 100, 150, 200, 300, 400, 600, 800, 1200,
+    rates = [50, 100, 200, 400, 800] if quick else [25, 50, 100, 150, 200, 300, 400, 600, 800, 1200,
                                                      1600, 2400, 3200, 4800, 6400]
     step_s = 0.5 if quick else 2.0
     with tempfile.TemporaryDirectory(prefix="fcbench-") as tmp:
