@@ -10,11 +10,11 @@ import logging
 import sys
 
 from fletchat.config import load_config
-from fletchat.desktop import desktop_unavailable_reason, local_device_kind, run_desktop
-from fletchat.headless import run_headless
-from fletchat.host import PortInUse, run_host
 from fletchat.identity import DataDirInUse, DataDirLock
+from fletchat.netinfo import PortInUse
 from fletchat.node import Node
+
+# Each mode imports only what it runs (Flet and the web server are heavy for the headless peer).
 
 
 def main(argv: list[str]) -> int:
@@ -34,8 +34,13 @@ def main(argv: list[str]) -> int:
     try:
         lock.acquire()
         if config.headless:
+            from fletchat.headless import run_headless
+
             run_headless(config, Node(config, "headless"))
             return 0
+        from fletchat.desktop import desktop_unavailable_reason, local_device_kind, run_desktop
+        from fletchat.host import run_host
+
         reason = "--web / FLETCHAT_WEB asked for it" if config.web else desktop_unavailable_reason()
         if reason is None:
             reason = run_desktop(Node(config, local_device_kind()), config.name)

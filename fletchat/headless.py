@@ -14,7 +14,7 @@ import sys
 import threading
 
 from .config import Config
-from .hub import HubSession
+from .hub import HubSession, RosterChanged
 from .model import Message, ValidationError
 from .node import Node
 
@@ -31,8 +31,8 @@ async def serve_headless(config: Config, node: Node) -> None:
     def on_event(event: object) -> None:
         if isinstance(event, Message):
             emit({"event": "message", **event.to_dict()})
-        else:
-            emit({"event": "online", "people": [p.name for p in node.hub.online()]})
+        elif isinstance(event, RosterChanged):
+            emit({"event": "online", "people": [p.name for p in event.online]})
 
     def read_stdin() -> None:
         for line in sys.stdin:

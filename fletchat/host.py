@@ -18,7 +18,7 @@ from pathlib import Path
 import uvicorn
 
 from .config import Config
-from .netinfo import lan_addresses, url_for
+from .netinfo import PortInUse, lan_addresses, url_for
 from .node import Node
 from .ui import APP_TITLE, make_session_main
 
@@ -28,10 +28,6 @@ ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 # The static (Pyodide) web build, made by ``python -m fletchat.webbuild``; served at STATIC_PATH.
 DEFAULT_STATIC_DIR = Path(__file__).resolve().parent.parent / "build" / "web-static"
 STATIC_PATH = "/app"
-
-
-class PortInUse(RuntimeError):
-    """The web port is taken (another Flet Chat, or another server)."""
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

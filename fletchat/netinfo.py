@@ -7,6 +7,10 @@ import ipaddress
 import ifaddr  # a zeroconf dependency: no extra install
 
 
+class PortInUse(RuntimeError):
+    """The web port is taken (another Flet Chat, or another server)."""
+
+
 def lan_addresses(include_ipv6: bool = True) -> list[str]:
     """Usable unicast addresses of this host, IPv4 first; loopback and link-local left out."""
     v4: list[str] = []
