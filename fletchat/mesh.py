@@ -82,6 +82,7 @@ from fletchat.protocol import (
 log = logging.getLogger("fletchat.mesh")
 _ws_log = logging.getLogger("fletchat.mesh.websockets")  # the library's own chatter, one level down
 
+ANTI_ENTROPY_SECONDS = 20.0  # how often connected peers compare summaries (``have``)
 MAX_WANTED_ADDRESSES = 256  # addresses we keep dialing; bounds what gossip can make us do
 SEND_QUEUE_FRAMES = 1024  # frames waiting for a slow peer before it is dropped
 MAX_PEERS = 64  # handshaken peers at once; more are refused with 1013 (a LAN chat, not a botnet)
@@ -140,6 +141,8 @@ class _Conn:
     )
     writer: asyncio.Task[None] | None = None
     catchup_task: asyncio.Task[None] | None = None
+    # peers this neighbour told us (gossip) it is connected to: no need to relay their messages
+    neighbours: set[str] = field(default_factory=set)
     done: asyncio.Event = field(default_factory=asyncio.Event)
     nonce: str = ""  # our challenge in this connection's hello (secured meshes)
 
@@ -208,6 +211,7 @@ class Mesh:
         reconnect_max: float = RECONNECT_MAX,
         rate: float = RATE_FRAMES_PER_SECOND,
         burst: float = RATE_BURST,
+        anti_entropy: float = ANTI_ENTROPY_SECONDS,
         trust: Any = None,
         on_identity_warning: Callable[[str, str, str, str], Any] | None = None,
         max_peers: int = MAX_PEERS,
@@ -241,6 +245,7 @@ class Mesh:
         self._close_timeout = min(2.0, heartbeat_timeout)
         self._reconnect = (reconnect_min, reconnect_max)
         self._rate = (rate, burst)
+        self._anti_entropy = anti_entropy
         self.port = 0
         self._session = new_id()  # tells a restarted copy of a peer from the running one
         self._dials = 0
@@ -369,12 +374,19 @@ class Mesh:
             return ""
 
     def _broadcast(self, msg: Message, exclude: str | None) -> None:
+        """Send to every peer but ``exclude`` and the origin. A relay (``exclude`` set) also skips
+        neighbours that told us they are connected to the origin: in a full mesh they already have
+        it from the author, and the periodic ``have`` exchange repairs any gap."""
         if not self._by_id:
             return
         frame = encode_msg(msg, self._sig_for(msg))
+        relay = exclude is not None
         for peer_id, conn in list(self._by_id.items()):
-            if peer_id != exclude and peer_id != msg.origin:
-                self._enqueue(conn, frame)
+            if peer_id == exclude or peer_id == msg.origin:
+                continue
+            if relay and msg.origin in conn.neighbours:
+                continue
+            self._enqueue(conn, frame)
 
     def peers(self) -> list[Peer]:
         """Connected, handshaken peers, at the address they listen on."""
@@ -756,6 +768,7 @@ class Mesh:
                 case Pong():
                     pass
                 case PeersFrame(peers=addresses):
+                    conn.neighbours.update(a.peer_id for a in addresses)
                     self._learn(addresses, conn)
                 case Bye(reason=reason):
                     conn.down_reason = f"left: {reason}" if reason else "left"
@@ -781,8 +794,8 @@ class Mesh:
     async def _heartbeat(self, conn: _Conn) -> None:
         """Ping every interval; drop the peer when nothing arrived for ``heartbeat_timeout``."""
         loop = asyncio.get_running_loop()
-        tick = min(self._hb_interval, self._hb_timeout / 4)
-        last_ping = loop.time()
+        tick = min(self._hb_interval, self._hb_timeout / 8)
+        last_ping = last_have = loop.time()
         while True:
             await asyncio.sleep(tick)
             now = loop.time()
@@ -796,6 +809,14 @@ class Mesh:
             if now - last_ping >= self._hb_interval:
                 last_ping = now
                 self._enqueue(conn, encode_ping())
+            if self._catchup is not None and now - last_have >= self._anti_entropy:
+                # Anti-entropy: repairs what a skipped relay or a lost frame left out, and
+                # confirms delivery of what the other side now holds.
+                last_have = now
+                try:
+                    self._enqueue(conn, encode_have(self._catchup.summary()))
+                except Exception:
+                    log.exception("catch-up summary failed")
 
     # ---- registry: one connection per peer ----
 
