@@ -30,6 +30,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = ROOT / "test-artifacts"
+# What a row's label may add after the text: its delivery status, the "arrived late" cue.
+STATUS_SUFFIX = r"(?:, (?:not delivered yet|delivered(?: [0-9:\- ]+)?|arrived late))*"
 
 
 def chromium_available() -> tuple[bool, str]:
@@ -134,7 +136,9 @@ class ChatPage:
     def message(self, author: str, text: str):
         """The row whose screen-reader label says AUTHOR wrote TEXT (line breaks as whitespace)."""
         body = r"\s+".join(re.escape(part) for part in text.split())
-        pattern = re.compile("^" + re.escape(author) + r" at [0-9:\- ]+: " + body + "$")
+        pattern = re.compile(
+            "^" + re.escape(author) + r" at [0-9:\- ]+: " + body + STATUS_SUFFIX + "$"
+        )
         return self.page.get_by_text(pattern)
 
     def notice(self, text: str):

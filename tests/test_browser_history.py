@@ -1,0 +1,150 @@
+"""End-to-end in a real Chromium: history across restarts, channels with unread counts, search
+that jumps to a message, older pages, delivery status and the store-error banner."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.async_api import async_playwright, expect
+
+from fletchat.clock import HLC
+from fletchat.model import Message
+from fletchat.node import HISTORY_FILE
+from fletchat.store import Store
+from fletchat.ui import LOAD_OLDER, PAGE, PENDING_LABEL, SEARCH_HINT
+from tests.browser import ChatPage, chromium_available, host_mode_server, launch_browser
+from tests.conftest import need
+
+TIMEOUT = 15_000
+
+
+@pytest.fixture
+async def browser():
+    need(*chromium_available())
+    async with async_playwright() as p:
+        b = await launch_browser(p)
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+async def open_tab(browser, url: str, name: str, width: int = 1200) -> ChatPage:
+    ctx = await browser.new_context(viewport={"width": width, "height": 760})
+    tab = await ChatPage.open(ctx, url)
+    await tab.join(name)
+    return tab
+
+
+def channel(tab: ChatPage, label: str):
+    """A channel list entry by its label ("# lunch", "# lunch, 1 unread")."""
+    return tab.page.get_by_role("button", name=label, exact=True)
+
+
+async def test_history_survives_a_restart_and_stays_pending_without_peers(tmp_path, browser):
+    data = tmp_path / "host"
+    with host_mode_server(data, "--no-lan") as (url, _):
+        alice = await open_tab(browser, url, "Alice")
+        await alice.send("written before the restart")
+        row = alice.message("Alice", "written before the restart")
+        await expect(row).to_be_visible(timeout=TIMEOUT)
+        # Nobody else on the LAN (--no-lan): the message stays in the outbox, and says so.
+        await expect(row).to_have_text(re.compile(f", {PENDING_LABEL}$"))
+        await alice.page.context.close()
+    with host_mode_server(data, "--no-lan") as (url, _):
+        bob = await open_tab(browser, url, "Bob")
+        await expect(bob.message("Alice", "written before the restart")).to_be_visible(
+            timeout=TIMEOUT
+        )
+        await expect(bob.notice("Alice has joined the chat.")).to_be_visible(timeout=TIMEOUT)
+
+
+async def test_channels_unread_counts_and_search_jump(tmp_path, browser):
+    with host_mode_server(tmp_path / "host", "--no-lan") as (url, _):
+        alice = await open_tab(browser, url, "Alice")
+        bob = await open_tab(browser, url, "Bob")
+        await alice.send("general chatter only")
+        await expect(bob.message("Alice", "general chatter only")).to_be_visible(timeout=TIMEOUT)
+
+        # Alice creates #lunch; a bad name first gets a clear error.
+        await alice.page.get_by_label("New channel").click()
+        await alice.page.get_by_label("Channel name").wait_for(timeout=TIMEOUT)
+        await alice.page.keyboard.insert_text("no spaces allowed")
+        await alice.page.keyboard.press("Enter")
+        await expect(alice.page.get_by_text("Channel names are 1-32 characters")).to_be_visible(
+            timeout=TIMEOUT
+        )
+        await alice.page.get_by_label("Channel name").click()
+        await alice.page.keyboard.press("Control+a")
+        await alice.page.keyboard.insert_text("lunch")
+        await alice.page.keyboard.press("Enter")
+        await expect(alice.page.get_by_text("# lunch", exact=True).first).to_be_visible(
+            timeout=TIMEOUT
+        )
+        await expect(alice.notice("Alice created #lunch.")).to_be_visible(timeout=TIMEOUT)
+        await expect(alice.message("Alice", "general chatter only")).to_have_count(0)
+        await alice.page.get_by_label("Write a message...").click()
+
+        # Bob sees the channel appear; Alice's post there counts as unread for him.
+        await expect(channel(bob, "# lunch")).to_be_visible(timeout=TIMEOUT)
+        await alice.send("pizza at noon?")
+        await expect(alice.message("Alice", "pizza at noon?")).to_be_visible(timeout=TIMEOUT)
+        await expect(channel(bob, "# lunch, 1 unread")).to_be_visible(timeout=TIMEOUT)
+        await expect(bob.message("Alice", "pizza at noon?")).to_have_count(0)
+
+        # Switching shows only #lunch's messages and clears the count.
+        await channel(bob, "# lunch, 1 unread").click()
+        await expect(bob.message("Alice", "pizza at noon?")).to_be_visible(timeout=TIMEOUT)
+        await expect(channel(bob, "# lunch")).to_be_visible(timeout=TIMEOUT)
+        await expect(bob.message("Alice", "general chatter only")).to_have_count(0)
+
+        # Back in #general, search by a word prefix and jump to the result in its channel.
+        await channel(bob, "# general").click()
+        await expect(bob.message("Alice", "general chatter only")).to_be_visible(timeout=TIMEOUT)
+        await bob.page.get_by_label(SEARCH_HINT).click()
+        await bob.page.keyboard.insert_text("piz")
+        await bob.page.keyboard.press("Enter")
+        result = bob.page.get_by_role("button", name=re.compile(r"^Result: Alice in # lunch"))
+        await expect(result).to_be_visible(timeout=TIMEOUT)
+        await bob.screenshot("channels-search.png")
+        await result.click()
+        await expect(bob.message("Alice", "pizza at noon?")).to_be_visible(timeout=TIMEOUT)
+        await expect(bob.message("Alice", "general chatter only")).to_have_count(0)
+        await expect(channel(bob, "# lunch")).to_be_visible(timeout=TIMEOUT)
+        await bob.screenshot("channels-after-jump.png")
+
+
+async def test_load_older_messages_and_store_error_banner(tmp_path, browser):
+    data = tmp_path / "host"
+    total = PAGE + 5
+    clock = HLC("seed-peer")
+    with Store.open(data / HISTORY_FILE) as store:
+        for i in range(total):
+            msg = Message.chat("Olga", f"old message {i}", "seed-peer")
+            store.add(msg, clock.now(), seq=i + 1)
+    with host_mode_server(data, "--no-lan") as (url, _):
+        tab = await open_tab(browser, url, "Pat")
+        await expect(tab.message("Olga", f"old message {total - 1}")).to_be_visible(
+            timeout=TIMEOUT
+        )
+        await expect(tab.message("Olga", "old message 4")).to_have_count(0)
+        await tab.page.get_by_role("button", name=LOAD_OLDER).click()
+        # The older page is above what the reader was looking at: scroll up to it.
+        await expect(tab.page.get_by_role("button", name=LOAD_OLDER)).to_have_count(0)
+        await tab.page.wait_for_timeout(1000)  # the load settles (a wheel mid-update is lost)
+        await tab.page.mouse.move(600, 400)  # over the conversation
+        for _ in range(10):
+            await tab.page.mouse.wheel(0, -3000)
+        await expect(tab.message("Olga", "old message 0")).to_be_visible(timeout=TIMEOUT)
+        await expect(tab.message("Olga", "old message 4")).to_be_visible(timeout=TIMEOUT)
+
+    # A history file that is not ours: the app runs, and says plainly that history isn't saved.
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / HISTORY_FILE).write_bytes(b"this is not a database" * 100)
+    with host_mode_server(bad, "--no-lan") as (url, _):
+        tab = await open_tab(browser, url, "Quinn")
+        await expect(tab.page.get_by_text(re.compile("^History is not being saved"))).to_be_visible(
+            timeout=TIMEOUT
+        )
