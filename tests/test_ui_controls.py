@@ -10,12 +10,20 @@ from datetime import datetime, timedelta
 import flet as ft
 import pytest
 
-from fletchat.hub import Online
+from fletchat.hub import Delivered, Hub, HubSession, Online
 from fletchat.model import KIND_JOIN, KIND_LEAVE, Message, avatar_color
+from fletchat.store import MARK_END, MARK_START, Store
 from fletchat.ui import (
+    LATE_LABEL,
+    PENDING_LABEL,
     ChatMessage,
+    ChatView,
+    MessageRow,
+    Status,
+    channel_title,
     describe_for_screen_reader,
     format_time,
+    highlight_spans,
     message_control,
     online_tile,
 )
@@ -165,3 +173,109 @@ def test_describe_for_screen_reader() -> None:
         describe_for_screen_reader(Message.presence(KIND_LEAVE, "Ada", "p"))
         == "Ada has left the chat."
     )
+
+
+# ---------------------------------------------------------------- ChatView state (no client)
+
+class FakePage:
+    """Just enough of ft.Page for ChatView's event handlers."""
+
+    width = 1000
+    updates = 0
+
+    def update(self, *controls) -> None:
+        self.updates += 1
+
+
+def make_view(tmp_path) -> tuple[ChatView, HubSession]:
+    hub = Hub("here", store=Store.open(tmp_path / "history.db"))
+    session = HubSession(hub)
+    session.join("Ada")
+    view = ChatView(FakePage(), session)  # type: ignore[arg-type]
+    view.following = False  # no client to scroll
+    view.show_channel("general")
+    return view, session
+
+
+def shown(view: ChatView) -> list[str]:
+    return [r.message.text or r.message.kind for r in view.chat.controls if isinstance(r, MessageRow)]
+
+
+async def test_own_message_pending_then_delivered(tmp_path) -> None:
+    view, session = make_view(tmp_path)
+    sent = session.send("hello")
+    assert sent is not None
+    await view.on_event("t", sent)
+    row = view.rows[sent.id]
+    assert row.status == Status("pending")
+    assert row.label.endswith(f"hello, {PENDING_LABEL}")
+    at = datetime(2021, 7, 1, 9, 30).timestamp()
+    await view.on_event("t", Delivered((sent.id,), at))
+    assert row.status == Status("delivered", at)
+    assert row.label.endswith("hello, delivered 2021-07-01 09:30")
+    icons = [c.icon for c in walk(row) if isinstance(c, ft.Icon)]
+    assert icons == [ft.Icons.DONE]
+
+
+async def test_messages_from_elsewhere_have_no_status(tmp_path) -> None:
+    view, _ = make_view(tmp_path)
+    theirs = replace(Message.chat("Bob", "hi", "other-peer"), hlc="7fffffffffff.0000.other-peer")
+    await view.on_event("t", theirs)
+    assert view.rows[theirs.id].status is None
+    assert view.rows[theirs.id].label.endswith(": hi")
+
+
+async def test_late_message_is_placed_in_order_and_marked(tmp_path) -> None:
+    view, session = make_view(tmp_path)
+    first = session.send("first")
+    second = session.send("second")
+    for m in (first, second):
+        await view.on_event("t", m)
+    assert first is not None and second is not None
+    # A catch-up whose clock stamp falls between the two: inserted there, marked late.
+    between = replace(
+        Message.chat("Bob", "written offline", "other-peer"),
+        hlc=first.hlc[:18] + "zz",  # same instant as "first", a later node id
+    )
+    assert first.hlc < between.hlc < second.hlc
+    await view.on_event("t", between)
+    assert shown(view)[-3:] == ["first", "written offline", "second"]
+    late = view.rows[between.id]
+    assert late.late and late.label.endswith(LATE_LABEL)
+    assert LATE_LABEL in [t.value for t in texts(late)]
+    # A newer one just goes at the end, unmarked.
+    third = session.send("third")
+    await view.on_event("t", third)
+    assert shown(view)[-1] == "third" and not view.rows[third.id].late
+
+
+async def test_other_channels_count_as_unread_not_shown(tmp_path) -> None:
+    view, session = make_view(tmp_path)
+    bob = HubSession(session.hub)
+    bob.join("Bob")
+    name = bob.create_channel("lunch")
+    msg = bob.send("pizza?", name)
+    await view.on_event("t", msg)
+    assert "pizza?" not in shown(view)
+    assert view.unread == {"lunch": 1}
+    labels = [c.label for c in view.channel_list.controls]
+    assert labels == ["# general", "# lunch, 1 unread"]
+    view.show_channel("lunch")
+    assert view.unread == {} and "pizza?" in shown(view)
+    assert view.title.value == "# lunch"
+    # A DM between two others is not listed; one with Ada is.
+    dm = bob.direct_channel("Ada")
+    assert channel_title(dm, "Ada") == "@ Bob"
+    bob.send("psst", dm)
+    bob.send("secret", bob.direct_channel("Eve"))
+    view.render_channels()
+    titles = [c.label for c in view.channel_list.controls]
+    assert titles == ["# general", "# lunch", "@ Bob"]
+
+
+def test_highlight_spans_bold_matches() -> None:
+    spans = highlight_spans(f"say {MARK_START}pizza{MARK_END} at {MARK_START}noon{MARK_END}!")
+    assert [s.text for s in spans] == ["say ", "pizza", " at ", "noon", "!"]
+    bold = [s.text for s in spans if s.style is not None and s.style.weight == ft.FontWeight.BOLD]
+    assert bold == ["pizza", "noon"]
+    assert [s.text for s in highlight_spans("no marks")] == ["no marks"]
