@@ -536,7 +536,7 @@ class HubSession:
         self.device = device
         self.name: str | None = None
         self.last_name: str | None = None
-        rate = hub.session_rate
+        rate = getattr(hub, "session_rate", None)  # the web client's mirror hub has none
         self._bucket = (
             TokenBucket(*rate, clock=time.monotonic)
             if rate is not None and device not in SESSION_RATE_EXEMPT_DEVICES
