@@ -102,16 +102,19 @@ async def test_channels_unread_counts_and_search_jump(tmp_path, browser):
         # Back in #general, search by a word prefix and jump to the result in its channel.
         await channel(bob, "# general").click()
         await expect(bob.message("Alice", "general chatter only")).to_be_visible(timeout=TIMEOUT)
+        await alice.send("pizza with extra cheese")
+        await expect(channel(bob, "# lunch, 1 unread")).to_be_visible(timeout=TIMEOUT)
         await bob.page.get_by_label(SEARCH_HINT).click()
         await bob.page.keyboard.insert_text("piz")
         await bob.page.keyboard.press("Enter")
         result = bob.page.get_by_role("button", name=re.compile(r"^Result: Alice in # lunch"))
-        await expect(result).to_be_visible(timeout=TIMEOUT)
+        await expect(result).to_have_count(2, timeout=TIMEOUT)
+        await bob.page.wait_for_timeout(600)  # the dialog's opening animation, for the picture
         await bob.screenshot("channels-search.png")
-        await result.click()
+        await result.last.click()  # newest first: the last one is "pizza at noon?"
         await expect(bob.message("Alice", "pizza at noon?")).to_be_visible(timeout=TIMEOUT)
         await expect(bob.message("Alice", "general chatter only")).to_have_count(0)
-        await expect(channel(bob, "# lunch")).to_be_visible(timeout=TIMEOUT)
+        await expect(channel(bob, "# lunch")).to_be_visible(timeout=TIMEOUT)  # read now
         await bob.screenshot("channels-after-jump.png")
 
 
