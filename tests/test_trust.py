@@ -173,11 +173,13 @@ class Node:
         self.msgs: list[tuple[Message, str]] = []
         self.ups: list[Peer] = []
         self.warnings: list[tuple] = []
+        self.history: list[Message] = []  # what it sends a newcomer in sync frames
         self.mesh = Mesh(
             Peer(peer_id, name or peer_id.capitalize()),
             on_message=lambda m, sender: self.msgs.append((m, sender)),
             on_peer_up=self.ups.append,
             on_peer_down=lambda p, reason: None,
+            history=lambda: list(self.history),
             host=LOOPBACK,
             trust=self.trust,
             on_identity_warning=lambda *a: self.warnings.append(a),
@@ -243,27 +245,27 @@ async def test_peers_authenticate_over_tls_and_see_each_others_fingerprint(nodes
 
 
 async def test_relayed_messages_keep_their_signature_and_forgeries_are_dropped(nodes):
-    a, b, c = await nodes("a"), await nodes("b"), await nodes("c")
+    a, b = await nodes("a"), await nodes("b")
     a.dial(b)
-    b.dial(c)
-    await eventually(lambda: b.connected() == {"a", "c"}, "b in the middle")
-    # c knows a's key (they met before); b relays a's message: c verifies it through b.
-    c.trust.store.check("a", a.trust.identity.public_key, "A")
+    await eventually(lambda: b.connected() == {"a"}, "a and b meet")
     original = chat("from a via b", "a")
     a.mesh.broadcast(original)
     await eventually(lambda: b.texts() == ["from a via b"], "b got it")
     got, _ = b.msgs[0]
-    b.mesh.broadcast(got, exclude="a")  # what the hub does: relay
-    await eventually(lambda: c.texts() == ["from a via b"], "c got the relayed message")
+    await a.mesh.stop()
+    # c met a once (knows its key) but a is gone: c hears a's message only from b, in the
+    # sync b sends a newcomer, with a's signature carried along.
+    c = await nodes("c")
+    c.trust.store.check("a", a.trust.identity.public_key, "A")
+    forged = chat("forged by b", "a")  # b writes "as a": no valid signature from a
+    stranger = chat("from a stranger", "zed")  # an origin c never met
+    b.history = [got, forged, stranger]
+    c.dial(b)
+    await eventually(lambda: "from a stranger" in c.texts(), "c got b's sync")
+    assert [(m.text, sender) for m, sender in c.msgs] == [
+        ("from a via b", "b"), ("from a stranger", "b"),
+    ]
     assert c.trust.message_status(got) == VERIFIED
-
-    # b forges a message "from a": c knows a's key and drops it.
-    b.mesh.broadcast(chat("forged by b", "a"), exclude="a")
-    # b writes as someone c never met: kept, unverified.
-    stranger = chat("from a stranger", "zed")
-    b.mesh.broadcast(stranger)
-    await eventually(lambda: "from a stranger" in c.texts(), "c keeps the unverified one")
-    assert "forged by b" not in c.texts()
     assert c.trust.message_status(stranger) == UNVERIFIED
 
 
@@ -373,8 +375,10 @@ async def test_too_many_peers_are_refused(nodes):
     b.dial(a)
     await eventually(lambda: a.connected() == {"b"}, "first peer")
     c.dial(a)
-    await asyncio.sleep(1.0)
-    assert a.connected() == {"b"} and c.connected() == set()
+    # c keeps trying (and briefly counts a as up, until a's refusal arrives); a never takes it.
+    for _ in range(50):
+        assert a.connected() == {"b"}
+        await asyncio.sleep(0.02)
 
 
 async def test_too_many_connections_are_refused(nodes):
