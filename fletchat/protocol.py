@@ -538,12 +538,9 @@ def _decode_ack(obj: dict[str, Any]) -> AckFrame:
     )
 
 
-def decode_frame(data: str | bytes) -> Frame:
-    """Parse and validate one frame from a peer; raise ``ProtocolError`` saying what is wrong.
-
-    The size limit is checked before any parsing. Unknown extra fields are ignored (so a later
-    minor addition does not need a version bump); unknown types and versions are refused.
-    """
+def parse_head(data: str | bytes, speaker: str = "this peer") -> tuple[dict[str, Any], str]:
+    """The checks every frame gets first (size, JSON, depth, Unicode, version, type), shared by
+    the peer protocol and the relay for static web clients."""
     obj = _parse(data)
     version = obj.get("v")
     if isinstance(version, bool) or not isinstance(version, int):
@@ -551,11 +548,21 @@ def decode_frame(data: str | bytes) -> Frame:
     if version != PROTOCOL_VERSION:
         shown = version if abs(version) < 10**6 else "?"
         raise ProtocolError(
-            f"unsupported protocol version {shown} (this peer speaks {PROTOCOL_VERSION})"
+            f"unsupported protocol version {shown} ({speaker} speaks {PROTOCOL_VERSION})"
         )
     ftype = obj.get("type")
     if not isinstance(ftype, str):
         raise ProtocolError("frame needs a string 'type'")
+    return obj, ftype
+
+
+def decode_frame(data: str | bytes) -> Frame:
+    """Parse and validate one frame from a peer; raise ``ProtocolError`` saying what is wrong.
+
+    The size limit is checked before any parsing. Unknown extra fields are ignored (so a later
+    minor addition does not need a version bump); unknown types and versions are refused.
+    """
+    obj, ftype = parse_head(data)
     match ftype:
         case "hello":
             return _decode_hello(obj)

@@ -33,9 +33,9 @@ from .protocol import (
     Pong,
     ProtocolError,
     SyncFrame,
-    _parse,
     decode_frame,
     encode_sync,
+    parse_head,
 )
 
 RELAY_PATH = "/relay"
@@ -96,19 +96,7 @@ def encode_client_ping() -> str:
 
 
 def _head(data: str | bytes) -> tuple[dict[str, Any], str]:
-    obj = _parse(data)  # size limit first, then JSON, nesting depth, valid Unicode
-    version = obj.get("v")
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise ProtocolError("frame needs an integer protocol version 'v'")
-    if version != PROTOCOL_VERSION:
-        shown = version if abs(version) < 10**6 else "?"
-        raise ProtocolError(
-            f"unsupported protocol version {shown} (relay speaks {PROTOCOL_VERSION})"
-        )
-    ftype = obj.get("type")
-    if not isinstance(ftype, str):
-        raise ProtocolError("frame needs a string 'type'")
-    return obj, ftype
+    return parse_head(data, speaker="relay")
 
 
 def decode_client_frame(data: str | bytes) -> ClientFrame:
