@@ -29,6 +29,9 @@ FIGURES: dict[str, str] = {
     "throughput": "4. Throughput: one peer fanning out to 4",
     "fanout": "5. Host-mode fan-out to N sessions",
     "startup": "6. Start-up of host mode",
+    "sync": "7. History: late-join catch-up",
+    "search": "8. History: search",
+    "insert": "9. History: insert rate",
 }
 # module -> the figures it produces (some share one expensive set-up)
 RUNNERS: list[tuple[str, tuple[str, ...]]] = [
@@ -36,6 +39,7 @@ RUNNERS: list[tuple[str, tuple[str, ...]]] = [
     ("bench.delivery", ("delivery", "throughput")),
     ("bench.fanout", ("fanout",)),
     ("bench.startup", ("startup",)),
+    ("bench.history", ("sync", "search", "insert")),
 ]
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 

@@ -919,6 +919,8 @@ class Mesh:
         assert self._catchup is not None
         after: tuple[str, int] | None = None
         sent = 0
+        loop = asyncio.get_running_loop()
+        pace = TokenBucket(conn.bucket.rate * 0.8, conn.bucket.burst / 2, clock=loop.time)
         while conn.peer is not None and not conn.done.is_set():
             try:
                 batch = self._catchup.missing(summary, after, MAX_SYNC_MESSAGES)
@@ -929,8 +931,11 @@ class Mesh:
             for frame in encode_sync(batch, limit=len(batch), sig_for=sig_for):
                 while conn.queue.qsize() > SEND_QUEUE_FRAMES // 4:
                     await asyncio.sleep(0.02)
+                # Stay under the receiver's flood limit (same constants as ours), with a margin
+                # for its other frames: the burst goes at once, then the refill rate.
+                while not pace.allow():
+                    await asyncio.sleep(1 / pace.rate)
                 self._enqueue(conn, frame)
-                await asyncio.sleep(1 / (conn.bucket.rate * 0.8))  # stay under its rate limit
             sent += len(batch)
             if len(batch) < MAX_SYNC_MESSAGES:
                 break

@@ -1,0 +1,258 @@
+"""History figures: late-join sync, search, insert rate — each next to a plain baseline.
+
+- **sync**: a newcomer catches up N messages from a peer over the real TLS mesh (hub + store +
+  trust, wired as ``fletchat.node.Node``): time until all are stored, and the bytes of the catch-up
+  frames. Baseline: the same messages as one "send me everything" JSON dump over a raw loopback
+  ``websockets`` connection, stored with one plain ``executemany``.
+- **search**: p50/p99 of ``Store.search`` (FTS5, prefix) over M messages. Baseline: a plain
+  ``LIKE '%word%'`` query on a plain ``sqlite3`` table holding the same texts.
+- **insert**: messages/s through ``StoreWriter`` (batched, FTS index and catch-up counters
+  maintained). Baseline: a plain ``sqlite3`` insert loop in one transaction, no index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import sqlite3
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from .common import percentile, row
+
+COMMON = ["the", "a", "to", "and", "is", "it", "we", "at", "on", "for", "lunch", "meeting", "coffee", "today", "ok", "yes", "no", "please", "thanks"]
+
+
+def _vocabulary(size: int = 5000, seed: int = 11) -> list[str]:
+    """Pseudo-words: a chat's long tail of names, topics and typos (what people search for)."""
+    rnd = random.Random(seed)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    return ["".join(rnd.choice(letters) for _ in range(rnd.randint(4, 9))) for _ in range(size)]
+
+
+WORDS = _vocabulary()
+
+
+def _texts(n: int, seed: int = 7) -> list[str]:
+    """Chat-like lines: mostly common words, two rarer ones."""
+    rnd = random.Random(seed)
+    return [
+        " ".join([*rnd.choices(COMMON, k=6), rnd.choice(WORDS), rnd.choice(WORDS)]) + f" {i}"
+        for i in range(n)
+    ]
+
+
+def _messages(n: int, origin: str):
+    from fletchat.clock import HLC
+    from fletchat.model import Message
+
+    clock = HLC(origin)
+    out = []
+    for i, text in enumerate(_texts(n)):
+        m = Message.chat("Writer", text, origin)
+        out.append(replace(m, hlc=clock.now().encode(), seq=i + 1))
+    return out
+
+
+def _fill(store, msgs) -> None:
+    from fletchat.clock import Stamp
+    from fletchat.store import Record
+
+    for i in range(0, len(msgs), 1000):
+        store.add_many(
+            Record(m, Stamp.decode(m.hlc), m.seq, "delivered", time.time())
+            for m in msgs[i : i + 1000]
+        )
+
+
+# ---- sync -------------------------------------------------------------------------------------
+
+
+async def _sync_app(tmp: Path, msgs) -> tuple[float, int]:
+    from fletchat.hub import Hub
+    from fletchat.mesh import Mesh
+    from fletchat.model import Peer, new_id
+    from fletchat.protocol import MAX_SYNC_MESSAGES, encode_sync
+    from fletchat.store import Store
+    from fletchat.trust import Trust
+
+    nodes = []
+    for name in ("old", "new"):
+        pid = new_id()
+        data = tmp / name
+        data.mkdir(parents=True)
+        trust = Trust.open(data, pid)
+        hub = Hub(pid, "headless", store=Store.open(data / "history.db"), trust=trust)
+        mesh = Mesh(
+            Peer(pid, name, "headless"), on_message=hub.receive, on_peer_up=hub.peer_up,
+            on_peer_down=hub.peer_down, history=hub.sync_batch, catchup=hub, host="127.0.0.1",
+            port=0, trust=trust, on_identity_warning=hub.identity_warning,
+        )
+        hub.transport = mesh
+        nodes.append((hub, mesh, trust))
+    (old, m_old, _), (new, m_new, _) = nodes
+    _fill(old.store, msgs)
+    # bytes of the catch-up frames the old peer sends for an empty summary
+    wire = 0
+    after = None
+    while True:
+        batch = old.missing({}, after, MAX_SYNC_MESSAGES)
+        wire += sum(len(f.encode()) for f in encode_sync(batch, limit=len(batch)))
+        if len(batch) < MAX_SYNC_MESSAGES:
+            break
+        after = (batch[-1].origin, batch[-1].seq)
+    for _, mesh, _ in nodes:
+        await mesh.start()
+    try:
+        t0 = time.perf_counter()
+        m_new.add_peer_address("127.0.0.1", m_old.port)
+        deadline = t0 + 300
+        while time.perf_counter() < deadline:
+            new.summary()  # flushes the batched writer
+            if new.store.count() >= len(msgs):
+                break
+            await asyncio.sleep(0.02)
+        elapsed = time.perf_counter() - t0
+        if new.store.count() < len(msgs):
+            raise RuntimeError(f"sync incomplete: {new.store.count()} of {len(msgs)}")
+    finally:
+        for hub, mesh, trust in nodes:
+            await mesh.stop()
+            hub.close()
+            trust.close()
+    return elapsed, wire
+
+
+async def _sync_baseline(tmp: Path, msgs) -> tuple[float, int]:
+    from websockets.asyncio.client import connect
+    from websockets.asyncio.server import serve
+
+    payload = json.dumps([m.to_dict() for m in msgs], separators=(",", ":"))
+
+    async def handler(ws) -> None:
+        await ws.recv()
+        await ws.send(payload)
+
+    con = sqlite3.connect(tmp / "plain.db")
+    con.execute("CREATE TABLE m (id TEXT PRIMARY KEY, author TEXT, text TEXT, ts REAL)")
+    async with serve(handler, "127.0.0.1", 0, max_size=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        t0 = time.perf_counter()
+        async with connect(f"ws://127.0.0.1:{port}", max_size=None) as ws:
+            await ws.send("everything please")
+            data = json.loads(await ws.recv())
+        with con:
+            con.executemany(
+                "INSERT INTO m VALUES (?, ?, ?, ?)",
+                [(d["id"], d["author"], d["text"], d["ts"]) for d in data],
+            )
+        elapsed = time.perf_counter() - t0
+    con.close()
+    return elapsed, len(payload.encode())
+
+
+# ---- search / insert ----------------------------------------------------------------------------
+
+
+def _search(tmp: Path, n: int, queries: int) -> tuple[list[float], list[float]]:
+    from fletchat.store import Store
+
+    msgs = _messages(n, "origin-s")
+    store = Store.open(tmp / "search.db")
+    _fill(store, msgs)
+    plain = sqlite3.connect(tmp / "plain-search.db")
+    plain.execute("CREATE TABLE m (id TEXT PRIMARY KEY, text TEXT)")
+    with plain:
+        plain.executemany("INSERT INTO m VALUES (?, ?)", [(m.id, m.text) for m in msgs])
+    rnd = random.Random(3)
+    ours, base = [], []
+    for _ in range(queries):
+        w = rnd.choice(msgs).text.split()[-2]  # one of the rarer words of a stored message
+        q = w[: max(3, len(w) - 2)]  # a prefix, as people type
+        t0 = time.perf_counter()
+        hits = store.search(q, limit=50)
+        ours.append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        plain.execute(
+            "SELECT id, text FROM m WHERE text LIKE ? ORDER BY rowid DESC LIMIT 50", (f"%{q}%",)
+        ).fetchall()
+        base.append((time.perf_counter() - t0) * 1000)
+        if not hits:
+            raise RuntimeError(f"search for {q!r} found nothing")
+    store.close()
+    plain.close()
+    return ours, base
+
+
+def _insert(tmp: Path, n: int) -> tuple[float, float]:
+    from fletchat.clock import Stamp
+    from fletchat.store import Record, Store, StoreWriter
+
+    msgs = _messages(n, "origin-i")
+    store = Store.open(tmp / "insert.db")
+    writer = StoreWriter(store)
+    t0 = time.perf_counter()
+    for m in msgs:
+        writer.submit(Record(m, Stamp.decode(m.hlc), m.seq, "delivered", 0.0))
+    writer.flush(timeout=120)
+    ours = n / (time.perf_counter() - t0)
+    writer.close()
+    if store.count() != n:
+        raise RuntimeError(f"stored {store.count()} of {n}")
+    store.close()
+    plain = sqlite3.connect(tmp / "plain-insert.db")
+    plain.execute("CREATE TABLE m (id TEXT PRIMARY KEY, author TEXT, text TEXT, ts REAL)")
+    t0 = time.perf_counter()
+    with plain:
+        for m in msgs:
+            plain.execute("INSERT INTO m VALUES (?, ?, ?, ?)", (m.id, m.author, m.text, m.ts))
+    base = n / (time.perf_counter() - t0)
+    plain.close()
+    return ours, base
+
+
+def run(quick: bool) -> dict[str, dict[str, Any]]:
+    n_sync = 1000 if quick else 10_000
+    n_search = 10_000 if quick else 100_000
+    n_queries = 20 if quick else 200
+    n_insert = 2000 if quick else 10_000
+    with tempfile.TemporaryDirectory(prefix="fcbench-hist-") as tmp_name:
+        tmp = Path(tmp_name)
+        msgs = _messages(n_sync, "origin-sync")
+        t_app, b_app = asyncio.run(_sync_app(tmp / "app", msgs))
+        (tmp / "base").mkdir()
+        t_base, b_base = asyncio.run(_sync_baseline(tmp / "base", msgs))
+        ours, base = _search(tmp, n_search, n_queries)
+        ins, ins_base = _insert(tmp, n_insert)
+    raw_name = "one JSON dump over raw websockets + plain executemany"
+    like = f"plain sqlite3 LIKE '%word%' over {n_search} rows"
+    return {
+        "sync": {
+            "rows": [
+                row(f"late-join catch-up of {n_sync} messages (TLS mesh, stored)", t_app, t_base,
+                    unit="s", baseline_name=raw_name, n=n_sync),
+                row("bytes of the catch-up frames", b_app / 1024, b_base / 1024, unit="KiB",
+                    baseline_name="the same messages as one JSON dump", n=n_sync),
+            ]
+        },
+        "search": {
+            "rows": [
+                row(f"search over {n_search} messages (FTS5, prefix), p50",
+                    percentile(ours, 50), percentile(base, 50), unit="ms", baseline_name=like,
+                    n=n_queries),
+                row("search p99", percentile(ours, 99), percentile(base, 99), unit="ms",
+                    baseline_name=like, n=n_queries),
+            ]
+        },
+        "insert": {
+            "rows": [
+                row(f"insert rate through StoreWriter ({n_insert} messages)", ins, ins_base,
+                    unit="msg/s", baseline_name="plain sqlite3 insert loop, one transaction",
+                    n=n_insert),
+            ]
+        },
+    }
