@@ -55,3 +55,18 @@ def test_row_ratio_and_targets():
     assert r["ratio"] is None and r["met"] is None
     assert percentile([3.0, 1.0, 2.0], 50) == 2.0
     assert percentile([1.0, 2.0], 100) == 2.0
+
+
+def test_quick_history_figures_measure_against_plain_sqlite(tmp_path):
+    out = tmp_path / "results.json"
+    res = run_bench("--quick", "--only", "sync,search,insert", "--out", str(out), timeout=180)
+    assert res.returncode == 0, res.stderr
+    figures = json.loads(out.read_text())["figures"]
+    assert list(figures) == ["sync", "search", "insert"]
+    for fig in figures.values():
+        assert fig["status"] == "ok" and fig["rows"]
+        for r in fig["rows"]:
+            assert r["value"] > 0 and r["baseline"] > 0
+            assert r["ratio"] == pytest.approx(r["value"] / r["baseline"])
+    sync_bytes = figures["sync"]["rows"][1]
+    assert sync_bytes["unit"] == "KiB" and sync_bytes["n"] == 1000
