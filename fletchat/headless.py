@@ -14,7 +14,7 @@ import sys
 import threading
 
 from .config import Config
-from .hub import HubSession, RosterChanged
+from .hub import HubSession, IdentityWarning, RosterChanged
 from .model import Message, ValidationError
 from .node import Node
 
@@ -31,6 +31,15 @@ async def serve_headless(config: Config, node: Node) -> None:
     def on_event(event: object) -> None:
         if isinstance(event, Message):
             emit({"event": "message", **event.to_dict()})
+        elif isinstance(event, IdentityWarning):
+            emit({
+                "event": "identity_warning",
+                "peer_id": event.peer_id,
+                "name": event.name,
+                "old_fingerprint": event.old_fingerprint,
+                "new_fingerprint": event.new_fingerprint,
+                "at": event.at,
+            })
         elif isinstance(event, RosterChanged):
             emit({"event": "online", "people": [p.name for p in event.online]})
 

@@ -35,6 +35,11 @@ except ImportError:  # pragma: no cover
     ChannelsChanged = Delivered = None  # type: ignore[assignment,misc]
 
 try:
+    from .hub import IdentityWarning
+except ImportError:  # pragma: no cover
+    IdentityWarning = None  # type: ignore[assignment,misc]
+
+try:
     from .store import MARK_END, MARK_START
 except ImportError:  # pragma: no cover - no sqlite3 (Pyodide)
     MARK_START, MARK_END = "\x02", "\x03"
@@ -55,6 +60,17 @@ STATUS_PENDING = "pending"
 STATUS_DELIVERED = "delivered"
 LATE_LABEL = "arrived late"
 PENDING_LABEL = "not delivered yet"
+UNVERIFIED_LABEL = "unverified"
+OWN_DEVICE_PREFIX = "Your device: "
+OWN_DEVICE_TOOLTIP = (
+    "This install's key fingerprint. To verify a friend's device, open Flet Chat on both "
+    "screens side by side: the fingerprint shown next to their device in your list must match "
+    "the \"Your device\" line on their screen, and yours on theirs. If it differs, someone "
+    "else may be answering in their name."
+)
+BLOCK_TOOLTIP = "Block this device"
+BLOCKED_TITLE = "Blocked devices"
+TRUST_NEW_KEY = "Trust new key"
 
 
 def format_time(ts: float) -> str:
@@ -79,9 +95,11 @@ class Status:
         return f"delivered {format_time(self.at)}" if self.at else "delivered"
 
 
-def describe_for_screen_reader(msg: Message, status: Status | None = None, late: bool = False) -> str:
+def describe_for_screen_reader(
+    msg: Message, status: Status | None = None, late: bool = False, unverified: bool = False
+) -> str:
     """What assistive tech (and the browser tests) read for a row: who, when, what (and the
-    delivery status and the late cue, when there is one)."""
+    delivery status, the late cue and the "unverified" cue, when there is one)."""
     if msg.kind == KIND_CHAT:
         text = f"{msg.author} at {format_time(msg.ts)}: {msg.text}"
     else:
@@ -90,7 +108,23 @@ def describe_for_screen_reader(msg: Message, status: Status | None = None, late:
         text += f", {status.label}"
     if late:
         text += f", {LATE_LABEL}"
+    if unverified and msg.kind == KIND_CHAT:
+        text += f", {UNVERIFIED_LABEL}"
     return text
+
+
+def short_fingerprint(fp: str) -> str:
+    """The first two groups of a fingerprint ("CTWQ-H5KK"): enough to tell two "Alex" apart at a
+    glance (the full one is for comparing in person)."""
+    return "-".join(fp.split("-")[:2]) if fp else ""
+
+
+def identity_warning_text(name: str, old_fp: str, new_fp: str) -> str:
+    who = name or "A peer"
+    return (
+        f"Warning: {who}'s device key changed (was {old_fp}, now {new_fp}). Someone may be "
+        "impersonating it. Messages from it are refused until you verify and reset."
+    )
 
 
 def channel_title(channel: str, me: str | None = None) -> str:
@@ -146,6 +180,19 @@ def status_control(status: Status | None) -> ft.Control:
     )
 
 
+def unverified_chip() -> ft.Control:
+    return ft.Container(
+        content=ft.Text(UNVERIFIED_LABEL, size=10, color=ft.Colors.GREY_800),
+        bgcolor=ft.Colors.GREY_200,
+        border_radius=8,
+        padding=ft.Padding.symmetric(horizontal=6, vertical=1),
+        tooltip=(
+            "Relayed from a device this one has never met: its signature could not be checked, "
+            "so it may not be from who it says."
+        ),
+    )
+
+
 def late_chip() -> ft.Control:
     return ft.Container(
         content=ft.Text(LATE_LABEL, size=10, color=ft.Colors.BROWN_700),
@@ -160,7 +207,13 @@ class ChatMessage(ft.Row):
     """The tutorial's message row: initials avatar (stable colour), bold name, time, the text;
     a delivery mark for messages written here and an "arrived late" chip for late catch-ups."""
 
-    def __init__(self, message: Message, status: Status | None = None, late: bool = False) -> None:
+    def __init__(
+        self,
+        message: Message,
+        status: Status | None = None,
+        late: bool = False,
+        unverified: bool = False,
+    ) -> None:
         super().__init__()
         self.message = message
         self.vertical_alignment = ft.CrossAxisAlignment.START
@@ -172,6 +225,8 @@ class ChatMessage(ft.Row):
         ]
         if late:
             header.append(late_chip())
+        if unverified:
+            header.append(unverified_chip())
         self.body = ft.Container(
             content=ft.Column(
                 [
@@ -206,15 +261,22 @@ class MessageRow(ft.Semantics):
     """One entry of the conversation list: a ChatMessage (or a notice line) in Semantics, because
     selectable Text is invisible to screen readers. Keyed by message id for ``scroll_to``."""
 
-    def __init__(self, msg: Message, status: Status | None = None, late: bool = False) -> None:
+    def __init__(
+        self,
+        msg: Message,
+        status: Status | None = None,
+        late: bool = False,
+        unverified: bool = False,
+    ) -> None:
+        unverified = unverified and msg.kind == KIND_CHAT
         if msg.kind == KIND_CHAT:
-            row: ft.Control = ChatMessage(msg, status, late)
+            row: ft.Control = ChatMessage(msg, status, late, unverified)
         else:
             notice = msg.display_text + (f" ({LATE_LABEL})" if late else "")
             row = ft.Text(notice, italic=True, color=ft.Colors.BLACK_45, size=12)
         super().__init__(
             content=row,
-            label=describe_for_screen_reader(msg, status, late),
+            label=describe_for_screen_reader(msg, status, late, unverified),
             container=True,
             exclude_semantics=True,
             data=msg.id,
@@ -223,6 +285,7 @@ class MessageRow(ft.Semantics):
         self.message = msg
         self.status = status
         self.late = late
+        self.unverified = unverified
 
     @property
     def row(self) -> ft.Control:
@@ -230,7 +293,7 @@ class MessageRow(ft.Semantics):
 
     def set_status(self, status: Status | None) -> None:
         self.status = status
-        self.label = describe_for_screen_reader(self.message, status, self.late)
+        self.label = describe_for_screen_reader(self.message, status, self.late, self.unverified)
         if isinstance(self.row, ChatMessage):
             self.row.set_status(status)
 
@@ -241,9 +304,11 @@ class MessageRow(ft.Semantics):
             self.row.bgcolor = ft.Colors.AMBER_100 if on else None
 
 
-def message_control(msg: Message, status: Status | None = None, late: bool = False) -> MessageRow:
+def message_control(
+    msg: Message, status: Status | None = None, late: bool = False, unverified: bool = False
+) -> MessageRow:
     """A row for the list (see ``MessageRow``)."""
-    return MessageRow(msg, status, late)
+    return MessageRow(msg, status, late, unverified)
 
 
 def online_tile(
@@ -282,6 +347,113 @@ def online_tile(
                 ],
                 spacing=8,
             ),
+        ),
+    )
+
+
+def own_fingerprint_line(fingerprint: str) -> ft.Control:
+    """"Your device: XXXX-XXXX-XXXX-XXXX": selectable, with a tooltip on how to compare it.
+    Wrapped in Semantics because selectable Text is invisible to screen readers."""
+    line = f"{OWN_DEVICE_PREFIX}{fingerprint}"
+    return ft.Semantics(
+        label=line,
+        container=True,
+        exclude_semantics=True,
+        content=ft.Container(
+            tooltip=OWN_DEVICE_TOOLTIP,
+            content=ft.Row(
+                [
+                    ft.Icon(ft.Icons.FINGERPRINT, size=14, color=ft.Colors.GREY_700),
+                    ft.Text(line, size=11, selectable=True, color=ft.Colors.GREY_800),
+                ],
+                spacing=4,
+                tight=True,
+            ),
+        ),
+    )
+
+
+def device_label(device: Online) -> str:
+    short = short_fingerprint(device.fingerprint)
+    key = f", key {short}" if short else ""
+    return f"{device.name} ({device.device}) on the LAN{key}"
+
+
+def device_tile(device: Online, on_block: Callable | None = None) -> ft.Control:
+    """One LAN device: name, kind, the short fingerprint (two "Alex" are told apart) and, when
+    the hub can block, a block button."""
+    short = short_fingerprint(device.fingerprint)
+    line = f"{device.name} ({device.device})" + (f" · {short}" if short else "")
+    controls: list[ft.Control] = [
+        ft.Semantics(
+            label=device_label(device),
+            container=True,
+            exclude_semantics=True,
+            expand=True,
+            content=ft.Text(
+                line,
+                size=11,
+                color=ft.Colors.GREY_700,
+                tooltip=f"Key fingerprint {device.fingerprint}" if device.fingerprint else None,
+            ),
+        )
+    ]
+    if on_block is not None:
+        controls.append(
+            ft.IconButton(
+                icon=ft.Icons.BLOCK,
+                icon_size=16,
+                tooltip=BLOCK_TOOLTIP,
+                on_click=on_block,
+                data=device.key,
+            )
+        )
+    return ft.Row(controls, spacing=2, vertical_alignment=ft.CrossAxisAlignment.CENTER, data=device.key)
+
+
+def blocked_tile(peer_id: str, name: str, on_unblock: Callable) -> ft.Control:
+    who = name or peer_id
+    return ft.Row(
+        [
+            ft.Text(who, size=11, expand=True, color=ft.Colors.GREY_700, tooltip=peer_id),
+            ft.TextButton("Unblock", on_click=on_unblock, data=peer_id),
+        ],
+        spacing=2,
+        data=peer_id,
+    )
+
+
+def identity_banner(warning, on_trust: Callable) -> ft.Control:
+    """The loud, persistent red banner for an ``IdentityWarning`` (stays until "Trust new key")."""
+    text = identity_warning_text(
+        warning.name, warning.old_fingerprint, warning.new_fingerprint
+    )
+    return ft.Container(
+        data=warning.peer_id,
+        bgcolor=ft.Colors.RED_900,
+        padding=10,
+        border_radius=5,
+        content=ft.Row(
+            [
+                ft.Icon(ft.Icons.GPP_BAD, color=ft.Colors.WHITE),
+                ft.Semantics(
+                    label=text,
+                    container=True,
+                    exclude_semantics=True,
+                    expand=True,
+                    content=ft.Text(text, color=ft.Colors.WHITE, weight=ft.FontWeight.BOLD),
+                ),
+                ft.Button(
+                    TRUST_NEW_KEY,
+                    on_click=on_trust,
+                    data=warning.peer_id,
+                    tooltip=(
+                        "Only after comparing the new fingerprint with the one on their screen, "
+                        "in person."
+                    ),
+                ),
+            ],
+            vertical_alignment=ft.CrossAxisAlignment.CENTER,
         ),
     )
 
@@ -421,9 +593,31 @@ class ChatView:
         self.people = ft.Column(spacing=8, scroll=ft.ScrollMode.AUTO, expand=True)
         self.people_title = ft.Text("Online", weight=ft.FontWeight.BOLD)
         self.devices_line = ft.Text("", size=11, color=ft.Colors.GREY_600)
+        fingerprint = getattr(hub, "fingerprint", "") or ""
+        self.own_fingerprint = (
+            own_fingerprint_line(fingerprint) if fingerprint else ft.Row(visible=False)
+        )
+        self.can_block = callable(getattr(hub, "block", None))
+        self.devices = ft.Column(spacing=0, tight=True)
+        self.blocked_title = ft.Text(BLOCKED_TITLE, weight=ft.FontWeight.BOLD, size=12)
+        self.blocked_list = ft.Column(spacing=0, tight=True)
+        self.blocked_panel = ft.Column(
+            [self.blocked_title, self.blocked_list], spacing=2, tight=True, visible=False
+        )
+        self.identity_banners = ft.Column(spacing=4, tight=True)
+        self.warnings_shown: set[tuple[str, str]] = set()
         self.people_panel = ft.Container(
             content=ft.Column(
-                [self.people_title, self.devices_line, self.people], spacing=8, expand=True
+                [
+                    self.own_fingerprint,
+                    self.people_title,
+                    self.devices_line,
+                    self.devices,
+                    self.people,
+                    self.blocked_panel,
+                ],
+                spacing=8,
+                expand=True,
             ),
             width=220,
             padding=10,
@@ -457,12 +651,21 @@ class ChatView:
         page = self.page
         page.title = APP_TITLE
         page.horizontal_alignment = ft.CrossAxisAlignment.STRETCH
-        store_error = getattr(self.hub, "store_error", "")
-        if store_error:
-            self.banner_text.value = store_error
+        problems = [
+            p
+            for p in (getattr(self.hub, "store_error", ""), getattr(self.hub, "lan_warning", ""))
+            if p
+        ]
+        if problems:
+            self.banner_text.value = "\n".join(problems)
             self.banner.visible = True
+        identity_warnings = getattr(self.hub, "identity_warnings", None)
+        for warning in identity_warnings() if callable(identity_warnings) else ():
+            self.show_identity_warning(warning)
+        self.render_blocked()
         page.add(
             self.banner,
+            self.identity_banners,
             ft.Row(
                 [self.channel_menu, self.title, self.search_field],
                 vertical_alignment=ft.CrossAxisAlignment.CENTER,
@@ -551,8 +754,23 @@ class ChatView:
         self.following = True
         self.render_channels()
 
+    def is_unverified(self, msg: Message) -> bool:
+        """A chat message from another install whose signature could not be checked. Only hubs
+        with an identity say so (without one nothing is checked, and the static client's mirror
+        hub has no ``message_status``)."""
+        hub = self.hub
+        check = getattr(hub, "message_status", None)
+        if (
+            msg.kind != KIND_CHAT
+            or not callable(check)
+            or getattr(hub, "trust", None) is None
+            or msg.origin == getattr(hub, "peer_id", None)
+        ):
+            return False
+        return check(msg) == UNVERIFIED_LABEL
+
     def _add_row(self, index: int, msg: Message, status: Status | None, late: bool = False) -> MessageRow:
-        row = message_control(msg, status, late)
+        row = message_control(msg, status, late, self.is_unverified(msg))
         self.rows[msg.id] = row
         self.chat.controls.insert(index, row)
         return row
@@ -656,6 +874,8 @@ class ChatView:
                     row.set_status(Status(STATUS_DELIVERED, event.at))
         elif ChannelsChanged is not None and isinstance(event, ChannelsChanged):
             self.render_channels()
+        elif IdentityWarning is not None and isinstance(event, IdentityWarning):
+            self.show_identity_warning(event)
         else:
             return
         try:
@@ -688,6 +908,99 @@ class ChatView:
         self.people.controls = [
             online_tile(p, on_click=self._dm_opener(p.name) if self.full else None) for p in online
         ]
+        self.devices.controls = [
+            device_tile(d, on_block=self._block_asker(d) if self.can_block else None)
+            for d in devices
+        ]
+
+    # ---- trust: block, unblock, key changes (docs/security.md) ----
+    def _block_asker(self, device: Online) -> Callable:
+        async def ask(e: ft.Event | None = None) -> None:
+            self.ask_block(device)
+
+        return ask
+
+    def ask_block(self, device: Online) -> ft.AlertDialog:
+        """The confirm dialog before blocking a LAN device."""
+        short = short_fingerprint(device.fingerprint)
+        who = f"{device.name} ({device.device}{', ' + short if short else ''})"
+
+        async def confirm(e: ft.Event | None = None) -> None:
+            self.close_dialog()
+            self.block_device(device.key)
+
+        self.block_dialog = ft.AlertDialog(
+            title=ft.Text("Block this device?"),
+            content=ft.Text(
+                f"{who} will be disconnected and refused from now on, and messages it wrote "
+                "are dropped even when others relay them. You can unblock it later."
+            ),
+            actions=[
+                ft.TextButton("Cancel", on_click=lambda e: self.close_dialog()),
+                ft.Button("Block", on_click=confirm, bgcolor=ft.Colors.RED_700,
+                          color=ft.Colors.WHITE),
+            ],
+            actions_alignment=ft.MainAxisAlignment.END,
+        )
+        self.page.show_dialog(self.block_dialog)
+        self.page.update()
+        return self.block_dialog
+
+    def block_device(self, peer_id: str) -> None:
+        try:
+            self.hub.block(peer_id)
+        except ValidationError as err:
+            self.page.show_dialog(ft.SnackBar(ft.Text(str(err))))
+            return
+        self.render_blocked()
+        self.page.update()
+
+    def render_blocked(self) -> None:
+        blocked_peers = getattr(self.hub, "blocked_peers", None)
+        blocked = blocked_peers() if callable(blocked_peers) else {}
+        self.blocked_list.controls = [
+            blocked_tile(peer_id, name, self._unblocker(peer_id))
+            for peer_id, name in sorted(blocked.items(), key=lambda kv: (kv[1].casefold(), kv[0]))
+        ]
+        self.blocked_panel.visible = bool(blocked)
+
+    def _unblocker(self, peer_id: str) -> Callable:
+        async def unblock(e: ft.Event | None = None) -> None:
+            self.unblock_device(peer_id)
+
+        return unblock
+
+    def unblock_device(self, peer_id: str) -> None:
+        self.hub.unblock(peer_id)
+        self.render_blocked()
+        self.page.update()
+
+    def show_identity_warning(self, warning) -> None:
+        """One banner per warning (peer and new key); it stays until "Trust new key"."""
+        tag = (warning.peer_id, warning.new_fingerprint)
+        if tag in self.warnings_shown:
+            return
+        self.warnings_shown.add(tag)
+        self.identity_banners.controls.append(
+            identity_banner(warning, self._trust_new_key(warning.peer_id))
+        )
+
+    def _trust_new_key(self, peer_id: str) -> Callable:
+        async def trust(e: ft.Event | None = None) -> None:
+            self.trust_new_key(peer_id)
+
+        return trust
+
+    def trust_new_key(self, peer_id: str) -> None:
+        """Reset the key remembered for ``peer_id`` (its next key is trusted on first use)."""
+        forget = getattr(self.hub, "forget_peer", None)
+        if callable(forget):
+            forget(peer_id)
+        self.identity_banners.controls = [
+            b for b in self.identity_banners.controls if b.data != peer_id
+        ]
+        self.warnings_shown = {t for t in self.warnings_shown if t[0] != peer_id}
+        self.page.update()
 
     def _dm_opener(self, name: str) -> Callable:
         async def open_dm(e: ft.Event | None = None) -> None:

@@ -30,8 +30,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = ROOT / "test-artifacts"
-# What a row's label may add after the text: its delivery status, the "arrived late" cue.
-STATUS_SUFFIX = r"(?:, (?:not delivered yet|delivered(?: [0-9:\- ]+)?|arrived late))*"
+# What a row's label may add after the text: its delivery status, the "arrived late" cue, the
+# "unverified" cue (relayed from an install never met).
+STATUS_SUFFIX = r"(?:, (?:not delivered yet|delivered(?: [0-9:\- ]+)?|arrived late|unverified))*"
 
 
 def chromium_available() -> tuple[bool, str]:

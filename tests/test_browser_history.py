@@ -151,3 +151,17 @@ async def test_load_older_messages_and_store_error_banner(tmp_path, browser):
         await expect(tab.page.get_by_text(re.compile("^History is not being saved"))).to_be_visible(
             timeout=TIMEOUT
         )
+
+
+async def test_own_device_fingerprint_is_shown_in_the_online_panel(tmp_path, browser):
+    data = tmp_path / "host"
+    with host_mode_server(data, "--no-lan") as (url, _):
+        alice = await open_tab(browser, url, "Alice")
+        line = alice.page.get_by_text(
+            re.compile(r"^Your device: [A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}$")
+        )
+        await expect(line).to_be_visible(timeout=TIMEOUT)
+        shown = (await line.inner_text()).strip()
+    from fletchat.identity import Identity
+
+    assert shown == f"Your device: {Identity.load_or_create(data).fingerprint}"

@@ -10,12 +10,17 @@ from datetime import datetime, timedelta
 import flet as ft
 import pytest
 
-from fletchat.hub import Delivered, Hub, HubSession, Online
+from fletchat.hub import Delivered, Hub, HubSession, IdentityWarning, Online, RosterChanged
 from fletchat.model import KIND_JOIN, KIND_LEAVE, Message, avatar_color
 from fletchat.store import MARK_END, MARK_START, Store
+from fletchat.trust import Trust
 from fletchat.ui import (
+    BLOCK_TOOLTIP,
     LATE_LABEL,
+    OWN_DEVICE_PREFIX,
     PENDING_LABEL,
+    TRUST_NEW_KEY,
+    UNVERIFIED_LABEL,
     ChatMessage,
     ChatView,
     MessageRow,
@@ -183,8 +188,18 @@ class FakePage:
     width = 1000
     updates = 0
 
+    def __init__(self) -> None:
+        self.dialogs: list[ft.Control] = []
+
     def update(self, *controls) -> None:
         self.updates += 1
+
+    def show_dialog(self, dialog: ft.Control) -> None:
+        self.dialogs.append(dialog)
+
+    def pop_dialog(self) -> None:
+        if self.dialogs:
+            self.dialogs.pop()
 
 
 def make_view(tmp_path) -> tuple[ChatView, HubSession]:
@@ -279,3 +294,156 @@ def test_highlight_spans_bold_matches() -> None:
     bold = [s.text for s in spans if s.style is not None and s.style.weight == ft.FontWeight.BOLD]
     assert bold == ["pizza", "noon"]
     assert [s.text for s in highlight_spans("no marks")] == ["no marks"]
+
+
+# ---------------------------------------------------------------- trust hooks (docs/security.md)
+
+
+def make_trusted_view(tmp_path, warnings: int = 0) -> tuple[ChatView, Hub]:
+    """A view on a hub with an identity (as every node has), not mounted (no client)."""
+    trust = Trust.open(tmp_path / "data", "here")
+    hub = Hub("here", store=Store.open(tmp_path / "history.db"), trust=trust)
+    for i in range(warnings):
+        hub.identity_warning(f"peer-{i}", "Alex", "AAAA-AAAA-AAAA-AAAA", "BBBB-BBBB-BBBB-BBBB")
+    session = HubSession(hub)
+    session.join("Ada")
+    view = ChatView(FakePage(), session)  # type: ignore[arg-type]
+    view.following = False
+    return view, hub
+
+
+def find_semantics(control: ft.Control, label_start: str) -> list[ft.Semantics]:
+    return [
+        c for c in walk(control)
+        if isinstance(c, ft.Semantics) and (c.label or "").startswith(label_start)
+    ]
+
+
+def test_own_fingerprint_line_is_selectable_and_explained(tmp_path) -> None:
+    view, hub = make_trusted_view(tmp_path)
+    assert hub.fingerprint
+    [line] = find_semantics(view.people_panel, OWN_DEVICE_PREFIX)
+    assert line.label == f"Your device: {hub.fingerprint}"
+    [text] = [t for t in texts(line) if t.value == line.label]
+    assert text.selectable
+    [tip] = [c.tooltip for c in walk(line) if getattr(c, "tooltip", None)]
+    assert "friend" in tip and "must match" in tip
+
+
+def test_no_fingerprint_line_without_an_identity(tmp_path) -> None:
+    view, _ = make_view(tmp_path)
+    assert find_semantics(view.people_panel, OWN_DEVICE_PREFIX) == []
+
+
+def test_lan_devices_show_their_fingerprint_and_a_block_button(tmp_path) -> None:
+    view, _ = make_trusted_view(tmp_path)
+    now = time.time()
+    alex1 = Online("p1", "Alex", "desktop", now, local=False, fingerprint="CTWQ-H5KK-XSMH-XBSA")
+    alex2 = Online("p2", "Alex", "android", now, local=False, fingerprint="Q7RM-2LPA-ZZ3K-MN4D")
+    view.render_people([], [alex1, alex2])
+    labels = [s.label for s in find_semantics(view.devices, "Alex")]
+    assert labels == [
+        "Alex (desktop) on the LAN, key CTWQ-H5KK",
+        "Alex (android) on the LAN, key Q7RM-2LPA",
+    ]
+    shown_lines = [t.value for t in texts(view.devices)]
+    assert "Alex (desktop) · CTWQ-H5KK" in shown_lines
+    buttons = [c for c in walk(view.devices) if isinstance(c, ft.IconButton)]
+    assert [b.tooltip for b in buttons] == [BLOCK_TOOLTIP, BLOCK_TOOLTIP]
+    assert [b.data for b in buttons] == ["p1", "p2"]
+
+
+async def test_block_asks_first_then_blocks_and_unblock_lists(tmp_path) -> None:
+    view, hub = make_trusted_view(tmp_path)
+    alex = Online("p2", "Alex", "android", time.time(), local=False, fingerprint="Q7RM-2LPA-ZZ3K-MN4D")
+    await view.on_event("t", RosterChanged((), (alex,)))
+    assert not view.blocked_panel.visible
+    button = next(c for c in walk(view.devices) if isinstance(c, ft.IconButton))
+    await button.on_click(None)
+    dialog = view.page.dialogs[-1]
+    assert isinstance(dialog, ft.AlertDialog)
+    assert "Q7RM-2LPA" in dialog.content.value
+    assert hub.blocked_peers() == {}  # nothing happens before the confirmation
+    _cancel, block = dialog.actions
+    await block.on_click(None)
+    assert view.page.dialogs == []
+    assert "p2" in hub.blocked_peers()
+    assert view.blocked_panel.visible
+    [row] = view.blocked_list.controls
+    unblock = next(c for c in walk(row) if isinstance(c, ft.TextButton))
+    assert unblock.content == "Unblock"
+    await unblock.on_click(None)
+    assert hub.blocked_peers() == {}
+    assert not view.blocked_panel.visible and view.blocked_list.controls == []
+
+
+async def test_identity_warning_banner_persists_until_the_new_key_is_trusted(tmp_path) -> None:
+    view, hub = make_trusted_view(tmp_path)
+    hub.trust.store.check("peer-x", b"k" * 32, "Alex")  # met once: a key is remembered
+    assert hub.peer_fingerprint("peer-x")
+    hub.identity_warning("peer-x", "Alex", "AAAA-AAAA-AAAA-AAAA", "BBBB-BBBB-BBBB-BBBB")
+    [warning] = hub.identity_warnings()
+    await view.on_event("t", warning)
+    await view.on_event("t", warning)  # the same warning twice shows once
+    [banner] = view.identity_banners.controls
+    assert banner.bgcolor == ft.Colors.RED_900
+    expected = (
+        "Warning: Alex's device key changed (was AAAA-AAAA-AAAA-AAAA, now BBBB-BBBB-BBBB-BBBB). "
+        "Someone may be impersonating it. Messages from it are refused until you verify and reset."
+    )
+    assert [s.label for s in walk(banner) if isinstance(s, ft.Semantics)] == [expected]
+    # Other events do not clear it.
+    await view.on_event("t", RosterChanged((), ()))
+    assert len(view.identity_banners.controls) == 1
+    trust = next(c for c in walk(banner) if isinstance(c, ft.Button))
+    assert trust.content == TRUST_NEW_KEY
+    await trust.on_click(None)
+    assert view.identity_banners.controls == []
+    assert hub.identity_warnings() == [] and hub.peer_fingerprint("peer-x") == ""
+
+
+def test_identity_warnings_present_at_mount_are_shown(tmp_path) -> None:
+    view, hub = make_trusted_view(tmp_path, warnings=2)
+
+    class MountPage(FakePage):
+        title = ""
+        horizontal_alignment = None
+        on_resize = None
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.added: list[ft.Control] = []
+            self.pubsub = type("P", (), {"subscribe_topic": lambda *a: None})()
+
+        def add(self, *controls) -> None:
+            self.added.extend(controls)
+
+    view.page = MountPage()  # type: ignore[assignment]
+    hub.lan_warning = "Could not get the multicast lock. Other devices may not find this one."
+    view.mount()
+    assert len(view.identity_banners.controls) == 2
+    assert view.identity_banners in view.page.added
+    assert view.banner.visible and "multicast lock" in view.banner_text.value
+
+
+async def test_unverified_messages_get_a_chip_and_say_so(tmp_path) -> None:
+    view, hub = make_trusted_view(tmp_path)
+    view.show_channel("general")
+    relayed = replace(Message.chat("Bob", "hi there", "never-met"), hlc="7fffffffffff.0000.never-met")
+    assert hub.message_status(relayed) == "unverified"
+    await view.on_event("t", relayed)
+    row = view.rows[relayed.id]
+    assert row.label.endswith(f": hi there, {UNVERIFIED_LABEL}")
+    assert UNVERIFIED_LABEL in [t.value for t in texts(row)]
+    own = view.session.send("mine")
+    await view.on_event("t", own)
+    assert UNVERIFIED_LABEL not in view.rows[own.id].label
+    assert UNVERIFIED_LABEL not in [t.value for t in texts(view.rows[own.id])]
+
+
+def test_describe_unverified_only_for_chat() -> None:
+    m = chat("Ada", "Hi")
+    assert describe_for_screen_reader(m, unverified=True).endswith(", unverified")
+    join = Message.presence(KIND_JOIN, "Ada", "p")
+    assert describe_for_screen_reader(join, unverified=True) == "Ada has joined the chat."
+    assert IdentityWarning  # the event type the view listens for
