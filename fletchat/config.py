@@ -32,6 +32,7 @@ class Config:
     interfaces: tuple[str, ...] = ()
     lan: bool = True
     log_level: str = "INFO"
+    passphrase: str = ""
     static_dir: Path | None = None  # the static web build host mode serves; None = build/web-static
 
 
@@ -140,6 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the static (Pyodide) web build host mode serves at /app/ when present "
         "(default build/web-static; make it with python -m fletchat.webbuild) [FLETCHAT_STATIC_DIR]",
     )
+    p.add_argument(
+        "--passphrase",
+        help="host mode asks browser users for this before the chat opens; prefer the "
+        "environment variable, which other users of this computer cannot see "
+        "[FLETCHAT_PASSPHRASE]",
+    )
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING... (default INFO) [FLETCHAT_LOG_LEVEL]")
     return p
 
@@ -190,5 +197,6 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) -
         interfaces=tuple(args.interface or env_list("INTERFACE")),
         lan=not (args.no_lan or _truthy(env_get("NO_LAN"))),
         log_level=(args.log_level or env_get("LOG_LEVEL") or "INFO").upper(),
+        passphrase=args.passphrase or env.get(ENV_PREFIX + "PASSPHRASE", ""),
         static_dir=Path(static_dir).expanduser() if static_dir else None,
     )

@@ -130,6 +130,10 @@ async def serve_host(
         sock.close()
         raise
     app = build_web_app(node, config.name, config.static_dir)
+    if config.passphrase:
+        from .gate import PassphraseGate
+
+        app = PassphraseGate(app, config.passphrase)
     server = _Server(
         uvicorn.Config(app, log_level="warning", ws="websockets-sansio", lifespan="on")
     )
