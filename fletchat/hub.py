@@ -536,6 +536,8 @@ class HubSession:
         self.device = device
         self.name: str | None = None
         self.last_name: str | None = None
+        # Private rooms (fletchat/rooms.py): channel -> key, kept for this session only.
+        self.room_keys: dict[str, bytes] = {}
         rate = getattr(hub, "session_rate", None)  # the web client's mirror hub has none
         self._bucket = (
             TokenBucket(*rate, clock=time.monotonic)
@@ -560,7 +562,39 @@ class HubSession:
         if self._bucket is not None and not self._bucket.allow():
             raise ValidationError("You are sending too fast. Wait a moment and try again.")
         msg = Message.chat(self.name, raw_text, self.hub.peer_id, validate_channel(channel))
+        key = self.room_keys.get(msg.channel)
+        if key is not None:  # a private room: only the sealed text leaves this session
+            from .rooms import seal
+
+            msg = replace(msg, text=seal(key, msg.channel, msg.id, msg.text))
         return self.hub.post(msg) or msg
+
+    def set_room_passphrase(self, channel: str, passphrase: str) -> None:
+        """Make ``channel`` a private room for this session: what it sends there is sealed, and
+        sealed messages there open with this passphrase. ``ValidationError`` if too short."""
+        from .rooms import room_key
+
+        channel = validate_channel(channel)
+        self.room_keys[channel] = room_key(channel, passphrase)
+
+    def forget_room(self, channel: str) -> None:
+        self.room_keys.pop(channel, None)
+
+    def reveal(self, msg: Message) -> tuple[str, str]:
+        """The text to show for ``msg`` and how it was sealed: ("...", "plain") for ordinary
+        text, "open" (opened with this session's room key), "no_key" or "refused" (does not
+        authenticate: wrong passphrase, altered, or moved from another channel or id)."""
+        from .rooms import SEALED_NO_KEY, SEALED_REFUSED, RoomError, is_sealed, open_sealed
+
+        if not is_sealed(msg.text):
+            return msg.text, "plain"
+        key = self.room_keys.get(msg.channel)
+        if key is None:
+            return SEALED_NO_KEY, "no_key"
+        try:
+            return open_sealed(key, msg.channel, msg.id, msg.text), "open"
+        except RoomError:
+            return SEALED_REFUSED, "refused"
 
     def create_channel(self, raw: str) -> str:
         """Create (or just open) ``#name``; the LAN learns it from the announcement."""

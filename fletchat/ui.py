@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import flet as ft
@@ -44,6 +44,11 @@ try:
 except ImportError:  # pragma: no cover - no sqlite3 (Pyodide)
     MARK_START, MARK_END = "\x02", "\x03"
 
+try:  # private rooms (cryptography is imported lazily by rooms.py itself)
+    from .rooms import SEALED_PREFIX
+except ImportError:  # pragma: no cover
+    SEALED_PREFIX = "sealed:v1:"
+
 log = logging.getLogger("fletchat.ui")
 
 APP_TITLE = "Flet Chat"
@@ -71,6 +76,8 @@ OWN_DEVICE_TOOLTIP = (
 BLOCK_TOOLTIP = "Block this device"
 BLOCKED_TITLE = "Blocked devices"
 TRUST_NEW_KEY = "Trust new key"
+ROOM_PASSPHRASE = "Room passphrase"
+PRIVATE_LABEL = "private"
 
 
 def format_time(ts: float) -> str:
@@ -193,6 +200,31 @@ def unverified_chip() -> ft.Control:
     )
 
 
+def room_chip(state: str) -> ft.Control:
+    """Beside a message of a private room: opened with the room key, or not readable here."""
+    opened = state == "open"
+    return ft.Container(
+        content=ft.Row(
+            [
+                ft.Icon(ft.Icons.LOCK if opened else ft.Icons.LOCK_OUTLINE, size=11,
+                        color=ft.Colors.GREEN_800 if opened else ft.Colors.RED_800),
+                ft.Text(PRIVATE_LABEL if opened else "sealed", size=10,
+                        color=ft.Colors.GREEN_800 if opened else ft.Colors.RED_800),
+            ],
+            spacing=2,
+            tight=True,
+        ),
+        bgcolor=ft.Colors.GREEN_50 if opened else ft.Colors.RED_50,
+        border_radius=8,
+        padding=ft.Padding.symmetric(horizontal=6, vertical=1),
+        tooltip=(
+            "Sealed end to end with the room passphrase; opened here."
+            if opened
+            else "Sealed with a room passphrase this session does not have (or a forgery)."
+        ),
+    )
+
+
 def late_chip() -> ft.Control:
     return ft.Container(
         content=ft.Text(LATE_LABEL, size=10, color=ft.Colors.BROWN_700),
@@ -213,6 +245,7 @@ class ChatMessage(ft.Row):
         status: Status | None = None,
         late: bool = False,
         unverified: bool = False,
+        room: str = "",
     ) -> None:
         super().__init__()
         self.message = message
@@ -227,11 +260,18 @@ class ChatMessage(ft.Row):
             header.append(late_chip())
         if unverified:
             header.append(unverified_chip())
+        if room in ("open", "no_key", "refused"):
+            header.append(room_chip(room))
         self.body = ft.Container(
             content=ft.Column(
                 [
                     ft.Row(header, spacing=8, vertical_alignment=ft.CrossAxisAlignment.CENTER),
-                    ft.Text(message.text, selectable=True),
+                    ft.Text(
+                        message.text,
+                        selectable=True,
+                        italic=room in ("no_key", "refused"),
+                        color=ft.Colors.GREY_600 if room in ("no_key", "refused") else None,
+                    ),
                 ],
                 tight=True,
                 spacing=5,
@@ -267,10 +307,11 @@ class MessageRow(ft.Semantics):
         status: Status | None = None,
         late: bool = False,
         unverified: bool = False,
+        room: str = "",
     ) -> None:
         unverified = unverified and msg.kind == KIND_CHAT
         if msg.kind == KIND_CHAT:
-            row: ft.Control = ChatMessage(msg, status, late, unverified)
+            row: ft.Control = ChatMessage(msg, status, late, unverified, room)
         else:
             notice = msg.display_text + (f" ({LATE_LABEL})" if late else "")
             row = ft.Text(notice, italic=True, color=ft.Colors.BLACK_45, size=12)
@@ -286,6 +327,7 @@ class MessageRow(ft.Semantics):
         self.status = status
         self.late = late
         self.unverified = unverified
+        self.room = room
 
     @property
     def row(self) -> ft.Control:
@@ -305,10 +347,15 @@ class MessageRow(ft.Semantics):
 
 
 def message_control(
-    msg: Message, status: Status | None = None, late: bool = False, unverified: bool = False
+    msg: Message,
+    status: Status | None = None,
+    late: bool = False,
+    unverified: bool = False,
+    room: str = "",
 ) -> MessageRow:
-    """A row for the list (see ``MessageRow``)."""
-    return MessageRow(msg, status, late, unverified)
+    """A row for the list (see ``MessageRow``); ``room`` is how a private room's message was
+    opened ("open", "no_key", "refused"; "" otherwise), its text already the one to show."""
+    return MessageRow(msg, status, late, unverified, room)
 
 
 def online_tile(
@@ -553,6 +600,19 @@ class ChatView:
             on_submit=self.search_submit,
             visible=self.full,
         )
+        self.room_button = ft.IconButton(
+            icon=ft.Icons.LOCK_OUTLINE,
+            tooltip=ROOM_PASSPHRASE,
+            on_click=self.room_click,
+            visible=self.full and callable(getattr(session, "set_room_passphrase", None)),
+        )
+        self.room_passphrase = ft.TextField(
+            label="Passphrase",
+            password=True,
+            can_reveal_password=True,
+            autofocus=True,
+            on_submit=self.room_submit,
+        )
         self.channel_menu = ft.PopupMenuButton(
             icon=ft.Icons.MENU, tooltip="Channels", items=[], visible=False
         )
@@ -667,7 +727,7 @@ class ChatView:
             self.banner,
             self.identity_banners,
             ft.Row(
-                [self.channel_menu, self.title, self.search_field],
+                [self.channel_menu, self.title, self.room_button, self.search_field],
                 vertical_alignment=ft.CrossAxisAlignment.CENTER,
             ),
             ft.Row(
@@ -743,6 +803,8 @@ class ChatView:
         self.channel = channel
         self.unread.pop(channel, None)
         self.title.value = channel_title(channel, self.session.name)
+        room_keys = getattr(self.session, "room_keys", {})
+        self.room_button.icon = ft.Icons.LOCK if channel in room_keys else ft.Icons.LOCK_OUTLINE
         msgs = self.fetch()
         pending = self.hub.pending_ids() if self.full and getattr(self.hub, "store", None) else set()
         self.rows = {}
@@ -769,8 +831,20 @@ class ChatView:
             return False
         return check(msg) == UNVERIFIED_LABEL
 
+    def reveal(self, msg: Message) -> tuple[Message, str]:
+        """A private room's message as this session can show it: opened with its room key, or
+        a placeholder ("sealed (no key)", "sealed: refused ..."); others as they are."""
+        if msg.kind != KIND_CHAT or not msg.text.startswith(SEALED_PREFIX):
+            return msg, ""
+        reveal = getattr(self.session, "reveal", None)
+        if not callable(reveal):
+            return replace(msg, text="sealed (no key)"), "no_key"
+        text, state = reveal(msg)
+        return replace(msg, text=text), state
+
     def _add_row(self, index: int, msg: Message, status: Status | None, late: bool = False) -> MessageRow:
-        row = message_control(msg, status, late, self.is_unverified(msg))
+        shown, room = self.reveal(msg)
+        row = message_control(shown, status, late, self.is_unverified(msg), room)
         self.rows[msg.id] = row
         self.chat.controls.insert(index, row)
         return row
@@ -843,8 +917,67 @@ class ChatView:
 
     async def switch_channel(self, channel: str) -> None:
         self.show_channel(channel)
+        if self.needs_room_key():
+            self.ask_room_passphrase()
         self.page.update()
         await self.scroll_to_end()
+
+    # ---- private rooms (fletchat/rooms.py) ----
+    def needs_room_key(self) -> bool:
+        """The open channel shows sealed messages this session cannot read."""
+        return any(
+            isinstance(r, MessageRow) and r.room == "no_key" for r in self.chat.controls
+        )
+
+    async def room_click(self, e: ft.Event | None = None) -> None:
+        self.ask_room_passphrase()
+        self.page.update()
+
+    def ask_room_passphrase(self) -> ft.AlertDialog:
+        """Enter the passphrase of the open channel (kept for this session only): what is sent
+        here from now on is sealed, and sealed messages open."""
+        self.room_passphrase.value = ""
+        self.room_passphrase.error = None
+        title = channel_title(self.channel, self.session.name)
+        self.room_dialog = ft.AlertDialog(
+            title=ft.Text(f"Private room {title}"),
+            content=ft.Column(
+                [
+                    ft.Text(
+                        "Messages here are sealed end to end with a passphrase shared by the "
+                        "room's members. Enter it to read and write sealed messages; it is kept "
+                        "only while this page is open.",
+                        size=12,
+                    ),
+                    self.room_passphrase,
+                ],
+                width=340,
+                tight=True,
+            ),
+            actions=[
+                ft.TextButton("Cancel", on_click=lambda e: self.close_dialog()),
+                ft.Button("Open room", on_click=self.room_submit),
+            ],
+            actions_alignment=ft.MainAxisAlignment.END,
+        )
+        self.page.show_dialog(self.room_dialog)
+        return self.room_dialog
+
+    async def room_submit(self, e: ft.Event | None = None) -> None:
+        self.set_room_passphrase(self.room_passphrase.value or "")
+
+    def set_room_passphrase(self, passphrase: str) -> bool:
+        try:
+            self.session.set_room_passphrase(self.channel, passphrase)
+        except ValidationError as err:
+            self.room_passphrase.error = str(err)
+            self.page.update()
+            return False
+        self.close_dialog()
+        self.show_channel(self.channel)  # sealed rows open now
+        self.room_button.icon = ft.Icons.LOCK
+        self.page.update()
+        return True
 
     async def scroll_to_end(self, duration: int = 0) -> None:
         """Show the newest message (and follow new ones from there)."""
@@ -1069,7 +1202,7 @@ class ChatView:
         if not query:
             return
         results = self.hub.search(query)
-        tiles = [self.result_tile(msg, snippet) for msg, snippet in results]
+        tiles = [self.result_tile(msg, self.shown_snippet(msg, snippet)) for msg, snippet in results]
         body: ft.Control = (
             ft.ListView(tiles, spacing=4, height=min(420, 70 * len(tiles) + 10), width=460)
             if tiles
@@ -1082,6 +1215,11 @@ class ChatView:
         )
         self.page.show_dialog(self.results_dialog)
         self.page.update()
+
+    def shown_snippet(self, msg: Message, snippet: str) -> str:
+        """A private room's hit shows what this session can read, never the sealed form."""
+        shown, room = self.reveal(msg)
+        return shown.text if room else snippet
 
     def result_tile(self, msg: Message, snippet: str) -> ft.Control:
         where = channel_title(msg.channel, self.session.name)

@@ -447,3 +447,33 @@ def test_describe_unverified_only_for_chat() -> None:
     join = Message.presence(KIND_JOIN, "Ada", "p")
     assert describe_for_screen_reader(join, unverified=True) == "Ada has joined the chat."
     assert IdentityWarning  # the event type the view listens for
+
+
+# ---------------------------------------------------------------- private rooms
+
+
+async def test_private_room_rows_open_with_the_passphrase(tmp_path) -> None:
+    view, session = make_view(tmp_path)
+    bob = HubSession(session.hub)
+    bob.join("Bob")
+    room = bob.create_channel("secret")
+    bob.set_room_passphrase(room, "correct horse battery")
+    sealed = bob.send("the plan", room)
+    assert sealed is not None and sealed.text.startswith("sealed:v1:")
+    view.show_channel(room)
+    row = view.rows[sealed.id]
+    assert row.room == "no_key" and view.needs_room_key()
+    assert "the plan" not in row.label and ": sealed (no key)," in row.label
+    dialog = view.ask_room_passphrase()
+    assert isinstance(dialog, ft.AlertDialog) and view.room_passphrase.password
+    assert not view.set_room_passphrase("short")  # refused, says why, dialog stays
+    assert view.room_passphrase.error
+    assert view.set_room_passphrase("correct horse battery")
+    row = view.rows[sealed.id]
+    assert row.room == "open" and ": the plan," in row.label
+    assert "private" in [t.value for t in texts(row)]
+    assert not view.needs_room_key()
+    # What Ada now writes there is sealed too; Bob reads it.
+    mine = session.send("count me in", room)
+    assert mine is not None and mine.text.startswith("sealed:v1:")
+    assert bob.reveal(mine) == ("count me in", "open")
