@@ -165,3 +165,33 @@ async def test_own_device_fingerprint_is_shown_in_the_online_panel(tmp_path, bro
     from fletchat.identity import Identity
 
     assert shown == f"Your device: {Identity.load_or_create(data).fingerprint}"
+
+
+async def test_private_room_is_sealed_until_the_passphrase_is_entered(tmp_path, browser):
+    with host_mode_server(tmp_path / "host", "--no-lan") as (url, _):
+        alice = await open_tab(browser, url, "Alice")
+        bob = await open_tab(browser, url, "Bob")
+        await alice.page.get_by_label("New channel").click()
+        await alice.page.get_by_label("Channel name").wait_for(timeout=TIMEOUT)
+        await alice.page.keyboard.insert_text("secret")
+        await alice.page.keyboard.press("Enter")
+        await expect(alice.notice("Alice created #secret.")).to_be_visible(timeout=TIMEOUT)
+        # Alice makes it private: the lock button asks for the passphrase.
+        await alice.page.get_by_label("Room passphrase").click()
+        await alice.page.get_by_label("Passphrase", exact=True).click(timeout=TIMEOUT)
+        await alice.page.keyboard.insert_text("correct horse battery")
+        await alice.page.keyboard.press("Enter")
+        await alice.page.get_by_label("Write a message...").click()
+        await alice.send("the plan")
+        await expect(alice.message("Alice", "the plan")).to_be_visible(timeout=TIMEOUT)
+        # Bob opens the room: sealed rows, and the passphrase is asked for.
+        await channel(bob, "# secret, 1 unread").click()
+        await bob.page.get_by_label("Passphrase", exact=True).wait_for(timeout=TIMEOUT)
+        await bob.page.get_by_role("button", name="Cancel").click()
+        await expect(bob.message("Alice", "sealed (no key)")).to_be_visible(timeout=TIMEOUT)
+        await expect(bob.message("Alice", "the plan")).to_have_count(0)
+        await bob.page.get_by_label("Room passphrase").click()
+        await bob.page.get_by_label("Passphrase", exact=True).click(timeout=TIMEOUT)
+        await bob.page.keyboard.insert_text("correct horse battery")
+        await bob.page.keyboard.press("Enter")
+        await expect(bob.message("Alice", "the plan")).to_be_visible(timeout=TIMEOUT)
