@@ -24,24 +24,32 @@ def emit(obj: dict) -> None:
     sys.stdout.flush()
 
 
+def event_line(event: object) -> dict | None:
+    """The JSON line printed for a hub event (None for events the headless peer does not print)."""
+    if isinstance(event, Message):
+        return {"event": "message", **event.to_dict()}
+    if isinstance(event, IdentityWarning):
+        return {
+            "event": "identity_warning",
+            "peer_id": event.peer_id,
+            "name": event.name,
+            "old_fingerprint": event.old_fingerprint,
+            "new_fingerprint": event.new_fingerprint,
+            "at": event.at,
+        }
+    if isinstance(event, RosterChanged):
+        return {"event": "online", "people": [p.name for p in event.online]}
+    return None
+
+
 async def serve_headless(config: Config, node: Node) -> None:
     loop = asyncio.get_running_loop()
     lines: asyncio.Queue[str | None] = asyncio.Queue()
 
     def on_event(event: object) -> None:
-        if isinstance(event, Message):
-            emit({"event": "message", **event.to_dict()})
-        elif isinstance(event, IdentityWarning):
-            emit({
-                "event": "identity_warning",
-                "peer_id": event.peer_id,
-                "name": event.name,
-                "old_fingerprint": event.old_fingerprint,
-                "new_fingerprint": event.new_fingerprint,
-                "at": event.at,
-            })
-        elif isinstance(event, RosterChanged):
-            emit({"event": "online", "people": [p.name for p in event.online]})
+        line = event_line(event)
+        if line is not None:
+            emit(line)
 
     def read_stdin() -> None:
         for line in sys.stdin:

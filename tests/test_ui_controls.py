@@ -477,3 +477,19 @@ async def test_private_room_rows_open_with_the_passphrase(tmp_path) -> None:
     mine = session.send("count me in", room)
     assert mine is not None and mine.text.startswith("sealed:v1:")
     assert bob.reveal(mine) == ("count me in", "open")
+
+
+def test_headless_prints_identity_warnings_as_their_own_event() -> None:
+    from fletchat.headless import event_line
+
+    warning = IdentityWarning("peer-x", "Alex", "AAAA-AAAA-AAAA-AAAA", "BBBB-BBBB-BBBB-BBBB", 5.0)
+    assert event_line(warning) == {
+        "event": "identity_warning",
+        "peer_id": "peer-x",
+        "name": "Alex",
+        "old_fingerprint": "AAAA-AAAA-AAAA-AAAA",
+        "new_fingerprint": "BBBB-BBBB-BBBB-BBBB",
+        "at": 5.0,
+    }
+    assert event_line(RosterChanged(())) == {"event": "online", "people": []}
+    assert event_line(Delivered(("x",), 1.0)) is None
