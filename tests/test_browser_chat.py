@@ -8,7 +8,6 @@ import pytest
 from playwright.async_api import async_playwright, expect
 
 from fletchat.model import MAX_MESSAGE_CHARS
-
 from tests.browser import ChatPage, chromium_available, host_mode_server, launch_browser
 from tests.conftest import need
 
@@ -18,7 +17,7 @@ TIMEOUT = 15_000
 @pytest.fixture
 def server(tmp_path):
     need(*chromium_available())
-    with host_mode_server(tmp_path / "host", "--no-lan") as (url, proc):
+    with host_mode_server(tmp_path / "host", "--no-lan") as (url, _):
         yield url
 
 

@@ -58,7 +58,7 @@ async def test_browsers_on_two_hosts_chat_through_the_lan(lan3, tmp_path):
     for host, name in ((h1, "one"), (h2, "two")):
         host.popen(
             [sys.executable, MAIN, "--web", "--data-dir", str(tmp_path / name)],
-            stdout=open(tmp_path / f"{name}.log", "w"),  # noqa: SIM115
+            stdout=open(tmp_path / f"{name}.log", "w"),  # noqa: SIM115, ASYNC230 - test set-up
             stderr=subprocess.STDOUT,
         )
     wait_port_in(h1, 8550)

@@ -21,9 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import need
-
-from tests.conftest import ROOT
+from tests.conftest import ROOT, need
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 FLET = PYPROJECT["tool"]["flet"]

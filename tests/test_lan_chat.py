@@ -122,7 +122,7 @@ def test_manual_peer_and_gossip_when_multicast_is_blocked(lan3, tmp_path):
     for host in (h1, h2, h3):
         host.block_multicast()
     a = start_peer(h1, "Alice", tmp_path / "a")
-    b = start_peer(h2, "Bob", tmp_path / "b", "--peer", f"{h1.ip}:8551")
+    start_peer(h2, "Bob", tmp_path / "b", "--peer", f"{h1.ip}:8551")
     # Carol only knows Bob; Alice learns about Carol through gossip, and the reverse.
     c = start_peer(h3, "Carol", tmp_path / "c", "--peer", f"{h2.ip}:8551")
     assert sees_online(a, {"Alice", "Bob", "Carol"}), latest_online(a)
