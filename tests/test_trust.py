@@ -200,7 +200,7 @@ class Node:
         self.mesh.add_peer_address(LOOPBACK, other.port)
 
 
-async def eventually(check, what: str, timeout: float = 8.0) -> None:
+async def eventually(check, what: str, timeout: float = 20.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not check():
