@@ -37,8 +37,10 @@ N_PEERS = 5
 class _Cluster:
     """Five hubs + meshes on loopback, fully connected."""
 
-    def __init__(self, tmp: Path, rate: float | None = None, burst: float | None = None) -> None:
+    def __init__(self, tmp: Path, rate: float | None = None, burst: float | None = None,
+                 secure: bool = True) -> None:
         self.tmp = tmp
+        self.secure = secure  # False: the same mesh without TLS and signatures (a baseline)
         self.rate, self.burst = rate, burst
         self.nodes: list[tuple[Any, Any]] = []
         self.arrivals: dict[str, dict[int, float]] = {}
@@ -60,8 +62,9 @@ class _Cluster:
             data = self.tmp / f"p{k}"
             data.mkdir(parents=True)
             # wired as fletchat.node.Node does: identity (TLS, signed messages), store, mesh
-            trust = Trust.open(data, pid)
-            self.trusts.append(trust)
+            trust = Trust.open(data, pid) if self.secure else None
+            if trust is not None:
+                self.trusts.append(trust)
             hub = Hub(pid, "headless", store=Store.open(data / "history.db"), trust=trust)
 
             def on_down(peer, reason, hub=hub) -> None:
@@ -71,7 +74,8 @@ class _Cluster:
             mesh = Mesh(
                 Peer(pid, f"P{k}", "headless"), on_message=hub.receive, on_peer_up=hub.peer_up,
                 on_peer_down=on_down, history=hub.sync_batch, catchup=hub, host="127.0.0.1",
-                port=0, trust=trust, on_identity_warning=hub.identity_warning, **extra,
+                port=0, trust=trust,
+                on_identity_warning=hub.identity_warning if trust is not None else None, **extra,
             )
             await mesh.start()
             hub.transport = mesh
@@ -241,6 +245,15 @@ async def _run(quick: bool) -> dict[str, dict[str, Any]]:
         finally:
             await cl.stop()
 
+        # The cost of security: the same mesh without TLS and signatures, same loop, same load.
+        plain = _Cluster(Path(tmp) / "plain", rate=1e9, burst=1e9, secure=False)
+        await plain.start()
+        try:
+            await _latency(plain, 20, gap, "warm")
+            plain_all4, _, _ = await _latency(plain, n, gap, "lat")
+        finally:
+            await plain.stop()
+
         # The app as shipped: the flood limit on. Offer twice the limit until the burst is spent.
         dflt = _Cluster(Path(tmp) / "default")
         await dflt.start()
@@ -262,6 +275,12 @@ async def _run(quick: bool) -> dict[str, dict[str, Any]]:
         row("per receiver, p50", percentile(each, 50) * 1000, percentile(raw_each, 50) * 1000,
             unit="ms", baseline_name="raw websockets 1->4, one-way", n=len(each),
             target_max_ratio=3),
+        row("all 4 have it, p50, TLS + signed", percentile(all4, 50) * 1000,
+            percentile(plain_all4, 50) * 1000, unit="ms",
+            baseline_name="the same mesh without TLS and signatures", n=len(all4)),
+        row("all 4 have it, p99, TLS + signed", percentile(all4, 99) * 1000,
+            percentile(plain_all4, 99) * 1000, unit="ms",
+            baseline_name="the same mesh without TLS and signatures", n=len(all4)),
     ]
     thr_rows = [
         row("sustained rate, flood limit lifted", float(best), float(raw_best), unit="msg/s",
