@@ -1,10 +1,8 @@
-"""The host's LAN addresses, for the URLs host mode prints (and whatever else needs them)."""
+"""The host's LAN addresses, for the URLs host mode prints, and the busy-port error."""
 
 from __future__ import annotations
 
 import ipaddress
-
-import ifaddr  # a zeroconf dependency: no extra install
 
 
 class PortInUse(RuntimeError):
@@ -12,21 +10,19 @@ class PortInUse(RuntimeError):
 
 
 def lan_addresses(include_ipv6: bool = True) -> list[str]:
-    """Usable unicast addresses of this host, IPv4 first; loopback and link-local left out."""
-    v4: list[str] = []
-    v6: list[str] = []
-    for adapter in ifaddr.get_adapters():
-        for ip in adapter.ips:
-            raw = ip.ip if isinstance(ip.ip, str) else ip.ip[0]
-            try:
-                addr = ipaddress.ip_address(raw)
-            except ValueError:
-                continue
-            if addr.is_loopback or addr.is_link_local or addr.is_multicast or addr.is_unspecified:
-                continue
-            (v4 if addr.version == 4 else v6).append(str(addr))
-    out = sorted(set(v4), key=v4.index) + (sorted(set(v6), key=v6.index) if include_ipv6 else [])
-    return out
+    """Usable unicast addresses of this host, IPv4 first; loopback and link-local left out.
+
+    The same choice discovery advertises (``discovery.select_interfaces``), so the URLs printed are
+    the addresses other devices know this host by.
+    """
+    from .discovery import select_interfaces
+
+    _, usable = select_interfaces(None)
+    return [
+        a
+        for a in usable
+        if not ipaddress.ip_address(a).is_loopback and (include_ipv6 or ":" not in a)
+    ]
 
 
 def url_for(host: str, port: int, path: str = "/") -> str:
