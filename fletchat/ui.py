@@ -964,7 +964,10 @@ class ChatView:
         return self.room_dialog
 
     async def room_submit(self, e: ft.Event | None = None) -> None:
-        self.set_room_passphrase(self.room_passphrase.value or "")
+        if self.set_room_passphrase(self.room_passphrase.value or ""):
+            # Keyboard focus must leave the closed dialog's field, or the next Enter goes there.
+            await asyncio.sleep(0.2)
+            await self.new_message.focus()
 
     def set_room_passphrase(self, passphrase: str) -> bool:
         try:
@@ -1347,6 +1350,8 @@ class ChatView:
 
     async def send_click(self, e: ft.Event | None = None) -> None:
         text = self.new_message.value or ""
+        if not text.strip():
+            return  # nothing to send; never clear what the browser may still be syncing
         try:
             sent = (
                 self.session.send(text, self.channel) if self.full else self.session.send(text)
@@ -1357,7 +1362,7 @@ class ChatView:
             self.new_message.update()
             return
         self.new_message.error = None
-        if sent is not None or not text.strip():
+        if sent is not None:
             self.new_message.value = ""
         self.following = True  # one's own message brings the list back to the end
         self.new_message.update()

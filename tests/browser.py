@@ -124,6 +124,28 @@ class ChatPage:
         await self.page.keyboard.press("Enter")
         await self.page.get_by_label("Write a message...").wait_for(timeout=15_000)
 
+    async def focus_field(self, label: str = "Write a message...", tag: str = "TEXTAREA") -> None:
+        """Click a text field and wait until Flutter's editing element for it has the focus
+        (typing right after the click can otherwise land in the previous field's element). The
+        message field is multi-line, so Flutter edits it in a <textarea>."""
+        await self.page.get_by_label(label).click()
+        await self.page.wait_for_function(
+            f"() => document.activeElement?.tagName === '{tag}'", timeout=15_000
+        )
+
+    async def type_in_field(self, text: str, label: str = "Write a message...") -> None:
+        """Type into a field and check the text landed there, as a person watching the screen
+        would (after a dialog closes, Flutter web sometimes keeps keyboard input elsewhere for a
+        moment: then click and type again)."""
+        for _ in range(3):
+            await self.focus_field(label)
+            await self.page.keyboard.insert_text(text)
+            landed = await self.page.evaluate("() => document.activeElement?.value ?? ''")
+            if landed == text:
+                return
+            await self.page.wait_for_timeout(300)
+        raise AssertionError(f"typing into {label!r} did not land (last saw {landed!r})")
+
     async def type(self, text: str) -> None:
         await self.page.keyboard.insert_text(text)
 

@@ -181,9 +181,17 @@ async def test_private_room_is_sealed_until_the_passphrase_is_entered(tmp_path, 
         await alice.page.get_by_label("Passphrase", exact=True).click(timeout=TIMEOUT)
         await alice.page.keyboard.insert_text("correct horse battery")
         await alice.page.keyboard.press("Enter")
-        await alice.page.get_by_label("Write a message...").click()
-        await alice.send("the plan")
-        await expect(alice.message("Alice", "the plan")).to_be_visible(timeout=TIMEOUT)
+        # The modal dialog must be gone before the message field can take the click.
+        await expect(alice.page.get_by_label("Passphrase", exact=True)).to_have_count(
+            0, timeout=TIMEOUT
+        )
+        await alice.type_in_field("the plan")
+        await alice.page.get_by_label("Send message").click()
+        try:
+            await expect(alice.message("Alice", "the plan")).to_be_visible(timeout=TIMEOUT)
+        except AssertionError:
+            await alice.screenshot("private-room-failure.png")
+            raise
         # Bob opens the room: sealed rows, and the passphrase is asked for.
         await channel(bob, "# secret, 1 unread").click()
         await bob.page.get_by_label("Passphrase", exact=True).wait_for(timeout=TIMEOUT)
