@@ -408,12 +408,22 @@ def own_fingerprint_line(fingerprint: str) -> ft.Control:
         exclude_semantics=True,
         content=ft.Container(
             tooltip=OWN_DEVICE_TOOLTIP,
-            content=ft.Row(
+            # Two lines so the whole fingerprint fits the panel (people compare every group).
+            content=ft.Column(
                 [
-                    ft.Icon(ft.Icons.FINGERPRINT, size=14, color=ft.Colors.GREY_700),
-                    ft.Text(line, size=11, selectable=True, color=ft.Colors.GREY_800),
+                    ft.Row(
+                        [
+                            ft.Icon(ft.Icons.FINGERPRINT, size=14, color=ft.Colors.GREY_700),
+                            ft.Text(OWN_DEVICE_PREFIX.rstrip(": ") + ":", size=11,
+                                    color=ft.Colors.GREY_800),
+                        ],
+                        spacing=4,
+                        tight=True,
+                    ),
+                    ft.Text(fingerprint, size=12, selectable=True, font_family="monospace",
+                            weight=ft.FontWeight.W_500, color=ft.Colors.GREY_900),
                 ],
-                spacing=4,
+                spacing=2,
                 tight=True,
             ),
         ),

@@ -324,7 +324,7 @@ def test_own_fingerprint_line_is_selectable_and_explained(tmp_path) -> None:
     assert hub.fingerprint
     [line] = find_semantics(view.people_panel, OWN_DEVICE_PREFIX)
     assert line.label == f"Your device: {hub.fingerprint}"
-    [text] = [t for t in texts(line) if t.value == line.label]
+    [text] = [t for t in texts(line) if t.value == hub.fingerprint]  # the whole key, one line
     assert text.selectable
     [tip] = [c.tooltip for c in walk(line) if getattr(c, "tooltip", None)]
     assert "friend" in tip and "must match" in tip
