@@ -133,18 +133,29 @@ class ChatPage:
             f"() => document.activeElement?.tagName === '{tag}'", timeout=15_000
         )
 
-    async def type_in_field(self, text: str, label: str = "Write a message...") -> None:
-        """Type into a field and check the text landed there, as a person watching the screen
-        would (after a dialog closes, Flutter web sometimes keeps keyboard input elsewhere for a
-        moment: then click and type again)."""
+    async def type_in_field(
+        self, text: str, label: str = "Write a message...", tag: str = "TEXTAREA",
+        replace: bool = False,
+    ) -> None:
+        """Type into a field (``replace``: over what is there) and check the text landed, as a
+        person watching the screen would (after a dialog or an error, Flutter web sometimes keeps
+        keyboard input elsewhere for a moment: then click and type again)."""
+        landed = None
         for _ in range(3):
-            await self.focus_field(label)
+            await self.focus_field(label, tag)
+            if replace:
+                await self.page.keyboard.press("Control+a")
             await self.page.keyboard.insert_text(text)
             landed = await self.page.evaluate("() => document.activeElement?.value ?? ''")
             if landed == text:
                 return
             await self.page.wait_for_timeout(300)
         raise AssertionError(f"typing into {label!r} did not land (last saw {landed!r})")
+
+    async def post(self, text: str) -> None:
+        """Type a message (checked to have landed) and press the send button."""
+        await self.type_in_field(text)
+        await self.page.get_by_label("Send message").click()
 
     async def type(self, text: str) -> None:
         await self.page.keyboard.insert_text(text)

@@ -75,20 +75,17 @@ async def test_channels_unread_counts_and_search_jump(tmp_path, browser):
         await expect(alice.page.get_by_text("Channel names are 1-32 characters")).to_be_visible(
             timeout=TIMEOUT
         )
-        await alice.page.get_by_label("Channel name").click()
-        await alice.page.keyboard.press("Control+a")
-        await alice.page.keyboard.insert_text("lunch")
+        await alice.type_in_field("lunch", "Channel name", tag="INPUT", replace=True)
         await alice.page.keyboard.press("Enter")
         await expect(alice.page.get_by_text("# lunch", exact=True).first).to_be_visible(
             timeout=TIMEOUT
         )
         await expect(alice.notice("Alice created #lunch.")).to_be_visible(timeout=TIMEOUT)
         await expect(alice.message("Alice", "general chatter only")).to_have_count(0)
-        await alice.page.get_by_label("Write a message...").click()
 
         # Bob sees the channel appear; Alice's post there counts as unread for him.
         await expect(channel(bob, "# lunch")).to_be_visible(timeout=TIMEOUT)
-        await alice.send("pizza at noon?")
+        await alice.post("pizza at noon?")
         await expect(alice.message("Alice", "pizza at noon?")).to_be_visible(timeout=TIMEOUT)
         await expect(channel(bob, "# lunch, 1 unread")).to_be_visible(timeout=TIMEOUT)
         await expect(bob.message("Alice", "pizza at noon?")).to_have_count(0)
@@ -102,7 +99,7 @@ async def test_channels_unread_counts_and_search_jump(tmp_path, browser):
         # Back in #general, search by a word prefix and jump to the result in its channel.
         await channel(bob, "# general").click()
         await expect(bob.message("Alice", "general chatter only")).to_be_visible(timeout=TIMEOUT)
-        await alice.send("pizza with extra cheese")
+        await alice.post("pizza with extra cheese")
         await expect(channel(bob, "# lunch, 1 unread")).to_be_visible(timeout=TIMEOUT)
         await bob.page.get_by_label(SEARCH_HINT).click()
         await bob.page.keyboard.insert_text("piz")
@@ -185,8 +182,7 @@ async def test_private_room_is_sealed_until_the_passphrase_is_entered(tmp_path, 
         await expect(alice.page.get_by_label("Passphrase", exact=True)).to_have_count(
             0, timeout=TIMEOUT
         )
-        await alice.type_in_field("the plan")
-        await alice.page.get_by_label("Send message").click()
+        await alice.post("the plan")
         try:
             await expect(alice.message("Alice", "the plan")).to_be_visible(timeout=TIMEOUT)
         except AssertionError:
