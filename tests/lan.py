@@ -343,3 +343,18 @@ def virtual_lan(n: int, subnet: str | None = None, ipv6: bool = True) -> Iterato
             _ip("netns", "del", ns, check=False)
         for link in reversed(lan.links):  # veths mostly vanish with their namespace; be sure
             _ip("link", "del", link, check=False)
+
+
+MAIN = str(ROOT / "main.py")
+
+
+def start_headless_peer(
+    host: Host, name: str, data_dir: Path, *extra: str, timeout: float = 30.0
+) -> JsonProc:
+    """``main.py --headless`` on ``host``, returned once it printed its ``ready`` line."""
+    peer = host.spawn_json(
+        [sys.executable, MAIN, "--headless", "--name", name, "--data-dir", str(data_dir), *extra]
+    )
+    ready = peer.wait_for(lambda e: e.get("event") == "ready", timeout=timeout)
+    assert ready is not None, f"{name} did not start: {peer.stderr_text()}"
+    return peer

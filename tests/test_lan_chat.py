@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import signal
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import need
-from tests.lan import Host, JsonProc, lan_available, virtual_lan
+from tests.lan import JsonProc, lan_available, virtual_lan
+from tests.lan import start_headless_peer as start_peer
 
-MAIN = str(Path(__file__).resolve().parent.parent / "main.py")
 WAIT = 20.0  # generous "eventually": behaviour, not timing, is asserted here
 
 
@@ -24,13 +22,6 @@ def lan3():
         yield lan
 
 
-def start_peer(host: Host, name: str, data_dir: Path, *extra: str) -> JsonProc:
-    peer = host.spawn_json(
-        [sys.executable, MAIN, "--headless", "--name", name, "--data-dir", str(data_dir), *extra]
-    )
-    ready = peer.wait_for(lambda e: e.get("event") == "ready", timeout=WAIT)
-    assert ready is not None, f"{name} did not start: {peer.stderr_text()}"
-    return peer
 
 
 def sees_online(peer: JsonProc, names: set[str]) -> bool:

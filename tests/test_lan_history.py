@@ -5,7 +5,6 @@ all peers' histories converge to the same set in the same order (real SQLite, re
 from __future__ import annotations
 
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -13,9 +12,9 @@ import pytest
 
 from fletchat.store import Store
 from tests.conftest import need
-from tests.lan import Host, JsonProc, lan_available, virtual_lan
+from tests.lan import JsonProc, lan_available, virtual_lan
+from tests.lan import start_headless_peer as start_peer
 
-MAIN = str(Path(__file__).resolve().parent.parent / "main.py")
 WAIT = 30.0
 
 
@@ -26,12 +25,6 @@ def lan3():
         yield lan
 
 
-def start_peer(host: Host, name: str, data_dir: Path) -> JsonProc:
-    peer = host.spawn_json(
-        [sys.executable, MAIN, "--headless", "--name", name, "--data-dir", str(data_dir)]
-    )
-    assert peer.wait_for(lambda e: e.get("event") == "ready", timeout=WAIT), peer.stderr_text()
-    return peer
 
 
 def own_chat_ids(peer: JsonProc, author: str) -> list[str]:

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import socket
 import struct
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import need
-from tests.lan import Host, JsonProc, lan_available, virtual_lan
+from tests.lan import lan_available, virtual_lan
+from tests.lan import start_headless_peer as start_peer
 
-MAIN = str(Path(__file__).resolve().parent.parent / "main.py")
 WAIT = 20.0
 PEER_PORT = 8551  # the default --peer-port both peers use
 ETH_P_ALL = 0x0003
@@ -79,13 +77,6 @@ def lan2():
         yield lan
 
 
-def start_peer(host: Host, name: str, data_dir: Path) -> JsonProc:
-    peer = host.spawn_json(
-        [sys.executable, MAIN, "--headless", "--name", name, "--data-dir", str(data_dir)]
-    )
-    ready = peer.wait_for(lambda e: e.get("event") == "ready", timeout=WAIT)
-    assert ready is not None, f"{name} did not start: {peer.stderr_text()}"
-    return peer
 
 
 def test_a_passive_listener_sees_tcp_traffic_but_no_message_text(lan2, tmp_path):
