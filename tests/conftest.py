@@ -26,3 +26,19 @@ def need(ok: bool, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"CI requires this test to run, but: {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+@pytest.fixture
+async def browser():
+    """Debian's Chromium through Playwright, closed after the test (see tests/browser.py)."""
+    from playwright.async_api import async_playwright
+
+    from tests.browser import chromium_available, launch_browser
+
+    need(*chromium_available())
+    async with async_playwright() as p:
+        b = await launch_browser(p)
+        try:
+            yield b
+        finally:
+            await b.close()

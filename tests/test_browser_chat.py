@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.async_api import async_playwright, expect
+from playwright.async_api import expect
 
 from fletchat.model import MAX_MESSAGE_CHARS
-from tests.browser import ChatPage, chromium_available, host_mode_server, launch_browser
+from tests.browser import ChatPage, chromium_available, host_mode_server
 from tests.conftest import need
 
 TIMEOUT = 15_000
@@ -19,16 +19,6 @@ def server(tmp_path):
     need(*chromium_available())
     with host_mode_server(tmp_path / "host", "--no-lan") as (url, _):
         yield url
-
-
-@pytest.fixture
-async def browser(server):
-    async with async_playwright() as p:
-        b = await launch_browser(p)
-        try:
-            yield b
-        finally:
-            await b.close()
 
 
 async def test_two_sessions_chat_both_ways(server, browser):

@@ -5,29 +5,16 @@ from __future__ import annotations
 
 import re
 
-import pytest
-from playwright.async_api import async_playwright, expect
+from playwright.async_api import expect
 
 from fletchat.clock import HLC
 from fletchat.model import Message
 from fletchat.node import HISTORY_FILE
 from fletchat.store import Store
 from fletchat.ui import LOAD_OLDER, PAGE, PENDING_LABEL, SEARCH_HINT
-from tests.browser import ChatPage, chromium_available, host_mode_server, launch_browser
-from tests.conftest import need
+from tests.browser import ChatPage, host_mode_server
 
 TIMEOUT = 15_000
-
-
-@pytest.fixture
-async def browser():
-    need(*chromium_available())
-    async with async_playwright() as p:
-        b = await launch_browser(p)
-        try:
-            yield b
-        finally:
-            await b.close()
 
 
 async def open_tab(browser, url: str, name: str, width: int = 1200) -> ChatPage:
