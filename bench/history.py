@@ -74,8 +74,8 @@ def _fill(store, msgs) -> None:
 
 async def _sync_app(tmp: Path, msgs) -> tuple[float, int]:
     from fletchat.hub import Hub
-    from fletchat.mesh import Mesh
     from fletchat.model import Peer, new_id
+    from fletchat.node import mesh_for_hub
     from fletchat.protocol import MAX_SYNC_MESSAGES, encode_sync
     from fletchat.store import Store
     from fletchat.trust import Trust
@@ -87,12 +87,7 @@ async def _sync_app(tmp: Path, msgs) -> tuple[float, int]:
         data.mkdir(parents=True)
         trust = Trust.open(data, pid)
         hub = Hub(pid, "headless", store=Store.open(data / "history.db"), trust=trust)
-        mesh = Mesh(
-            Peer(pid, name, "headless"), on_message=hub.receive, on_peer_up=hub.peer_up,
-            on_peer_down=hub.peer_down, history=hub.sync_batch, catchup=hub, host="127.0.0.1",
-            port=0, trust=trust, on_identity_warning=hub.identity_warning,
-        )
-        hub.transport = mesh
+        mesh = mesh_for_hub(hub, Peer(pid, name, "headless"), trust, host="127.0.0.1", port=0)
         nodes.append((hub, mesh, trust))
     (old, m_old, _), (new, m_new, _) = nodes
     _fill(old.store, msgs)

@@ -25,6 +25,26 @@ log = logging.getLogger("fletchat.node")
 HISTORY_FILE = "history.db"
 
 
+def mesh_for_hub(hub: Hub, me: Peer, trust=None, **options):
+    """A mesh wired to ``hub`` the way every peer is (messages, roster, catch-up, receipts,
+    identity warnings), and set as the hub's transport. ``options`` go to ``Mesh``."""
+    from .mesh import Mesh
+
+    mesh = Mesh(
+        me,
+        on_message=hub.receive,
+        on_peer_up=hub.peer_up,
+        on_peer_down=hub.peer_down,
+        history=hub.sync_batch,
+        catchup=hub,
+        trust=trust,
+        on_identity_warning=hub.identity_warning if trust is not None else None,
+        **options,
+    )
+    hub.transport = mesh
+    return mesh
+
+
 def open_store(data_dir: Path) -> tuple[Store | None, str]:
     """The install's history database, or (None, why) — the app then runs without history
     rather than not at all. A damaged file is copied aside by the store, never wiped."""
@@ -89,18 +109,7 @@ class Node:
         hub = self.hub
 
         def make_mesh(port: int) -> Mesh:
-            return Mesh(
-                me,
-                on_message=hub.receive,
-                on_peer_up=hub.peer_up,
-                on_peer_down=hub.peer_down,
-                history=hub.sync_batch,
-                catchup=hub,
-                host=self.config.host,
-                port=port,
-                trust=self.trust,
-                on_identity_warning=hub.identity_warning,
-            )
+            return mesh_for_hub(hub, me, self.trust, host=self.config.host, port=port)
 
         mesh = make_mesh(self.config.peer_port)
         try:

@@ -12,6 +12,7 @@ from fletchat.clock import HLC, MAX_DRIFT_MS
 from fletchat.hub import ChannelsChanged, Delivered, Hub, HubSession, dm_channel
 from fletchat.mesh import Mesh
 from fletchat.model import Message, Peer, ValidationError
+from fletchat.node import mesh_for_hub
 from fletchat.store import MARK_END, MARK_START, Store
 
 
@@ -164,17 +165,7 @@ async def test_catch_up_over_websockets_and_delivery_receipts(tmp_path):
     a.add_listener(lambda e: delivered.extend(e.ids) if isinstance(e, Delivered) else None)
 
     def mesh_for(hub: Hub, name: str) -> Mesh:
-        m = Mesh(
-            Peer(hub.peer_id, name),
-            on_message=hub.receive,
-            on_peer_up=hub.peer_up,
-            on_peer_down=hub.peer_down,
-            history=hub.sync_batch,
-            catchup=hub,
-            host="127.0.0.1",
-        )
-        hub.transport = m
-        return m
+        return mesh_for_hub(hub, Peer(hub.peer_id, name), host="127.0.0.1")
 
     ma, mb = mesh_for(a, "Ann"), mesh_for(b, "Bob")
     await ma.start()

@@ -12,6 +12,7 @@ from dataclasses import replace
 from fletchat.hub import Hub, HubSession
 from fletchat.mesh import Mesh
 from fletchat.model import Message, Peer
+from fletchat.node import mesh_for_hub
 from fletchat.store import Store
 
 
@@ -26,17 +27,7 @@ class CountingHub(Hub):
 def make(tmp_path, name: str) -> tuple[CountingHub, Mesh]:
     hub = CountingHub(f"peer-{name}", store=Store.open(tmp_path / f"{name}.db"))
     hub.arrivals = Counter()
-    mesh = Mesh(
-        Peer(hub.peer_id, name),
-        on_message=hub.receive,
-        on_peer_up=hub.peer_up,
-        on_peer_down=hub.peer_down,
-        history=hub.sync_batch,
-        catchup=hub,
-        host="127.0.0.1",
-        anti_entropy=0.5,
-    )
-    hub.transport = mesh
+    mesh = mesh_for_hub(hub, Peer(hub.peer_id, name), host="127.0.0.1", anti_entropy=0.5)
     return hub, mesh
 
 
