@@ -22,6 +22,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from .clock import HLC, Stamp
+from .events import (
+    ChannelsChanged,
+    Delivered,
+    HubEvent,
+    IdentityWarning,
+    Online,
+    RosterChanged,
+)
 from .model import (
     DEFAULT_CHANNEL,
     HISTORY_IN_MEMORY,
@@ -71,56 +79,6 @@ def dm_members(channel: str) -> tuple[str, ...]:
     return (first, second)
 
 
-@dataclass(frozen=True)
-class Online:
-    """One entry of the "who is online" list: a person in a local session or a LAN peer."""
-
-    key: str
-    name: str
-    device: str
-    since: float
-    local: bool
-    fingerprint: str = ""  # LAN devices: their key's fingerprint (tells two "Alex" apart)
-
-
-@dataclass(frozen=True)
-class RosterChanged:
-    """Published when someone comes or goes, so every view can redraw its peer list."""
-
-    online: tuple[Online, ...]
-    devices: tuple[Online, ...] = ()
-
-
-@dataclass(frozen=True)
-class Delivered:
-    """Peers confirmed they hold these messages written here (the sender's "delivered" tick)."""
-
-    ids: tuple[str, ...]
-    at: float
-
-
-@dataclass(frozen=True)
-class ChannelsChanged:
-    """A channel appeared (created here or learned from the LAN)."""
-
-    channels: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class IdentityWarning:
-    """A known peer id came back with a different key: refused, possibly an impersonator.
-
-    Show it loudly; ``Hub.forget_peer(peer_id)`` accepts the new key (after the two people
-    compared ``new_fingerprint`` in person)."""
-
-    peer_id: str
-    name: str
-    old_fingerprint: str
-    new_fingerprint: str
-    at: float
-
-
-HubEvent = Message | RosterChanged | Delivered | ChannelsChanged | IdentityWarning
 
 # Local sessions (a tab, the window, a relay client): how fast one person may post, once the
 # node turns it on (``Hub.session_rate``). The headless peer is exempt: it is a script its owner

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .hub import Online
+from .events import Online
 from .model import (
     Message,
     ValidationError,
