@@ -61,7 +61,6 @@ class IdentityWarning:
     at: float
 
 
-HubEvent = Message | RosterChanged | Delivered | ChannelsChanged | IdentityWarning
 
 
 class Outcome(StrEnum):
@@ -83,3 +82,30 @@ class Acceptance:
     @property
     def stored(self) -> bool:
         return self.outcome is not Outcome.REFUSED
+
+
+@dataclass(frozen=True)
+class Presence:
+    """One person on a connected peer right now, as that peer says (``presence`` frame).
+
+    Presence comes only from live connections: a peer's list replaces its previous one, is bounded
+    per peer, and is gone when that peer's connection is. Old join lines replayed by catch-up never
+    make anyone "online"."""
+
+    name: str
+    device: str
+    since: float
+
+
+@dataclass(frozen=True)
+class MessageRefused:
+    """A peer refused messages written here (``refused`` frame): the writer's row says why."""
+
+    peer_id: str
+    refusals: tuple[tuple[str, str], ...]  # (message id, reason)
+    at: float
+
+
+HubEvent = (
+    Message | RosterChanged | Delivered | ChannelsChanged | IdentityWarning | MessageRefused
+)
