@@ -1,23 +1,43 @@
-"""Flet Chat entry point (the file `flet build` packages): read options, pick a mode, run it.
+"""Flet Chat entry point (the file `flet build` packages for every target): pick a mode, run it.
 
 Modes: desktop window (display + Flet's desktop client), host mode (web server; `--web`, or the
-fallback when no window can open), headless peer (`--headless`). Logic lives in `fletchat/`.
+fallback when no window can open), headless peer (`--headless`), the network doctor (`--doctor`),
+and the browser client: under Pyodide (`sys.platform == "emscripten"`, the `flet build web` site and
+`python -m fletchat.webbuild`) this same file runs `webclient`, which chats through the host that
+served the page. Logic lives in `fletchat/` and `webclient/`.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
 
-from fletchat.config import load_config
-from fletchat.identity import DataDirInUse, DataDirLock
-from fletchat.netinfo import PortInUse
-from fletchat.node import Node
+# Each mode imports only what it runs: the browser has no uvicorn, zeroconf, websockets or
+# cryptography (the web build's dependencies leave them out), and Flet plus the web server are
+# heavy for the headless peer.
 
-# Each mode imports only what it runs (Flet and the web server are heavy for the headless peer).
+
+def in_browser() -> bool:
+    """Pyodide (Python compiled to WebAssembly, in a browser's worker)."""
+    return sys.platform == "emscripten"
+
+
+def run_in_browser() -> None:
+    """The static web client: Flet's Pyodide connection, the relay to the serving host."""
+    import flet as ft
+
+    from webclient.main import main as browser_main
+
+    ft.run(browser_main)
 
 
 def main(argv: list[str]) -> int:
+    import logging
+
+    from fletchat.config import load_config
+    from fletchat.identity import DataDirInUse, DataDirLock
+    from fletchat.netinfo import PortInUse
+    from fletchat.node import Node
+
     config = load_config(argv)
     logging.basicConfig(
         level=getattr(logging, config.log_level, logging.INFO),
@@ -58,4 +78,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    if in_browser():
+        run_in_browser()  # returns at once: the browser's event loop runs the app
+    else:
+        sys.exit(main(sys.argv[1:]))

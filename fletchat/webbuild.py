@@ -16,9 +16,10 @@ reach, so they are served by the same origin: wheels of flet, repath, six and a 
 (``MSGPACK_PUREPYTHON=1``) in ``wheels/``, and ``requirements.txt`` lists their relative paths. The
 wheels are fetched from PyPI once, at build time, and kept in ``build/wheels`` for later builds.
 
-What is published is ``webclient/`` (its ``main.py``) plus a copy of the ``fletchat`` package, which
-it uses for the model, the protocol and the UI; the site goes to ``build/web-static`` (served by
-host mode at ``/app/``). Nothing of it is committed.
+What is published is the project's ``main.py`` (the entry of every target: under Pyodide it runs
+``webclient/``) with copies of ``webclient`` and ``fletchat`` (the model, the protocol and the UI),
+as ``flet build web`` packs them; the site goes to ``build/web-static`` with base URL ``/app/``
+(``[tool.flet.web].base_url``, where host mode serves it). Nothing of it is committed.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BUILD_DIR = ROOT / "build"
 DEFAULT_OUT = BUILD_DIR / "web-static"
 WHEELS_CACHE = BUILD_DIR / "wheels"
+ENTRY = ROOT / "main.py"  # the one entry of every target
 WEBCLIENT_DIR = ROOT / "webclient"
 PACKAGE_DIR = ROOT / "fletchat"
 ASSETS_DIR = ROOT / "assets"
@@ -225,11 +227,13 @@ def ensure_wheels(cache: Path = WHEELS_CACHE) -> list[Path]:
 
 
 def stage_app(stage: Path, wheels: list[Path]) -> None:
-    """What ``flet publish`` packs: the client, the ``fletchat`` modules, icons, requirements."""
-    shutil.copy2(WEBCLIENT_DIR / "main.py", stage / "main.py")
-    (stage / "fletchat").mkdir()
-    for module in PACKAGE_DIR.glob("*.py"):
-        shutil.copy2(module, stage / "fletchat" / module.name)
+    """What ``flet publish`` packs: the project's entry (``main.py``, which runs ``webclient``
+    under Pyodide, as in ``flet build web``), the ``fletchat`` modules, icons, requirements."""
+    shutil.copy2(ENTRY, stage / "main.py")
+    for package in (PACKAGE_DIR, WEBCLIENT_DIR):
+        (stage / package.name).mkdir()
+        for module in package.glob("*.py"):
+            shutil.copy2(module, stage / package.name / module.name)
     assets = stage / "assets"
     assets.mkdir()
     shutil.copy2(ASSETS_DIR / "favicon.png", assets / "favicon.png")

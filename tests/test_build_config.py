@@ -149,6 +149,44 @@ def test_web_build_bundles_its_runtime():
     assert FLET["web"]["cdn"] is False  # a LAN may have no internet
 
 
+def _packaged_for(environment: dict[str, str]) -> set[str]:
+    from packaging.requirements import Requirement
+
+    deps = [*PYPROJECT["project"]["dependencies"], *FLET.get("web", {}).get("dependencies", [])]
+    return {
+        r.name
+        for r in map(Requirement, deps)
+        if r.marker is None or r.marker.evaluate(environment)
+    }
+
+
+@pytest.mark.parametrize(
+    "environment",
+    [
+        # flet build web: serious_python's pip on the build host, platform.system() patched only
+        {"platform_system": "Emscripten"},
+        # flet publish / micropip in the browser: the real Pyodide environment
+        {"platform_system": "Emscripten", "sys_platform": "emscripten"},
+    ],
+    ids=["serious_python-pip", "micropip"],
+)
+def test_the_web_build_installs_only_what_a_browser_can_use(environment):
+    assert _packaged_for(environment) == {"flet"}
+
+
+def test_native_builds_keep_the_lan_stack():
+    for system in ("Linux", "Windows", "Darwin", "Android", "iOS"):
+        packaged = _packaged_for({"platform_system": system})
+        assert {"zeroconf", "websockets", "cryptography"} <= packaged, system
+
+
+def test_web_base_url_is_where_host_mode_serves_the_site():
+    from fletchat import webbuild
+    from fletchat.host import STATIC_PATH
+
+    assert FLET["web"]["base_url"] == webbuild.BASE_URL == STATIC_PATH.strip("/")
+
+
 # --- assets -----------------------------------------------------------------------------------
 
 

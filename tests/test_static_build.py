@@ -5,6 +5,9 @@ a real Chromium with a server-side session of the same host (through the ``/rela
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import tarfile
 import urllib.request
 
 import pytest
@@ -12,7 +15,7 @@ from playwright.async_api import async_playwright, expect
 
 from fletchat import webbuild
 from tests.browser import ChatPage, chromium_available, host_mode_server, launch_browser
-from tests.conftest import need
+from tests.conftest import ROOT, need
 
 TIMEOUT = 15_000
 PYTHON_READY = "Python worker initialized"
@@ -43,6 +46,42 @@ def server(tmp_path, static_build):
 def fetch(url: str) -> tuple[int, str, bytes]:
     with urllib.request.urlopen(url, timeout=10) as resp:
         return resp.status, resp.geturl(), resp.read()
+
+
+def simulate_emscripten(main_py) -> dict:
+    """``main.py`` run as Pyodide's worker runs it, in an imitation of Emscripten (subprocess)."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "emscripten_sim.py"), str(main_py)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_main_py_under_emscripten_runs_the_web_client_without_native_modules():
+    """The one entry: under Pyodide it starts Flet's Pyodide connection with the web client and
+    never imports uvicorn, zeroconf, websockets, cryptography or flet-web (absent there)."""
+    report = simulate_emscripten(ROOT / "main.py")
+    assert report["error"] is None, report
+    assert report["refused"] == [] and report["loaded"] == []
+    assert report["webclient_loaded"] and report["started_connection"]
+
+
+def test_the_offline_build_packs_the_same_entry(static_build):
+    """webbuild publishes the project's main.py (as flet build web does), not a second entry."""
+    with tarfile.open(static_build / "app.tar.gz") as tar:
+        names = {n.lstrip("/").removeprefix("./") for n in tar.getnames()}
+        packed_main = tar.extractfile(
+            next(m for m in tar.getmembers() if m.name.lstrip("/").removeprefix("./") == "main.py")
+        )
+        assert packed_main is not None
+        assert packed_main.read() == (ROOT / "main.py").read_bytes()
+    assert {"webclient/main.py", "fletchat/ui.py", "requirements.txt"} <= names
+    assert "pyproject.toml" not in names  # its dependencies would send micropip to PyPI
 
 
 def test_host_mode_serves_the_build_and_its_wheels(server, static_build):
