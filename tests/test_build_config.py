@@ -132,6 +132,116 @@ def test_android_gets_pyjnius_and_no_desktop_or_web_runtime():
         assert "flet-desktop" not in packaged, system
 
 
+# --- Android dependencies against Flet's mobile index --------------------------------------------
+
+RECIPES = tomllib.loads((ROOT / "docs" / "mobile-forge-recipes.toml").read_text(encoding="utf-8"))
+# What serious_python's pip sees for an APK: platform.system() patched to Android, Python 3.14.
+ANDROID = {
+    "platform_system": "Android",
+    "sys_platform": "android",  # how uv.lock spells platform_system == 'Android'
+    "os_name": "posix",
+    "python_version": "3.14",
+    "python_full_version": "3.14.2",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+    "platform_machine": "aarch64",
+    "extra": "",
+}
+
+
+def _android_requirements(project: dict = PYPROJECT) -> list:
+    from packaging.requirements import Requirement
+
+    deps = [
+        *project["project"]["dependencies"],
+        *project["tool"]["flet"]["android"]["dependencies"],
+    ]
+    return [r for r in map(Requirement, deps) if r.marker is None or r.marker.evaluate(ANDROID)]
+
+
+def _android_closure(roots: list) -> dict[str, dict]:
+    """Every package an APK installs, per uv.lock's graph, with markers evaluated for Android."""
+    from packaging.markers import Marker
+
+    lock = {p["name"]: p for p in tomllib.loads((ROOT / "uv.lock").read_text("utf-8"))["package"]}
+    todo, seen = [r.name for r in roots], {}
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        # Android-only packages (pyjnius) are not in the lock: no wheel known, a recipe is needed.
+        seen[name] = lock.get(name, {"name": name})
+        for dep in seen[name].get("dependencies", []):
+            if "marker" not in dep or Marker(dep["marker"]).evaluate(ANDROID):
+                todo.append(dep["name"])
+    return seen
+
+
+def _installed_requirements(closure: dict[str, dict]) -> list:
+    """What the packages in the closure themselves require (e.g. flet: msgpack>=1.1.0), read from
+    the installed versions' metadata, markers evaluated for Android."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    from packaging.requirements import Requirement
+
+    found = []
+    for name in closure:
+        try:
+            reqs = requires(name) or []
+        except PackageNotFoundError:
+            continue
+        found += [
+            r for r in map(Requirement, reqs) if r.marker is None or r.marker.evaluate(ANDROID)
+        ]
+    return found
+
+
+def _unresolvable_on_android(project: dict = PYPROJECT) -> list[str]:
+    """What `flet build apk` (pip --only-binary :all:, PyPI + Flet's mobile index) cannot install."""
+    roots = _android_requirements(project)
+    closure = _android_closure(roots)
+    wanted = [*roots, *_installed_requirements(closure)]
+    problems = []
+    for name, package in sorted(closure.items()):
+        wheels = [w["url"].rsplit("/", 1)[-1] for w in package.get("wheels", [])]
+        if any(w.endswith(("-py3-none-any.whl", "-py2.py3-none-any.whl")) for w in wheels):
+            continue  # pure Python: PyPI's wheel installs anywhere
+        recipe = RECIPES["recipes"].get(name)
+        if recipe is None:
+            problems.append(f"{name}: no pure wheel on PyPI and no mobile-forge recipe")
+            continue
+        if "android" not in RECIPES["platforms"].get(name, ["android", "ios"]):
+            problems.append(f"{name}: the mobile-forge recipe is not built for Android")
+        for req in wanted:
+            if req.name == name and not req.specifier.contains(recipe, prereleases=True):
+                problems.append(
+                    f"{name}: we ask for {req.specifier}, Flet's mobile index has {recipe}"
+                )
+    return problems
+
+
+def test_every_android_dependency_is_pure_python_or_on_flets_mobile_index():
+    names = set(_android_closure(_android_requirements()))
+    assert {"zeroconf", "websockets", "cryptography", "pyjnius", "flet"} <= names
+    assert "flet-desktop" not in names and "flet-web" not in names
+    assert _unresolvable_on_android() == []
+
+
+def test_the_android_check_catches_a_pin_the_mobile_index_cannot_serve():
+    """zeroconf >= 0.154 (this project's old pin) has no Android wheel anywhere."""
+    import copy
+
+    project = copy.deepcopy(PYPROJECT)
+    project["project"]["dependencies"] = [
+        "zeroconf>=0.154" if d.startswith("zeroconf") else d
+        for d in project["project"]["dependencies"]
+    ]
+    project["tool"]["flet"]["android"]["dependencies"] = ["pyjnius"]
+    assert _unresolvable_on_android(project) == [
+        "zeroconf: we ask for >=0.154, Flet's mobile index has 0.150.0"
+    ]
+
+
 @pytest.mark.parametrize("platform", ["ios", "macos"])
 def test_info_plist(platform):
     info = FLET[platform]["info"]
