@@ -12,6 +12,14 @@ variable); everywhere else this module does nothing and never imports ``jnius``.
 activity class is named by ``MAIN_ACTIVITY_HOST_CLASS_NAME`` (set by Flet's Android runtime), and
 the lock is taken from the application context's ``WIFI_SERVICE``.
 
+Android 17 (API 37) adds a runtime permission, ``ACCESS_LOCAL_NETWORK``: an app targeting it gets
+no LAN traffic at all (no mDNS, no connection to a peer) until the person allows it.
+``request_local_network_permission()`` checks it and, when missing, asks for it through the
+activity (``Activity.requestPermissions``, as pyjnius-based apps do; ``flet-permission-handler``
+1.0.5 does not know this permission). The answer comes back to the activity, not to us: the
+permission dialog pauses the app, and when it closes the app resumes, and ``Node.resume`` restarts
+discovery, which now works if the person allowed it. Before Android 17 it is granted by default.
+
 API: ``acquire_multicast_lock()`` at start, ``release_multicast_lock()`` at exit. Both return a
 ``MulticastLockResult(ok, message)`` and never raise, so the UI can show ``message`` when ``ok`` is
 false ("peers on this Wi-Fi may not be found") instead of failing silently. Acquiring is idempotent.
@@ -37,6 +45,11 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+LOCAL_NETWORK_PERMISSION = "android.permission.ACCESS_LOCAL_NETWORK"
+LOCAL_NETWORK_API = 37  # Android 17: LAN access becomes a runtime permission
+PERMISSION_GRANTED = 0  # android.content.pm.PackageManager.PERMISSION_GRANTED
+PERMISSION_REQUEST_CODE = 0x1A4  # ours, echoed to onRequestPermissionsResult (which we do not use)
+
 LOCK_TAG = "fletchat-mdns"
 """The tag Android shows for this lock (e.g. in ``dumpsys wifi``)."""
 
@@ -60,6 +73,11 @@ def is_android() -> bool:
 
 def _application_context(autoclass: Any) -> Any:
     """The Android application context, from the activity Flet's runtime names in the env."""
+    return _activity(autoclass).getApplicationContext()
+
+
+def _activity(autoclass: Any) -> Any:
+    """The running activity, from the class Flet's runtime names in the env."""
     class_name = os.environ.get("MAIN_ACTIVITY_HOST_CLASS_NAME") or os.environ.get(
         "MAIN_ACTIVITY_JAVA_CLASS_NAME"
     )
@@ -70,7 +88,53 @@ def _application_context(autoclass: Any) -> Any:
     activity = autoclass(class_name).mActivity
     if activity is None:
         raise LookupError(f"{class_name}.mActivity is not set yet")
-    return activity.getApplicationContext()
+    return activity
+
+
+@dataclass(frozen=True)
+class LocalNetworkPermission:
+    """Whether this app may use the LAN; ``asked``: the system dialog was just shown."""
+
+    granted: bool
+    asked: bool
+    message: str
+
+
+def request_local_network_permission(ask: bool = True) -> LocalNetworkPermission:
+    """On Android 17+, make sure ``ACCESS_LOCAL_NETWORK`` is granted, asking for it if not
+    (``ask=False``: only check; on resume, so a refusal does not bring the dialog back forever).
+
+    Never raises: anything that goes wrong comes back as ``granted=False`` with a message for the UI.
+    Elsewhere (and before Android 17) it is granted without importing ``jnius``.
+    """
+    if not is_android():
+        return LocalNetworkPermission(True, False, "not needed on this platform")
+    try:
+        from jnius import autoclass  # Android only; packaged via [tool.flet.android]
+    except ImportError as e:
+        return _no_lan(f"pyjnius is not available in this build ({e})", asked=False)
+    try:
+        sdk = int(autoclass("android.os.Build$VERSION").SDK_INT)
+        if sdk < LOCAL_NETWORK_API:
+            return LocalNetworkPermission(True, False, f"not a runtime permission on API {sdk}")
+        activity = _activity(autoclass)
+        if activity.checkSelfPermission(LOCAL_NETWORK_PERMISSION) == PERMISSION_GRANTED:
+            return LocalNetworkPermission(True, False, "local network access allowed")
+        if not ask:
+            return _no_lan("local network access is not allowed", asked=False)
+        activity.requestPermissions([LOCAL_NETWORK_PERMISSION], PERMISSION_REQUEST_CODE)
+    except Exception as e:  # noqa: BLE001 - LookupError, JavaException: report, never raise
+        return _no_lan(f"could not ask for local network access: {e}", asked=False)
+    return _no_lan("Flet Chat asked for access to your local network", asked=True)
+
+
+def _no_lan(reason: str, asked: bool) -> LocalNetworkPermission:
+    return LocalNetworkPermission(
+        False,
+        asked,
+        f"{reason}. Without it Android 17 blocks all local network traffic: allow "
+        "\"Local network\" for Flet Chat (Settings > Apps > Flet Chat > Permissions) to find people.",
+    )
 
 
 def acquire_multicast_lock() -> MulticastLockResult:

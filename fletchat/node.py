@@ -11,7 +11,11 @@ import logging
 import socket
 from pathlib import Path
 
-from .android import acquire_multicast_lock, release_multicast_lock
+from .android import (
+    acquire_multicast_lock,
+    release_multicast_lock,
+    request_local_network_permission,
+)
 from .config import Config
 from .hub import SESSION_BURST, SESSION_RATE_PER_SECOND, Hub
 from .identity import load_or_create_peer_id
@@ -83,6 +87,7 @@ class Node:
         self.peer_port: int | None = None
         self._started = False
         self._lock = asyncio.Lock()
+        self._permission_warning = ""  # Android 17's local network permission, while missing
 
     async def start(self) -> None:
         """Start the LAN side (idempotent: desktop sessions call it from their ``main``)."""
@@ -98,6 +103,12 @@ class Node:
         from .mesh import Mesh
         from .protocol import PROTOCOL_VERSION
 
+        # Android 17 blocks all LAN traffic until ACCESS_LOCAL_NETWORK is allowed (asked here; the
+        # dialog's close resumes the app, and resume() re-browses). Elsewhere: granted.
+        permission = request_local_network_permission()
+        if not permission.granted:
+            log.warning("%s", permission.message)
+            self.hub.lan_warning = self._permission_warning = permission.message
         # Android drops incoming multicast unless the app holds a Wi-Fi MulticastLock: without it
         # discovery silently finds nobody. Elsewhere this is a no-op.
         lock = acquire_multicast_lock()
@@ -149,6 +160,10 @@ class Node:
         multicast lock): take the lock again, re-announce and re-browse."""
         if self.discovery is None:
             return
+        if self._permission_warning and request_local_network_permission(ask=False).granted:
+            if self.hub.lan_warning == self._permission_warning:
+                self.hub.lan_warning = ""  # allowed in the dialog that paused us
+            self._permission_warning = ""
         acquire_multicast_lock()
         old, self.discovery = self.discovery, None
         try:

@@ -113,6 +113,10 @@ def test_android_permissions():
     assert perms["android.permission.NEARBY_WIFI_DEVICES"] == {
         "usesPermissionFlags": "neverForLocation"
     }
+    # Android 17 (API 37): no LAN traffic at all without it; fletchat/android.py asks at run time.
+    from fletchat.android import LOCAL_NETWORK_PERMISSION
+
+    assert perms[LOCAL_NETWORK_PERMISSION] is True
 
 
 def test_android_gets_pyjnius_and_no_desktop_or_web_runtime():
@@ -586,7 +590,9 @@ class _FakeLock:
         self.held = False
 
 
-def _fake_jnius(calls: list[str], wifi_available: bool = True) -> types.ModuleType:
+def _fake_jnius(
+    calls: list[str], wifi_available: bool = True, sdk: int = 34, lan_granted: bool = False
+) -> types.ModuleType:
     lock = _FakeLock(calls)
 
     class WifiManager:
@@ -603,9 +609,17 @@ def _fake_jnius(calls: list[str], wifi_available: bool = True) -> types.ModuleTy
         def getApplicationContext(self):
             return AppContext()
 
+        def checkSelfPermission(self, name):
+            calls.append(f"checkSelfPermission({name})")
+            return 0 if lan_granted else -1  # PERMISSION_GRANTED / PERMISSION_DENIED
+
+        def requestPermissions(self, names, code):
+            calls.append(f"requestPermissions({list(names)}, {code})")
+
     classes = {
         "com.flet.fake.MainActivity": types.SimpleNamespace(mActivity=Activity()),
         "android.content.Context": types.SimpleNamespace(WIFI_SERVICE="wifi"),
+        "android.os.Build$VERSION": types.SimpleNamespace(SDK_INT=sdk),
     }
 
     def autoclass(name):
@@ -696,3 +710,54 @@ def test_java_exception_becomes_a_message(android, on_android, monkeypatch):
     result = android.acquire_multicast_lock()
     assert not result.ok
     assert "SecurityException" in result.message
+
+
+# --- Android 17: ACCESS_LOCAL_NETWORK ------------------------------------------------------------
+
+
+def test_local_network_permission_is_not_needed_off_android(android, monkeypatch):
+    monkeypatch.delenv("FLET_PLATFORM", raising=False)
+    result = android.request_local_network_permission()
+    assert result.granted and not result.asked
+    assert "jnius" not in sys.modules
+
+
+def test_before_android_17_local_network_access_is_not_asked(android, on_android, monkeypatch):
+    calls: list[str] = []
+    monkeypatch.setitem(sys.modules, "jnius", _fake_jnius(calls, sdk=36))
+    result = android.request_local_network_permission()
+    assert result.granted and not result.asked
+    assert not any(c.startswith(("checkSelfPermission", "requestPermissions")) for c in calls)
+
+
+def test_android_17_asks_for_local_network_access_once_missing(android, on_android, monkeypatch):
+    calls: list[str] = []
+    monkeypatch.setitem(sys.modules, "jnius", _fake_jnius(calls, sdk=37))
+    result = android.request_local_network_permission()
+    assert not result.granted and result.asked
+    assert [c for c in calls if c.startswith("requestPermissions")] == [
+        f"requestPermissions(['android.permission.ACCESS_LOCAL_NETWORK'], {android.PERMISSION_REQUEST_CODE})"
+    ]
+    assert "Local network" in result.message and "Settings" in result.message
+    # On resume it only checks: a refusal must not bring the dialog back on every resume.
+    calls.clear()
+    again = android.request_local_network_permission(ask=False)
+    assert not again.granted and not again.asked
+    assert not any(c.startswith("requestPermissions") for c in calls)
+
+
+def test_android_17_with_local_network_access_allowed(android, on_android, monkeypatch):
+    calls: list[str] = []
+    monkeypatch.setitem(sys.modules, "jnius", _fake_jnius(calls, sdk=37, lan_granted=True))
+    result = android.request_local_network_permission()
+    assert result.granted and not result.asked
+    assert "checkSelfPermission(android.permission.ACCESS_LOCAL_NETWORK)" in calls
+    assert not any(c.startswith("requestPermissions") for c in calls)
+
+
+def test_local_network_permission_failure_is_a_message(android, on_android, monkeypatch):
+    monkeypatch.delenv("MAIN_ACTIVITY_HOST_CLASS_NAME")
+    monkeypatch.setitem(sys.modules, "jnius", _fake_jnius([], sdk=37))
+    result = android.request_local_network_permission()
+    assert not result.granted and not result.asked
+    assert "activity is unknown" in result.message

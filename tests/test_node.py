@@ -41,3 +41,32 @@ async def test_a_refused_multicast_lock_is_shown_not_hidden(tmp_path, monkeypatc
         assert "may not find this one" in node.hub.lan_warning
     finally:
         await node.stop()
+
+
+async def test_android_17_without_local_network_access_says_so_until_allowed(tmp_path, monkeypatch):
+    """The permission dialog pauses the app; once allowed, the resume clears the warning."""
+    from fletchat.android import LocalNetworkPermission
+
+    allowed = {"now": False}
+    asks: list[bool] = []
+
+    def permission(ask: bool = True) -> LocalNetworkPermission:
+        asks.append(ask)
+        if allowed["now"]:
+            return LocalNetworkPermission(True, False, "local network access allowed")
+        return LocalNetworkPermission(
+            False, ask, "Flet Chat asked for access to your local network"
+        )
+
+    monkeypatch.setattr(node_module, "request_local_network_permission", permission)
+    node = Node(config(tmp_path), "android")
+    await node.start()
+    try:
+        assert node.hub.lan_warning == "Flet Chat asked for access to your local network"
+        await node.resume()  # still refused: the warning stays and nobody is asked again
+        assert node.hub.lan_warning and asks == [True, False]
+        allowed["now"] = True
+        await node.resume()
+        assert node.hub.lan_warning == ""
+    finally:
+        await node.stop()
