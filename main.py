@@ -44,6 +44,15 @@ def main(argv: list[str]) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if config.doctor:  # no data dir, no lock: it may run beside a running Flet Chat
+        import asyncio
+
+        from fletchat.doctor import check
+
+        print("Checking the network (a few seconds)...", flush=True)
+        diagnosis = asyncio.run(check(config.peers, peer_port=config.peer_port))
+        print(diagnosis.text(), flush=True)
+        return 0 if diagnosis.ok else 1
     if config.log_level != "DEBUG":
         # zeroconf logs a traceback for every interface it cannot send on (e.g. IPv6 loopback);
         # Flet's web server and the WebSocket library narrate their start-up at INFO.

@@ -23,6 +23,7 @@ ENV_PREFIX = "FLETCHAT_"
 class Config:
     web: bool = False
     headless: bool = False
+    doctor: bool = False
     host: str = DEFAULT_HOST
     port: int = DEFAULT_WEB_PORT
     peer_port: int = DEFAULT_PEER_PORT
@@ -98,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a LAN peer with no UI: prints messages as JSON lines, sends each stdin line "
         "[FLETCHAT_HEADLESS=1]",
+    )
+    p.add_argument(
+        "--doctor",
+        action="store_true",
+        help="check the network and say why nobody is found (interfaces, multicast, firewalls, "
+        "VPN, AP isolation, subnets), then exit; --peer adds peers to check",
     )
     p.add_argument("--host", help=f"address host mode listens on (default {DEFAULT_HOST}) [FLETCHAT_HOST]")
     p.add_argument(
@@ -186,6 +193,7 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) -
     return Config(
         web=args.web or _truthy(env_get("WEB")),
         headless=args.headless or _truthy(env_get("HEADLESS")),
+        doctor=args.doctor,
         host=args.host or env_get("HOST") or DEFAULT_HOST,
         port=args.port if args.port is not None else env_port("PORT", DEFAULT_WEB_PORT),
         peer_port=(
