@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from fletchat.identity import DataDirLock
+from tests.timing import eventually_sync
 
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = str(ROOT / "main.py")
@@ -51,13 +53,15 @@ def free_port() -> int:
 class Running:
     """A main.py process whose stdout lines are collected by a thread (so reads can time out)."""
 
-    def __init__(self, args: list[str], data_dir: Path) -> None:
+    def __init__(
+        self, args: list[str], data_dir: Path, env: dict[str, str] | None = None, cwd: Path = ROOT
+    ) -> None:
         self.stderr_path = data_dir.parent / f"stderr-{os.getpid()}-{id(self)}.log"
         self._stderr = open(self.stderr_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, MAIN, *args],
-            cwd=ROOT,
-            env=env_for(data_dir),
+            cwd=cwd,
+            env={**env_for(data_dir), **(env or {})},
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             text=True,
@@ -271,3 +275,46 @@ def test_ctrl_c_stops_host_mode_cleanly(tmp_path: Path) -> None:
     err = proc.stderr_path.read_text()
     assert "Traceback" not in err, err
     assert proc.proc.returncode in (0, 130, -signal.SIGINT)
+
+
+def test_a_desktop_client_that_never_connects_falls_back_to_host_mode(tmp_path):
+    """An old or mismatched client on FLET_VIEW_PATH starts and never registers: after the client
+    timeout the app stops it, says why, and serves host mode instead of waiting forever."""
+    view = tmp_path / "old-flet-client"
+    view.mkdir()
+    pid_file = tmp_path / "fake-client.pid"
+    client = view / "flet"
+    client.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 600\n")
+    client.chmod(0o755)
+    port = free_port()
+    proc = Running(
+        ["--no-lan", "--host", "127.0.0.1", "--port", str(port)],
+        tmp_path / "data",
+        env={
+            "DISPLAY": ":99",  # a display is claimed, so the window is tried first
+            "FLET_VIEW_PATH": str(view),
+            "FLETCHAT_DESKTOP_CLIENT_TIMEOUT": "3",
+        },
+        cwd=tmp_path,  # no build/linux client here that flet would prefer
+    )
+    try:
+        line = proc.wait_for(r"^Host mode: ", timeout=90)
+        assert "did not connect within 3 s" in line and "FLET_VIEW_PATH" in line
+        (url,) = proc.url_lines(1)
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            assert resp.status == 200
+        pid = int(pid_file.read_text())
+        eventually_sync(lambda: not _alive(pid), "the stuck client was stopped", 10)
+    finally:
+        proc.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (killed, not yet reaped by its parent) is gone for our purpose
+    with contextlib.suppress(OSError):
+        return " Z " not in Path(f"/proc/{pid}/stat").read_text().split(")", 1)[1][:4]
+    return True
