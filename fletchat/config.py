@@ -16,6 +16,8 @@ DEFAULT_HOST = "0.0.0.0"
 DEFAULT_WEB_PORT = 8550
 DEFAULT_PEER_PORT = 8551
 
+DEFAULT_DOCTOR_AFTER = 30.0  # seconds alone before the network doctor looks for the cause
+
 ENV_PREFIX = "FLETCHAT_"
 
 
@@ -24,6 +26,7 @@ class Config:
     web: bool = False
     headless: bool = False
     doctor: bool = False
+    doctor_after: float = DEFAULT_DOCTOR_AFTER  # 0: never run the doctor by itself
     host: str = DEFAULT_HOST
     port: int = DEFAULT_WEB_PORT
     peer_port: int = DEFAULT_PEER_PORT
@@ -79,6 +82,16 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 86400:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
+    return value
+
+
 def _truthy(text: str | None) -> bool:
     return (text or "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -105,6 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="check the network and say why nobody is found (interfaces, multicast, firewalls, "
         "VPN, AP isolation, subnets), then exit; --peer adds peers to check",
+    )
+    p.add_argument(
+        "--doctor-after",
+        type=_seconds,
+        metavar="SECONDS",
+        help=f"when no other device is found after this long, run the network doctor and show "
+        f"its verdict (default {DEFAULT_DOCTOR_AFTER:g}; 0 = never) [FLETCHAT_DOCTOR_AFTER]",
     )
     p.add_argument("--host", help=f"address host mode listens on (default {DEFAULT_HOST}) [FLETCHAT_HOST]")
     p.add_argument(
@@ -178,6 +198,16 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) -
             parser.error(f"{ENV_PREFIX}{key}: {err}")
             raise  # unreachable: parser.error exits
 
+    def env_seconds(key: str) -> float:
+        raw = env_get(key)
+        if raw is None:
+            return DEFAULT_DOCTOR_AFTER
+        try:
+            return _seconds(raw)
+        except argparse.ArgumentTypeError as err:
+            parser.error(f"{ENV_PREFIX}{key}: {err}")
+            raise  # unreachable: parser.error exits
+
     def env_list(key: str) -> list[str]:
         raw = env_get(key)
         return [item.strip() for item in raw.split(",") if item.strip()] if raw else []
@@ -194,6 +224,9 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) -
         web=args.web or _truthy(env_get("WEB")),
         headless=args.headless or _truthy(env_get("HEADLESS")),
         doctor=args.doctor,
+        doctor_after=(
+            args.doctor_after if args.doctor_after is not None else env_seconds("DOCTOR_AFTER")
+        ),
         host=args.host or env_get("HOST") or DEFAULT_HOST,
         port=args.port if args.port is not None else env_port("PORT", DEFAULT_WEB_PORT),
         peer_port=(

@@ -60,6 +60,7 @@ async def serve_headless(config: Config, node: Node) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows: no such handlers
             loop.add_signal_handler(sig, lines.put_nowait, None)
     node.hub.add_listener(on_event)
+    node.on_diagnosis = lambda d: emit({"event": "network_doctor", **json.loads(d.to_json())})
     await node.start()
     session = HubSession(node.hub, device="headless")
     session.join(config.name or node.name)

@@ -104,7 +104,7 @@ class _Heard:
 
     def add(self, data: bytes, source: str) -> None:
         if data == self.query:
-            self.echoed = self.echoed or source in self.local
+            self.echoed = self.echoed or (source in self.local and not source.startswith("127."))
             return
         if source not in self.local:
             self.senders.add(source)
@@ -147,10 +147,12 @@ def _txt_dict(raw: bytes) -> dict[bytes, bytes]:
     return props
 
 
-def listen(usable: list[Interface], seconds: float) -> _Heard:
-    """Send our query on every interface (twice), and record everything heard until ``seconds``."""
+def listen(usable: list[Interface], seconds: float, local: set[str]) -> _Heard:
+    """Send our query on every interface (twice), and record everything heard until ``seconds``.
+    ``local``: every address of this device (loopback too: a Flet Chat running here answers on
+    127.0.0.1 as well, and Linux delivers any joined group to our socket), never a peer."""
     query = _query(secrets.token_hex(4))
-    heard = _Heard({i.address for i in usable}, query)
+    heard = _Heard(local, query)
     try:
         sock = _mdns_socket([i.address for i in usable])
     except OSError:
@@ -257,7 +259,8 @@ def gather_blocking(
     common = {"firewall_tools": firewall_tools(), "peer_port": peer_port}
     if not usable:
         return Observations(ifaces, False, (), (), **common)
-    heard = listen(usable, listen_seconds)
+    local = {i.address for i in ifaces} | {"127.0.0.1"}
+    heard = listen(usable, listen_seconds, local)
     found = [(n, a, p, True) for n, a, p in heard.peers.values()]
     found += [(f"{a}:{p}", a, p, False) for a, p in peers[:MAX_PEERS]]
     return Observations(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 from .android import (
@@ -88,6 +89,11 @@ class Node:
         self._started = False
         self._lock = asyncio.Lock()
         self._permission_warning = ""  # Android 17's local network permission, while missing
+        self._alone_check: asyncio.Task | None = None
+        # The network doctor's verdict when nobody was found after config.doctor_after seconds;
+        # on_diagnosis (e.g. the headless peer's JSON line) hears it too.
+        self.diagnosis = None
+        self.on_diagnosis: Callable[[object], None] | None = None
 
     async def start(self) -> None:
         """Start the LAN side (idempotent: desktop sessions call it from their ``main``)."""
@@ -154,6 +160,30 @@ class Node:
         self.discovery = self._make_discovery()
         await self.discovery.start()
         log.info("LAN peer %s listening on port %s", self.peer_id[:8], port)
+        if self.config.doctor_after > 0:
+            self._alone_check = asyncio.ensure_future(self._diagnose_when_alone())
+
+    async def _diagnose_when_alone(self) -> None:
+        """Nobody after a while: ask the network doctor why, and say it where people look."""
+        from .doctor import check
+
+        await asyncio.sleep(self.config.doctor_after)
+        if self.hub.lan_peers():
+            return
+        try:
+            diagnosis = await check(self.config.peers, peer_port=self.peer_port or 0)
+        except Exception:
+            log.exception("network doctor failed")
+            return
+        if diagnosis.ok or self.hub.lan_peers():
+            return
+        self.diagnosis = diagnosis
+        first = next(f for f in diagnosis.findings if f.cause != "ok")
+        log.warning("nobody found: %s %s", first.summary, first.fix.replace("\n", " "))
+        if not self.hub.lan_warning:
+            self.hub.lan_warning = f"Nobody found: {first.summary} {first.fix}"
+        if self.on_diagnosis is not None:
+            self.on_diagnosis(diagnosis)
 
     async def resume(self) -> None:
         """Back in the foreground (Android battery savers freeze background apps and drop the
@@ -176,6 +206,9 @@ class Node:
 
     async def stop(self) -> None:
         """Say goodbye on the LAN (mDNS goodbye, WebSocket bye) and close."""
+        if self._alone_check is not None:
+            self._alone_check.cancel()
+            self._alone_check = None
         if self.discovery is not None:
             try:
                 await self.discovery.stop()

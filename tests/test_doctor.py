@@ -292,3 +292,59 @@ def test_main_py_doctor_prints_the_report(tmp_path):
         assert result.returncode == 1, result.stderr
         assert "No other device answered over mDNS" in result.stdout
         assert "--peer THEIR-ADDRESS:8551" in result.stdout
+
+
+def test_a_peer_alone_on_a_network_that_drops_multicast_says_why(tmp_path):
+    """No --doctor needed: after --doctor-after seconds alone, the app runs the doctor itself
+    (the headless peer prints its verdict; the UI shows it in the LAN warning)."""
+    need(*lan_available())
+    with virtual_lan(2, ipv6=False) as lan:
+        me, other = lan
+        lan.block_all_multicast()
+        start_headless_peer(other, "Bob", tmp_path / "bob", "--doctor-after", "0")
+        ann = start_headless_peer(me, "Ann", tmp_path / "ann", "--doctor-after", "2")
+        verdict = ann.wait_for(lambda e: e.get("event") == "network_doctor", timeout=60)
+        assert verdict is not None, ann.stderr_text()
+        assert verdict["ok"] is False
+        assert verdict["findings"][0]["cause"] == Cause.MULTICAST_NETWORK.value
+        assert "--peer THEIR-ADDRESS:8551" in verdict["findings"][0]["fix"]
+
+
+def test_doctor_after_option():
+    from fletchat.config import DEFAULT_DOCTOR_AFTER, load_config
+
+    assert load_config([], {}).doctor_after == DEFAULT_DOCTOR_AFTER
+    assert load_config(["--doctor-after", "0"], {}).doctor_after == 0
+    assert load_config([], {"FLETCHAT_DOCTOR_AFTER": "12.5"}).doctor_after == 12.5
+    with pytest.raises(SystemExit):
+        load_config(["--doctor-after", "soon"], {})
+
+
+def _answer(instance: str, port: int) -> bytes:
+    from zeroconf import DNSOutgoing, DNSPointer, DNSService
+    from zeroconf.const import _CLASS_IN, _FLAGS_AA, _FLAGS_QR_RESPONSE, _TYPE_PTR, _TYPE_SRV
+
+    from fletchat.discovery import SERVICE_TYPE
+
+    out = DNSOutgoing(_FLAGS_QR_RESPONSE | _FLAGS_AA)
+    out.add_answer_at_time(DNSPointer(SERVICE_TYPE, _TYPE_PTR, _CLASS_IN, 120, instance), 0)
+    out.add_answer_at_time(
+        DNSService(instance, _TYPE_SRV, _CLASS_IN, 120, 0, 0, port, "host.local."), 0
+    )
+    return out.packets()[0]
+
+
+def test_what_is_heard_from_this_device_is_never_a_peer():
+    """A Flet Chat running here answers on every interface, loopback included."""
+    from fletchat.netprobe import _Heard
+
+    heard = _Heard({"192.168.1.10", "127.0.0.1"}, b"our query")
+    instance = "Bob (ab)._fletchat._tcp.local."
+    heard.add(_answer(instance, 8551), "127.0.0.1")
+    heard.add(_answer(instance, 8551), "192.168.1.10")
+    heard.add(b"our query", "127.0.0.1")
+    assert heard.peers == {} and heard.senders == set() and not heard.echoed
+    heard.add(b"our query", "192.168.1.10")
+    heard.add(_answer(instance, 8551), "192.168.1.20")
+    assert heard.echoed and heard.senders == {"192.168.1.20"}
+    assert heard.peers == {instance: ("Bob (ab)", "192.168.1.20", 8551)}
