@@ -16,6 +16,7 @@ from playwright.async_api import async_playwright, expect
 from fletchat import webbuild
 from tests.browser import ChatPage, chromium_available, host_mode_server, launch_browser
 from tests.conftest import ROOT, need
+from tests.timing import scaled
 
 TIMEOUT = 15_000
 PYTHON_READY = "Python worker initialized"
@@ -108,13 +109,13 @@ async def open_static(context, url: str) -> ChatPage:
     lines: list[str] = []
     page.on("console", lambda m: lines.append(m.text))
     async with page.expect_event(
-        "console", predicate=lambda m: PYTHON_READY in m.text, timeout=60_000
+        "console", predicate=lambda m: PYTHON_READY in m.text, timeout=scaled(60) * 1000
     ):
         await page.goto(url)
     placeholder = page.locator("flt-semantics-placeholder")
-    await placeholder.wait_for(state="attached", timeout=30_000)
+    await placeholder.wait_for(state="attached", timeout=scaled(30) * 1000)
     await placeholder.dispatch_event("click")
-    await page.get_by_label("Enter your name to join the chat").wait_for(timeout=30_000)
+    await page.get_by_label("Enter your name to join the chat").wait_for(timeout=scaled(30) * 1000)
     tab = ChatPage(page)
     tab.console = lines  # type: ignore[attr-defined]
     return tab
