@@ -19,6 +19,7 @@ import select
 import socket
 import struct
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import ifaddr
@@ -133,7 +134,9 @@ class _Heard:
                     names[r.name] = parse_txt(_txt_dict(r.text))["name"]
         for instance in instances:
             if instance in ports and len(self.peers) < MAX_PEERS:
-                label = names.get(instance) or instance.split(".")[0]
+                # The TXT name is validated; a raw DNS label may hold terminal escapes.
+                raw = instance.split(".")[0]
+                label = names.get(instance) or "".join(c for c in raw if c.isprintable())[:64]
                 self.peers[instance] = (label, source, ports[instance])
 
 
@@ -251,6 +254,15 @@ def probe_peer(
     )
 
 
+def _probe_all(found: list[tuple[str, str, int, bool]], ifaces: tuple[Interface, ...]):
+    """Probe peers in parallel: 16 unreachable adverts (a prank on the LAN) cost seconds, not a
+    minute. Only packet source addresses are probed, never addresses a record claims."""
+    if not found:
+        return ()
+    with ThreadPoolExecutor(max_workers=min(8, len(found))) as pool:
+        return tuple(pool.map(lambda f: probe_peer(f[0], f[1], f[2], ifaces, f[3]), found))
+
+
 def gather_blocking(
     peers: tuple[tuple[str, int], ...], listen_seconds: float, peer_port: int
 ) -> Observations:
@@ -267,7 +279,7 @@ def gather_blocking(
         interfaces=ifaces,
         own_query_echoed=heard.echoed,
         mdns_heard_from=tuple(sorted(heard.senders)),
-        peers=tuple(probe_peer(n, a, p, ifaces, m) for n, a, p, m in found),
+        peers=_probe_all(found, ifaces),
         multicast_route_interface=route_interface(MDNS_GROUP, ifaces),
         **common,
     )

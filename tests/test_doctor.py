@@ -348,3 +348,13 @@ def test_what_is_heard_from_this_device_is_never_a_peer():
     heard.add(_answer(instance, 8551), "192.168.1.20")
     assert heard.echoed and heard.senders == {"192.168.1.20"}
     assert heard.peers == {instance: ("Bob (ab)", "192.168.1.20", 8551)}
+
+
+def test_a_hostile_instance_name_cannot_write_to_the_terminal():
+    from fletchat.netprobe import _Heard
+
+    heard = _Heard({"192.168.1.10"}, b"q")
+    instance = "\x1b[2J\x1b]0;pwned\x07Eve._fletchat._tcp.local."
+    heard.add(_answer(instance, 8551), "192.168.1.66")
+    ((name, address, port),) = heard.peers.values()
+    assert name.isprintable() and "\x1b" not in name and (address, port) == ("192.168.1.66", 8551)
