@@ -256,7 +256,8 @@ def probe_peer(
 
 def _probe_all(found: list[tuple[str, str, int, bool]], ifaces: tuple[Interface, ...]):
     """Probe peers in parallel: 16 unreachable adverts (a prank on the LAN) cost seconds, not a
-    minute. Only packet source addresses are probed, never addresses a record claims."""
+    minute. Only packet source addresses are probed, never addresses a record claims (a forged
+source still gets one connect and one query per run: docs/security.md)."""
     if not found:
         return ()
     with ThreadPoolExecutor(max_workers=min(8, len(found))) as pool:
