@@ -1,5 +1,6 @@
-"""Shared bench plumbing: statistics, result rows (value next to a baseline, as a ratio), machine
-facts, and a child process whose JSON lines are timestamped as they arrive."""
+"""Shared bench plumbing: statistics, result rows (value next to a baseline, as a ratio; with the
+spread over repetitions where a figure repeats), machine facts and load, the one place a bench
+builds a peer's mesh, and a child process whose JSON lines are timestamped as they arrive."""
 
 from __future__ import annotations
 
@@ -82,6 +83,80 @@ def row(
         "met": met,
         "note": note,
     }
+
+
+def spread(values: list[float]) -> dict[str, Any]:
+    """min / median / max of repeated measurements (``reps`` of them)."""
+    if not values:
+        return {"min": None, "median": None, "max": None, "reps": 0}
+    return {"min": min(values), "median": percentile(values, 50), "max": max(values),
+            "reps": len(values)}
+
+
+def spread_row(
+    metric: str,
+    values: list[float],
+    baselines: list[float],
+    *,
+    unit: str,
+    baseline_name: str,
+    n: int | None = None,
+    target_max: float | None = None,
+    target_max_ratio: float | None = None,
+    note: str = "",
+) -> dict[str, Any]:
+    """A row from repetitions run in interleaved pairs (``values[i]`` next to ``baselines[i]``).
+
+    ``value`` and ``baseline`` are medians; ``ratio`` is the median of the per-pair ratios (each
+    pair ran back to back, so load that drifts between repetitions hits both sides of a ratio).
+    The ``*_spread`` keys carry min / median / max so the table can show the spread.
+    """
+    if len(values) != len(baselines):
+        raise ValueError("values and baselines must pair up")
+    pair_ratios = [r for v, b in zip(values, baselines, strict=True)
+                   if (r := ratio(v, b)) is not None]
+    value = percentile(values, 50) if values else None
+    baseline = percentile(baselines, 50) if baselines else None
+    out = row(metric, value, baseline, unit=unit, baseline_name=baseline_name, n=n,
+              target_max=target_max, target_max_ratio=target_max_ratio, note=note)
+    out["ratio"] = percentile(pair_ratios, 50) if pair_ratios else None
+    if target_max_ratio is not None:
+        out["met"] = out["ratio"] is not None and out["ratio"] <= target_max_ratio
+    out["value_spread"] = spread(values)
+    out["baseline_spread"] = spread(baselines)
+    out["ratio_spread"] = spread(pair_ratios)
+    out["ratio_of"] = "median of per-repetition ratios (interleaved pairs)"
+    return out
+
+
+def loadavg() -> list[float] | None:
+    """The 1, 5 and 15-minute load averages: other work on the machine skews every figure."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+async def start_peer_mesh(hub: Any, me: Any, trust: Any = None, *,
+                          on_down: Callable[[], None] | None = None, **options: Any) -> Any:
+    """The one place a bench builds a peer's mesh: wired to ``hub`` as ``fletchat.node`` does
+    (``mesh_for_hub``), listening on loopback, started. ``options`` are the mesh's tunables
+    (``rate``, ``burst``, ...); ``on_down`` is also told of every peer-down event."""
+    from fletchat.node import mesh_for_hub
+
+    if on_down is not None:
+        product_down = hub.peer_down
+
+        def peer_down(peer: Any, reason: str = "") -> None:
+            on_down()
+            product_down(peer, reason)
+
+        hub.peer_down = peer_down  # this hub instance only: mesh_for_hub wires hub.peer_down
+    options.setdefault("host", "127.0.0.1")
+    options.setdefault("port", 0)
+    mesh = mesh_for_hub(hub, me, trust, **options)
+    await mesh.start()
+    return mesh
 
 
 def machine() -> dict[str, Any]:
