@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .common import Skip, fmt, machine
+from .common import Skip, breakdown_lines, cell, machine
 
 FIGURES: dict[str, str] = {
     "discovery": "1. Discovery to visible (namespaced hosts, real mDNS)",
@@ -91,6 +91,8 @@ def table(results: dict[str, Any]) -> str:
     lines = [
         (f"Machine: {m['cpu']}, {m['cores']} cores, {m['os']}, Python {m['python']} "
         f"(commit {m['commit']}{', quick run' if results['quick'] else ''})"),
+        (f"Load average (1 min) before / after the run: {results.get('loadavg_1min')}; "
+        "value (min–max) = median of repetitions and their spread"),
         "",
         "| figure | value | baseline (same run) | ratio | target | n |",
         "|---|---|---|---|---|---|",
@@ -100,15 +102,17 @@ def table(results: dict[str, Any]) -> str:
         if fig["status"] != "ok":
             lines.append(f"| {fig['status']}: {fig.get('error', '')} | | | | | |")
         for r in fig.get("rows", []):
-            ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}x"
             met = "" if r["met"] is None else (" met" if r["met"] else " **missed**")
             lines.append(
-                f"| {r['metric']} | {fmt(r['value'], r['unit'])} | "
-                f"{fmt(r['baseline'], r['unit'])} ({r['baseline_name']}) | {ratio} | "
+                f"| {r['metric']} | {cell(r, 'value')} | "
+                f"{cell(r, 'baseline')} ({r['baseline_name']}) | {cell(r, 'ratio')} | "
                 f"{r['target']}{met} | {r['n'] if r['n'] is not None else ''} |"
             )
         for f in fig.get("failures", []) or []:
             lines.append(f"| (failure) {f} | | | | | |")
+    for fig in results["figures"].values():
+        if fig.get("breakdown"):
+            lines += breakdown_lines(fig["breakdown"])
     return "\n".join(lines)
 
 

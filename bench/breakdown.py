@@ -20,50 +20,79 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-# (module, attribute path, part). The part names are what the README's breakdown lists.
-TARGETS: tuple[tuple[str, str, str], ...] = (
-    ("fletchat.identity", "Identity.sign", "Ed25519 sign (sender)"),
-    ("fletchat.trust", "verify_signature", "Ed25519 verify (receivers)"),
-    ("fletchat.trust", "message_signing_bytes", "canonical signing bytes"),
-    ("fletchat.trust", "SignatureBook.put", "signature book write (SQLite, on the loop)"),
-    ("fletchat.trust", "SignatureBook.get", "signature book lookup (SQLite, on the loop)"),
-    ("fletchat.mesh", "Mesh._accept_message", "signature check, rest"),
-    ("ssl", "SSLObject.write", "TLS encrypt"),
-    ("ssl", "SSLObject.read", "TLS decrypt"),
-    ("fletchat.protocol", "encode_frame", "JSON encode (frame -> text)"),
-    ("fletchat.protocol", "_parse", "JSON decode"),
-    ("fletchat.mesh", "decode_frame", "frame validation (after JSON decode)"),
-    ("websockets.protocol", "Protocol.send_text", "websockets framing (send)"),
-    ("websockets.protocol", "Protocol.receive_data", "websockets framing (receive)"),
-    ("fletchat.hub", "Hub.post", "hub post (sender: stamp, dedupe)"),
-    ("fletchat.hub", "Hub.receive", "hub acceptance (dedupe, clock, queue for store)"),
-    ("fletchat.hub", "Hub._publish", "hub publish to listeners"),
-    ("fletchat.store", "Store.get", "store lookup (dedupe, on the loop)"),
-    ("fletchat.store", "Store.add_local", "store write (sender's own message, on the loop)"),
-    ("fletchat.store", "Store.mark_sent", "store: mark sent (on the loop)"),
-    ("fletchat.store", "Store.mark_delivered", "store: mark delivered on ack (on the loop)"),
-    ("fletchat.store", "Store.add_many", "store write (batched, store-writer thread)"),
-    ("fletchat.mesh", "Mesh._ack", "ack: receipt sent"),
-    ("fletchat.hub", "Hub.acked", "ack: receipt handled"),
-    ("fletchat.mesh", "Mesh._broadcast", "mesh fan-out (queue per peer)"),
+SIG = "signatures: Ed25519 sign + verify"
+SQL = "SQLite on the event loop (store, signature book)"
+OFF = "SQLite on the store-writer threads (off the loop)"
+TLS = "TLS encrypt / decrypt"
+JSON = "JSON encode / decode + frame validation"
+WS = "websockets framing"
+HUB = "hub acceptance + publish"
+ACK = "acks (receipts), without their SQLite"
+FAN = "mesh fan-out"
+REST = "rest: asyncio, websockets' asyncio I/O, sockets"
+
+# (module, attribute path, part, group). The names are what the README's breakdown lists.
+TARGETS: tuple[tuple[str, str, str, str], ...] = (
+    ("fletchat.identity", "Identity.sign", "Ed25519 sign (sender)", SIG),
+    ("fletchat.trust", "verify_signature", "Ed25519 verify (receivers)", SIG),
+    ("fletchat.trust", "message_signing_bytes", "canonical signing bytes", SIG),
+    ("fletchat.trust", "SignatureBook.put", "signature book write (SQLite, on the loop)", SQL),
+    ("fletchat.trust", "SignatureBook.get", "signature book lookup (SQLite, on the loop)", SQL),
+    ("fletchat.mesh", "Mesh._accept_message", "signature check, rest", SIG),
+    ("ssl", "SSLObject.write", "TLS encrypt", TLS),
+    ("ssl", "SSLObject.read", "TLS decrypt", TLS),
+    ("fletchat.protocol", "encode_frame", "JSON encode (frame -> text)", JSON),
+    ("fletchat.protocol", "_parse", "JSON decode", JSON),
+    ("fletchat.mesh", "decode_frame", "frame validation (after JSON decode)", JSON),
+    ("websockets.protocol", "Protocol.send_text", "websockets framing (send)", WS),
+    ("websockets.protocol", "Protocol.receive_data", "websockets framing (receive)", WS),
+    ("fletchat.hub", "Hub.post", "hub post (sender: stamp, dedupe)", HUB),
+    ("fletchat.hub", "Hub.receive", "hub acceptance (dedupe, clock, queue for store)", HUB),
+    ("fletchat.hub", "Hub._publish", "hub publish to listeners", HUB),
+    ("fletchat.store", "Store.get", "store lookup (dedupe, on the loop)", SQL),
+    ("fletchat.store", "Store.add_local", "store write (sender's own message, on the loop)", SQL),
+    ("fletchat.store", "Store.mark_sent", "store: mark sent (on the loop)", SQL),
+    ("fletchat.store", "Store.mark_delivered", "store: mark delivered on ack (on the loop)", SQL),
+    ("fletchat.store", "Store.add_many", "store write (batched, store-writer thread)", OFF),
+    ("fletchat.mesh", "Mesh._ack", "ack: receipt sent", ACK),
+    ("fletchat.hub", "Hub.acked", "ack: receipt handled", ACK),
+    ("fletchat.mesh", "Mesh._broadcast", "mesh fan-out (queue per peer)", FAN),
 )
+
+GROUP_OF = {part: group for _m, _a, part, group in TARGETS}
 
 
 @dataclass
 class _Part:
     calls: int = 0
     exclusive: float = 0.0
-    threads: set[str] = field(default_factory=set)
+
+
+class _TimedLock:
+    """Stands in for a store's lock so the time spent *waiting* for it is a part of its own."""
+
+    def __init__(self, lock: Any, enter: Callable[[], Any]) -> None:
+        self._lock = lock
+        self._enter = enter
+
+    def __enter__(self) -> Any:
+        return self._enter()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._lock, name)
 
 
 class Spans:
     """Exclusive time per part, per thread-aware stack of open spans."""
 
     def __init__(self) -> None:
-        self.parts: dict[str, _Part] = {}
+        self.parts: dict[tuple[str, bool], _Part] = {}  # (part, on the loop thread)
         self._local = threading.local()
         self._lock = threading.Lock()
 
@@ -84,22 +113,27 @@ class Spans:
                 nested = stack.pop()
                 if stack:
                     stack[-1] += elapsed
+                on_loop = threading.current_thread() is threading.main_thread()
                 with spans._lock:
-                    p = spans.parts.setdefault(part, _Part())
+                    p = spans.parts.setdefault((part, on_loop), _Part())
                     p.calls += 1
                     p.exclusive += elapsed - nested
-                    p.threads.add(threading.current_thread().name)
 
         return timed
 
     @contextmanager
-    def install(self) -> Iterator[Spans]:
-        """Wrap every target for the duration of the block; restore the originals after."""
+    def install(self, locks: tuple[tuple[Any, str, str], ...] = ()) -> Iterator[Spans]:
+        """Wrap every target for the duration of the block; restore the originals after.
+        ``locks``: (object, attribute, part) — a lock whose acquisition is timed as ``part``."""
         import importlib
 
         undo: list[tuple[Any, str, Any]] = []
         try:
-            for module, path, part in TARGETS:
+            for obj, attr, part in locks:
+                lock = getattr(obj, attr)
+                undo.append((obj, attr, lock))
+                setattr(obj, attr, _TimedLock(lock, self._wrap(part, lock.acquire)))
+            for module, path, part, _group in TARGETS:
                 owner: Any = importlib.import_module(module)
                 *outer, name = path.split(".")
                 for attr in outer:
@@ -112,17 +146,16 @@ class Spans:
             for owner, name, original in reversed(undo):
                 setattr(owner, name, original)
 
-    def report(self, messages: int, loop_cpu: float, process_cpu: float,
-               main_thread: str = "MainThread") -> dict[str, Any]:
-        """Per-message figures: each part's exclusive µs and calls, loop vs off-loop threads."""
+    def report(self, messages: int, loop_cpu: float, process_cpu: float) -> dict[str, Any]:
+        """Per-message figures: each part's exclusive µs and calls, loop vs other threads."""
         rows = []
         on_loop = 0.0
-        for part, p in sorted(self.parts.items(), key=lambda kv: -kv[1].exclusive):
-            loop = p.threads == {main_thread}
+        for (part, loop), p in sorted(self.parts.items(), key=lambda kv: -kv[1].exclusive):
             if loop:
                 on_loop += p.exclusive
             rows.append({
-                "part": part,
+                "part": part if loop else f"{part} [off the loop]",
+                "group": GROUP_OF.get(part, SQL) if loop else OFF,
                 "us_per_msg": p.exclusive / messages * 1e6,
                 "calls_per_msg": p.calls / messages,
                 "on_loop": loop,
@@ -131,7 +164,11 @@ class Spans:
         for r in rows:
             r["share_of_loop"] = r["us_per_msg"] / loop_us if r["on_loop"] and loop_us else None
         rest = max(0.0, loop_cpu - on_loop)
+        groups: dict[str, float] = {}
+        for r in rows:
+            groups[r["group"]] = groups.get(r["group"], 0.0) + r["us_per_msg"]
         return {
+            "groups_us_per_msg": groups,
             "messages": messages,
             "loop_cpu_us_per_msg": loop_us,
             "process_cpu_us_per_msg": process_cpu / messages * 1e6,

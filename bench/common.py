@@ -309,3 +309,53 @@ def fmt(value: float | None, unit: str) -> str:
     if unit == "msg/s":
         return f"{value:.0f} msg/s"
     return f"{value:.3g} {unit}"
+
+
+def cell(r: dict[str, Any], key: str) -> str:
+    """A table cell for ``value`` / ``baseline`` / ``ratio``: the median with its spread
+    (min-max over the repetitions) when the row has one, else the one number."""
+    sp = r.get(f"{key}_spread")
+    if key == "ratio":
+        def one(x: float | None) -> str:
+            return "-" if x is None else f"{x:.2f}x"
+    else:
+        def one(x: float | None) -> str:
+            return fmt(x, r["unit"])
+    if not sp or sp.get("reps", 0) < 2:
+        return one(r[key])
+    lo, hi = one(sp["min"]), one(sp["max"])
+    if key != "ratio":  # "2.1-3.4 ms", not "2.1 ms-3.4 ms"
+        unit = f" {r['unit']}"
+        lo = lo.removesuffix(unit) if lo.endswith(unit) and hi.endswith(unit) else lo
+    return f"{one(r[key])} ({lo}–{hi})"
+
+
+def breakdown_lines(b: dict[str, Any]) -> list[str]:
+    """The per-message breakdown, grouped, as a small markdown table (``python -m bench`` prints
+    it; every part is in results.json)."""
+    u = b.get("uninstrumented", {})
+    busy = b["loop_busy_us_per_msg"]
+    lines = [
+        "",
+        ("Where one message's delivery time goes (1 -> 4, all five peers on one loop; "
+         f"{b['messages']} messages, wall µs per message, exclusive, profiled run):"),
+        "",
+        "| part | µs/msg | share of loop busy |",
+        "|---|---|---|",
+    ]
+    for group, us in sorted(b["groups_us_per_msg"].items(), key=lambda kv: -kv[1]):
+        share = "(not on the loop)" if "off the loop" in group else f"{us / busy:.0%}"
+        lines.append(f"| {group} | {us:.0f} | {share} |")
+    lines.append(f"| **loop busy per message** | {busy:.0f} | 100% |")
+    if u:
+        lines.append(
+            f"\nUnprofiled, same run: loop busy {u['app_loop_busy_us_per_msg']:.0f} µs/msg for the "
+            f"app vs {u['raw_loop_busy_us_per_msg']:.0f} µs/msg for raw websockets; p50 "
+            f"{u.get('app_p50_ms', 0):.2f} ms vs {u.get('raw_p50_ms', 0):.2f} ms.")
+    sw = b.get("switch_interval")
+    if sw:
+        lines.append(
+            f"With the GIL switch interval at {sw['short_s'] * 1000:g} ms instead of "
+            f"{sw['default_s'] * 1000:g} ms: app p50 {sw['app_p50_ms_short']:.2f} ms, loop busy "
+            f"{sw['app_loop_busy_us_per_msg_short']:.0f} µs/msg.")
+    return lines

@@ -70,3 +70,58 @@ def test_quick_history_figures_measure_against_plain_sqlite(tmp_path):
             assert r["ratio"] == pytest.approx(r["value"] / r["baseline"])
     sync_bytes = figures["sync"]["rows"][1]
     assert sync_bytes["unit"] == "KiB" and sync_bytes["n"] == 1000
+
+
+def test_quick_delivery_and_throughput_report_spread_for_app_and_baseline(tmp_path):
+    """Capacity and latency are repeated in interleaved pairs and reported as min/median/max for
+    both sides; the baseline's capacity is a real search, not a first step lost to noise; the
+    per-message breakdown comes from the real code paths (one signature per message, four
+    verifications)."""
+    out = tmp_path / "results.json"
+    res = run_bench("--quick", "--only", "delivery,throughput", "--out", str(out), timeout=240)
+    assert res.returncode == 0, res.stderr
+    figures = json.loads(out.read_text())["figures"]
+    assert list(figures) == ["delivery", "throughput"]
+    for fig in figures.values():
+        assert fig["status"] == "ok"
+        assert len(fig["loadavg"]["per_repetition"]) >= 3
+        for r in fig["rows"]:
+            assert ROW_KEYS <= set(r)
+    spread_rows = [r for fig in figures.values() for r in fig["rows"] if "value_spread" in r]
+    assert len(spread_rows) >= 6
+    for r in spread_rows:
+        for key in ("value_spread", "baseline_spread", "ratio_spread"):
+            sp = r[key]
+            assert sp["reps"] >= 3, (r["metric"], key)
+            assert sp["min"] <= sp["median"] <= sp["max"]
+        assert r["value"] == pytest.approx(r["value_spread"]["median"])
+        assert r["baseline"] == pytest.approx(r["baseline_spread"]["median"])
+        assert r["ratio"] == pytest.approx(r["ratio_spread"]["median"])
+
+    cap = figures["throughput"]["capacity"]
+    assert set(cap) == {"app", "raw websockets"}
+    for side in cap.values():
+        assert len(side["per_repetition"]) >= 3 and all(c > 0 for c in side["per_repetition"])
+        for steps in side["steps"]:
+            assert {s["phase"] for s in steps} == {"probe", "sustained"}
+            for s in steps:
+                assert s["sent"] >= 10 and 0 <= s["in_time_fraction"] <= 1
+    raw = cap["raw websockets"]
+    # the old figure stopped at the first step on a 0.4 ms wobble: the baseline must get past it
+    assert not raw["first_step_failed"][0]
+    first = raw["steps"][0]
+    assert any(s["ok"] and s["rate"] > first[0]["rate"] for s in first)
+    assert raw["spread"]["median"] > first[0]["rate"]
+    capacity_row = figures["throughput"]["rows"][0]
+    assert capacity_row["unit"] == "msg/s" and capacity_row["baseline_spread"]["min"] > 0
+
+    bd = figures["delivery"]["breakdown"]
+    calls = {p["part"]: p["calls_per_msg"] for p in bd["parts"]}
+    assert calls["Ed25519 sign (sender)"] >= 1
+    assert calls["Ed25519 verify (receivers)"] >= 4
+    assert calls["TLS encrypt"] > 0 and calls["JSON decode"] > 0
+    assert {"signatures: Ed25519 sign + verify", "TLS encrypt / decrypt",
+            "SQLite on the event loop (store, signature book)"} <= set(bd["groups_us_per_msg"])
+    assert all(us >= 0 for us in bd["groups_us_per_msg"].values())
+    assert "Where one message's delivery time goes" in res.stdout
+    assert "(min–max)" in res.stdout
