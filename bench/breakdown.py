@@ -68,7 +68,8 @@ GROUP_OF = {part: group for _m, _a, part, group in TARGETS}
 @dataclass
 class _Part:
     calls: int = 0
-    exclusive: float = 0.0
+    wall: float = 0.0  # exclusive wall time: what a message waits for, preemption included
+    cpu: float = 0.0  # exclusive CPU time of the thread: the work itself
 
 
 class _TimedLock:
@@ -89,7 +90,7 @@ class _TimedLock:
 
 
 class Spans:
-    """Exclusive time per part, per thread-aware stack of open spans."""
+    """Exclusive wall and CPU time per part, from a per-thread stack of open spans."""
 
     def __init__(self) -> None:
         self.parts: dict[tuple[str, bool], _Part] = {}  # (part, on the loop thread)
@@ -104,35 +105,44 @@ class Spans:
             stack = getattr(spans._local, "stack", None)
             if stack is None:
                 stack = spans._local.stack = []
-            stack.append(0.0)  # time spent in nested spans
-            t0 = time.perf_counter()
+            stack.append([0.0, 0.0])  # wall and CPU time spent in nested spans
+            t0, c0 = time.perf_counter(), time.thread_time()
             try:
                 return fn(*args, **kwargs)
             finally:
-                elapsed = time.perf_counter() - t0
+                wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
                 nested = stack.pop()
                 if stack:
-                    stack[-1] += elapsed
+                    stack[-1][0] += wall
+                    stack[-1][1] += cpu
                 on_loop = threading.current_thread() is threading.main_thread()
                 with spans._lock:
                     p = spans.parts.setdefault((part, on_loop), _Part())
                     p.calls += 1
-                    p.exclusive += elapsed - nested
+                    p.wall += wall - nested[0]
+                    p.cpu += cpu - nested[1]
 
         return timed
 
     @contextmanager
-    def install(self, locks: tuple[tuple[Any, str, str], ...] = ()) -> Iterator[Spans]:
+    def install(self, locks: tuple[tuple[Any, str, str], ...] = (),
+                calls: tuple[tuple[Any, str, str], ...] = ()) -> Iterator[Spans]:
         """Wrap every target for the duration of the block; restore the originals after.
-        ``locks``: (object, attribute, part) — a lock whose acquisition is timed as ``part``."""
+        ``locks``: (object, attribute, part) — a lock whose acquisition is timed as ``part``;
+        ``calls``: (object, attribute, part) — a callable held by an instance (a callback bound
+        before the block, which wrapping its class would miss). Missing attributes are skipped."""
         import importlib
 
         undo: list[tuple[Any, str, Any]] = []
         try:
             for obj, attr, part in locks:
-                lock = getattr(obj, attr)
-                undo.append((obj, attr, lock))
-                setattr(obj, attr, _TimedLock(lock, self._wrap(part, lock.acquire)))
+                if (lock := getattr(obj, attr, None)) is not None:
+                    undo.append((obj, attr, lock))
+                    setattr(obj, attr, _TimedLock(lock, self._wrap(part, lock.acquire)))
+            for obj, attr, part in calls:
+                if callable(fn := getattr(obj, attr, None)):
+                    undo.append((obj, attr, fn))
+                    setattr(obj, attr, self._wrap(part, fn))
             for module, path, part, _group in TARGETS:
                 owner: Any = importlib.import_module(module)
                 *outer, name = path.split(".")
@@ -146,34 +156,38 @@ class Spans:
             for owner, name, original in reversed(undo):
                 setattr(owner, name, original)
 
-    def report(self, messages: int, loop_cpu: float, process_cpu: float) -> dict[str, Any]:
-        """Per-message figures: each part's exclusive µs and calls, loop vs other threads."""
+    def report(self, messages: int, loop_busy: float, loop_cpu: float) -> dict[str, Any]:
+        """Per message: each part's exclusive wall and CPU µs and calls, the loop's busy time
+        (wall minus time in select) and CPU, and the groups the README summarises."""
         rows = []
-        on_loop = 0.0
-        for (part, loop), p in sorted(self.parts.items(), key=lambda kv: -kv[1].exclusive):
+        on_wall = on_cpu = 0.0
+        for (part, loop), p in sorted(self.parts.items(), key=lambda kv: -kv[1].wall):
             if loop:
-                on_loop += p.exclusive
+                on_wall += p.wall
+                on_cpu += p.cpu
             rows.append({
                 "part": part if loop else f"{part} [off the loop]",
                 "group": GROUP_OF.get(part, SQL) if loop else OFF,
-                "us_per_msg": p.exclusive / messages * 1e6,
+                "us_per_msg": p.wall / messages * 1e6,
+                "cpu_us_per_msg": p.cpu / messages * 1e6,
                 "calls_per_msg": p.calls / messages,
+                "us_per_call": p.wall / p.calls * 1e6 if p.calls else None,
                 "on_loop": loop,
+                "share_of_loop": p.wall / loop_busy if loop and loop_busy else None,
             })
-        loop_us = loop_cpu / messages * 1e6
+        rest_wall = max(0.0, loop_busy - on_wall) / messages * 1e6
+        rest_cpu = max(0.0, loop_cpu - on_cpu) / messages * 1e6
+        groups: dict[str, dict[str, float]] = {}
         for r in rows:
-            r["share_of_loop"] = r["us_per_msg"] / loop_us if r["on_loop"] and loop_us else None
-        rest = max(0.0, loop_cpu - on_loop)
-        groups: dict[str, float] = {}
-        for r in rows:
-            groups[r["group"]] = groups.get(r["group"], 0.0) + r["us_per_msg"]
+            g = groups.setdefault(r["group"], {"us_per_msg": 0.0, "cpu_us_per_msg": 0.0})
+            g["us_per_msg"] += r["us_per_msg"]
+            g["cpu_us_per_msg"] += r["cpu_us_per_msg"]
+        groups[REST] = {"us_per_msg": rest_wall, "cpu_us_per_msg": rest_cpu}
         return {
-            "groups_us_per_msg": groups,
             "messages": messages,
-            "loop_cpu_us_per_msg": loop_us,
-            "process_cpu_us_per_msg": process_cpu / messages * 1e6,
+            "loop_busy_us_per_msg": loop_busy / messages * 1e6,
+            "loop_cpu_us_per_msg": loop_cpu / messages * 1e6,
+            "groups": groups,
             "parts": rows,
-            "remainder_us_per_msg": rest / messages * 1e6,
-            "remainder": "asyncio scheduling, websockets' asyncio I/O, socket syscalls, "
-                         "parts not wrapped",
+            "rest": "asyncio scheduling, websockets' asyncio I/O, socket syscalls, code not wrapped",
         }

@@ -333,25 +333,26 @@ def cell(r: dict[str, Any], key: str) -> str:
 def breakdown_lines(b: dict[str, Any]) -> list[str]:
     """The per-message breakdown, grouped, as a small markdown table (``python -m bench`` prints
     it; every part is in results.json)."""
-    u = b.get("uninstrumented", {})
-    busy = b["loop_busy_us_per_msg"]
+    busy, cpu = b["loop_busy_us_per_msg"], b["loop_cpu_us_per_msg"]
     lines = [
         "",
         ("Where one message's delivery time goes (1 -> 4, all five peers on one loop; "
-         f"{b['messages']} messages, wall µs per message, exclusive, profiled run):"),
+         f"{b['messages']} messages, µs per message, exclusive, profiled run):"),
         "",
-        "| part | µs/msg | share of loop busy |",
-        "|---|---|---|",
+        "| part | wall µs/msg | CPU µs/msg | share of loop busy (wall) |",
+        "|---|---|---|---|",
     ]
-    for group, us in sorted(b["groups_us_per_msg"].items(), key=lambda kv: -kv[1]):
-        share = "(not on the loop)" if "off the loop" in group else f"{us / busy:.0%}"
-        lines.append(f"| {group} | {us:.0f} | {share} |")
-    lines.append(f"| **loop busy per message** | {busy:.0f} | 100% |")
+    for group, g in sorted(b["groups"].items(), key=lambda kv: -kv[1]["us_per_msg"]):
+        share = "(not on the loop)" if "off the loop" in group else f"{g['us_per_msg'] / busy:.0%}"
+        lines.append(f"| {group} | {g['us_per_msg']:.0f} | {g['cpu_us_per_msg']:.0f} | {share} |")
+    lines.append(f"| **the loop, per message** | {busy:.0f} | {cpu:.0f} | 100% |")
+    u = b.get("unprofiled")
     if u:
         lines.append(
-            f"\nUnprofiled, same run: loop busy {u['app_loop_busy_us_per_msg']:.0f} µs/msg for the "
-            f"app vs {u['raw_loop_busy_us_per_msg']:.0f} µs/msg for raw websockets; p50 "
-            f"{u.get('app_p50_ms', 0):.2f} ms vs {u.get('raw_p50_ms', 0):.2f} ms.")
+            f"\nUnprofiled, same run: loop busy {u['app_loop_busy_us_per_msg']:.0f} µs/msg "
+            f"(CPU {u['app_loop_cpu_us_per_msg']:.0f}) for the app vs "
+            f"{u['raw_loop_busy_us_per_msg']:.0f} µs/msg (CPU {u['raw_loop_cpu_us_per_msg']:.0f}) "
+            f"for raw websockets; p50 {u['app_p50_ms']:.2f} ms vs {u['raw_p50_ms']:.2f} ms.")
     sw = b.get("switch_interval")
     if sw:
         lines.append(
