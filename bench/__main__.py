@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .common import Skip, breakdown_lines, cell, machine
+from .common import Skip, breakdown_lines, cell, machine, merge_results
 
 FIGURES: dict[str, str] = {
     "discovery": "1. Discovery to visible (namespaced hosts, real mDNS)",
@@ -121,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="few samples, under a minute (CI smoke)")
     p.add_argument("--only", help=f"comma-separated figure ids: {', '.join(FIGURES)}")
     p.add_argument("--out", type=Path, help=f"JSON results file (default {DEFAULT_OUT})")
+    p.add_argument("--merge", action="store_true",
+                   help="put the figures run into the existing results file, keeping the others")
     args = p.parse_args(argv)
     only = None
     if args.only:
@@ -130,7 +132,13 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"unknown figure(s): {', '.join(sorted(unknown))}")
     results = run(args.quick, only)
     out = args.out or DEFAULT_OUT
-    out.write_text(json.dumps(results, indent=1) + "\n")
+    saved = results
+    if args.merge and out.exists():
+        try:
+            saved = merge_results(json.loads(out.read_text()), results)
+        except (ValueError, KeyError) as err:
+            p.error(f"--merge: {out}: {err}")
+    out.write_text(json.dumps(saved, indent=1) + "\n")
     print(table(results))
     print(f"\nwrote {out}", file=sys.stderr)
     broken = [

@@ -360,3 +360,19 @@ def breakdown_lines(b: dict[str, Any]) -> list[str]:
             f"{sw['default_s'] * 1000:g} ms: app p50 {sw['app_p50_ms_short']:.2f} ms, loop busy "
             f"{sw['app_loop_busy_us_per_msg_short']:.0f} µs/msg.")
     return lines
+
+
+def merge_results(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``old`` with the figures of ``new`` (a run of some figures) put in: every other figure is
+    kept, and each merged figure records its own run (when, commit, load), since those differ from
+    the file's. Refused when one is a quick run and the other is not."""
+    if old.get("schema") != new.get("schema") or bool(old.get("quick")) != bool(new.get("quick")):
+        raise ValueError("cannot merge a quick run with a full one (or another schema)")
+    run = {"when": new["when"], "commit": new["machine"].get("commit"),
+           "loadavg_1min": new.get("loadavg_1min")}
+    figures = dict(old.get("figures", {}))
+    for fid, fig in new["figures"].items():
+        figures[fid] = {**fig, "run": run}
+    merged = {**old, "figures": figures}
+    merged["merged_runs"] = [*old.get("merged_runs", []), {**run, "figures": list(new["figures"])}]
+    return merged

@@ -127,3 +127,20 @@ def test_quick_delivery_and_throughput_report_spread_for_app_and_baseline(tmp_pa
         assert g["us_per_msg"] >= 0 and g["cpu_us_per_msg"] >= 0
     assert "Where one message's delivery time goes" in res.stdout
     assert "(min–max)" in res.stdout
+
+
+def test_merge_keeps_other_figures_and_records_the_run():
+    from bench.common import merge_results
+
+    old = {"schema": 1, "quick": False, "when": "t0", "machine": {"commit": "a"},
+           "figures": {"fanout": {"status": "ok", "rows": [1]}, "delivery": {"rows": [2]}}}
+    new = {"schema": 1, "quick": False, "when": "t1", "machine": {"commit": "b"},
+           "loadavg_1min": [8.0, 9.0], "figures": {"delivery": {"status": "ok", "rows": [3]}}}
+    merged = merge_results(old, new)
+    assert merged["figures"]["fanout"] == old["figures"]["fanout"]
+    assert merged["figures"]["delivery"]["rows"] == [3]
+    assert merged["figures"]["delivery"]["run"] == {"when": "t1", "commit": "b",
+                                                   "loadavg_1min": [8.0, 9.0]}
+    assert merged["when"] == "t0" and merged["merged_runs"][0]["figures"] == ["delivery"]
+    with pytest.raises(ValueError):
+        merge_results(old, {**new, "quick": True})
