@@ -74,12 +74,14 @@ class Plan:
     refine: int
     drain_s: float
     flood_s: float | None  # None: until the flood limit's burst is spent, plus 3 s
+    what_if: bool  # the breakdown's GIL switch-interval experiment
 
 
+# quick: a smoke test of the same machinery (structure, not figures to quote) in ~15 s
 QUICK = Plan(reps=3, latency_n=20, probe_factor=4, gap=0.01, probe_s=0.1, window_s=0.3,
-             refine=1, drain_s=5.0, flood_s=1.0)
+             refine=0, drain_s=5.0, flood_s=1.0, what_if=False)
 FULL = Plan(reps=3, latency_n=200, probe_factor=2, gap=0.01, probe_s=1.0, window_s=5.0,
-            refine=2, drain_s=10.0, flood_s=None)
+            refine=2, drain_s=10.0, flood_s=None, what_if=True)
 
 
 class Target(Protocol):
@@ -399,11 +401,13 @@ async def _breakdown(app: _Cluster, raw: _Raw, plan: Plan) -> dict[str, Any]:
     # What if the loop got the GIL back sooner? SQLite calls release the GIL; a store-writer
     # thread may then hold it up to the switch interval (5 ms by default) before the loop resumes.
     default_switch = sys.getswitchinterval()
-    sys.setswitchinterval(SHORT_SWITCH_S)
-    try:
-        short_switch = await _loop_busy(app, n, plan.gap, "bk-switch")
-    finally:
-        sys.setswitchinterval(default_switch)
+    short_switch = None
+    if plan.what_if:
+        sys.setswitchinterval(SHORT_SWITCH_S)
+        try:
+            short_switch = await _loop_busy(app, n, plan.gap, "bk-switch")
+        finally:
+            sys.setswitchinterval(default_switch)
     spans = Spans()
     # the store's one lock, shared by the loop's reads and the writer thread's commits
     locks = tuple((hub.store, "_lock", "store lock wait") for hub, _ in app.nodes
@@ -426,7 +430,7 @@ async def _breakdown(app: _Cluster, raw: _Raw, plan: Plan) -> dict[str, Any]:
             "app_p50_ms": (plain_app["latency"]["p50"] or 0) * 1000,
             "raw_p50_ms": (plain_raw["latency"]["p50"] or 0) * 1000,
         },
-        "switch_interval": {
+        "switch_interval": short_switch and {
             "default_s": default_switch, "short_s": SHORT_SWITCH_S,
             "app_p50_ms_short": (short_switch["latency"]["p50"] or 0) * 1000,
             "app_loop_busy_us_per_msg_short": per_msg(short_switch, "busy_s"),
@@ -459,9 +463,7 @@ async def _run(plan: Plan) -> dict[str, dict[str, Any]]:
         # the cost of security: the same mesh without TLS and signatures
         plain = _Cluster(Path(tmp) / "plain", "plain", rate=1e9, burst=1e9, secure=False)
         targets: dict[str, Target] = {RAW: raw, APP: app, "plain": plain}
-        await raw.start()
-        await app.start()
-        await plain.start()
+        await asyncio.gather(raw.start(), app.start(), plain.start())
         phase("start")
         try:
             for t in targets.values():
