@@ -90,13 +90,16 @@ def test_quick_delivery_and_throughput_report_spread_for_app_and_baseline(tmp_pa
     spread_rows = [r for fig in figures.values() for r in fig["rows"] if "value_spread" in r]
     assert len(spread_rows) >= 6
     for r in spread_rows:
+        assert r["value_spread"]["reps"] == r["baseline_spread"]["reps"] >= 3, r["metric"]
         for key in ("value_spread", "baseline_spread", "ratio_spread"):
             sp = r[key]
-            assert sp["reps"] >= 3, (r["metric"], key)
-            assert sp["min"] <= sp["median"] <= sp["max"]
+            if sp["reps"]:  # a ratio needs a non-zero baseline (a capacity can be 0)
+                assert sp["min"] <= sp["median"] <= sp["max"]
         assert r["value"] == pytest.approx(r["value_spread"]["median"])
         assert r["baseline"] == pytest.approx(r["baseline_spread"]["median"])
-        assert r["ratio"] == pytest.approx(r["ratio_spread"]["median"])
+        if r in figures["delivery"]["rows"]:  # latencies: every repetition gives a ratio
+            assert r["ratio_spread"]["reps"] == r["value_spread"]["reps"]
+            assert r["ratio"] == pytest.approx(r["ratio_spread"]["median"])
 
     cap = figures["throughput"]["capacity"]
     assert set(cap) == {"app", "raw websockets"}
@@ -108,10 +111,10 @@ def test_quick_delivery_and_throughput_report_spread_for_app_and_baseline(tmp_pa
                 assert s["sent"] >= 10 and 0 <= s["in_time_fraction"] <= 1
     raw = cap["raw websockets"]
     # the old figure stopped at the first step on a 0.4 ms wobble: the baseline must get past it
-    assert not raw["first_step_failed"][0]
-    first = raw["steps"][0]
-    assert any(s["ok"] and s["rate"] > first[0]["rate"] for s in first)
-    assert raw["spread"]["median"] > first[0]["rate"]
+    first_rate = raw["steps"][0][0]["rate"]
+    assert not all(raw["first_step_failed"])
+    assert any(s["ok"] and s["rate"] > first_rate for steps in raw["steps"] for s in steps)
+    assert raw["spread"]["median"] > first_rate
     capacity_row = figures["throughput"]["rows"][0]
     assert capacity_row["unit"] == "msg/s" and capacity_row["baseline_spread"]["min"] > 0
 
