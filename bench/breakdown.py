@@ -94,6 +94,7 @@ class Spans:
 
     def __init__(self) -> None:
         self.parts: dict[tuple[str, bool], _Part] = {}  # (part, on the loop thread)
+        self.not_wrapped: list[str] = []
         self._local = threading.local()
         self._lock = threading.Lock()
 
@@ -144,11 +145,17 @@ class Spans:
                     undo.append((obj, attr, fn))
                     setattr(obj, attr, self._wrap(part, fn))
             for module, path, part, _group in TARGETS:
-                owner: Any = importlib.import_module(module)
-                *outer, name = path.split(".")
-                for attr in outer:
-                    owner = getattr(owner, attr)
-                original = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+                try:
+                    owner: Any = importlib.import_module(module)
+                    *outer, name = path.split(".")
+                    for attr in outer:
+                        owner = getattr(owner, attr)
+                    original = (owner.__dict__[name] if isinstance(owner, type)
+                                else getattr(owner, name))
+                except (ImportError, AttributeError, KeyError):
+                    # the code moved (a refactor): that part falls into the rest, and says so
+                    self.not_wrapped.append(f"{module}.{path}")
+                    continue
                 undo.append((owner, name, original))
                 setattr(owner, name, self._wrap(part, original))
             yield self
@@ -190,4 +197,5 @@ class Spans:
             "groups": groups,
             "parts": rows,
             "rest": "asyncio scheduling, websockets' asyncio I/O, socket syscalls, code not wrapped",
+            "not_wrapped": sorted(set(self.not_wrapped)),
         }

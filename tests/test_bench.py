@@ -119,6 +119,7 @@ def test_quick_delivery_and_throughput_report_spread_for_app_and_baseline(tmp_pa
     assert capacity_row["unit"] == "msg/s" and capacity_row["baseline_spread"]["min"] > 0
 
     bd = figures["delivery"]["breakdown"]
+    assert bd["not_wrapped"] == []  # every target still exists where the breakdown looks for it
     calls = {p["part"]: p["calls_per_msg"] for p in bd["parts"]}
     assert calls["Ed25519 sign (sender)"] >= 1
     assert calls["Ed25519 verify (receivers)"] >= 4
