@@ -41,12 +41,16 @@ TARGETS: tuple[tuple[str, str, str, str], ...] = (
     ("fletchat.trust", "message_signing_bytes", "canonical signing bytes", SIG),
     ("fletchat.trust", "SignatureBook.put", "signature book write (SQLite, on the loop)", SQL),
     ("fletchat.trust", "SignatureBook.get", "signature book lookup (SQLite, on the loop)", SQL),
-    ("fletchat.mesh", "Mesh._accept_message", "signature check, rest", SIG),
+    # the signature check and the frame decoding moved to the sans-I/O peer connection on the
+    # peer-core branch: the first path found is wrapped ("a|b" = alternatives)
+    ("fletchat.mesh|fletchat.peer.connection", "Mesh._accept_message|PeerConnection._messages_in",
+     "signature check, rest", SIG),
     ("ssl", "SSLObject.write", "TLS encrypt", TLS),
     ("ssl", "SSLObject.read", "TLS decrypt", TLS),
     ("fletchat.protocol", "encode_frame", "JSON encode (frame -> text)", JSON),
     ("fletchat.protocol", "_parse", "JSON decode", JSON),
-    ("fletchat.mesh", "decode_frame", "frame validation (after JSON decode)", JSON),
+    ("fletchat.mesh|fletchat.peer.connection", "decode_frame|decode_frame",
+     "frame validation (after JSON decode)", JSON),
     ("websockets.protocol", "Protocol.send_text", "websockets framing (send)", WS),
     ("websockets.protocol", "Protocol.receive_data", "websockets framing (receive)", WS),
     ("fletchat.hub", "Hub.post", "hub post (sender: stamp, dedupe)", HUB),
@@ -57,12 +61,23 @@ TARGETS: tuple[tuple[str, str, str, str], ...] = (
     ("fletchat.store", "Store.mark_sent", "store: mark sent (on the loop)", SQL),
     ("fletchat.store", "Store.mark_delivered", "store: mark delivered on ack (on the loop)", SQL),
     ("fletchat.store", "Store.add_many", "store write (batched, store-writer thread)", OFF),
-    ("fletchat.mesh", "Mesh._ack", "ack: receipt sent", ACK),
+    ("fletchat.mesh|fletchat.mesh_session", "Mesh._ack|Sessions._on_messages",
+     "ack: receipt sent", ACK),
     ("fletchat.hub", "Hub.acked", "ack: receipt handled", ACK),
     ("fletchat.mesh", "Mesh._broadcast", "mesh fan-out (queue per peer)", FAN),
 )
 
 GROUP_OF = {part: group for _m, _a, part, group in TARGETS}
+
+
+def _lookup(module: Any, path: str) -> tuple[Any, str, Any]:
+    """(owner, attribute, original) for ``Class.method`` or ``function`` in ``module``."""
+    owner = module
+    *outer, name = path.split(".")
+    for attr in outer:
+        owner = getattr(owner, attr)
+    original = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+    return owner, name, original
 
 
 @dataclass
@@ -144,18 +159,19 @@ class Spans:
                 if callable(fn := getattr(obj, attr, None)):
                     undo.append((obj, attr, fn))
                     setattr(obj, attr, self._wrap(part, fn))
-            for module, path, part, _group in TARGETS:
-                try:
-                    owner: Any = importlib.import_module(module)
-                    *outer, name = path.split(".")
-                    for attr in outer:
-                        owner = getattr(owner, attr)
-                    original = (owner.__dict__[name] if isinstance(owner, type)
-                                else getattr(owner, name))
-                except (ImportError, AttributeError, KeyError):
+            for modules, paths, part, _group in TARGETS:
+                found = None
+                for module, path in zip(modules.split("|"), paths.split("|"), strict=True):
+                    try:
+                        found = _lookup(importlib.import_module(module), path)
+                        break
+                    except (ImportError, AttributeError, KeyError):
+                        continue
+                if found is None:
                     # the code moved (a refactor): that part falls into the rest, and says so
-                    self.not_wrapped.append(f"{module}.{path}")
+                    self.not_wrapped.append(f"{modules}.{paths}")
                     continue
+                owner, name, original = found
                 undo.append((owner, name, original))
                 setattr(owner, name, self._wrap(part, original))
             yield self

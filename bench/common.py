@@ -4,6 +4,7 @@ builds a peer's mesh, and a child process whose JSON lines are timestamped as th
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -154,9 +155,27 @@ async def start_peer_mesh(hub: Any, me: Any, trust: Any = None, *,
         hub.peer_down = peer_down  # this hub instance only: mesh_for_hub wires hub.peer_down
     options.setdefault("host", "127.0.0.1")
     options.setdefault("port", 0)
-    mesh = mesh_for_hub(hub, me, trust, **options)
+    if "settings" in inspect.signature(mesh_for_hub).parameters:  # Mesh(…, MeshSettings)
+        mesh = mesh_for_hub(hub, me, trust, settings=_mesh_settings(**options))
+    else:
+        mesh = mesh_for_hub(hub, me, trust, **options)
     await mesh.start()
     return mesh
+
+
+def _mesh_settings(*, rate: float | None = None, burst: float | None = None,
+                   **options: Any) -> Any:
+    """The same options as a ``MeshSettings`` (the mesh's one settings object): ``rate`` and
+    ``burst`` set every flood limit of a connection (frames and messages)."""
+    from fletchat.mesh import MeshSettings
+
+    if rate is not None:
+        from fletchat.peer.connection import Limits
+
+        burst = burst if burst is not None else rate
+        options["limits"] = Limits(frames_per_second=rate, frame_burst=burst,
+                                   messages_per_second=rate, message_burst=burst)
+    return MeshSettings(**options)
 
 
 def machine() -> dict[str, Any]:
