@@ -90,7 +90,9 @@ def test_quick_delivery_and_throughput_report_spread_for_app_and_baseline(tmp_pa
     spread_rows = [r for fig in figures.values() for r in fig["rows"] if "value_spread" in r]
     assert len(spread_rows) >= 6
     for r in spread_rows:
-        assert r["value_spread"]["reps"] == r["baseline_spread"]["reps"] >= 3, r["metric"]
+        assert r["value_spread"]["reps"] == r["baseline_spread"]["reps"], r["metric"]
+        if "at that capacity" not in r["metric"]:  # that one only where both kept up
+            assert r["value_spread"]["reps"] >= 3, r["metric"]
         for key in ("value_spread", "baseline_spread", "ratio_spread"):
             sp = r[key]
             if sp["reps"]:  # a ratio needs a non-zero baseline (a capacity can be 0)
