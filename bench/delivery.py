@@ -445,9 +445,29 @@ async def _breakdown(app: _Cluster, raw: _Raw, plan: Plan) -> dict[str, Any]:
     return rep
 
 
-async def _run(plan: Plan) -> dict[str, dict[str, Any]]:
+async def _shipped_flood_limit(tmp: Path, plan: Plan) -> dict[str, Any]:
+    """The app as shipped, flood limit on: offer twice the limit until the burst is spent."""
     from fletchat.protocol import RATE_BURST, RATE_FRAMES_PER_SECOND
 
+    dflt = _Cluster(tmp, "app, shipped flood limit")
+    await dflt.start()
+    over = 2 * RATE_FRAMES_PER_SECOND
+    secs = plan.flood_s or RATE_BURST / (over - RATE_FRAMES_PER_SECOND) + 3.0
+    try:
+        sent = await _paced(dflt, int(over * secs), over, "d")
+        await _until(lambda: _all_in(dflt, sent), 5.0)
+        all4, _, missing = _latencies(dflt, sent)
+        downs = dflt.downs
+    finally:
+        await dflt.stop()
+    return row(f"offered {over:g} msg/s with the shipped flood limit: delivered",
+               float(len(all4)), float(len(all4) + missing), unit="msg",
+               baseline_name="sent", n=len(all4) + missing,
+               note=f"{downs} peer-down events; limit {RATE_FRAMES_PER_SECOND:g} frames/s, "
+                    f"burst {RATE_BURST:g}, per connection")
+
+
+async def _run(plan: Plan) -> dict[str, dict[str, Any]]:
     load_start = loadavg()
     lat: dict[str, list[dict[str, Any]]] = {APP: [], RAW: [], "plain": []}
     cap: dict[str, list[dict[str, Any]]] = {APP: [], RAW: []}
@@ -495,18 +515,7 @@ async def _run(plan: Plan) -> dict[str, dict[str, Any]]:
             await raw.stop()
         phase("stop")
 
-        # The app as shipped: the flood limit on. Offer twice the limit until the burst is spent.
-        dflt = _Cluster(Path(tmp) / "default", "app, shipped flood limit")
-        await dflt.start()
-        over = 2 * RATE_FRAMES_PER_SECOND
-        secs = plan.flood_s or RATE_BURST / (over - RATE_FRAMES_PER_SECOND) + 3.0
-        try:
-            sent = await _paced(dflt, int(over * secs), over, "d")
-            await _until(lambda: _all_in(dflt, sent), 5.0)
-            d_all4, _, d_missing = _latencies(dflt, sent)
-            d_downs = dflt.downs
-        finally:
-            await dflt.stop()
+        flood_row = await _shipped_flood_limit(Path(tmp) / "default", plan)
         phase("flood limit")
     load_end = loadavg()
 
@@ -552,11 +561,7 @@ async def _run(plan: Plan) -> dict[str, dict[str, Any]]:
                    [r for _, r in p99_pairs], unit="ms",
                    baseline_name="raw websockets 1->4 at its capacity",
                    note=f"repetitions where both kept up at some rate; {reps_note}"),
-        row(f"offered {over:g} msg/s with the shipped flood limit: delivered",
-            float(len(d_all4)), float(len(d_all4) + d_missing), unit="msg",
-            baseline_name="sent", n=len(d_all4) + d_missing,
-            note=f"{d_downs} peer-down events; limit {RATE_FRAMES_PER_SECOND:g} frames/s, "
-                 f"burst {RATE_BURST:g}, per connection"),
+        flood_row,
     ]
     missing = sum(r["missing"] for r in lat[APP])
     load = {"start": load_start, "per_repetition": loads, "end": load_end}
