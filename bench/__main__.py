@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .common import Skip, fmt, machine
+from .common import Skip, breakdown_lines, cell, machine, merge_results
 
 FIGURES: dict[str, str] = {
     "discovery": "1. Discovery to visible (namespaced hosts, real mDNS)",
@@ -91,6 +91,8 @@ def table(results: dict[str, Any]) -> str:
     lines = [
         (f"Machine: {m['cpu']}, {m['cores']} cores, {m['os']}, Python {m['python']} "
         f"(commit {m['commit']}{', quick run' if results['quick'] else ''})"),
+        (f"Load average (1 min) before / after the run: {results.get('loadavg_1min')}; "
+        "value (min–max) = median of repetitions and their spread"),
         "",
         "| figure | value | baseline (same run) | ratio | target | n |",
         "|---|---|---|---|---|---|",
@@ -100,15 +102,17 @@ def table(results: dict[str, Any]) -> str:
         if fig["status"] != "ok":
             lines.append(f"| {fig['status']}: {fig.get('error', '')} | | | | | |")
         for r in fig.get("rows", []):
-            ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}x"
             met = "" if r["met"] is None else (" met" if r["met"] else " **missed**")
             lines.append(
-                f"| {r['metric']} | {fmt(r['value'], r['unit'])} | "
-                f"{fmt(r['baseline'], r['unit'])} ({r['baseline_name']}) | {ratio} | "
+                f"| {r['metric']} | {cell(r, 'value')} | "
+                f"{cell(r, 'baseline')} ({r['baseline_name']}) | {cell(r, 'ratio')} | "
                 f"{r['target']}{met} | {r['n'] if r['n'] is not None else ''} |"
             )
         for f in fig.get("failures", []) or []:
             lines.append(f"| (failure) {f} | | | | | |")
+    for fig in results["figures"].values():
+        if fig.get("breakdown"):
+            lines += breakdown_lines(fig["breakdown"])
     return "\n".join(lines)
 
 
@@ -117,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="few samples, under a minute (CI smoke)")
     p.add_argument("--only", help=f"comma-separated figure ids: {', '.join(FIGURES)}")
     p.add_argument("--out", type=Path, help=f"JSON results file (default {DEFAULT_OUT})")
+    p.add_argument("--merge", action="store_true",
+                   help="put the figures run into the existing results file, keeping the others")
     args = p.parse_args(argv)
     only = None
     if args.only:
@@ -126,7 +132,13 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"unknown figure(s): {', '.join(sorted(unknown))}")
     results = run(args.quick, only)
     out = args.out or DEFAULT_OUT
-    out.write_text(json.dumps(results, indent=1) + "\n")
+    saved = results
+    if args.merge and out.exists():
+        try:
+            saved = merge_results(json.loads(out.read_text()), results)
+        except (ValueError, KeyError) as err:
+            p.error(f"--merge: {out}: {err}")
+    out.write_text(json.dumps(saved, indent=1) + "\n")
     print(table(results))
     print(f"\nwrote {out}", file=sys.stderr)
     broken = [

@@ -70,3 +70,83 @@ def test_quick_history_figures_measure_against_plain_sqlite(tmp_path):
             assert r["ratio"] == pytest.approx(r["value"] / r["baseline"])
     sync_bytes = figures["sync"]["rows"][1]
     assert sync_bytes["unit"] == "KiB" and sync_bytes["n"] == 1000
+
+
+def test_quick_delivery_and_throughput_report_spread_for_app_and_baseline(tmp_path):
+    """Capacity and latency are repeated in interleaved pairs and reported as min/median/max for
+    both sides; the baseline's capacity is a real search, not a first step lost to noise; the
+    per-message breakdown comes from the real code paths (one signature per message, four
+    verifications)."""
+    out = tmp_path / "results.json"
+    res = run_bench("--quick", "--only", "delivery,throughput", "--out", str(out), timeout=240)
+    assert res.returncode == 0, res.stderr
+    figures = json.loads(out.read_text())["figures"]
+    assert list(figures) == ["delivery", "throughput"]
+    for fig in figures.values():
+        assert fig["status"] == "ok"
+        assert len(fig["loadavg"]["per_repetition"]) >= 3
+        for r in fig["rows"]:
+            assert ROW_KEYS <= set(r)
+    spread_rows = [r for fig in figures.values() for r in fig["rows"] if "value_spread" in r]
+    assert len(spread_rows) >= 6
+    for r in spread_rows:
+        assert r["value_spread"]["reps"] == r["baseline_spread"]["reps"], r["metric"]
+        if "at that capacity" not in r["metric"]:  # that one only where both kept up
+            assert r["value_spread"]["reps"] >= 3, r["metric"]
+        for key in ("value_spread", "baseline_spread", "ratio_spread"):
+            sp = r[key]
+            if sp["reps"]:  # a ratio needs a non-zero baseline (a capacity can be 0)
+                assert sp["min"] <= sp["median"] <= sp["max"]
+        assert r["value"] == pytest.approx(r["value_spread"]["median"])
+        assert r["baseline"] == pytest.approx(r["baseline_spread"]["median"])
+        if r in figures["delivery"]["rows"]:  # latencies: every repetition gives a ratio
+            assert r["ratio_spread"]["reps"] == r["value_spread"]["reps"]
+            assert r["ratio"] == pytest.approx(r["ratio_spread"]["median"])
+
+    cap = figures["throughput"]["capacity"]
+    assert set(cap) == {"app", "raw websockets"}
+    for side in cap.values():
+        assert len(side["per_repetition"]) >= 3 and all(c > 0 for c in side["per_repetition"])
+        for steps in side["steps"]:
+            assert {s["phase"] for s in steps} == {"probe", "sustained"}
+            for s in steps:
+                assert s["sent"] >= 10 and 0 <= s["in_time_fraction"] <= 1
+    raw = cap["raw websockets"]
+    # the old figure stopped at the first step on a 0.4 ms wobble: the baseline must get past it
+    first_rate = raw["steps"][0][0]["rate"]
+    assert not all(raw["first_step_failed"])
+    assert any(s["ok"] and s["rate"] > first_rate for steps in raw["steps"] for s in steps)
+    assert raw["spread"]["median"] > first_rate
+    capacity_row = figures["throughput"]["rows"][0]
+    assert capacity_row["unit"] == "msg/s" and capacity_row["baseline_spread"]["min"] > 0
+
+    bd = figures["delivery"]["breakdown"]
+    assert bd["not_wrapped"] == []  # every target still exists where the breakdown looks for it
+    calls = {p["part"]: p["calls_per_msg"] for p in bd["parts"]}
+    assert calls["Ed25519 sign (sender)"] >= 1
+    assert calls["Ed25519 verify (receivers)"] >= 4
+    assert calls["TLS encrypt"] > 0 and calls["JSON decode"] > 0
+    assert calls["hub acceptance (dedupe, clock, queue for store)"] >= 4
+    assert {"signatures: Ed25519 sign + verify", "TLS encrypt / decrypt",
+            "SQLite on the event loop (store, signature book)"} <= set(bd["groups"])
+    for g in bd["groups"].values():
+        assert g["us_per_msg"] >= 0 and g["cpu_us_per_msg"] >= 0
+    assert "Where one message's delivery time goes" in res.stdout
+    assert "(min–max)" in res.stdout
+
+
+def test_merge_keeps_other_figures_and_records_the_run():
+    from bench.common import merge_results
+
+    old = {"schema": 1, "quick": False, "when": "t0", "machine": {"commit": "a"},
+           "figures": {"fanout": {"status": "ok", "rows": [1]}, "delivery": {"rows": [2]}}}
+    new = {"schema": 1, "quick": False, "when": "t1", "machine": {"commit": "b"},
+           "loadavg_1min": [8.0, 9.0], "figures": {"delivery": {"status": "ok", "rows": [3]}}}
+    merged = merge_results(old, new)
+    assert merged["figures"]["fanout"] == old["figures"]["fanout"]
+    assert merged["figures"]["delivery"]["rows"] == [3]
+    assert merged["figures"]["delivery"]["run"] == {"when": "t1", "commit": "b",
+                                                   "loadavg_1min": [8.0, 9.0]}
+    assert merged["when"] == "t0" and merged["merged_runs"][0]["figures"] == ["delivery"]
+    with pytest.raises(ValueError):
+        merge_results(old, {**new, "quick": True})
