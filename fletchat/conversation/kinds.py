@@ -1,0 +1,206 @@
+"""Value types and edge validation for the conversation kinds: reply, reaction, edit, delete.
+
+Pure (no flet, sockets or sqlite). Until they are wired into ``model``/``protocol`` the constants
+live here; docs/conversation.md is the wire draft they implement. Every ``from_dict`` takes an
+untrusted mapping (a decoded frame) and either returns a value or raises ``ValidationError`` with a
+sentence fit to show whoever sent it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..model import (
+    ValidationError,
+    validate_id,
+    validate_name,
+    validate_text,
+)
+from .emoji import REACTION_SET
+
+KIND_REPLY = "reply"  # a chat message that answers another: carries ``ReplyRef``
+KIND_REACTION = "reaction"  # toggles one emoji on one message, by one person (stored, caught up)
+KIND_EDIT = "edit"  # replaces the text of the author's own message (stored, caught up)
+KIND_DELETE = "delete"  # tombstones the author's own message (stored, caught up, wins over edits)
+KIND_TYPING = "typing"  # a live frame only: never stored, never in catch-up
+KIND_READ = "read"  # a live frame: "I have read #channel up to stamp H" (latest kept per reader)
+STORED_KINDS = (KIND_REPLY, KIND_REACTION, KIND_EDIT, KIND_DELETE)
+LIVE_KINDS = (KIND_TYPING, KIND_READ)
+
+MAX_SNIPPET_CHARS = 120  # the quoted part of a reply: enough to recognise, short enough to show
+MAX_EMOJI_CHARS = 16  # longest accepted reaction string in code points (ZWJ family sequences fit)
+
+# A hybrid-logical-clock stamp (``clock.Stamp.encode``): the same pattern model.py checks.
+_HLC_RE = re.compile(r"^[0-9a-f]{12}\.[0-9a-f]{4}\.[A-Za-z0-9_.:-]{1,64}$")
+
+
+def validate_hlc(raw: object, what: str = "clock stamp") -> str:
+    """An HLC stamp from outside; byte order of two valid stamps is their causal order."""
+    if not isinstance(raw, str) or not _HLC_RE.fullmatch(raw):
+        raise ValidationError(f"Invalid {what}.")
+    return raw
+
+
+def make_snippet(text: str, limit: int = MAX_SNIPPET_CHARS) -> str:
+    """The quote a reply carries: whitespace collapsed to one line, cut with an ellipsis.
+
+    Carried inside the reply (not looked up) so the row still shows what was answered when the
+    parent is not here yet (a late joiner, an older page not loaded)."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    return flat[: limit - 1].rstrip() + "\u2026"
+
+
+def validate_emoji(raw: object) -> str:
+    """A reaction: one entry of the bounded reaction set; length is checked before anything else."""
+    if not isinstance(raw, str):
+        raise ValidationError("Reaction must be text.")
+    if len(raw) > MAX_EMOJI_CHARS:
+        raise ValidationError(f"Reaction is too long (at most {MAX_EMOJI_CHARS} characters).")
+    if raw not in REACTION_SET:
+        raise ValidationError("Unknown reaction: pick one from the emoji picker.")
+    return raw
+
+
+@dataclass(frozen=True)
+class ReplyRef:
+    """What a reply points at: the parent's id, who wrote it, and a short quote of it."""
+
+    parent_id: str
+    parent_author: str
+    snippet: str
+
+    @classmethod
+    def to(cls, parent: Original) -> ReplyRef:
+        return cls(parent.id, parent.author, make_snippet(parent.text))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"parent": self.parent_id, "parent_author": self.parent_author,
+                "quote": self.snippet}
+
+    @classmethod
+    def from_dict(cls, data: object) -> ReplyRef:
+        if not isinstance(data, dict):
+            raise ValidationError("Reply reference must be an object.")
+        quote = data.get("quote", "")
+        if not isinstance(quote, str) or len(quote) > MAX_SNIPPET_CHARS:
+            raise ValidationError(f"Reply quote is too long (at most {MAX_SNIPPET_CHARS}).")
+        if quote and validate_text(quote) != quote:
+            raise ValidationError("Invalid reply quote.")
+        if "\n" in quote:
+            raise ValidationError("Reply quote must be one line.")
+        return cls(
+            validate_id(data.get("parent"), "reply parent id"),
+            validate_name(data.get("parent_author")),
+            quote,
+        )
+
+
+class Original(Protocol):
+    """What the reducer needs of the message being modified (``model.Message`` fits)."""
+
+    id: str
+    author: str
+    origin: str
+    text: str
+    ts: float
+    hlc: str
+    channel: str
+
+
+@dataclass(frozen=True)
+class ConvEvent:
+    """A stored event about one message (``target``): who sent it, signed by ``origin``'s key.
+
+    ``id`` is the event's own message id (dedupe), ``hlc`` orders events about the same target."""
+
+    id: str
+    origin: str  # peer id whose device key signed this event
+    author: str  # display name at the time (shown in "who reacted"; never an identity)
+    target: str  # id of the message this event is about
+    hlc: str
+
+    def base_dict(self, kind: str) -> dict[str, Any]:
+        return {"id": self.id, "kind": kind, "origin": self.origin, "author": self.author,
+                "target": self.target, "hlc": self.hlc}
+
+
+@dataclass(frozen=True)
+class Reaction(ConvEvent):
+    emoji: str = ""
+    on: bool = True  # False = this person took the reaction back
+
+
+@dataclass(frozen=True)
+class Edit(ConvEvent):
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class Delete(ConvEvent):
+    pass
+
+
+AnyEvent = Reaction | Edit | Delete
+
+
+def event_to_dict(event: AnyEvent) -> dict[str, Any]:
+    if isinstance(event, Reaction):
+        return event.base_dict(KIND_REACTION) | {"emoji": event.emoji, "on": event.on}
+    if isinstance(event, Edit):
+        return event.base_dict(KIND_EDIT) | {"text": event.text}
+    return event.base_dict(KIND_DELETE)
+
+
+def event_from_dict(data: object) -> AnyEvent:
+    """Validate an untrusted mapping into a reaction, edit or delete (not yet authorised:
+    see ``check_author`` and the reducer)."""
+    if not isinstance(data, dict):
+        raise ValidationError("Event must be an object.")
+    kind = data.get("kind")
+    if kind not in (KIND_REACTION, KIND_EDIT, KIND_DELETE):
+        raise ValidationError("Unknown event kind.")
+    base = {
+        "id": validate_id(data.get("id"), "event id"),
+        "origin": validate_id(data.get("origin"), "origin"),
+        "author": validate_name(data.get("author")),
+        "target": validate_id(data.get("target"), "target id"),
+        "hlc": validate_hlc(data.get("hlc")),
+    }
+    if kind == KIND_REACTION:
+        on = data.get("on", True)
+        if not isinstance(on, bool):
+            raise ValidationError("Reaction 'on' must be true or false.")
+        return Reaction(**base, emoji=validate_emoji(data.get("emoji")), on=on)
+    if kind == KIND_EDIT:
+        raw = data.get("text")
+        clean = validate_text(raw)
+        if clean is None:
+            raise ValidationError("An edit cannot empty a message: delete it instead.")
+        if clean != raw:
+            raise ValidationError("Invalid edit text.")
+        return Edit(**base, text=clean)
+    return Delete(**base)
+
+
+def check_author(original_origin: str, signer: str) -> None:
+    """Only the install that wrote a message may edit or delete it.
+
+    ``signer`` is the origin whose device key verified the event's signature (the mesh checks
+    the signature; this is the rule). Display names are never compared: two people may share one.
+    Raises ``ValidationError`` with the sentence to send back."""
+    if not original_origin or original_origin != signer:
+        raise ValidationError("Only the author can edit or delete this message.")
+
+
+def may_modify(event: AnyEvent, original: Original) -> bool:
+    """Reactions are anyone's; edits and deletes only the original author's."""
+    if event.target != original.id:
+        return False
+    if isinstance(event, Reaction):
+        return True
+    return bool(original.origin) and event.origin == original.origin
+

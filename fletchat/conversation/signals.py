@@ -1,0 +1,170 @@
+"""Live signals: typing, read receipts, per-message reach, and per-person flood limits.
+
+Pure: every method takes ``now`` (seconds, any monotonic clock) instead of reading a clock, so
+tests drive time. Typing is never stored; read marks keep only the latest position per reader.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+TYPING_INTERVAL = 3.0  # a sender says "typing" at most once per this many seconds
+TYPING_TIMEOUT = 6.0  # "X is typing…" disappears this long after the last signal
+MAX_TYPING_SHOWN = 3  # "Ada, Bob and 4 others are typing…"
+MAX_TRACKED = 256  # people tracked per structure; the oldest entry goes first
+
+
+class TypingThrottle:
+    """The sender's side: ``should_send(now)`` is true at most once per ``TYPING_INTERVAL``
+    while the person keeps typing; ``sent_message()`` resets it (the message ends the typing)."""
+
+    def __init__(self, interval: float = TYPING_INTERVAL) -> None:
+        self._interval = interval
+        self._last: float | None = None
+
+    def should_send(self, now: float) -> bool:
+        if self._last is not None and now - self._last < self._interval:
+            return False
+        self._last = now
+        return True
+
+    def sent_message(self) -> None:
+        self._last = None
+
+
+class TypingBoard:
+    """The receiver's side: who is typing in which channel, expiring after ``TYPING_TIMEOUT``.
+
+    A person is keyed by origin (names are not identities). Signals more frequent than the
+    throttle allows (half the interval, for jitter) are dropped: ``note`` returns False."""
+
+    def __init__(self, timeout: float = TYPING_TIMEOUT, interval: float = TYPING_INTERVAL,
+                 max_tracked: int = MAX_TRACKED) -> None:
+        self._timeout = timeout
+        self._min_gap = interval / 2
+        self._max = max_tracked
+        self._at: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
+
+    def note(self, channel: str, origin: str, name: str, now: float) -> bool:
+        key = (channel, origin)
+        prev = self._at.get(key)
+        if prev is not None and now - prev[0] < self._min_gap:
+            return False
+        self._at[key] = (now, name)
+        self._at.move_to_end(key)
+        while len(self._at) > self._max:
+            self._at.popitem(last=False)
+        return True
+
+    def stopped(self, channel: str, origin: str) -> None:
+        """Their message arrived (or they left): they are no longer typing."""
+        self._at.pop((channel, origin), None)
+
+    def typing(self, channel: str, now: float, me: str = "") -> list[str]:
+        """Names typing in ``channel`` now, earliest first, never the viewer's own origin."""
+        for key, (at, _) in list(self._at.items()):
+            if now - at >= self._timeout:
+                del self._at[key]
+        return [name for (ch, o), (_, name) in self._at.items() if ch == channel and o != me]
+
+
+def typing_line(names: list[str]) -> str:
+    """ "Ada is typing…", "Ada and Bob are typing…", "Ada, Bob and 3 others are typing…"."""
+    if not names:
+        return ""
+    if len(names) == 1:
+        return f"{names[0]} is typing\u2026"
+    if len(names) <= MAX_TYPING_SHOWN:
+        return f"{', '.join(names[:-1])} and {names[-1]} are typing\u2026"
+    shown = ", ".join(names[:2])
+    return f"{shown} and {len(names) - 2} others are typing\u2026"
+
+
+@dataclass(frozen=True)
+class ReadMark:
+    reader: str  # origin (device) of the reader
+    name: str
+    channel: str
+    upto: str  # HLC stamp of the newest message read in that channel
+
+
+class ReadMarks:
+    """Per (channel, reader) the last-read position; only moves forward (stamps compare as
+    strings). A reader who turned receipts off sends none; ``forget`` drops what we held."""
+
+    def __init__(self, max_tracked: int = MAX_TRACKED * 16) -> None:
+        self._max = max_tracked
+        self._marks: OrderedDict[tuple[str, str], ReadMark] = OrderedDict()
+
+    def update(self, mark: ReadMark) -> bool:
+        """True if this moved the reader's position forward (worth a redraw)."""
+        key = (mark.channel, mark.reader)
+        old = self._marks.get(key)
+        if old is not None and mark.upto <= old.upto:
+            return False
+        self._marks[key] = mark
+        self._marks.move_to_end(key)
+        while len(self._marks) > self._max:
+            self._marks.popitem(last=False)
+        return True
+
+    def forget(self, reader: str) -> None:
+        for key in [k for k in self._marks if k[1] == reader]:
+            del self._marks[key]
+
+    def position(self, channel: str, reader: str) -> str:
+        mark = self._marks.get((channel, reader))
+        return mark.upto if mark else ""
+
+    def seen_by(self, channel: str, hlc: str, author_origin: str) -> tuple[str, ...]:
+        """Names of readers whose position reached the message stamped ``hlc``, the author's own
+        devices excluded; sorted, for the tooltip. ``len()`` of it is "seen by N"."""
+        return tuple(sorted(
+            m.name for (ch, reader), m in self._marks.items()
+            if ch == channel and reader != author_origin and m.upto >= hlc
+        ))
+
+
+def seen_line(names: tuple[str, ...]) -> str:
+    return f"seen by {len(names)}" if names else ""
+
+
+def reach_line(acked: set[str], devices: set[str]) -> str:
+    """ "on 4 of 5 devices": how many of the devices in the channel hold the message (the
+    writer's own included). ``acked`` ids outside ``devices`` (gone since) are not counted."""
+    if not devices:
+        return ""
+    return f"on {len(acked & devices)} of {len(devices)} devices"
+
+
+class FloodLimit:
+    """A sliding-window limit per key (an origin, an origin+kind): at most ``count`` events per
+    ``window`` seconds. Bounded memory: the least recently seen key is dropped first, which only
+    ever lets an evicted key start afresh (fails open for that key, never blocks others)."""
+
+    def __init__(self, count: int, window: float, max_keys: int = 4096) -> None:
+        self._count = count
+        self._window = window
+        self._max = max_keys
+        self._hits: OrderedDict[str, list[float]] = OrderedDict()
+
+    def allow(self, key: str, now: float) -> bool:
+        hits = [t for t in self._hits.get(key, []) if now - t < self._window]
+        if len(hits) >= self._count:
+            self._hits[key] = hits
+            self._hits.move_to_end(key)
+            return False
+        hits.append(now)
+        self._hits[key] = hits
+        self._hits.move_to_end(key)
+        while len(self._hits) > self._max:
+            self._hits.popitem(last=False)
+        return True
+
+
+# The limits docs/conversation.md states (per origin, on top of the connection's frame limit).
+REACTION_LIMIT = (20, 10.0)  # 20 reactions per 10 s
+EDIT_LIMIT = (10, 10.0)  # edits + deletes
+TYPING_LIMIT = (1, TYPING_INTERVAL / 2)  # per channel
+READ_LIMIT = (10, 10.0)  # read marks per channel
