@@ -22,6 +22,7 @@ from fletchat.conversation.kinds import (
     make_snippet,
     may_modify,
     validate_emoji,
+    vouches_for,
 )
 from fletchat.conversation.reducer import (
     DELETED_TEXT,
@@ -104,6 +105,27 @@ def test_events_round_trip(event: Reaction | Edit | Delete) -> None:
     assert event_from_dict(event_to_dict(event)) == event
 
 
+def test_delete_carries_its_slots_and_vouches_only_for_them() -> None:
+    d = Delete("d9", ALICE, "Alice", "m1", stamp(5), target_seq=1, erases=(4, 7))
+    assert event_from_dict(event_to_dict(d)) == d
+    assert vouches_for(d, ALICE, "m1", 1)
+    assert vouches_for(d, ALICE, "e-any", 7)  # an erased edit's slot
+    assert not vouches_for(d, ALICE, "m1", 2)  # the wrong slot for the target
+    assert not vouches_for(d, ALICE, "e-any", 5)
+    assert not vouches_for(d, MALLORY, "m1", 1)  # another origin's slot
+
+
+@pytest.mark.parametrize(
+    ("extra", "error"),
+    [({"target_seq": -1}, "Invalid target sequence"), ({"target_seq": True}, "Invalid target"),
+     ({"erases": list(range(1, 100))}, "at most 64"), ({"erases": [0]}, "Invalid erased"),
+     ({"erases": "1"}, "at most")],
+)
+def test_bad_delete_slots_are_refused(extra: dict, error: str) -> None:
+    with pytest.raises(ValidationError, match=error):
+        event_from_dict(GOOD | {"kind": "delete"} | extra)
+
+
 def test_reply_keeps_a_one_line_snippet_that_survives_without_the_parent() -> None:
     parent = Message("p1", "chat", "Ada", ALICE, "line one\n\nline   two " + "z" * 300, 1.0, "general")
     ref = ReplyRef.to(parent)
@@ -136,15 +158,21 @@ def test_snippet_short_text_is_kept_whole() -> None:
 # ---- the author-only rule ---------------------------------------------------------------------
 
 @pytest.mark.parametrize(
-    ("original_origin", "signer", "allowed"),
-    [(ALICE, ALICE, True), (ALICE, MALLORY, False), ("", MALLORY, False), ("", "", False)],
+    ("original", "signer", "allowed"),
+    [
+        ((ALICE, "Alice"), (ALICE, "Alice"), True),
+        ((ALICE, "Alice"), (MALLORY, "Alice"), False),  # the name is not an identity
+        ((ALICE, "Alice"), (ALICE, "Bob"), False),  # another person on the same host
+        (("", "Alice"), (MALLORY, "Alice"), False),
+        (("", "Alice"), ("", "Alice"), False),  # no origin: nobody can prove authorship
+    ],
 )
-def test_check_author(original_origin: str, signer: str, allowed: bool) -> None:
+def test_check_author(original: tuple[str, str], signer: tuple[str, str], allowed: bool) -> None:
     if allowed:
-        check_author(original_origin, signer)
+        check_author(original[0], original[1], signer[0], signer[1])
     else:
         with pytest.raises(ValidationError, match="Only the author"):
-            check_author(original_origin, signer)
+            check_author(original[0], original[1], signer[0], signer[1])
 
 
 def test_may_modify() -> None:
@@ -152,6 +180,8 @@ def test_may_modify() -> None:
     assert not may_modify(edit("e", 2, "x", origin=MALLORY), ORIGINAL)
     assert not may_modify(delete("d", 2, origin=MALLORY), ORIGINAL)
     assert may_modify(react("r", 2, MALLORY), ORIGINAL)  # anyone may react
+    same_host = Edit("h", ALICE, "Bob", "m1", stamp(2), text="x")  # Bob's tab on Alice's host
+    assert not may_modify(same_host, ORIGINAL)
     other = Edit("e", ALICE, "Alice", "m2", stamp(2), text="x")
     assert not may_modify(other, ORIGINAL)
 
@@ -193,6 +223,18 @@ def test_forged_events_are_reported_with_a_reason() -> None:
     }
 
 
+def test_another_person_on_the_authors_host_cannot_edit_or_delete() -> None:
+    row = reduce_row(ORIGINAL, [Edit("h1", ALICE, "Bob", "m1", stamp(2000), text="x"),
+                                Delete("h2", ALICE, "Bob", "m1", stamp(2100))])
+    assert (row.text, row.edited, row.deleted) == ("hello wrold", False, False)
+    assert len(row.refused) == 2
+
+
+def test_two_people_on_one_host_react_separately() -> None:
+    row = reduce_row(ORIGINAL, [react("a", 1, BOB, name="Bob"), react("b", 2, BOB, name="Cy")])
+    assert [(s.count, s.who) for s in row.reactions] == [(2, ("Bob", "Cy"))]
+
+
 def test_events_about_another_message_do_not_apply() -> None:
     stray = Edit("s1", ALICE, "Alice", "m2", stamp(2000), text="elsewhere")
     row = reduce_row(ORIGINAL, [stray])
@@ -213,12 +255,12 @@ def test_reactions_count_toggle_and_name_who() -> None:
         react("r5", 2400, ALICE, emoji=HEART),
     ]
     for order in itertools.permutations(events):
-        row = reduce_row(ORIGINAL, order, me=ALICE)
+        row = reduce_row(ORIGINAL, order, me=(ALICE, "Alice"))
         got = [(s.emoji, s.count, s.who, s.mine) for s in row.reactions]
         assert got == [(HEART, 2, ("Alice", "Bob"), True), (THUMBS, 1, ("Bob",), False)]
     assert row.reactions[0].label == f"{HEART} 2: Alice, Bob"
-    assert toggle(row, HEART, ALICE) is False  # tapping my own reaction takes it back
-    assert toggle(row, THUMBS, ALICE) is True
+    assert toggle(row, HEART) is False  # tapping my own reaction takes it back
+    assert toggle(row, THUMBS) is True
 
 
 def test_reaction_toggled_back_on_counts_again() -> None:

@@ -41,6 +41,7 @@ from fletchat.conversation.signals import (
     ReadMarks,
     TypingBoard,
     TypingThrottle,
+    person_key,
     reach_line,
     seen_line,
     typing_line,
@@ -66,11 +67,11 @@ def test_sender_says_typing_at_most_once_per_interval() -> None:
 
 def test_typing_board_expires_and_never_shows_me() -> None:
     b = TypingBoard()
-    assert b.note("general", "ada-dev", "Ada", 0.0)
-    assert b.note("general", "me-dev", "Me", 0.0)
-    assert b.note("random", "bob-dev", "Bob", 0.0)
-    assert b.typing("general", 1.0, me="me-dev") == ["Ada"]
-    assert b.typing("general", TYPING_TIMEOUT + 0.01, me="me-dev") == []
+    assert b.note("general", person_key("host", "Ada"), "Ada", 0.0)
+    assert b.note("general", person_key("host", "Me"), "Me", 0.0)  # another tab on one host
+    assert b.note("random", "bob-dev/Bob", "Bob", 0.0)
+    assert b.typing("general", 1.0, me=person_key("host", "Me")) == ["Ada"]
+    assert b.typing("general", TYPING_TIMEOUT + 0.01) == []
     assert b.typing("random", TYPING_TIMEOUT + 0.01) == []
 
 
@@ -113,8 +114,8 @@ def test_read_marks_move_forward_only_and_aggregate_seen_by() -> None:
     r.update(ReadMark("cy-dev", "Cy", "general", stamp(20)))
     r.update(ReadMark("ada-dev", "Ada", "general", stamp(90)))  # the author's own device
     r.update(ReadMark("di-dev", "Di", "random", stamp(90)))  # another channel
-    assert r.seen_by("general", stamp(20), author_origin="ada-dev") == ("Bob", "Cy")
-    assert r.seen_by("general", stamp(40), author_origin="ada-dev") == ("Bob",)
+    assert r.seen_by("general", stamp(20), author="ada-dev") == ("Bob", "Cy")
+    assert r.seen_by("general", stamp(40), author="ada-dev") == ("Bob",)
     assert seen_line(r.seen_by("general", stamp(40), "ada-dev")) == "seen by 1"
     assert seen_line(()) == ""
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..model import (
+    MAX_SEQ,
     ValidationError,
     validate_id,
     validate_name,
@@ -141,7 +142,15 @@ class Edit(ConvEvent):
 
 @dataclass(frozen=True)
 class Delete(ConvEvent):
-    pass
+    """``target_seq`` binds the target's id to its (origin, seq) catch-up slot, and ``erases``
+    lists the seqs of the author's own edits of it: stores keep those slots as redacted stubs
+    (no text), which catch-up can hand on because this signed delete vouches for them."""
+
+    target_seq: int = 0
+    erases: tuple[int, ...] = ()
+
+
+MAX_ERASES = 64  # edits one delete can erase; an author editing more often is rate-limited first
 
 
 AnyEvent = Reaction | Edit | Delete
@@ -152,7 +161,8 @@ def event_to_dict(event: AnyEvent) -> dict[str, Any]:
         return event.base_dict(KIND_REACTION) | {"emoji": event.emoji, "on": event.on}
     if isinstance(event, Edit):
         return event.base_dict(KIND_EDIT) | {"text": event.text}
-    return event.base_dict(KIND_DELETE)
+    return event.base_dict(KIND_DELETE) | {"target_seq": event.target_seq,
+                                           "erases": list(event.erases)}
 
 
 def event_from_dict(data: object) -> AnyEvent:
@@ -183,16 +193,40 @@ def event_from_dict(data: object) -> AnyEvent:
         if clean != raw:
             raise ValidationError("Invalid edit text.")
         return Edit(**base, text=clean)
-    return Delete(**base)
+    target_seq = data.get("target_seq", 0)
+    if isinstance(target_seq, bool) or not isinstance(target_seq, int) or not (
+        0 <= target_seq <= MAX_SEQ
+    ):
+        raise ValidationError("Invalid target sequence number.")
+    erases = data.get("erases", [])
+    if not isinstance(erases, list) or len(erases) > MAX_ERASES:
+        raise ValidationError(f"A delete erases at most {MAX_ERASES} edits.")
+    if any(isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= MAX_SEQ for n in erases):
+        raise ValidationError("Invalid erased sequence number.")
+    return Delete(**base, target_seq=target_seq, erases=tuple(sorted(set(erases))))
 
 
-def check_author(original_origin: str, signer: str) -> None:
-    """Only the install that wrote a message may edit or delete it.
+def vouches_for(delete: Delete, stub_origin: str, stub_id: str, stub_seq: int) -> bool:
+    """May a redacted stub (a catch-up slot without text or signature) fill (origin, seq)?
 
-    ``signer`` is the origin whose device key verified the event's signature (the mesh checks
-    the signature; this is the rule). Display names are never compared: two people may share one.
-    Raises ``ValidationError`` with the sentence to send back."""
-    if not original_origin or original_origin != signer:
+    Only when a verified delete by that same origin names it: the target itself (id and seq) or
+    one of the author's edits it erased. An unsigned stub never takes a slot on its own."""
+    if delete.origin != stub_origin or stub_seq <= 0:
+        return False
+    if stub_id == delete.target:
+        return delete.target_seq == stub_seq
+    return stub_seq in delete.erases
+
+
+def check_author(original_origin: str, original_author: str, signer: str, author: str) -> None:
+    """Only the person who wrote a message may edit or delete it.
+
+    ``signer`` is the origin whose device key verified the event's signature (the mesh checks the
+    signature; this is the rule). One origin can be a host with many people (each browser tab a
+    session under its own name), so the name must match too; the host lets a session send events
+    only under its own name, as it does for messages. Raises ``ValidationError`` with the
+    sentence to send back."""
+    if not original_origin or original_origin != signer or original_author != author:
         raise ValidationError("Only the author can edit or delete this message.")
 
 
@@ -202,5 +236,6 @@ def may_modify(event: AnyEvent, original: Original) -> bool:
         return False
     if isinstance(event, Reaction):
         return True
-    return bool(original.origin) and event.origin == original.origin
+    return (bool(original.origin) and event.origin == original.origin
+            and event.author == original.author)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from .kinds import AnyEvent, Delete, Edit, Original, Reaction
 
-# Distinct people whose reactions count on one message. The earliest (by stamp) keep their place:
+# Distinct people (origin, name) whose reactions count on one message. The earliest (by stamp) keep their place:
 # a flood of throw-away identities can fill what is left, never push out who is already there.
 MAX_REACTORS_PER_MESSAGE = 256
 DELETED_TEXT = "message deleted"
@@ -60,24 +60,26 @@ def _key(event: AnyEvent) -> tuple[str, str]:
     return (event.hlc, event.id)
 
 
-def reduce_row(original: Original, events: Iterable[AnyEvent], me: str = "") -> RowState:
+def reduce_row(original: Original, events: Iterable[AnyEvent],
+               me: tuple[str, str] = ("", "")) -> RowState:
     """Fold ``events`` (any order, duplicates allowed) into what ``original``'s row shows.
 
-    ``me`` is the viewer's own origin (marks their reactions). Edits and deletes not signed by
-    the original's origin are refused and listed in ``RowState.refused``."""
+    ``me`` is the viewer as (origin, name) (marks their reactions). Edits and deletes not by
+    the original's author (same origin and name) are refused, listed in ``RowState.refused``."""
     seen: dict[str, AnyEvent] = {}
     for ev in events:
         seen.setdefault(ev.id, ev)
     refused: list[tuple[str, str]] = []
     latest_edit: Edit | None = None
     deleted = False
-    reactions: dict[tuple[str, str], Reaction] = {}  # (origin, emoji) -> latest
+    # (person, emoji) -> latest; a person is (origin, name): a host holds many people
+    reactions: dict[tuple[str, str, str], Reaction] = {}
     for ev in sorted(seen.values(), key=_key):
         if ev.target != original.id:
             refused.append((ev.id, "not about this message"))
         elif isinstance(ev, Reaction):
-            reactions[(ev.origin, ev.emoji)] = ev  # sorted: a later stamp replaces
-        elif not original.origin or ev.origin != original.origin:
+            reactions[(ev.origin, ev.author, ev.emoji)] = ev  # sorted: a later stamp replaces
+        elif not original.origin or (ev.origin, ev.author) != (original.origin, original.author):
             refused.append((ev.id, "only the author can edit or delete this message"))
         elif isinstance(ev, Delete):
             deleted = True
@@ -93,28 +95,30 @@ def reduce_row(original: Original, events: Iterable[AnyEvent], me: str = "") -> 
                     reactions=_summarise(reactions.values(), me), refused=tuple(refused))
 
 
-def _summarise(latest: Iterable[Reaction], me: str) -> tuple[ReactionSummary, ...]:
-    first_seen: dict[str, str] = {}  # origin -> its earliest live reaction stamp
+def _summarise(latest: Iterable[Reaction], me: tuple[str, str]) -> tuple[ReactionSummary, ...]:
+    first_seen: dict[tuple[str, str], str] = {}  # person -> their earliest live reaction stamp
     live = [r for r in latest if r.on]
     for r in live:
-        if r.origin not in first_seen or r.hlc < first_seen[r.origin]:
-            first_seen[r.origin] = r.hlc
-    admitted = set(sorted(first_seen, key=lambda o: (first_seen[o], o))[:MAX_REACTORS_PER_MESSAGE])
+        person = (r.origin, r.author)
+        if person not in first_seen or r.hlc < first_seen[person]:
+            first_seen[person] = r.hlc
+    ranked = sorted(first_seen, key=lambda p: (first_seen[p], p))
+    admitted = set(ranked[:MAX_REACTORS_PER_MESSAGE])
     by_emoji: dict[str, list[Reaction]] = {}
     for r in live:
-        if r.origin in admitted:
+        if (r.origin, r.author) in admitted:
             by_emoji.setdefault(r.emoji, []).append(r)
     out = []
     for emoji, rs in by_emoji.items():
         out.append(ReactionSummary(emoji, len(rs), tuple(sorted(r.author for r in rs)),
-                                   any(r.origin == me for r in rs)))
+                                   any((r.origin, r.author) == me for r in rs)))
     # Most used first; ties in order of the first reaction with that emoji.
     first = {e: min(r.hlc for r in rs) for e, rs in by_emoji.items()}
     out.sort(key=lambda s: (-s.count, first[s.emoji], s.emoji))
     return tuple(out)
 
 
-def toggle(current: RowState, emoji: str, me: str) -> bool:
+def toggle(current: RowState, emoji: str) -> bool:
     """The ``on`` value a tap on ``emoji`` should send: off if I already reacted with it."""
     return not any(s.emoji == emoji and s.mine for s in current.reactions)
 

@@ -15,6 +15,12 @@ MAX_TYPING_SHOWN = 3  # "Ada, Bob and 4 others are typing…"
 MAX_TRACKED = 256  # people tracked per structure; the oldest entry goes first
 
 
+def person_key(origin: str, name: str) -> str:
+    """Who typed or read: a device id alone is not a person (a host serves many browser tabs,
+    each under its own name), a name alone is not an identity; the pair is."""
+    return f"{origin}/{name}"
+
+
 class TypingThrottle:
     """The sender's side: ``should_send(now)`` is true at most once per ``TYPING_INTERVAL``
     while the person keeps typing; ``sent_message()`` resets it (the message ends the typing)."""
@@ -36,7 +42,7 @@ class TypingThrottle:
 class TypingBoard:
     """The receiver's side: who is typing in which channel, expiring after ``TYPING_TIMEOUT``.
 
-    A person is keyed by origin (names are not identities). Signals more frequent than the
+    A person is ``person_key(origin, name)``. Signals more frequent than the
     throttle allows (half the interval, for jitter) are dropped: ``note`` returns False."""
 
     def __init__(self, timeout: float = TYPING_TIMEOUT, interval: float = TYPING_INTERVAL,
@@ -46,8 +52,8 @@ class TypingBoard:
         self._max = max_tracked
         self._at: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
 
-    def note(self, channel: str, origin: str, name: str, now: float) -> bool:
-        key = (channel, origin)
+    def note(self, channel: str, person: str, name: str, now: float) -> bool:
+        key = (channel, person)
         prev = self._at.get(key)
         if prev is not None and now - prev[0] < self._min_gap:
             return False
@@ -57,12 +63,12 @@ class TypingBoard:
             self._at.popitem(last=False)
         return True
 
-    def stopped(self, channel: str, origin: str) -> None:
+    def stopped(self, channel: str, person: str) -> None:
         """Their message arrived (or they left): they are no longer typing."""
-        self._at.pop((channel, origin), None)
+        self._at.pop((channel, person), None)
 
     def typing(self, channel: str, now: float, me: str = "") -> list[str]:
-        """Names typing in ``channel`` now, earliest first, never the viewer's own origin."""
+        """Names typing in ``channel`` now, earliest first, never the viewer (``me``: a person key)."""
         for key, (at, _) in list(self._at.items()):
             if now - at >= self._timeout:
                 del self._at[key]
@@ -83,7 +89,7 @@ def typing_line(names: list[str]) -> str:
 
 @dataclass(frozen=True)
 class ReadMark:
-    reader: str  # origin (device) of the reader
+    reader: str  # person_key(origin, name) of the reader
     name: str
     channel: str
     upto: str  # HLC stamp of the newest message read in that channel
@@ -117,12 +123,12 @@ class ReadMarks:
         mark = self._marks.get((channel, reader))
         return mark.upto if mark else ""
 
-    def seen_by(self, channel: str, hlc: str, author_origin: str) -> tuple[str, ...]:
-        """Names of readers whose position reached the message stamped ``hlc``, the author's own
-        devices excluded; sorted, for the tooltip. ``len()`` of it is "seen by N"."""
+    def seen_by(self, channel: str, hlc: str, author: str) -> tuple[str, ...]:
+        """Names of readers whose position reached the message stamped ``hlc``, the author
+        (a person key) excluded; sorted, for the tooltip. ``len()`` of it is "seen by N"."""
         return tuple(sorted(
             m.name for (ch, reader), m in self._marks.items()
-            if ch == channel and reader != author_origin and m.upto >= hlc
+            if ch == channel and reader != author and m.upto >= hlc
         ))
 
 
