@@ -17,10 +17,12 @@ from fletchat.conversation.kinds import (
     Reaction,
     ReplyRef,
     check_author,
+    conv_signing_bytes,
     event_from_dict,
     event_to_dict,
     make_snippet,
     may_modify,
+    read_signing_bytes,
     validate_emoji,
     vouches_for,
 )
@@ -338,3 +340,33 @@ def test_pending_flood_from_one_origin_is_bounded_and_does_not_block_others() ->
     assert len(pending) == 8
     assert [e.id for e in pending.take("t0")] == ["d0"]
     assert pending.add(Delete("b9", BOB, "B", "u9", stamp(9))) == ""  # room again
+
+
+# ---- canonical signing bytes -------------------------------------------------------------------
+
+WIRE = {"id": "r1", "kind": "reaction", "author": "Bob", "origin": BOB, "text": "", "ts": 1.5,
+        "channel": "general", "hlc": stamp(7), "seq": 3, "target": "m1", "emoji": THUMBS,
+        "on": True}
+
+
+def test_signing_bytes_are_canonical_and_cover_every_field() -> None:
+    base = conv_signing_bytes(WIRE)
+    assert base.startswith(b'["fletchat-conv-v1","r1","reaction","Bob",')
+    assert conv_signing_bytes(dict(reversed(list(WIRE.items())))) == base  # key order is free
+    assert conv_signing_bytes(WIRE | {"sig": "x", "unknown": 1}) == base  # not covered
+    for key, value in [("id", "r2"), ("author", "Bo"), ("origin", "o"), ("ts", 1.6),
+                       ("channel", "x"), ("hlc", stamp(8)), ("seq", 4), ("target", "m2"),
+                       ("emoji", HEART), ("on", False)]:
+        assert conv_signing_bytes(WIRE | {key: value}) != base, key
+
+
+def test_reply_and_delete_fields_are_signed() -> None:
+    reply = {"id": "c1", "kind": "chat", "author": "Bob", "origin": BOB, "text": "yes", "ts": 1,
+             "reply": {"parent": "m1", "parent_author": "Alice", "quote": "hello"}}
+    other = reply | {"reply": reply["reply"] | {"parent": "m9"}}
+    assert conv_signing_bytes(reply) != conv_signing_bytes(other)
+    dele = {"id": "d1", "kind": "delete", "author": "Alice", "origin": ALICE, "text": "", "ts": 1,
+            "target": "m1", "target_seq": 1, "erases": [4]}
+    assert conv_signing_bytes(dele) != conv_signing_bytes(dele | {"erases": [4, 5]})
+    assert read_signing_bytes(BOB, "Bob", "general", stamp(1), 2.0) == (
+        f'["fletchat-read-v1","{BOB}","Bob","general","{stamp(1)}",2.0]'.encode())

@@ -8,6 +8,7 @@ sentence fit to show whoever sent it.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -239,3 +240,37 @@ def may_modify(event: AnyEvent, original: Original) -> bool:
     return (bool(original.origin) and event.origin == original.origin
             and event.author == original.author)
 
+
+
+CONV_CONTEXT = "fletchat-conv-v1"  # signing label of messages that carry conversation fields
+READ_CONTEXT = "fletchat-read-v1"
+_EXT_FIELDS = {
+    "chat": ("reply",),
+    KIND_REACTION: ("target", "emoji", "on"),
+    KIND_EDIT: ("target",),
+    KIND_DELETE: ("target", "target_seq", "erases"),
+}
+
+
+def _canonical(items: list[Any]) -> bytes:
+    return json.dumps(items, ensure_ascii=False, separators=(",", ":"),
+                      sort_keys=True).encode("utf-8")
+
+
+def conv_signing_bytes(obj: dict[str, Any]) -> bytes:
+    """What the origin signs for a message object of a conversation kind (or a chat message with
+    ``reply``): the version-1 fields in their order, then an object of the kind's extra fields
+    (keys sorted). A plain chat message keeps the version-1 bytes (protocol.md), so older peers
+    still verify it. ``obj`` must already be validated."""
+    kind = obj["kind"]
+    ext = {k: obj[k] for k in _EXT_FIELDS.get(kind, ()) if k in obj}
+    return _canonical([
+        CONV_CONTEXT, obj["id"], kind, obj["author"], obj["origin"], obj.get("text", ""),
+        float(obj["ts"]), obj.get("channel", "general"), obj.get("hlc", ""), obj.get("seq", 0),
+        ext,
+    ])
+
+
+def read_signing_bytes(origin: str, name: str, channel: str, upto: str, ts: float) -> bytes:
+    """What a reader's device signs for a ``read`` frame (relays cannot forge "seen by")."""
+    return _canonical([READ_CONTEXT, origin, name, channel, upto, float(ts)])
