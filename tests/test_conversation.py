@@ -370,3 +370,14 @@ def test_reply_and_delete_fields_are_signed() -> None:
     assert conv_signing_bytes(dele) != conv_signing_bytes(dele | {"erases": [4, 5]})
     assert read_signing_bytes(BOB, "Bob", "general", stamp(1), 2.0) == (
         f'["fletchat-read-v1","{BOB}","Bob","general","{stamp(1)}",2.0]'.encode())
+
+
+def test_the_signing_example_in_the_draft_is_what_the_code_signs() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).parent.parent / "docs" / "conversation.md").read_text("utf-8")
+    example = next(line for line in doc.splitlines() if line.startswith('["fletchat-conv-v1","r1"'))
+    wire = {"id": "r1", "kind": "reaction", "author": "Bob", "origin": "bob-dev", "text": "",
+            "ts": 1.5, "channel": "general", "hlc": stamp(1000, "n1"), "seq": 3, "target": "m1",
+            "emoji": THUMBS, "on": True}
+    assert conv_signing_bytes(wire).decode() == example
