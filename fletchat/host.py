@@ -20,6 +20,7 @@ import uvicorn
 from .config import Config
 from .netinfo import PortInUse, lan_addresses, url_for
 from .node import Node
+from .qr import join_banner
 from .ui import APP_TITLE, make_session_main
 
 log = logging.getLogger("fletchat.host")
@@ -142,8 +143,12 @@ async def serve_host(
         if announce:
             print(announce, flush=True)
         print(f"Flet Chat is running in host mode on port {config.port}. Open:", flush=True)
-        for url in served_urls(config.host, config.port):
+        urls = served_urls(config.host, config.port)
+        for url in urls:
             print(f"  {url}", flush=True)
+        banner = join_banner(urls)
+        if banner:
+            print(banner, flush=True)
         await server.serve(sockets=[sock])
     finally:
         sock.close()

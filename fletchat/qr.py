@@ -72,10 +72,23 @@ def _encode_png(mods: Sequence[Sequence[bool]], box: int) -> bytes:
             + chunk(b"IDAT", zlib.compress(bytes(raw), 9)) + chunk(b"IEND", b""))
 
 
+def _loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
 def join_url(urls: Sequence[str]) -> str:
     """Of host mode's served URLs, the one a phone can reach: the first that is not loopback."""
     for url in urls:
-        host = urlsplit(url).hostname or ""
-        if host not in ("localhost", "::1") and not host.startswith("127."):
+        if not _loopback(url):
             return url
     return urls[0] if urls else ""
+
+
+def join_banner(urls: Sequence[str]) -> str:
+    """What host mode prints under its URLs: a QR code of the first LAN URL, or "" when it
+    serves loopback only (no phone could reach it)."""
+    url = join_url(urls)
+    if not url or _loopback(url):
+        return ""
+    return f"Scan to join from a phone ({url}):\n{terminal(url)}"

@@ -69,3 +69,12 @@ def test_join_url_skips_loopback() -> None:
     assert qr.join_url(urls) == "http://10.0.0.5:8550/"
     assert qr.join_url(urls[:1]) == "http://localhost:8550/"
     assert qr.join_url([]) == ""
+
+
+def test_host_banner_shows_a_scannable_lan_url_and_nothing_for_loopback_only() -> None:
+    assert qr.join_banner(["http://localhost:8550/", "http://127.0.0.1:8550/"]) == ""
+    assert qr.join_banner([]) == ""
+    banner = qr.join_banner(["http://localhost:8550/", "http://10.0.0.5:8550/"])
+    first, _, code = banner.partition("\n")
+    assert first == "Scan to join from a phone (http://10.0.0.5:8550/):"
+    assert code == qr.terminal("http://10.0.0.5:8550/")
