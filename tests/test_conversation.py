@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from fletchat.conversation.emoji import PICKER, QUICK_REACTIONS
 from fletchat.conversation.kinds import (
     MAX_SNIPPET_CHARS,
+    NOT_AUTHOR,
     Delete,
     Edit,
     Reaction,
@@ -220,8 +221,8 @@ def test_reducer_table(name: str, events: list, text: str, edited: bool, deleted
 def test_forged_events_are_reported_with_a_reason() -> None:
     row = reduce_row(ORIGINAL, [edit("x1", 2000, "pwned", MALLORY), delete("x2", 2100, MALLORY)])
     assert dict(row.refused) == {
-        "x1": "only the author can edit or delete this message",
-        "x2": "only the author can edit or delete this message",
+        "x1": NOT_AUTHOR,
+        "x2": NOT_AUTHOR,
     }
 
 

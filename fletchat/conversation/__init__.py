@@ -2,6 +2,7 @@
 mentions, notifications), as pure modules the hub, store, mesh and UI call.
 
 ``kinds``: value types and edge validation; ``reducer``: the state a row shows;
-``signals``: typing, read marks, reach, flood limits; ``emoji``, ``mentions``, ``notify``.
+``signals``: typing, read marks, reach, flood limits; ``emoji``, ``mentions``, ``notify``;
+``prefs``: per-device preferences; ``events``: what the hub will publish.
 docs/conversation.md is the wire draft.
 """

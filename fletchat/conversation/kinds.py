@@ -31,6 +31,7 @@ KIND_READ = "read"  # a live frame: "I have read #channel up to stamp H" (latest
 STORED_KINDS = (KIND_REPLY, KIND_REACTION, KIND_EDIT, KIND_DELETE)
 LIVE_KINDS = (KIND_TYPING, KIND_READ)
 
+NOT_AUTHOR = "Only the author can edit or delete this message."  # the refusal, word for word
 MAX_SNIPPET_CHARS = 120  # the quoted part of a reply: enough to recognise, short enough to show
 MAX_EMOJI_CHARS = 16  # longest accepted reaction string in code points (ZWJ family sequences fit)
 
@@ -228,7 +229,7 @@ def check_author(original_origin: str, original_author: str, signer: str, author
     only under its own name, as it does for messages. Raises ``ValidationError`` with the
     sentence to send back."""
     if not original_origin or original_origin != signer or original_author != author:
-        raise ValidationError("Only the author can edit or delete this message.")
+        raise ValidationError(NOT_AUTHOR)
 
 
 def may_modify(event: AnyEvent, original: Original) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .kinds import AnyEvent, Delete, Edit, Original, Reaction
+from .kinds import NOT_AUTHOR, AnyEvent, Delete, Edit, Original, Reaction
 
 # Distinct people (origin, name) whose reactions count on one message. The earliest (by stamp) keep their place:
 # a flood of throw-away identities can fill what is left, never push out who is already there.
@@ -80,7 +80,7 @@ def reduce_row(original: Original, events: Iterable[AnyEvent],
         elif isinstance(ev, Reaction):
             reactions[(ev.origin, ev.author, ev.emoji)] = ev  # sorted: a later stamp replaces
         elif not original.origin or (ev.origin, ev.author) != (original.origin, original.author):
-            refused.append((ev.id, "only the author can edit or delete this message"))
+            refused.append((ev.id, NOT_AUTHOR))
         elif isinstance(ev, Delete):
             deleted = True
         else:
