@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
+from urllib.parse import urlsplit
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
@@ -69,8 +70,12 @@ def safe_link(url: str) -> bool:
     m = _SCHEME_RE.match(url.strip())
     if not m or m.group(1).lower() not in ALLOWED_SCHEMES:
         return False
-    rest = url.strip()[m.end():]
-    return m.group(1).lower() == "mailto" or rest.startswith("//")
+    if m.group(1).lower() == "mailto":
+        return "@" in url
+    try:
+        return bool(urlsplit(url.strip()).hostname)
+    except ValueError:  # e.g. an unbalanced "[" in the host part
+        return False
 
 
 def _parser() -> MarkdownIt:

@@ -67,6 +67,7 @@ def test_newlines_are_kept() -> None:
         (" javascript:alert(1)", False), ("data:text/html;base64,PHNjcmlwdD4=", False),
         ("file:///etc/passwd", False), ("vbscript:x", False), ("ftp://x", False),
         ("/relative", False), ("//evil.example", False), ("https:evil", False), ("", False),
+        ("http://", False), ("https://[::1", False), ("mailto:", False),
     ],
 )
 def test_only_http_https_mailto_links(url: str, ok: bool) -> None:
