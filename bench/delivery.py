@@ -49,14 +49,17 @@ class _Cluster:
 
     async def start(self) -> None:
         from fletchat.hub import Hub, HubSession
-        from fletchat.mesh import Mesh
+        from fletchat.mesh import MeshSettings
         from fletchat.model import KIND_CHAT, Message, Peer, new_id
+        from fletchat.node import mesh_for_hub
+        from fletchat.peer.connection import Limits
         from fletchat.store import Store
         from fletchat.trust import Trust
 
         extra: dict[str, float] = {}
         if self.rate is not None:
-            extra = {"rate": self.rate, "burst": self.burst or self.rate}
+            extra = {"limits": Limits(frames_per_second=self.rate,
+                                      frame_burst=self.burst or self.rate)}
         for k in range(N_PEERS):
             pid = new_id()
             data = self.tmp / f"p{k}"
@@ -71,14 +74,10 @@ class _Cluster:
                 self.downs += 1
                 hub.peer_down(peer, reason)
 
-            mesh = Mesh(
-                Peer(pid, f"P{k}", "headless"), on_message=hub.receive, on_peer_up=hub.peer_up,
-                on_peer_down=on_down, history=hub.sync_batch, catchup=hub, host="127.0.0.1",
-                port=0, trust=trust,
-                on_identity_warning=hub.identity_warning if trust is not None else None, **extra,
-            )
+            hub.peer_down = on_down
+            mesh = mesh_for_hub(hub, Peer(pid, f"P{k}", "headless"), trust,
+                                MeshSettings(host="127.0.0.1", port=0, **extra))
             await mesh.start()
-            hub.transport = mesh
             if k > 0:
                 def listener(ev, k=k) -> None:
                     if isinstance(ev, Message) and ev.kind == KIND_CHAT and ev.text[:1] == "m":

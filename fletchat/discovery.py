@@ -50,7 +50,7 @@ SERVICE_TYPE = "_fletchat._tcp.local."
 
 #: TXT/protocol versions this build understands. Adverts with another ``v`` are still reported
 #: (``Advert.version`` says which), so the UI can say "X runs a newer version" instead of nothing.
-SUPPORTED_VERSIONS: frozenset[int] = frozenset({1})
+SUPPORTED_VERSIONS: frozenset[int] = frozenset({2})  # protocol.PEER_PROTOCOL_VERSION
 
 # Limits on what a stranger's TXT record may make us process.
 MAX_TXT_KEYS = 32
@@ -230,6 +230,13 @@ def select_interfaces(
         usable = [ip for ip in candidates if not _is_v6_link_local(ip)]
     ordered = sorted(dict.fromkeys(usable), key=lambda ip: ":" in ip)  # IPv4 first, stable
     return zc_arg, ordered
+
+
+def local_addresses() -> frozenset[str]:
+    """Every address of this host's interfaces (loopback included, IPv6 without scope)."""
+    return frozenset(
+        ip.split("%")[0] for adapter in ifaddr.get_adapters() for ip in _adapter_ips(adapter)
+    )
 
 
 def _adapter_ips(adapter: ifaddr.Adapter) -> list[str]:

@@ -22,6 +22,7 @@ MAX_SEQ = 2**53  # per-origin sequence numbers stay exact in JSON everywhere
 MAX_ID_CHARS = 64
 MAX_FRAME_BYTES = 64 * 1024
 HISTORY_IN_MEMORY = 500
+MAX_PRESENCE_PER_PEER = 64  # people one connected peer may say are on it (``presence`` frame)
 
 DEFAULT_CHANNEL = "general"
 
