@@ -92,6 +92,33 @@ def parse_txt(
     entries, non-UTF-8, duplicate keys, missing keys, or a field that breaks ``model``'s rules.
     Keys are case-insensitive (RFC 6763 6.4); unknown keys are ignored, for forward compatibility.
     """
+    values = _txt_values(properties)
+    for k in ("v", "id", "port", "device"):
+        if not values[k].isprintable():
+            raise ValidationError(f"Invalid {k} in TXT record.")
+    if not _DIGITS.fullmatch(values["v"]) or int(values["v"]) > MAX_VERSION:
+        raise ValidationError("Invalid version in TXT record.")
+    version = int(values["v"])
+    peer_id = validate_id(values["id"], "peer id")
+    name = validate_name(values["name"])
+    if not _DIGITS.fullmatch(values["port"]) or not 1 <= int(values["port"]) <= 65535:
+        raise ValidationError("Invalid port in TXT record.")
+    device = values["device"]
+    if len(device) > MAX_DEVICE_CHARS:
+        raise ValidationError("Invalid device in TXT record.")
+    validate_id(device, "device")
+    return {
+        "v": version,
+        "id": peer_id,
+        "name": name,
+        "port": int(values["port"]),
+        "device": device,
+        "supported": version in supported,
+    }
+
+
+def _txt_values(properties: Mapping[Any, Any]) -> dict[str, str]:
+    """The TXT record as lower-case keys and UTF-8 values, bounded, with every required key."""
     if not isinstance(properties, Mapping):
         raise ValidationError("TXT record must be a mapping.")
     if len(properties) > MAX_TXT_KEYS:
@@ -120,28 +147,7 @@ def parse_txt(
     if missing:
         raise ValidationError(f"TXT record lacks {', '.join(missing)}.")
 
-    for k in ("v", "id", "port", "device"):
-        if not values[k].isprintable():
-            raise ValidationError(f"Invalid {k} in TXT record.")
-    if not _DIGITS.fullmatch(values["v"]) or int(values["v"]) > MAX_VERSION:
-        raise ValidationError("Invalid version in TXT record.")
-    version = int(values["v"])
-    peer_id = validate_id(values["id"], "peer id")
-    name = validate_name(values["name"])
-    if not _DIGITS.fullmatch(values["port"]) or not 1 <= int(values["port"]) <= 65535:
-        raise ValidationError("Invalid port in TXT record.")
-    device = values["device"]
-    if len(device) > MAX_DEVICE_CHARS:
-        raise ValidationError("Invalid device in TXT record.")
-    validate_id(device, "device")
-    return {
-        "v": version,
-        "id": peer_id,
-        "name": name,
-        "port": int(values["port"]),
-        "device": device,
-        "supported": version in supported,
-    }
+    return values
 
 
 def _txt_bytes(raw: object, what: str) -> bytes:
@@ -269,7 +275,7 @@ class Discovery:
     port or addresses). ``on_lost(peer_id)`` fires when its last instance says goodbye or expires.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only, each named at the call site
         self,
         *,
         peer_id: str,

@@ -654,35 +654,33 @@ def decode_frame(data: str | bytes) -> Frame:
     minor addition does not need a version bump); unknown types and versions are refused.
     """
     obj, ftype = parse_head(data, version=PEER_PROTOCOL_VERSION)
-    match ftype:
-        case "hello":
-            return _decode_hello(obj)
-        case "msg":
-            return MsgFrame(*_decode_message(obj.get("msg"), "msg"))
-        case "auth":
-            sig = obj.get("sig")
-            if _b64_bytes(sig, SIG_CHARS) is None:
-                raise ProtocolError("auth.sig must be a base64 Ed25519 signature")
-            return Auth(sig)
-        case "ping":
-            return Ping()
-        case "pong":
-            return Pong()
-        case "peers":
-            return _decode_peers(obj)
-        case "sync":
-            return _decode_sync(obj)
-        case "have":
-            return _decode_have(obj)
-        case "ack":
-            return _decode_ack(obj)
-        case "bye":
-            return Bye(_str_field(obj, "reason", "bye", MAX_REASON_CHARS, default=""))
-        case "refused":
-            return _decode_refused(obj)
-        case "presence":
-            return _decode_presence(obj)
-    raise ProtocolError(f"unknown frame type {_clip(ftype, 20)!r}")
+    decoder = _DECODERS.get(ftype)
+    if decoder is None:
+        raise ProtocolError(f"unknown frame type {_clip(ftype, 20)!r}")
+    return decoder(obj)
+
+
+def _decode_auth(obj: dict[str, Any]) -> Auth:
+    sig = obj.get("sig")
+    if _b64_bytes(sig, SIG_CHARS) is None:
+        raise ProtocolError("auth.sig must be a base64 Ed25519 signature")
+    return Auth(sig)  # type: ignore[arg-type]
+
+
+_DECODERS: dict[str, Callable[[dict[str, Any]], Frame]] = {
+    "hello": _decode_hello,
+    "auth": _decode_auth,
+    "msg": lambda obj: MsgFrame(*_decode_message(obj.get("msg"), "msg")),
+    "ping": lambda obj: Ping(),
+    "pong": lambda obj: Pong(),
+    "peers": _decode_peers,
+    "sync": _decode_sync,
+    "have": _decode_have,
+    "ack": _decode_ack,
+    "bye": lambda obj: Bye(_str_field(obj, "reason", "bye", MAX_REASON_CHARS, default="")),
+    "refused": _decode_refused,
+    "presence": _decode_presence,
+}
 
 
 # ---- what gets signed (pure bytes; the crypto is in ``identity``/``trust``) ----

@@ -15,8 +15,10 @@ reason fit for the close frame (``Closed`` event); the mesh then closes the sock
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from fletchat import __version__
 from fletchat.model import Message, Peer
@@ -190,6 +192,15 @@ Event = (
     | Closed
 )
 
+# Frames that only report something to the mesh, once the connection is open.
+_REPORTS: dict[type, Callable[[Any], Event]] = {
+    HaveFrame: lambda f: Have(f.summary),
+    AckFrame: lambda f: Acked(f.ids),
+    RefusedFrame: lambda f: RefusedByPeer(f.refusals),
+    PresenceFrame: lambda f: PresenceReport(f.people),
+    PeersFrame: lambda f: Gossip(f.peers),
+}
+
 _FORGED = "signature does not match the origin's key"
 _UNSTAMPED = "signed messages need their hlc and seq"
 
@@ -360,6 +371,9 @@ class PeerConnection:
     # ---- an open connection ----
 
     def _on_open(self, frame: object) -> list[Event]:
+        report = _REPORTS.get(type(frame))
+        if report is not None:
+            return [report(frame)]
         match frame:
             case MsgFrame(message=msg, sig=sig):
                 return self._messages_in(((msg, sig),), live=True)
@@ -367,16 +381,6 @@ class PeerConnection:
                 return self._messages_in(
                     tuple(zip(msgs, sigs or ("",) * len(msgs), strict=True)), live=False
                 )
-            case HaveFrame(summary=summary):
-                return [Have(summary)]
-            case AckFrame(ids=ids):
-                return [Acked(ids)]
-            case RefusedFrame(refusals=refusals):
-                return [RefusedByPeer(refusals)]
-            case PresenceFrame(people=people):
-                return [PresenceReport(people)]
-            case PeersFrame(peers=addresses):
-                return [Gossip(addresses)]
             case Ping():
                 self._out.append(encode_pong())
                 return []

@@ -7,12 +7,14 @@ message unverified, blocks kept in memory. The connection never branches on "is 
 
 from __future__ import annotations
 
-import ssl
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from fletchat.model import Message
+
+if TYPE_CHECKING:
+    import ssl
 
 
 class KeyStatus(StrEnum):
