@@ -292,7 +292,7 @@ class HandshakeHarness:
             except UnicodeDecodeError:
                 frames.append(line)
         ws = FakeWS(frames)
-        self.loop.run_until_complete(self.mesh._run(ws, outgoing=False, dial=0, want=None))  # type: ignore[arg-type]
+        self.loop.run_until_complete(self.mesh._sessions.run(ws, outgoing=False, dial=0, want=None))  # type: ignore[arg-type]
         self.close_codes[ws.close_code] += 1
         if self.hub.ups or self.hub.delivered or len(self.mesh._registry):
             raise AssertionError("a fuzzed handshake got a peer registered or a message through")
