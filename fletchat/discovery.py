@@ -287,6 +287,7 @@ class Discovery:
         on_lost: Callable[[str], None],
         interfaces: list[str] | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
+        keep: Callable[[str], bool] = lambda peer_id: False,
     ) -> None:
         build_txt(peer_id, name, port, device, version)  # fail early on a bad own advert
         self.peer_id = peer_id
@@ -297,6 +298,7 @@ class Discovery:
         self.on_found = on_found
         self.on_lost = on_lost
         self.interfaces = interfaces
+        self.keep = keep  # peers we are connected to: their adverts never make room for others
         self._app_loop = loop
         self._loop: asyncio.AbstractEventLoop | None = None  # where zeroconf and our tasks run
         self._azc: AsyncZeroconf | None = None
@@ -430,7 +432,8 @@ class Discovery:
                 self._deliver(self.on_lost, advert.peer_id)
             return
         is_new = name not in self._known and name not in self._resolving
-        if is_new and len(self._known) + len(self._resolving) >= MAX_INSTANCES:
+        full = len(self._known) + len(self._resolving) >= MAX_INSTANCES
+        if is_new and full and not self._make_room():
             self._complain(name, "too many adverts on the LAN; ignoring more")
             return
         old = self._resolving.pop(name, None)
@@ -440,6 +443,20 @@ class Discovery:
         task = self._loop.create_task(self._resolve(name))
         self._resolving[name] = task
         task.add_done_callback(lambda t: self._forget_task(name, t))
+
+    def _make_room(self) -> bool:
+        """A flood of adverts must not hide a real newcomer: the oldest advert of a peer we are
+        not connected to (or the oldest pending resolve) makes room. It is resolved again when
+        it announces itself again."""
+        for name, advert in self._known.items():
+            if not self.keep(advert.peer_id):
+                del self._known[name]
+                return True
+        for name, task in self._resolving.items():
+            task.cancel()
+            del self._resolving[name]
+            return True
+        return False
 
     def _forget_task(self, name: str, task: asyncio.Task[None]) -> None:
         if self._resolving.get(name) is task:

@@ -134,6 +134,7 @@ class Node:
             version=PEER_PROTOCOL_VERSION,
             on_found=found,
             on_lost=mesh.forget_peer_address,
+            keep=lambda peer_id: any(p.id == peer_id for p in mesh.peers()),
             interfaces=list(self.config.interfaces) or None,
         )
         self.discovery = self._make_discovery()
