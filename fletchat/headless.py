@@ -12,9 +12,11 @@ import json
 import signal
 import sys
 import threading
+from collections.abc import Callable
 
 from .config import Config
-from .hub import HubSession, IdentityWarning, RosterChanged
+from .events import IdentityWarning, MessageRefused, RosterChanged
+from .hub import HubSession
 from .model import Message, ValidationError
 from .node import Node
 
@@ -24,10 +26,16 @@ def emit(obj: dict) -> None:
     sys.stdout.flush()
 
 
-def event_line(event: object) -> dict | None:
-    """The JSON line printed for a hub event (None for events the headless peer does not print)."""
+def event_line(
+    event: object, status: Callable[[Message], str] = lambda msg: "unverified"
+) -> dict | None:
+    """The JSON line printed for a hub event (None for events the headless peer does not print).
+
+    Messages carry ``verified``: "verified" (signed by the origin's known key), "unverified"
+    (origin never met, or unsigned) or "refused"; the roster carries each LAN peer's key
+    fingerprint, to compare in person."""
     if isinstance(event, Message):
-        return {"event": "message", **event.to_dict()}
+        return {"event": "message", **event.to_dict(), "verified": status(event)}
     if isinstance(event, IdentityWarning):
         return {
             "event": "identity_warning",
@@ -38,7 +46,15 @@ def event_line(event: object) -> dict | None:
             "at": event.at,
         }
     if isinstance(event, RosterChanged):
-        return {"event": "online", "people": [p.name for p in event.online]}
+        return {
+            "event": "online",
+            "people": [p.name for p in event.online],
+            "peers": [{"id": d.key, "name": d.name, "fingerprint": d.fingerprint}
+                      for d in event.devices],
+        }
+    if isinstance(event, MessageRefused):
+        return {"event": "refused", "peer_id": event.peer_id,
+                "refused": [{"id": i, "reason": r} for i, r in event.refusals], "at": event.at}
     return None
 
 
@@ -47,7 +63,7 @@ async def serve_headless(config: Config, node: Node) -> None:
     lines: asyncio.Queue[str | None] = asyncio.Queue()
 
     def on_event(event: object) -> None:
-        line = event_line(event)
+        line = event_line(event, node.hub.message_status)
         if line is not None:
             emit(line)
 
@@ -64,7 +80,7 @@ async def serve_headless(config: Config, node: Node) -> None:
     session = HubSession(node.hub, device="headless")
     session.join(config.name or node.name)
     emit({"event": "ready", "peer_id": node.peer_id, "name": session.name,
-          "peer_port": node.peer_port})
+          "peer_port": node.peer_port, "fingerprint": node.hub.fingerprint})
     threading.Thread(target=read_stdin, daemon=True, name="stdin").start()
     try:
         while (line := await lines.get()) is not None:
