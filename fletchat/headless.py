@@ -12,6 +12,7 @@ import json
 import signal
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable
 
 from .config import Config
@@ -60,30 +61,25 @@ def event_line(
 
 async def serve_headless(config: Config, node: Node) -> None:
     loop = asyncio.get_running_loop()
-    lines: asyncio.Queue[str | None] = asyncio.Queue()
+    inbox = _Stdin(loop)
 
     def on_event(event: object) -> None:
         line = event_line(event, node.hub.message_status)
         if line is not None:
             emit(line)
 
-    def read_stdin() -> None:
-        for line in sys.stdin:
-            loop.call_soon_threadsafe(lines.put_nowait, line.rstrip("\n"))
-        loop.call_soon_threadsafe(lines.put_nowait, None)
-
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows: no such handlers
-            loop.add_signal_handler(sig, lines.put_nowait, None)
+            loop.add_signal_handler(sig, inbox.stop)
     node.hub.add_listener(on_event)
     await node.start()
     session = HubSession(node.hub, device="headless")
     session.join(config.name or node.name)
     emit({"event": "ready", "peer_id": node.peer_id, "name": session.name,
           "peer_port": node.peer_port, "fingerprint": node.hub.fingerprint})
-    threading.Thread(target=read_stdin, daemon=True, name="stdin").start()
+    threading.Thread(target=inbox.read, args=(sys.stdin,), daemon=True, name="stdin").start()
     try:
-        while (line := await lines.get()) is not None:
+        while (line := await inbox.next()) is not None:
             try:
                 session.send(line)
             except ValidationError as err:
@@ -91,6 +87,48 @@ async def serve_headless(config: Config, node: Node) -> None:
     finally:
         session.leave()
         await node.stop()
+
+
+class _Stdin:
+    """Lines from a reader thread to the loop, waking the loop once per burst rather than once
+    per line: a call_soon_threadsafe per line writes a byte per line to the loop's wakeup pipe,
+    which a fast producer fills, and then SIGTERM's byte is dropped (the signal is lost). A stop
+    request wins over lines still queued, and the loop yields between lines."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lines: deque[str | None] = deque()
+        self._woken = threading.Event()
+        self._wake = asyncio.Event()
+        self._stopped = False
+
+    def read(self, stream) -> None:  # on the reader thread
+        for line in stream:
+            self._put(line.rstrip("\n"))
+        self._put(None)
+
+    def _put(self, line: str | None) -> None:
+        self._lines.append(line)
+        if not self._woken.is_set():
+            self._woken.set()
+            with contextlib.suppress(RuntimeError):  # loop closed: nobody to tell
+                self._loop.call_soon_threadsafe(self._wake.set)
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
+
+    async def next(self) -> str | None:
+        """The next line, or None at end of input or once stopped."""
+        await asyncio.sleep(0)  # a queued line must not starve the mesh, timers or signals
+        while not self._stopped:
+            if self._lines:
+                return self._lines.popleft()
+            self._woken.clear()
+            if not self._lines:
+                self._wake.clear()
+                await self._wake.wait()
+        return None
 
 
 def run_headless(config: Config, node: Node) -> None:
