@@ -17,10 +17,12 @@ from fletchat.store import Store
 
 
 class CountingHub(Hub):
-    """A real hub that also counts how often each message id reaches it from the mesh."""
+    """A real hub that also counts how often each message id reaches it live from the mesh
+    (catch-up batches, ``relay=False``, go through the same pipeline and are not counted)."""
 
     def receive(self, msg: Message, from_peer: str, *, verified: bool = False, relay: bool = True):
-        self.arrivals[msg.id] += 1
+        if relay:
+            self.arrivals[msg.id] += 1
         return super().receive(msg, from_peer, verified=verified, relay=relay)
 
 
