@@ -70,9 +70,9 @@ class _Cluster:
                 self.trusts.append(trust)
             hub = Hub(pid, "headless", store=Store.open(data / "history.db"), trust=trust)
 
-            def on_down(peer, reason, hub=hub) -> None:
+            def on_down(peer, reason, down=hub.peer_down) -> None:
                 self.downs += 1
-                hub.peer_down(peer, reason)
+                down(peer, reason)
 
             hub.peer_down = on_down
             mesh = mesh_for_hub(hub, Peer(pid, f"P{k}", "headless"), trust,
