@@ -339,10 +339,15 @@ class TrustStore:
 
 class SignatureBook:
     """Signatures of messages written elsewhere (message id -> 64 bytes), so a relayed or
-    caught-up message travels on with its origin's proof. ``None`` path = in memory."""
+    caught-up message travels on with its origin's proof. ``None`` path = in memory.
+
+    ``put`` is called for every message a peer sends, on the event loop: it only records the
+    signature in memory; a background thread writes them to SQLite in batches (one transaction
+    each). ``get`` sees what is still pending."""
 
     def __init__(self, path: Path | None) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the pending map
+        self._db_lock = threading.Lock()  # the connection
         self._db = sqlite3.connect(
             str(path) if path is not None else ":memory:", check_same_thread=False,
             isolation_level=None,
@@ -354,24 +359,67 @@ class SignatureBook:
             "CREATE TABLE IF NOT EXISTS sigs (id TEXT PRIMARY KEY, origin TEXT NOT NULL,"
             " sig BLOB NOT NULL, verified INTEGER NOT NULL)"
         )
+        self._pending: dict[str, tuple[str, bytes, bool]] = {}
+        self._dirty = threading.Event()
+        self._closed = False
+        self._writer = threading.Thread(target=self._write_loop, name="signatures", daemon=True)
+        self._writer.start()
 
     def put(self, msg_id: str, origin: str, sig: bytes, verified: bool) -> None:
         with self._lock:
-            self._db.execute(
-                "INSERT INTO sigs (id, origin, sig, verified) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(id) DO UPDATE SET verified = max(verified, excluded.verified)",
-                (msg_id, origin, sig, int(verified)),
-            )
+            old = self._pending.get(msg_id)
+            if old is not None and old[1] == sig:
+                verified = verified or old[2]
+            self._pending[msg_id] = (origin, sig, verified)
+        self._dirty.set()
 
     def get(self, msg_id: str) -> tuple[bytes, bool] | None:
         with self._lock:
+            pending = self._pending.get(msg_id)
+        with self._db_lock:
             row = self._db.execute(
                 "SELECT sig, verified FROM sigs WHERE id = ?", (msg_id,)
             ).fetchone()
+        if pending is not None:
+            return pending[1], pending[2] or bool(row and row[1] and bytes(row[0]) == pending[1])
         return (bytes(row[0]), bool(row[1])) if row else None
 
-    def close(self) -> None:
+    def flush(self) -> None:
+        """Write what is pending now (on the caller's thread)."""
         with self._lock:
+            batch, self._pending = self._pending, {}
+        if not batch:
+            return
+        with self._db_lock:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT INTO sigs (id, origin, sig, verified) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET verified = max(verified, excluded.verified)",
+                [(i, o, sig, int(v)) for i, (o, sig, v) in batch.items()],
+            )
+            self._db.execute("COMMIT")
+
+    def _write_loop(self) -> None:
+        while not self._closed:
+            self._dirty.wait()
+            self._dirty.clear()
+            if self._closed:
+                return
+            try:
+                self.flush()
+            except sqlite3.Error:
+                log.exception("writing message signatures failed")
+            time.sleep(0.05)  # let a burst gather into one transaction
+
+    def close(self) -> None:
+        self._closed = True
+        self._dirty.set()
+        self._writer.join(timeout=2.0)
+        try:
+            self.flush()
+        except sqlite3.Error:
+            log.exception("writing message signatures failed")
+        with self._db_lock:
             self._db.close()
 
 

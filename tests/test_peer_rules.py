@@ -241,3 +241,19 @@ def test_first_contacts_append_to_a_journal_instead_of_rewriting_the_file(tmp_pa
     again = TrustStore.open(tmp_path)  # replays the journal, then compacts it
     assert len(again.known()) == 100 and os.path.getsize(tmp_path / TRUST_LOG) == 0
     again.close()
+
+
+def test_signature_book_writes_in_batches_and_reads_what_is_pending(tmp_path):
+    from fletchat.trust import SignatureBook
+
+    book = SignatureBook(tmp_path / "s.db")
+    for i in range(500):
+        book.put(f"m{i}", "o", bytes([i % 256]) * 64, verified=i % 2 == 0)
+    assert book.get("m7") == (bytes([7]) * 64, False)  # at once, written or not
+    book.put("m7", "o", bytes([7]) * 64, verified=True)
+    book.put("m7", "o", bytes([7]) * 64, verified=False)  # never downgraded
+    assert book.get("m7") == (bytes([7]) * 64, True)
+    book.close()
+    again = SignatureBook(tmp_path / "s.db")
+    assert again.get("m7") == (bytes([7]) * 64, True) and again.get("m499") is not None
+    again.close()
