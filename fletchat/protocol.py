@@ -647,6 +647,13 @@ def parse_head(
     return obj, ftype
 
 
+def frame_type(data: str | bytes) -> str:
+    """The ``type`` of a frame, checking only that it is a JSON object ("" when it has none):
+    how the relay's client tells peer-protocol frames from relay frames in one stream."""
+    ftype = _parse(data).get("type")
+    return ftype if isinstance(ftype, str) else ""
+
+
 def decode_frame(data: str | bytes) -> Frame:
     """Parse and validate one frame from a peer; raise ``ProtocolError`` saying what is wrong.
 
