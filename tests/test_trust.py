@@ -49,7 +49,7 @@ from fletchat.trust import main as trust_cli
 from tests.meshhost import RecordingHost
 
 LOOPBACK = "127.0.0.1"
-FAST = {"heartbeat_interval": 0.2, "heartbeat_timeout": 1.0, "handshake_timeout": 3.0,
+FAST = {"heartbeat_interval": 0.2, "heartbeat_timeout": 1.0, "handshake_timeout": 5.0,
         "reconnect_min": 0.05, "reconnect_max": 0.4}
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX permission bits")
 
