@@ -85,8 +85,10 @@ class Sessions:
         await self.run(ws, outgoing=False, dial=0, want=None)
 
     def _slots(self) -> list[Slot[Link]]:
+        """Our own dials count as settled: only strangers' unfinished handshakes make room."""
         return [
-            Slot(lk, lk.conn.remote_ip, lk.opened, lk.conn.state is State.OPEN, lk.last_message)
+            Slot(lk, lk.conn.remote_ip, lk.opened,
+                 lk.conn.state is State.OPEN or lk.conn.outgoing, lk.last_message)
             for lk in self.core.links
         ]
 
