@@ -37,8 +37,8 @@ from typing import Any
 
 from fletchat.discovery import parse_txt
 from fletchat.hub import Hub, HubSession
-from fletchat.mesh import Mesh
-from fletchat.model import Message, Peer, ValidationError
+from fletchat.mesh import Mesh, MeshSettings
+from fletchat.model import Peer, ValidationError
 from fletchat.protocol import ProtocolError, decode_frame
 from fletchat.store import Store
 from fletchat.trust import Trust
@@ -239,30 +239,36 @@ class FakeWS:
         self.close_code, self.close_reason = code, reason
 
 
+class _CountingHub(Hub):
+    """A real hub that counts what the mesh lets through (nothing, for a fuzzed handshake)."""
+
+    delivered = 0
+    ups = 0
+
+    def receive(self, msg, from_peer, *, verified=False, relay=True):
+        self.delivered += 1
+        return super().receive(msg, from_peer, verified=verified, relay=relay)
+
+    def peer_up(self, peer) -> None:
+        self.ups += 1
+        super().peer_up(peer)
+
+
 class HandshakeHarness:
     """A real secured ``Mesh`` (trust, store-backed hub) fed fake connections."""
 
     def __init__(self, tmp: Path) -> None:
         self.trust = Trust.open(tmp / "id", "fuzz-target")
         self.store = Store.open(tmp / "history.db")
-        self.hub = Hub("fuzz-target", store=self.store, trust=self.trust)
+        self.hub = _CountingHub("fuzz-target", store=self.store, trust=self.trust)
         session = HubSession(self.hub, device="headless")
         session.join("Target")
         for i in range(5):
             session.send(f"before the fuzz {i}")
-        self.delivered = 0
-        self.ups = 0
         self.close_codes: Counter[int | None] = Counter()  # how the mesh ended each handshake
-
-        def on_message(msg: Message, peer: str) -> None:
-            self.delivered += 1
-
-        self.mesh = Mesh(
-            Peer("fuzz-target", "Target"), on_message=on_message,
-            on_peer_up=lambda p: setattr(self, "ups", self.ups + 1),
-            on_peer_down=lambda p, r: None, history=self.hub.sync_batch, catchup=self.hub,
-            trust=self.trust, heartbeat_timeout=0.05, heartbeat_interval=0.02,
-        )
+        settings = MeshSettings(heartbeat_timeout=0.05, heartbeat_interval=0.02,
+                                handshake_timeout=0.05)
+        self.mesh = Mesh(Peer("fuzz-target", "Target"), self.hub, settings, self.trust)
         self.loop = asyncio.new_event_loop()
 
     def snapshot(self) -> str:
@@ -286,9 +292,9 @@ class HandshakeHarness:
             except UnicodeDecodeError:
                 frames.append(line)
         ws = FakeWS(frames)
-        self.loop.run_until_complete(self.mesh._run(ws, outgoing=False, dial=0, want=None))  # type: ignore[arg-type]
+        self.loop.run_until_complete(self.mesh._sessions.run(ws, outgoing=False, dial=0, want=None))  # type: ignore[arg-type]
         self.close_codes[ws.close_code] += 1
-        if self.ups or self.delivered or self.mesh._by_id:
+        if self.hub.ups or self.hub.delivered or len(self.mesh._registry):
             raise AssertionError("a fuzzed handshake got a peer registered or a message through")
 
     def close(self) -> None:

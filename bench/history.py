@@ -74,6 +74,7 @@ def _fill(store, msgs) -> None:
 
 async def _sync_app(tmp: Path, msgs) -> tuple[float, int]:
     from fletchat.hub import Hub
+    from fletchat.mesh import MeshSettings
     from fletchat.model import Peer, new_id
     from fletchat.node import mesh_for_hub
     from fletchat.protocol import MAX_SYNC_MESSAGES, encode_sync
@@ -87,7 +88,8 @@ async def _sync_app(tmp: Path, msgs) -> tuple[float, int]:
         data.mkdir(parents=True)
         trust = Trust.open(data, pid)
         hub = Hub(pid, "headless", store=Store.open(data / "history.db"), trust=trust)
-        mesh = mesh_for_hub(hub, Peer(pid, name, "headless"), trust, host="127.0.0.1", port=0)
+        mesh = mesh_for_hub(hub, Peer(pid, name, "headless"), trust,
+                            MeshSettings(host="127.0.0.1", port=0))
         nodes.append((hub, mesh, trust))
     (old, m_old, _), (new, m_new, _) = nodes
     _fill(old.store, msgs)

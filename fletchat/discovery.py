@@ -50,7 +50,7 @@ SERVICE_TYPE = "_fletchat._tcp.local."
 
 #: TXT/protocol versions this build understands. Adverts with another ``v`` are still reported
 #: (``Advert.version`` says which), so the UI can say "X runs a newer version" instead of nothing.
-SUPPORTED_VERSIONS: frozenset[int] = frozenset({1})
+SUPPORTED_VERSIONS: frozenset[int] = frozenset({2})  # protocol.PEER_PROTOCOL_VERSION
 
 # Limits on what a stranger's TXT record may make us process.
 MAX_TXT_KEYS = 32
@@ -92,6 +92,33 @@ def parse_txt(
     entries, non-UTF-8, duplicate keys, missing keys, or a field that breaks ``model``'s rules.
     Keys are case-insensitive (RFC 6763 6.4); unknown keys are ignored, for forward compatibility.
     """
+    values = _txt_values(properties)
+    for k in ("v", "id", "port", "device"):
+        if not values[k].isprintable():
+            raise ValidationError(f"Invalid {k} in TXT record.")
+    if not _DIGITS.fullmatch(values["v"]) or int(values["v"]) > MAX_VERSION:
+        raise ValidationError("Invalid version in TXT record.")
+    version = int(values["v"])
+    peer_id = validate_id(values["id"], "peer id")
+    name = validate_name(values["name"])
+    if not _DIGITS.fullmatch(values["port"]) or not 1 <= int(values["port"]) <= 65535:
+        raise ValidationError("Invalid port in TXT record.")
+    device = values["device"]
+    if len(device) > MAX_DEVICE_CHARS:
+        raise ValidationError("Invalid device in TXT record.")
+    validate_id(device, "device")
+    return {
+        "v": version,
+        "id": peer_id,
+        "name": name,
+        "port": int(values["port"]),
+        "device": device,
+        "supported": version in supported,
+    }
+
+
+def _txt_values(properties: Mapping[Any, Any]) -> dict[str, str]:
+    """The TXT record as lower-case keys and UTF-8 values, bounded, with every required key."""
     if not isinstance(properties, Mapping):
         raise ValidationError("TXT record must be a mapping.")
     if len(properties) > MAX_TXT_KEYS:
@@ -120,28 +147,7 @@ def parse_txt(
     if missing:
         raise ValidationError(f"TXT record lacks {', '.join(missing)}.")
 
-    for k in ("v", "id", "port", "device"):
-        if not values[k].isprintable():
-            raise ValidationError(f"Invalid {k} in TXT record.")
-    if not _DIGITS.fullmatch(values["v"]) or int(values["v"]) > MAX_VERSION:
-        raise ValidationError("Invalid version in TXT record.")
-    version = int(values["v"])
-    peer_id = validate_id(values["id"], "peer id")
-    name = validate_name(values["name"])
-    if not _DIGITS.fullmatch(values["port"]) or not 1 <= int(values["port"]) <= 65535:
-        raise ValidationError("Invalid port in TXT record.")
-    device = values["device"]
-    if len(device) > MAX_DEVICE_CHARS:
-        raise ValidationError("Invalid device in TXT record.")
-    validate_id(device, "device")
-    return {
-        "v": version,
-        "id": peer_id,
-        "name": name,
-        "port": int(values["port"]),
-        "device": device,
-        "supported": version in supported,
-    }
+    return values
 
 
 def _txt_bytes(raw: object, what: str) -> bytes:
@@ -232,6 +238,13 @@ def select_interfaces(
     return zc_arg, ordered
 
 
+def local_addresses() -> frozenset[str]:
+    """Every address of this host's interfaces (loopback included, IPv6 without scope)."""
+    return frozenset(
+        ip.split("%")[0] for adapter in ifaddr.get_adapters() for ip in _adapter_ips(adapter)
+    )
+
+
 def _adapter_ips(adapter: ifaddr.Adapter) -> list[str]:
     out = []
     for ip in adapter.ips:
@@ -262,7 +275,7 @@ class Discovery:
     port or addresses). ``on_lost(peer_id)`` fires when its last instance says goodbye or expires.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only, each named at the call site
         self,
         *,
         peer_id: str,
@@ -274,6 +287,7 @@ class Discovery:
         on_lost: Callable[[str], None],
         interfaces: list[str] | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
+        keep: Callable[[str], bool] = lambda peer_id: False,
     ) -> None:
         build_txt(peer_id, name, port, device, version)  # fail early on a bad own advert
         self.peer_id = peer_id
@@ -284,6 +298,7 @@ class Discovery:
         self.on_found = on_found
         self.on_lost = on_lost
         self.interfaces = interfaces
+        self.keep = keep  # peers we are connected to: their adverts never make room for others
         self._app_loop = loop
         self._loop: asyncio.AbstractEventLoop | None = None  # where zeroconf and our tasks run
         self._azc: AsyncZeroconf | None = None
@@ -417,7 +432,8 @@ class Discovery:
                 self._deliver(self.on_lost, advert.peer_id)
             return
         is_new = name not in self._known and name not in self._resolving
-        if is_new and len(self._known) + len(self._resolving) >= MAX_INSTANCES:
+        full = len(self._known) + len(self._resolving) >= MAX_INSTANCES
+        if is_new and full and not self._make_room():
             self._complain(name, "too many adverts on the LAN; ignoring more")
             return
         old = self._resolving.pop(name, None)
@@ -427,6 +443,20 @@ class Discovery:
         task = self._loop.create_task(self._resolve(name))
         self._resolving[name] = task
         task.add_done_callback(lambda t: self._forget_task(name, t))
+
+    def _make_room(self) -> bool:
+        """A flood of adverts must not hide a real newcomer: the oldest advert of a peer we are
+        not connected to (or the oldest pending resolve) makes room. It is resolved again when
+        it announces itself again."""
+        for name, advert in self._known.items():
+            if not self.keep(advert.peer_id):
+                del self._known[name]
+                return True
+        for name, task in self._resolving.items():
+            task.cancel()
+            del self._resolving[name]
+            return True
+        return False
 
     def _forget_task(self, name: str, task: asyncio.Task[None]) -> None:
         if self._resolving.get(name) is task:

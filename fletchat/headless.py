@@ -12,9 +12,12 @@ import json
 import signal
 import sys
 import threading
+from collections import deque
+from collections.abc import Callable
 
 from .config import Config
-from .hub import HubSession, IdentityWarning, RosterChanged
+from .events import IdentityWarning, MessageRefused, RosterChanged
+from .hub import HubSession
 from .model import Message, ValidationError
 from .node import Node
 
@@ -24,10 +27,16 @@ def emit(obj: dict) -> None:
     sys.stdout.flush()
 
 
-def event_line(event: object) -> dict | None:
-    """The JSON line printed for a hub event (None for events the headless peer does not print)."""
+def event_line(
+    event: object, status: Callable[[Message], str] = lambda msg: "unverified"
+) -> dict | None:
+    """The JSON line printed for a hub event (None for events the headless peer does not print).
+
+    Messages carry ``verified``: "verified" (signed by the origin's known key), "unverified"
+    (origin never met, or unsigned) or "refused"; the roster carries each LAN peer's key
+    fingerprint, to compare in person."""
     if isinstance(event, Message):
-        return {"event": "message", **event.to_dict()}
+        return {"event": "message", **event.to_dict(), "verified": status(event)}
     if isinstance(event, IdentityWarning):
         return {
             "event": "identity_warning",
@@ -38,37 +47,40 @@ def event_line(event: object) -> dict | None:
             "at": event.at,
         }
     if isinstance(event, RosterChanged):
-        return {"event": "online", "people": [p.name for p in event.online]}
+        return {
+            "event": "online",
+            "people": [p.name for p in event.online],
+            "peers": [{"id": d.key, "name": d.name, "fingerprint": d.fingerprint}
+                      for d in event.devices],
+        }
+    if isinstance(event, MessageRefused):
+        return {"event": "refused", "peer_id": event.peer_id,
+                "refused": [{"id": i, "reason": r} for i, r in event.refusals], "at": event.at}
     return None
 
 
 async def serve_headless(config: Config, node: Node) -> None:
     loop = asyncio.get_running_loop()
-    lines: asyncio.Queue[str | None] = asyncio.Queue()
+    inbox = _Stdin(loop)
 
     def on_event(event: object) -> None:
-        line = event_line(event)
+        line = event_line(event, node.hub.message_status)
         if line is not None:
             emit(line)
 
-    def read_stdin() -> None:
-        for line in sys.stdin:
-            loop.call_soon_threadsafe(lines.put_nowait, line.rstrip("\n"))
-        loop.call_soon_threadsafe(lines.put_nowait, None)
-
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows: no such handlers
-            loop.add_signal_handler(sig, lines.put_nowait, None)
+            loop.add_signal_handler(sig, inbox.stop)
     node.hub.add_listener(on_event)
     node.on_diagnosis = lambda d: emit({"event": "network_doctor", **json.loads(d.to_json())})
     await node.start()
     session = HubSession(node.hub, device="headless")
     session.join(config.name or node.name)
     emit({"event": "ready", "peer_id": node.peer_id, "name": session.name,
-          "peer_port": node.peer_port})
-    threading.Thread(target=read_stdin, daemon=True, name="stdin").start()
+          "peer_port": node.peer_port, "fingerprint": node.hub.fingerprint})
+    threading.Thread(target=inbox.read, args=(sys.stdin,), daemon=True, name="stdin").start()
     try:
-        while (line := await lines.get()) is not None:
+        while (line := await inbox.next()) is not None:
             try:
                 session.send(line)
             except ValidationError as err:
@@ -76,6 +88,48 @@ async def serve_headless(config: Config, node: Node) -> None:
     finally:
         session.leave()
         await node.stop()
+
+
+class _Stdin:
+    """Lines from a reader thread to the loop, waking the loop once per burst rather than once
+    per line: a call_soon_threadsafe per line writes a byte per line to the loop's wakeup pipe,
+    which a fast producer fills, and then SIGTERM's byte is dropped (the signal is lost). A stop
+    request wins over lines still queued, and the loop yields between lines."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lines: deque[str | None] = deque()
+        self._woken = threading.Event()
+        self._wake = asyncio.Event()
+        self._stopped = False
+
+    def read(self, stream) -> None:  # on the reader thread
+        for line in stream:
+            self._put(line.rstrip("\n"))
+        self._put(None)
+
+    def _put(self, line: str | None) -> None:
+        self._lines.append(line)
+        if not self._woken.is_set():
+            self._woken.set()
+            with contextlib.suppress(RuntimeError):  # loop closed: nobody to tell
+                self._loop.call_soon_threadsafe(self._wake.set)
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
+
+    async def next(self) -> str | None:
+        """The next line, or None at end of input or once stopped."""
+        await asyncio.sleep(0)  # a queued line must not starve the mesh, timers or signals
+        while not self._stopped:
+            if self._lines:
+                return self._lines.popleft()
+            self._woken.clear()
+            if not self._lines:
+                self._wake.clear()
+                await self._wake.wait()
+        return None
 
 
 def run_headless(config: Config, node: Node) -> None:

@@ -23,11 +23,15 @@ from typing import Any, Protocol
 
 from .clock import HLC, Stamp
 from .events import (
+    Acceptance,
     ChannelsChanged,
     Delivered,
     HubEvent,
     IdentityWarning,
+    MessageRefused,
     Online,
+    Outcome,
+    Presence,
     RosterChanged,
 )
 from .model import (
@@ -92,6 +96,8 @@ class Transport(Protocol):
     """What the hub needs from the LAN side (the mesh implements it)."""
 
     def broadcast(self, msg: Message, exclude: str | None = None) -> None: ...
+
+    def presence_changed(self) -> None: ...
 
 
 class Publisher(Protocol):
@@ -188,20 +194,23 @@ class Hub:
                 self.store.mark_sent(msg.id)
         return msg
 
-    def receive(self, msg: Message, from_peer: str, relay: bool = True) -> bool:
+    def receive(
+        self, msg: Message, from_peer: str, *, verified: bool = False, relay: bool = True
+    ) -> Acceptance:
         """A validated message from a peer: shown once however many paths carry it, then relayed
-        (live messages) or not (catch-up batches). False if known or refused."""
+        (live messages) or not (catch-up batches). (Minimal form of the contract; the acceptance
+        branch owns the full pipeline.)"""
         if msg.kind in (KIND_JOIN, KIND_LEAVE) and msg.origin != self.peer_id:
             self._track_remote_person(msg)  # presence is state: a known join still counts
         if self._is_known(msg.id):
-            return False
+            return Acceptance(Outcome.DUPLICATE, "already here", msg)
         if msg.hlc:
             try:
                 stamp = Stamp.decode(msg.hlc)
                 self.clock.observe(stamp)  # keeps our clock ahead of everything we have seen
             except ValidationError as err:  # includes ClockDriftError: a clock far in the future
                 log.warning("refused message %s from %s: %s", msg.id, from_peer, err)
-                return False
+                return Acceptance(Outcome.REFUSED, str(err), msg)
         else:
             stamp = self.clock.now()
             msg = replace(msg, hlc=stamp.encode())
@@ -212,7 +221,33 @@ class Hub:
         self._publish(msg)
         if relay and self.transport is not None:
             self.transport.broadcast(msg, exclude=from_peer)
-        return True
+        return Acceptance(Outcome.ACCEPTED, "", msg)
+
+    async def wait_stored(self, ids: tuple[str, ...]) -> None:
+        """Returns once accepted ids are durable (the store writer committed them)."""
+        if self._writer is not None:
+            import asyncio
+
+            await asyncio.to_thread(self._writer.flush, 5.0)
+
+    def refused(self, peer_id: str, refusals: tuple[tuple[str, str], ...]) -> None:
+        """A peer refused messages we sent it (ids + reasons)."""
+        self._publish(MessageRefused(peer_id, refusals, time.time()))
+
+    def local_presence(self) -> tuple[Presence, ...]:
+        with self._lock:
+            return tuple(Presence(o.name, o.device, o.since) for o in self._sessions.values())
+
+    def peer_presence(self, peer_id: str, people: tuple[Presence, ...]) -> None:
+        """What a connected peer says is on it now replaces what it said before."""
+        with self._lock:
+            for key in [k for k in self._people if k[0] == peer_id]:
+                del self._people[key]
+            for p in people:
+                self._people[(peer_id, p.name)] = Online(
+                    f"{peer_id}/{p.name}", p.name, p.device, p.since, local=False
+                )
+        self._roster_changed()
 
     def history(
         self, channel: str = DEFAULT_CHANNEL, limit: int = HISTORY_PAGE, before: str = ""
@@ -391,12 +426,16 @@ class Hub:
         with self._lock:
             self._sessions[key] = Online(key, name, device, time.time(), local=True)
         self._roster_changed()
+        if self.transport is not None:
+            self.transport.presence_changed()
 
     def session_left(self, key: str) -> None:
         with self._lock:
             gone = self._sessions.pop(key, None)
         if gone is not None:
             self._roster_changed()
+            if self.transport is not None:
+                self.transport.presence_changed()
 
     def peer_up(self, peer: Peer) -> None:
         """The mesh has a live, handshaken connection to ``peer`` (its people arrive by sync)."""

@@ -22,6 +22,7 @@ MAX_SEQ = 2**53  # per-origin sequence numbers stay exact in JSON everywhere
 MAX_ID_CHARS = 64
 MAX_FRAME_BYTES = 64 * 1024
 HISTORY_IN_MEMORY = 500
+MAX_PRESENCE_PER_PEER = 64  # people one connected peer may say are on it (``presence`` frame)
 
 DEFAULT_CHANNEL = "general"
 
@@ -117,6 +118,12 @@ def validate_channel(raw: object) -> str:
     return raw
 
 
+def _now_ms() -> float:
+    """Now, in unix seconds with at most 3 decimals: the signed bytes carry ``ts`` in integer
+    milliseconds (docs/protocol.md), so what is sent is exactly what is signed."""
+    return round(time.time(), 3)
+
+
 def new_id() -> str:
     """A globally unique id (128 random bits, hex)."""
     return uuid.uuid4().hex
@@ -156,18 +163,18 @@ class Message:
         clean = validate_text(text)
         if clean is None:
             raise ValidationError("Message is empty.")
-        return cls(new_id(), KIND_CHAT, validate_name(author), origin, clean, time.time(), channel)
+        return cls(new_id(), KIND_CHAT, validate_name(author), origin, clean, _now_ms(), channel)
 
     @classmethod
     def presence(cls, kind: str, author: str, origin: str) -> Message:
         if kind not in (KIND_JOIN, KIND_LEAVE):
             raise ValidationError("Invalid presence kind.")
-        return cls(new_id(), kind, validate_name(author), origin, "", time.time())
+        return cls(new_id(), kind, validate_name(author), origin, "", _now_ms())
 
     @classmethod
     def channel_created(cls, author: str, origin: str, channel: str) -> Message:
         return cls(
-            new_id(), KIND_CHANNEL, validate_name(author), origin, "", time.time(),
+            new_id(), KIND_CHANNEL, validate_name(author), origin, "", _now_ms(),
             validate_channel(channel),
         )
 

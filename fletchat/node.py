@@ -30,22 +30,12 @@ log = logging.getLogger("fletchat.node")
 HISTORY_FILE = "history.db"
 
 
-def mesh_for_hub(hub: Hub, me: Peer, trust=None, **options):
-    """A mesh wired to ``hub`` the way every peer is (messages, roster, catch-up, receipts,
-    identity warnings), and set as the hub's transport. ``options`` go to ``Mesh``."""
-    from .mesh import Mesh
+def mesh_for_hub(hub: Hub, me: Peer, trust=None, settings=None):
+    """A mesh wired to ``hub`` (the hub is the mesh's ``MeshHost``: messages, roster, presence,
+    catch-up, receipts, refusals, identity warnings), and set as the hub's transport."""
+    from .mesh import Mesh, MeshSettings
 
-    mesh = Mesh(
-        me,
-        on_message=hub.receive,
-        on_peer_up=hub.peer_up,
-        on_peer_down=hub.peer_down,
-        history=hub.sync_batch,
-        catchup=hub,
-        trust=trust,
-        on_identity_warning=hub.identity_warning if trust is not None else None,
-        **options,
-    )
+    mesh = Mesh(me, hub, settings if settings is not None else MeshSettings(), trust)
     hub.transport = mesh
     return mesh
 
@@ -105,9 +95,10 @@ class Node:
                 await self._start_lan()
 
     async def _start_lan(self) -> None:
-        from .discovery import Discovery
-        from .mesh import Mesh
-        from .protocol import PROTOCOL_VERSION
+        from .discovery import Discovery, local_addresses
+        from .mesh import Mesh, MeshSettings
+        from .peer.dialer import never_dial
+        from .protocol import PEER_PROTOCOL_VERSION
 
         # Android 17 blocks all LAN traffic until ACCESS_LOCAL_NETWORK is allowed (asked here; the
         # dialog's close resumes the app, and resume() re-browses). Elsewhere: granted.
@@ -125,8 +116,11 @@ class Node:
         me = Peer(self.peer_id, self.name, self.device)
         hub = self.hub
 
+        own = local_addresses()
+
         def make_mesh(port: int) -> Mesh:
-            return mesh_for_hub(hub, me, self.trust, host=self.config.host, port=port)
+            settings = MeshSettings(host=self.config.host, port=port, own_addresses=own)
+            return mesh_for_hub(hub, me, self.trust, settings)
 
         mesh = make_mesh(self.config.peer_port)
         try:
@@ -143,18 +137,21 @@ class Node:
             mesh.add_peer_address(host, peer_port)
 
         def found(advert) -> None:
+            # mDNS adverts are anyone's word: never loopback or this host's own addresses.
             for address in advert.addresses:
-                mesh.add_peer_address(address, advert.port, advert.peer_id)
-                break
+                if not never_dial(address, own):
+                    mesh.add_peer_address(address, advert.port, advert.peer_id, discovered=True)
+                    break
 
         self._make_discovery = lambda: Discovery(
             peer_id=self.peer_id,
             name=self.name,
             port=port,
             device=self.device,
-            version=PROTOCOL_VERSION,
+            version=PEER_PROTOCOL_VERSION,
             on_found=found,
             on_lost=mesh.forget_peer_address,
+            keep=lambda peer_id: any(p.id == peer_id for p in mesh.peers()),
             interfaces=list(self.config.interfaces) or None,
         )
         self.discovery = self._make_discovery()

@@ -23,20 +23,24 @@ from fletchat import __version__
 from fletchat.model import (
     DEVICE_KINDS,
     MAX_FRAME_BYTES,
+    MAX_PRESENCE_PER_PEER,
     Message,
     ValidationError,
     validate_id,
     validate_name,
 )
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 1  # the relay protocol for static web clients (relay_protocol) still speaks 1
+# The peer-to-peer mesh: 2 added ``presence``/``refused`` frames and signs ``ts`` as integer ms.
+PEER_PROTOCOL_VERSION = 2
 
 # ---- limits of the wire format (the message/name/frame limits live in ``model``) ----
 MAX_SYNC_MESSAGES = 100  # recent messages a newcomer is sent after the handshake, in total
 MAX_GOSSIP_PEERS = 64  # addresses in one ``peers`` frame
 MAX_HAVE_ORIGINS = 1024  # origins in one ``have`` summary (installs that ever wrote here)
 MAX_ACK_IDS = 256  # message ids in one ``ack`` frame
-MAX_REASON_CHARS = 100  # ``bye`` reason; close reasons must fit 123 bytes on the wire
+MAX_REASON_CHARS = 100  # ``bye`` / ``refused`` reasons; close reasons must fit 123 bytes
+MAX_REFUSED_IDS = 256  # entries in one ``refused`` frame
 MAX_APP_VERSION_CHARS = 32
 MAX_HOST_CHARS = 64
 MAX_JSON_DEPTH = 16  # deeper nesting is hostile: no frame needs more than 4 levels
@@ -47,6 +51,11 @@ MAX_DIAL = 2**53  # dial counters are JSON numbers: stay exact in every JSON imp
 # from one peer's sync (up to MAX_SYNC_MESSAGES msg frames) to the others, so the burst is roomy.
 RATE_FRAMES_PER_SECOND = 30.0
 RATE_BURST = 3.0 * MAX_SYNC_MESSAGES
+# Messages count on their own as well, also those inside ``sync`` frames (one frame can carry 100):
+# a connection may hand over MESSAGE_BURST messages at once, then MESSAGES_PER_SECOND. Catch-up of
+# a long history paces itself to stay under this (catchup.Pacer); quotas per origin are the hub's.
+MESSAGES_PER_SECOND = 4000.0
+MESSAGE_BURST = 8000.0
 
 # Reconnect backoff (seconds): doubles per failed attempt up to the cap, with jitter.
 RECONNECT_MIN = 0.5
@@ -179,7 +188,34 @@ class Bye:
     reason: str = ""
 
 
-Frame = Hello | Auth | MsgFrame | Ping | Pong | PeersFrame | SyncFrame | HaveFrame | AckFrame | Bye
+@dataclass(frozen=True)
+class RefusedFrame:
+    """The receiver did not store these messages (``(id, reason)`` pairs): the writer is told."""
+
+    refusals: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class PresenceEntry:
+    """One person on the sending peer right now."""
+
+    name: str
+    device: str
+    since: float
+
+
+@dataclass(frozen=True)
+class PresenceFrame:
+    """Who is on the sending peer now (replaces what it said before; at most
+    ``MAX_PRESENCE_PER_PEER``)."""
+
+    people: tuple[PresenceEntry, ...]
+
+
+Frame = (
+    Hello | Auth | MsgFrame | Ping | Pong | PeersFrame | SyncFrame | HaveFrame | AckFrame | Bye
+    | RefusedFrame | PresenceFrame
+)
 
 _TYPE_NAMES: dict[type, str] = {
     Hello: "hello",
@@ -192,6 +228,8 @@ _TYPE_NAMES: dict[type, str] = {
     HaveFrame: "have",
     AckFrame: "ack",
     Bye: "bye",
+    RefusedFrame: "refused",
+    PresenceFrame: "presence",
 }
 
 
@@ -203,7 +241,7 @@ def _dumps(obj: dict[str, Any]) -> str:
 
 
 def _frame_dict(frame: Frame) -> dict[str, Any]:
-    head: dict[str, Any] = {"v": PROTOCOL_VERSION, "type": _TYPE_NAMES[type(frame)]}
+    head: dict[str, Any] = {"v": PEER_PROTOCOL_VERSION, "type": _TYPE_NAMES[type(frame)]}
     match frame:
         case Hello():
             head.update(
@@ -232,6 +270,12 @@ def _frame_dict(frame: Frame) -> dict[str, Any]:
             head["ids"] = list(frame.ids)
         case Bye():
             head["reason"] = frame.reason
+        case RefusedFrame():
+            head["refused"] = [{"id": i, "reason": r} for i, r in frame.refusals]
+        case PresenceFrame():
+            head["people"] = [
+                {"name": p.name, "device": p.device, "since": p.since} for p in frame.people
+            ]
     return head
 
 
@@ -294,22 +338,29 @@ def encode_sync(
 
     ``sig_for`` gives each message's signature (base64, "" for none)."""
     recent = list(messages)[-limit:] if limit > 0 else []
+    return [frame for frame, _ in sync_frames(recent, sig_for)]
+
+
+def sync_frames(
+    messages: Sequence[Message], sig_for: Callable[[Message], str] | None = None
+) -> list[tuple[str, int]]:
+    """``messages`` as ``sync`` frames that each fit the size limit: (frame, message count)."""
     overhead = len(_dumps(_frame_dict(SyncFrame(())))) + 8
-    frames: list[str] = []
+    frames: list[tuple[str, int]] = []
     batch: list[Message] = []
     sigs: list[str] = []
     size = overhead
-    for m in recent:
+    for m in messages:
         sig = sig_for(m) if sig_for is not None else ""
         m_size = len(_dumps(_msg_dict(m, sig)).encode("utf-8")) + 1
-        if batch and size + m_size > MAX_FRAME_BYTES:
-            frames.append(encode_frame(SyncFrame(tuple(batch), tuple(sigs))))
+        if batch and (size + m_size > MAX_FRAME_BYTES or len(batch) >= MAX_SYNC_MESSAGES):
+            frames.append((encode_frame(SyncFrame(tuple(batch), tuple(sigs))), len(batch)))
             batch, sigs, size = [], [], overhead
         batch.append(m)
         sigs.append(sig)
         size += m_size
     if batch:
-        frames.append(encode_frame(SyncFrame(tuple(batch), tuple(sigs))))
+        frames.append((encode_frame(SyncFrame(tuple(batch), tuple(sigs))), len(batch)))
     return frames
 
 
@@ -325,6 +376,20 @@ def encode_acks(ids: Sequence[str]) -> list[str]:
         encode_frame(AckFrame(tuple(ids[i : i + MAX_ACK_IDS])))
         for i in range(0, len(ids), MAX_ACK_IDS)
     ]
+
+
+def encode_refused(refusals: Sequence[tuple[str, str]]) -> list[str]:
+    """``refused`` frames for ``(id, reason)`` pairs: reasons clipped, ``MAX_REFUSED_IDS`` a frame."""
+    pairs = [(i, _clip(r, MAX_REASON_CHARS)) for i, r in refusals]
+    return [
+        encode_frame(RefusedFrame(tuple(pairs[i : i + MAX_REFUSED_IDS])))
+        for i in range(0, len(pairs), MAX_REFUSED_IDS)
+    ]
+
+
+def encode_presence(people: Iterable[PresenceEntry]) -> str:
+    """Who is here now; the first ``MAX_PRESENCE_PER_PEER`` people (extra ones are left out)."""
+    return encode_frame(PresenceFrame(tuple(people)[:MAX_PRESENCE_PER_PEER]))
 
 
 def _clip(text: str, limit: int) -> str:
@@ -538,22 +603,55 @@ def _decode_ack(obj: dict[str, Any]) -> AckFrame:
     )
 
 
-def parse_head(data: str | bytes, speaker: str = "this peer") -> tuple[dict[str, Any], str]:
+def _decode_refused(obj: dict[str, Any]) -> RefusedFrame:
+    out = []
+    for entry in _list_field(obj, "refused", "refused", MAX_REFUSED_IDS):
+        if not isinstance(entry, dict):
+            raise ProtocolError("refused entries must be objects")
+        msg_id = _validated("refused", "id", lambda e=entry: validate_id(e.get("id"), "message id"))
+        out.append((msg_id, _str_field(entry, "reason", "refused", MAX_REASON_CHARS, default="")))
+    return RefusedFrame(tuple(out))
+
+
+def _decode_presence(obj: dict[str, Any]) -> PresenceFrame:
+    out = []
+    for entry in _list_field(obj, "people", "presence", MAX_PRESENCE_PER_PEER):
+        if not isinstance(entry, dict):
+            raise ProtocolError("presence entries must be objects")
+        name = _validated("presence", "name", lambda e=entry: validate_name(e.get("name")))
+        device = entry.get("device")
+        if device not in DEVICE_KINDS:
+            raise ProtocolError(f"presence.device must be one of {', '.join(DEVICE_KINDS)}")
+        since = entry.get("since")
+        if isinstance(since, bool) or not isinstance(since, (int, float)) or not 0 <= since < 1e11:
+            raise ProtocolError("presence.since must be unix seconds")
+        out.append(PresenceEntry(name, device, float(since)))
+    return PresenceFrame(tuple(out))
+
+
+def parse_head(
+    data: str | bytes, speaker: str = "this peer", version: int = PROTOCOL_VERSION
+) -> tuple[dict[str, Any], str]:
     """The checks every frame gets first (size, JSON, depth, Unicode, version, type), shared by
     the peer protocol and the relay for static web clients."""
     obj = _parse(data)
-    version = obj.get("v")
-    if isinstance(version, bool) or not isinstance(version, int):
+    got = obj.get("v")
+    if isinstance(got, bool) or not isinstance(got, int):
         raise ProtocolError("frame needs an integer protocol version 'v'")
-    if version != PROTOCOL_VERSION:
-        shown = version if abs(version) < 10**6 else "?"
-        raise ProtocolError(
-            f"unsupported protocol version {shown} ({speaker} speaks {PROTOCOL_VERSION})"
-        )
+    if got != version:
+        shown = got if abs(got) < 10**6 else "?"
+        raise ProtocolError(f"unsupported protocol version {shown} ({speaker} speaks {version})")
     ftype = obj.get("type")
     if not isinstance(ftype, str):
         raise ProtocolError("frame needs a string 'type'")
     return obj, ftype
+
+
+def frame_type(data: str | bytes) -> str:
+    """The ``type`` of a frame, checking only that it is a JSON object ("" when it has none):
+    how the relay's client tells peer-protocol frames from relay frames in one stream."""
+    ftype = _parse(data).get("type")
+    return ftype if isinstance(ftype, str) else ""
 
 
 def decode_frame(data: str | bytes) -> Frame:
@@ -562,46 +660,65 @@ def decode_frame(data: str | bytes) -> Frame:
     The size limit is checked before any parsing. Unknown extra fields are ignored (so a later
     minor addition does not need a version bump); unknown types and versions are refused.
     """
-    obj, ftype = parse_head(data)
-    match ftype:
-        case "hello":
-            return _decode_hello(obj)
-        case "msg":
-            return MsgFrame(*_decode_message(obj.get("msg"), "msg"))
-        case "auth":
-            sig = obj.get("sig")
-            if _b64_bytes(sig, SIG_CHARS) is None:
-                raise ProtocolError("auth.sig must be a base64 Ed25519 signature")
-            return Auth(sig)
-        case "ping":
-            return Ping()
-        case "pong":
-            return Pong()
-        case "peers":
-            return _decode_peers(obj)
-        case "sync":
-            return _decode_sync(obj)
-        case "have":
-            return _decode_have(obj)
-        case "ack":
-            return _decode_ack(obj)
-        case "bye":
-            return Bye(_str_field(obj, "reason", "bye", MAX_REASON_CHARS, default=""))
-    raise ProtocolError(f"unknown frame type {_clip(ftype, 20)!r}")
+    obj, ftype = parse_head(data, version=PEER_PROTOCOL_VERSION)
+    decoder = _DECODERS.get(ftype)
+    if decoder is None:
+        raise ProtocolError(f"unknown frame type {_clip(ftype, 20)!r}")
+    return decoder(obj)
+
+
+def _decode_auth(obj: dict[str, Any]) -> Auth:
+    sig = obj.get("sig")
+    if _b64_bytes(sig, SIG_CHARS) is None:
+        raise ProtocolError("auth.sig must be a base64 Ed25519 signature")
+    return Auth(sig)  # type: ignore[arg-type]
+
+
+_DECODERS: dict[str, Callable[[dict[str, Any]], Frame]] = {
+    "hello": _decode_hello,
+    "auth": _decode_auth,
+    "msg": lambda obj: MsgFrame(*_decode_message(obj.get("msg"), "msg")),
+    "ping": lambda obj: Ping(),
+    "pong": lambda obj: Pong(),
+    "peers": _decode_peers,
+    "sync": _decode_sync,
+    "have": _decode_have,
+    "ack": _decode_ack,
+    "bye": lambda obj: Bye(_str_field(obj, "reason", "bye", MAX_REASON_CHARS, default="")),
+    "refused": _decode_refused,
+    "presence": _decode_presence,
+}
 
 
 # ---- what gets signed (pure bytes; the crypto is in ``identity``/``trust``) ----
 
 AUTH_CONTEXT = "fletchat-auth-v1"
-MESSAGE_CONTEXT = "fletchat-msg-v1"
+MESSAGE_CONTEXT = "fletchat-msg-v2"
+MESSAGE_CONTEXT_V1 = "fletchat-msg-v1"
+
+
+def ts_millis(ts: float) -> int:
+    """``ts`` (unix seconds) as the integer milliseconds that are signed: ``ts × 1000`` rounded
+    half away from zero. Writers send ``ts`` with at most 3 decimals, so every language agrees."""
+    return math.floor(ts * 1000 + 0.5)
 
 
 def message_signing_bytes(msg: Message) -> bytes:
-    """The canonical encoding of a message that its origin signs: every field that means
-    something (id, kind, author, origin, text, ts, channel, hlc, seq), in a fixed order, as compact
-    JSON with a context label so a signature cannot be replayed as anything else."""
+    """The canonical encoding of a message that its origin signs (protocol 2): a JSON array of
+    the context label and every field that means something, in a fixed order, ``ts`` as integer
+    milliseconds (``ts_millis``), strings as UTF-8 without escapes beyond JSON's required ones,
+    no spaces. The label stops a signature from being replayed as anything else."""
     fields = [
         MESSAGE_CONTEXT, msg.id, msg.kind, msg.author, msg.origin, msg.text,
+        ts_millis(msg.ts), msg.channel, msg.hlc, msg.seq,
+    ]
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def message_signing_bytes_v1(msg: Message) -> bytes:
+    """What protocol 1 signed (Python's float repr of ``ts``): only to verify old history."""
+    fields = [
+        MESSAGE_CONTEXT_V1, msg.id, msg.kind, msg.author, msg.origin, msg.text,
         float(msg.ts), msg.channel, msg.hlc, msg.seq,
     ]
     return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

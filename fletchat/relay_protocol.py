@@ -35,6 +35,7 @@ from .protocol import (
     SyncFrame,
     decode_frame,
     encode_sync,
+    frame_type,
     parse_head,
 )
 
@@ -197,11 +198,11 @@ def _decode_online_entries(value: object, key: str) -> tuple[Online, ...]:
 
 def decode_server_frame(data: str | bytes) -> ServerFrame:
     """What a static client does with a frame from the host; ``ProtocolError`` if it is broken."""
-    obj, ftype = _head(data)
-    if ftype in ("msg", "sync", "pong"):
+    if frame_type(data) in ("msg", "sync", "pong"):  # peer-protocol frames, at its version
         frame = decode_frame(data)
         assert isinstance(frame, (MsgFrame, SyncFrame, Pong))
         return frame
+    obj, ftype = _head(data)
     if ftype == "welcome":
         try:
             return RelayWelcome(validate_name(obj.get("name")))

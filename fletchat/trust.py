@@ -17,13 +17,17 @@ docs/security.md explains the choices.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import json
 import logging
+import os
 import sqlite3
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .identity import (
@@ -35,29 +39,41 @@ from .identity import (
     verify_signature,
 )
 from .model import Message, ValidationError, validate_id
-from .protocol import decode_b64, encode_b64, message_signing_bytes
+from .peer.policy import KeyCheck as PolicyKeyCheck
+from .peer.policy import KeyStatus, Verdict
+from .protocol import decode_b64, encode_b64, message_signing_bytes, message_signing_bytes_v1
 
 log = logging.getLogger("fletchat.trust")
 
 TRUST_FILE = "trust.json"
+TRUST_LOG = "trust.log"  # appended between snapshots: one JSON line per change
 SIGNATURES_FILE = "signatures.db"
-MAX_KNOWN_PEERS = 10_000  # keys remembered; the oldest first-seen entries go beyond this
+MAX_KNOWN_PEERS = 10_000  # keys remembered; beyond this only stale, never-reconfirmed ones go
 MAX_BLOCKED_PEERS = 10_000
+# First contacts (a new id's key trusted on first use) are bounded per address and per time, so
+# throw-away identities cannot fill the table; a refused newcomer is told to try again later.
+FIRST_CONTACT_WINDOW = 600.0  # seconds
+FIRST_CONTACTS_PER_ADDRESS = 16  # per window, from one IP address
+FIRST_CONTACTS_PER_WINDOW = 128  # per window, from everywhere
+STALE_KEY_SECONDS = 30 * 86400  # a key never seen again for this long may make room when full
+MAX_TRACKED_ADDRESSES = 4096
+LOG_FSYNC_DELAY = 0.5  # the journal is fsynced by a background thread, batched
 
-NEW = "new"
-KNOWN = "known"
-CHANGED = "changed"
+NEW = KeyStatus.NEW
+KNOWN = KeyStatus.KNOWN
+CHANGED = KeyStatus.CHANGED
+LIMITED = KeyStatus.LIMITED
 
-VERIFIED = "verified"  # signed by the origin's known key
-UNVERIFIED = "unverified"  # origin never met (no key to check with) or unsigned legacy message
-REFUSED = "refused"  # claims an origin whose key we know, without a valid signature from it
+VERIFIED = Verdict.VERIFIED
+UNVERIFIED = Verdict.UNVERIFIED
+REFUSED = Verdict.REFUSED
 
 
 @dataclass(frozen=True)
 class KeyCheck:
-    """The outcome of ``TrustStore.check``: ``status`` is NEW, KNOWN or CHANGED."""
+    """The outcome of ``TrustStore.check``: ``status`` is NEW, KNOWN, CHANGED or LIMITED."""
 
-    status: str
+    status: KeyStatus
     old_key: bytes | None = None
 
     @property
@@ -65,27 +81,112 @@ class KeyCheck:
         return fingerprint(self.old_key) if self.old_key else ""
 
 
-class TrustStore:
-    """Known peer keys (TOFU) and blocked peers, persisted in ``trust.json`` (``None`` path =
-    in memory, for tests)."""
+@dataclass
+class FirstContacts:
+    """Sliding-window counts of first contacts, per address and overall (pure; time passed in)."""
 
-    def __init__(self, path: Path | None) -> None:
+    window: float = FIRST_CONTACT_WINDOW
+    per_address: int = FIRST_CONTACTS_PER_ADDRESS
+    total: int = FIRST_CONTACTS_PER_WINDOW
+    _by_address: dict[str, deque[float]] = field(default_factory=dict)
+    _all: deque[float] = field(default_factory=deque)
+
+    def allow(self, address: str, now: float) -> bool:
+        """Count one first contact from ``address`` at ``now`` if under both limits."""
+        self._trim(self._all, now)
+        seen = self._by_address.get(address)
+        if seen is not None:
+            self._trim(seen, now)
+        if len(self._all) >= self.total or (seen is not None and len(seen) >= self.per_address):
+            return False
+        if seen is None:
+            if len(self._by_address) >= MAX_TRACKED_ADDRESSES:
+                self._by_address = {a: d for a, d in self._by_address.items() if d}
+                if len(self._by_address) >= MAX_TRACKED_ADDRESSES:
+                    return False
+            seen = self._by_address.setdefault(address, deque())
+        seen.append(now)
+        self._all.append(now)
+        return True
+
+    def _trim(self, times: deque[float], now: float) -> None:
+        while times and times[0] <= now - self.window:
+            times.popleft()
+
+
+class _Journal:
+    """Appends one JSON line per change (cheap, under the store's lock) and fsyncs them in
+    batches on a background thread: a first contact never rewrites or fsyncs the whole file."""
+
+    def __init__(self, path: Path) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._file = os.fdopen(fd, "a", encoding="utf-8")
+        self._dirty = threading.Event()
+        self._closed = False
+        self._thread = threading.Thread(target=self._sync_loop, name="trust-fsync", daemon=True)
+        self._thread.start()
+
+    def append(self, record: dict) -> None:
+        self._file.write(json.dumps(record, sort_keys=True) + "\n")
+        self._file.flush()
+        self._dirty.set()
+
+    def _sync_loop(self) -> None:
+        while not self._closed:
+            self._dirty.wait()
+            if self._closed:
+                return
+            time.sleep(LOG_FSYNC_DELAY)
+            self._dirty.clear()
+            with contextlib.suppress(OSError, ValueError):
+                os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._closed = True
+        self._dirty.set()
+        with contextlib.suppress(OSError, ValueError):
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        self._file.close()
+
+
+class TrustStore:
+    """Known peer keys (TOFU) and blocked peers, persisted in ``trust.json`` plus the journal
+    ``trust.log`` (``None`` path = in memory, for tests).
+
+    A known key is never forgotten except by the user (``forget``); first contacts are bounded per
+    address and per time (``FirstContacts``); when the table is full, only keys first seen long ago
+    and never seen again make room, otherwise the newcomer is LIMITED."""
+
+    def __init__(self, path: Path | None, contacts: FirstContacts | None = None) -> None:
         self.path = path
         self._lock = threading.RLock()
         self._known: dict[str, dict] = {}
         self._blocked: dict[str, dict] = {}
-        if path is not None and path.exists():
-            self._load(path)
+        self._contacts = contacts or FirstContacts()
+        self._journal: _Journal | None = None
+        if path is not None:
+            if path.exists():
+                self._load(path)
+            self._replay(path.with_name(TRUST_LOG))
+            self._save()  # compact: one snapshot, an empty journal
+            self._journal = _Journal(path.with_name(TRUST_LOG))
 
     @classmethod
     def open(cls, data_dir: Path) -> TrustStore:
         return cls(data_dir / TRUST_FILE)
 
+    def close(self) -> None:
+        with self._lock:
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None
+
     def _load(self, path: Path) -> None:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             known = {
-                validate_id(pid, "peer id"): entry
+                validate_id(pid, "peer id"): dict(entry)
                 for pid, entry in dict(data.get("known", {})).items()
                 if len(decode_b64(entry["key"])) == 32
             }
@@ -103,11 +204,37 @@ class TrustStore:
             return
         self._known, self._blocked = known, blocked
 
+    def _replay(self, log_path: Path) -> None:
+        """Apply the journal written since the last snapshot (a torn last line is skipped)."""
+        if not log_path.exists():
+            return
+        for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                rec = json.loads(line)
+                self._apply(rec["op"], validate_id(rec["id"], "peer id"), rec.get("entry"))
+            except (ValueError, TypeError, KeyError, ValidationError):
+                log.warning("skipped a damaged line in %s", log_path)
+
+    def _apply(self, op: str, peer_id: str, entry: dict | None) -> None:
+        table = self._blocked if op in ("block", "unblock") else self._known
+        if op in ("known", "block"):
+            if op == "known" and len(decode_b64(entry["key"])) != 32:  # type: ignore[index]
+                raise ValueError("bad key")
+            table[peer_id] = dict(entry or {})
+        else:
+            table.pop(peer_id, None)
+
     def _save(self) -> None:
         if self.path is None:
             return
         data = {"known": self._known, "blocked": self._blocked}
         _write_private(self.path, json.dumps(data, indent=1, sort_keys=True).encode("utf-8"))
+        with contextlib.suppress(FileNotFoundError):
+            os.truncate(self.path.with_name(TRUST_LOG), 0)
+
+    def _record(self, op: str, peer_id: str, entry: dict | None = None) -> None:
+        if self._journal is not None:
+            self._journal.append({"op": op, "id": peer_id, "entry": entry})
 
     # ---- keys ----
     def key_of(self, peer_id: str) -> bytes | None:
@@ -115,29 +242,56 @@ class TrustStore:
             entry = self._known.get(peer_id)
         return decode_b64(entry["key"]) if entry else None
 
-    def check(self, peer_id: str, key: bytes, name: str = "") -> KeyCheck:
-        """Trust on first use: remember a new id's key; say KNOWN or CHANGED for a known id.
-
-        A CHANGED key is not stored: the old one stays until ``forget``.
-        """
+    def check(
+        self, peer_id: str, key: bytes, name: str = "", address: str = "",
+        now: float | None = None,
+    ) -> KeyCheck:
+        """Trust on first use: remember a new id's key (if first contacts allow); say KNOWN or
+        CHANGED for a known id. A CHANGED key is not stored: the old one stays until ``forget``."""
+        now = time.time() if now is None else now
         with self._lock:
             entry = self._known.get(peer_id)
             if entry is None:
-                if len(self._known) >= MAX_KNOWN_PEERS:
-                    oldest = min(self._known, key=lambda k: self._known[k].get("first_seen", 0))
-                    del self._known[oldest]
-                self._known[peer_id] = {
-                    "key": encode_b64(key), "name": name, "first_seen": time.time(),
-                }
-                self._save()
-                return KeyCheck(NEW)
+                return self._first_contact(peer_id, key, name, address, now)
             old = decode_b64(entry["key"])
-            if old == key:
-                if name and entry.get("name") != name:
-                    entry["name"] = name
-                    self._save()
-                return KeyCheck(KNOWN)
-            return KeyCheck(CHANGED, old)
+            if old != key:
+                return KeyCheck(CHANGED, old)
+            if (name and entry.get("name") != name) or not entry.get("seen_again"):
+                entry.update(name=name or entry.get("name", ""), seen_again=True, last_seen=now)
+                self._record("known", peer_id, entry)
+            else:
+                entry["last_seen"] = now  # in memory; the journal need not grow per handshake
+            return KeyCheck(KNOWN)
+
+    def _first_contact(
+        self, peer_id: str, key: bytes, name: str, address: str, now: float
+    ) -> KeyCheck:
+        if len(self._known) >= MAX_KNOWN_PEERS and not self._make_room(now):
+            log.warning("refused first contact with %s: %d keys known", peer_id, len(self._known))
+            return KeyCheck(LIMITED)
+        if not self._contacts.allow(address, now):
+            log.warning("refused first contact with %s from %s: too many new ids lately",
+                        peer_id, address or "?")
+            return KeyCheck(LIMITED)
+        entry = {"key": encode_b64(key), "name": name, "first_seen": now, "last_seen": now,
+                 "address": address, "seen_again": False}
+        self._known[peer_id] = entry
+        self._record("known", peer_id, entry)
+        return KeyCheck(NEW)
+
+    def _make_room(self, now: float) -> bool:
+        """Forget one key that was never seen again after its first contact, long ago."""
+        stale = [
+            pid for pid, e in self._known.items()
+            if not e.get("seen_again") and e.get("last_seen", e.get("first_seen", 0))
+            < now - STALE_KEY_SECONDS
+        ]
+        if not stale:
+            return False
+        victim = min(stale, key=lambda pid: self._known[pid].get("last_seen", 0))
+        del self._known[victim]
+        self._record("forget", victim)
+        return True
 
     def forget(self, peer_id: str) -> bool:
         """Reset what we know of ``peer_id``'s key (after checking the new fingerprint with its
@@ -145,7 +299,7 @@ class TrustStore:
         with self._lock:
             gone = self._known.pop(peer_id, None)
             if gone is not None:
-                self._save()
+                self._record("forget", peer_id)
         if gone is not None:
             log.warning("forgot the key of peer %s (%s)", peer_id, fingerprint(decode_b64(gone["key"])))
         return gone is not None
@@ -164,13 +318,13 @@ class TrustStore:
             if len(self._blocked) >= MAX_BLOCKED_PEERS:
                 raise ValidationError("Too many blocked peers.")
             self._blocked[peer_id] = {"name": name, "at": time.time()}
-            self._save()
+            self._record("block", peer_id, self._blocked[peer_id])
 
     def unblock(self, peer_id: str) -> bool:
         with self._lock:
             gone = self._blocked.pop(peer_id, None)
             if gone is not None:
-                self._save()
+                self._record("unblock", peer_id)
         return gone is not None
 
     def is_blocked(self, peer_id: str) -> bool:
@@ -185,10 +339,15 @@ class TrustStore:
 
 class SignatureBook:
     """Signatures of messages written elsewhere (message id -> 64 bytes), so a relayed or
-    caught-up message travels on with its origin's proof. ``None`` path = in memory."""
+    caught-up message travels on with its origin's proof. ``None`` path = in memory.
+
+    ``put`` is called for every message a peer sends, on the event loop: it only records the
+    signature in memory; a background thread writes them to SQLite in batches (one transaction
+    each). ``get`` sees what is still pending."""
 
     def __init__(self, path: Path | None) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the pending map
+        self._db_lock = threading.Lock()  # the connection
         self._db = sqlite3.connect(
             str(path) if path is not None else ":memory:", check_same_thread=False,
             isolation_level=None,
@@ -200,29 +359,85 @@ class SignatureBook:
             "CREATE TABLE IF NOT EXISTS sigs (id TEXT PRIMARY KEY, origin TEXT NOT NULL,"
             " sig BLOB NOT NULL, verified INTEGER NOT NULL)"
         )
+        self._pending: dict[str, tuple[str, bytes, bool]] = {}
+        self._dirty = threading.Event()
+        self._closed = False
+        self._writer = threading.Thread(target=self._write_loop, name="signatures", daemon=True)
+        self._writer.start()
 
     def put(self, msg_id: str, origin: str, sig: bytes, verified: bool) -> None:
         with self._lock:
-            self._db.execute(
-                "INSERT INTO sigs (id, origin, sig, verified) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(id) DO UPDATE SET verified = max(verified, excluded.verified)",
-                (msg_id, origin, sig, int(verified)),
-            )
+            old = self._pending.get(msg_id)
+            if old is not None and old[1] == sig:
+                verified = verified or old[2]
+            self._pending[msg_id] = (origin, sig, verified)
+        self._dirty.set()
 
     def get(self, msg_id: str) -> tuple[bytes, bool] | None:
         with self._lock:
+            pending = self._pending.get(msg_id)
+        with self._db_lock:
             row = self._db.execute(
                 "SELECT sig, verified FROM sigs WHERE id = ?", (msg_id,)
             ).fetchone()
+        if pending is not None:
+            return pending[1], pending[2] or bool(row and row[1] and bytes(row[0]) == pending[1])
         return (bytes(row[0]), bool(row[1])) if row else None
 
-    def close(self) -> None:
+    def flush(self) -> None:
+        """Write what is pending now (on the caller's thread)."""
         with self._lock:
+            batch, self._pending = self._pending, {}
+        if not batch:
+            return
+        with self._db_lock:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT INTO sigs (id, origin, sig, verified) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET verified = max(verified, excluded.verified)",
+                [(i, o, sig, int(v)) for i, (o, sig, v) in batch.items()],
+            )
+            self._db.execute("COMMIT")
+
+    def _write_loop(self) -> None:
+        while not self._closed:
+            self._dirty.wait()
+            self._dirty.clear()
+            if self._closed:
+                return
+            try:
+                self.flush()
+            except sqlite3.Error:
+                log.exception("writing message signatures failed")
+            time.sleep(0.05)  # let a burst gather into one transaction
+
+    def close(self) -> None:
+        self._closed = True
+        self._dirty.set()
+        self._writer.join(timeout=2.0)
+        try:
+            self.flush()
+        except sqlite3.Error:
+            log.exception("writing message signatures failed")
+        with self._db_lock:
             self._db.close()
 
 
+def _signed_by(key: bytes, sig: bytes, msg: Message) -> bool:
+    """The current canonical bytes, or the v1 form (float ``ts``) that history from before
+    protocol 2 was signed with, so stored and caught-up old messages still verify."""
+    return verify_signature(key, sig, message_signing_bytes(msg)) or verify_signature(
+        key, sig, message_signing_bytes_v1(msg)
+    )
+
+
 class Trust:
-    """This install's identity plus what it trusts: the one object the mesh and hub share."""
+    """This install's identity plus what it trusts: the one object the mesh and hub share.
+
+    It is the mesh's ``TrustPolicy`` (fletchat/peer/policy.py): TLS contexts, key proofs, TOFU,
+    blocks and message signatures."""
+
+    secured = True
 
     def __init__(
         self, identity: Identity, store: TrustStore, book: SignatureBook, peer_id: str
@@ -231,6 +446,7 @@ class Trust:
         self.store = store
         self.book = book
         self.peer_id = peer_id
+        self.cert_sha256 = hashlib.sha256(identity.cert_der).hexdigest()
 
     @classmethod
     def open(cls, data_dir: Path, peer_id: str) -> Trust:
@@ -245,8 +461,44 @@ class Trust:
     def fingerprint(self) -> str:
         return self.identity.fingerprint
 
+    @property
+    def key_text(self) -> str:
+        return self.identity.key_text
+
     def close(self) -> None:
         self.book.close()
+        self.store.close()
+
+    # ---- TrustPolicy ----
+    def server_context(self):
+        return self.identity.server_context()
+
+    def client_context(self):
+        return self.identity.client_context()
+
+    def sign(self, data: bytes) -> bytes:
+        return self.identity.sign(data)
+
+    def verify(self, key: bytes, sig: bytes, data: bytes) -> bool:
+        return verify_signature(key, sig, data)
+
+    def fingerprint_of(self, key: bytes) -> str:
+        return fingerprint(key)
+
+    def check_key(
+        self, peer_id: str, key: bytes, name: str, address: str, now: float
+    ) -> PolicyKeyCheck:
+        check = self.store.check(peer_id, key, name, address, now)
+        return PolicyKeyCheck(check.status, check.old_fingerprint)
+
+    def is_blocked(self, peer_id: str) -> bool:
+        return self.store.is_blocked(peer_id)
+
+    def block(self, peer_id: str, name: str = "") -> None:
+        self.store.block(peer_id, name)
+
+    def unblock(self, peer_id: str) -> None:
+        self.store.unblock(peer_id)
 
     def sig_for(self, msg: Message) -> str:
         """The signature a message travels with: ours for our own, the stored one otherwise."""
@@ -255,14 +507,14 @@ class Trust:
         found = self.book.get(msg.id)
         return encode_b64(found[0]) if found else ""
 
-    def check_message(self, msg: Message, sig: str) -> str:
-        """VERIFIED, UNVERIFIED (origin's key unknown: kept, marked) or REFUSED (claims a known
-        origin without its valid signature; never our own id from elsewhere)."""
+    def check_message(self, msg: Message, sig: str) -> Verdict:
+        """VERIFIED, UNVERIFIED (origin's key unknown: kept, marked), REFUSED (claims a known
+        origin without its valid signature; never our own id from elsewhere) or BLOCKED."""
+        if self.store.is_blocked(msg.origin):
+            return Verdict.BLOCKED
         if msg.origin == self.peer_id:
             # Our own messages come back through relays and catch-up: only genuine ones match.
-            ok = bool(sig) and verify_signature(
-                self.identity.public_key, decode_b64(sig), message_signing_bytes(msg)
-            )
+            ok = bool(sig) and _signed_by(self.identity.public_key, decode_b64(sig), msg)
             return VERIFIED if ok else REFUSED
         key = self.store.key_of(msg.origin)
         raw = decode_b64(sig) if sig else b""
@@ -270,7 +522,7 @@ class Trust:
             if raw:
                 self.book.put(msg.id, msg.origin, raw, verified=False)
             return UNVERIFIED
-        if raw and verify_signature(key, raw, message_signing_bytes(msg)):
+        if raw and _signed_by(key, raw, msg):
             self.book.put(msg.id, msg.origin, raw, verified=True)
             return VERIFIED
         return REFUSED
@@ -286,7 +538,7 @@ class Trust:
             return UNVERIFIED
         if found is None:
             return UNVERIFIED  # written before signatures, or reached us unsigned
-        if found[1] or verify_signature(key, found[0], message_signing_bytes(msg)):
+        if found[1] or _signed_by(key, found[0], msg):
             if not found[1]:
                 self.book.put(msg.id, msg.origin, found[0], verified=True)
             return VERIFIED
@@ -311,6 +563,7 @@ def main(argv: list[str] | None = None) -> int:
     except DataDirInUse as err:
         print(f"fletchat: {err} (stop it first, or use the app's own reset)", file=sys.stderr)
         return 2
+    store: TrustStore | None = None
     try:
         store = TrustStore.open(args.data_dir)
         for peer_id in args.forget_peer:
@@ -323,6 +576,8 @@ def main(argv: list[str] | None = None) -> int:
             for peer_id, name in sorted(store.blocked().items()):
                 print(f"blocked {peer_id}  {name}")
     finally:
+        if store is not None:
+            store.close()
         lock.release()
     return 0
 

@@ -96,7 +96,7 @@ async def run_hostile(args: argparse.Namespace) -> None:
     def txt(entries: list[bytes]) -> bytes:  # raw DNS TXT rdata: length-prefixed strings
         return b"".join(bytes([len(e)]) + e for e in entries)
 
-    good = [b"v=1", b"port=9000", b"device=desktop"]
+    good = [b"v=2", b"port=9000", b"device=desktop"]
     cases = {
         "bad-id": txt([b"id=not an id!", b"name=Mallory", *good]),
         "long-name": txt([b"id=hostile1", b"name=" + b"M" * 249, *good]),
@@ -107,7 +107,7 @@ async def run_hostile(args: argparse.Namespace) -> None:
         "not-utf8": txt([b"id=hostile3", b"name=\xff\xfe", *good]),
         "no-name": txt([b"id=hostile4", *good]),
         "ctrl-name": txt([b"id=hostile5", b"name=Mal\x1b[2Jlory", *good]),
-        "port-mismatch": txt([b"id=hostile6", b"name=Mallory", b"v=1", b"port=1", b"device=x"]),
+        "port-mismatch": txt([b"id=hostile6", b"name=Mallory", b"v=2", b"port=1", b"device=x"]),
     }
     azc = AsyncZeroconf(interfaces=[args.ip], ip_version=IPVersion.V4Only)
     infos = []
@@ -137,7 +137,7 @@ def main() -> None:
     peer.add_argument("--name", required=True)
     peer.add_argument("--port", type=int, required=True)
     peer.add_argument("--device", default="headless")
-    peer.add_argument("--version", type=int, default=1)
+    peer.add_argument("--version", type=int, default=2)
     peer.add_argument("--interfaces", nargs="*", default=None)
     peer.add_argument("--listen", action="store_true")
     hostile = sub.add_parser("hostile")

@@ -32,7 +32,7 @@ from fletchat.model import MAX_NAME_CHARS, ValidationError
 from tests.conftest import need
 from tests.lan import Host, JsonProc, lan_available, virtual_lan
 
-GOOD = {b"v": b"1", b"id": b"peer-1", b"name": b"Ada", b"port": b"8550", b"device": b"desktop"}
+GOOD = {b"v": b"2", b"id": b"peer-1", b"name": b"Ada", b"port": b"8550", b"device": b"desktop"}
 
 
 def with_(**changes: object) -> dict[bytes, object]:
@@ -48,7 +48,7 @@ def without(key: str) -> dict[bytes, bytes | None]:
 
 def test_parse_good_txt() -> None:
     assert parse_txt(GOOD) == {
-        "v": 1,
+        "v": 2,
         "id": "peer-1",
         "name": "Ada",
         "port": 8550,
@@ -304,7 +304,7 @@ def test_three_hosts_find_each_other_rename_and_say_goodbye(lan3) -> None:
             assert event["addresses"][0] == host.ip  # IPv4 first
             expected = [host.ip] if j == 3 else [host.ip, host.ip6]
             assert event["addresses"] == expected
-            assert event["device"] == "headless" and event["version"] == 1
+            assert event["device"] == "headless" and event["version"] == 2
         assert not proc.matching(found(f"peer-{k}")), "a peer reported itself"
 
     # A new display name is re-announced and reported as found again, same instance.

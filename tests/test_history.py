@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from fletchat.clock import HLC, MAX_DRIFT_MS
+from fletchat.events import Outcome
 from fletchat.hub import ChannelsChanged, Delivered, Hub, HubSession, dm_channel
-from fletchat.mesh import Mesh
+from fletchat.mesh import Mesh, MeshSettings
 from fletchat.model import Message, Peer, ValidationError
 from fletchat.node import mesh_for_hub
 from fletchat.store import MARK_END, MARK_START, Store
@@ -48,12 +49,12 @@ def test_restart_shows_history_as_it_was(tmp_path):
 def test_duplicates_from_a_previous_run_are_not_shown_again(tmp_path):
     hub = make(tmp_path, "p1")
     msg = Message.chat("Bob", "seen before", "p2")
-    assert hub.receive(msg, "p2")
+    assert hub.receive(msg, "p2").outcome is Outcome.ACCEPTED
     hub.close()
     again = make(tmp_path, "p1")
     shown: list = []
     again.add_listener(shown.append)
-    assert again.receive(msg, "p2") is False
+    assert again.receive(msg, "p2").outcome is not Outcome.ACCEPTED
     assert not [e for e in shown if isinstance(e, Message)]
     again.close()
 
@@ -80,7 +81,7 @@ def test_a_clock_far_in_the_future_is_refused(tmp_path):
     bad = Message.chat("Eve", "from the future", "evil")
     from dataclasses import replace
 
-    assert hub.receive(replace(bad, hlc=far.now().encode(), seq=1), "evil") is False
+    assert hub.receive(replace(bad, hlc=far.now().encode(), seq=1), "evil").outcome is not Outcome.ACCEPTED
     assert hub.history() == []
 
 
@@ -165,7 +166,7 @@ async def test_catch_up_over_websockets_and_delivery_receipts(tmp_path):
     a.add_listener(lambda e: delivered.extend(e.ids) if isinstance(e, Delivered) else None)
 
     def mesh_for(hub: Hub, name: str) -> Mesh:
-        return mesh_for_hub(hub, Peer(hub.peer_id, name), host="127.0.0.1")
+        return mesh_for_hub(hub, Peer(hub.peer_id, name), settings=MeshSettings(host="127.0.0.1"))
 
     ma, mb = mesh_for(a, "Ann"), mesh_for(b, "Bob")
     await ma.start()

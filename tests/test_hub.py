@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from fletchat.events import Outcome
 from fletchat.hub import PUBSUB_TOPIC, Hub, HubSession, RosterChanged
 from fletchat.model import (
     KIND_CHAT,
@@ -24,6 +25,9 @@ class RecordingTransport:
 
     def broadcast(self, msg: Message, exclude: str | None = None) -> None:
         self.calls.append((msg, exclude))
+
+    def presence_changed(self) -> None:
+        pass
 
 
 class RecordingPublisher:
@@ -68,11 +72,11 @@ def test_post_dedupes_by_id() -> None:
 def test_receive_relays_excluding_sender_and_dedupes() -> None:
     hub, transport, events = make_hub()
     m = chat("from afar", origin="peer-a")
-    assert hub.receive(m, from_peer="peer-a") is True
+    assert hub.receive(m, from_peer="peer-a").outcome is Outcome.ACCEPTED
     [(relayed, exclude)] = transport.calls
     assert relayed.id == m.id and exclude == "peer-a"
     # The same message arriving over another path is neither shown nor relayed again.
-    assert hub.receive(m, from_peer="peer-b") is False
+    assert hub.receive(m, from_peer="peer-b").outcome is not Outcome.ACCEPTED
     assert hub.post(m) is None
     assert len(transport.calls) == 1
     assert [e.id for e in messages(events)] == [m.id]

@@ -14,12 +14,20 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from fletchat.mesh import Mesh
+from fletchat.mesh import Mesh, MeshSettings
 from fletchat.model import MAX_FRAME_BYTES, Message, Peer
-from fletchat.protocol import Hello, Ping, decode_frame, encode_frame, encode_msg
+from fletchat.protocol import (
+    PEER_PROTOCOL_VERSION,
+    Hello,
+    Ping,
+    decode_frame,
+    encode_frame,
+    encode_msg,
+)
+from tests.meshhost import RecordingHost
 
 LOOPBACK = "127.0.0.1"
-FAST = {"heartbeat_interval": 0.2, "heartbeat_timeout": 0.6}
+FAST = {"heartbeat_interval": 0.2, "heartbeat_timeout": 0.6, "handshake_timeout": 2.0}
 
 
 class Node:
@@ -27,18 +35,13 @@ class Node:
 
     def __init__(self, peer_id: str, history: list[Message] | None = None, **options) -> None:
         self.id = peer_id
-        self.msgs: list[tuple[Message, str]] = []
-        self.ups: list[Peer] = []
-        self.downs: list[tuple[Peer, str]] = []
+        self.host = RecordingHost(history=list(history or []))
+        self.msgs = self.host.msgs
+        self.ups = self.host.ups
+        self.downs = self.host.downs
         opts = {**FAST, "reconnect_min": 0.05, "reconnect_max": 0.4, **options}
         self.mesh = Mesh(
-            Peer(peer_id, peer_id.capitalize()),
-            on_message=lambda m, sender: self.msgs.append((m, sender)),
-            on_peer_up=self.ups.append,
-            on_peer_down=lambda p, reason: self.downs.append((p, reason)),
-            history=lambda: list(history or []),
-            host=LOOPBACK,
-            **opts,
+            Peer(peer_id, peer_id.capitalize()), self.host, MeshSettings(host=LOOPBACK, **opts)
         )
 
     @property
@@ -85,14 +88,7 @@ def chat(text: str, origin: str) -> Message:
 async def test_start_returns_the_port_and_a_busy_port_is_a_clear_oserror(nodes):
     a = await nodes("a")
     assert a.port > 0
-    clash = Mesh(
-        Peer("z", "Z"),
-        on_message=print,
-        on_peer_up=print,
-        on_peer_down=print,
-        host=LOOPBACK,
-        port=a.port,
-    )
+    clash = Mesh(Peer("z", "Z"), RecordingHost(), MeshSettings(host=LOOPBACK, port=a.port))
     with pytest.raises(OSError, match=f"cannot listen for peers on {LOOPBACK}:{a.port}"):
         await clash.start()
 
@@ -154,7 +150,7 @@ async def test_peers_dialing_each_other_end_with_one_connection(nodes):
 async def test_a_peer_dialing_itself_is_dropped_and_not_redialed(nodes):
     a = await nodes("a")
     a.mesh.add_peer_address(LOOPBACK, a.port)
-    await eventually(lambda: not a.mesh._wanted, "the address is recognised as this peer")
+    await eventually(lambda: not a.mesh._dialer.wanted, "the address is recognised as this peer")
     await asyncio.sleep(0.3)
     assert a.ups == [] and a.connected() == set()
     assert a.mesh.open_connections() == 0
@@ -285,11 +281,11 @@ async def test_a_failing_callback_does_not_break_the_connection(nodes):
     a, b = await nodes("a"), await nodes("b")
     calls = []
 
-    def explode(msg: Message, sender: str) -> None:
+    def explode(msg: Message, sender: str, **_) -> None:
         calls.append(msg.text)
         raise RuntimeError("app bug")
 
-    b.mesh._on_message = explode
+    b.host.receive = explode
     a.dial(b)
     await eventually(lambda: b.connected() == {"a"}, "connected")
     a.mesh.broadcast(chat("one", "a"))
@@ -304,7 +300,7 @@ RAW_HELLO = encode_frame(Hello("raw-client", "Raw", "desktop", 0, "0.1.0", "raws
 
 
 def _frame(**fields) -> str:
-    return json.dumps({"v": 1, **fields})
+    return json.dumps({"v": PEER_PROTOCOL_VERSION, **fields})
 
 
 BAD_CASES = {
@@ -370,7 +366,7 @@ async def test_a_client_that_never_says_hello_is_closed(nodes):
             while True:
                 await asyncio.wait_for(raw.recv(), 5)
     assert closed.value.rcvd is not None
-    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1011, "no hello in time")
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1011, "handshake not done in time")
 
 
 async def test_broadcast_and_addresses_from_another_thread(nodes):
@@ -387,7 +383,7 @@ async def test_forget_stops_redialing_but_keeps_the_live_connection(nodes):
     a.dial(b, "b")
     await eventually(lambda: a.connected() == {"b"}, "connected")
     a.mesh.forget_peer_address("b")
-    assert not a.mesh._wanted
+    assert not a.mesh._dialer.wanted
     await asyncio.sleep(0.3)
     assert a.connected() == {"b"}
     await b.mesh.stop()
@@ -399,23 +395,22 @@ async def test_forget_stops_redialing_but_keeps_the_live_connection(nodes):
 async def test_with_real_hubs_a_newcomer_relaying_a_full_sync_is_not_taken_for_a_flood():
     # The hub relays every new message it receives, so a newcomer passes a whole sync on at once.
     from fletchat.hub import Hub
+    from fletchat.node import mesh_for_hub
 
     meshes: list[Mesh] = []
     hubs: dict[str, Hub] = {}
     downs: list[tuple[str, str, str]] = []
 
+    class RecordingHub(Hub):
+        def peer_down(self, peer: Peer, reason: str = "") -> None:
+            downs.append((self.peer_id, peer.id, reason))
+            super().peer_down(peer, reason)
+
     async def start(peer_id: str) -> Mesh:
-        hub = Hub(peer_id)
-        mesh = Mesh(
-            Peer(peer_id, peer_id.capitalize()),
-            on_message=hub.receive,
-            on_peer_up=hub.peer_up,
-            on_peer_down=lambda p, reason: downs.append((peer_id, p.id, reason)),
-            history=hub.history,
-            host=LOOPBACK,
-            **FAST,
+        hub = RecordingHub(peer_id)
+        mesh = mesh_for_hub(
+            hub, Peer(peer_id, peer_id.capitalize()), settings=MeshSettings(host=LOOPBACK, **FAST)
         )
-        hub.transport = mesh
         hubs[peer_id] = hub
         await mesh.start()
         meshes.append(mesh)

@@ -10,24 +10,27 @@ from collections import Counter
 from dataclasses import replace
 
 from fletchat.hub import Hub, HubSession
-from fletchat.mesh import Mesh
+from fletchat.mesh import Mesh, MeshSettings
 from fletchat.model import Message, Peer
 from fletchat.node import mesh_for_hub
 from fletchat.store import Store
 
 
 class CountingHub(Hub):
-    """A real hub that also counts how often each message id reaches it from the mesh."""
+    """A real hub that also counts how often each message id reaches it live from the mesh
+    (catch-up batches, ``relay=False``, go through the same pipeline and are not counted)."""
 
-    def receive(self, msg: Message, from_peer: str, relay: bool = True) -> bool:
-        self.arrivals[msg.id] += 1
-        return super().receive(msg, from_peer, relay)
+    def receive(self, msg: Message, from_peer: str, *, verified: bool = False, relay: bool = True):
+        if relay:
+            self.arrivals[msg.id] += 1
+        return super().receive(msg, from_peer, verified=verified, relay=relay)
 
 
 def make(tmp_path, name: str) -> tuple[CountingHub, Mesh]:
     hub = CountingHub(f"peer-{name}", store=Store.open(tmp_path / f"{name}.db"))
     hub.arrivals = Counter()
-    mesh = mesh_for_hub(hub, Peer(hub.peer_id, name), host="127.0.0.1", anti_entropy=0.5)
+    settings = MeshSettings(host="127.0.0.1", anti_entropy=0.5)
+    mesh = mesh_for_hub(hub, Peer(hub.peer_id, name), settings=settings)
     return hub, mesh
 
 

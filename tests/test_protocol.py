@@ -14,7 +14,7 @@ from fletchat.protocol import (
     CLOSE_TOO_BIG,
     MAX_GOSSIP_PEERS,
     MAX_SYNC_MESSAGES,
-    PROTOCOL_VERSION,
+    PEER_PROTOCOL_VERSION,
     Bye,
     ConnKey,
     Hello,
@@ -41,7 +41,7 @@ HELLO = Hello("peer-a", "Ada", "desktop", 5000, "0.1.0", "sess1", 3)
 
 
 def frame(**fields) -> str:
-    return json.dumps({"v": PROTOCOL_VERSION, **fields})
+    return json.dumps({"v": PEER_PROTOCOL_VERSION, **fields})
 
 
 def hello_dict(**over) -> dict:
@@ -88,14 +88,14 @@ def rejects(data: str | bytes, *words: str, code: int = CLOSE_PROTOCOL_ERROR) ->
 )
 def test_round_trip(f):
     text = encode_frame(f)
-    assert json.loads(text)["v"] == PROTOCOL_VERSION
+    assert json.loads(text)["v"] == PEER_PROTOCOL_VERSION
     assert decode_frame(text) == f
     assert decode_frame(text.encode("utf-8")) == f
 
 
 def test_wire_shape_is_documented_json():
     assert json.loads(encode_frame(HELLO)) == {
-        "v": 1,
+        "v": 2,
         "type": "hello",
         "id": "peer-a",
         "name": "Ada",
@@ -105,8 +105,8 @@ def test_wire_shape_is_documented_json():
         "session": "sess1",
         "dial": 3,
     }
-    assert json.loads(encode_frame(MsgFrame(MSG))) == {"v": 1, "type": "msg", "msg": MSG.to_dict()}
-    assert json.loads(encode_frame(Ping())) == {"v": 1, "type": "ping"}
+    assert json.loads(encode_frame(MsgFrame(MSG))) == {"v": 2, "type": "msg", "msg": MSG.to_dict()}
+    assert json.loads(encode_frame(Ping())) == {"v": 2, "type": "ping"}
 
 
 def test_unknown_extra_fields_are_ignored():
@@ -160,18 +160,18 @@ def test_oversize_is_refused_before_parsing():
         ('{"type": "ping"}', ["version"]),
         ('{"v": "1", "type": "ping"}', ["version"]),
         ('{"v": true, "type": "ping"}', ["version"]),
-        ('{"v": 2, "type": "ping"}', ["unsupported protocol version 2", "speaks 1"]),
+        ('{"v": 3, "type": "ping"}', ["unsupported protocol version 3", "speaks 2"]),
         ('{"v": 0, "type": "ping"}', ["unsupported protocol version 0"]),
-        ('{"v": 1}', ["type"]),
-        ('{"v": 1, "type": 7}', ["type"]),
-        ('{"v": 1, "type": "shout"}', ["unknown frame type 'shout'"]),
-        ('{"v": 1, "type": "ping", "x": NaN}', ["invalid JSON"]),
-        ('{"v": 1, "type": "ping", "x": Infinity}', ["invalid JSON"]),
-        ('{"v": 1, "type": "ping", "x": 1e400}', ["invalid JSON"]),
-        ('{"v": 1, "type": "ping", "x": ' + "9" * 5000 + "}", ["invalid JSON"]),
-        ('{"v": 1, "type": "ping", "x": ' + "[" * 5000 + "]" * 5000 + "}", ["nests"]),
-        ('{"v": 1, "type": "ping", "x": ' + "[" * 30 + "]" * 30 + "}", ["nests"]),
-        ('{"v": 1, "type": "ping", "x": "\\ud800"}', ["surrogate"]),
+        ('{"v": 2}', ["type"]),
+        ('{"v": 2, "type": 7}', ["type"]),
+        ('{"v": 2, "type": "shout"}', ["unknown frame type 'shout'"]),
+        ('{"v": 2, "type": "ping", "x": NaN}', ["invalid JSON"]),
+        ('{"v": 2, "type": "ping", "x": Infinity}', ["invalid JSON"]),
+        ('{"v": 2, "type": "ping", "x": 1e400}', ["invalid JSON"]),
+        ('{"v": 2, "type": "ping", "x": ' + "9" * 5000 + "}", ["invalid JSON"]),
+        ('{"v": 2, "type": "ping", "x": ' + "[" * 5000 + "]" * 5000 + "}", ["nests"]),
+        ('{"v": 2, "type": "ping", "x": ' + "[" * 30 + "]" * 30 + "}", ["nests"]),
+        ('{"v": 2, "type": "ping", "x": "\\ud800"}', ["surrogate"]),
         ('{"v": 10000000000000000000000, "type": "ping"}', ["unsupported protocol version"]),
     ],
 )
@@ -288,7 +288,7 @@ _field = st.sampled_from(
     st.dictionaries(_field, _json, max_size=8),
 )
 def test_decode_never_raises_anything_but_protocol_error_for_hostile_json(ftype, fields):
-    data = json.dumps({"v": 1, "type": ftype, **fields})
+    data = json.dumps({"v": 2, "type": ftype, **fields})
     try:
         decode_frame(data)
     except ProtocolError:

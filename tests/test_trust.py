@@ -18,10 +18,12 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidMessage
 
+from fletchat.clock import HLC
 from fletchat.hub import Hub, HubSession, IdentityWarning
 from fletchat.identity import KEY_FILE, Identity, fingerprint
-from fletchat.mesh import Mesh
+from fletchat.mesh import Mesh, MeshSettings
 from fletchat.model import Message, Peer, ValidationError
+from fletchat.peer.registry import SlotLimits
 from fletchat.protocol import (
     Auth,
     Hello,
@@ -44,9 +46,10 @@ from fletchat.trust import (
     TrustStore,
 )
 from fletchat.trust import main as trust_cli
+from tests.meshhost import RecordingHost
 
 LOOPBACK = "127.0.0.1"
-FAST = {"heartbeat_interval": 0.2, "heartbeat_timeout": 1.0,
+FAST = {"heartbeat_interval": 0.2, "heartbeat_timeout": 1.0, "handshake_timeout": 5.0,
         "reconnect_min": 0.05, "reconnect_max": 0.4}
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX permission bits")
 
@@ -170,21 +173,23 @@ class Node:
     def __init__(self, tmp_path: Path, peer_id: str, name: str = "", **options) -> None:
         self.id = peer_id
         self.trust = make_trust(tmp_path, peer_id)
-        self.msgs: list[tuple[Message, str]] = []
-        self.ups: list[Peer] = []
-        self.warnings: list[tuple] = []
-        self.history: list[Message] = []  # what it sends a newcomer in sync frames
-        self.mesh = Mesh(
-            Peer(peer_id, name or peer_id.capitalize()),
-            on_message=lambda m, sender: self.msgs.append((m, sender)),
-            on_peer_up=self.ups.append,
-            on_peer_down=lambda p, reason: None,
-            history=lambda: list(self.history),
-            host=LOOPBACK,
-            trust=self.trust,
-            on_identity_warning=lambda *a: self.warnings.append(a),
-            **{**FAST, **options},
-        )
+        self.host = RecordingHost()
+        self.msgs = self.host.msgs
+        self.ups = self.host.ups
+        self.warnings = self.host.warnings
+        opts = {**FAST, **options}
+        slots = {k: opts.pop(k) for k in list(opts) if k.startswith("max_")}
+        settings = MeshSettings(host=LOOPBACK, slots=SlotLimits(**slots), **opts)
+        self.mesh = Mesh(Peer(peer_id, name or peer_id.capitalize()), self.host, settings,
+                         self.trust)
+
+    @property
+    def history(self) -> list[Message]:  # what it sends a newcomer in sync frames
+        return self.host.history
+
+    @history.setter
+    def history(self, msgs: list[Message]) -> None:
+        self.host.history = list(msgs)
 
     @property
     def port(self) -> int:
@@ -225,8 +230,15 @@ async def nodes(tmp_path):
         n.trust.close()
 
 
+_clocks: dict[str, tuple[HLC, list[int]]] = {}
+
+
 def chat(text: str, origin: str) -> Message:
-    return replace(Message.chat(origin.capitalize(), text, origin), hlc="", seq=0)
+    """A message as its origin's hub stamps it: signed messages carry their hlc and seq."""
+    clock, seq = _clocks.setdefault(origin, (HLC(origin), [0]))
+    seq[0] += 1
+    return replace(Message.chat(origin.capitalize(), text, origin), hlc=clock.now().encode(),
+                   seq=seq[0])
 
 
 async def test_peers_authenticate_over_tls_and_see_each_others_fingerprint(nodes):
@@ -236,7 +248,7 @@ async def test_peers_authenticate_over_tls_and_see_each_others_fingerprint(nodes
     seen_b = a.mesh.peers()[0]
     assert seen_b.fingerprint == b.trust.fingerprint
     assert b.mesh.peers()[0].fingerprint == a.trust.fingerprint
-    conn = next(iter(a.mesh._by_id.values()))
+    conn = a.mesh._registry.handles()[0]
     assert conn.ws.transport.get_extra_info("ssl_object").version() == "TLSv1.3"
     assert a.trust.store.known() == {"b": b.trust.fingerprint}
 
@@ -382,17 +394,19 @@ async def test_too_many_peers_are_refused(nodes):
         await asyncio.sleep(0.02)
 
 
-async def test_too_many_connections_are_refused(nodes):
+async def test_when_sockets_are_full_the_oldest_silent_one_makes_room(nodes):
     a = await nodes("a", max_connections=2)
     socks = []
     for _ in range(2):
         socks.append(await connect(f"wss://{LOOPBACK}:{a.port}/", ssl=Identity.client_context()))
+        assert isinstance(decode_frame(await socks[-1].recv()), Hello)
     extra = await connect(f"wss://{LOOPBACK}:{a.port}/", ssl=Identity.client_context())
+    assert isinstance(decode_frame(await extra.recv()), Hello)  # the newcomer is served
     with pytest.raises(ConnectionClosed) as info:
         while True:
-            await extra.recv()
-    assert info.value.rcvd.code == 1013
-    for s in socks:
+            await socks[0].recv()
+    assert info.value.rcvd.code == 1013 and "making room" in info.value.rcvd.reason
+    for s in [*socks, extra]:
         await s.close()
 
 
@@ -441,10 +455,12 @@ async def test_hub_block_forget_and_identity_warning_event(tmp_path):
 def test_trust_json_never_holds_private_material(tmp_path: Path) -> None:
     t = make_trust(tmp_path, "a")
     t.store.check("b", bytes(32), "B")
-    data = json.loads((tmp_path / "a" / "trust.json").read_text())
-    assert set(data) == {"known", "blocked"}
-    assert "PRIVATE" not in (tmp_path / "a" / "trust.json").read_text()
     t.close()
+    assert "PRIVATE" not in (tmp_path / "a" / "trust.log").read_text()
+    TrustStore.open(tmp_path / "a").close()  # compacts the journal into the snapshot
+    data = json.loads((tmp_path / "a" / "trust.json").read_text())
+    assert set(data) == {"known", "blocked"} and set(data["known"]) == {"b"}
+    assert "PRIVATE" not in (tmp_path / "a" / "trust.json").read_text()
 
 
 async def test_hub_block_goes_through_the_mesh(nodes):

@@ -491,5 +491,5 @@ def test_headless_prints_identity_warnings_as_their_own_event() -> None:
         "new_fingerprint": "BBBB-BBBB-BBBB-BBBB",
         "at": 5.0,
     }
-    assert event_line(RosterChanged(())) == {"event": "online", "people": []}
+    assert event_line(RosterChanged(())) == {"event": "online", "people": [], "peers": []}
     assert event_line(Delivered(("x",), 1.0)) is None

@@ -1,0 +1,288 @@
+"""The holes of issue 11 that the mesh closes, over real TLS WebSockets on loopback.
+
+A second loopback address (127.0.0.2, routed to ``lo`` on Linux) plays the attacker's device, so
+per-address rules see two machines. Waits are ``eventually``/``never_within``; nothing is timed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from fletchat.clock import HLC
+from fletchat.events import Presence
+from fletchat.identity import Identity, cert_public_key
+from fletchat.mesh import Mesh, MeshSettings
+from fletchat.model import MAX_PRESENCE_PER_PEER, Message, Peer
+from fletchat.peer.connection import Local, PeerConnection, State, TlsFacts
+from fletchat.peer.registry import SlotLimits
+from fletchat.protocol import (
+    PEER_PROTOCOL_VERSION,
+    Hello,
+    decode_frame,
+    encode_frame,
+)
+from fletchat.trust import Trust
+from tests.meshhost import RecordingHost
+from tests.timing import eventually, never_within
+
+LOOPBACK = "127.0.0.1"
+ATTACKER = "127.0.0.2"
+FAST = {"heartbeat_interval": 0.2, "heartbeat_timeout": 2.0, "handshake_timeout": 3.0,
+        "reconnect_min": 0.05, "reconnect_max": 0.4}
+linux_only = pytest.mark.skipif(sys.platform != "linux", reason="127.0.0.2 is routed on Linux")
+
+
+class Node:
+    def __init__(self, tmp_path: Path, peer_id: str, slots: SlotLimits | None = None,
+                 **options) -> None:
+        self.id = peer_id
+        self.trust = Trust.open(tmp_path / peer_id, peer_id)
+        self.host = RecordingHost()
+        settings = MeshSettings(host=LOOPBACK, slots=slots or SlotLimits(), **{**FAST, **options})
+        self.mesh = Mesh(Peer(peer_id, peer_id.capitalize()), self.host, settings, self.trust)
+
+    def connected(self) -> set[str]:
+        return {p.id for p in self.mesh.peers()}
+
+
+@pytest.fixture
+async def nodes(tmp_path):
+    made: list[Node] = []
+
+    async def make(peer_id: str, **options) -> Node:
+        node = Node(tmp_path, peer_id, **options)
+        await node.mesh.start()
+        made.append(node)
+        return node
+
+    yield make
+    await asyncio.gather(*(n.mesh.stop() for n in made), return_exceptions=True)
+    for n in made:
+        n.trust.close()
+
+
+_clocks: dict[str, tuple[HLC, list[int]]] = {}
+
+
+def chat(text: str, origin: str) -> Message:
+    clock, seq = _clocks.setdefault(origin, (HLC(origin), [0]))
+    seq[0] += 1
+    return replace(Message.chat(origin.capitalize(), text, origin), hlc=clock.now().encode(),
+                   seq=seq[0])
+
+
+# ---------------------------------------------------------------- hole 3: acks mean stored
+
+
+async def test_acks_name_only_stored_messages_and_refusals_reach_the_writer(nodes):
+    a, b = await nodes("a"), await nodes("b")
+    b.host.refuse = lambda m: "clock too far ahead" if "skewed" in m.text else ""
+    a.mesh.add_peer_address(LOOPBACK, b.mesh.port)
+    await eventually(lambda: b.connected() == {"a"}, "connected")
+    good, skewed = chat("fine", "a"), chat("skewed", "a")
+    a.mesh.broadcast(good)
+    a.mesh.broadcast(skewed)
+    await eventually(lambda: a.host.refusals, "a hears of the refusal")
+    await eventually(lambda: a.host.acks, "a gets a receipt")
+    assert a.host.refusals == [("b", ((skewed.id, "clock too far ahead"),))]
+    acked = {i for _, ids in a.host.acks for i in ids}
+    assert acked == {good.id}
+    # the receipt was sent only after the host said those messages are durable
+    assert good.id in {i for ids in b.host.stored_waits for i in ids}
+    await never_within(lambda: skewed.id in {i for _, ids in a.host.acks for i in ids},
+                       "an ack for the refused message", 0.5)
+
+
+# ---------------------------------------------------------------- hole 4: presence
+
+
+async def test_presence_comes_from_the_live_connection_and_goes_with_it(nodes):
+    a, b = await nodes("a"), await nodes("b")
+    a.host.presence = (Presence("Ann", "browser", 1000.0),)
+    a.mesh.add_peer_address(LOOPBACK, b.mesh.port)
+    await eventually(lambda: b.host.people.get("a"), "b hears who is on a")
+    assert b.host.people["a"] == (Presence("Ann", "browser", 1000.0),)
+    assert a.host.people.get("b") == ()  # nobody on b: an empty list, still said
+    a.host.presence = (Presence("Ann", "browser", 1000.0), Presence("Bo", "desktop", 1001.0))
+    a.mesh.presence_changed()
+    await eventually(lambda: len(b.host.people.get("a", ())) == 2, "the update arrives")
+    await a.mesh.stop()
+    await eventually(lambda: "a" not in b.host.people, "a's people go with a")
+
+
+async def test_presence_lists_are_bounded(nodes, tmp_path):
+    a = await nodes("a")
+    too_many = [{"name": f"P{i}", "device": "browser", "since": 1.0}
+                for i in range(MAX_PRESENCE_PER_PEER + 1)]
+    client = await handshaken_client(a, tmp_path / "x", "crowd", LOOPBACK)
+    await client.ws.send(encode_frame_raw({"type": "presence", "people": too_many}))
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            await client.ws.recv()
+    assert closed.value.rcvd.code == 1002 and "more than 64" in closed.value.rcvd.reason
+    assert "crowd" not in a.host.people or len(a.host.people["crowd"]) <= MAX_PRESENCE_PER_PEER
+
+
+def encode_frame_raw(fields: dict) -> str:
+    import json
+
+    return json.dumps({"v": PEER_PROTOCOL_VERSION, **fields})
+
+
+# ---------------------------------------------------------------- hole 5: slots
+
+
+class Client:
+    """A stranger's side of a connection: a real TLS socket from a chosen source address,
+    driven by the same sans-I/O ``PeerConnection`` the mesh uses."""
+
+    def __init__(self, ws, conn: PeerConnection) -> None:
+        self.ws, self.conn = ws, conn
+
+
+async def handshaken_client(target: Node, data_dir: Path, peer_id: str, source: str) -> Client:
+    ws = await connect(f"wss://{LOOPBACK}:{target.mesh.port}/", ssl=Identity.client_context(),
+                       local_addr=(source, 0), open_timeout=10)
+    der = ws.transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    trust = Trust.open(data_dir / peer_id, peer_id)
+    conn = PeerConnection(
+        Local(Peer(peer_id, "Throwaway"), 0, secrets.token_hex(8), 1), True, LOOPBACK, trust,
+        secrets.token_hex(16), 0.0,
+        TlsFacts(hashlib.sha256(der).hexdigest(), cert_public_key(der)),
+    )
+    while conn.state not in (State.OPEN, State.CLOSED):
+        for frame in conn.data_to_send():
+            await ws.send(frame)
+        conn.receive_text(await ws.recv(), 1.0)
+    for frame in conn.data_to_send():
+        await ws.send(frame)
+    trust.close()
+    return Client(ws, conn)
+
+
+@linux_only
+async def test_silent_sockets_from_one_address_do_not_keep_an_honest_newcomer_out(nodes):
+    # a long heartbeat, as on main, where the hello deadline was the heartbeat timeout
+    server = await nodes("server", heartbeat_timeout=30.0,
+                         slots=SlotLimits(max_connections=12, max_pending_per_address=4))
+    silent = []
+    refused = 0
+    for _ in range(30):  # never say hello; as many as the attacker likes
+        try:
+            ws = await connect(f"wss://{LOOPBACK}:{server.mesh.port}/",
+                               ssl=Identity.client_context(), local_addr=(ATTACKER, 0))
+            decode_frame(await ws.recv())  # the server's hello: this one was let in
+            silent.append(ws)
+        except ConnectionClosed as closed:
+            assert closed.rcvd is not None and closed.rcvd.code == 1013
+            refused += 1
+    assert len(silent) <= 4 and refused >= 26
+    honest = await nodes("honest")
+    honest.mesh.add_peer_address(LOOPBACK, server.mesh.port)
+    await eventually(lambda: server.connected() == {"honest"}, "the honest newcomer gets in")
+    for ws in silent:
+        await ws.close()
+
+
+@linux_only
+async def test_throwaway_identities_from_one_address_cannot_fill_the_peer_slots(nodes, tmp_path):
+    server = await nodes("server", slots=SlotLimits(max_peers=4, max_peers_per_address=2))
+    clients = [await handshaken_client(server, tmp_path / "mallory", f"throwaway-{i}", ATTACKER)
+               for i in range(6)]
+    tasks = [asyncio.get_running_loop().create_task(keep_alive(c)) for c in clients]
+    await eventually(lambda: sum(t.done() for t in tasks) == 4, "four throwaways refused")
+    codes = [t.result() for t in tasks if t.done()]
+    assert codes == [1013] * 4
+    assert {p for p in server.connected() if p.startswith("throwaway")} == {
+        "throwaway-0", "throwaway-1"}
+    honest = await nodes("honest")
+    honest.mesh.add_peer_address(LOOPBACK, server.mesh.port)
+    await eventually(lambda: "honest" in server.connected(), "the honest newcomer gets in")
+    for c, t in zip(clients, tasks, strict=True):
+        t.cancel()
+        await c.ws.close()
+
+
+async def keep_alive(client: Client) -> int | None:
+    """Answer the server like a peer would (pongs...) until it closes; its close code."""
+    try:
+        while True:
+            client.conn.receive_text(await client.ws.recv(), 1.0)
+            for frame in client.conn.data_to_send():
+                await client.ws.send(frame)
+    except ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd else None
+
+
+# ---------------------------------------------------------------- hole 9: mDNS adverts
+
+
+async def test_adverts_for_loopback_are_never_dialed_but_a_manual_peer_is(nodes):
+    a, b = await nodes("a"), await nodes("b")
+    a.mesh.add_peer_address(LOOPBACK, b.mesh.port, "b", discovered=True)
+    await never_within(lambda: b.connected() or a.mesh.open_connections(),
+                       "a dialed a loopback advert", 1.0)
+    assert not a.mesh._dialer.wanted
+    a.mesh.add_peer_address(LOOPBACK, b.mesh.port)  # --peer: the user's own word
+    await eventually(lambda: a.connected() == {"b"}, "a manual peer on loopback connects")
+
+
+async def test_a_flood_of_adverts_does_not_hide_a_newcomer():
+    from zeroconf import ServiceStateChange
+
+    from fletchat.discovery import MAX_INSTANCES, Advert, Discovery
+
+    found: list[str] = []
+    disc = Discovery(peer_id="me", name="Me", port=7000, device="desktop",
+                     version=PEER_PROTOCOL_VERSION, on_found=lambda adv: found.append(adv.name),
+                     on_lost=lambda pid: None, keep=lambda pid: pid == "friend")
+    disc._loop = disc._app_loop = asyncio.get_running_loop()
+
+    async def resolve(name: str) -> None:  # stands in for zeroconf's resolve of the advert
+        peer = name.split(".")[0]
+        disc._known[name] = Advert(peer, peer, 7000, 2, "desktop", ("10.0.0.9",), name)
+        disc._deliver(disc.on_found, disc._known[name])
+
+    disc._resolve = resolve
+    disc._handle_change("friend._fletchat._tcp.local.", ServiceStateChange.Added)
+    for i in range(1000):
+        disc._handle_change(f"fake{i}._fletchat._tcp.local.", ServiceStateChange.Added)
+        await asyncio.sleep(0)
+    disc._handle_change("newcomer._fletchat._tcp.local.", ServiceStateChange.Added)
+    await eventually(lambda: "newcomer" in found, "the newcomer is resolved and reported")
+    assert "friend._fletchat._tcp.local." in disc._known  # a connected peer is never evicted
+    assert len(disc._known) + len(disc._resolving) <= MAX_INSTANCES
+
+
+# ---------------------------------------------------------------- hole 13: shutdown
+
+
+async def test_stop_says_bye_and_ends_even_when_a_peer_does_not_read(nodes, tmp_path):
+    a, b = await nodes("a", heartbeat_timeout=10.0), await nodes("b", heartbeat_timeout=10.0)
+    b.mesh.add_peer_address(LOOPBACK, a.mesh.port)
+    await eventually(lambda: a.connected() == {"b"}, "connected")
+    stuck = await handshaken_client(a, tmp_path / "stuck", "stuck", LOOPBACK)  # never reads
+    await eventually(lambda: "stuck" in a.connected(), "the stuck peer is in")
+    for i in range(600):  # fill the socket buffers towards the peer that never reads
+        a.mesh.broadcast(chat(f"load {i} " + "x" * 3900, "a"), exclude="b")
+    await asyncio.sleep(0.1)
+    stopping = asyncio.get_running_loop().create_task(a.mesh.stop())
+    await eventually(lambda: stopping.done(), "stop() returns",
+                     timeout=a.mesh.settings.shutdown_timeout + 3)
+    await eventually(lambda: b.host.downs, "b hears a leave")
+    assert [(p.id, r) for p, r in b.host.downs] == [("a", "left: shutting down")]
+    assert a.mesh.open_connections() == 0
+    stuck.ws.transport.abort()
+
+
+def test_hello_frames_name_protocol_2():
+    assert decode_frame(encode_frame(Hello("x", "X", "desktop", 0))).peer_id == "x"
