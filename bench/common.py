@@ -4,7 +4,6 @@ builds a peer's mesh, and a child process whose JSON lines are timestamped as th
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import os
@@ -155,10 +154,7 @@ async def start_peer_mesh(hub: Any, me: Any, trust: Any = None, *,
         hub.peer_down = peer_down  # this hub instance only: mesh_for_hub wires hub.peer_down
     options.setdefault("host", "127.0.0.1")
     options.setdefault("port", 0)
-    if "settings" in inspect.signature(mesh_for_hub).parameters:  # Mesh(…, MeshSettings)
-        mesh = mesh_for_hub(hub, me, trust, settings=_mesh_settings(**options))
-    else:
-        mesh = mesh_for_hub(hub, me, trust, **options)
+    mesh = mesh_for_hub(hub, me, trust, settings=_mesh_settings(**options))
     await mesh.start()
     return mesh
 

@@ -155,27 +155,25 @@ def _blocks(tokens: list[Token]) -> list[Block] | None:
     return blocks
 
 
+_DEPTH = {"strong_open": ("bold", 1), "strong_close": ("bold", -1),
+          "em_open": ("italic", 1), "em_close": ("italic", -1)}
+
+
 def _inline(children: list[Token]) -> list[Span]:
     out: list[Span] = []
-    bold = italic = 0
+    depth = {"bold": 0, "italic": 0}
     href = ""
     label: list[str] = []
     for tok in children:
         t = tok.type
-        if t == "strong_open":
-            bold += 1
-        elif t == "strong_close":
-            bold -= 1
-        elif t == "em_open":
-            italic += 1
-        elif t == "em_close":
-            italic -= 1
+        if t in _DEPTH:
+            style, step = _DEPTH[t]
+            depth[style] += step
         elif t == "link_open":
             href = str(tok.attrGet("href") or "")
             label = []
         elif t == "link_close":
-            if "".join(label).strip() != href and href.removeprefix("mailto:") != "".join(label):
-                out.append(Span(f" ({href})", muted=True))
+            out.extend(_link_target(href, "".join(label)))
             href = ""
         elif t in ("softbreak", "hardbreak"):
             out.append(Span("\n"))
@@ -183,12 +181,20 @@ def _inline(children: list[Token]) -> list[Span]:
             out.append(Span(tok.content, code=True, href=href))
             label.append(tok.content)
         elif t in ("text", "html_inline"):
+            bold, italic = depth["bold"] > 0, depth["italic"] > 0
             if href:
-                out.append(Span(tok.content, bold > 0, italic > 0, href=href))
+                out.append(Span(tok.content, bold, italic, href=href))
                 label.append(tok.content)
             else:
-                out.extend(_linkify(tok.content, bold > 0, italic > 0))
+                out.extend(_linkify(tok.content, bold, italic))
     return _merge(out)
+
+
+def _link_target(href: str, label: str) -> list[Span]:
+    """A link whose text is not its target shows the real target after it."""
+    if label.strip() != href and href.removeprefix("mailto:") != label:
+        return [Span(f" ({href})", muted=True)]
+    return []
 
 
 def _linkify(text: str, bold: bool, italic: bool) -> list[Span]:
