@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,11 @@ ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 # The static (Pyodide) web build, made by ``python -m fletchat.webbuild``; served at STATIC_PATH.
 DEFAULT_STATIC_DIR = Path(__file__).resolve().parent.parent / "build" / "web-static"
 STATIC_PATH = "/app"
+# The largest WebSocket message any route accepts (Flet's /ws and the relay), enforced by uvicorn
+# before it buffers a message: Flet's own messages are a few KiB (a 4000-character text field is
+# 16 KiB at most) and the relay's limit is 64 KiB, so nothing real comes near it.
+MAX_WS_MESSAGE_BYTES = 256 * 1024
+GATE_SALT_FILE = "gate.salt"
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -108,6 +114,31 @@ def build_web_app(node: Node, prefill_name: str = "", static_dir: Path | None = 
     return app
 
 
+def uvicorn_config(app) -> uvicorn.Config:
+    """uvicorn's settings for host mode: the WebSocket size limit holds for every route."""
+    return uvicorn.Config(
+        app, log_level="warning", ws="websockets-sansio", lifespan="on",
+        ws_max_size=MAX_WS_MESSAGE_BYTES,
+    )
+
+
+def gate_salt(data_dir: Path) -> bytes:
+    """The passphrase gate's salt, kept so cookies outlive a restart; delete it to sign all out."""
+    path = data_dir / GATE_SALT_FILE
+    try:
+        salt = path.read_bytes()
+        if len(salt) == 16:
+            return salt
+    except FileNotFoundError:
+        pass
+    salt = os.urandom(16)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(salt)
+    os.replace(tmp, path)
+    return salt
+
+
 def served_urls(host: str, port: int) -> list[str]:
     """What to open: every LAN address when listening on all interfaces, else the one address."""
     if host in ("0.0.0.0", "::", ""):
@@ -133,10 +164,8 @@ async def serve_host(
     if config.passphrase:
         from .gate import PassphraseGate
 
-        app = PassphraseGate(app, config.passphrase)
-    server = _Server(
-        uvicorn.Config(app, log_level="warning", ws="websockets-sansio", lifespan="on")
-    )
+        app = PassphraseGate(app, config.passphrase, salt=gate_salt(config.data_dir))
+    server = _Server(uvicorn_config(app))
     try:
         await node.start()
         if announce:
