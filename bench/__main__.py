@@ -32,6 +32,7 @@ FIGURES: dict[str, str] = {
     "sync": "7. History: late-join catch-up",
     "search": "8. History: search",
     "insert": "9. History: insert rate",
+    "sessions": "10. Host-mode memory with N sessions",
 }
 # module -> the figures it produces (some share one expensive set-up)
 RUNNERS: list[tuple[str, tuple[str, ...]]] = [
@@ -40,6 +41,7 @@ RUNNERS: list[tuple[str, tuple[str, ...]]] = [
     ("bench.fanout", ("fanout",)),
     ("bench.startup", ("startup",)),
     ("bench.history", ("sync", "search", "insert")),
+    ("bench.sessions", ("sessions",)),
 ]
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 

@@ -21,6 +21,7 @@ import uvicorn
 from .config import Config
 from .netinfo import PortInUse, lan_addresses, url_for
 from .node import Node
+from .sessions import SessionGate, SessionLimits
 from .ui import APP_TITLE, make_session_main
 
 log = logging.getLogger("fletchat.host")
@@ -77,8 +78,12 @@ def _without_api_docs(app) -> None:
     ]
 
 
-def build_web_app(node: Node, prefill_name: str = "", static_dir: Path | None = None):
+def build_web_app(node: Node, prefill_name: str = "", static_dir: Path | None = None,
+                  limits: SessionLimits | None = None):
     """flet-web's FastAPI app with our session ``main``, without FastAPI's API docs pages.
+
+    Flet's sessions are bounded by ``limits`` (see ``fletchat.sessions``): a closed tab's session is
+    released after ``limits.grace`` seconds, and each address holds at most ``limits.per_address``.
 
     Before Flet's catch-all mount at "/": the ``/relay`` WebSocket for static clients and, when the
     static web build exists (``static_dir``, default ``DEFAULT_STATIC_DIR``), that build at ``/app/``.
@@ -89,6 +94,7 @@ def build_web_app(node: Node, prefill_name: str = "", static_dir: Path | None = 
 
     from .relay import Relay
 
+    limits = limits or SessionLimits()
     session_main = make_session_main(lambda: node.hub, device="browser", prefill_name=prefill_name)
     app = flet_fastapi.FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     flet_app = flet_fastapi.app(
@@ -98,6 +104,7 @@ def build_web_app(node: Node, prefill_name: str = "", static_dir: Path | None = 
         app_short_name=APP_TITLE,
         app_description="Chat with people on your local network.",
         no_cdn=True,
+        session_timeout_seconds=limits.grace,
     )
     _without_api_docs(flet_app)
     app.router.routes.append(Relay(lambda: node.hub).route())
@@ -110,7 +117,7 @@ def build_web_app(node: Node, prefill_name: str = "", static_dir: Path | None = 
         log.warning(
             "no static web build in %s (make one with: python -m fletchat.webbuild)", static_dir
         )
-    app.mount("/", flet_app)
+    app.mount("/", SessionGate(flet_app, limits))
     return app
 
 
