@@ -90,9 +90,9 @@ def build_web_app(node: Node, prefill_name: str = "", static_dir: Path | None = 
     """
     import flet_web.fastapi as flet_fastapi
     from starlette.responses import RedirectResponse
-    from starlette.staticfiles import StaticFiles
 
     from .relay import Relay
+    from .webstatic import PrecompressedStaticFiles
 
     limits = limits or SessionLimits()
     session_main = make_session_main(lambda: node.hub, device="browser", prefill_name=prefill_name)
@@ -111,7 +111,8 @@ def build_web_app(node: Node, prefill_name: str = "", static_dir: Path | None = 
     static = static_dir or DEFAULT_STATIC_DIR
     if (static / "index.html").is_file():
         app.add_route(STATIC_PATH, lambda request: RedirectResponse(STATIC_PATH + "/"))
-        app.mount(STATIC_PATH, StaticFiles(directory=static, html=True), name="static-app")
+        app.mount(STATIC_PATH, PrecompressedStaticFiles(directory=static, html=True),
+                  name="static-app")
         log.info("serving the static web build from %s at %s/", static, STATIC_PATH)
     elif static_dir is not None:
         log.warning(

@@ -18,7 +18,8 @@ wheels are fetched from PyPI once, at build time, and kept in ``build/wheels`` f
 
 What is published is ``webclient/`` (its ``main.py``) plus a copy of the ``fletchat`` package, which
 it uses for the model, the protocol and the UI; the site goes to ``build/web-static`` (served by
-host mode at ``/app/``). Nothing of it is committed.
+host mode at ``/app/``). Nothing of it is committed. ``webfinish`` then prunes it, keeps every request
+on the host (no Rive CDN), versions the runtime files, adds a service worker and precompresses.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .webfinish import FinishError, finish
+
 log = logging.getLogger("fletchat.webbuild")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +48,8 @@ WHEELS_CACHE = BUILD_DIR / "wheels"
 WEBCLIENT_DIR = ROOT / "webclient"
 PACKAGE_DIR = ROOT / "fletchat"
 ASSETS_DIR = ROOT / "assets"
+COMPRESS_CACHE = BUILD_DIR / "compressed"  # .br/.gz copies by content hash, reused by rebuilds
+SW_TEMPLATE = PACKAGE_DIR / "web" / "sw.js"
 
 BASE_URL = "app"  # host mode serves the build at /app/ (host.STATIC_PATH)
 APP_NAME = "Flet Chat"
@@ -66,6 +71,7 @@ class Result:
     out: Path
     wheels: tuple[str, ...]
     seconds: float
+    version: str = ""  # the content hash in the runtime files' names
 
 
 def installed_version(dist: str) -> str:
@@ -319,7 +325,11 @@ def build(out: Path = DEFAULT_OUT, wheels_cache: Path = WHEELS_CACHE) -> Result:
     for wheel in wheels:
         shutil.copy2(wheel, out / "wheels" / wheel.name)
     check_manifest(out)
-    return Result(out, tuple(w.name for w in wheels), time.monotonic() - started)
+    try:
+        version = finish(out, COMPRESS_CACHE, SW_TEMPLATE)
+    except FinishError as err:
+        raise BuildError(str(err)) from err
+    return Result(out, tuple(w.name for w in wheels), time.monotonic() - started, version)
 
 
 def main(argv: list[str] | None = None) -> int:

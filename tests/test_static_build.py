@@ -4,7 +4,12 @@ a real Chromium with a server-side session of the same host (through the ``/rela
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
+import re
+import signal
+import urllib.error
 import urllib.request
 
 import pytest
@@ -13,6 +18,7 @@ from playwright.async_api import async_playwright, expect
 from fletchat import webbuild
 from tests.browser import ChatPage, chromium_available, host_mode_server, launch_browser
 from tests.conftest import need
+from tests.timing import scaled
 
 TIMEOUT = 15_000
 PYTHON_READY = "Python worker initialized"
@@ -48,7 +54,8 @@ def fetch(url: str) -> tuple[int, str, bytes]:
 def test_host_mode_serves_the_build_and_its_wheels(server, static_build):
     status, final_url, body = fetch(server + "app")
     assert status == 200 and final_url.endswith("/app/")
-    assert b'<base href="/app/">' in body and b'flet.pyodideUrl="./pyodide/pyodide.mjs"' in body
+    assert b'<base href="/app/">' in body
+    assert re.search(rb'flet\.pyodideUrl="\./pyodide-[0-9a-f]{12}/pyodide\.mjs"', body)
     manifest = json.loads(fetch(server + "app/manifest.json")[2])
     assert manifest["name"] == manifest["short_name"] == "Flet Chat"
     assert manifest["theme_color"] == "#2563EB"
@@ -69,7 +76,7 @@ async def open_static(context, url: str) -> ChatPage:
     lines: list[str] = []
     page.on("console", lambda m: lines.append(m.text))
     async with page.expect_event(
-        "console", predicate=lambda m: PYTHON_READY in m.text, timeout=60_000
+        "console", predicate=lambda m: PYTHON_READY in m.text, timeout=scaled(60) * 1000
     ):
         await page.goto(url)
     placeholder = page.locator("flt-semantics-placeholder")
@@ -125,3 +132,109 @@ async def test_static_client_chats_with_a_server_side_session(server):
             )
         finally:
             await browser.close()
+
+
+def get(url: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=20) as resp:
+            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
+
+
+def test_the_build_is_pruned_versioned_and_never_names_a_cdn(static_build):
+    names = {p.relative_to(static_build).as_posix() for p in static_build.rglob("*")}
+    assert "main.dart.wasm" not in names and "flutter_service_worker.js" not in names
+    assert not [n for n in names if n.endswith(".symbols")]
+    assert [n for n in names if re.fullmatch(r"main\.dart\.[0-9a-f]{12}\.js", n)]
+    assert "sw.js" in names and "rive/wasm/rive_native.js" in names
+    # The app's own scripts load nothing from a CDN (Pyodide keeps a CDN fallback for packages it
+    # does not have, which this site never asks for: the browser test below checks every request).
+    for path in [*static_build.glob("*.js"), *static_build.glob("*.html")]:
+        assert b"cdn.jsdelivr.net" not in path.read_bytes(), path
+    bootstrap = (static_build / "flutter_bootstrap.js").read_text()
+    ours = bootstrap.split("_flutter.buildConfig = ", 1)[1]  # after Flutter's loader library
+    assert "serviceWorkerSettings" not in ours and "dart2wasm" not in ours
+
+
+def test_precompressed_assets_and_cache_headers(server, static_build):
+    import brotli
+
+    index = (static_build / "index.html").read_bytes()
+    status, headers, body = get(server + "app/", **{"Accept-Encoding": "gzip, br"})
+    assert status == 200 and headers["content-encoding"] == "br"
+    assert brotli.decompress(body) == index
+    assert headers["vary"] == "Accept-Encoding" and headers["cache-control"] == "no-cache"
+    assert headers["content-type"].startswith("text/html")
+    status, headers, body = get(server + "app/", **{"Accept-Encoding": "gzip"})
+    assert headers["content-encoding"] == "gzip" and gzip.decompress(body) == index
+    status, headers, body = get(server + "app/", **{"Accept-Encoding": "identity"})
+    assert "content-encoding" not in headers and body == index
+    assert headers["vary"] == "Accept-Encoding"
+    status, headers, body = get(server + "app/", **{"Accept-Encoding": "br;q=0, gzip"})
+    assert headers["content-encoding"] == "gzip"
+    # Revalidation: the ETag of the copy served, 304 when unchanged.
+    _, headers, _ = get(server + "app/", **{"Accept-Encoding": "br"})
+    status, again, body = get(server + "app/", **{"Accept-Encoding": "br",
+                                                  "If-None-Match": headers["etag"]})
+    assert status == 304 and body == b"" and again["cache-control"] == "no-cache"
+    # Versioned files are cached for good; the service worker and boot scripts are revalidated.
+    main_js = next(static_build.glob("main.dart.*.js")).name
+    status, headers, body = get(server + "app/" + main_js, **{"Accept-Encoding": "br"})
+    assert status == 200 and headers["content-encoding"] == "br"
+    assert headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert headers["content-type"].startswith("text/javascript") or "javascript" in headers[
+        "content-type"]
+    wasm = next(static_build.glob("pyodide-*/pyodide.asm.wasm"))
+    rel = wasm.relative_to(static_build).as_posix()
+    status, headers, body = get(server + "app/" + rel, **{"Accept-Encoding": "gzip"})
+    assert headers["content-type"] == "application/wasm" and headers["content-encoding"] == "gzip"
+    assert gzip.decompress(body) == wasm.read_bytes()
+    assert "immutable" in headers["cache-control"]
+    wheel = next(static_build.glob("wheels/flet-*.whl")).name
+    assert "immutable" in get(server + "app/wheels/" + wheel)[1]["cache-control"]
+    for name in ("sw.js", "python.js", "flutter_bootstrap.js", "manifest.json"):
+        assert get(server + "app/" + name)[1]["cache-control"] == "no-cache", name
+    # Incompressible files have no copies, so no Vary.
+    status, headers, _ = get(server + "app/favicon.png", **{"Accept-Encoding": "br"})
+    assert status == 200 and "content-encoding" not in headers and "vary" not in headers
+
+
+async def test_first_visit_stays_on_the_host_and_a_second_works_offline(tmp_path, static_build):
+    need(*chromium_available())
+    with host_mode_server(tmp_path / "host", "--no-lan", "--static-dir", str(static_build)) as (
+        url, proc,
+    ):
+        origin = url.rstrip("/")
+        async with async_playwright() as p:
+            browser = await launch_browser(p)
+            try:
+                context = await browser.new_context()
+                requests: list[str] = []
+                context.on("request", lambda r: requests.append(r.url))
+                page = await context.new_page()
+                ready: list[str] = []
+                page.on("console", lambda m: ready.append(m.text))
+                async with page.expect_event(
+                    "console", predicate=lambda m: PYTHON_READY in m.text, timeout=180_000
+                ):
+                    await page.goto(url + "app/")
+                await expect_console(ready, "Flet Chat: offline copy ready")
+                outside = [u for u in requests
+                           if not u.startswith((origin + "/", "data:", "blob:"))]
+                assert outside == [], outside
+                assert any("/app/sw.js" in u for u in requests)
+                # The host goes away; the site still starts, from the service worker's copy.
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(30)
+                tab = await open_static(context, url + "app/")
+                await expect(tab.page.get_by_label("Enter your name to join the chat")).to_be_visible()
+            finally:
+                await browser.close()
+
+
+async def expect_console(lines: list[str], text: str) -> None:
+    from tests.timing import eventually
+
+    await eventually(lambda: any(text in line for line in lines), f"console says {text!r}", 120)
