@@ -39,7 +39,11 @@ RIVE_STUB = """// Flet Chat draws no Rive animation: the Rive runtime is not shi
 // Rive's loader waits for this promise, which never settles (as when its CDN is unreachable).
 globalThis.RiveNative = () => new Promise(() => {});
 """
-BROTLI_SMALL = 1 << 18  # files up to 256 KiB get brotli's best (slow) quality, bigger ones 6
+BROTLI_SMALL = 1 << 18  # files up to 256 KiB get brotli's best (slow) quality, bigger ones 9
+
+
+def _brotli_quality(size: int) -> int:
+    return 11 if size <= BROTLI_SMALL else 9
 SW_NAME = "sw.js"
 SW_SCRIPT_MARK = "<!-- fletchat service worker -->"
 
@@ -161,15 +165,16 @@ def add_service_worker(out: Path, version: str, template: Path) -> None:
 
 def _compressed(data: bytes, coding: str, cache: Path) -> bytes:
     key = hashlib.sha256(data).hexdigest()
-    path = cache / f"{key}.{coding}"
+    level = _brotli_quality(len(data)) if coding == "br" else 9
+    path = cache / f"{key}.{coding}{level}"
     if path.is_file():
         return path.read_bytes()
     if coding == "gz":
-        packed = gzip.compress(data, 9, mtime=0)
+        packed = gzip.compress(data, level, mtime=0)
     else:
         import brotli
 
-        packed = brotli.compress(data, quality=11 if len(data) <= BROTLI_SMALL else 6)
+        packed = brotli.compress(data, quality=level)
     cache.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(packed)
