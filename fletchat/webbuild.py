@@ -12,9 +12,10 @@ development machine, see ``docs/building.md``) it runs with no internet:
    ``import()`` takes for a bare module name: we make it ``./pyodide/pyodide.mjs``.
 
 The browser's micropip would install the app's requirements from PyPI, which an offline LAN cannot
-reach, so they are served by the same origin: wheels of flet, repath, six and a pure-Python msgpack
-(``MSGPACK_PUREPYTHON=1``) in ``wheels/``, and ``requirements.txt`` lists their relative paths. The
-wheels are fetched from PyPI once, at build time, and kept in ``build/wheels`` for later builds.
+reach, so they ship inside the app: wheels of flet, repath, six and a pure-Python msgpack
+(``MSGPACK_PUREPYTHON=1``) are unpacked into ``app.tar.gz``'s ``__pypackages__`` (which Flet's worker
+puts on ``sys.path``), so micropip is never loaded. The wheels are fetched from PyPI once, at build
+time, and kept in ``build/wheels`` for later builds.
 
 What is published is ``webclient/`` (its ``main.py``) plus a copy of the ``fletchat`` package, which
 it uses for the model, the protocol and the UI; the site goes to ``build/web-static`` (served by
@@ -321,12 +322,9 @@ def build(out: Path = DEFAULT_OUT, wheels_cache: Path = WHEELS_CACHE) -> Result:
         )
     fix_pyodide_url(out / "index.html")
     add_theme_color(out / "index.html")
-    (out / "wheels").mkdir(exist_ok=True)
-    for wheel in wheels:
-        shutil.copy2(wheel, out / "wheels" / wheel.name)
     check_manifest(out)
     try:
-        version = finish(out, COMPRESS_CACHE, SW_TEMPLATE)
+        version = finish(out, COMPRESS_CACHE, SW_TEMPLATE, wheels)
     except FinishError as err:
         raise BuildError(str(err)) from err
     return Result(out, tuple(w.name for w in wheels), time.monotonic() - started, version)

@@ -3,6 +3,7 @@
 Run by ``fletchat.webbuild`` on the site ``flet publish`` wrote (see ``webstatic`` for how host mode
 serves the result):
 
+0. **No micropip**: the app's wheels are unpacked into ``app.tar.gz`` (``__pypackages__``).
 1. **Prune** what this site never loads: the dart2wasm/skwasm build (``main.dart.wasm``; host mode
    forces the CanvasKit renderer), skwasm/wimp runtimes, debug symbols and source maps, and
    Flutter's own (deprecated) service worker.
@@ -20,10 +21,13 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import logging
 import re
 import shutil
+import tarfile
+import zipfile
 from pathlib import Path
 
 from .webstatic import COMPRESSIBLE, HASH_CHARS
@@ -80,6 +84,33 @@ def local_rive(out: Path) -> None:
     stub.write_text(RIVE_STUB, "utf-8")
     (out / "rive" / "wasm_compatibility").mkdir(exist_ok=True)
     shutil.copy2(stub, out / "rive" / "wasm_compatibility" / "rive_native.js")
+
+
+PYPACKAGES = "__pypackages__"
+
+
+def bundle_wheels(out: Path, wheels: list[Path]) -> None:
+    """Unpack the app's wheels into ``app.tar.gz`` under ``__pypackages__`` and drop its
+    ``requirements.txt``: Flet's worker puts ``__pypackages__`` on ``sys.path``, so Python in the
+    browser never loads micropip nor resolves and unpacks wheels at every start."""
+    src = out / "app.tar.gz"
+    tmp = out / "app.tar.gz.tmp"
+    with tarfile.open(src, "r:gz") as old, \
+            tarfile.open(tmp, "w:gz", format=tarfile.GNU_FORMAT) as new:
+        for member in old.getmembers():
+            if member.name.lstrip("/") == "requirements.txt":
+                continue
+            new.addfile(member, old.extractfile(member) if member.isfile() else None)
+        for wheel in wheels:
+            with zipfile.ZipFile(wheel) as archive:
+                for info in archive.infolist():
+                    if info.is_dir():
+                        continue
+                    data = archive.read(info)
+                    entry = tarfile.TarInfo(f"{PYPACKAGES}/{info.filename}")
+                    entry.size, entry.mode = len(data), 0o644
+                    new.addfile(entry, io.BytesIO(data))
+    tmp.replace(src)
 
 
 def only_canvaskit_build(out: Path) -> None:
@@ -141,7 +172,6 @@ def precache_list(out: Path, version: str) -> list[str]:
             "pyodide-lock.json")
     names += [f"pyodide-{version}/{n}" for n in core if (pyodide / n).is_file()]
     names += [f"pyodide-{version}/{p.name}" for p in sorted(pyodide.glob("micropip-*.whl"))]
-    names += [f"wheels/{p.name}" for p in sorted((out / "wheels").glob("*.whl"))]
     names += [f"assets/fonts/{p.name}" for p in sorted((out / "assets" / "fonts").iterdir())]
     fonts = json.loads((out / "assets" / "FontManifest.json").read_text("utf-8"))
     names += [f"assets/{f['asset']}" for family in fonts for f in family["fonts"]]
@@ -212,8 +242,9 @@ def precompress(out: Path, cache: Path) -> tuple[int, int]:
     return files, copies
 
 
-def finish(out: Path, compress_cache: Path, sw_template: Path) -> str:
+def finish(out: Path, compress_cache: Path, sw_template: Path, wheels: list[Path]) -> str:
     """All steps, in order; returns the build's version (content hash)."""
+    bundle_wheels(out, wheels)
     prune(out)
     local_rive(out)
     only_canvaskit_build(out)

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import tarfile
 import urllib.error
 import urllib.request
 
@@ -47,11 +48,11 @@ def server(tmp_path, static_build):
 
 
 def fetch(url: str) -> tuple[int, str, bytes]:
-    with urllib.request.urlopen(url, timeout=10) as resp:
+    with urllib.request.urlopen(url, timeout=scaled(10)) as resp:
         return resp.status, resp.geturl(), resp.read()
 
 
-def test_host_mode_serves_the_build_and_its_wheels(server, static_build):
+def test_host_mode_serves_the_build_and_its_packages(server, static_build):
     status, final_url, body = fetch(server + "app")
     assert status == 200 and final_url.endswith("/app/")
     assert b'<base href="/app/">' in body
@@ -61,11 +62,15 @@ def test_host_mode_serves_the_build_and_its_wheels(server, static_build):
     assert manifest["theme_color"] == "#2563EB"
     for icon in manifest["icons"]:
         assert fetch(server + "app/" + icon["src"])[0] == 200
-    wheels = sorted(p.name for p in (static_build / "wheels").iterdir())
-    assert [w.split("-")[0] for w in wheels] == ["flet", "msgpack", "repath", "six"]
-    assert all(w.endswith("-none-any.whl") for w in wheels)
-    for wheel in wheels:
-        assert fetch(server + "app/wheels/" + wheel)[0] == 200
+    # The app's packages ship inside the app archive: no requirements.txt, so no micropip.
+    package = next(static_build.glob("app.*.tar.gz"))
+    assert fetch(server + "app/" + package.name)[0] == 200
+    with tarfile.open(package) as archive:
+        names = set(archive.getnames())
+    assert "requirements.txt" not in names and "main.py" in names
+    for dist in ("flet", "msgpack", "repath", "six"):
+        assert any(re.fullmatch(rf"__pypackages__/{dist}-[0-9.]+\.dist-info/METADATA", n)
+                   for n in names), dist
     # The server-side app is still at "/".
     assert b"Flet Chat" in fetch(server)[2]
 
@@ -137,7 +142,7 @@ async def test_static_client_chats_with_a_server_side_session(server):
 def get(url: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
     request = urllib.request.Request(url, headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=20) as resp:
+        with urllib.request.urlopen(request, timeout=scaled(20)) as resp:
             return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
     except urllib.error.HTTPError as err:
         return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
@@ -192,8 +197,8 @@ def test_precompressed_assets_and_cache_headers(server, static_build):
     assert headers["content-type"] == "application/wasm" and headers["content-encoding"] == "gzip"
     assert gzip.decompress(body) == wasm.read_bytes()
     assert "immutable" in headers["cache-control"]
-    wheel = next(static_build.glob("wheels/flet-*.whl")).name
-    assert "immutable" in get(server + "app/wheels/" + wheel)[1]["cache-control"]
+    package = next(static_build.glob("app.*.tar.gz")).name
+    assert "immutable" in get(server + "app/" + package)[1]["cache-control"]
     for name in ("sw.js", "python.js", "flutter_bootstrap.js", "manifest.json"):
         assert get(server + "app/" + name)[1]["cache-control"] == "no-cache", name
     # Incompressible files have no copies, so no Vary.
