@@ -32,6 +32,8 @@ FIGURES: dict[str, str] = {
     "sync": "7. History: late-join catch-up",
     "search": "8. History: search",
     "insert": "9. History: insert rate",
+    "sessions": "10. Host-mode memory with N sessions",
+    "static_site": "11. Static web build: first and second visit",
 }
 # module -> the figures it produces (some share one expensive set-up)
 RUNNERS: list[tuple[str, tuple[str, ...]]] = [
@@ -40,6 +42,8 @@ RUNNERS: list[tuple[str, tuple[str, ...]]] = [
     ("bench.fanout", ("fanout",)),
     ("bench.startup", ("startup",)),
     ("bench.history", ("sync", "search", "insert")),
+    ("bench.sessions", ("sessions",)),
+    ("bench.static_site", ("static_site",)),
 ]
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 

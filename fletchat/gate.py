@@ -1,39 +1,152 @@
 """A passphrase in front of host mode: browser users type it before the chat opens.
 
 An ASGI middleware around the whole host-mode app (Flet's pages and WebSocket, the static build, the
-relay). The passphrase is stretched with scrypt (memory-hard) once at start; a right answer earns an
-HttpOnly, SameSite=Strict cookie holding an HMAC token that only this process can make. Everything
-else — pages, the Flet WebSocket, the relay — is refused without it. Wrong answers are limited per
-client address, so guessing over the LAN is slow.
+relay). Everything but the unlock form is refused without a valid cookie.
+
+- **scrypt never runs on the event loop.** A guess is checked on one worker thread (a global bound on
+  CPU spent guessing), at most ``MAX_PENDING`` checks wait at once and one per client address; any
+  guess beyond that is answered at once with 503/429, so a flood of guesses slows neither pages nor
+  the LAN mesh on the same loop.
+- **Per-address backoff, never a lock-out.** The first ``FREE_FAILURES`` wrong answers from an
+  address cost nothing; each further one makes that address wait ``BASE_DELAY * 2**k`` seconds (at
+  most ``MAX_DELAY``) before its next guess is even checked. Guesses during the wait are refused
+  without counting, so the right passphrase always gets in at most ``MAX_DELAY`` after the last wrong
+  one. A success clears the address; an address quiet for ``FORGET_AFTER`` is forgotten.
+- **Per-browser cookies.** A right answer earns a token ``v2.<issued>.<random id>.<HMAC>`` under a key
+  derived (scrypt) from the passphrase and a salt kept in the data dir: it expires after
+  ``COOKIE_MAX_AGE``, survives restarts, and every cookie is revoked by changing the passphrase (or
+  deleting the salt file).
+- **No open redirect.** ``next`` must decode to a plain same-origin path (see ``safe_next``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import html
+import math
 import os
+import re
+import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote
 
 UNLOCK_PATH = "/unlock"
 COOKIE = "fletchat_unlock"
 MAX_FORM_BYTES = 4096
-MAX_FAILURES = 5  # wrong answers per client address ...
-FAILURE_WINDOW = 60.0  # ... per this many seconds
-SCRYPT = {"n": 2**14, "r": 8, "p": 1}  # about 16 MiB and a few tens of ms: hard to brute-force
+SCRYPT = {"n": 2**14, "r": 8, "p": 1}  # about 16 MiB and tens of ms: hard to brute-force
+CHECK_THREADS = 1  # scrypt runs on this many threads at most (the loop keeps the other core)
+MAX_PENDING = 8  # guesses being checked or waiting for the thread; more get 503 at once
+FREE_FAILURES = 5  # wrong answers per address before any delay
+BASE_DELAY = 1.0  # seconds to wait after the first wrong answer past the free ones ...
+MAX_DELAY = 60.0  # ... doubling per wrong answer up to this
+FORGET_AFTER = 900.0  # an address with no wrong answer for this long starts afresh
+MAX_TRACKED = 4096  # addresses remembered at once (the oldest quiet one goes first)
+COOKIE_MAX_AGE = 30 * 24 * 3600  # seconds a browser stays unlocked
+CLOCK_SLACK = 300  # a cookie issued this far in the future is still accepted (clock steps)
+TOKEN_VERSION = "v2"
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
-def derive_token(passphrase: str, salt: bytes) -> str:
-    """The cookie value: HMAC of a fixed label under the scrypt-stretched passphrase."""
-    key = hashlib.scrypt(passphrase.encode("utf-8"), salt=salt, dklen=32, **SCRYPT)
-    return hmac.new(key, b"fletchat host unlock v1", hashlib.sha256).hexdigest()
+def stretch(passphrase: str, salt: bytes) -> bytes:
+    """scrypt: the slow step every guess pays."""
+    return hashlib.scrypt(passphrase.encode("utf-8"), salt=salt, dklen=32, **SCRYPT)
+
+
+def _label(master: bytes, label: bytes) -> bytes:
+    return hmac.new(master, label, hashlib.sha256).digest()
+
+
+class Tokens:
+    """Signs and checks cookie tokens; the key comes from the passphrase, so changing it revokes all."""
+
+    def __init__(self, master: bytes, wall: Callable[[], float] = time.time) -> None:
+        self._key = _label(master, b"fletchat host cookie v2")
+        self._wall = wall
+
+    def issue(self) -> str:
+        body = f"{TOKEN_VERSION}.{int(self._wall())}.{secrets.token_hex(16)}"
+        return f"{body}.{self._mac(body)}"
+
+    def valid(self, token: str) -> bool:
+        body, _, mac = token.rpartition(".")
+        parts = body.split(".")
+        if len(parts) != 3 or parts[0] != TOKEN_VERSION or not parts[1].isdigit():
+            return False
+        if not hmac.compare_digest(mac, self._mac(body)):
+            return False
+        age = self._wall() - int(parts[1])
+        return -CLOCK_SLACK <= age < COOKIE_MAX_AGE
+
+    def _mac(self, body: str) -> str:
+        return hmac.new(self._key, body.encode("ascii", "replace"), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Record:
+    failures: int
+    last: float  # monotonic time of the last wrong answer
+    wait_until: float
+
+
+class Backoff:
+    """Per-address wrong-answer memory (sans-I/O: time is passed in)."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, _Record] = {}
+
+    def wait(self, address: str, now: float) -> float:
+        """Seconds this address must still wait before a guess is checked (0: go ahead)."""
+        record = self._records.get(address)
+        if record is None:
+            return 0.0
+        if now - record.last >= FORGET_AFTER:
+            del self._records[address]
+            return 0.0
+        return max(0.0, record.wait_until - now)
+
+    def failed(self, address: str, now: float) -> None:
+        old = self._records.pop(address, None)
+        failures = (old.failures if old and now - old.last < FORGET_AFTER else 0) + 1
+        delay = 0.0
+        if failures >= FREE_FAILURES:
+            delay = min(BASE_DELAY * 2 ** (failures - FREE_FAILURES), MAX_DELAY)
+        while len(self._records) >= MAX_TRACKED:  # dicts keep order: the first is the oldest
+            del self._records[next(iter(self._records))]
+        self._records[address] = _Record(failures, now, now + delay)
+
+    def succeeded(self, address: str) -> None:
+        self._records.pop(address, None)
+
+
+_SAFE_PATH = re.compile(r"/(?:[A-Za-z0-9._~-][A-Za-z0-9._~/-]*)?")
+
+
+def safe_next(raw: str) -> str:
+    """Only a plain same-origin path: ``/`` then a safe character, decoded fully; else ``/``.
+
+    Browsers read ``//host``, ``/\\host``, ``/%5Chost`` or ``/\\t/host`` as another site, so a
+    backslash, a control character, ``//`` or anything left encoded after decoding is refused.
+    """
+    path = raw
+    for _ in range(3):  # %255C -> %5C -> \\ : decode until nothing changes
+        decoded = unquote(path)
+        if decoded == path:
+            break
+        path = decoded
+    else:
+        return "/"
+    if len(path) > 512 or "//" in path or not _SAFE_PATH.fullmatch(path):
+        return "/"
+    return path
 
 
 def unlock_page(error: str = "", next_path: str = "/") -> bytes:
@@ -59,7 +172,7 @@ border:0;border-radius:6px}} .err{{color:#b91c1c}}
 <label for="passphrase">Passphrase</label>
 <input id="passphrase" name="passphrase" type="password" autofocus required
  autocomplete="current-password">
-<input type="hidden" name="next" value="{html.escape(next_path)}">
+<input type="hidden" name="next" value="{html.escape(safe_next(next_path))}">
 <button type="submit">Enter chat</button>
 </form></body></html>""".encode()
 
@@ -68,17 +181,19 @@ class PassphraseGate:
     """ASGI middleware: no cookie, no chat."""
 
     def __init__(self, app: Callable[..., Awaitable[None]], passphrase: str,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 salt: bytes | None = None, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
         if not passphrase:
             raise ValueError("an empty passphrase protects nothing")
         self.app = app
-        self._salt = os.urandom(16)  # per process: a restart asks everyone again
-        self._token = derive_token(passphrase, self._salt)
-        self._passphrase_check = lambda guess: hmac.compare_digest(
-            derive_token(guess, self._salt), self._token
-        )
-        self._failures: dict[str, list[float]] = {}
+        self._salt = salt or os.urandom(16)
+        master = stretch(passphrase, self._salt)  # once, at start, before serving
+        self._verifier = _label(master, b"fletchat host verify v2")
+        self._tokens = Tokens(master, wall)
+        self._backoff = Backoff()
         self._clock = clock
+        self._pool = ThreadPoolExecutor(CHECK_THREADS, thread_name_prefix="gate-scrypt")
+        self._pending: set[str] = set()  # addresses with a guess being checked
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -94,7 +209,7 @@ class PassphraseGate:
         if kind == "websocket":
             await send({"type": "websocket.close", "code": 1008, "reason": "passphrase required"})
             return
-        target = quote(scope["path"] or "/", safe="/")
+        target = quote(safe_next(scope["path"] or "/"), safe="/")
         await _respond(send, 303, b"", [(b"location", f"{UNLOCK_PATH}?next={target}".encode())])
 
     def _has_cookie(self, scope: Scope) -> bool:
@@ -103,50 +218,64 @@ class PassphraseGate:
                 continue
             for part in value.decode("latin-1").split(";"):
                 key, _, val = part.strip().partition("=")
-                if key == COOKIE and hmac.compare_digest(val, self._token):
+                if key == COOKIE and self._tokens.valid(val):
                     return True
         return False
+
+    async def _check(self, guess: str) -> bool:
+        """scrypt on the gate's thread; the loop only waits for the answer."""
+        loop = asyncio.get_running_loop()
+        key = await loop.run_in_executor(self._pool, stretch, guess, self._salt)
+        return hmac.compare_digest(_label(key, b"fletchat host verify v2"), self._verifier)
 
     async def _unlock(self, scope: Scope, receive: Receive, send: Send) -> None:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         if scope["method"] != "POST":
-            await _respond(send, 200, unlock_page(next_path=_safe_next(query)), _HTML)
+            page = unlock_page(next_path=_next_of(query))
+            await _respond(send, 200, page, _HTML)
             return
         body = await _read_body(receive, MAX_FORM_BYTES)
         if body is None:
             await _respond(send, 413, unlock_page("That was too long."), _HTML)
             return
         form = parse_qs(body.decode("utf-8", "replace"))
-        next_path = _safe_next(form)
+        next_path = _next_of(form)
         client = (scope.get("client") or ("?", 0))[0]
-        now = self._clock()
-        recent = [t for t in self._failures.get(client, []) if now - t < FAILURE_WINDOW]
-        if len(recent) >= MAX_FAILURES:
-            self._failures[client] = recent
-            await _respond(
-                send, 429, unlock_page("Too many wrong passphrases. Wait a minute.", next_path),
-                _HTML,
-            )
+        wait = self._backoff.wait(client, self._clock())
+        if wait > 0 or client in self._pending:
+            seconds = max(1, math.ceil(wait))
+            await _busy(send, 429, f"Too many wrong passphrases. Wait {seconds} s.",
+                        next_path, seconds)
             return
-        guess = (form.get("passphrase") or [""])[0]
-        if not self._passphrase_check(guess):
-            recent.append(now)
-            self._failures[client] = recent
+        if len(self._pending) >= MAX_PENDING:
+            await _busy(send, 503, "The host is busy. Try again in a moment.", next_path, 1)
+            return
+        self._pending.add(client)
+        try:
+            right = await self._check((form.get("passphrase") or [""])[0])
+        finally:
+            self._pending.discard(client)
+        if not right:
+            self._backoff.failed(client, self._clock())
             await _respond(send, 401, unlock_page("Wrong passphrase.", next_path), _HTML)
             return
-        self._failures.pop(client, None)
-        cookie = f"{COOKIE}={self._token}; Path=/; HttpOnly; SameSite=Strict"
-        await _respond(send, 303, b"", [(b"location", next_path.encode()),
+        self._backoff.succeeded(client)
+        cookie = (f"{COOKIE}={self._tokens.issue()}; Path=/; Max-Age={COOKIE_MAX_AGE}; "
+                  "HttpOnly; SameSite=Strict")
+        await _respond(send, 303, b"", [(b"location", quote(next_path, safe="/").encode()),
                                          (b"set-cookie", cookie.encode())])
 
 
 _HTML = [(b"content-type", b"text/html; charset=utf-8")]
 
 
-def _safe_next(params: dict[str, list[str]]) -> str:
-    """Only a local path: never redirect to another site."""
-    raw = unquote((params.get("next") or ["/"])[0])
-    return raw if raw.startswith("/") and not raw.startswith("//") else "/"
+def _next_of(params: dict[str, list[str]]) -> str:
+    return safe_next((params.get("next") or ["/"])[0])
+
+
+async def _busy(send: Send, status: int, text: str, next_path: str, retry_after: int) -> None:
+    headers = [*_HTML, (b"retry-after", str(retry_after).encode())]
+    await _respond(send, status, unlock_page(text, next_path), headers)
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ from .config import Config
 from .netinfo import PortInUse, lan_addresses, url_for
 from .node import Node
 from .qr import join_banner
+from .sessions import SessionGate, SessionLimits
 from .ui import APP_TITLE, make_session_main
 
 log = logging.getLogger("fletchat.host")
@@ -29,6 +31,11 @@ ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 # The static (Pyodide) web build, made by ``python -m fletchat.webbuild``; served at STATIC_PATH.
 DEFAULT_STATIC_DIR = Path(__file__).resolve().parent.parent / "build" / "web-static"
 STATIC_PATH = "/app"
+# The largest WebSocket message any route accepts (Flet's /ws and the relay), enforced by uvicorn
+# before it buffers a message: Flet's own messages are a few KiB (a 4000-character text field is
+# 16 KiB at most) and the relay's limit is 64 KiB, so nothing real comes near it.
+MAX_WS_MESSAGE_BYTES = 256 * 1024
+GATE_SALT_FILE = "gate.salt"
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -72,18 +79,23 @@ def _without_api_docs(app) -> None:
     ]
 
 
-def build_web_app(node: Node, prefill_name: str = "", static_dir: Path | None = None):
+def build_web_app(node: Node, prefill_name: str = "", static_dir: Path | None = None,
+                  limits: SessionLimits | None = None):
     """flet-web's FastAPI app with our session ``main``, without FastAPI's API docs pages.
+
+    Flet's sessions are bounded by ``limits`` (see ``fletchat.sessions``): a closed tab's session is
+    released after ``limits.grace`` seconds, and each address holds at most ``limits.per_address``.
 
     Before Flet's catch-all mount at "/": the ``/relay`` WebSocket for static clients and, when the
     static web build exists (``static_dir``, default ``DEFAULT_STATIC_DIR``), that build at ``/app/``.
     """
     import flet_web.fastapi as flet_fastapi
     from starlette.responses import RedirectResponse
-    from starlette.staticfiles import StaticFiles
 
     from .relay import Relay
+    from .webstatic import PrecompressedStaticFiles
 
+    limits = limits or SessionLimits()
     session_main = make_session_main(lambda: node.hub, device="browser", prefill_name=prefill_name)
     app = flet_fastapi.FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     flet_app = flet_fastapi.app(
@@ -93,20 +105,47 @@ def build_web_app(node: Node, prefill_name: str = "", static_dir: Path | None = 
         app_short_name=APP_TITLE,
         app_description="Chat with people on your local network.",
         no_cdn=True,
+        session_timeout_seconds=limits.grace,
     )
     _without_api_docs(flet_app)
     app.router.routes.append(Relay(lambda: node.hub).route())
     static = static_dir or DEFAULT_STATIC_DIR
     if (static / "index.html").is_file():
         app.add_route(STATIC_PATH, lambda request: RedirectResponse(STATIC_PATH + "/"))
-        app.mount(STATIC_PATH, StaticFiles(directory=static, html=True), name="static-app")
+        app.mount(STATIC_PATH, PrecompressedStaticFiles(directory=static, html=True),
+                  name="static-app")
         log.info("serving the static web build from %s at %s/", static, STATIC_PATH)
     elif static_dir is not None:
         log.warning(
             "no static web build in %s (make one with: python -m fletchat.webbuild)", static_dir
         )
-    app.mount("/", flet_app)
+    app.mount("/", SessionGate(flet_app, limits))
     return app
+
+
+def uvicorn_config(app) -> uvicorn.Config:
+    """uvicorn's settings for host mode: the WebSocket size limit holds for every route."""
+    return uvicorn.Config(
+        app, log_level="warning", ws="websockets-sansio", lifespan="on",
+        ws_max_size=MAX_WS_MESSAGE_BYTES,
+    )
+
+
+def gate_salt(data_dir: Path) -> bytes:
+    """The passphrase gate's salt, kept so cookies outlive a restart; delete it to sign all out."""
+    path = data_dir / GATE_SALT_FILE
+    try:
+        salt = path.read_bytes()
+        if len(salt) == 16:
+            return salt
+    except FileNotFoundError:
+        pass
+    salt = os.urandom(16)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(salt)
+    os.replace(tmp, path)
+    return salt
 
 
 def served_urls(host: str, port: int) -> list[str]:
@@ -134,10 +173,8 @@ async def serve_host(
     if config.passphrase:
         from .gate import PassphraseGate
 
-        app = PassphraseGate(app, config.passphrase)
-    server = _Server(
-        uvicorn.Config(app, log_level="warning", ws="websockets-sansio", lifespan="on")
-    )
+        app = PassphraseGate(app, config.passphrase, salt=gate_salt(config.data_dir))
+    server = _Server(uvicorn_config(app))
     try:
         await node.start()
         if announce:

@@ -12,14 +12,17 @@ development machine, see ``docs/building.md``) it runs with no internet:
    ``import()`` takes for a bare module name: we make it ``./pyodide/pyodide.mjs``.
 
 The browser's micropip would install the app's requirements from PyPI, which an offline LAN cannot
-reach, so they are served by the same origin: wheels of flet, repath, six and a pure-Python msgpack
-(``MSGPACK_PUREPYTHON=1``) in ``wheels/``, and ``requirements.txt`` lists their relative paths. The
-wheels are fetched from PyPI once, at build time, and kept in ``build/wheels`` for later builds.
+reach, so they ship inside the app: wheels of flet, repath, six and a pure-Python msgpack
+(``MSGPACK_PUREPYTHON=1``) are unpacked into ``app.tar.gz``'s ``__pypackages__`` (which Flet's worker
+puts on ``sys.path``), so micropip is never loaded. The wheels are fetched from PyPI once, at build
+time, and kept in ``build/wheels`` for later builds.
 
 What is published is the project's ``main.py`` (the entry of every target: under Pyodide it runs
 ``webclient/``) with copies of ``webclient`` and ``fletchat`` (the model, the protocol and the UI),
 as ``flet build web`` packs them; the site goes to ``build/web-static`` with base URL ``/app/``
-(``[tool.flet.web].base_url``, where host mode serves it). Nothing of it is committed.
+(``[tool.flet.web].base_url``, where host mode serves it). Nothing of it is committed. ``webfinish``
+then prunes it, keeps every request on the host (no Rive CDN), versions the runtime files, adds a
+service worker and precompresses.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .webfinish import FinishError, finish
+
 log = logging.getLogger("fletchat.webbuild")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +52,8 @@ ENTRY = ROOT / "main.py"  # the one entry of every target
 WEBCLIENT_DIR = ROOT / "webclient"
 PACKAGE_DIR = ROOT / "fletchat"
 ASSETS_DIR = ROOT / "assets"
+COMPRESS_CACHE = BUILD_DIR / "compressed"  # .br/.gz copies by content hash, reused by rebuilds
+SW_TEMPLATE = PACKAGE_DIR / "web" / "sw.js"
 
 BASE_URL = "app"  # host mode serves the build at /app/ (host.STATIC_PATH)
 APP_NAME = "Flet Chat"
@@ -68,6 +75,7 @@ class Result:
     out: Path
     wheels: tuple[str, ...]
     seconds: float
+    version: str = ""  # the content hash in the runtime files' names
 
 
 def installed_version(dist: str) -> str:
@@ -319,11 +327,12 @@ def build(out: Path = DEFAULT_OUT, wheels_cache: Path = WHEELS_CACHE) -> Result:
         )
     fix_pyodide_url(out / "index.html")
     add_theme_color(out / "index.html")
-    (out / "wheels").mkdir(exist_ok=True)
-    for wheel in wheels:
-        shutil.copy2(wheel, out / "wheels" / wheel.name)
     check_manifest(out)
-    return Result(out, tuple(w.name for w in wheels), time.monotonic() - started)
+    try:
+        version = finish(out, COMPRESS_CACHE, SW_TEMPLATE, wheels)
+    except FinishError as err:
+        raise BuildError(str(err)) from err
+    return Result(out, tuple(w.name for w in wheels), time.monotonic() - started, version)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import http.client
 import re
 import urllib.parse
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from playwright.async_api import async_playwright, expect
@@ -74,10 +76,57 @@ async def test_the_flet_websocket_needs_the_cookie(server):
 def test_guessing_is_limited_and_redirects_stay_local(server):
     for _ in range(5):
         assert unlock(server, "nope")[0] == 401
-    status, _, page = unlock(server, SECRET)
+    status, headers, page = unlock(server, SECRET)
     assert status == 429 and "Too many wrong passphrases" in page
+    assert int(headers["retry-after"]) >= 1
     status, _, page = request(server, "GET", "/unlock?next=//evil.example/")
     assert 'value="/"' in page and "evil" not in page
+
+
+OPEN_REDIRECTS = [
+    "//evil.example/", "/%5Cevil.example", "/%5cevil.example", "/\\evil.example",
+    "/\tevil.example", "/\t/evil.example", "/%09/evil.example", "/%2F/evil.example",
+    "/%2f%2fevil.example", "/%255Cevil.example", "/%25255Cevil.example", "https://evil.example",
+    "/ /evil.example", "/\r\n/evil.example", "\\evil.example", "/app//evil.example",
+]
+
+
+def test_no_open_redirect_after_the_right_passphrase(server):
+    for target in OPEN_REDIRECTS:
+        status, headers, _ = unlock(server, SECRET, target)
+        assert (status, headers["location"]) == (303, "/"), target
+        query = urllib.parse.quote(target, safe="")
+        _, _, page = request(server, "GET", "/unlock?next=" + query)
+        assert 'name="next" value="/"' in page, target
+    for target in ["/", "/app/", "/app/index.html", "/a-b_c.d~e/f"]:
+        status, headers, _ = unlock(server, SECRET, target)
+        assert (status, headers["location"]) == (303, target)
+
+
+def test_a_flood_of_guesses_is_shed_and_pages_still_load(server):
+    """300 guesses from 60 loopback addresses at once: the excess is refused at once (503/429)."""
+
+    def one(i: int):
+        conn = http.client.HTTPConnection(
+            "127.0.0.1", server, timeout=60, source_address=(f"127.0.1.{i % 60 + 1}", 0)
+        )
+        form = urllib.parse.urlencode({"passphrase": f"guess {i}", "next": "/"})
+        conn.request("POST", "/unlock", body=form,
+                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+        resp = conn.getresponse()
+        resp.read()
+        conn.close()
+        return resp.status
+
+    with ThreadPoolExecutor(60) as pool:
+        flood = [pool.submit(one, i) for i in range(300)]
+        status, _, page = request(server, "GET", "/unlock")
+        assert status == 200 and "Passphrase" in page
+        statuses = Counter(f.result() for f in flood)
+    assert set(statuses) <= {401, 429, 503}, statuses
+    assert statuses[503] > 0, f"nothing was shed: {statuses}"
+    # And the right passphrase still gets in from an address that did not guess.
+    assert unlock(server, SECRET)[0] == 303
 
 
 async def test_browser_asks_for_the_passphrase_before_the_chat(tmp_path):

@@ -4,10 +4,15 @@ a real Chromium with a server-side session of the same host (through the ``/rela
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
 import tarfile
+import urllib.error
 import urllib.request
 
 import pytest
@@ -45,7 +50,7 @@ def server(tmp_path, static_build):
 
 
 def fetch(url: str) -> tuple[int, str, bytes]:
-    with urllib.request.urlopen(url, timeout=10) as resp:
+    with urllib.request.urlopen(url, timeout=scaled(10)) as resp:
         return resp.status, resp.geturl(), resp.read()
 
 
@@ -74,31 +79,37 @@ def test_main_py_under_emscripten_runs_the_web_client_without_native_modules():
 
 def test_the_offline_build_packs_the_same_entry(static_build):
     """webbuild publishes the project's main.py (as flet build web does), not a second entry."""
-    with tarfile.open(static_build / "app.tar.gz") as tar:
+    with tarfile.open(next(static_build.glob("app.*.tar.gz"))) as tar:
         names = {n.lstrip("/").removeprefix("./") for n in tar.getnames()}
         packed_main = tar.extractfile(
             next(m for m in tar.getmembers() if m.name.lstrip("/").removeprefix("./") == "main.py")
         )
         assert packed_main is not None
         assert packed_main.read() == (ROOT / "main.py").read_bytes()
-    assert {"webclient/main.py", "fletchat/ui.py", "requirements.txt"} <= names
+    assert {"webclient/main.py"} <= names
+    assert any(n.startswith("fletchat/") for n in names)
     assert "pyproject.toml" not in names  # its dependencies would send micropip to PyPI
 
 
-def test_host_mode_serves_the_build_and_its_wheels(server, static_build):
+def test_host_mode_serves_the_build_and_its_packages(server, static_build):
     status, final_url, body = fetch(server + "app")
     assert status == 200 and final_url.endswith("/app/")
-    assert b'<base href="/app/">' in body and b'flet.pyodideUrl="./pyodide/pyodide.mjs"' in body
+    assert b'<base href="/app/">' in body
+    assert re.search(rb'flet\.pyodideUrl="\./pyodide-[0-9a-f]{12}/pyodide\.mjs"', body)
     manifest = json.loads(fetch(server + "app/manifest.json")[2])
     assert manifest["name"] == manifest["short_name"] == "Flet Chat"
     assert manifest["theme_color"] == "#2563EB"
     for icon in manifest["icons"]:
         assert fetch(server + "app/" + icon["src"])[0] == 200
-    wheels = sorted(p.name for p in (static_build / "wheels").iterdir())
-    assert [w.split("-")[0] for w in wheels] == ["flet", "msgpack", "repath", "six"]
-    assert all(w.endswith("-none-any.whl") for w in wheels)
-    for wheel in wheels:
-        assert fetch(server + "app/wheels/" + wheel)[0] == 200
+    # The app's packages ship inside the app archive: no requirements.txt, so no micropip.
+    package = next(static_build.glob("app.*.tar.gz"))
+    assert fetch(server + "app/" + package.name)[0] == 200
+    with tarfile.open(package) as archive:
+        names = set(archive.getnames())
+    assert "requirements.txt" not in names and "main.py" in names
+    for dist in ("flet", "msgpack", "repath", "six"):
+        assert any(re.fullmatch(rf"__pypackages__/{dist}-[0-9.]+\.dist-info/METADATA", n)
+                   for n in names), dist
     # The server-side app is still at "/".
     assert b"Flet Chat" in fetch(server)[2]
 
@@ -165,3 +176,109 @@ async def test_static_client_chats_with_a_server_side_session(server):
             )
         finally:
             await browser.close()
+
+
+def get(url: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=scaled(20)) as resp:
+            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
+
+
+def test_the_build_is_pruned_versioned_and_never_names_a_cdn(static_build):
+    names = {p.relative_to(static_build).as_posix() for p in static_build.rglob("*")}
+    assert "main.dart.wasm" not in names and "flutter_service_worker.js" not in names
+    assert not [n for n in names if n.endswith(".symbols")]
+    assert [n for n in names if re.fullmatch(r"main\.dart\.[0-9a-f]{12}\.js", n)]
+    assert "sw.js" in names and "rive/wasm/rive_native.js" in names
+    # The app's own scripts load nothing from a CDN (Pyodide keeps a CDN fallback for packages it
+    # does not have, which this site never asks for: the browser test below checks every request).
+    for path in [*static_build.glob("*.js"), *static_build.glob("*.html")]:
+        assert b"cdn.jsdelivr.net" not in path.read_bytes(), path
+    bootstrap = (static_build / "flutter_bootstrap.js").read_text()
+    ours = bootstrap.split("_flutter.buildConfig = ", 1)[1]  # after Flutter's loader library
+    assert "serviceWorkerSettings" not in ours and "dart2wasm" not in ours
+
+
+def test_precompressed_assets_and_cache_headers(server, static_build):
+    import brotli
+
+    index = (static_build / "index.html").read_bytes()
+    status, headers, body = get(server + "app/", **{"Accept-Encoding": "gzip, br"})
+    assert status == 200 and headers["content-encoding"] == "br"
+    assert brotli.decompress(body) == index
+    assert headers["vary"] == "Accept-Encoding" and headers["cache-control"] == "no-cache"
+    assert headers["content-type"].startswith("text/html")
+    status, headers, body = get(server + "app/", **{"Accept-Encoding": "gzip"})
+    assert headers["content-encoding"] == "gzip" and gzip.decompress(body) == index
+    status, headers, body = get(server + "app/", **{"Accept-Encoding": "identity"})
+    assert "content-encoding" not in headers and body == index
+    assert headers["vary"] == "Accept-Encoding"
+    status, headers, body = get(server + "app/", **{"Accept-Encoding": "br;q=0, gzip"})
+    assert headers["content-encoding"] == "gzip"
+    # Revalidation: the ETag of the copy served, 304 when unchanged.
+    _, headers, _ = get(server + "app/", **{"Accept-Encoding": "br"})
+    status, again, body = get(server + "app/", **{"Accept-Encoding": "br",
+                                                  "If-None-Match": headers["etag"]})
+    assert status == 304 and body == b"" and again["cache-control"] == "no-cache"
+    # Versioned files are cached for good; the service worker and boot scripts are revalidated.
+    main_js = next(static_build.glob("main.dart.*.js")).name
+    status, headers, body = get(server + "app/" + main_js, **{"Accept-Encoding": "br"})
+    assert status == 200 and headers["content-encoding"] == "br"
+    assert headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert headers["content-type"].startswith("text/javascript") or "javascript" in headers[
+        "content-type"]
+    wasm = next(static_build.glob("pyodide-*/pyodide.asm.wasm"))
+    rel = wasm.relative_to(static_build).as_posix()
+    status, headers, body = get(server + "app/" + rel, **{"Accept-Encoding": "gzip"})
+    assert headers["content-type"] == "application/wasm" and headers["content-encoding"] == "gzip"
+    assert gzip.decompress(body) == wasm.read_bytes()
+    assert "immutable" in headers["cache-control"]
+    package = next(static_build.glob("app.*.tar.gz")).name
+    assert "immutable" in get(server + "app/" + package)[1]["cache-control"]
+    for name in ("sw.js", "python.js", "flutter_bootstrap.js", "manifest.json"):
+        assert get(server + "app/" + name)[1]["cache-control"] == "no-cache", name
+    # Incompressible files have no copies, so no Vary.
+    status, headers, _ = get(server + "app/favicon.png", **{"Accept-Encoding": "br"})
+    assert status == 200 and "content-encoding" not in headers and "vary" not in headers
+
+
+async def test_first_visit_stays_on_the_host_and_a_second_works_offline(tmp_path, static_build):
+    need(*chromium_available())
+    with host_mode_server(tmp_path / "host", "--no-lan", "--static-dir", str(static_build)) as (
+        url, proc,
+    ):
+        origin = url.rstrip("/")
+        async with async_playwright() as p:
+            browser = await launch_browser(p)
+            try:
+                context = await browser.new_context()
+                requests: list[str] = []
+                context.on("request", lambda r: requests.append(r.url))
+                page = await context.new_page()
+                ready: list[str] = []
+                page.on("console", lambda m: ready.append(m.text))
+                async with page.expect_event(
+                    "console", predicate=lambda m: PYTHON_READY in m.text, timeout=180_000
+                ):
+                    await page.goto(url + "app/")
+                await expect_console(ready, "Flet Chat: offline copy ready")
+                outside = [u for u in requests
+                           if not u.startswith((origin + "/", "data:", "blob:"))]
+                assert outside == [], outside
+                assert any("/app/sw.js" in u for u in requests)
+                # The host goes away; the site still starts, from the service worker's copy.
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(30)
+                tab = await open_static(context, url + "app/")
+                await expect(tab.page.get_by_label("Enter your name to join the chat")).to_be_visible()
+            finally:
+                await browser.close()
+
+
+async def expect_console(lines: list[str], text: str) -> None:
+    from tests.timing import eventually
+
+    await eventually(lambda: any(text in line for line in lines), f"console says {text!r}", 120)

@@ -1,0 +1,254 @@
+"""The last steps of the static web build: make it small, cacheable, offline and self-contained.
+
+Run by ``fletchat.webbuild`` on the site ``flet publish`` wrote (see ``webstatic`` for how host mode
+serves the result):
+
+0. **No micropip**: the app's wheels are unpacked into ``app.tar.gz`` (``__pypackages__``).
+1. **Prune** what this site never loads: the dart2wasm/skwasm build (``main.dart.wasm``; host mode
+   forces the CanvasKit renderer), skwasm/wimp runtimes, debug symbols and source maps, and
+   Flutter's own (deprecated) service worker.
+2. **No request leaves the host.** ``main.dart.js`` loads the Rive animation runtime from
+   ``cdn.jsdelivr.net`` at start-up, which on a LAN with internet tells a third party that the app
+   was opened. Flet Chat draws no Rive animation, so the URL points at ``rive/`` on the host, where a
+   stub keeps Rive's loader waiting forever: exactly what happens today when the CDN is unreachable.
+3. **Versioned names** (a content hash) for the big runtime files, so they can be cached for good.
+4. **A service worker** (``sw.js``, scope ``/app/``) that keeps the site for offline use.
+5. **Precompressed** ``.br`` and ``.gz`` copies of every compressible file (kept only when at least
+   10 % smaller), cached by content hash in ``build/compressed`` so rebuilds are quick.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import logging
+import re
+import shutil
+import tarfile
+import zipfile
+from pathlib import Path
+
+from .webstatic import COMPRESSIBLE, HASH_CHARS
+
+log = logging.getLogger("fletchat.webbuild")
+
+UNUSED_FILES = ("main.dart.wasm", "main.dart.mjs", "flutter.js.map", "flutter_service_worker.js")
+UNUSED_GLOBS = ("canvaskit/skwasm*", "canvaskit/wimp*", "**/*.symbols")
+UNUSED_DIRS = ("canvaskit/experimental_webparagraph",)
+RIVE_CDN = re.compile(rb"https://cdn\.jsdelivr\.net/npm/@rive-app/[A-Za-z0-9_.@-]+/")
+RIVE_LOCAL = b"rive/"
+RIVE_STUB = """// Flet Chat draws no Rive animation: the Rive runtime is not shipped, and never fetched from a CDN.
+// Rive's loader waits for this promise, which never settles (as when its CDN is unreachable).
+globalThis.RiveNative = () => new Promise(() => {});
+"""
+BROTLI_SMALL = 1 << 18  # files up to 256 KiB get brotli's best (slow) quality, bigger ones 9
+
+
+def _brotli_quality(size: int) -> int:
+    return 11 if size <= BROTLI_SMALL else 9
+SW_NAME = "sw.js"
+SW_SCRIPT_MARK = "<!-- fletchat service worker -->"
+
+
+class FinishError(RuntimeError):
+    """flet publish's output no longer looks as expected."""
+
+
+def prune(out: Path) -> None:
+    for name in UNUSED_FILES:
+        (out / name).unlink(missing_ok=True)
+    for pattern in UNUSED_GLOBS:
+        for path in out.glob(pattern):
+            path.unlink()
+    for name in UNUSED_DIRS:
+        shutil.rmtree(out / name, ignore_errors=True)
+
+
+def _patch(path: Path, old: str, new: str, count: int = 1) -> None:
+    text = path.read_text("utf-8")
+    if old not in text:
+        raise FinishError(f"{old!r} not found in {path.name}; flet publish changed?")
+    path.write_text(text.replace(old, new, count), "utf-8")
+
+
+def local_rive(out: Path) -> None:
+    main_js = out / "main.dart.js"
+    data = main_js.read_bytes()
+    fixed, n = RIVE_CDN.subn(RIVE_LOCAL, data)
+    if n:
+        main_js.write_bytes(fixed)
+    stub = out / "rive" / "wasm" / "rive_native.js"
+    stub.parent.mkdir(parents=True, exist_ok=True)
+    stub.write_text(RIVE_STUB, "utf-8")
+    (out / "rive" / "wasm_compatibility").mkdir(exist_ok=True)
+    shutil.copy2(stub, out / "rive" / "wasm_compatibility" / "rive_native.js")
+
+
+PYPACKAGES = "__pypackages__"
+
+
+def bundle_wheels(out: Path, wheels: list[Path]) -> None:
+    """Unpack the app's wheels into ``app.tar.gz`` under ``__pypackages__`` and drop its
+    ``requirements.txt``: Flet's worker puts ``__pypackages__`` on ``sys.path``, so Python in the
+    browser never loads micropip nor resolves and unpacks wheels at every start."""
+    src = out / "app.tar.gz"
+    tmp = out / "app.tar.gz.tmp"
+    with tarfile.open(src, "r:gz") as old, \
+            tarfile.open(tmp, "w:gz", format=tarfile.GNU_FORMAT) as new:
+        for member in old.getmembers():
+            if member.name.lstrip("/") == "requirements.txt":
+                continue
+            new.addfile(member, old.extractfile(member) if member.isfile() else None)
+        for wheel in wheels:
+            with zipfile.ZipFile(wheel) as archive:
+                for info in archive.infolist():
+                    if info.is_dir():
+                        continue
+                    data = archive.read(info)
+                    entry = tarfile.TarInfo(f"{PYPACKAGES}/{info.filename}")
+                    entry.size, entry.mode = len(data), 0o644
+                    new.addfile(entry, io.BytesIO(data))
+    tmp.replace(src)
+
+
+def only_canvaskit_build(out: Path) -> None:
+    """flutter_bootstrap.js: one (dart2js) build, and no Flutter service worker of its own."""
+    path = out / "flutter_bootstrap.js"
+    text = path.read_text("utf-8")
+    match = re.search(r"_flutter\.buildConfig = (\{.*?\});\n", text)
+    if not match:
+        raise FinishError("_flutter.buildConfig not found in flutter_bootstrap.js")
+    config = json.loads(match.group(1))
+    config["builds"] = [b for b in config["builds"] if b.get("compileTarget") == "dart2js"]
+    if not config["builds"]:
+        raise FinishError("no dart2js build in flutter_bootstrap.js")
+    text = text.replace(match.group(1), json.dumps(config, separators=(",", ":")))
+    text, n = re.subn(r"\n\s*serviceWorkerSettings:\s*\{[^{}]*\},", "", text)
+    if n != 1:
+        raise FinishError("serviceWorkerSettings not found in flutter_bootstrap.js")
+    path.write_text(text, "utf-8")
+
+
+def content_hash(paths: list[Path], root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for top in paths for p in ([top] if top.is_file() else top.rglob("*"))):
+        if path.is_file():
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:HASH_CHARS]
+
+
+def version_names(out: Path) -> str:
+    """Rename the big runtime files with a content hash; point index.html and the bootstrap there."""
+    version = content_hash(
+        [out / "main.dart.js", out / "canvaskit", out / "pyodide", out / "app.tar.gz"], out
+    )
+    (out / "main.dart.js").rename(out / f"main.dart.{version}.js")
+    (out / "canvaskit").rename(out / f"canvaskit-{version}")
+    (out / "pyodide").rename(out / f"pyodide-{version}")
+    (out / "app.tar.gz").rename(out / f"app.{version}.tar.gz")
+    index = out / "index.html"
+    _patch(index, 'flet.canvasKitBaseUrl="/app/canvaskit/"',
+           f'flet.canvasKitBaseUrl="/app/canvaskit-{version}/"')
+    _patch(index, 'flet.pyodideUrl="./pyodide/pyodide.mjs"',
+           f'flet.pyodideUrl="./pyodide-{version}/pyodide.mjs"')
+    _patch(index, '"app.tar.gz"', f'"app.{version}.tar.gz"', count=2)
+    _patch(out / "flutter_bootstrap.js", '"mainJsPath":"main.dart.js"',
+           f'"mainJsPath":"main.dart.{version}.js"')
+    return version
+
+
+def precache_list(out: Path, version: str) -> list[str]:
+    """What a visit needs, for the service worker to keep (the CanvasKit variant the browser picks
+    is added by the page, which knows it)."""
+    names = ["./", "python.js", "flutter.js", "flutter_bootstrap.js", "python-worker.js",
+             "manifest.json", "favicon.png", "icons/loading-animation.png",
+             f"main.dart.{version}.js", f"app.{version}.tar.gz", "assets/FontManifest.json",
+             "rive/wasm/rive_native.js"]
+    pyodide = out / f"pyodide-{version}"
+    core = ("pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip",
+            "pyodide-lock.json")
+    names += [f"pyodide-{version}/{n}" for n in core if (pyodide / n).is_file()]
+    names += [f"pyodide-{version}/{p.name}" for p in sorted(pyodide.glob("micropip-*.whl"))]
+    names += [f"assets/fonts/{p.name}" for p in sorted((out / "assets" / "fonts").iterdir())]
+    fonts = json.loads((out / "assets" / "FontManifest.json").read_text("utf-8"))
+    names += [f"assets/{f['asset']}" for family in fonts for f in family["fonts"]]
+    names = list(dict.fromkeys(names))
+    missing = [n for n in names if n != "./" and not (out / n).is_file()]
+    if missing:
+        raise FinishError(f"files the service worker should keep are missing: {missing}")
+    return names
+
+
+def add_service_worker(out: Path, version: str, template: Path) -> None:
+    script = template.read_text("utf-8")
+    script = script.replace("__VERSION__", version).replace(
+        "__PRECACHE__", json.dumps(precache_list(out, version), indent=1)
+    )
+    (out / SW_NAME).write_text(script, "utf-8")
+    register = template.with_name("sw-register.html").read_text("utf-8")
+    _patch(out / "index.html", '<script src="python.js"></script>',
+           f'{SW_SCRIPT_MARK}\n{register}\n  <script src="python.js"></script>')
+
+
+def _compressed(data: bytes, coding: str, cache: Path) -> bytes:
+    key = hashlib.sha256(data).hexdigest()
+    level = _brotli_quality(len(data)) if coding == "br" else 9
+    path = cache / f"{key}.{coding}{level}"
+    if path.is_file():
+        return path.read_bytes()
+    if coding == "gz":
+        packed = gzip.compress(data, level, mtime=0)
+    else:
+        import brotli
+
+        packed = brotli.compress(data, quality=level)
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(packed)
+    tmp.replace(path)
+    return packed
+
+
+def brotli_available() -> bool:
+    try:
+        import brotli  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def precompress(out: Path, cache: Path) -> tuple[int, int]:
+    """Write .br/.gz copies; returns (files compressed, copies written)."""
+    codings = ["gz", "br"] if brotli_available() else ["gz"]
+    if "br" not in codings:
+        log.warning("brotli is not installed (uv sync --dev): gzip copies only")
+    files = copies = 0
+    for path in sorted(p for p in out.rglob("*") if p.is_file()):
+        name = path.name
+        if path.suffix not in COMPRESSIBLE or name.endswith((".gz", ".br")):
+            continue
+        data = path.read_bytes()
+        if len(data) < 256:
+            continue
+        files += 1
+        for coding in codings:
+            packed = _compressed(data, coding, cache)
+            if len(packed) <= 0.9 * len(data):
+                path.with_name(f"{name}.{coding}").write_bytes(packed)
+                copies += 1
+    return files, copies
+
+
+def finish(out: Path, compress_cache: Path, sw_template: Path, wheels: list[Path]) -> str:
+    """All steps, in order; returns the build's version (content hash)."""
+    bundle_wheels(out, wheels)
+    prune(out)
+    local_rive(out)
+    only_canvaskit_build(out)
+    version = version_names(out)
+    add_service_worker(out, version, sw_template)
+    precompress(out, compress_cache)
+    return version

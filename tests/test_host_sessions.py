@@ -1,0 +1,92 @@
+"""Host mode's Flet sessions: a closed tab's session is released, and one address holds few."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import flet_web.fastapi as flet_fastapi
+import pytest
+import uvicorn
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from bench.sessions import open_flet_session
+from fletchat.config import Config
+from fletchat.host import build_web_app
+from fletchat.node import Node
+from fletchat.sessions import SessionBook, SessionLimits
+from tests.timing import eventually
+
+LIMITS = SessionLimits(grace=1, per_address=5, total=9)
+
+
+def held_sessions() -> int:
+    """flet-web's own registry of sessions (connected or kept for a reconnect)."""
+    return len(flet_fastapi.app_manager._FletAppManager__sessions)
+
+
+@pytest.fixture
+async def port(tmp_path: Path):
+    config = Config(web=True, lan=False, data_dir=tmp_path / "data", port=0)
+    node = Node(config, "web-host")
+    app = build_web_app(node, static_dir=tmp_path / "none", limits=LIMITS)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", ws="websockets-sansio", lifespan="on")
+    )
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
+        sock.close()
+
+
+async def try_session(port: int, source: str):
+    try:
+        return await open_flet_session(port, source, timeout=30)
+    except (InvalidStatus, ConnectionClosed, OSError):
+        return None
+
+
+async def test_sessions_per_address_are_bounded_and_closed_tabs_released(port):
+    before = held_sessions()
+    tries = await asyncio.gather(*(try_session(port, "127.0.0.1") for _ in range(20)))
+    mine = [ws for ws in tries if ws is not None]
+    assert len(mine) == LIMITS.per_address
+    assert held_sessions() - before == LIMITS.per_address
+    # Another address is not affected by the first one's bound ...
+    other = await try_session(port, "127.0.0.2")
+    assert other is not None
+    # ... but the host's total is bounded too.
+    more = [await try_session(port, "127.0.0.3") for _ in range(5)]
+    assert sum(ws is not None for ws in more) == LIMITS.total - LIMITS.per_address - 1
+    for ws in [*mine, other, *more]:
+        if ws is not None:
+            await ws.close()
+    # Closed tabs: flet-web keeps their sessions for the grace, then releases them.
+    await eventually(lambda: held_sessions() == before, "closed sessions released", 40)
+    # And the address may open sessions again.
+    again = await try_session(port, "127.0.0.1")
+    assert again is not None
+    await again.close()
+
+
+def test_session_book_counts_held_sessions_until_the_grace_ends():
+    book = SessionBook(SessionLimits(grace=10, per_address=2, total=3))
+    assert book.admit("a", 0) and book.admit("a", 0)
+    assert not book.admit("a", 0)
+    book.closed("a", 1)
+    assert not book.admit("a", 5)  # its session is still held for a reconnect
+    assert book.admit("a", 11.5)
+    assert book.admit("b", 12)
+    assert not book.admit("c", 12)  # the host's total
+    book.closed("b", 12)
+    assert book.count("b", 21) == 1 and book.count("b", 22) == 0
+    assert book.admit("c", 22)
