@@ -30,7 +30,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from fletchat import __version__
-from fletchat.model import MAX_FRAME_BYTES, Message, Peer, new_id
+from fletchat.model import MAX_FRAME_BYTES, FletChatError, Message, Peer, new_id
 from fletchat.protocol import (
     CLOSE_GOING_AWAY,
     CLOSE_NORMAL,
@@ -112,10 +112,14 @@ class CatchUp(Protocol):
     def summary(self) -> dict[str, int]: ...
 
     def missing(
-        self, summary: dict[str, int], after: tuple[str, int] | None, limit: int
+        self, summary: dict[str, int], after: tuple[str, int] | None, limit: int, peer: str = ""
     ) -> list[Message]: ...
 
-    def caught_up(self, msg: Message, peer_id: str) -> None: ...
+    def receive(
+        self, msg: Message, from_peer: str, *, verified: bool, relay: bool = True
+    ) -> Any: ...  # events.Acceptance
+
+    async def wait_stored(self, ids: tuple[str, ...]) -> None: ...
 
     def peer_has(self, peer_id: str, summary: dict[str, int]) -> None: ...
 
@@ -693,27 +697,28 @@ class Mesh:
         if first and self._on_identity_warning is not None:
             self._call(self._on_identity_warning, hello.peer_id, hello.name, old_fp, new_fp)
 
-    def _accept_message(self, msg: Message, sig: str, conn: _Conn) -> bool:
-        """Blocked origins and forged messages stop here; unknown origins pass, unverified."""
+    def _accept_message(self, msg: Message, sig: str, conn: _Conn) -> str | None:
+        """Blocked origins and forged messages stop here (``None``); otherwise the signature
+        status, "verified" or "unverified" (unknown origins pass, unverified)."""
         if self.is_blocked(msg.origin):
-            return False
+            return None
         if self._trust is None:
-            return True
+            return "unverified"
         from fletchat.trust import REFUSED
 
         try:
             status = self._trust.check_message(msg, sig)
         except Exception:
             log.exception("checking the signature of %s failed", msg.id)
-            return False
+            return None
         if status == REFUSED:
             log.warning(
                 "dropped message %s from %s: it claims origin %s but %s", msg.id,
                 conn.describe(), msg.origin,
                 "is not signed" if not sig else "its signature does not match that peer's key",
             )
-            return False
-        return True
+            return None
+        return str(status)
 
     async def _decode(self, conn: _Conn, raw: str | bytes) -> Any:
         """A validated frame, or ``None`` after closing the connection with the reason."""
@@ -742,18 +747,11 @@ class Mesh:
                 return
             match frame:
                 case MsgFrame(message=msg, sig=sig):
-                    if self._accept_message(msg, sig, conn):
-                        self._call(self._on_message, msg, conn.peer.id)
-                        self._ack(conn, (msg,))
+                    self._deliver(conn, ((msg, sig),), relay=True)
                 case SyncFrame(messages=msgs, sigs=sigs):
                     # Catch-up batches are history: stored and shown, not relayed to everyone.
-                    deliver = self._on_message if self._catchup is None else self._catchup.caught_up
-                    accepted = []
-                    for msg, sig in zip(msgs, sigs or ("",) * len(msgs), strict=True):
-                        if self._accept_message(msg, sig, conn):
-                            self._call(deliver, msg, conn.peer.id)
-                            accepted.append(msg)
-                    self._ack(conn, accepted)
+                    pairs = tuple(zip(msgs, sigs or ("",) * len(msgs), strict=True))
+                    self._deliver(conn, pairs, relay=False)
                 case HaveFrame(summary=summary):
                     if self._catchup is not None:
                         self._call(self._catchup.peer_has, conn.peer.id, summary)
@@ -923,7 +921,8 @@ class Mesh:
         pace = TokenBucket(conn.bucket.rate * 0.8, conn.bucket.burst / 2, clock=loop.time)
         while conn.peer is not None and not conn.done.is_set():
             try:
-                batch = self._catchup.missing(summary, after, MAX_SYNC_MESSAGES)
+                batch = self._catchup.missing(
+                    summary, after, MAX_SYNC_MESSAGES, peer=conn.peer.id)
             except Exception:
                 log.exception("catch-up query failed")
                 return
@@ -944,11 +943,42 @@ class Mesh:
         if sent:
             log.info("caught up %s with %d messages", conn.describe(), sent)
 
-    def _ack(self, conn: _Conn, msgs: tuple[Message, ...] | list[Message]) -> None:
-        """Receipts to the origin for its own numbered messages (what makes "delivered" true)."""
+    def _deliver(self, conn: _Conn, pairs: tuple[tuple[Message, str], ...], relay: bool) -> None:
+        """Hand messages to the hub's acceptance pipeline (or the plain callback without a hub);
+        acknowledge, once stored, the ones it stored."""
+        assert conn.peer is not None
+        stored: list[Message] = []
+        for msg, sig in pairs:
+            status = self._accept_message(msg, sig, conn)
+            if status is None:
+                continue
+            if self._catchup is None:
+                self._call(self._on_message, msg, conn.peer.id)
+                continue
+            try:
+                acc = self._catchup.receive(
+                    msg, conn.peer.id, verified=status == "verified", relay=relay)
+            except Exception:
+                log.exception("hub refused to take message %s", msg.id)
+                continue
+            if acc.stored:
+                stored.append(msg)
+        if stored:
+            asyncio.get_running_loop().create_task(self._ack(conn, stored))
+
+    async def _ack(self, conn: _Conn, msgs: list[Message]) -> None:
+        """Receipts to the origin for its own numbered messages (what makes "delivered" true),
+        sent only once the hub has them stored: an ack means "stored"."""
         if self._catchup is None or conn.peer is None:
             return
         ids = [m.id for m in msgs if m.origin == conn.peer.id and m.seq > 0]
+        if not ids:
+            return
+        try:
+            await self._catchup.wait_stored(tuple(ids))
+        except FletChatError as err:  # the store could not keep them: no receipt
+            log.warning("not acknowledging %d messages from %s: %s", len(ids), conn.describe(), err)
+            return
         for frame in encode_acks(ids):
             self._enqueue(conn, frame)
 

@@ -408,7 +408,7 @@ async def test_with_real_hubs_a_newcomer_relaying_a_full_sync_is_not_taken_for_a
         hub = Hub(peer_id)
         mesh = Mesh(
             Peer(peer_id, peer_id.capitalize()),
-            on_message=hub.receive,
+            on_message=lambda m, p, hub=hub: hub.receive(m, p, verified=False),
             on_peer_up=hub.peer_up,
             on_peer_down=lambda p, reason: downs.append((peer_id, p.id, reason)),
             history=hub.history,
