@@ -50,10 +50,10 @@ from .model import (
     Message,
     Peer,
     ValidationError,
-    new_id,
 )
 from .outbox import CatchUpAnswers, Outbox, wire
-from .presence import Roster
+from .presence import PresenceMethods, Roster
+from .reading import HISTORY_PAGE, HistoryReads
 from .session import (  # noqa: F401  (re-exported: callers import them from the hub)
     DM_PREFIX,
     SESSION_BURST,
@@ -64,10 +64,10 @@ from .session import (  # noqa: F401  (re-exported: callers import them from the
     dm_members,
 )
 from .store import Record, StoreError, StoreFull, StoreWriter
-from .trustpolicy import KeyTrust, NoTrust
+from .trustpolicy import KeyTrust, NoTrust, TrustMethods
 
 __all__ = [
-    "PUBSUB_TOPIC", "Acceptance", "ChannelsChanged", "Delivered", "Hub", "HubEvent",
+    "HISTORY_PAGE", "PUBSUB_TOPIC", "Acceptance", "ChannelsChanged", "Delivered", "Hub", "HubEvent",
     "HubSession", "IdentityWarning", "MessageRefused", "NullTransport", "Online", "Outcome",
     "Presence", "RosterChanged", "StoreFailed", "Transport",
 ]
@@ -76,7 +76,6 @@ log = logging.getLogger("fletchat.hub")
 
 PUBSUB_TOPIC = "fletchat"
 SEEN_IDS_KEPT = 20_000
-HISTORY_PAGE = 100
 STORE_WAIT_S = 10.0  # wait_stored gives up (and nothing is acknowledged) after this long
 
 
@@ -123,7 +122,7 @@ class Publisher(Protocol):
 
 
 @dataclass
-class Hub:
+class Hub(HistoryReads, PresenceMethods, TrustMethods):
     """Process-wide state shared by every session: acceptance, history, roster, fan-out."""
 
     peer_id: str
@@ -364,44 +363,6 @@ class Hub:
         log.error("%s", self.store_error)
         self._publish(StoreFailed(self.store_error, time.time()))
 
-    # ---- reading history (blocking: UI and relay use the *_async forms) ----
-    def history(self, channel: str = DEFAULT_CHANNEL, limit: int = HISTORY_PAGE,
-                before: str = "") -> list[Message]:
-        """A page of the conversation in clock order, oldest first; ``before`` pages upwards
-        (pass the first message's ``hlc``). Messages still queued for the store are included."""
-        records = self.store.recent(channel, limit, before=Stamp.decode(before) if before else None)
-        msgs = {r.msg.id: wire(r) for r in records}
-        with self._qlock:
-            queued = [m for m, _, _ in self._queued.values() if m.channel == channel]
-        for m in queued:
-            if not before or m.hlc < before:
-                msgs.setdefault(m.id, m)
-        return sorted(msgs.values(), key=lambda m: (m.hlc, m.id))[-limit:] if limit > 0 else []
-
-    async def history_async(self, channel: str = DEFAULT_CHANNEL, limit: int = HISTORY_PAGE,
-                            before: str = "") -> list[Message]:
-        return await asyncio.to_thread(self.history, channel, limit, before)
-
-    def search(self, query: str, channel: str | None = None, limit: int = 50):
-        """Messages matching the words of ``query`` (prefixes too), newest first, as (message,
-        snippet) pairs; the snippet marks matches with ``store.MARK_START/END``. Blocking."""
-        self._writer.flush(timeout=2.0)
-        return [(wire(h.record), h.snippet) for h in self.store.search(query, channel, limit)]
-
-    async def search_async(self, query: str, channel: str | None = None, limit: int = 50):
-        return await asyncio.to_thread(self.search, query, channel, limit)
-
-    def pending_ids(self) -> set[str]:
-        """Messages written here that no peer has confirmed yet (the outbox)."""
-        return self._bg.submit(self.outbox.pending_ids).result()
-
-    async def pending_ids_async(self) -> set[str]:
-        return await asyncio.wrap_future(self._bg.submit(self.outbox.pending_ids))
-
-    def refusals(self) -> dict[str, tuple[str, str]]:
-        """Our undelivered messages a peer refused: id -> (peer id, reason)."""
-        return self._bg.submit(self.outbox.refusals).result()
-
     # ---- channels ----
     def channels(self) -> list[str]:
         with self._lock:
@@ -438,97 +399,3 @@ class Hub:
     def sync_batch(self) -> list[Message]:
         """Nothing: presence travels in ``presence`` frames and history by catch-up."""
         return []
-
-    # ---- presence (from live connections only; presence.py) ----
-    def online(self) -> list[Online]:
-        return self.roster.online()
-
-    def lan_peers(self) -> list[Online]:
-        return self.roster.lan_peers()
-
-    def local_presence(self) -> tuple[Presence, ...]:
-        return self.roster.local_presence()
-
-    def peer_presence(self, peer_id: str, people: tuple[Presence, ...]) -> None:
-        if self.roster.peer_presence(peer_id, tuple(people)):
-            self._roster_changed()
-
-    def session_joined(self, key: str, name: str, device: str) -> None:
-        self.roster.session_joined(key, name, device)
-        self._roster_changed()
-        self.transport.presence_changed()
-
-    def session_left(self, key: str) -> None:
-        if self.roster.session_left(key):
-            self._roster_changed()
-            self.transport.presence_changed()
-
-    def peer_up(self, peer: Peer) -> None:
-        """The mesh has a live, handshaken connection to ``peer`` (its people come by presence)."""
-        self.roster.peer_up(peer)
-        self._roster_changed()
-
-    def peer_down(self, peer: Peer, reason: str = "") -> None:
-        """A peer vanished (goodbye, heartbeat timeout): it and its people leave the roster."""
-        changed, people = self.roster.peer_down(peer.id)
-        if not changed:
-            return
-        log.info("peer %s (%s) left: %s", peer.name, peer.id, reason or "disconnected")
-        self._roster_changed()
-        # Local-only notices (not stored, not synced): the peer could not say goodbye for them.
-        for person in people:
-            notice = Message(new_id(), KIND_LEAVE, person.name, peer.id, "", time.time())
-            self._publish(replace(notice, hlc=self.clock.now().encode()))
-
-    def _roster_changed(self) -> None:
-        self._publish(RosterChanged(tuple(self.online()), tuple(self.lan_peers())))
-
-    # ---- trust (docs/security.md) ----
-    @property
-    def fingerprint(self) -> str:
-        """This install's key fingerprint ("" without an identity), to compare in person."""
-        return self._policy.fingerprint
-
-    def peer_fingerprint(self, peer_id: str) -> str:
-        return self._policy.peer_fingerprint(peer_id)
-
-    def identity_warning(self, peer_id: str, name: str, old_fp: str, new_fp: str) -> None:
-        """Called by the mesh when a known peer id presents another key (it was refused)."""
-        warning = IdentityWarning(peer_id, name, old_fp, new_fp, time.time())
-        with self._lock:
-            self._identity_warnings.append(warning)
-        self._publish(warning)
-
-    def identity_warnings(self) -> list[IdentityWarning]:
-        with self._lock:
-            return list(self._identity_warnings)
-
-    def forget_peer(self, peer_id: str) -> bool:
-        """Reset the key known for ``peer_id`` (rewrites the trust file: prefer the async form)."""
-        with self._lock:
-            self._identity_warnings = [w for w in self._identity_warnings if w.peer_id != peer_id]
-        return self._policy.forget(peer_id)
-
-    def block(self, peer_id: str) -> None:
-        """Block a LAN peer: dropped, refused from now on (persisted), its messages dropped."""
-        known = self.roster.device(peer_id)
-        self.transport.block(peer_id, known.name if known is not None else "")
-
-    def unblock(self, peer_id: str) -> None:
-        self.transport.unblock(peer_id)
-
-    async def forget_peer_async(self, peer_id: str) -> bool:
-        return await asyncio.to_thread(self.forget_peer, peer_id)
-
-    async def block_async(self, peer_id: str) -> None:
-        await asyncio.to_thread(self.block, peer_id)
-
-    async def unblock_async(self, peer_id: str) -> None:
-        await asyncio.to_thread(self.unblock, peer_id)
-
-    def blocked_peers(self) -> dict[str, str]:
-        return self._policy.blocked()
-
-    def message_status(self, msg: Message) -> str:
-        """"verified", "unverified" (origin never met, or no identity here) or "refused"."""
-        return self._policy.message_status(msg)

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .model import ValidationError, new_id, validate_id
+from .model import FletChatError, ValidationError, new_id, validate_id
 
 PEER_ID_FILE = "peer_id"
 LOCK_FILE = "instance.lock"
@@ -30,7 +30,7 @@ SIGNATURE_BYTES = 64
 FINGERPRINT_GROUPS = 4  # 4 groups of 4 base32 characters = 80 bits, read aloud in ~10 s
 
 
-class DataDirInUse(RuntimeError):
+class DataDirInUse(FletChatError, RuntimeError):
     """Another running instance owns this data dir; two instances must not share one."""
 
 

@@ -9,11 +9,24 @@ nothing here, and a new tab costs at most (devices x 64) rows.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from dataclasses import replace
+from typing import Any
 
-from .events import Online, Presence
-from .model import MAX_PRESENCE_PER_PEER, Peer, ValidationError, validate_name
+from .events import Online, Presence, RosterChanged
+from .model import (
+    KIND_LEAVE,
+    MAX_PRESENCE_PER_PEER,
+    Message,
+    Peer,
+    ValidationError,
+    new_id,
+    validate_name,
+)
+
+log = logging.getLogger("fletchat.hub")
 
 
 class Roster:
@@ -101,3 +114,57 @@ class Roster:
     def peer_count(self) -> int:
         with self._lock:
             return len(self._devices)
+
+
+class PresenceMethods:
+    """Mixed into ``Hub``: the presence API the mesh and the views call (delegates to Roster)."""
+
+    roster: Roster
+    transport: Any
+    clock: Any
+
+    def _publish(self, event: Any) -> None: ...
+
+    def online(self) -> list[Online]:
+        return self.roster.online()
+
+    def lan_peers(self) -> list[Online]:
+        return self.roster.lan_peers()
+
+    def local_presence(self) -> tuple[Presence, ...]:
+        return self.roster.local_presence()
+
+    def peer_presence(self, peer_id: str, people: tuple[Presence, ...]) -> None:
+        if self.roster.peer_presence(peer_id, tuple(people)):
+            self._roster_changed()
+
+    def session_joined(self, key: str, name: str, device: str) -> None:
+        self.roster.session_joined(key, name, device)
+        self._roster_changed()
+        self.transport.presence_changed()
+
+    def session_left(self, key: str) -> None:
+        if self.roster.session_left(key):
+            self._roster_changed()
+            self.transport.presence_changed()
+
+    def peer_up(self, peer: Peer) -> None:
+        """The mesh has a live, handshaken connection to ``peer`` (its people come by presence)."""
+        self.roster.peer_up(peer)
+        self._roster_changed()
+
+    def peer_down(self, peer: Peer, reason: str = "") -> None:
+        """A peer vanished (goodbye, heartbeat timeout): it and its people leave the roster."""
+        changed, people = self.roster.peer_down(peer.id)
+        if not changed:
+            return
+        log.info("peer %s (%s) left: %s", peer.name, peer.id, reason or "disconnected")
+        self._roster_changed()
+        # Local-only notices (not stored, not synced): the peer could not say goodbye for them.
+        for person in people:
+            notice = Message(new_id(), KIND_LEAVE, person.name, peer.id, "", time.time())
+            self._publish(replace(notice, hlc=self.clock.now().encode()))
+
+    def _roster_changed(self) -> None:
+        self._publish(RosterChanged(tuple(self.online()), tuple(self.lan_peers())))
+

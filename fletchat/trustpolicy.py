@@ -6,8 +6,12 @@ without an identity, so the hub has no ``trust is None`` branches.
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 from typing import Any, Protocol
 
+from .events import IdentityWarning
 from .identity import fingerprint
 from .model import Message, ValidationError
 
@@ -90,3 +94,65 @@ class KeyTrust:
 
     def message_status(self, msg: Message) -> str:
         return str(self._trust.message_status(msg))
+
+
+class TrustMethods:
+    """Mixed into ``Hub``: keys, identity warnings and blocks (docs/security.md). Writes rewrite
+    the trust file: the UI calls the ``*_async`` forms."""
+
+    _policy: Any
+    _lock: threading.RLock
+    _identity_warnings: list[IdentityWarning]
+    roster: Any
+    transport: Any
+
+    def _publish(self, event: Any) -> None: ...
+
+    @property
+    def fingerprint(self) -> str:
+        """This install's key fingerprint ("" without an identity), to compare in person."""
+        return self._policy.fingerprint
+
+    def peer_fingerprint(self, peer_id: str) -> str:
+        return self._policy.peer_fingerprint(peer_id)
+
+    def identity_warning(self, peer_id: str, name: str, old_fp: str, new_fp: str) -> None:
+        """Called by the mesh when a known peer id presents another key (it was refused)."""
+        warning = IdentityWarning(peer_id, name, old_fp, new_fp, time.time())
+        with self._lock:
+            self._identity_warnings.append(warning)
+        self._publish(warning)
+
+    def identity_warnings(self) -> list[IdentityWarning]:
+        with self._lock:
+            return list(self._identity_warnings)
+
+    def forget_peer(self, peer_id: str) -> bool:
+        """Reset the key known for ``peer_id`` (rewrites the trust file: prefer the async form)."""
+        with self._lock:
+            self._identity_warnings = [w for w in self._identity_warnings if w.peer_id != peer_id]
+        return self._policy.forget(peer_id)
+
+    def block(self, peer_id: str) -> None:
+        """Block a LAN peer: dropped, refused from now on (persisted), its messages dropped."""
+        known = self.roster.device(peer_id)
+        self.transport.block(peer_id, known.name if known is not None else "")
+
+    def unblock(self, peer_id: str) -> None:
+        self.transport.unblock(peer_id)
+
+    async def forget_peer_async(self, peer_id: str) -> bool:
+        return await asyncio.to_thread(self.forget_peer, peer_id)
+
+    async def block_async(self, peer_id: str) -> None:
+        await asyncio.to_thread(self.block, peer_id)
+
+    async def unblock_async(self, peer_id: str) -> None:
+        await asyncio.to_thread(self.unblock, peer_id)
+
+    def blocked_peers(self) -> dict[str, str]:
+        return self._policy.blocked()
+
+    def message_status(self, msg: Message) -> str:
+        """"verified", "unverified" (origin never met, or no identity here) or "refused"."""
+        return self._policy.message_status(msg)

@@ -36,6 +36,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .model import FletChatError
+
 log = logging.getLogger("fletchat.webbuild")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +59,7 @@ PURE_WHEELS = ("flet", "repath", "six")
 MSGPACK = "msgpack"
 
 
-class BuildError(RuntimeError):
+class BuildError(FletChatError, RuntimeError):
     """The build cannot be made here; the message says why and what to do."""
 
 

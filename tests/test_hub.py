@@ -8,7 +8,6 @@ import pytest
 
 from fletchat.clock import HLC
 from fletchat.events import Outcome, Presence
-
 from fletchat.hub import PUBSUB_TOPIC, Hub, HubSession, NullTransport, RosterChanged
 from fletchat.model import (
     KIND_CHAT,
