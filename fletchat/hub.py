@@ -239,7 +239,8 @@ class Hub(HistoryReads, PresenceMethods, TrustMethods):
         if known is not None and (known or not verified):
             return Acceptance(Outcome.DUPLICATE, "", msg)
         with self._accept_lock:
-            action, reason = judge_slot(msg, verified, *self._held(msg))
+            held = self._held(msg)
+            action, reason = judge_slot(msg, verified, *held)
             if action is Action.DUPLICATE:
                 return Acceptance(Outcome.DUPLICATE, "", msg)
             if action is Action.REFUSE:
@@ -255,6 +256,11 @@ class Hub(HistoryReads, PresenceMethods, TrustMethods):
                 self.clock.observe(Stamp.decode(msg.hlc))
             except ClockDriftError as err:
                 return self._refuse(msg, from_peer, str(err))
+            if action is Action.REPLACE:  # the unverified row it displaces is gone
+                with self._qlock:
+                    for h in held:
+                        if h is not None and h.msg.id != msg.id:
+                            self._seen.pop(h.msg.id, None)
             self._queue(msg, verified)
         if action is Action.UPGRADE:
             return Acceptance(Outcome.DUPLICATE, "already here; now verified", msg)

@@ -15,8 +15,9 @@ from .model import Message
 from .store import Record
 
 # A message sent to a peer above a gap in its origin's sequence (which the peer's summary cannot
-# show it holds) is not sent to that peer again while the peer's summary for that origin stays the
-# same, for this long: so gapped sequences cost one resend per 10 minutes, not one per round.
+# show it holds) is not sent to that peer again for this long, unless the peer's summary for that
+# origin went backwards (it lost data): gapped sequences cost one send per 10 minutes, not one
+# per round.
 RESEND_AFTER_S = 600.0
 SENT_MEMORY = 10_000  # (peer, origin) entries remembered
 MAX_REASON_CHARS = 200
@@ -55,7 +56,7 @@ class CatchUpAnswers:
             now = self._now()
             self._since[peer] = {
                 origin: row for (p, origin), (have, row, at) in self._sent.items()
-                if p == peer and _valid_seq(summary.get(origin)) == have
+                if p == peer and _valid_seq(summary.get(origin)) >= have
                 and now - at < RESEND_AFTER_S
             }
         records = self._store.missing_for(summary, limit, after, self._since[peer])
@@ -64,7 +65,7 @@ class CatchUpAnswers:
             key = (peer, r.msg.origin)
             have = _valid_seq(summary.get(r.msg.origin))
             old = self._sent.get(key)
-            top = max(r.row, old[1]) if old is not None and old[0] == have else r.row
+            top = max(r.row, old[1]) if old is not None and have >= old[0] else r.row
             self._sent[key] = (have, top, now)
             self._sent.move_to_end(key)
         while len(self._sent) > SENT_MEMORY:
