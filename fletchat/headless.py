@@ -14,7 +14,7 @@ import sys
 import threading
 
 from .config import Config
-from .hub import HubSession, IdentityWarning, RosterChanged
+from .hub import HubSession, IdentityWarning, RosterChanged, StoreFailed
 from .model import Message, ValidationError
 from .node import Node
 
@@ -39,6 +39,8 @@ def event_line(event: object) -> dict | None:
         }
     if isinstance(event, RosterChanged):
         return {"event": "online", "people": [p.name for p in event.online]}
+    if isinstance(event, StoreFailed):
+        return {"event": "error", "error": event.reason}
     return None
 
 
@@ -65,6 +67,8 @@ async def serve_headless(config: Config, node: Node) -> None:
     session.join(config.name or node.name)
     emit({"event": "ready", "peer_id": node.peer_id, "name": session.name,
           "peer_port": node.peer_port})
+    if node.hub.store_error:  # e.g. the history opened read-only (disk full, read-only folder)
+        emit({"event": "error", "error": node.hub.store_error})
     threading.Thread(target=read_stdin, daemon=True, name="stdin").start()
     try:
         while (line := await lines.get()) is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime
+import errno
 import hashlib
 import os
 import ssl
@@ -243,7 +244,17 @@ class DataDirLock:
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+")  # noqa: SIM115 - held open on purpose
+        try:
+            fh = open(self.path, "a+")  # noqa: SIM115 - held open on purpose
+        except OSError as err:
+            if err.errno not in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC):
+                raise
+            # A read-only (or full) data dir: lock through a read-only handle; with no lock file
+            # there is nothing to lock, and nobody can write this directory anyway.
+            try:
+                fh = open(self.path)  # noqa: SIM115
+            except FileNotFoundError:
+                return
         try:
             if sys.platform == "win32":
                 import msvcrt

@@ -17,6 +17,7 @@ docs/security.md explains the choices.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sqlite3
@@ -189,25 +190,40 @@ class SignatureBook:
 
     def __init__(self, path: Path | None) -> None:
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            str(path) if path is not None else ":memory:", check_same_thread=False,
-            isolation_level=None,
-        )
-        if path is not None:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
+        try:
+            self._db = self._open(str(path) if path is not None else ":memory:", path is not None)
+        except sqlite3.Error as err:  # a full or read-only data dir (issue 11, #12): read what is
+            log.error("signatures kept read-only: %s", err)  # there, keep new ones in memory
+            uri = (f"{path.resolve().as_uri()}?mode=ro&immutable=1"
+                   if path is not None and path.exists() else "file::memory:")
+            self._db = sqlite3.connect(uri, uri=True, check_same_thread=False,
+                                       isolation_level=None)
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("CREATE TABLE IF NOT EXISTS sigs (id TEXT PRIMARY KEY, origin "
+                                 "TEXT NOT NULL, sig BLOB NOT NULL, verified INTEGER NOT NULL)")
+
+    @staticmethod
+    def _open(where: str, on_disk: bool) -> sqlite3.Connection:
+        db = sqlite3.connect(where, check_same_thread=False, isolation_level=None)
+        if on_disk:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(
             "CREATE TABLE IF NOT EXISTS sigs (id TEXT PRIMARY KEY, origin TEXT NOT NULL,"
             " sig BLOB NOT NULL, verified INTEGER NOT NULL)"
         )
+        return db
 
     def put(self, msg_id: str, origin: str, sig: bytes, verified: bool) -> None:
         with self._lock:
-            self._db.execute(
-                "INSERT INTO sigs (id, origin, sig, verified) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(id) DO UPDATE SET verified = max(verified, excluded.verified)",
-                (msg_id, origin, sig, int(verified)),
-            )
+            try:
+                self._db.execute(
+                    "INSERT INTO sigs (id, origin, sig, verified) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(id) DO UPDATE SET verified = max(verified, excluded.verified)",
+                    (msg_id, origin, sig, int(verified)),
+                )
+            except sqlite3.Error as err:  # full disk / read-only: the message still counts
+                log.debug("signature of %s not kept: %s", msg_id, err)
 
     def get(self, msg_id: str) -> tuple[bytes, bool] | None:
         with self._lock:
