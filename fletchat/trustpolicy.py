@@ -12,7 +12,6 @@ import time
 from typing import Any, Protocol
 
 from .events import IdentityWarning
-from .identity import fingerprint
 from .model import Message, ValidationError
 
 
@@ -74,6 +73,8 @@ class KeyTrust:
         return origin == self._own or self._trust.store.key_of(origin) is not None
 
     def peer_fingerprint(self, peer_id: str) -> str:
+        from .identity import fingerprint  # lazily: the web client ships without ssl
+
         key = self._trust.store.key_of(peer_id)
         return fingerprint(key) if key is not None else ""
 
