@@ -39,6 +39,8 @@ from fletchat.protocol import (
     CLOSE_TIMEOUT,
     CLOSE_UNSUPPORTED_DATA,
     GOSSIP_MAX_FAILURES,
+    MAX_REFUSAL_CHARS,
+    MAX_REFUSED_IDS,
     MAX_SYNC_MESSAGES,
     NONCE_BYTES,
     RATE_BURST,
@@ -58,7 +60,9 @@ from fletchat.protocol import (
     PeersFrame,
     Ping,
     Pong,
+    PresenceFrame,
     ProtocolError,
+    RefusedFrame,
     SyncFrame,
     TokenBucket,
     auth_transcript,
@@ -68,6 +72,7 @@ from fletchat.protocol import (
     encode_acks,
     encode_auth,
     encode_bye,
+    encode_frame,
     encode_have,
     encode_hello,
     encode_msg,
@@ -124,6 +129,12 @@ class CatchUp(Protocol):
     def peer_has(self, peer_id: str, summary: dict[str, int]) -> None: ...
 
     def acked(self, peer_id: str, ids: tuple[str, ...]) -> None: ...
+
+    def refused(self, peer_id: str, refusals: tuple[tuple[str, str], ...]) -> None: ...
+
+    def local_presence(self) -> tuple[Any, ...]: ...  # events.Presence
+
+    def peer_presence(self, peer_id: str, people: tuple[Any, ...]) -> None: ...
 
 
 @dataclass(eq=False)
@@ -363,6 +374,18 @@ class Mesh:
         for conn in [c for c in self._conns if c.peer is not None and c.peer.id == peer_id]:
             log.warning("blocked peer %s: closing its connection", conn.describe())
             asyncio.get_running_loop().create_task(self._close(conn, CLOSE_POLICY, REASON_BLOCKED))
+
+    def presence_changed(self) -> None:
+        """The hub's local sessions changed: tell every open connection who is here now."""
+        self._on_loop(self._send_presence)
+
+    def _send_presence(self, conn: _Conn | None = None) -> None:
+        if self._catchup is None:
+            return
+        people = tuple((p.name, p.device, p.since) for p in self._catchup.local_presence())
+        frame = encode_frame(PresenceFrame(people))
+        for c in [conn] if conn is not None else list(self._by_id.values()):
+            self._enqueue(c, frame)
 
     def broadcast(self, msg: Message, exclude: str | None = None) -> None:
         """Send ``msg`` once to every connected peer except ``exclude`` and its own origin."""
@@ -758,6 +781,15 @@ class Mesh:
                         if conn.catchup_task is not None:
                             conn.catchup_task.cancel()
                         conn.catchup_task = loop.create_task(self._send_missing(conn, summary))
+                case PresenceFrame(people=people):
+                    if self._catchup is not None:
+                        from fletchat.events import Presence
+
+                        self._call(self._catchup.peer_presence, conn.peer.id,
+                                   tuple(Presence(n, d, t) for n, d, t in people))
+                case RefusedFrame(refused=pairs):
+                    if self._catchup is not None:
+                        self._call(self._catchup.refused, conn.peer.id, pairs)
                 case AckFrame(ids=ids):
                     if self._catchup is not None:
                         self._call(self._catchup.acked, conn.peer.id, ids)
@@ -890,6 +922,7 @@ class Mesh:
                 self._enqueue(conn, encode_have(self._catchup.summary()))
             except Exception:
                 log.exception("catch-up summary failed")
+            self._send_presence(conn)
         known = [
             PeerAddress(c.peer.id, c.peer.host, c.peer.port)
             for c in self._by_id.values()
@@ -948,6 +981,7 @@ class Mesh:
         acknowledge, once stored, the ones it stored."""
         assert conn.peer is not None
         stored: list[Message] = []
+        refused: list[tuple[str, str]] = []
         for msg, sig in pairs:
             status = self._accept_message(msg, sig, conn)
             if status is None:
@@ -963,6 +997,10 @@ class Mesh:
                 continue
             if acc.stored:
                 stored.append(msg)
+            else:
+                refused.append((msg.id, acc.reason[:MAX_REFUSAL_CHARS]))
+        for i in range(0, len(refused), MAX_REFUSED_IDS):  # tell the sender why, never ack
+            self._enqueue(conn, encode_frame(RefusedFrame(tuple(refused[i:i + MAX_REFUSED_IDS]))))
         if stored:
             asyncio.get_running_loop().create_task(self._ack(conn, stored))
 

@@ -23,6 +23,7 @@ from fletchat import __version__
 from fletchat.model import (
     DEVICE_KINDS,
     MAX_FRAME_BYTES,
+    MAX_PRESENCE_PER_PEER,
     FletChatError,
     Message,
     ValidationError,
@@ -38,6 +39,9 @@ MAX_GOSSIP_PEERS = 64  # addresses in one ``peers`` frame
 MAX_HAVE_ORIGINS = 1024  # origins in one ``have`` summary (installs that ever wrote here)
 MAX_ACK_IDS = 256  # message ids in one ``ack`` frame
 MAX_REASON_CHARS = 100  # ``bye`` reason; close reasons must fit 123 bytes on the wire
+# Issue 11 contract (interim here; the peer-core branch owns the final frames and their docs):
+MAX_REFUSED_IDS = 256  # (id, reason) pairs in one ``refused`` frame
+MAX_REFUSAL_CHARS = 200  # one refusal reason
 MAX_APP_VERSION_CHARS = 32
 MAX_HOST_CHARS = 64
 MAX_JSON_DEPTH = 16  # deeper nesting is hostile: no frame needs more than 4 levels
@@ -180,7 +184,22 @@ class Bye:
     reason: str = ""
 
 
-Frame = Hello | Auth | MsgFrame | Ping | Pong | PeersFrame | SyncFrame | HaveFrame | AckFrame | Bye
+@dataclass(frozen=True)
+class PresenceFrame:
+    """Who is on the sender now: (name, device, since) each; replaces its previous list."""
+
+    people: tuple[tuple[str, str, float], ...]
+
+
+@dataclass(frozen=True)
+class RefusedFrame:
+    """Messages the sender did not store (so never acknowledged), each with the reason."""
+
+    refused: tuple[tuple[str, str], ...]
+
+
+Frame = (Hello | Auth | MsgFrame | Ping | Pong | PeersFrame | SyncFrame | HaveFrame | AckFrame
+         | Bye | PresenceFrame | RefusedFrame)
 
 _TYPE_NAMES: dict[type, str] = {
     Hello: "hello",
@@ -193,6 +212,8 @@ _TYPE_NAMES: dict[type, str] = {
     HaveFrame: "have",
     AckFrame: "ack",
     Bye: "bye",
+    PresenceFrame: "presence",
+    RefusedFrame: "refused",
 }
 
 
@@ -233,6 +254,10 @@ def _frame_dict(frame: Frame) -> dict[str, Any]:
             head["ids"] = list(frame.ids)
         case Bye():
             head["reason"] = frame.reason
+        case PresenceFrame():
+            head["people"] = [{"name": n, "device": d, "since": t} for n, d, t in frame.people]
+        case RefusedFrame():
+            head["refused"] = [{"id": i, "reason": r} for i, r in frame.refused]
     return head
 
 
@@ -532,6 +557,30 @@ def _decode_have(obj: dict[str, Any]) -> HaveFrame:
     return HaveFrame(summary)
 
 
+def _decode_presence(obj: dict[str, Any]) -> PresenceFrame:
+    people = []
+    for entry in _list_field(obj, "people", "presence", MAX_PRESENCE_PER_PEER):
+        if not isinstance(entry, dict):
+            raise ProtocolError("presence.people entries must be objects")
+        name = _validated("presence", "name", lambda e=entry: validate_name(e.get("name")))
+        since = entry.get("since", 0)
+        if isinstance(since, bool) or not isinstance(since, (int, float)) or not 0 <= since < 1e11:
+            raise ProtocolError("presence.since must be a unix time")
+        people.append((name, _str_field(entry, "device", "presence", 32, default=""),
+                       float(since)))
+    return PresenceFrame(tuple(people))
+
+
+def _decode_refused(obj: dict[str, Any]) -> RefusedFrame:
+    out = []
+    for entry in _list_field(obj, "refused", "refused", MAX_REFUSED_IDS):
+        if not isinstance(entry, dict):
+            raise ProtocolError("refused entries must be objects")
+        msg_id = _validated("refused", "id", lambda e=entry: validate_id(e.get("id"), "id"))
+        out.append((msg_id, _str_field(entry, "reason", "refused", MAX_REFUSAL_CHARS)))
+    return RefusedFrame(tuple(out))
+
+
 def _decode_ack(obj: dict[str, Any]) -> AckFrame:
     ids = _list_field(obj, "ids", "ack", MAX_ACK_IDS)
     return AckFrame(
@@ -588,6 +637,10 @@ def decode_frame(data: str | bytes) -> Frame:
             return _decode_ack(obj)
         case "bye":
             return Bye(_str_field(obj, "reason", "bye", MAX_REASON_CHARS, default=""))
+        case "presence":
+            return _decode_presence(obj)
+        case "refused":
+            return _decode_refused(obj)
     raise ProtocolError(f"unknown frame type {_clip(ftype, 20)!r}")
 
 
