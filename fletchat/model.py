@@ -35,7 +35,7 @@ MAX_ORIGIN_CHANNELS_PER_DAY = 20  # new channels an origin may bring to this dev
 # Per connection, per wall-clock minute: origins never seen here before, and unverified messages
 # (origins whose key is unknown here can be named freely, so they share this one budget).
 MAX_NEW_ORIGINS_PER_PEER_MINUTE = 64
-MAX_UNVERIFIED_PER_PEER_MINUTE = 3_000
+MAX_UNVERIFIED_PER_PEER_MINUTE = 20_000
 QUOTA_ORIGINS_TRACKED = 8_192  # quota counters kept in memory (least recently used dropped)
 
 DEFAULT_CHANNEL = "general"

@@ -469,6 +469,7 @@ class Store:
             now = self._now()
             touched: set[str] = set()
             channels: set[str] = set()
+            self._removed: set[str] = set()
             for rec in records:
                 written = self._put(rec, now)
                 results.append(written)
@@ -477,7 +478,7 @@ class Store:
                     touched.add(rec.msg.origin)
             self._ensure_channels(channels, now)
             for origin in touched:
-                _advance(self._con, origin)
+                _advance(self._con, origin, full=origin in self._removed)
         return results
 
     def _put(self, rec: Record, now: float) -> bool:
@@ -489,6 +490,7 @@ class Store:
             if not rec.verified or held[0]:
                 return False  # already here, as well proven
             self._con.execute("DELETE FROM messages WHERE id = ?", (m.id,))
+            self._removed.add(m.origin)  # it may have held another slot of that origin
         if rec.seq is not None:
             slot = self._con.execute(
                 "SELECT id, verified FROM messages WHERE origin = ? AND seq = ?",
@@ -581,16 +583,15 @@ class Store:
     def lookup(self, msg_id: str, origin: str, seq: int) -> tuple[Record | None, Record | None]:
         """(the row with this id, the row in this (origin, seq) slot): two indexed reads on the
         lookup connection, cheap enough for the acceptance pipeline."""
-        with self._ro_lock:
-            by_id = self._ro.execute(
-                f"SELECT {self._cols} FROM messages m WHERE m.id = ?", (msg_id,)).fetchone()
-            slot = None
-            if seq > 0:
-                slot = self._ro.execute(
-                    f"SELECT {self._cols} FROM messages m WHERE m.origin = ? AND m.seq = ?",
-                    (origin, seq)).fetchone()
-        return (None if by_id is None else _row_to_record(by_id),
-                None if slot is None else _row_to_record(slot))
+        with self._ro_lock:  # one statement: one read transaction
+            rows = self._ro.execute(
+                f"SELECT {self._cols} FROM messages m WHERE m.id = ? UNION ALL "
+                f"SELECT {self._cols} FROM messages m WHERE m.origin = ? AND m.seq = ?",
+                (msg_id, origin, seq)).fetchall()
+        records = [_row_to_record(r) for r in rows]
+        by_id = next((r for r in records if r.msg.id == msg_id), None)
+        slot = next((r for r in records if r.msg.origin == origin and r.seq == seq), None)
+        return by_id, slot
 
     # ---- search ----
     def search(self, query: str, channel: str | None = None, limit: int = 50,
@@ -794,10 +795,13 @@ class Store:
                 "INSERT OR IGNORE INTO channels (name, created_at) VALUES (?, ?)", (name, now))
 
 
-def _advance(con: sqlite3.Connection, origin: str) -> None:
-    """Recompute ``origins`` (contiguous, verified contiguous, max_seq) for ``origin``."""
-    c = _contiguous(con, origin, "")
-    v = _contiguous(con, origin, " AND verified = 1")
+def _advance(con: sqlite3.Connection, origin: str, full: bool = False) -> None:
+    """Move ``origins`` (contiguous, verified contiguous, max_seq) for ``origin`` on from where
+    they were (``full``: from 0, after a row was taken out)."""
+    row = None if full else con.execute(
+        "SELECT contiguous, verified FROM origins WHERE origin = ?", (origin,)).fetchone()
+    c = _contiguous(con, origin, "", row[0] if row else 0)
+    v = _contiguous(con, origin, " AND verified = 1", row[1] if row else 0)
     top = con.execute(
         "SELECT max(seq) FROM messages WHERE origin = ?", (origin,)).fetchone()[0] or 0
     con.execute(
@@ -806,9 +810,9 @@ def _advance(con: sqlite3.Connection, origin: str) -> None:
         "max_seq = excluded.max_seq, verified = excluded.verified", (origin, c, top, v))
 
 
-def _contiguous(con: sqlite3.Connection, origin: str, where: str) -> int:
-    """The highest n such that every seq 1..n of ``origin`` is stored (and matches ``where``)."""
-    c = 0
+def _contiguous(con: sqlite3.Connection, origin: str, where: str, c: int = 0) -> int:
+    """The highest n such that every seq 1..n of ``origin`` is stored (and matches ``where``),
+    given that 1..c are."""
     while True:
         seqs = [int(r[0]) for r in con.execute(
             f"SELECT seq FROM messages WHERE origin = ? AND seq > ?{where} ORDER BY seq LIMIT 512",

@@ -222,3 +222,48 @@ def test_gapped_sequences_are_sent_once_not_every_round(tmp_path):
     assert [m.seq for m in a.missing(b.summary(), None, 200, peer="b")] == [11]
     a.close()
     b.close()
+
+
+# ---------------------------------------------------------------- #3 over real sockets
+
+
+async def test_a_refused_message_is_not_acknowledged_and_its_writer_learns_why(tmp_path):
+    """An ack means "stored": a message the receiver refuses stays undelivered at its writer,
+    whose hub hears the reason (and shows it on the row)."""
+    from fletchat.model import Peer
+    from fletchat.node import mesh_for_hub
+    from tests.timing import eventually
+
+    a = hub_at(tmp_path, "node-a", wall_offset_ms=600_000)  # a's clock runs 10 minutes fast
+    b = hub_at(tmp_path, "node-b")
+    events: list = []
+    a.add_listener(events.append)
+    ma = mesh_for_hub(a, Peer("node-a", "Ann"), host="127.0.0.1")
+    mb = mesh_for_hub(b, Peer("node-b", "Bob"), host="127.0.0.1")
+    await ma.start()
+    await mb.start()
+    try:
+        mb.add_peer_address("127.0.0.1", ma.port)
+        await eventually(lambda: a.lan_peers() and b.lan_peers(), "connected")
+        s = HubSession(a, key="k")
+        s.join("Ann")
+        m = s.send("from ten minutes ahead")
+
+        def heard() -> str:
+            for e in events:
+                if isinstance(e, MessageRefused):
+                    for msg_id, reason in e.refusals:
+                        if msg_id == m.id:
+                            return reason
+            return ""
+
+        reason = await eventually(heard, "a hears why b refused it")
+        assert "ahead of ours" in reason
+        assert m.id in await a.pending_ids_async()
+        assert a.refusals()[m.id] == ("node-b", reason)
+        assert b.store.get(m.id) is None
+    finally:
+        await mb.stop()
+        await ma.stop()
+        a.close()
+        b.close()
