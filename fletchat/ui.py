@@ -1238,7 +1238,7 @@ class ChatView:
         query = (self.search_field.value or "").strip()
         if not query:
             return
-        results = self.hub.search(query)
+        results = await asyncio.to_thread(self.hub.search, query)  # SQLite: off the loop
         tiles = [self.result_tile(msg, self.shown_snippet(msg, snippet)) for msg, snippet in results]
         body: ft.Control = (
             ft.ListView(tiles, spacing=4, height=min(420, 70 * len(tiles) + 10), width=460)
