@@ -245,6 +245,9 @@ class Hub(HistoryReads, PresenceMethods, TrustMethods):
                 return Acceptance(Outcome.DUPLICATE, "", msg)
             if action is Action.REFUSE:
                 return self._refuse(msg, from_peer, reason)
+            if msg.origin == self.peer_id and action is not Action.UPGRADE:
+                return self._refuse(msg, from_peer, "claims to come from this device, which "
+                                    "never wrote it")
             now = self.wall()
             reason = check_stamp(msg, now, live=relay) or self._over_quota(
                 msg, from_peer, verified, now, action)

@@ -267,3 +267,51 @@ async def test_a_refused_message_is_not_acknowledged_and_its_writer_learns_why(t
         await ma.stop()
         a.close()
         b.close()
+
+
+# ---------------------------------------------------------------- #4 ghost people
+
+
+def test_presence_comes_only_from_live_connections_and_is_bounded(tmp_path):
+    from fletchat.events import Presence
+    from fletchat.model import KIND_JOIN, MAX_PRESENCE_PER_PEER, Peer
+
+    r = hub_at(tmp_path, "r")
+    # 3,000 joins from never-met origins, replayed by catch-up: chat lines, nobody online.
+    for i in range(3000):
+        join = replace(written(f"ghost-{i % 50}", 1, start=i // 50 + 1)[0], kind=KIND_JOIN,
+                       text="", author=f"Ghost {i}")
+        r.receive(join, "relay", verified=False, relay=False)
+    assert r.online() == []
+    # A list from a peer that is not connected is ignored...
+    crowd = tuple(Presence(f"P{i}", "browser", 1.0) for i in range(500))
+    r.peer_presence("p1", crowd)
+    assert r.online() == []
+    # ...a connected peer's list is cut to MAX_PRESENCE_PER_PEER, and goes with the peer.
+    p1 = Peer("p1", "Host")
+    r.peer_up(p1)
+    r.peer_presence("p1", crowd)
+    assert len(r.online()) == MAX_PRESENCE_PER_PEER
+    r.peer_down(p1, "gone")
+    assert r.online() == []
+    r.close()
+
+
+def test_a_new_message_claiming_this_device_as_origin_is_refused(tmp_path):
+    r = hub_at(tmp_path, "r")
+    forged = written("r", 1, start=50)[0]
+    acc = r.receive(forged, "evil", verified=False)
+    assert acc.outcome is Outcome.REFUSED and "this device" in acc.reason
+    r.close()
+
+
+async def test_wait_stored_returns_once_committed(tmp_path):
+    r = hub_at(tmp_path, "r")
+    accepted = [r.receive(m, "x", verified=True) for m in written("x", 50, spread_ms=10)]
+    await r.wait_stored(tuple(a.message.id for a in accepted))
+    assert all(r.store.get(a.message.id) is not None for a in accepted)
+    r.close()
+    memory = Hub("m")  # no store: accepted means held in memory, at once
+    acc = memory.receive(written("y", 1)[0], "y", verified=True)
+    await memory.wait_stored((acc.message.id,))
+    assert memory.store.get(acc.message.id) is not None
