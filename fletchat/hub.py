@@ -391,6 +391,10 @@ class Hub(HistoryReads, PresenceMethods, TrustMethods):
         whose key is known here)."""
         return self.answers.summary()
 
+    async def summary_async(self) -> dict[str, int]:
+        """``summary()`` read off the event loop."""
+        return await asyncio.to_thread(self.summary)
+
     def missing(self, summary: dict[str, int], after: tuple[str, int] | None, limit: int,
                 peer: str = "") -> list[Message]:
         return self.answers.missing(summary, after, limit, peer)

@@ -9,7 +9,8 @@ import time
 from collections import Counter
 from dataclasses import replace
 
-from fletchat.hub import Hub, HubSession
+from fletchat.clock import HLC
+from fletchat.hub import Acceptance, Hub, HubSession
 from fletchat.mesh import Mesh
 from fletchat.model import Message, Peer
 from fletchat.node import mesh_for_hub
@@ -19,9 +20,10 @@ from fletchat.store import Store
 class CountingHub(Hub):
     """A real hub that also counts how often each message id reaches it from the mesh."""
 
-    def receive(self, msg: Message, from_peer: str, relay: bool = True) -> bool:
+    def receive(self, msg: Message, from_peer: str, *, verified: bool,
+                relay: bool = True) -> Acceptance:
         self.arrivals[msg.id] += 1
-        return super().receive(msg, from_peer, relay)
+        return super().receive(msg, from_peer, verified=verified, relay=relay)
 
 
 def make(tmp_path, name: str) -> tuple[CountingHub, Mesh]:
@@ -64,8 +66,9 @@ async def test_full_mesh_relays_nothing_and_anti_entropy_repairs_gaps(tmp_path):
 
         # A message that reached b by a path that is not relayed (as a skipped relay would)
         # still reaches a and c through the periodic summary exchange.
-        stray = replace(Message.chat("Zed", "only b had this", "peer-zed"), seq=1)
-        b.caught_up(stray, "peer-zed")
+        stray = replace(Message.chat("Zed", "only b had this", "peer-zed"), seq=1,
+                        hlc=HLC("peer-zed").now().encode())
+        assert b.receive(stray, "peer-zed", verified=False, relay=False).stored
         assert await eventually(
             lambda: [m.id for m in a.history()].count(stray.id) == 1
             and [m.id for m in c.history()].count(stray.id) == 1
