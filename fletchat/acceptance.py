@@ -80,22 +80,38 @@ def check_stamp(msg: Message, now_ms: int, live: bool) -> str:
         return ("no clock stamp or sequence number: hlc and seq are required "
                 "(a signed message is never restamped)")
     try:
-        stamp = Stamp.decode(msg.hlc)
+        wall = Stamp.decode(msg.hlc).wall_ms
     except ValidationError:
         return "invalid clock stamp"
-    ts_ms = int(msg.ts * 1000)
-    if stamp.wall_ms < MIN_STAMP_MS or ts_ms < MIN_STAMP_MS:
-        return "stamped before 2020: the writer's date is wrong"
+    return next((reason for bad, reason in _stamp_rules(wall, int(msg.ts * 1000), now_ms, live)
+                 if bad), "")
+
+
+def _stamp_rules(wall: int, ts_ms: int, now_ms: int, live: bool):
+    """(broken?, reason) for each clock rule, in order; lazily, so only failures are worded."""
+    yield (wall < MIN_STAMP_MS or ts_ms < MIN_STAMP_MS,
+           "stamped before 2020: the writer's date is wrong")
     if ts_ms - now_ms > MAX_FUTURE_MS:
-        return (f"written {(ts_ms - now_ms) // 1000} s in the future by our clock (at most "
-                f"{MAX_FUTURE_MS // 1000} s): check the writer's date and time")
-    if stamp.wall_ms - now_ms > MAX_DRIFT_MS:
-        return (f"clock stamp {(stamp.wall_ms - now_ms) // 1000} s ahead of ours (at most "
-                f"{MAX_DRIFT_MS // 1000} s)")
-    if live and now_ms - stamp.wall_ms > MAX_LIVE_AGE_MS:
-        return (f"a live message stamped {(now_ms - stamp.wall_ms) // 1000} s ago (at most "
-                f"{MAX_LIVE_AGE_MS // 1000} s; older history travels by catch-up)")
-    return ""
+        yield True, (f"written {(ts_ms - now_ms) // 1000} s in the future by our clock (at most "
+                     f"{MAX_FUTURE_MS // 1000} s): check the writer's date and time")
+    if wall - now_ms > MAX_DRIFT_MS:
+        yield True, (f"clock stamp {(wall - now_ms) // 1000} s ahead of ours (at most "
+                     f"{MAX_DRIFT_MS // 1000} s)")
+    if live and now_ms - wall > MAX_LIVE_AGE_MS:
+        yield True, (f"a live message stamped {(now_ms - wall) // 1000} s ago (at most "
+                     f"{MAX_LIVE_AGE_MS // 1000} s; older history travels by catch-up)")
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A message about to be accepted, with what the budgets need to know about it."""
+
+    msg: Message
+    from_peer: str
+    verified: bool
+    now_ms: int
+    new_origin: bool = False  # no message of its origin was seen here before
+    new_channel: bool = False  # names a channel this device does not have
 
 
 class Quotas:
@@ -108,9 +124,10 @@ class Quotas:
         self._counts: OrderedDict[tuple[object, ...], int] = OrderedDict()
         self._limit = limit
 
-    def check(self, msg: Message, from_peer: str, *, verified: bool, now_ms: int,
-              new_origin: bool, new_channel: bool) -> str:
-        """Why ``msg`` is over a budget ("" if it fits); charges it when it fits."""
+    def check(self, arrival: Arrival) -> str:
+        """Why the message is over a budget ("" if it fits); charges it when it fits."""
+        msg, from_peer, now_ms = arrival.msg, arrival.from_peer, arrival.now_ms
+        verified, new_origin, new_channel = arrival.verified, arrival.new_origin, arrival.new_channel
         stamp_ms = Stamp.decode(msg.hlc).wall_ms
         minute, day, wall_minute = stamp_ms // MINUTE_MS, stamp_ms // DAY_MS, now_ms // MINUTE_MS
         size = len(msg.text.encode("utf-8"))

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from .acceptance import Action, Held, Quotas, check_stamp, judge_slot
+from .acceptance import Action, Arrival, Held, Quotas, check_stamp, judge_slot
 from .clock import HLC, ClockDriftError, Stamp, wall_ms
 from .events import (
     Acceptance,
@@ -77,6 +77,14 @@ log = logging.getLogger("fletchat.hub")
 PUBSUB_TOPIC = "fletchat"
 SEEN_IDS_KEPT = 20_000
 STORE_WAIT_S = 10.0  # wait_stored gives up (and nothing is acknowledged) after this long
+
+
+def fault_text(fault: str) -> str:
+    """What people are told when the history cannot be written ("" when it can)."""
+    if not fault:
+        return ""
+    return (f"History is read-only: {fault}. Everything stored so far is kept and shown; "
+            "free some space (or fix the data folder's permissions) and restart to send.")
 
 
 class ReadOnlyError(ValidationError):
@@ -148,7 +156,7 @@ class Hub(HistoryReads, PresenceMethods, TrustMethods):
             self._writer = StoreWriter(self.store, on_commit=self._committed)
         if self.transport is None:
             self.transport = NullTransport(self._policy)
-        self.store_error = self.store_error or self._fault_text(self.store.fault)
+        self.store_error = self.store_error or fault_text(self.store.fault)
         self.clock = HLC(self.peer_id, self.wall, last=self.store.last_hlc(self.peer_id))
         self.roster = Roster()
         self.answers = CatchUpAnswers(self.store, self._policy.knows)
@@ -240,31 +248,12 @@ class Hub(HistoryReads, PresenceMethods, TrustMethods):
             return Acceptance(Outcome.DUPLICATE, "", msg)
         with self._accept_lock:
             held = self._held(msg)
-            action, reason = judge_slot(msg, verified, *held)
-            if action is Action.DUPLICATE:
-                return Acceptance(Outcome.DUPLICATE, "", msg)
+            action, reason = self._judge(msg, from_peer, verified, relay, held)
             if action is Action.REFUSE:
                 return self._refuse(msg, from_peer, reason)
-            if msg.origin == self.peer_id and action is not Action.UPGRADE:
-                return self._refuse(msg, from_peer, "claims to come from this device, which "
-                                    "never wrote it")
-            now = self.wall()
-            reason = check_stamp(msg, now, live=relay) or self._over_quota(
-                msg, from_peer, verified, now, action)
-            if not reason and self.store.read_only:
-                reason = f"this device cannot store messages now: {self.store.fault}"
-            if reason:
-                return self._refuse(msg, from_peer, reason)
-            try:
-                self.clock.observe(Stamp.decode(msg.hlc))
-            except ClockDriftError as err:
-                return self._refuse(msg, from_peer, str(err))
-            if action is Action.REPLACE:  # the unverified row it displaces is gone
-                with self._qlock:
-                    for h in held:
-                        if h is not None and h.msg.id != msg.id:
-                            self._seen.pop(h.msg.id, None)
-            self._queue(msg, verified)
+            if action is Action.DUPLICATE:
+                return Acceptance(Outcome.DUPLICATE, "", msg)
+            self._take(msg, verified, action, held)
         if action is Action.UPGRADE:
             return Acceptance(Outcome.DUPLICATE, "already here; now verified", msg)
         self._note_channel(msg.channel)
@@ -272,6 +261,40 @@ class Hub(HistoryReads, PresenceMethods, TrustMethods):
         if relay:
             self.transport.broadcast(msg, exclude=from_peer)
         return Acceptance(Outcome.ACCEPTED, "", msg)
+
+    def _judge(self, msg: Message, from_peer: str, verified: bool, relay: bool,
+               held: tuple[Held | None, Held | None]) -> tuple[Action, str]:
+        """The acceptance rules in order (docs/protocol.md, Acceptance); the first that fails
+        gives the reason."""
+        action, reason = judge_slot(msg, verified, *held)
+        if action in (Action.REFUSE, Action.DUPLICATE):
+            return action, reason
+        if msg.origin == self.peer_id and action is not Action.UPGRADE:
+            return Action.REFUSE, "claims to come from this device, which never wrote it"
+        now = self.wall()
+        reason = (check_stamp(msg, now, live=relay)
+                  or self._over_quota(msg, from_peer, verified, now, action)
+                  or (f"this device cannot store messages now: {self.store.fault}"
+                      if self.store.read_only else "")
+                  or self._observe(msg))
+        return (Action.REFUSE, reason) if reason else (action, "")
+
+    def _observe(self, msg: Message) -> str:
+        """Move our clock past ``msg`` (bounded: clock.MAX_ADOPT_MS); a reason if refused."""
+        try:
+            self.clock.observe(Stamp.decode(msg.hlc))
+        except ClockDriftError as err:
+            return str(err)
+        return ""
+
+    def _take(self, msg: Message, verified: bool, action: Action,
+              held: tuple[Held | None, Held | None]) -> None:
+        if action is Action.REPLACE:  # the unverified row it displaces is gone
+            with self._qlock:
+                for h in held:
+                    if h is not None and h.msg.id != msg.id:
+                        self._seen.pop(h.msg.id, None)
+        self._queue(msg, verified)
 
     def caught_up(self, msg: Message, peer_id: str) -> None:
         """Older callers' catch-up entry point: an unverified, not relayed ``receive``."""
@@ -301,10 +324,9 @@ class Hub(HistoryReads, PresenceMethods, TrustMethods):
                     action: Action) -> str:
         if action is Action.UPGRADE:
             return ""  # already held and counted
-        return self._quotas.check(
-            msg, from_peer, verified=verified, now_ms=now,
-            new_origin=msg.origin not in self._origins,
-            new_channel=msg.channel not in self._channels)
+        return self._quotas.check(Arrival(
+            msg, from_peer, verified, now, new_origin=msg.origin not in self._origins,
+            new_channel=msg.channel not in self._channels))
 
     def _held(self, msg: Message) -> tuple[Held | None, Held | None]:
         """What is held for ``msg``'s id and (origin, seq): queued first, then the store."""
@@ -357,18 +379,11 @@ class Hub(HistoryReads, PresenceMethods, TrustMethods):
                 self._seen.popitem(last=False)
 
     # ---- storage faults ----
-    @staticmethod
-    def _fault_text(fault: str) -> str:
-        if not fault:
-            return ""
-        return (f"History is read-only: {fault}. Everything stored so far is kept and shown; "
-                "free some space (or fix the data folder's permissions) and restart to send.")
-
     def _storage_fault(self, fault: str) -> None:
         with self._lock:
             if self.store_error:
                 return
-            self.store_error = self._fault_text(fault)
+            self.store_error = fault_text(fault)
         log.error("%s", self.store_error)
         self._publish(StoreFailed(self.store_error, time.time()))
 
