@@ -298,7 +298,266 @@ def _inspect(path: Path) -> str | None:
     return None
 
 
-class Store:
+class _StoreReads:
+    """The read side of ``Store`` (history pages, search, catch-up answers), kept apart so each
+    class stays small. Uses the store's connection, lock and column list."""
+
+    _con: sqlite3.Connection
+    _lock: threading.RLock
+    _ro: sqlite3.Connection
+    _ro_lock: threading.Lock | threading.RLock
+    _cols: str
+    fts: bool
+
+    # ---- reading ----
+    def get(self, msg_id: str) -> Record | None:
+        with self._lock:
+            row = self._con.execute(
+                f"SELECT {self._cols} FROM messages m WHERE m.id = ?", (msg_id,)
+            ).fetchone()
+        return None if row is None else _row_to_record(row)
+
+    def recent(self, channel: str = DEFAULT_CHANNEL, limit: int = 50,
+               before: Stamp | None = None) -> list[Record]:
+        """The ``limit`` latest messages of ``channel`` older than ``before``, oldest first.
+
+        Page upwards by passing the first record's ``hlc`` of the previous page as ``before``.
+        """
+        limit = max(0, min(limit, MAX_BATCH))
+        with self._lock:
+            if before is None:
+                rows = self._con.execute(
+                    f"SELECT {self._cols} FROM messages m WHERE m.channel = ? "
+                    "ORDER BY m.hlc DESC, m.id DESC LIMIT ?", (channel, limit)).fetchall()
+            else:
+                rows = self._con.execute(
+                    f"SELECT {self._cols} FROM messages m WHERE m.channel = ? AND m.hlc < ? "
+                    "ORDER BY m.hlc DESC, m.id DESC LIMIT ?",
+                    (channel, before.encode(), limit)).fetchall()
+        return [_row_to_record(r) for r in reversed(rows)]
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._con.execute("SELECT count(*) FROM messages").fetchone()[0])
+
+    def last_hlc(self, origin: str | None = None) -> Stamp | None:
+        """The greatest stored stamp (of ``origin``'s messages, if given): seed ``HLC(last=...)``
+        with this install's own after a restart, so a peer's far-ahead stamp stored here never
+        drags our clock (docs/protocol.md, Acceptance)."""
+        with self._lock:
+            if origin is None:
+                row = self._con.execute("SELECT max(hlc) FROM messages").fetchone()
+            else:
+                row = self._con.execute(
+                    "SELECT max(hlc) FROM messages WHERE origin = ?", (origin,)).fetchone()
+        return None if row[0] is None else Stamp.decode(row[0])
+
+    def lookup(self, msg_id: str, origin: str, seq: int) -> tuple[Record | None, Record | None]:
+        """(the row with this id, the row in this (origin, seq) slot): two indexed reads on the
+        lookup connection, cheap enough for the acceptance pipeline."""
+        with self._ro_lock:  # one statement: one read transaction
+            rows = self._ro.execute(
+                f"SELECT {self._cols} FROM messages m WHERE m.id = ? UNION ALL "
+                f"SELECT {self._cols} FROM messages m WHERE m.origin = ? AND m.seq = ?",
+                (msg_id, origin, seq)).fetchall()
+        records = [_row_to_record(r) for r in rows]
+        by_id = next((r for r in records if r.msg.id == msg_id), None)
+        slot = next((r for r in records if r.msg.origin == origin and r.seq == seq), None)
+        return by_id, slot
+
+    # ---- search ----
+    def search(self, query: str, channel: str | None = None, limit: int = 50,
+               marks: tuple[str, str] = (MARK_START, MARK_END)) -> list[Hit]:
+        """Messages containing every word of ``query`` (each as a prefix), newest first.
+
+        Any text is safe to pass: it is reduced to quoted words (see ``fts_query``), never raises
+        for odd input, and returns ``[]`` when nothing searchable is left.
+        """
+        limit = max(0, min(limit, MAX_BATCH))
+        if not isinstance(query, str) or limit == 0:
+            return []
+        if not self.fts:
+            return self._search_like(query, channel, limit, marks)
+        match = fts_query(query)
+        if match is None:
+            return []
+        with self._lock:
+            rows = self._con.execute(
+                f"SELECT {self._cols}, snippet(messages_fts, 0, ?, ?, '…', ?) "
+                "FROM messages_fts JOIN messages m ON m.n = messages_fts.rowid "
+                "WHERE messages_fts MATCH ? AND (? IS NULL OR m.channel = ?) "
+                "ORDER BY m.hlc DESC LIMIT ?",
+                (marks[0], marks[1], SNIPPET_TOKENS, match, channel, channel, limit),
+            ).fetchall()
+        return [Hit(_row_to_record(r[:-1]), str(r[-1])) for r in rows]
+
+    def _search_like(self, query: str, channel: str | None, limit: int,
+                     marks: tuple[str, str]) -> list[Hit]:
+        terms = _TERM_RE.findall(query[:MAX_QUERY_CHARS])[:MAX_QUERY_TERMS]
+        if not terms:
+            return []
+        where = " AND ".join("m.text LIKE ? ESCAPE '\\'" for _ in terms)
+        args: list[object] = ["%" + _like_escape(t) + "%" for t in terms]
+        with self._lock:
+            rows = self._con.execute(
+                f"SELECT {self._cols} FROM messages m WHERE {where} AND (? IS NULL OR m.channel = ?) "
+                "ORDER BY m.hlc DESC LIMIT ?", (*args, channel, channel, limit)).fetchall()
+        return [Hit(rec, _highlight(rec.msg.text, terms, marks))
+                for rec in map(_row_to_record, rows)]
+
+    # ---- catch-up ----
+    def have_summary(self, keyed: Callable[[str], bool] | None = None) -> dict[str, int]:
+        """Per origin, the highest seq such that every seq 1..it is stored (origins with >= 1).
+
+        For origins where ``keyed(origin)`` is true (their key is known, so their messages can be
+        verified here) only verified rows count: an unsigned squatter in a slot never makes us
+        claim to hold the real message (docs/store.md)."""
+        verified = "verified" if self._cols is _COLS else "0"
+        with self._lock:
+            rows = self._con.execute(
+                f"SELECT origin, contiguous, {verified} FROM origins WHERE contiguous > 0"
+            ).fetchall()
+        out: dict[str, int] = {}
+        for origin, contiguous, ver in rows:
+            n = int(ver) if keyed is not None and keyed(str(origin)) else int(contiguous)
+            if n > 0:
+                out[str(origin)] = n
+        return out
+
+    def missing_for(self, summary: Mapping[str, int], limit: int = 200,
+                    after: tuple[str, int] | None = None,
+                    since: Mapping[str, int] | None = None) -> list[Record]:
+        """What a peer whose ``have_summary()`` is ``summary`` lacks: records with a seq above the
+        peer's number for their origin, in (origin, seq) order, at most ``limit``.
+
+        Fewer than ``limit`` means this pass is complete. Otherwise ask again with
+        ``after=(last.msg.origin, last.seq)``. The peer's summary comes from outside: entries that
+        are not (str, int >= 0) are treated as absent. ``since`` maps origins to a row number:
+        only rows stored after it are returned for that origin (what this peer was already sent
+        above a gap it cannot fill is not sent again, see ``Hub.missing``).
+        """
+        since = since or {}
+        limit = max(1, min(limit, MAX_BATCH))
+        out: list[Record] = []
+        with self._lock:
+            origins = self._con.execute(
+                "SELECT origin, max_seq FROM origins WHERE origin >= ? ORDER BY origin",
+                (after[0] if after else "",)).fetchall()
+            for origin, max_seq in origins:
+                have = summary.get(origin, 0)
+                if isinstance(have, bool) or not isinstance(have, int) or have < 0:
+                    have = 0
+                floor = have
+                if after is not None and origin == after[0]:
+                    floor = max(floor, after[1])
+                if max_seq <= floor:
+                    continue
+                rows = self._con.execute(
+                    f"SELECT {self._cols} FROM messages m WHERE m.origin = ? AND m.seq > ? "
+                    "AND m.n > ? ORDER BY m.seq LIMIT ?",
+                    (origin, floor, since.get(origin, 0), limit - len(out))).fetchall()
+                out.extend(_row_to_record(r) for r in rows)
+                if len(out) >= limit:
+                    break
+        return out
+
+    def update_cursor(self, peer: str, summary: Mapping[str, int]) -> None:
+        """Remember that ``peer`` holds each origin's 1..seq (from its summary or its acks).
+        Cursors only move forward."""
+        with self._lock, self._transaction():
+            now = self._now()
+            for origin, seq in summary.items():
+                if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+                    continue
+                self._con.execute(
+                    "INSERT INTO sync_cursors (peer, origin, seq, updated_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (peer, origin) DO UPDATE SET seq = max(seq, excluded.seq), "
+                    "updated_at = excluded.updated_at", (peer, origin, seq, now))
+
+    def cursor(self, peer: str) -> dict[str, int]:
+        """What ``peer`` was last known to hold: pass to ``missing_for`` to push what it lacks."""
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT origin, seq FROM sync_cursors WHERE peer = ?", (peer,)).fetchall()
+        return {str(o): int(s) for o, s in rows}
+
+
+class _StoreOutbox:
+    """The outbox and channel tables of ``Store`` (small writes), kept apart so each class stays
+    small. Uses the store's connection, lock, clock and transactions."""
+
+    _con: sqlite3.Connection
+    _lock: threading.RLock
+    _cols: str
+    _now: Callable[[], float]
+
+    def _transaction(self) -> _Tx: ...
+
+    # ---- outbox ----
+    def pending(self, limit: int = MAX_BATCH) -> list[Record]:
+        """Local messages no peer has confirmed yet, oldest first."""
+        with self._lock:
+            rows = self._con.execute(
+                f"SELECT {self._cols} FROM outbox o JOIN messages m ON m.id = o.id "
+                "WHERE o.delivered_at IS NULL ORDER BY o.queued_at, m.seq LIMIT ?",
+                (max(0, min(limit, MAX_BATCH)),)).fetchall()
+        return [_row_to_record(r) for r in rows]
+
+    def mark_sent(self, msg_id: str) -> bool:
+        """Handed to at least one connection (not yet confirmed). ``False`` if not in the outbox."""
+        with self._lock, self._transaction():
+            now = self._now()
+            cur = self._con.execute(
+                "UPDATE outbox SET sent_at = coalesce(sent_at, ?) WHERE id = ?", (now, msg_id))
+            self._con.execute(
+                "UPDATE messages SET state = 'sent' WHERE id = ? AND state = 'pending'", (msg_id,))
+            return cur.rowcount == 1
+
+    def mark_delivered(self, msg_id: str) -> bool:
+        """A peer confirmed it holds the message. ``False`` if unknown or already delivered."""
+        with self._lock, self._transaction():
+            now = self._now()
+            cur = self._con.execute(
+                "UPDATE outbox SET delivered_at = ?, sent_at = coalesce(sent_at, ?) "
+                "WHERE id = ? AND delivered_at IS NULL", (now, now, msg_id))
+            self._con.execute("UPDATE messages SET state = 'delivered' WHERE id = ?", (msg_id,))
+            return cur.rowcount == 1
+
+    def mark_refused(self, msg_id: str, peer: str, reason: str) -> bool:
+        """A peer refused the message (and said why): kept in the outbox row for the writer's
+        view. ``False`` if it is not in the outbox or already delivered."""
+        with self._lock, self._transaction():
+            cur = self._con.execute(
+                "UPDATE outbox SET refused_by = ?, refused_reason = ? "
+                "WHERE id = ? AND delivered_at IS NULL", (peer, reason[:200], msg_id))
+            return cur.rowcount == 1
+
+    def refusals(self) -> dict[str, tuple[str, str]]:
+        """Undelivered messages written here that a peer refused: id -> (peer, reason)."""
+        if self._cols is not _COLS:
+            return {}
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT id, refused_by, refused_reason FROM outbox "
+                "WHERE refused_by IS NOT NULL AND delivered_at IS NULL").fetchall()
+        return {str(i): (str(p), str(r)) for i, p, r in rows}
+
+    # ---- channels ----
+    def channels(self) -> list[str]:
+        with self._lock:
+            rows = self._con.execute("SELECT name FROM channels ORDER BY name").fetchall()
+        return [str(r[0]) for r in rows]
+
+    def create_channel(self, name: str) -> bool:
+        """``False`` if it exists. Validate ``name`` with ``model.validate_channel`` first."""
+        with self._lock, self._transaction():
+            cur = self._con.execute(
+                "INSERT OR IGNORE INTO channels (name, created_at) VALUES (?, ?)",
+                (name, self._now()))
+            return cur.rowcount == 1
+
+
+class Store(_StoreReads, _StoreOutbox):
     """Message history in one SQLite file: ``Store.open(path)`` ... ``close()``."""
 
     def __init__(self, con: sqlite3.Connection, path: Path, fts: bool,
@@ -536,241 +795,6 @@ class Store:
         """The seq the next message written by ``origin`` gets (1 for a new origin)."""
         with self._lock:
             return self._next_seq(origin)
-
-    # ---- reading ----
-    def get(self, msg_id: str) -> Record | None:
-        with self._lock:
-            row = self._con.execute(
-                f"SELECT {self._cols} FROM messages m WHERE m.id = ?", (msg_id,)
-            ).fetchone()
-        return None if row is None else _row_to_record(row)
-
-    def recent(self, channel: str = DEFAULT_CHANNEL, limit: int = 50,
-               before: Stamp | None = None) -> list[Record]:
-        """The ``limit`` latest messages of ``channel`` older than ``before``, oldest first.
-
-        Page upwards by passing the first record's ``hlc`` of the previous page as ``before``.
-        """
-        limit = max(0, min(limit, MAX_BATCH))
-        with self._lock:
-            if before is None:
-                rows = self._con.execute(
-                    f"SELECT {self._cols} FROM messages m WHERE m.channel = ? "
-                    "ORDER BY m.hlc DESC, m.id DESC LIMIT ?", (channel, limit)).fetchall()
-            else:
-                rows = self._con.execute(
-                    f"SELECT {self._cols} FROM messages m WHERE m.channel = ? AND m.hlc < ? "
-                    "ORDER BY m.hlc DESC, m.id DESC LIMIT ?",
-                    (channel, before.encode(), limit)).fetchall()
-        return [_row_to_record(r) for r in reversed(rows)]
-
-    def count(self) -> int:
-        with self._lock:
-            return int(self._con.execute("SELECT count(*) FROM messages").fetchone()[0])
-
-    def last_hlc(self, origin: str | None = None) -> Stamp | None:
-        """The greatest stored stamp (of ``origin``'s messages, if given): seed ``HLC(last=...)``
-        with this install's own after a restart, so a peer's far-ahead stamp stored here never
-        drags our clock (docs/protocol.md, Acceptance)."""
-        with self._lock:
-            if origin is None:
-                row = self._con.execute("SELECT max(hlc) FROM messages").fetchone()
-            else:
-                row = self._con.execute(
-                    "SELECT max(hlc) FROM messages WHERE origin = ?", (origin,)).fetchone()
-        return None if row[0] is None else Stamp.decode(row[0])
-
-    def lookup(self, msg_id: str, origin: str, seq: int) -> tuple[Record | None, Record | None]:
-        """(the row with this id, the row in this (origin, seq) slot): two indexed reads on the
-        lookup connection, cheap enough for the acceptance pipeline."""
-        with self._ro_lock:  # one statement: one read transaction
-            rows = self._ro.execute(
-                f"SELECT {self._cols} FROM messages m WHERE m.id = ? UNION ALL "
-                f"SELECT {self._cols} FROM messages m WHERE m.origin = ? AND m.seq = ?",
-                (msg_id, origin, seq)).fetchall()
-        records = [_row_to_record(r) for r in rows]
-        by_id = next((r for r in records if r.msg.id == msg_id), None)
-        slot = next((r for r in records if r.msg.origin == origin and r.seq == seq), None)
-        return by_id, slot
-
-    # ---- search ----
-    def search(self, query: str, channel: str | None = None, limit: int = 50,
-               marks: tuple[str, str] = (MARK_START, MARK_END)) -> list[Hit]:
-        """Messages containing every word of ``query`` (each as a prefix), newest first.
-
-        Any text is safe to pass: it is reduced to quoted words (see ``fts_query``), never raises
-        for odd input, and returns ``[]`` when nothing searchable is left.
-        """
-        limit = max(0, min(limit, MAX_BATCH))
-        if not isinstance(query, str) or limit == 0:
-            return []
-        if not self.fts:
-            return self._search_like(query, channel, limit, marks)
-        match = fts_query(query)
-        if match is None:
-            return []
-        with self._lock:
-            rows = self._con.execute(
-                f"SELECT {self._cols}, snippet(messages_fts, 0, ?, ?, '…', ?) "
-                "FROM messages_fts JOIN messages m ON m.n = messages_fts.rowid "
-                "WHERE messages_fts MATCH ? AND (? IS NULL OR m.channel = ?) "
-                "ORDER BY m.hlc DESC LIMIT ?",
-                (marks[0], marks[1], SNIPPET_TOKENS, match, channel, channel, limit),
-            ).fetchall()
-        return [Hit(_row_to_record(r[:-1]), str(r[-1])) for r in rows]
-
-    def _search_like(self, query: str, channel: str | None, limit: int,
-                     marks: tuple[str, str]) -> list[Hit]:
-        terms = _TERM_RE.findall(query[:MAX_QUERY_CHARS])[:MAX_QUERY_TERMS]
-        if not terms:
-            return []
-        where = " AND ".join("m.text LIKE ? ESCAPE '\\'" for _ in terms)
-        args: list[object] = ["%" + _like_escape(t) + "%" for t in terms]
-        with self._lock:
-            rows = self._con.execute(
-                f"SELECT {self._cols} FROM messages m WHERE {where} AND (? IS NULL OR m.channel = ?) "
-                "ORDER BY m.hlc DESC LIMIT ?", (*args, channel, channel, limit)).fetchall()
-        return [Hit(rec, _highlight(rec.msg.text, terms, marks))
-                for rec in map(_row_to_record, rows)]
-
-    # ---- catch-up ----
-    def have_summary(self, keyed: Callable[[str], bool] | None = None) -> dict[str, int]:
-        """Per origin, the highest seq such that every seq 1..it is stored (origins with >= 1).
-
-        For origins where ``keyed(origin)`` is true (their key is known, so their messages can be
-        verified here) only verified rows count: an unsigned squatter in a slot never makes us
-        claim to hold the real message (docs/store.md)."""
-        verified = "verified" if self._cols is _COLS else "0"
-        with self._lock:
-            rows = self._con.execute(
-                f"SELECT origin, contiguous, {verified} FROM origins WHERE contiguous > 0"
-            ).fetchall()
-        out: dict[str, int] = {}
-        for origin, contiguous, ver in rows:
-            n = int(ver) if keyed is not None and keyed(str(origin)) else int(contiguous)
-            if n > 0:
-                out[str(origin)] = n
-        return out
-
-    def missing_for(self, summary: Mapping[str, int], limit: int = 200,
-                    after: tuple[str, int] | None = None,
-                    since: Mapping[str, int] | None = None) -> list[Record]:
-        """What a peer whose ``have_summary()`` is ``summary`` lacks: records with a seq above the
-        peer's number for their origin, in (origin, seq) order, at most ``limit``.
-
-        Fewer than ``limit`` means this pass is complete. Otherwise ask again with
-        ``after=(last.msg.origin, last.seq)``. The peer's summary comes from outside: entries that
-        are not (str, int >= 0) are treated as absent. ``since`` maps origins to a row number:
-        only rows stored after it are returned for that origin (what this peer was already sent
-        above a gap it cannot fill is not sent again, see ``Hub.missing``).
-        """
-        since = since or {}
-        limit = max(1, min(limit, MAX_BATCH))
-        out: list[Record] = []
-        with self._lock:
-            origins = self._con.execute(
-                "SELECT origin, max_seq FROM origins WHERE origin >= ? ORDER BY origin",
-                (after[0] if after else "",)).fetchall()
-            for origin, max_seq in origins:
-                have = summary.get(origin, 0)
-                if isinstance(have, bool) or not isinstance(have, int) or have < 0:
-                    have = 0
-                floor = have
-                if after is not None and origin == after[0]:
-                    floor = max(floor, after[1])
-                if max_seq <= floor:
-                    continue
-                rows = self._con.execute(
-                    f"SELECT {self._cols} FROM messages m WHERE m.origin = ? AND m.seq > ? "
-                    "AND m.n > ? ORDER BY m.seq LIMIT ?",
-                    (origin, floor, since.get(origin, 0), limit - len(out))).fetchall()
-                out.extend(_row_to_record(r) for r in rows)
-                if len(out) >= limit:
-                    break
-        return out
-
-    def update_cursor(self, peer: str, summary: Mapping[str, int]) -> None:
-        """Remember that ``peer`` holds each origin's 1..seq (from its summary or its acks).
-        Cursors only move forward."""
-        with self._lock, self._transaction():
-            now = self._now()
-            for origin, seq in summary.items():
-                if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
-                    continue
-                self._con.execute(
-                    "INSERT INTO sync_cursors (peer, origin, seq, updated_at) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (peer, origin) DO UPDATE SET seq = max(seq, excluded.seq), "
-                    "updated_at = excluded.updated_at", (peer, origin, seq, now))
-
-    def cursor(self, peer: str) -> dict[str, int]:
-        """What ``peer`` was last known to hold: pass to ``missing_for`` to push what it lacks."""
-        with self._lock:
-            rows = self._con.execute(
-                "SELECT origin, seq FROM sync_cursors WHERE peer = ?", (peer,)).fetchall()
-        return {str(o): int(s) for o, s in rows}
-
-    # ---- outbox ----
-    def pending(self, limit: int = MAX_BATCH) -> list[Record]:
-        """Local messages no peer has confirmed yet, oldest first."""
-        with self._lock:
-            rows = self._con.execute(
-                f"SELECT {self._cols} FROM outbox o JOIN messages m ON m.id = o.id "
-                "WHERE o.delivered_at IS NULL ORDER BY o.queued_at, m.seq LIMIT ?",
-                (max(0, min(limit, MAX_BATCH)),)).fetchall()
-        return [_row_to_record(r) for r in rows]
-
-    def mark_sent(self, msg_id: str) -> bool:
-        """Handed to at least one connection (not yet confirmed). ``False`` if not in the outbox."""
-        with self._lock, self._transaction():
-            now = self._now()
-            cur = self._con.execute(
-                "UPDATE outbox SET sent_at = coalesce(sent_at, ?) WHERE id = ?", (now, msg_id))
-            self._con.execute(
-                "UPDATE messages SET state = 'sent' WHERE id = ? AND state = 'pending'", (msg_id,))
-            return cur.rowcount == 1
-
-    def mark_delivered(self, msg_id: str) -> bool:
-        """A peer confirmed it holds the message. ``False`` if unknown or already delivered."""
-        with self._lock, self._transaction():
-            now = self._now()
-            cur = self._con.execute(
-                "UPDATE outbox SET delivered_at = ?, sent_at = coalesce(sent_at, ?) "
-                "WHERE id = ? AND delivered_at IS NULL", (now, now, msg_id))
-            self._con.execute("UPDATE messages SET state = 'delivered' WHERE id = ?", (msg_id,))
-            return cur.rowcount == 1
-
-    def mark_refused(self, msg_id: str, peer: str, reason: str) -> bool:
-        """A peer refused the message (and said why): kept in the outbox row for the writer's
-        view. ``False`` if it is not in the outbox or already delivered."""
-        with self._lock, self._transaction():
-            cur = self._con.execute(
-                "UPDATE outbox SET refused_by = ?, refused_reason = ? "
-                "WHERE id = ? AND delivered_at IS NULL", (peer, reason[:200], msg_id))
-            return cur.rowcount == 1
-
-    def refusals(self) -> dict[str, tuple[str, str]]:
-        """Undelivered messages written here that a peer refused: id -> (peer, reason)."""
-        if self._cols is not _COLS:
-            return {}
-        with self._lock:
-            rows = self._con.execute(
-                "SELECT id, refused_by, refused_reason FROM outbox "
-                "WHERE refused_by IS NOT NULL AND delivered_at IS NULL").fetchall()
-        return {str(i): (str(p), str(r)) for i, p, r in rows}
-
-    # ---- channels ----
-    def channels(self) -> list[str]:
-        with self._lock:
-            rows = self._con.execute("SELECT name FROM channels ORDER BY name").fetchall()
-        return [str(r[0]) for r in rows]
-
-    def create_channel(self, name: str) -> bool:
-        """``False`` if it exists. Validate ``name`` with ``model.validate_channel`` first."""
-        with self._lock, self._transaction():
-            cur = self._con.execute(
-                "INSERT OR IGNORE INTO channels (name, created_at) VALUES (?, ?)",
-                (name, self._now()))
-            return cur.rowcount == 1
 
     # ---- internals ----
     def _transaction(self) -> _Tx:
