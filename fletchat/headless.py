@@ -73,7 +73,7 @@ async def serve_headless(config: Config, node: Node) -> None:
     try:
         while (line := await lines.get()) is not None:
             try:
-                session.send(line)
+                await asyncio.to_thread(session.send, line)  # stored (SQLite): off the loop
             except ValidationError as err:
                 emit({"event": "error", "error": str(err)})
     finally:

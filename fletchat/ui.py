@@ -1387,8 +1387,9 @@ class ChatView:
         if not text.strip():
             return  # nothing to send; never clear what the browser may still be syncing
         try:
-            sent = (
-                self.session.send(text, self.channel) if self.full else self.session.send(text)
+            sent = (  # the hub stores it (SQLite): off the event loop
+                await asyncio.to_thread(self.session.send, text, self.channel) if self.full
+                else self.session.send(text)
             )
         except ValidationError as err:
             # Refused: say why, and keep every character the person typed.
