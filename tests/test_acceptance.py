@@ -315,3 +315,32 @@ async def test_wait_stored_returns_once_committed(tmp_path):
     acc = memory.receive(written("y", 1)[0], "y", verified=True)
     await memory.wait_stored((acc.message.id,))
     assert memory.store.get(acc.message.id) is not None
+
+
+# ---------------------------------------------------------------- the contract's frames
+
+
+def test_presence_and_refused_frames_round_trip_and_are_bounded():
+    import json
+
+    import pytest
+
+    from fletchat.protocol import (
+        PresenceFrame,
+        ProtocolError,
+        RefusedFrame,
+        decode_frame,
+        encode_frame,
+    )
+
+    people = (("Ada", "browser", 1795578257.5),)
+    assert decode_frame(encode_frame(PresenceFrame(people))) == PresenceFrame(people)
+    refused = (("b38a", "quota: too many"),)
+    assert decode_frame(encode_frame(RefusedFrame(refused))) == RefusedFrame(refused)
+    too_many = {"v": 1, "type": "presence",
+                "people": [{"name": f"P{i}", "device": "x", "since": 1.0} for i in range(65)]}
+    with pytest.raises(ProtocolError, match="more than 64"):
+        decode_frame(json.dumps(too_many))
+    long_reason = {"v": 1, "type": "refused", "refused": [{"id": "a", "reason": "x" * 201}]}
+    with pytest.raises(ProtocolError, match="longer than 200"):
+        decode_frame(json.dumps(long_reason))
