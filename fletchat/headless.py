@@ -14,7 +14,7 @@ import sys
 import threading
 
 from .config import Config
-from .hub import HubSession, IdentityWarning, RosterChanged, StoreFailed
+from .hub import HubSession, IdentityWarning, MessageRefused, RosterChanged, StoreFailed
 from .model import Message, ValidationError
 from .node import Node
 
@@ -41,6 +41,9 @@ def event_line(event: object) -> dict | None:
         return {"event": "online", "people": [p.name for p in event.online]}
     if isinstance(event, StoreFailed):
         return {"event": "error", "error": event.reason}
+    if isinstance(event, MessageRefused):
+        return {"event": "refused", "peer_id": event.peer_id,
+                "refused": [{"id": i, "reason": r} for i, r in event.refusals]}
     return None
 
 

@@ -107,6 +107,10 @@ def test_a_refusal_is_kept_with_the_outbox_row_and_published(tmp_path):
     assert refused == [MessageRefused("peer-b", ((m.id, "quota: x is over 600 messages a minute"),),
                                       refused[0].at)]
     assert m.id in x.pending_ids()  # refused by one peer is not delivered
+    from fletchat.headless import event_line
+
+    assert event_line(refused[0]) == {"event": "refused", "peer_id": "peer-b", "refused": [
+        {"id": m.id, "reason": "quota: x is over 600 messages a minute"}]}
     x.close()
     again = hub_at(tmp_path, "x")  # the reason survives a restart
     assert m.id in again.refusals()
