@@ -50,11 +50,15 @@ def _messages(n: int, origin: str):
     from fletchat.clock import HLC
     from fletchat.model import Message
 
-    clock = HLC(origin)
+    # A history as people write it: one message every 3 s over the last hours (a burst of 10k in
+    # one minute from one origin is a flood the hub's per-origin quotas refuse, docs/security.md).
+    start = int(time.time() * 1000) - n * 3_000
     out = []
     for i, text in enumerate(_texts(n)):
+        at = start + i * 3_000
         m = Message.chat("Writer", text, origin)
-        out.append(replace(m, hlc=clock.now().encode(), seq=i + 1))
+        stamp = HLC(origin, wall=lambda at=at: at).now()
+        out.append(replace(m, ts=at / 1000, hlc=stamp.encode(), seq=i + 1))
     return out
 
 

@@ -18,9 +18,17 @@ from dataclasses import dataclass
 
 from .model import ValidationError, validate_id
 
-# A remote stamp more than this far ahead of our wall clock is refused: adopting it would drag every
-# later local stamp into the future and sort that peer's messages after everything for that long.
-MAX_DRIFT_MS = 5 * 60 * 1000
+# Clock bounds (docs/protocol.md, "Acceptance"). A message's ``ts`` (its author's wall clock, which
+# no other peer can move) may be at most MAX_FUTURE_MS ahead of ours. Its HLC stamp may in addition
+# carry what its author adopted from others, at most MAX_ADOPT_MS: so MAX_DRIFT_MS bounds the stamp.
+# Our clock follows a remote stamp only up to MAX_ADOPT_MS ahead of our wall clock: one peer can
+# never pull everyone's clock further than that, and a skewed victim's own messages (its ``ts`` is
+# its real wall clock) are never refused because of what someone else did to its HLC.
+MAX_FUTURE_MS = 5 * 60 * 1000
+MAX_ADOPT_MS = 60 * 1000
+MAX_DRIFT_MS = MAX_FUTURE_MS + MAX_ADOPT_MS
+MIN_STAMP_MS = 1_577_836_800_000  # 2020-01-01: older stamps come from a clock that was never set
+MAX_LIVE_AGE_MS = 60 * 60 * 1000  # a live (relayed) message older than this is refused
 
 WALL_DIGITS = 12  # hex digits of physical ms: 48 bits, good until the year 10889
 COUNTER_DIGITS = 4  # hex digits of the logical counter
@@ -96,10 +104,12 @@ class HLC:
         wall: Callable[[], int] = wall_ms,
         max_drift_ms: int = MAX_DRIFT_MS,
         last: Stamp | None = None,
+        max_adopt_ms: int = MAX_ADOPT_MS,
     ) -> None:
         self.node = validate_id(node, "clock node")
         self._wall = wall
         self.max_drift_ms = max_drift_ms
+        self.max_adopt_ms = max_adopt_ms
         self._lock = threading.Lock()
         self._l = last.wall_ms if last is not None else 0
         self._c = last.counter if last is not None else 0
@@ -126,6 +136,8 @@ class HLC:
         Raises ``ClockDriftError`` (and leaves the clock unchanged) if ``remote`` is more than
         ``max_drift_ms`` ahead of our wall clock: the caller should refuse that message and tell the
         sender its clock is wrong, rather than let one bad clock drag everyone's order ahead.
+        A stamp within that bound but more than ``max_adopt_ms`` ahead is followed only up to
+        ``max_adopt_ms`` ahead of our wall clock (a reply may then sort before it).
         """
         with self._lock:
             pt = self._wall()
@@ -135,6 +147,8 @@ class HLC:
                     f"Clock of {remote.node} is {ahead / 1000:.0f} s ahead of ours "
                     f"(at most {self.max_drift_ms / 1000:.0f} s accepted); check its date and time."
                 )
+            if ahead > self.max_adopt_ms:
+                remote = Stamp(pt + self.max_adopt_ms, 0, remote.node)
             top = max(self._l, remote.wall_ms, pt)
             if top == self._l and top == remote.wall_ms:
                 self._c = max(self._c, remote.counter) + 1

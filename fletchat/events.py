@@ -61,8 +61,6 @@ class IdentityWarning:
     at: float
 
 
-
-
 class Outcome(StrEnum):
     """What the hub's one acceptance pipeline did with a message."""
 
@@ -106,6 +104,17 @@ class MessageRefused:
     at: float
 
 
+@dataclass(frozen=True)
+class StoreFailed:
+    """The history cannot be written any more (disk full, read-only data directory): show
+    ``reason`` (banner / headless ``error`` line). What is stored stays readable; sending is
+    refused with that reason until the problem is fixed and the app restarted."""
+
+    reason: str
+    at: float
+
+
 HubEvent = (
     Message | RosterChanged | Delivered | ChannelsChanged | IdentityWarning | MessageRefused
+    | StoreFailed
 )

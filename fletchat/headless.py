@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from .config import Config
 from .events import IdentityWarning, MessageRefused, RosterChanged
-from .hub import HubSession
+from .hub import HubSession, StoreFailed
 from .model import Message, ValidationError
 from .node import Node
 
@@ -53,6 +53,8 @@ def event_line(
             "peers": [{"id": d.key, "name": d.name, "fingerprint": d.fingerprint}
                       for d in event.devices],
         }
+    if isinstance(event, StoreFailed):
+        return {"event": "error", "error": event.reason}
     if isinstance(event, MessageRefused):
         return {"event": "refused", "peer_id": event.peer_id,
                 "refused": [{"id": i, "reason": r} for i, r in event.refusals], "at": event.at}
@@ -78,11 +80,13 @@ async def serve_headless(config: Config, node: Node) -> None:
     session.join(config.name or node.name)
     emit({"event": "ready", "peer_id": node.peer_id, "name": session.name,
           "peer_port": node.peer_port, "fingerprint": node.hub.fingerprint})
+    if node.hub.store_error:  # e.g. the history opened read-only (disk full, read-only folder)
+        emit({"event": "error", "error": node.hub.store_error})
     threading.Thread(target=inbox.read, args=(sys.stdin,), daemon=True, name="stdin").start()
     try:
         while (line := await inbox.next()) is not None:
             try:
-                session.send(line)
+                await asyncio.to_thread(session.send, line)  # stored (SQLite): off the loop
             except ValidationError as err:
                 emit({"event": "error", "error": str(err)})
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime
+import errno
 import hashlib
 import os
 import ssl
@@ -19,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .model import ValidationError, new_id, validate_id
+from .model import FletChatError, ValidationError, new_id, validate_id
 
 PEER_ID_FILE = "peer_id"
 LOCK_FILE = "instance.lock"
@@ -30,7 +31,7 @@ SIGNATURE_BYTES = 64
 FINGERPRINT_GROUPS = 4  # 4 groups of 4 base32 characters = 80 bits, read aloud in ~10 s
 
 
-class DataDirInUse(RuntimeError):
+class DataDirInUse(FletChatError, RuntimeError):
     """Another running instance owns this data dir; two instances must not share one."""
 
 
@@ -243,7 +244,17 @@ class DataDirLock:
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+")  # noqa: SIM115 - held open on purpose
+        try:
+            fh = open(self.path, "a+")  # noqa: SIM115 - held open on purpose
+        except OSError as err:
+            if err.errno not in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC):
+                raise
+            # A read-only (or full) data dir: lock through a read-only handle; with no lock file
+            # there is nothing to lock, and nobody can write this directory anyway.
+            try:
+                fh = open(self.path)  # noqa: SIM115
+            except FileNotFoundError:
+                return
         try:
             if sys.platform == "win32":
                 import msvcrt

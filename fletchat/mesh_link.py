@@ -74,7 +74,7 @@ class MeshHost(Protocol):
     def summary(self) -> dict[str, int]: ...
 
     def missing(
-        self, summary: dict[str, int], after: tuple[str, int] | None, limit: int
+        self, summary: dict[str, int], after: tuple[str, int] | None, limit: int, peer: str = ""
     ) -> list[Message]: ...
 
     def peer_has(self, peer_id: str, summary: dict[str, int]) -> None: ...
@@ -248,7 +248,7 @@ class LinkCore:
                 self.send(link, encode_ping())
             if now - last_have >= s.anti_entropy:
                 last_have = now
-                self.send(link, encode_have(self.ask(self.app.summary, {})))
+                self.send(link, encode_have(await self.ask_off_loop(self.app.summary, {})))
 
     async def ack_loop(self, link: Link) -> None:
         """Receipts to the writer, once what they name is durable (an ack means "stored")."""
@@ -270,8 +270,11 @@ class LinkCore:
         sent = 0
         pace = Pacer()
         while link.conn.state is State.OPEN:
-            batch = self.ask(
-                lambda after=after: self.app.missing(summary, after, MAX_SYNC_MESSAGES), None
+            peer_id = link.peer.id if link.peer is not None else ""
+            batch = await self.ask_off_loop(  # a SQLite read: never on the event loop
+                lambda after=after, peer_id=peer_id: self.app.missing(
+                    summary, after, MAX_SYNC_MESSAGES, peer=peer_id),
+                None,
             )
             if batch is None:
                 return
@@ -330,6 +333,10 @@ class LinkCore:
             callback(*args)
         except Exception:
             log.exception("mesh callback %s failed", getattr(callback, "__name__", callback))
+
+    async def ask_off_loop(self, question: Callable[[], Any], default: Any) -> Any:
+        """``ask`` on a worker thread: for questions that read the store."""
+        return await asyncio.to_thread(self.ask, question, default)
 
     def ask(self, question: Callable[[], Any], default: Any) -> Any:
         try:

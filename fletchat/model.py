@@ -24,6 +24,20 @@ MAX_FRAME_BYTES = 64 * 1024
 HISTORY_IN_MEMORY = 500
 MAX_PRESENCE_PER_PEER = 64  # people one connected peer may say are on it (``presence`` frame)
 
+# ---- acceptance (docs/protocol.md "Acceptance", docs/security.md) ----
+# Presence: what one connected peer may say is on it (its ``presence`` list is cut to this).
+# Quotas per origin, counted on the message's own clock stamp (so they hold the same for live
+# messages and for catch-up, which carries the original stamps): per stamp minute and per day.
+MAX_ORIGIN_MESSAGES_PER_MINUTE = 600
+MAX_ORIGIN_BYTES_PER_MINUTE = 512 * 1024  # UTF-8 bytes of text
+MAX_ORIGIN_MESSAGES_PER_DAY = 20_000
+MAX_ORIGIN_CHANNELS_PER_DAY = 20  # new channels an origin may bring to this device
+# Per connection, per wall-clock minute: origins never seen here before, and unverified messages
+# (origins whose key is unknown here can be named freely, so they share this one budget).
+MAX_NEW_ORIGINS_PER_PEER_MINUTE = 64
+MAX_UNVERIFIED_PER_PEER_MINUTE = 20_000
+QUOTA_ORIGINS_TRACKED = 8_192  # quota counters kept in memory (least recently used dropped)
+
 DEFAULT_CHANNEL = "general"
 
 KIND_CHAT = "chat"
@@ -60,7 +74,12 @@ _ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 JOINERS = "\u200c\u200d"
 
 
-class ValidationError(ValueError):
+class FletChatError(Exception):
+    """The root of every error Flet Chat raises on purpose (validation, store, protocol, rooms,
+    trust...): ``except FletChatError`` catches ours and nothing else."""
+
+
+class ValidationError(FletChatError, ValueError):
     """Input that breaks a rule; ``str(err)`` is a sentence fit to show the person who sent it."""
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 
+from .model import FletChatError
 
-class PortInUse(RuntimeError):
+
+class PortInUse(FletChatError, RuntimeError):
     """The web port is taken (another Flet Chat, or another server)."""
 
 

@@ -24,6 +24,7 @@ from fletchat.model import (
     DEVICE_KINDS,
     MAX_FRAME_BYTES,
     MAX_PRESENCE_PER_PEER,
+    FletChatError,
     Message,
     ValidationError,
     validate_id,
@@ -82,7 +83,7 @@ SIG_CHARS = 88  # base64 of a 64-byte Ed25519 signature
 NONCE_BYTES = 16
 
 
-class ProtocolError(ValueError):
+class ProtocolError(FletChatError, ValueError):
     """A frame that breaks the wire format. ``reason`` is fit for a close frame and a log line."""
 
     def __init__(self, reason: str, code: int = CLOSE_PROTOCOL_ERROR) -> None:

@@ -10,6 +10,7 @@ See ``docs/store.md`` for the schema, ordering, catch-up exchange, outbox and co
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import shutil
@@ -17,12 +18,13 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Literal, Self
+from typing import Self
 
 from .clock import Stamp
-from .model import DEFAULT_CHANNEL, Message
+from .model import DEFAULT_CHANNEL, FletChatError, Message
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +32,15 @@ log = logging.getLogger(__name__)
 APPLICATION_ID = 0x464C4354
 SQLITE_HEADER = b"SQLite format 3\x00"
 
-State = Literal["pending", "sent", "delivered"]
-STATES: tuple[State, ...] = ("pending", "sent", "delivered")
+class State(StrEnum):
+    """Where a message written here stands (the outbox); peers' messages are DELIVERED."""
+
+    PENDING = "pending"  # stored here, not yet handed to any connection
+    SENT = "sent"  # handed to at least one connection, no peer confirmed it yet
+    DELIVERED = "delivered"  # a peer confirmed it stored it
+
+
+STATES: tuple[State, ...] = tuple(State)
 
 # Search markers around each matched term in a snippet. STX/ETX are control characters, which
 # ``model.validate_text`` never lets into a message, so they cannot collide with stored text.
@@ -45,8 +54,30 @@ MAX_BATCH = 1000  # upper bound for missing_for / recent / search limits
 _TERM_RE = re.compile(r"\w+")
 
 
-class StoreError(RuntimeError):
+class StoreError(FletChatError, RuntimeError):
     """The database cannot be used; ``str(err)`` says why and where the original was copied."""
+
+
+class StoreFull(StoreError):
+    """A write failed because the disk is full or the data directory is read-only. What is
+    stored stays readable; the app keeps running read-only (``Hub.store_error`` says why)."""
+
+
+# SQLite's words for "cannot write here" (disk/quota full, read-only file or directory).
+_WRITE_FAULTS = ("disk is full", "readonly", "read-only", "disk i/o error", "unable to open")
+
+
+def write_fault(err: BaseException) -> StoreFull | None:
+    """``err`` as a ``StoreFull`` if it means the store cannot be written, else ``None``."""
+    if isinstance(err, StoreFull):
+        return err
+    if isinstance(err, PermissionError) or (
+        isinstance(err, OSError) and getattr(err, "errno", None) in (28, 30, 122)
+    ):
+        return StoreFull(f"cannot write the history ({err.strerror or err})")
+    if isinstance(err, sqlite3.Error) and any(w in str(err).lower() for w in _WRITE_FAULTS):
+        return StoreFull(f"cannot write the history ({err})")
+    return None
 
 
 @dataclass(frozen=True)
@@ -60,8 +91,11 @@ class Record:
     msg: Message
     hlc: Stamp
     seq: int | None = None
-    state: State = "delivered"
+    state: State = State.DELIVERED
     received_at: float = 0.0
+    # Signed by its origin's known key (verified beats unverified for an id or (origin, seq)).
+    verified: bool = field(default=False, compare=False)
+    row: int = field(default=0, compare=False)  # local row number: later arrivals are larger
 
 
 @dataclass(frozen=True)
@@ -123,6 +157,15 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX outbox_undelivered ON outbox (queued_at) WHERE delivered_at IS NULL;
     """,
+    # v2: verified beats unverified (docs/store.md). Peers' rows from v1 start unverified and are
+    # upgraded when their signed copy arrives again; own rows (in the outbox) are verified.
+    """
+    ALTER TABLE messages ADD COLUMN verified INTEGER NOT NULL DEFAULT 0;
+    UPDATE messages SET verified = 1 WHERE id IN (SELECT id FROM outbox);
+    ALTER TABLE origins ADD COLUMN verified INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE outbox ADD COLUMN refused_by TEXT;
+    ALTER TABLE outbox ADD COLUMN refused_reason TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -147,7 +190,7 @@ END;
 _FTS_TRIGGERS = ("messages_fts_ai", "messages_fts_ad", "messages_fts_au")
 
 _COLS = "m.id, m.kind, m.author, m.origin, m.text, m.ts, m.channel, m.hlc, m.seq, m.state, " \
-        "m.received_at"
+        "m.received_at, m.verified, m.n"
 
 
 def fts5_available() -> bool:
@@ -177,7 +220,7 @@ def fts_query(raw: str) -> str | None:
 
 
 def _row_to_record(row: Sequence[object]) -> Record:
-    mid, kind, author, origin, text, ts, channel, hlc, seq, state, received_at = row
+    mid, kind, author, origin, text, ts, channel, hlc, seq, state, received_at, verified, n = row
     # Rows were validated (model.Message.from_dict / Message.chat) before they were stored.
     msg = Message(
         str(mid), str(kind), str(author), str(origin), str(text),
@@ -188,8 +231,10 @@ def _row_to_record(row: Sequence[object]) -> Record:
         msg,
         Stamp.decode(hlc),
         None if seq is None else int(seq),  # type: ignore[call-overload]
-        state if state in STATES else "delivered",  # type: ignore[arg-type]
+        State(state) if state in STATES else State.DELIVERED,
         float(received_at),  # type: ignore[arg-type]
+        bool(verified),
+        int(n),  # type: ignore[call-overload]
     )
 
 
@@ -209,6 +254,13 @@ def _backup(path: Path) -> Path:
     return target
 
 
+def _read_connection(path: Path) -> sqlite3.Connection:
+    """A second, read-only connection to the same file (query_only: it can never write)."""
+    con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+    con.execute("PRAGMA query_only = 1")
+    return con
+
+
 def _inspect(path: Path) -> str | None:
     """Why an existing file is not a usable store of ours, or ``None`` if it is (read-only)."""
     with open(path, "rb") as f:
@@ -218,7 +270,8 @@ def _inspect(path: Path) -> str | None:
     if header != SQLITE_HEADER:
         return "is not a SQLite database"
     try:
-        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        # immutable: a read-only or full data directory cannot hold the -shm a WAL reader needs
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
     except sqlite3.Error as err:
         return f"cannot be opened ({err})"
     try:
@@ -245,17 +298,289 @@ def _inspect(path: Path) -> str | None:
     return None
 
 
-class Store:
+class _StoreReads:
+    """The read side of ``Store`` (history pages, search, catch-up answers), kept apart so each
+    class stays small. Uses the store's connection, lock and column list."""
+
+    _con: sqlite3.Connection
+    _lock: threading.RLock
+    _ro: sqlite3.Connection
+    _ro_lock: threading.Lock | threading.RLock
+    _cols: str
+    fts: bool
+
+    # ---- reading ----
+    def get(self, msg_id: str) -> Record | None:
+        with self._lock:
+            row = self._con.execute(
+                f"SELECT {self._cols} FROM messages m WHERE m.id = ?", (msg_id,)
+            ).fetchone()
+        return None if row is None else _row_to_record(row)
+
+    def recent(self, channel: str = DEFAULT_CHANNEL, limit: int = 50,
+               before: Stamp | None = None) -> list[Record]:
+        """The ``limit`` latest messages of ``channel`` older than ``before``, oldest first.
+
+        Page upwards by passing the first record's ``hlc`` of the previous page as ``before``.
+        """
+        limit = max(0, min(limit, MAX_BATCH))
+        with self._lock:
+            if before is None:
+                rows = self._con.execute(
+                    f"SELECT {self._cols} FROM messages m WHERE m.channel = ? "
+                    "ORDER BY m.hlc DESC, m.id DESC LIMIT ?", (channel, limit)).fetchall()
+            else:
+                rows = self._con.execute(
+                    f"SELECT {self._cols} FROM messages m WHERE m.channel = ? AND m.hlc < ? "
+                    "ORDER BY m.hlc DESC, m.id DESC LIMIT ?",
+                    (channel, before.encode(), limit)).fetchall()
+        return [_row_to_record(r) for r in reversed(rows)]
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._con.execute("SELECT count(*) FROM messages").fetchone()[0])
+
+    def last_hlc(self, origin: str | None = None) -> Stamp | None:
+        """The greatest stored stamp (of ``origin``'s messages, if given): seed ``HLC(last=...)``
+        with this install's own after a restart, so a peer's far-ahead stamp stored here never
+        drags our clock (docs/protocol.md, Acceptance)."""
+        with self._lock:
+            if origin is None:
+                row = self._con.execute("SELECT max(hlc) FROM messages").fetchone()
+            else:
+                row = self._con.execute(
+                    "SELECT max(hlc) FROM messages WHERE origin = ?", (origin,)).fetchone()
+        return None if row[0] is None else Stamp.decode(row[0])
+
+    def lookup(self, msg_id: str, origin: str, seq: int) -> tuple[Record | None, Record | None]:
+        """(the row with this id, the row in this (origin, seq) slot): two indexed reads on the
+        lookup connection, cheap enough for the acceptance pipeline."""
+        with self._ro_lock:  # one statement: one read transaction
+            rows = self._ro.execute(
+                f"SELECT {self._cols} FROM messages m WHERE m.id = ? UNION ALL "
+                f"SELECT {self._cols} FROM messages m WHERE m.origin = ? AND m.seq = ?",
+                (msg_id, origin, seq)).fetchall()
+        records = [_row_to_record(r) for r in rows]
+        by_id = next((r for r in records if r.msg.id == msg_id), None)
+        slot = next((r for r in records if r.msg.origin == origin and r.seq == seq), None)
+        return by_id, slot
+
+    # ---- search ----
+    def search(self, query: str, channel: str | None = None, limit: int = 50,
+               marks: tuple[str, str] = (MARK_START, MARK_END)) -> list[Hit]:
+        """Messages containing every word of ``query`` (each as a prefix), newest first.
+
+        Any text is safe to pass: it is reduced to quoted words (see ``fts_query``), never raises
+        for odd input, and returns ``[]`` when nothing searchable is left.
+        """
+        limit = max(0, min(limit, MAX_BATCH))
+        if not isinstance(query, str) or limit == 0:
+            return []
+        if not self.fts:
+            return self._search_like(query, channel, limit, marks)
+        match = fts_query(query)
+        if match is None:
+            return []
+        with self._lock:
+            rows = self._con.execute(
+                f"SELECT {self._cols}, snippet(messages_fts, 0, ?, ?, '…', ?) "
+                "FROM messages_fts JOIN messages m ON m.n = messages_fts.rowid "
+                "WHERE messages_fts MATCH ? AND (? IS NULL OR m.channel = ?) "
+                "ORDER BY m.hlc DESC LIMIT ?",
+                (marks[0], marks[1], SNIPPET_TOKENS, match, channel, channel, limit),
+            ).fetchall()
+        return [Hit(_row_to_record(r[:-1]), str(r[-1])) for r in rows]
+
+    def _search_like(self, query: str, channel: str | None, limit: int,
+                     marks: tuple[str, str]) -> list[Hit]:
+        terms = _TERM_RE.findall(query[:MAX_QUERY_CHARS])[:MAX_QUERY_TERMS]
+        if not terms:
+            return []
+        where = " AND ".join("m.text LIKE ? ESCAPE '\\'" for _ in terms)
+        args: list[object] = ["%" + _like_escape(t) + "%" for t in terms]
+        with self._lock:
+            rows = self._con.execute(
+                f"SELECT {self._cols} FROM messages m WHERE {where} AND (? IS NULL OR m.channel = ?) "
+                "ORDER BY m.hlc DESC LIMIT ?", (*args, channel, channel, limit)).fetchall()
+        return [Hit(rec, _highlight(rec.msg.text, terms, marks))
+                for rec in map(_row_to_record, rows)]
+
+    # ---- catch-up ----
+    def have_summary(self, keyed: Callable[[str], bool] | None = None) -> dict[str, int]:
+        """Per origin, the highest seq such that every seq 1..it is stored (origins with >= 1).
+
+        For origins where ``keyed(origin)`` is true (their key is known, so their messages can be
+        verified here) only verified rows count: an unsigned squatter in a slot never makes us
+        claim to hold the real message (docs/store.md)."""
+        verified = "verified" if self._cols is _COLS else "0"
+        with self._lock:
+            rows = self._con.execute(
+                f"SELECT origin, contiguous, {verified} FROM origins WHERE contiguous > 0"
+            ).fetchall()
+        out: dict[str, int] = {}
+        for origin, contiguous, ver in rows:
+            n = int(ver) if keyed is not None and keyed(str(origin)) else int(contiguous)
+            if n > 0:
+                out[str(origin)] = n
+        return out
+
+    def missing_for(self, summary: Mapping[str, int], limit: int = 200,
+                    after: tuple[str, int] | None = None,
+                    since: Mapping[str, int] | None = None) -> list[Record]:
+        """What a peer whose ``have_summary()`` is ``summary`` lacks: records with a seq above the
+        peer's number for their origin, in (origin, seq) order, at most ``limit``.
+
+        Fewer than ``limit`` means this pass is complete. Otherwise ask again with
+        ``after=(last.msg.origin, last.seq)``. The peer's summary comes from outside: entries that
+        are not (str, int >= 0) are treated as absent. ``since`` maps origins to a row number:
+        only rows stored after it are returned for that origin (what this peer was already sent
+        above a gap it cannot fill is not sent again, see ``Hub.missing``).
+        """
+        since = since or {}
+        limit = max(1, min(limit, MAX_BATCH))
+        out: list[Record] = []
+        with self._lock:
+            origins = self._con.execute(
+                "SELECT origin, max_seq FROM origins WHERE origin >= ? ORDER BY origin",
+                (after[0] if after else "",)).fetchall()
+            for origin, max_seq in origins:
+                have = summary.get(origin, 0)
+                if isinstance(have, bool) or not isinstance(have, int) or have < 0:
+                    have = 0
+                floor = have
+                if after is not None and origin == after[0]:
+                    floor = max(floor, after[1])
+                if max_seq <= floor:
+                    continue
+                rows = self._con.execute(
+                    f"SELECT {self._cols} FROM messages m WHERE m.origin = ? AND m.seq > ? "
+                    "AND m.n > ? ORDER BY m.seq LIMIT ?",
+                    (origin, floor, since.get(origin, 0), limit - len(out))).fetchall()
+                out.extend(_row_to_record(r) for r in rows)
+                if len(out) >= limit:
+                    break
+        return out
+
+    def update_cursor(self, peer: str, summary: Mapping[str, int]) -> None:
+        """Remember that ``peer`` holds each origin's 1..seq (from its summary or its acks).
+        Cursors only move forward."""
+        with self._lock, self._transaction():
+            now = self._now()
+            for origin, seq in summary.items():
+                if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+                    continue
+                self._con.execute(
+                    "INSERT INTO sync_cursors (peer, origin, seq, updated_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (peer, origin) DO UPDATE SET seq = max(seq, excluded.seq), "
+                    "updated_at = excluded.updated_at", (peer, origin, seq, now))
+
+    def cursor(self, peer: str) -> dict[str, int]:
+        """What ``peer`` was last known to hold: pass to ``missing_for`` to push what it lacks."""
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT origin, seq FROM sync_cursors WHERE peer = ?", (peer,)).fetchall()
+        return {str(o): int(s) for o, s in rows}
+
+
+class _StoreOutbox:
+    """The outbox and channel tables of ``Store`` (small writes), kept apart so each class stays
+    small. Uses the store's connection, lock, clock and transactions."""
+
+    _con: sqlite3.Connection
+    _lock: threading.RLock
+    _cols: str
+    _now: Callable[[], float]
+
+    def _transaction(self) -> _Tx: ...
+
+    # ---- outbox ----
+    def pending(self, limit: int = MAX_BATCH) -> list[Record]:
+        """Local messages no peer has confirmed yet, oldest first."""
+        with self._lock:
+            rows = self._con.execute(
+                f"SELECT {self._cols} FROM outbox o JOIN messages m ON m.id = o.id "
+                "WHERE o.delivered_at IS NULL ORDER BY o.queued_at, m.seq LIMIT ?",
+                (max(0, min(limit, MAX_BATCH)),)).fetchall()
+        return [_row_to_record(r) for r in rows]
+
+    def mark_sent(self, msg_id: str) -> bool:
+        """Handed to at least one connection (not yet confirmed). ``False`` if not in the outbox."""
+        with self._lock, self._transaction():
+            now = self._now()
+            cur = self._con.execute(
+                "UPDATE outbox SET sent_at = coalesce(sent_at, ?) WHERE id = ?", (now, msg_id))
+            self._con.execute(
+                "UPDATE messages SET state = 'sent' WHERE id = ? AND state = 'pending'", (msg_id,))
+            return cur.rowcount == 1
+
+    def mark_delivered(self, msg_id: str) -> bool:
+        """A peer confirmed it holds the message. ``False`` if unknown or already delivered."""
+        with self._lock, self._transaction():
+            now = self._now()
+            cur = self._con.execute(
+                "UPDATE outbox SET delivered_at = ?, sent_at = coalesce(sent_at, ?) "
+                "WHERE id = ? AND delivered_at IS NULL", (now, now, msg_id))
+            self._con.execute("UPDATE messages SET state = 'delivered' WHERE id = ?", (msg_id,))
+            return cur.rowcount == 1
+
+    def mark_refused(self, msg_id: str, peer: str, reason: str) -> bool:
+        """A peer refused the message (and said why): kept in the outbox row for the writer's
+        view. ``False`` if it is not in the outbox or already delivered."""
+        with self._lock, self._transaction():
+            cur = self._con.execute(
+                "UPDATE outbox SET refused_by = ?, refused_reason = ? "
+                "WHERE id = ? AND delivered_at IS NULL", (peer, reason[:200], msg_id))
+            return cur.rowcount == 1
+
+    def refusals(self) -> dict[str, tuple[str, str]]:
+        """Undelivered messages written here that a peer refused: id -> (peer, reason)."""
+        if self._cols is not _COLS:
+            return {}
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT id, refused_by, refused_reason FROM outbox "
+                "WHERE refused_by IS NOT NULL AND delivered_at IS NULL").fetchall()
+        return {str(i): (str(p), str(r)) for i, p, r in rows}
+
+    # ---- channels ----
+    def channels(self) -> list[str]:
+        with self._lock:
+            rows = self._con.execute("SELECT name FROM channels ORDER BY name").fetchall()
+        return [str(r[0]) for r in rows]
+
+    def create_channel(self, name: str) -> bool:
+        """``False`` if it exists. Validate ``name`` with ``model.validate_channel`` first."""
+        with self._lock, self._transaction():
+            cur = self._con.execute(
+                "INSERT OR IGNORE INTO channels (name, created_at) VALUES (?, ?)",
+                (name, self._now()))
+            return cur.rowcount == 1
+
+
+class Store(_StoreReads, _StoreOutbox):
     """Message history in one SQLite file: ``Store.open(path)`` ... ``close()``."""
 
     def __init__(self, con: sqlite3.Connection, path: Path, fts: bool,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], fault: str = "") -> None:
         self._con = con
         self.path = path
         self.fts = fts
         self._now = clock
         self._lock = threading.RLock()
         self._closed = False
+        # Why this store is read-only ("" while it is writable): a full disk or a read-only data
+        # directory, found at open or at the first failed write. Reads keep working.
+        self.fault = fault
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+        self._cols = _COLS if version >= 2 else _COLS.replace("m.verified", "0")
+        # Point lookups for the acceptance pipeline use their own connection, so they never wait
+        # for the writer thread's transaction (WAL readers do not block on writers).
+        self._ro = _read_connection(path) if not fault else con
+        self._ro_lock = threading.Lock() if not fault else self._lock
+
+    @property
+    def read_only(self) -> bool:
+        return bool(self.fault)
 
     # ---- lifecycle ----
     @classmethod
@@ -265,30 +590,57 @@ class Store:
 
         Raises ``StoreError`` if the file is not a Flet Chat database, is damaged, or comes from a
         newer schema; the file is first copied to ``<name>.bad-<timestamp>`` and left untouched.
-        ``fts=False`` forces the LIKE search fallback (as on a SQLite without FTS5).
+        On a full disk or a read-only data directory an existing history opens read-only
+        (``read_only``/``fault`` say so) instead of failing. ``fts=False`` forces the LIKE search
+        fallback (as on a SQLite without FTS5).
         """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StoreError(f"{path.parent} cannot be created: {err.strerror or err}") from err
         if path.exists():
             problem = _inspect(path)
             if problem is not None:
-                backup = _backup(path)
+                try:
+                    backup = f"copied to {_backup(path)}"
+                except OSError as err:
+                    backup = f"could not be copied aside ({err.strerror or err})"
                 raise StoreError(
-                    f"{path} {problem}. It was left as it is and copied to {backup}; "
+                    f"{path} {problem}. It was left as it is and {backup}; "
                     f"move it away (or choose another data directory) to start a new history."
                 )
         use_fts = fts5_available() if fts is None else (fts and fts5_available())
-        con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+        try:
+            con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+        except sqlite3.Error as err:
+            raise StoreError(f"{path} could not be opened: {err}") from err
         try:
             con.execute("PRAGMA journal_mode = WAL")
             con.execute("PRAGMA synchronous = NORMAL")  # durable across app crashes in WAL mode
             con.execute("PRAGMA foreign_keys = ON")
             cls._migrate(con)
             cls._sync_fts(con, use_fts)
-        except sqlite3.Error as err:
+        except (sqlite3.Error, OSError) as err:
             con.close()
-            raise StoreError(f"{path} could not be prepared: {err}") from err
+            fault = write_fault(err)
+            if fault is None or not path.exists() or path.stat().st_size == 0:
+                raise StoreError(f"{path} could not be prepared: {err}") from err
+            log.error("history opened read-only: %s", fault)
+            return cls._open_read_only(path, use_fts, clock, str(fault))
         return cls(con, path, use_fts, clock)
+
+    @classmethod
+    def _open_read_only(cls, path: Path, fts: bool, clock: Callable[[], float],
+                        fault: str) -> Store:
+        """The history as it is on disk, for reading only (immutable: nothing can write it)."""
+        try:
+            con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True,
+                                  isolation_level=None, check_same_thread=False)
+            names = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+        except sqlite3.Error as err:
+            raise StoreError(f"{path} cannot be read: {err}") from err
+        return cls(con, path, fts and "messages_fts" in names, clock, fault=fault)
 
     @staticmethod
     def _migrate(con: sqlite3.Connection) -> None:
@@ -306,6 +658,12 @@ class Store:
                 con.execute("ROLLBACK")
                 raise
             log.debug("store schema upgraded to version %d", target)
+            if target == 2:  # the new verified counters start from what v1 rows say
+                con.execute("BEGIN IMMEDIATE")
+                origins = [r[0] for r in con.execute("SELECT origin FROM origins")]
+                for origin in origins:
+                    _advance(con, origin)
+                con.execute("COMMIT")
 
     @staticmethod
     def _sync_fts(con: sqlite3.Connection, use_fts: bool) -> None:
@@ -332,10 +690,14 @@ class Store:
             if self._closed:
                 return
             self._closed = True
-            try:
-                self._con.execute("PRAGMA optimize")
-            except sqlite3.Error:
-                pass
+            if not self.fault:
+                try:
+                    self._con.execute("PRAGMA optimize")
+                except sqlite3.Error:
+                    pass
+            if self._ro is not self._con:
+                with self._ro_lock:
+                    self._ro.close()
             self._con.close()
 
     def __enter__(self) -> Self:
@@ -350,11 +712,13 @@ class Store:
         return self.add_many([Record(msg, hlc, seq)])[0]
 
     def add_many(self, records: Iterable[Record]) -> list[bool]:
-        """Store many records in one transaction; per record, ``True`` if it was new.
+        """Store many records in one transaction; per record, ``True`` if it is now stored as
+        given (new, or it replaced an unverified copy), ``False`` if it was not written.
 
         A record's ``state`` and ``received_at`` are ignored: peers' messages are stored as
-        ``delivered``, received now. A new id that reuses an already stored (origin, seq) is refused
-        (``False``) and logged: seq numbers belong to their origin and must not repeat.
+        ``delivered``, received now. Verified beats unverified (docs/store.md): a verified record
+        replaces an unverified row with the same id or the same (origin, seq); otherwise a new id
+        that reuses an already stored (origin, seq) is refused (``False``) and logged.
         """
         records = list(records)
         if not records:
@@ -364,28 +728,47 @@ class Store:
             now = self._now()
             touched: set[str] = set()
             channels: set[str] = set()
+            self._removed: set[str] = set()
             for rec in records:
-                m = rec.msg
-                cur = self._con.execute(
-                    "INSERT OR IGNORE INTO messages (id, channel, origin, seq, hlc, kind, author, "
-                    "text, ts, received_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                    "'delivered')",
-                    (m.id, m.channel, m.origin, rec.seq, rec.hlc.encode(), m.kind, m.author,
-                     m.text, m.ts, now),
-                )
-                new = cur.rowcount == 1
-                results.append(new)
-                if new:
-                    channels.add(m.channel)
-                    if rec.seq is not None:
-                        touched.add(m.origin)
-                elif rec.seq is not None and not self._has_id(m.id):
-                    log.warning("message %s refused: %s seq %d is already another message",
-                                m.id, m.origin, rec.seq)
+                written = self._put(rec, now)
+                results.append(written)
+                if written:
+                    channels.add(rec.msg.channel)
+                    touched.add(rec.msg.origin)
             self._ensure_channels(channels, now)
             for origin in touched:
-                self._advance(origin)
+                _advance(self._con, origin, full=origin in self._removed)
         return results
+
+    def _put(self, rec: Record, now: float) -> bool:
+        """One record into ``messages`` by the verified-beats-unverified rule (in a transaction)."""
+        m = rec.msg
+        held = self._con.execute(
+            "SELECT verified FROM messages WHERE id = ?", (m.id,)).fetchone()
+        if held is not None:
+            if not rec.verified or held[0]:
+                return False  # already here, as well proven
+            self._con.execute("DELETE FROM messages WHERE id = ?", (m.id,))
+            self._removed.add(m.origin)  # it may have held another slot of that origin
+        if rec.seq is not None:
+            slot = self._con.execute(
+                "SELECT id, verified FROM messages WHERE origin = ? AND seq = ?",
+                (m.origin, rec.seq)).fetchone()
+            if slot is not None:
+                if not rec.verified or slot[1]:
+                    log.warning("message %s refused: %s seq %d is already another message",
+                                m.id, m.origin, rec.seq)
+                    return False
+                log.warning("verified message %s replaces unverified %s at %s seq %d",
+                            m.id, slot[0], m.origin, rec.seq)
+                self._con.execute("DELETE FROM messages WHERE id = ?", (slot[0],))
+        self._con.execute(
+            "INSERT INTO messages (id, channel, origin, seq, hlc, kind, author, text, ts, "
+            "received_at, state, verified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'delivered', ?)",
+            (m.id, m.channel, m.origin, rec.seq, rec.hlc.encode(), m.kind, m.author,
+             m.text, m.ts, now, int(rec.verified)),
+        )
+        return True
 
     def add_local(self, msg: Message, hlc: Stamp) -> Record:
         """Store a message written on this install: next seq of ``msg.origin``, state ``pending``,
@@ -396,7 +779,8 @@ class Store:
             try:
                 self._con.execute(
                     "INSERT INTO messages (id, channel, origin, seq, hlc, kind, author, text, ts, "
-                    "received_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
+                    "received_at, state, verified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                    "'pending', 1)",
                     (msg.id, msg.channel, msg.origin, seq, hlc.encode(), msg.kind, msg.author,
                      msg.text, msg.ts, now),
                 )
@@ -404,200 +788,21 @@ class Store:
                 raise StoreError(f"message {msg.id} is already stored") from err
             self._con.execute("INSERT INTO outbox (id, queued_at) VALUES (?, ?)", (msg.id, now))
             self._ensure_channels({msg.channel}, now)
-            self._advance(msg.origin)
-        return Record(msg, hlc, seq, "pending", now)
+            _advance(self._con, msg.origin)
+        return Record(msg, hlc, seq, State.PENDING, now, verified=True)
 
     def next_seq(self, origin: str) -> int:
         """The seq the next message written by ``origin`` gets (1 for a new origin)."""
         with self._lock:
             return self._next_seq(origin)
 
-    # ---- reading ----
-    def get(self, msg_id: str) -> Record | None:
-        with self._lock:
-            row = self._con.execute(
-                f"SELECT {_COLS} FROM messages m WHERE m.id = ?", (msg_id,)
-            ).fetchone()
-        return None if row is None else _row_to_record(row)
-
-    def recent(self, channel: str = DEFAULT_CHANNEL, limit: int = 50,
-               before: Stamp | None = None) -> list[Record]:
-        """The ``limit`` latest messages of ``channel`` older than ``before``, oldest first.
-
-        Page upwards by passing the first record's ``hlc`` of the previous page as ``before``.
-        """
-        limit = max(0, min(limit, MAX_BATCH))
-        with self._lock:
-            if before is None:
-                rows = self._con.execute(
-                    f"SELECT {_COLS} FROM messages m WHERE m.channel = ? "
-                    "ORDER BY m.hlc DESC, m.id DESC LIMIT ?", (channel, limit)).fetchall()
-            else:
-                rows = self._con.execute(
-                    f"SELECT {_COLS} FROM messages m WHERE m.channel = ? AND m.hlc < ? "
-                    "ORDER BY m.hlc DESC, m.id DESC LIMIT ?",
-                    (channel, before.encode(), limit)).fetchall()
-        return [_row_to_record(r) for r in reversed(rows)]
-
-    def count(self) -> int:
-        with self._lock:
-            return int(self._con.execute("SELECT count(*) FROM messages").fetchone()[0])
-
-    def last_hlc(self) -> Stamp | None:
-        """The greatest stored stamp: seed ``HLC(last=...)`` with it after a restart."""
-        with self._lock:
-            row = self._con.execute("SELECT max(hlc) FROM messages").fetchone()
-        return None if row[0] is None else Stamp.decode(row[0])
-
-    # ---- search ----
-    def search(self, query: str, channel: str | None = None, limit: int = 50,
-               marks: tuple[str, str] = (MARK_START, MARK_END)) -> list[Hit]:
-        """Messages containing every word of ``query`` (each as a prefix), newest first.
-
-        Any text is safe to pass: it is reduced to quoted words (see ``fts_query``), never raises
-        for odd input, and returns ``[]`` when nothing searchable is left.
-        """
-        limit = max(0, min(limit, MAX_BATCH))
-        if not isinstance(query, str) or limit == 0:
-            return []
-        if not self.fts:
-            return self._search_like(query, channel, limit, marks)
-        match = fts_query(query)
-        if match is None:
-            return []
-        with self._lock:
-            rows = self._con.execute(
-                f"SELECT {_COLS}, snippet(messages_fts, 0, ?, ?, '…', ?) "
-                "FROM messages_fts JOIN messages m ON m.n = messages_fts.rowid "
-                "WHERE messages_fts MATCH ? AND (? IS NULL OR m.channel = ?) "
-                "ORDER BY m.hlc DESC LIMIT ?",
-                (marks[0], marks[1], SNIPPET_TOKENS, match, channel, channel, limit),
-            ).fetchall()
-        return [Hit(_row_to_record(r[:-1]), str(r[-1])) for r in rows]
-
-    def _search_like(self, query: str, channel: str | None, limit: int,
-                     marks: tuple[str, str]) -> list[Hit]:
-        terms = _TERM_RE.findall(query[:MAX_QUERY_CHARS])[:MAX_QUERY_TERMS]
-        if not terms:
-            return []
-        where = " AND ".join("m.text LIKE ? ESCAPE '\\'" for _ in terms)
-        args: list[object] = ["%" + _like_escape(t) + "%" for t in terms]
-        with self._lock:
-            rows = self._con.execute(
-                f"SELECT {_COLS} FROM messages m WHERE {where} AND (? IS NULL OR m.channel = ?) "
-                "ORDER BY m.hlc DESC LIMIT ?", (*args, channel, channel, limit)).fetchall()
-        return [Hit(rec, _highlight(rec.msg.text, terms, marks))
-                for rec in map(_row_to_record, rows)]
-
-    # ---- catch-up ----
-    def have_summary(self) -> dict[str, int]:
-        """Per origin, the highest seq such that every seq 1..it is stored (origins with >= 1)."""
-        with self._lock:
-            rows = self._con.execute(
-                "SELECT origin, contiguous FROM origins WHERE contiguous > 0").fetchall()
-        return {str(o): int(c) for o, c in rows}
-
-    def missing_for(self, summary: Mapping[str, int], limit: int = 200,
-                    after: tuple[str, int] | None = None) -> list[Record]:
-        """What a peer whose ``have_summary()`` is ``summary`` lacks: records with a seq above the
-        peer's number for their origin, in (origin, seq) order, at most ``limit``.
-
-        Fewer than ``limit`` means this pass is complete. Otherwise ask again with
-        ``after=(last.msg.origin, last.seq)``. The peer's summary comes from outside: entries that
-        are not (str, int >= 0) are treated as absent.
-        """
-        limit = max(1, min(limit, MAX_BATCH))
-        out: list[Record] = []
-        with self._lock:
-            origins = self._con.execute(
-                "SELECT origin, max_seq FROM origins WHERE origin >= ? ORDER BY origin",
-                (after[0] if after else "",)).fetchall()
-            for origin, max_seq in origins:
-                have = summary.get(origin, 0)
-                if isinstance(have, bool) or not isinstance(have, int) or have < 0:
-                    have = 0
-                floor = have
-                if after is not None and origin == after[0]:
-                    floor = max(floor, after[1])
-                if max_seq <= floor:
-                    continue
-                rows = self._con.execute(
-                    f"SELECT {_COLS} FROM messages m WHERE m.origin = ? AND m.seq > ? "
-                    "ORDER BY m.seq LIMIT ?", (origin, floor, limit - len(out))).fetchall()
-                out.extend(_row_to_record(r) for r in rows)
-                if len(out) >= limit:
-                    break
-        return out
-
-    def update_cursor(self, peer: str, summary: Mapping[str, int]) -> None:
-        """Remember that ``peer`` holds each origin's 1..seq (from its summary or its acks).
-        Cursors only move forward."""
-        with self._lock, self._transaction():
-            now = self._now()
-            for origin, seq in summary.items():
-                if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
-                    continue
-                self._con.execute(
-                    "INSERT INTO sync_cursors (peer, origin, seq, updated_at) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (peer, origin) DO UPDATE SET seq = max(seq, excluded.seq), "
-                    "updated_at = excluded.updated_at", (peer, origin, seq, now))
-
-    def cursor(self, peer: str) -> dict[str, int]:
-        """What ``peer`` was last known to hold: pass to ``missing_for`` to push what it lacks."""
-        with self._lock:
-            rows = self._con.execute(
-                "SELECT origin, seq FROM sync_cursors WHERE peer = ?", (peer,)).fetchall()
-        return {str(o): int(s) for o, s in rows}
-
-    # ---- outbox ----
-    def pending(self, limit: int = MAX_BATCH) -> list[Record]:
-        """Local messages no peer has confirmed yet, oldest first."""
-        with self._lock:
-            rows = self._con.execute(
-                f"SELECT {_COLS} FROM outbox o JOIN messages m ON m.id = o.id "
-                "WHERE o.delivered_at IS NULL ORDER BY o.queued_at, m.seq LIMIT ?",
-                (max(0, min(limit, MAX_BATCH)),)).fetchall()
-        return [_row_to_record(r) for r in rows]
-
-    def mark_sent(self, msg_id: str) -> bool:
-        """Handed to at least one connection (not yet confirmed). ``False`` if not in the outbox."""
-        with self._lock, self._transaction():
-            now = self._now()
-            cur = self._con.execute(
-                "UPDATE outbox SET sent_at = coalesce(sent_at, ?) WHERE id = ?", (now, msg_id))
-            self._con.execute(
-                "UPDATE messages SET state = 'sent' WHERE id = ? AND state = 'pending'", (msg_id,))
-            return cur.rowcount == 1
-
-    def mark_delivered(self, msg_id: str) -> bool:
-        """A peer confirmed it holds the message. ``False`` if unknown or already delivered."""
-        with self._lock, self._transaction():
-            now = self._now()
-            cur = self._con.execute(
-                "UPDATE outbox SET delivered_at = ?, sent_at = coalesce(sent_at, ?) "
-                "WHERE id = ? AND delivered_at IS NULL", (now, now, msg_id))
-            self._con.execute("UPDATE messages SET state = 'delivered' WHERE id = ?", (msg_id,))
-            return cur.rowcount == 1
-
-    # ---- channels ----
-    def channels(self) -> list[str]:
-        with self._lock:
-            rows = self._con.execute("SELECT name FROM channels ORDER BY name").fetchall()
-        return [str(r[0]) for r in rows]
-
-    def create_channel(self, name: str) -> bool:
-        """``False`` if it exists. Validate ``name`` with ``model.validate_channel`` first."""
-        with self._lock, self._transaction():
-            cur = self._con.execute(
-                "INSERT OR IGNORE INTO channels (name, created_at) VALUES (?, ?)",
-                (name, self._now()))
-            return cur.rowcount == 1
-
     # ---- internals ----
     def _transaction(self) -> _Tx:
         if self._closed:
             raise StoreError("the store is closed")
-        return _Tx(self._con)
+        if self.fault:
+            raise StoreFull(self.fault)
+        return _Tx(self)
 
     def _has_id(self, msg_id: str) -> bool:
         return self._con.execute("SELECT 1 FROM messages WHERE id = ?", (msg_id,)).fetchone() \
@@ -613,45 +818,74 @@ class Store:
             self._con.execute(
                 "INSERT OR IGNORE INTO channels (name, created_at) VALUES (?, ?)", (name, now))
 
-    def _advance(self, origin: str) -> None:
-        """Recompute ``origins.contiguous``/``max_seq`` for ``origin`` after inserts."""
-        row = self._con.execute(
-            "SELECT contiguous FROM origins WHERE origin = ?", (origin,)).fetchone()
-        c = 0 if row is None else int(row[0])
-        while True:
-            seqs = [int(r[0]) for r in self._con.execute(
-                "SELECT seq FROM messages WHERE origin = ? AND seq > ? ORDER BY seq LIMIT 512",
-                (origin, c))]
-            for s in seqs:
-                if s != c + 1:
-                    break
-                c = s
-            else:
-                if len(seqs) == 512:
-                    continue
-            break
-        top = self._con.execute(
-            "SELECT max(seq) FROM messages WHERE origin = ?", (origin,)).fetchone()[0] or 0
-        self._con.execute(
-            "INSERT INTO origins (origin, contiguous, max_seq) VALUES (?, ?, ?) "
-            "ON CONFLICT (origin) DO UPDATE SET contiguous = excluded.contiguous, "
-            "max_seq = excluded.max_seq", (origin, c, top))
+
+def _advance(con: sqlite3.Connection, origin: str, full: bool = False) -> None:
+    """Move ``origins`` (contiguous, verified contiguous, max_seq) for ``origin`` on from where
+    they were (``full``: from 0, after a row was taken out)."""
+    row = None if full else con.execute(
+        "SELECT contiguous, verified FROM origins WHERE origin = ?", (origin,)).fetchone()
+    c = _contiguous(con, origin, "", row[0] if row else 0)
+    v = _contiguous(con, origin, " AND verified = 1", row[1] if row else 0)
+    top = con.execute(
+        "SELECT max(seq) FROM messages WHERE origin = ?", (origin,)).fetchone()[0] or 0
+    con.execute(
+        "INSERT INTO origins (origin, contiguous, max_seq, verified) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (origin) DO UPDATE SET contiguous = excluded.contiguous, "
+        "max_seq = excluded.max_seq, verified = excluded.verified", (origin, c, top, v))
+
+
+def _contiguous(con: sqlite3.Connection, origin: str, where: str, c: int = 0) -> int:
+    """The highest n such that every seq 1..n of ``origin`` is stored (and matches ``where``),
+    given that 1..c are."""
+    while True:
+        seqs = [int(r[0]) for r in con.execute(
+            f"SELECT seq FROM messages WHERE origin = ? AND seq > ?{where} ORDER BY seq LIMIT 512",
+            (origin, c))]
+        for s in seqs:
+            if s != c + 1:
+                return c
+            c = s
+        if len(seqs) < 512:
+            return c
 
 
 class _Tx:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on an exception (the connection autocommits)."""
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on an exception (the connection autocommits).
 
-    def __init__(self, con: sqlite3.Connection) -> None:
-        self._con = con
+    A write that fails because the disk is full or the directory read-only turns the store
+    read-only (``Store.fault``) and raises ``StoreFull``; nothing committed before is touched."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._con = store._con
 
     def __enter__(self) -> None:
-        self._con.execute("BEGIN IMMEDIATE")
+        try:
+            self._con.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as err:
+            self._fail(err)
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            self._con.execute("COMMIT")
-        else:
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if exc is None:
+            try:
+                self._con.execute("COMMIT")
+                return
+            except sqlite3.Error as err:
+                exc = err
+        with contextlib.suppress(sqlite3.Error):
             self._con.execute("ROLLBACK")
+        self._fail(exc)
+
+    def _fail(self, err: BaseException) -> None:
+        fault = write_fault(err)
+        if fault is None:
+            if isinstance(err, Exception) and not isinstance(err, sqlite3.Error):
+                return  # the caller's own exception propagates unchanged
+            raise err
+        if not self._store.fault:
+            self._store.fault = str(fault)
+            log.error("history is read-only from now on: %s", fault)
+        raise fault from err
 
 
 def _statements(script: str) -> list[str]:
@@ -688,14 +922,15 @@ class StoreWriter:
 
     ``submit`` never touches the disk, so a burst of incoming messages does not stall the caller
     (it blocks only if ``max_queued`` records are already waiting). ``on_commit(records, results)``
-    runs on the writer thread after each committed batch. If a batch fails (disk full, I/O error),
-    it is logged and dropped: those messages are still held by the peers that sent them, and since
-    the summary does not include them, the next catch-up fetches them again.
+    runs on the writer thread after each batch (``results`` is ``None`` if it failed). If a batch
+    fails (disk full, I/O error), it is logged and dropped: those messages were never acknowledged
+    (an ack waits for the commit), so the peers that sent them still hold them for catch-up.
     """
 
     def __init__(self, store: Store, batch_size: int = 500, interval: float = 0.05,
                  max_queued: int = 50_000,
-                 on_commit: Callable[[list[Record], list[bool]], None] | None = None) -> None:
+                 on_commit: Callable[[list[Record], list[bool] | None], None] | None = None,
+                 ) -> None:
         self.store = store
         self.batch_size = batch_size
         self.interval = interval
@@ -711,7 +946,8 @@ class StoreWriter:
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, record: Record) -> None:
+    def submit(self, record: Record) -> int:
+        """Queue ``record``; returns its ticket for ``wait``."""
         with self._cv:
             if self._closing:
                 raise StoreError("the writer is closed")
@@ -720,6 +956,16 @@ class StoreWriter:
             self._queue.append(record)
             self._submitted += 1
             self._cv.notify_all()
+            return self._submitted
+
+    def wait(self, ticket: int, timeout: float | None = None) -> bool:
+        """Commit now and block until the record with ``ticket`` (and all before it) is committed
+        or failed. ``False`` on timeout. Blocking: never call it on an event loop (``Hub.
+        wait_stored`` runs it in a thread)."""
+        with self._cv:
+            self._flush = True
+            self._cv.notify_all()
+            return self._cv.wait_for(lambda: self._done >= ticket, timeout)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything submitted so far is committed (or failed). ``False`` on timeout."""
@@ -766,14 +1012,17 @@ class StoreWriter:
             results: list[bool] | None = None
             try:
                 results = self.store.add_many(batch)
+            except StoreFull as err:
+                self.failed += len(batch)
+                log.error("store writer: %d messages not saved: %s", len(batch), err)
             except Exception:
                 self.failed += len(batch)
                 log.exception("store writer: a batch of %d messages was not saved", len(batch))
-            with self._cv:
-                self._done += len(batch)
-                self._cv.notify_all()
-            if results is not None and self.on_commit is not None:
+            if self.on_commit is not None:  # before waiters wake: they read what it recorded
                 try:
                     self.on_commit(batch, results)
                 except Exception:
                     log.exception("store writer: on_commit failed")
+            with self._cv:
+                self._done += len(batch)
+                self._cv.notify_all()

@@ -348,22 +348,34 @@ class SignatureBook:
     def __init__(self, path: Path | None) -> None:
         self._lock = threading.Lock()  # the pending map
         self._db_lock = threading.Lock()  # the connection
-        self._db = sqlite3.connect(
-            str(path) if path is not None else ":memory:", check_same_thread=False,
-            isolation_level=None,
-        )
-        if path is not None:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS sigs (id TEXT PRIMARY KEY, origin TEXT NOT NULL,"
-            " sig BLOB NOT NULL, verified INTEGER NOT NULL)"
-        )
+        try:
+            self._db = self._open(str(path) if path is not None else ":memory:", path is not None)
+        except sqlite3.Error as err:  # a full or read-only data dir (issue 11, #12): read what is
+            log.error("signatures kept read-only: %s", err)  # there, keep new ones in memory
+            uri = (f"{path.resolve().as_uri()}?mode=ro&immutable=1"
+                   if path is not None and path.exists() else "file::memory:")
+            self._db = sqlite3.connect(uri, uri=True, check_same_thread=False,
+                                       isolation_level=None)
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("CREATE TABLE IF NOT EXISTS sigs (id TEXT PRIMARY KEY, origin "
+                                 "TEXT NOT NULL, sig BLOB NOT NULL, verified INTEGER NOT NULL)")
         self._pending: dict[str, tuple[str, bytes, bool]] = {}
         self._dirty = threading.Event()
         self._closed = False
         self._writer = threading.Thread(target=self._write_loop, name="signatures", daemon=True)
         self._writer.start()
+
+    @staticmethod
+    def _open(where: str, on_disk: bool) -> sqlite3.Connection:
+        db = sqlite3.connect(where, check_same_thread=False, isolation_level=None)
+        if on_disk:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS sigs (id TEXT PRIMARY KEY, origin TEXT NOT NULL,"
+            " sig BLOB NOT NULL, verified INTEGER NOT NULL)"
+        )
+        return db
 
     def put(self, msg_id: str, origin: str, sig: bytes, verified: bool) -> None:
         with self._lock:

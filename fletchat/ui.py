@@ -39,6 +39,11 @@ try:
 except ImportError:  # pragma: no cover
     IdentityWarning = None  # type: ignore[assignment,misc]
 
+try:  # a peer refused our message / the history cannot be written (issue 11)
+    from .events import MessageRefused, StoreFailed
+except ImportError:  # pragma: no cover
+    MessageRefused = StoreFailed = None  # type: ignore[assignment,misc]
+
 try:
     from .store import MARK_END, MARK_START
 except ImportError:  # pragma: no cover - no sqlite3 (Pyodide)
@@ -63,6 +68,7 @@ HIGHLIGHT_SECONDS = 2.5
 
 STATUS_PENDING = "pending"
 STATUS_DELIVERED = "delivered"
+STATUS_REFUSED = "refused"
 LATE_LABEL = "arrived late"
 PENDING_LABEL = "not delivered yet"
 UNVERIFIED_LABEL = "unverified"
@@ -94,9 +100,12 @@ class Status:
 
     state: str
     at: float | None = None
+    note: str = ""  # refused: "not accepted by <peer>: <reason>"
 
     @property
     def label(self) -> str:
+        if self.state == STATUS_REFUSED:
+            return self.note
         if self.state == STATUS_PENDING:
             return PENDING_LABEL
         return f"delivered {format_time(self.at)}" if self.at else "delivered"
@@ -173,12 +182,15 @@ def status_control(status: Status | None) -> ft.Control:
     if status is None:
         return ft.Row(visible=False)
     pending = status.state == STATUS_PENDING
+    refused = status.state == STATUS_REFUSED
     return ft.Row(
         [
             ft.Icon(
-                ft.Icons.SCHEDULE if pending else ft.Icons.DONE,
+                ft.Icons.ERROR_OUTLINE if refused else ft.Icons.SCHEDULE if pending
+                else ft.Icons.DONE,
                 size=13,
-                color=ft.Colors.GREY_500 if pending else ft.Colors.GREEN_700,
+                color=ft.Colors.RED_700 if refused else ft.Colors.GREY_500 if pending
+                else ft.Colors.GREEN_700,
             ),
             ft.Text(status.label, size=10, color=ft.Colors.GREY_600),
         ],
@@ -1002,7 +1014,7 @@ class ChatView:
             log.debug("could not scroll a closed session")
 
     # ---- hub events (pubsub runs async handlers on the page's loop) ----
-    async def on_event(self, topic: str, event: object) -> None:
+    async def on_event(self, topic: str, event: object) -> None:  # noqa: C901 - ui.py is being split (issue 12)
         at_end = False
         target: ft.Control = self.page
         if isinstance(event, Message):
@@ -1022,6 +1034,10 @@ class ChatView:
             self.render_channels()
         elif IdentityWarning is not None and isinstance(event, IdentityWarning):
             self.show_identity_warning(event)
+        elif MessageRefused is not None and isinstance(event, MessageRefused):
+            self.show_refused(event)
+        elif StoreFailed is not None and isinstance(event, StoreFailed):
+            self.banner_text.value, self.banner.visible = event.reason, True
         else:
             return
         try:
@@ -1031,6 +1047,14 @@ class ChatView:
             return
         if at_end and self.following:
             await self.scroll_to_end(duration=150)
+
+    def show_refused(self, event) -> None:
+        """A peer refused messages written here: the row says who and why."""
+        who = next((d.name for d in self.hub.lan_peers() if d.key == event.peer_id), event.peer_id)
+        for msg_id, reason in event.refusals:
+            row = self.rows.get(msg_id)
+            if row is not None and row.status is not None:
+                row.set_status(Status(STATUS_REFUSED, note=f"not accepted by {who}: {reason}"))
 
     def on_message(self, msg: Message) -> bool:
         """Show or count a message; True when it went to the end of the list on screen."""
@@ -1214,7 +1238,7 @@ class ChatView:
         query = (self.search_field.value or "").strip()
         if not query:
             return
-        results = self.hub.search(query)
+        results = await asyncio.to_thread(self.hub.search, query)  # SQLite: off the loop
         tiles = [self.result_tile(msg, self.shown_snippet(msg, snippet)) for msg, snippet in results]
         body: ft.Control = (
             ft.ListView(tiles, spacing=4, height=min(420, 70 * len(tiles) + 10), width=460)
@@ -1363,8 +1387,9 @@ class ChatView:
         if not text.strip():
             return  # nothing to send; never clear what the browser may still be syncing
         try:
-            sent = (
-                self.session.send(text, self.channel) if self.full else self.session.send(text)
+            sent = (  # the hub stores it (SQLite): off the event loop
+                await asyncio.to_thread(self.session.send, text, self.channel) if self.full
+                else self.session.send(text)
             )
         except ValidationError as err:
             # Refused: say why, and keep every character the person typed.

@@ -40,6 +40,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .model import FletChatError
 from .webfinish import FinishError, finish
 
 log = logging.getLogger("fletchat.webbuild")
@@ -66,7 +67,7 @@ PURE_WHEELS = ("flet", "repath", "six")
 MSGPACK = "msgpack"
 
 
-class BuildError(RuntimeError):
+class BuildError(FletChatError, RuntimeError):
     """The build cannot be made here; the message says why and what to do."""
 
 

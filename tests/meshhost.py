@@ -66,7 +66,7 @@ class RecordingHost:
         return {}
 
     def missing(
-        self, summary: dict[str, int], after: tuple[str, int] | None, limit: int
+        self, summary: dict[str, int], after: tuple[str, int] | None, limit: int, peer: str = ""
     ) -> list[Message]:
         return []
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from fletchat.clock import (
     HLC,
+    MAX_ADOPT_MS,
     MAX_COUNTER,
     MAX_DRIFT_MS,
     MAX_WALL_MS,
@@ -82,8 +83,8 @@ def test_remote_too_far_ahead_is_refused_and_leaves_the_clock_alone() -> None:
     with pytest.raises(ClockDriftError, match=r"ahead of ours.*check its date and time"):
         clock.observe(Stamp(wall.ms + MAX_DRIFT_MS + 1, 0, "a"))
     assert clock.last == before
-    # exactly at the bound is accepted
-    assert clock.observe(Stamp(wall.ms + MAX_DRIFT_MS, 0, "a")).wall_ms == wall.ms + MAX_DRIFT_MS
+    # exactly at the bound is accepted, but followed only up to MAX_ADOPT_MS ahead of our wall
+    assert clock.observe(Stamp(wall.ms + MAX_DRIFT_MS, 0, "a")).wall_ms == wall.ms + MAX_ADOPT_MS
 
 
 def test_drift_error_is_a_validation_error() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,11 @@ from fletchat.store import MARK_END, MARK_START, Store
 
 def make(tmp_path: Path, peer_id: str) -> Hub:
     return Hub(peer_id, store=Store.open(tmp_path / f"{peer_id}.db"))
+
+
+def stamped(msg: Message, seq: int = 1) -> Message:
+    """``msg`` as its origin sends it: with its clock stamp and seq."""
+    return replace(msg, hlc=HLC(msg.origin).now().encode(), seq=seq)
 
 
 def joined(hub: Hub, name: str) -> HubSession:
@@ -48,27 +54,29 @@ def test_restart_shows_history_as_it_was(tmp_path):
 
 def test_duplicates_from_a_previous_run_are_not_shown_again(tmp_path):
     hub = make(tmp_path, "p1")
-    msg = Message.chat("Bob", "seen before", "p2")
-    assert hub.receive(msg, "p2").outcome is Outcome.ACCEPTED
+    msg = stamped(Message.chat("Bob", "seen before", "p2"))
+    assert hub.receive(msg, "p2", verified=True).outcome is Outcome.ACCEPTED
     hub.close()
     again = make(tmp_path, "p1")
     shown: list = []
     again.add_listener(shown.append)
-    assert again.receive(msg, "p2").outcome is not Outcome.ACCEPTED
+    assert again.receive(msg, "p2", verified=True).outcome is Outcome.DUPLICATE
     assert not [e for e in shown if isinstance(e, Message)]
     again.close()
 
 
 def test_same_order_everywhere_even_with_skewed_clocks(tmp_path):
     a, b = make(tmp_path, "a"), make(tmp_path, "b")
-    # b's wall clock runs 90 s behind; the hybrid clock still orders causally.
-    b.clock = HLC("b", wall=lambda: int(time.time() * 1000) - 90_000)
+    # b's wall clock runs 45 s behind; the hybrid clock still orders causally (it follows a
+    # peer's clock up to MAX_ADOPT_MS ahead of its own).
+    b.wall = lambda: int(time.time() * 1000) - 45_000
+    b.clock = HLC("b", wall=b.wall)
     ann, bob = joined(a, "Ann"), joined(b, "Bob")
     for i in range(5):
         m = ann.send(f"a{i}")
-        b.receive(m, "a")
+        assert b.receive(m, "a", verified=True).stored
         r = bob.send(f"reply {i}")
-        a.receive(r, "b")
+        assert a.receive(r, "b", verified=True).stored
     order_a = [m.id for m in a.history() if m.kind == "chat"]
     order_b = [m.id for m in b.history() if m.kind == "chat"]
     assert order_a == order_b
@@ -81,7 +89,8 @@ def test_a_clock_far_in_the_future_is_refused(tmp_path):
     bad = Message.chat("Eve", "from the future", "evil")
     from dataclasses import replace
 
-    assert hub.receive(replace(bad, hlc=far.now().encode(), seq=1), "evil").outcome is not Outcome.ACCEPTED
+    acc = hub.receive(replace(bad, hlc=far.now().encode(), seq=1), "evil", verified=True)
+    assert acc.outcome is Outcome.REFUSED and "ahead of ours" in acc.reason
     assert hub.history() == []
 
 
@@ -145,7 +154,8 @@ def test_catch_up_converges_in_bounded_batches(tmp_path):
         assert len(batch) <= 100
         batches += 1
         for m in batch:
-            b.caught_up(m, "a")
+            assert b.receive(m, "a", verified=True, relay=False).stored
+        b.flush()
         if len(batch) < 100:
             break
         after = (batch[-1].origin, batch[-1].seq)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from fletchat.events import Outcome
-from fletchat.hub import PUBSUB_TOPIC, Hub, HubSession, RosterChanged
+from fletchat.clock import HLC
+from fletchat.events import Outcome, Presence
+from fletchat.hub import PUBSUB_TOPIC, Hub, HubSession, NullTransport, RosterChanged
 from fletchat.model import (
     KIND_CHAT,
     KIND_JOIN,
@@ -17,17 +20,19 @@ from fletchat.model import (
 )
 
 
-class RecordingTransport:
-    """The one call the hub makes on the LAN side, recorded."""
+class RecordingTransport(NullTransport):
+    """The hub's calls on the LAN side, recorded."""
 
     def __init__(self) -> None:
+        super().__init__(None)
         self.calls: list[tuple[Message, str | None]] = []
+        self.presence_changes = 0
+
+    def presence_changed(self) -> None:
+        self.presence_changes += 1
 
     def broadcast(self, msg: Message, exclude: str | None = None) -> None:
         self.calls.append((msg, exclude))
-
-    def presence_changed(self) -> None:
-        pass
 
 
 class RecordingPublisher:
@@ -54,6 +59,16 @@ def chat(text: str, author: str = "Ada", origin: str = "me-peer") -> Message:
     return Message.chat(author, text, origin)
 
 
+_seqs: dict[str, int] = {}
+
+
+def remote(text: str, origin: str = "peer-a", author: str = "Ann") -> Message:
+    """A message as a peer sends it: stamped by its origin's clock, with the origin's next seq."""
+    _seqs[origin] = _seqs.get(origin, 0) + 1
+    return replace(Message.chat(author, text, origin), hlc=HLC(origin).now().encode(),
+                   seq=_seqs[origin])
+
+
 # ---------------------------------------------------------------- post / receive
 
 
@@ -71,12 +86,13 @@ def test_post_dedupes_by_id() -> None:
 
 def test_receive_relays_excluding_sender_and_dedupes() -> None:
     hub, transport, events = make_hub()
-    m = chat("from afar", origin="peer-a")
-    assert hub.receive(m, from_peer="peer-a").outcome is Outcome.ACCEPTED
+    m = remote("from afar", origin="peer-a")
+    assert hub.receive(m, from_peer="peer-a", verified=True).outcome is Outcome.ACCEPTED
     [(relayed, exclude)] = transport.calls
     assert relayed.id == m.id and exclude == "peer-a"
     # The same message arriving over another path is neither shown nor relayed again.
-    assert hub.receive(m, from_peer="peer-b").outcome is not Outcome.ACCEPTED
+    again = hub.receive(m, from_peer="peer-b", verified=False)
+    assert again.outcome is Outcome.DUPLICATE and again.stored
     assert hub.post(m) is None
     assert len(transport.calls) == 1
     assert [e.id for e in messages(events)] == [m.id]
@@ -226,10 +242,10 @@ def test_peer_up_and_down() -> None:
     HubSession(hub, key="local").join("Zed")
     carol = Peer("peer-carol", "Carol's phone", device="android")
     hub.peer_up(carol)
-    # The device is listed at once; its person arrives with her join (live or by sync).
+    # The device is listed at once; its people arrive with its presence list.
     assert [d.name for d in hub.lan_peers()] == ["Carol's phone"]
     assert [o.name for o in hub.online()] == ["Zed"]
-    hub.receive(Message.presence(KIND_JOIN, "Carol", "peer-carol"), from_peer="peer-carol")
+    hub.peer_presence("peer-carol", (Presence("Carol", "android", 1.0),))
     online = hub.online()
     assert [(o.name, o.local, o.device) for o in online] == [
         ("Carol", False, "android"),
@@ -255,13 +271,12 @@ def test_peer_up_and_down() -> None:
     assert len(events) == n_events
 
 
-def test_remote_leave_removes_the_person() -> None:
+def test_presence_list_replaces_the_previous_one() -> None:
     hub, _, _ = make_hub()
     hub.peer_up(Peer("p1", "host"))
-    hub.receive(Message.presence(KIND_JOIN, "Ann", "p1"), from_peer="p1")
-    hub.receive(Message.presence(KIND_JOIN, "Ben", "p1"), from_peer="p1")
+    hub.peer_presence("p1", (Presence("Ann", "browser", 1.0), Presence("Ben", "browser", 2.0)))
     assert [o.name for o in hub.online()] == ["Ann", "Ben"]
-    hub.receive(Message.presence(KIND_LEAVE, "Ann", "p1"), from_peer="p1")
+    hub.peer_presence("p1", (Presence("Ben", "browser", 2.0),))
     assert [o.name for o in hub.online()] == ["Ben"]
 
 
@@ -271,27 +286,24 @@ def test_peer_down_unknown_peer_is_noop() -> None:
     assert events == [] and hub.history() == []
 
 
-def test_sync_batch_carries_joins_of_people_present_even_when_old() -> None:
-    hub, _, _ = make_hub(history_limit=3)
-    HubSession(hub, key="s1").join("Old Timer")
+def test_local_presence_lists_sessions_and_tells_the_transport() -> None:
+    hub, transport, _ = make_hub()
+    a = HubSession(hub, key="s1")
+    a.join("Old Timer")
     gone = HubSession(hub, key="s2")
     gone.join("Gone")
     gone.leave()
-    me = HubSession(hub, key="s3")
-    me.join("Me")
-    for i in range(5):
-        me.send(f"m{i}")
-    batch = hub.sync_batch()
-    assert [m.text for m in batch[-3:]] == ["m2", "m3", "m4"]
-    joins = [m.author for m in batch if m.kind == KIND_JOIN]
-    assert sorted(joins) == ["Me", "Old Timer"]  # not "Gone": no longer here
+    assert [p.name for p in hub.local_presence()] == ["Old Timer"]
+    assert transport.presence_changes == 3  # two joins and a leave
+    assert hub.sync_batch() == []  # presence travels in presence frames, not old join lines
 
 
 def test_online_sorted_case_insensitively() -> None:
     hub, _, _ = make_hub()
     for key, name in [("1", "bob"), ("2", "Alice"), ("3", "carol")]:
         HubSession(hub, key=key).join(name)
-    hub.receive(Message.presence(KIND_JOIN, "Bea", "p"), from_peer="p")
+    hub.peer_up(Peer("p", "P"))
+    hub.peer_presence("p", (Presence("Bea", "browser", 1.0),))
     assert [o.name for o in hub.online()] == ["Alice", "Bea", "bob", "carol"]
 
 

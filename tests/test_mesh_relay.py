@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from dataclasses import replace
 
+from fletchat.clock import HLC
 from fletchat.hub import Hub, HubSession
 from fletchat.mesh import Mesh, MeshSettings
 from fletchat.model import Message, Peer
@@ -67,8 +68,9 @@ async def test_full_mesh_relays_nothing_and_anti_entropy_repairs_gaps(tmp_path):
 
         # A message that reached b by a path that is not relayed (as a skipped relay would)
         # still reaches a and c through the periodic summary exchange.
-        stray = replace(Message.chat("Zed", "only b had this", "peer-zed"), seq=1)
-        b.caught_up(stray, "peer-zed")
+        stray = replace(Message.chat("Zed", "only b had this", "peer-zed"), seq=1,
+                        hlc=HLC("peer-zed").now().encode())
+        assert b.receive(stray, "peer-zed", verified=False, relay=False).stored
         assert await eventually(
             lambda: [m.id for m in a.history()].count(stray.id) == 1
             and [m.id for m in c.history()].count(stray.id) == 1

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from fletchat.hub import Hub, HubSession
+from fletchat.hub import Hub, HubSession, NullTransport
 from fletchat.model import MAX_MESSAGE_CHARS, Message, ValidationError, validate_text
 from fletchat.rooms import (
     MAX_SEALED_PLAINTEXT_BYTES,
@@ -90,13 +90,13 @@ class Wire:
     def add(self, peer_id: str) -> Hub:
         wire = self
 
-        class Link:
+        class Link(NullTransport):
             def broadcast(self, msg: Message, exclude: str | None = None) -> None:
                 for other in wire.hubs:
                     if other.peer_id != peer_id:
-                        other.receive(msg, peer_id, relay=False)
+                        other.receive(msg, peer_id, verified=True, relay=False)
 
-        hub = Hub(peer_id, transport=Link())
+        hub = Hub(peer_id, transport=Link(None))
         self.hubs.append(hub)
         return hub
 

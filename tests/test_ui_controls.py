@@ -10,8 +10,9 @@ from datetime import datetime, timedelta
 import flet as ft
 import pytest
 
+from fletchat.events import MessageRefused, StoreFailed
 from fletchat.hub import Delivered, Hub, HubSession, IdentityWarning, Online, RosterChanged
-from fletchat.model import KIND_JOIN, KIND_LEAVE, Message, avatar_color
+from fletchat.model import KIND_JOIN, KIND_LEAVE, Message, Peer, avatar_color
 from fletchat.store import MARK_END, MARK_START, Store
 from fletchat.trust import Trust
 from fletchat.ui import (
@@ -230,6 +231,24 @@ async def test_own_message_pending_then_delivered(tmp_path) -> None:
     assert row.label.endswith("hello, delivered 2021-07-01 09:30")
     icons = [c.icon for c in walk(row) if isinstance(c, ft.Icon)]
     assert icons == [ft.Icons.DONE]
+
+
+async def test_a_refused_message_says_who_refused_it_and_why(tmp_path) -> None:
+    view, session = make_view(tmp_path)
+    sent = session.send("hello")
+    await view.on_event("t", sent)
+    view.hub.peer_up(Peer("peer-b", "Bob's laptop"))
+    await view.on_event("t", MessageRefused("peer-b", ((sent.id, "quota: too many"),), 1.0))
+    row = view.rows[sent.id]
+    assert row.label.endswith("hello, not accepted by Bob's laptop: quota: too many")
+    icons = [c.icon for c in walk(row) if isinstance(c, ft.Icon)]
+    assert icons == [ft.Icons.ERROR_OUTLINE]
+
+
+async def test_a_storage_fault_shows_the_banner(tmp_path) -> None:
+    view, _ = make_view(tmp_path)
+    await view.on_event("t", StoreFailed("History is read-only: disk is full.", 1.0))
+    assert view.banner.visible and "disk is full" in view.banner_text.value
 
 
 async def test_messages_from_elsewhere_have_no_status(tmp_path) -> None:

@@ -1,0 +1,161 @@
+"""The acceptance rules for a message from a peer: stored, duplicate, or refused and why.
+
+Pure: no I/O, no clock of its own. The hub passes what it already holds for the message's id and
+its (origin, seq) slot, and the time; it gets back what to do and the sentence to tell the sender.
+Every rule and limit is in docs/protocol.md ("Acceptance") and docs/security.md.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from enum import StrEnum
+
+from .clock import MAX_DRIFT_MS, MAX_FUTURE_MS, MAX_LIVE_AGE_MS, MIN_STAMP_MS, Stamp
+from .model import (
+    KIND_CHANNEL,
+    MAX_NEW_ORIGINS_PER_PEER_MINUTE,
+    MAX_ORIGIN_BYTES_PER_MINUTE,
+    MAX_ORIGIN_CHANNELS_PER_DAY,
+    MAX_ORIGIN_MESSAGES_PER_DAY,
+    MAX_ORIGIN_MESSAGES_PER_MINUTE,
+    MAX_UNVERIFIED_PER_PEER_MINUTE,
+    QUOTA_ORIGINS_TRACKED,
+    Message,
+    ValidationError,
+)
+
+MINUTE_MS = 60_000
+DAY_MS = 24 * 60 * MINUTE_MS
+
+
+class Action(StrEnum):
+    """What to do with a message, given what is already held for its id and slot."""
+
+    STORE = "store"  # new: store, show, relay
+    REPLACE = "replace"  # verified, and takes the place of an unverified row: store, show
+    UPGRADE = "upgrade"  # the same message, now verified: store the proof, show nothing
+    DUPLICATE = "duplicate"  # already held, as well proven
+    REFUSE = "refuse"
+
+
+@dataclass(frozen=True)
+class Held:
+    """A message this node already holds (stored or queued for the store)."""
+
+    msg: Message
+    verified: bool
+
+
+def same_message(a: Message, b: Message) -> bool:
+    """Equal in every field a signature covers (plus the stamp and seq)."""
+    return (a.id, a.kind, a.author, a.origin, a.text, a.ts, a.channel, a.hlc, a.seq) == (
+        b.id, b.kind, b.author, b.origin, b.text, b.ts, b.channel, b.hlc, b.seq)
+
+
+def judge_slot(
+    msg: Message, verified: bool, by_id: Held | None, in_slot: Held | None
+) -> tuple[Action, str]:
+    """Verified beats unverified, for the same id and for the same (origin, seq) slot; otherwise
+    the first one stays and a different message claiming its id or slot is refused."""
+    if by_id is not None:
+        if same_message(by_id.msg, msg):
+            return (Action.UPGRADE, "") if verified and not by_id.verified else (
+                Action.DUPLICATE, "")
+        if not verified or by_id.verified:
+            return Action.REFUSE, f"id {msg.id} is already another message here"
+        return Action.REPLACE, ""
+    if in_slot is not None and in_slot.msg.id != msg.id:
+        if not verified or in_slot.verified:
+            return Action.REFUSE, (
+                f"{msg.origin} seq {msg.seq} is already another message here")
+        return Action.REPLACE, ""
+    return Action.STORE, ""
+
+
+def check_stamp(msg: Message, now_ms: int, live: bool) -> str:
+    """Why ``msg``'s clock fields are refused ("" if they are fine). ``live``: a ``msg`` frame
+    (relayed to everyone), not catch-up history."""
+    if not msg.hlc or msg.seq <= 0:
+        return ("no clock stamp or sequence number: hlc and seq are required "
+                "(a signed message is never restamped)")
+    try:
+        wall = Stamp.decode(msg.hlc).wall_ms
+    except ValidationError:
+        return "invalid clock stamp"
+    return next((reason for bad, reason in _stamp_rules(wall, int(msg.ts * 1000), now_ms, live)
+                 if bad), "")
+
+
+def _stamp_rules(wall: int, ts_ms: int, now_ms: int, live: bool):
+    """(broken?, reason) for each clock rule, in order; lazily, so only failures are worded."""
+    yield (wall < MIN_STAMP_MS or ts_ms < MIN_STAMP_MS,
+           "stamped before 2020: the writer's date is wrong")
+    if ts_ms - now_ms > MAX_FUTURE_MS:
+        yield True, (f"written {(ts_ms - now_ms) // 1000} s in the future by our clock (at most "
+                     f"{MAX_FUTURE_MS // 1000} s): check the writer's date and time")
+    if wall - now_ms > MAX_DRIFT_MS:
+        yield True, (f"clock stamp {(wall - now_ms) // 1000} s ahead of ours (at most "
+                     f"{MAX_DRIFT_MS // 1000} s)")
+    if live and now_ms - wall > MAX_LIVE_AGE_MS:
+        yield True, (f"a live message stamped {(now_ms - wall) // 1000} s ago (at most "
+                     f"{MAX_LIVE_AGE_MS // 1000} s; older history travels by catch-up)")
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A message about to be accepted, with what the budgets need to know about it."""
+
+    msg: Message
+    from_peer: str
+    verified: bool
+    now_ms: int
+    new_origin: bool = False  # no message of its origin was seen here before
+    new_channel: bool = False  # names a channel this device does not have
+
+
+class Quotas:
+    """Per-origin and per-connection budgets (docs/security.md). Origin budgets count on the
+    message's own stamp (minute and day), so catch-up, which carries the original stamps, cannot
+    get round them; connection budgets count on our clock. Only accepted messages are charged.
+    Counters live in memory, bounded (least recently used dropped)."""
+
+    def __init__(self, limit: int = QUOTA_ORIGINS_TRACKED * 4) -> None:
+        self._counts: OrderedDict[tuple[object, ...], int] = OrderedDict()
+        self._limit = limit
+
+    def check(self, arrival: Arrival) -> str:
+        """Why the message is over a budget ("" if it fits); charges it when it fits."""
+        msg, from_peer, now_ms = arrival.msg, arrival.from_peer, arrival.now_ms
+        verified, new_origin, new_channel = arrival.verified, arrival.new_origin, arrival.new_channel
+        stamp_ms = Stamp.decode(msg.hlc).wall_ms
+        minute, day, wall_minute = stamp_ms // MINUTE_MS, stamp_ms // DAY_MS, now_ms // MINUTE_MS
+        size = len(msg.text.encode("utf-8"))
+        charges: list[tuple[tuple[object, ...], int, int, str]] = [
+            (("m", msg.origin, minute), 1, MAX_ORIGIN_MESSAGES_PER_MINUTE,
+             f"{msg.origin} is over {MAX_ORIGIN_MESSAGES_PER_MINUTE} messages a minute"),
+            (("b", msg.origin, minute), size, MAX_ORIGIN_BYTES_PER_MINUTE,
+             f"{msg.origin} is over {MAX_ORIGIN_BYTES_PER_MINUTE} bytes of text a minute"),
+            (("d", msg.origin, day), 1, MAX_ORIGIN_MESSAGES_PER_DAY,
+             f"{msg.origin} is over {MAX_ORIGIN_MESSAGES_PER_DAY} messages a day"),
+        ]
+        if new_channel or msg.kind == KIND_CHANNEL:
+            charges.append((("c", msg.origin, day), 1, MAX_ORIGIN_CHANNELS_PER_DAY,
+                            f"{msg.origin} is over {MAX_ORIGIN_CHANNELS_PER_DAY} new channels a day"))
+        if new_origin:
+            charges.append((("o", from_peer, wall_minute), 1, MAX_NEW_ORIGINS_PER_PEER_MINUTE,
+                            (f"over {MAX_NEW_ORIGINS_PER_PEER_MINUTE} new origins a minute "
+                            f"from one connection")))
+        if not verified:
+            charges.append((("u", from_peer, wall_minute), 1, MAX_UNVERIFIED_PER_PEER_MINUTE,
+                            (f"over {MAX_UNVERIFIED_PER_PEER_MINUTE} unverified messages "
+                            f"a minute from one connection")))
+        for key, amount, cap, reason in charges:
+            if self._counts.get(key, 0) + amount > cap:
+                return "quota: " + reason
+        for key, amount, _, _ in charges:
+            self._counts[key] = self._counts.get(key, 0) + amount
+            self._counts.move_to_end(key)
+        while len(self._counts) > self._limit:
+            self._counts.popitem(last=False)
+        return ""

@@ -1,0 +1,255 @@
+"""Null objects for the hub: history kept in memory (no data directory, or none wanted) and a
+writer that applies at once. They follow ``Store``/``StoreWriter`` so the hub has one code path.
+
+The memory store keeps the latest ``limit`` messages (oldest dropped) with the same rules as the
+SQLite store: verified beats unverified, per-origin seq slots, outbox states, catch-up answers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+
+from .clock import Stamp
+from .model import DEFAULT_CHANNEL, Message
+from .store import MARK_END, MARK_START, MAX_BATCH, Hit, Record, State
+
+
+class MemoryStore:
+    """History in memory, bounded to ``limit`` messages. Thread-safe."""
+
+    fts = False
+    fault = ""
+    read_only = False
+
+    def __init__(self, limit: int = 500, clock: Callable[[], float] = time.time) -> None:
+        self.limit = max(1, limit)
+        self._now = clock
+        self._lock = threading.RLock()
+        self._rows: dict[str, Record] = {}  # id -> record, in insertion order
+        self._slots: dict[tuple[str, int], str] = {}
+        self._contiguous: dict[str, list[int]] = {}  # origin -> [any, verified]
+        self._outbox: dict[str, list[object]] = {}  # id -> [delivered, refused_by, reason]
+        self._channels: set[str] = {DEFAULT_CHANNEL}
+        self._cursors: dict[tuple[str, str], int] = {}
+        self._n = 0
+
+    def close(self) -> None:
+        pass
+
+    # ---- writing ----
+    def add_many(self, records: Iterable[Record]) -> list[bool]:
+        with self._lock:
+            return [self._put(r) for r in records]
+
+    def _put(self, rec: Record, state: State = State.DELIVERED) -> bool:
+        m = rec.msg
+        held = self._rows.get(m.id)
+        if held is not None:
+            if not rec.verified or held.verified:
+                return False
+            self._drop(m.id)
+        if rec.seq is not None:
+            slot = self._slots.get((m.origin, rec.seq))
+            if slot is not None:
+                if not rec.verified or self._rows[slot].verified:
+                    return False
+                self._drop(slot)
+        self._n += 1
+        self._rows[m.id] = Record(m, rec.hlc, rec.seq, state, self._now(), rec.verified, self._n)
+        if rec.seq is not None:
+            self._slots[(m.origin, rec.seq)] = m.id
+            self._advance(m.origin)
+        self._channels.add(m.channel)
+        while len(self._rows) > self.limit:
+            self._drop(next(iter(self._rows)), forget_slot=False)
+        return True
+
+    def _drop(self, msg_id: str, forget_slot: bool = True) -> None:
+        rec = self._rows.pop(msg_id)
+        self._outbox.pop(msg_id, None)
+        if forget_slot and rec.seq is not None:
+            self._slots.pop((rec.msg.origin, rec.seq), None)
+            self._contiguous.pop(rec.msg.origin, None)
+            self._advance(rec.msg.origin)
+
+    def _advance(self, origin: str) -> None:
+        counts = self._contiguous.setdefault(origin, [0, 0])
+        for i, need_verified in enumerate((False, True)):
+            while True:
+                nxt = self._slots.get((origin, counts[i] + 1))
+                if nxt is None or (need_verified and not self._rows[nxt].verified):
+                    break
+                counts[i] += 1
+
+    def add_local(self, msg: Message, hlc: Stamp) -> Record:
+        with self._lock:
+            seq = self._next_seq(msg.origin)
+            self._put(Record(msg, hlc, seq, verified=True), State.PENDING)
+            self._outbox[msg.id] = [False, None, None]
+            return self._rows[msg.id]
+
+    def next_seq(self, origin: str) -> int:
+        with self._lock:
+            return self._next_seq(origin)
+
+    def _next_seq(self, origin: str) -> int:
+        return 1 + max((s for (o, s) in self._slots if o == origin), default=0)
+
+    # ---- reading ----
+    def get(self, msg_id: str) -> Record | None:
+        with self._lock:
+            return self._rows.get(msg_id)
+
+    def lookup(self, msg_id: str, origin: str, seq: int) -> tuple[Record | None, Record | None]:
+        with self._lock:
+            slot = self._slots.get((origin, seq))
+            return self._rows.get(msg_id), None if slot is None else self._rows.get(slot)
+
+    def recent(self, channel: str = DEFAULT_CHANNEL, limit: int = 50,
+               before: Stamp | None = None) -> list[Record]:
+        with self._lock:
+            rows = [r for r in self._rows.values()
+                    if r.msg.channel == channel and (before is None or r.hlc < before)]
+        rows.sort(key=lambda r: (r.hlc, r.msg.id))
+        return rows[-max(0, min(limit, MAX_BATCH)):] if limit > 0 else []
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._rows)
+
+    def last_hlc(self, origin: str | None = None) -> Stamp | None:
+        with self._lock:
+            stamps = [r.hlc for r in self._rows.values() if origin is None or r.msg.origin == origin]
+        return max(stamps, default=None)
+
+    def search(self, query: str, channel: str | None = None, limit: int = 50,
+               marks: tuple[str, str] = (MARK_START, MARK_END)) -> list[Hit]:
+        words = [w.casefold() for w in query.split() if w] if isinstance(query, str) else []
+        if not words:
+            return []
+        with self._lock:
+            found = [r for r in self._rows.values()
+                     if all(w in r.msg.text.casefold() for w in words)
+                     and (channel is None or r.msg.channel == channel)]
+        found.sort(key=lambda r: r.hlc, reverse=True)
+        return [Hit(r, r.msg.text) for r in found[:limit]]
+
+    # ---- catch-up ----
+    def have_summary(self, keyed: Callable[[str], bool] | None = None) -> dict[str, int]:
+        with self._lock:
+            counts = dict(self._contiguous)
+        out = {o: c[1] if keyed is not None and keyed(o) else c[0] for o, c in counts.items()}
+        return {o: n for o, n in out.items() if n > 0}
+
+    def missing_for(self, summary: Mapping[str, int], limit: int = 200,
+                    after: tuple[str, int] | None = None,
+                    since: Mapping[str, int] | None = None) -> list[Record]:
+        since = since or {}
+        limit = max(1, min(limit, MAX_BATCH))
+        with self._lock:
+            rows = [r for r in self._rows.values() if r.seq is not None]
+        out = []
+        for r in sorted(rows, key=lambda r: (r.msg.origin, r.seq or 0)):
+            have = summary.get(r.msg.origin, 0)
+            if isinstance(have, bool) or not isinstance(have, int) or have < 0:
+                have = 0
+            if after is not None and (r.msg.origin, r.seq or 0) <= after:
+                continue
+            if (r.seq or 0) > have and r.row > since.get(r.msg.origin, 0):
+                out.append(r)
+                if len(out) >= limit:
+                    break
+        return out
+
+    def update_cursor(self, peer: str, summary: Mapping[str, int]) -> None:
+        with self._lock:
+            for origin, seq in summary.items():
+                if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0:
+                    key = (peer, origin)
+                    self._cursors[key] = max(self._cursors.get(key, 0), seq)
+
+    def cursor(self, peer: str) -> dict[str, int]:
+        with self._lock:
+            return {o: s for (p, o), s in self._cursors.items() if p == peer}
+
+    # ---- outbox ----
+    def pending(self, limit: int = MAX_BATCH) -> list[Record]:
+        with self._lock:
+            return [self._rows[i] for i, o in self._outbox.items() if not o[0]][:limit]
+
+    def mark_sent(self, msg_id: str) -> bool:
+        return self._set_state(msg_id, State.SENT, only_from=State.PENDING)
+
+    def mark_delivered(self, msg_id: str) -> bool:
+        with self._lock:
+            box = self._outbox.get(msg_id)
+            if box is None or box[0]:
+                return False
+            box[0] = True
+        self._set_state(msg_id, State.DELIVERED)
+        return True
+
+    def _set_state(self, msg_id: str, state: State, only_from: State | None = None) -> bool:
+        with self._lock:
+            rec = self._rows.get(msg_id)
+            if rec is None or msg_id not in self._outbox:
+                return False
+            if only_from is None or rec.state == only_from:
+                self._rows[msg_id] = Record(rec.msg, rec.hlc, rec.seq, state, rec.received_at,
+                                            rec.verified, rec.row)
+            return True
+
+    def mark_refused(self, msg_id: str, peer: str, reason: str) -> bool:
+        with self._lock:
+            box = self._outbox.get(msg_id)
+            if box is None or box[0]:
+                return False
+            box[1], box[2] = peer, reason[:200]
+            return True
+
+    def refusals(self) -> dict[str, tuple[str, str]]:
+        with self._lock:
+            return {i: (str(o[1]), str(o[2])) for i, o in self._outbox.items()
+                    if o[1] is not None and not o[0]}
+
+    # ---- channels ----
+    def channels(self) -> list[str]:
+        with self._lock:
+            return sorted(self._channels)
+
+    def create_channel(self, name: str) -> bool:
+        with self._lock:
+            if name in self._channels:
+                return False
+            self._channels.add(name)
+            return True
+
+
+class ImmediateWriter:
+    """``StoreWriter``'s interface, applied at once on the caller's thread (memory is fast)."""
+
+    def __init__(self, store: MemoryStore,
+                 on_commit: Callable[[list[Record], list[bool] | None], None] | None = None,
+                 ) -> None:
+        self.store = store
+        self.on_commit = on_commit
+        self.failed = 0
+        self._tickets = 0
+
+    def submit(self, record: Record) -> int:
+        results = self.store.add_many([record])
+        self._tickets += 1
+        if self.on_commit is not None:
+            self.on_commit([record], results)
+        return self._tickets
+
+    def wait(self, ticket: int, timeout: float | None = None) -> bool:
+        return True
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
+
+    def close(self, timeout: float | None = None) -> None:
+        pass

@@ -1,0 +1,111 @@
+"""The hub's answers to catch-up (what we have, what a peer lacks) and the outbox (which of our
+messages peers confirmed, or refused and why). docs/store.md and docs/protocol.md describe both.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from .events import Delivered, MessageRefused
+from .model import Message
+from .store import Record
+
+# A message sent to a peer above a gap in its origin's sequence (which the peer's summary cannot
+# show it holds) is not sent to that peer again for this long, unless the peer's summary for that
+# origin went backwards (it lost data): gapped sequences cost one send per 10 minutes, not one
+# per round.
+RESEND_AFTER_S = 600.0
+SENT_MEMORY = 10_000  # (peer, origin) entries remembered
+MAX_REASON_CHARS = 200
+
+
+def wire(record: Record) -> Message:
+    """A stored record as the shared ``Message`` type, with its clock stamp and seq."""
+    return replace(record.msg, hlc=record.hlc.encode(), seq=record.seq or 0)
+
+
+def _valid_seq(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+class CatchUpAnswers:
+    """``summary`` (verified rows only, for origins whose key is known) and ``missing``."""
+
+    def __init__(self, store: Any, keyed: Callable[[str], bool],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._store = store
+        self._keyed = keyed
+        self._now = clock
+        self._sent: OrderedDict[tuple[str, str], tuple[int, int, float]] = OrderedDict()
+        self._since: dict[str, dict[str, int]] = {}
+
+    def summary(self) -> dict[str, int]:
+        return self._store.have_summary(self._keyed)
+
+    def missing(self, summary: dict[str, int], after: tuple[str, int] | None, limit: int,
+                peer: str = "") -> list[Message]:
+        """What a peer with ``summary`` lacks, in (origin, seq) order from ``after``. With
+        ``peer``, messages already sent to it above a gap are left out (``RESEND_AFTER_S``)."""
+        if not peer:
+            return [wire(r) for r in self._store.missing_for(summary, limit, after)]
+        if after is None or peer not in self._since:
+            now = self._now()
+            self._since[peer] = {
+                origin: row for (p, origin), (have, row, at) in self._sent.items()
+                if p == peer and _valid_seq(summary.get(origin)) >= have
+                and now - at < RESEND_AFTER_S
+            }
+        records = self._store.missing_for(summary, limit, after, self._since[peer])
+        now = self._now()
+        for r in records:
+            key = (peer, r.msg.origin)
+            have = _valid_seq(summary.get(r.msg.origin))
+            old = self._sent.get(key)
+            top = max(r.row, old[1]) if old is not None and have >= old[0] else r.row
+            self._sent[key] = (have, top, now)
+            self._sent.move_to_end(key)
+        while len(self._sent) > SENT_MEMORY:
+            self._sent.popitem(last=False)
+        return [wire(r) for r in records]
+
+
+class Outbox:
+    """Our own messages: handed out, confirmed by a peer (an ack or its summary), or refused."""
+
+    def __init__(self, store: Any, own_id: str, publish: Callable[[Any], None]) -> None:
+        self._store = store
+        self._own = own_id
+        self._publish = publish
+
+    def peer_has(self, peer_id: str, summary: dict[str, int]) -> None:
+        """A peer's summary: everything of ours up to its seq for us is delivered."""
+        self._store.update_cursor(peer_id, summary)
+        upto = _valid_seq(summary.get(self._own))
+        self.delivered(tuple(
+            r.msg.id for r in self._store.pending()
+            if r.msg.origin == self._own and r.seq is not None and r.seq <= upto
+        ))
+
+    def delivered(self, ids: tuple[str, ...]) -> None:
+        done = tuple(i for i in ids if self._store.mark_delivered(i))
+        if done:
+            self._publish(Delivered(done, time.time()))
+
+    def refused(self, peer_id: str, refusals: tuple[tuple[str, str], ...]) -> None:
+        """A peer refused some of our messages: remember why, tell the writer's views."""
+        marked = tuple(
+            (msg_id, reason[:MAX_REASON_CHARS]) for msg_id, reason in refusals
+            if self._store.mark_refused(msg_id, peer_id, reason[:MAX_REASON_CHARS])
+        )
+        if marked:
+            self._publish(MessageRefused(peer_id, marked, time.time()))
+
+    def pending_ids(self) -> set[str]:
+        return {r.msg.id for r in self._store.pending()}
+
+    def refusals(self) -> dict[str, tuple[str, str]]:
+        return self._store.refusals()

@@ -1,0 +1,62 @@
+"""The hub's read side: history pages, search, the outbox view. Store reads block, so the UI
+and the relay call the ``*_async`` forms (a worker thread), never the plain ones on a loop."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from .clock import Stamp
+from .model import DEFAULT_CHANNEL, Message
+from .outbox import wire
+
+HISTORY_PAGE = 100
+
+
+class HistoryReads:
+    """Mixed into ``Hub`` (uses its store, writer, queued map and outbox worker)."""
+
+    store: Any
+    outbox: Any
+    _writer: Any
+    _qlock: Any
+    _queued: dict[str, tuple[Message, bool, int]]
+    _bg: Any
+
+    def history(self, channel: str = DEFAULT_CHANNEL, limit: int = HISTORY_PAGE,
+                before: str = "") -> list[Message]:
+        """A page of the conversation in clock order, oldest first; ``before`` pages upwards
+        (pass the first message's ``hlc``). Messages still queued for the store are included."""
+        records = self.store.recent(channel, limit, before=Stamp.decode(before) if before else None)
+        msgs = {r.msg.id: wire(r) for r in records}
+        with self._qlock:
+            queued = [m for m, _, _ in self._queued.values() if m.channel == channel]
+        for m in queued:
+            if not before or m.hlc < before:
+                msgs.setdefault(m.id, m)
+        return sorted(msgs.values(), key=lambda m: (m.hlc, m.id))[-limit:] if limit > 0 else []
+
+    async def history_async(self, channel: str = DEFAULT_CHANNEL, limit: int = HISTORY_PAGE,
+                            before: str = "") -> list[Message]:
+        return await asyncio.to_thread(self.history, channel, limit, before)
+
+    def search(self, query: str, channel: str | None = None, limit: int = 50):
+        """Messages matching the words of ``query`` (prefixes too), newest first, as (message,
+        snippet) pairs; the snippet marks matches with ``store.MARK_START/END``. Blocking."""
+        self._writer.flush(timeout=2.0)
+        return [(wire(h.record), h.snippet) for h in self.store.search(query, channel, limit)]
+
+    async def search_async(self, query: str, channel: str | None = None, limit: int = 50):
+        return await asyncio.to_thread(self.search, query, channel, limit)
+
+    def pending_ids(self) -> set[str]:
+        """Messages written here that no peer has confirmed yet (the outbox)."""
+        return self._bg.submit(self.outbox.pending_ids).result()
+
+    async def pending_ids_async(self) -> set[str]:
+        return await asyncio.wrap_future(self._bg.submit(self.outbox.pending_ids))
+
+    def refusals(self) -> dict[str, tuple[str, str]]:
+        """Our undelivered messages a peer refused: id -> (peer id, reason)."""
+        return self._bg.submit(self.outbox.refusals).result()
+

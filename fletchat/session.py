@@ -1,0 +1,171 @@
+"""One person's view of the hub (a browser tab, the desktop window, the headless peer, a relay
+client), and the channel-name rules they use. The UI only ever talks to a ``HubSession``."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from .model import (
+    DEFAULT_CHANNEL,
+    KIND_JOIN,
+    KIND_LEAVE,
+    MAX_NAME_CHARS,
+    Message,
+    ValidationError,
+    new_id,
+    validate_channel,
+    validate_name,
+)
+from .protocol import TokenBucket
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+CHANNEL_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+DM_PREFIX = "@"
+
+
+def channel_name(raw: str) -> str:
+    """A new channel's name: lower-case letters, digits, - and _, up to 32; "#" is optional."""
+    name = raw.strip().lstrip("#").strip().lower()
+    if not CHANNEL_NAME_RE.match(name):
+        raise ValidationError(
+            "Channel names are 1-32 characters: letters, digits, - and _ (e.g. #lunch)."
+        )
+    return name
+
+
+def dm_channel(a: str, b: str) -> str:
+    """The channel of two: the same name whoever opens it ("@Ann+Bob")."""
+    first, second = sorted((validate_name(a), validate_name(b)))
+    return validate_channel(f"{DM_PREFIX}{first}+{second}")
+
+
+def dm_members(channel: str) -> tuple[str, ...]:
+    """The two names of a direct-message channel, () for an ordinary channel."""
+    if not channel.startswith(DM_PREFIX) or "+" not in channel:
+        return ()
+    first, _, second = channel[len(DM_PREFIX):].partition("+")
+    return (first, second)
+
+
+
+# Local sessions (a tab, the window, a relay client): how fast one person may post, once the
+# node turns it on (``Hub.session_rate``). The headless peer is exempt: it is a script its owner
+# runs (bots, tests pipe bursts into it), not a person on someone else's browser.
+SESSION_RATE_PER_SECOND = 10.0
+SESSION_BURST = 20.0
+SESSION_RATE_EXEMPT_DEVICES = ("headless",)
+
+
+class HubSession:
+    """One person's view of the hub (a browser tab, the desktop window, the headless peer)."""
+
+    def __init__(self, hub: Hub, key: str | None = None, device: str = "browser") -> None:
+        self.hub = hub
+        self.key = key or new_id()
+        self.device = device
+        self.name: str | None = None
+        self.last_name: str | None = None
+        # Private rooms (fletchat/rooms.py): channel -> key, kept for this session only.
+        self.room_keys: dict[str, bytes] = {}
+        rate = getattr(hub, "session_rate", None)  # the web client's mirror hub has none
+        self._bucket = (
+            TokenBucket(*rate, clock=time.monotonic)
+            if rate is not None and device not in SESSION_RATE_EXEMPT_DEVICES
+            else None
+        )
+
+    def join(self, raw_name: str) -> Message:
+        """Validate the name, announce the join to everyone; raises ``ValidationError``."""
+        name = validate_name(raw_name)
+        self.name = self.last_name = name
+        self.hub.session_joined(self.key, name, self.device)
+        msg = Message.presence(KIND_JOIN, name, self.hub.peer_id)
+        return self.hub.post(msg) or msg
+
+    def send(self, raw_text: str, channel: str = DEFAULT_CHANNEL) -> Message | None:
+        """Post a chat message. ``None`` for whitespace only; ``ValidationError`` if refused."""
+        if self.name is None:
+            raise ValidationError("Join the chat first.")
+        if not raw_text or not raw_text.strip():
+            return None
+        if self._bucket is not None and not self._bucket.allow():
+            raise ValidationError("You are sending too fast. Wait a moment and try again.")
+        msg = Message.chat(self.name, raw_text, self.hub.peer_id, validate_channel(channel))
+        key = self.room_keys.get(msg.channel)
+        if key is not None:  # a private room: only the sealed text leaves this session
+            from .rooms import seal
+
+            msg = replace(msg, text=seal(key, msg.channel, msg.id, msg.text))
+        return self.hub.post(msg) or msg
+
+    def set_room_passphrase(self, channel: str, passphrase: str) -> None:
+        """Make ``channel`` a private room for this session: what it sends there is sealed, and
+        sealed messages there open with this passphrase. ``ValidationError`` if too short."""
+        from .rooms import room_key
+
+        channel = validate_channel(channel)
+        self.room_keys[channel] = room_key(channel, passphrase)
+
+    def forget_room(self, channel: str) -> None:
+        self.room_keys.pop(channel, None)
+
+    def reveal(self, msg: Message) -> tuple[str, str]:
+        """The text to show for ``msg`` and how it was sealed: ("...", "plain") for ordinary
+        text, "open" (opened with this session's room key), "no_key" or "refused" (does not
+        authenticate: wrong passphrase, altered, or moved from another channel or id)."""
+        from .rooms import SEALED_NO_KEY, SEALED_REFUSED, RoomError, is_sealed, open_sealed
+
+        if not is_sealed(msg.text):
+            return msg.text, "plain"
+        key = self.room_keys.get(msg.channel)
+        if key is None:
+            return SEALED_NO_KEY, "no_key"
+        try:
+            return open_sealed(key, msg.channel, msg.id, msg.text), "open"
+        except RoomError:
+            return SEALED_REFUSED, "refused"
+
+    def create_channel(self, raw: str) -> str:
+        """Create (or just open) ``#name``; the LAN learns it from the announcement."""
+        if self.name is None:
+            raise ValidationError("Join the chat first.")
+        name = channel_name(raw)
+        if name not in self.hub.channels():
+            self.hub.post(Message.channel_created(self.name, self.hub.peer_id, name))
+        return name
+
+    def direct_channel(self, other: str) -> str:
+        """The direct-message channel between this person and ``other``."""
+        if self.name is None:
+            raise ValidationError("Join the chat first.")
+        if other.strip() == self.name:
+            raise ValidationError("That is you.")
+        return dm_channel(self.name, other[:MAX_NAME_CHARS])
+
+    def can_see(self, channel: str) -> bool:
+        """Direct-message channels are listed only for their two members."""
+        members = dm_members(channel)
+        return not members or (self.name is not None and self.name in members)
+
+    def leave(self) -> None:
+        """Announce the leave (tab closed, app exiting). Safe to call twice."""
+        if self.name is None:
+            return
+        name, self.name = self.name, None
+        self.hub.session_left(self.key)
+        self.hub.post(Message.presence(KIND_LEAVE, name, self.hub.peer_id))
+
+    def rejoin(self) -> Message | None:
+        """After a dropped connection comes back: join again under the same name, if any."""
+        if self.name is None and self.last_name is not None:
+            return self.join(self.last_name)
+        return None
+
+    @property
+    def joined(self) -> bool:
+        return self.name is not None
