@@ -169,8 +169,11 @@ class TrustStore:
             if path.exists():
                 self._load(path)
             self._replay(path.with_name(TRUST_LOG))
-            self._save()  # compact: one snapshot, an empty journal
-            self._journal = _Journal(path.with_name(TRUST_LOG))
+            try:
+                self._save()  # compact: one snapshot, an empty journal
+                self._journal = _Journal(path.with_name(TRUST_LOG))
+            except OSError as err:  # a full disk or a read-only data dir: keys read, kept in memory
+                log.error("peer keys are read-only (%s): new ones are kept until exit only", err)
 
     @classmethod
     def open(cls, data_dir: Path) -> TrustStore:
@@ -234,7 +237,10 @@ class TrustStore:
 
     def _record(self, op: str, peer_id: str, entry: dict | None = None) -> None:
         if self._journal is not None:
-            self._journal.append({"op": op, "id": peer_id, "entry": entry})
+            try:
+                self._journal.append({"op": op, "id": peer_id, "entry": entry})
+            except OSError as err:  # disk full: the change holds in memory until exit
+                log.error("could not record a peer-key change (%s): kept in memory only", err)
 
     # ---- keys ----
     def key_of(self, peer_id: str) -> bytes | None:

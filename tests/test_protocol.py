@@ -340,3 +340,38 @@ def test_gossip_host_rewrites_loopback_to_the_gossiper():
     assert gossip_host("::1", "10.0.0.2") == "10.0.0.2"
     assert gossip_host("192.168.1.9", "192.168.1.5") == "192.168.1.9"
     assert gossip_host("127.0.0.1", "127.0.0.1") == "127.0.0.1"
+
+
+def test_presence_and_refused_frames_round_trip_and_are_bounded():
+    import json
+
+    from fletchat.protocol import (
+        PresenceEntry,
+        PresenceFrame,
+        RefusedFrame,
+        decode_frame,
+        encode_frame,
+        encode_refused,
+    )
+
+    people = (PresenceEntry("Ada", "browser", 1795578257.5),)
+    assert decode_frame(encode_frame(PresenceFrame(people))) == PresenceFrame(people)
+    refused = (("b38a", "quota: too many"),)
+    assert decode_frame(encode_frame(RefusedFrame(refused))) == RefusedFrame(refused)
+    v = PEER_PROTOCOL_VERSION
+    too_many = {"v": v, "type": "presence",
+                "people": [{"name": f"P{i}", "device": "browser", "since": 1.0} for i in range(65)]}
+    with pytest.raises(ProtocolError, match="more than 64"):
+        decode_frame(json.dumps(too_many))
+    odd_device = {"v": v, "type": "presence",
+                  "people": [{"name": "Ada", "device": "toaster", "since": 1.0}]}
+    with pytest.raises(ProtocolError, match="presence.device"):
+        decode_frame(json.dumps(odd_device))
+    long_reason = {"v": v, "type": "refused", "refused": [{"id": "a", "reason": "x" * 101}]}
+    with pytest.raises(ProtocolError, match="longer than 100"):
+        decode_frame(json.dumps(long_reason))
+    # What we send is always within those bounds: reasons clipped, 256 refusals a frame.
+    frames = encode_refused([(f"id{i}", "y" * 500) for i in range(300)])
+    decoded = [decode_frame(f) for f in frames]
+    assert [len(f.refusals) for f in decoded] == [256, 44]
+    assert all(len(r) <= 100 for f in decoded for _, r in f.refusals)
