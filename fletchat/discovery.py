@@ -37,6 +37,7 @@ from zeroconf import (
     InterfaceChoice,
     IPVersion,
     NonUniqueNameException,
+    NotRunningException,
     ServiceStateChange,
     Zeroconf,
 )
@@ -60,6 +61,7 @@ MAX_DEVICE_CHARS = 32
 MAX_VERSION = 1_000_000
 MAX_INSTANCES = 256  # distinct adverts tracked at once; beyond this a flood is ignored
 RESOLVE_TIMEOUT_MS = 3000
+RESOLVE_RETRY_S = 1.0  # pause before asking again when zeroconf was not running yet
 
 REQUIRED_KEYS = ("v", "id", "name", "port", "device")
 _DIGITS = re.compile(r"[0-9]{1,7}")  # use with fullmatch: "$" would accept a trailing newline
@@ -431,11 +433,25 @@ class Discovery:
     def _forget_task(self, name: str, task: asyncio.Task[None]) -> None:
         if self._resolving.get(name) is task:
             del self._resolving[name]
+        if not task.cancelled() and (err := task.exception()) is not None:
+            # Retrieved here, so a bug in resolving is one log line, not a silent lost peer.
+            logger.error("resolving %r failed", name[:200], exc_info=err)
 
     async def _resolve(self, name: str) -> None:
         assert self._azc is not None
         info = AsyncServiceInfo(SERVICE_TYPE, name)
-        if not await info.async_request(self._azc.zeroconf, RESOLVE_TIMEOUT_MS):
+        while True:
+            try:
+                answered = await info.async_request(self._azc.zeroconf, RESOLVE_TIMEOUT_MS)
+                break
+            except NotRunningException:
+                # zeroconf gives up waiting for its own start-up after 9 s (a loaded machine);
+                # a browse event can arrive before that. Ask again once it runs, unless closing.
+                if self._closed or self._azc.zeroconf.done:
+                    return
+                logger.info("mDNS not running yet; resolving %r again", name[:200])
+                await asyncio.sleep(RESOLVE_RETRY_S)
+        if not answered:
             logger.debug("no answer resolving %s", name)
             return
         try:
