@@ -31,11 +31,13 @@ def need(ok: bool, reason: str) -> None:
 @pytest.fixture
 async def browser():
     """Debian's Chromium through Playwright, closed after the test (see tests/browser.py)."""
-    from playwright.async_api import async_playwright
+    from playwright.async_api import async_playwright, expect
 
     from tests.browser import chromium_available, launch_browser
+    from tests.timing import scaled_ms
 
     need(*chromium_available())
+    expect.set_options(timeout=scaled_ms(5_000))  # Playwright's default, scaled
     async with async_playwright() as p:
         b = await launch_browser(p)
         try:

@@ -8,13 +8,14 @@ import json
 import urllib.request
 
 import pytest
-from playwright.async_api import async_playwright, expect
+from playwright.async_api import expect
 
 from fletchat import webbuild
-from tests.browser import ChatPage, chromium_available, host_mode_server, launch_browser
+from tests.browser import ChatPage, chromium_available, host_mode_server
 from tests.conftest import need
+from tests.timing import scaled, scaled_ms
 
-TIMEOUT = 15_000
+TIMEOUT = scaled_ms(15_000)
 PYTHON_READY = "Python worker initialized"
 
 
@@ -41,7 +42,7 @@ def server(tmp_path, static_build):
 
 
 def fetch(url: str) -> tuple[int, str, bytes]:
-    with urllib.request.urlopen(url, timeout=10) as resp:
+    with urllib.request.urlopen(url, timeout=scaled(10)) as resp:
         return resp.status, resp.geturl(), resp.read()
 
 
@@ -69,59 +70,54 @@ async def open_static(context, url: str) -> ChatPage:
     lines: list[str] = []
     page.on("console", lambda m: lines.append(m.text))
     async with page.expect_event(
-        "console", predicate=lambda m: PYTHON_READY in m.text, timeout=60_000
+        "console", predicate=lambda m: PYTHON_READY in m.text, timeout=scaled_ms(60_000)
     ):
         await page.goto(url)
     placeholder = page.locator("flt-semantics-placeholder")
-    await placeholder.wait_for(state="attached", timeout=30_000)
+    await placeholder.wait_for(state="attached", timeout=scaled_ms(30_000))
     await placeholder.dispatch_event("click")
-    await page.get_by_label("Enter your name to join the chat").wait_for(timeout=30_000)
+    await page.get_by_label("Enter your name to join the chat").wait_for(timeout=scaled_ms(30_000))
     tab = ChatPage(page)
     tab.console = lines  # type: ignore[attr-defined]
     return tab
 
 
-async def test_static_client_chats_with_a_server_side_session(server):
-    async with async_playwright() as p:
-        browser = await launch_browser(p)
-        try:
-            alice = await ChatPage.open(await browser.new_context(), server)
-            await alice.join("Alice")
-            await alice.send("before the static client came")
+async def test_static_client_chats_with_a_server_side_session(server, browser):
+    alice = await ChatPage.open(await browser.new_context(), server)
+    await alice.join("Alice")
+    await alice.send("before the static client came")
 
-            bob = await open_static(await browser.new_context(), server + "app/")
-            await bob.join("Bob Static")
-            # Recent history arrived over the relay and shows as ChatMessage rows (behind the
-            # modal login dialog until then, out of the semantics tree).
-            await expect(bob.message("Alice", "before the static client came")).to_be_visible(
-                timeout=TIMEOUT
-            )
-            await expect(alice.notice("Bob Static has joined the chat.")).to_be_visible(
-                timeout=TIMEOUT
-            )
-            await bob.send("hello from Python in the browser")
-            await expect(
-                alice.message("Bob Static", "hello from Python in the browser")
-            ).to_be_visible(timeout=TIMEOUT)
-            await expect(
-                bob.message("Bob Static", "hello from Python in the browser")
-            ).to_be_visible(timeout=TIMEOUT)
-            await alice.send("hi Bob, I am on the server side")
-            await expect(bob.message("Alice", "hi Bob, I am on the server side")).to_be_visible(
-                timeout=TIMEOUT
-            )
-            await expect(bob.page.get_by_text("Online (2)")).to_be_visible(timeout=TIMEOUT)
-            await expect(alice.page.get_by_text("Online (2)")).to_be_visible(timeout=TIMEOUT)
-            # The same validation as everywhere: an overlong message is refused and kept.
-            await bob.send("x" * 4001)
-            await expect(bob.page.get_by_text("Message is too long", exact=False)).to_be_visible(
-                timeout=TIMEOUT
-            )
-            await bob.screenshot("static-client.png")
-            # Closing the tab is leaving.
-            await bob.page.close()
-            await expect(alice.notice("Bob Static has left the chat.")).to_be_visible(
-                timeout=TIMEOUT
-            )
-        finally:
-            await browser.close()
+    bob = await open_static(await browser.new_context(), server + "app/")
+    await bob.join("Bob Static")
+    # Recent history arrived over the relay and shows as ChatMessage rows (behind the
+    # modal login dialog until then, out of the semantics tree).
+    await expect(bob.message("Alice", "before the static client came")).to_be_visible(
+        timeout=TIMEOUT
+    )
+    await expect(alice.notice("Bob Static has joined the chat.")).to_be_visible(
+        timeout=TIMEOUT
+    )
+    await bob.send("hello from Python in the browser")
+    await expect(
+        alice.message("Bob Static", "hello from Python in the browser")
+    ).to_be_visible(timeout=TIMEOUT)
+    await expect(
+        bob.message("Bob Static", "hello from Python in the browser")
+    ).to_be_visible(timeout=TIMEOUT)
+    await alice.send("hi Bob, I am on the server side")
+    await expect(bob.message("Alice", "hi Bob, I am on the server side")).to_be_visible(
+        timeout=TIMEOUT
+    )
+    await expect(bob.page.get_by_text("Online (2)")).to_be_visible(timeout=TIMEOUT)
+    await expect(alice.page.get_by_text("Online (2)")).to_be_visible(timeout=TIMEOUT)
+    # The same validation as everywhere: an overlong message is refused and kept.
+    await bob.send("x" * 4001)
+    await expect(bob.page.get_by_text("Message is too long", exact=False)).to_be_visible(
+        timeout=TIMEOUT
+    )
+    await bob.screenshot("static-client.png")
+    # Closing the tab is leaving.
+    await bob.page.close()
+    await expect(alice.notice("Bob Static has left the chat.")).to_be_visible(
+        timeout=TIMEOUT
+    )
