@@ -2,6 +2,11 @@
 
 ``need(ok, reason)`` is how a test says it needs root, Chromium or network namespaces: on a laptop it
 skips with the reason; when ``CI`` is set it fails, so CI can never go green by skipping.
+
+Parallel runs (pytest-xdist, ``-n`` in pyproject's addopts, ``--dist loadgroup``): tests that start
+Chromium share the xdist group "chromium", so one worker runs them one after another (a browser and
+its host-mode server are the heaviest thing here); everything else is independent (ports 0, unique
+namespace names, tmp dirs) and spreads over the workers.
 """
 
 from __future__ import annotations
@@ -17,6 +22,15 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 IN_CI = bool(os.environ.get("CI"))
+CHROMIUM_MODULES = {"test_browser_lan"}  # start Chromium without the ``browser`` fixture
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Chromium tests in one xdist group (see the module docstring)."""
+    for item in items:
+        module = getattr(getattr(item, "module", None), "__name__", "").rsplit(".", 1)[-1]
+        if "browser" in getattr(item, "fixturenames", ()) or module in CHROMIUM_MODULES:
+            item.add_marker(pytest.mark.xdist_group("chromium"))
 
 
 def need(ok: bool, reason: str) -> None:
