@@ -61,7 +61,9 @@ MAX_DEVICE_CHARS = 32
 MAX_VERSION = 1_000_000
 MAX_INSTANCES = 256  # distinct adverts tracked at once; beyond this a flood is ignored
 RESOLVE_TIMEOUT_MS = 3000
-RESOLVE_RETRY_S = 1.0  # pause before asking again when zeroconf was not running yet
+# How long start() waits for zeroconf's sockets. zeroconf's own calls wait 9 s and, past that,
+# report "not running" for good (its start-up future is settled to None), so we wait first, longer.
+STARTUP_TIMEOUT_S = 60.0
 
 REQUIRED_KEYS = ("v", "id", "name", "port", "device")
 _DIGITS = re.compile(r"[0-9]{1,7}")  # use with fullmatch: "$" would accept a trailing newline
@@ -302,7 +304,7 @@ class Discovery:
     # -- lifecycle
 
     async def start(self) -> None:
-        """Start browsing at once, and register our service in the background.
+        """Start browsing as soon as zeroconf's sockets are up, and register in the background.
 
         Browsing comes first so peers already on the LAN are reported within a few hundred ms;
         registration needs ~1.5 s of mDNS probing for name conflicts, which runs as a task.
@@ -317,6 +319,10 @@ class Discovery:
         except OSError as err:  # e.g. IPv6 disabled in the kernel
             logger.warning("mDNS over IPv6 unavailable (%s); using IPv4 only", err)
             self._azc = AsyncZeroconf(interfaces=zc_interfaces, ip_version=IPVersion.V4Only)
+        try:
+            await self._azc.zeroconf.async_wait_for_start(timeout=STARTUP_TIMEOUT_S)
+        except NotRunningException:
+            logger.error("mDNS did not start within %.0f s; no peer will be found", STARTUP_TIMEOUT_S)
         self._browser = AsyncServiceBrowser(
             self._azc.zeroconf, SERVICE_TYPE, handlers=[self._on_service_state_change]
         )
@@ -440,17 +446,12 @@ class Discovery:
     async def _resolve(self, name: str) -> None:
         assert self._azc is not None
         info = AsyncServiceInfo(SERVICE_TYPE, name)
-        while True:
-            try:
-                answered = await info.async_request(self._azc.zeroconf, RESOLVE_TIMEOUT_MS)
-                break
-            except NotRunningException:
-                # zeroconf gives up waiting for its own start-up after 9 s (a loaded machine);
-                # a browse event can arrive before that. Ask again once it runs, unless closing.
-                if self._closed or self._azc.zeroconf.done:
-                    return
-                logger.info("mDNS not running yet; resolving %r again", name[:200])
-                await asyncio.sleep(RESOLVE_RETRY_S)
+        try:
+            answered = await info.async_request(self._azc.zeroconf, RESOLVE_TIMEOUT_MS)
+        except NotRunningException:  # closing (start() waited for zeroconf to run)
+            if not self._closed:
+                self._complain(name, "mDNS is not running; advert not resolved")
+            return
         if not answered:
             logger.debug("no answer resolving %s", name)
             return
