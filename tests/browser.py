@@ -117,7 +117,7 @@ class ChatPage:
     @classmethod
     async def open(cls, context, url: str) -> ChatPage:
         page = await context.new_page()
-        await page.goto(url)
+        await page.goto(url, timeout=scaled_ms(30_000))
         placeholder = page.locator("flt-semantics-placeholder")
         await placeholder.wait_for(state="attached", timeout=scaled_ms(60_000))
         await placeholder.dispatch_event("click")

@@ -3,14 +3,14 @@
 ``need(ok, reason)`` is how a test says it needs root, Chromium or network namespaces: on a laptop it
 skips with the reason; when ``CI`` is set it fails, so CI can never go green by skipping.
 
-Parallel runs (pytest-xdist, ``-n`` in pyproject's addopts, ``--dist loadgroup``): tests that start
-Chromium share the xdist group "chromium", so one worker runs them one after another (a browser and
-its host-mode server are the heaviest thing here); everything else is independent (ports 0, unique
-namespace names, tmp dirs) and spreads over the workers.
+Parallel runs (pytest-xdist, ``-n`` in pyproject's addopts): tests that start Chromium take turns
+(``chromium_turn``, a file lock shared by the workers); everything else is independent (ports 0,
+unique namespace names, tmp dirs) and runs on whichever worker is free.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sys
 from pathlib import Path
@@ -22,15 +22,23 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 IN_CI = bool(os.environ.get("CI"))
-CHROMIUM_MODULES = {"test_browser_lan"}  # start Chromium without the ``browser`` fixture
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Chromium tests in one xdist group (see the module docstring)."""
-    for item in items:
-        module = getattr(getattr(item, "module", None), "__name__", "").rsplit(".", 1)[-1]
-        if "browser" in getattr(item, "fixturenames", ()) or module in CHROMIUM_MODULES:
-            item.add_marker(pytest.mark.xdist_group("chromium"))
+@pytest.fixture
+def chromium_turn(tmp_path_factory: pytest.TempPathFactory):
+    """One Chromium test at a time across pytest-xdist workers: a browser plus its host-mode
+    server is the heaviest thing here, and two at once on two loaded cores time out. A file lock
+    in the run's shared temp dir (workers are processes); a no-op without xdist."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        yield
+        return
+    lock = tmp_path_factory.getbasetemp().parent / "chromium.lock"
+    with open(lock, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def need(ok: bool, reason: str) -> None:
@@ -43,7 +51,7 @@ def need(ok: bool, reason: str) -> None:
 
 
 @pytest.fixture
-async def browser():
+async def browser(chromium_turn):
     """Debian's Chromium through Playwright, closed after the test (see tests/browser.py)."""
     from playwright.async_api import async_playwright, expect
 

@@ -54,7 +54,7 @@ def lan3():
         yield lan
 
 
-async def test_browsers_on_two_hosts_chat_through_the_lan(lan3, tmp_path):
+async def test_browsers_on_two_hosts_chat_through_the_lan(lan3, tmp_path, chromium_turn):
     h1, h2, h3 = lan3
     for host, name in ((h1, "one"), (h2, "two")):
         host.popen(

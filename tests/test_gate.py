@@ -83,7 +83,7 @@ def test_guessing_is_limited_and_redirects_stay_local(server):
 async def test_browser_asks_for_the_passphrase_before_the_chat(tmp_path, browser):
     with host_mode_server(tmp_path / "host", "--no-lan", "--passphrase", SECRET) as (url, _):
         page = await (await browser.new_context()).new_page()
-        await page.goto(url)
+        await page.goto(url, timeout=scaled_ms(30_000))
         await expect(page).to_have_url(re.compile(r"/unlock"))
         await page.get_by_label("Passphrase").fill("wrong")
         await page.get_by_role("button", name="Enter chat").click()

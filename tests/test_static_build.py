@@ -72,7 +72,7 @@ async def open_static(context, url: str) -> ChatPage:
     async with page.expect_event(
         "console", predicate=lambda m: PYTHON_READY in m.text, timeout=scaled_ms(60_000)
     ):
-        await page.goto(url)
+        await page.goto(url, timeout=scaled_ms(30_000))
     placeholder = page.locator("flt-semantics-placeholder")
     await placeholder.wait_for(state="attached", timeout=scaled_ms(30_000))
     await placeholder.dispatch_event("click")
