@@ -37,6 +37,7 @@ from zeroconf import (
     InterfaceChoice,
     IPVersion,
     NonUniqueNameException,
+    NotRunningException,
     ServiceStateChange,
     Zeroconf,
 )
@@ -60,6 +61,9 @@ MAX_DEVICE_CHARS = 32
 MAX_VERSION = 1_000_000
 MAX_INSTANCES = 256  # distinct adverts tracked at once; beyond this a flood is ignored
 RESOLVE_TIMEOUT_MS = 3000
+# How long start() waits for zeroconf's sockets. zeroconf's own calls wait 9 s and, past that,
+# report "not running" for good (its start-up future is settled to None), so we wait first, longer.
+STARTUP_TIMEOUT_S = 60.0
 
 REQUIRED_KEYS = ("v", "id", "name", "port", "device")
 _DIGITS = re.compile(r"[0-9]{1,7}")  # use with fullmatch: "$" would accept a trailing newline
@@ -315,7 +319,7 @@ class Discovery:
     # -- lifecycle
 
     async def start(self) -> None:
-        """Start browsing at once, and register our service in the background.
+        """Start browsing as soon as zeroconf's sockets are up, and register in the background.
 
         Browsing comes first so peers already on the LAN are reported within a few hundred ms;
         registration needs ~1.5 s of mDNS probing for name conflicts, which runs as a task.
@@ -330,6 +334,10 @@ class Discovery:
         except OSError as err:  # e.g. IPv6 disabled in the kernel
             logger.warning("mDNS over IPv6 unavailable (%s); using IPv4 only", err)
             self._azc = AsyncZeroconf(interfaces=zc_interfaces, ip_version=IPVersion.V4Only)
+        try:
+            await self._azc.zeroconf.async_wait_for_start(timeout=STARTUP_TIMEOUT_S)
+        except NotRunningException:
+            logger.error("mDNS did not start within %.0f s; no peer will be found", STARTUP_TIMEOUT_S)
         self._browser = AsyncServiceBrowser(
             self._azc.zeroconf, SERVICE_TYPE, handlers=[self._on_service_state_change]
         )
@@ -461,11 +469,20 @@ class Discovery:
     def _forget_task(self, name: str, task: asyncio.Task[None]) -> None:
         if self._resolving.get(name) is task:
             del self._resolving[name]
+        if not task.cancelled() and (err := task.exception()) is not None:
+            # Retrieved here, so a bug in resolving is one log line, not a silent lost peer.
+            logger.error("resolving %r failed", name[:200], exc_info=err)
 
     async def _resolve(self, name: str) -> None:
         assert self._azc is not None
         info = AsyncServiceInfo(SERVICE_TYPE, name)
-        if not await info.async_request(self._azc.zeroconf, RESOLVE_TIMEOUT_MS):
+        try:
+            answered = await info.async_request(self._azc.zeroconf, RESOLVE_TIMEOUT_MS)
+        except NotRunningException:  # closing (start() waited for zeroconf to run)
+            if not self._closed:
+                self._complain(name, "mDNS is not running; advert not resolved")
+            return
+        if not answered:
             logger.debug("no answer resolving %s", name)
             return
         try:

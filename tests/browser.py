@@ -1,5 +1,7 @@
 """Real-browser plumbing: a host-mode server in a subprocess and Debian's Chromium via Playwright.
 
+Every timeout here is a limit scaled by ``FLETCHAT_TESTS_TIMEOUT_FACTOR`` (tests/timing.py).
+
 Flutter draws on a canvas; the semantics tree (turned on by clicking ``flt-semantics-placeholder``)
 puts aria-labels in the DOM. Message rows carry their own Semantics label ("NAME at HH:MM: TEXT").
 """
@@ -16,6 +18,8 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests.timing import scaled, scaled_ms
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("FLETCHAT_CHROMIUM", "/usr/bin/chromium")
@@ -52,6 +56,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def wait_for_port(host: str, port: int, timeout: float = 30.0, proc=None) -> None:
+    timeout = scaled(timeout)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -92,7 +97,7 @@ def host_mode_server(data_dir: Path, *extra: str, port: int | None = None, prefi
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             try:
-                proc.wait(10)
+                proc.wait(scaled(10))
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
@@ -112,17 +117,19 @@ class ChatPage:
     @classmethod
     async def open(cls, context, url: str) -> ChatPage:
         page = await context.new_page()
-        await page.goto(url)
+        await page.goto(url, timeout=scaled_ms(30_000))
         placeholder = page.locator("flt-semantics-placeholder")
-        await placeholder.wait_for(state="attached", timeout=60_000)
+        await placeholder.wait_for(state="attached", timeout=scaled_ms(60_000))
         await placeholder.dispatch_event("click")
-        await page.get_by_label("Enter your name to join the chat").wait_for(timeout=30_000)
+        await page.get_by_label("Enter your name to join the chat").wait_for(
+            timeout=scaled_ms(30_000)
+        )
         return cls(page)
 
     async def join(self, name: str) -> None:
         await self.page.keyboard.type(name)
         await self.page.keyboard.press("Enter")
-        await self.page.get_by_label("Write a message...").wait_for(timeout=15_000)
+        await self.page.get_by_label("Write a message...").wait_for(timeout=scaled_ms(15_000))
 
     async def focus_field(self, label: str = "Write a message...", tag: str = "TEXTAREA") -> None:
         """Click a text field and wait until Flutter's editing element for it has the focus
@@ -130,7 +137,7 @@ class ChatPage:
         message field is multi-line, so Flutter edits it in a <textarea>."""
         await self.page.get_by_label(label).click()
         await self.page.wait_for_function(
-            f"() => document.activeElement?.tagName === '{tag}'", timeout=15_000
+            f"() => document.activeElement?.tagName === '{tag}'", timeout=scaled_ms(15_000)
         )
 
     async def type_in_field(

@@ -52,12 +52,16 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from tests.timing import scaled
+
 ROOT = Path(__file__).resolve().parent.parent
 IFACE = "eth0"  # the name of each host's interface inside its namespace
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check, timeout=20)
+    return subprocess.run(
+        ["ip", *args], capture_output=True, text=True, check=check, timeout=scaled(20)
+    )
 
 
 @cache
@@ -123,8 +127,9 @@ class JsonProc:
     def wait_for(
         self, pred: Callable[[dict[str, Any]], bool], timeout: float = 10.0
     ) -> dict[str, Any] | None:
-        """The first event satisfying ``pred``, waiting up to ``timeout`` s; None on timeout/EOF."""
-        deadline = time.monotonic() + timeout
+        """The first event satisfying ``pred``, waiting up to ``scaled(timeout)`` s (a limit, see
+        tests/timing.py); None on timeout/EOF."""
+        deadline = time.monotonic() + scaled(timeout)
         seen = 0
         with self._cond:
             while True:
@@ -190,7 +195,9 @@ class Host:
         return JsonProc(self.popen(argv, **kwargs))
 
     def run(self, argv: Sequence[str], timeout: float = 20, check: bool = True, **kwargs):
-        """Run a command inside the namespace to completion; returns ``CompletedProcess``."""
+        """Run a command inside the namespace to completion (``timeout`` scaled); returns
+        ``CompletedProcess``."""
+        timeout = scaled(timeout)
         kwargs.setdefault("capture_output", True)
         kwargs.setdefault("text", True)
         kwargs.setdefault("env", child_env())
@@ -212,7 +219,7 @@ class Host:
                 with contextlib.suppress(ProcessLookupError):
                     proc.send_signal(signal.SIGKILL)
             with contextlib.suppress(Exception):
-                proc.wait(timeout=5)
+                proc.wait(timeout=scaled(5))
             for stream in (proc.stdin, proc.stdout, proc.stderr):
                 if stream is not None:
                     with contextlib.suppress(Exception):

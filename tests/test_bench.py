@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.common import percentile, row
+from tests.timing import scaled
 
 ROOT = Path(__file__).resolve().parent.parent
 ROW_KEYS = {"metric", "unit", "value", "baseline", "baseline_name", "ratio", "n", "target", "met"}
@@ -18,7 +19,7 @@ ROW_KEYS = {"metric", "unit", "value", "baseline", "baseline_name", "ratio", "n"
 def run_bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bench", *args], cwd=ROOT, capture_output=True, text=True,
-        timeout=timeout, check=False,
+        timeout=scaled(timeout), check=False,
     )
 
 

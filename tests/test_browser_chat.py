@@ -10,8 +10,9 @@ from playwright.async_api import expect
 from fletchat.model import MAX_MESSAGE_CHARS
 from tests.browser import ChatPage, chromium_available, host_mode_server
 from tests.conftest import need
+from tests.timing import scaled_ms
 
-TIMEOUT = 15_000
+TIMEOUT = scaled_ms(15_000)
 
 
 @pytest.fixture

@@ -13,8 +13,9 @@ from fletchat.node import HISTORY_FILE
 from fletchat.store import Store
 from fletchat.ui import LOAD_OLDER, PAGE, PENDING_LABEL, SEARCH_HINT
 from tests.browser import ChatPage, host_mode_server
+from tests.timing import scaled_ms
 
-TIMEOUT = 15_000
+TIMEOUT = scaled_ms(15_000)
 
 
 async def open_tab(browser, url: str, name: str, width: int = 1200) -> ChatPage:

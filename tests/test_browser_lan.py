@@ -19,15 +19,16 @@ from playwright.async_api import async_playwright, expect
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, ChatPage, chromium_available
 from tests.conftest import need
 from tests.lan import Host, lan_available, virtual_lan
+from tests.timing import scaled, scaled_ms
 
 MAIN = str(Path(__file__).resolve().parent.parent / "main.py")
-TIMEOUT = 30_000
+TIMEOUT = scaled_ms(30_000)
 
 
 def wait_port_in(host: Host, port: int, timeout: float = 40.0) -> None:
     code = (
         "import socket,sys,time\n"
-        f"end=time.time()+{timeout}\n"
+        f"end=time.time()+{scaled(timeout)}\n"
         "while time.time()<end:\n"
         "    try:\n"
         f"        socket.create_connection(('127.0.0.1',{port}),0.5).close(); sys.exit(0)\n"
@@ -53,7 +54,7 @@ def lan3():
         yield lan
 
 
-async def test_browsers_on_two_hosts_chat_through_the_lan(lan3, tmp_path):
+async def test_browsers_on_two_hosts_chat_through_the_lan(lan3, tmp_path, chromium_turn):
     h1, h2, h3 = lan3
     for host, name in ((h1, "one"), (h2, "two")):
         host.popen(

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 from fletchat.identity import DataDirLock
-from tests.timing import eventually_sync
+from tests.timing import eventually_sync, scaled
 
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = str(ROOT / "main.py")
-START_TIMEOUT = 30.0
+START_TIMEOUT = scaled(30.0)
 
 
 def env_for(data_dir: Path) -> dict[str, str]:
@@ -101,7 +101,7 @@ class Running:
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(timeout=10)
+                self.proc.wait(timeout=scaled(10))
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
@@ -174,7 +174,7 @@ def test_port_in_use_via_env(tmp_path: Path) -> None:
             capture_output=True,
             text=True,
             check=False,
-            timeout=30,
+            timeout=scaled(30),
         )
     assert_one_line_error(r, "already in use")
 
@@ -194,7 +194,7 @@ def test_second_instance_same_data_dir(tmp_path: Path) -> None:
         assert first.proc.poll() is None  # the first one is unharmed
         # SIGTERM (a service manager stopping it) ends it quietly ...
         first.proc.terminate()
-        first.proc.wait(timeout=15)
+        first.proc.wait(timeout=scaled(15))
     finally:
         first.stop()
     assert "Traceback" not in first.stderr_path.read_text()
@@ -227,7 +227,7 @@ def test_host_mode_announces_urls(host: tuple[Running, int]) -> None:
 
 def test_host_mode_serves_index(host: tuple[Running, int]) -> None:
     _, port = host
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=20) as resp:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=scaled(20)) as resp:
         assert resp.status == 200
         body = resp.read().decode("utf-8", "replace")
     assert "<title>Flet Chat</title>" in body
@@ -237,7 +237,7 @@ def test_host_mode_hides_api_docs(host: tuple[Running, int]) -> None:
     _, port = host
     for path in ("/docs", "/redoc", "/openapi.json"):
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=20) as resp:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=scaled(20)) as resp:
                 body = resp.read().decode("utf-8", "replace")
         except urllib.error.HTTPError as err:
             assert err.code == 404, path
@@ -269,7 +269,7 @@ def test_ctrl_c_stops_host_mode_cleanly(tmp_path: Path) -> None:
         proc.wait_for("Open:")
         proc.url_lines(1)
         proc.proc.send_signal(signal.SIGINT)
-        proc.proc.wait(timeout=15)
+        proc.proc.wait(timeout=scaled(15))
     finally:
         proc.stop()
     err = proc.stderr_path.read_text()

@@ -8,16 +8,17 @@ namespace: this machine's real interfaces never see test traffic.
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import string
 import sys
 import threading
-import time
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from zeroconf import ServiceStateChange, Zeroconf
 
 from fletchat import discovery
 from fletchat.discovery import (
@@ -31,6 +32,12 @@ from fletchat.discovery import (
 from fletchat.model import MAX_NAME_CHARS, ValidationError
 from tests.conftest import need
 from tests.lan import Host, JsonProc, lan_available, virtual_lan
+from tests.timing import eventually, never_within_sync, scaled
+
+# A limit for "a peer is found": beyond zeroconf's own 9 s start-up wait plus one 3 s resolve, so a
+# slow start shows as a retry (fletchat.discovery), not as a race with this bound. Scaled by
+# FLETCHAT_TESTS_TIMEOUT_FACTOR where it is used (tests/lan.py, tests/timing.py).
+DISCOVERY_WAIT = 30.0
 
 GOOD = {b"v": b"2", b"id": b"peer-1", b"name": b"Ada", b"port": b"8550", b"device": b"desktop"}
 
@@ -221,15 +228,15 @@ async def test_two_peers_on_loopback_deliver_on_the_apps_loop(monkeypatch) -> No
     try:
         await a.start()
         await b.start()
-        for _ in range(100):
-            if {e[:3] for e in events} >= {("found", "a", "b"), ("found", "b", "a")}:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(
+            lambda: {e[:3] for e in events} >= {("found", "a", "b"), ("found", "b", "a")},
+            "a and b found each other",
+            DISCOVERY_WAIT,
+        )
         await b.stop()
-        for _ in range(60):
-            if ("lost", "a", "b") in {e[:3] for e in events}:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(
+            lambda: ("lost", "a", "b") in {e[:3] for e in events}, "a saw b leave", DISCOVERY_WAIT
+        )
     finally:
         await a.stop()
         await b.stop()
@@ -241,6 +248,63 @@ async def test_two_peers_on_loopback_deliver_on_the_apps_loop(monkeypatch) -> No
     assert not any(e[1] == e[2] for e in events), "a peer reported itself"
     assert all(e[3] == app_thread.name for e in events if e[1] == "a")
     assert all(e[3] == threading.current_thread().name for e in events if e[1] == "b")
+
+
+def _loopback_peer(peer_id: str, events: list[tuple[str, str]]) -> Discovery:
+    return Discovery(
+        peer_id=peer_id,
+        name=peer_id.upper(),
+        port=9100,
+        device="desktop",
+        version=1,
+        on_found=lambda ad: events.append(("found", ad.peer_id)),
+        on_lost=lambda pid: events.append(("lost", pid)),
+        interfaces=["127.0.0.1"],
+    )
+
+
+async def test_a_start_slower_than_zeroconfs_own_wait_still_finds_peers(monkeypatch) -> None:
+    """zeroconf's own calls (browser queries, registration, resolving) wait 9 s for its sockets;
+    past that, zeroconf reports "not running" for good, and every resolve failed with
+    NotRunningException (seen on a loaded machine). Here that wait is cut to nothing, so any
+    start-up that takes a loop turn is "too slow": discovery must still work."""
+    monkeypatch.setattr(discovery, "SERVICE_TYPE", f"_fct{secrets.token_hex(3)}._tcp.local.")
+    monkeypatch.setattr(Zeroconf.async_wait_for_start, "__defaults__", (0.0,))
+    events: list[tuple[str, str]] = []
+    a, b = _loopback_peer("a", events), _loopback_peer("b", [])
+    try:
+        await a.start()
+        await b.start()
+        await eventually(lambda: ("found", "b") in events, "a found b", DISCOVERY_WAIT)
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+class _BrokenInfo(discovery.AsyncServiceInfo):
+    async def async_request(self, zc, timeout, *args, **kwargs):  # type: ignore[override]
+        raise RuntimeError("a bug while resolving")
+
+
+async def test_a_failed_resolve_is_logged_not_left_unretrieved(monkeypatch, caplog) -> None:
+    monkeypatch.setattr(discovery, "SERVICE_TYPE", f"_fct{secrets.token_hex(3)}._tcp.local.")
+    monkeypatch.setattr(discovery, "AsyncServiceInfo", _BrokenInfo)
+    a = _loopback_peer("a", [])
+    await a.start()
+    try:
+        with caplog.at_level(logging.ERROR, "fletchat.discovery"):
+            a._handle_change(f"x.{discovery.SERVICE_TYPE}", ServiceStateChange.Added)
+            await eventually(lambda: ours(caplog.records), "the failure is logged", 5.0)
+    finally:
+        await a.stop()
+    [record] = ours(caplog.records)
+    assert record.getMessage().startswith("resolving 'x.")
+    assert record.exc_info is not None and "a bug while resolving" in str(record.exc_info[1])
+    assert not a._resolving
+
+
+def ours(records: list[logging.LogRecord]) -> list[logging.LogRecord]:
+    return [r for r in records if r.name == "fletchat.discovery" and r.levelno == logging.ERROR]
 
 
 # ---------------------------------------------------------------- real LAN
@@ -297,7 +361,7 @@ def test_three_hosts_find_each_other_rename_and_say_goodbye(lan3) -> None:
         for j, host in enumerate(lan3, 1):
             if j == k:
                 continue
-            event = proc.wait_for(found(f"peer-{j}"), timeout=10)
+            event = proc.wait_for(found(f"peer-{j}"), timeout=DISCOVERY_WAIT)
             assert event, f"host {k} did not find host {j}: {proc.events}"
             assert event["name"] == f"Host {j}"
             assert event["port"] == 9000 + j
@@ -314,31 +378,20 @@ def test_three_hosts_find_each_other_rename_and_say_goodbye(lan3) -> None:
 
     # A clean exit says goodbye: the others report it lost at once.
     procs[2].send("quit")
-    assert procs[2].proc.wait(timeout=10) == 0
+    assert procs[2].proc.wait(timeout=scaled(10)) == 0
     for proc in procs[:2]:
         assert proc.wait_for(lost("peer-3"), timeout=5), proc.events
 
-    # SIGKILL sends no goodbye, so mDNS keeps the peer for its record TTL (75 min for the PTR):
-    # noticing a crashed peer is the mesh heartbeat's job. Shown, not asserted.
+    # SIGKILL sends no goodbye, so mDNS keeps the peer in the others' caches for its record TTL
+    # (noticing a crashed peer is the mesh heartbeat's job). Nobody answers for it any more, so a
+    # newcomer finds the live peer and never the killed one. (Timings: bench/lan.py.)
     procs[1].proc.kill()
-    time.sleep(2)
-    print(f"\nlost reported within 2 s of SIGKILL: {bool(procs[0].matching(lost('peer-2')))}")
-
-    # A newcomer on a quiet LAN: how soon does it see the existing peer, and it see the newcomer?
-    t0 = time.time()
+    procs[1].proc.wait(timeout=scaled(10))
     newcomer = start_peer(lan3[2], 4)
-    seen = newcomer.wait_for(found("peer-1"), timeout=10)
-    ready = newcomer.wait_for(lambda e: e["ev"] == "ready", timeout=0)
-    seen_by_old = procs[0].wait_for(found("peer-4"), timeout=10)
-    assert seen and ready and seen_by_old
-    print(
-        f"newcomer: process start -> start() returned {ready['t'] - t0:.2f} s, "
-        f"-> on_found(existing peer) {seen['t'] - t0:.2f} s "
-        f"({seen['t'] - ready['t']:.2f} s after start()); "
-        f"existing peer's on_found(newcomer) {seen_by_old['t'] - t0:.2f} s"
-    )
-    print(
-        f"(the SIGKILLed peer-2 reported lost by then: {bool(procs[0].matching(lost('peer-2')))})"
+    assert newcomer.wait_for(found("peer-1"), timeout=DISCOVERY_WAIT), newcomer.events
+    assert procs[0].wait_for(found("peer-4"), timeout=DISCOVERY_WAIT), procs[0].events
+    never_within_sync(
+        lambda: newcomer.matching(found("peer-2")), "the killed peer announced to a newcomer", 2.0
     )
 
 
@@ -346,10 +399,10 @@ def test_hostile_adverts_are_ignored_and_logged() -> None:
     need(*lan_available())
     with virtual_lan(2, ipv6=False) as (h1, h2):
         hostile = h1.spawn_json([sys.executable, SCRIPT, "hostile", "--ip", h1.ip])
-        assert hostile.wait_for(lambda e: e["ev"] == "ready", timeout=10), hostile.events
+        assert hostile.wait_for(lambda e: e["ev"] == "ready", timeout=DISCOVERY_WAIT), hostile.events
         good = start_peer(h1, 1)
         watcher = start_peer(h2, 2)
-        assert watcher.wait_for(found("peer-1"), timeout=10), watcher.events
+        assert watcher.wait_for(found("peer-1"), timeout=DISCOVERY_WAIT), watcher.events
         # Every hostile instance gets one warning; none reaches on_found.
         names = hostile.matching(lambda e: e["ev"] == "ready")[0]["names"]
         for name in names:
@@ -358,7 +411,7 @@ def test_hostile_adverts_are_ignored_and_logged() -> None:
                 lambda e, label=label: (
                     e["ev"] == "log" and e["level"] == "WARNING" and label in e["msg"]
                 ),
-                timeout=5,
+                timeout=DISCOVERY_WAIT,
             ), f"no warning for {label}: {watcher.events}"
         assert [e["peer_id"] for e in watcher.matching(lambda e: e["ev"] == "found")] == ["peer-1"]
         warnings = watcher.matching(lambda e: e["ev"] == "log" and e["level"] == "WARNING")
@@ -378,12 +431,15 @@ def test_filtered_multicast_prevents_discovery_but_not_unicast(lan3) -> None:
     h1, _, h3 = lan3
     h3.block_multicast()
     procs = [start_peer(h, k, "--listen") for k, h in enumerate(lan3, 1)]
-    assert procs[0].wait_for(found("peer-2"), timeout=10), procs[0].events
-    assert procs[1].wait_for(found("peer-1"), timeout=10), procs[1].events
-    time.sleep(2)  # well past the others' announcements
-    assert not procs[2].matching(lambda e: e["ev"] == "found"), procs[2].events
-    assert not procs[0].matching(found("peer-3"))
-    assert not procs[1].matching(found("peer-3"))
+    assert procs[0].wait_for(found("peer-2"), timeout=DISCOVERY_WAIT), procs[0].events
+    assert procs[1].wait_for(found("peer-1"), timeout=DISCOVERY_WAIT), procs[1].events
+    never_within_sync(  # well past the others' announcements
+        lambda: procs[2].matching(lambda e: e["ev"] == "found")
+        or procs[0].matching(found("peer-3"))
+        or procs[1].matching(found("peer-3")),
+        "discovery across the multicast filter",
+        2.0,
+    )
     # ... yet a manually entered address still reaches h3 over unicast, IPv4 and IPv6.
     for addr in (h3.ip, h3.ip6):
         out = h1.run(

@@ -9,12 +9,12 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from playwright.async_api import async_playwright, expect
+from playwright.async_api import expect
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus, WebSocketException
 
-from tests.browser import ChatPage, chromium_available, host_mode_server, launch_browser
-from tests.conftest import need
+from tests.browser import ChatPage, host_mode_server
+from tests.timing import scaled, scaled_ms
 
 SECRET = "correct horse battery staple"
 
@@ -26,7 +26,7 @@ def server(tmp_path):
 
 
 def request(port: int, method: str, path: str, body: str = "", cookie: str = ""):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=scaled(20))
     headers = {"Content-Type": "application/x-www-form-urlencoded"} if body else {}
     if cookie:
         headers["Cookie"] = cookie
@@ -129,32 +129,26 @@ def test_a_flood_of_guesses_is_shed_and_pages_still_load(server):
     assert unlock(server, SECRET)[0] == 303
 
 
-async def test_browser_asks_for_the_passphrase_before_the_chat(tmp_path):
-    need(*chromium_available())
+async def test_browser_asks_for_the_passphrase_before_the_chat(tmp_path, browser):
     with host_mode_server(tmp_path / "host", "--no-lan", "--passphrase", SECRET) as (url, _):
-        async with async_playwright() as p:
-            browser = await launch_browser(p)
-            try:
-                page = await (await browser.new_context()).new_page()
-                await page.goto(url)
-                await expect(page).to_have_url(re.compile(r"/unlock"))
-                await page.get_by_label("Passphrase").fill("wrong")
-                await page.get_by_role("button", name="Enter chat").click()
-                await expect(page.get_by_role("alert")).to_have_text("Wrong passphrase.")
-                await page.get_by_label("Passphrase").fill(SECRET)
-                await page.keyboard.press("Enter")
-                await expect(page).to_have_url(url)
-                placeholder = page.locator("flt-semantics-placeholder")
-                await placeholder.wait_for(state="attached", timeout=60_000)
-                await placeholder.dispatch_event("click")
-                chat = ChatPage(page)
-                await page.get_by_label("Enter your name to join the chat").wait_for(
-                    timeout=30_000
-                )
-                await chat.join("Quinn")
-                await chat.send("behind the passphrase")
-                await expect(chat.message("Quinn", "behind the passphrase")).to_be_visible(
-                    timeout=15_000
-                )
-            finally:
-                await browser.close()
+        page = await (await browser.new_context()).new_page()
+        await page.goto(url, timeout=scaled_ms(30_000))
+        await expect(page).to_have_url(re.compile(r"/unlock"))
+        await page.get_by_label("Passphrase").fill("wrong")
+        await page.get_by_role("button", name="Enter chat").click()
+        await expect(page.get_by_role("alert")).to_have_text("Wrong passphrase.")
+        await page.get_by_label("Passphrase").fill(SECRET)
+        await page.keyboard.press("Enter")
+        await expect(page).to_have_url(url)
+        placeholder = page.locator("flt-semantics-placeholder")
+        await placeholder.wait_for(state="attached", timeout=scaled_ms(60_000))
+        await placeholder.dispatch_event("click")
+        chat = ChatPage(page)
+        await page.get_by_label("Enter your name to join the chat").wait_for(
+            timeout=scaled_ms(30_000)
+        )
+        await chat.join("Quinn")
+        await chat.send("behind the passphrase")
+        await expect(chat.message("Quinn", "behind the passphrase")).to_be_visible(
+            timeout=scaled_ms(15_000)
+        )

@@ -16,6 +16,7 @@ from fletchat.mesh import Mesh, MeshSettings
 from fletchat.model import Message, Peer, ValidationError
 from fletchat.node import mesh_for_hub
 from fletchat.store import MARK_END, MARK_START, Store
+from tests.timing import scaled
 
 
 def make(tmp_path: Path, peer_id: str) -> Hub:
@@ -183,7 +184,7 @@ async def test_catch_up_over_websockets_and_delivery_receipts(tmp_path):
     await mb.start()
     try:
         mb.add_peer_address("127.0.0.1", ma.port)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + scaled(20)
         while time.monotonic() < deadline and (
             len(b.history(limit=1000)) < 301 or a.pending_ids()
         ):

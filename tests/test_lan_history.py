@@ -14,6 +14,7 @@ from fletchat.store import Store
 from tests.conftest import need
 from tests.lan import JsonProc, lan_available, virtual_lan
 from tests.lan import start_headless_peer as start_peer
+from tests.timing import scaled
 
 WAIT = 30.0
 
@@ -49,7 +50,7 @@ def stored(data_dir: Path) -> list[tuple[str, str]]:
 def stop(peer: JsonProc) -> None:
     assert peer.proc.stdin is not None
     peer.proc.stdin.close()  # EOF: the headless peer says goodbye and exits
-    peer.proc.wait(20)
+    peer.proc.wait(scaled(20))
 
 
 def test_sigkill_mid_burst_loses_nothing_acknowledged_and_histories_converge(lan3, tmp_path):
@@ -66,11 +67,11 @@ def test_sigkill_mid_burst_loses_nothing_acknowledged_and_histories_converge(lan
     for i in range(burst):
         c.send(f"burst {i}")
     # Kill Carol once she has acknowledged (stored and shown) part of the burst.
-    deadline = time.monotonic() + WAIT
+    deadline = time.monotonic() + scaled(WAIT)
     while len(own_chat_ids(c, "Carol")) < 60 and time.monotonic() < deadline:
         time.sleep(0.01)
     c.proc.send_signal(signal.SIGKILL)
-    c.proc.wait(10)
+    c.proc.wait(scaled(10))
     acknowledged = own_chat_ids(c, "Carol")
     assert 60 <= len(acknowledged) < burst, "the kill should land mid-burst"
 
@@ -80,7 +81,7 @@ def test_sigkill_mid_burst_loses_nothing_acknowledged_and_histories_converge(lan
     assert c2.wait_for(lambda e: e.get("text") == "while Carol was down", timeout=WAIT)
 
     # Let catch-up settle (reading the live databases is safe: WAL), then stop everyone.
-    deadline = time.monotonic() + WAIT
+    deadline = time.monotonic() + scaled(WAIT)
     while time.monotonic() < deadline:
         sets = [{mid for _, mid in stored(d)} for d in dirs.values()]
         if sets[0] == sets[1] == sets[2] and set(acknowledged) <= sets[0]:

@@ -4,21 +4,27 @@ of the LAN's bridge). The capture holds the peers' TCP traffic but not a word of
 
 from __future__ import annotations
 
+import secrets
 import socket
 import struct
+import sys
 import threading
-import time
 
 import pytest
 
 from tests.conftest import need
 from tests.lan import lan_available, virtual_lan
 from tests.lan import start_headless_peer as start_peer
+from tests.timing import eventually_sync
 
 WAIT = 20.0
 PEER_PORT = 8551  # the default --peer-port both peers use
 ETH_P_ALL = 0x0003
 MARKER = "zebra-marmalade-7319 plans for Friday: the secret is ✨quokka✨"
+END_OF_CAPTURE = (
+    "import socket, sys; "
+    "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(sys.argv[2].encode(), (sys.argv[1], 9))"
+)
 
 
 class Sniffer:
@@ -96,7 +102,15 @@ def test_a_passive_listener_sees_tcp_traffic_but_no_message_text(lan2, tmp_path)
                 and e.get("author") == author and MARKER in e.get("text", ""),
                 WAIT,
             ), f"the message of {author} did not arrive"
-        time.sleep(0.5)
+        # Everything on this cable before a last datagram from h1 is in the capture once that
+        # datagram is (a packet socket keeps the order), instead of sleeping and hoping.
+        token = secrets.token_hex(8)
+        h1.run([sys.executable, "-c", END_OF_CAPTURE, h2.ip, token])
+        eventually_sync(
+            lambda: any(token.encode() in f for f in list(sniffer.frames)),
+            "the sniffer caught up",
+            WAIT,
+        )
     finally:
         capture = sniffer.stop()
     # The eavesdropper did capture the peers' conversation on the wire...

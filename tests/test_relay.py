@@ -31,8 +31,9 @@ from fletchat.relay_protocol import (
     encode_client_ping,
     encode_client_send,
 )
+from tests.timing import scaled
 
-TIMEOUT = 5.0
+TIMEOUT = scaled(5.0)
 
 
 class Host:
@@ -73,7 +74,7 @@ async def host(tmp_path: Path):
         yield Host(node, port)
     finally:
         server.should_exit = True
-        await asyncio.wait_for(task, 10)
+        await asyncio.wait_for(task, scaled(10))
         sock.close()
 
 

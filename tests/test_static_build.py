@@ -16,14 +16,14 @@ import urllib.error
 import urllib.request
 
 import pytest
-from playwright.async_api import async_playwright, expect
+from playwright.async_api import expect
 
 from fletchat import webbuild
-from tests.browser import ChatPage, chromium_available, host_mode_server, launch_browser
+from tests.browser import ChatPage, chromium_available, host_mode_server
 from tests.conftest import ROOT, need
-from tests.timing import scaled
+from tests.timing import scaled, scaled_ms
 
-TIMEOUT = 15_000
+TIMEOUT = scaled_ms(15_000)
 PYTHON_READY = "Python worker initialized"
 
 
@@ -120,62 +120,57 @@ async def open_static(context, url: str) -> ChatPage:
     lines: list[str] = []
     page.on("console", lambda m: lines.append(m.text))
     async with page.expect_event(
-        "console", predicate=lambda m: PYTHON_READY in m.text, timeout=scaled(60) * 1000
+        "console", predicate=lambda m: PYTHON_READY in m.text, timeout=scaled_ms(60_000)
     ):
-        await page.goto(url)
+        await page.goto(url, timeout=scaled_ms(30_000))
     placeholder = page.locator("flt-semantics-placeholder")
-    await placeholder.wait_for(state="attached", timeout=scaled(30) * 1000)
+    await placeholder.wait_for(state="attached", timeout=scaled_ms(30_000))
     await placeholder.dispatch_event("click")
-    await page.get_by_label("Enter your name to join the chat").wait_for(timeout=scaled(30) * 1000)
+    await page.get_by_label("Enter your name to join the chat").wait_for(timeout=scaled_ms(30_000))
     tab = ChatPage(page)
     tab.console = lines  # type: ignore[attr-defined]
     return tab
 
 
-async def test_static_client_chats_with_a_server_side_session(server):
-    async with async_playwright() as p:
-        browser = await launch_browser(p)
-        try:
-            alice = await ChatPage.open(await browser.new_context(), server)
-            await alice.join("Alice")
-            await alice.send("before the static client came")
+async def test_static_client_chats_with_a_server_side_session(server, browser):
+    alice = await ChatPage.open(await browser.new_context(), server)
+    await alice.join("Alice")
+    await alice.send("before the static client came")
 
-            bob = await open_static(await browser.new_context(), server + "app/")
-            await bob.join("Bob Static")
-            # Recent history arrived over the relay and shows as ChatMessage rows (behind the
-            # modal login dialog until then, out of the semantics tree).
-            await expect(bob.message("Alice", "before the static client came")).to_be_visible(
-                timeout=TIMEOUT
-            )
-            await expect(alice.notice("Bob Static has joined the chat.")).to_be_visible(
-                timeout=TIMEOUT
-            )
-            await bob.send("hello from Python in the browser")
-            await expect(
-                alice.message("Bob Static", "hello from Python in the browser")
-            ).to_be_visible(timeout=TIMEOUT)
-            await expect(
-                bob.message("Bob Static", "hello from Python in the browser")
-            ).to_be_visible(timeout=TIMEOUT)
-            await alice.send("hi Bob, I am on the server side")
-            await expect(bob.message("Alice", "hi Bob, I am on the server side")).to_be_visible(
-                timeout=TIMEOUT
-            )
-            await expect(bob.page.get_by_text("Online (2)")).to_be_visible(timeout=TIMEOUT)
-            await expect(alice.page.get_by_text("Online (2)")).to_be_visible(timeout=TIMEOUT)
-            # The same validation as everywhere: an overlong message is refused and kept.
-            await bob.send("x" * 4001)
-            await expect(bob.page.get_by_text("Message is too long", exact=False)).to_be_visible(
-                timeout=TIMEOUT
-            )
-            await bob.screenshot("static-client.png")
-            # Closing the tab is leaving.
-            await bob.page.close()
-            await expect(alice.notice("Bob Static has left the chat.")).to_be_visible(
-                timeout=TIMEOUT
-            )
-        finally:
-            await browser.close()
+    bob = await open_static(await browser.new_context(), server + "app/")
+    await bob.join("Bob Static")
+    # Recent history arrived over the relay and shows as ChatMessage rows (behind the
+    # modal login dialog until then, out of the semantics tree).
+    await expect(bob.message("Alice", "before the static client came")).to_be_visible(
+        timeout=TIMEOUT
+    )
+    await expect(alice.notice("Bob Static has joined the chat.")).to_be_visible(
+        timeout=TIMEOUT
+    )
+    await bob.send("hello from Python in the browser")
+    await expect(
+        alice.message("Bob Static", "hello from Python in the browser")
+    ).to_be_visible(timeout=TIMEOUT)
+    await expect(
+        bob.message("Bob Static", "hello from Python in the browser")
+    ).to_be_visible(timeout=TIMEOUT)
+    await alice.send("hi Bob, I am on the server side")
+    await expect(bob.message("Alice", "hi Bob, I am on the server side")).to_be_visible(
+        timeout=TIMEOUT
+    )
+    await expect(bob.page.get_by_text("Online (2)")).to_be_visible(timeout=TIMEOUT)
+    await expect(alice.page.get_by_text("Online (2)")).to_be_visible(timeout=TIMEOUT)
+    # The same validation as everywhere: an overlong message is refused and kept.
+    await bob.send("x" * 4001)
+    await expect(bob.page.get_by_text("Message is too long", exact=False)).to_be_visible(
+        timeout=TIMEOUT
+    )
+    await bob.screenshot("static-client.png")
+    # Closing the tab is leaving.
+    await bob.page.close()
+    await expect(alice.notice("Bob Static has left the chat.")).to_be_visible(
+        timeout=TIMEOUT
+    )
 
 
 def get(url: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
@@ -245,37 +240,32 @@ def test_precompressed_assets_and_cache_headers(server, static_build):
     assert status == 200 and "content-encoding" not in headers and "vary" not in headers
 
 
-async def test_first_visit_stays_on_the_host_and_a_second_works_offline(tmp_path, static_build):
-    need(*chromium_available())
+async def test_first_visit_stays_on_the_host_and_a_second_works_offline(
+    tmp_path, static_build, browser
+):
     with host_mode_server(tmp_path / "host", "--no-lan", "--static-dir", str(static_build)) as (
         url, proc,
     ):
         origin = url.rstrip("/")
-        async with async_playwright() as p:
-            browser = await launch_browser(p)
-            try:
-                context = await browser.new_context()
-                requests: list[str] = []
-                context.on("request", lambda r: requests.append(r.url))
-                page = await context.new_page()
-                ready: list[str] = []
-                page.on("console", lambda m: ready.append(m.text))
-                async with page.expect_event(
-                    "console", predicate=lambda m: PYTHON_READY in m.text, timeout=180_000
-                ):
-                    await page.goto(url + "app/")
-                await expect_console(ready, "Flet Chat: offline copy ready")
-                outside = [u for u in requests
-                           if not u.startswith((origin + "/", "data:", "blob:"))]
-                assert outside == [], outside
-                assert any("/app/sw.js" in u for u in requests)
-                # The host goes away; the site still starts, from the service worker's copy.
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(30)
-                tab = await open_static(context, url + "app/")
-                await expect(tab.page.get_by_label("Enter your name to join the chat")).to_be_visible()
-            finally:
-                await browser.close()
+        context = await browser.new_context()
+        requests: list[str] = []
+        context.on("request", lambda r: requests.append(r.url))
+        page = await context.new_page()
+        ready: list[str] = []
+        page.on("console", lambda m: ready.append(m.text))
+        async with page.expect_event(
+            "console", predicate=lambda m: PYTHON_READY in m.text, timeout=scaled_ms(180_000)
+        ):
+            await page.goto(url + "app/", timeout=scaled_ms(30_000))
+        await expect_console(ready, "Flet Chat: offline copy ready")
+        outside = [u for u in requests if not u.startswith((origin + "/", "data:", "blob:"))]
+        assert outside == [], outside
+        assert any("/app/sw.js" in u for u in requests)
+        # The host goes away; the site still starts, from the service worker's copy.
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(scaled(30))
+        tab = await open_static(context, url + "app/")
+        await expect(tab.page.get_by_label("Enter your name to join the chat")).to_be_visible()
 
 
 async def expect_console(lines: list[str], text: str) -> None:

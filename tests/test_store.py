@@ -27,6 +27,7 @@ from fletchat.store import (
     StoreWriter,
     fts_query,
 )
+from tests.timing import scaled
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = 1_700_000_000_000
@@ -417,7 +418,7 @@ def test_batched_writer_handles_a_large_burst(tmp_path: Path) -> None:
         clock = HLC("alice", Wall())
         for i in range(10_000):
             writer.submit(Record(chat(f"burst message number{i}"), clock.now(), i + 1))
-        assert writer.flush(timeout=60)
+        assert writer.flush(timeout=scaled(60))
         writer.close()
         assert sum(committed) == 10_000
         assert max(committed) <= 500
@@ -433,7 +434,7 @@ def test_writer_flushes_on_its_timer_and_on_close(tmp_path: Path) -> None:
     with open_store(tmp_path) as store:
         writer = StoreWriter(store, batch_size=1000, interval=0.01)
         writer.submit(Record(chat("soon"), Stamp(T0, 0, "alice"), 1))
-        assert writer.flush(timeout=10)
+        assert writer.flush(timeout=scaled(10))
         assert store.count() == 1
         writer.submit(Record(chat("at close"), Stamp(T0, 1, "alice"), 2))
         writer.close()
@@ -490,7 +491,7 @@ def test_every_acknowledged_message_survives_sigkill(tmp_path: Path, mode: str) 
                 break
     finally:
         os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
+        proc.wait(scaled(10))
     # whatever else the pipe still held was acknowledged too
     rest = proc.stdout.read() if proc.stdout is not None else ""
     acked.extend(line.strip() for line in rest.splitlines())

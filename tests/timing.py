@@ -7,6 +7,7 @@ cores, a stress run) only makes tests slower, never wrong. ``FLETCHAT_TESTS_TIME
 - ``await eventually(check, what, timeout)`` polls until ``check()`` is truthy; fails with ``what``.
 - ``await never_within(check, what, timeout)`` is the honest "nothing more arrived": it polls for the
   whole window and fails the moment ``check()`` becomes truthy, instead of sleeping once and looking.
+- ``eventually_sync`` / ``never_within_sync`` are the same for plain (non-async) tests.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ POLL = 0.02
 def scaled(seconds: float) -> float:
     """A test's time bound on this machine."""
     return seconds * TIMEOUT_FACTOR
+
+
+def scaled_ms(milliseconds: float) -> float:
+    """``scaled`` for APIs that count in milliseconds (Playwright)."""
+    return milliseconds * TIMEOUT_FACTOR
 
 
 async def eventually(check: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
@@ -59,3 +65,14 @@ def eventually_sync(check: Callable[[], Any], what: str, timeout: float = 15.0) 
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {scaled(timeout):.1f} s: {what}")
         time.sleep(POLL)
+
+
+def never_within_sync(check: Callable[[], Any], what: str, timeout: float = 1.0) -> None:
+    """``never_within`` for plain (non-async) tests."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            raise AssertionError(f"should not have happened: {what}")
+        time.sleep(POLL)
+    if check():
+        raise AssertionError(f"should not have happened: {what}")
