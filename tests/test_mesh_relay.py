@@ -45,7 +45,7 @@ def knows_its_neighbours_links(nodes: list[tuple[CountingHub, Mesh]]) -> bool:
         len(mesh.peers()) == len(ids) - 1
         and all(
             conn.neighbours >= ids - {hub.peer_id, conn.peer.id}
-            for conn in mesh._by_id.values()
+            for conn in mesh._registry.handles()
         )
         for hub, mesh in nodes
     )
