@@ -21,7 +21,7 @@ from . import limits as L
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _MIME = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,62}/[a-z0-9][a-z0-9!#$&^_.+-]{0,62}$")
 _SEALED = re.compile(r"^sealed:v1:[A-Za-z0-9+/]+={0,2}$")
-MAX_SEALED_META_CHARS = 1024
+MAX_SEALED_META_CHARS = 2200  # sealed.META_PAD bytes sealed and base64-encoded
 OCTET_STREAM = "application/octet-stream"
 _FIELDS = {"sha256", "size", "chunk", "root", "name", "mime", "sealed", "thumb", "ms"}
 
@@ -134,12 +134,14 @@ class FileManifest:
         else:
             name = validate_file_name(obj.get("name"))
             mime = validate_mime(obj.get("mime"))
+        if sealed is not None and (obj.get("thumb") is not None or obj.get("ms") is not None):
+            raise ValidationError("A sealed file has no thumbnail or duration in the clear.")
         thumb = None
         if obj.get("thumb") is not None:
             if _nested:
                 raise ValidationError("A thumbnail cannot have a thumbnail.")
             thumb = cls.from_wire(obj["thumb"], _nested=True)
-            if thumb.size > L.MAX_THUMB_BYTES or (sealed is None and not thumb.mime.startswith("image/")):
+            if thumb.size > L.MAX_THUMB_BYTES or not thumb.mime.startswith("image/"):
                 raise ValidationError(f"file.thumb must be an image of at most {L.MAX_THUMB_BYTES} bytes.")
         ms = obj.get("ms")
         if ms is not None and (type(ms) is not int or not 0 <= ms <= L.MAX_VOICE_MS):
