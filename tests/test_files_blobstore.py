@@ -146,7 +146,7 @@ def test_whole_file_mismatch_is_discarded(tmp_path):
 
 
 def test_wrong_length_chunk_and_unbegun_download_are_refused(tmp_path):
-    sender, m = offer(tmp_path, payload(1))
+    _sender, m = offer(tmp_path, payload(1))
     receiver = BlobStore(tmp_path / "recv")
     with pytest.raises(BlobError, match="not begun"):
         receiver.write_chunk(m, 0, b"x" * CHUNK, leaf_hash(b"x" * CHUNK))
