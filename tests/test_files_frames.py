@@ -14,7 +14,9 @@ from fletchat.files.frames import (
     Chunk,
     FrameError,
     Get,
+    Holds,
     NoChunk,
+    Query,
     decode,
     encode,
 )
@@ -24,6 +26,9 @@ H = "ab" * 32
 
 @pytest.mark.parametrize("frame", [
     Get(H, 0, L.DEFAULT_CHUNK_SIZE),
+    Query(H),
+    Holds(H, True),
+    Holds(H, False),
     Cancel(H, 7),
     NoChunk(H, 3, "not_found"),
     NoChunk(H, 3, "busy"),
@@ -61,6 +66,9 @@ def binary(header: dict | bytes, data: bytes = b"") -> bytes:
     (text(chunk=1000), "power of two"),
     (text(chunk=L.MAX_CHUNK_SIZE * 2), "power of two"),
     (text(type="nochunk", reason="because"), "reason"),
+    (text(type="holds", have=1), "have"),
+    (text(type="query", sha256="x"), "sha256"),
+    (text(type="hello"), "type"),
     (b"\x00\x00", "too short"),
     (b"\x00\x00\x10\x00{}", "header length"),
     (binary(b"\xff\xfe"), "invalid chunk header"),

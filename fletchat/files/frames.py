@@ -55,6 +55,19 @@ class NoChunk:
 
 
 @dataclass(frozen=True)
+class Query:
+    """Do you hold this file? (answered with ``Holds``)"""
+
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Holds:
+    sha256: str
+    have: bool  # the complete file
+
+
+@dataclass(frozen=True)
 class Chunk:
     sha256: str
     index: int
@@ -62,7 +75,7 @@ class Chunk:
     data: bytes
 
 
-FilesFrame = Get | Cancel | NoChunk | Chunk
+FilesFrame = Query | Holds | Get | Cancel | NoChunk | Chunk
 
 
 def _text(obj: dict) -> str:
@@ -70,6 +83,10 @@ def _text(obj: dict) -> str:
 
 
 def encode(frame: FilesFrame) -> str | bytes:
+    if isinstance(frame, Query):
+        return _text({"type": "query", "sha256": frame.sha256})
+    if isinstance(frame, Holds):
+        return _text({"type": "holds", "sha256": frame.sha256, "have": frame.have})
     if isinstance(frame, Get):
         return _text({"type": "get", "sha256": frame.sha256, "i": frame.index, "chunk": frame.chunk_size})
     if isinstance(frame, Cancel):
@@ -82,14 +99,14 @@ def encode(frame: FilesFrame) -> str | bytes:
     return _LEN.pack(len(header)) + header + frame.data
 
 
-def _common(obj: object, want: tuple[str, ...]) -> dict:
+def _common(obj: object, want: tuple[str, ...], index: bool = True) -> dict:
     if not isinstance(obj, dict) or obj.get("v") != VERSION:
         raise FrameError("files frame must be an object with v = 1")
     if obj.get("type") not in want:
         raise FrameError(f"unexpected files frame type {str(obj.get('type'))[:20]!r}")
     if not isinstance(obj.get("sha256"), str) or not _HEX64.match(obj["sha256"]):
         raise FrameError("sha256 must be 64 lowercase hex digits")
-    if type(obj.get("i")) is not int or not 0 <= obj["i"] < L.MAX_CHUNKS:
+    if index and (type(obj.get("i")) is not int or not 0 <= obj["i"] < L.MAX_CHUNKS):
         raise FrameError(f"i must be an integer 0-{L.MAX_CHUNKS - 1}")
     return obj
 
@@ -100,9 +117,18 @@ def decode(raw: str | bytes) -> FilesFrame:
         if len(raw) > MAX_TEXT_FRAME_BYTES:
             raise FrameError("text frame too large", 1009)
         try:
-            obj = _common(json.loads(raw), ("get", "cancel", "nochunk"))
+            obj = json.loads(raw)
         except (json.JSONDecodeError, RecursionError) as err:
             raise FrameError("invalid JSON") from err
+        kind = obj.get("type") if isinstance(obj, dict) else None
+        if kind in ("query", "holds"):
+            obj = _common(obj, (kind,), index=False)
+            if kind == "query":
+                return Query(obj["sha256"])
+            if type(obj.get("have")) is not bool:
+                raise FrameError("holds.have must be true or false")
+            return Holds(obj["sha256"], obj["have"])
+        obj = _common(obj, ("get", "cancel", "nochunk"))
         if obj["type"] == "get":
             chunk = obj.get("chunk")
             if type(chunk) is not int or not L.MIN_CHUNK_SIZE <= chunk <= L.MAX_CHUNK_SIZE or chunk & (chunk - 1):

@@ -32,6 +32,9 @@ DEFAULT_AUTO_DOWNLOAD_BYTES = 25 * 1000 * 1000
 SERVE_BYTES_PER_MINUTE = 2 * GIB  # per requesting peer; ~36 MB/s, above Wi-Fi, below a wired LAN
 SERVE_BURST_BYTES = 64 * MIB
 MAX_PENDING_REQUESTS_PER_PEER = 32  # queued requests beyond this = flood, connection dropped
+FILES_LANE_FRAMES_PER_SECOND = 200  # every frame on a files connection, a token bucket ...
+FILES_LANE_BURST = 400  # ... of this size (a chunk request costs one)
+MAX_QUERIES_PER_MINUTE = 600  # "query" frames per files connection
 
 # ---- storage ----
 DEFAULT_QUOTA_BYTES = 2 * GIB
