@@ -113,6 +113,14 @@ class BlobStore:
         p = self._blob_path(sha)
         return p if p.is_file() else None
 
+    def layout(self, sha: str) -> tuple[int, int] | None:
+        """(size, chunk count) of a complete file, or None if we do not hold it."""
+        blob = self._blob_path(sha)
+        try:
+            return blob.stat().st_size, blob.with_name(sha + ".leaves").stat().st_size // HASH_BYTES
+        except OSError:
+            return None
+
     def usage(self) -> Usage:
         with self._lock:
             used = self._used

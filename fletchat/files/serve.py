@@ -120,6 +120,8 @@ class Server:
             if p.queue:
                 self._refill(p, now)
                 need = p.queue[0][2] - p.tokens
+                if need > 0 and self._rate <= 0:
+                    continue  # a zero budget never refills
                 at = now if need <= 0 else now + need / self._rate
                 best = at if best is None else min(best, at)
         return best
