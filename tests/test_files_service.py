@@ -216,3 +216,17 @@ async def test_queries_and_requests_for_what_we_lack(tmp_path, service):
                         F.NoChunk("00" * 32, 0, "not_found"), F.NoChunk(m.sha256, 1, "not_found")]
     assert isinstance(sent[4], F.Chunk) and sent[4].data == b"hello"
     await s.stop()
+
+
+async def test_concurrent_fetches_are_bounded(tmp_path, service):
+    from fletchat.files.manifest import FileManifest
+    from fletchat.files.service import BusyError
+
+    me = service(tmp_path, "me")
+    futures = []
+    for i in range(L.MAX_CONCURRENT_FETCHES):
+        m = FileManifest(f"{i:064x}", 10, CHUNK, "00" * 32, f"f{i}", "text/plain")
+        futures.append(await me.fetch(m))
+    assert await me.fetch(m) is futures[-1]  # the same file again is the same download
+    with pytest.raises(BusyError, match="already downloading"):
+        await me.fetch(FileManifest("ff" * 32, 10, CHUNK, "00" * 32, "one more", "text/plain"))

@@ -29,6 +29,10 @@ from .transfer import Complete, Drop, Fetch, HoldersGone, Request, Verified
 log = logging.getLogger("fletchat.files")
 
 
+class BusyError(BlobError):
+    """``MAX_CONCURRENT_FETCHES`` files are already being fetched (the caller queues this one)."""
+
+
 class Link(Protocol):
     async def send(self, frame: str | bytes) -> None: ...
     async def close(self, code: int, reason: str) -> None: ...
@@ -142,6 +146,8 @@ class FilesService:
         connected peer is asked whether it holds it, besides ``holders`` (e.g. the origin)."""
         if manifest.sha256 in self._jobs:
             return self._jobs[manifest.sha256].result
+        if len(self._jobs) >= L.MAX_CONCURRENT_FETCHES:
+            raise BusyError(f"{L.MAX_CONCURRENT_FETCHES} files are already downloading; try again when one is done.")
         have = await self.store.abegin(manifest)  # QuotaError goes to the caller
         job = self._jobs[manifest.sha256] = _Job(Fetch(manifest, have))
         now = self._clock()
