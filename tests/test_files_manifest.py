@@ -8,7 +8,7 @@ import hashlib
 import pytest
 
 from fletchat.files import limits as L
-from fletchat.files.manifest import FileManifest, export_name, files_from_wire
+from fletchat.files.manifest import FileManifest, export_name, files_from_wire, signing_element
 from fletchat.files.merkle import MerkleTree, leaf_hash, verify
 from fletchat.model import ValidationError
 
@@ -145,3 +145,16 @@ def test_export_names_are_one_safe_component(name, expected):
 def test_export_name_keeps_the_extension_of_a_long_name():
     out = export_name("x" * 300 + ".jpeg", H)
     assert len(out) <= 120 and out.endswith(".jpeg")
+
+
+def test_signing_element_is_canonical():
+    import json
+
+    m = FileManifest.from_wire(dict(GOOD, thumb=dict(GOOD, size=10, mime="image/png"), ms=3))
+    el = signing_element((m,))
+    assert list(el[0]) == sorted(el[0]) and list(el[0]["thumb"]) == sorted(el[0]["thumb"])
+    # the same file described with its keys in another order signs the same
+    shuffled = FileManifest.from_wire(dict(reversed(list(m.to_wire().items()))))
+    assert json.dumps(signing_element((shuffled,))) == json.dumps(el)
+    renamed = FileManifest.from_wire(dict(m.to_wire(), name="other.jpg"))
+    assert json.dumps(signing_element((renamed,))) != json.dumps(el)

@@ -158,6 +158,16 @@ def files_from_wire(raw: object) -> tuple[FileManifest, ...]:
     return tuple(FileManifest.from_wire(item) for item in raw)
 
 
+def _sorted(obj: dict[str, Any]) -> dict[str, Any]:
+    return {k: (_sorted(v) if isinstance(v, dict) else v) for k, v in sorted(obj.items())}
+
+
+def signing_element(files: tuple[FileManifest, ...]) -> list[dict[str, Any]]:
+    """What ``message_signing_bytes`` appends (as an 11th element) for a message with files: the
+    wire objects with keys in lexicographic order, nested ``thumb`` too (docs/files.md)."""
+    return [_sorted(f.to_wire()) for f in files]
+
+
 _WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$", re.IGNORECASE)
 _UNSAFE = re.compile(r'[\x00-\x1f<>:"/\\|?*\x7f]')
 
