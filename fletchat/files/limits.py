@@ -34,7 +34,6 @@ SERVE_BURST_BYTES = 64 * MIB
 MAX_PENDING_REQUESTS_PER_PEER = 32  # queued requests beyond this = flood, connection dropped
 FILES_LANE_FRAMES_PER_SECOND = 200  # every frame on a files connection, a token bucket ...
 FILES_LANE_BURST = 400  # ... of this size (a chunk request costs one)
-MAX_QUERIES_PER_MINUTE = 600  # "query" frames per files connection
 FILES_LANE_IDLE_S = 60.0  # a files connection without a transfer for this long is closed
 
 # ---- storage ----
