@@ -1,0 +1,371 @@
+"""Content-addressed file storage under the data dir (``<data>/files``).
+
+Every path here comes from a validated SHA-256 hex digest, never from a file name, so nothing is
+written outside the directory whatever a peer calls its file. Layout:
+
+- ``blobs/<sha[:2]>/<sha>``: a complete, verified file; ``<sha>.leaves``: its chunk leaf hashes
+  (32 bytes each), from which chunk proofs are served.
+- ``partial/<sha>.part``: a download in progress, written at chunk offsets;
+  ``partial/<sha>.json``: its manifest; ``partial/<sha>.idx``: the resume journal, one record
+  (u32 big-endian index + 32-byte leaf hash) appended per verified chunk. On reopen every journaled
+  chunk is read back and checked against its leaf hash, so after a crash the partial file counts
+  only chunks that are really on disk and verified.
+- Completion re-hashes the whole file (SHA-256 must match the manifest), then renames it into
+  ``blobs/`` (atomic on one file system).
+
+The quota counts complete blobs plus the full size of every started download (reserved at
+``begin``), so parallel downloads cannot overshoot it. The sync methods do blocking I/O and
+hashing; the ``a*`` methods run them in a worker thread, so the event loop never waits on a disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import re
+import shutil
+import struct
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from . import limits as L
+from .manifest import FileManifest, chunk_count
+from .merkle import HASH_BYTES, MerkleTree, leaf_hash
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_RECORD = struct.Struct(">I32s")
+_READ_BLOCK = 1 * L.MIB
+_TREE_CACHE = 16
+
+
+class BlobError(Exception):
+    """A storage failure worth telling the person (quota full, a file that does not match)."""
+
+
+class QuotaError(BlobError):
+    pass
+
+
+@dataclass(frozen=True)
+class Usage:
+    used: int  # complete blobs + reserved downloads, bytes
+    quota: int
+    disk_free: int  # what the file system still has
+
+    @property
+    def free(self) -> int:
+        """What can still be stored: the smaller of quota left and disk left."""
+        return max(0, min(self.quota - self.used, self.disk_free))
+
+
+def _sha(value: str) -> str:
+    if not isinstance(value, str) or not _HEX64.match(value):
+        raise ValueError("not a SHA-256 hex digest")
+    return value
+
+
+class BlobStore:
+    def __init__(self, root: Path, quota: int = L.DEFAULT_QUOTA_BYTES) -> None:
+        self.root = Path(root).resolve()
+        self.quota = quota
+        self._blobs = self.root / "blobs"
+        self._partial = self.root / "partial"
+        self._blobs.mkdir(parents=True, exist_ok=True)
+        self._partial.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._file_locks: dict[str, threading.Lock] = {}
+        self._trees: OrderedDict[str, MerkleTree] = OrderedDict()
+        self._reserved: dict[str, int] = {}
+        self._verified: dict[str, set[int]] = {}
+        self._used = 0
+        for blob in self._blobs.glob("??/*"):
+            if _HEX64.match(blob.name):
+                self._used += blob.stat().st_size
+        for meta in self._partial.glob("*.json"):
+            try:
+                self._reserved[meta.stem] = FileManifest.from_wire(json.loads(meta.read_text())).size
+            except (ValueError, OSError):
+                continue
+        self._used += sum(self._reserved.values())
+
+    # ---- paths (only from digests) ----
+    def _blob_path(self, sha: str) -> Path:
+        return self._blobs / sha[:2] / _sha(sha)
+
+    def _part(self, sha: str, ext: str) -> Path:
+        return self._partial / f"{_sha(sha)}.{ext}"
+
+    def _file_lock(self, sha: str) -> threading.Lock:
+        with self._lock:
+            return self._file_locks.setdefault(sha, threading.Lock())
+
+    # ---- queries ----
+    def has(self, sha: str) -> bool:
+        return self._blob_path(sha).is_file()
+
+    def path(self, sha: str) -> Path | None:
+        """Where a complete file is (for opening or showing it), or None."""
+        p = self._blob_path(sha)
+        return p if p.is_file() else None
+
+    def layout(self, sha: str) -> tuple[int, int] | None:
+        """(size, chunk count) of a complete file, or None if we do not hold it."""
+        blob = self._blob_path(sha)
+        try:
+            return blob.stat().st_size, blob.with_name(sha + ".leaves").stat().st_size // HASH_BYTES
+        except OSError:
+            return None
+
+    def usage(self) -> Usage:
+        with self._lock:
+            used = self._used
+        return Usage(used, self.quota, shutil.disk_usage(self.root).free)
+
+    def partials(self) -> list[FileManifest]:
+        """Downloads that were started and not finished (to resume after a restart)."""
+        out = []
+        for meta in sorted(self._partial.glob("*.json")):
+            try:
+                out.append(FileManifest.from_wire(json.loads(meta.read_text())))
+            except (ValueError, OSError):
+                continue
+        return out
+
+    # ---- adding a local file ----
+    def import_stream(self, src: BinaryIO, name: str, mime: str,
+                      chunk_size: int = L.DEFAULT_CHUNK_SIZE) -> FileManifest:
+        """Copy a local file into the store, hashing it on the way (memory stays flat)."""
+        tmp = self._partial / f"import-{os.getpid()}-{threading.get_ident()}.tmp"
+        whole, leaves, size = hashlib.sha256(), [], 0
+        try:
+            with open(tmp, "wb") as out:
+                while True:
+                    chunk = src.read(chunk_size)
+                    if not chunk and leaves:
+                        break
+                    size += len(chunk)
+                    if size > L.MAX_FILE_BYTES:
+                        raise BlobError(f"File is larger than {L.MAX_FILE_BYTES} bytes.")
+                    whole.update(chunk)
+                    leaves.append(leaf_hash(chunk))
+                    out.write(chunk)
+                    if len(chunk) < chunk_size:
+                        break
+                out.flush()
+                os.fsync(out.fileno())
+            sha = whole.hexdigest()
+            manifest = FileManifest(sha, size, chunk_size, MerkleTree(leaves).root.hex(), name, mime)
+            assert manifest.chunk_count == len(leaves)
+            with self._lock:
+                if not self._blob_path(sha).is_file() and self._used + size > self.quota:
+                    raise QuotaError(self._quota_text(size))
+                if not self._blob_path(sha).is_file():
+                    self._used += size
+            self._install(tmp, sha, leaves)
+            return manifest
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def import_file(self, path: Path, name: str, mime: str,
+                    chunk_size: int = L.DEFAULT_CHUNK_SIZE) -> FileManifest:
+        with open(path, "rb") as src:
+            return self.import_stream(src, name, mime, chunk_size)
+
+    def _install(self, tmp: Path, sha: str, leaves: list[bytes]) -> None:
+        dest = self._blob_path(sha)
+        dest.parent.mkdir(exist_ok=True)
+        leaves_tmp = dest.with_name(sha + ".leaves.tmp")
+        leaves_tmp.write_bytes(b"".join(leaves))
+        os.replace(leaves_tmp, dest.with_name(sha + ".leaves"))
+        os.replace(tmp, dest)
+        _fsync_dir(dest.parent)
+
+    def _quota_text(self, size: int) -> str:
+        return (f"Not enough room for {size} bytes: {self._used} of {self.quota} bytes of the file "
+                "quota are in use.")
+
+    # ---- downloading ----
+    def begin(self, manifest: FileManifest) -> set[int]:
+        """Start or resume a download; returns the chunk indexes already verified on disk.
+        Reserves the file's size against the quota (``QuotaError`` if it does not fit)."""
+        sha = manifest.sha256
+        with self._file_lock(sha):
+            if self.has(sha):
+                return set(range(manifest.chunk_count))
+            with self._lock:
+                if sha not in self._reserved:
+                    if self._used + manifest.size > self.quota:
+                        raise QuotaError(self._quota_text(manifest.size))
+                    self._reserved[sha] = manifest.size
+                    self._used += manifest.size
+            meta = self._part(sha, "json")
+            if not meta.exists():
+                tmp = meta.with_suffix(".json.tmp")
+                tmp.write_text(json.dumps(manifest.to_wire()))
+                os.replace(tmp, meta)
+            part = self._part(sha, "part")
+            if not part.exists():
+                with open(part, "wb") as f:
+                    f.truncate(manifest.size)
+            done = self._replay(manifest)
+            with self._lock:
+                self._verified[sha] = done
+            return set(done)
+
+    def _replay(self, manifest: FileManifest) -> set[int]:
+        """Journal records whose chunk is really on disk and matches; rewrite the journal to them."""
+        idx = self._part(manifest.sha256, "idx")
+        raw = idx.read_bytes() if idx.exists() else b""
+        good: dict[int, bytes] = {}
+        with open(self._part(manifest.sha256, "part"), "rb") as part:
+            for pos in range(0, len(raw) - len(raw) % _RECORD.size, _RECORD.size):
+                index, leaf = _RECORD.unpack_from(raw, pos)
+                if index >= manifest.chunk_count or index in good:
+                    continue
+                offset, length = manifest.chunk_span(index)
+                part.seek(offset)
+                if leaf_hash(part.read(length)) == leaf:
+                    good[index] = leaf
+        tmp = idx.with_suffix(".idx.tmp")
+        tmp.write_bytes(b"".join(_RECORD.pack(i, leaf) for i, leaf in sorted(good.items())))
+        os.replace(tmp, idx)
+        return set(good)
+
+    def write_chunk(self, manifest: FileManifest, index: int, data: bytes, leaf: bytes) -> None:
+        """Store a chunk the transfer has verified (``leaf`` = its leaf hash), then journal it."""
+        sha = manifest.sha256
+        offset, length = manifest.chunk_span(index)
+        if len(data) != length or len(leaf) != HASH_BYTES:
+            raise BlobError("chunk has the wrong length")
+        with self._file_lock(sha):
+            if sha not in self._verified:
+                raise BlobError("download was not begun")
+            fd = os.open(self._part(sha, "part"), os.O_WRONLY)
+            try:
+                os.pwrite(fd, data, offset)
+            finally:
+                os.close(fd)
+            with open(self._part(sha, "idx"), "ab") as journal:
+                journal.write(_RECORD.pack(index, leaf))
+            self._verified[sha].add(index)
+
+    def finish(self, manifest: FileManifest) -> Path:
+        """All chunks are in: check the whole file's SHA-256 and move it into place.
+        ``BlobError`` (and the partial file is dropped) if it does not match the manifest."""
+        sha = manifest.sha256
+        with self._file_lock(sha):
+            if self.has(sha):
+                return self._blob_path(sha)
+            part = self._part(sha, "part")
+            leaves: dict[int, bytes] = {}
+            raw = self._part(sha, "idx").read_bytes()
+            for pos in range(0, len(raw) - len(raw) % _RECORD.size, _RECORD.size):
+                index, leaf = _RECORD.unpack_from(raw, pos)
+                leaves.setdefault(index, leaf)
+            if len(leaves) != manifest.chunk_count:
+                raise BlobError(f"{manifest.chunk_count - len(leaves)} chunks are still missing")
+            whole = hashlib.sha256()
+            with open(part, "rb") as f:
+                while block := f.read(_READ_BLOCK):
+                    whole.update(block)
+                os.fsync(f.fileno())
+            if whole.hexdigest() != sha:
+                self._drop_partial(sha)
+                raise BlobError("The file's chunks all check out but the whole file does not match "
+                                "its SHA-256: the offer was wrong. It was discarded.")
+            self._install(part, sha, [leaves[i] for i in range(manifest.chunk_count)])
+            for ext in ("json", "idx"):
+                self._part(sha, ext).unlink(missing_ok=True)
+            with self._lock:
+                self._reserved.pop(sha, None)
+                self._verified.pop(sha, None)
+            return self._blob_path(sha)
+
+    def abort(self, sha: str) -> None:
+        """Give up a download: its partial file and reservation go."""
+        with self._file_lock(sha):
+            self._drop_partial(sha)
+
+    def _drop_partial(self, sha: str) -> None:
+        for ext in ("part", "json", "idx"):
+            self._part(sha, ext).unlink(missing_ok=True)
+        with self._lock:
+            self._used -= self._reserved.pop(sha, 0)
+            self._verified.pop(sha, None)
+
+    def remove(self, sha: str) -> None:
+        blob = self._blob_path(sha)
+        with self._file_lock(sha):
+            if blob.is_file():
+                size = blob.stat().st_size
+                blob.unlink()
+                blob.with_name(sha + ".leaves").unlink(missing_ok=True)
+                with self._lock:
+                    self._used -= size
+                    self._trees.pop(sha, None)
+
+    # ---- serving ----
+    def _tree(self, sha: str) -> MerkleTree:
+        with self._lock:
+            tree = self._trees.get(sha)
+            if tree is not None:
+                self._trees.move_to_end(sha)
+                return tree
+        raw = self._blob_path(sha).with_name(sha + ".leaves").read_bytes()
+        tree = MerkleTree([raw[i:i + HASH_BYTES] for i in range(0, len(raw), HASH_BYTES)])
+        with self._lock:
+            self._trees[sha] = tree
+            while len(self._trees) > _TREE_CACHE:
+                self._trees.popitem(last=False)
+        return tree
+
+    def read_chunk(self, sha: str, index: int, chunk_size: int) -> tuple[bytes, list[bytes]]:
+        """Chunk ``index`` of a complete file and its Merkle proof; ``KeyError`` if we lack it."""
+        blob = self.path(sha)
+        if blob is None:
+            raise KeyError(sha)
+        size = blob.stat().st_size
+        if not 0 <= index < chunk_count(size, chunk_size):
+            raise KeyError(index)
+        with open(blob, "rb") as f:
+            f.seek(index * chunk_size)
+            data = f.read(chunk_size)
+        return data, self._tree(sha).proof(index)
+
+    # ---- off the event loop ----
+    async def aimport_file(self, path: Path, name: str, mime: str,
+                           chunk_size: int = L.DEFAULT_CHUNK_SIZE) -> FileManifest:
+        return await asyncio.to_thread(self.import_file, path, name, mime, chunk_size)
+
+    async def abegin(self, manifest: FileManifest) -> set[int]:
+        return await asyncio.to_thread(self.begin, manifest)
+
+    async def awrite_chunk(self, manifest: FileManifest, index: int, data: bytes, leaf: bytes) -> None:
+        await asyncio.to_thread(self.write_chunk, manifest, index, data, leaf)
+
+    async def afinish(self, manifest: FileManifest) -> Path:
+        return await asyncio.to_thread(self.finish, manifest)
+
+    async def aread_chunk(self, sha: str, index: int, chunk_size: int) -> tuple[bytes, list[bytes]]:
+        return await asyncio.to_thread(self.read_chunk, sha, index, chunk_size)
+
+    async def ausage(self) -> Usage:
+        return await asyncio.to_thread(self.usage)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - Windows cannot open a directory
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,160 @@
+"""The frames of the files lane (docs/files.md), pure encode/decode with validation.
+
+Requests and refusals are JSON text frames; chunk data is one binary frame: a 4-byte big-endian
+header length, a JSON header, then the chunk's bytes. Everything decoded here is bounded before it
+is parsed; a ``FrameError`` means: close the files connection (1002, or 1009 when too large).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import struct
+from dataclasses import dataclass
+
+from ..model import ValidationError
+from . import limits as L
+from .merkle import HASH_BYTES
+
+VERSION = 1
+MAX_TEXT_FRAME_BYTES = 1024
+MAX_HEADER_BYTES = 1024
+MAX_BINARY_FRAME_BYTES = 4 + MAX_HEADER_BYTES + L.MAX_CHUNK_SIZE
+MAX_PROOF_HASHES = (L.MAX_CHUNKS - 1).bit_length()  # 14
+REFUSE_REASONS = ("not_found", "busy")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_LEN = struct.Struct(">I")
+
+
+class FrameError(ValidationError):
+    def __init__(self, reason: str, code: int = 1002) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Get:
+    sha256: str
+    index: int
+    chunk_size: int
+
+
+@dataclass(frozen=True)
+class Cancel:
+    sha256: str
+    index: int
+
+
+@dataclass(frozen=True)
+class NoChunk:
+    sha256: str
+    index: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Query:
+    """Do you hold this file? (answered with ``Holds``)"""
+
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Holds:
+    sha256: str
+    have: bool  # the complete file
+
+
+@dataclass(frozen=True)
+class Chunk:
+    sha256: str
+    index: int
+    proof: tuple[bytes, ...]
+    data: bytes
+
+
+FilesFrame = Query | Holds | Get | Cancel | NoChunk | Chunk
+
+
+def _text(obj: dict) -> str:
+    return json.dumps({"v": VERSION, **obj}, separators=(",", ":"))
+
+
+def encode(frame: FilesFrame) -> str | bytes:
+    if isinstance(frame, Query):
+        return _text({"type": "query", "sha256": frame.sha256})
+    if isinstance(frame, Holds):
+        return _text({"type": "holds", "sha256": frame.sha256, "have": frame.have})
+    if isinstance(frame, Get):
+        return _text({"type": "get", "sha256": frame.sha256, "i": frame.index, "chunk": frame.chunk_size})
+    if isinstance(frame, Cancel):
+        return _text({"type": "cancel", "sha256": frame.sha256, "i": frame.index})
+    if isinstance(frame, NoChunk):
+        return _text({"type": "nochunk", "sha256": frame.sha256, "i": frame.index, "reason": frame.reason})
+    header = json.dumps({"v": VERSION, "type": "chunk", "sha256": frame.sha256, "i": frame.index,
+                         "proof": base64.b64encode(b"".join(frame.proof)).decode("ascii")},
+                        separators=(",", ":")).encode("ascii")
+    return _LEN.pack(len(header)) + header + frame.data
+
+
+def _common(obj: object, want: tuple[str, ...], index: bool = True) -> dict:
+    if not isinstance(obj, dict) or obj.get("v") != VERSION:
+        raise FrameError("files frame must be an object with v = 1")
+    if obj.get("type") not in want:
+        raise FrameError(f"unexpected files frame type {str(obj.get('type'))[:20]!r}")
+    if not isinstance(obj.get("sha256"), str) or not _HEX64.match(obj["sha256"]):
+        raise FrameError("sha256 must be 64 lowercase hex digits")
+    if index and (type(obj.get("i")) is not int or not 0 <= obj["i"] < L.MAX_CHUNKS):
+        raise FrameError(f"i must be an integer 0-{L.MAX_CHUNKS - 1}")
+    return obj
+
+
+def decode(raw: str | bytes) -> FilesFrame:
+    """One frame as received on the files lane."""
+    if isinstance(raw, str):
+        if len(raw) > MAX_TEXT_FRAME_BYTES:
+            raise FrameError("text frame too large", 1009)
+        try:
+            obj = json.loads(raw)
+        except (json.JSONDecodeError, RecursionError) as err:
+            raise FrameError("invalid JSON") from err
+        kind = obj.get("type") if isinstance(obj, dict) else None
+        if kind in ("query", "holds"):
+            obj = _common(obj, (kind,), index=False)
+            if kind == "query":
+                return Query(obj["sha256"])
+            if type(obj.get("have")) is not bool:
+                raise FrameError("holds.have must be true or false")
+            return Holds(obj["sha256"], obj["have"])
+        obj = _common(obj, ("get", "cancel", "nochunk"))
+        if obj["type"] == "get":
+            chunk = obj.get("chunk")
+            if type(chunk) is not int or not L.MIN_CHUNK_SIZE <= chunk <= L.MAX_CHUNK_SIZE or chunk & (chunk - 1):
+                raise FrameError("chunk must be a power of two within the chunk size limits")
+            return Get(obj["sha256"], obj["i"], chunk)
+        if obj["type"] == "cancel":
+            return Cancel(obj["sha256"], obj["i"])
+        if obj.get("reason") not in REFUSE_REASONS:
+            raise FrameError(f"nochunk.reason must be one of {', '.join(REFUSE_REASONS)}")
+        return NoChunk(obj["sha256"], obj["i"], obj["reason"])
+    if len(raw) > MAX_BINARY_FRAME_BYTES:
+        raise FrameError("binary frame too large", 1009)
+    if len(raw) < _LEN.size:
+        raise FrameError("binary frame too short")
+    (n,) = _LEN.unpack_from(raw)
+    if not 2 <= n <= MAX_HEADER_BYTES or _LEN.size + n > len(raw):
+        raise FrameError("bad chunk header length")
+    try:
+        obj = _common(json.loads(raw[_LEN.size:_LEN.size + n].decode("ascii")), ("chunk",))
+        proof = base64.b64decode(obj.get("proof"), validate=True) if isinstance(obj.get("proof"), str) else None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, binascii.Error) as err:
+        raise FrameError("invalid chunk header") from err
+    if proof is None or len(proof) % HASH_BYTES or len(proof) // HASH_BYTES > MAX_PROOF_HASHES:
+        raise FrameError(f"proof must be base64 of at most {MAX_PROOF_HASHES} 32-byte hashes")
+    hashes = tuple(proof[i:i + HASH_BYTES] for i in range(0, len(proof), HASH_BYTES))
+    data = bytes(raw[_LEN.size + n:])
+    if len(data) > L.MAX_CHUNK_SIZE:
+        raise FrameError("chunk too large", 1009)
+    return Chunk(obj["sha256"], obj["i"], hashes, data)

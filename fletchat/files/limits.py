@@ -1,0 +1,40 @@
+"""Named limits for file sharing: every layer (manifest validation, blob store, transfer, serving)
+enforces these same numbers, and docs/files.md lists them."""
+
+from __future__ import annotations
+
+KIB = 1024
+MIB = 1024 * KIB
+GIB = 1024 * MIB
+
+# ---- what a manifest may describe ----
+DEFAULT_CHUNK_SIZE = 256 * KIB
+# Allowed chunk sizes: powers of two in [MIN_CHUNK_SIZE, MAX_CHUNK_SIZE].
+MIN_CHUNK_SIZE = 64 * KIB
+MAX_CHUNK_SIZE = 1 * MIB
+MAX_CHUNKS = 16_384  # so a Merkle proof has at most 14 hashes
+MAX_FILE_BYTES = 4 * GIB  # = MAX_CHUNKS * DEFAULT_CHUNK_SIZE
+MAX_FILES_PER_MESSAGE = 10
+MAX_FILE_NAME_CHARS = 255
+MAX_MIME_CHARS = 127
+MAX_THUMB_BYTES = 64 * KIB  # a thumbnail is a small file of its own (manifest["thumb"])
+MAX_VOICE_MS = 15 * 60 * 1000
+
+# ---- fetching ----
+MAX_CONCURRENT_FETCHES = 4  # files being downloaded at once per node
+MAX_IN_FLIGHT_PER_HOLDER = 4  # chunk requests outstanding to one holder, per file
+MAX_HOLDERS_PER_FETCH = 8  # holders asked at once for one file
+CHUNK_TIMEOUT_S = 30.0  # a request not answered by then is asked of someone else
+MAX_STRIKES = 3  # timeouts / "busy" answers before a holder is set aside for this file
+DEFAULT_AUTO_DOWNLOAD_BYTES = 25 * 1000 * 1000
+
+# ---- serving ----
+SERVE_BYTES_PER_MINUTE = 2 * GIB  # per requesting peer; ~36 MB/s, above Wi-Fi, below a wired LAN
+SERVE_BURST_BYTES = 64 * MIB
+MAX_PENDING_REQUESTS_PER_PEER = 32  # queued requests beyond this = flood, connection dropped
+FILES_LANE_FRAMES_PER_SECOND = 200  # every frame on a files connection, a token bucket ...
+FILES_LANE_BURST = 400  # ... of this size (a chunk request costs one)
+FILES_LANE_IDLE_S = 60.0  # a files connection without a transfer for this long is closed
+
+# ---- storage ----
+DEFAULT_QUOTA_BYTES = 2 * GIB

@@ -1,0 +1,266 @@
+"""The thin asyncio layer around ``transfer.Fetch``, ``serve.Server`` and ``BlobStore``: what the mesh
+plugs a files connection into. It decides nothing a unit test of the state machines does not see;
+it moves frames, runs disk work off the loop, and keeps the timers.
+
+The mesh calls ``attach(peer, link)`` when a files connection to ``peer`` is open (after the
+handshake), ``on_frame(peer, raw)`` for each frame received on it, and ``detach(peer)`` when it
+closes. ``link`` is anything with ``async send(frame)`` and ``async close(code, reason)``. The app
+calls ``fetch(manifest, holders)`` and gets ``FileEvent``s through ``on_event``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from . import frames as F
+from . import limits as L
+from .blobstore import BlobError, BlobStore
+from .manifest import FileManifest, chunk_count
+from .serve import Refuse, Serve, Server
+from .transfer import Complete, Drop, Fetch, HoldersGone, Request, Verified
+
+log = logging.getLogger("fletchat.files")
+
+
+class BusyError(BlobError):
+    """``MAX_CONCURRENT_FETCHES`` files are already being fetched (the caller queues this one)."""
+
+
+class Link(Protocol):
+    async def send(self, frame: str | bytes) -> None: ...
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class FileEvent:
+    """For the UI and the headless peer: ``kind`` is ``progress``, ``done`` (``path`` set),
+    ``waiting`` (all holders gone) or ``error`` (``reason`` set)."""
+
+    kind: str
+    sha256: str
+    done_bytes: int = 0
+    size: int = 0
+    path: Path | None = None
+    reason: str = ""
+
+
+class _Job:
+    def __init__(self, fetch: Fetch) -> None:
+        self.fetch = fetch
+        self.writes = 0
+        self.complete = False
+        self.finishing = False
+        self.result: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
+
+
+class _Bucket:
+    def __init__(self, now: float) -> None:
+        self.tokens, self.at = float(L.FILES_LANE_BURST), now
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(L.FILES_LANE_BURST, self.tokens + (now - self.at) * L.FILES_LANE_FRAMES_PER_SECOND)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+class FilesService:
+    def __init__(self, store: BlobStore, *, server: Server | None = None,
+                 on_event: Callable[[FileEvent], None] = lambda e: None,
+                 clock: Callable[[], float] = time.monotonic, tick_s: float = 1.0) -> None:
+        self.store = store
+        self.server = server or Server()
+        self.on_event = on_event
+        self._clock = clock
+        self._tick_s = tick_s
+        self._links: dict[str, Link] = {}
+        self._buckets: dict[str, _Bucket] = {}
+        self._jobs: dict[str, _Job] = {}
+        self._asked: dict[tuple[str, str, int], int] = {}  # queued Get -> its chunk size
+        self._nudge: asyncio.Future[None] | None = None  # resolved to wake the timer loop early
+        self._task: asyncio.Task | None = None
+
+    # ---- lifecycle ----
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._timers())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _timers(self) -> None:
+        """Chunk timeouts and the serving budget's refills."""
+        while True:
+            now = self._clock()
+            ready = self.server.next_ready(now)
+            delay = self._tick_s if ready is None else min(self._tick_s, max(0.0, ready - now))
+            # asyncio.wait, not wait_for: 3.11's wait_for can lose a cancel that races a wake-up
+            self._nudge = asyncio.get_running_loop().create_future()
+            await asyncio.wait([self._nudge], timeout=delay)
+            now = self._clock()
+            await self._serve(self.server.poll(now))
+            for job in list(self._jobs.values()):
+                await self._handle(job, job.fetch.tick(now))
+
+    # ---- connections ----
+    async def attach(self, peer: str, link: Link) -> None:
+        self._links[peer] = link
+        self._buckets[peer] = _Bucket(self._clock())
+        for sha in list(self._jobs):
+            await self._send(peer, F.Query(sha))
+
+    async def detach(self, peer: str) -> None:
+        self._links.pop(peer, None)
+        self._buckets.pop(peer, None)
+        self.server.forget(peer)
+        self._asked = {k: v for k, v in self._asked.items() if k[0] != peer}
+        for job in list(self._jobs.values()):
+            await self._handle(job, job.fetch.remove_holder(peer, self._clock()))
+
+    async def _send(self, peer: str, frame: F.FilesFrame) -> None:
+        link = self._links.get(peer)
+        if link is not None:
+            await link.send(F.encode(frame))
+
+    async def _close(self, peer: str, code: int, reason: str) -> None:
+        link = self._links.get(peer)
+        log.warning("files connection to %s closed: %s", peer, reason)
+        await self.detach(peer)
+        if link is not None:
+            await link.close(code, reason[:123])
+
+    # ---- fetching ----
+    async def fetch(self, manifest: FileManifest, holders: Iterable[str] = ()) -> asyncio.Future[Path]:
+        """Start (or resume) fetching ``manifest``; the future is the stored file's path. Every
+        connected peer is asked whether it holds it, besides ``holders`` (e.g. the origin)."""
+        if manifest.sha256 in self._jobs:
+            return self._jobs[manifest.sha256].result
+        if len(self._jobs) >= L.MAX_CONCURRENT_FETCHES:
+            raise BusyError(f"{L.MAX_CONCURRENT_FETCHES} files are already downloading; try again when one is done.")
+        have = await self.store.abegin(manifest)  # QuotaError goes to the caller
+        job = self._jobs[manifest.sha256] = _Job(Fetch(manifest, have))
+        now = self._clock()
+        events = job.fetch.start(now) if len(have) == manifest.chunk_count else []
+        for peer in holders:
+            if peer in self._links:
+                events += job.fetch.add_holder(peer, now)
+        for peer in list(self._links):
+            await self._send(peer, F.Query(manifest.sha256))
+        await self._handle(job, events)  # no holder yet: the first tick says "waiting"
+        return job.result
+
+    async def _handle(self, job: _Job, events: list) -> None:
+        sha = job.fetch.manifest.sha256
+        for ev in events:
+            if isinstance(ev, Request):
+                await self._send(ev.holder, F.Get(sha, ev.index, job.fetch.manifest.chunk_size))
+            elif isinstance(ev, Verified):
+                job.writes += 1
+                try:
+                    await self.store.awrite_chunk(job.fetch.manifest, ev.index, ev.data, ev.leaf)
+                except (OSError, BlobError) as err:
+                    log.warning("could not store chunk %d of %s: %s", ev.index, sha[:12], err)
+                    await self._handle(job, job.fetch.forget(ev.index, self._clock()))
+                finally:
+                    job.writes -= 1
+                m = job.fetch.manifest
+                self.on_event(FileEvent("progress", sha, job.fetch.bytes_verified, m.size))
+            elif isinstance(ev, Drop):
+                await self._close(ev.peer, 1008, str(ev.verdict))
+            elif isinstance(ev, Complete):
+                job.complete = True
+            elif isinstance(ev, HoldersGone):
+                self.on_event(FileEvent("waiting", sha, job.fetch.bytes_verified, job.fetch.manifest.size,
+                                        reason="Nobody who has this file is online."))
+        if job.complete and job.writes == 0 and not job.finishing:
+            await self._finish(job)
+
+    async def _finish(self, job: _Job) -> None:
+        job.finishing = True
+        m = job.fetch.manifest
+        self._jobs.pop(m.sha256, None)
+        for peer in job.fetch.holders:
+            for i in job.fetch.in_flight(peer):
+                await self._send(peer, F.Cancel(m.sha256, i))
+        try:
+            path = await self.store.afinish(m)
+        except (OSError, BlobError) as err:
+            await asyncio.to_thread(self.store.abort, m.sha256)
+            self.on_event(FileEvent("error", m.sha256, 0, m.size, reason=str(err)))
+            job.result.set_exception(err)
+            return
+        self.on_event(FileEvent("done", m.sha256, m.size, m.size, path=path))
+        job.result.set_result(path)
+
+    # ---- frames in ----
+    async def on_frame(self, peer: str, raw: str | bytes) -> None:
+        if peer not in self._links:
+            return
+        now = self._clock()
+        if not self._buckets[peer].take(now):
+            await self._close(peer, 1008, "rate limit exceeded")
+            return
+        try:
+            frame = F.decode(raw)
+        except F.FrameError as err:
+            await self._close(peer, err.code, str(err))
+            return
+        job = self._jobs.get(frame.sha256)
+        if isinstance(frame, F.Query):
+            await self._send(peer, F.Holds(frame.sha256, self.store.has(frame.sha256)))
+        elif isinstance(frame, F.Holds):
+            if job is not None and frame.have:
+                await self._handle(job, job.fetch.add_holder(peer, now))
+        elif isinstance(frame, F.Get):
+            length = await self._length(frame)
+            if length is not None:
+                self._asked[(peer, frame.sha256, frame.index)] = frame.chunk_size
+            await self._serve(self.server.on_request(peer, frame.sha256, frame.index, length, now))
+            if self._nudge is not None and not self._nudge.done():
+                self._nudge.set_result(None)
+        elif isinstance(frame, F.Cancel):
+            self.server.on_cancel(peer, frame.sha256, frame.index)
+            self._asked.pop((peer, frame.sha256, frame.index), None)
+        elif job is None:
+            pass  # an answer for a fetch that already finished: chunks we no longer need
+        elif isinstance(frame, F.NoChunk):
+            await self._handle(job, job.fetch.on_refused(peer, frame.index, frame.reason, now))
+        else:
+            await self._handle(job, job.fetch.on_chunk(peer, frame.index, frame.data, frame.proof, now))
+
+    async def _length(self, get: F.Get) -> int | None:
+        """The requested chunk's length if we hold it with that chunk size, else None."""
+        layout = await asyncio.to_thread(self.store.layout, get.sha256)
+        if layout is None:
+            return None
+        size, count = layout
+        if chunk_count(size, get.chunk_size) != count or get.index >= count:
+            return None
+        return min(get.chunk_size, size - get.index * get.chunk_size)
+
+    async def _serve(self, events: list) -> None:
+        for ev in events:
+            if isinstance(ev, Serve):
+                chunk = self._asked.pop((ev.peer, ev.sha256, ev.index), L.DEFAULT_CHUNK_SIZE)
+                try:
+                    data, proof = await self.store.aread_chunk(ev.sha256, ev.index, chunk)
+                except (KeyError, OSError):
+                    await self._send(ev.peer, F.NoChunk(ev.sha256, ev.index, "not_found"))
+                    continue
+                await self._send(ev.peer, F.Chunk(ev.sha256, ev.index, tuple(proof), data))
+            elif isinstance(ev, Refuse):
+                await self._send(ev.peer, F.NoChunk(ev.sha256, ev.index, ev.reason))
+            elif isinstance(ev, Drop):
+                await self._close(ev.peer, 1008, str(ev.verdict))
+

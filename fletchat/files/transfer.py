@@ -1,0 +1,239 @@
+"""The fetching side of a file transfer, sans-I/O: which chunk to ask of which holder, what to
+make of each answer. Time is passed in; nothing here touches a socket, a clock or a disk.
+
+The mesh drives one ``Fetch`` per file: it tells it who holds the file (``add_holder`` /
+``remove_holder``), hands it every answer (``on_chunk`` / ``on_refused``) and calls ``tick`` now and
+then; each call returns the events to act on:
+
+- ``Request``: send a chunk request to that holder.
+- ``Verified``: this chunk checked out against the manifest's Merkle root; store it
+  (``BlobStore.write_chunk``).
+- ``Drop``: the holder broke the protocol (bad hash, wrong size, a chunk nobody asked for); close
+  its files connection and log the verdict. Its chunks are asked of others.
+- ``Complete``: every chunk is verified; ``BlobStore.finish`` checks the whole file.
+- ``HoldersGone``: nobody left to ask; the partial file stays for a later ``add_holder``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from . import limits as L
+from .manifest import FileManifest
+from .merkle import leaf_hash, verify
+
+
+class Verdict(StrEnum):
+    """Why a peer's files connection is closed (the mesh logs it and closes that connection)."""
+
+    BAD_HASH = "chunk failed its hash"
+    OVERSIZED = "chunk larger than requested"
+    WRONG_SIZE = "chunk of the wrong size"
+    UNREQUESTED = "chunk that was not requested"
+    FLOOD = "too many chunk requests"
+
+
+class FetchState(StrEnum):
+    FETCHING = "fetching"
+    WAITING = "waiting"  # no holder to ask
+    COMPLETE = "complete"
+
+
+@dataclass(frozen=True)
+class Request:
+    holder: str
+    sha256: str
+    index: int
+
+
+@dataclass(frozen=True)
+class Verified:
+    index: int
+    data: bytes
+    leaf: bytes
+
+
+@dataclass(frozen=True)
+class Drop:
+    peer: str
+    verdict: Verdict
+    detail: str
+
+
+@dataclass(frozen=True)
+class Complete:
+    sha256: str
+
+
+@dataclass(frozen=True)
+class HoldersGone:
+    sha256: str
+    missing: int  # chunks still to fetch
+
+
+Event = Request | Verified | Drop | Complete | HoldersGone
+
+
+@dataclass
+class _Holder:
+    in_flight: dict[int, float] = field(default_factory=dict)  # index -> asked at
+    expired: set[int] = field(default_factory=set)  # timed out: a late answer is still welcome
+    strikes: int = 0
+
+
+class Fetch:
+    """One file being fetched from any number of holders at once."""
+
+    def __init__(self, manifest: FileManifest, have: Iterable[int] = (), *,
+                 max_in_flight: int = L.MAX_IN_FLIGHT_PER_HOLDER,
+                 max_holders: int = L.MAX_HOLDERS_PER_FETCH,
+                 timeout: float = L.CHUNK_TIMEOUT_S) -> None:
+        self.manifest = manifest
+        self._root = bytes.fromhex(manifest.root)
+        self._count = manifest.chunk_count
+        self.verified: set[int] = {i for i in have if 0 <= i < self._count}
+        self._max_in_flight = max_in_flight
+        self._max_holders = max_holders
+        self._timeout = timeout
+        self._holders: dict[str, _Holder] = {}
+        self._spares: list[str] = []  # more holders than max_holders: asked when one goes
+        self._done_reported = False
+        self._gone_reported = False
+
+    # ---- queries ----
+    @property
+    def state(self) -> FetchState:
+        if len(self.verified) == self._count:
+            return FetchState.COMPLETE
+        return FetchState.FETCHING if self._holders else FetchState.WAITING
+
+    @property
+    def holders(self) -> list[str]:
+        return list(self._holders)
+
+    @property
+    def bytes_verified(self) -> int:
+        return sum(self.manifest.chunk_span(i)[1] for i in self.verified)
+
+    def in_flight(self, holder: str) -> set[int]:
+        h = self._holders.get(holder)
+        return set(h.in_flight) if h else set()
+
+    # ---- inputs ----
+    def start(self, now: float) -> list[Event]:
+        """First events: ``Complete`` at once if everything was already on disk."""
+        return self._schedule(now)
+
+    def add_holder(self, peer: str, now: float) -> list[Event]:
+        if peer not in self._holders and peer not in self._spares:
+            if len(self._holders) < self._max_holders:
+                self._holders[peer] = _Holder()
+            else:
+                self._spares.append(peer)
+        self._gone_reported = False
+        return self._schedule(now)
+
+    def remove_holder(self, peer: str, now: float) -> list[Event]:
+        """The holder disconnected, or no longer has the file: its requests go to others."""
+        if peer in self._spares:
+            self._spares.remove(peer)
+        self._holders.pop(peer, None)
+        while self._spares and len(self._holders) < self._max_holders:
+            self._holders[self._spares.pop(0)] = _Holder()
+        return self._schedule(now)
+
+    def on_chunk(self, peer: str, index: int, data: bytes, proof: Sequence[bytes],
+                 now: float) -> list[Event]:
+        h = self._holders.get(peer)
+        asked = h is not None and (index in h.in_flight or index in h.expired)
+        if not asked:
+            return self._drop(peer, Verdict.UNREQUESTED, f"chunk {index}", now)
+        assert h is not None
+        late = index not in h.in_flight
+        h.in_flight.pop(index, None)
+        h.expired.discard(index)
+        _, length = self.manifest.chunk_span(index)
+        if len(data) > length:
+            return self._drop(peer, Verdict.OVERSIZED, f"chunk {index}: {len(data)} > {length}", now)
+        if len(data) != length:
+            return self._drop(peer, Verdict.WRONG_SIZE, f"chunk {index}: {len(data)} != {length}", now)
+        leaf = leaf_hash(data)
+        if not verify(self._root, index, self._count, leaf, proof):
+            return self._drop(peer, Verdict.BAD_HASH, f"chunk {index}", now)
+        events: list[Event] = []
+        if index not in self.verified:
+            self.verified.add(index)
+            events.append(Verified(index, data, leaf))
+        if not late:
+            h.strikes = 0
+        return events + self._schedule(now)
+
+    def on_refused(self, peer: str, index: int, reason: str, now: float) -> list[Event]:
+        """The holder answered an error for a chunk we asked: ``not_found`` means it does not have
+        the file (it stops being a holder of it); anything else (``busy``) is a strike."""
+        h = self._holders.get(peer)
+        if h is None or (index not in h.in_flight and index not in h.expired):
+            return self._drop(peer, Verdict.UNREQUESTED, f"refusal of chunk {index}", now)
+        h.in_flight.pop(index, None)
+        h.expired.discard(index)
+        if reason == "not_found":
+            return self.remove_holder(peer, now)
+        h.strikes += 1
+        if h.strikes >= L.MAX_STRIKES:
+            return self.remove_holder(peer, now)
+        return self._schedule(now)
+
+    def forget(self, index: int, now: float) -> list[Event]:
+        """A verified chunk could not be stored: fetch it again."""
+        self.verified.discard(index)
+        self._done_reported = False
+        return self._schedule(now)
+
+    def tick(self, now: float) -> list[Event]:
+        """Requests older than the timeout are asked of someone else; the slow holder gets a strike
+        (and is set aside after ``MAX_STRIKES``), but its late answer is still accepted."""
+        for peer, h in list(self._holders.items()):
+            stale = [i for i, at in h.in_flight.items() if now - at >= self._timeout]
+            for i in stale:
+                del h.in_flight[i]
+                h.expired.add(i)
+            if stale:
+                h.strikes += 1
+                if h.strikes >= L.MAX_STRIKES:
+                    self._holders.pop(peer)
+        while self._spares and len(self._holders) < self._max_holders:
+            self._holders[self._spares.pop(0)] = _Holder()
+        return self._schedule(now)
+
+    # ---- internals ----
+    def _drop(self, peer: str, verdict: Verdict, detail: str, now: float) -> list[Event]:
+        drop = Drop(peer, verdict, f"{self.manifest.sha256[:12]}: {detail}")
+        return [drop, *self.remove_holder(peer, now)]
+
+    def _schedule(self, now: float) -> list[Event]:
+        if len(self.verified) == self._count:
+            if self._done_reported:
+                return []
+            self._done_reported = True
+            return [Complete(self.manifest.sha256)]
+        if not self._holders:
+            if self._gone_reported:
+                return []
+            self._gone_reported = True
+            return [HoldersGone(self.manifest.sha256, self._count - len(self.verified))]
+        taken = {i for h in self._holders.values() for i in h.in_flight}
+        wanted = (i for i in range(self._count) if i not in self.verified and i not in taken)
+        events: list[Event] = []
+        # Fill the least busy holder first, one chunk at a time, so holders share the work.
+        while True:
+            peer, h = min(self._holders.items(), key=lambda kv: len(kv[1].in_flight))
+            if len(h.in_flight) >= self._max_in_flight:
+                break
+            index = next(wanted, None)
+            if index is None:
+                break
+            h.in_flight[index] = now
+            events.append(Request(peer, self.manifest.sha256, index))
+        return events

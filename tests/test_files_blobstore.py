@@ -1,0 +1,191 @@
+"""The content-addressed blob store on a real directory: import, quota and usage, download with a
+resume journal that survives a restart (a new BlobStore on the same dir), corrupted partial data,
+whole-file mismatch, and names that never become paths."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+from pathlib import Path
+
+import pytest
+
+from fletchat.files import limits as L
+from fletchat.files.blobstore import BlobError, BlobStore, QuotaError
+from fletchat.files.manifest import FileManifest
+from fletchat.files.merkle import leaf_hash
+
+CHUNK = L.MIN_CHUNK_SIZE
+
+
+def payload(n_chunks: int, tail: int = 123, seed: int = 1) -> bytes:
+    n = CHUNK * n_chunks + tail
+    block = bytes(range(seed % 251, 251)) + bytes(range(seed % 251))
+    return (block * (n // 251 + 1))[:n]
+
+
+def offer(tmp_path: Path, data: bytes, name: str = "a.bin") -> tuple[BlobStore, FileManifest]:
+    sender = BlobStore(tmp_path / "sender" / "files")
+    return sender, sender.import_stream(io.BytesIO(data), name, "application/octet-stream", CHUNK)
+
+
+def all_files(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*") if p.is_file()}
+
+
+def test_import_is_content_addressed_and_names_never_become_paths(tmp_path):
+    store = BlobStore(tmp_path / "data" / "files")
+    data = b"x" * 1000
+    for name in ("../../../evil.txt", "/etc/passwd", "..\\..\\a", "con"):
+        m = store.import_stream(io.BytesIO(data), name, "text/plain", CHUNK)
+        assert m.name == name  # display only
+    assert store.path(m.sha256).read_bytes() == data
+    assert not (tmp_path / "evil.txt").exists()
+    root = (tmp_path / "data" / "files").resolve()
+    assert all(root in p.resolve().parents for p in all_files(tmp_path))
+    assert store.usage().used == 1000  # one blob, however many times it was offered
+    with pytest.raises(ValueError):
+        store.path("../../etc/passwd")
+
+
+def test_import_computes_the_manifest(tmp_path):
+    import hashlib
+
+    data = payload(3)
+    _, m = offer(tmp_path, data)
+    assert m.sha256 == hashlib.sha256(data).hexdigest()
+    assert (m.size, m.chunk_count, m.chunk_size) == (len(data), 4, CHUNK)
+    empty = BlobStore(tmp_path / "e").import_stream(io.BytesIO(b""), "empty", "text/plain", CHUNK)
+    assert (empty.size, empty.chunk_count) == (0, 1)
+
+
+def test_quota_and_usage(tmp_path):
+    store = BlobStore(tmp_path / "files", quota=CHUNK * 3)
+    store.import_stream(io.BytesIO(payload(1)), "a", "text/plain", CHUNK)
+    with pytest.raises(QuotaError, match="Not enough room"):
+        store.import_stream(io.BytesIO(payload(2)), "b", "text/plain", CHUNK)
+    u = store.usage()
+    assert u.used == CHUNK + 123 and u.quota == CHUNK * 3
+    assert u.free == min(CHUNK * 3 - u.used, u.disk_free)
+    # a download reserves its whole size up front
+    _, big = offer(tmp_path, payload(2, seed=9))
+    with pytest.raises(QuotaError):
+        store.begin(big)
+    _, small = offer(tmp_path, b"z" * 100)
+    store.begin(small)
+    assert store.usage().used == CHUNK + 123 + 100
+    store.abort(small.sha256)
+    assert store.usage().used == CHUNK + 123
+    # the count survives a restart
+    assert BlobStore(tmp_path / "files", quota=CHUNK * 3).usage().used == CHUNK + 123
+
+
+def _copy(sender: BlobStore, receiver: BlobStore, m: FileManifest, indexes) -> None:
+    for i in indexes:
+        data, _ = sender.read_chunk(m.sha256, i, m.chunk_size)
+        receiver.write_chunk(m, i, data, leaf_hash(data))
+
+
+def test_download_resumes_after_a_restart_and_completes_atomically(tmp_path):
+    data = payload(5)
+    sender, m = offer(tmp_path, data)
+    root = tmp_path / "recv" / "files"
+    receiver = BlobStore(root)
+    assert receiver.begin(m) == set()
+    _copy(sender, receiver, m, [0, 2, 3])
+    assert receiver.path(m.sha256) is None
+    with pytest.raises(BlobError, match="missing"):
+        receiver.finish(m)
+    del receiver
+    again = BlobStore(root)  # a restart
+    assert [p.sha256 for p in again.partials()] == [m.sha256]
+    assert again.usage().used == m.size
+    assert again.begin(m) == {0, 2, 3}
+    _copy(sender, again, m, [1, 4, 5])
+    path = again.finish(m)
+    assert path.read_bytes() == data and again.has(m.sha256)
+    assert again.partials() == [] and again.usage().used == m.size
+    assert not list((root / "partial").iterdir())
+    # and it now serves what it fetched, with proofs that check out
+    chunk, proof = again.read_chunk(m.sha256, 4, CHUNK)
+    from fletchat.files.merkle import verify
+
+    assert verify(bytes.fromhex(m.root), 4, m.chunk_count, leaf_hash(chunk), proof)
+
+
+def test_a_torn_journal_and_corrupted_chunks_count_as_missing(tmp_path):
+    sender, m = offer(tmp_path, payload(3))
+    root = tmp_path / "recv" / "files"
+    receiver = BlobStore(root)
+    receiver.begin(m)
+    _copy(sender, receiver, m, [0, 1, 2])
+    idx = root / "partial" / f"{m.sha256}.idx"
+    with open(idx, "ab") as f:
+        f.write(struct.pack(">I", 3)[:3])  # a record cut short by a crash
+    part = root / "partial" / f"{m.sha256}.part"
+    with open(part, "r+b") as f:  # chunk 1 did not really reach the disk
+        f.seek(CHUNK + 10)
+        f.write(b"\xff\xfe")
+    assert BlobStore(root).begin(m) == {0, 2}
+
+
+def test_whole_file_mismatch_is_discarded(tmp_path):
+    data = payload(2)
+    sender, m = offer(tmp_path, data)
+    lie = FileManifest("00" * 32, m.size, m.chunk_size, m.root, "lie", "text/plain")
+    receiver = BlobStore(tmp_path / "recv")
+    receiver.begin(lie)
+    for i in range(m.chunk_count):
+        chunk, _ = sender.read_chunk(m.sha256, i, CHUNK)
+        receiver.write_chunk(lie, i, chunk, leaf_hash(chunk))
+    with pytest.raises(BlobError, match="does not match"):
+        receiver.finish(lie)
+    assert receiver.usage().used == 0 and receiver.partials() == []
+    assert not receiver.has(lie.sha256)
+
+
+def test_wrong_length_chunk_and_unbegun_download_are_refused(tmp_path):
+    _sender, m = offer(tmp_path, payload(1))
+    receiver = BlobStore(tmp_path / "recv")
+    with pytest.raises(BlobError, match="not begun"):
+        receiver.write_chunk(m, 0, b"x" * CHUNK, leaf_hash(b"x" * CHUNK))
+    receiver.begin(m)
+    with pytest.raises(BlobError, match="length"):
+        receiver.write_chunk(m, 0, b"x" * 5, leaf_hash(b"x" * 5))
+
+
+def test_read_chunk_of_what_we_lack(tmp_path):
+    sender, m = offer(tmp_path, payload(1))
+    with pytest.raises(KeyError):
+        sender.read_chunk("00" * 32, 0, CHUNK)
+    with pytest.raises(KeyError):
+        sender.read_chunk(m.sha256, 2, CHUNK)
+
+
+def test_remove_frees_quota(tmp_path):
+    sender, m = offer(tmp_path, payload(1))
+    sender.remove(m.sha256)
+    assert sender.usage().used == 0 and not sender.has(m.sha256)
+
+
+async def test_async_methods_run_off_the_loop(tmp_path):
+    import threading
+
+    src = tmp_path / "src.bin"
+    src.write_bytes(payload(2))
+    store = BlobStore(tmp_path / "files")
+    seen: list[int] = []
+    original = store.import_stream
+
+    def spy(*args, **kwargs):
+        seen.append(threading.get_ident())
+        return original(*args, **kwargs)
+
+    store.import_stream = spy  # type: ignore[method-assign]
+    m = await store.aimport_file(src, "src.bin", "application/octet-stream", CHUNK)
+    assert seen and seen[0] != threading.get_ident()
+    data, proof = await store.aread_chunk(m.sha256, 0, CHUNK)
+    assert data == payload(2)[:CHUNK] and proof
+    assert (await store.ausage()).used == m.size
+    assert os.path.getsize(store.path(m.sha256)) == m.size

@@ -1,0 +1,113 @@
+"""Sealed files for private rooms: a member gets name, type and bytes back; a peer without the
+passphrase sees only that a file exists and its size class; tampering and misplacement fail."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+
+from fletchat import rooms
+from fletchat.files import limits as L
+from fletchat.files.blobstore import BlobStore
+from fletchat.files.manifest import FileManifest
+from fletchat.files.sealed import (
+    META_PAD,
+    MIN_SEALED_BYTES,
+    TAG_BYTES,
+    open_meta,
+    padme,
+    seal_stream,
+    sealed_size,
+    unseal_stream,
+)
+
+CHUNK = L.MIN_CHUNK_SIZE
+KEY = rooms.room_key("secret", "correct horse battery")
+OTHER = rooms.room_key("secret", "wrong horse battery!!")
+
+
+def seal_into(store: BlobStore, data: bytes, name: str = "plans.pdf", mime: str = "application/pdf",
+              msg_id: str = "m1", ms: int | None = None) -> FileManifest:
+    blob = io.BytesIO()
+    meta = seal_stream(blob, io.BytesIO(data), len(data), KEY, "secret", msg_id, name, mime, CHUNK, ms)
+    blob.seek(0)
+    outer = store.import_stream(blob, "", "application/octet-stream", CHUNK)
+    return FileManifest(outer.sha256, outer.size, outer.chunk_size, outer.root, sealed=meta)
+
+
+@pytest.mark.parametrize("size", [0, 1, 1000, CHUNK - TAG_BYTES, CHUNK, 3 * CHUNK + 17])
+def test_a_member_gets_everything_back(tmp_path, size):
+    data = os.urandom(size)
+    store = BlobStore(tmp_path / "files")
+    m = seal_into(store, data, ms=4200)
+    wire = FileManifest.from_wire(m.to_wire())  # what a peer receives
+    assert wire == m and wire.name == "" and wire.size == sealed_size(size, CHUNK)
+    meta = open_meta(KEY, "secret", "m1", wire)
+    assert (meta.name, meta.mime, meta.size, meta.ms) == ("plans.pdf", "application/pdf", size, 4200)
+    out = io.BytesIO()
+    with open(store.path(m.sha256), "rb") as blob:
+        unseal_stream(out, blob, meta, CHUNK)
+    assert out.getvalue() == data
+
+
+def test_without_the_passphrase_only_the_size_class_shows(tmp_path):
+    store = BlobStore(tmp_path / "files")
+    data = b"TOP SECRET " * 5000
+    m = seal_into(store, data, name="quarterly results.xlsx")
+    wire = m.to_wire()
+    assert set(wire) == {"sha256", "size", "chunk", "root", "sealed"}
+    blob = store.path(m.sha256).read_bytes()
+    assert b"TOP SECRET" not in blob and b"quarterly" not in blob
+    assert "quarterly" not in str(wire)
+    with pytest.raises(rooms.RoomError):
+        open_meta(OTHER, "secret", "m1", m)
+    # the name's length does not show: a long and a short name seal to the same length
+    short = seal_into(store, data, name="a")
+    assert len(short.sealed) == len(m.sealed)
+    # sizes that differ a little land in one class
+    assert sealed_size(100_000, CHUNK) == sealed_size(100_300, CHUNK) != sealed_size(101_000, CHUNK)
+    assert sealed_size(10, CHUNK) == sealed_size(5000, CHUNK)
+
+
+def test_the_description_only_opens_in_its_own_channel_and_message(tmp_path):
+    m = seal_into(BlobStore(tmp_path / "files"), b"x" * 10)
+    for channel, msg_id in (("other", "m1"), ("secret", "m2")):
+        with pytest.raises(rooms.RoomError):
+            open_meta(KEY, channel, msg_id, m)
+
+
+def test_altered_or_reordered_chunks_fail(tmp_path):
+    store = BlobStore(tmp_path / "files")
+    data = os.urandom(3 * CHUNK)
+    m = seal_into(store, data)
+    meta = open_meta(KEY, "secret", "m1", m)
+    blob = bytearray(store.path(m.sha256).read_bytes())
+    flipped = bytes(blob[:5]) + bytes([blob[5] ^ 1]) + bytes(blob[6:])
+    swapped = bytes(blob[CHUNK:2 * CHUNK] + blob[:CHUNK] + blob[2 * CHUNK:])
+    for bad in (flipped, swapped, bytes(blob[:-CHUNK])):
+        with pytest.raises(rooms.RoomError):
+            unseal_stream(io.BytesIO(), io.BytesIO(bad), meta, CHUNK)
+
+
+def test_a_description_that_lies_about_the_size_is_refused(tmp_path):
+    m = seal_into(BlobStore(tmp_path / "files"), b"x" * 10)
+    lie = FileManifest(m.sha256, m.size + CHUNK, m.chunk_size, m.root, sealed=m.sealed)
+    with pytest.raises(rooms.RoomError, match="malformed"):
+        open_meta(KEY, "secret", "m1", lie)
+
+
+def test_padme_and_meta_padding():
+    assert [padme(n) for n in (0, 1, 2, 9, 100, 1000)] == [0, 1, 2, 10, 104, 1024]
+    for n in range(2, 5000, 37):
+        assert n <= padme(n) <= n * 1.13
+    assert sealed_size(0, CHUNK) >= MIN_SEALED_BYTES
+    assert META_PAD >= 255 * 4 + 127 + 200  # the longest name and type fit
+
+
+def test_bad_names_are_refused_before_sealing():
+    from fletchat.model import ValidationError
+
+    with pytest.raises(ValidationError):
+        seal_stream(io.BytesIO(), io.BytesIO(b"x"), 1, KEY, "secret", "m1", "a\u202eb", "text/plain", CHUNK)

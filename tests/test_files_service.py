@@ -1,0 +1,232 @@
+"""The asyncio files service end to end over in-memory links (no sockets; the mesh provides those):
+a fetch from several holders at once with a lying one, a flooder, resume after a restart, a file
+nobody has, serving what we hold, and malformed frames."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import random
+from collections import Counter
+
+import pytest
+
+from fletchat.files import frames as F
+from fletchat.files import limits as L
+from fletchat.files.blobstore import BlobStore
+from fletchat.files.serve import Server
+from fletchat.files.service import FileEvent, FilesService
+from tests.timing import eventually
+
+CHUNK = L.MIN_CHUNK_SIZE
+DATA = random.Random(5).randbytes(CHUNK * 12 + 77)
+
+
+class Pipe:
+    """One direction of a files connection: frames arrive in order at the other service."""
+
+    def __init__(self, me: str, other: FilesService, log: list) -> None:
+        self.me, self.other, self.log = me, other, log
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.closed: tuple[int, str] | None = None
+        self.tamper = None  # frame -> frame, for a lying holder
+        self.task = asyncio.get_running_loop().create_task(self._pump())
+
+    async def _pump(self) -> None:
+        while True:
+            frame = await self.queue.get()
+            await self.other.on_frame(self.me, frame)
+
+    async def send(self, frame) -> None:
+        if self.closed is None:
+            self.log.append((self.me, frame))
+            await self.queue.put(self.tamper(frame) if self.tamper else frame)
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+
+async def connect(a: str, sa: FilesService, b: str, sb: FilesService, log: list) -> tuple[Pipe, Pipe]:
+    ab, ba = Pipe(a, sb, log), Pipe(b, sa, log)  # ab: frames a sends, delivered to b
+    await sa.attach(b, ab)
+    await sb.attach(a, ba)
+    return ab, ba
+
+
+@pytest.fixture
+async def service():
+    """Makes started services; every one is stopped at the end, whatever the test did."""
+    made: list[FilesService] = []
+
+    def make(tmp_path, name: str, events: list | None = None, **kw) -> FilesService:
+        s = FilesService(BlobStore(tmp_path / name / "files"),
+                         on_event=(events.append if events is not None else lambda e: None), **kw)
+        s.start()
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        await s.stop()
+
+
+def liar(frame):
+    if isinstance(frame, bytes):
+        c = F.decode(frame)
+        return F.encode(F.Chunk(c.sha256, c.index, c.proof, bytes(len(c.data))))
+    return frame
+
+
+async def test_fetch_from_several_holders_drops_the_liar(tmp_path, service):
+    log: list = []
+    origin = service(tmp_path, "origin")
+    m = origin.store.import_stream(io.BytesIO(DATA), "movie.mp4", "video/mp4", CHUNK)
+    other = service(tmp_path, "other")
+    other.store.import_stream(io.BytesIO(DATA), "copy.mp4", "video/mp4", CHUNK)
+    bad = service(tmp_path, "bad")
+    bad.store.import_stream(io.BytesIO(DATA), "x", "video/mp4", CHUNK)
+    events: list[FileEvent] = []
+    me = service(tmp_path, "me", events)
+    pipes = {}
+    for name, s in (("origin", origin), ("other", other), ("bad", bad)):
+        pipes[name] = await connect(name, s, "me", me, log)
+    pipes["bad"][0].tamper = liar
+    result = await me.fetch(m, holders=["origin"])
+    path = await asyncio.wait_for(result, 30)
+    assert path.read_bytes() == DATA
+    assert pipes["bad"][1].closed == (1008, "chunk failed its hash")  # me closed its link to bad
+    chunks_from = Counter(p for p, f in log if isinstance(f, bytes))
+    assert chunks_from["origin"] >= 2 and chunks_from["other"] >= 2  # both did part of it
+    assert events[-1].kind == "done" and events[-1].path == path
+    assert any(e.kind == "progress" for e in events)
+    # and now "me" holds it: a newcomer can fetch it from "me" alone
+    late = service(tmp_path, "late")
+    await connect("me", me, "late", late, log)
+    assert (await asyncio.wait_for(await late.fetch(m, ["me"]), 30)).read_bytes() == DATA
+    for s in (origin, other, bad, me, late):
+        await s.stop()
+
+
+async def test_a_file_nobody_has_says_so_and_resumes_when_a_holder_comes(tmp_path, service):
+    log: list = []
+    origin = service(tmp_path, "origin")
+    m = origin.store.import_stream(io.BytesIO(DATA), "a.bin", "application/octet-stream", CHUNK)
+    events: list[FileEvent] = []
+    me = service(tmp_path, "me", events, tick_s=0.05)
+    result = await me.fetch(m)
+    await eventually(lambda: any(e.kind == "waiting" for e in events), "a waiting event")
+    assert not result.done()
+    await connect("origin", origin, "me", me, log)
+    assert (await asyncio.wait_for(result, 30)).read_bytes() == DATA
+    await origin.stop()
+    await me.stop()
+
+
+async def test_resume_after_a_restart_asks_only_for_missing_chunks(tmp_path, service):
+    log: list = []
+    origin = service(tmp_path, "origin")
+    m = origin.store.import_stream(io.BytesIO(DATA), "a.bin", "application/octet-stream", CHUNK)
+    # a first run stored 5 verified chunks, then died
+    first = BlobStore(tmp_path / "me" / "files")
+    first.begin(m)
+    for i in (0, 1, 2, 7, 12):
+        data, _ = origin.store.read_chunk(m.sha256, i, CHUNK)
+        from fletchat.files.merkle import leaf_hash
+
+        first.write_chunk(m, i, data, leaf_hash(data))
+    del first
+    me = service(tmp_path, "me")
+    await connect("origin", origin, "me", me, log)
+    path = await asyncio.wait_for(await me.fetch(m, ["origin"]), 30)
+    assert path.read_bytes() == DATA
+    asked = sorted(F.decode(f).index for p, f in log if p == "me" and isinstance(f, str)
+                   and '"get"' in f)
+    assert asked == [3, 4, 5, 6, 8, 9, 10, 11]
+    await origin.stop()
+    await me.stop()
+
+
+async def test_a_flooding_requester_loses_its_files_connection(tmp_path, service):
+    holder = service(tmp_path, "holder", server=Server(bytes_per_minute=0, burst=L.MAX_CHUNK_SIZE))
+    big = random.Random(1).randbytes(CHUNK * (L.MAX_PENDING_REQUESTS_PER_PEER + 20))
+    m = holder.store.import_stream(io.BytesIO(big), "a.bin", "application/octet-stream", CHUNK)
+    sent, closed = [], []
+
+    class Link:
+        async def send(self, frame):
+            sent.append(F.decode(frame))
+
+        async def close(self, code, reason):
+            closed.append((code, reason))
+
+    await holder.attach("greedy", Link())
+    for i in range(m.chunk_count):
+        await holder.on_frame("greedy", F.encode(F.Get(m.sha256, i, CHUNK)))
+        if closed:
+            break
+    # the 1 MiB burst served 16 chunks, 32 more waited (no budget left), the next one is a flood
+    assert [type(f) for f in sent] == [F.Chunk] * 16
+    assert closed == [(1008, "too many chunk requests")] and i == 16 + 32
+    await holder.stop()
+
+
+@pytest.mark.parametrize("raw, code", [
+    ("{", 1002),
+    (b"\x00", 1002),
+    ("x" * 5000, 1009),
+])
+async def test_malformed_frames_close_the_files_connection(tmp_path, raw, code, service):
+    s = service(tmp_path, "s")
+    closed = []
+
+    class Link:
+        async def send(self, frame):
+            pass
+
+        async def close(self, c, reason):
+            closed.append(c)
+
+    await s.attach("p", Link())
+    await s.on_frame("p", raw)
+    assert closed == [code]
+    await s.on_frame("p", "{}")  # after the close nothing more is read from it
+    assert closed == [code]
+    await s.stop()
+
+
+async def test_queries_and_requests_for_what_we_lack(tmp_path, service):
+    s = service(tmp_path, "s")
+    m = s.store.import_stream(io.BytesIO(b"hello"), "h.txt", "text/plain", CHUNK)
+    sent = []
+
+    class Link:
+        async def send(self, frame):
+            sent.append(F.decode(frame))
+
+        async def close(self, c, reason):
+            raise AssertionError(reason)
+
+    await s.attach("p", Link())
+    await s.on_frame("p", F.encode(F.Query(m.sha256)))
+    await s.on_frame("p", F.encode(F.Query("00" * 32)))
+    await s.on_frame("p", F.encode(F.Get("00" * 32, 0, CHUNK)))
+    await s.on_frame("p", F.encode(F.Get(m.sha256, 1, CHUNK)))  # past the end
+    await s.on_frame("p", F.encode(F.Get(m.sha256, 0, CHUNK)))
+    assert sent[:4] == [F.Holds(m.sha256, True), F.Holds("00" * 32, False),
+                        F.NoChunk("00" * 32, 0, "not_found"), F.NoChunk(m.sha256, 1, "not_found")]
+    assert isinstance(sent[4], F.Chunk) and sent[4].data == b"hello"
+    await s.stop()
+
+
+async def test_concurrent_fetches_are_bounded(tmp_path, service):
+    from fletchat.files.manifest import FileManifest
+    from fletchat.files.service import BusyError
+
+    me = service(tmp_path, "me")
+    futures = []
+    for i in range(L.MAX_CONCURRENT_FETCHES):
+        m = FileManifest(f"{i:064x}", 10, CHUNK, "00" * 32, f"f{i}", "text/plain")
+        futures.append(await me.fetch(m))
+    assert await me.fetch(m) is futures[-1]  # the same file again is the same download
+    with pytest.raises(BusyError, match="already downloading"):
+        await me.fetch(FileManifest("ff" * 32, 10, CHUNK, "00" * 32, "one more", "text/plain"))
