@@ -58,6 +58,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+SHUTDOWN_GRACE_SECONDS = 0.5  # open tabs get this long to finish before host mode says goodbye
 HIDDEN_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 
 
@@ -128,6 +129,9 @@ def uvicorn_config(app) -> uvicorn.Config:
     return uvicorn.Config(
         app, log_level="warning", ws="websockets-sansio", lifespan="on",
         ws_max_size=MAX_WS_MESSAGE_BYTES,
+        # Open tabs keep their WebSockets until the browser closes them: without a bound uvicorn's
+        # graceful shutdown waits for them forever and SIGTERM is ignored (issue 11, hole 13).
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
     )
 
 

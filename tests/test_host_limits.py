@@ -52,3 +52,24 @@ async def test_big_websocket_frames_do_not_grow_the_host(tmp_path):
         assert proc.poll() is None
     assert grown < 40 * MiB, f"peak RSS grew {grown / MiB:.0f} MiB; close codes {codes}"
     assert 1009 in codes, codes  # "message too big", said by the server
+
+
+async def test_sigterm_ends_host_mode_even_with_tabs_open(tmp_path):
+    """Hole 13: open tabs (WebSockets nobody closes) must not keep host mode alive after SIGTERM.
+    uvicorn's graceful shutdown waited for them forever; now they get a short grace."""
+    import os
+    import signal
+
+    from tests.timing import eventually
+
+    with host_mode_server(tmp_path / "host", "--no-lan") as (url, proc):
+        port = urllib.parse.urlsplit(url).port
+        tabs = [await connect(f"ws://127.0.0.1:{port}/ws") for _ in range(5)]
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            await eventually(lambda: proc.poll() is not None, "host mode exited on SIGTERM", 10)
+            assert proc.returncode == 0
+        finally:
+            for tab in tabs:
+                with contextlib.suppress(Exception):
+                    await tab.close()
