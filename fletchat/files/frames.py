@@ -8,7 +8,6 @@ is parsed; a ``FrameError`` means: close the files connection (1002, or 1009 whe
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import re
 import struct
@@ -169,7 +168,7 @@ def _proof_hashes(obj: dict) -> tuple[bytes, ...]:
     """The chunk header's ``proof``: base64 of at most MAX_PROOF_HASHES 32-byte hashes."""
     try:
         proof = base64.b64decode(obj.get("proof"), validate=True) if isinstance(obj.get("proof"), str) else None
-    except binascii.Error as err:
+    except ValueError as err:  # binascii.Error, or a str with non-ASCII characters
         raise FrameError("invalid chunk header") from err
     if proof is None or len(proof) % HASH_BYTES or len(proof) // HASH_BYTES > MAX_PROOF_HASHES:
         raise FrameError(f"proof must be base64 of at most {MAX_PROOF_HASHES} 32-byte hashes")
