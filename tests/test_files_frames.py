@@ -73,6 +73,7 @@ def binary(header: dict | bytes, data: bytes = b"") -> bytes:
     (b"\x00\x00\x10\x00{}", "header length"),
     (binary(b"\xff\xfe"), "invalid chunk header"),
     (binary({"proof": "***"}), "invalid chunk header"),
+    (binary({"proof": "\u00e9AAA"}), "invalid chunk header"),  # base64 refuses non-ASCII with ValueError
     (binary({"proof": "AAAA"}), "proof"),  # 3 bytes: not whole hashes
     (binary({"proof": "A" * 4 * 200}), "at most 14"),
     (binary({"proof": "A" * 4 * 300}), "header length"),

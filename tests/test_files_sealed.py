@@ -16,6 +16,7 @@ from fletchat.files.sealed import (
     META_PAD,
     MIN_SEALED_BYTES,
     TAG_BYTES,
+    RoomMessage,
     open_meta,
     padme,
     seal_stream,
@@ -31,7 +32,8 @@ OTHER = rooms.room_key("secret", "wrong horse battery!!")
 def seal_into(store: BlobStore, data: bytes, name: str = "plans.pdf", mime: str = "application/pdf",
               msg_id: str = "m1", ms: int | None = None) -> FileManifest:
     blob = io.BytesIO()
-    meta = seal_stream(blob, io.BytesIO(data), len(data), KEY, "secret", msg_id, name, mime, CHUNK, ms)
+    room = RoomMessage(KEY, "secret", msg_id)
+    meta = seal_stream(blob, io.BytesIO(data), len(data), room, name, mime, CHUNK, ms)
     blob.seek(0)
     outer = store.import_stream(blob, "", "application/octet-stream", CHUNK)
     return FileManifest(outer.sha256, outer.size, outer.chunk_size, outer.root, sealed=meta)
@@ -110,4 +112,5 @@ def test_bad_names_are_refused_before_sealing():
     from fletchat.model import ValidationError
 
     with pytest.raises(ValidationError):
-        seal_stream(io.BytesIO(), io.BytesIO(b"x"), 1, KEY, "secret", "m1", "a\u202eb", "text/plain", CHUNK)
+        seal_stream(io.BytesIO(), io.BytesIO(b"x"), 1, RoomMessage(KEY, "secret", "m1"), "a\u202eb",
+                    "text/plain", CHUNK)

@@ -161,6 +161,18 @@ def test_already_complete_reports_complete_once():
 # ---- a simulated multi-source fetch --------------------------------------------------------
 
 
+def respond(fetch: Fetch, ev: Request, kind: str, queue: list) -> None:
+    """One holder answers one request as its behaviour says; the fetch's reactions join ``queue``."""
+    i = ev.index
+    data = CHUNKS[i]
+    if kind == "liar":
+        data = bytes(len(data))
+    queue += fetch.on_chunk(ev.holder, i, data, TREE.proof(i), 0)
+    if kind == "flooder" and ev.holder not in {e.peer for e in queue if isinstance(e, Drop)}:
+        j = (i + 5) % 10  # answers, then pushes a chunk nobody asked for
+        queue += fetch.on_chunk(ev.holder, j, CHUNKS[j], TREE.proof(j), 0)
+
+
 def run(fetch: Fetch, behaviour: dict[str, str], store: BlobStore | None = None,
         stop_after: int | None = None) -> tuple[list[Drop], Counter, bool]:
     """Answer requests as each holder's behaviour says until nothing is left to do."""
@@ -177,17 +189,7 @@ def run(fetch: Fetch, behaviour: dict[str, str], store: BlobStore | None = None,
             if ev.holder in closed:
                 continue  # its connection was closed: the request never reaches it
             served[ev.holder] += 1
-            kind, i = behaviour[ev.holder], ev.index
-            data = CHUNKS[i]
-            if kind == "liar":
-                data = bytes(len(data))
-            elif kind == "flooder":  # answers, then pushes a chunk nobody asked for
-                queue += fetch.on_chunk(ev.holder, i, data, TREE.proof(i), 0)
-                if ev.holder not in {e.peer for e in queue if isinstance(e, Drop)}:
-                    j = (i + 5) % 10
-                    queue += fetch.on_chunk(ev.holder, j, CHUNKS[j], TREE.proof(j), 0)
-                continue
-            queue += fetch.on_chunk(ev.holder, i, data, TREE.proof(i), 0)
+            respond(fetch, ev, behaviour[ev.holder], queue)
         elif isinstance(ev, Verified):
             if store is not None:
                 store.write_chunk(fetch.manifest, ev.index, ev.data, ev.leaf)

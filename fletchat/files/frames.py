@@ -8,10 +8,10 @@ is parsed; a ``FrameError`` means: close the files connection (1002, or 1009 whe
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..model import ValidationError
@@ -111,34 +111,71 @@ def _common(obj: object, want: tuple[str, ...], index: bool = True) -> dict:
     return obj
 
 
-def decode(raw: str | bytes) -> FilesFrame:
-    """One frame as received on the files lane."""
-    if isinstance(raw, str):
-        if len(raw) > MAX_TEXT_FRAME_BYTES:
-            raise FrameError("text frame too large", 1009)
-        try:
-            obj = json.loads(raw)
-        except (json.JSONDecodeError, RecursionError) as err:
-            raise FrameError("invalid JSON") from err
-        kind = obj.get("type") if isinstance(obj, dict) else None
-        if kind in ("query", "holds"):
-            obj = _common(obj, (kind,), index=False)
-            if kind == "query":
-                return Query(obj["sha256"])
-            if type(obj.get("have")) is not bool:
-                raise FrameError("holds.have must be true or false")
-            return Holds(obj["sha256"], obj["have"])
-        obj = _common(obj, ("get", "cancel", "nochunk"))
-        if obj["type"] == "get":
-            chunk = obj.get("chunk")
-            if type(chunk) is not int or not L.MIN_CHUNK_SIZE <= chunk <= L.MAX_CHUNK_SIZE or chunk & (chunk - 1):
-                raise FrameError("chunk must be a power of two within the chunk size limits")
-            return Get(obj["sha256"], obj["i"], chunk)
-        if obj["type"] == "cancel":
-            return Cancel(obj["sha256"], obj["i"])
-        if obj.get("reason") not in REFUSE_REASONS:
-            raise FrameError(f"nochunk.reason must be one of {', '.join(REFUSE_REASONS)}")
-        return NoChunk(obj["sha256"], obj["i"], obj["reason"])
+def _query(obj: dict) -> Query:
+    return Query(obj["sha256"])
+
+
+def _holds(obj: dict) -> Holds:
+    if type(obj.get("have")) is not bool:
+        raise FrameError("holds.have must be true or false")
+    return Holds(obj["sha256"], obj["have"])
+
+
+def _get(obj: dict) -> Get:
+    chunk = obj.get("chunk")
+    if type(chunk) is not int or not L.MIN_CHUNK_SIZE <= chunk <= L.MAX_CHUNK_SIZE or chunk & (chunk - 1):
+        raise FrameError("chunk must be a power of two within the chunk size limits")
+    return Get(obj["sha256"], obj["i"], chunk)
+
+
+def _cancel(obj: dict) -> Cancel:
+    return Cancel(obj["sha256"], obj["i"])
+
+
+def _nochunk(obj: dict) -> NoChunk:
+    if obj.get("reason") not in REFUSE_REASONS:
+        raise FrameError(f"nochunk.reason must be one of {', '.join(REFUSE_REASONS)}")
+    return NoChunk(obj["sha256"], obj["i"], obj["reason"])
+
+
+# text frame type -> (does it carry a chunk index "i", decoder of the checked object)
+_TEXT_DECODERS: dict[str, tuple[bool, Callable[[dict], FilesFrame]]] = {
+    "query": (False, _query),
+    "holds": (False, _holds),
+    "get": (True, _get),
+    "cancel": (True, _cancel),
+    "nochunk": (True, _nochunk),
+}
+
+
+def _decode_text(raw: str) -> FilesFrame:
+    if len(raw) > MAX_TEXT_FRAME_BYTES:
+        raise FrameError("text frame too large", 1009)
+    try:
+        obj = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise FrameError("invalid JSON") from err
+    kind = obj.get("type") if isinstance(obj, dict) else None
+    entry = _TEXT_DECODERS.get(kind) if isinstance(kind, str) else None
+    if entry is None:
+        _common(obj, ())  # raises: not an object, wrong version or unknown type
+        raise FrameError("unexpected files frame")  # not reached: _common raised
+    index, decoder = entry
+    return decoder(_common(obj, (kind,), index=index))
+
+
+def _proof_hashes(obj: dict) -> tuple[bytes, ...]:
+    """The chunk header's ``proof``: base64 of at most MAX_PROOF_HASHES 32-byte hashes."""
+    try:
+        proof = base64.b64decode(obj.get("proof"), validate=True) if isinstance(obj.get("proof"), str) else None
+    except ValueError as err:  # binascii.Error, or a str with non-ASCII characters
+        raise FrameError("invalid chunk header") from err
+    if proof is None or len(proof) % HASH_BYTES or len(proof) // HASH_BYTES > MAX_PROOF_HASHES:
+        raise FrameError(f"proof must be base64 of at most {MAX_PROOF_HASHES} 32-byte hashes")
+    return tuple(proof[i:i + HASH_BYTES] for i in range(0, len(proof), HASH_BYTES))
+
+
+def _decode_binary(raw: bytes) -> Chunk:
     if len(raw) > MAX_BINARY_FRAME_BYTES:
         raise FrameError("binary frame too large", 1009)
     if len(raw) < _LEN.size:
@@ -148,13 +185,17 @@ def decode(raw: str | bytes) -> FilesFrame:
         raise FrameError("bad chunk header length")
     try:
         obj = _common(json.loads(raw[_LEN.size:_LEN.size + n].decode("ascii")), ("chunk",))
-        proof = base64.b64decode(obj.get("proof"), validate=True) if isinstance(obj.get("proof"), str) else None
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, binascii.Error) as err:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise FrameError("invalid chunk header") from err
-    if proof is None or len(proof) % HASH_BYTES or len(proof) // HASH_BYTES > MAX_PROOF_HASHES:
-        raise FrameError(f"proof must be base64 of at most {MAX_PROOF_HASHES} 32-byte hashes")
-    hashes = tuple(proof[i:i + HASH_BYTES] for i in range(0, len(proof), HASH_BYTES))
+    hashes = _proof_hashes(obj)
     data = bytes(raw[_LEN.size + n:])
     if len(data) > L.MAX_CHUNK_SIZE:
         raise FrameError("chunk too large", 1009)
     return Chunk(obj["sha256"], obj["i"], hashes, data)
+
+
+def decode(raw: str | bytes) -> FilesFrame:
+    """One frame as received on the files lane."""
+    if isinstance(raw, str):
+        return _decode_text(raw)
+    return _decode_binary(raw)

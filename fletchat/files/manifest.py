@@ -115,38 +115,55 @@ class FileManifest:
         """Validate one entry of a message's ``files`` list; ``ValidationError`` says what is wrong."""
         if not isinstance(obj, dict):
             raise ValidationError("file must be an object.")
-        for key in ("sha256", "root"):
-            if not isinstance(obj.get(key), str) or not _HEX64.match(obj[key]):
-                raise ValidationError(f"file.{key} must be 64 lowercase hex digits.")
-        size = obj.get("size")
-        if type(size) is not int or not 0 <= size <= L.MAX_FILE_BYTES:
-            raise ValidationError(f"file.size must be an integer 0-{L.MAX_FILE_BYTES}.")
-        chunk = _check_chunk_size(obj.get("chunk"))
-        if chunk_count(size, chunk) > L.MAX_CHUNKS:
-            raise ValidationError(f"file has more than {L.MAX_CHUNKS} chunks.")
-        sealed = obj.get("sealed")
-        if sealed is not None:
-            if "name" in obj or "mime" in obj:
-                raise ValidationError("A sealed file has no name or mime in the clear.")
-            if not isinstance(sealed, str) or len(sealed) > MAX_SEALED_META_CHARS or not _SEALED.match(sealed):
-                raise ValidationError("file.sealed is malformed.")
-            name, mime = "", OCTET_STREAM
-        else:
-            name = validate_file_name(obj.get("name"))
-            mime = validate_mime(obj.get("mime"))
-        if sealed is not None and (obj.get("thumb") is not None or obj.get("ms") is not None):
-            raise ValidationError("A sealed file has no thumbnail or duration in the clear.")
+        size, chunk = _check_layout(obj)
+        sealed, name, mime = _check_description(obj)
         thumb = None
         if obj.get("thumb") is not None:
             if _nested:
                 raise ValidationError("A thumbnail cannot have a thumbnail.")
-            thumb = cls.from_wire(obj["thumb"], _nested=True)
-            if thumb.size > L.MAX_THUMB_BYTES or not thumb.mime.startswith("image/"):
-                raise ValidationError(f"file.thumb must be an image of at most {L.MAX_THUMB_BYTES} bytes.")
-        ms = obj.get("ms")
-        if ms is not None and (type(ms) is not int or not 0 <= ms <= L.MAX_VOICE_MS):
-            raise ValidationError(f"file.ms must be an integer 0-{L.MAX_VOICE_MS}.")
-        return cls(obj["sha256"], size, chunk, obj["root"], name, mime, sealed, thumb, ms)
+            thumb = _check_thumb(cls.from_wire(obj["thumb"], _nested=True))
+        return cls(obj["sha256"], size, chunk, obj["root"], name, mime, sealed, thumb, _check_ms(obj))
+
+
+def _check_layout(obj: dict) -> tuple[int, int]:
+    """``sha256``, ``root``, ``size`` and ``chunk``; returns (size, chunk size)."""
+    for key in ("sha256", "root"):
+        if not isinstance(obj.get(key), str) or not _HEX64.match(obj[key]):
+            raise ValidationError(f"file.{key} must be 64 lowercase hex digits.")
+    size = obj.get("size")
+    if type(size) is not int or not 0 <= size <= L.MAX_FILE_BYTES:
+        raise ValidationError(f"file.size must be an integer 0-{L.MAX_FILE_BYTES}.")
+    chunk = _check_chunk_size(obj.get("chunk"))
+    if chunk_count(size, chunk) > L.MAX_CHUNKS:
+        raise ValidationError(f"file has more than {L.MAX_CHUNKS} chunks.")
+    return size, chunk
+
+
+def _check_description(obj: dict) -> tuple[str | None, str, str]:
+    """(sealed, name, mime): a sealed file shows nothing else in the clear."""
+    sealed = obj.get("sealed")
+    if sealed is None:
+        return None, validate_file_name(obj.get("name")), validate_mime(obj.get("mime"))
+    if "name" in obj or "mime" in obj:
+        raise ValidationError("A sealed file has no name or mime in the clear.")
+    if not isinstance(sealed, str) or len(sealed) > MAX_SEALED_META_CHARS or not _SEALED.match(sealed):
+        raise ValidationError("file.sealed is malformed.")
+    if obj.get("thumb") is not None or obj.get("ms") is not None:
+        raise ValidationError("A sealed file has no thumbnail or duration in the clear.")
+    return sealed, "", OCTET_STREAM
+
+
+def _check_thumb(thumb: FileManifest) -> FileManifest:
+    if thumb.size > L.MAX_THUMB_BYTES or not thumb.mime.startswith("image/"):
+        raise ValidationError(f"file.thumb must be an image of at most {L.MAX_THUMB_BYTES} bytes.")
+    return thumb
+
+
+def _check_ms(obj: dict) -> int | None:
+    ms = obj.get("ms")
+    if ms is not None and (type(ms) is not int or not 0 <= ms <= L.MAX_VOICE_MS):
+        raise ValidationError(f"file.ms must be an integer 0-{L.MAX_VOICE_MS}.")
+    return ms
 
 
 def files_from_wire(raw: object) -> tuple[FileManifest, ...]:

@@ -68,9 +68,18 @@ def _nonce(index: int) -> bytes:
     return index.to_bytes(12, "big")
 
 
-def seal_stream(dst: BinaryIO, src: BinaryIO, size: int, room_key: bytes, channel: str,
-                msg_id: str, name: str, mime: str, chunk_size: int = L.DEFAULT_CHUNK_SIZE,
-                ms: int | None = None) -> str:
+@dataclass(frozen=True)
+class RoomMessage:
+    """Where a sealed description belongs: it is sealed under the room key for this channel and
+    message id, so it cannot be replayed into another message."""
+
+    room_key: bytes
+    channel: str
+    msg_id: str
+
+
+def seal_stream(dst: BinaryIO, src: BinaryIO, size: int, room: RoomMessage, name: str, mime: str,
+                chunk_size: int = L.DEFAULT_CHUNK_SIZE, ms: int | None = None) -> str:
     """Write the sealed blob of ``src`` (``size`` bytes) to ``dst``; returns the ``sealed`` field."""
     from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
@@ -103,7 +112,7 @@ def seal_stream(dst: BinaryIO, src: BinaryIO, size: int, room_key: bytes, channe
         meta["ms"] = ms
     text = json.dumps(meta, ensure_ascii=False, separators=(",", ":"))
     text += " " * (META_PAD - len(text.encode("utf-8")))
-    return rooms.seal(room_key, channel, msg_id, text)
+    return rooms.seal(room.room_key, room.channel, room.msg_id, text)
 
 
 def open_meta(room_key: bytes, channel: str, msg_id: str, manifest: FileManifest) -> SealedMeta:

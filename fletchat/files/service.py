@@ -205,17 +205,10 @@ class FilesService:
 
     # ---- frames in ----
     async def on_frame(self, peer: str, raw: str | bytes) -> None:
-        if peer not in self._links:
+        admitted = await self._admit(peer, raw)
+        if admitted is None:
             return
-        now = self._clock()
-        if not self._buckets[peer].take(now):
-            await self._close(peer, 1008, "rate limit exceeded")
-            return
-        try:
-            frame = F.decode(raw)
-        except F.FrameError as err:
-            await self._close(peer, err.code, str(err))
-            return
+        frame, now = admitted
         job = self._jobs.get(frame.sha256)
         if isinstance(frame, F.Query):
             await self._send(peer, F.Holds(frame.sha256, self.store.has(frame.sha256)))
@@ -223,12 +216,7 @@ class FilesService:
             if job is not None and frame.have:
                 await self._handle(job, job.fetch.add_holder(peer, now))
         elif isinstance(frame, F.Get):
-            length = await self._length(frame)
-            if length is not None:
-                self._asked[(peer, frame.sha256, frame.index)] = frame.chunk_size
-            await self._serve(self.server.on_request(peer, frame.sha256, frame.index, length, now))
-            if self._nudge is not None and not self._nudge.done():
-                self._nudge.set_result(None)
+            await self._on_get(peer, frame, now)
         elif isinstance(frame, F.Cancel):
             self.server.on_cancel(peer, frame.sha256, frame.index)
             self._asked.pop((peer, frame.sha256, frame.index), None)
@@ -238,6 +226,28 @@ class FilesService:
             await self._handle(job, job.fetch.on_refused(peer, frame.index, frame.reason, now))
         else:
             await self._handle(job, job.fetch.on_chunk(peer, frame.index, frame.data, frame.proof, now))
+
+    async def _admit(self, peer: str, raw: str | bytes) -> tuple[F.FilesFrame, float] | None:
+        """(decoded frame, now), or None after closing a peer over its rate or a malformed frame."""
+        if peer not in self._links:
+            return None
+        now = self._clock()
+        if not self._buckets[peer].take(now):
+            await self._close(peer, 1008, "rate limit exceeded")
+            return None
+        try:
+            return F.decode(raw), now
+        except F.FrameError as err:
+            await self._close(peer, err.code, str(err))
+            return None
+
+    async def _on_get(self, peer: str, frame: F.Get, now: float) -> None:
+        length = await self._length(frame)
+        if length is not None:
+            self._asked[(peer, frame.sha256, frame.index)] = frame.chunk_size
+        await self._serve(self.server.on_request(peer, frame.sha256, frame.index, length, now))
+        if self._nudge is not None and not self._nudge.done():
+            self._nudge.set_result(None)
 
     async def _length(self, get: F.Get) -> int | None:
         """The requested chunk's length if we hold it with that chunk size, else None."""
