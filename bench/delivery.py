@@ -109,6 +109,7 @@ class _Cluster:
         self.trusts: list[Any] = []
 
     async def start(self) -> None:
+        from fletchat.acceptance import QuotaLimits
         from fletchat.hub import Hub, HubSession
         from fletchat.model import KIND_CHAT, Message, Peer, new_id
         from fletchat.store import Store
@@ -125,7 +126,11 @@ class _Cluster:
             trust = Trust.open(data, pid) if self.secure else None
             if trust is not None:
                 self.trusts.append(trust)
-            hub = Hub(pid, "headless", store=Store.open(data / "history.db"), trust=trust)
+            # With the flood limit lifted (``rate``) the per-origin quotas go too: throughput
+            # measures what the mesh can carry, not the budgets that refuse a flood.
+            quotas = QuotaLimits.lifted() if self.rate is not None else QuotaLimits()
+            hub = Hub(pid, "headless", store=Store.open(data / "history.db"), trust=trust,
+                      quota_limits=quotas)
             mesh = await start_peer_mesh(hub, Peer(pid, f"P{k}", "headless"), trust,
                                          on_down=self._down, **extra)
             if k > 0:

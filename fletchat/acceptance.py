@@ -114,15 +114,37 @@ class Arrival:
     new_channel: bool = False  # names a channel this device does not have
 
 
+@dataclass(frozen=True)
+class QuotaLimits:
+    """The budgets ``Quotas`` enforces (defaults: the constants in model.py)."""
+
+    per_minute: int = MAX_ORIGIN_MESSAGES_PER_MINUTE
+    bytes_per_minute: int = MAX_ORIGIN_BYTES_PER_MINUTE
+    per_day: int = MAX_ORIGIN_MESSAGES_PER_DAY
+    channels_per_day: int = MAX_ORIGIN_CHANNELS_PER_DAY
+    new_origins_per_peer_minute: int = MAX_NEW_ORIGINS_PER_PEER_MINUTE
+    unverified_per_peer_minute: int = MAX_UNVERIFIED_PER_PEER_MINUTE
+
+    @classmethod
+    def lifted(cls) -> QuotaLimits:
+        """No practical budget: for benchmarks that measure the mesh's own capacity (as they lift
+        the connection's flood limits). Never used by the app."""
+        big = 10**12
+        return cls(big, big, big, big, big, big)
+
+
 class Quotas:
     """Per-origin and per-connection budgets (docs/security.md). Origin budgets count on the
     message's own stamp (minute and day), so catch-up, which carries the original stamps, cannot
     get round them; connection budgets count on our clock. Only accepted messages are charged.
     Counters live in memory, bounded (least recently used dropped)."""
 
-    def __init__(self, limit: int = QUOTA_ORIGINS_TRACKED * 4) -> None:
+    def __init__(
+        self, limits: QuotaLimits | None = None, tracked: int = QUOTA_ORIGINS_TRACKED * 4
+    ) -> None:
+        self.limits = limits or QuotaLimits()
         self._counts: OrderedDict[tuple[object, ...], int] = OrderedDict()
-        self._limit = limit
+        self._limit = tracked
 
     def check(self, arrival: Arrival) -> str:
         """Why the message is over a budget ("" if it fits); charges it when it fits."""
@@ -131,25 +153,26 @@ class Quotas:
         stamp_ms = Stamp.decode(msg.hlc).wall_ms
         minute, day, wall_minute = stamp_ms // MINUTE_MS, stamp_ms // DAY_MS, now_ms // MINUTE_MS
         size = len(msg.text.encode("utf-8"))
+        q = self.limits
         charges: list[tuple[tuple[object, ...], int, int, str]] = [
-            (("m", msg.origin, minute), 1, MAX_ORIGIN_MESSAGES_PER_MINUTE,
-             f"{msg.origin} is over {MAX_ORIGIN_MESSAGES_PER_MINUTE} messages a minute"),
-            (("b", msg.origin, minute), size, MAX_ORIGIN_BYTES_PER_MINUTE,
-             f"{msg.origin} is over {MAX_ORIGIN_BYTES_PER_MINUTE} bytes of text a minute"),
-            (("d", msg.origin, day), 1, MAX_ORIGIN_MESSAGES_PER_DAY,
-             f"{msg.origin} is over {MAX_ORIGIN_MESSAGES_PER_DAY} messages a day"),
+            (("m", msg.origin, minute), 1, q.per_minute,
+             f"{msg.origin} is over {q.per_minute} messages a minute"),
+            (("b", msg.origin, minute), size, q.bytes_per_minute,
+             f"{msg.origin} is over {q.bytes_per_minute} bytes of text a minute"),
+            (("d", msg.origin, day), 1, q.per_day,
+             f"{msg.origin} is over {q.per_day} messages a day"),
         ]
         if new_channel or msg.kind == KIND_CHANNEL:
-            charges.append((("c", msg.origin, day), 1, MAX_ORIGIN_CHANNELS_PER_DAY,
-                            f"{msg.origin} is over {MAX_ORIGIN_CHANNELS_PER_DAY} new channels a day"))
+            charges.append((("c", msg.origin, day), 1, q.channels_per_day,
+                            f"{msg.origin} is over {q.channels_per_day} new channels a day"))
         if new_origin:
-            charges.append((("o", from_peer, wall_minute), 1, MAX_NEW_ORIGINS_PER_PEER_MINUTE,
-                            (f"over {MAX_NEW_ORIGINS_PER_PEER_MINUTE} new origins a minute "
-                            f"from one connection")))
+            charges.append((("o", from_peer, wall_minute), 1, q.new_origins_per_peer_minute,
+                            (f"over {q.new_origins_per_peer_minute} new origins a minute "
+                             "from one connection")))
         if not verified:
-            charges.append((("u", from_peer, wall_minute), 1, MAX_UNVERIFIED_PER_PEER_MINUTE,
-                            (f"over {MAX_UNVERIFIED_PER_PEER_MINUTE} unverified messages "
-                            f"a minute from one connection")))
+            charges.append((("u", from_peer, wall_minute), 1, q.unverified_per_peer_minute,
+                            (f"over {q.unverified_per_peer_minute} unverified messages "
+                             "a minute from one connection")))
         for key, amount, cap, reason in charges:
             if self._counts.get(key, 0) + amount > cap:
                 return "quota: " + reason

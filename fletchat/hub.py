@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from .acceptance import Action, Arrival, Held, Quotas, check_stamp, judge_slot
+from .acceptance import Action, Arrival, Held, QuotaLimits, Quotas, check_stamp, judge_slot
 from .clock import HLC, ClockDriftError, Stamp, wall_ms
 from .events import (
     Acceptance,
@@ -143,6 +143,7 @@ class Hub(HistoryReads, PresenceMethods, TrustMethods):
     trust: Any = None  # fletchat.trust.Trust when the node has an identity (keys, blocks)
     session_rate: tuple[float, float] | None = None  # (per second, burst) for HubSession.send
     wall: Callable[[], int] = wall_ms  # our wall clock in ms (tests drive it)
+    quota_limits: QuotaLimits = field(default_factory=QuotaLimits)  # per-origin budgets
     _listeners: list[Callable[[HubEvent], None]] = field(init=False, default_factory=list)
     _publisher: Publisher | None = field(init=False, default=None)
     _lock: threading.RLock = field(init=False, default_factory=threading.RLock)
@@ -161,7 +162,7 @@ class Hub(HistoryReads, PresenceMethods, TrustMethods):
         self.roster = Roster()
         self.answers = CatchUpAnswers(self.store, self._policy.knows)
         self.outbox = Outbox(self.store, self.peer_id, self._publish)
-        self._quotas = Quotas()
+        self._quotas = Quotas(self.quota_limits)
         self._accept_lock = threading.Lock()  # one acceptance decision at a time
         self._qlock = threading.Lock()  # the maps below (also touched by the writer thread)
         self._seen: OrderedDict[str, bool] = OrderedDict()  # id -> verified
