@@ -228,8 +228,10 @@ def stage_app(stage: Path, wheels: list[Path]) -> None:
     """What ``flet publish`` packs: the client, the ``fletchat`` modules, icons, requirements."""
     shutil.copy2(WEBCLIENT_DIR / "main.py", stage / "main.py")
     (stage / "fletchat").mkdir()
-    for module in PACKAGE_DIR.glob("*.py"):
-        shutil.copy2(module, stage / "fletchat" / module.name)
+    for module in PACKAGE_DIR.rglob("*.py"):  # the package and its subpackages (ui/)
+        target = stage / "fletchat" / module.relative_to(PACKAGE_DIR)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(module, target)
     assets = stage / "assets"
     assets.mkdir()
     shutil.copy2(ASSETS_DIR / "favicon.png", assets / "favicon.png")

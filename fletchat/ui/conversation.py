@@ -1,0 +1,155 @@
+"""The conversation: a message list whose cost per new message does not grow with history.
+
+Rows live in chunks of ``CHUNK_ROWS`` (isolated Columns) inside the ListView. A new message is
+appended to the tail chunk and only that chunk is updated (Flet diffs at most ``CHUNK_ROWS``
+shallow rows, never the history); a full chunk is sealed and the next message starts a new one.
+Rows update themselves (delivery marks, highlights). Following the newest message is the
+ListView's own ``auto_scroll`` (no ``scroll_to`` round trip per message); it is turned off while
+the reader looks back (older pages, a search jump), because ``scroll_to`` needs it off.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+
+import flet as ft
+
+from .rows import MessageRow
+from .text import LOAD_OLDER
+from .updates import Updates, after_layout
+
+log = logging.getLogger("fletchat.ui")
+
+CHUNK_ROWS = 50
+
+
+class Chunk(ft.Column):
+    """Up to ``CHUNK_ROWS`` consecutive rows, updated on its own (its list's update skips it)."""
+
+    def __init__(self, rows: list[MessageRow]) -> None:
+        super().__init__(controls=list(rows), spacing=10, tight=True)
+
+    def is_isolated(self) -> bool:
+        return True
+
+
+class Conversation:
+    """The ListView of chunks, the rows by message id, and the "Load older messages" button."""
+
+    def __init__(
+        self,
+        updates: Updates,
+        on_scroll: Callable[[ft.OnScrollEvent], Awaitable[None]],
+        on_load_older: Callable[[ft.Event], Awaitable[None]],
+    ) -> None:
+        self.updates = updates
+        self.rows: dict[str, MessageRow] = {}
+        self.list = ft.ListView(
+            expand=True,
+            spacing=10,
+            auto_scroll=True,
+            auto_scroll_animation=ft.Animation(150, ft.AnimationCurve.EASE_OUT),
+            build_controls_on_demand=False,  # scroll_to(scroll_key=...) needs every row built
+            on_scroll=on_scroll,
+            scroll_interval=150,
+        )
+        self.load_older_button = ft.TextButton(
+            LOAD_OLDER, icon=ft.Icons.HISTORY, on_click=on_load_older, visible=False
+        )
+        self.control = ft.Column(
+            [ft.Row([self.load_older_button], alignment=ft.MainAxisAlignment.CENTER), self.list],
+            spacing=0,
+            expand=True,
+        )
+
+    @property
+    def chunks(self) -> list[Chunk]:
+        return self.list.controls  # type: ignore[return-value]
+
+    def shown(self) -> Iterable[MessageRow]:
+        for chunk in self.chunks:
+            yield from chunk.controls  # type: ignore[misc]
+
+    def reset(self, rows: list[MessageRow], has_older: bool) -> None:
+        """Show ``rows`` (oldest first) instead of what was there; follow the end."""
+        self.rows = {r.message.id: r for r in rows}
+        self.list.controls = [
+            Chunk(rows[i : i + CHUNK_ROWS]) for i in range(0, len(rows), CHUNK_ROWS)
+        ]
+        self.set_has_older(has_older)
+        self.list.auto_scroll = True
+        self.updates.mark(self.control)
+
+    def set_has_older(self, has_older: bool) -> None:
+        if self.load_older_button.visible != has_older:
+            self.load_older_button.visible = has_older
+            self.updates.mark(self.load_older_button)
+
+    def first_hlc(self) -> str:
+        return next((r.message.hlc for r in self.shown() if r.message.hlc), "")
+
+    def newest_hlc(self) -> str:
+        for chunk in reversed(self.chunks):
+            for row in reversed(chunk.controls):
+                if row.message.hlc:  # type: ignore[attr-defined]
+                    return row.message.hlc  # type: ignore[attr-defined]
+        return ""
+
+    def append(self, row: MessageRow) -> None:
+        """At the end: into the tail chunk (only it is updated), or a new chunk when full."""
+        self.rows[row.message.id] = row
+        chunks = self.chunks
+        if chunks and len(chunks[-1].controls) < CHUNK_ROWS:
+            chunks[-1].controls.append(row)
+            self.updates.mark(chunks[-1])
+        else:
+            chunks.append(Chunk([row]))
+            self.updates.mark(self.list)
+
+    def insert_in_order(self, row: MessageRow) -> None:
+        """A late message (older clock stamp than the newest shown): at its place in the order."""
+        self.rows[row.message.id] = row
+        hlc = row.message.hlc
+        for chunk in reversed(self.chunks):
+            stamps = [r.message.hlc or "" for r in chunk.controls]  # type: ignore[attr-defined]
+            if stamps and stamps[0] <= hlc:
+                chunk.controls.insert(bisect.bisect_right(stamps, hlc), row)
+                self.updates.mark(chunk)
+                return
+        if self.chunks:
+            self.chunks[0].controls.insert(0, row)
+            self.updates.mark(self.chunks[0])
+        else:
+            self.append(row)
+
+    def prepend(self, rows: list[MessageRow]) -> int:
+        """An older page above the first row (rows already shown are skipped)."""
+        fresh = [r for r in rows if r.message.id not in self.rows]
+        for r in fresh:
+            self.rows[r.message.id] = r
+        new = [Chunk(fresh[i : i + CHUNK_ROWS]) for i in range(0, len(fresh), CHUNK_ROWS)]
+        self.list.controls[0:0] = new
+        if new:
+            self.updates.mark(self.list)
+        return len(fresh)
+
+    def follow(self, on: bool) -> None:
+        """Stick to the newest message (the ListView's auto_scroll), or stay where the reader is."""
+        if self.list.auto_scroll != on:
+            self.list.auto_scroll = on
+            self.updates.mark(self.list)
+
+    async def scroll_to(self, msg_id: str, duration: int = 0) -> None:
+        """Bring a row into view (older pages, search jumps); needs following off."""
+        self.follow(False)
+        self.updates.flush()
+        await after_layout()
+        try:
+            await self.list.scroll_to(scroll_key=ft.ScrollKey(msg_id), duration=duration)
+        except (RuntimeError, AssertionError, TimeoutError) as err:  # the session went away
+            log.debug("could not scroll: %s", err)
+
+    def update_row(self, row: MessageRow) -> None:
+        self.updates.mark(row)
