@@ -1,8 +1,10 @@
 """The conversation: a message list whose cost per new message does not grow with history.
 
-Rows live in chunks of ``CHUNK_ROWS`` (isolated Columns) inside the ListView. A new message is
-appended to the tail chunk and only that chunk is updated (Flet diffs at most ``CHUNK_ROWS``
-shallow rows, never the history); a full chunk is sealed and the next message starts a new one.
+Rows live in chunks of ``CHUNK_ROWS`` (isolated Columns), chunks in sections of
+``SECTION_CHUNKS``, sections in the ListView. A new message is appended to the tail chunk and only
+that chunk is updated (Flet diffs at most ``CHUNK_ROWS`` shallow rows, never the history); a full
+chunk is sealed and the next message starts a new one (one section update), a full section
+likewise (one ListView update, shallow: sections are isolated too).
 Rows update themselves (delivery marks, highlights). Following the newest message is the
 ListView's own ``auto_scroll`` (no ``scroll_to`` round trip per message); it is turned off while
 the reader looks back (older pages, a search jump), because ``scroll_to`` needs it off.
@@ -22,17 +24,35 @@ from .updates import Updates, after_layout
 
 log = logging.getLogger("fletchat.ui")
 
-CHUNK_ROWS = 50
+CHUNK_ROWS = 10  # rows per chunk: a new message re-diffs at most these (shallowly)
+SECTION_CHUNKS = 20  # chunks per section: a sealed chunk re-diffs at most these
 
 
 class Chunk(ft.Column):
-    """Up to ``CHUNK_ROWS`` consecutive rows, updated on its own (its list's update skips it)."""
+    """Up to ``CHUNK_ROWS`` consecutive rows, updated on its own (its section's update skips it)."""
 
     def __init__(self, rows: list[MessageRow]) -> None:
         super().__init__(controls=list(rows), spacing=10, tight=True)
 
     def is_isolated(self) -> bool:
         return True
+
+
+class Section(ft.Column):
+    """Up to ``SECTION_CHUNKS`` chunks; the ListView holds sections, so sealing a chunk or a
+    section never walks the whole history either."""
+
+    def __init__(self, chunks: list[Chunk]) -> None:
+        super().__init__(controls=list(chunks), spacing=10, tight=True)
+
+    def is_isolated(self) -> bool:
+        return True
+
+
+def sections_of(rows: list[MessageRow]) -> list[Section]:
+    chunks = [Chunk(rows[i : i + CHUNK_ROWS]) for i in range(0, len(rows), CHUNK_ROWS)]
+    return [Section(chunks[i : i + SECTION_CHUNKS])
+            for i in range(0, len(chunks), SECTION_CHUNKS)]
 
 
 class Conversation:
@@ -66,18 +86,17 @@ class Conversation:
 
     @property
     def chunks(self) -> list[Chunk]:
-        return self.list.controls  # type: ignore[return-value]
+        return [c for section in self.list.controls for c in section.controls]  # type: ignore
 
     def shown(self) -> Iterable[MessageRow]:
-        for chunk in self.chunks:
-            yield from chunk.controls  # type: ignore[misc]
+        for section in self.list.controls:
+            for chunk in section.controls:  # type: ignore[attr-defined]
+                yield from chunk.controls  # type: ignore[attr-defined]
 
     def reset(self, rows: list[MessageRow], has_older: bool) -> None:
         """Show ``rows`` (oldest first) instead of what was there; follow the end."""
         self.rows = {r.message.id: r for r in rows}
-        self.list.controls = [
-            Chunk(rows[i : i + CHUNK_ROWS]) for i in range(0, len(rows), CHUNK_ROWS)
-        ]
+        self.list.controls = sections_of(rows)
         self.set_has_older(has_older)
         self.list.auto_scroll = True
         self.updates.mark(self.control)
@@ -91,21 +110,28 @@ class Conversation:
         return next((r.message.hlc for r in self.shown() if r.message.hlc), "")
 
     def newest_hlc(self) -> str:
-        for chunk in reversed(self.chunks):
-            for row in reversed(chunk.controls):
-                if row.message.hlc:  # type: ignore[attr-defined]
-                    return row.message.hlc  # type: ignore[attr-defined]
+        for section in reversed(self.list.controls):
+            for chunk in reversed(section.controls):  # type: ignore[attr-defined]
+                for row in reversed(chunk.controls):
+                    if row.message.hlc:  # type: ignore[attr-defined]
+                        return row.message.hlc  # type: ignore[attr-defined]
         return ""
 
     def append(self, row: MessageRow) -> None:
-        """At the end: into the tail chunk (only it is updated), or a new chunk when full."""
+        """At the end: into the tail chunk (only it is updated), or a new chunk (its section is
+        updated), or a new section (the list is updated)."""
         self.rows[row.message.id] = row
-        chunks = self.chunks
-        if chunks and len(chunks[-1].controls) < CHUNK_ROWS:
-            chunks[-1].controls.append(row)
-            self.updates.mark(chunks[-1])
+        sections = self.list.controls
+        tail_section = sections[-1] if sections else None
+        tail = tail_section.controls[-1] if tail_section and tail_section.controls else None
+        if tail is not None and len(tail.controls) < CHUNK_ROWS:
+            tail.controls.append(row)
+            self.updates.mark(tail)
+        elif tail_section is not None and len(tail_section.controls) < SECTION_CHUNKS:
+            tail_section.controls.append(Chunk([row]))
+            self.updates.mark(tail_section)
         else:
-            chunks.append(Chunk([row]))
+            sections.append(Section([Chunk([row])]))
             self.updates.mark(self.list)
 
     def insert_in_order(self, row: MessageRow) -> None:
@@ -129,7 +155,7 @@ class Conversation:
         fresh = [r for r in rows if r.message.id not in self.rows]
         for r in fresh:
             self.rows[r.message.id] = r
-        new = [Chunk(fresh[i : i + CHUNK_ROWS]) for i in range(0, len(fresh), CHUNK_ROWS)]
+        new = sections_of(fresh)
         self.list.controls[0:0] = new
         if new:
             self.updates.mark(self.list)
