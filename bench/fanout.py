@@ -154,9 +154,9 @@ async def _app_tabs(conn_cls, loop, executor, rows: int, n: int, tmp: Path, key:
         hub.use_pubsub(page.pubsub)
         session = HubSession(hub, device="browser")
         view = ChatView(page, HubBackend(session, page.pubsub))
-        view.mount()
+        await view.mount()
         session.join(f"Tab{len(view.conversation.rows)}")
-        while len(view.conversation.rows) < rows and view.feed.older_page():
+        while len(view.conversation.rows) < rows and await view.feed.older_page():
             pass
         view.updates.flush()
 

@@ -204,12 +204,12 @@ class FakePage:
             self.dialogs.pop()
 
 
-def make_view(tmp_path) -> tuple[ChatView, HubSession]:
+async def make_view(tmp_path) -> tuple[ChatView, HubSession]:
     hub = Hub("here", store=Store.open(tmp_path / "history.db"))
     session = HubSession(hub)
     session.join("Ada")
     view = ChatView(FakePage(), HubBackend(session))  # type: ignore[arg-type]
-    view.show_channel("general")
+    await view.show_channel("general")
     return view, session
 
 
@@ -222,7 +222,7 @@ def rows(view: ChatView) -> dict[str, MessageRow]:
 
 
 async def test_own_message_pending_then_delivered(tmp_path) -> None:
-    view, session = make_view(tmp_path)
+    view, session = await make_view(tmp_path)
     sent = session.send("hello")
     assert sent is not None
     await view.on_event(sent)
@@ -238,7 +238,7 @@ async def test_own_message_pending_then_delivered(tmp_path) -> None:
 
 
 async def test_messages_from_elsewhere_have_no_status(tmp_path) -> None:
-    view, _ = make_view(tmp_path)
+    view, _ = await make_view(tmp_path)
     theirs = replace(Message.chat("Bob", "hi", "other-peer"), hlc="7fffffffffff.0000.other-peer")
     await view.on_event(theirs)
     assert rows(view)[theirs.id].status is None
@@ -246,7 +246,7 @@ async def test_messages_from_elsewhere_have_no_status(tmp_path) -> None:
 
 
 async def test_late_message_is_placed_in_order_and_marked(tmp_path) -> None:
-    view, session = make_view(tmp_path)
+    view, session = await make_view(tmp_path)
     first = session.send("first")
     second = session.send("second")
     for m in (first, second):
@@ -270,7 +270,7 @@ async def test_late_message_is_placed_in_order_and_marked(tmp_path) -> None:
 
 
 async def test_other_channels_count_as_unread_not_shown(tmp_path) -> None:
-    view, session = make_view(tmp_path)
+    view, session = await make_view(tmp_path)
     bob = HubSession(session.hub)
     bob.join("Bob")
     name = bob.create_channel("lunch")
@@ -280,7 +280,7 @@ async def test_other_channels_count_as_unread_not_shown(tmp_path) -> None:
     assert view.state.unread == {"lunch": 1}
     labels = [c.label for c in view.channels.list.controls]
     assert labels == ["# general", "# lunch, 1 unread"]
-    view.show_channel("lunch")
+    await view.show_channel("lunch")
     assert view.state.unread == {} and "pizza?" in shown(view)
     assert view.title.value == "# lunch"
     # A DM between two others is not listed; one with Ada is.
@@ -334,8 +334,8 @@ def test_own_fingerprint_line_is_selectable_and_explained(tmp_path) -> None:
     assert "friend" in tip and "must match" in tip
 
 
-def test_no_fingerprint_line_without_an_identity(tmp_path) -> None:
-    view, _ = make_view(tmp_path)
+async def test_no_fingerprint_line_without_an_identity(tmp_path) -> None:
+    view, _ = await make_view(tmp_path)
     assert find_semantics(view.people.panel, OWN_DEVICE_PREFIX) == []
 
 
@@ -406,7 +406,7 @@ async def test_identity_warning_banner_persists_until_the_new_key_is_trusted(tmp
     assert hub.identity_warnings() == [] and hub.peer_fingerprint("peer-x") == ""
 
 
-def test_identity_warnings_present_at_mount_are_shown(tmp_path) -> None:
+async def test_identity_warnings_present_at_mount_are_shown(tmp_path) -> None:
     view, hub = make_trusted_view(tmp_path, warnings=2)
 
     class MountPage(FakePage):
@@ -424,7 +424,7 @@ def test_identity_warnings_present_at_mount_are_shown(tmp_path) -> None:
 
     view.page = MountPage()  # type: ignore[assignment]
     hub.lan_warning = "Could not get the multicast lock. Other devices may not find this one."
-    view.mount()
+    await view.mount()
     assert len(view.banners.identity.controls) == 2
     assert view.banners.identity in view.page.added
     assert view.banners.problem.visible and "multicast lock" in view.banners.text.value
@@ -432,7 +432,7 @@ def test_identity_warnings_present_at_mount_are_shown(tmp_path) -> None:
 
 async def test_unverified_messages_get_a_chip_and_say_so(tmp_path) -> None:
     view, hub = make_trusted_view(tmp_path)
-    view.show_channel("general")
+    await view.show_channel("general")
     relayed = replace(Message.chat("Bob", "hi there", "never-met"), hlc="7fffffffffff.0000.never-met")
     assert hub.message_status(relayed) == "unverified"
     await view.on_event(relayed)
@@ -457,22 +457,22 @@ def test_describe_unverified_only_for_chat() -> None:
 
 
 async def test_private_room_rows_open_with_the_passphrase(tmp_path) -> None:
-    view, session = make_view(tmp_path)
+    view, session = await make_view(tmp_path)
     bob = HubSession(session.hub)
     bob.join("Bob")
     room = bob.create_channel("secret")
     bob.set_room_passphrase(room, "correct horse battery")
     sealed = bob.send("the plan", room)
     assert sealed is not None and sealed.text.startswith("sealed:v1:")
-    view.show_channel(room)
+    await view.show_channel(room)
     row = rows(view)[sealed.id]
     assert row.room == "no_key" and view.feed.needs_room_key()
     assert "the plan" not in row.label and ": sealed (no key)," in row.label
     dialog = view.rooms.ask()
     assert isinstance(dialog, ft.AlertDialog) and view.rooms.passphrase.password
-    assert not view.rooms.set_passphrase("short")  # refused, says why, dialog stays
+    assert not await view.rooms.set_passphrase("short")  # refused, says why, dialog stays
     assert view.rooms.passphrase.error
-    assert view.rooms.set_passphrase("correct horse battery")
+    assert await view.rooms.set_passphrase("correct horse battery")
     row = rows(view)[sealed.id]
     assert row.room == "open" and ": the plan," in row.label
     assert "private" in [t.value for t in texts(row)]
@@ -536,7 +536,7 @@ def test_chat_state_visible_channels_and_following() -> None:
 
 
 async def test_new_messages_go_to_the_tail_chunk_and_only_it_is_updated(tmp_path) -> None:
-    view, session = make_view(tmp_path)
+    view, session = await make_view(tmp_path)
     hub = session.hub
     bob = HubSession(hub)
     bob.join("Bob")
@@ -563,7 +563,7 @@ async def test_new_messages_go_to_the_tail_chunk_and_only_it_is_updated(tmp_path
 async def test_a_burst_is_one_update_per_session(tmp_path) -> None:
     import asyncio
 
-    view, session = make_view(tmp_path)
+    view, session = await make_view(tmp_path)
     bob = HubSession(session.hub)
     bob.join("Bob")
     view.updates.flush()
@@ -578,7 +578,7 @@ async def test_a_burst_is_one_update_per_session(tmp_path) -> None:
 
 
 async def test_delivered_updates_only_its_row(tmp_path) -> None:
-    view, session = make_view(tmp_path)
+    view, session = await make_view(tmp_path)
     sent = session.send("hello")
     await view.on_event(sent)
     view.updates.flush()
@@ -592,14 +592,14 @@ async def test_delivered_updates_only_its_row(tmp_path) -> None:
 async def test_older_pages_prepend_in_order(tmp_path) -> None:
     from fletchat.ui import PAGE
 
-    view, session = make_view(tmp_path)
+    view, session = await make_view(tmp_path)
     for i in range(2 * PAGE + 3):
         session.send(f"old {i}")
-    view.show_channel("general")
+    await view.show_channel("general")
     assert view.conversation.load_older_button.visible
     assert shown(view)[-1] == f"old {2 * PAGE + 2}" and len(shown(view)) == PAGE
-    assert view.feed.older_page() == PAGE
-    assert view.feed.older_page() == 4  # 3 messages and the join
+    assert await view.feed.older_page() == PAGE
+    assert await view.feed.older_page() == 4  # 3 messages and the join
     texts_now = shown(view)
     assert texts_now[0] == "join" and texts_now[1:] == [f"old {i}" for i in range(2 * PAGE + 3)]
     assert not view.conversation.load_older_button.visible

@@ -62,11 +62,12 @@ class ChatBackend(Protocol):
     def can_see(self, channel: str) -> bool: ...
 
     # ---- history ----
-    def history(self, channel: str, limit: int, before: str = "") -> list[Message]:
+    async def history(self, channel: str, limit: int, before: str = "") -> list[Message]:
         """A page, oldest first; ``before`` is the first shown message's ``hlc``."""
 
-    def search(self, query: str) -> list[tuple[Message, str]]:
-        """(message, snippet with MARK_START/MARK_END), newest first."""
+    async def search(self, query: str) -> list[tuple[Message, str]]:
+        """(message, snippet with MARK_START/MARK_END), newest first, only from channels
+        this person can see."""
 
     def pending_ids(self) -> set[str]:
         """Messages written here that no peer has confirmed yet."""

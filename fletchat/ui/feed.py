@@ -49,13 +49,17 @@ class Feed:
         pending = self.backend.pending_ids() if self.backend.capabilities.delivery else set()
         return [self.row_for(m, self.status_for(m, pending)) for m in msgs]
 
-    def fetch(self, before: str = "") -> list[Message]:
-        return self.backend.history(self.state.channel, PAGE, before)
+    async def fetch(self, before: str = "") -> list[Message]:
+        return await self.backend.history(self.state.channel, PAGE, before)
 
     # ---- what the list shows ----
-    def show(self) -> None:
+    async def show(self) -> None:
         """The open channel's latest page."""
-        msgs = sorted(self.fetch(), key=lambda m: (not m.hlc, m.hlc))
+        channel = self.state.channel
+        msgs = await self.fetch()
+        if channel != self.state.channel:
+            return  # another channel was opened meanwhile
+        msgs = sorted(msgs, key=lambda m: (not m.hlc, m.hlc))
         older = self.backend.capabilities.older and len(msgs) >= PAGE
         self.conversation.reset(self.rows_for(msgs), older)
 
@@ -81,12 +85,12 @@ class Feed:
         return any(r.room == "no_key" for r in self.conversation.rows.values())
 
     # ---- looking back ----
-    def older_page(self) -> int:
+    async def older_page(self) -> int:
         """Fetch and prepend the page before the first row; how many rows were added."""
         first = self.conversation.first_hlc()
         if not first:
             return 0
-        older = self.fetch(before=first)
+        older = await self.fetch(before=first)
         added = self.conversation.prepend(self.rows_for(older))
         self.conversation.set_has_older(len(older) >= PAGE)
         return added
@@ -98,7 +102,7 @@ class Feed:
         self.loading_older = True
         try:
             first = next((r for r in self.conversation.shown() if r.message.hlc), None)
-            added = self.older_page()
+            added = await self.older_page()
             self.state.stop_following()
             if added and first is not None:  # the row that was first stays at the top
                 await self.conversation.scroll_to(first.message.id)
@@ -114,7 +118,7 @@ class Feed:
         for _ in range(JUMP_PAGES):
             if msg.id in self.conversation.rows or not self.conversation.load_older_button.visible:
                 break
-            if not self.older_page():
+            if not await self.older_page():
                 break
         row = self.conversation.rows.get(msg.id)
         self.state.stop_following()

@@ -51,11 +51,11 @@ class HubBackend:
     def can_see(self, channel: str) -> bool:
         return self.session.can_see(channel)
 
-    def history(self, channel: str, limit: int, before: str = "") -> list[Message]:
+    async def history(self, channel: str, limit: int, before: str = "") -> list[Message]:
         return self.hub.history(channel, limit, before=before)
 
-    def search(self, query: str) -> list[tuple[Message, str]]:
-        return list(self.hub.search(query))
+    async def search(self, query: str) -> list[tuple[Message, str]]:
+        return [(m, s) for m, s in self.hub.search(query) if self.session.can_see(m.channel)]
 
     def pending_ids(self) -> set[str]:
         return self.hub.pending_ids()

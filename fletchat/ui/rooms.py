@@ -16,7 +16,7 @@ from .updates import after_layout
 
 class RoomControls:
     def __init__(self, page: ft.Page, backend: ChatBackend,
-                 on_opened: Callable[[], None], focus: Callable[[], Awaitable[None]]) -> None:
+                 on_opened: Callable[[], Awaitable[None]], focus: Callable[[], Awaitable[None]]) -> None:
         self.page = page
         self.backend = backend
         self.on_opened = on_opened
@@ -48,11 +48,11 @@ class RoomControls:
         return self.dialog
 
     async def submit(self, e: ft.Event | None = None) -> None:
-        if self.set_passphrase(self.passphrase.value or ""):
+        if await self.set_passphrase(self.passphrase.value or ""):
             await after_layout()  # focus must leave the closed dialog's field first
             await self.focus()
 
-    def set_passphrase(self, passphrase: str) -> bool:
+    async def set_passphrase(self, passphrase: str) -> bool:
         try:
             self.backend.set_room_passphrase(self.channel, passphrase)
         except ValidationError as err:
@@ -61,5 +61,5 @@ class RoomControls:
                 self.passphrase.update()
             return False
         self.page.pop_dialog()
-        self.on_opened()  # sealed rows open now
+        await self.on_opened()  # sealed rows open now
         return True

@@ -32,6 +32,6 @@ def make_session_main(
         page.on_disconnect = on_disconnect
         page.on_close = on_disconnect
         page.on_connect = on_connect
-        view.mount()
+        await view.mount()
 
     return session_main

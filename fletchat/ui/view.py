@@ -53,7 +53,7 @@ class ChatView:
         self.login, self.join_name = login_dialog(prefill_name, self.join_click)
 
     # ---- building ----
-    def mount(self) -> None:
+    async def mount(self) -> None:
         page = self.page
         page.title = APP_TITLE
         page.horizontal_alignment = ft.CrossAxisAlignment.STRETCH
@@ -73,7 +73,7 @@ class ChatView:
                    vertical_alignment=ft.CrossAxisAlignment.STRETCH),
             self.composer.control,
         )
-        self.show_channel(self.state.channel)
+        await self.show_channel(self.state.channel)
         self.people.render(self.backend.online(), self.backend.lan_peers())
         page.on_resize = self.on_resize
         self.fit_width(page.width)
@@ -95,16 +95,16 @@ class ChatView:
         self.updates.mark(self.page)
 
     # ---- channels ----
-    def show_channel(self, channel: str) -> None:
+    async def show_channel(self, channel: str) -> None:
         """Make ``channel`` current: its latest page, its unread count cleared."""
         self.state.open(channel)
         self.title.value = channel_title(channel, self.backend.name)
-        self.feed.show()
         self.render_channels()
+        await self.feed.show()
         self.updates.mark(self.title, self.rooms.show_for(channel))
 
-    def reopen(self) -> None:
-        self.show_channel(self.state.channel)
+    async def reopen(self) -> None:
+        await self.show_channel(self.state.channel)
         self.updates.flush()
 
     def render_channels(self) -> None:
@@ -114,7 +114,7 @@ class ChatView:
                                                 self.backend.name))
 
     async def switch_channel(self, channel: str) -> None:
-        self.show_channel(channel)
+        await self.show_channel(channel)
         if self.feed.needs_room_key():
             self.rooms.ask()
         self.updates.flush()
@@ -151,14 +151,14 @@ class ChatView:
         query = self.search.query
         if query:
             self.page.show_dialog(self.search.results_dialog(
-                query, self.backend.search(query), self.backend.name, self.jump_to,
+                query, await self.backend.search(query), self.backend.name, self.jump_to,
                 self.page.pop_dialog))
 
     async def jump_to(self, msg: Message) -> None:
         """A search result: its channel, scrolled to and highlighted."""
         if msg.channel.startswith("@") and self.backend.can_see(msg.channel):
             self.state.opened.add(msg.channel)
-        self.show_channel(msg.channel)
+        await self.show_channel(msg.channel)
         await self.feed.jump_to(msg)
         self.updates.flush()
 
