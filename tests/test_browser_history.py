@@ -186,3 +186,53 @@ async def test_private_room_is_sealed_until_the_passphrase_is_entered(tmp_path, 
         await bob.page.keyboard.insert_text("correct horse battery")
         await bob.page.keyboard.press("Enter")
         await expect(bob.message("Alice", "the plan")).to_be_visible(timeout=TIMEOUT)
+
+
+async def test_a_channel_with_a_thousand_messages_stays_usable(tmp_path, browser):
+    """1200 messages in #general: new ones still arrive, older pages load, a search result from
+    the start of the history is jumped to, and one's own message brings the list back down."""
+    data = tmp_path / "host"
+    total = 1200
+    clock = HLC("seed-peer")
+    with Store.open(data / HISTORY_FILE) as store:
+        for i in range(total):
+            text = "needle in the haystack" if i == 7 else f"bulk message {i}"
+            store.add(Message.chat("Olga", text, "seed-peer"), clock.now(), seq=i + 1)
+    with host_mode_server(data, "--no-lan") as (url, _):
+        reader = await open_tab(browser, url, "Pat")
+        writer = await open_tab(browser, url, "Quinn")
+        await expect(reader.message("Olga", f"bulk message {total - 1}")).to_be_visible(
+            timeout=TIMEOUT
+        )
+        # new messages arrive and are shown at the end
+        await writer.send("fresh news")
+        await expect(reader.message("Quinn", "fresh news")).to_be_visible(timeout=TIMEOUT)
+        # older pages: two of them, the reading position stays, scrolling up shows them
+        older = reader.page.get_by_role("button", name=LOAD_OLDER)
+        for _ in range(2):
+            await older.click()
+            await reader.page.wait_for_timeout(800)  # the load settles before the next click
+        await reader.page.mouse.move(600, 400)
+        for _ in range(15):
+            await reader.page.mouse.wheel(0, -3000)
+        first_shown = total - 3 * PAGE + 2  # three pages of 50, less the two joins
+        await expect(reader.message("Olga", f"bulk message {first_shown}")).to_be_visible(
+            timeout=TIMEOUT
+        )
+        # a search result from the very start of the history: fetched, scrolled to, shown
+        await reader.type_in_field("needle", SEARCH_HINT, tag="INPUT")
+        await reader.page.keyboard.press("Enter")
+        result = reader.page.get_by_role("button", name=re.compile(r"^Result: Olga in # general"))
+        await expect(result).to_have_count(1, timeout=TIMEOUT)
+        await result.click()
+        await expect(reader.message("Olga", "needle in the haystack")).to_be_visible(
+            timeout=TIMEOUT
+        )
+        await reader.screenshot("thousand-messages-jump.png")
+        # still live while looking back; one's own message brings the list to the end
+        await writer.send("while you were reading")
+        await reader.post("back to the present")
+        await expect(reader.message("Pat", "back to the present")).to_be_visible(timeout=TIMEOUT)
+        await expect(reader.message("Quinn", "while you were reading")).to_be_visible(
+            timeout=TIMEOUT
+        )

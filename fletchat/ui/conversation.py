@@ -177,5 +177,11 @@ class Conversation:
         except (RuntimeError, AssertionError, TimeoutError) as err:  # the session went away
             log.debug("could not scroll: %s", err)
 
+    async def back_to_end(self) -> None:
+        """After looking back (older pages, a search jump): follow new messages again; the
+        ListView's auto_scroll brings the newest into view (no scroll_to round trip)."""
+        self.follow(True)
+        self.updates.flush()
+
     def update_row(self, row: MessageRow) -> None:
         self.updates.mark(row)

@@ -105,7 +105,7 @@ class ChatView:
 
     async def reopen(self) -> None:
         await self.show_channel(self.state.channel)
-        self.updates.flush()
+        await self.conversation.back_to_end()
 
     def render_channels(self) -> None:
         known = self.backend.channels() if self.backend.capabilities.channels else []
@@ -117,7 +117,7 @@ class ChatView:
         await self.show_channel(channel)
         if self.feed.needs_room_key():
             self.rooms.ask()
-        self.updates.flush()
+        await self.conversation.back_to_end()
 
     def _dm_opener(self, name: str) -> Callable:
         async def open_dm(e: ft.Event | None = None) -> None:
@@ -195,7 +195,7 @@ class ChatView:
             return
         self.page.pop_dialog()
         self.render_channels()  # direct messages for this name become visible
-        self.updates.flush()
+        await self.conversation.back_to_end()
         await self.composer.focus()
 
     async def send_click(self, e: ft.Event | None = None) -> None:
@@ -210,7 +210,7 @@ class ChatView:
             return
         self.composer.sent(sent is not None)
         self.state.follow()  # one's own message brings the list back to the end
-        self.conversation.follow(True)
         self.updates.mark(self.composer.field)
+        await self.conversation.back_to_end()
         self.updates.flush()
         await self.composer.focus()
