@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import tempfile
 import time
 import tracemalloc
@@ -258,6 +259,12 @@ async def _measure(configs: list[tuple[int, int]], reps: int, tmp: Path) -> dict
 
 
 def configs_for(quick: bool) -> tuple[list[tuple[int, int]], int]:
+    """The (rows shown, tabs) grid and rounds; ``FLETCHAT_BENCH_FANOUT="1000:100,0:10"`` and
+    ``FLETCHAT_BENCH_REPS`` pick others (a loaded machine cannot always afford the full grid)."""
+    grid_env = os.environ.get("FLETCHAT_BENCH_FANOUT", "")
+    if grid_env:
+        pairs = [tuple(int(x) for x in item.split(":")) for item in grid_env.split(",") if item]
+        return [(r, n) for r, n in pairs], int(os.environ.get("FLETCHAT_BENCH_REPS", "10"))
     if quick:
         return [(0, 1), (200, 1), (200, 10), (1000, 10)], 5
     grid = [(r, n) for r in (0, 200, 1000) for n in (1, 10, 50, 100)]

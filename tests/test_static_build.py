@@ -70,10 +70,14 @@ async def open_static(context, url: str) -> ChatPage:
     page = await context.new_page()
     lines: list[str] = []
     page.on("console", lambda m: lines.append(m.text))
-    async with page.expect_event(
-        "console", predicate=lambda m: PYTHON_READY in m.text, timeout=60_000
-    ):
-        await page.goto(url)
+    try:
+        async with page.expect_event(
+            "console", predicate=lambda m: PYTHON_READY in m.text, timeout=120_000
+        ):
+            await page.goto(url)
+    except Exception:
+        print("browser console:", *lines[-40:], sep="\n  ")  # why Python did not start
+        raise
     placeholder = page.locator("flt-semantics-placeholder")
     await placeholder.wait_for(state="attached", timeout=30_000)
     await placeholder.dispatch_event("click")

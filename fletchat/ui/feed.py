@@ -120,6 +120,7 @@ class Feed:
                 break
             if not await self.older_page():
                 break
+            await asyncio.sleep(0)  # let other sessions and this one's sends run between pages
         row = self.conversation.rows.get(msg.id)
         self.state.stop_following()
         if row is None:
