@@ -526,10 +526,10 @@ def test_chat_state_visible_channels_and_following() -> None:
     names = state.visible_channels(["zoo", "general", "@Bob+Eve", "lunch"],
                                    can_see=lambda c: c != "@Bob+Eve")
     assert names == ["general", "lunch", "zoo", "@Ada+Bob"]
-    assert state.on_scroll(100, 1000)  # scrolled up: stops following (changed)
+    assert state.on_scroll(900)  # scrolled up, 900 px from the newest: stops following
     assert not state.following
-    assert not state.on_scroll(200, 1000)  # still up: no change
-    assert state.on_scroll(970, 1000) and state.following  # back near the end
+    assert not state.on_scroll(800)  # still up: no change
+    assert state.on_scroll(30) and state.following  # back near the end
 
 
 # ---------------------------------------------------------------- the message list's cost
@@ -554,7 +554,7 @@ async def test_new_messages_go_to_the_tail_chunk_and_only_it_is_updated(tmp_path
     tail = view.conversation.chunks[-1]
     assert rows(view)[msg.id] in tail.controls
     # one update, of the tail chunk (or, when the tail was full, of what holds the new chunk)
-    section = view.conversation.list.controls[-1]
+    section = view.conversation.list.controls[0]  # newest first (the list is reversed)
     assert updated in ([(tail,)], [(section,)], [(view.conversation.list,)])
     assert tail in section.controls
     assert tail.is_isolated() and rows(view)[msg.id].is_isolated()

@@ -5,9 +5,11 @@ Rows live in chunks of ``CHUNK_ROWS`` (isolated Columns), chunks in sections of
 that chunk is updated (Flet diffs at most ``CHUNK_ROWS`` shallow rows, never the history); a full
 chunk is sealed and the next message starts a new one (one section update), a full section
 likewise (one ListView update, shallow: sections are isolated too).
-Rows update themselves (delivery marks, highlights). Following the newest message is the
-ListView's own ``auto_scroll`` (no ``scroll_to`` round trip per message); it is turned off while
-the reader looks back (older pages, a search jump), because ``scroll_to`` needs it off.
+Rows update themselves (delivery marks, highlights). The ListView is *reversed*, as chat apps do:
+scroll offset 0 is the newest message, so a reader at the end sees each new row with no
+``scroll_to`` round trip (and no ``auto_scroll``, whose pinning proved racy when a long list
+arrives at once), and an older page added at the far end never moves what the reader is looking
+at. ``list.controls`` holds the sections newest first; each section and chunk is top-to-bottom.
 """
 
 from __future__ import annotations
@@ -69,8 +71,7 @@ class Conversation:
         self.list = ft.ListView(
             expand=True,
             spacing=10,
-            auto_scroll=True,
-            auto_scroll_animation=ft.Animation(150, ft.AnimationCurve.EASE_OUT),
+            reverse=True,  # offset 0 is the newest message
             build_controls_on_demand=False,  # scroll_to(scroll_key=...) needs every row built
             on_scroll=on_scroll,
             scroll_interval=150,
@@ -85,20 +86,24 @@ class Conversation:
         )
 
     @property
+    def sections(self) -> list[Section]:
+        """Oldest first (``list.controls`` is newest first)."""
+        return list(reversed(self.list.controls))  # type: ignore[arg-type]
+
+    @property
     def chunks(self) -> list[Chunk]:
-        return [c for section in self.list.controls for c in section.controls]  # type: ignore
+        return [c for section in self.sections for c in section.controls]  # type: ignore
 
     def shown(self) -> Iterable[MessageRow]:
-        for section in self.list.controls:
+        for section in self.sections:
             for chunk in section.controls:  # type: ignore[attr-defined]
                 yield from chunk.controls  # type: ignore[attr-defined]
 
     def reset(self, rows: list[MessageRow], has_older: bool) -> None:
         """Show ``rows`` (oldest first) instead of what was there; follow the end."""
         self.rows = {r.message.id: r for r in rows}
-        self.list.controls = sections_of(rows)
+        self.list.controls = list(reversed(sections_of(rows)))
         self.set_has_older(has_older)
-        self.list.auto_scroll = True
         self.updates.mark(self.control)
 
     def set_has_older(self, has_older: bool) -> None:
@@ -110,7 +115,7 @@ class Conversation:
         return next((r.message.hlc for r in self.shown() if r.message.hlc), "")
 
     def newest_hlc(self) -> str:
-        for section in reversed(self.list.controls):
+        for section in self.list.controls:
             for chunk in reversed(section.controls):  # type: ignore[attr-defined]
                 for row in reversed(chunk.controls):
                     if row.message.hlc:  # type: ignore[attr-defined]
@@ -122,7 +127,7 @@ class Conversation:
         updated), or a new section (the list is updated)."""
         self.rows[row.message.id] = row
         sections = self.list.controls
-        tail_section = sections[-1] if sections else None
+        tail_section = sections[0] if sections else None
         tail = tail_section.controls[-1] if tail_section and tail_section.controls else None
         if tail is not None and len(tail.controls) < CHUNK_ROWS:
             tail.controls.append(row)
@@ -131,7 +136,7 @@ class Conversation:
             tail_section.controls.append(Chunk([row]))
             self.updates.mark(tail_section)
         else:
-            sections.append(Section([Chunk([row])]))
+            sections.insert(0, Section([Chunk([row])]))
             self.updates.mark(self.list)
 
     def insert_in_order(self, row: MessageRow) -> None:
@@ -156,32 +161,27 @@ class Conversation:
         for r in fresh:
             self.rows[r.message.id] = r
         new = sections_of(fresh)
-        self.list.controls[0:0] = new
+        self.list.controls.extend(reversed(new))  # the far end: the reader's view stays put
         if new:
             self.updates.mark(self.list)
         return len(fresh)
 
-    def follow(self, on: bool) -> None:
-        """Stick to the newest message (the ListView's auto_scroll), or stay where the reader is."""
-        if self.list.auto_scroll != on:
-            self.list.auto_scroll = on
-            self.updates.mark(self.list)
-
     async def scroll_to(self, msg_id: str, duration: int = 0) -> None:
-        """Bring a row into view (older pages, search jumps); needs following off."""
-        self.follow(False)
+        """Bring a row into view (a search jump)."""
         self.updates.flush()
-        await after_layout()
+        await after_layout()  # the rows just sent must be laid out before they can be found
         try:
             await self.list.scroll_to(scroll_key=ft.ScrollKey(msg_id), duration=duration)
         except (RuntimeError, AssertionError, TimeoutError) as err:  # the session went away
             log.debug("could not scroll: %s", err)
 
     async def back_to_end(self) -> None:
-        """After looking back (older pages, a search jump): follow new messages again; the
-        ListView's auto_scroll brings the newest into view (no scroll_to round trip)."""
-        self.follow(True)
+        """Back to the newest message (offset 0 of the reversed list) after looking back."""
         self.updates.flush()
+        try:
+            await self.list.scroll_to(offset=0, duration=150)
+        except (RuntimeError, AssertionError, TimeoutError) as err:
+            log.debug("could not scroll: %s", err)
 
     def update_row(self, row: MessageRow) -> None:
         self.updates.mark(row)

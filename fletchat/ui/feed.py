@@ -96,18 +96,14 @@ class Feed:
         return added
 
     async def load_older(self) -> int:
-        """Prepend the page before the first message shown; the reading position stays."""
+        """Add the page before the first message shown, at the far end of the reversed list:
+        what the reader looks at stays where it is."""
         if self.loading_older or not self.backend.capabilities.older:
             return 0
         self.loading_older = True
         try:
-            first = next((r for r in self.conversation.shown() if r.message.hlc), None)
             added = await self.older_page()
             self.state.stop_following()
-            if added and first is not None:  # the row that was first stays at the top
-                await self.conversation.scroll_to(first.message.id)
-            else:
-                self.conversation.follow(False)
             return added
         finally:
             self.loading_older = False
@@ -124,7 +120,6 @@ class Feed:
         row = self.conversation.rows.get(msg.id)
         self.state.stop_following()
         if row is None:
-            self.conversation.follow(False)
             return
         row.set_highlight(True)
         self.conversation.update_row(row)

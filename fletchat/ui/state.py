@@ -52,9 +52,10 @@ class ChatState:
         names = dict.fromkeys([*known, *sorted(self.opened), self.channel])
         return sorted((c for c in names if can_see(c)), key=channel_order)
 
-    def on_scroll(self, pixels: float, max_extent: float) -> bool:
-        """The reader scrolled: follow while at the end. True when following changed."""
-        at_end = pixels >= max_extent - FOLLOW_SLACK_PX
+    def on_scroll(self, from_end: float) -> bool:
+        """The reader scrolled (``from_end``: pixels away from the newest message): following
+        while at the end. True when following changed."""
+        at_end = from_end <= FOLLOW_SLACK_PX
         changed = at_end != self.following
         self.following = at_end
         return changed

@@ -105,7 +105,7 @@ class ChatView:
 
     async def reopen(self) -> None:
         await self.show_channel(self.state.channel)
-        await self.conversation.back_to_end()
+        self.updates.flush()
 
     def render_channels(self) -> None:
         known = self.backend.channels() if self.backend.capabilities.channels else []
@@ -117,7 +117,7 @@ class ChatView:
         await self.show_channel(channel)
         if self.feed.needs_room_key():
             self.rooms.ask()
-        await self.conversation.back_to_end()
+        self.updates.flush()
 
     def _dm_opener(self, name: str) -> Callable:
         async def open_dm(e: ft.Event | None = None) -> None:
@@ -136,9 +136,8 @@ class ChatView:
 
     # ---- older pages, search ----
     async def on_scroll(self, e: ft.OnScrollEvent) -> None:
-        if self.state.on_scroll(e.pixels, e.max_scroll_extent):
-            self.conversation.follow(self.state.following)
-        at_top = e.pixels <= e.min_scroll_extent and (e.scroll_delta or 0) < 0
+        self.state.on_scroll(e.pixels)  # the list is reversed: 0 is the newest message
+        at_top = e.pixels >= e.max_scroll_extent and (e.scroll_delta or 0) > 0
         if at_top and e.max_scroll_extent > 0 and self.conversation.load_older_button.visible:
             await self.feed.load_older()
         self.updates.flush()
@@ -195,7 +194,7 @@ class ChatView:
             return
         self.page.pop_dialog()
         self.render_channels()  # direct messages for this name become visible
-        await self.conversation.back_to_end()
+        self.updates.flush()
         await self.composer.focus()
 
     async def send_click(self, e: ft.Event | None = None) -> None:
@@ -209,8 +208,9 @@ class ChatView:
             self.composer.field.update()
             return
         self.composer.sent(sent is not None)
-        self.state.follow()  # one's own message brings the list back to the end
         self.updates.mark(self.composer.field)
-        await self.conversation.back_to_end()
+        if not self.state.following:  # one's own message brings the reader back to the end
+            self.state.follow()
+            await self.conversation.back_to_end()
         self.updates.flush()
         await self.composer.focus()
