@@ -603,3 +603,23 @@ async def test_older_pages_prepend_in_order(tmp_path) -> None:
     texts_now = shown(view)
     assert texts_now[0] == "join" and texts_now[1:] == [f"old {i}" for i in range(2 * PAGE + 3)]
     assert not view.conversation.load_older_button.visible
+
+
+async def test_a_search_jump_loads_pages_until_the_message_is_shown(tmp_path) -> None:
+    from fletchat.ui import feed
+
+    view, session = await make_view(tmp_path)
+    bob = HubSession(session.hub, device="headless")
+    bob.join("Bob")
+    needle = bob.send("needle")
+    for i in range(4 * feed.PAGE):
+        bob.send(f"hay {i}")
+    await view.show_channel("general")
+    assert needle.id not in rows(view)
+    feed.HIGHLIGHT_SECONDS, saved = 0, feed.HIGHLIGHT_SECONDS
+    try:
+        await view.jump_to(needle)
+    finally:
+        feed.HIGHLIGHT_SECONDS = saved
+    assert needle.id in rows(view)
+    assert shown(view)[-1] == f"hay {4 * feed.PAGE - 1}" and not view.state.following

@@ -28,6 +28,7 @@ log = logging.getLogger("fletchat.ui")
 
 CHUNK_ROWS = 10  # rows per chunk: a new message re-diffs at most these (shallowly)
 SECTION_CHUNKS = 20  # chunks per section: a sealed chunk re-diffs at most these
+SCROLL_ATTEMPTS = 5  # scroll_to a row after 1, 2, 4, 8 and 16 layout waits (about 4.6 s)
 
 
 class Chunk(ft.Column):
@@ -167,13 +168,17 @@ class Conversation:
         return len(fresh)
 
     async def scroll_to(self, msg_id: str, duration: int = 0) -> None:
-        """Bring a row into view (a search jump)."""
+        """Bring a row into view (a search jump). The rows just sent must be laid out before
+        the browser can find the row (a jump may send a thousand): asked again as layout
+        goes on (a row already in view stays put)."""
         self.updates.flush()
-        await after_layout()  # the rows just sent must be laid out before they can be found
-        try:
-            await self.list.scroll_to(scroll_key=ft.ScrollKey(msg_id), duration=duration)
-        except (RuntimeError, AssertionError, TimeoutError) as err:  # the session went away
-            log.debug("could not scroll: %s", err)
+        for attempt in range(SCROLL_ATTEMPTS):
+            await after_layout(2**attempt)
+            try:
+                await self.list.scroll_to(scroll_key=ft.ScrollKey(msg_id), duration=duration)
+            except (RuntimeError, AssertionError, TimeoutError) as err:  # the session went away
+                log.debug("could not scroll: %s", err)
+                return
 
     async def back_to_end(self) -> None:
         """Back to the newest message (offset 0 of the reversed list) after looking back."""

@@ -19,11 +19,11 @@ log = logging.getLogger("fletchat.ui")
 LAYOUT_SECONDS = 0.15  # a frame or two of Flutter: the rows just sent are laid out after this
 
 
-async def after_layout() -> None:
-    """Wait until the client has laid out what was just sent (before ``scroll_to`` measures
-    where a row is, or before keyboard focus moves after a dialog). The only fixed wait in the
-    UI: Flet offers no "laid out" event to wait for."""
-    await asyncio.sleep(LAYOUT_SECONDS)
+async def after_layout(times: float = 1.0) -> None:
+    """Wait until the client has laid out what was just sent (before ``scroll_to`` looks for a
+    row, or before keyboard focus moves after a dialog); ``times`` for more than a frame's worth
+    (a long page of rows). The only fixed wait in the UI: Flet offers no "laid out" event."""
+    await asyncio.sleep(LAYOUT_SECONDS * times)
 
 
 class Updates:
