@@ -194,14 +194,15 @@ async def test_private_room_is_sealed_until_the_passphrase_is_entered(tmp_path, 
 
 
 async def test_a_channel_with_a_thousand_messages_stays_usable(tmp_path, browser):
-    """1200 messages in #general: new ones still arrive, older pages load, a search result from
-    the start of the history is jumped to, and one's own message brings the list back down."""
+    """1200 messages in #general: new ones still arrive, older pages load, a search result four
+    pages back is jumped to, and one's own message brings the list back down."""
     data = tmp_path / "host"
     total = 1200
     clock = HLC("seed-peer")
     with Store.open(data / HISTORY_FILE) as store:
         for i in range(total):
-            text = "needle in the haystack" if i == 7 else f"bulk message {i}"
+            # the needle is four pages back: the jump must load older pages to reach it
+            text = "needle in the haystack" if i == total - 4 * PAGE else f"bulk message {i}"
             store.add(Message.chat("Olga", text, "seed-peer"), clock.now(), seq=i + 1)
     with host_mode_server(data, "--no-lan") as (url, _):
         reader = await open_tab(browser, url, "Pat")
@@ -224,14 +225,14 @@ async def test_a_channel_with_a_thousand_messages_stays_usable(tmp_path, browser
             re.compile(r"^Olga at [0-9:\- ]+: bulk message (1[01][0-4][0-9]|10[0-9][0-9]|[0-9]{1,3})"
                        r"(, unverified)?$"))
         await expect(older_rows.first).to_be_visible(timeout=TIMEOUT)
-        # a search result from the very start of the history: fetched, scrolled to, shown
+        # a search result four pages back: fetched, scrolled to, shown
         await reader.type_in_field("needle", SEARCH_HINT, tag="INPUT")
         await reader.page.keyboard.press("Enter")
         result = reader.page.get_by_role("button", name=re.compile(r"^Result: Olga in # general"))
         await expect(result).to_have_count(1, timeout=TIMEOUT)
         await reader.page.wait_for_timeout(600)  # the dialog's opening animation
         await result.click()
-        # about 1150 rows are fetched and sent before the scroll: give host and browser time
+        # pages are fetched and sent before the scroll: give host and browser time
         await expect(result).to_have_count(0, timeout=4 * TIMEOUT)
         try:
             await expect(reader.message("Olga", "needle in the haystack")).to_be_visible(

@@ -157,7 +157,8 @@ class ChatView:
         """A search result: its channel, scrolled to and highlighted."""
         if msg.channel.startswith("@") and self.backend.can_see(msg.channel):
             self.state.opened.add(msg.channel)
-        await self.show_channel(msg.channel)
+        if msg.channel != self.state.channel:  # the open one keeps the pages it has
+            await self.show_channel(msg.channel)
         await self.feed.jump_to(msg)
         self.updates.flush()
 
