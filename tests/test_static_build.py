@@ -129,8 +129,10 @@ async def test_static_client_chats_with_a_server_side_session(server):
             await bob.page.get_by_label("New channel").click()
             await bob.type_in_field("lunch", "Channel name", tag="INPUT")
             await bob.page.keyboard.press("Enter")
-            await expect(alice.notice("Bob Static created #lunch.")).to_be_visible(timeout=TIMEOUT)
             await expect(bob.notice("Bob Static created #lunch.")).to_be_visible(timeout=TIMEOUT)
+            await expect(
+                alice.page.get_by_role("button", name="# lunch", exact=True)
+            ).to_be_visible(timeout=TIMEOUT)
             await bob.post("pizza from the static client")
             await expect(bob.message("Bob Static", "pizza from the static client")).to_be_visible(
                 timeout=TIMEOUT
