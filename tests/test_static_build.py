@@ -118,11 +118,6 @@ async def test_static_client_chats_with_a_server_side_session(server):
             )
             await expect(bob.page.get_by_text("Online (2)")).to_be_visible(timeout=TIMEOUT)
             await expect(alice.page.get_by_text("Online (2)")).to_be_visible(timeout=TIMEOUT)
-            # The same validation as everywhere: an overlong message is refused and kept.
-            await bob.send("x" * 4001)
-            await expect(bob.page.get_by_text("Message is too long", exact=False)).to_be_visible(
-                timeout=TIMEOUT
-            )
             await bob.screenshot("static-client.png")
 
             # The full UI over the relay: a channel, unread counts, search that jumps.
@@ -154,6 +149,12 @@ async def test_static_client_chats_with_a_server_side_session(server):
                 timeout=TIMEOUT
             )
             await expect(bob.message("Alice", "pizza in general too")).to_have_count(0)
+            # The same validation as everywhere: an overlong message is refused and kept.
+            await bob.type_in_field("x" * 4001)
+            await bob.page.keyboard.press("Enter")
+            await expect(bob.page.get_by_text("Message is too long", exact=False)).to_be_visible(
+                timeout=TIMEOUT
+            )
             # Closing the tab is leaving.
             await bob.page.close()
             await expect(alice.notice("Bob Static has left the chat.")).to_be_visible(
