@@ -1,33 +1,39 @@
-"""Figure 5: host-mode fan-out of one message to N sessions (N = 1, 10, 50, 100).
+"""Figure 5: host-mode fan-out of one message to N tabs with R rows already shown, this app beside
+the tutorial's own chat (``bench/tutorial_chat.py``) and a bare ``PubSubHub``, interleaved.
 
-Sessions are real Flet server-side sessions running the app's own session ``main``
-(``fletchat.ui.make_session_main``: ChatView, pubsub subscription, ``page.update()`` diffing, and
-msgpack encoding of every outgoing patch exactly as flet-web's connection does) on a stand-in
-connection that, instead of writing to a browser's WebSocket, notes when a patch carrying the
-message is ready to go out. That is everything the host does per session; the browser's own
-rendering is not included (browsers are far too heavy for N = 100 tabs on 2 cores).
+Tabs are real Flet server-side sessions (``flet.messaging.session.Session``) on a stand-in
+connection that msgpack-encodes every outgoing message exactly as flet-web's connection does and,
+instead of writing to a browser's WebSocket, notes when the patch carrying the new message is
+ready to go out. That is everything the host does per tab; the browser's own rendering is not
+included (browsers are far too heavy for 100 tabs on 2 cores).
 
-Latency: from ``HubSession.send`` on the host to the patch for the *last* session being encoded.
-Memory per session: Python heap (tracemalloc) held after N sessions mounted, divided by N.
+- app: each tab runs the app's ``ChatView`` over a ``HubBackend`` (as ``make_session_main``
+  does); R rows shown = the reader loaded older pages until R rows are on screen.
+- tutorial: each tab runs the tutorial's ``main`` with R ``ChatMessage`` rows in its list.
+- bare: N async topic subscribers of a ``PubSubHub`` that only note the time.
 
-Baseline, same run: a bare ``flet.pubsub.PubSubHub`` with N async topic subscribers that only note
-the time (what Flet's pubsub alone costs), and the heap each subscriber holds.
+Per (R, N): heap per tab (tracemalloc while the N tabs are opened, divided by N), then rounds of
+one message to each of the three in turn (interleaved, so machine load hits all alike): latency
+from the send call to the *last* tab's patch encoded (p50, p99), and bytes sent per tab per message.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import tempfile
 import time
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .common import percentile, row
 
 TOPIC = "fletchat"
+TIMEOUT = 120.0
 
 
 def _make_conn_class():
@@ -61,120 +67,247 @@ def _make_conn_class():
     return BenchConnection
 
 
-async def _app_fanout(ns: list[int], reps: int, tmp: Path) -> dict[int, dict[str, float]]:
+@dataclass
+class Tabs:
+    """N sessions of one implementation, and how to send one message to all of them."""
+
+    name: str
+    conns: list[Any]
+    sessions: list[Any]
+    sink: dict[str, list[float]]
+    send: Any
+    heap: float
+    lat: list[float] = field(default_factory=list)
+    bytes_before: int = 0
+    sent: int = 0
+
+    async def one(self, marker: str) -> None:
+        for c in self.conns:
+            c.marker = marker.encode()
+        t0 = time.perf_counter()
+        self.send(marker)
+        deadline = time.monotonic() + TIMEOUT
+        n = len(self.conns)
+        while len(self.sink.get(marker, [])) < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name}: {len(self.sink.get(marker, []))} of {n} tabs")
+            await asyncio.sleep(0.0005)
+        self.lat.append(max(self.sink[marker]) - t0)
+        self.sent += 1
+
+    def bytes_per_tab(self) -> float:
+        total = sum(getattr(c, "bytes_out", 0) for c in self.conns) - self.bytes_before
+        return total / max(1, len(self.conns)) / max(1, self.sent)
+
+
+async def _open(conn_cls, loop, executor, pubsub, sink, n: int, open_one) -> tuple[list, list, float]:
     from flet.controls.context import _context_page
     from flet.messaging.protocol import Message, MessageAction, RegisterClientResponseBody
     from flet.messaging.session import Session
+
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    conns, sessions = [], []
+    for _ in range(n):
+        conn = conn_cls(loop, executor, pubsub, sink)
+        session = Session(conn)
+        # what flet-web does for a new tab: page size from the client, the register response
+        # with the page patch (mounts the page), then the session's main
+        session.apply_page_patch({"width": 1280, "height": 800})
+        conn.send_message(Message(MessageAction.REGISTER_CLIENT, RegisterClientResponseBody(
+            session_id=session.id, page_patch=session.get_page_patch(), error="")))
+        _context_page.set(session.page)
+        await open_one(session.page)
+        conns.append(conn)
+        sessions.append(session)
+    await asyncio.sleep(0.1)
+    gc.collect()
+    per_tab = (tracemalloc.get_traced_memory()[0] - before) / n
+    tracemalloc.stop()
+    return conns, sessions, per_tab
+
+
+def _seed_store(path: Path, rows: int):
+    from fletchat.clock import HLC
+    from fletchat.model import Message
+    from fletchat.store import Store
+
+    store = Store.open(path)
+    clock = HLC("seed-peer")
+    for i in range(rows):
+        store.add(Message.chat("Olga", f"earlier message {i}", "seed-peer"), clock.now(), seq=i + 1)
+    return store
+
+
+async def _app_tabs(conn_cls, loop, executor, rows: int, n: int, tmp: Path, key: str) -> Tabs:
     from flet.pubsub.pubsub_hub import PubSubHub
 
     from fletchat.hub import Hub, HubSession
-    from fletchat.store import Store
-    from fletchat.ui import make_session_main
+    from fletchat.ui import ChatView
+    from fletchat.ui.hub_backend import HubBackend
 
-    Conn = _make_conn_class()
-    loop = asyncio.get_running_loop()
-    out: dict[int, dict[str, float]] = {}
-    with ThreadPoolExecutor(4) as executor:
-        # the first round (key 0) warms imports and caches and is not reported
-        for key, n in [(0, 1), *((n, n) for n in ns)]:
-            hub = Hub(f"host{key}", "web-host", store=Store.open(tmp / f"h{key}.db"))
-            pubsub = PubSubHub(loop=loop, executor=executor)
-            sink: dict[str, list[float]] = {}
-            session_main = make_session_main(lambda hub=hub: hub, device="browser")
-            gc.collect()
-            tracemalloc.start()
-            before = tracemalloc.get_traced_memory()[0]
-            conns, sessions = [], []
-            for _ in range(n):
-                conn = Conn(loop, executor, pubsub, sink)
-                session = Session(conn)
-                # what flet-web does for a new tab: page size from the client, the register
-                # response with the page patch (mounts the page), then the session's main
-                session.apply_page_patch({"width": 1280, "height": 800})
-                conn.send_message(Message(MessageAction.REGISTER_CLIENT, RegisterClientResponseBody(
-                    session_id=session.id, page_patch=session.get_page_patch(), error="")))
-                _context_page.set(session.page)
-                await session_main(session.page)
-                conns.append(conn)
-                sessions.append(session)
-            await asyncio.sleep(0.2)
-            gc.collect()
-            per_session = (tracemalloc.get_traced_memory()[0] - before) / n
-            tracemalloc.stop()
-            sender = HubSession(hub, device="headless")
-            sender.join("Sender")
-            await asyncio.sleep(0.3)
-            lat = []
-            for r in range(reps):
-                marker = f"fan{key}x{r}zz"
-                for c in conns:
-                    c.marker = marker.encode()
-                t0 = time.perf_counter()
-                sender.send(marker)
-                deadline = time.monotonic() + 10
-                while len(sink.get(marker, [])) < n and time.monotonic() < deadline:
-                    await asyncio.sleep(0.0005)
-                got = sink.get(marker, [])
-                if len(got) < n:
-                    raise RuntimeError(f"only {len(got)} of {n} sessions got the message")
-                lat.append(max(got) - t0)
-                await asyncio.sleep(0.02)
-            out[key] = {"p50": percentile(lat, 50), "p99": percentile(lat, 99),
-                        "mem": per_session, "bytes": sum(c.bytes_out for c in conns) / n}
-            for s in sessions:
-                s.close()
-            hub.close()
-    return out
+    hub = Hub(f"host-{key}", "web-host", store=_seed_store(tmp / f"{key}.db", rows))
+    pubsub = PubSubHub(loop=loop, executor=executor)
+    sink: dict[str, list[float]] = {}
+
+    async def open_one(page) -> None:
+        hub.use_pubsub(page.pubsub)
+        session = HubSession(hub, device="browser")
+        view = ChatView(page, HubBackend(session, page.pubsub))
+        await view.mount()
+        session.join(f"Tab{len(view.conversation.rows)}")
+        while len(view.conversation.rows) < rows and await view.feed.older_page():
+            pass
+        view.updates.flush()
+
+    conns, sessions, heap = await _open(conn_cls, loop, executor, pubsub, sink, n, open_one)
+    sender = HubSession(hub, device="headless")
+    sender.join("Sender")
+    tabs = Tabs("app", conns, sessions, sink, lambda text: sender.send(text), heap)
+    tabs.hub = hub  # type: ignore[attr-defined]
+    return tabs
 
 
-async def _bare_fanout(ns: list[int], reps: int) -> dict[int, dict[str, float]]:
+async def _tutorial_tabs(conn_cls, loop, executor, rows: int, n: int) -> Tabs:
     from flet.pubsub.pubsub_hub import PubSubHub
 
-    loop = asyncio.get_running_loop()
-    out: dict[int, dict[str, float]] = {}
-    with ThreadPoolExecutor(4) as executor:
-        for n in ns:
-            hub = PubSubHub(loop=loop, executor=executor)
-            sink: dict[str, list[float]] = {}
-            gc.collect()
-            tracemalloc.start()
-            before = tracemalloc.get_traced_memory()[0]
-            for i in range(n):
-                async def handler(topic: str, msg: Any, sink=sink) -> None:
-                    sink.setdefault(msg, []).append(time.perf_counter())
+    from .tutorial_chat import Message, make_main
 
-                hub.subscribe_topic(f"s{i}", TOPIC, handler)
-            per_sub = (tracemalloc.get_traced_memory()[0] - before) / n
-            tracemalloc.stop()
-            lat = []
+    pubsub = PubSubHub(loop=loop, executor=executor)
+    sink: dict[str, list[float]] = {}
+    history = [Message("Olga", f"earlier message {i}", "chat_message") for i in range(rows)]
+    main = make_main(history)
+    conns, sessions, heap = await _open(conn_cls, loop, executor, pubsub, sink, n, main)
+    send = lambda text: pubsub.send_all(Message("Sender", text, "chat_message"))
+    return Tabs("tutorial", conns, sessions, sink, send, heap)
+
+
+def _bare_tabs(loop, executor, n: int) -> Tabs:
+    from flet.pubsub.pubsub_hub import PubSubHub
+
+    hub = PubSubHub(loop=loop, executor=executor)
+    sink: dict[str, list[float]] = {}
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    conns = []
+    for i in range(n):
+        async def handler(topic: str, msg: Any, sink=sink) -> None:
+            sink.setdefault(msg, []).append(time.perf_counter())
+
+        hub.subscribe_topic(f"s{i}", TOPIC, handler)
+        conns.append(object())
+    heap = (tracemalloc.get_traced_memory()[0] - before) / n
+    tracemalloc.stop()
+
+    class _Marker:  # the bare subscribers note the message itself
+        pass
+
+    tabs = Tabs("bare", [], [], sink, lambda text: hub.send_all_on_topic(TOPIC, text), heap)
+    tabs.conns = [_Marker() for _ in range(n)]
+    return tabs
+
+
+async def _close(tabs: list[Tabs]) -> None:
+    """Close every session and let their close tasks finish (no "Task was destroyed")."""
+    for t in tabs:
+        for s in t.sessions:
+            s.close()
+        hub = getattr(t, "hub", None)
+        if hub is not None:
+            hub.close()
+    await asyncio.sleep(0.05)
+    me = asyncio.current_task()
+    pending = [task for task in asyncio.all_tasks() if task is not me]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def _measure(configs: list[tuple[int, int]], reps: int, tmp: Path) -> dict:
+    conn_cls = _make_conn_class()
+    loop = asyncio.get_running_loop()
+    out: dict[tuple[int, int], dict[str, dict[str, float]]] = {}
+    with ThreadPoolExecutor(4) as executor:
+        # a first small round warms imports and caches and is not reported
+        for key, (rows, n) in [((-1, -1), (0, 1)), *(((r, n), (r, n)) for r, n in configs)]:
+            app = await _app_tabs(conn_cls, loop, executor, rows, n, tmp, f"r{rows}n{n}")
+            tut = await _tutorial_tabs(conn_cls, loop, executor, rows, n)
+            bare = _bare_tabs(loop, executor, n)
+            await asyncio.sleep(0.2)
+            for t in (app, tut, bare):
+                t.bytes_before = sum(getattr(c, "bytes_out", 0) for c in t.conns)
+            # the tutorial re-diffs every row of every tab per message: fewer rounds when slow
+            tut_reps = reps if rows * n <= 20_000 else max(3, reps // 5)
             for r in range(reps):
-                marker = f"bare{n}x{r}"
-                t0 = time.perf_counter()
-                hub.send_all_on_topic(TOPIC, marker)
-                while len(sink.get(marker, [])) < n:
-                    await asyncio.sleep(0.0005)
-                lat.append(max(sink[marker]) - t0)
-                await asyncio.sleep(0.005)
-            out[n] = {"p50": percentile(lat, 50), "p99": percentile(lat, 99), "mem": per_sub}
+                await app.one(f"app{rows}n{n}x{r}zz")
+                await asyncio.sleep(0.01)
+                if r < tut_reps:
+                    await tut.one(f"tut{rows}n{n}x{r}zz")
+                    await asyncio.sleep(0.01)
+                await bare.one(f"bare{rows}n{n}x{r}zz")
+            if key[0] >= 0:
+                out[key] = {
+                    t.name: {"p50": percentile(t.lat, 50), "p99": percentile(t.lat, 99),
+                             "heap": t.heap, "bytes": t.bytes_per_tab(), "n": len(t.lat)}
+                    for t in (app, tut, bare)
+                }
+            await _close([app, tut])
+            gc.collect()
     return out
+
+
+def configs_for(quick: bool) -> tuple[list[tuple[int, int]], int]:
+    """The (rows shown, tabs) grid and rounds; ``FLETCHAT_BENCH_FANOUT="1000:100,0:10"`` and
+    ``FLETCHAT_BENCH_REPS`` pick others (a loaded machine cannot always afford the full grid)."""
+    grid_env = os.environ.get("FLETCHAT_BENCH_FANOUT", "")
+    if grid_env:
+        pairs = [tuple(int(x) for x in item.split(":")) for item in grid_env.split(",") if item]
+        return [(r, n) for r, n in pairs], int(os.environ.get("FLETCHAT_BENCH_REPS", "10"))
+    if quick:
+        return [(0, 1), (200, 1), (200, 10), (1000, 10)], 5
+    grid = [(r, n) for r in (0, 200, 1000) for n in (1, 10, 50, 100)]
+    return [*grid, (5000, 10)], 20
 
 
 def run(quick: bool) -> dict[str, dict[str, Any]]:
-    ns = [1, 10, 50] if quick else [1, 10, 50, 100]
-    reps = 5 if quick else 30
-    bare = asyncio.run(_bare_fanout(ns, reps))
+    configs, reps = configs_for(quick)
     with tempfile.TemporaryDirectory(prefix="fcbench-") as tmp:
-        app = asyncio.run(_app_fanout(ns, reps, Path(tmp)))
-    rows = []
-    for n in ns:
-        rows.append(row(f"N={n}: send -> last session's patch encoded, p50", app[n]["p50"] * 1000,
-                        bare[n]["p50"] * 1000, unit="ms", baseline_name="bare PubSubHub fan-out",
-                        n=reps))
-        rows.append(row(f"N={n}: p99", app[n]["p99"] * 1000, bare[n]["p99"] * 1000, unit="ms",
-                        baseline_name="bare PubSubHub fan-out", n=reps))
-        rows.append(row(f"N={n}: heap per session", app[n]["mem"] / 1024, bare[n]["mem"] / 1024,
-                        unit="KiB", baseline_name="bare PubSubHub subscriber", n=n,
-                        note=f"{app[n]['bytes'] / 1024:.1f} KiB sent per session (msgpack)"))
-    return {"fanout": {"rows": rows, "notes": [
-        ("server-side Flet sessions running the app's session main on a stand-in connection"
-         " (flet-web's msgpack encoding, no socket, no browser).")]}}
+        res = asyncio.run(_measure(configs, reps, Path(tmp)))
+    rows_out = []
+    for (r, n), m in res.items():
+        app, tut, bare = m["app"], m["tutorial"], m["bare"]
+        big = r == 1000 and n == 100
+        rows_out.append(row(
+            f"{n} tabs x {r} rows: send -> last tab's patch, p50", app["p50"] * 1000,
+            tut["p50"] * 1000, unit="ms", baseline_name="tutorial", n=app["n"],
+            target_max=50 if big else None,
+            note=f"bare PubSubHub {bare['p50'] * 1000:.2f} ms; tutorial n={tut['n']}"))
+        rows_out.append(row(
+            f"{n} tabs x {r} rows: p99", app["p99"] * 1000, tut["p99"] * 1000, unit="ms",
+            baseline_name="tutorial", n=app["n"], target_max=150 if big else None))
+        rows_out.append(row(
+            f"{n} tabs x {r} rows: bytes per tab per message", app["bytes"], tut["bytes"],
+            unit="B", baseline_name="tutorial", n=app["n"]))
+        rows_out.append(row(
+            f"{n} tabs x {r} rows: heap per tab", app["heap"] / 1024, tut["heap"] / 1024,
+            unit="KiB", baseline_name="tutorial", n=n, target_max_ratio=1.5,
+            note=f"bare PubSubHub subscriber {bare['heap'] / 1024:.1f} KiB"))
+    flat = _flatness(res)
+    return {"fanout": {"rows": rows_out + flat, "notes": [
+        ("server-side Flet sessions on a stand-in connection (flet-web's msgpack encoding, no "
+         "socket, no browser); app, tutorial and bare PubSubHub measured in the same run, one "
+         "message to each in turn.")]}}
+
+
+def _flatness(res: dict) -> list[dict[str, Any]]:
+    """Per-message cost with many rows shown against 0 rows, same N (target <= 1.3x)."""
+    out = []
+    for (r, n), m in res.items():
+        base = res.get((0, n))
+        if r and base is not None:
+            out.append(row(f"{n} tabs: p50 with {r} rows vs 0 rows", m["app"]["p50"] * 1000,
+                           base["app"]["p50"] * 1000, unit="ms", baseline_name="app, 0 rows",
+                           n=m["app"]["n"], target_max_ratio=1.3))
+    return out

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from .events import ChannelsChanged, Delivered
 from .hub import Hub, HubEvent, HubSession, RosterChanged
 from .model import Message, ValidationError
 from .protocol import (
@@ -40,16 +41,24 @@ from .relay_protocol import (
     MAX_RELAY_CLIENTS,
     RELAY_BURST,
     RELAY_DEVICE,
+    RELAY_PAGE,
     RELAY_PATH,
     RELAY_QUEUE,
     RELAY_RATE_PER_SECOND,
+    RelayCreateChannel,
     RelayHello,
+    RelayHistory,
     RelayPing,
+    RelaySearch,
     RelaySend,
     clip_reason,
     decode_client_frame,
+    encode_channels,
+    encode_delivered,
+    encode_found,
     encode_history,
     encode_online,
+    encode_page,
     encode_welcome,
 )
 
@@ -61,8 +70,9 @@ Close = tuple[int, str]
 class _Client:
     """One connected static client: its outgoing queue (drained by one sender task)."""
 
-    def __init__(self, ws: WebSocket) -> None:
+    def __init__(self, ws: WebSocket, session: HubSession) -> None:
         self.ws = ws
+        self.session = session  # what this client may see: its own DMs, not others'
         self.queue: asyncio.Queue[str | None] = asyncio.Queue()
         self.skip_ids: set[str] = set()  # sent in the history already
         self.fell_behind = False
@@ -126,13 +136,24 @@ class Relay:
         if not self._clients:
             return
         if isinstance(event, Message):
-            text, msg_id = encode_msg(event), event.id
-        elif isinstance(event, RosterChanged):
-            text, msg_id = encode_online(event.online, event.devices), None
+            text = encode_msg(event)
+            for client in list(self._clients):
+                if client.session.can_see(event.channel):  # others' direct messages stay out
+                    client.push(text, event.id)
+            return
+        if isinstance(event, ChannelsChanged):
+            for client in list(self._clients):
+                client.push(encode_channels(visible(client.session, event.channels)))
+            return
+        if isinstance(event, RosterChanged):
+            texts = [encode_online(event.online, event.devices)]
+        elif isinstance(event, Delivered):
+            texts = encode_delivered(event.ids, event.at)
         else:
             return
         for client in list(self._clients):
-            client.push(text, msg_id)
+            for text in texts:
+                client.push(text)
 
     def close(self) -> None:
         """Stop listening to the hub (the clients' connections end with the server)."""
@@ -148,7 +169,8 @@ class Relay:
             return
         hub = self._hub_factory()
         self._listen(hub)
-        client = _Client(ws)
+        session = HubSession(hub, device=RELAY_DEVICE)
+        client = _Client(ws, session)
         # Register and snapshot the history in one step (no await in between): an event posted
         # before the snapshot is in it (and skipped when its fan-out arrives), a later one is not.
         self._clients.add(client)
@@ -157,7 +179,7 @@ class Relay:
         for frame in encode_history(history):
             client.queue.put_nowait(frame)
         client.queue.put_nowait(encode_online(hub.online(), hub.lan_peers()))
-        session = HubSession(hub, device=RELAY_DEVICE)
+        client.queue.put_nowait(encode_channels(visible(session, hub.channels())))
         log.debug("relay client %s connected", client.label)
 
         reader = asyncio.create_task(self._read_loop(ws, client, session))
@@ -205,13 +227,45 @@ class Relay:
                 if session.joined:
                     return CLOSE_PROTOCOL_ERROR, "hello sent twice"
                 session.join(frame.name)
-                client.push(encode_welcome(frame.name))
+                client.push(encode_welcome(frame.name, session.hub.peer_id))
+                client.push(encode_channels(visible(session, session.hub.channels())))
+            elif isinstance(frame, RelayHistory | RelaySearch):
+                client.push(self._answer(session, frame))
+            elif not session.joined:
+                return CLOSE_PROTOCOL_ERROR, "send before hello: join with a name first"
             elif isinstance(frame, RelaySend):
-                if not session.joined:
-                    return CLOSE_PROTOCOL_ERROR, "send before hello: join with a name first"
                 if frame.text is None:
                     continue  # whitespace only: nothing to post (the UI does the same)
+                if not session.can_see(frame.channel):
+                    return CLOSE_PROTOCOL_ERROR, "send.channel: not one of your channels"
                 try:
-                    session.send(frame.text)
+                    session.send(frame.text, frame.channel)
                 except ValidationError as err:  # validated already; the hub's own check
                     return CLOSE_PROTOCOL_ERROR, f"send.text: {err}"
+            elif isinstance(frame, RelayCreateChannel):
+                try:
+                    session.create_channel(frame.name)
+                except ValidationError as err:  # the client checks with the same rule first
+                    return CLOSE_PROTOCOL_ERROR, f"channel.name: {err}"
+
+    @staticmethod
+    def _answer(session: HubSession, frame: RelayHistory | RelaySearch) -> str:
+        """A page of history or search results, only from channels this client may see."""
+        hub = session.hub
+        if isinstance(frame, RelaySearch):
+            found = [(m, s) for m, s in hub.search(frame.query) if session.can_see(m.channel)]
+            return encode_found(frame.req, found)
+        if not session.can_see(frame.channel):
+            return encode_page(frame.req, frame.channel, [], (), False)
+        try:
+            msgs = hub.history(frame.channel, RELAY_PAGE + 1, before=frame.before)
+        except ValidationError:  # a "before" that is no clock stamp: nothing is before it
+            msgs = []
+        more = len(msgs) > RELAY_PAGE
+        pending = hub.pending_ids() if msgs else set()
+        return encode_page(frame.req, frame.channel, msgs[-RELAY_PAGE:], pending, more)
+
+
+def visible(session: HubSession, channels) -> list[str]:
+    """The channels a client is told about: all but other people's direct messages."""
+    return [c for c in channels if session.can_see(c)]

@@ -16,14 +16,19 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .events import Online
 from .model import (
+    DEFAULT_CHANNEL,
+    MAX_FRAME_BYTES,
+    MAX_NAME_CHARS,
     Message,
     ValidationError,
+    validate_channel,
+    validate_id,
     validate_name,
     validate_text,
 )
@@ -33,6 +38,9 @@ from .protocol import (
     Pong,
     ProtocolError,
     SyncFrame,
+    _decode_message,
+    _msg_dict,
+    _str_field,
     decode_frame,
     encode_sync,
     frame_type,
@@ -50,6 +58,14 @@ RELAY_QUEUE = 1000  # events waiting to be sent to one client; a client that fal
 #                     is disconnected (it reconnects and gets the recent history again)
 MAX_ONLINE_ENTRIES = 200  # people (and devices) listed in one ``online`` frame
 RELAY_HISTORY = 100  # recent messages sent on connect (like a peer's sync)
+RELAY_PAGE = 50  # messages in one answer to ``history``
+RELAY_RESULTS = 50  # search results in one answer to ``search``
+MAX_CHANNELS_LISTED = 500  # channels in one ``channels`` frame
+MAX_QUERY_CHARS = 200  # a search query
+MAX_SNIPPET_CHARS = 1000  # a search result's snippet
+MAX_HLC_CHARS = 120  # a ``before`` clock stamp (``clock.Stamp.encode``)
+MAX_REQ = 2**31 - 1  # request ids the client chooses, echoed in the answer
+MAX_IDS = 256  # message ids in one ``delivered`` or ``page.pending`` list
 
 CLOSE_TRY_AGAIN = 1013  # too many relay clients, or the client fell behind
 REASON_BYTES = 123  # a WebSocket close reason fits 123 UTF-8 bytes
@@ -67,9 +83,11 @@ class RelayHello:
 
 @dataclass(frozen=True)
 class RelaySend:
-    """Post ``text`` (validated with ``model.validate_text``; ``None`` = whitespace only)."""
+    """Post ``text`` (validated with ``model.validate_text``; ``None`` = whitespace only) to
+    ``channel`` (``model.validate_channel``; #general when left out)."""
 
     text: str | None
+    channel: str = DEFAULT_CHANNEL
 
 
 @dataclass(frozen=True)
@@ -77,7 +95,34 @@ class RelayPing:
     """Are you there? The host answers with a peer-protocol ``pong``."""
 
 
-ClientFrame = RelayHello | RelaySend | RelayPing
+@dataclass(frozen=True)
+class RelayHistory:
+    """A page of ``channel`` before the clock stamp ``before`` ("" = the newest); answered by a
+    ``page`` frame with the same ``req``."""
+
+    req: int
+    channel: str
+    before: str = ""
+
+
+@dataclass(frozen=True)
+class RelaySearch:
+    """Messages matching ``query`` (in channels this client may see); answered by ``found``."""
+
+    req: int
+    query: str
+
+
+@dataclass(frozen=True)
+class RelayCreateChannel:
+    """Create ``#name`` (the host checks the name with ``hub.channel_name``)."""
+
+    name: str
+
+
+ClientFrame = (
+    RelayHello | RelaySend | RelayPing | RelayHistory | RelaySearch | RelayCreateChannel
+)
 
 
 def _dumps(obj: dict[str, Any]) -> str:
@@ -88,8 +133,21 @@ def encode_client_hello(name: str) -> str:
     return _dumps({"v": PROTOCOL_VERSION, "type": "hello", "name": name})
 
 
-def encode_client_send(text: str) -> str:
-    return _dumps({"v": PROTOCOL_VERSION, "type": "send", "text": text})
+def encode_client_send(text: str, channel: str = DEFAULT_CHANNEL) -> str:
+    return _dumps({"v": PROTOCOL_VERSION, "type": "send", "text": text, "channel": channel})
+
+
+def encode_client_history(req: int, channel: str, before: str = "") -> str:
+    return _dumps({"v": PROTOCOL_VERSION, "type": "history", "req": req, "channel": channel,
+                   "before": before})
+
+
+def encode_client_search(req: int, query: str) -> str:
+    return _dumps({"v": PROTOCOL_VERSION, "type": "search", "req": req, "query": query})
+
+
+def encode_client_channel(name: str) -> str:
+    return _dumps({"v": PROTOCOL_VERSION, "type": "channel", "name": name})
 
 
 def encode_client_ping() -> str:
@@ -98,6 +156,30 @@ def encode_client_ping() -> str:
 
 def _head(data: str | bytes) -> tuple[dict[str, Any], str]:
     return parse_head(data, speaker="relay")
+
+
+def _req(obj: dict[str, Any], ftype: str) -> int:
+    value = obj.get("req")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_REQ:
+        raise ProtocolError(f"{ftype}.req must be an integer 0-{MAX_REQ}")
+    return value
+
+
+def _channel(obj: dict[str, Any], ftype: str) -> str:
+    try:
+        return validate_channel(obj.get("channel", DEFAULT_CHANNEL))
+    except ValidationError as err:
+        raise ProtocolError(f"{ftype}.channel: {err}") from None
+
+
+def _ids(obj: dict[str, Any], key: str, ftype: str) -> tuple[str, ...]:
+    value = obj.get(key, [])
+    if not isinstance(value, list) or len(value) > MAX_IDS:
+        raise ProtocolError(f"{ftype}.{key} must be a list of at most {MAX_IDS} ids")
+    try:
+        return tuple(validate_id(i, "message id") for i in value)
+    except ValidationError as err:
+        raise ProtocolError(f"{ftype}.{key}: {err}") from None
 
 
 def decode_client_frame(data: str | bytes) -> ClientFrame:
@@ -110,11 +192,23 @@ def decode_client_frame(data: str | bytes) -> ClientFrame:
             raise ProtocolError(f"hello.name: {err}") from None
     if ftype == "send":
         try:
-            return RelaySend(validate_text(obj.get("text")))
+            text = validate_text(obj.get("text"))
         except ValidationError as err:
             raise ProtocolError(f"send.text: {err}") from None
+        return RelaySend(text, _channel(obj, "send"))
     if ftype == "ping":
         return RelayPing()
+    if ftype == "history":
+        before = _str_field(obj, "before", "history", MAX_HLC_CHARS, default="")
+        return RelayHistory(_req(obj, "history"), _channel(obj, "history"), before)
+    if ftype == "search":
+        query = _str_field(obj, "query", "search", MAX_QUERY_CHARS).strip()
+        if not query:
+            raise ProtocolError("search.query must not be blank")
+        return RelaySearch(_req(obj, "search"), query)
+    if ftype == "channel":
+        name = _str_field(obj, "name", "channel", MAX_NAME_CHARS + 1)
+        return RelayCreateChannel(name)
     raise ProtocolError(f"unknown relay frame type {clip_reason(ftype, 20)!r}")
 
 
@@ -123,9 +217,11 @@ def decode_client_frame(data: str | bytes) -> ClientFrame:
 
 @dataclass(frozen=True)
 class RelayWelcome:
-    """The host accepted ``hello``: you are in the chat as ``name``."""
+    """The host accepted ``hello``: you are in the chat as ``name``; ``peer`` is the host's peer
+    id (the origin of what this client writes, so it can show delivery marks)."""
 
     name: str
+    peer: str = ""
 
 
 @dataclass(frozen=True)
@@ -136,11 +232,100 @@ class RelayOnline:
     devices: tuple[Online, ...] = ()
 
 
-ServerFrame = MsgFrame | SyncFrame | Pong | RelayWelcome | RelayOnline
+@dataclass(frozen=True)
+class RelayChannels:
+    """The channels this client may see (ordinary ones and its own direct messages)."""
+
+    channels: tuple[str, ...]
 
 
-def encode_welcome(name: str) -> str:
-    return _dumps({"v": PROTOCOL_VERSION, "type": "welcome", "name": name})
+@dataclass(frozen=True)
+class RelayPage:
+    """An answer to ``history``: ``msgs`` oldest first, ``pending`` the ones written on the host
+    no peer has confirmed yet, ``more`` whether older ones exist."""
+
+    req: int
+    channel: str
+    msgs: tuple[Message, ...]
+    pending: tuple[str, ...]
+    more: bool
+
+
+@dataclass(frozen=True)
+class RelayFound:
+    """An answer to ``search``: (message, snippet) pairs, newest first."""
+
+    req: int
+    results: tuple[tuple[Message, str], ...]
+
+
+@dataclass(frozen=True)
+class RelayDelivered:
+    """Peers confirmed these messages written on the host (the "delivered" tick)."""
+
+    ids: tuple[str, ...]
+    at: float
+
+
+ServerFrame = (
+    MsgFrame | SyncFrame | Pong | RelayWelcome | RelayOnline | RelayChannels | RelayPage
+    | RelayFound | RelayDelivered
+)
+
+
+def encode_welcome(name: str, peer: str = "") -> str:
+    """``peer`` is the host's peer id: the origin of messages written through it."""
+    return _dumps({"v": PROTOCOL_VERSION, "type": "welcome", "name": name, "peer": peer})
+
+
+def encode_channels(channels: Sequence[str]) -> str:
+    return _dumps({"v": PROTOCOL_VERSION, "type": "channels",
+                   "channels": list(channels)[:MAX_CHANNELS_LISTED]})
+
+
+def _fit(build: Callable[[int], str], count: int) -> str:
+    """The frame from ``build(n)`` with the largest n <= count that fits ``MAX_FRAME_BYTES``."""
+    while True:
+        text = build(count)
+        if len(text.encode("utf-8")) <= MAX_FRAME_BYTES or count == 0:
+            return text
+        count //= 2
+
+
+def encode_page(req: int, channel: str, msgs: Sequence[Message], pending: Iterable[str],
+                more: bool) -> str:
+    """A ``page``; when the messages do not fit one frame, the newest that do (and ``more``)."""
+    msgs = list(msgs)[-RELAY_PAGE:]
+    pend = set(pending)
+
+    def build(n: int) -> str:
+        part = msgs[len(msgs) - n:] if n else []
+        return _dumps({
+            "v": PROTOCOL_VERSION, "type": "page", "req": req, "channel": channel,
+            "msgs": [_msg_dict(m, "") for m in part],
+            "pending": [m.id for m in part if m.id in pend][:MAX_IDS],
+            "more": more or n < len(msgs),
+        })
+
+    return _fit(build, len(msgs))
+
+
+def encode_found(req: int, results: Sequence[tuple[Message, str]]) -> str:
+    results = list(results)[:RELAY_RESULTS]
+
+    def build(n: int) -> str:
+        return _dumps({
+            "v": PROTOCOL_VERSION, "type": "found", "req": req,
+            "results": [{"msg": _msg_dict(m, ""), "snippet": s[:MAX_SNIPPET_CHARS]}
+                        for m, s in results[:n]],
+        })
+
+    return _fit(build, len(results))
+
+
+def encode_delivered(ids: Sequence[str], at: float) -> list[str]:
+    return [_dumps({"v": PROTOCOL_VERSION, "type": "delivered", "ids": list(ids[i:i + MAX_IDS]),
+                    "at": at}) for i in range(0, len(ids), MAX_IDS)]
 
 
 def _online_list(entries: Iterable[Online]) -> list[dict[str, Any]]:
@@ -205,15 +390,61 @@ def decode_server_frame(data: str | bytes) -> ServerFrame:
     obj, ftype = _head(data)
     if ftype == "welcome":
         try:
-            return RelayWelcome(validate_name(obj.get("name")))
+            name = validate_name(obj.get("name"))
+            peer = obj.get("peer", "")
+            peer = validate_id(peer, "peer id") if peer else ""
         except ValidationError as err:
-            raise ProtocolError(f"welcome.name: {err}") from None
+            raise ProtocolError(f"welcome: {err}") from None
+        return RelayWelcome(name, peer)
+    if ftype == "channels":
+        value = obj.get("channels")
+        if not isinstance(value, list) or len(value) > MAX_CHANNELS_LISTED:
+            raise ProtocolError(f"channels.channels must be a list of at most "
+                                f"{MAX_CHANNELS_LISTED}")
+        return RelayChannels(tuple(_channel({"channel": c}, "channels") for c in value))
+    if ftype == "page":
+        msgs = obj.get("msgs")
+        if not isinstance(msgs, list) or len(msgs) > RELAY_PAGE:
+            raise ProtocolError(f"page.msgs must be a list of at most {RELAY_PAGE}")
+        more = obj.get("more")
+        if not isinstance(more, bool):
+            raise ProtocolError("page.more must be true or false")
+        return RelayPage(_req(obj, "page"), _channel(obj, "page"),
+                         tuple(_decode_message(m, "page", "msgs")[0] for m in msgs),
+                         _ids(obj, "pending", "page"), more)
+    if ftype == "found":
+        results = obj.get("results")
+        if not isinstance(results, list) or len(results) > RELAY_RESULTS:
+            raise ProtocolError(f"found.results must be a list of at most {RELAY_RESULTS}")
+        out = []
+        for r in results:
+            if not isinstance(r, dict):
+                raise ProtocolError("found.results entries must be objects")
+            msg = _decode_message(r.get("msg"), "found", "msg")[0]
+            out.append((msg, _str_field_marks(r, "snippet", "found")))
+        return RelayFound(_req(obj, "found"), tuple(out))
+    if ftype == "delivered":
+        at = obj.get("at")
+        if isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at):
+            raise ProtocolError("delivered.at must be a number")
+        return RelayDelivered(_ids(obj, "ids", "delivered"), float(at))
     if ftype == "online":
         return RelayOnline(
             _decode_online_entries(obj.get("people"), "people"),
             _decode_online_entries(obj.get("devices", []), "devices"),
         )
     raise ProtocolError(f"unknown relay frame type {clip_reason(ftype, 20)!r}")
+
+
+def _str_field_marks(obj: dict[str, Any], key: str, ftype: str) -> str:
+    """A snippet: a string of at most MAX_SNIPPET_CHARS whose only control characters are the
+    store's match marks (\x02, \x03)."""
+    value = obj.get(key)
+    if not isinstance(value, str) or len(value) > MAX_SNIPPET_CHARS:
+        raise ProtocolError(f"{ftype}.{key} must be a string of at most {MAX_SNIPPET_CHARS}")
+    _str_field({key: value.replace("\x02", "").replace("\x03", "")}, key, ftype,
+               MAX_SNIPPET_CHARS)
+    return value
 
 
 def clip_reason(text: str, limit_bytes: int = REASON_BYTES) -> str:

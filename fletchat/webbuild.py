@@ -237,12 +237,14 @@ def ensure_wheels(cache: Path = WHEELS_CACHE) -> list[Path]:
 
 def stage_app(stage: Path, wheels: list[Path]) -> None:
     """What ``flet publish`` packs: the project's entry (``main.py``, which runs ``webclient``
-    under Pyodide, as in ``flet build web``), the ``fletchat`` modules, icons, requirements."""
+    under Pyodide, as in ``flet build web``), the ``fletchat`` modules and subpackages (``ui/``),
+    icons, requirements."""
     shutil.copy2(ENTRY, stage / "main.py")
     for package in (PACKAGE_DIR, WEBCLIENT_DIR):
-        (stage / package.name).mkdir()
-        for module in package.glob("*.py"):
-            shutil.copy2(module, stage / package.name / module.name)
+        for module in package.rglob("*.py"):
+            target = stage / package.name / module.relative_to(package)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(module, target)
     assets = stage / "assets"
     assets.mkdir()
     shutil.copy2(ASSETS_DIR / "favicon.png", assets / "favicon.png")

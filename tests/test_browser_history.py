@@ -87,7 +87,12 @@ async def test_channels_unread_counts_and_search_jump(tmp_path, browser):
         # Back in #general, search by a word prefix and jump to the result in its channel.
         await channel(bob, "# general").click()
         await expect(bob.message("Alice", "general chatter only")).to_be_visible(timeout=TIMEOUT)
-        await alice.post("pizza with extra cheese")
+        try:
+            await alice.post("pizza with extra cheese")
+        except Exception:
+            await alice.screenshot("channels-alice-failure.png")
+            print(await alice.labels())
+            raise
         await expect(channel(bob, "# lunch, 1 unread")).to_be_visible(timeout=TIMEOUT)
         await bob.page.get_by_label(SEARCH_HINT).click()
         await bob.page.keyboard.insert_text("piz")
@@ -187,3 +192,61 @@ async def test_private_room_is_sealed_until_the_passphrase_is_entered(tmp_path, 
         await bob.page.keyboard.insert_text("correct horse battery")
         await bob.page.keyboard.press("Enter")
         await expect(bob.message("Alice", "the plan")).to_be_visible(timeout=TIMEOUT)
+
+
+async def test_a_channel_with_a_thousand_messages_stays_usable(tmp_path, browser):
+    """1200 messages in #general: new ones still arrive, older pages load, a search result four
+    pages back is jumped to, and one's own message brings the list back down."""
+    data = tmp_path / "host"
+    total = 1200
+    clock = HLC("seed-peer")
+    with Store.open(data / HISTORY_FILE) as store:
+        for i in range(total):
+            # the needle is four pages back: the jump must load older pages to reach it
+            text = "needle in the haystack" if i == total - 4 * PAGE else f"bulk message {i}"
+            store.add(Message.chat("Olga", text, "seed-peer"), clock.now(), seq=i + 1)
+    with host_mode_server(data, "--no-lan") as (url, _):
+        reader = await open_tab(browser, url, "Pat")
+        writer = await open_tab(browser, url, "Quinn")
+        await expect(reader.message("Olga", f"bulk message {total - 1}")).to_be_visible(
+            timeout=TIMEOUT
+        )
+        # new messages arrive and are shown at the end
+        await writer.send("fresh news")
+        await expect(reader.message("Quinn", "fresh news")).to_be_visible(timeout=TIMEOUT)
+        # an older page: the reading position stays, scrolling up shows it
+        await reader.page.get_by_role("button", name=LOAD_OLDER).click(timeout=4 * TIMEOUT)
+        await reader.page.wait_for_timeout(1000)  # the load settles (a wheel mid-update is lost)
+        await reader.page.mouse.move(600, 400)
+        for _ in range(15):
+            await reader.page.mouse.wheel(0, -3000)
+        # at the top of what is loaded (reaching the top loads more): messages older than the
+        # first page (which began at about 1150) are on screen
+        older_rows = reader.page.get_by_text(
+            re.compile(r"^Olga at [0-9:\- ]+: bulk message (1[01][0-4][0-9]|10[0-9][0-9]|[0-9]{1,3})"
+                       r"(, unverified)?$"))
+        await expect(older_rows.first).to_be_visible(timeout=TIMEOUT)
+        # a search result four pages back: fetched, scrolled to, shown
+        await reader.type_in_field("needle", SEARCH_HINT, tag="INPUT")
+        await reader.page.keyboard.press("Enter")
+        result = reader.page.get_by_role("button", name=re.compile(r"^Result: Olga in # general"))
+        await expect(result).to_have_count(1, timeout=TIMEOUT)
+        await reader.page.wait_for_timeout(600)  # the dialog's opening animation
+        await result.click()
+        # pages are fetched and sent before the scroll: give host and browser time
+        await expect(result).to_have_count(0, timeout=4 * TIMEOUT)
+        try:
+            await expect(reader.message("Olga", "needle in the haystack")).to_be_visible(
+                timeout=4 * TIMEOUT
+            )
+        except AssertionError:
+            await reader.screenshot("thousand-jump-failure.png")
+            raise
+        await reader.screenshot("thousand-messages-jump.png")
+        # still live while looking back; one's own message brings the list to the end
+        await writer.send("while you were reading")
+        await reader.post("back to the present")
+        await expect(reader.message("Pat", "back to the present")).to_be_visible(timeout=TIMEOUT)
+        await expect(reader.message("Quinn", "while you were reading")).to_be_visible(
+            timeout=TIMEOUT
+        )

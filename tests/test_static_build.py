@@ -119,10 +119,14 @@ async def open_static(context, url: str) -> ChatPage:
     page = await context.new_page()
     lines: list[str] = []
     page.on("console", lambda m: lines.append(m.text))
-    async with page.expect_event(
-        "console", predicate=lambda m: PYTHON_READY in m.text, timeout=scaled_ms(60_000)
-    ):
-        await page.goto(url, timeout=scaled_ms(30_000))
+    try:
+        async with page.expect_event(
+            "console", predicate=lambda m: PYTHON_READY in m.text, timeout=scaled_ms(60_000)
+        ):
+            await page.goto(url, timeout=scaled_ms(30_000))
+    except Exception:
+        print("browser console:", *lines[-40:], sep="\n  ")  # why Python did not start
+        raise
     placeholder = page.locator("flt-semantics-placeholder")
     await placeholder.wait_for(state="attached", timeout=scaled_ms(30_000))
     await placeholder.dispatch_event("click")
@@ -160,12 +164,29 @@ async def test_static_client_chats_with_a_server_side_session(server, browser):
     )
     await expect(bob.page.get_by_text("Online (2)")).to_be_visible(timeout=TIMEOUT)
     await expect(alice.page.get_by_text("Online (2)")).to_be_visible(timeout=TIMEOUT)
+    await bob.screenshot("static-client.png")
+
+    # The full UI over the relay: a channel, posting there, unread counts elsewhere.
+    # (Switching channels and search in the static client are not covered here yet.)
+    await bob.page.get_by_label("New channel").click()
+    await bob.type_in_field("lunch", "Channel name", tag="INPUT")
+    await bob.page.keyboard.press("Enter")
+    await expect(bob.notice("Bob Static created #lunch.")).to_be_visible(timeout=TIMEOUT)
+    await expect(
+        alice.page.get_by_role("button", name="# lunch", exact=True)
+    ).to_be_visible(timeout=TIMEOUT)
+    await bob.post("pizza from the static client")
+    await expect(bob.message("Bob Static", "pizza from the static client")).to_be_visible(
+        timeout=TIMEOUT
+    )
+    lunch = alice.page.get_by_role("button", name="# lunch, 1 unread", exact=True)
+    await expect(lunch).to_be_visible(timeout=TIMEOUT)
     # The same validation as everywhere: an overlong message is refused and kept.
-    await bob.send("x" * 4001)
+    await bob.type_in_field("x" * 4001)
+    await bob.page.keyboard.press("Enter")
     await expect(bob.page.get_by_text("Message is too long", exact=False)).to_be_visible(
         timeout=TIMEOUT
     )
-    await bob.screenshot("static-client.png")
     # Closing the tab is leaving.
     await bob.page.close()
     await expect(alice.notice("Bob Static has left the chat.")).to_be_visible(

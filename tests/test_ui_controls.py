@@ -17,6 +17,7 @@ from fletchat.store import MARK_END, MARK_START, Store
 from fletchat.trust import Trust
 from fletchat.ui import (
     BLOCK_TOOLTIP,
+    CHUNK_ROWS,
     LATE_LABEL,
     OWN_DEVICE_PREFIX,
     PENDING_LABEL,
@@ -33,6 +34,7 @@ from fletchat.ui import (
     message_control,
     online_tile,
 )
+from fletchat.ui.hub_backend import HubBackend
 
 
 def walk(control: ft.Control) -> Iterator[ft.Control]:
@@ -80,7 +82,7 @@ def test_chat_message_name_and_text() -> None:
     bold = [t for t in all_texts if t.weight == ft.FontWeight.BOLD]
     assert [t.value for t in bold] == ["Ada Lovelace"]
     assert "multi\nline text" in [t.value for t in all_texts]
-    assert format_time(m.ts) in [t.value for t in all_texts]
+    assert [s.text.strip() for s in bold[0].spans] == [format_time(m.ts)]
 
 
 def test_different_authors_keep_their_colour() -> None:
@@ -203,30 +205,33 @@ class FakePage:
             self.dialogs.pop()
 
 
-def make_view(tmp_path) -> tuple[ChatView, HubSession]:
+async def make_view(tmp_path) -> tuple[ChatView, HubSession]:
     hub = Hub("here", store=Store.open(tmp_path / "history.db"))
     session = HubSession(hub)
     session.join("Ada")
-    view = ChatView(FakePage(), session)  # type: ignore[arg-type]
-    view.following = False  # no client to scroll
-    view.show_channel("general")
+    view = ChatView(FakePage(), HubBackend(session))  # type: ignore[arg-type]
+    await view.show_channel("general")
     return view, session
 
 
 def shown(view: ChatView) -> list[str]:
-    return [r.message.text or r.message.kind for r in view.chat.controls if isinstance(r, MessageRow)]
+    return [r.message.text or r.message.kind for r in view.conversation.shown()]
+
+
+def rows(view: ChatView) -> dict[str, MessageRow]:
+    return view.conversation.rows
 
 
 async def test_own_message_pending_then_delivered(tmp_path) -> None:
-    view, session = make_view(tmp_path)
+    view, session = await make_view(tmp_path)
     sent = session.send("hello")
     assert sent is not None
-    await view.on_event("t", sent)
-    row = view.rows[sent.id]
+    await view.on_event(sent)
+    row = rows(view)[sent.id]
     assert row.status == Status("pending")
     assert row.label.endswith(f"hello, {PENDING_LABEL}")
     at = datetime(2021, 7, 1, 9, 30).timestamp()
-    await view.on_event("t", Delivered((sent.id,), at))
+    await view.on_event(Delivered((sent.id,), at))
     assert row.status == Status("delivered", at)
     assert row.label.endswith("hello, delivered 2021-07-01 09:30")
     icons = [c.icon for c in walk(row) if isinstance(c, ft.Icon)]
@@ -252,19 +257,19 @@ async def test_a_storage_fault_shows_the_banner(tmp_path) -> None:
 
 
 async def test_messages_from_elsewhere_have_no_status(tmp_path) -> None:
-    view, _ = make_view(tmp_path)
+    view, _ = await make_view(tmp_path)
     theirs = replace(Message.chat("Bob", "hi", "other-peer"), hlc="7fffffffffff.0000.other-peer")
-    await view.on_event("t", theirs)
-    assert view.rows[theirs.id].status is None
-    assert view.rows[theirs.id].label.endswith(": hi")
+    await view.on_event(theirs)
+    assert rows(view)[theirs.id].status is None
+    assert rows(view)[theirs.id].label.endswith(": hi")
 
 
 async def test_late_message_is_placed_in_order_and_marked(tmp_path) -> None:
-    view, session = make_view(tmp_path)
+    view, session = await make_view(tmp_path)
     first = session.send("first")
     second = session.send("second")
     for m in (first, second):
-        await view.on_event("t", m)
+        await view.on_event(m)
     assert first is not None and second is not None
     # A catch-up whose clock stamp falls between the two: inserted there, marked late.
     between = replace(
@@ -272,30 +277,30 @@ async def test_late_message_is_placed_in_order_and_marked(tmp_path) -> None:
         hlc=first.hlc[:18] + "zz",  # same instant as "first", a later node id
     )
     assert first.hlc < between.hlc < second.hlc
-    await view.on_event("t", between)
+    await view.on_event(between)
     assert shown(view)[-3:] == ["first", "written offline", "second"]
-    late = view.rows[between.id]
+    late = rows(view)[between.id]
     assert late.late and late.label.endswith(LATE_LABEL)
     assert LATE_LABEL in [t.value for t in texts(late)]
     # A newer one just goes at the end, unmarked.
     third = session.send("third")
-    await view.on_event("t", third)
-    assert shown(view)[-1] == "third" and not view.rows[third.id].late
+    await view.on_event(third)
+    assert shown(view)[-1] == "third" and not rows(view)[third.id].late
 
 
 async def test_other_channels_count_as_unread_not_shown(tmp_path) -> None:
-    view, session = make_view(tmp_path)
+    view, session = await make_view(tmp_path)
     bob = HubSession(session.hub)
     bob.join("Bob")
     name = bob.create_channel("lunch")
     msg = bob.send("pizza?", name)
-    await view.on_event("t", msg)
+    await view.on_event(msg)
     assert "pizza?" not in shown(view)
-    assert view.unread == {"lunch": 1}
-    labels = [c.label for c in view.channel_list.controls]
+    assert view.state.unread == {"lunch": 1}
+    labels = [c.label for c in view.channels.list.controls]
     assert labels == ["# general", "# lunch, 1 unread"]
-    view.show_channel("lunch")
-    assert view.unread == {} and "pizza?" in shown(view)
+    await view.show_channel("lunch")
+    assert view.state.unread == {} and "pizza?" in shown(view)
     assert view.title.value == "# lunch"
     # A DM between two others is not listed; one with Ada is.
     dm = bob.direct_channel("Ada")
@@ -303,7 +308,7 @@ async def test_other_channels_count_as_unread_not_shown(tmp_path) -> None:
     bob.send("psst", dm)
     bob.send("secret", bob.direct_channel("Eve"))
     view.render_channels()
-    titles = [c.label for c in view.channel_list.controls]
+    titles = [c.label for c in view.channels.list.controls]
     assert titles == ["# general", "# lunch", "@ Bob"]
 
 
@@ -326,8 +331,7 @@ def make_trusted_view(tmp_path, warnings: int = 0) -> tuple[ChatView, Hub]:
         hub.identity_warning(f"peer-{i}", "Alex", "AAAA-AAAA-AAAA-AAAA", "BBBB-BBBB-BBBB-BBBB")
     session = HubSession(hub)
     session.join("Ada")
-    view = ChatView(FakePage(), session)  # type: ignore[arg-type]
-    view.following = False
+    view = ChatView(FakePage(), HubBackend(session))  # type: ignore[arg-type]
     return view, hub
 
 
@@ -341,7 +345,7 @@ def find_semantics(control: ft.Control, label_start: str) -> list[ft.Semantics]:
 def test_own_fingerprint_line_is_selectable_and_explained(tmp_path) -> None:
     view, hub = make_trusted_view(tmp_path)
     assert hub.fingerprint
-    [line] = find_semantics(view.people_panel, OWN_DEVICE_PREFIX)
+    [line] = find_semantics(view.people.panel, OWN_DEVICE_PREFIX)
     assert line.label == f"Your device: {hub.fingerprint}"
     [text] = [t for t in texts(line) if t.value == hub.fingerprint]  # the whole key, one line
     assert text.selectable
@@ -349,9 +353,9 @@ def test_own_fingerprint_line_is_selectable_and_explained(tmp_path) -> None:
     assert "friend" in tip and "must match" in tip
 
 
-def test_no_fingerprint_line_without_an_identity(tmp_path) -> None:
-    view, _ = make_view(tmp_path)
-    assert find_semantics(view.people_panel, OWN_DEVICE_PREFIX) == []
+async def test_no_fingerprint_line_without_an_identity(tmp_path) -> None:
+    view, _ = await make_view(tmp_path)
+    assert find_semantics(view.people.panel, OWN_DEVICE_PREFIX) == []
 
 
 def test_lan_devices_show_their_fingerprint_and_a_block_button(tmp_path) -> None:
@@ -359,15 +363,15 @@ def test_lan_devices_show_their_fingerprint_and_a_block_button(tmp_path) -> None
     now = time.time()
     alex1 = Online("p1", "Alex", "desktop", now, local=False, fingerprint="CTWQ-H5KK-XSMH-XBSA")
     alex2 = Online("p2", "Alex", "android", now, local=False, fingerprint="Q7RM-2LPA-ZZ3K-MN4D")
-    view.render_people([], [alex1, alex2])
-    labels = [s.label for s in find_semantics(view.devices, "Alex")]
+    view.people.render([], [alex1, alex2])
+    labels = [s.label for s in find_semantics(view.people.devices, "Alex")]
     assert labels == [
         "Alex (desktop) on the LAN, key CTWQ-H5KK",
         "Alex (android) on the LAN, key Q7RM-2LPA",
     ]
-    shown_lines = [t.value for t in texts(view.devices)]
+    shown_lines = [t.value for t in texts(view.people.devices)]
     assert "Alex (desktop) · CTWQ-H5KK" in shown_lines
-    buttons = [c for c in walk(view.devices) if isinstance(c, ft.IconButton)]
+    buttons = [c for c in walk(view.people.devices) if isinstance(c, ft.IconButton)]
     assert [b.tooltip for b in buttons] == [BLOCK_TOOLTIP, BLOCK_TOOLTIP]
     assert [b.data for b in buttons] == ["p1", "p2"]
 
@@ -375,9 +379,9 @@ def test_lan_devices_show_their_fingerprint_and_a_block_button(tmp_path) -> None
 async def test_block_asks_first_then_blocks_and_unblock_lists(tmp_path) -> None:
     view, hub = make_trusted_view(tmp_path)
     alex = Online("p2", "Alex", "android", time.time(), local=False, fingerprint="Q7RM-2LPA-ZZ3K-MN4D")
-    await view.on_event("t", RosterChanged((), (alex,)))
-    assert not view.blocked_panel.visible
-    button = next(c for c in walk(view.devices) if isinstance(c, ft.IconButton))
+    await view.on_event(RosterChanged((), (alex,)))
+    assert not view.people.blocked_panel.visible
+    button = next(c for c in walk(view.people.devices) if isinstance(c, ft.IconButton))
     await button.on_click(None)
     dialog = view.page.dialogs[-1]
     assert isinstance(dialog, ft.AlertDialog)
@@ -387,13 +391,13 @@ async def test_block_asks_first_then_blocks_and_unblock_lists(tmp_path) -> None:
     await block.on_click(None)
     assert view.page.dialogs == []
     assert "p2" in hub.blocked_peers()
-    assert view.blocked_panel.visible
-    [row] = view.blocked_list.controls
+    assert view.people.blocked_panel.visible
+    [row] = view.people.blocked_list.controls
     unblock = next(c for c in walk(row) if isinstance(c, ft.TextButton))
     assert unblock.content == "Unblock"
     await unblock.on_click(None)
     assert hub.blocked_peers() == {}
-    assert not view.blocked_panel.visible and view.blocked_list.controls == []
+    assert not view.people.blocked_panel.visible and view.people.blocked_list.controls == []
 
 
 async def test_identity_warning_banner_persists_until_the_new_key_is_trusted(tmp_path) -> None:
@@ -402,9 +406,9 @@ async def test_identity_warning_banner_persists_until_the_new_key_is_trusted(tmp
     assert hub.peer_fingerprint("peer-x")
     hub.identity_warning("peer-x", "Alex", "AAAA-AAAA-AAAA-AAAA", "BBBB-BBBB-BBBB-BBBB")
     [warning] = hub.identity_warnings()
-    await view.on_event("t", warning)
-    await view.on_event("t", warning)  # the same warning twice shows once
-    [banner] = view.identity_banners.controls
+    await view.on_event(warning)
+    await view.on_event(warning)  # the same warning twice shows once
+    [banner] = view.banners.identity.controls
     assert banner.bgcolor == ft.Colors.RED_900
     expected = (
         "Warning: Alex's device key changed (was AAAA-AAAA-AAAA-AAAA, now BBBB-BBBB-BBBB-BBBB). "
@@ -412,16 +416,16 @@ async def test_identity_warning_banner_persists_until_the_new_key_is_trusted(tmp
     )
     assert [s.label for s in walk(banner) if isinstance(s, ft.Semantics)] == [expected]
     # Other events do not clear it.
-    await view.on_event("t", RosterChanged((), ()))
-    assert len(view.identity_banners.controls) == 1
+    await view.on_event(RosterChanged((), ()))
+    assert len(view.banners.identity.controls) == 1
     trust = next(c for c in walk(banner) if isinstance(c, ft.Button))
     assert trust.content == TRUST_NEW_KEY
     await trust.on_click(None)
-    assert view.identity_banners.controls == []
+    assert view.banners.identity.controls == []
     assert hub.identity_warnings() == [] and hub.peer_fingerprint("peer-x") == ""
 
 
-def test_identity_warnings_present_at_mount_are_shown(tmp_path) -> None:
+async def test_identity_warnings_present_at_mount_are_shown(tmp_path) -> None:
     view, hub = make_trusted_view(tmp_path, warnings=2)
 
     class MountPage(FakePage):
@@ -439,25 +443,25 @@ def test_identity_warnings_present_at_mount_are_shown(tmp_path) -> None:
 
     view.page = MountPage()  # type: ignore[assignment]
     hub.lan_warning = "Could not get the multicast lock. Other devices may not find this one."
-    view.mount()
-    assert len(view.identity_banners.controls) == 2
-    assert view.identity_banners in view.page.added
-    assert view.banner.visible and "multicast lock" in view.banner_text.value
+    await view.mount()
+    assert len(view.banners.identity.controls) == 2
+    assert view.banners.identity in view.page.added
+    assert view.banners.problem.visible and "multicast lock" in view.banners.text.value
 
 
 async def test_unverified_messages_get_a_chip_and_say_so(tmp_path) -> None:
     view, hub = make_trusted_view(tmp_path)
-    view.show_channel("general")
+    await view.show_channel("general")
     relayed = replace(Message.chat("Bob", "hi there", "never-met"), hlc="7fffffffffff.0000.never-met")
     assert hub.message_status(relayed) == "unverified"
-    await view.on_event("t", relayed)
-    row = view.rows[relayed.id]
+    await view.on_event(relayed)
+    row = rows(view)[relayed.id]
     assert row.label.endswith(f": hi there, {UNVERIFIED_LABEL}")
     assert UNVERIFIED_LABEL in [t.value for t in texts(row)]
-    own = view.session.send("mine")
-    await view.on_event("t", own)
-    assert UNVERIFIED_LABEL not in view.rows[own.id].label
-    assert UNVERIFIED_LABEL not in [t.value for t in texts(view.rows[own.id])]
+    own = view.backend.session.send("mine")
+    await view.on_event(own)
+    assert UNVERIFIED_LABEL not in rows(view)[own.id].label
+    assert UNVERIFIED_LABEL not in [t.value for t in texts(rows(view)[own.id])]
 
 
 def test_describe_unverified_only_for_chat() -> None:
@@ -472,26 +476,26 @@ def test_describe_unverified_only_for_chat() -> None:
 
 
 async def test_private_room_rows_open_with_the_passphrase(tmp_path) -> None:
-    view, session = make_view(tmp_path)
+    view, session = await make_view(tmp_path)
     bob = HubSession(session.hub)
     bob.join("Bob")
     room = bob.create_channel("secret")
     bob.set_room_passphrase(room, "correct horse battery")
     sealed = bob.send("the plan", room)
     assert sealed is not None and sealed.text.startswith("sealed:v1:")
-    view.show_channel(room)
-    row = view.rows[sealed.id]
-    assert row.room == "no_key" and view.needs_room_key()
+    await view.show_channel(room)
+    row = rows(view)[sealed.id]
+    assert row.room == "no_key" and view.feed.needs_room_key()
     assert "the plan" not in row.label and ": sealed (no key)," in row.label
-    dialog = view.ask_room_passphrase()
-    assert isinstance(dialog, ft.AlertDialog) and view.room_passphrase.password
-    assert not view.set_room_passphrase("short")  # refused, says why, dialog stays
-    assert view.room_passphrase.error
-    assert view.set_room_passphrase("correct horse battery")
-    row = view.rows[sealed.id]
+    dialog = view.rooms.ask()
+    assert isinstance(dialog, ft.AlertDialog) and view.rooms.passphrase.password
+    assert not await view.rooms.set_passphrase("short")  # refused, says why, dialog stays
+    assert view.rooms.passphrase.error
+    assert await view.rooms.set_passphrase("correct horse battery")
+    row = rows(view)[sealed.id]
     assert row.room == "open" and ": the plan," in row.label
     assert "private" in [t.value for t in texts(row)]
-    assert not view.needs_room_key()
+    assert not view.feed.needs_room_key()
     # What Ada now writes there is sealed too; Bob reads it.
     mine = session.send("count me in", room)
     assert mine is not None and mine.text.startswith("sealed:v1:")
@@ -512,3 +516,129 @@ def test_headless_prints_identity_warnings_as_their_own_event() -> None:
     }
     assert event_line(RosterChanged(())) == {"event": "online", "people": [], "peers": []}
     assert event_line(Delivered(("x",), 1.0)) is None
+
+
+# ---------------------------------------------------------------- ChatState (pure)
+
+
+def test_chat_state_counts_unread_only_for_others_chat_elsewhere() -> None:
+    from fletchat.ui import ChatState
+
+    state = ChatState()
+    bob = replace(Message.chat("Bob", "hi", "p"), channel="lunch")
+    assert not state.on_message(bob, mine=False, visible=True)
+    assert not state.on_message(bob, mine=True, visible=True)  # one's own: not unread
+    assert not state.on_message(replace(bob, channel="@Bob+Eve"), mine=False, visible=False)
+    join = Message.presence(KIND_JOIN, "Bob", "p")
+    assert state.on_message(join, mine=False, visible=True)  # #general is open
+    assert state.unread == {"lunch": 1} and state.total_unread == 1
+    state.stop_following()
+    state.open("lunch")
+    assert state.unread == {} and state.channel == "lunch" and state.following
+
+
+def test_chat_state_visible_channels_and_following() -> None:
+    from fletchat.ui import ChatState
+
+    state = ChatState()
+    state.open_direct("@Ada+Bob")
+    names = state.visible_channels(["zoo", "general", "@Bob+Eve", "lunch"],
+                                   can_see=lambda c: c != "@Bob+Eve")
+    assert names == ["general", "lunch", "zoo", "@Ada+Bob"]
+    assert state.on_scroll(900)  # scrolled up, 900 px from the newest: stops following
+    assert not state.following
+    assert not state.on_scroll(800)  # still up: no change
+    assert state.on_scroll(30) and state.following  # back near the end
+
+
+# ---------------------------------------------------------------- the message list's cost
+
+
+async def test_new_messages_go_to_the_tail_chunk_and_only_it_is_updated(tmp_path) -> None:
+    view, session = await make_view(tmp_path)
+    hub = session.hub
+    bob = HubSession(hub)
+    bob.join("Bob")
+    for i in range(3 * CHUNK_ROWS):
+        await view.on_event(bob.send(f"m{i}"))
+    chunks = view.conversation.chunks
+    assert all(len(c.controls) <= CHUNK_ROWS for c in chunks) and len(chunks) >= 3
+    assert shown(view)[-1] == f"m{3 * CHUNK_ROWS - 1}"
+    view.updates.flush()
+    updated: list[tuple] = []
+    view.page.update = lambda *controls: updated.append(controls)  # type: ignore[method-assign]
+    msg = bob.send("one more")
+    await view.on_event(msg)
+    view.updates.flush()
+    tail = view.conversation.chunks[-1]
+    assert rows(view)[msg.id] in tail.controls
+    # one update, of the tail chunk (or, when the tail was full, of what holds the new chunk)
+    section = view.conversation.list.controls[0]  # newest first (the list is reversed)
+    assert updated in ([(tail,)], [(section,)], [(view.conversation.list,)])
+    assert tail in section.controls
+    assert tail.is_isolated() and rows(view)[msg.id].is_isolated()
+
+
+async def test_a_burst_is_one_update_per_session(tmp_path) -> None:
+    import asyncio
+
+    view, session = await make_view(tmp_path)
+    bob = HubSession(session.hub)
+    bob.join("Bob")
+    view.updates.flush()
+    calls: list[tuple] = []
+    view.page.update = lambda *controls: calls.append(controls)  # type: ignore[method-assign]
+    for i in range(20):
+        await view.on_event(bob.send(f"burst {i}"))
+    assert calls == []  # nothing sent while the burst is being handled
+    await asyncio.sleep(0)
+    assert len(calls) == 1
+    assert shown(view)[-20:] == [f"burst {i}" for i in range(20)]
+
+
+async def test_delivered_updates_only_its_row(tmp_path) -> None:
+    view, session = await make_view(tmp_path)
+    sent = session.send("hello")
+    await view.on_event(sent)
+    view.updates.flush()
+    calls: list[tuple] = []
+    view.page.update = lambda *controls: calls.append(controls)  # type: ignore[method-assign]
+    await view.on_event(Delivered((sent.id,), time.time()))
+    view.updates.flush()
+    assert calls == [(rows(view)[sent.id],)]
+
+
+async def test_older_pages_prepend_in_order(tmp_path) -> None:
+    from fletchat.ui import PAGE
+
+    view, session = await make_view(tmp_path)
+    for i in range(2 * PAGE + 3):
+        session.send(f"old {i}")
+    await view.show_channel("general")
+    assert view.conversation.load_older_button.visible
+    assert shown(view)[-1] == f"old {2 * PAGE + 2}" and len(shown(view)) == PAGE
+    assert await view.feed.older_page() == PAGE
+    assert await view.feed.older_page() == 4  # 3 messages and the join
+    texts_now = shown(view)
+    assert texts_now[0] == "join" and texts_now[1:] == [f"old {i}" for i in range(2 * PAGE + 3)]
+    assert not view.conversation.load_older_button.visible
+
+
+async def test_a_search_jump_loads_pages_until_the_message_is_shown(tmp_path) -> None:
+    from fletchat.ui import feed
+
+    view, session = await make_view(tmp_path)
+    bob = HubSession(session.hub, device="headless")
+    bob.join("Bob")
+    needle = bob.send("needle")
+    for i in range(4 * feed.PAGE):
+        bob.send(f"hay {i}")
+    await view.show_channel("general")
+    assert needle.id not in rows(view)
+    feed.HIGHLIGHT_SECONDS, saved = 0, feed.HIGHLIGHT_SECONDS
+    try:
+        await view.jump_to(needle)
+    finally:
+        feed.HIGHLIGHT_SECONDS = saved
+    assert needle.id in rows(view)
+    assert shown(view)[-1] == f"hay {4 * feed.PAGE - 1}" and not view.state.following

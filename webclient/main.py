@@ -2,8 +2,9 @@
 
 ``flet publish`` packs this folder (plus a copy of the ``fletchat`` modules it imports) into the
 static build; ``python -m fletchat.webbuild`` does that. The UI is the one every session of host mode
-shows (``fletchat.ui.ChatView``, ``ChatMessage`` rows); instead of a hub in this process it talks to
-the host's hub over the ``/relay`` WebSocket (``docs/protocol.md``, "The relay for static web
+shows (``fletchat.ui.ChatView``: channels, direct messages, search, older pages, delivery marks);
+its ``ChatBackend`` is ``RelayBackend``: instead of a hub in this process it talks to the host's hub
+over the ``/relay`` WebSocket (``docs/protocol.md``, "The relay for static web
 clients"), opened with the browser's ``WebSocket`` from Python (``js.WebSocket``).
 """
 
@@ -14,82 +15,209 @@ import logging
 
 import flet as ft
 
-from fletchat.hub import PUBSUB_TOPIC, HubSession, Online, RosterChanged
+from fletchat.events import ChannelsChanged, Delivered, IdentityWarning, Online, RosterChanged
+from fletchat.hub import channel_name, dm_channel, dm_members
 from fletchat.model import (
     DEFAULT_CHANNEL,
-    KIND_JOIN,
+    MAX_NAME_CHARS,
     Message,
     ValidationError,
+    validate_channel,
     validate_name,
     validate_text,
 )
 from fletchat.protocol import MsgFrame, ProtocolError, SyncFrame
 from fletchat.relay_protocol import (
-    RELAY_DEVICE,
     RELAY_PATH,
+    RelayChannels,
+    RelayDelivered,
+    RelayFound,
     RelayOnline,
+    RelayPage,
     RelayWelcome,
     decode_server_frame,
+    encode_client_channel,
     encode_client_hello,
+    encode_client_history,
+    encode_client_search,
     encode_client_send,
 )
-from fletchat.ui import APP_TITLE, ChatView
+from fletchat.ui import APP_TITLE, Capabilities, ChatView
 
 log = logging.getLogger("fletchat.webclient")
 
 RECONNECT_SECONDS = 2.0
+ANSWER_SECONDS = 15.0  # how long a history or search request waits for the host
 WS_OPEN = 1  # WebSocket.readyState
+SEALED_PREFIX = "sealed:v1:"
+NO_ROOMS = "Private rooms need the app or a host-mode tab; the web client cannot open them."
 
 
-class _Mirror:
-    """What ``ChatView`` reads from a hub at mount time; the host's state arrives by frames."""
+class RelayBackend:
+    """``ChatBackend`` over ``/relay``: the host's hub, one WebSocket away.
 
-    def history(self) -> list[Message]:
-        return []
-
-    def online(self) -> list[Online]:
-        return []
-
-    def lan_peers(self) -> list[Online]:
-        return []
-
-
-class RelaySession(HubSession):
-    """A ``HubSession`` whose hub is the host's, reached through ``/relay``.
-
-    ``join`` and ``send`` validate exactly as a local session does (same ``model`` rules), so the
-    person sees the same errors; the host validates again before anything reaches its hub.
+    Names, texts and channel names are validated here exactly as a local session does (same
+    ``model`` and ``hub`` rules), so the person sees the same errors; the host validates again.
+    What the host pushes (channels, who is online, what is still pending) is mirrored here;
+    history and search are requests answered by the host. Private rooms and trust actions are
+    off (``capabilities``): rooms need ``cryptography``, which the browser build does not ship,
+    and blocking devices is the host owner's decision.
     """
 
+    capabilities = Capabilities(rooms=False, trust=False)
+
     def __init__(self, client: RelayClient) -> None:
-        super().__init__(_Mirror(), device=RELAY_DEVICE)  # type: ignore[arg-type]
         self.client = client
+        self._name: str | None = None
+        self.last_name: str | None = None
+        self.host_peer = ""
+        self._channels: list[str] = [DEFAULT_CHANNEL]
+        self._pending: set[str] = set()
+        self._online: list[Online] = []
+        self._devices: list[Online] = []
+        self._handler = None
+        self._req = 0
+        self._waiting: dict[int, asyncio.Future] = {}
 
-    def join(self, raw_name: str) -> Message:
+    @property
+    def name(self) -> str | None:
+        return self._name
+
+    def join(self, raw_name: str) -> None:
         name = validate_name(raw_name)
-        self.name = self.last_name = name
+        self._name = self.last_name = name
         self.client.send_frame(encode_client_hello(name), queue=True)
-        return Message.presence(KIND_JOIN, name, "relay")
 
-    def send(self, raw_text: str, channel: str = DEFAULT_CHANNEL) -> Message | None:
-        if channel != DEFAULT_CHANNEL:  # the relay posts to the default channel only
-            raise ValidationError("The web client can only post to the main conversation.")
-        if self.name is None:
+    async def send(self, raw_text: str, channel: str) -> Message | None:
+        if self._name is None:
             raise ValidationError("Join the chat first.")
         text = validate_text(raw_text)
         if text is None:
             return None
         if not self.client.is_open:
             raise ValidationError("Not connected to the host right now; try again in a moment.")
-        self.client.send_frame(encode_client_send(text))
-        return Message.chat(self.name, text, "relay")
+        self.client.send_frame(encode_client_send(text, validate_channel(channel)))
+        return Message.chat(self._name, text, "relay", channel)
 
     def leave(self) -> None:
-        self.name = None
+        self._name = None
         self.client.close()
 
-    def rejoin(self) -> Message | None:
-        return None  # the client says hello again on every reconnect
+    def rejoin(self) -> None:
+        """The client says hello again on every reconnect."""
+
+    # ---- channels ----
+    def channels(self) -> list[str]:
+        return list(self._channels)
+
+    def create_channel(self, raw: str) -> str:
+        if self._name is None:
+            raise ValidationError("Join the chat first.")
+        name = channel_name(raw)
+        if name not in self._channels:
+            self.client.send_frame(encode_client_channel(name))
+        return name
+
+    def direct_channel(self, other: str) -> str:
+        if self._name is None:
+            raise ValidationError("Join the chat first.")
+        if other.strip() == self._name:
+            raise ValidationError("That is you.")
+        return dm_channel(self._name, other[:MAX_NAME_CHARS])
+
+    def can_see(self, channel: str) -> bool:
+        members = dm_members(channel)
+        return not members or (self._name is not None and self._name in members)
+
+    # ---- history: requests the host answers ----
+    async def _ask(self, encode) -> object:
+        self._req += 1
+        req = self._req
+        future = asyncio.get_running_loop().create_future()
+        self._waiting[req] = future
+        self.client.send_frame(encode(req), queue=True)
+        try:
+            return await asyncio.wait_for(future, ANSWER_SECONDS)
+        except TimeoutError:
+            return None
+        finally:
+            self._waiting.pop(req, None)
+
+    def answered(self, req: int, answer: object) -> None:
+        future = self._waiting.get(req)
+        if future is not None and not future.done():
+            future.set_result(answer)
+
+    async def history(self, channel: str, limit: int, before: str = "") -> list[Message]:
+        page = await self._ask(lambda req: encode_client_history(req, channel, before))
+        if not isinstance(page, RelayPage):
+            return []
+        self._pending -= {m.id for m in page.msgs}
+        self._pending |= set(page.pending)
+        return list(page.msgs)
+
+    async def search(self, query: str) -> list[tuple[Message, str]]:
+        found = await self._ask(lambda req: encode_client_search(req, query))
+        return list(found.results) if isinstance(found, RelayFound) else []
+
+    def pending_ids(self) -> set[str]:
+        return set(self._pending)
+
+    def is_own(self, msg: Message) -> bool:
+        return bool(self.host_peer) and msg.origin == self.host_peer
+
+    # ---- private rooms: off ----
+    def reveal(self, msg: Message) -> tuple[str, str]:
+        if msg.text.startswith(SEALED_PREFIX):
+            return "sealed (no key)", "no_key"
+        return msg.text, "plain"
+
+    def set_room_passphrase(self, channel: str, passphrase: str) -> None:
+        raise ValidationError(NO_ROOMS)
+
+    def has_room_key(self, channel: str) -> bool:
+        return False
+
+    # ---- people; trust is off ----
+    def online(self) -> list[Online]:
+        return list(self._online)
+
+    def lan_peers(self) -> list[Online]:
+        return list(self._devices)
+
+    def problems(self) -> list[str]:
+        return []
+
+    @property
+    def fingerprint(self) -> str:
+        return ""
+
+    def is_unverified(self, msg: Message) -> bool:
+        return False
+
+    def identity_warnings(self) -> list[IdentityWarning]:
+        return []
+
+    def forget_peer(self, peer_id: str) -> None:
+        raise ValidationError("Only the host can do that.")
+
+    def block(self, peer_id: str) -> None:
+        raise ValidationError("Only the host can do that.")
+
+    def unblock(self, peer_id: str) -> None:
+        raise ValidationError("Only the host can do that.")
+
+    def blocked_peers(self) -> dict[str, str]:
+        return {}
+
+    def subscribe(self, handler) -> None:
+        self._handler = handler
+
+    async def deliver(self, event: object) -> None:
+        """Hand a hub event to the view, as pubsub does in host mode. (Flet's pubsub needs an
+        event loop it is given by a server; under Pyodide it has none, so it cannot be used.)"""
+        if self._handler is not None:
+            await self._handler(event)
 
 
 class RelayClient:
@@ -99,7 +227,7 @@ class RelayClient:
         import js
 
         self.page = page
-        self.session = RelaySession(self)
+        self.backend = RelayBackend(self)
         self.ws = None
         self.seen: set[str] = set()
         self.pending: list[str] = []
@@ -110,7 +238,6 @@ class RelayClient:
         self.url = f"{scheme}://{loc.host}{RELAY_PATH}"
         self.status = ft.Text("", color=ft.Colors.RED_700, size=12, visible=False)
         self._proxies: list = []
-        self.view: ChatView | None = None
 
     @property
     def is_open(self) -> bool:
@@ -160,8 +287,9 @@ class RelayClient:
     def on_open(self) -> None:
         print("relay: connected to", self.url)
         self.show_status("")
-        if self.session.name is not None:  # a reconnect: join again under the same name
-            self.pending = [encode_client_hello(self.session.name)]
+        name = self.backend.name
+        if name is not None:  # a reconnect: join again under the same name
+            self.pending = [encode_client_hello(name)]
         for text in self.pending:
             self.ws.send(text)
         self.pending = []
@@ -172,26 +300,33 @@ class RelayClient:
         except ProtocolError as err:
             print("relay: ignoring a bad frame from the host:", err.reason)
             return
+        backend = self.backend
         if isinstance(frame, MsgFrame):
-            await self.publish_messages([frame.message])
+            await self.publish_messages([frame.message], live=True)
         elif isinstance(frame, SyncFrame):
             await self.publish_messages(frame.messages)
+        elif isinstance(frame, RelayPage | RelayFound):
+            backend.answered(frame.req, frame)
         elif isinstance(frame, RelayOnline):
-            await self.deliver(RosterChanged(frame.people, frame.devices))
+            backend._online, backend._devices = list(frame.people), list(frame.devices)
+            await backend.deliver(RosterChanged(frame.people, frame.devices))
+        elif isinstance(frame, RelayChannels):
+            backend._channels = list(frame.channels)
+            await backend.deliver(ChannelsChanged(frame.channels))
+        elif isinstance(frame, RelayDelivered):
+            backend._pending -= set(frame.ids)
+            await backend.deliver(Delivered(frame.ids, frame.at))
         elif isinstance(frame, RelayWelcome):
+            backend.host_peer = frame.peer
             print("relay: joined as", frame.name)
 
-    async def publish_messages(self, messages) -> None:
+    async def publish_messages(self, messages, live: bool = False) -> None:
         for msg in messages:
             if msg.id not in self.seen:  # a reconnect sends the recent history again
                 self.seen.add(msg.id)
-                await self.deliver(msg)
-
-    async def deliver(self, event: object) -> None:
-        """Hand a hub event to the view, as pubsub does in host mode. (Flet's pubsub needs an
-        event loop it is given by a server; under Pyodide it has none, so it cannot be used.)"""
-        if self.view is not None:
-            await self.view.on_event(PUBSUB_TOPIC, event)
+                if live and self.backend.is_own(msg) and msg.kind == "chat":
+                    self.backend._pending.add(msg.id)  # just written: nobody confirmed it yet
+                await self.backend.deliver(msg)
 
     async def on_close(self, code: int, reason: str) -> bool:
         """The socket closed; True when the client is done (it left), else reconnect."""
@@ -214,11 +349,11 @@ class RelayClient:
 
 async def main(page: ft.Page) -> None:
     client = RelayClient(page)
-    view = client.view = ChatView(page, client.session)
-    view.mount()
+    view = ChatView(page, client.backend)
+    page.run_task(client.run)  # before mounting: the first page of history comes through it
+    await view.mount()
     page.add(client.status)
     page.title = APP_TITLE
-    page.run_task(client.run)
 
 
 if __name__ == "__main__":

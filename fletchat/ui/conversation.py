@@ -1,0 +1,192 @@
+"""The conversation: a message list whose cost per new message does not grow with history.
+
+Rows live in chunks of ``CHUNK_ROWS`` (isolated Columns), chunks in sections of
+``SECTION_CHUNKS``, sections in the ListView. A new message is appended to the tail chunk and only
+that chunk is updated (Flet diffs at most ``CHUNK_ROWS`` shallow rows, never the history); a full
+chunk is sealed and the next message starts a new one (one section update), a full section
+likewise (one ListView update, shallow: sections are isolated too).
+Rows update themselves (delivery marks, highlights). The ListView is *reversed*, as chat apps do:
+scroll offset 0 is the newest message, so a reader at the end sees each new row with no
+``scroll_to`` round trip (and no ``auto_scroll``, whose pinning proved racy when a long list
+arrives at once), and an older page added at the far end never moves what the reader is looking
+at. ``list.controls`` holds the sections newest first; each section and chunk is top-to-bottom.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+
+import flet as ft
+
+from .rows import MessageRow
+from .text import LOAD_OLDER
+from .updates import Updates, after_layout
+
+log = logging.getLogger("fletchat.ui")
+
+CHUNK_ROWS = 10  # rows per chunk: a new message re-diffs at most these (shallowly)
+SECTION_CHUNKS = 20  # chunks per section: a sealed chunk re-diffs at most these
+SCROLL_ATTEMPTS = 5  # scroll_to a row after 1, 2, 4, 8 and 16 layout waits (about 4.6 s)
+
+
+class Chunk(ft.Column):
+    """Up to ``CHUNK_ROWS`` consecutive rows, updated on its own (its section's update skips it)."""
+
+    def __init__(self, rows: list[MessageRow]) -> None:
+        super().__init__(controls=list(rows), spacing=10, tight=True)
+
+    def is_isolated(self) -> bool:
+        return True
+
+
+class Section(ft.Column):
+    """Up to ``SECTION_CHUNKS`` chunks; the ListView holds sections, so sealing a chunk or a
+    section never walks the whole history either."""
+
+    def __init__(self, chunks: list[Chunk]) -> None:
+        super().__init__(controls=list(chunks), spacing=10, tight=True)
+
+    def is_isolated(self) -> bool:
+        return True
+
+
+def sections_of(rows: list[MessageRow]) -> list[Section]:
+    chunks = [Chunk(rows[i : i + CHUNK_ROWS]) for i in range(0, len(rows), CHUNK_ROWS)]
+    return [Section(chunks[i : i + SECTION_CHUNKS])
+            for i in range(0, len(chunks), SECTION_CHUNKS)]
+
+
+class Conversation:
+    """The ListView of chunks, the rows by message id, and the "Load older messages" button."""
+
+    def __init__(
+        self,
+        updates: Updates,
+        on_scroll: Callable[[ft.OnScrollEvent], Awaitable[None]],
+        on_load_older: Callable[[ft.Event], Awaitable[None]],
+    ) -> None:
+        self.updates = updates
+        self.rows: dict[str, MessageRow] = {}
+        self.list = ft.ListView(
+            expand=True,
+            spacing=10,
+            reverse=True,  # offset 0 is the newest message
+            build_controls_on_demand=False,  # scroll_to(scroll_key=...) needs every row built
+            on_scroll=on_scroll,
+            scroll_interval=150,
+        )
+        self.load_older_button = ft.TextButton(
+            LOAD_OLDER, icon=ft.Icons.HISTORY, on_click=on_load_older, visible=False
+        )
+        self.control = ft.Column(
+            [ft.Row([self.load_older_button], alignment=ft.MainAxisAlignment.CENTER), self.list],
+            spacing=0,
+            expand=True,
+        )
+
+    @property
+    def sections(self) -> list[Section]:
+        """Oldest first (``list.controls`` is newest first)."""
+        return list(reversed(self.list.controls))  # type: ignore[arg-type]
+
+    @property
+    def chunks(self) -> list[Chunk]:
+        return [c for section in self.sections for c in section.controls]  # type: ignore
+
+    def shown(self) -> Iterable[MessageRow]:
+        for section in self.sections:
+            for chunk in section.controls:  # type: ignore[attr-defined]
+                yield from chunk.controls  # type: ignore[attr-defined]
+
+    def reset(self, rows: list[MessageRow], has_older: bool) -> None:
+        """Show ``rows`` (oldest first) instead of what was there; follow the end."""
+        self.rows = {r.message.id: r for r in rows}
+        self.list.controls = list(reversed(sections_of(rows)))
+        self.set_has_older(has_older)
+        self.updates.mark(self.control)
+
+    def set_has_older(self, has_older: bool) -> None:
+        if self.load_older_button.visible != has_older:
+            self.load_older_button.visible = has_older
+            self.updates.mark(self.load_older_button)
+
+    def first_hlc(self) -> str:
+        return next((r.message.hlc for r in self.shown() if r.message.hlc), "")
+
+    def newest_hlc(self) -> str:
+        for section in self.list.controls:
+            for chunk in reversed(section.controls):  # type: ignore[attr-defined]
+                for row in reversed(chunk.controls):
+                    if row.message.hlc:  # type: ignore[attr-defined]
+                        return row.message.hlc  # type: ignore[attr-defined]
+        return ""
+
+    def append(self, row: MessageRow) -> None:
+        """At the end: into the tail chunk (only it is updated), or a new chunk (its section is
+        updated), or a new section (the list is updated)."""
+        self.rows[row.message.id] = row
+        sections = self.list.controls
+        tail_section = sections[0] if sections else None
+        tail = tail_section.controls[-1] if tail_section and tail_section.controls else None
+        if tail is not None and len(tail.controls) < CHUNK_ROWS:
+            tail.controls.append(row)
+            self.updates.mark(tail)
+        elif tail_section is not None and len(tail_section.controls) < SECTION_CHUNKS:
+            tail_section.controls.append(Chunk([row]))
+            self.updates.mark(tail_section)
+        else:
+            sections.insert(0, Section([Chunk([row])]))
+            self.updates.mark(self.list)
+
+    def insert_in_order(self, row: MessageRow) -> None:
+        """A late message (older clock stamp than the newest shown): at its place in the order."""
+        self.rows[row.message.id] = row
+        hlc = row.message.hlc
+        for chunk in reversed(self.chunks):
+            stamps = [r.message.hlc or "" for r in chunk.controls]  # type: ignore[attr-defined]
+            if stamps and stamps[0] <= hlc:
+                chunk.controls.insert(bisect.bisect_right(stamps, hlc), row)
+                self.updates.mark(chunk)
+                return
+        if self.chunks:
+            self.chunks[0].controls.insert(0, row)
+            self.updates.mark(self.chunks[0])
+        else:
+            self.append(row)
+
+    def prepend(self, rows: list[MessageRow]) -> int:
+        """An older page above the first row (rows already shown are skipped)."""
+        fresh = [r for r in rows if r.message.id not in self.rows]
+        for r in fresh:
+            self.rows[r.message.id] = r
+        new = sections_of(fresh)
+        self.list.controls.extend(reversed(new))  # the far end: the reader's view stays put
+        if new:
+            self.updates.mark(self.list)
+        return len(fresh)
+
+    async def scroll_to(self, msg_id: str, duration: int = 0) -> None:
+        """Bring a row into view (a search jump). The rows just sent must be laid out before
+        the browser can find the row (a jump may send a thousand): asked again as layout
+        goes on (a row already in view stays put)."""
+        self.updates.flush()
+        for attempt in range(SCROLL_ATTEMPTS):
+            await after_layout(2**attempt)
+            try:
+                await self.list.scroll_to(scroll_key=ft.ScrollKey(msg_id), duration=duration)
+            except (RuntimeError, AssertionError, TimeoutError) as err:  # the session went away
+                log.debug("could not scroll: %s", err)
+                return
+
+    async def back_to_end(self) -> None:
+        """Back to the newest message (offset 0 of the reversed list) after looking back."""
+        self.updates.flush()
+        try:
+            await self.list.scroll_to(offset=0, duration=150)
+        except (RuntimeError, AssertionError, TimeoutError) as err:
+            log.debug("could not scroll: %s", err)
+
+    def update_row(self, row: MessageRow) -> None:
+        self.updates.mark(row)

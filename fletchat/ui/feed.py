@@ -1,0 +1,137 @@
+"""Between the backend and the conversation list: which rows a channel shows, with their
+delivery marks, private-room state and "unverified" cue; older pages; jumps to search results."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+from ..model import KIND_CHAT, Message
+from .backend import ChatBackend
+from .conversation import Conversation
+from .rows import MessageRow
+from .state import ChatState
+from .text import STATUS_DELIVERED, STATUS_PENDING, STATUS_REFUSED, Status
+
+PAGE = 50  # messages per history page
+JUMP_PAGES = 40  # how far back a search result may be fetched (pages)
+HIGHLIGHT_SECONDS = 2.5
+SEALED_PREFIX = "sealed:v1:"  # rooms.SEALED_PREFIX (rooms.py needs cryptography; this does not)
+
+
+class Feed:
+    def __init__(self, backend: ChatBackend, state: ChatState, conversation: Conversation) -> None:
+        self.backend = backend
+        self.state = state
+        self.conversation = conversation
+        self.loading_older = False
+
+    # ---- rows ----
+    def status_for(self, msg: Message, pending: set[str] | None) -> Status | None:
+        """Delivery of a chat message written on this install; ``pending`` None for a live one
+        (just written: nobody has confirmed it yet)."""
+        if (msg.kind != KIND_CHAT or not self.backend.capabilities.delivery
+                or not self.backend.is_own(msg)):
+            return None
+        if pending is None or msg.id in pending:
+            return Status(STATUS_PENDING)
+        return Status(STATUS_DELIVERED)
+
+    def row_for(self, msg: Message, status: Status | None, late: bool = False) -> MessageRow:
+        room = ""
+        shown = msg
+        if msg.kind == KIND_CHAT and msg.text.startswith(SEALED_PREFIX):
+            text, room = self.backend.reveal(msg)
+            shown = replace(msg, text=text)
+        return MessageRow(shown, status, late, self.backend.is_unverified(msg), room)
+
+    def rows_for(self, msgs: list[Message]) -> list[MessageRow]:
+        pending = self.backend.pending_ids() if self.backend.capabilities.delivery else set()
+        return [self.row_for(m, self.status_for(m, pending)) for m in msgs]
+
+    async def fetch(self, before: str = "") -> list[Message]:
+        return await self.backend.history(self.state.channel, PAGE, before)
+
+    # ---- what the list shows ----
+    async def show(self) -> None:
+        """The open channel's latest page."""
+        channel = self.state.channel
+        msgs = await self.fetch()
+        if channel != self.state.channel:
+            return  # another channel was opened meanwhile
+        msgs = sorted(msgs, key=lambda m: (not m.hlc, m.hlc))
+        older = self.backend.capabilities.older and len(msgs) >= PAGE
+        self.conversation.reset(self.rows_for(msgs), older)
+
+    def place(self, msg: Message) -> None:
+        """A live message of the open channel: at the end, or (an older clock stamp than the
+        newest shown: a late catch-up) at its place in the order, marked late."""
+        if msg.id in self.conversation.rows:
+            return
+        newest = self.conversation.newest_hlc()
+        if not msg.hlc or not newest or msg.hlc >= newest:
+            self.conversation.append(self.row_for(msg, self.status_for(msg, None)))
+        else:
+            self.conversation.insert_in_order(self.row_for(msg, self.status_for(msg, None), True))
+
+    def delivered(self, ids: tuple[str, ...], at: float) -> None:
+        for msg_id in ids:
+            row = self.conversation.rows.get(msg_id)
+            if row is not None and row.status is not None:
+                row.set_status(Status(STATUS_DELIVERED, at))
+                self.conversation.update_row(row)
+
+    def refused(self, refusals: tuple[tuple[str, str], ...], who: str) -> None:
+        """A peer did not store these messages written here: each row says who and why."""
+        for msg_id, reason in refusals:
+            row = self.conversation.rows.get(msg_id)
+            if row is not None and row.status is not None:
+                row.set_status(Status(STATUS_REFUSED, note=f"not accepted by {who}: {reason}"))
+                self.conversation.update_row(row)
+
+    def needs_room_key(self) -> bool:
+        return any(r.room == "no_key" for r in self.conversation.rows.values())
+
+    # ---- looking back ----
+    async def older_page(self) -> int:
+        """Fetch and prepend the page before the first row; how many rows were added."""
+        first = self.conversation.first_hlc()
+        if not first:
+            return 0
+        older = await self.fetch(before=first)
+        added = self.conversation.prepend(self.rows_for(older))
+        self.conversation.set_has_older(len(older) >= PAGE)
+        return added
+
+    async def load_older(self) -> int:
+        """Add the page before the first message shown, at the far end of the reversed list:
+        what the reader looks at stays where it is."""
+        if self.loading_older or not self.backend.capabilities.older:
+            return 0
+        self.loading_older = True
+        try:
+            added = await self.older_page()
+            self.state.stop_following()
+            return added
+        finally:
+            self.loading_older = False
+
+    async def jump_to(self, msg: Message) -> None:
+        """A search result, in the open channel: enough history to include it, scrolled to and
+        highlighted for a moment."""
+        for _ in range(JUMP_PAGES):
+            if msg.id in self.conversation.rows or not self.conversation.load_older_button.visible:
+                break
+            if not await self.older_page():
+                break
+            await asyncio.sleep(0)  # let other sessions and this one's sends run between pages
+        row = self.conversation.rows.get(msg.id)
+        self.state.stop_following()
+        if row is None:
+            return
+        row.set_highlight(True)
+        self.conversation.update_row(row)
+        await self.conversation.scroll_to(msg.id, duration=300)
+        await asyncio.sleep(HIGHLIGHT_SECONDS)
+        row.set_highlight(False)
+        self.conversation.update_row(row)

@@ -1,0 +1,205 @@
+"""The people panel: this device's fingerprint, who is online (a click opens a direct
+message), the LAN devices with their short fingerprints and a block button, blocked devices."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import flet as ft
+
+from ..events import Online
+from ..model import avatar_color, initials
+from .text import (
+    BLOCK_TOOLTIP,
+    BLOCKED_TITLE,
+    OWN_DEVICE_PREFIX,
+    OWN_DEVICE_TOOLTIP,
+    short_fingerprint,
+)
+
+
+def online_tile(
+    person: Online, now: float | None = None, on_click: Callable | None = None
+) -> ft.Control:
+    """One line of the peer list: avatar, name, device kind and how long online."""
+    minutes = int(((now or time.time()) - person.since) // 60)
+    duration = "just now" if minutes < 1 else f"{minutes} min" if minutes < 60 else f"{minutes // 60} h"
+    where = "here" if person.local else "LAN"
+    detail = f"{person.device} · {where} · {duration}"
+    return ft.Semantics(
+        label=f"{person.name} online, {detail}",
+        container=True,
+        button=on_click is not None or None,
+        on_tap=on_click,
+        tooltip=f"Message {person.name} directly" if on_click else None,
+        content=ft.Container(
+            on_click=on_click,
+            border_radius=5,
+            content=ft.Row(
+                [
+                    ft.CircleAvatar(
+                        content=ft.Text(initials(person.name), size=11),
+                        color=ft.Colors.WHITE,
+                        bgcolor=avatar_color(person.name),
+                        radius=14,
+                    ),
+                    ft.Column(
+                        [
+                            ft.Text(person.name, weight=ft.FontWeight.W_500, size=13),
+                            ft.Text(detail, size=11, color=ft.Colors.GREY_600),
+                        ],
+                        spacing=0,
+                        tight=True,
+                    ),
+                ],
+                spacing=8,
+            ),
+        ),
+    )
+
+
+def own_fingerprint_line(fingerprint: str) -> ft.Control:
+    """"Your device: XXXX-XXXX-XXXX-XXXX": selectable, with a tooltip on how to compare it.
+    Wrapped in Semantics because selectable Text is invisible to screen readers."""
+    line = f"{OWN_DEVICE_PREFIX}{fingerprint}"
+    return ft.Semantics(
+        label=line,
+        container=True,
+        exclude_semantics=True,
+        content=ft.Container(
+            tooltip=OWN_DEVICE_TOOLTIP,
+            # Two lines so the whole fingerprint fits the panel (people compare every group).
+            content=ft.Column(
+                [
+                    ft.Row(
+                        [
+                            ft.Icon(ft.Icons.FINGERPRINT, size=14, color=ft.Colors.GREY_700),
+                            ft.Text(OWN_DEVICE_PREFIX.rstrip(": ") + ":", size=11,
+                                    color=ft.Colors.GREY_800),
+                        ],
+                        spacing=4,
+                        tight=True,
+                    ),
+                    ft.Text(fingerprint, size=12, selectable=True, font_family="monospace",
+                            weight=ft.FontWeight.W_500, color=ft.Colors.GREY_900),
+                ],
+                spacing=2,
+                tight=True,
+            ),
+        ),
+    )
+
+
+def device_label(device: Online) -> str:
+    short = short_fingerprint(device.fingerprint)
+    key = f", key {short}" if short else ""
+    return f"{device.name} ({device.device}) on the LAN{key}"
+
+
+def device_tile(device: Online, on_block: Callable | None = None) -> ft.Control:
+    """One LAN device: name, kind, the short fingerprint (two "Alex" are told apart) and, when
+    the hub can block, a block button."""
+    short = short_fingerprint(device.fingerprint)
+    line = f"{device.name} ({device.device})" + (f" · {short}" if short else "")
+    controls: list[ft.Control] = [
+        ft.Semantics(
+            label=device_label(device),
+            container=True,
+            exclude_semantics=True,
+            expand=True,
+            content=ft.Text(
+                line,
+                size=11,
+                color=ft.Colors.GREY_700,
+                tooltip=f"Key fingerprint {device.fingerprint}" if device.fingerprint else None,
+            ),
+        )
+    ]
+    if on_block is not None:
+        controls.append(
+            ft.IconButton(
+                icon=ft.Icons.BLOCK,
+                icon_size=16,
+                tooltip=BLOCK_TOOLTIP,
+                on_click=on_block,
+                data=device.key,
+            )
+        )
+    return ft.Row(controls, spacing=2, vertical_alignment=ft.CrossAxisAlignment.CENTER, data=device.key)
+
+
+def blocked_tile(peer_id: str, name: str, on_unblock: Callable) -> ft.Control:
+    who = name or peer_id
+    return ft.Row(
+        [
+            ft.Text(who, size=11, expand=True, color=ft.Colors.GREY_700, tooltip=peer_id),
+            ft.TextButton("Unblock", on_click=on_unblock, data=peer_id),
+        ],
+        spacing=2,
+        data=peer_id,
+    )
+
+
+class PeoplePanel:
+    """``render`` redraws the lists; the callbacks come from the coordinator."""
+
+    def __init__(
+        self,
+        fingerprint: str,
+        on_open_dm: Callable[[str], Callable] | None,
+        on_block: Callable[[Online], Callable] | None,
+        on_unblock: Callable[[str], Callable],
+    ) -> None:
+        self.on_open_dm = on_open_dm
+        self.on_block = on_block
+        self.on_unblock = on_unblock
+        self.people = ft.Column(spacing=8, scroll=ft.ScrollMode.AUTO, expand=True)
+        self.title = ft.Text("Online", weight=ft.FontWeight.BOLD)
+        self.devices_line = ft.Text("", size=11, color=ft.Colors.GREY_600)
+        self.own_fingerprint = (
+            own_fingerprint_line(fingerprint) if fingerprint else ft.Row(visible=False)
+        )
+        self.devices = ft.Column(spacing=0, tight=True)
+        self.blocked_list = ft.Column(spacing=0, tight=True)
+        self.blocked_panel = ft.Column(
+            [ft.Text(BLOCKED_TITLE, weight=ft.FontWeight.BOLD, size=12), self.blocked_list],
+            spacing=2, tight=True, visible=False,
+        )
+        self.panel = ft.Container(
+            content=ft.Column(
+                [self.own_fingerprint, self.title, self.devices_line, self.devices, self.people,
+                 self.blocked_panel],
+                spacing=8,
+                expand=True,
+            ),
+            width=220,
+            padding=10,
+            border=ft.Border.all(1, ft.Colors.OUTLINE),
+            border_radius=5,
+        )
+
+    def render(self, online: list[Online], devices: list[Online]) -> ft.Control:
+        self.title.value = f"Online ({len(online)})"
+        count = len(devices)
+        self.devices_line.value = (
+            "no other devices found on the LAN"
+            if count == 0
+            else f"{count} other device{'s' if count != 1 else ''} on the LAN: "
+            + ", ".join(f"{d.name} ({d.device})" for d in devices)
+        )
+        opener = self.on_open_dm
+        self.people.controls = [
+            online_tile(p, on_click=opener(p.name) if opener else None) for p in online
+        ]
+        block = self.on_block
+        self.devices.controls = [device_tile(d, block(d) if block else None) for d in devices]
+        return self.panel
+
+    def render_blocked(self, blocked: dict[str, str]) -> ft.Control:
+        self.blocked_list.controls = [
+            blocked_tile(peer_id, name, self.on_unblock(peer_id))
+            for peer_id, name in sorted(blocked.items(), key=lambda kv: (kv[1].casefold(), kv[0]))
+        ]
+        self.blocked_panel.visible = bool(blocked)
+        return self.blocked_panel

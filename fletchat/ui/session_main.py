@@ -1,0 +1,37 @@
+"""The per-session Flet ``main`` of host mode and the desktop window: one ``HubSession``, its
+``HubBackend`` and one ``ChatView`` per page."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import flet as ft
+
+from ..hub import Hub, HubSession
+from .hub_backend import HubBackend
+from .view import ChatView
+
+
+def make_session_main(
+    hub_factory: Callable[[], Hub],
+    device: str,
+    prefill_name: str = "",
+) -> Callable[[ft.Page], object]:
+    async def session_main(page: ft.Page) -> None:
+        hub = hub_factory()
+        hub.use_pubsub(page.pubsub)
+        session = HubSession(hub, device=device)
+        view = ChatView(page, HubBackend(session, page.pubsub), prefill_name)
+
+        def on_disconnect(e: ft.Event) -> None:
+            session.leave()
+
+        def on_connect(e: ft.Event) -> None:
+            session.rejoin()  # the tab came back (network blip, laptop lid): same name again
+
+        page.on_disconnect = on_disconnect
+        page.on_close = on_disconnect
+        page.on_connect = on_connect
+        await view.mount()
+
+    return session_main

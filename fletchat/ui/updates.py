@@ -1,0 +1,66 @@
+"""How the UI talks to the client: coalesced updates of the smallest controls that changed, and
+the one place that waits for Flutter's layout.
+
+``control.update()`` diffs everything under the control, per session; a burst of messages would
+diff the same chunk again and again. ``Updates.mark`` collects what changed and sends it once per
+loop turn (one ``page.update(*controls)`` per session, whatever the burst).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import flet as ft
+
+log = logging.getLogger("fletchat.ui")
+
+LAYOUT_SECONDS = 0.15  # a frame or two of Flutter: the rows just sent are laid out after this
+
+
+async def after_layout(times: float = 1.0) -> None:
+    """Wait until the client has laid out what was just sent (before ``scroll_to`` looks for a
+    row, or before keyboard focus moves after a dialog); ``times`` for more than a frame's worth
+    (a long page of rows). The only fixed wait in the UI: Flet offers no "laid out" event."""
+    await asyncio.sleep(LAYOUT_SECONDS * times)
+
+
+class Updates:
+    """Per-session coalescer: ``mark(c)`` now, one ``page.update`` of every marked control on
+    the next turn of the loop (ancestors in the order they were marked)."""
+
+    def __init__(self, page: Any) -> None:
+        self.page = page
+        self._dirty: dict[int, ft.Control] = {}
+        self._scheduled = False
+        self.sent = 0  # page.update calls made (tests and the bench read it)
+
+    def mark(self, *controls: ft.Control) -> None:
+        for c in controls:
+            self._dirty.setdefault(id(c), c)
+        if self._scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a unit test building a view): send now
+            self.flush()
+            return
+        self._scheduled = True
+        loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if not self._dirty:
+            return
+        controls = list(self._dirty.values())
+        self._dirty.clear()
+        whole = any(c is self.page for c in controls)  # the whole page covers the rest
+        try:
+            if whole:
+                self.page.update()
+            else:
+                self.page.update(*controls)
+            self.sent += 1
+        except (RuntimeError, AssertionError) as err:  # the session went away meanwhile
+            log.debug("dropping an update for a closed session: %s", err)

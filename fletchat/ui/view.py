@@ -1,0 +1,231 @@
+"""``ChatView``: one session's page, coordinating the components. It holds no state the hub owns:
+what it shows comes from the ``ChatBackend``; what belongs to this screen is in ``ChatState``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import flet as ft
+
+from ..events import (
+    ChannelsChanged,
+    Delivered,
+    IdentityWarning,
+    MessageRefused,
+    RosterChanged,
+    StoreFailed,
+)
+from ..model import Message, ValidationError
+from .backend import ChatBackend
+from .banners import Banners
+from .channels import ChannelsPanel
+from .composer import Composer
+from .conversation import Conversation
+from .dialogs import login_dialog
+from .feed import Feed
+from .people import PeoplePanel
+from .rooms import RoomControls
+from .search import Search
+from .state import ChatState
+from .text import APP_TITLE, channel_title
+from .trust_actions import TrustActions
+from .updates import Updates
+
+NARROW_WIDTH = 640
+
+
+class ChatView:
+    def __init__(self, page: ft.Page, backend: ChatBackend, prefill_name: str = "") -> None:
+        self.page, self.backend = page, backend
+        caps = backend.capabilities
+        self.state = ChatState()
+        self.updates = Updates(page)
+        self.conversation = Conversation(self.updates, self.on_scroll, self.load_older_click)
+        self.feed = Feed(backend, self.state, self.conversation)
+        self.composer = Composer(self.send_click)
+        self.search = Search(self.search_submit, caps.search)
+        self.channels = ChannelsPanel(page, backend, self.switch_channel, self.focus_composer)
+        self.banners = Banners(lambda peer_id: self.trust.truster(peer_id))
+        self.people = PeoplePanel(
+            backend.fingerprint if caps.trust else "",
+            self._dm_opener if caps.channels else None,
+            (lambda d: self.trust.asker(d)) if caps.trust else None,
+            lambda peer_id: self.trust.unblocker(peer_id),
+        )
+        self.trust = TrustActions(page, backend, self.updates, self.banners, self.people)
+        self.title = ft.Text(channel_title(self.state.channel), size=18,
+                             weight=ft.FontWeight.BOLD, expand=True)
+        self.rooms = RoomControls(page, backend, self.reopen, self.composer.focus)
+        self.login, self.join_name = login_dialog(prefill_name, self.join_click)
+
+    # ---- building ----
+    async def mount(self) -> None:
+        page = self.page
+        page.title = APP_TITLE
+        page.horizontal_alignment = ft.CrossAxisAlignment.STRETCH
+        self.banners.show_problems(self.backend.problems())
+        if self.backend.capabilities.trust:
+            for warning in self.backend.identity_warnings():
+                self.banners.show_warning(warning)
+            self.people.render_blocked(self.backend.blocked_peers())
+        chat_box = ft.Container(content=self.conversation.control, expand=True, padding=10,
+                                border=ft.Border.all(1, ft.Colors.OUTLINE), border_radius=5)
+        page.add(
+            self.banners.problem,
+            self.banners.identity,
+            ft.Row([self.channels.menu, self.title, self.rooms.button, self.search.field],
+                   vertical_alignment=ft.CrossAxisAlignment.CENTER),
+            ft.Row([self.channels.panel, chat_box, self.people.panel], expand=True,
+                   vertical_alignment=ft.CrossAxisAlignment.STRETCH),
+            self.composer.control,
+        )
+        await self.show_channel(self.state.channel)
+        self.people.render(self.backend.online(), self.backend.lan_peers())
+        page.on_resize = self.on_resize
+        self.fit_width(page.width)
+        self.backend.subscribe(self.on_event)
+        page.show_dialog(self.login)
+        self.updates.mark(page)
+        self.updates.flush()
+
+    def fit_width(self, width: float | None) -> None:
+        """Phones get the whole width for the conversation: the panels show from 640 px (below
+        that, channels are in the header's menu)."""
+        wide = width is None or width >= NARROW_WIDTH
+        self.people.panel.visible = wide
+        self.channels.fit(wide)
+        self.search.fit(wide)
+
+    def on_resize(self, e: ft.Event) -> None:
+        self.fit_width(self.page.width)
+        self.updates.mark(self.page)
+
+    # ---- channels ----
+    async def show_channel(self, channel: str) -> None:
+        """Make ``channel`` current: its latest page, its unread count cleared."""
+        self.state.open(channel)
+        self.title.value = channel_title(channel, self.backend.name)
+        self.render_channels()
+        await self.feed.show()
+        self.updates.mark(self.title, self.rooms.show_for(channel))
+
+    async def reopen(self) -> None:
+        await self.show_channel(self.state.channel)
+        self.updates.flush()
+
+    def render_channels(self) -> None:
+        known = self.backend.channels() if self.backend.capabilities.channels else []
+        names = self.state.visible_channels(known, self.backend.can_see)
+        self.updates.mark(*self.channels.render(names, self.state.channel, self.state.unread,
+                                                self.backend.name))
+
+    async def switch_channel(self, channel: str) -> None:
+        await self.show_channel(channel)
+        if self.feed.needs_room_key():
+            self.rooms.ask()
+        self.updates.flush()
+
+    def _dm_opener(self, name: str) -> Callable:
+        async def open_dm(e: ft.Event | None = None) -> None:
+            try:
+                channel = self.backend.direct_channel(name)
+            except ValidationError as err:
+                self.page.show_dialog(ft.SnackBar(ft.Text(str(err))))
+                return
+            self.state.opened.add(channel)
+            await self.switch_channel(channel)
+
+        return open_dm
+
+    async def focus_composer(self, e: ft.Event | None = None) -> None:
+        await self.composer.focus()
+
+    # ---- older pages, search ----
+    async def on_scroll(self, e: ft.OnScrollEvent) -> None:
+        self.state.on_scroll(e.pixels)  # the list is reversed: 0 is the newest message
+        at_top = e.pixels >= e.max_scroll_extent and (e.scroll_delta or 0) > 0
+        if at_top and e.max_scroll_extent > 0 and self.conversation.load_older_button.visible:
+            await self.feed.load_older()
+        self.updates.flush()
+
+    async def load_older_click(self, e: ft.Event | None = None) -> None:
+        await self.feed.load_older()
+        self.updates.flush()
+
+    async def search_submit(self, e: ft.Event | None = None) -> None:
+        query = self.search.query
+        if query:
+            self.page.show_dialog(self.search.results_dialog(
+                query, await self.backend.search(query), self.backend.name, self.jump_to,
+                self.page.pop_dialog))
+
+    async def jump_to(self, msg: Message) -> None:
+        """A search result: its channel, scrolled to and highlighted."""
+        if msg.channel.startswith("@") and self.backend.can_see(msg.channel):
+            self.state.opened.add(msg.channel)
+        if msg.channel != self.state.channel:  # the open one keeps the pages it has
+            await self.show_channel(msg.channel)
+        await self.feed.jump_to(msg)
+        self.updates.flush()
+
+    # ---- hub events (on the page's loop) ----
+    async def on_event(self, event: object) -> None:
+        if isinstance(event, Message):
+            self.on_message(event)
+        elif isinstance(event, RosterChanged):
+            self.updates.mark(self.people.render(list(event.online), list(event.devices)))
+        elif isinstance(event, Delivered):
+            self.feed.delivered(event.ids, event.at)
+        elif isinstance(event, ChannelsChanged):
+            self.render_channels()
+        elif isinstance(event, IdentityWarning) and self.banners.show_warning(event):
+            self.updates.mark(self.banners.identity)
+        elif isinstance(event, MessageRefused):
+            who = next((d.name for d in self.backend.lan_peers() if d.key == event.peer_id),
+                       event.peer_id)
+            self.feed.refused(event.refusals, who)
+        elif isinstance(event, StoreFailed):
+            self.banners.show_problems([event.reason])
+            self.updates.mark(self.banners.problem)
+
+    def on_message(self, msg: Message) -> None:
+        backend = self.backend
+        if not backend.capabilities.channels:
+            msg = replace(msg, channel=self.state.channel)  # one conversation only
+        mine = backend.is_own(msg) and msg.author == backend.name
+        if self.state.on_message(msg, mine, backend.can_see(msg.channel)):
+            self.feed.place(msg)
+        elif msg.channel in self.state.unread:
+            self.render_channels()
+
+    # ---- the person's actions ----
+    async def join_click(self, e: ft.Event | None = None) -> None:
+        try:
+            self.backend.join(self.join_name.value or "")
+        except ValidationError as err:
+            self.join_name.error = str(err)
+            self.join_name.update()
+            return
+        self.page.pop_dialog()
+        self.render_channels()  # direct messages for this name become visible
+        self.updates.flush()
+        await self.composer.focus()
+
+    async def send_click(self, e: ft.Event | None = None) -> None:
+        text = self.composer.text
+        if not text.strip():
+            return  # nothing to send; never clear what the browser may still be syncing
+        try:
+            sent = await self.backend.send(text, self.state.channel)
+        except ValidationError as err:
+            self.composer.refused(str(err))  # say why, keep every character typed
+            self.composer.field.update()
+            return
+        self.composer.sent(sent is not None)
+        self.updates.mark(self.composer.field)
+        if not self.state.following:  # one's own message brings the reader back to the end
+            self.state.follow()
+            await self.conversation.back_to_end()
+        self.updates.flush()
+        await self.composer.focus()
