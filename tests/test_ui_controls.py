@@ -239,21 +239,23 @@ async def test_own_message_pending_then_delivered(tmp_path) -> None:
 
 
 async def test_a_refused_message_says_who_refused_it_and_why(tmp_path) -> None:
-    view, session = make_view(tmp_path)
+    view, session = await make_view(tmp_path)
     sent = session.send("hello")
-    await view.on_event("t", sent)
-    view.hub.peer_up(Peer("peer-b", "Bob's laptop"))
-    await view.on_event("t", MessageRefused("peer-b", ((sent.id, "quota: too many"),), 1.0))
-    row = view.rows[sent.id]
+    assert sent is not None
+    await view.on_event(sent)
+    session.hub.peer_up(Peer("peer-b", "Bob's laptop"))
+    await view.on_event(MessageRefused("peer-b", ((sent.id, "quota: too many"),), 1.0))
+    row = rows(view)[sent.id]
     assert row.label.endswith("hello, not accepted by Bob's laptop: quota: too many")
     icons = [c.icon for c in walk(row) if isinstance(c, ft.Icon)]
     assert icons == [ft.Icons.ERROR_OUTLINE]
 
 
 async def test_a_storage_fault_shows_the_banner(tmp_path) -> None:
-    view, _ = make_view(tmp_path)
-    await view.on_event("t", StoreFailed("History is read-only: disk is full.", 1.0))
-    assert view.banner.visible and "disk is full" in view.banner_text.value
+    view, _ = await make_view(tmp_path)
+    assert not view.banners.problem.visible
+    await view.on_event(StoreFailed("History is read-only: disk is full.", 1.0))
+    assert view.banners.problem.visible and "disk is full" in view.banners.text.value
 
 
 async def test_messages_from_elsewhere_have_no_status(tmp_path) -> None:
