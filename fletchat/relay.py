@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import ClassVar
 
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -65,6 +66,9 @@ from .relay_protocol import (
 log = logging.getLogger("fletchat.relay")
 
 Close = tuple[int, str]
+
+# Frames a client may send before it has joined with a name (hello).
+_BEFORE_HELLO = (RelayPing, RelayHello, RelayHistory, RelaySearch)
 
 
 class _Client:
@@ -211,42 +215,76 @@ class Relay:
             event = await ws.receive()
             if event["type"] == "websocket.disconnect":
                 return None
-            text = event.get("text")
-            if text is None:
-                return CLOSE_UNSUPPORTED_DATA, "binary frames are not accepted: send JSON text"
-            if not bucket.allow():
-                flood = f"flood: over {RELAY_BURST:g} frames at once or "
-                return CLOSE_POLICY, flood + f"{RELAY_RATE_PER_SECOND:g} per second"
-            try:
-                frame = decode_client_frame(text)
-            except ProtocolError as err:
-                return err.code, err.reason
-            if isinstance(frame, RelayPing):
-                client.push(encode_pong())
-            elif isinstance(frame, RelayHello):
-                if session.joined:
-                    return CLOSE_PROTOCOL_ERROR, "hello sent twice"
-                session.join(frame.name)
-                client.push(encode_welcome(frame.name, session.hub.peer_id))
-                client.push(encode_channels(visible(session, session.hub.channels())))
-            elif isinstance(frame, RelayHistory | RelaySearch):
-                client.push(self._answer(session, frame))
-            elif not session.joined:
-                return CLOSE_PROTOCOL_ERROR, "send before hello: join with a name first"
-            elif isinstance(frame, RelaySend):
-                if frame.text is None:
-                    continue  # whitespace only: nothing to post (the UI does the same)
-                if not session.can_see(frame.channel):
-                    return CLOSE_PROTOCOL_ERROR, "send.channel: not one of your channels"
-                try:
-                    session.send(frame.text, frame.channel)
-                except ValidationError as err:  # validated already; the hub's own check
-                    return CLOSE_PROTOCOL_ERROR, f"send.text: {err}"
-            elif isinstance(frame, RelayCreateChannel):
-                try:
-                    session.create_channel(frame.name)
-                except ValidationError as err:  # the client checks with the same rule first
-                    return CLOSE_PROTOCOL_ERROR, f"channel.name: {err}"
+            result = self._take(event.get("text"), bucket, client, session)
+            if result is not None:
+                return result
+
+    def _take(
+        self, text: str | None, bucket: TokenBucket, client: _Client, session: HubSession
+    ) -> Close | None:
+        """One received frame: checked, rate-limited and decoded here, then handed to its handler;
+        a ``Close`` ends the connection."""
+        if text is None:
+            return CLOSE_UNSUPPORTED_DATA, "binary frames are not accepted: send JSON text"
+        if not bucket.allow():
+            flood = f"flood: over {RELAY_BURST:g} frames at once or "
+            return CLOSE_POLICY, flood + f"{RELAY_RATE_PER_SECOND:g} per second"
+        try:
+            frame = decode_client_frame(text)
+        except ProtocolError as err:
+            return err.code, err.reason
+        if not isinstance(frame, _BEFORE_HELLO) and not session.joined:
+            return CLOSE_PROTOCOL_ERROR, "send before hello: join with a name first"
+        handler = self._HANDLERS.get(type(frame))
+        return handler(self, frame, client, session) if handler is not None else None
+
+    def _on_ping(self, _frame: RelayPing, client: _Client, _session: HubSession) -> Close | None:
+        client.push(encode_pong())
+        return None
+
+    def _on_hello(self, frame: RelayHello, client: _Client, session: HubSession) -> Close | None:
+        if session.joined:
+            return CLOSE_PROTOCOL_ERROR, "hello sent twice"
+        session.join(frame.name)
+        client.push(encode_welcome(frame.name, session.hub.peer_id))
+        client.push(encode_channels(visible(session, session.hub.channels())))
+        return None
+
+    def _on_query(
+        self, frame: RelayHistory | RelaySearch, client: _Client, session: HubSession
+    ) -> Close | None:
+        client.push(self._answer(session, frame))
+        return None
+
+    def _on_send(self, frame: RelaySend, _client: _Client, session: HubSession) -> Close | None:
+        if frame.text is None:
+            return None  # whitespace only: nothing to post (the UI does the same)
+        if not session.can_see(frame.channel):
+            return CLOSE_PROTOCOL_ERROR, "send.channel: not one of your channels"
+        try:
+            session.send(frame.text, frame.channel)
+        except ValidationError as err:  # validated already; the hub's own check
+            return CLOSE_PROTOCOL_ERROR, f"send.text: {err}"
+        return None
+
+    def _on_create_channel(
+        self, frame: RelayCreateChannel, _client: _Client, session: HubSession
+    ) -> Close | None:
+        try:
+            session.create_channel(frame.name)
+        except ValidationError as err:  # the client checks with the same rule first
+            return CLOSE_PROTOCOL_ERROR, f"channel.name: {err}"
+        return None
+
+    # Each decoded frame type's handler (a dispatch table instead of an if-chain).
+    _HANDLERS: ClassVar[dict[type, Callable[..., Close | None]]] = {
+        RelayPing: _on_ping,
+        RelayHello: _on_hello,
+        RelayHistory: _on_query,
+        RelaySearch: _on_query,
+        RelaySend: _on_send,
+        RelayCreateChannel: _on_create_channel,
+    }
 
     @staticmethod
     def _answer(session: HubSession, frame: RelayHistory | RelaySearch) -> str:

@@ -381,6 +381,74 @@ def _decode_online_entries(value: object, key: str) -> tuple[Online, ...]:
     return tuple(out)
 
 
+def _decode_welcome(obj: dict[str, Any]) -> RelayWelcome:
+    try:
+        name = validate_name(obj.get("name"))
+        peer = obj.get("peer", "")
+        peer = validate_id(peer, "peer id") if peer else ""
+    except ValidationError as err:
+        raise ProtocolError(f"welcome: {err}") from None
+    return RelayWelcome(name, peer)
+
+
+def _decode_channels(obj: dict[str, Any]) -> RelayChannels:
+    value = obj.get("channels")
+    if not isinstance(value, list) or len(value) > MAX_CHANNELS_LISTED:
+        raise ProtocolError(f"channels.channels must be a list of at most "
+                            f"{MAX_CHANNELS_LISTED}")
+    return RelayChannels(tuple(_channel({"channel": c}, "channels") for c in value))
+
+
+def _decode_page(obj: dict[str, Any]) -> RelayPage:
+    msgs = obj.get("msgs")
+    if not isinstance(msgs, list) or len(msgs) > RELAY_PAGE:
+        raise ProtocolError(f"page.msgs must be a list of at most {RELAY_PAGE}")
+    more = obj.get("more")
+    if not isinstance(more, bool):
+        raise ProtocolError("page.more must be true or false")
+    return RelayPage(_req(obj, "page"), _channel(obj, "page"),
+                     tuple(_decode_message(m, "page", "msgs")[0] for m in msgs),
+                     _ids(obj, "pending", "page"), more)
+
+
+def _decode_found(obj: dict[str, Any]) -> RelayFound:
+    results = obj.get("results")
+    if not isinstance(results, list) or len(results) > RELAY_RESULTS:
+        raise ProtocolError(f"found.results must be a list of at most {RELAY_RESULTS}")
+    out = []
+    for r in results:
+        if not isinstance(r, dict):
+            raise ProtocolError("found.results entries must be objects")
+        msg = _decode_message(r.get("msg"), "found", "msg")[0]
+        out.append((msg, _str_field_marks(r, "snippet", "found")))
+    return RelayFound(_req(obj, "found"), tuple(out))
+
+
+def _decode_delivered(obj: dict[str, Any]) -> RelayDelivered:
+    at = obj.get("at")
+    if isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at):
+        raise ProtocolError("delivered.at must be a number")
+    return RelayDelivered(_ids(obj, "ids", "delivered"), float(at))
+
+
+def _decode_online(obj: dict[str, Any]) -> RelayOnline:
+    return RelayOnline(
+        _decode_online_entries(obj.get("people"), "people"),
+        _decode_online_entries(obj.get("devices", []), "devices"),
+    )
+
+
+# The relay's own server frames, by type; the peer-protocol ones are decoded by ``decode_frame``.
+_SERVER_DECODERS: dict[str, Callable[[dict[str, Any]], ServerFrame]] = {
+    "welcome": _decode_welcome,
+    "channels": _decode_channels,
+    "page": _decode_page,
+    "found": _decode_found,
+    "delivered": _decode_delivered,
+    "online": _decode_online,
+}
+
+
 def decode_server_frame(data: str | bytes) -> ServerFrame:
     """What a static client does with a frame from the host; ``ProtocolError`` if it is broken."""
     if frame_type(data) in ("msg", "sync", "pong"):  # peer-protocol frames, at its version
@@ -388,52 +456,10 @@ def decode_server_frame(data: str | bytes) -> ServerFrame:
         assert isinstance(frame, (MsgFrame, SyncFrame, Pong))
         return frame
     obj, ftype = _head(data)
-    if ftype == "welcome":
-        try:
-            name = validate_name(obj.get("name"))
-            peer = obj.get("peer", "")
-            peer = validate_id(peer, "peer id") if peer else ""
-        except ValidationError as err:
-            raise ProtocolError(f"welcome: {err}") from None
-        return RelayWelcome(name, peer)
-    if ftype == "channels":
-        value = obj.get("channels")
-        if not isinstance(value, list) or len(value) > MAX_CHANNELS_LISTED:
-            raise ProtocolError(f"channels.channels must be a list of at most "
-                                f"{MAX_CHANNELS_LISTED}")
-        return RelayChannels(tuple(_channel({"channel": c}, "channels") for c in value))
-    if ftype == "page":
-        msgs = obj.get("msgs")
-        if not isinstance(msgs, list) or len(msgs) > RELAY_PAGE:
-            raise ProtocolError(f"page.msgs must be a list of at most {RELAY_PAGE}")
-        more = obj.get("more")
-        if not isinstance(more, bool):
-            raise ProtocolError("page.more must be true or false")
-        return RelayPage(_req(obj, "page"), _channel(obj, "page"),
-                         tuple(_decode_message(m, "page", "msgs")[0] for m in msgs),
-                         _ids(obj, "pending", "page"), more)
-    if ftype == "found":
-        results = obj.get("results")
-        if not isinstance(results, list) or len(results) > RELAY_RESULTS:
-            raise ProtocolError(f"found.results must be a list of at most {RELAY_RESULTS}")
-        out = []
-        for r in results:
-            if not isinstance(r, dict):
-                raise ProtocolError("found.results entries must be objects")
-            msg = _decode_message(r.get("msg"), "found", "msg")[0]
-            out.append((msg, _str_field_marks(r, "snippet", "found")))
-        return RelayFound(_req(obj, "found"), tuple(out))
-    if ftype == "delivered":
-        at = obj.get("at")
-        if isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at):
-            raise ProtocolError("delivered.at must be a number")
-        return RelayDelivered(_ids(obj, "ids", "delivered"), float(at))
-    if ftype == "online":
-        return RelayOnline(
-            _decode_online_entries(obj.get("people"), "people"),
-            _decode_online_entries(obj.get("devices", []), "devices"),
-        )
-    raise ProtocolError(f"unknown relay frame type {clip_reason(ftype, 20)!r}")
+    decoder = _SERVER_DECODERS.get(ftype)
+    if decoder is None:
+        raise ProtocolError(f"unknown relay frame type {clip_reason(ftype, 20)!r}")
+    return decoder(obj)
 
 
 def _str_field_marks(obj: dict[str, Any], key: str, ftype: str) -> str:
