@@ -66,3 +66,17 @@ async def browser(chromium_turn):
             yield b
         finally:
             await b.close()
+
+
+# Chromium drives Flutter's canvas UI, whose layout and focus settle at the browser's pace: under CPU
+# contention (xdist's other worker, a loaded CI machine) a step can miss its window although the app
+# is right. A browser test that fails is run again, at most twice, and every rerun is reported in
+# pytest's summary ("R" / "rerun"), so flakiness stays visible instead of failing CI at random.
+# Tests without a browser never rerun. (Issue 16 tracks making these deterministic.)
+BROWSER_RERUNS = 2
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.flaky(reruns=BROWSER_RERUNS, reruns_delay=1))
