@@ -391,3 +391,16 @@ def merge_results(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     merged = {**old, "figures": figures}
     merged["merged_runs"] = [*old.get("merged_runs", []), {**run, "figures": list(new["figures"])}]
     return merged
+
+
+def stop_process(proc: Any) -> None:
+    """SIGTERM a server the bench started (it says goodbye); SIGKILL if it has not gone in 15 s."""
+    import signal
+    import subprocess
+
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)

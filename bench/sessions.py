@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from .common import MAIN, ROOT, row, rss_kib
+from .common import MAIN, ROOT, row, rss_kib, stop_process
 
 GRACE_S = 3  # FLET_SESSION_TIMEOUT for the measured host
 EVICT_EVERY_S = 10  # flet-web's eviction task period
@@ -114,12 +113,7 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
             _wait_http(port, proc)
             results, again = asyncio.run(_measure(port, proc.pid, counts))
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            stop_process(proc)
     base = results[0][1]
     rows = [row(f"RSS with {n} sessions open", mib, base, unit="MiB",
                 baseline_name="same host, 0 sessions", n=1,

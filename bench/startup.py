@@ -7,7 +7,6 @@ same way: the framework's own floor.
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import tempfile
@@ -17,7 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from .common import MAIN, ROOT, percentile, row, rss_kib
+from .common import MAIN, ROOT, percentile, row, rss_kib, stop_process
 
 IDLE_S = 2.0
 
@@ -56,12 +55,7 @@ def _one(argv_for_port, timeout: float = 60.0) -> tuple[float, int | None]:
         time.sleep(IDLE_S)
         return elapsed, rss_kib(proc.pid)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc)
 
 
 def run(quick: bool) -> dict[str, dict[str, Any]]:

@@ -11,7 +11,6 @@ browser context (cold caches) except the second visit, which reuses the first on
 from __future__ import annotations
 
 import asyncio
-import signal
 import subprocess
 import sys
 import tempfile
@@ -19,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .common import MAIN, ROOT, Skip, percentile, row
+from .common import MAIN, ROOT, Skip, percentile, row, stop_process
 
 LOGIN = "Enter your name to join the chat"
 OFFLINE_READY = "Flet Chat: offline copy ready"
@@ -142,12 +141,7 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
             wait_for_port("127.0.0.1", port, timeout=90, proc=proc)
             m = asyncio.run(_measure(port, runs))
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            stop_process(proc)
 
     def p50(key: str) -> float:
         return percentile(m[key], 50)
