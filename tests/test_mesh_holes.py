@@ -32,11 +32,11 @@ from fletchat.protocol import (
 )
 from fletchat.trust import Trust
 from tests.meshhost import RecordingHost
-from tests.timing import eventually, never_within
+from tests.timing import eventually, never_within, scaled
 
 LOOPBACK = "127.0.0.1"
 ATTACKER = "127.0.0.2"
-FAST = {"heartbeat_interval": 0.2, "heartbeat_timeout": 2.0, "handshake_timeout": 3.0,
+FAST = {"heartbeat_interval": 0.2, "heartbeat_timeout": scaled(2.0), "handshake_timeout": scaled(3.0),
         "reconnect_min": 0.05, "reconnect_max": 0.4}
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="127.0.0.2 is routed on Linux")
 
@@ -195,7 +195,10 @@ async def test_silent_sockets_from_one_address_do_not_keep_an_honest_newcomer_ou
 
 @linux_only
 async def test_throwaway_identities_from_one_address_cannot_fill_the_peer_slots(nodes, tmp_path):
-    server = await nodes("server", slots=SlotLimits(max_peers=4, max_peers_per_address=2))
+    # Long heartbeat and handshake bounds: on a loaded machine a slow pong must not close an
+    # admitted throwaway (1011) and blur the slot refusals (1013) this test is about.
+    server = await nodes("server", slots=SlotLimits(max_peers=4, max_peers_per_address=2),
+                         heartbeat_timeout=30.0, handshake_timeout=30.0)
     clients = [await handshaken_client(server, tmp_path / "mallory", f"throwaway-{i}", ATTACKER)
                for i in range(6)]
     tasks = [asyncio.get_running_loop().create_task(keep_alive(c)) for c in clients]
