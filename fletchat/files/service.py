@@ -57,6 +57,8 @@ class _Job:
         self.writes = 0
         self.complete = False
         self.finishing = False
+        self.on_disk = len(fetch.verified)  # chunks verified before this run (resume)
+        self.received = 0  # chunk frames received this run (re-sent ones included)
         self.result: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
 
 
@@ -200,6 +202,8 @@ class FilesService:
             self.on_event(FileEvent("error", m.sha256, 0, m.size, reason=str(err)))
             job.result.set_exception(err)
             return
+        log.info("fetched %s: %d chunks, %d were on disk, %d chunk frames received",
+                 m.sha256[:12], m.chunk_count, job.on_disk, job.received)
         self.on_event(FileEvent("done", m.sha256, m.size, m.size, path=path))
         job.result.set_result(path)
 
@@ -225,6 +229,7 @@ class FilesService:
         elif isinstance(frame, F.NoChunk):
             await self._handle(job, job.fetch.on_refused(peer, frame.index, frame.reason, now))
         else:
+            job.received += 1
             await self._handle(job, job.fetch.on_chunk(peer, frame.index, frame.data, frame.proof, now))
 
     async def _admit(self, peer: str, raw: str | bytes) -> tuple[F.FilesFrame, float] | None:
