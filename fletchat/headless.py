@@ -19,7 +19,7 @@ from collections.abc import Callable
 from .config import Config
 from .events import IdentityWarning, MessageRefused, RosterChanged
 from .hub import HubSession, StoreFailed
-from .model import DEFAULT_CHANNEL, Message, ValidationError
+from .model import DEFAULT_CHANNEL, FletChatError, Message, ValidationError
 from .node import Node
 
 FILE_COMMAND = "/file"
@@ -73,7 +73,8 @@ async def serve_headless(config: Config, node: Node) -> None:
         if line is not None:
             emit(line)
 
-    files = FileLines(emit)
+    files = FileLines(emit, lambda sha: [(r.msg.id, next(f for f in r.msg.files if f.sha256 == sha))
+                                         for r in node.hub.store.with_file(sha)])
     node.hub.add_listener(files.on_event)
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows: no such handlers
@@ -126,8 +127,10 @@ class FileLines:
     verified here; an ``error`` line when a download fails, ``file_waiting`` when nobody who has
     it is online. Hub events arrive on any thread."""
 
-    def __init__(self, out: Callable[[dict], None]) -> None:
+    def __init__(self, out: Callable[[dict], None],
+                 lookup: Callable[[str], list[tuple[str, object]]] = lambda sha: []) -> None:
         self.out = out
+        self.lookup = lookup  # (message id, ref) of stored messages attaching a file (SQLite)
         self._lock = threading.Lock()
         self._messages: dict[str, list[tuple[str, object]]] = {}  # sha256 -> [(message id, ref)]
         self._told: set[tuple[str, str]] = set()
@@ -143,6 +146,26 @@ class FileLines:
             return
         if not isinstance(event, FileChanged):
             return
+        view = event.view
+        if event.sha256 not in self._messages and view.state is FileState.READY:
+            # e.g. a download resumed after a restart: its message came in an earlier run
+            threading.Thread(target=self._look_up, args=(event,), daemon=True).start()
+            return
+        self._tell(event)
+
+    def _look_up(self, event: object) -> None:
+        try:
+            found = self.lookup(event.sha256)
+        except (FletChatError, OSError, ValueError):  # the store failing must not stop the peer
+            found = []
+        with self._lock:
+            self._messages.setdefault(event.sha256, []).extend(found)
+        if found:
+            self._tell(event)
+
+    def _tell(self, event: object) -> None:
+        from .files.views import FileState
+
         view = event.view
         with self._lock:
             refs = list(self._messages.get(event.sha256, ()))

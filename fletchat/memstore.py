@@ -136,6 +136,12 @@ class MemoryStore:
         found.sort(key=lambda r: r.hlc, reverse=True)
         return [Hit(r, r.msg.text or " ".join(f.name for f in r.msg.files)) for r in found[:limit]]
 
+    def with_file(self, sha256: str, limit: int = 20) -> list[Record]:
+        with self._lock:
+            found = [r for r in self._rows.values() if any(f.sha256 == sha256 for f in r.msg.files)]
+        found.sort(key=lambda r: r.hlc, reverse=True)
+        return found[:limit]
+
     # ---- catch-up ----
     def have_summary(self, keyed: Callable[[str], bool] | None = None) -> dict[str, int]:
         with self._lock:

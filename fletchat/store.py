@@ -453,6 +453,17 @@ class _StoreReads:
         return [Hit(rec, _highlight(rec.msg.text, terms, marks))
                 for rec in map(_row_to_record, rows)]
 
+    def with_file(self, sha256: str, limit: int = 20) -> list[Record]:
+        """Messages that attach the file ``sha256`` (newest first)."""
+        if "m.files" not in self._cols:
+            return []
+        with self._lock:
+            rows = self._con.execute(
+                f"SELECT {self._cols} FROM messages m WHERE m.files IS NOT NULL "
+                "AND instr(m.files, ?) > 0 ORDER BY m.hlc DESC LIMIT ?",
+                ('"' + sha256 + '"', max(1, min(limit, MAX_BATCH)))).fetchall()
+        return [r for r in map(_row_to_record, rows) if any(f.sha256 == sha256 for f in r.msg.files)]
+
     # ---- catch-up ----
     def have_summary(self, keyed: Callable[[str], bool] | None = None) -> dict[str, int]:
         """Per origin, the highest seq such that every seq 1..it is stored (origins with >= 1).
