@@ -100,3 +100,17 @@ def test_a_v2_history_migrates_forward_and_gains_files(tmp_path) -> None:
         msg = with_files(PDF)
         store.add(msg, Stamp.decode(msg.hlc), 2)
         assert {h.record.msg.id for h in store.search("plan")} == {"old", msg.id}
+
+
+def test_the_signed_bytes_of_a_message_with_a_file_are_this_exact_string() -> None:
+    """The vector in docs/protocol.md ("Files in a message"): the file "test" (4 bytes)."""
+    f = FileRef("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", 4, 262144,
+                "dbebd10e61bc8c28591273feafbbef95d544f874693301d8f7f8e54c6e30058e", "plan.txt",
+                "text/plain")
+    msg = Message("b38a0c1e", "chat", "Zoë", "peer-a", "", 1795578257.791, "general",
+                  "01994d7c2a1f.0000.peer-a", 12, (f,))
+    assert message_signing_bytes(msg).decode("utf-8") == (
+        '["fletchat-msg-v2","b38a0c1e","chat","Zoë","peer-a","",1795578257791,"general",'
+        '"01994d7c2a1f.0000.peer-a",12,[{"chunk":262144,"mime":"text/plain","name":"plan.txt",'
+        '"root":"dbebd10e61bc8c28591273feafbbef95d544f874693301d8f7f8e54c6e30058e",'
+        '"sha256":"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08","size":4}]]')

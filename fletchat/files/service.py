@@ -237,7 +237,9 @@ class FilesService:
         if peer not in self._links:
             return None
         now = self._clock()
-        if not self._buckets[peer].take(now):
+        # Text frames (requests, answers) cost a token; chunks are bounded by what we asked for
+        # (an unasked one is a verdict), so they never hit the bucket on a fast link.
+        if isinstance(raw, str) and not self._buckets[peer].take(now):
             await self._close(peer, 1008, "rate limit exceeded")
             return None
         try:
