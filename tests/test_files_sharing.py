@@ -190,3 +190,21 @@ async def test_a_sealed_file_shows_nothing_without_the_room_key(tmp_path):
 def test_a_chunk_frame_is_the_only_binary_frame() -> None:
     """The frame limits the lane sets (the constant the mesh passes to websockets)."""
     assert F.MAX_BINARY_FRAME_BYTES == 4 + 1024 + 1024 * 1024
+
+
+async def test_a_peer_flooding_requests_loses_its_files_connection_not_the_chat(tmp_path, caplog):
+    a, b = await files_peer(tmp_path, "Ann"), await files_peer(tmp_path, "Bob")
+    try:
+        await connected((b, a))
+        caplog.set_level(logging.WARNING, "fletchat.files")
+        for _ in range(1000):  # far beyond the files lane's burst of text frames
+            await b.share.service._send(a.hub.peer_id, F.Query("ab" * 32))
+        await eventually(lambda: "rate limit exceeded" in caplog.text, "Ann's verdict on Bob", 20)
+        await eventually(lambda: b.hub.peer_id not in a.lane.links, "Bob's files connection dropped", 10)
+        assert b.hub.peer_id in {p.id for p in a.mesh.peers()}  # the chat connection stays
+        b.session.send("still talking")
+        await eventually(lambda: any(getattr(e, "text", "") == "still talking" for e in a.events),
+                         "chat still flows", 10)
+    finally:
+        await a.close()
+        await b.close()

@@ -88,6 +88,7 @@ class FilesService:
         self._buckets: dict[str, _Bucket] = {}
         self._jobs: dict[str, _Job] = {}
         self._asked: dict[tuple[str, str, int], int] = {}  # queued Get -> its chunk size
+        self._layouts: dict[str, tuple[int, int]] = {}  # complete files served: (size, chunks)
         self._nudge: asyncio.Future[None] | None = None  # resolved to wake the timer loop early
         self._task: asyncio.Task | None = None
 
@@ -258,9 +259,14 @@ class FilesService:
 
     async def _length(self, get: F.Get) -> int | None:
         """The requested chunk's length if we hold it with that chunk size, else None."""
-        layout = await asyncio.to_thread(self.store.layout, get.sha256)
-        if layout is None:
-            return None
+        layout = self._layouts.get(get.sha256)
+        if layout is None:  # a complete file never changes: one disk look per file, not per chunk
+            layout = await asyncio.to_thread(self.store.layout, get.sha256)
+            if layout is None:
+                return None
+            if len(self._layouts) >= 256:
+                self._layouts.clear()
+            self._layouts[get.sha256] = layout
         size, count = layout
         if chunk_count(size, get.chunk_size) != count or get.index >= count:
             return None
