@@ -162,6 +162,7 @@ class FilesLane:
             self._handshakes -= 1
         if peer is None:
             return
+        await self._chat_registered(peer)
         if peer not in self.core.registry or (expect is not None and peer != expect):
             await ws.close(CLOSE_POLICY, "files lane: no chat connection")
             return
@@ -182,6 +183,14 @@ class FilesLane:
                 await self._drop(peer, out, CLOSE_NORMAL, "")
             with contextlib.suppress(asyncio.TimeoutError, Exception):
                 await asyncio.wait_for(out.task, 2.0)
+
+    async def _chat_registered(self, peer: str) -> None:
+        """The two chat ends register a moment apart: give this one up to ``RETRY_S``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RETRY_S
+        while peer not in self.core.registry and loop.time() < deadline:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.core.changed.wait(), max(0.0, deadline - loop.time()))
 
     async def _drop(self, peer: str, out: _Out, code: int, reason: str) -> None:
         if self.links.get(peer) is out:

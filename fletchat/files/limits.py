@@ -23,6 +23,7 @@ MAX_VOICE_MS = 15 * 60 * 1000
 # ---- fetching ----
 MAX_CONCURRENT_FETCHES = 4  # files being downloaded at once per node
 MAX_IN_FLIGHT_PER_HOLDER = 4  # chunk requests outstanding to one holder, per file
+BIG_FILE_BYTES = 32 * MIB  # senders use MAX_CHUNK_SIZE chunks from this size on (fewer round trips)
 MAX_HOLDERS_PER_FETCH = 8  # holders asked at once for one file
 CHUNK_TIMEOUT_S = 30.0  # a request not answered by then is asked of someone else
 MAX_STRIKES = 3  # timeouts / "busy" answers before a holder is set aside for this file

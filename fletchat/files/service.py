@@ -88,7 +88,8 @@ class FilesService:
         self._buckets: dict[str, _Bucket] = {}
         self._jobs: dict[str, _Job] = {}
         self._asked: dict[tuple[str, str, int], int] = {}  # queued Get -> its chunk size
-        self._layouts: dict[str, tuple[int, int]] = {}  # complete files served: (size, chunks)
+        self._layouts: dict[str, tuple[int, int]] = {}
+        self._work: set[asyncio.Task] = set()  # chunk reads and writes in progress  # complete files served: (size, chunks)
         self._nudge: asyncio.Future[None] | None = None  # resolved to wake the timer loop early
         self._task: asyncio.Task | None = None
 
@@ -97,6 +98,9 @@ class FilesService:
         self._task = asyncio.get_running_loop().create_task(self._timers())
 
     async def stop(self) -> None:
+        for task in list(self._work):
+            task.cancel()
+        await asyncio.gather(*self._work, return_exceptions=True)
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -168,17 +172,9 @@ class FilesService:
         for ev in events:
             if isinstance(ev, Request):
                 await self._send(ev.holder, F.Get(sha, ev.index, job.fetch.manifest.chunk_size))
-            elif isinstance(ev, Verified):
+            elif isinstance(ev, Verified):  # written by its own task: reading goes on meanwhile
                 job.writes += 1
-                try:
-                    await self.store.awrite_chunk(job.fetch.manifest, ev.index, ev.data, ev.leaf)
-                except (OSError, BlobError) as err:
-                    log.warning("could not store chunk %d of %s: %s", ev.index, sha[:12], err)
-                    await self._handle(job, job.fetch.forget(ev.index, self._clock()))
-                finally:
-                    job.writes -= 1
-                m = job.fetch.manifest
-                self.on_event(FileEvent("progress", sha, job.fetch.bytes_verified, m.size))
+                self._spawn(self._write(job, ev))
             elif isinstance(ev, Drop):
                 await self._close(ev.peer, 1008, str(ev.verdict))
             elif isinstance(ev, Complete):
@@ -186,6 +182,33 @@ class FilesService:
             elif isinstance(ev, HoldersGone):
                 self.on_event(FileEvent("waiting", sha, job.fetch.bytes_verified, job.fetch.manifest.size,
                                         reason="Nobody who has this file is online."))
+        if job.complete and job.writes == 0 and not job.finishing:
+            await self._finish(job)
+
+    def _spawn(self, coro) -> None:
+        """Disk work per chunk runs beside the reader, so one slow thread hop never stalls the
+        pipeline of requests in flight (the state machines still see every event in order)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._work.add(task)
+        task.add_done_callback(self._work.discard)
+
+    async def idle(self) -> None:
+        """Wait for the chunk reads and writes started so far (tests; an orderly stop)."""
+        while self._work:
+            await asyncio.gather(*list(self._work), return_exceptions=True)
+
+    async def _write(self, job: _Job, ev: Verified) -> None:
+        m = job.fetch.manifest
+        try:
+            await self.store.awrite_chunk(m, ev.index, ev.data, ev.leaf)
+        except (OSError, BlobError) as err:
+            log.warning("could not store chunk %d of %s: %s", ev.index, m.sha256[:12], err)
+            job.writes -= 1
+            job.complete = False
+            await self._handle(job, job.fetch.forget(ev.index, self._clock()))
+            return
+        job.writes -= 1
+        self.on_event(FileEvent("progress", m.sha256, job.fetch.bytes_verified, m.size))
         if job.complete and job.writes == 0 and not job.finishing:
             await self._finish(job)
 
@@ -272,16 +295,19 @@ class FilesService:
             return None
         return min(get.chunk_size, size - get.index * get.chunk_size)
 
+    async def _serve_one(self, ev: Serve, chunk: int) -> None:
+        try:
+            data, proof = await self.store.aread_chunk(ev.sha256, ev.index, chunk)
+        except (KeyError, OSError):
+            await self._send(ev.peer, F.NoChunk(ev.sha256, ev.index, "not_found"))
+            return
+        await self._send(ev.peer, F.Chunk(ev.sha256, ev.index, tuple(proof), data))
+
     async def _serve(self, events: list) -> None:
         for ev in events:
             if isinstance(ev, Serve):
                 chunk = self._asked.pop((ev.peer, ev.sha256, ev.index), L.DEFAULT_CHUNK_SIZE)
-                try:
-                    data, proof = await self.store.aread_chunk(ev.sha256, ev.index, chunk)
-                except (KeyError, OSError):
-                    await self._send(ev.peer, F.NoChunk(ev.sha256, ev.index, "not_found"))
-                    continue
-                await self._send(ev.peer, F.Chunk(ev.sha256, ev.index, tuple(proof), data))
+                self._spawn(self._serve_one(ev, chunk))
             elif isinstance(ev, Refuse):
                 await self._send(ev.peer, F.NoChunk(ev.sha256, ev.index, ev.reason))
             elif isinstance(ev, Drop):
