@@ -115,6 +115,14 @@ class FileShare:
         self._want(ref, front=True)
 
     def _want(self, ref: FileRef, front: bool = False) -> None:
+        loop = self._loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is not None and running is not loop:  # downloads run on the loop of start()
+            loop.call_soon_threadsafe(self._want, ref, front)
+            return
         self._refs[ref.sha256] = ref
         if self.store.has(ref.sha256):
             self._ready(ref)
