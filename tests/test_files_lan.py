@@ -102,3 +102,39 @@ def test_a_receiver_killed_mid_transfer_resumes_from_its_last_verified_chunk(lan
     assert total == 48 and resumed >= on_disk_at_kill  # every journaled chunk counted
     # Bytes sent again: at most one chunk beyond what was missing when Bob was killed.
     assert received <= total - on_disk_at_kill + 1, (total, on_disk_at_kill, resumed, received)
+
+
+@pytest.fixture
+def lan3():
+    need(*lan_available())
+    with virtual_lan(3) as lan:
+        yield lan
+
+
+def test_a_late_joiner_fetches_from_both_holders_and_a_quota_refuses_with_an_error(lan3, tmp_path):
+    h1, h2, h3 = lan3
+    # Slow both holders' links (4 MB/s each) so the late joiner's fetch runs long enough to use both.
+    for h in (h1, h2):
+        h.run(["tc", "qdisc", "add", "dev", h.iface, "root", "tbf", "rate", "32mbit", "burst", "64kb",
+               "latency", "400ms"])
+    a = start_peer(h1, "Alice", tmp_path / "a")
+    b = start_peer(h2, "Bob", tmp_path / "b")
+    both_online(a, b)
+    src = tmp_path / "dataset.bin"
+    src.write_bytes(os.urandom(40 * CHUNK))  # 10 MiB: 40 chunks
+    sha = hashlib.sha256(src.read_bytes()).hexdigest()
+    a.send(f"/file {src}")
+    assert file_line(b, sha) is not None, b.events[-5:]
+    # Carol joins late (history by catch-up, bytes on demand); Dan has room for 1 MB of files.
+    c = start_logged(h3, "Carol", tmp_path / "c", tmp_path / "c.log")
+    d = start_peer(h3, "Dan", tmp_path / "d", "--files-quota", "1")
+    got = file_line(c, sha, 60)
+    assert got is not None, (tmp_path / "c.log").read_text()[-2000:]
+    assert hashlib.sha256(Path(got["path"]).read_bytes()).hexdigest() == sha
+    found = re.search(rf"fetched {sha[:12]}: 40 chunks, 0 were on disk, (\d+) chunk frames received "
+                      r"from (\d+) peers", (tmp_path / "c.log").read_text())
+    assert found, (tmp_path / "c.log").read_text()[-2000:]
+    assert int(found.group(1)) == 40 and int(found.group(2)) == 2  # each chunk once, from both
+    refused = d.wait_for(lambda e: e.get("event") == "error" and e.get("sha256") == sha, WAIT)
+    assert refused is not None and "Not enough room" in refused["error"], d.events[-5:]
+    assert not list((tmp_path / "d" / "files" / "partial").glob("*.part"))

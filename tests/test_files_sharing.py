@@ -105,8 +105,11 @@ async def test_a_holder_serving_a_bad_chunk_loses_its_files_connection_not_the_c
         await a.close()  # only Bob has it now
         caplog.set_level(logging.WARNING, "fletchat.files")
         await connected((c, b))
+        first = c.lane.links.get(b.hub.peer_id)
         await eventually(lambda: "chunk failed its hash" in caplog.text, "Cat's verdict on Bob", 30)
-        await eventually(lambda: b.hub.peer_id not in c.lane.links, "Bob's files connection dropped", 10)
+        # that connection is closed (Bob may dial a new one: it serves other files)
+        await eventually(lambda: first is None or (first.closed and c.lane.links.get(b.hub.peer_id) is not first),
+                         "Bob's files connection dropped", 10)
         assert b.hub.peer_id in {p.id for p in c.mesh.peers()}  # the chat connection stays
         view = c.backend.file_view(ref)
         assert view.state in (FileState.WAITING_FOR_HOLDER, FileState.FETCHING)
@@ -197,10 +200,12 @@ async def test_a_peer_flooding_requests_loses_its_files_connection_not_the_chat(
     try:
         await connected((b, a))
         caplog.set_level(logging.WARNING, "fletchat.files")
+        first = a.lane.links[b.hub.peer_id]
         for _ in range(1000):  # far beyond the files lane's burst of text frames
             await b.share.service._send(a.hub.peer_id, F.Query("ab" * 32))
         await eventually(lambda: "rate limit exceeded" in caplog.text, "Ann's verdict on Bob", 20)
-        await eventually(lambda: b.hub.peer_id not in a.lane.links, "Bob's files connection dropped", 10)
+        await eventually(lambda: first.closed and a.lane.links.get(b.hub.peer_id) is not first,
+                         "Bob's files connection dropped", 10)
         assert b.hub.peer_id in {p.id for p in a.mesh.peers()}  # the chat connection stays
         b.session.send("still talking")
         await eventually(lambda: any(getattr(e, "text", "") == "still talking" for e in a.events),

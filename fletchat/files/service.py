@@ -59,6 +59,7 @@ class _Job:
         self.finishing = False
         self.on_disk = len(fetch.verified)  # chunks verified before this run (resume)
         self.received = 0  # chunk frames received this run (re-sent ones included)
+        self.by_peer: dict[str, int] = {}  # ... per holder (multi-source)
         self.result: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
 
 
@@ -226,8 +227,9 @@ class FilesService:
             self.on_event(FileEvent("error", m.sha256, 0, m.size, reason=str(err)))
             job.result.set_exception(err)
             return
-        log.info("fetched %s: %d chunks, %d were on disk, %d chunk frames received",
-                 m.sha256[:12], m.chunk_count, job.on_disk, job.received)
+        log.info("fetched %s: %d chunks, %d were on disk, %d chunk frames received from %d peers (%s)",
+                 m.sha256[:12], m.chunk_count, job.on_disk, job.received, len(job.by_peer),
+                 ", ".join(f"{p[:12]}: {n}" for p, n in sorted(job.by_peer.items())))
         self.on_event(FileEvent("done", m.sha256, m.size, m.size, path=path))
         job.result.set_result(path)
 
@@ -254,6 +256,7 @@ class FilesService:
             await self._handle(job, job.fetch.on_refused(peer, frame.index, frame.reason, now))
         else:
             job.received += 1
+            job.by_peer[peer] = job.by_peer.get(peer, 0) + 1
             await self._handle(job, job.fetch.on_chunk(peer, frame.index, frame.data, frame.proof, now))
 
     async def _admit(self, peer: str, raw: str | bytes) -> tuple[F.FilesFrame, float] | None:
