@@ -213,3 +213,23 @@ async def test_a_peer_flooding_requests_loses_its_files_connection_not_the_chat(
     finally:
         await a.close()
         await b.close()
+
+
+async def test_files_nobody_has_do_not_block_a_file_someone_has(tmp_path):
+    from fletchat.files.limits import MAX_CONCURRENT_FETCHES
+    from fletchat.model import FileRef
+
+    a, b = await files_peer(tmp_path, "Ann"), await files_peer(tmp_path, "Bob")
+    try:
+        await connected((b, a))
+        gone = [FileRef(f"{i:064x}", 10, 262144, "00" * 32, f"gone{i}.txt", "text/plain")
+                for i in range(MAX_CONCURRENT_FETCHES + 1)]
+        for ref in gone:
+            await b.backend.fetch_file(ref)
+        await eventually(lambda: all(b.backend.file_view(r).state is FileState.WAITING_FOR_HOLDER
+                                     for r in gone[:MAX_CONCURRENT_FETCHES]), "they wait", 20)
+        ref = (await a.backend.share_files([make_file(tmp_path / "here.bin", MB)], "", "general")).files[0]
+        await eventually(lambda: b.backend.file_view(ref).state is FileState.READY, "Bob has it", 30)
+    finally:
+        await a.close()
+        await b.close()

@@ -21,7 +21,8 @@ MAX_THUMB_BYTES = 64 * KIB  # a thumbnail is a small file of its own (manifest["
 MAX_VOICE_MS = 15 * 60 * 1000
 
 # ---- fetching ----
-MAX_CONCURRENT_FETCHES = 4  # files being downloaded at once per node
+MAX_CONCURRENT_FETCHES = 4  # files being downloaded at once per node ...
+MAX_WAITING_FETCHES = 64  # ... besides these, kept open while nobody who has them is online
 MAX_IN_FLIGHT_PER_HOLDER = 4  # chunk requests outstanding to one holder, per file
 BIG_FILE_BYTES = 32 * MIB  # senders use MAX_CHUNK_SIZE chunks from this size on (fewer round trips)
 MAX_HOLDERS_PER_FETCH = 8  # holders asked at once for one file

@@ -24,7 +24,7 @@ from . import limits as L
 from .blobstore import BlobError, BlobStore
 from .manifest import FileManifest, chunk_count
 from .serve import Refuse, Serve, Server
-from .transfer import Complete, Drop, Fetch, HoldersGone, Request, Verified
+from .transfer import Complete, Drop, Fetch, FetchState, HoldersGone, Request, Verified
 
 log = logging.getLogger("fletchat.files")
 
@@ -154,7 +154,7 @@ class FilesService:
         connected peer is asked whether it holds it, besides ``holders`` (e.g. the origin)."""
         if manifest.sha256 in self._jobs:
             return self._jobs[manifest.sha256].result
-        if len(self._jobs) >= L.MAX_CONCURRENT_FETCHES:
+        if not self.can_start():
             raise BusyError(f"{L.MAX_CONCURRENT_FETCHES} files are already downloading; try again when one is done.")
         have = await self.store.abegin(manifest)  # QuotaError goes to the caller
         job = self._jobs[manifest.sha256] = _Job(Fetch(manifest, have))
@@ -167,6 +167,13 @@ class FilesService:
             await self._send(peer, F.Query(manifest.sha256))
         await self._handle(job, events)  # no holder yet: the first tick says "waiting"
         return job.result
+
+    def can_start(self) -> bool:
+        """Room for one more download: at most ``MAX_CONCURRENT_FETCHES`` with a holder, and a
+        bounded number more that wait for one (they must not block files others can send)."""
+        active = sum(1 for j in self._jobs.values() if j.fetch.state is not FetchState.WAITING)
+        return (active < L.MAX_CONCURRENT_FETCHES
+                and len(self._jobs) < L.MAX_CONCURRENT_FETCHES + L.MAX_WAITING_FETCHES)
 
     async def _handle(self, job: _Job, events: list) -> None:
         sha = job.fetch.manifest.sha256

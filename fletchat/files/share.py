@@ -66,6 +66,7 @@ class FileShare:
         self._last_progress: dict[str, float] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._used = 0
+        self._starting = False
 
     # ---- lifecycle ----
     async def start(self) -> None:
@@ -135,9 +136,9 @@ class FileShare:
         self._pump()
 
     def _pump(self) -> None:
-        while self._queue and len(self.service._jobs) < L.MAX_CONCURRENT_FETCHES:
-            ref = self._queue.popleft()
-            asyncio.get_running_loop().create_task(self._start(ref))
+        if self._queue and not self._starting and self.service.can_start():
+            self._starting = True  # one start at a time: can_start() counts registered jobs
+            asyncio.get_running_loop().create_task(self._start(self._queue.popleft()))
 
     async def _start(self, ref: FileRef) -> None:
         try:
@@ -148,6 +149,10 @@ class FileShare:
         except (BlobError, OSError, ValueError) as err:
             self._set(ref.sha256, FileView(FileState.FAILED, 0, ref.size, reason=str(err)))
             return
+        finally:
+            self._starting = False
+            if self._loop is not None:
+                self._loop.call_soon(self._pump)
         if not future.done():
             self._set(ref.sha256, FileView(FileState.FETCHING, 0, ref.size))
         future.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
@@ -160,9 +165,11 @@ class FileShare:
                 return
             self._last_progress[sha] = now
             self._set(sha, FileView(FileState.FETCHING, event.done_bytes, event.size))
-        elif event.kind == "waiting":
+        elif event.kind == "waiting":  # its slot is free for files others can send
             self._set(sha, FileView(FileState.WAITING_FOR_HOLDER, event.done_bytes, event.size,
                                     reason=event.reason))
+            if self._loop is not None:
+                self._loop.call_soon(self._pump)
         elif event.kind == "error":
             log.warning("download of %s failed: %s", sha[:12], event.reason)
             self._set(sha, FileView(FileState.FAILED, 0, event.size, reason=event.reason))
