@@ -13,7 +13,10 @@ import argparse
 import importlib
 import json
 import os
+import subprocess
 import sys
+import tempfile
+import threading
 import time
 import traceback
 from datetime import UTC, datetime
@@ -47,40 +50,99 @@ RUNNERS: list[tuple[str, tuple[str, ...]]] = [
     ("bench.static_site", ("static_site",)),
     ("bench.files", ("files",)),
 ]
+# Quick mode (a smoke run of every figure in about a minute) runs these lanes at once, each in its
+# own processes, one module after another within a lane: the browser figure alone; the two that
+# mostly wait (mDNS on namespaced hosts, flet-web's session eviction); the CPU-bound rest. Quick
+# numbers are for checking that every figure still works, not for quoting: lanes share the cores.
+QUICK_LANES: list[list[str]] = [
+    ["bench.static_site"],
+    ["bench.lan", "bench.sessions"],
+    ["bench.delivery", "bench.fanout", "bench.history", "bench.startup"],
+]
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 
 
-def run(quick: bool, only: set[str] | None) -> dict[str, Any]:
-    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+def run_module(module: str, wanted: list[str], quick: bool) -> dict[str, dict[str, Any]]:
+    """One module's figures (``wanted`` of them), each with its status; never raises."""
     figures: dict[str, dict[str, Any]] = {}
-    for module, ids in RUNNERS:
-        wanted = [i for i in ids if only is None or i in only]
-        if not wanted:
-            continue
-        print(f"running {module} ({', '.join(wanted)})...", file=sys.stderr, flush=True)
-        t0 = time.monotonic()
-        try:
-            mod = importlib.import_module(module)
-            out = mod.run(quick)
-            for fid in wanted:
-                fig = out.get(fid)
-                if fig is None or not fig.get("rows"):
-                    figures[fid] = {"status": "error", "error": "no numbers", **(fig or {})}
-                else:
-                    figures[fid] = {"status": "ok", **fig}
-        except Skip as why:
-            for fid in wanted:
-                figures[fid] = {"status": "skipped", "error": str(why), "rows": []}
-        except Exception as err:  # noqa: BLE001 - a broken figure is reported, the rest still run
-            traceback.print_exc()
-            for fid in wanted:
-                figures[fid] = {"status": "error", "error": f"{type(err).__name__}: {err}",
-                                "rows": []}
-        elapsed = time.monotonic() - t0
+    print(f"running {module} ({', '.join(wanted)})...", file=sys.stderr, flush=True)
+    t0 = time.monotonic()
+    try:
+        mod = importlib.import_module(module)
+        out = mod.run(quick)
         for fid in wanted:
-            figures[fid]["title"] = FIGURES[fid]
-            figures[fid]["seconds"] = round(elapsed, 1)
+            fig = out.get(fid)
+            if fig is None or not fig.get("rows"):
+                figures[fid] = {"status": "error", "error": "no numbers", **(fig or {})}
+            else:
+                figures[fid] = {"status": "ok", **fig}
+    except Skip as why:
+        for fid in wanted:
+            figures[fid] = {"status": "skipped", "error": str(why), "rows": []}
+    except Exception as err:  # noqa: BLE001 - a broken figure is reported, the rest still run
+        traceback.print_exc()
+        for fid in wanted:
+            figures[fid] = {"status": "error", "error": f"{type(err).__name__}: {err}",
+                            "rows": []}
+    elapsed = time.monotonic() - t0
+    for fid in wanted:
+        figures[fid]["title"] = FIGURES[fid]
+        figures[fid]["seconds"] = round(elapsed, 1)
+    print(f"{module}: {elapsed:.1f} s", file=sys.stderr, flush=True)
+    return figures
+
+
+def _wanted(module: str, only: set[str] | None) -> list[str]:
+    ids = dict(RUNNERS)[module]
+    return [i for i in ids if only is None or i in only]
+
+
+def _run_lanes(quick: bool, only: set[str] | None) -> dict[str, dict[str, Any]]:
+    """``QUICK_LANES`` at once: each module in a child ``python -m bench --serial``."""
+    figures: dict[str, dict[str, Any]] = {}
+    lock = threading.Lock()
+
+    def lane(modules: list[str], tmp: Path) -> None:
+        for module in modules:
+            wanted = _wanted(module, only)
+            if not wanted:
+                continue
+            out = tmp / f"{module}.json"
+            argv = [sys.executable, "-m", "bench", "--serial", "--only", ",".join(wanted),
+                    "--out", str(out), *(["--quick"] if quick else [])]
+            subprocess.run(argv, cwd=Path(__file__).resolve().parent.parent,
+                           stdout=subprocess.DEVNULL, check=False)
+            try:
+                got = json.loads(out.read_text())["figures"]
+            except (OSError, ValueError, KeyError):
+                got = {fid: {"status": "error", "error": f"{module} wrote no results",
+                             "rows": [], "title": FIGURES[fid]} for fid in wanted}
+            with lock:
+                figures.update(got)
+
+    with tempfile.TemporaryDirectory(prefix="fcbench-lanes-") as tmp:
+        threads = [threading.Thread(target=lane, args=(modules, Path(tmp)))
+                   for modules in QUICK_LANES]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    return figures
+
+
+def run(quick: bool, only: set[str] | None, serial: bool = False) -> dict[str, Any]:
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+    t0 = time.monotonic()
+    figures: dict[str, dict[str, Any]] = {}
+    if quick and not serial:
+        figures = _run_lanes(quick, only)
+    else:
+        for module, _ids in RUNNERS:
+            wanted = _wanted(module, only)
+            if wanted:
+                figures.update(run_module(module, wanted, quick))
     return {
+        "total_seconds": round(time.monotonic() - t0, 1),
         "schema": 1,
         "quick": quick,
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -124,7 +186,9 @@ def table(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[1])
-    p.add_argument("--quick", action="store_true", help="few samples, under a minute (CI smoke)")
+    p.add_argument("--quick", action="store_true",
+                   help="a smoke run of every figure in about a minute (lanes run at once)")
+    p.add_argument("--serial", action="store_true", help=argparse.SUPPRESS)  # one lane's child
     p.add_argument("--only", help=f"comma-separated figure ids: {', '.join(FIGURES)}")
     p.add_argument("--out", type=Path, help=f"JSON results file (default {DEFAULT_OUT})")
     p.add_argument("--merge", action="store_true",
@@ -136,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         unknown = only - set(FIGURES)
         if unknown:
             p.error(f"unknown figure(s): {', '.join(sorted(unknown))}")
-    results = run(args.quick, only)
+    results = run(args.quick, only, serial=args.serial)
     out = args.out or DEFAULT_OUT
     saved = results
     if args.merge and out.exists():
@@ -147,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(saved, indent=1) + "\n")
     print(table(results))
     print(f"\nwrote {out}", file=sys.stderr)
+    print(f"total: {results['total_seconds']:.1f} s"
+          f"{' (quick: lanes at once)' if args.quick and not args.serial else ''}")
     broken = [
         fid for fid, fig in results["figures"].items()
         if fig["status"] == "error" or (fig["status"] == "skipped" and os.environ.get("CI"))

@@ -79,7 +79,7 @@ class Plan:
 
 # quick: a smoke test of the same machinery (structure, not figures to quote) in ~15 s
 QUICK = Plan(reps=3, latency_n=20, probe_factor=4, gap=0.01, probe_s=0.1, window_s=0.3,
-             refine=0, drain_s=5.0, flood_s=1.0, what_if=False)
+             refine=0, drain_s=1.0, flood_s=1.0, what_if=False)
 FULL = Plan(reps=3, latency_n=200, probe_factor=2, gap=0.01, probe_s=1.0, window_s=5.0,
             refine=2, drain_s=10.0, flood_s=None, what_if=True)
 

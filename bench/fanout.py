@@ -265,8 +265,8 @@ def configs_for(quick: bool) -> tuple[list[tuple[int, int]], int]:
     if grid_env:
         pairs = [tuple(int(x) for x in item.split(":")) for item in grid_env.split(",") if item]
         return [(r, n) for r, n in pairs], int(os.environ.get("FLETCHAT_BENCH_REPS", "10"))
-    if quick:  # a smoke run inside quick mode's minute: the tutorial at 1000 rows alone takes 5 s
-        return [(0, 1), (200, 1), (200, 10)], 3  # a message per tab (full mode has 1000 and 5000)
+    if quick:  # a smoke run inside quick mode's minute: every row kind, the flatness ratio too
+        return [(0, 2), (100, 2)], 3  # (full mode has 1, 10, 50, 100 tabs, 1000 and 5000 rows)
     grid = [(r, n) for r in (0, 200, 1000) for n in (1, 10, 50, 100)]
     return [*grid, (5000, 10)], 20
 

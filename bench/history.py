@@ -216,11 +216,17 @@ def _insert(tmp: Path, n: int) -> tuple[float, float]:
     return ours, base
 
 
+def quick_plan(quick: bool) -> dict[str, int]:
+    """Messages caught up, searched over, searches, inserts."""
+    if quick:
+        return {"n_sync": 1000, "n_search": 10_000, "n_queries": 20, "n_insert": 2000}
+    return {"n_sync": 10_000, "n_search": 100_000, "n_queries": 200, "n_insert": 10_000}
+
+
 def run(quick: bool) -> dict[str, dict[str, Any]]:
-    n_sync = 1000 if quick else 10_000
-    n_search = 10_000 if quick else 100_000
-    n_queries = 20 if quick else 200
-    n_insert = 2000 if quick else 10_000
+    plan = quick_plan(quick)
+    n_sync, n_search = plan["n_sync"], plan["n_search"]
+    n_queries, n_insert = plan["n_queries"], plan["n_insert"]
     with tempfile.TemporaryDirectory(prefix="fcbench-hist-") as tmp_name:
         tmp = Path(tmp_name)
         msgs = _messages(n_sync, "origin-sync")

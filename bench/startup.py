@@ -29,7 +29,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _one(argv_for_port, timeout: float = 60.0) -> tuple[float, int | None]:
+def quick_plan(quick: bool) -> dict[str, Any]:
+    """Starts per side, the unmeasured warm-up and the idle time before RSS is read (quick: one
+    start each, no warm-up: earlier figures of the run have warmed the file cache)."""
+    return {"n": 1, "warm_up": False, "idle_s": 0.5} if quick else \
+        {"n": 5, "warm_up": True, "idle_s": IDLE_S}
+
+
+def _one(argv_for_port, timeout: float = 60.0, idle_s: float = IDLE_S) -> tuple[float, int | None]:
     """(seconds from Popen to HTTP 200 on /, RSS KiB after IDLE_S idle)."""
     port = _free_port()
     t0 = time.monotonic()
@@ -52,14 +59,15 @@ def _one(argv_for_port, timeout: float = 60.0) -> tuple[float, int | None]:
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.01)
         elapsed = time.monotonic() - t0
-        time.sleep(IDLE_S)
+        time.sleep(idle_s)
         return elapsed, rss_kib(proc.pid)
     finally:
         stop_process(proc)
 
 
 def run(quick: bool) -> dict[str, dict[str, Any]]:
-    n = 1 if quick else 5
+    plan = quick_plan(quick)
+    n, idle_s = plan["n"], plan["idle_s"]
     with tempfile.TemporaryDirectory(prefix="fcbench-") as tmp:
         k = iter(range(1000))
 
@@ -71,14 +79,15 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
         def bare(port: int) -> list[str]:
             return [sys.executable, str(ROOT / "bench" / "bare_flet.py"), str(port)]
 
-        _one(app)  # warm the file cache
-        _one(bare)
+        if plan["warm_up"]:
+            _one(app, idle_s=0)  # warm the file cache
+            _one(bare, idle_s=0)
         a_t, a_rss, b_t, b_rss = [], [], [], []
         for _ in range(n):  # interleaved, so drift hits both alike
-            t, r = _one(app)
+            t, r = _one(app, idle_s=idle_s)
             a_t.append(t)
             a_rss.append(r)
-            t, r = _one(bare)
+            t, r = _one(bare, idle_s=idle_s)
             b_t.append(t)
             b_rss.append(r)
     rows = [
@@ -90,7 +99,7 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
     rss = [r for r in a_rss if r is not None]
     brss = [r for r in b_rss if r is not None]
     if rss and brss:
-        rows.append(row(f"RSS idle ({IDLE_S:g} s after first page)", percentile(rss, 50) / 1024,
+        rows.append(row(f"RSS idle ({idle_s:g} s after first page)", percentile(rss, 50) / 1024,
                         percentile(brss, 50) / 1024, unit="MiB",
                         baseline_name="bare flet-web app", n=len(rss)))
     return {"startup": {"rows": rows, "notes": [

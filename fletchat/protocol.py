@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fletchat import __version__
+from fletchat.events import Presence
 from fletchat.model import (
     DEVICE_KINDS,
     MAX_FRAME_BYTES,
@@ -196,13 +197,8 @@ class RefusedFrame:
     refusals: tuple[tuple[str, str], ...]
 
 
-@dataclass(frozen=True)
-class PresenceEntry:
-    """One person on the sending peer right now."""
-
-    name: str
-    device: str
-    since: float
+# One person on the sending peer right now: the hub's own ``Presence`` value, not a parallel type.
+PresenceEntry = Presence
 
 
 @dataclass(frozen=True)

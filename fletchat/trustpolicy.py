@@ -15,7 +15,11 @@ from .events import IdentityWarning
 from .model import Message, ValidationError
 
 
-class TrustPolicy(Protocol):
+class HubTrust(Protocol):
+    """The hub's narrow view of trust (keys known, blocks, a message's status). Not the mesh's
+    ``fletchat.peer.policy.TrustPolicy`` (TLS, key proofs, signatures): ``trust.Trust`` serves
+    both, the hub through ``KeyTrust`` below."""
+
     fingerprint: str
 
     def knows(self, origin: str) -> bool:
@@ -61,7 +65,7 @@ class NoTrust:
 
 
 class KeyTrust:
-    """A ``fletchat.trust.Trust`` seen through ``TrustPolicy``. Writes (forget, block, unblock)
+    """A ``fletchat.trust.Trust`` seen through ``HubTrust``. Writes (forget, block, unblock)
     rewrite the trust file: call them off the event loop (``Hub.block_async`` etc.)."""
 
     def __init__(self, trust: Any, own_id: str) -> None:

@@ -54,6 +54,7 @@ WEBCLIENT_DIR = ROOT / "webclient"
 PACKAGE_DIR = ROOT / "fletchat"
 ASSETS_DIR = ROOT / "assets"
 COMPRESS_CACHE = BUILD_DIR / "compressed"  # .br/.gz copies by content hash, reused by rebuilds
+PYC_CACHE = BUILD_DIR / "pyc"  # bytecode made under Node.js, by the inputs' hash (webpyc)
 SW_TEMPLATE = PACKAGE_DIR / "web" / "sw.js"
 
 BASE_URL = "app"  # host mode serves the build at /app/ (host.STATIC_PATH)
@@ -332,7 +333,7 @@ def build(out: Path = DEFAULT_OUT, wheels_cache: Path = WHEELS_CACHE) -> Result:
     add_theme_color(out / "index.html")
     check_manifest(out)
     try:
-        version = finish(out, COMPRESS_CACHE, SW_TEMPLATE, wheels)
+        version = finish(out, COMPRESS_CACHE, SW_TEMPLATE, wheels, PYC_CACHE)
     except FinishError as err:
         raise BuildError(str(err)) from err
     return Result(out, tuple(w.name for w in wheels), time.monotonic() - started, version)

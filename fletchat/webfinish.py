@@ -4,6 +4,8 @@ Run by ``fletchat.webbuild`` on the site ``flet publish`` wrote (see ``webstatic
 serves the result):
 
 0. **No micropip**: the app's wheels are unpacked into ``app.tar.gz`` (``__pypackages__``).
+   **No compiling in the browser**: bytecode made by the site's own Pyodide under Node.js
+   (``webpyc``) goes into ``app.tar.gz`` and Pyodide's ``python_stdlib.zip``.
 1. **Prune** what this site never loads: the dart2wasm/skwasm build (``main.dart.wasm``; host mode
    forces the CanvasKit renderer), skwasm/wimp runtimes, debug symbols and source maps, and
    Flutter's own (deprecated) service worker.
@@ -13,7 +15,9 @@ serves the result):
    stub keeps Rive's loader waiting forever: exactly what happens today when the CDN is unreachable.
 3. **Versioned names** (a content hash) for the big runtime files, so they can be cached for good.
 4. **A service worker** (``sw.js``, scope ``/app/``) that keeps the site for offline use.
-5. **Precompressed** ``.br`` and ``.gz`` copies of every compressible file (kept only when at least
+5. **Python starts while Flutter boots** (``webearly``): the page creates the Python worker at
+   once instead of when Flutter asks for it.
+6. **Precompressed** ``.br`` and ``.gz`` copies of every compressible file (kept only when at least
    10 % smaller), cached by content hash in ``build/compressed`` so rebuilds are quick.
 """
 
@@ -30,6 +34,8 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+from .webearly import early_python
+from .webpyc import precompile
 from .webstatic import COMPRESSIBLE, HASH_CHARS
 
 log = logging.getLogger("fletchat.webbuild")
@@ -242,12 +248,16 @@ def precompress(out: Path, cache: Path) -> tuple[int, int]:
     return files, copies
 
 
-def finish(out: Path, compress_cache: Path, sw_template: Path, wheels: list[Path]) -> str:
+def finish(out: Path, compress_cache: Path, sw_template: Path, wheels: list[Path],
+           pyc_cache: Path | None = None) -> str:
     """All steps, in order; returns the build's version (content hash)."""
     bundle_wheels(out, wheels)
     prune(out)
+    if pyc_cache is not None:
+        precompile(out / "app.tar.gz", out / "pyodide", pyc_cache)
     local_rive(out)
     only_canvaskit_build(out)
+    early_python(out)
     version = version_names(out)
     add_service_worker(out, version, sw_template)
     precompress(out, compress_cache)

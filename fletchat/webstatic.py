@@ -35,9 +35,10 @@ VERSIONED = re.compile(
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
 ENCODINGS = (("br", ".br"), ("gzip", ".gz"))  # preferred first
-# Worth compressing (text, wasm, fonts that are not woff2); images, zips, wheels and woff2 are not.
+# Worth compressing (text, wasm, fonts that are not woff2, Pyodide's stored stdlib zip); images,
+# wheels and woff2 are not (a copy is kept only when 10 % smaller, so deflated zips get none).
 COMPRESSIBLE = frozenset({".js", ".mjs", ".wasm", ".json", ".html", ".css", ".txt", ".otf",
-                          ".ttf", ".svg", ".tar", ".map", ".wat"})
+                          ".ttf", ".svg", ".tar", ".map", ".wat", ".zip"})
 mimetypes.add_type("application/wasm", ".wasm")
 mimetypes.add_type("text/javascript", ".mjs")
 

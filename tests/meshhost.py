@@ -1,13 +1,49 @@
 """A ``MeshHost`` for mesh tests without a hub: it records what the mesh hands it and answers
-with plain values (history to sync, presence to announce). Everything it is given is stored."""
+with plain values (history to sync, presence to announce). Everything it is given is stored.
+Also what the mesh test modules share: a pool of started nodes for their ``nodes`` fixture, and
+``chat()``, a message stamped as its origin's hub would stamp it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
 
+from fletchat.clock import HLC
 from fletchat.events import Acceptance, Outcome, Presence
 from fletchat.model import Message, Peer
+
+
+async def node_pool(factory: Callable[..., Any]
+                    ) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    """Yield ``make(peer_id, **options)``: builds a node with ``factory`` (anything with ``mesh``
+    and ``trust``), starts its mesh; at the end every mesh is stopped and every trust closed."""
+    made: list[Any] = []
+
+    async def make(peer_id: str, **options: Any) -> Any:
+        node = factory(peer_id, **options)
+        await node.mesh.start()
+        made.append(node)
+        return node
+
+    try:
+        yield make
+    finally:
+        await asyncio.gather(*(n.mesh.stop() for n in made), return_exceptions=True)
+        for n in made:
+            n.trust.close()
+
+
+_clocks: dict[str, tuple[HLC, list[int]]] = {}
+
+
+def chat(text: str, origin: str) -> Message:
+    """A message as its origin's hub stamps it: signed messages carry their hlc and seq."""
+    clock, seq = _clocks.setdefault(origin, (HLC(origin), [0]))
+    seq[0] += 1
+    return replace(Message.chat(origin.capitalize(), text, origin), hlc=clock.now().encode(),
+                   seq=seq[0])
 
 
 @dataclass

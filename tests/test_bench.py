@@ -151,3 +151,31 @@ def test_merge_keeps_other_figures_and_records_the_run():
     assert merged["when"] == "t0" and merged["merged_runs"][0]["figures"] == ["delivery"]
     with pytest.raises(ValueError):
         merge_results(old, {**new, "quick": True})
+
+
+def test_quick_plan_is_a_small_smoke_run_of_every_figure():
+    """Quick mode keeps its minute by plan, not by luck: every module runs in exactly one lane,
+    each with a handful of samples and no long fixed waits (no timing is measured here)."""
+    from bench import delivery, fanout, history, lan, sessions, startup, static_site
+    from bench.__main__ import QUICK_LANES, RUNNERS
+
+    laned = [m for lane in QUICK_LANES for m in lane]
+    assert sorted(laned) == sorted(m for m, _ in RUNNERS)  # each module once, none left out
+    assert delivery.QUICK.reps == 3 and delivery.QUICK.latency_n <= 20
+    assert delivery.QUICK.window_s <= 0.5 and delivery.QUICK.drain_s <= 1
+    assert delivery.QUICK.refine == 0 and not delivery.QUICK.what_if
+    assert delivery.QUICK.flood_s is not None and delivery.QUICK.flood_s <= 1
+    configs, reps = fanout.configs_for(True)
+    assert reps <= 3 and sum(r * n for r, n in configs) <= 500 and max(n for _, n in configs) <= 2
+    assert any(r == 0 for r, _ in configs) and any(r > 0 for r, _ in configs)  # flatness row
+    assert lan.quick_plan(True)["n_clean"] <= 3 and lan.quick_plan(True)["n_netloss"] == 0
+    assert set(lan.quick_plan(True)["methods"]) == {"eof", "sigterm", "sigkill"}
+    assert startup.quick_plan(True) == {"n": 1, "warm_up": False, "idle_s": 0.5}
+    assert max(sessions.quick_plan(True)["counts"]) <= 10 and sessions.quick_plan(True)["grace"] <= 1
+    assert static_site.quick_plan(True)["runs"] == 1
+    assert history.quick_plan(True)["n_search"] <= 10_000
+    # and the full run is left as it was
+    assert delivery.FULL.latency_n == 200 and fanout.configs_for(False)[1] == 20
+    assert lan.quick_plan(False)["n_clean"] == 20 and startup.quick_plan(False)["n"] == 5
+    assert sessions.quick_plan(False)["counts"] == [0, 10, 100, 500]
+    assert static_site.quick_plan(False)["runs"] == 3

@@ -10,18 +10,16 @@ import asyncio
 import hashlib
 import secrets
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from fletchat.clock import HLC
 from fletchat.events import Presence
 from fletchat.identity import Identity, cert_public_key
 from fletchat.mesh import Mesh, MeshSettings
-from fletchat.model import MAX_PRESENCE_PER_PEER, Message, Peer
+from fletchat.model import MAX_PRESENCE_PER_PEER, Peer
 from fletchat.peer.connection import Local, PeerConnection, State, TlsFacts
 from fletchat.peer.registry import SlotLimits
 from fletchat.protocol import (
@@ -31,7 +29,7 @@ from fletchat.protocol import (
     encode_frame,
 )
 from fletchat.trust import Trust
-from tests.meshhost import RecordingHost
+from tests.meshhost import RecordingHost, chat, node_pool
 from tests.timing import eventually, never_within, scaled
 
 LOOPBACK = "127.0.0.1"
@@ -56,28 +54,8 @@ class Node:
 
 @pytest.fixture
 async def nodes(tmp_path):
-    made: list[Node] = []
-
-    async def make(peer_id: str, **options) -> Node:
-        node = Node(tmp_path, peer_id, **options)
-        await node.mesh.start()
-        made.append(node)
-        return node
-
-    yield make
-    await asyncio.gather(*(n.mesh.stop() for n in made), return_exceptions=True)
-    for n in made:
-        n.trust.close()
-
-
-_clocks: dict[str, tuple[HLC, list[int]]] = {}
-
-
-def chat(text: str, origin: str) -> Message:
-    clock, seq = _clocks.setdefault(origin, (HLC(origin), [0]))
-    seq[0] += 1
-    return replace(Message.chat(origin.capitalize(), text, origin), hlc=clock.now().encode(),
-                   seq=seq[0])
+    async for make in node_pool(lambda peer_id, **options: Node(tmp_path, peer_id, **options)):
+        yield make
 
 
 # ---------------------------------------------------------------- hole 3: acks mean stored

@@ -293,3 +293,37 @@ async def expect_console(lines: list[str], text: str) -> None:
     from tests.timing import eventually
 
     await eventually(lambda: any(text in line for line in lines), f"console says {text!r}", 120)
+
+
+def test_python_in_the_browser_gets_bytecode_and_starts_with_the_page(static_build):
+    """No compiling in the browser: the start-up modules of Pyodide's stdlib and every module in
+    __pypackages__ ship as bytecode (made by the site's own Pyodide under Node.js), the app's own
+    keep their source beside their bytecode; and the page starts the Python worker at once."""
+    import zipfile
+
+    from fletchat import webpyc
+
+    need(webpyc.node() is not None, "node is not on PATH: the build keeps sources")
+    stdlib = next(static_build.glob("pyodide-*/python_stdlib.zip"))
+    with zipfile.ZipFile(stdlib) as z:
+        names = set(z.namelist())
+        assert {"encodings/__init__.pyc", "asyncio/__init__.pyc"} <= names
+        assert "encodings/__init__.py" not in names
+        assert all(i.compress_type == zipfile.ZIP_STORED for i in z.infolist())
+        magic = z.read("encodings/__init__.pyc")[:4]
+    assert stdlib.with_name(stdlib.name + ".br").is_file()  # served as one brotli stream
+    with tarfile.open(next(static_build.glob("app.*.tar.gz"))) as tar:
+        members = {n.lstrip("/").removeprefix("./") for n in tar.getnames()}
+        flet_pyc = tar.extractfile("__pypackages__/flet/__init__.pyc").read()
+    assert "__pypackages__/flet/__init__.py" not in members
+    assert not [n for n in members if n.endswith(".pyi")]
+    assert {"main.py", "webclient/main.py"} <= members  # the app's source stays
+    assert [n for n in members if re.fullmatch(r"webclient/__pycache__/main\.cpython-3\d+\.pyc", n)]
+    import importlib.util
+
+    assert flet_pyc[:4] == magic  # one interpreter's bytecode: Pyodide's...
+    assert magic != importlib.util.MAGIC_NUMBER  # ...not this host's Python 3.11
+    page = (static_build / "python.js").read_text()
+    worker = (static_build / "python-worker.js").read_text()
+    assert "preload: true" in page and "_earlyWorker" in page
+    assert "self.preload(" in worker and "App package unpacked early" in worker

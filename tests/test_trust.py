@@ -3,7 +3,6 @@ TLS WebSockets on 127.0.0.1 (ephemeral ports, no mocks of the network or of the 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -18,7 +17,6 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidMessage
 
-from fletchat.clock import HLC
 from fletchat.hub import Hub, HubSession, IdentityWarning
 from fletchat.identity import KEY_FILE, Identity, fingerprint
 from fletchat.mesh import Mesh, MeshSettings
@@ -46,7 +44,7 @@ from fletchat.trust import (
     TrustStore,
 )
 from fletchat.trust import main as trust_cli
-from tests.meshhost import RecordingHost
+from tests.meshhost import RecordingHost, chat, node_pool
 from tests.timing import eventually, never_within, scaled
 
 LOOPBACK = "127.0.0.1"
@@ -210,29 +208,8 @@ class Node:
 
 @pytest.fixture
 async def nodes(tmp_path):
-    made: list[Node] = []
-
-    async def make(peer_id: str, **options) -> Node:
-        node = Node(tmp_path, peer_id, **options)
-        await node.mesh.start()
-        made.append(node)
-        return node
-
-    yield make
-    await asyncio.gather(*(n.mesh.stop() for n in made), return_exceptions=True)
-    for n in made:
-        n.trust.close()
-
-
-_clocks: dict[str, tuple[HLC, list[int]]] = {}
-
-
-def chat(text: str, origin: str) -> Message:
-    """A message as its origin's hub stamps it: signed messages carry their hlc and seq."""
-    clock, seq = _clocks.setdefault(origin, (HLC(origin), [0]))
-    seq[0] += 1
-    return replace(Message.chat(origin.capitalize(), text, origin), hlc=clock.now().encode(),
-                   seq=seq[0])
+    async for make in node_pool(lambda peer_id, **options: Node(tmp_path, peer_id, **options)):
+        yield make
 
 
 async def test_peers_authenticate_over_tls_and_see_each_others_fingerprint(nodes):
