@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from ..conversation.views import RowState
 from ..events import IdentityWarning, Online
 from ..hub import PUBSUB_TOPIC, HubSession
 from ..memstore import MemoryStore
@@ -108,6 +109,40 @@ class HubBackend:
 
     def blocked_peers(self) -> dict[str, str]:
         return self.hub.blocked_peers()
+
+    # ---- the conversation (ports.md; the hub's conversation state lands in this session) ----
+    async def reply(self, parent: Message, raw_text: str, channel: str) -> Message | None:
+        raise NotImplementedError("replies are not wired yet")
+
+    async def react(self, msg: Message, emoji: str) -> None:
+        raise NotImplementedError("reactions are not wired yet")
+
+    async def edit(self, msg: Message, raw_text: str) -> None:
+        raise NotImplementedError("edits are not wired yet")
+
+    async def delete(self, msg: Message) -> None:
+        raise NotImplementedError("deletes are not wired yet")
+
+    def row_state(self, msg: Message) -> RowState:
+        return RowState(msg.id, msg.author, msg.origin, msg.channel, msg.ts, msg.hlc, msg.text)
+
+    def typing(self, channel: str) -> None:
+        pass
+
+    def typing_names(self, channel: str) -> list[str]:
+        return []
+
+    def mark_read(self, channel: str, upto: Message) -> None:
+        pass
+
+    def seen_by(self, msg: Message) -> list[str]:
+        return []
+
+    def reach(self, msg: Message) -> tuple[int, int]:
+        return (1, 1)
+
+    def rename(self, raw_name: str) -> None:
+        raise NotImplementedError("renaming is not wired yet")
 
     def subscribe(self, handler: EventHandler) -> None:
         async def on_topic(topic: str, event: object) -> None:

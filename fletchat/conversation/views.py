@@ -1,0 +1,64 @@
+"""What the UI port (``ui/backend.py``) says about the conversation features: the row state and
+the events ``subscribe`` handlers get. Pure (no flet), shared by the hub, the relay and the UI.
+
+``RowState`` is the reducer's (``reducer.RowState``): latest text, edited, deleted, reactions with
+who, and the reply it answers (``reply``: the parent's id, author and a one-line quote).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .kinds import ReplyRef
+from .reducer import DELETED_TEXT, ReactionSummary, RowState
+
+__all__ = [
+    "DELETED_TEXT", "ConversationEvent", "ConversationRefused", "ReactionSummary", "ReadChanged",
+    "ReplyRef", "RowChanged", "RowState", "TypingChanged",
+]
+
+
+@dataclass(frozen=True)
+class RowChanged:
+    """A message's row changed (edited, deleted, reacted to, seen further): redraw that one row
+    (``backend.row_state(msg)`` gives what to show; ``row`` is it when the backend had it)."""
+
+    message_id: str
+    channel: str = ""
+    row: RowState | None = None
+
+
+@dataclass(frozen=True)
+class TypingChanged:
+    """Who is typing in ``channel`` now, earliest first (``signals.typing_line`` words it)."""
+
+    channel: str
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ReadChanged:
+    """Read positions moved in ``channel``: "seen by N" under the viewer's own rows may change."""
+
+    channel: str
+
+
+@dataclass(frozen=True)
+class ConversationRefused:
+    """An event written here (reaction, edit, delete) was refused by a peer, with its reason."""
+
+    event_id: str
+    target: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class NameChanged:
+    """Someone changed their display name (shown as a notice)."""
+
+    origin: str
+    old: str
+    new: str
+
+
+ConversationEvent = RowChanged | TypingChanged | ReadChanged | ConversationRefused | NameChanged
