@@ -306,7 +306,11 @@ class ConvState:
 
     def _note_read(self, origin: str, name: str, channel: str, upto: str) -> None:
         if self.marks.update(ReadMark(person_key(origin, name), name, channel, upto)):
-            self.hub.publish(ReadChanged(channel))
+            self.hub.publish(ReadChanged(channel, name, upto))
+
+    def marks_in(self, channel: str) -> list[ReadMark]:
+        """Every reader's position in ``channel`` (the relay hands them to static clients)."""
+        return self.marks.in_channel(channel)
 
     def seen_by(self, msg: Message) -> list[str]:
         return list(self.marks.seen_by(msg.channel, msg.hlc, person_key(msg.origin, msg.author)))
