@@ -96,6 +96,7 @@ class RelayBackend:
         self._typing_at: dict[str, float] = {}
         self._marks: dict[str, tuple[ReadMark, ...]] = {}
         self._throttle: dict[str, TypingThrottle] = {}
+        self._send_receipts = self._send_typing = True
 
     @property
     def name(self) -> str | None:
@@ -279,7 +280,7 @@ class RelayBackend:
         return base
 
     def typing(self, channel: str) -> None:
-        if self._name is not None and self.client.is_open and self._throttle.setdefault(
+        if self._name is not None and self._send_typing and self.client.is_open and self._throttle.setdefault(
                 channel, TypingThrottle()).should_send(time.monotonic()):
             self.client.send_frame(encode_client_conv(0, "typing", channel=channel))
 
@@ -289,7 +290,7 @@ class RelayBackend:
         return [n for n in self._typing.get(channel, ()) if n != self._name]
 
     def mark_read(self, channel: str, upto: Message) -> None:
-        if self._name is not None and upto.hlc and self.client.is_open:
+        if self._name is not None and self._send_receipts and upto.hlc and self.client.is_open:
             self.client.send_frame(encode_client_conv(0, "read", upto.hlc, channel=channel))
 
     def seen_by(self, msg: Message) -> list[str]:
@@ -299,6 +300,9 @@ class RelayBackend:
 
     def reach(self, msg: Message) -> tuple[int, int]:
         return (0, 0)  # not told to static clients (the host's devices are its business)
+
+    def set_conversation_prefs(self, read_receipts: bool, typing: bool) -> None:
+        self._send_receipts, self._send_typing = read_receipts, typing
 
     def rename(self, raw_name: str) -> None:
         name = validate_name(raw_name)
