@@ -360,3 +360,12 @@ async def test_the_ui_port_over_a_hub_session(pair) -> None:
     assert backend.reach(m) == (1, 1)
     backend.rename("Annie")
     assert backend.name == "Annie"
+
+
+def test_an_event_must_stay_in_its_messages_channel(pair) -> None:
+    a, sa, _, b, _, _ = pair
+    m = sa.send("in general")
+    ship(a, b, m)
+    moved = sa.react(m, THUMBS)
+    acc = ship(a, b, replace(moved, channel="elsewhere"), verified=False)
+    assert acc.outcome is Outcome.REFUSED and "channel" in acc.reason

@@ -138,6 +138,8 @@ class ConvState:
     def check_target(self, msg: Message, verified: bool, target: Message,
                      target_verified: bool) -> str:
         """The author-only rule for edits and deletes ("" when allowed)."""
+        if target.channel != msg.channel:
+            return "not in the channel of the message it is about"
         if msg.kind == KIND_REACTION:
             return "" if target.kind not in EVENT_KINDS else "only messages can be reacted to"
         if target.kind != KIND_CHAT:
