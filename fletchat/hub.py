@@ -28,6 +28,8 @@ from typing import Any, Protocol
 
 from .acceptance import Action, Arrival, Held, QuotaLimits, Quotas, check_stamp, judge_slot
 from .clock import HLC, ClockDriftError, Stamp, wall_ms
+from .conversation.hub_part import ConvHubMethods
+from .conversation.state import ConvState
 from .events import (
     Acceptance,
     ChannelsChanged,
@@ -130,7 +132,7 @@ class Publisher(Protocol):
 
 
 @dataclass
-class Hub(HistoryReads, PresenceMethods, TrustMethods):
+class Hub(ConvHubMethods, HistoryReads, PresenceMethods, TrustMethods):
     """Process-wide state shared by every session: acceptance, history, roster, fan-out."""
 
     peer_id: str
@@ -174,6 +176,7 @@ class Hub(HistoryReads, PresenceMethods, TrustMethods):
         self._channels = {DEFAULT_CHANNEL, *self.store.channels()}
         self._bg = ThreadPoolExecutor(1, thread_name_prefix="hub-outbox")
         self._identity_warnings: list[IdentityWarning] = []
+        self.conv = ConvState(self)  # replies, reactions, edits, deletes, typing, read marks
 
     def close(self) -> None:
         """Finish outbox work, flush what is queued for the database and close it."""
@@ -216,6 +219,7 @@ class Hub(HistoryReads, PresenceMethods, TrustMethods):
         """A message written here: stamp, store, show locally, send to the LAN. Returns the
         stamped message, ``None`` for a duplicate; ``ReadOnlyError`` if it cannot be stored
         (joins and leaves are then only shown here)."""
+        self.conv.check_local(msg)  # the author-only rule holds for this device too
         with self._accept_lock:
             if self._seen_verified(msg.id) is not None or self.store.get(msg.id) is not None:
                 return None
@@ -232,7 +236,7 @@ class Hub(HistoryReads, PresenceMethods, TrustMethods):
                 raise ReadOnlyError(self.store_error) from err
             self._remember(msg.id, True)
         self._note_channel(msg.channel)
-        self._publish(msg)
+        self._publish(self.conv.accepted(msg) if msg.conv or self.conv.active else msg)
         self.transport.broadcast(msg)
         if self.roster.peer_count():
             self._bg.submit(self.store.mark_sent, msg.id)
@@ -259,7 +263,7 @@ class Hub(HistoryReads, PresenceMethods, TrustMethods):
         if action is Action.UPGRADE:
             return Acceptance(Outcome.DUPLICATE, "already here; now verified", msg)
         self._note_channel(msg.channel)
-        self._publish(msg)
+        self._publish(self.conv.accepted(msg) if msg.conv or self.conv.active else msg)
         if relay:
             self.transport.broadcast(msg, exclude=from_peer)
         return Acceptance(Outcome.ACCEPTED, "", msg)
@@ -268,7 +272,8 @@ class Hub(HistoryReads, PresenceMethods, TrustMethods):
                held: tuple[Held | None, Held | None]) -> tuple[Action, str]:
         """The acceptance rules in order (docs/protocol.md, Acceptance); the first that fails
         gives the reason."""
-        action, reason = judge_slot(msg, verified, *held)
+        action, reason = self.conv.judge(msg, from_peer, verified, relay, held) or judge_slot(
+            msg, verified, *held)
         if action in (Action.REFUSE, Action.DUPLICATE):
             return action, reason
         if msg.origin == self.peer_id and action is not Action.UPGRADE:
@@ -414,13 +419,7 @@ class Hub(HistoryReads, PresenceMethods, TrustMethods):
 
     def missing(self, summary: dict[str, int], after: tuple[str, int] | None, limit: int,
                 peer: str = "") -> list[Message]:
-        return self.answers.missing(summary, after, limit, peer)
-
-    def peer_has(self, peer_id: str, summary: dict[str, int]) -> None:
-        self._bg.submit(self.outbox.peer_has, peer_id, dict(summary))
-
-    def acked(self, peer_id: str, ids: tuple[str, ...]) -> None:
-        self._bg.submit(self.outbox.delivered, tuple(ids))
+        return self.vouched(self.answers.missing(summary, after, limit, peer))
 
     def refused(self, peer_id: str, refusals: tuple[tuple[str, str], ...]) -> None:
         """A peer refused these messages of ours (id, reason): outbox + ``MessageRefused``."""

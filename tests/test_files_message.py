@@ -95,7 +95,7 @@ def test_a_v2_history_migrates_forward_and_gains_files(tmp_path) -> None:
                 "'0000000003e8.0000.bob', 'chat', 'Bob', 'old plan', 1.7e9, 1.7e9, 'delivered', 1)")
     con.close()
     with Store.open(path) as store:
-        assert store._con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert store._con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         assert store.get("old").msg.text == "old plan" and store.get("old").verified
         msg = with_files(PDF)
         store.add(msg, Stamp.decode(msg.hlc), 2)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .kinds import NOT_AUTHOR, AnyEvent, Delete, Edit, Original, Reaction
+from .kinds import NOT_AUTHOR, AnyEvent, Delete, Edit, Original, Reaction, ReplyRef
 
 # Distinct people (origin, name) whose reactions count on one message. The earliest (by stamp) keep their place:
 # a flood of throw-away identities can fill what is left, never push out who is already there.
@@ -45,6 +45,7 @@ class RowState:
     deleted: bool = False
     reactions: tuple[ReactionSummary, ...] = ()
     refused: tuple[tuple[str, str], ...] = field(default=())  # (event id, reason), for logs
+    reply: ReplyRef | None = None  # the message this one answers (its quote travels with it)
 
     @property
     def shown_text(self) -> str:

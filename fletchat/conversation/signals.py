@@ -63,6 +63,12 @@ class TypingBoard:
             self._at.popitem(last=False)
         return True
 
+    def active(self) -> bool:
+        return bool(self._at)
+
+    def has(self, channel: str, person: str) -> bool:
+        return (channel, person) in self._at
+
     def stopped(self, channel: str, person: str) -> None:
         """Their message arrived (or they left): they are no longer typing."""
         self._at.pop((channel, person), None)
@@ -118,6 +124,9 @@ class ReadMarks:
     def forget(self, reader: str) -> None:
         for key in [k for k in self._marks if k[1] == reader]:
             del self._marks[key]
+
+    def in_channel(self, channel: str) -> list[ReadMark]:
+        return [m for (ch, _), m in list(self._marks.items()) if ch == channel]
 
     def position(self, channel: str, reader: str) -> str:
         mark = self._marks.get((channel, reader))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from ..conversation.views import RowState
 from ..events import IdentityWarning, Online
 from ..files.views import FileView
 from ..model import FileRef, Message
@@ -33,6 +34,7 @@ class Capabilities:
     trust: bool = True  # own fingerprint, block/unblock, identity warnings, "unverified"
     files: bool = True  # attach files, images inline, downloads (docs/protocol.md "Files")
     voice: bool = True  # voice notes (record and send an audio file)
+    conversation: bool = True  # replies, reactions, edit/delete, typing, read receipts, reach
 
 
 @runtime_checkable
@@ -126,8 +128,49 @@ class ChatBackend(Protocol):
 
     def set_auto_download_limit(self, n: int) -> None:
         """Files up to ``n`` bytes download by themselves (images and voice notes always)."""
+    # ---- the conversation (replies, reactions, edit/delete, typing, read receipts) ----
+    async def reply(self, parent: Message, raw_text: str, channel: str) -> Message | None:
+        """Post an answer to ``parent`` (its quote travels with it); None for whitespace only;
+        ``ValidationError`` if refused."""
+
+    async def react(self, msg: Message, emoji: str) -> None:
+        """Toggle this person's ``emoji`` on ``msg``; ``ValidationError`` for an unknown emoji
+        or too many reactions."""
+
+    async def edit(self, msg: Message, raw_text: str) -> None:
+        """Replace the text of this person's own ``msg``; ``ValidationError`` when not allowed
+        (not the author, too long, empty, deleted)."""
+
+    async def delete(self, msg: Message) -> None:
+        """Delete this person's own ``msg`` everywhere (a "message deleted" placeholder stays);
+        ``ValidationError`` when not the author."""
+
+    def row_state(self, msg: Message) -> RowState:
+        """What ``msg``'s row shows: latest text, edited, deleted, reactions with who, reply."""
+
+    def typing(self, channel: str) -> None:
+        """The composer calls it on every keystroke; the backend throttles what it sends."""
+
+    def typing_names(self, channel: str) -> list[str]:
+        """Who is typing in ``channel`` now (never this person), earliest first."""
+
+    def mark_read(self, channel: str, upto: Message) -> None:
+        """This person has seen ``channel`` up to ``upto`` (sent only if receipts are on)."""
+
+    def seen_by(self, msg: Message) -> list[str]:
+        """Names of people whose read position reached ``msg`` (its author left out)."""
+
+    def reach(self, msg: Message) -> tuple[int, int]:
+        """(devices that hold ``msg``, devices known in the conversation), this one included."""
+
+    def set_conversation_prefs(self, read_receipts: bool, typing: bool) -> None:
+        """This person's choices (``conversation.prefs.Prefs``): send read receipts / typing."""
+
+    def rename(self, raw_name: str) -> None:
+        """Change this person's display name; others get a notice. ``ValidationError`` if bad."""
 
     # ---- events ----
     def subscribe(self, handler: EventHandler) -> None:
         """Call ``handler`` on the page's loop with every hub event (Message, RosterChanged,
-        Delivered, ChannelsChanged, IdentityWarning, files.views.FileChanged)."""
+        Delivered, ChannelsChanged, IdentityWarning; files.views.FileChanged; conversation:
+        RowChanged, TypingChanged, ReadChanged from ``fletchat.conversation.views``)."""

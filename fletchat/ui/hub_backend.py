@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from ..conversation.views import RowState
 from ..events import IdentityWarning, Online
 from ..files.views import FileState, FileView
 from ..hub import PUBSUB_TOPIC, HubSession
@@ -142,6 +143,43 @@ class HubBackend:
     def set_auto_download_limit(self, n: int) -> None:
         if self.hub.files is not None:
             self.hub.files.set_auto_download_limit(n)
+    # ---- the conversation (replies, reactions, edit/delete, typing, read receipts) ----
+    async def reply(self, parent: Message, raw_text: str, channel: str) -> Message | None:
+        return await asyncio.to_thread(self.session.reply, parent, raw_text, channel)
+
+    async def react(self, msg: Message, emoji: str) -> None:
+        await asyncio.to_thread(self.session.react, msg, emoji)
+
+    async def edit(self, msg: Message, raw_text: str) -> None:
+        await asyncio.to_thread(self.session.edit, msg, raw_text)
+
+    async def delete(self, msg: Message) -> None:
+        await asyncio.to_thread(self.session.delete, msg)
+
+    def row_state(self, msg: Message) -> RowState:
+        return self.hub.conv.row_state(msg, (self.hub.peer_id, self.session.name or ""))
+
+    def typing(self, channel: str) -> None:
+        self.session.typing(channel)
+
+    def typing_names(self, channel: str) -> list[str]:
+        return self.session.typing_names(channel)
+
+    def mark_read(self, channel: str, upto: Message) -> None:
+        self.session.mark_read(channel, upto)
+
+    def seen_by(self, msg: Message) -> list[str]:
+        return self.hub.conv.seen_by(msg)
+
+    def reach(self, msg: Message) -> tuple[int, int]:
+        return self.hub.reach(msg)
+
+    def set_conversation_prefs(self, read_receipts: bool, typing: bool) -> None:
+        self.session.send_read_receipts = read_receipts
+        self.session.send_typing = typing
+
+    def rename(self, raw_name: str) -> None:
+        self.session.rename(raw_name)
 
     def subscribe(self, handler: EventHandler) -> None:
         async def on_topic(topic: str, event: object) -> None:
