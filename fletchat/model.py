@@ -11,7 +11,7 @@ import time
 import unicodedata
 import uuid
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 # ---- limits (named so every layer enforces the same numbers) ----
@@ -85,7 +85,15 @@ class ValidationError(FletChatError, ValueError):
     """Input that breaks a rule; ``str(err)`` is a sentence fit to show the person who sent it."""
 
 
+# ASCII's only control characters (category Cc; ASCII has no Cf): the fast path for ASCII text.
+_ASCII_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
+_ASCII_CONTROLS_BUT_NEWLINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
 def _has_control_chars(text: str, allow_newlines: bool = False) -> bool:
+    if text.isascii():
+        rule = _ASCII_CONTROLS_BUT_NEWLINES if allow_newlines else _ASCII_CONTROLS
+        return rule.search(text) is not None
     for ch in text:
         if allow_newlines and ch in "\n\t":
             continue
@@ -200,7 +208,9 @@ class Message:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The wire object. A shallow copy of the fields: ``asdict`` deep-copies every value
+        and was the largest single cost of encoding catch-up frames."""
+        return {name: getattr(self, name) for name in _MESSAGE_FIELDS}
 
     @classmethod
     def from_dict(cls, data: object) -> Message:
@@ -248,6 +258,9 @@ class Message:
         if self.kind == KIND_CHANNEL:
             return f"{self.author} created #{self.channel}."
         return self.text
+
+
+_MESSAGE_FIELDS = tuple(f.name for f in fields(Message))
 
 
 DEVICE_KINDS = ("desktop", "android", "ios", "web-host", "headless", "browser")

@@ -345,24 +345,43 @@ def encode_sync(
 def sync_frames(
     messages: Sequence[Message], sig_for: Callable[[Message], str] | None = None
 ) -> list[tuple[str, int]]:
-    """``messages`` as ``sync`` frames that each fit the size limit: (frame, message count)."""
-    overhead = len(_dumps(_frame_dict(SyncFrame(())))) + 8
+    """``messages`` as ``sync`` frames that each fit the size limit: (frame, message count).
+
+    Each message is JSON-encoded once and the frame is joined from those texts (the same JSON
+    ``encode_frame`` gives): encoding every message twice, to size it and then in its frame, was
+    most of what a catch-up cost its sender."""
+    prefix, suffix = _SYNC_HEAD
+    overhead = len(prefix) + len(suffix) + 8
     frames: list[tuple[str, int]] = []
-    batch: list[Message] = []
-    sigs: list[str] = []
+    parts: list[str] = []
     size = overhead
     for m in messages:
-        sig = sig_for(m) if sig_for is not None else ""
-        m_size = len(_dumps(_msg_dict(m, sig)).encode("utf-8")) + 1
-        if batch and (size + m_size > MAX_FRAME_BYTES or len(batch) >= MAX_SYNC_MESSAGES):
-            frames.append((encode_frame(SyncFrame(tuple(batch), tuple(sigs))), len(batch)))
-            batch, sigs, size = [], [], overhead
-        batch.append(m)
-        sigs.append(sig)
+        part = _dumps(_msg_dict(m, sig_for(m) if sig_for is not None else ""))
+        m_size = len(part.encode("utf-8")) + 1
+        if parts and (size + m_size > MAX_FRAME_BYTES or len(parts) >= MAX_SYNC_MESSAGES):
+            frames.append((_sync_frame(parts), len(parts)))
+            parts, size = [], overhead
+        parts.append(part)
         size += m_size
-    if batch:
-        frames.append((encode_frame(SyncFrame(tuple(batch), tuple(sigs))), len(batch)))
+    if parts:
+        frames.append((_sync_frame(parts), len(parts)))
     return frames
+
+
+def _sync_head() -> tuple[str, str]:
+    empty = _dumps(_frame_dict(SyncFrame(())))
+    at = empty.index("[]")
+    return empty[: at + 1], empty[at + 1 :]
+
+
+_SYNC_HEAD = _sync_head()
+
+
+def _sync_frame(parts: list[str]) -> str:
+    text = _SYNC_HEAD[0] + ",".join(parts) + _SYNC_HEAD[1]
+    if len(text.encode("utf-8")) > MAX_FRAME_BYTES:
+        raise ValueError(f"sync frame exceeds {MAX_FRAME_BYTES} bytes")
+    return text
 
 
 def encode_have(summary: dict[str, int]) -> str:
