@@ -17,6 +17,7 @@ writes in a thread; outbox writes run on the hub's own worker thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -172,6 +173,7 @@ class Hub(HistoryReads, PresenceMethods, TrustMethods):
         self._origins = set(self.store.have_summary())
         self._channels = {DEFAULT_CHANNEL, *self.store.channels()}
         self._bg = ThreadPoolExecutor(1, thread_name_prefix="hub-outbox")
+        self._outbox_due: tuple[list[str], list[str]] = ([], [])  # (sent, delivered) ids
         self._identity_warnings: list[IdentityWarning] = []
 
     def close(self) -> None:
@@ -234,7 +236,7 @@ class Hub(HistoryReads, PresenceMethods, TrustMethods):
         self._publish(msg)
         self.transport.broadcast(msg)
         if self.roster.peer_count():
-            self._bg.submit(self.store.mark_sent, msg.id)
+            self._outbox_later(sent=(msg.id,))
         return msg
 
     # ---- the acceptance pipeline (docs/protocol.md, "Acceptance") ----
@@ -310,12 +312,31 @@ class Hub(HistoryReads, PresenceMethods, TrustMethods):
         (then acknowledge none of them). The wait runs in a thread, never on the loop."""
         with self._qlock:
             tickets = [self._queued[i][2] for i in ids if i in self._queued]
-        if tickets and not await asyncio.to_thread(self._writer.wait, max(tickets), STORE_WAIT_S):
-            raise StoreError("the history did not store the messages in time")
+        if tickets:
+            await self._committed_async(max(tickets))
         with self._qlock:
             failed = [i for i in ids if i in self._failed]
         if failed:
             raise StoreFull(self.store.fault or f"{len(failed)} messages were not stored")
+
+    async def _committed_async(self, ticket: int) -> None:
+        """Wait for the writer to pass ``ticket``: a callback from its thread, no thread here."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def resolve() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        def committed() -> None:  # on the writer's thread
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(resolve)
+
+        self._writer.when_done(ticket, committed)
+        try:
+            await asyncio.wait_for(done, STORE_WAIT_S)
+        except TimeoutError:
+            raise StoreError("the history did not store the messages in time") from None
 
     def _refuse(self, msg: Message, from_peer: str, reason: str) -> Acceptance:
         log.info("refused message %s from %s: %s", msg.id, from_peer, reason)
@@ -419,7 +440,29 @@ class Hub(HistoryReads, PresenceMethods, TrustMethods):
         self._bg.submit(self.outbox.peer_has, peer_id, dict(summary))
 
     def acked(self, peer_id: str, ids: tuple[str, ...]) -> None:
-        self._bg.submit(self.outbox.delivered, tuple(ids))
+        self._outbox_later(delivered=ids)
+
+    def _outbox_later(self, sent: tuple[str, ...] = (), delivered: tuple[str, ...] = ()) -> None:
+        """Queue outbox marks for the worker thread, coalesced: one job (one transaction each
+        for sent and delivered) however many messages and receipts arrive meanwhile."""
+        with self._qlock:
+            idle = not (self._outbox_due[0] or self._outbox_due[1])
+            self._outbox_due[0].extend(sent)
+            self._outbox_due[1].extend(delivered)
+        if idle:
+            self._bg.submit(self._outbox_flush)
+
+    def _outbox_flush(self) -> None:
+        with self._qlock:
+            sent, delivered = self._outbox_due
+            self._outbox_due = ([], [])
+        try:
+            if sent:
+                self.store.mark_sent_many(sent)
+            if delivered:
+                self.outbox.delivered(tuple(delivered))
+        except StoreError as err:
+            log.error("outbox not updated: %s", err)
 
     def refused(self, peer_id: str, refusals: tuple[tuple[str, str], ...]) -> None:
         """A peer refused these messages of ours (id, reason): outbox + ``MessageRefused``."""

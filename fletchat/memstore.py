@@ -201,6 +201,13 @@ class MemoryStore:
                                             rec.verified, rec.row)
             return True
 
+    def mark_sent_many(self, msg_ids: Iterable[str]) -> None:
+        for msg_id in msg_ids:
+            self.mark_sent(msg_id)
+
+    def mark_delivered_many(self, msg_ids: Iterable[str]) -> list[str]:
+        return [i for i in dict.fromkeys(msg_ids) if self.mark_delivered(i)]
+
     def mark_refused(self, msg_id: str, peer: str, reason: str) -> bool:
         with self._lock:
             box = self._outbox.get(msg_id)
@@ -247,6 +254,9 @@ class ImmediateWriter:
 
     def wait(self, ticket: int, timeout: float | None = None) -> bool:
         return True
+
+    def when_done(self, ticket: int, callback: Callable[[], None]) -> None:
+        callback()
 
     def flush(self, timeout: float | None = None) -> bool:
         return True

@@ -523,6 +523,32 @@ class _StoreOutbox:
             self._con.execute("UPDATE messages SET state = 'delivered' WHERE id = ?", (msg_id,))
             return cur.rowcount == 1
 
+    def mark_sent_many(self, msg_ids: Iterable[str]) -> None:
+        """``mark_sent`` for many ids in one transaction."""
+        with self._lock, self._transaction():
+            now = self._now()
+            for msg_id in dict.fromkeys(msg_ids):
+                self._con.execute(
+                    "UPDATE outbox SET sent_at = coalesce(sent_at, ?) WHERE id = ?", (now, msg_id))
+                self._con.execute(
+                    "UPDATE messages SET state = 'sent' WHERE id = ? AND state = 'pending'",
+                    (msg_id,))
+
+    def mark_delivered_many(self, msg_ids: Iterable[str]) -> list[str]:
+        """``mark_delivered`` for many ids in one transaction: the ids it newly marked."""
+        done: list[str] = []
+        with self._lock, self._transaction():
+            now = self._now()
+            for msg_id in dict.fromkeys(msg_ids):
+                cur = self._con.execute(
+                    "UPDATE outbox SET delivered_at = ?, sent_at = coalesce(sent_at, ?) "
+                    "WHERE id = ? AND delivered_at IS NULL", (now, now, msg_id))
+                if cur.rowcount == 1:
+                    self._con.execute(
+                        "UPDATE messages SET state = 'delivered' WHERE id = ?", (msg_id,))
+                    done.append(msg_id)
+        return done
+
     def mark_refused(self, msg_id: str, peer: str, reason: str) -> bool:
         """A peer refused the message (and said why): kept in the outbox row for the writer's
         view. ``False`` if it is not in the outbox or already delivered."""
@@ -943,6 +969,7 @@ class StoreWriter:
         self._done = 0
         self._flush = False
         self._closing = False
+        self._callbacks: list[tuple[int, Callable[[], None]]] = []
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._thread.start()
 
@@ -955,8 +982,20 @@ class StoreWriter:
                 self._cv.wait()
             self._queue.append(record)
             self._submitted += 1
-            self._cv.notify_all()
+            # Wake the writer only when it waits for a first record or a full batch: waking a
+            # thread per message costs the caller's thread the CPU and the GIL under load.
+            if len(self._queue) == 1 or len(self._queue) >= self.batch_size:
+                self._cv.notify_all()
             return self._submitted
+
+    def when_done(self, ticket: int, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the writer's thread, or now) once the record with ``ticket``
+        and all before it are committed or failed: how an event loop waits without a thread."""
+        with self._cv:
+            if self._done < ticket:
+                self._callbacks.append((ticket, callback))
+                return
+        callback()
 
     def wait(self, ticket: int, timeout: float | None = None) -> bool:
         """Commit now and block until the record with ``ticket`` (and all before it) is committed
@@ -1026,3 +1065,10 @@ class StoreWriter:
             with self._cv:
                 self._done += len(batch)
                 self._cv.notify_all()
+                due = [cb for t, cb in self._callbacks if t <= self._done]
+                self._callbacks = [(t, cb) for t, cb in self._callbacks if t > self._done]
+            for callback in due:
+                try:
+                    callback()
+                except Exception:
+                    log.exception("store writer: a commit callback failed")
