@@ -448,6 +448,32 @@ def _check_tree(obj: object, depth: int = 0) -> None:
             _check_tree(value, depth + 1)
 
 
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _nesting(text: str) -> int:
+    """The deepest nesting of arrays and objects in JSON ``text`` (string contents ignored)."""
+    depth = deepest = 0
+    for b in _JSON_BRACKETS.findall(_JSON_STRING.sub("", text)):
+        if b in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def _check_parsed(text: str, obj: object) -> None:
+    """``_check_tree`` only where it can find something: a lone surrogate can only come from a
+    ``\\u`` escape (the text itself is valid UTF-8), and depth only matters past
+    ``MAX_JSON_DEPTH`` brackets. Walking every node of every frame was a large part of decoding."""
+    if "\\u" in text or (
+        text.count("{") + text.count("[") > MAX_JSON_DEPTH and _nesting(text) > MAX_JSON_DEPTH
+    ):
+        _check_tree(obj)
+
+
 def _parse(data: str | bytes) -> dict[str, Any]:
     if isinstance(data, str):
         # A str of n characters is at least n UTF-8 bytes: refuse long ones before encoding them.
@@ -478,7 +504,7 @@ def _parse(data: str | bytes) -> dict[str, Any]:
         raise ProtocolError(f"invalid JSON: {_clip(str(err), 60)}") from None
     if not isinstance(obj, dict):
         raise ProtocolError("frame must be a JSON object")
-    _check_tree(obj)
+    _check_parsed(text, obj)
     return obj
 
 
