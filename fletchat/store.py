@@ -836,7 +836,7 @@ class Store(_StoreReads, _StoreOutbox):
 
     def _next_seq(self, origin: str) -> int:
         row = self._con.execute(
-            "SELECT max(seq) FROM messages WHERE origin = ?", (origin,)).fetchone()
+            "SELECT max(seq) FROM messages WHERE origin = ? AND seq IS NOT NULL", (origin,)).fetchone()
         return 1 if row[0] is None else int(row[0]) + 1
 
     def _ensure_channels(self, names: set[str], now: float) -> None:
@@ -853,7 +853,7 @@ def _advance(con: sqlite3.Connection, origin: str, full: bool = False) -> None:
     c = _contiguous(con, origin, "", row[0] if row else 0)
     v = _contiguous(con, origin, " AND verified = 1", row[1] if row else 0)
     top = con.execute(
-        "SELECT max(seq) FROM messages WHERE origin = ?", (origin,)).fetchone()[0] or 0
+        "SELECT max(seq) FROM messages WHERE origin = ? AND seq IS NOT NULL", (origin,)).fetchone()[0] or 0
     con.execute(
         "INSERT INTO origins (origin, contiguous, max_seq, verified) VALUES (?, ?, ?, ?) "
         "ON CONFLICT (origin) DO UPDATE SET contiguous = excluded.contiguous, "
