@@ -64,7 +64,7 @@ from .session import (  # noqa: F401  (re-exported: callers import them from the
     dm_channel,
     dm_members,
 )
-from .store import Record, StoreError, StoreFull, StoreWriter
+from .store import DuplicateMessage, Record, StoreError, StoreFull, StoreWriter
 from .trustpolicy import KeyTrust, NoTrust, TrustMethods
 
 __all__ = [
@@ -218,7 +218,7 @@ class Hub(HistoryReads, PresenceMethods, TrustMethods):
         stamped message, ``None`` for a duplicate; ``ReadOnlyError`` if it cannot be stored
         (joins and leaves are then only shown here)."""
         with self._accept_lock:
-            if self._seen_verified(msg.id) is not None or self.store.get(msg.id) is not None:
+            if self._seen_verified(msg.id) is not None:
                 return None
             msg = replace(msg, hlc=self.clock.now().encode())
             if self.store.read_only:
@@ -226,8 +226,10 @@ class Hub(HistoryReads, PresenceMethods, TrustMethods):
                     self._publish(msg)
                     return msg
                 raise ReadOnlyError(self.store_error)
-            try:
+            try:  # an id stored long ago (no longer in _seen) is refused by the store itself
                 msg = wire(self.store.add_local(msg, Stamp.decode(msg.hlc)))
+            except DuplicateMessage:
+                return None
             except StoreFull as err:
                 self._storage_fault(str(err))
                 raise ReadOnlyError(self.store_error) from err

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from .clock import Stamp
 from .model import DEFAULT_CHANNEL, Message
-from .store import MARK_END, MARK_START, MAX_BATCH, Hit, Record, State
+from .store import MARK_END, MARK_START, MAX_BATCH, DuplicateMessage, Hit, Record, State
 
 
 class MemoryStore:
@@ -85,6 +85,8 @@ class MemoryStore:
 
     def add_local(self, msg: Message, hlc: Stamp) -> Record:
         with self._lock:
+            if msg.id in self._rows:
+                raise DuplicateMessage(f"message {msg.id} is already stored")
             seq = self._next_seq(msg.origin)
             self._put(Record(msg, hlc, seq, verified=True), State.PENDING)
             self._outbox[msg.id] = [False, None, None]

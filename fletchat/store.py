@@ -58,6 +58,10 @@ class StoreError(FletChatError, RuntimeError):
     """The database cannot be used; ``str(err)`` says why and where the original was copied."""
 
 
+class DuplicateMessage(StoreError):
+    """``add_local`` of an id that is already stored."""
+
+
 class StoreFull(StoreError):
     """A write failed because the disk is full or the data directory is read-only. What is
     stored stays readable; the app keeps running read-only (``Hub.store_error`` says why)."""
@@ -821,7 +825,7 @@ class Store(_StoreReads, _StoreOutbox):
                      msg.text, msg.ts, now),
                 )
             except sqlite3.IntegrityError as err:
-                raise StoreError(f"message {msg.id} is already stored") from err
+                raise DuplicateMessage(f"message {msg.id} is already stored") from err
             self._con.execute("INSERT INTO outbox (id, queued_at) VALUES (?, ?)", (msg.id, now))
             self._ensure_channels({msg.channel}, now)
             _advance(self._con, msg.origin)
