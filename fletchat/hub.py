@@ -359,7 +359,7 @@ class Hub(HistoryReads, PresenceMethods, TrustMethods):
             s = self._queued.get(self._queued_slots.get((msg.origin, msg.seq), ""))
         by_id = Held(q[0], q[1]) if q is not None else None
         in_slot = Held(s[0], s[1]) if s is not None else None
-        if by_id is None or in_slot is None:
+        if (by_id is None or in_slot is None) and self.store.may_hold(msg.id, msg.origin, msg.seq):
             rec_id, rec_slot = self.store.lookup(msg.id, msg.origin, msg.seq)
             by_id = by_id or (Held(wire(rec_id), rec_id.verified) if rec_id else None)
             in_slot = in_slot or (Held(wire(rec_slot), rec_slot.verified) if rec_slot else None)

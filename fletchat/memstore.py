@@ -104,6 +104,9 @@ class MemoryStore:
         with self._lock:
             return self._rows.get(msg_id)
 
+    def may_hold(self, msg_id: str, origin: str, seq: int) -> bool:
+        return True  # lookup is a dict read here
+
     def lookup(self, msg_id: str, origin: str, seq: int) -> tuple[Record | None, Record | None]:
         with self._lock:
             slot = self._slots.get((origin, seq))

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Self
 
 from .clock import Stamp
+from .idfilter import KnownIds
 from .model import DEFAULT_CHANNEL, FletChatError, Message
 
 log = logging.getLogger(__name__)
@@ -607,6 +608,16 @@ class Store(_StoreReads, _StoreOutbox):
         # for the writer thread's transaction (WAL readers do not block on writers).
         self._ro = _read_connection(path) if not fault else con
         self._ro_lock = threading.Lock() if not fault else self._lock
+        rows = con.execute("SELECT max(n) FROM messages").fetchone()[0] or 0
+        self.known = KnownIds(2 * rows + 100_000)
+        if not fault:
+            threading.Thread(target=_load_known, args=(path, self.known), daemon=True,
+                             name="store-known-ids").start()
+
+    def may_hold(self, msg_id: str, origin: str, seq: int) -> bool:
+        """False when neither ``msg_id`` nor (``origin``, ``seq``) can be stored here (from
+        memory; True means "ask ``lookup``")."""
+        return self.known.may_hold(msg_id, origin, seq)
 
     @property
     def read_only(self) -> bool:
@@ -771,6 +782,7 @@ class Store(_StoreReads, _StoreOutbox):
                     written = self._put(rec, now)
                 if written:
                     held.took(rec)
+                    self.known.add(rec.msg.id, rec.msg.origin, rec.seq)
                     channels.add(rec.msg.channel)
                     touched.add(rec.msg.origin)
                 results.append(written)
@@ -816,6 +828,7 @@ class Store(_StoreReads, _StoreOutbox):
         with self._lock, self._transaction():
             now = self._now()
             seq = self._next_seq(msg.origin)
+            self.known.add(msg.id, msg.origin, seq)
             try:
                 self._con.execute(
                     "INSERT INTO messages (id, channel, origin, seq, hlc, kind, author, text, ts, "
@@ -857,6 +870,22 @@ class Store(_StoreReads, _StoreOutbox):
         for name in names:
             self._con.execute(
                 "INSERT OR IGNORE INTO channels (name, created_at) VALUES (?, ?)", (name, now))
+
+
+def _load_known(path: Path, known: KnownIds) -> None:
+    """At open, on a thread: every stored id and each origin's top seq into ``known``."""
+    try:
+        con = _read_connection(path)
+        try:
+            ids = [str(r[0]) for r in con.execute("SELECT id FROM messages")]
+            tops = {str(o): int(s) for o, s in con.execute(
+                "SELECT origin, max(seq) FROM messages WHERE seq IS NOT NULL GROUP BY origin")}
+        finally:
+            con.close()
+    except sqlite3.Error as err:  # then every question goes to SQLite, as before
+        log.warning("message ids not loaded into memory: %s", err)
+        return
+    known.loaded(ids, tops)
 
 
 class _Held:
