@@ -201,7 +201,6 @@ class Sessions:
         history = self.core.ask(self.core.app.sync_batch, [])
         for frame in encode_sync(history, sig_for=self.core.sig_for):
             self.core.send(link, frame)
-        self.core.send(link, encode_have(self.core.ask(self.core.app.summary, {})))
         known = [
             PeerAddress(p.id, p.host, p.port) for p in self.core.registry.peers()
             if link.peer is not None and p.id != link.peer.id and p.port
@@ -210,8 +209,13 @@ class Sessions:
             self.core.send(link, encode_peers(known))
         self.core.send(link, self.core.presence_frame())
         loop = asyncio.get_running_loop()
+        link.tasks.append(loop.create_task(self._send_have(link)))
         link.tasks.append(loop.create_task(self.core.heartbeat(link)))
         link.tasks.append(loop.create_task(self.core.ack_loop(link)))
+
+    async def _send_have(self, link: Link) -> None:
+        """Our catch-up summary, read from the store on a worker thread (never on the loop)."""
+        self.core.send(link, encode_have(await self.core.ask_off_loop(self.core.app.summary, {})))
 
     async def _read_loop(self, link: Link) -> None:
         conn = link.conn
