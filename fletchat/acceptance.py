@@ -154,31 +154,37 @@ class Quotas:
         minute, day, wall_minute = stamp_ms // MINUTE_MS, stamp_ms // DAY_MS, now_ms // MINUTE_MS
         size = len(msg.text.encode("utf-8"))
         q = self.limits
+        # (counter, amount, cap, what is over): reasons are worded only for a refusal
         charges: list[tuple[tuple[object, ...], int, int, str]] = [
-            (("m", msg.origin, minute), 1, q.per_minute,
-             f"{msg.origin} is over {q.per_minute} messages a minute"),
-            (("b", msg.origin, minute), size, q.bytes_per_minute,
-             f"{msg.origin} is over {q.bytes_per_minute} bytes of text a minute"),
-            (("d", msg.origin, day), 1, q.per_day,
-             f"{msg.origin} is over {q.per_day} messages a day"),
+            (("m", msg.origin, minute), 1, q.per_minute, "m"),
+            (("b", msg.origin, minute), size, q.bytes_per_minute, "b"),
+            (("d", msg.origin, day), 1, q.per_day, "d"),
         ]
         if new_channel or msg.kind == KIND_CHANNEL:
-            charges.append((("c", msg.origin, day), 1, q.channels_per_day,
-                            f"{msg.origin} is over {q.channels_per_day} new channels a day"))
+            charges.append((("c", msg.origin, day), 1, q.channels_per_day, "c"))
         if new_origin:
-            charges.append((("o", from_peer, wall_minute), 1, q.new_origins_per_peer_minute,
-                            (f"over {q.new_origins_per_peer_minute} new origins a minute "
-                             "from one connection")))
+            charges.append((("o", from_peer, wall_minute), 1, q.new_origins_per_peer_minute, "o"))
         if not verified:
-            charges.append((("u", from_peer, wall_minute), 1, q.unverified_per_peer_minute,
-                            (f"over {q.unverified_per_peer_minute} unverified messages "
-                             "a minute from one connection")))
-        for key, amount, cap, reason in charges:
+            charges.append((("u", from_peer, wall_minute), 1, q.unverified_per_peer_minute, "u"))
+        for key, amount, cap, what in charges:
             if self._counts.get(key, 0) + amount > cap:
-                return "quota: " + reason
+                return "quota: " + self._reason(what, msg.origin)
         for key, amount, _, _ in charges:
             self._counts[key] = self._counts.get(key, 0) + amount
             self._counts.move_to_end(key)
         while len(self._counts) > self._limit:
             self._counts.popitem(last=False)
         return ""
+
+    def _reason(self, what: str, origin: str) -> str:
+        q = self.limits
+        return {
+            "m": f"{origin} is over {q.per_minute} messages a minute",
+            "b": f"{origin} is over {q.bytes_per_minute} bytes of text a minute",
+            "d": f"{origin} is over {q.per_day} messages a day",
+            "c": f"{origin} is over {q.channels_per_day} new channels a day",
+            "o": (f"over {q.new_origins_per_peer_minute} new origins a minute "
+                  "from one connection"),
+            "u": (f"over {q.unverified_per_peer_minute} unverified messages "
+                  "a minute from one connection"),
+        }[what]

@@ -11,6 +11,7 @@ Reference: Kulkarni et al., "Logical Physical Clocks and Consistent Snapshots" (
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -74,7 +75,15 @@ class Stamp:
 
     @classmethod
     def decode(cls, raw: object) -> Stamp:
-        """Parse an untrusted encoding; ``ValidationError`` if it is not one of ours."""
+        """Parse an untrusted encoding; ``ValidationError`` if it is not one of ours. Stamps
+        are immutable, so the last few thousand parsed are reused (each message's stamp is
+        read by several acceptance rules and the store)."""
+        if isinstance(raw, str) and cls is Stamp:
+            return _decode_cached(raw)
+        return cls._decode(raw)
+
+    @classmethod
+    def _decode(cls, raw: object) -> Stamp:
         if not isinstance(raw, str) or len(raw) <= _PREFIX or len(raw) > _PREFIX + 64:
             raise ValidationError("Invalid clock stamp.")
         wall, counter = raw[:WALL_DIGITS], raw[WALL_DIGITS + 1 : _PREFIX - 1]
@@ -89,6 +98,11 @@ class Stamp:
 
     def __str__(self) -> str:
         return self.encode()
+
+
+@functools.lru_cache(maxsize=4096)
+def _decode_cached(raw: str) -> Stamp:
+    return Stamp._decode(raw)
 
 
 class HLC:

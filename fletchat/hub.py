@@ -17,6 +17,7 @@ writes in a thread; outbox writes run on the hub's own worker thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -65,7 +66,7 @@ from .session import (  # noqa: F401  (re-exported: callers import them from the
     dm_channel,
     dm_members,
 )
-from .store import Record, StoreError, StoreFull, StoreWriter
+from .store import DuplicateMessage, Record, StoreError, StoreFull, StoreWriter
 from .trustpolicy import KeyTrust, NoTrust, TrustMethods
 
 __all__ = [
@@ -175,6 +176,7 @@ class Hub(ConvHubMethods, HistoryReads, PresenceMethods, TrustMethods):
         self._origins = set(self.store.have_summary())
         self._channels = {DEFAULT_CHANNEL, *self.store.channels()}
         self._bg = ThreadPoolExecutor(1, thread_name_prefix="hub-outbox")
+        self._outbox_due: tuple[list[str], list[str]] = ([], [])  # (sent, delivered) ids
         self._identity_warnings: list[IdentityWarning] = []
         self.conv = ConvState(self)  # replies, reactions, edits, deletes, typing, read marks
 
@@ -221,7 +223,7 @@ class Hub(ConvHubMethods, HistoryReads, PresenceMethods, TrustMethods):
         (joins and leaves are then only shown here)."""
         self.conv.check_local(msg)  # the author-only rule holds for this device too
         with self._accept_lock:
-            if self._seen_verified(msg.id) is not None or self.store.get(msg.id) is not None:
+            if self._seen_verified(msg.id) is not None:
                 return None
             msg = replace(msg, hlc=self.clock.now().encode())
             if self.store.read_only:
@@ -229,8 +231,10 @@ class Hub(ConvHubMethods, HistoryReads, PresenceMethods, TrustMethods):
                     self._publish(msg)
                     return msg
                 raise ReadOnlyError(self.store_error)
-            try:
+            try:  # an id stored long ago (no longer in _seen) is refused by the store itself
                 msg = wire(self.store.add_local(msg, Stamp.decode(msg.hlc)))
+            except DuplicateMessage:
+                return None
             except StoreFull as err:
                 self._storage_fault(str(err))
                 raise ReadOnlyError(self.store_error) from err
@@ -239,7 +243,7 @@ class Hub(ConvHubMethods, HistoryReads, PresenceMethods, TrustMethods):
         self._publish(self.conv.accepted(msg) if msg.conv or self.conv.active else msg)
         self.transport.broadcast(msg)
         if self.roster.peer_count():
-            self._bg.submit(self.store.mark_sent, msg.id)
+            self._outbox_later(sent=(msg.id,))
         return msg
 
     # ---- the acceptance pipeline (docs/protocol.md, "Acceptance") ----
@@ -316,12 +320,31 @@ class Hub(ConvHubMethods, HistoryReads, PresenceMethods, TrustMethods):
         (then acknowledge none of them). The wait runs in a thread, never on the loop."""
         with self._qlock:
             tickets = [self._queued[i][2] for i in ids if i in self._queued]
-        if tickets and not await asyncio.to_thread(self._writer.wait, max(tickets), STORE_WAIT_S):
-            raise StoreError("the history did not store the messages in time")
+        if tickets:
+            await self._committed_async(max(tickets))
         with self._qlock:
             failed = [i for i in ids if i in self._failed]
         if failed:
             raise StoreFull(self.store.fault or f"{len(failed)} messages were not stored")
+
+    async def _committed_async(self, ticket: int) -> None:
+        """Wait for the writer to pass ``ticket``: a callback from its thread, no thread here."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def resolve() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        def committed() -> None:  # on the writer's thread
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(resolve)
+
+        self._writer.when_done(ticket, committed)
+        try:
+            await asyncio.wait_for(done, STORE_WAIT_S)
+        except TimeoutError:
+            raise StoreError("the history did not store the messages in time") from None
 
     def _refuse(self, msg: Message, from_peer: str, reason: str) -> Acceptance:
         log.info("refused message %s from %s: %s", msg.id, from_peer, reason)
@@ -342,7 +365,7 @@ class Hub(ConvHubMethods, HistoryReads, PresenceMethods, TrustMethods):
             s = self._queued.get(self._queued_slots.get((msg.origin, msg.seq), ""))
         by_id = Held(q[0], q[1]) if q is not None else None
         in_slot = Held(s[0], s[1]) if s is not None else None
-        if by_id is None or in_slot is None:
+        if (by_id is None or in_slot is None) and self.store.may_hold(msg.id, msg.origin, msg.seq):
             rec_id, rec_slot = self.store.lookup(msg.id, msg.origin, msg.seq)
             by_id = by_id or (Held(wire(rec_id), rec_id.verified) if rec_id else None)
             in_slot = in_slot or (Held(wire(rec_slot), rec_slot.verified) if rec_slot else None)
@@ -420,6 +443,28 @@ class Hub(ConvHubMethods, HistoryReads, PresenceMethods, TrustMethods):
     def missing(self, summary: dict[str, int], after: tuple[str, int] | None, limit: int,
                 peer: str = "") -> list[Message]:
         return self.vouched(self.answers.missing(summary, after, limit, peer))
+
+    def _outbox_later(self, sent: tuple[str, ...] = (), delivered: tuple[str, ...] = ()) -> None:
+        """Queue outbox marks for the worker thread, coalesced: one job (one transaction each
+        for sent and delivered) however many messages and receipts arrive meanwhile."""
+        with self._qlock:
+            idle = not (self._outbox_due[0] or self._outbox_due[1])
+            self._outbox_due[0].extend(sent)
+            self._outbox_due[1].extend(delivered)
+        if idle:
+            self._bg.submit(self._outbox_flush)
+
+    def _outbox_flush(self) -> None:
+        with self._qlock:
+            sent, delivered = self._outbox_due
+            self._outbox_due = ([], [])
+        try:
+            if sent:
+                self.store.mark_sent_many(sent)
+            if delivered:
+                self.outbox.delivered(tuple(delivered))
+        except StoreError as err:
+            log.error("outbox not updated: %s", err)
 
     def refused(self, peer_id: str, refusals: tuple[tuple[str, str], ...]) -> None:
         """A peer refused these messages of ours (id, reason): outbox + ``MessageRefused``."""

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from .clock import Stamp
 from .model import DEFAULT_CHANNEL, EVENT_KINDS, ROW_KINDS, Message
-from .store import MARK_END, MARK_START, MAX_BATCH, Hit, Record, State
+from .store import MARK_END, MARK_START, MAX_BATCH, DuplicateMessage, Hit, Record, State
 
 
 class MemoryStore:
@@ -85,6 +85,8 @@ class MemoryStore:
 
     def add_local(self, msg: Message, hlc: Stamp) -> Record:
         with self._lock:
+            if msg.id in self._rows:
+                raise DuplicateMessage(f"message {msg.id} is already stored")
             seq = self._next_seq(msg.origin)
             self._put(Record(msg, hlc, seq, verified=True), State.PENDING)
             self._outbox[msg.id] = [False, None, None]
@@ -101,6 +103,9 @@ class MemoryStore:
     def get(self, msg_id: str) -> Record | None:
         with self._lock:
             return self._rows.get(msg_id)
+
+    def may_hold(self, msg_id: str, origin: str, seq: int) -> bool:
+        return True  # lookup is a dict read here
 
     def lookup(self, msg_id: str, origin: str, seq: int) -> tuple[Record | None, Record | None]:
         with self._lock:
@@ -232,6 +237,13 @@ class MemoryStore:
                                             rec.verified, rec.row)
             return True
 
+    def mark_sent_many(self, msg_ids: Iterable[str]) -> None:
+        for msg_id in msg_ids:
+            self.mark_sent(msg_id)
+
+    def mark_delivered_many(self, msg_ids: Iterable[str]) -> list[str]:
+        return [i for i in dict.fromkeys(msg_ids) if self.mark_delivered(i)]
+
     def mark_refused(self, msg_id: str, peer: str, reason: str) -> bool:
         with self._lock:
             box = self._outbox.get(msg_id)
@@ -278,6 +290,9 @@ class ImmediateWriter:
 
     def wait(self, ticket: int, timeout: float | None = None) -> bool:
         return True
+
+    def when_done(self, ticket: int, callback: Callable[[], None]) -> None:
+        callback()
 
     def flush(self, timeout: float | None = None) -> bool:
         return True

@@ -232,14 +232,15 @@ class Mesh:
     def _broadcast(self, msg: Message, exclude: str | None) -> None:
         """A relay (``exclude`` set) also skips neighbours that told us they are connected to
         the origin: in a full mesh they have it from the author; ``have`` repairs any gap."""
-        if not len(self._core.registry):
+        targets = [
+            link for peer_id, link in self._core.registry.items()
+            if peer_id not in (exclude, msg.origin)
+            and (exclude is None or msg.origin not in link.neighbours)
+        ]
+        if not targets:  # in a full mesh most relays go to nobody: no signature, no encoding
             return
         frame = encode_msg(msg, self._core.sig_for(msg))
-        for peer_id, link in self._core.registry.items():
-            if peer_id in (exclude, msg.origin):
-                continue
-            if exclude is not None and msg.origin in link.neighbours:
-                continue
+        for link in targets:
             self._core.send(link, frame)
 
     def _send_presence_all(self) -> None:

@@ -30,7 +30,6 @@ from fletchat.protocol import (
     CLOSE_NORMAL,
     CLOSE_POLICY,
     CLOSE_TIMEOUT,
-    MAX_SYNC_MESSAGES,
     REASON_DUPLICATE,
     RECONNECT_MAX,
     RECONNECT_MIN,
@@ -45,6 +44,7 @@ from fletchat.protocol import (
 log = logging.getLogger("fletchat.mesh")
 
 ERROR_CODES = {1002, 1003, 1007, 1008, 1009, 1011, 1013}
+CATCHUP_QUERY = 1000  # messages read per catch-up query (sent in frames of MAX_SYNC_MESSAGES)
 
 
 class MeshHost(Protocol):
@@ -268,32 +268,41 @@ class LinkCore:
                 self.send(link, frame)
 
     async def send_missing(self, link: Link, summary: dict[str, int]) -> None:
-        """Answer a ``have``: what the peer lacks, in bounded batches, paced under its limits."""
+        """Answer a ``have``: what the peer lacks, in bounded batches, paced under its limits.
+        Each batch is read, given its signatures (one query) and encoded on a worker thread."""
         after: tuple[str, int] | None = None
         sent = 0
         pace = Pacer()
         while link.conn.state is State.OPEN:
             peer_id = link.peer.id if link.peer is not None else ""
-            batch = await self.ask_off_loop(  # a SQLite read: never on the event loop
-                lambda after=after, peer_id=peer_id: self.app.missing(
-                    summary, after, MAX_SYNC_MESSAGES, peer=peer_id),
+            answer = await self.ask_off_loop(  # SQLite reads: never on the event loop
+                lambda after=after, peer_id=peer_id: self._missing_frames(summary, after, peer_id),
                 None,
             )
-            if batch is None:
+            if answer is None:
                 return
-            for frame, count in sync_frames(batch, sig_for=self.sig_for):
+            frames, count, last = answer
+            for frame, n in frames:
                 while link.conn.backlog() > MAX_BACKLOG_FRAMES:
                     await asyncio.sleep(0.02)
-                while (wait := pace.wait(count, time.monotonic())) > 0:
+                while (wait := pace.wait(n, time.monotonic())) > 0:
                     await asyncio.sleep(wait)
-                pace.spend(count, time.monotonic())
+                pace.spend(n, time.monotonic())
                 self.send(link, frame)
-            sent += len(batch)
-            if len(batch) < MAX_SYNC_MESSAGES:
+            sent += count
+            if count < CATCHUP_QUERY or last is None:
                 break
-            after = (batch[-1].origin, batch[-1].seq)
+            after = last
         if sent:
             log.info("caught up %s with %d messages", link.describe(), sent)
+
+    def _missing_frames(self, summary: dict[str, int], after: tuple[str, int] | None,
+                        peer_id: str) -> tuple[list[tuple[str, int]], int, tuple[str, int] | None]:
+        """(sync frames, messages in them, where the next query starts): on a worker thread."""
+        batch = self.app.missing(summary, after, CATCHUP_QUERY, peer=peer_id)
+        sigs = dict(zip((m.id for m in batch), self.trust.sigs_for(batch), strict=True))
+        frames = sync_frames(batch, sig_for=lambda m: sigs.get(m.id, ""))
+        return frames, len(batch), ((batch[-1].origin, batch[-1].seq) if batch else None)
 
     async def finish(self, link: Link) -> None:
         """The socket is done: stop its tasks; the peer is down (after a grace if the other side

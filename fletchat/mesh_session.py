@@ -202,7 +202,6 @@ class Sessions:
         history = self.core.ask(self.core.app.sync_batch, [])
         for frame in encode_sync(history, sig_for=self.core.sig_for):
             self.core.send(link, frame)
-        self.core.send(link, encode_have(self.core.ask(self.core.app.summary, {})))
         known = [
             PeerAddress(p.id, p.host, p.port) for p in self.core.registry.peers()
             if link.peer is not None and p.id != link.peer.id and p.port
@@ -211,8 +210,13 @@ class Sessions:
             self.core.send(link, encode_peers(known))
         self.core.send(link, self.core.presence_frame())
         loop = asyncio.get_running_loop()
+        link.tasks.append(loop.create_task(self._send_have(link)))
         link.tasks.append(loop.create_task(self.core.heartbeat(link)))
         link.tasks.append(loop.create_task(self.core.ack_loop(link)))
+
+    async def _send_have(self, link: Link) -> None:
+        """Our catch-up summary, read from the store on a worker thread (never on the loop)."""
+        self.core.send(link, encode_have(await self.core.ask_off_loop(self.core.app.summary, {})))
 
     async def _read_loop(self, link: Link) -> None:
         conn = link.conn
@@ -227,7 +231,7 @@ class Sessions:
         peer_id = peer.id if peer is not None else ""
         match event:
             case Messages():
-                self._on_messages(link, event)
+                await self._on_messages(link, event)
             case Have(summary=summary):
                 self.core.call(self.core.app.peer_has, peer_id, summary)
                 if link.catchup is not None:
@@ -256,24 +260,16 @@ class Sessions:
                 link.down_reason = link.down_reason or down
                 self.core.closing(link, code, reason)
 
-    def _on_messages(self, link: Link, event: Messages) -> None:
-        """The one path for every message from a peer: the hub decides; acks mean stored."""
+    async def _on_messages(self, link: Link, event: Messages) -> None:
+        """The one path for every message from a peer: the hub decides; acks mean stored.
+        Catch-up batches (up to 100 messages, each checked against the store) are judged on a
+        worker thread so the loop keeps serving live messages; live ones are judged here."""
         peer = link.peer
         assert peer is not None
-        refused = list(event.refused)
-        stored: list[str] = []
-        for item in event.items:
-            try:
-                acc = self.core.app.receive(item.message, peer.id, verified=item.verified,
-                                       relay=event.live)
-            except Exception:
-                log.exception("receiving %s failed", item.message.id)
-                continue
-            if acc.stored:
-                if item.message.origin == peer.id:
-                    stored.append(item.message.id)
-            else:
-                refused.append((item.message.id, acc.reason or "refused"))
+        if event.live or len(event.items) <= 1:
+            stored, refused = self._judge(peer.id, event)
+        else:
+            stored, refused = await asyncio.to_thread(self._judge, peer.id, event)
         if event.items:
             link.last_message = time.time()
         if refused:
@@ -281,6 +277,24 @@ class Sessions:
                 self.core.send(link, frame)
         if stored:
             link.acks.put_nowait(tuple(stored))
+
+    def _judge(self, peer_id: str, event: Messages) -> tuple[list[str], list[tuple[str, str]]]:
+        """(ids to acknowledge once stored, (id, reason) refused): the hub's verdict on each."""
+        refused = list(event.refused)
+        stored: list[str] = []
+        for item in event.items:
+            try:
+                acc = self.core.app.receive(item.message, peer_id, verified=item.verified,
+                                            relay=event.live)
+            except Exception:
+                log.exception("receiving %s failed", item.message.id)
+                continue
+            if acc.stored:
+                if item.message.origin == peer_id:
+                    stored.append(item.message.id)
+            else:
+                refused.append((item.message.id, acc.reason or "refused"))
+        return stored, refused
 
     def _learn(self, addresses: tuple[PeerAddress, ...], via: Link) -> None:
         """Gossip: dial peers we neither know nor already try to reach."""

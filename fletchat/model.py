@@ -11,7 +11,7 @@ import time
 import unicodedata
 import uuid
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -99,7 +99,15 @@ class ValidationError(FletChatError, ValueError):
     """Input that breaks a rule; ``str(err)`` is a sentence fit to show the person who sent it."""
 
 
+# ASCII's only control characters (category Cc; ASCII has no Cf): the fast path for ASCII text.
+_ASCII_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
+_ASCII_CONTROLS_BUT_NEWLINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
 def _has_control_chars(text: str, allow_newlines: bool = False) -> bool:
+    if text.isascii():
+        rule = _ASCII_CONTROLS_BUT_NEWLINES if allow_newlines else _ASCII_CONTROLS
+        return rule.search(text) is not None
     for ch in text:
         if allow_newlines and ch in "\n\t":
             continue
@@ -302,9 +310,10 @@ class Message:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The wire object; ``files`` only when there are some (absent = none, ``[]`` is
-        invalid); the conversation fields flattened in."""
-        out = asdict(self)
+        """The wire object: a shallow copy of the fields (``asdict`` deep-copies every value and
+        was the largest single cost of encoding catch-up frames); ``files`` only when there are
+        some (absent = none, ``[]`` is invalid); the conversation fields flattened in."""
+        out = {name: getattr(self, name) for name in _MESSAGE_FIELDS}
         del out["files"], out["conv"]
         if self.files:
             out["files"] = [f.to_wire() for f in self.files]
@@ -368,6 +377,9 @@ class Message:
         if self.kind == KIND_RENAME and self.conv is not None:
             return f"{self.conv.was} is now known as {self.author}."
         return self.text
+
+
+_MESSAGE_FIELDS = tuple(f.name for f in fields(Message))
 
 
 DEVICE_KINDS = ("desktop", "android", "ios", "web-host", "headless", "browser")

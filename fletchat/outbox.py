@@ -91,7 +91,7 @@ class Outbox:
         ))
 
     def delivered(self, ids: tuple[str, ...]) -> None:
-        done = tuple(i for i in ids if self._store.mark_delivered(i))
+        done = tuple(self._store.mark_delivered_many(ids)) if ids else ()
         if done:
             self._publish(Delivered(done, time.time()))
 

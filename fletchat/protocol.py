@@ -367,24 +367,43 @@ def encode_sync(
 def sync_frames(
     messages: Sequence[Message], sig_for: Callable[[Message], str] | None = None
 ) -> list[tuple[str, int]]:
-    """``messages`` as ``sync`` frames that each fit the size limit: (frame, message count)."""
-    overhead = len(_dumps(_frame_dict(SyncFrame(())))) + 8
+    """``messages`` as ``sync`` frames that each fit the size limit: (frame, message count).
+
+    Each message is JSON-encoded once and the frame is joined from those texts (the same JSON
+    ``encode_frame`` gives): encoding every message twice, to size it and then in its frame, was
+    most of what a catch-up cost its sender."""
+    prefix, suffix = _SYNC_HEAD
+    overhead = len(prefix) + len(suffix) + 8
     frames: list[tuple[str, int]] = []
-    batch: list[Message] = []
-    sigs: list[str] = []
+    parts: list[str] = []
     size = overhead
     for m in messages:
-        sig = sig_for(m) if sig_for is not None else ""
-        m_size = len(_dumps(_msg_dict(m, sig)).encode("utf-8")) + 1
-        if batch and (size + m_size > MAX_FRAME_BYTES or len(batch) >= MAX_SYNC_MESSAGES):
-            frames.append((encode_frame(SyncFrame(tuple(batch), tuple(sigs))), len(batch)))
-            batch, sigs, size = [], [], overhead
-        batch.append(m)
-        sigs.append(sig)
+        part = _dumps(_msg_dict(m, sig_for(m) if sig_for is not None else ""))
+        m_size = len(part.encode("utf-8")) + 1
+        if parts and (size + m_size > MAX_FRAME_BYTES or len(parts) >= MAX_SYNC_MESSAGES):
+            frames.append((_sync_frame(parts), len(parts)))
+            parts, size = [], overhead
+        parts.append(part)
         size += m_size
-    if batch:
-        frames.append((encode_frame(SyncFrame(tuple(batch), tuple(sigs))), len(batch)))
+    if parts:
+        frames.append((_sync_frame(parts), len(parts)))
     return frames
+
+
+def _sync_head() -> tuple[str, str]:
+    empty = _dumps(_frame_dict(SyncFrame(())))
+    at = empty.index("[]")
+    return empty[: at + 1], empty[at + 1 :]
+
+
+_SYNC_HEAD = _sync_head()
+
+
+def _sync_frame(parts: list[str]) -> str:
+    text = _SYNC_HEAD[0] + ",".join(parts) + _SYNC_HEAD[1]
+    if len(text.encode("utf-8")) > MAX_FRAME_BYTES:
+        raise ValueError(f"sync frame exceeds {MAX_FRAME_BYTES} bytes")
+    return text
 
 
 def encode_have(summary: dict[str, int]) -> str:
@@ -451,6 +470,32 @@ def _check_tree(obj: object, depth: int = 0) -> None:
             _check_tree(value, depth + 1)
 
 
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _nesting(text: str) -> int:
+    """The deepest nesting of arrays and objects in JSON ``text`` (string contents ignored)."""
+    depth = deepest = 0
+    for b in _JSON_BRACKETS.findall(_JSON_STRING.sub("", text)):
+        if b in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def _check_parsed(text: str, obj: object) -> None:
+    """``_check_tree`` only where it can find something: a lone surrogate can only come from a
+    ``\\u`` escape (the text itself is valid UTF-8), and depth only matters past
+    ``MAX_JSON_DEPTH`` brackets. Walking every node of every frame was a large part of decoding."""
+    if "\\u" in text or (
+        text.count("{") + text.count("[") > MAX_JSON_DEPTH and _nesting(text) > MAX_JSON_DEPTH
+    ):
+        _check_tree(obj)
+
+
 def _parse(data: str | bytes) -> dict[str, Any]:
     if isinstance(data, str):
         # A str of n characters is at least n UTF-8 bytes: refuse long ones before encoding them.
@@ -481,7 +526,7 @@ def _parse(data: str | bytes) -> dict[str, Any]:
         raise ProtocolError(f"invalid JSON: {_clip(str(err), 60)}") from None
     if not isinstance(obj, dict):
         raise ProtocolError("frame must be a JSON object")
-    _check_tree(obj)
+    _check_parsed(text, obj)
     return obj
 
 

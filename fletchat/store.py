@@ -26,6 +26,7 @@ from typing import Self
 
 from .clock import Stamp
 from .conversation.stored import ConvStoreMethods, conv_columns, stored_conv
+from .idfilter import KnownIds
 from .model import DEFAULT_CHANNEL, FileRef, FletChatError, Message
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,10 @@ _TERM_RE = re.compile(r"\w+")
 
 class StoreError(FletChatError, RuntimeError):
     """The database cannot be used; ``str(err)`` says why and where the original was copied."""
+
+
+class DuplicateMessage(StoreError):
+    """``add_local`` of an id that is already stored."""
 
 
 class StoreFull(StoreError):
@@ -596,6 +601,32 @@ class _StoreOutbox:
             self._con.execute("UPDATE messages SET state = 'delivered' WHERE id = ?", (msg_id,))
             return cur.rowcount == 1
 
+    def mark_sent_many(self, msg_ids: Iterable[str]) -> None:
+        """``mark_sent`` for many ids in one transaction."""
+        with self._lock, self._transaction():
+            now = self._now()
+            for msg_id in dict.fromkeys(msg_ids):
+                self._con.execute(
+                    "UPDATE outbox SET sent_at = coalesce(sent_at, ?) WHERE id = ?", (now, msg_id))
+                self._con.execute(
+                    "UPDATE messages SET state = 'sent' WHERE id = ? AND state = 'pending'",
+                    (msg_id,))
+
+    def mark_delivered_many(self, msg_ids: Iterable[str]) -> list[str]:
+        """``mark_delivered`` for many ids in one transaction: the ids it newly marked."""
+        done: list[str] = []
+        with self._lock, self._transaction():
+            now = self._now()
+            for msg_id in dict.fromkeys(msg_ids):
+                cur = self._con.execute(
+                    "UPDATE outbox SET delivered_at = ?, sent_at = coalesce(sent_at, ?) "
+                    "WHERE id = ? AND delivered_at IS NULL", (now, now, msg_id))
+                if cur.rowcount == 1:
+                    self._con.execute(
+                        "UPDATE messages SET state = 'delivered' WHERE id = ?", (msg_id,))
+                    done.append(msg_id)
+        return done
+
     def mark_refused(self, msg_id: str, peer: str, reason: str) -> bool:
         """A peer refused the message (and said why): kept in the outbox row for the writer's
         view. ``False`` if it is not in the outbox or already delivered."""
@@ -654,6 +685,16 @@ class Store(_StoreReads, _StoreOutbox, ConvStoreMethods):
         # for the writer thread's transaction (WAL readers do not block on writers).
         self._ro = _read_connection(path) if not fault else con
         self._ro_lock = threading.Lock() if not fault else self._lock
+        rows = con.execute("SELECT max(n) FROM messages").fetchone()[0] or 0
+        self.known = KnownIds(2 * rows + 100_000)
+        if not fault:
+            threading.Thread(target=_load_known, args=(path, self.known), daemon=True,
+                             name="store-known-ids").start()
+
+    def may_hold(self, msg_id: str, origin: str, seq: int) -> bool:
+        """False when neither ``msg_id`` nor (``origin``, ``seq``) can be stored here (from
+        memory; True means "ask ``lookup``")."""
+        return self.known.may_hold(msg_id, origin, seq)
 
     @property
     def read_only(self) -> bool:
@@ -806,12 +847,23 @@ class Store(_StoreReads, _StoreOutbox, ConvStoreMethods):
             touched: set[str] = set()
             channels: set[str] = set()
             self._removed: set[str] = set()
+            held = _Held(self._con, records)
+            clean: list[Record] = []  # new id, free slot: inserted together (executemany)
             for rec in records:
-                written = self._put(rec, now)
-                results.append(written)
+                if held.clear(rec):
+                    clean.append(rec)
+                    written = True
+                else:  # a row may hold its id or slot: the careful path, after the batch so far
+                    _insert_new(self._con, clean, now)
+                    clean = []
+                    written = self._put(rec, now)
                 if written:
+                    held.took(rec)
+                    self.known.add(rec.msg.id, rec.msg.origin, rec.seq)
                     channels.add(rec.msg.channel)
                     touched.add(rec.msg.origin)
+                results.append(written)
+            _insert_new(self._con, clean, now)
             self._ensure_channels(channels, now)
             for origin in touched:
                 _advance(self._con, origin, full=origin in self._removed)
@@ -854,6 +906,7 @@ class Store(_StoreReads, _StoreOutbox, ConvStoreMethods):
         with self._lock, self._transaction():
             now = self._now()
             seq = self._next_seq(msg.origin)
+            self.known.add(msg.id, msg.origin, seq)
             try:
                 self._con.execute(
                     "INSERT INTO messages (id, channel, origin, seq, hlc, kind, author, text, ts, "
@@ -863,7 +916,7 @@ class Store(_StoreReads, _StoreOutbox, ConvStoreMethods):
                      msg.text, msg.ts, now, *_files_columns(msg), *conv_columns(msg)),
                 )
             except sqlite3.IntegrityError as err:
-                raise StoreError(f"message {msg.id} is already stored") from err
+                raise DuplicateMessage(f"message {msg.id} is already stored") from err
             self._con.execute("INSERT INTO outbox (id, queued_at) VALUES (?, ?)", (msg.id, now))
             self._ensure_channels({msg.channel}, now)
             _advance(self._con, msg.origin)
@@ -888,13 +941,75 @@ class Store(_StoreReads, _StoreOutbox, ConvStoreMethods):
 
     def _next_seq(self, origin: str) -> int:
         row = self._con.execute(
-            "SELECT max(seq) FROM messages WHERE origin = ?", (origin,)).fetchone()
+            "SELECT max(seq) FROM messages WHERE origin = ? AND seq IS NOT NULL", (origin,)).fetchone()
         return 1 if row[0] is None else int(row[0]) + 1
 
     def _ensure_channels(self, names: set[str], now: float) -> None:
         for name in names:
             self._con.execute(
                 "INSERT OR IGNORE INTO channels (name, created_at) VALUES (?, ?)", (name, now))
+
+
+def _load_known(path: Path, known: KnownIds) -> None:
+    """At open, on a thread: every stored id and each origin's top seq into ``known``."""
+    try:
+        con = _read_connection(path)
+        try:
+            ids = [str(r[0]) for r in con.execute("SELECT id FROM messages")]
+            tops = {str(o): int(s) for o, s in con.execute(
+                "SELECT origin, max(seq) FROM messages WHERE seq IS NOT NULL GROUP BY origin")}
+        finally:
+            con.close()
+    except sqlite3.Error as err:  # then every question goes to SQLite, as before
+        log.warning("message ids not loaded into memory: %s", err)
+        return
+    known.loaded(ids, tops)
+
+
+class _Held:
+    """Which ids and (origin, seq) slots of a batch may already be stored: two indexed queries
+    per batch instead of two per record. ``clear`` is exact in one direction: a record it calls
+    clear has neither its id nor its slot taken, so it can be inserted without ``_put``."""
+
+    def __init__(self, con: sqlite3.Connection, records: list[Record]) -> None:
+        self.ids: set[str] = set()
+        self.slots: set[tuple[str, int]] = set()
+        ids = [r.msg.id for r in records]
+        for at in range(0, len(ids), 500):
+            chunk = ids[at : at + 500]
+            self.ids.update(str(r[0]) for r in con.execute(
+                f"SELECT id FROM messages WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+        spans: dict[str, tuple[int, int]] = {}
+        for r in records:
+            if r.seq is not None:
+                lo, hi = spans.get(r.msg.origin, (r.seq, r.seq))
+                spans[r.msg.origin] = (min(lo, r.seq), max(hi, r.seq))
+        for origin, (lo, hi) in spans.items():
+            self.slots.update((origin, int(q[0])) for q in con.execute(
+                "SELECT seq FROM messages WHERE origin = ? AND seq BETWEEN ? AND ?",
+                (origin, lo, hi)))
+
+    def clear(self, rec: Record) -> bool:
+        return rec.msg.id not in self.ids and (
+            rec.seq is None or (rec.msg.origin, rec.seq) not in self.slots)
+
+    def took(self, rec: Record) -> None:
+        """``rec`` is now stored: later records of the batch with its id or slot are not clear."""
+        self.ids.add(rec.msg.id)
+        if rec.seq is not None:
+            self.slots.add((rec.msg.origin, rec.seq))
+
+
+def _insert_new(con: sqlite3.Connection, records: list[Record], now: float) -> None:
+    """Rows that ``_Held.clear`` passed, in one ``executemany``."""
+    if records:
+        con.executemany(
+            "INSERT INTO messages (id, channel, origin, seq, hlc, kind, author, text, ts, "
+            "received_at, state, verified, files, file_names, conv, redacted_by) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'delivered', ?, ?, ?, ?, ?)",
+            [(r.msg.id, r.msg.channel, r.msg.origin, r.seq, r.hlc.encode(), r.msg.kind,
+              r.msg.author, r.msg.text, r.msg.ts, now, int(r.verified),
+              *_files_columns(r.msg), *conv_columns(r.msg)) for r in records])
 
 
 def _advance(con: sqlite3.Connection, origin: str, full: bool = False) -> None:
@@ -905,7 +1020,7 @@ def _advance(con: sqlite3.Connection, origin: str, full: bool = False) -> None:
     c = _contiguous(con, origin, "", row[0] if row else 0)
     v = _contiguous(con, origin, " AND verified = 1", row[1] if row else 0)
     top = con.execute(
-        "SELECT max(seq) FROM messages WHERE origin = ?", (origin,)).fetchone()[0] or 0
+        "SELECT max(seq) FROM messages WHERE origin = ? AND seq IS NOT NULL", (origin,)).fetchone()[0] or 0
     con.execute(
         "INSERT INTO origins (origin, contiguous, max_seq, verified) VALUES (?, ?, ?, ?) "
         "ON CONFLICT (origin) DO UPDATE SET contiguous = excluded.contiguous, "
@@ -1031,6 +1146,7 @@ class StoreWriter:
         self._done = 0
         self._flush = False
         self._closing = False
+        self._callbacks: list[tuple[int, Callable[[], None]]] = []
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._thread.start()
 
@@ -1043,8 +1159,20 @@ class StoreWriter:
                 self._cv.wait()
             self._queue.append(record)
             self._submitted += 1
-            self._cv.notify_all()
+            # Wake the writer only when it waits for a first record or a full batch: waking a
+            # thread per message costs the caller's thread the CPU and the GIL under load.
+            if len(self._queue) == 1 or len(self._queue) >= self.batch_size:
+                self._cv.notify_all()
             return self._submitted
+
+    def when_done(self, ticket: int, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the writer's thread, or now) once the record with ``ticket``
+        and all before it are committed or failed: how an event loop waits without a thread."""
+        with self._cv:
+            if self._done < ticket:
+                self._callbacks.append((ticket, callback))
+                return
+        callback()
 
     def wait(self, ticket: int, timeout: float | None = None) -> bool:
         """Commit now and block until the record with ``ticket`` (and all before it) is committed
@@ -1114,3 +1242,10 @@ class StoreWriter:
             with self._cv:
                 self._done += len(batch)
                 self._cv.notify_all()
+                due = [cb for t, cb in self._callbacks if t <= self._done]
+                self._callbacks = [(t, cb) for t, cb in self._callbacks if t > self._done]
+            for callback in due:
+                try:
+                    callback()
+                except Exception:
+                    log.exception("store writer: a commit callback failed")

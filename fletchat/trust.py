@@ -402,6 +402,25 @@ class SignatureBook:
             return pending[1], pending[2] or bool(row and row[1] and bytes(row[0]) == pending[1])
         return (bytes(row[0]), bool(row[1])) if row else None
 
+    def get_many(self, msg_ids: list[str]) -> dict[str, tuple[bytes, bool]]:
+        """``get`` for many ids at once (one query per 500): what catch-up sends a batch with."""
+        with self._lock:
+            pending = {i: self._pending[i] for i in msg_ids if i in self._pending}
+        stored: dict[str, tuple[bytes, bool]] = {}
+        for at in range(0, len(msg_ids), 500):
+            chunk = msg_ids[at : at + 500]
+            with self._db_lock:
+                rows = self._db.execute(
+                    f"SELECT id, sig, verified FROM sigs WHERE id IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                ).fetchall()
+            stored.update((str(i), (bytes(sig), bool(v))) for i, sig, v in rows)
+        out = dict(stored)
+        for i, (_origin, sig, verified) in pending.items():
+            row = stored.get(i)
+            out[i] = (sig, verified or bool(row and row[1] and row[0] == sig))
+        return out
+
     def flush(self) -> None:
         """Write what is pending now (on the caller's thread)."""
         with self._lock:
@@ -525,6 +544,19 @@ class Trust:
             return encode_b64(self.identity.sign(message_signing_bytes(msg)))
         found = self.book.get(msg.id)
         return encode_b64(found[0]) if found else ""
+
+    def sigs_for(self, msgs: list[Message]) -> list[str]:
+        """``sig_for`` of many messages, with one signature-book query (catch-up batches; it
+        reads SQLite, so call it off the event loop)."""
+        found = self.book.get_many([m.id for m in msgs if m.origin != self.peer_id])
+        out = []
+        for m in msgs:
+            if m.origin == self.peer_id:
+                out.append(self.sig_for(m))
+            else:
+                sig = found.get(m.id)
+                out.append(encode_b64(sig[0]) if sig else "")
+        return out
 
     def check_message(self, msg: Message, sig: str) -> Verdict:
         """VERIFIED, UNVERIFIED (origin's key unknown: kept, marked), REFUSED (claims a known

@@ -7,7 +7,7 @@ import os
 import secrets
 
 from fletchat.model import Peer
-from fletchat.peer.catchup import Pacer
+from fletchat.peer.catchup import PACE_SHARE, Pacer
 from fletchat.peer.dialer import Dialer, Outcome, Source, never_dial
 from fletchat.peer.registry import (
     Admit,
@@ -18,7 +18,14 @@ from fletchat.peer.registry import (
     admit_peer,
     admit_socket,
 )
-from fletchat.protocol import ConnKey
+from fletchat.protocol import (
+    MESSAGE_BURST,
+    MESSAGES_PER_SECOND,
+    RATE_BURST,
+    RATE_FRAMES_PER_SECOND,
+    ConnKey,
+    TokenBucket,
+)
 from fletchat.trust import (
     CHANGED,
     KNOWN,
@@ -199,6 +206,30 @@ def test_pacer_lets_a_burst_through_then_keeps_under_the_receivers_rate():
         sent += 100
     # 4000 at once, then 6000 at 3200/s: just under two seconds, never faster than allowed
     assert 6000 / 3200 - 0.01 <= now <= 6000 / 3200 + 0.2
+
+
+def test_default_pacing_never_trips_the_receivers_limits_even_with_live_traffic():
+    # the receiver's own buckets (protocol.py) see the catch-up plus live messages at the room
+    # the pacer leaves them: 10 % of the rate, LIVE_RESERVE of the burst
+    clock = [0.0]
+    frames = TokenBucket(RATE_FRAMES_PER_SECOND, RATE_BURST, clock=lambda: clock[0])
+    messages = TokenBucket(MESSAGES_PER_SECOND, MESSAGE_BURST, clock=lambda: clock[0])
+    pace, sent, live_due, ten_thousand_at = Pacer(), 0, 0.0, None
+    while sent < 20_000:
+        wait = pace.wait(100, clock[0])
+        live_due += wait * MESSAGES_PER_SECOND * (1 - PACE_SHARE)
+        clock[0] += wait
+        while live_due >= 1:  # live frames of one message each, at the rate left to them
+            assert messages.allow(1)
+            live_due -= 1
+        pace.spend(100, clock[0])
+        assert frames.allow() and messages.allow(100)
+        sent += 100
+        if sent == 10_000:
+            ten_thousand_at = clock[0]
+    # the first MESSAGE_BURST - LIVE_RESERVE go at once, then 90 % of the rate: 10,000
+    # messages (simulated time) in under a second, where half the burst at 80 % took 1.9 s
+    assert ten_thousand_at is not None and ten_thousand_at < 1.0
 
 
 # ---------------------------------------------------------------- trust store (hole 1)

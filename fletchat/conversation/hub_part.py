@@ -55,7 +55,7 @@ class ConvHubMethods:
 
     def acked(self, peer_id: str, ids: tuple[str, ...]) -> None:
         self.conv.acked(peer_id, ids)
-        self._bg.submit(self.outbox.delivered, tuple(ids))
+        self._outbox_later(delivered=ids)  # coalesced outbox marks (hub.py)
 
     def publish(self, event: Any) -> None:
         self._publish(event)

@@ -14,20 +14,22 @@ from dataclasses import dataclass, field
 from fletchat.protocol import MESSAGE_BURST, MESSAGES_PER_SECOND, RATE_BURST, RATE_FRAMES_PER_SECOND
 
 ANTI_ENTROPY_SECONDS = 20.0
-PACE_SHARE = 0.8  # of the receiver's limits; the rest is left for live frames
+PACE_SHARE = 0.9  # of the receiver's rates; the rest is left for live frames
+LIVE_RESERVE = 1000  # messages of the receiver's burst left for live frames during a catch-up
 MAX_BACKLOG_FRAMES = 256  # catch-up waits while more frames than this are queued for the peer
 
 
 @dataclass
 class Pacer:
-    """Two token buckets mirroring the receiver's (frames and messages), at ``PACE_SHARE`` of
-    their rates and half their bursts. ``wait(messages, now)`` says how long to wait before a
+    """Two token buckets mirroring the receiver's (frames and messages): ``PACE_SHARE`` of their
+    rates, half the frame burst and the message burst less ``LIVE_RESERVE`` (10,000 messages go
+    in under a second instead of two). ``wait(messages, now)`` says how long to wait before a
     frame carrying ``messages`` may go; ``spend`` books it."""
 
     frames_per_second: float = RATE_FRAMES_PER_SECOND * PACE_SHARE
     frame_burst: float = RATE_BURST / 2
     messages_per_second: float = MESSAGES_PER_SECOND * PACE_SHARE
-    message_burst: float = MESSAGE_BURST / 2
+    message_burst: float = MESSAGE_BURST - LIVE_RESERVE
     _frames: float = field(init=False)
     _messages: float = field(init=False)
     _last: float | None = field(init=False, default=None)

@@ -87,6 +87,10 @@ class TrustPolicy(Protocol):
         """The signature ``msg`` travels with (base64, "" for none)."""
         ...
 
+    def sigs_for(self, msgs: list[Message]) -> list[str]:
+        """``sig_for`` of each message, looked up together (may read a database: off the loop)."""
+        ...
+
 
 @dataclass
 class NoTrust:
@@ -130,3 +134,6 @@ class NoTrust:
 
     def sig_for(self, msg: Message) -> str:
         return ""
+
+    def sigs_for(self, msgs: list[Message]) -> list[str]:
+        return [""] * len(msgs)
