@@ -12,7 +12,6 @@ from ..conversation.emoji import shortcode_candidates
 from ..conversation.mentions import active_query, candidates, complete
 from ..conversation.signals import TYPING_TIMEOUT, typing_line
 from ..model import Message
-from .convo_text import REPLY_PREFIX
 from .row_menu import Click, action, emoji_grid
 
 EMOJI_TOOLTIP = "Insert emoji"
@@ -57,7 +56,7 @@ class ReplyBar:
 
     def start(self, parent: Message, snippet: str) -> None:
         self.parent = parent
-        self.text.value = f"{REPLY_PREFIX} {parent.author}: {snippet}"
+        self.text.value = f"Replying to {parent.author}: {snippet}"
         self.control.visible = True
 
     def clear(self) -> None:

@@ -44,6 +44,7 @@ from .row_menu import RowActions
 from .settings import PrefsStore, Settings
 from .text import Status
 from .title import TitleKeeper
+from .updates import after_layout
 
 if TYPE_CHECKING:
     from .view import ChatView
@@ -193,10 +194,13 @@ class Convo:
         self.view.updates.flush()
 
     # ---- channels ----
-    def opened(self, channel: str) -> None:
-        """``channel`` was made current: its mentions are read, its typing line and bell shown."""
+    def opening(self, channel: str) -> None:
+        """``channel`` is being made current: its mentions are read."""
         self.attention.opened(channel)
         self.refresh_title()
+
+    def opened(self, channel: str) -> None:
+        """``channel`` is shown: its typing line and bell, a read mark for what is shown."""
         self.typing_line.show(self.backend.typing_names(channel) if self.enabled else [])
         self.view.updates.mark(self.settings.show_mute(channel, self.toggle_mute))
         self.cancel_reply_now()
@@ -298,6 +302,7 @@ class Convo:
         self.suggestions.show([])
         self.view.updates.mark(field, self.suggestions.control)
         self.view.updates.flush()
+        await after_layout()  # the chip that had the focus is gone: then back to the field
         await self.view.composer.focus()
 
     async def insert(self, emoji: str) -> None:

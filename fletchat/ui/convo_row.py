@@ -134,15 +134,13 @@ class ConvoRow(MessageRow):
 
     def set_status(self, status: Status | None) -> None:
         super().set_status(status)
-        self.label = self.decor.prefix() + self.label + self.decor.suffix()
+        self.label += self.decor.suffix()
 
     # ---- drawing ----
     def dress(self) -> None:
         d = self.decor
-        self.label = (d.prefix()
-                      + describe_for_screen_reader(self.message, self.status, self.late,
-                                                   self.unverified)
-                      + d.suffix())
+        self.label = describe_for_screen_reader(self.message, self.status, self.late,
+                                                self.unverified) + d.suffix()
         inner = self.chat if self.chat is not None else self.content
         if self.chat is not None:
             self._dress_chat(self.chat, d)

@@ -14,7 +14,7 @@ from ..conversation.reducer import DELETED_TEXT, ReactionSummary
 EDITED_LABEL = "edited"
 NEW_MESSAGES = "New messages"
 MENTIONS_YOU = "mentions you"
-REPLY_PREFIX = "Reply to"
+REPLY_PREFIX = "in reply to"
 ACTIONS_TOOLTIP = "Message actions"
 
 
@@ -58,8 +58,11 @@ class RowDecor:
         return " \u00b7 ".join(p for p in parts if p)
 
     def suffix(self) -> str:
-        """What the row's screen-reader label adds after "NAME at HH:MM: TEXT"."""
+        """What the row's screen-reader label adds after "NAME at HH:MM: TEXT" (the date and
+        "New messages" lines are drawn, not said: a label keeps starting with who wrote it)."""
         parts: list[str] = []
+        if self.quote is not None:
+            parts.append(self.quote.label)
         if self.edited and not self.deleted:
             parts.append(EDITED_LABEL)
         if self.mentioned:
@@ -70,13 +73,6 @@ class RowDecor:
         if self.reach is not None and reach_text(self.reach):
             parts.append(reach_text(self.reach))
         return "".join(f", {p}" for p in parts)
-
-    def prefix(self) -> str:
-        """What the label says before the message: the lines above it, the reply quote."""
-        parts = [*self.above]
-        if self.quote is not None:
-            parts.append(self.quote.label)
-        return "".join(f"{p}. " for p in parts)
 
 
 def reaction_label(r: ReactionSummary) -> str:

@@ -112,6 +112,7 @@ class ChatView:
         """Make ``channel`` current: its latest page, its unread count cleared."""
         unread = self.state.unread.get(channel, 0)
         self.state.open(channel)
+        self.convo.opening(channel)
         self.title.value = channel_title(channel, self.backend.name)
         self.render_channels()
         await self.feed.show(unread)
@@ -206,11 +207,11 @@ class ChatView:
             msg = replace(msg, channel=self.state.channel)  # one conversation only
         mine = backend.is_own(msg) and msg.author == backend.name
         shown = self.state.on_message(msg, mine, backend.can_see(msg.channel))
+        self.convo.on_message(msg, shown)  # mentions counted before the list is drawn
         if shown:
             self.feed.place(msg)
         elif msg.channel in self.state.unread:
             self.render_channels()
-        self.convo.on_message(msg, shown)
 
     # ---- the person's actions ----
     async def join_click(self, e: ft.Event | None = None) -> None:
