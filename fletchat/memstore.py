@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 
 from .clock import Stamp
-from .model import DEFAULT_CHANNEL, Message
+from .model import DEFAULT_CHANNEL, EVENT_KINDS, ROW_KINDS, Message
 from .store import MARK_END, MARK_START, MAX_BATCH, Hit, Record, State
 
 
@@ -111,9 +111,34 @@ class MemoryStore:
                before: Stamp | None = None) -> list[Record]:
         with self._lock:
             rows = [r for r in self._rows.values()
-                    if r.msg.channel == channel and (before is None or r.hlc < before)]
+                    if r.msg.channel == channel and (before is None or r.hlc < before)
+                    and r.msg.kind in ROW_KINDS]
         rows.sort(key=lambda r: (r.hlc, r.msg.id))
         return rows[-max(0, min(limit, MAX_BATCH)):] if limit > 0 else []
+
+    def conversation_events(self) -> list[Record]:
+        with self._lock:
+            return [r for r in self._rows.values() if r.msg.kind in EVENT_KINDS]
+
+    def redact(self, delete: Message) -> int:
+        """``store.Store.redact``: erase the target's text and its author's edits of it."""
+        from dataclasses import replace
+
+        from .conversation.fields import ConvFields
+
+        assert delete.conv is not None
+        target, n = delete.conv.target, 0
+        with self._lock:
+            for mid, rec in list(self._rows.items()):
+                m = rec.msg
+                mine = m.origin == delete.origin and m.author == delete.author
+                if not mine or not (mid == target or (
+                        m.kind == "edit" and m.conv is not None and m.conv.target == target)):
+                    continue
+                conv = replace(m.conv or ConvFields(), redacted_by=delete.id, redacted=None)
+                self._rows[mid] = replace(rec, msg=replace(m, text="", conv=conv))
+                n += 1
+        return n
 
     def count(self) -> int:
         with self._lock:

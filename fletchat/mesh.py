@@ -183,6 +183,14 @@ class Mesh:
         """Send ``msg`` once to every connected peer except ``exclude`` and its own origin."""
         self._on_loop(self._broadcast, msg, exclude)
 
+    def send_live(self, frame: str) -> None:
+        """A live signal (``typing``/``read``, already encoded) to every connected peer."""
+        self._on_loop(self._send_all, frame)
+
+    def _send_all(self, frame: str) -> None:
+        for link in self._core.registry.handles():
+            self._core.send(link, frame)
+
     def presence_changed(self) -> None:
         """The people in our local sessions changed: tell every connected peer."""
         self._on_loop(self._send_presence_all)

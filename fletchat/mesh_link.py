@@ -81,6 +81,9 @@ class MeshHost(Protocol):
 
     def acked(self, peer_id: str, ids: tuple[str, ...]) -> None: ...
 
+    def peer_signal(self, peer_id: str, frame: Any) -> None:
+        """A ``typing`` or ``read`` frame from ``peer_id`` itself (never stored, never relayed)."""
+
 
 @dataclass(frozen=True)
 class MeshSettings:

@@ -30,6 +30,7 @@ from fletchat.peer.connection import (
     Gossip,
     Have,
     IdentityChanged,
+    Live,
     Local,
     Messages,
     Opened,
@@ -247,6 +248,8 @@ class Sessions:
             case Gossip(addresses=addresses):
                 link.neighbours.update(a.peer_id for a in addresses)
                 self._learn(addresses, link)
+            case Live(frame=frame):
+                self.core.call(self.core.app.peer_signal, peer_id, frame)
             case IdentityChanged():
                 self._identity_changed(event)
             case Closed(code=code, reason=reason, down_reason=down):

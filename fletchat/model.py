@@ -12,7 +12,10 @@ import unicodedata
 import uuid
 import zlib
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .conversation.fields import ConvFields
 
 # ---- limits (named so every layer enforces the same numbers) ----
 MAX_NAME_CHARS = 32
@@ -46,7 +49,17 @@ KIND_CHAT = "chat"
 KIND_JOIN = "join"
 KIND_LEAVE = "leave"
 KIND_CHANNEL = "channel"  # "NAME created #x": how a new, still empty channel reaches the LAN
-MESSAGE_KINDS = (KIND_CHAT, KIND_JOIN, KIND_LEAVE, KIND_CHANNEL)
+# The conversation kinds (fletchat/conversation, docs/protocol.md "Conversation"): events about
+# another message (never a row of their own) and the rename notice (a row, like join/leave).
+KIND_REACTION = "reaction"
+KIND_EDIT = "edit"
+KIND_DELETE = "delete"
+KIND_RENAME = "rename"
+EVENT_KINDS = (KIND_REACTION, KIND_EDIT, KIND_DELETE)
+ROW_KINDS = (KIND_CHAT, KIND_JOIN, KIND_LEAVE, KIND_CHANNEL, KIND_RENAME)  # shown as rows
+MESSAGE_KINDS = (KIND_CHAT, KIND_JOIN, KIND_LEAVE, KIND_CHANNEL, *EVENT_KINDS, KIND_RENAME)
+_TEXT_KINDS = (KIND_CHAT, KIND_EDIT)
+_CONV_KEYS = ("reply", "redacted")  # fields that make a chat message a conversation one
 
 # A hybrid-logical-clock stamp as encoded by ``clock.Stamp.encode`` (checked here without importing
 # the clock, which depends on this module): 12 hex digits of ms, 4 of counter, then the node id.
@@ -178,6 +191,8 @@ class Message:
     channel: str = DEFAULT_CHANNEL
     hlc: str = ""  # hybrid logical clock stamp: the order every peer shows ("" until stamped)
     seq: int = 0  # the origin's own counter (1, 2, ...) for catch-up; 0 = none
+    # Conversation fields (reply, target, emoji, ...; conversation/fields.py); None for most.
+    conv: ConvFields | None = None
 
     @classmethod
     def chat(cls, author: str, text: str, origin: str, channel: str = DEFAULT_CHANNEL) -> Message:
@@ -200,7 +215,11 @@ class Message:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        del out["conv"]
+        if self.conv is not None:
+            out.update(self.conv.to_wire(self.kind))
+        return out
 
     @classmethod
     def from_dict(cls, data: object) -> Message:
@@ -213,8 +232,13 @@ class Message:
         ts = data.get("ts")
         if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not (0 <= ts < 1e11):
             raise ValidationError("Invalid timestamp.")
+        conv = None
+        if kind not in MESSAGE_KINDS[:4] or any(k in data for k in _CONV_KEYS):
+            from .conversation.fields import ConvFields
+
+            conv = ConvFields.from_wire(data, kind)
         text = data.get("text", "")
-        if kind == KIND_CHAT:
+        if kind in _TEXT_KINDS and not (conv is not None and conv.redacted is not None):
             clean = validate_text(text)
             if clean is None or clean != text:
                 raise ValidationError("Invalid message text.")
@@ -236,6 +260,7 @@ class Message:
             channel=validate_channel(data.get("channel", DEFAULT_CHANNEL)),
             hlc=hlc,
             seq=seq,
+            conv=conv,
         )
 
     @property
@@ -247,6 +272,8 @@ class Message:
             return f"{self.author} has left the chat."
         if self.kind == KIND_CHANNEL:
             return f"{self.author} created #{self.channel}."
+        if self.kind == KIND_RENAME and self.conv is not None:
+            return f"{self.conv.was} is now known as {self.author}."
         return self.text
 
 

@@ -16,7 +16,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from fletchat import __version__
@@ -27,6 +27,7 @@ from fletchat.model import (
     FletChatError,
     Message,
     ValidationError,
+    validate_channel,
     validate_id,
     validate_name,
 )
@@ -213,9 +214,27 @@ class PresenceFrame:
     people: tuple[PresenceEntry, ...]
 
 
+@dataclass(frozen=True)
+class TypingFrame:
+    """``name`` on the sending peer is typing in ``channel`` (live only: never stored or relayed;
+    the person is (connection's peer id, name))."""
+
+    name: str
+    channel: str
+
+
+@dataclass(frozen=True)
+class ReadFrame:
+    """``name`` on the sending peer has seen ``channel`` up to the message stamped ``upto``."""
+
+    name: str
+    channel: str
+    upto: str
+
+
 Frame = (
     Hello | Auth | MsgFrame | Ping | Pong | PeersFrame | SyncFrame | HaveFrame | AckFrame | Bye
-    | RefusedFrame | PresenceFrame
+    | RefusedFrame | PresenceFrame | TypingFrame | ReadFrame
 )
 
 _TYPE_NAMES: dict[type, str] = {
@@ -231,6 +250,8 @@ _TYPE_NAMES: dict[type, str] = {
     Bye: "bye",
     RefusedFrame: "refused",
     PresenceFrame: "presence",
+    TypingFrame: "typing",
+    ReadFrame: "read",
 }
 
 
@@ -280,17 +301,22 @@ def _frame_dict(frame: Frame) -> dict[str, Any]:
     return head
 
 
+def _live_dict(frame: TypingFrame | ReadFrame) -> dict[str, Any]:
+    return {"v": PEER_PROTOCOL_VERSION, "type": _TYPE_NAMES[type(frame)], **asdict(frame)}
+
+
 def _msg_dict(msg: Message, sig: str) -> dict[str, Any]:
     """A message on the wire: its fields plus, when signed, ``sig`` (ignored by older readers)."""
     out = msg.to_dict()
-    if sig:
+    if sig and (msg.conv is None or msg.conv.redacted is None):  # a stub is vouched, not signed
         out["sig"] = sig
     return out
 
 
 def encode_frame(frame: Frame) -> str:
     """Serialize one frame. Raises ``ValueError`` if it would exceed ``MAX_FRAME_BYTES`` (a bug)."""
-    text = _dumps(_frame_dict(frame))
+    text = _dumps(_live_dict(frame) if isinstance(frame, (TypingFrame, ReadFrame))
+                  else _frame_dict(frame))
     if len(text.encode("utf-8")) > MAX_FRAME_BYTES:
         raise ValueError(f"{_TYPE_NAMES[type(frame)]} frame exceeds {MAX_FRAME_BYTES} bytes")
     return text
@@ -688,7 +714,22 @@ _DECODERS: dict[str, Callable[[dict[str, Any]], Frame]] = {
     "bye": lambda obj: Bye(_str_field(obj, "reason", "bye", MAX_REASON_CHARS, default="")),
     "refused": _decode_refused,
     "presence": _decode_presence,
+    "typing": lambda obj: TypingFrame(*_live_fields(obj, "typing")),
+    "read": lambda obj: ReadFrame(*_live_fields(obj, "read"), _validated(
+        "read", "upto", lambda: _stamp(obj.get("upto")))),
 }
+
+
+def _live_fields(obj: dict[str, Any], ftype: str) -> tuple[str, str]:
+    return (_validated(ftype, "name", lambda: validate_name(obj.get("name"))),
+            _validated(ftype, "channel", lambda: validate_channel(obj.get("channel"))))
+
+
+def _stamp(raw: object) -> str:
+    from fletchat.conversation.kinds import validate_hlc
+
+    return validate_hlc(raw)
+
 
 
 # ---- what gets signed (pure bytes; the crypto is in ``identity``/``trust``) ----
@@ -713,6 +754,8 @@ def message_signing_bytes(msg: Message) -> bytes:
         MESSAGE_CONTEXT, msg.id, msg.kind, msg.author, msg.origin, msg.text,
         ts_millis(msg.ts), msg.channel, msg.hlc, msg.seq,
     ]
+    if msg.conv is not None and (ext := msg.conv.signed(msg.kind)):
+        fields.append(ext)  # conversation fields, keys sorted (docs/protocol.md, Conversation)
     return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 

@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 from .clock import Stamp
-from .model import DEFAULT_CHANNEL, Message
+from .model import DEFAULT_CHANNEL, ROW_KINDS, Message
 from .outbox import wire
 
 HISTORY_PAGE = 100
@@ -22,6 +22,7 @@ class HistoryReads:
     _qlock: Any
     _queued: dict[str, tuple[Message, bool, int]]
     _bg: Any
+    conv: Any
 
     def history(self, channel: str = DEFAULT_CHANNEL, limit: int = HISTORY_PAGE,
                 before: str = "") -> list[Message]:
@@ -30,7 +31,8 @@ class HistoryReads:
         records = self.store.recent(channel, limit, before=Stamp.decode(before) if before else None)
         msgs = {r.msg.id: wire(r) for r in records}
         with self._qlock:
-            queued = [m for m, _, _ in self._queued.values() if m.channel == channel]
+            queued = [m for m, _, _ in self._queued.values()
+                      if m.channel == channel and m.kind in ROW_KINDS]
         for m in queued:
             if not before or m.hlc < before:
                 msgs.setdefault(m.id, m)
@@ -44,7 +46,8 @@ class HistoryReads:
         """Messages matching the words of ``query`` (prefixes too), newest first, as (message,
         snippet) pairs; the snippet marks matches with ``store.MARK_START/END``. Blocking."""
         self._writer.flush(timeout=2.0)
-        return [(wire(h.record), h.snippet) for h in self.store.search(query, channel, limit)]
+        hits = [(wire(h.record), h.snippet) for h in self.store.search(query, channel, limit)]
+        return self.conv.search_filter(hits)  # latest texts only (edits, deletes)
 
     async def search_async(self, query: str, channel: str | None = None, limit: int = 50):
         return await asyncio.to_thread(self.search, query, channel, limit)

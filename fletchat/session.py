@@ -8,6 +8,7 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from .conversation.session_part import ConvSessionMethods
 from .model import (
     DEFAULT_CHANNEL,
     KIND_JOIN,
@@ -61,8 +62,9 @@ SESSION_BURST = 20.0
 SESSION_RATE_EXEMPT_DEVICES = ("headless",)
 
 
-class HubSession:
-    """One person's view of the hub (a browser tab, the desktop window, the headless peer)."""
+class HubSession(ConvSessionMethods):
+    """One person's view of the hub (a browser tab, the desktop window, the headless peer);
+    replies, reactions, edits, deletes, typing and read marks: ``ConvSessionMethods``."""
 
     def __init__(self, hub: Hub, key: str | None = None, device: str = "browser") -> None:
         self.hub = hub

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Self
 
 from .clock import Stamp
+from .conversation.stored import ConvStoreMethods, conv_columns, stored_conv
 from .model import DEFAULT_CHANNEL, FletChatError, Message
 
 log = logging.getLogger(__name__)
@@ -166,6 +167,14 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE outbox ADD COLUMN refused_by TEXT;
     ALTER TABLE outbox ADD COLUMN refused_reason TEXT;
     """,
+    # v3: conversation (docs/store.md): a message's conversation fields as JSON (reply, target,
+    # emoji, ...), the delete that erased a row's text, and an index of the event rows
+    # (reactions, edits, deletes) the hub folds into rows. Old rows keep NULLs: nothing changes.
+    """
+    ALTER TABLE messages ADD COLUMN conv TEXT;
+    ALTER TABLE messages ADD COLUMN redacted_by TEXT;
+    CREATE INDEX messages_events ON messages (n) WHERE kind IN ('reaction', 'edit', 'delete');
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -190,7 +199,8 @@ END;
 _FTS_TRIGGERS = ("messages_fts_ai", "messages_fts_ad", "messages_fts_au")
 
 _COLS = "m.id, m.kind, m.author, m.origin, m.text, m.ts, m.channel, m.hlc, m.seq, m.state, " \
-        "m.received_at, m.verified, m.n"
+        "m.received_at, m.verified, m.n, m.conv, m.redacted_by"
+ROW_KINDS_SQL = "('chat', 'join', 'leave', 'channel', 'rename')"  # model.ROW_KINDS: shown as rows
 
 
 def fts5_available() -> bool:
@@ -220,11 +230,13 @@ def fts_query(raw: str) -> str | None:
 
 
 def _row_to_record(row: Sequence[object]) -> Record:
-    mid, kind, author, origin, text, ts, channel, hlc, seq, state, received_at, verified, n = row
+    (mid, kind, author, origin, text, ts, channel, hlc, seq, state, received_at, verified, n,
+     conv, redacted_by) = row
     # Rows were validated (model.Message.from_dict / Message.chat) before they were stored.
     msg = Message(
         str(mid), str(kind), str(author), str(origin), str(text),
         float(ts), str(channel),  # type: ignore[arg-type]
+        conv=stored_conv(str(kind), conv, redacted_by) if conv or redacted_by else None,
     )
     state = str(state)
     return Record(
@@ -328,10 +340,12 @@ class _StoreReads:
             if before is None:
                 rows = self._con.execute(
                     f"SELECT {self._cols} FROM messages m WHERE m.channel = ? "
+                    f"AND m.kind IN {ROW_KINDS_SQL} "
                     "ORDER BY m.hlc DESC, m.id DESC LIMIT ?", (channel, limit)).fetchall()
             else:
                 rows = self._con.execute(
                     f"SELECT {self._cols} FROM messages m WHERE m.channel = ? AND m.hlc < ? "
+                    f"AND m.kind IN {ROW_KINDS_SQL} "
                     "ORDER BY m.hlc DESC, m.id DESC LIMIT ?",
                     (channel, before.encode(), limit)).fetchall()
         return [_row_to_record(r) for r in reversed(rows)]
@@ -412,7 +426,7 @@ class _StoreReads:
         For origins where ``keyed(origin)`` is true (their key is known, so their messages can be
         verified here) only verified rows count: an unsigned squatter in a slot never makes us
         claim to hold the real message (docs/store.md)."""
-        verified = "verified" if self._cols is _COLS else "0"
+        verified = "verified" if "m.verified" in self._cols else "0"
         with self._lock:
             rows = self._con.execute(
                 f"SELECT origin, contiguous, {verified} FROM origins WHERE contiguous > 0"
@@ -534,7 +548,7 @@ class _StoreOutbox:
 
     def refusals(self) -> dict[str, tuple[str, str]]:
         """Undelivered messages written here that a peer refused: id -> (peer, reason)."""
-        if self._cols is not _COLS:
+        if "m.verified" not in self._cols:
             return {}
         with self._lock:
             rows = self._con.execute(
@@ -557,7 +571,7 @@ class _StoreOutbox:
             return cur.rowcount == 1
 
 
-class Store(_StoreReads, _StoreOutbox):
+class Store(_StoreReads, _StoreOutbox, ConvStoreMethods):
     """Message history in one SQLite file: ``Store.open(path)`` ... ``close()``."""
 
     def __init__(self, con: sqlite3.Connection, path: Path, fts: bool,
@@ -573,6 +587,8 @@ class Store(_StoreReads, _StoreOutbox):
         self.fault = fault
         version = con.execute("PRAGMA user_version").fetchone()[0]
         self._cols = _COLS if version >= 2 else _COLS.replace("m.verified", "0")
+        if version < 3:  # a read-only history from before the conversation columns
+            self._cols = self._cols.replace("m.conv, m.redacted_by", "NULL, NULL")
         # Point lookups for the acceptance pipeline use their own connection, so they never wait
         # for the writer thread's transaction (WAL readers do not block on writers).
         self._ro = _read_connection(path) if not fault else con
@@ -764,9 +780,10 @@ class Store(_StoreReads, _StoreOutbox):
                 self._con.execute("DELETE FROM messages WHERE id = ?", (slot[0],))
         self._con.execute(
             "INSERT INTO messages (id, channel, origin, seq, hlc, kind, author, text, ts, "
-            "received_at, state, verified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'delivered', ?)",
+            "received_at, state, verified, conv, redacted_by) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'delivered', ?, ?, ?)",
             (m.id, m.channel, m.origin, rec.seq, rec.hlc.encode(), m.kind, m.author,
-             m.text, m.ts, now, int(rec.verified)),
+             m.text, m.ts, now, int(rec.verified), *conv_columns(m)),
         )
         return True
 
@@ -779,10 +796,10 @@ class Store(_StoreReads, _StoreOutbox):
             try:
                 self._con.execute(
                     "INSERT INTO messages (id, channel, origin, seq, hlc, kind, author, text, ts, "
-                    "received_at, state, verified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                    "'pending', 1)",
+                    "received_at, state, verified, conv, redacted_by) VALUES (?, ?, ?, ?, ?, ?, "
+                    "?, ?, ?, ?, 'pending', 1, ?, ?)",
                     (msg.id, msg.channel, msg.origin, seq, hlc.encode(), msg.kind, msg.author,
-                     msg.text, msg.ts, now),
+                     msg.text, msg.ts, now, *conv_columns(msg)),
                 )
             except sqlite3.IntegrityError as err:
                 raise StoreError(f"message {msg.id} is already stored") from err

@@ -63,6 +63,12 @@ class TypingBoard:
             self._at.popitem(last=False)
         return True
 
+    def active(self) -> bool:
+        return bool(self._at)
+
+    def has(self, channel: str, person: str) -> bool:
+        return (channel, person) in self._at
+
     def stopped(self, channel: str, person: str) -> None:
         """Their message arrived (or they left): they are no longer typing."""
         self._at.pop((channel, person), None)

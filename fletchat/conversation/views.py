@@ -8,9 +8,13 @@ who, and the reply it answers (``reply``: the parent's id, author and a one-line
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .kinds import ReplyRef
 from .reducer import DELETED_TEXT, ReactionSummary, RowState
+
+if TYPE_CHECKING:
+    from ..model import Message
 
 __all__ = [
     "DELETED_TEXT", "ConversationEvent", "ConversationRefused", "ReactionSummary", "ReadChanged",
@@ -26,6 +30,7 @@ class RowChanged:
     message_id: str
     channel: str = ""
     row: RowState | None = None
+    cause: Message | None = None  # the reaction, edit or delete that changed it (if any)
 
 
 @dataclass(frozen=True)

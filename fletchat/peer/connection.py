@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import Any
 
 from fletchat import __version__
+from fletchat.conversation.fields import vouched
 from fletchat.model import Message, Peer
 from fletchat.peer.policy import KeyStatus, TrustPolicy, Verdict
 from fletchat.protocol import (
@@ -48,9 +49,11 @@ from fletchat.protocol import (
     PresenceEntry,
     PresenceFrame,
     ProtocolError,
+    ReadFrame,
     RefusedFrame,
     SyncFrame,
     TokenBucket,
+    TypingFrame,
     auth_transcript,
     decode_b64,
     decode_frame,
@@ -178,6 +181,13 @@ class Gossip:
 
 
 @dataclass(frozen=True)
+class Live:
+    """A live conversation signal (``typing`` or ``read``) from the connected peer itself."""
+
+    frame: TypingFrame | ReadFrame
+
+
+@dataclass(frozen=True)
 class Closed:
     """The connection is over: close the socket with ``code`` and ``reason``. ``down_reason`` is
     what the app is told (e.g. "left: shutting down" after the peer's bye)."""
@@ -189,7 +199,7 @@ class Closed:
 
 Event = (
     Opened | IdentityChanged | Messages | Have | Acked | RefusedByPeer | PresenceReport | Gossip
-    | Closed
+    | Live | Closed
 )
 
 # Frames that only report something to the mesh, once the connection is open.
@@ -199,10 +209,13 @@ _REPORTS: dict[type, Callable[[Any], Event]] = {
     RefusedFrame: lambda f: RefusedByPeer(f.refusals),
     PresenceFrame: lambda f: PresenceReport(f.people),
     PeersFrame: lambda f: Gossip(f.peers),
+    TypingFrame: Live,
+    ReadFrame: Live,
 }
 
 _FORGED = "signature does not match the origin's key"
 _UNSTAMPED = "signed messages need their hlc and seq"
+_UNVOUCHED = "a redacted message must come with the author's delete that names it"
 
 
 @dataclass(eq=False)
@@ -408,7 +421,14 @@ class PeerConnection:
             if sig and (not msg.hlc or msg.seq <= 0):
                 refused.append((msg.id, _UNSTAMPED))  # it would be restamped, then fail later
                 continue
-            verdict = self.trust.check_message(msg, sig)
+            if msg.conv is not None and msg.conv.redacted is not None:
+                if not vouched(msg):  # a deleted slot travels with the delete that erased it
+                    refused.append((msg.id, _UNVOUCHED))
+                    continue
+                proof = msg.conv.redacted
+                verdict = self.trust.check_message(proof.delete, proof.sig)
+            else:
+                verdict = self.trust.check_message(msg, sig)
             if verdict is Verdict.REFUSED:
                 refused.append((msg.id, _FORGED))
             elif verdict is not Verdict.BLOCKED:

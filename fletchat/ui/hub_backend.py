@@ -110,39 +110,39 @@ class HubBackend:
     def blocked_peers(self) -> dict[str, str]:
         return self.hub.blocked_peers()
 
-    # ---- the conversation (ports.md; the hub's conversation state lands in this session) ----
+    # ---- the conversation (replies, reactions, edit/delete, typing, read receipts) ----
     async def reply(self, parent: Message, raw_text: str, channel: str) -> Message | None:
-        raise NotImplementedError("replies are not wired yet")
+        return await asyncio.to_thread(self.session.reply, parent, raw_text, channel)
 
     async def react(self, msg: Message, emoji: str) -> None:
-        raise NotImplementedError("reactions are not wired yet")
+        await asyncio.to_thread(self.session.react, msg, emoji)
 
     async def edit(self, msg: Message, raw_text: str) -> None:
-        raise NotImplementedError("edits are not wired yet")
+        await asyncio.to_thread(self.session.edit, msg, raw_text)
 
     async def delete(self, msg: Message) -> None:
-        raise NotImplementedError("deletes are not wired yet")
+        await asyncio.to_thread(self.session.delete, msg)
 
     def row_state(self, msg: Message) -> RowState:
-        return RowState(msg.id, msg.author, msg.origin, msg.channel, msg.ts, msg.hlc, msg.text)
+        return self.hub.conv.row_state(msg, (self.hub.peer_id, self.session.name or ""))
 
     def typing(self, channel: str) -> None:
-        pass
+        self.session.typing(channel)
 
     def typing_names(self, channel: str) -> list[str]:
-        return []
+        return self.session.typing_names(channel)
 
     def mark_read(self, channel: str, upto: Message) -> None:
-        pass
+        self.session.mark_read(channel, upto)
 
     def seen_by(self, msg: Message) -> list[str]:
-        return []
+        return self.hub.conv.seen_by(msg)
 
     def reach(self, msg: Message) -> tuple[int, int]:
-        return (1, 1)
+        return self.hub.reach(msg)
 
     def rename(self, raw_name: str) -> None:
-        raise NotImplementedError("renaming is not wired yet")
+        self.session.rename(raw_name)
 
     def subscribe(self, handler: EventHandler) -> None:
         async def on_topic(topic: str, event: object) -> None:

@@ -1,0 +1,158 @@
+"""One person's conversation actions (mixed into ``session.HubSession``): reply, react, edit,
+delete, typing, read marks and rename. Each builds a message of its kind and posts it through the
+hub like any other, so the same rules (and the same author-only check) hold here as on the LAN."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from ..model import (
+    KIND_CHAT,
+    KIND_DELETE,
+    KIND_EDIT,
+    KIND_REACTION,
+    KIND_RENAME,
+    Message,
+    ValidationError,
+    new_id,
+    validate_channel,
+    validate_name,
+    validate_text,
+)
+from .emoji import SHORTCODES
+from .fields import ConvFields
+from .kinds import ReplyRef, make_snippet, validate_emoji
+from .reducer import toggle
+from .signals import TypingThrottle, person_key
+from .state import TOO_MANY_EDITS, TOO_MANY_REACTIONS
+
+if TYPE_CHECKING:
+    from ..hub import Hub
+
+
+def _now() -> float:
+    return round(time.time(), 3)
+
+
+class ConvSessionMethods:
+    hub: Hub
+    key: str
+    name: str | None
+    last_name: str | None
+    device: str
+    room_keys: dict[str, bytes]
+    send_read_receipts: bool = True
+    send_typing: bool = True
+
+    def _me(self) -> str:
+        if self.name is None:
+            raise ValidationError("Join the chat first.")
+        return self.name
+
+    def _post(self, msg: Message) -> Message:
+        return self.hub.post(msg) or msg
+
+    def reply(self, parent: Message, raw_text: str, channel: str) -> Message | None:
+        """Answer ``parent``; its quote travels along (none in a private room: it would leak)."""
+        name = self._me()
+        text = validate_text(raw_text)
+        if text is None:
+            return None
+        channel = validate_channel(channel)
+        quote = "" if parent.channel in self.room_keys else make_snippet(
+            self.hub.conv.row_state(parent).shown_text)
+        ref = ReplyRef(parent.id, parent.author, quote)
+        msg = Message(new_id(), KIND_CHAT, name, self.hub.peer_id, text, _now(), channel,
+                      conv=ConvFields(reply=ref))
+        key = self.room_keys.get(channel)
+        if key is not None:
+            from dataclasses import replace
+
+            from ..rooms import seal
+
+            msg = replace(msg, text=seal(key, channel, msg.id, msg.text))
+        return self._post(msg)
+
+    def react(self, target: Message, emoji: str) -> Message:
+        """Toggle this person's ``emoji`` on ``target`` (``:shortcode:`` accepted)."""
+        name = self._me()
+        if emoji.startswith(":") and emoji.endswith(":") and len(emoji) > 2:
+            emoji = SHORTCODES.get(emoji.strip(":"), emoji)
+        emoji = validate_emoji(emoji)
+        if target.kind != KIND_CHAT:
+            raise ValidationError("Only messages can be reacted to.")
+        if not self.hub.conv.allow_local(KIND_REACTION, person_key(self.hub.peer_id, name)):
+            raise ValidationError(TOO_MANY_REACTIONS.capitalize() + ".")
+        state = self.hub.conv.row_state(target, (self.hub.peer_id, name))
+        fields = ConvFields(target=target.id, emoji=emoji, on=toggle(state, emoji))
+        return self._post(Message(new_id(), KIND_REACTION, name, self.hub.peer_id, "", _now(),
+                                  target.channel, conv=fields))
+
+    def _own(self, target: Message) -> str:
+        name = self._me()
+        if target.kind != KIND_CHAT:
+            raise ValidationError("Only chat messages can be edited or deleted.")
+        if target.origin != self.hub.peer_id or target.author != name:
+            raise ValidationError("Only the author can edit or delete this message.")
+        if self.hub.conv.row_state(target).deleted:
+            raise ValidationError("This message was deleted.")
+        if not self.hub.conv.allow_local(KIND_EDIT, person_key(self.hub.peer_id, name)):
+            raise ValidationError(TOO_MANY_EDITS.capitalize() + ".")
+        return name
+
+    def edit(self, target: Message, raw_text: str) -> Message:
+        name = self._own(target)
+        text = validate_text(raw_text)
+        if text is None:
+            raise ValidationError("An edit cannot empty a message: delete it instead.")
+        if target.channel in self.room_keys:
+            raise ValidationError("Messages in private rooms cannot be edited yet.")
+        return self._post(Message(new_id(), KIND_EDIT, name, self.hub.peer_id, text, _now(),
+                                  target.channel, conv=ConvFields(target=target.id)))
+
+    def delete(self, target: Message) -> Message:
+        name = self._own(target)
+        edits = tuple(sorted(
+            e.seq for e in self.hub.conv.events_for(target.id)
+            if e.kind == KIND_EDIT and e.origin == target.origin and e.author == name and e.seq
+        ))[-64:]
+        fields = ConvFields(target=target.id, target_seq=target.seq, erases=edits)
+        return self._post(Message(new_id(), KIND_DELETE, name, self.hub.peer_id, "", _now(),
+                                  target.channel, conv=fields))
+
+    # ---- live signals ----
+    def typing(self, channel: str) -> None:
+        """Called on every keystroke; at most one signal per ``TYPING_INTERVAL`` leaves."""
+        if self.name is None or not self.send_typing:
+            return
+        throttle = self._throttles().setdefault(channel, TypingThrottle())
+        if throttle.should_send(time.monotonic()):
+            self.hub.conv.local_typing(self.name, validate_channel(channel))
+
+    def _throttles(self) -> dict[str, TypingThrottle]:
+        found = self.__dict__.get("_typing_throttles")
+        if found is None:
+            found = self.__dict__["_typing_throttles"] = {}
+        return found
+
+    def typing_names(self, channel: str) -> list[str]:
+        me = person_key(self.hub.peer_id, self.name or "")
+        return self.hub.conv.typing_names(channel, me)
+
+    def mark_read(self, channel: str, upto: Message) -> None:
+        if self.name is None or not self.send_read_receipts or not upto.hlc:
+            return
+        self.hub.conv.local_read(self.name, validate_channel(channel), upto.hlc)
+
+    def rename(self, raw_name: str) -> Message:
+        """Change the display name; others see "OLD is now known as NEW"."""
+        old = self._me()
+        new = validate_name(raw_name)
+        if new == old:
+            raise ValidationError("That is already your name.")
+        self.name = self.last_name = new
+        self.hub.session_joined(self.key, new, self.device)
+        return self._post(Message(new_id(), KIND_RENAME, new, self.hub.peer_id, "", _now(),
+                                  conv=ConvFields(was=old)))
+
