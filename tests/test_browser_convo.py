@@ -32,12 +32,15 @@ async def two(browser, url: str) -> tuple[ChatPage, ChatPage]:
     return alice, bob
 
 
+def pattern(author: str, text: str, *then: str) -> re.Pattern[str]:
+    rest = "".join(".*" + re.escape(part) for part in then)
+    return re.compile("^" + re.escape(author) + r" at [0-9:\- ]+: " + re.escape(text) + rest)
+
+
 def row(tab: ChatPage, author: str, text: str, *then: str):
     """A row whose label starts with AUTHOR at TIME: TEXT and says each of ``then`` after it,
     in that order (whatever else the row adds)."""
-    rest = "".join(".*" + re.escape(part) for part in then)
-    return tab.page.get_by_text(re.compile("^" + re.escape(author) + r" at [0-9:\- ]+: "
-                                           + re.escape(text) + rest))
+    return tab.page.get_by_text(pattern(author, text, *then))
 
 
 async def test_a_mention_in_another_channel_counts_in_the_title(server, browser):
@@ -63,3 +66,71 @@ async def test_a_mention_in_another_channel_counts_in_the_title(server, browser)
     await alice.page.get_by_role("button", name=re.compile(r"^# lunch, 1 unread")).click()
     await expect(row(alice, "Bob", "@Alice noon?", "mentions you")).to_be_visible(timeout=TIMEOUT)
     await expect(alice.page).to_have_title("Flet Chat", timeout=TIMEOUT)
+
+
+async def actions(tab: ChatPage, author: str, text: str) -> None:
+    """Open a row's actions with its "Message actions" button, at the row's right end (inside
+    the row's semantics node, so it is clicked where a person sees it)."""
+    box = await tab.page.get_by_role("button", name=pattern(author, text)).first.bounding_box()
+    assert box is not None
+    await tab.page.mouse.click(box["x"] + box["width"] - 20, box["y"] + 20)
+    await expect(tab.page.get_by_text(f"Message from {author}")).to_be_visible(timeout=TIMEOUT)
+
+
+async def test_reply_react_edit_delete_typing_and_seen_by(server, browser):
+    alice, bob = await two(browser, server)
+    await alice.send("Pizza or sushi?")
+    await expect(row(bob, "Alice", "Pizza or sushi?")).to_be_visible(timeout=TIMEOUT)
+
+    # Reactions: Bob reacts, Alice sees who; Bob takes it back, it is gone for Alice.
+    await actions(bob, "Alice", "Pizza or sushi?")
+    await bob.page.get_by_role("button", name="React \U0001f44d").click()
+    await expect(row(alice, "Alice", "Pizza or sushi?", "\U0001f44d 1 (Bob)")).to_be_visible(
+        timeout=TIMEOUT)
+    await actions(bob, "Alice", "Pizza or sushi?")
+    await bob.page.get_by_role("button", name="Remove \U0001f44d").click()
+    await expect(row(alice, "Alice", "Pizza or sushi?", "\U0001f44d")).to_have_count(
+        0, timeout=TIMEOUT)
+
+    # Typing: Alice types without sending; Bob sees it.
+    await alice.focus_field()
+    await alice.page.keyboard.type("hm", delay=50)
+    await expect(bob.page.get_by_text("Alice is typing\u2026")).to_be_visible(timeout=TIMEOUT)
+
+    # A reply: the quote travels with it.
+    await actions(bob, "Alice", "Pizza or sushi?")
+    await bob.page.get_by_role("button", name="Reply").click()
+    await expect(bob.page.get_by_text("Replying to Alice: Pizza or sushi?")).to_be_visible(
+        timeout=TIMEOUT)
+    await bob.post("Sushi!")
+    await expect(row(alice, "Bob", "Sushi!", "in reply to Alice: Pizza or sushi?")) \
+        .to_be_visible(timeout=TIMEOUT)
+
+    # Seen by: Bob has #general open, so Alice's message is seen by him.
+    await expect(row(alice, "Alice", "Pizza or sushi?", "seen by 1: Bob")).to_be_visible(
+        timeout=TIMEOUT)
+
+    # Edit: Alice corrects her message; Bob sees the latest text, marked edited.
+    await actions(alice, "Alice", "Pizza or sushi?")
+    assert await alice.page.get_by_role("button", name="Edit").count() == 1
+    await alice.page.get_by_role("button", name="Edit").click()
+    await alice.type_in_field("Pizza or sushi tonight?", label="Edit message", replace=True)
+    await alice.page.get_by_role("button", name="Save").click()
+    await expect(row(bob, "Alice", "Pizza or sushi tonight?", "edited")).to_be_visible(
+        timeout=TIMEOUT)
+    # Bob may not edit or delete Alice's message: the actions do not offer it.
+    await actions(bob, "Alice", "Pizza or sushi tonight?")
+    await expect(bob.page.get_by_role("button", name="Reply")).to_be_visible(timeout=TIMEOUT)
+    assert await bob.page.get_by_role("button", name="Edit").count() == 0
+    assert await bob.page.get_by_role("button", name="Delete").count() == 0
+    await bob.page.keyboard.press("Escape")
+
+    # Delete: the placeholder everywhere, and the reply's quote follows.
+    await actions(alice, "Alice", "Pizza or sushi tonight?")
+    await alice.page.get_by_role("button", name="Delete").click()
+    await alice.page.get_by_role("button", name="Delete for everyone").click()
+    await expect(row(bob, "Alice", "message deleted")).to_be_visible(timeout=TIMEOUT)
+    await expect(row(bob, "Bob", "Sushi!", "in reply to Alice: message deleted")) \
+        .to_be_visible(timeout=TIMEOUT)
+    assert await row(bob, "Alice", "Pizza or sushi").count() == 0
+    await alice.screenshot("conversation-features.png")

@@ -26,7 +26,7 @@ from ..conversation.views import (
     TypingChanged,
 )
 from ..events import Delivered
-from ..model import Message
+from ..model import KIND_DELETE, Message
 from .attention import Attention, wants_alert
 from .composer_extras import (
     EmojiButton,
@@ -122,7 +122,7 @@ class Convo:
             self.row_changed(event)
         elif isinstance(event, TypingChanged):
             if event.channel == self.view.state.channel:
-                self.typing_line.show(list(event.names))
+                self.typing_line.show([n for n in event.names if n != self.backend.name])
         elif isinstance(event, ReadChanged):
             if event.channel == self.view.state.channel:
                 for row in self.convo_rows():
@@ -143,7 +143,9 @@ class Convo:
         row = self.view.conversation.rows.get(event.message_id)
         if isinstance(row, ConvoRow):
             self.redraw(row)
-        if event.row is not None and event.row.deleted:
+        deleted = event.row.deleted if event.row is not None else (
+            event.cause is not None and event.cause.kind == KIND_DELETE)
+        if deleted:
             self.parent_deleted(event.message_id)
 
     def delivered(self, ids: tuple[str, ...]) -> None:
@@ -154,12 +156,11 @@ class Convo:
                 self.redraw(row)
 
     def parent_deleted(self, parent_id: str) -> None:
+        """Replies quoting a deleted message show the placeholder as their quote."""
         for row in self.convo_rows():
             q = row.decor.quote
-            if q is not None and q.parent_id == parent_id and not row.parent_deleted:
-                row.parent_deleted = True
-                row.redecorate(row.decor)
-                self.view.conversation.update_row(row)
+            if q is not None and q.parent_id == parent_id:
+                self.redraw(row)
 
     def on_message(self, msg: Message, shown: bool) -> None:
         """A live message (after ChatState counted it): mentions, title, alert, read mark."""

@@ -18,6 +18,7 @@ try:  # markdown-it-py: not among the static web client's wheels (webbuild.PURE_
     from ..markup_flet import render
 except ImportError:  # pragma: no cover - the browser build: text shown as typed
     parse = render = None  # type: ignore[assignment]
+from ..conversation.reducer import DELETED_TEXT
 from ..model import KIND_CHAT, Message
 from .convo_text import ACTIONS_TOOLTIP, EDITED_LABEL, Quote, RowDecor, reaction_label
 from .rows import ChatMessage, MessageRow
@@ -43,9 +44,11 @@ def is_plain(text: str) -> bool:
     )
 
 
-def quote_control(quote: Quote, deleted_parent: bool, on_click: Handler | None) -> ft.Control:
-    """The quoted snippet above a reply; a click jumps to the original."""
-    snippet = "message deleted" if deleted_parent else quote.snippet
+def quote_control(quote: Quote, on_click: Handler | None) -> ft.Control:
+    """The quoted snippet above a reply (the placeholder once the original is deleted); a click
+    jumps to the original."""
+    deleted_parent = quote.snippet == DELETED_TEXT
+    snippet = quote.snippet
     return ft.Container(
         content=ft.Column(
             [
@@ -109,9 +112,9 @@ class ConvoRow(MessageRow):
         self.chat: ChatMessage | None = self.content if isinstance(self.content, ChatMessage) \
             else None
         self.decor = decor
-        self.parent_deleted = False
         if on_actions is not None and self.chat is not None:
             self.on_tap = on_actions(self)  # screen readers (and tests) open the actions here
+            self.button = True  # what makes the tap action reachable in the semantics tree
             self.on_tap_hint_text = ACTIONS_TOOLTIP
         self.dress()
 
@@ -175,7 +178,7 @@ class ConvoRow(MessageRow):
         parts: list[ft.Control] = [header]
         if d.quote is not None:
             click = self._on_quote(self) if self._on_quote else None
-            parts.append(quote_control(d.quote, self.parent_deleted, click))
+            parts.append(quote_control(d.quote, click))
         parts.extend(body)
         if d.reactions and not d.deleted:
             chips = [reaction_chip(r.emoji, r.count, r.mine, reaction_label(r),

@@ -7,7 +7,7 @@ import asyncio
 from dataclasses import replace
 from typing import Protocol
 
-from ..model import KIND_CHAT, MESSAGE_KINDS, Message
+from ..model import KIND_CHAT, ROW_KINDS, Message
 from .backend import ChatBackend
 from .conversation import Conversation
 from .decorate import Layout, layout_after
@@ -33,7 +33,7 @@ class RowMaker(Protocol):
 
 def shown_kinds(msgs: list[Message]) -> list[Message]:
     """Only messages a row shows (reactions, edits and deletes change rows; they are none)."""
-    return [m for m in msgs if m.kind in MESSAGE_KINDS]
+    return [m for m in msgs if m.kind in ROW_KINDS]
 
 
 class Feed:
@@ -92,7 +92,7 @@ class Feed:
     def place(self, msg: Message) -> None:
         """A live message of the open channel: at the end, or (an older clock stamp than the
         newest shown: a late catch-up) at its place in the order, marked late."""
-        if msg.id in self.conversation.rows or msg.kind not in MESSAGE_KINDS:
+        if msg.id in self.conversation.rows or msg.kind not in ROW_KINDS:
             return
         newest = self.conversation.newest_hlc()
         if not msg.hlc or not newest or msg.hlc >= newest:
