@@ -4,6 +4,7 @@ Chromium: mentions and the tab title, join by QR code, replies, reactions, edit,
 
 from __future__ import annotations
 
+import io
 import re
 
 import pytest
@@ -134,3 +135,26 @@ async def test_reply_react_edit_delete_typing_and_seen_by(server, browser):
         .to_be_visible(timeout=TIMEOUT)
     assert await row(bob, "Alice", "Pizza or sushi").count() == 0
     await alice.screenshot("conversation-features.png")
+
+
+async def test_the_join_qr_code_decodes_to_the_host_address(tmp_path, browser):
+    import zxingcpp
+    from PIL import Image
+
+    from fletchat.qr import join_url
+
+    need(*chromium_available())
+    with host_mode_server(tmp_path / "host", "--no-lan") as (url, _):
+        tab = await ChatPage.open(await browser.new_context(), url)
+        await tab.join("Quinn")
+        log = (tmp_path / "host-server.log").read_text()
+        served = re.findall(r"^  (http\S+)$", log, re.MULTILINE)
+        assert served, log
+        expected = join_url(served)
+        await tab.page.get_by_role("button", name="Join from a phone").click()
+        image = tab.page.get_by_role("img", name=f"QR code to join: {expected}")
+        await expect(image).to_be_visible(timeout=TIMEOUT)
+        await expect(tab.page.get_by_text(expected, exact=True)).to_be_visible(timeout=TIMEOUT)
+        shot = await image.screenshot()
+        codes = zxingcpp.read_barcodes(Image.open(io.BytesIO(shot)))
+        assert [c.text for c in codes] == [expected]
