@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import io
 import re
+import time
 
 import pytest
 from playwright.async_api import expect
 
-from tests.browser import ChatPage, chromium_available, host_mode_server
+from tests.browser import ARTIFACTS, ChatPage, chromium_available, host_mode_server
 from tests.conftest import need
-from tests.timing import scaled_ms
+from tests.timing import scaled, scaled_ms
 
 TIMEOUT = scaled_ms(15_000)
 
@@ -155,6 +156,12 @@ async def test_the_join_qr_code_decodes_to_the_host_address(tmp_path, browser):
         image = tab.page.get_by_role("img", name=f"QR code to join: {expected}")
         await expect(image).to_be_visible(timeout=TIMEOUT)
         await expect(tab.page.get_by_text(expected, exact=True)).to_be_visible(timeout=TIMEOUT)
-        shot = await image.screenshot()
-        codes = zxingcpp.read_barcodes(Image.open(io.BytesIO(shot)))
+        # The dialog fades in after its semantics appear: look until the camera can read it.
+        deadline = time.monotonic() + scaled(15)
+        codes: list = []
+        while not codes and time.monotonic() < deadline:
+            shot = await image.screenshot()
+            codes = zxingcpp.read_barcodes(Image.open(io.BytesIO(shot)))
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / "join-qr.png").write_bytes(shot)  # what the camera saw last
         assert [c.text for c in codes] == [expected]

@@ -53,7 +53,7 @@ def test_reach_is_said_only_when_other_devices_are_known() -> None:
 
 def test_new_messages_line_goes_above_the_first_unread_from_others() -> None:
     rows = [chat("Ada", "a", 1), chat("Bob", "b", 2), chat("Ada", "c", 3), chat("Bob", "d", 4)]
-    mine = lambda m: m.author == "Ada"  # noqa: E731
+    mine = lambda m: m.author == "Ada"
     assert unread_start(rows, 2, mine) == 1  # Bob's two messages; Ada's own do not count
     assert unread_start(rows, 1, mine) == 3
     assert unread_start(rows, 0, mine) is None

@@ -32,7 +32,7 @@ class QrJoin:
                                  content=ft.Container(image, bgcolor=ft.Colors.WHITE,
                                                       padding=0)),
                     ft.Text("Point the phone's camera here, or open:", size=12),
-                    ft.Text(self.url, selectable=True, weight=ft.FontWeight.BOLD),
+                    ft.Text(self.url, weight=ft.FontWeight.BOLD),  # read aloud (not selectable)
                 ],
                 tight=True,
                 horizontal_alignment=ft.CrossAxisAlignment.CENTER,
