@@ -229,3 +229,21 @@ async def test_the_composer_replies_and_replaces_shortcodes(tmp_path) -> None:
     last = ada.hub.history("general", 5)[-1]
     assert last.text == "yes \U0001f389"
     assert ada.hub.conv.row_state(last, (ada.hub.peer_id, "Ada")).reply.parent_id == parent.id
+
+
+async def test_opening_a_channel_with_unread_draws_the_new_messages_line(tmp_path) -> None:
+    view, ada = await make_view(tmp_path)
+    bob = HubSession(ada.hub)
+    bob.join("Bob")
+    ada.create_channel("lunch")
+    await view.on_event(ada.send("before", "lunch"))  # read: written here
+    for text in ("pizza?", "sushi?"):
+        await view.on_event(bob.send(text, "lunch"))  # #general is open: counted as unread
+    assert view.state.unread == {"lunch": 2}
+    assert view.convo.titles.title == "(2) Flet Chat"
+    await view.show_channel("lunch")
+    above = {r.message.text: r.decor.above for r in view.conversation.rows.values()
+             if isinstance(r, ConvoRow)}
+    assert NEW_MESSAGES in above["pizza?"] and NEW_MESSAGES not in above["sushi?"]
+    assert NEW_MESSAGES not in above["before"]
+    assert view.convo.titles.title == "Flet Chat"

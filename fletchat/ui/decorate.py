@@ -80,7 +80,7 @@ class Dresser:
             quote = Quote(r.parent_id, r.parent_author, r.snippet)
         seen: tuple[str, ...] = ()
         reach = None
-        if mine and not live:
+        if mine and not live and not state.deleted:
             seen = tuple(sorted(self.backend.seen_by(msg)))
             reach = self.backend.reach(msg)
         return RowDecor(
