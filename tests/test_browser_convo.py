@@ -125,7 +125,8 @@ async def test_reply_react_edit_delete_typing_and_seen_by(server, browser):
     await expect(bob.page.get_by_role("button", name="Reply")).to_be_visible(timeout=TIMEOUT)
     assert await bob.page.get_by_role("button", name="Edit").count() == 0
     assert await bob.page.get_by_role("button", name="Delete").count() == 0
-    await bob.page.keyboard.press("Escape")
+    await bob.page.get_by_role("button", name="Close").click()
+    await expect(bob.page.get_by_text("Message from Alice")).to_have_count(0, timeout=TIMEOUT)
 
     # Delete: the placeholder everywhere, and the reply's quote follows.
     await actions(alice, "Alice", "Pizza or sushi tonight?")
