@@ -1,4 +1,6 @@
-"""The headless peer: no UI, JSON lines out (every message), text lines in (each one is sent).
+"""The headless peer: no UI, JSON lines out (every message), text lines in (each one is sent;
+``/reply ID text``, ``/react ID EMOJI``, ``/edit ID text``, ``/delete ID``, ``/typing``, ``/read``
+are the conversation commands: ``conversation/commands.py``, ``conversation/headless.py``).
 
 For bots, scripts and tests. A line that is refused (too long, not text) gets a JSON error line on
 stdout and the peer keeps going.
@@ -16,6 +18,9 @@ from collections import deque
 from collections.abc import Callable
 
 from .config import Config
+from .conversation.commands import parse_command
+from .conversation.headless import conversation_line, run_command
+from .conversation.views import ReadChanged, RowChanged, TypingChanged
 from .events import IdentityWarning, MessageRefused, RosterChanged
 from .hub import HubSession, StoreFailed
 from .model import Message, ValidationError
@@ -55,6 +60,8 @@ def event_line(
         }
     if isinstance(event, StoreFailed):
         return {"event": "error", "error": event.reason}
+    if isinstance(event, RowChanged | TypingChanged | ReadChanged):
+        return conversation_line(event, status)
     if isinstance(event, MessageRefused):
         return {"event": "refused", "peer_id": event.peer_id,
                 "refused": [{"id": i, "reason": r} for i, r in event.refusals], "at": event.at}
@@ -86,7 +93,11 @@ async def serve_headless(config: Config, node: Node) -> None:
     try:
         while (line := await inbox.next()) is not None:
             try:
-                await asyncio.to_thread(session.send, line)  # stored (SQLite): off the loop
+                command = parse_command(line)
+                if command is None:
+                    await asyncio.to_thread(session.send, line)  # stored (SQLite): off the loop
+                else:
+                    await asyncio.to_thread(run_command, session, command)
             except ValidationError as err:
                 emit({"event": "error", "error": str(err)})
     finally:

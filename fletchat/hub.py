@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from .acceptance import Action, Arrival, Held, QuotaLimits, Quotas, check_stamp, judge_slot
 from .clock import HLC, ClockDriftError, Stamp, wall_ms
-from .conversation.fields import Redaction
+from .conversation.hub_part import ConvHubMethods
 from .conversation.state import ConvState
 from .events import (
     Acceptance,
@@ -132,7 +132,7 @@ class Publisher(Protocol):
 
 
 @dataclass
-class Hub(HistoryReads, PresenceMethods, TrustMethods):
+class Hub(ConvHubMethods, HistoryReads, PresenceMethods, TrustMethods):
     """Process-wide state shared by every session: acceptance, history, roster, fan-out."""
 
     peer_id: str
@@ -175,9 +175,7 @@ class Hub(HistoryReads, PresenceMethods, TrustMethods):
         self._channels = {DEFAULT_CHANNEL, *self.store.channels()}
         self._bg = ThreadPoolExecutor(1, thread_name_prefix="hub-outbox")
         self._identity_warnings: list[IdentityWarning] = []
-        self._summaries: dict[str, dict[str, int]] = {}  # peer -> its last have (reach)
-        self.conv = ConvState(self)
-        self.conv.load()
+        self.conv = ConvState(self)  # replies, reactions, edits, deletes, typing, read marks
 
     def close(self) -> None:
         """Finish outbox work, flush what is queued for the database and close it."""
@@ -220,8 +218,7 @@ class Hub(HistoryReads, PresenceMethods, TrustMethods):
         """A message written here: stamp, store, show locally, send to the LAN. Returns the
         stamped message, ``None`` for a duplicate; ``ReadOnlyError`` if it cannot be stored
         (joins and leaves are then only shown here)."""
-        if msg.conv is not None:
-            self.conv.check_local(msg)  # the author-only rule holds for this device too
+        self.conv.check_local(msg)  # the author-only rule holds for this device too
         with self._accept_lock:
             if self._seen_verified(msg.id) is not None or self.store.get(msg.id) is not None:
                 return None
@@ -274,10 +271,8 @@ class Hub(HistoryReads, PresenceMethods, TrustMethods):
                held: tuple[Held | None, Held | None]) -> tuple[Action, str]:
         """The acceptance rules in order (docs/protocol.md, Acceptance); the first that fails
         gives the reason."""
-        if msg.conv is not None and (verdict := self.conv.judge(
-                msg, from_peer, verified, relay, held)) is not None:
-            return verdict
-        action, reason = judge_slot(msg, verified, *held)
+        action, reason = self.conv.judge(msg, from_peer, verified, relay, held) or judge_slot(
+            msg, verified, *held)
         if action in (Action.REFUSE, Action.DUPLICATE):
             return action, reason
         if msg.origin == self.peer_id and action is not Action.UPGRADE:
@@ -423,57 +418,7 @@ class Hub(HistoryReads, PresenceMethods, TrustMethods):
 
     def missing(self, summary: dict[str, int], after: tuple[str, int] | None, limit: int,
                 peer: str = "") -> list[Message]:
-        return [self._vouch(m) if m.conv is not None and m.conv.redacted_by else m
-                for m in self.answers.missing(summary, after, limit, peer)]
-
-    # ---- the conversation part's view of the hub (fletchat/conversation/state.py) ----
-    def _vouch(self, stub: Message) -> Message:
-        """A deleted slot travels with the delete that erased it (and its signature)."""
-        assert stub.conv is not None
-        found = self.find(stub.conv.redacted_by)
-        if found is None:
-            return stub
-        sig = self.trust.sig_for(found[0]) if self.trust is not None else ""
-        return replace(stub, conv=replace(stub.conv, redacted=Redaction(found[0], sig)))
-
-    def find(self, msg_id: str) -> tuple[Message, bool] | None:
-        """(message, verified) held here for ``msg_id``: queued for the store, or stored."""
-        with self._qlock:
-            q = self._queued.get(msg_id)
-        if q is not None:
-            return q[0], q[1]
-        rec = self.store.get(msg_id)
-        return (wire(rec), rec.verified) if rec is not None else None
-
-    def publish(self, event: Any) -> None:
-        self._publish(event)
-
-    def background(self, work: Callable[[], None]) -> None:
-        self._bg.submit(work)
-
-    def send_live(self, frame: str) -> None:
-        send = getattr(self.transport, "send_live", None)  # test transports may have none
-        if send is not None:
-            send(frame)
-
-    def peer_signal(self, peer_id: str, frame: Any) -> None:
-        self.conv.peer_signal(peer_id, frame)
-
-    def peer_up(self, peer: Peer) -> None:
-        self.conv.peer_up(peer.id, peer.host)
-        PresenceMethods.peer_up(self, peer)
-
-    def reach(self, msg: Message) -> tuple[int, int]:
-        connected = {p.id for p in self.transport.peers()}
-        return self.conv.reach(msg, connected, dict(self._summaries))
-
-    def peer_has(self, peer_id: str, summary: dict[str, int]) -> None:
-        self._summaries[peer_id] = dict(summary)
-        self._bg.submit(self.outbox.peer_has, peer_id, dict(summary))
-
-    def acked(self, peer_id: str, ids: tuple[str, ...]) -> None:
-        self.conv.acked(peer_id, ids)
-        self._bg.submit(self.outbox.delivered, tuple(ids))
+        return self.vouched(self.answers.missing(summary, after, limit, peer))
 
     def refused(self, peer_id: str, refusals: tuple[tuple[str, str], ...]) -> None:
         """A peer refused these messages of ours (id, reason): outbox + ``MessageRefused``."""

@@ -24,6 +24,9 @@ from typing import ClassVar
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from .conversation.relay_frames import RelayConv
+from .conversation.relay_host import conv_fan_out, conv_rows, on_conv
+from .conversation.views import ReadChanged, RowChanged, TypingChanged
 from .events import ChannelsChanged, Delivered
 from .hub import Hub, HubEvent, HubSession, RosterChanged
 from .model import Message, ValidationError
@@ -149,6 +152,9 @@ class Relay:
             for client in list(self._clients):
                 client.push(encode_channels(visible(client.session, event.channels)))
             return
+        if isinstance(event, RowChanged | TypingChanged | ReadChanged):
+            conv_fan_out(self._clients, event)
+            return
         if isinstance(event, RosterChanged):
             texts = [encode_online(event.online, event.devices)]
         elif isinstance(event, Delivered):
@@ -184,6 +190,8 @@ class Relay:
             client.queue.put_nowait(frame)
         client.queue.put_nowait(encode_online(hub.online(), hub.lan_peers()))
         client.queue.put_nowait(encode_channels(visible(session, hub.channels())))
+        for frame in conv_rows(session, history):  # rows with reactions, edits, replies
+            client.queue.put_nowait(frame)
         log.debug("relay client %s connected", client.label)
 
         reader = asyncio.create_task(self._read_loop(ws, client, session))
@@ -253,7 +261,10 @@ class Relay:
     def _on_query(
         self, frame: RelayHistory | RelaySearch, client: _Client, session: HubSession
     ) -> Close | None:
-        client.push(self._answer(session, frame))
+        text, msgs = self._answer(session, frame)
+        for row in conv_rows(session, msgs):  # before the page: the rows it will show
+            client.push(row)
+        client.push(text)
         return None
 
     def _on_send(self, frame: RelaySend, _client: _Client, session: HubSession) -> Close | None:
@@ -284,24 +295,27 @@ class Relay:
         RelaySearch: _on_query,
         RelaySend: _on_send,
         RelayCreateChannel: _on_create_channel,
+        RelayConv: lambda self, frame, client, session: on_conv(frame, client, session),
     }
 
     @staticmethod
-    def _answer(session: HubSession, frame: RelayHistory | RelaySearch) -> str:
+    def _answer(session: HubSession, frame: RelayHistory | RelaySearch,
+                ) -> tuple[str, list[Message]]:
         """A page of history or search results, only from channels this client may see."""
         hub = session.hub
         if isinstance(frame, RelaySearch):
             found = [(m, s) for m, s in hub.search(frame.query) if session.can_see(m.channel)]
-            return encode_found(frame.req, found)
+            return encode_found(frame.req, found), [m for m, _ in found]
         if not session.can_see(frame.channel):
-            return encode_page(frame.req, frame.channel, [], (), False)
+            return encode_page(frame.req, frame.channel, [], (), False), []
         try:
             msgs = hub.history(frame.channel, RELAY_PAGE + 1, before=frame.before)
         except ValidationError:  # a "before" that is no clock stamp: nothing is before it
             msgs = []
         more = len(msgs) > RELAY_PAGE
         pending = hub.pending_ids() if msgs else set()
-        return encode_page(frame.req, frame.channel, msgs[-RELAY_PAGE:], pending, more)
+        return (encode_page(frame.req, frame.channel, msgs[-RELAY_PAGE:], pending, more),
+                msgs[-RELAY_PAGE:])
 
 
 def visible(session: HubSession, channels) -> list[str]:

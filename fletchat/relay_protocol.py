@@ -209,6 +209,10 @@ def decode_client_frame(data: str | bytes) -> ClientFrame:
     if ftype == "channel":
         name = _str_field(obj, "name", "channel", MAX_NAME_CHARS + 1)
         return RelayCreateChannel(name)
+    if ftype == "conv":  # replies, reactions, edits, deletes, typing, read marks, rename
+        from .conversation.relay_frames import decode_client_conv
+
+        return decode_client_conv(obj)  # type: ignore[return-value]
     raise ProtocolError(f"unknown relay frame type {clip_reason(ftype, 20)!r}")
 
 
@@ -457,6 +461,10 @@ def decode_server_frame(data: str | bytes) -> ServerFrame:
         return frame
     obj, ftype = _head(data)
     decoder = _SERVER_DECODERS.get(ftype)
+    if decoder is None:
+        from .conversation.relay_frames import SERVER_DECODERS  # row, typing, marks, done
+
+        decoder = SERVER_DECODERS.get(ftype)  # type: ignore[assignment]
     if decoder is None:
         raise ProtocolError(f"unknown relay frame type {clip_reason(ftype, 20)!r}")
     return decoder(obj)

@@ -327,3 +327,45 @@ def test_store_migrates_from_schema_2_without_loss(tmp_path: Path) -> None:
         assert [h.record.msg.id for h in store.search("kept")] == ["old1"]
     finally:
         store.close()
+
+
+async def test_the_ui_port_over_a_hub_session(pair) -> None:
+    from fletchat.ui.backend import ChatBackend
+    from fletchat.ui.hub_backend import HubBackend
+
+    a, sa, _, _, _, _ = pair
+    ann = HubSession(a, device="browser")
+    ann.join("Ann")
+    backend = HubBackend(ann)
+    assert isinstance(backend, ChatBackend) and backend.capabilities.conversation
+    m = sa.send("port check")
+    await backend.react(m, THUMBS)
+    assert [(r.emoji, r.mine) for r in backend.row_state(m).reactions] == [(THUMBS, True)]
+    with pytest.raises(ValidationError, match="Only the author"):
+        await backend.edit(m, "nope")
+    answer = await backend.reply(m, "ok", "general")
+    assert backend.row_state(answer).reply.parent_id == m.id
+    await backend.edit(answer, "ok!")
+    assert backend.row_state(answer).text == "ok!"
+    backend.set_conversation_prefs(read_receipts=False, typing=False)
+    backend.mark_read("general", m)
+    backend.typing("general")
+    assert backend.seen_by(m) == [] and sa.typing_names("general") == []
+    backend.set_conversation_prefs(read_receipts=True, typing=True)
+    backend.mark_read("general", m)
+    backend.typing("general")
+    assert backend.seen_by(m) == ["Ann"] and sa.typing_names("general") == ["Ann"]
+    await backend.delete(answer)
+    assert backend.row_state(answer).deleted
+    assert backend.reach(m) == (1, 1)
+    backend.rename("Annie")
+    assert backend.name == "Annie"
+
+
+def test_an_event_must_stay_in_its_messages_channel(pair) -> None:
+    a, sa, _, b, _, _ = pair
+    m = sa.send("in general")
+    ship(a, b, m)
+    moved = sa.react(m, THUMBS)
+    acc = ship(a, b, replace(moved, channel="elsewhere"), verified=False)
+    assert acc.outcome is Outcome.REFUSED and "channel" in acc.reason

@@ -12,10 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from dataclasses import replace
 
 import flet as ft
 
-from fletchat.conversation.views import RowState
+from fletchat.conversation.kinds import NOT_AUTHOR, validate_emoji
+from fletchat.conversation.relay_frames import (
+    RelayDone,
+    RelayMarks,
+    RelayRow,
+    RelayTyping,
+    encode_client_conv,
+)
+from fletchat.conversation.signals import TYPING_TIMEOUT, ReadMark, TypingThrottle, person_key
+from fletchat.conversation.views import ReadChanged, RowChanged, RowState, TypingChanged
 from fletchat.events import ChannelsChanged, Delivered, IdentityWarning, Online, RosterChanged
 from fletchat.hub import channel_name, dm_channel, dm_members
 from fletchat.model import (
@@ -48,7 +59,8 @@ from fletchat.ui import APP_TITLE, Capabilities, ChatView
 log = logging.getLogger("fletchat.webclient")
 
 RECONNECT_SECONDS = 2.0
-ANSWER_SECONDS = 15.0  # how long a history or search request waits for the host
+ANSWER_SECONDS = 15.0
+MAX_ROWS_KEPT = 5000  # rows the host pushed, remembered here (oldest dropped)  # how long a history or search request waits for the host
 WS_OPEN = 1  # WebSocket.readyState
 SEALED_PREFIX = "sealed:v1:"
 NO_ROOMS = "Private rooms need the app or a host-mode tab; the web client cannot open them."
@@ -79,6 +91,12 @@ class RelayBackend:
         self._handler = None
         self._req = 0
         self._waiting: dict[int, asyncio.Future] = {}
+        self._rows: dict[str, RowState] = {}  # what the host pushed (``row`` frames)
+        self._typing: dict[str, tuple[str, ...]] = {}
+        self._typing_at: dict[str, float] = {}
+        self._marks: dict[str, tuple[ReadMark, ...]] = {}
+        self._throttle: dict[str, TypingThrottle] = {}
+        self._send_receipts = self._send_typing = True
 
     @property
     def name(self) -> str | None:
@@ -211,42 +229,107 @@ class RelayBackend:
     def blocked_peers(self) -> dict[str, str]:
         return {}
 
-    # ---- the conversation (ports.md; the hub's conversation state lands in this session) ----
+    # ---- the conversation: actions are ``conv`` requests the host answers with ``done``;
+    # rows, typing and read marks are mirrored from what it pushes ----
+    async def _conv(self, op: str, target: str = "", text: str = "",
+                    channel: str = DEFAULT_CHANNEL) -> None:
+        if self._name is None:
+            raise ValidationError("Join the chat first.")
+        if not self.client.is_open:
+            raise ValidationError("Not connected to the host right now; try again in a moment.")
+        done = await self._ask(lambda req: encode_client_conv(req, op, target, text, channel))
+        if not isinstance(done, RelayDone):
+            raise ValidationError("The host did not answer; try again.")
+        if done.error:
+            raise ValidationError(done.error)
+
     async def reply(self, parent: Message, raw_text: str, channel: str) -> Message | None:
-        raise NotImplementedError("replies are not wired yet")
+        text = validate_text(raw_text)
+        if text is None:
+            return None
+        await self._conv("reply", parent.id, text, validate_channel(channel))
+        return None  # the host's copy arrives as a message like every other
 
     async def react(self, msg: Message, emoji: str) -> None:
-        raise NotImplementedError("reactions are not wired yet")
+        await self._conv("react", msg.id, validate_emoji(emoji), msg.channel)
+
+    def _check_own(self, msg: Message) -> None:
+        if not self.is_own(msg) or msg.author != self._name:
+            raise ValidationError(NOT_AUTHOR)
 
     async def edit(self, msg: Message, raw_text: str) -> None:
-        raise NotImplementedError("edits are not wired yet")
+        self._check_own(msg)
+        text = validate_text(raw_text)
+        if text is None:
+            raise ValidationError("An edit cannot empty a message: delete it instead.")
+        await self._conv("edit", msg.id, text, msg.channel)
 
     async def delete(self, msg: Message) -> None:
-        raise NotImplementedError("deletes are not wired yet")
+        self._check_own(msg)
+        await self._conv("delete", msg.id, "", msg.channel)
 
     def row_state(self, msg: Message) -> RowState:
-        return RowState(msg.id, msg.author, msg.origin, msg.channel, msg.ts, msg.hlc, msg.text)
+        base = RowState(msg.id, msg.author, msg.origin, msg.channel, msg.ts, msg.hlc, msg.text,
+                        reply=msg.conv.reply if msg.conv is not None else None)
+        pushed = self._rows.get(msg.id)
+        if pushed is not None:
+            return replace(pushed, author=msg.author, origin=msg.origin, channel=msg.channel,
+                           ts=msg.ts, hlc=msg.hlc)
+        if msg.conv is not None and msg.conv.redacted is not None:
+            return replace(base, text="", deleted=True)
+        return base
 
     def typing(self, channel: str) -> None:
-        pass
+        if self._name is not None and self._send_typing and self.client.is_open and self._throttle.setdefault(
+                channel, TypingThrottle()).should_send(time.monotonic()):
+            self.client.send_frame(encode_client_conv(0, "typing", channel=channel))
 
     def typing_names(self, channel: str) -> list[str]:
-        return []
+        if time.monotonic() - self._typing_at.get(channel, 0.0) >= TYPING_TIMEOUT:
+            return []
+        return [n for n in self._typing.get(channel, ()) if n != self._name]
 
     def mark_read(self, channel: str, upto: Message) -> None:
-        pass
+        if self._name is not None and self._send_receipts and upto.hlc and self.client.is_open:
+            self.client.send_frame(encode_client_conv(0, "read", upto.hlc, channel=channel))
 
     def seen_by(self, msg: Message) -> list[str]:
-        return []
+        author = person_key(msg.origin, msg.author)
+        return sorted(m.name for m in self._marks.get(msg.channel, ())
+                      if m.reader != author and m.upto >= msg.hlc)
 
     def reach(self, msg: Message) -> tuple[int, int]:
-        return (1, 1)
+        return (0, 0)  # not told to static clients (the host's devices are its business)
+
+    def set_conversation_prefs(self, read_receipts: bool, typing: bool) -> None:
+        self._send_receipts, self._send_typing = read_receipts, typing
 
     def rename(self, raw_name: str) -> None:
-        raise NotImplementedError("renaming is not wired yet")
+        name = validate_name(raw_name)
+        if self._name is None:
+            raise ValidationError("Join the chat first.")
+        self.client.send_frame(encode_client_conv(0, "rename", "", name))
+        self._name = self.last_name = name
 
     def subscribe(self, handler) -> None:
         self._handler = handler
+
+    async def on_conv_frame(self, frame: RelayDone | RelayRow | RelayTyping | RelayMarks) -> None:
+        """Mirror what the host pushed about the conversation, and tell the view."""
+        if isinstance(frame, RelayDone):
+            self.answered(frame.req, frame)
+        elif isinstance(frame, RelayRow):
+            self._rows[frame.row.id] = frame.row
+            if len(self._rows) > MAX_ROWS_KEPT:
+                self._rows.pop(next(iter(self._rows)))
+            await self.deliver(RowChanged(frame.row.id, "", frame.row))
+        elif isinstance(frame, RelayTyping):
+            self._typing[frame.channel] = frame.names
+            self._typing_at[frame.channel] = time.monotonic()
+            await self.deliver(TypingChanged(frame.channel, frame.names))
+        else:
+            self._marks[frame.channel] = frame.marks
+            await self.deliver(ReadChanged(frame.channel))
 
     async def deliver(self, event: object) -> None:
         """Hand a hub event to the view, as pubsub does in host mode. (Flet's pubsub needs an
@@ -351,6 +434,8 @@ class RelayClient:
         elif isinstance(frame, RelayDelivered):
             backend._pending -= set(frame.ids)
             await backend.deliver(Delivered(frame.ids, frame.at))
+        elif isinstance(frame, RelayDone | RelayRow | RelayTyping | RelayMarks):
+            await backend.on_conv_frame(frame)
         elif isinstance(frame, RelayWelcome):
             backend.host_peer = frame.peer
             print("relay: joined as", frame.name)

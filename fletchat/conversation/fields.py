@@ -124,7 +124,7 @@ def vouched(stub: Message) -> bool:
     if proof is None or proof.delete.conv is None:
         return False
     d, dc = proof.delete, proof.delete.conv
-    if d.origin != stub.origin or d.author != stub.author or stub.seq <= 0:
+    if (d.origin, d.author, d.channel) != (stub.origin, stub.author, stub.channel) or stub.seq <= 0:
         return False
     if stub.id == dc.target:
         return dc.target_seq == stub.seq

@@ -125,6 +125,9 @@ class ReadMarks:
         for key in [k for k in self._marks if k[1] == reader]:
             del self._marks[key]
 
+    def in_channel(self, channel: str) -> list[ReadMark]:
+        return [m for (ch, _), m in list(self._marks.items()) if ch == channel]
+
     def position(self, channel: str, reader: str) -> str:
         mark = self._marks.get((channel, reader))
         return mark.upto if mark else ""

@@ -87,6 +87,8 @@ class ConvState:
         self.typing_board = TypingBoard()
         self.marks = ReadMarks()
         self._holders: OrderedDict[str, set[str]] = OrderedDict()  # message id -> peer ids
+        self._summaries: dict[str, dict[str, int]] = {}  # peer -> its last ``have`` (reach)
+        self.load()
 
     @property
     def active(self) -> bool:
@@ -104,6 +106,8 @@ class ConvState:
     def judge(self, msg: Message, from_peer: str, verified: bool, live: bool,
               held: tuple[Held | None, Held | None]) -> tuple[Action, str] | None:
         """A verdict that ends the pipeline, or None to go on with the usual rules."""
+        if msg.conv is None:
+            return None
         if is_stub(msg):
             if not vouched(msg):  # the connection checks this too; the hub never trusts it
                 return Action.REFUSE, UNVOUCHED
@@ -126,7 +130,7 @@ class ConvState:
     def check_local(self, msg: Message) -> None:
         """``ValidationError`` if an event written here breaks the rules (its target must be
         here: this device only writes events about messages it shows)."""
-        if msg.kind not in EVENT_KINDS or msg.conv is None:
+        if msg.conv is None or msg.kind not in EVENT_KINDS:
             return
         target = self.hub.find(msg.conv.target)
         if target is None:
@@ -138,6 +142,8 @@ class ConvState:
     def check_target(self, msg: Message, verified: bool, target: Message,
                      target_verified: bool) -> str:
         """The author-only rule for edits and deletes ("" when allowed)."""
+        if target.channel != msg.channel:
+            return "not in the channel of the message it is about"
         if msg.kind == KIND_REACTION:
             return "" if target.kind not in EVENT_KINDS else "only messages can be reacted to"
         if target.kind != KIND_CHAT:
@@ -306,7 +312,11 @@ class ConvState:
 
     def _note_read(self, origin: str, name: str, channel: str, upto: str) -> None:
         if self.marks.update(ReadMark(person_key(origin, name), name, channel, upto)):
-            self.hub.publish(ReadChanged(channel))
+            self.hub.publish(ReadChanged(channel, name, upto))
+
+    def marks_in(self, channel: str) -> list[ReadMark]:
+        """Every reader's position in ``channel`` (the relay hands them to static clients)."""
+        return self.marks.in_channel(channel)
 
     def seen_by(self, msg: Message) -> list[str]:
         return list(self.marks.seen_by(msg.channel, msg.hlc, person_key(msg.origin, msg.author)))
@@ -324,13 +334,19 @@ class ConvState:
             while len(self._holders) > REACH_TRACKED:
                 self._holders.popitem(last=False)
 
-    def reach(self, msg: Message, connected: set[str],
-              summaries: dict[str, dict[str, int]]) -> tuple[int, int]:
+    def peer_has(self, peer_id: str, summary: dict[str, int]) -> None:
+        with self._lock:
+            self._summaries[peer_id] = dict(summary)
+            while len(self._summaries) > REACH_TRACKED:
+                self._summaries.pop(next(iter(self._summaries)))
+
+    def reach(self, msg: Message, connected: set[str]) -> tuple[int, int]:
         """(devices holding ``msg``, devices known): this one, its origin, peers that acked it,
         peers whose catch-up summary covers its seq; out of this one plus connected peers."""
         me = self.hub.peer_id
         with self._lock:
             holders = set(self._holders.get(msg.id, ()))
+            summaries = dict(self._summaries)
         holders |= {me, msg.origin}
         holders |= {p for p, s in summaries.items() if msg.seq and s.get(msg.origin, 0) >= msg.seq}
         devices = {me} | connected | (holders - {me})

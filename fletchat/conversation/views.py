@@ -46,6 +46,8 @@ class ReadChanged:
     """Read positions moved in ``channel``: "seen by N" under the viewer's own rows may change."""
 
     channel: str
+    name: str = ""  # who read (the mark that moved)
+    upto: str = ""  # the clock stamp they have read up to
 
 
 @dataclass(frozen=True)

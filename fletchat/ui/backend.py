@@ -143,6 +143,9 @@ class ChatBackend(Protocol):
     def reach(self, msg: Message) -> tuple[int, int]:
         """(devices that hold ``msg``, devices known in the conversation), this one included."""
 
+    def set_conversation_prefs(self, read_receipts: bool, typing: bool) -> None:
+        """This person's choices (``conversation.prefs.Prefs``): send read receipts / typing."""
+
     def rename(self, raw_name: str) -> None:
         """Change this person's display name; others get a notice. ``ValidationError`` if bad."""
 

@@ -89,7 +89,8 @@ class Convo:
                           self.reply_bar.control, composer], spacing=4, tight=True)
 
     async def mount(self) -> None:
-        await self.settings.load()
+        prefs = await self.settings.load()
+        self.backend.set_conversation_prefs(prefs.send_read_receipts, prefs.send_typing)
         self.page.on_app_lifecycle_state_change = self.on_lifecycle
         self.view.updates.mark(self.page)
 
@@ -217,6 +218,7 @@ class Convo:
         self.view.updates.flush()
 
     async def prefs_changed(self, prefs: Prefs) -> None:
+        self.backend.set_conversation_prefs(prefs.send_read_receipts, prefs.send_typing)
         self.refresh_title()
         self.view.render_channels()
         self.view.updates.mark(self.page)

@@ -141,6 +141,10 @@ class HubBackend:
     def reach(self, msg: Message) -> tuple[int, int]:
         return self.hub.reach(msg)
 
+    def set_conversation_prefs(self, read_receipts: bool, typing: bool) -> None:
+        self.session.send_read_receipts = read_receipts
+        self.session.send_typing = typing
+
     def rename(self, raw_name: str) -> None:
         self.session.rename(raw_name)
 
