@@ -74,8 +74,12 @@ async def actions(tab: ChatPage, author: str, text: str) -> None:
     """Open a row's actions with its "Message actions" button, at the row's right end (inside
     the row's semantics node, so it is clicked where a person sees it)."""
     target = tab.page.get_by_role("button", name=pattern(author, text)).first
-    await expect(target).to_be_visible(timeout=TIMEOUT)  # a closing dialog may still cover it
-    box = await target.bounding_box()
+    # A closing dialog may still cover the row, and a redrawn row replaces its node: look again.
+    deadline = time.monotonic() + scaled(15)
+    box = None
+    while box is None and time.monotonic() < deadline:
+        await expect(target).to_be_visible(timeout=TIMEOUT)
+        box = await target.bounding_box()
     assert box is not None
     await tab.page.mouse.click(box["x"] + box["width"] - 20, box["y"] + 20)
     await expect(tab.page.get_by_text(f"Message from {author}")).to_be_visible(timeout=TIMEOUT)
