@@ -112,9 +112,11 @@ async def serve_desktop(node: Node, prefill_name: str, timeout: float | None = N
     import flet as ft
 
     from .ui import make_session_main
+    from .ui.settings import PREFS_FILE
 
     session_main = make_session_main(
-        lambda: node.hub, device=node.device, prefill_name=prefill_name
+        lambda: node.hub, device=node.device, prefill_name=prefill_name,
+        prefs_path=node.config.data_dir / PREFS_FILE,
     )
     registered = asyncio.Event()
     launched: asyncio.Future = asyncio.get_running_loop().create_future()

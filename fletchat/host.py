@@ -21,7 +21,7 @@ import uvicorn
 from .config import Config
 from .netinfo import PortInUse, lan_addresses, url_for
 from .node import Node
-from .qr import join_banner
+from .qr import join_banner, join_url
 from .sessions import SessionGate, SessionLimits
 from .ui import APP_TITLE, make_session_main
 
@@ -81,7 +81,7 @@ def _without_api_docs(app) -> None:
 
 
 def build_web_app(node: Node, prefill_name: str = "", static_dir: Path | None = None,
-                  limits: SessionLimits | None = None):
+                  limits: SessionLimits | None = None, join_url: str = ""):
     """flet-web's FastAPI app with our session ``main``, without FastAPI's API docs pages.
 
     Flet's sessions are bounded by ``limits`` (see ``fletchat.sessions``): a closed tab's session is
@@ -97,7 +97,8 @@ def build_web_app(node: Node, prefill_name: str = "", static_dir: Path | None = 
     from .webstatic import PrecompressedStaticFiles
 
     limits = limits or SessionLimits()
-    session_main = make_session_main(lambda: node.hub, device="browser", prefill_name=prefill_name)
+    session_main = make_session_main(lambda: node.hub, device="browser", prefill_name=prefill_name,
+                                     join_url=join_url)
     app = flet_fastapi.FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     flet_app = flet_fastapi.app(
         session_main,
@@ -173,7 +174,8 @@ async def serve_host(
     except BaseException:
         sock.close()
         raise
-    app = build_web_app(node, config.name, config.static_dir)
+    urls = served_urls(config.host, config.port)
+    app = build_web_app(node, config.name, config.static_dir, join_url=join_url(urls))
     if config.passphrase:
         from .gate import PassphraseGate
 
@@ -184,7 +186,6 @@ async def serve_host(
         if announce:
             print(announce, flush=True)
         print(f"Flet Chat is running in host mode on port {config.port}. Open:", flush=True)
-        urls = served_urls(config.host, config.port)
         for url in urls:
             print(f"  {url}", flush=True)
         banner = join_banner(urls)

@@ -7,6 +7,10 @@
 - ``backend`` (``ChatBackend``, the one port to the conversation; ``hub_backend`` adapts a
   ``HubSession``, ``webclient/main.py`` the ``/relay``), ``updates`` (coalesced updates, the one
   layout wait), ``view`` (``ChatView``, the coordinator), ``session_main``.
+- the conversation features (issue 14): ``convo`` (their hooks in the view), ``convo_row``,
+  ``convo_text`` and ``decorate`` (a row's reply quote, reactions, edits, receipts, grouping and
+  day lines), ``row_menu``, ``composer_extras``, ``attention``, ``title``, ``notifier``,
+  ``settings``, ``qr_join``.
 """
 
 from __future__ import annotations

@@ -15,17 +15,20 @@ from .text import channel_label, channel_title
 Switch = Callable[[str], Awaitable[None]]
 
 
-def channel_tile(title: str, unread: int, selected: bool, on_click: Callable) -> ft.Control:
-    """One entry of the channel list: name, unread count badge, the current one highlighted."""
+def channel_tile(title: str, unread: int, selected: bool, on_click: Callable,
+                 mentions: int = 0, muted: bool = False) -> ft.Control:
+    """One entry of the channel list: name, unread count badge ("@" when it mentions this
+    person; grey when muted), the current one highlighted."""
     badge = ft.Container(
-        content=ft.Text(str(unread), size=11, color=ft.Colors.WHITE, weight=ft.FontWeight.BOLD),
-        bgcolor=ft.Colors.RED_600,
+        content=ft.Text(f"@{unread}" if mentions else str(unread), size=11,
+                        color=ft.Colors.WHITE, weight=ft.FontWeight.BOLD),
+        bgcolor=ft.Colors.GREY_500 if muted and not mentions else ft.Colors.RED_600,
         border_radius=10,
         padding=ft.Padding.symmetric(horizontal=7, vertical=1),
         visible=unread > 0,
     )
     return ft.Semantics(
-        label=channel_label(title, unread),
+        label=channel_label(title, unread, mentions, muted),
         button=True,
         selected=selected,
         container=True,
@@ -112,7 +115,8 @@ class ChannelsPanel:
         return switch
 
     def render(self, channels: list[str], current: str, unread: dict[str, int],
-               me: str | None) -> list[ft.Control]:
+               me: str | None, mentions: dict[str, int] | None = None,
+               muted: frozenset[str] = frozenset()) -> list[ft.Control]:
         """Redraw; returns the controls to update."""
         if not self.enabled:
             return []
@@ -120,8 +124,10 @@ class ChannelsPanel:
         for channel in channels:
             title = channel_title(channel, me)
             count = unread.get(channel, 0)
-            tiles.append(channel_tile(title, count, channel == current, self._switcher(channel)))
-            items.append(ft.PopupMenuItem(content=channel_label(title, count),
+            ment = (mentions or {}).get(channel, 0)
+            tiles.append(channel_tile(title, count, channel == current, self._switcher(channel),
+                                      ment, channel in muted))
+            items.append(ft.PopupMenuItem(content=channel_label(title, count, ment, channel in muted),
                                           checked=channel == current,
                                           on_click=self._switcher(channel)))
         self.list.controls = tiles

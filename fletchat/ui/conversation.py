@@ -115,6 +115,14 @@ class Conversation:
     def first_hlc(self) -> str:
         return next((r.message.hlc for r in self.shown() if r.message.hlc), "")
 
+    def newest_row(self) -> MessageRow | None:
+        """The last row shown (a live message groups with it, or starts a new day)."""
+        for section in self.list.controls:
+            for chunk in reversed(section.controls):  # type: ignore[attr-defined]
+                if chunk.controls:
+                    return chunk.controls[-1]  # type: ignore[attr-defined]
+        return None
+
     def newest_hlc(self) -> str:
         for section in self.list.controls:
             for chunk in reversed(section.controls):  # type: ignore[attr-defined]

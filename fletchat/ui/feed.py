@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from typing import Protocol
 
-from ..model import KIND_CHAT, Message
+from ..model import KIND_CHAT, ROW_KINDS, Message
 from .backend import ChatBackend
 from .conversation import Conversation
+from .decorate import Layout, layout_after
 from .rows import MessageRow
 from .state import ChatState
 from .text import STATUS_DELIVERED, STATUS_PENDING, STATUS_REFUSED, Status
@@ -19,12 +21,29 @@ HIGHLIGHT_SECONDS = 2.5
 SEALED_PREFIX = "sealed:v1:"  # rooms.SEALED_PREFIX (rooms.py needs cryptography; this does not)
 
 
+class RowMaker(Protocol):
+    """Builds conversation rows (``convo.Convo``): a ``MessageRow`` dressed with replies,
+    reactions, grouping and date lines."""
+
+    def make(self, msg: Message, status: Status | None, late: bool, unverified: bool,
+             room: str, shown_text: str | None, layout: Layout, live: bool) -> MessageRow: ...
+
+    def layouts(self, msgs: list[Message], unread: int) -> list[Layout]: ...
+
+
+def shown_kinds(msgs: list[Message]) -> list[Message]:
+    """Only messages a row shows (reactions, edits and deletes change rows; they are none)."""
+    return [m for m in msgs if m.kind in ROW_KINDS]
+
+
 class Feed:
-    def __init__(self, backend: ChatBackend, state: ChatState, conversation: Conversation) -> None:
+    def __init__(self, backend: ChatBackend, state: ChatState, conversation: Conversation,
+                 maker: RowMaker | None = None) -> None:
         self.backend = backend
         self.state = state
         self.conversation = conversation
         self.loading_older = False
+        self.maker = maker
 
     # ---- rows ----
     def status_for(self, msg: Message, pending: set[str] | None) -> Status | None:
@@ -37,42 +56,53 @@ class Feed:
             return Status(STATUS_PENDING)
         return Status(STATUS_DELIVERED)
 
-    def row_for(self, msg: Message, status: Status | None, late: bool = False) -> MessageRow:
+    def row_for(self, msg: Message, status: Status | None, late: bool = False,
+                layout: Layout | None = None, live: bool = False) -> MessageRow:
         room = ""
         shown = msg
         if msg.kind == KIND_CHAT and msg.text.startswith(SEALED_PREFIX):
             text, room = self.backend.reveal(msg)
             shown = replace(msg, text=text)
-        return MessageRow(shown, status, late, self.backend.is_unverified(msg), room)
+        unverified = self.backend.is_unverified(msg)
+        if self.maker is not None:
+            return self.maker.make(msg, status, late, unverified, room,
+                                   shown.text if room else None, layout or Layout(), live)
+        return MessageRow(shown, status, late, unverified, room)
 
-    def rows_for(self, msgs: list[Message]) -> list[MessageRow]:
+    def rows_for(self, msgs: list[Message], unread: int = 0) -> list[MessageRow]:
         pending = self.backend.pending_ids() if self.backend.capabilities.delivery else set()
-        return [self.row_for(m, self.status_for(m, pending)) for m in msgs]
+        lays = self.maker.layouts(msgs, unread) if self.maker is not None else [None] * len(msgs)
+        return [self.row_for(m, self.status_for(m, pending), layout=lay)
+                for m, lay in zip(msgs, lays, strict=True)]
 
     async def fetch(self, before: str = "") -> list[Message]:
         return await self.backend.history(self.state.channel, PAGE, before)
 
     # ---- what the list shows ----
-    async def show(self) -> None:
-        """The open channel's latest page."""
+    async def show(self, unread: int = 0) -> None:
+        """The open channel's latest page (``unread``: how many were new, for the line)."""
         channel = self.state.channel
-        msgs = await self.fetch()
+        fetched = await self.fetch()
         if channel != self.state.channel:
             return  # another channel was opened meanwhile
-        msgs = sorted(msgs, key=lambda m: (not m.hlc, m.hlc))
-        older = self.backend.capabilities.older and len(msgs) >= PAGE
-        self.conversation.reset(self.rows_for(msgs), older)
+        msgs = shown_kinds(sorted(fetched, key=lambda m: (not m.hlc, m.hlc)))
+        older = self.backend.capabilities.older and len(fetched) >= PAGE
+        self.conversation.reset(self.rows_for(msgs, unread), older)
 
     def place(self, msg: Message) -> None:
         """A live message of the open channel: at the end, or (an older clock stamp than the
         newest shown: a late catch-up) at its place in the order, marked late."""
-        if msg.id in self.conversation.rows:
+        if msg.id in self.conversation.rows or msg.kind not in ROW_KINDS:
             return
         newest = self.conversation.newest_hlc()
         if not msg.hlc or not newest or msg.hlc >= newest:
-            self.conversation.append(self.row_for(msg, self.status_for(msg, None)))
+            last = self.conversation.newest_row() if self.maker is not None else None
+            layout = layout_after(last.message if last is not None else None, msg)
+            self.conversation.append(self.row_for(msg, self.status_for(msg, None),
+                                                  layout=layout, live=True))
         else:
-            self.conversation.insert_in_order(self.row_for(msg, self.status_for(msg, None), True))
+            self.conversation.insert_in_order(self.row_for(msg, self.status_for(msg, None), True,
+                                                           live=True))
 
     def delivered(self, ids: tuple[str, ...], at: float) -> None:
         for msg_id in ids:
@@ -99,7 +129,7 @@ class Feed:
         if not first:
             return 0
         older = await self.fetch(before=first)
-        added = self.conversation.prepend(self.rows_for(older))
+        added = self.conversation.prepend(self.rows_for(shown_kinds(older)))
         self.conversation.set_has_older(len(older) >= PAGE)
         return added
 

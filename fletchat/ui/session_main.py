@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import flet as ft
 
 from ..hub import Hub, HubSession
 from .hub_backend import HubBackend
+from .settings import PrefsStore
 from .view import ChatView
 
 
@@ -16,12 +18,17 @@ def make_session_main(
     hub_factory: Callable[[], Hub],
     device: str,
     prefill_name: str = "",
+    join_url: str = "",
+    prefs_path: Path | None = None,
 ) -> Callable[[ft.Page], object]:
+    """``join_url``: host mode's LAN address (its QR code is shown in the app); ``prefs_path``:
+    where a window remembers its preferences (none: a browser tab, Flet's client storage)."""
     async def session_main(page: ft.Page) -> None:
         hub = hub_factory()
         hub.use_pubsub(page.pubsub)
         session = HubSession(hub, device=device)
-        view = ChatView(page, HubBackend(session, page.pubsub), prefill_name)
+        prefs = PrefsStore(prefs_path) if prefs_path is not None else PrefsStore(client=True)
+        view = ChatView(page, HubBackend(session, page.pubsub), prefill_name, prefs, join_url)
 
         def on_disconnect(e: ft.Event) -> None:
             session.leave()

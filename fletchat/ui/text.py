@@ -99,8 +99,12 @@ def channel_title(channel: str, me: str | None = None) -> str:
     return f"# {channel}"
 
 
-def channel_label(title: str, unread: int) -> str:
-    return f"{title}, {unread} unread" if unread else title
+def channel_label(title: str, unread: int, mentions: int = 0, muted: bool = False) -> str:
+    """ "# lunch, 3 unread, 1 mention, muted" (what the tile says to a screen reader)."""
+    label = f"{title}, {unread} unread" if unread else title
+    if mentions:
+        label += f", {mentions} mention" + ("s" if mentions > 1 else "")
+    return label + (", muted" if muted else "")
 
 
 def plain_snippet(snippet: str) -> str:

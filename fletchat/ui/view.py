@@ -22,11 +22,13 @@ from .banners import Banners
 from .channels import ChannelsPanel
 from .composer import Composer
 from .conversation import Conversation
+from .convo import Convo
 from .dialogs import login_dialog
 from .feed import Feed
 from .people import PeoplePanel
 from .rooms import RoomControls
 from .search import Search
+from .settings import PrefsStore
 from .state import ChatState
 from .text import APP_TITLE, channel_title
 from .trust_actions import TrustActions
@@ -36,14 +38,17 @@ NARROW_WIDTH = 640
 
 
 class ChatView:
-    def __init__(self, page: ft.Page, backend: ChatBackend, prefill_name: str = "") -> None:
+    def __init__(self, page: ft.Page, backend: ChatBackend, prefill_name: str = "",
+                 prefs_store: PrefsStore | None = None, join_url: str = "") -> None:
         self.page, self.backend = page, backend
         caps = backend.capabilities
         self.state = ChatState()
         self.updates = Updates(page)
         self.conversation = Conversation(self.updates, self.on_scroll, self.load_older_click)
-        self.feed = Feed(backend, self.state, self.conversation)
         self.composer = Composer(self.send_click)
+        self.convo = Convo(self, prefs_store, join_url)
+        self.feed = Feed(backend, self.state, self.conversation, self.convo)
+        self.composer.field.on_change = self.convo.on_change
         self.search = Search(self.search_submit, caps.search)
         self.channels = ChannelsPanel(page, backend, self.switch_channel, self.focus_composer)
         self.banners = Banners(lambda peer_id: self.trust.truster(peer_id))
@@ -74,12 +79,13 @@ class ChatView:
         page.add(
             self.banners.problem,
             self.banners.identity,
-            ft.Row([self.channels.menu, self.title, self.rooms.button, self.search.field],
-                   vertical_alignment=ft.CrossAxisAlignment.CENTER),
+            ft.Row([self.channels.menu, self.title, self.rooms.button, *self.convo.header(),
+                    self.search.field], vertical_alignment=ft.CrossAxisAlignment.CENTER),
             ft.Row([self.channels.panel, chat_box, self.people.panel], expand=True,
                    vertical_alignment=ft.CrossAxisAlignment.STRETCH),
-            self.composer.control,
+            self.convo.around_composer(self.composer.control),
         )
+        await self.convo.mount()
         await self.show_channel(self.state.channel)
         self.people.render(self.backend.online(), self.backend.lan_peers())
         page.on_resize = self.on_resize
@@ -104,10 +110,13 @@ class ChatView:
     # ---- channels ----
     async def show_channel(self, channel: str) -> None:
         """Make ``channel`` current: its latest page, its unread count cleared."""
+        unread = self.state.unread.get(channel, 0)
         self.state.open(channel)
+        self.convo.opening(channel)
         self.title.value = channel_title(channel, self.backend.name)
         self.render_channels()
-        await self.feed.show()
+        await self.feed.show(unread)
+        self.convo.opened(channel)
         self.updates.mark(self.title, self.rooms.show_for(channel))
 
     async def reopen(self) -> None:
@@ -118,7 +127,8 @@ class ChatView:
         known = self.backend.channels() if self.backend.capabilities.channels else []
         names = self.state.visible_channels(known, self.backend.can_see)
         self.updates.mark(*self.channels.render(names, self.state.channel, self.state.unread,
-                                                self.backend.name))
+                                                self.backend.name, self.convo.mentions(),
+                                                self.convo.prefs.muted))
 
     async def switch_channel(self, channel: str) -> None:
         await self.show_channel(channel)
@@ -171,6 +181,8 @@ class ChatView:
 
     # ---- hub events (on the page's loop) ----
     async def on_event(self, event: object) -> None:
+        if await self.convo.on_event(event):
+            return
         if isinstance(event, Message):
             self.on_message(event)
         elif isinstance(event, RosterChanged):
@@ -194,7 +206,9 @@ class ChatView:
         if not backend.capabilities.channels:
             msg = replace(msg, channel=self.state.channel)  # one conversation only
         mine = backend.is_own(msg) and msg.author == backend.name
-        if self.state.on_message(msg, mine, backend.can_see(msg.channel)):
+        shown = self.state.on_message(msg, mine, backend.can_see(msg.channel))
+        self.convo.on_message(msg, shown)  # mentions counted before the list is drawn
+        if shown:
             self.feed.place(msg)
         elif msg.channel in self.state.unread:
             self.render_channels()
@@ -217,7 +231,7 @@ class ChatView:
         if not text.strip():
             return  # nothing to send; never clear what the browser may still be syncing
         try:
-            sent = await self.backend.send(text, self.state.channel)
+            sent = await self.convo.send(text, self.state.channel)
         except ValidationError as err:
             self.composer.refused(str(err))  # say why, keep every character typed
             self.composer.field.update()

@@ -1,0 +1,249 @@
+"""The conversation UI (issue 14) without a Flet client: row decor and labels, grouping and date
+lines, suggestions, alerts and the title, preferences, and that a row's state change (reaction,
+edit, delete, seen-by) updates that row alone."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+
+import flet as ft
+
+from fletchat.conversation.prefs import Alerts, Prefs, Theme
+from fletchat.conversation.reducer import ReactionSummary
+from fletchat.conversation.views import RowChanged
+from fletchat.hub import HubSession
+from fletchat.model import Message
+from fletchat.ui.attention import Attention, wants_alert
+from fletchat.ui.composer_extras import apply_suggestion, suggestions_for
+from fletchat.ui.convo_row import ConvoRow, is_plain
+from fletchat.ui.convo_text import NEW_MESSAGES, Quote, RowDecor, reach_text, unread_start
+from fletchat.ui.decorate import layout_after, layouts
+from fletchat.ui.settings import PrefsStore
+from fletchat.ui.title import title_for
+from tests.test_ui_controls import make_view, walk
+
+THUMBS = "\U0001f44d"
+
+
+def chat(author: str, text: str, ts: float, origin: str = "o1") -> Message:
+    return replace(Message.chat(author, text, origin), ts=ts)
+
+
+# ---------------------------------------------------------------- labels (pure)
+
+
+def test_decor_suffix_says_quote_edit_mention_reactions_seen_and_reach() -> None:
+    d = RowDecor(
+        "hi", edited=True, quote=Quote("p1", "Bob", "lunch?"), mentioned=True,
+        reactions=(ReactionSummary(THUMBS, 2, ("Ada", "Cy"), False),),
+        seen=("Bob", "Cy"), reach=(3, 4),
+    )
+    assert d.suffix() == (f", in reply to Bob: lunch?, edited, mentions you, {THUMBS} 2 (Ada, Cy)"
+                          ", seen by 2: Bob, Cy, on 3 of 4 devices")
+    assert d.footer == "seen by 2 \u00b7 on 3 of 4 devices"
+    deleted = replace(d, deleted=True)
+    assert deleted.shown_text == "message deleted" and ", edited" not in deleted.suffix()
+
+
+def test_reach_is_said_only_when_other_devices_are_known() -> None:
+    assert reach_text((1, 1)) == "" and reach_text(None) == ""
+    assert reach_text((1, 3)) == "on 1 of 3 devices"
+
+
+def test_new_messages_line_goes_above_the_first_unread_from_others() -> None:
+    rows = [chat("Ada", "a", 1), chat("Bob", "b", 2), chat("Ada", "c", 3), chat("Bob", "d", 4)]
+    mine = lambda m: m.author == "Ada"
+    assert unread_start(rows, 2, mine) == 1  # Bob's two messages; Ada's own do not count
+    assert unread_start(rows, 1, mine) == 3
+    assert unread_start(rows, 0, mine) is None
+    assert unread_start(rows, 9, mine) == 0
+
+
+def test_layouts_group_consecutive_rows_and_mark_days_and_the_unread_line() -> None:
+    day1 = dt.datetime(2026, 3, 2, 10, 0).timestamp()
+    day2 = dt.datetime(2026, 3, 3, 10, 0).timestamp()
+    rows = [chat("Ada", "a", day1), chat("Ada", "b", day1 + 60), chat("Ada", "c", day1 + 3600),
+            chat("Ada", "d", day2), chat("Bob", "e", day2 + 10), chat("Bob", "f", day2 + 20)]
+    lays = layouts(rows, 1, lambda m: m.author == "Ada", today=dt.date(2026, 3, 3))
+    assert lays[0].above == ("Yesterday",)
+    lays = layouts(rows, 1, lambda m: m.author == "Ada", today=dt.date(2026, 3, 10))
+    assert [x.grouped for x in lays] == [False, True, False, False, False, False]
+    assert lays[0].above == ("Monday, 2 March",) and lays[3].above == ("Tuesday, 3 March",)
+    assert lays[5].above == (NEW_MESSAGES,)  # the unread line also breaks Bob's group
+    after = layout_after(rows[-1], chat("Bob", "g", day2 + 30), today=dt.date(2026, 3, 3))
+    assert after.grouped and after.above == ()
+    other = layout_after(rows[-1], chat("Bob", "g", day2 + 30, origin="o2"))
+    assert not other.grouped  # same name, another device: another person
+    assert layout_after(None, rows[0], today=dt.date(2026, 3, 2)).above == ("Today",)
+
+
+def test_suggestions_complete_names_online_and_shortcodes() -> None:
+    online = ["Ada Lovelace", "Bob", "Bobby", "me"]
+    assert suggestions_for("hi @bo", online, "me") == [("@Bob", "Bob"), ("@Bobby", "Bobby")]
+    assert suggestions_for("hi @m", online, "me") == []  # never oneself
+    assert apply_suggestion("hi @bo", "@Bobby", "Bobby") == "hi @Bobby "
+    codes = suggestions_for("great :tad", online, "me")
+    assert codes and codes[0][1] == "\U0001f389"
+    assert apply_suggestion("great :tad", *codes[0]) == "great \U0001f389 "
+    assert suggestions_for("at 10:30", online, "me") == []  # a time is no shortcode
+
+
+def test_alerts_follow_prefs_mute_and_what_is_looked_at() -> None:
+    mention = replace(Message.chat("Bob", "@Ada look", "o"), channel="lunch")
+    plain = replace(Message.chat("Bob", "hello", "o"), channel="lunch")
+    dm = replace(Message.chat("Bob", "psst", "o"), channel="@Ada+Bob")
+    p = Prefs()
+    assert wants_alert(mention, "Ada", False, p, looking=False)
+    assert not wants_alert(mention, "Ada", False, p, looking=True)
+    assert not wants_alert(mention, "Ada", True, p, looking=False)
+    assert wants_alert(dm, "Ada", False, p, looking=False)
+    assert not wants_alert(plain, "Ada", False, p, looking=False)
+    every = replace(p, alerts=Alerts.ALL)
+    assert wants_alert(plain, "Ada", False, every, looking=False)
+    muted = every.toggle_mute("lunch")
+    assert not wants_alert(plain, "Ada", False, muted, looking=False)
+    assert wants_alert(mention, "Ada", False, muted, looking=False)  # a mention still alerts
+    assert not wants_alert(mention, "Ada", False, replace(p, alerts=Alerts.NONE), looking=False)
+
+
+def test_title_counts_unread_and_a_muted_channel_only_its_mentions() -> None:
+    assert title_for({}, {}) == "Flet Chat"
+    assert title_for({"lunch": 2, "dev": 1}, {}) == "(3) Flet Chat"
+    assert title_for({"lunch": 2, "dev": 1}, {"lunch": 1}, muted={"lunch"}) == "(2) Flet Chat"
+    att = Attention()
+    msg = replace(Message.chat("Bob", "@Ada hi", "o"), channel="general")
+    assert att.note(msg, "Ada", False, shown=True, focused=False)  # open but in the background
+    assert att.unread_with_background({}, "general") == {"general": 1}
+    assert att.mentions == {"general": 1}
+    assert att.focused("general") and att.background == 0 and att.mentions == {}
+
+
+async def test_prefs_are_remembered_in_the_data_dir(tmp_path) -> None:
+    store = PrefsStore(tmp_path / "prefs.json")
+    assert await store.load() == Prefs()  # nothing yet: defaults
+    prefs = replace(Prefs(), theme=Theme.DARK, send_read_receipts=False).toggle_mute("lunch")
+    await store.save(prefs)
+    assert await PrefsStore(tmp_path / "prefs.json").load() == prefs
+    (tmp_path / "prefs.json").write_text("{not json")
+    assert await store.load() == Prefs()  # damaged: defaults, never a crash
+
+
+# ---------------------------------------------------------------- rows
+
+
+def test_plain_text_keeps_one_text_and_markdown_is_rendered_safely() -> None:
+    assert is_plain("just words") and not is_plain("**bold**")
+    msg = Message.chat("Ada", "see [docs](javascript:alert(1)) and **this** <b>x</b>", "o")
+    row = ConvoRow(msg, RowDecor(msg.text))
+    spans = [s for c in walk(row) if isinstance(c, ft.Text) for s in (c.spans or [])]
+    assert not any(s.url for s in spans)  # javascript: is never a link
+    assert any(s.style and s.style.weight == ft.FontWeight.BOLD and s.text == "this"
+               for s in spans)
+    assert any("<b>x</b>" in s.text for s in spans)  # HTML is shown as typed
+    link = Message.chat("Ada", "[home](https://example.org/x)", "o")
+    shown = [s for c in walk(ConvoRow(link, RowDecor(link.text))) if isinstance(c, ft.Text)
+             for s in (c.spans or [])]
+    assert [s.url.url for s in shown if s.url] == ["https://example.org/x"]
+    assert any(s.text == " (https://example.org/x)" for s in shown)  # the real target shows
+
+
+def test_a_grouped_row_has_no_avatar_and_its_label_still_says_who() -> None:
+    msg = Message.chat("Ada", "second", "o")
+    row = ConvoRow(msg, RowDecor("second", grouped=True))
+    assert not any(isinstance(c, ft.CircleAvatar) for c in walk(row))
+    assert row.label.startswith("Ada at ") and row.label.endswith(": second")
+
+
+async def test_reactions_edits_and_deletes_update_only_their_row(tmp_path) -> None:
+    view, ada = await make_view(tmp_path)
+    bob = HubSession(ada.hub)
+    bob.join("Bob")
+    first = bob.send("lunch?")
+    for m in (first, *(bob.send(f"filler {i}") for i in range(15))):
+        await view.on_event(m)
+    view.updates.flush()
+    calls: list[tuple] = []
+    view.page.update = lambda *controls: calls.append(controls)  # type: ignore[method-assign]
+    row = view.conversation.rows[first.id]
+
+    ada.react(first, THUMBS)
+    await view.on_event(RowChanged(first.id, first.channel))
+    view.updates.flush()
+    assert calls == [(row,)]
+    assert f"{THUMBS} 1 (Ada)" in row.label
+
+    calls.clear()
+    bob.edit(first, "lunch at noon?")
+    await view.on_event(RowChanged(first.id, first.channel))
+    view.updates.flush()
+    assert calls == [(row,)]
+    assert ": lunch at noon?" in row.label and ", edited" in row.label
+
+    calls.clear()
+    bob.delete(first)
+    await view.on_event(RowChanged(first.id, first.channel))
+    view.updates.flush()
+    assert calls == [(row,)]
+    assert ": message deleted" in row.label and "lunch" not in row.label
+
+    calls.clear()
+    await view.on_event(RowChanged(first.id, first.channel))  # nothing new: nothing sent
+    view.updates.flush()
+    assert calls == []
+
+
+async def test_a_reply_shows_its_quote_and_mentions_are_highlighted(tmp_path) -> None:
+    view, ada = await make_view(tmp_path)
+    bob = HubSession(ada.hub)
+    bob.join("Bob")
+    parent = ada.send("who brings cake?")
+    await view.on_event(parent)
+    answer = bob.reply(parent, "@Ada I do", "general")
+    assert answer is not None
+    await view.on_event(answer)
+    row = view.conversation.rows[answer.id]
+    assert isinstance(row, ConvoRow)
+    assert row.decor.quote == Quote(parent.id, "Ada", "who brings cake?")
+    assert ", in reply to Ada: who brings cake?" in row.label and ", mentions you" in row.label
+    await view.convo.go_to_original(row)  # the original is shown: no "not on this device"
+    assert not [d for d in view.page.dialogs if isinstance(d, ft.SnackBar)]
+
+
+async def test_the_composer_replies_and_replaces_shortcodes(tmp_path) -> None:
+    view, ada = await make_view(tmp_path)
+    bob = HubSession(ada.hub)
+    bob.join("Bob")
+    parent = bob.send("ship it?")
+    await view.on_event(parent)
+
+    async def no_focus() -> None:  # no client to move the keyboard focus in
+        return None
+
+    view.composer.focus = no_focus  # type: ignore[method-assign]
+    await view.convo.start_reply(parent)
+    assert view.convo.reply_bar.control.visible
+    view.composer.field.value = "yes :tada:"
+    await view.send_click()
+    assert not view.convo.reply_bar.control.visible
+    last = ada.hub.history("general", 5)[-1]
+    assert last.text == "yes \U0001f389"
+    assert ada.hub.conv.row_state(last, (ada.hub.peer_id, "Ada")).reply.parent_id == parent.id
+
+
+async def test_opening_a_channel_with_unread_draws_the_new_messages_line(tmp_path) -> None:
+    view, ada = await make_view(tmp_path)
+    bob = HubSession(ada.hub)
+    bob.join("Bob")
+    ada.create_channel("lunch")
+    await view.on_event(ada.send("before", "lunch"))  # read: written here
+    for text in ("pizza?", "sushi?"):
+        await view.on_event(bob.send(text, "lunch"))  # #general is open: counted as unread
+    assert view.state.unread == {"lunch": 2}
+    assert view.convo.titles.title == "(2) Flet Chat"
+    await view.show_channel("lunch")
+    above = {r.message.text: r.decor.above for r in view.conversation.rows.values()
+             if isinstance(r, ConvoRow)}
+    assert NEW_MESSAGES in above["pizza?"] and NEW_MESSAGES not in above["sushi?"]
+    assert NEW_MESSAGES not in above["before"]
+    assert view.convo.titles.title == "Flet Chat"
