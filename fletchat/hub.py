@@ -144,6 +144,7 @@ class Hub(HistoryReads, PresenceMethods, TrustMethods):
     session_rate: tuple[float, float] | None = None  # (per second, burst) for HubSession.send
     wall: Callable[[], int] = wall_ms  # our wall clock in ms (tests drive it)
     quota_limits: QuotaLimits = field(default_factory=QuotaLimits)  # per-origin budgets
+    files: Any = None  # fletchat.files.share.FileShare when files are on (a data dir and a mesh)
     _listeners: list[Callable[[HubEvent], None]] = field(init=False, default_factory=list)
     _publisher: Publisher | None = field(init=False, default=None)
     _lock: threading.RLock = field(init=False, default_factory=threading.RLock)

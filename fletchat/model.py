@@ -22,7 +22,8 @@ MAX_SEQ = 2**53  # per-origin sequence numbers stay exact in JSON everywhere
 MAX_ID_CHARS = 64
 MAX_FRAME_BYTES = 64 * 1024
 HISTORY_IN_MEMORY = 500
-MAX_PRESENCE_PER_PEER = 64  # people one connected peer may say are on it (``presence`` frame)
+MAX_PRESENCE_PER_PEER = 64
+MAX_FILES_PER_MESSAGE = 10  # = files.limits.MAX_FILES_PER_MESSAGE (docs/protocol.md "Files")  # people one connected peer may say are on it (``presence`` frame)
 
 # ---- acceptance (docs/protocol.md "Acceptance", docs/security.md) ----
 # Presence: what one connected peer may say is on it (its ``presence`` list is cut to this).
@@ -165,6 +166,86 @@ def avatar_color(name: str) -> str:
     return AVATAR_COLORS[zlib.crc32(name.encode("utf-8")) % len(AVATAR_COLORS)]
 
 
+OCTET_STREAM = "application/octet-stream"
+
+
+def chunk_count(size: int, chunk_size: int) -> int:
+    """Chunks of a ``size``-byte file; an empty file still has one (empty) chunk."""
+    return max(1, -(-size // chunk_size))
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """A file attached to a message (docs/protocol.md "Files"): content-addressed by ``sha256`` and
+    ``size``, chunks checked against the Merkle ``root``. ``name`` and ``mime`` are display only,
+    never a path. A sealed file (private room) shows neither: its description is in ``sealed``.
+    Validation of network input: ``FileRef.from_wire`` (``fletchat.files.manifest``)."""
+
+    sha256: str  # hex SHA-256 of the stored bytes (for a sealed file: of the sealed blob)
+    size: int
+    chunk_size: int
+    root: str  # hex RFC 6962 Merkle root over the chunks
+    name: str = ""  # display only; "" when sealed
+    mime: str = OCTET_STREAM
+    sealed: str | None = None  # sealed name/type/key (files.sealed); None = plain
+    thumb: FileRef | None = None  # a small image (<= MAX_THUMB_BYTES) fetched like a file
+    ms: int | None = None  # voice note duration
+
+    @property
+    def is_sealed(self) -> bool:
+        return self.sealed is not None
+
+    @property
+    def chunk_count(self) -> int:
+        return chunk_count(self.size, self.chunk_size)
+
+    def chunk_span(self, index: int) -> tuple[int, int]:
+        """(offset, length) of chunk ``index``."""
+        if not 0 <= index < self.chunk_count:
+            raise IndexError(index)
+        offset = index * self.chunk_size
+        return offset, min(self.chunk_size, self.size - offset)
+
+    @property
+    def is_image(self) -> bool:
+        return self.sealed is None and self.mime.startswith("image/")
+
+    @property
+    def is_voice(self) -> bool:
+        return self.sealed is None and self.mime.startswith("audio/")
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"sha256": self.sha256, "size": self.size, "chunk": self.chunk_size,
+                               "root": self.root}
+        if self.sealed is not None:
+            out["sealed"] = self.sealed
+        else:
+            out["name"] = self.name
+            out["mime"] = self.mime
+        if self.thumb is not None:
+            out["thumb"] = self.thumb.to_wire()
+        if self.ms is not None:
+            out["ms"] = self.ms
+        return out
+
+    @classmethod
+    def from_wire(cls, obj: object) -> FileRef:
+        """Validate one entry of a message's ``files`` list; ``ValidationError`` says what is wrong."""
+        from .files.manifest import manifest_from_wire  # the rules live with the other file code
+
+        return manifest_from_wire(obj)
+
+
+def _files_from(raw: object, kind: object) -> tuple[FileRef, ...]:
+    if raw is None:
+        return ()
+    if kind != KIND_CHAT:
+        raise ValidationError("Only chat messages carry files.")
+    from .files.manifest import files_from_wire  # the rules live with the other file code
+
+    return files_from_wire(raw)
+
+
 @dataclass(frozen=True)
 class Message:
     """One chat event. Local code and validated network frames produce the same type."""
@@ -178,13 +259,19 @@ class Message:
     channel: str = DEFAULT_CHANNEL
     hlc: str = ""  # hybrid logical clock stamp: the order every peer shows ("" until stamped)
     seq: int = 0  # the origin's own counter (1, 2, ...) for catch-up; 0 = none
+    files: tuple[FileRef, ...] = ()  # attachments (kind chat only); () = none
 
     @classmethod
-    def chat(cls, author: str, text: str, origin: str, channel: str = DEFAULT_CHANNEL) -> Message:
+    def chat(cls, author: str, text: str, origin: str, channel: str = DEFAULT_CHANNEL,
+             files: tuple[FileRef, ...] = ()) -> Message:
+        """A message to post; with ``files`` the text (caption) may be empty."""
         clean = validate_text(text)
-        if clean is None:
+        if clean is None and not files:
             raise ValidationError("Message is empty.")
-        return cls(new_id(), KIND_CHAT, validate_name(author), origin, clean, _now_ms(), channel)
+        if len(files) > MAX_FILES_PER_MESSAGE:
+            raise ValidationError(f"At most {MAX_FILES_PER_MESSAGE} files per message.")
+        return cls(new_id(), KIND_CHAT, validate_name(author), origin, clean or "", _now_ms(), channel,
+                   files=tuple(files))
 
     @classmethod
     def presence(cls, kind: str, author: str, origin: str) -> Message:
@@ -200,7 +287,12 @@ class Message:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The wire object; ``files`` only when there are some (absent = none, ``[]`` is invalid)."""
+        out = asdict(self)
+        del out["files"]
+        if self.files:
+            out["files"] = [f.to_wire() for f in self.files]
+        return out
 
     @classmethod
     def from_dict(cls, data: object) -> Message:
@@ -214,9 +306,10 @@ class Message:
         if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not (0 <= ts < 1e11):
             raise ValidationError("Invalid timestamp.")
         text = data.get("text", "")
+        files = _files_from(data.get("files"), kind)
         if kind == KIND_CHAT:
             clean = validate_text(text)
-            if clean is None or clean != text:
+            if (clean is None and not (files and text == "")) or (clean is not None and clean != text):
                 raise ValidationError("Invalid message text.")
         elif text != "":
             raise ValidationError("Presence messages carry no text.")
@@ -236,6 +329,7 @@ class Message:
             channel=validate_channel(data.get("channel", DEFAULT_CHANNEL)),
             hlc=hlc,
             seq=seq,
+            files=files,
         )
 
     @property

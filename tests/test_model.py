@@ -222,7 +222,7 @@ def test_display_text() -> None:
 )
 def test_round_trip(msg: Message) -> None:
     d = msg.to_dict()
-    assert set(d) == {"id", "kind", "author", "origin", "text", "ts", "channel", "hlc", "seq"}
+    assert set(d) == {"id", "kind", "author", "origin", "text", "ts", "channel", "hlc", "seq"}  # no "files": none
     assert Message.from_dict(d) == msg
     # And through JSON, as it travels on the wire.
     assert Message.from_dict(json.loads(json.dumps(d))) == msg

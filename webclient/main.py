@@ -16,6 +16,7 @@ import logging
 import flet as ft
 
 from fletchat.events import ChannelsChanged, Delivered, IdentityWarning, Online, RosterChanged
+from fletchat.files.views import FileState, FileView
 from fletchat.hub import channel_name, dm_channel, dm_members
 from fletchat.model import (
     DEFAULT_CHANNEL,
@@ -51,6 +52,7 @@ ANSWER_SECONDS = 15.0  # how long a history or search request waits for the host
 WS_OPEN = 1  # WebSocket.readyState
 SEALED_PREFIX = "sealed:v1:"
 NO_ROOMS = "Private rooms need the app or a host-mode tab; the web client cannot open them."
+NO_FILES = "Files need the app or a host-mode tab; the web client cannot send or fetch them yet."
 
 
 class RelayBackend:
@@ -64,7 +66,7 @@ class RelayBackend:
     and blocking devices is the host owner's decision.
     """
 
-    capabilities = Capabilities(rooms=False, trust=False)
+    capabilities = Capabilities(rooms=False, trust=False, files=False, voice=False)
 
     def __init__(self, client: RelayClient) -> None:
         self.client = client
@@ -209,6 +211,22 @@ class RelayBackend:
 
     def blocked_peers(self) -> dict[str, str]:
         return {}
+
+    # ---- files: not over the relay yet (capabilities say so) ----
+    async def share_files(self, paths, caption: str, channel: str) -> Message:
+        raise ValidationError(NO_FILES)
+
+    def file_view(self, ref) -> FileView:
+        return FileView(FileState.FAILED, 0, ref.size, reason=NO_FILES)
+
+    async def fetch_file(self, ref) -> None:
+        raise ValidationError(NO_FILES)
+
+    def files_usage(self) -> tuple[int, int]:
+        return (0, 0)
+
+    def set_auto_download_limit(self, n: int) -> None:
+        pass
 
     def subscribe(self, handler) -> None:
         self._handler = handler

@@ -12,23 +12,22 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
 from typing import Any
 
-from ..model import JOINERS, ValidationError
+from ..model import JOINERS, OCTET_STREAM, FileRef, ValidationError, chunk_count
 from . import limits as L
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _MIME = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,62}/[a-z0-9][a-z0-9!#$&^_.+-]{0,62}$")
 _SEALED = re.compile(r"^sealed:v1:[A-Za-z0-9+/]+={0,2}$")
 MAX_SEALED_META_CHARS = 2200  # sealed.META_PAD bytes sealed and base64-encoded
-OCTET_STREAM = "application/octet-stream"
 _FIELDS = {"sha256", "size", "chunk", "root", "name", "mime", "sealed", "thumb", "ms"}
 
 
-def chunk_count(size: int, chunk_size: int) -> int:
-    """Chunks of a ``size``-byte file; an empty file still has one (empty) chunk."""
-    return max(1, -(-size // chunk_size))
+# The value type lives in ``model`` (``Message.files``); this module validates it.
+FileManifest = FileRef
+__all__ = ["OCTET_STREAM", "FileManifest", "chunk_count", "export_name", "files_from_wire", "manifest_from_wire",
+           "signing_element", "validate_file_name", "validate_mime"]
 
 
 def _check_chunk_size(value: object) -> int:
@@ -65,64 +64,18 @@ def validate_mime(raw: object) -> str:
     return raw
 
 
-@dataclass(frozen=True)
-class FileManifest:
-    sha256: str  # hex SHA-256 of the stored bytes (for a sealed file: of the sealed blob)
-    size: int
-    chunk_size: int
-    root: str  # hex RFC 6962 Merkle root over the chunks
-    name: str = ""  # display only; "" when sealed
-    mime: str = OCTET_STREAM
-    sealed: str | None = None  # sealed name/type/key (sealed.seal_meta); None = plain
-    thumb: FileManifest | None = None  # a small image (<= MAX_THUMB_BYTES) fetched like a file
-    ms: int | None = None  # voice note duration
-
-    @property
-    def chunk_count(self) -> int:
-        return chunk_count(self.size, self.chunk_size)
-
-    def chunk_span(self, index: int) -> tuple[int, int]:
-        """(offset, length) of chunk ``index``."""
-        if not 0 <= index < self.chunk_count:
-            raise IndexError(index)
-        offset = index * self.chunk_size
-        return offset, min(self.chunk_size, self.size - offset)
-
-    @property
-    def is_image(self) -> bool:
-        return self.sealed is None and self.mime.startswith("image/")
-
-    def to_wire(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "sha256": self.sha256,
-            "size": self.size,
-            "chunk": self.chunk_size,
-            "root": self.root,
-        }
-        if self.sealed is not None:
-            out["sealed"] = self.sealed
-        else:
-            out["name"] = self.name
-            out["mime"] = self.mime
-        if self.thumb is not None:
-            out["thumb"] = self.thumb.to_wire()
-        if self.ms is not None:
-            out["ms"] = self.ms
-        return out
-
-    @classmethod
-    def from_wire(cls, obj: object, *, _nested: bool = False) -> FileManifest:
-        """Validate one entry of a message's ``files`` list; ``ValidationError`` says what is wrong."""
-        if not isinstance(obj, dict):
-            raise ValidationError("file must be an object.")
-        size, chunk = _check_layout(obj)
-        sealed, name, mime = _check_description(obj)
-        thumb = None
-        if obj.get("thumb") is not None:
-            if _nested:
-                raise ValidationError("A thumbnail cannot have a thumbnail.")
-            thumb = _check_thumb(cls.from_wire(obj["thumb"], _nested=True))
-        return cls(obj["sha256"], size, chunk, obj["root"], name, mime, sealed, thumb, _check_ms(obj))
+def manifest_from_wire(obj: object, *, nested: bool = False) -> FileManifest:
+    """Validate one entry of a message's ``files`` list; ``ValidationError`` says what is wrong."""
+    if not isinstance(obj, dict):
+        raise ValidationError("file must be an object.")
+    size, chunk = _check_layout(obj)
+    sealed, name, mime = _check_description(obj)
+    thumb = None
+    if obj.get("thumb") is not None:
+        if nested:
+            raise ValidationError("A thumbnail cannot have a thumbnail.")
+        thumb = _check_thumb(manifest_from_wire(obj["thumb"], nested=True))
+    return FileManifest(obj["sha256"], size, chunk, obj["root"], name, mime, sealed, thumb, _check_ms(obj))
 
 
 def _check_layout(obj: dict) -> tuple[int, int]:

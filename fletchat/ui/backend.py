@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from ..events import IdentityWarning, Online
-from ..model import Message
+from ..files.views import FileView
+from ..model import FileRef, Message
 
 EventHandler = Callable[[object], Awaitable[None]]
 
@@ -29,6 +31,8 @@ class Capabilities:
     older: bool = True  # older pages of history
     delivery: bool = True  # "not delivered yet" / "delivered" on messages written here
     trust: bool = True  # own fingerprint, block/unblock, identity warnings, "unverified"
+    files: bool = True  # attach files, images inline, downloads (docs/protocol.md "Files")
+    voice: bool = True  # voice notes (record and send an audio file)
 
 
 @runtime_checkable
@@ -106,7 +110,24 @@ class ChatBackend(Protocol):
 
     def blocked_peers(self) -> dict[str, str]: ...
 
+    # ---- files ----
+    async def share_files(self, paths: list[Path], caption: str, channel: str) -> Message:
+        """Post ``paths`` (local files this process may read; copied into the blob store) with an
+        optional caption; ``ValidationError`` with a clear text if refused (size, quota, count)."""
+
+    def file_view(self, ref: FileRef) -> FileView:
+        """This device's view of an attached file (state, progress, local path, thumbnail)."""
+
+    async def fetch_file(self, ref: FileRef) -> None:
+        """Download it now (the person's click); ``FileChanged`` events report progress."""
+
+    def files_usage(self) -> tuple[int, int]:
+        """(bytes used by files here, quota)."""
+
+    def set_auto_download_limit(self, n: int) -> None:
+        """Files up to ``n`` bytes download by themselves (images and voice notes always)."""
+
     # ---- events ----
     def subscribe(self, handler: EventHandler) -> None:
         """Call ``handler`` on the page's loop with every hub event (Message, RosterChanged,
-        Delivered, ChannelsChanged, IdentityWarning)."""
+        Delivered, ChannelsChanged, IdentityWarning, files.views.FileChanged)."""

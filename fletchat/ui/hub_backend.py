@@ -4,12 +4,14 @@ the desktop window). Every method delegates; nothing here decides anything the h
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from ..events import IdentityWarning, Online
+from ..files.views import FileState, FileView
 from ..hub import PUBSUB_TOPIC, HubSession
 from ..memstore import MemoryStore
-from ..model import KIND_CHAT, Message
+from ..model import KIND_CHAT, FileRef, Message, ValidationError
 from .backend import Capabilities, EventHandler
 
 UNVERIFIED = "unverified"
@@ -23,7 +25,9 @@ class HubBackend:
         self.hub = session.hub
         self.pubsub = pubsub
         has_store = not isinstance(self.hub.store, MemoryStore)  # an outbox that lasts
-        self.capabilities = Capabilities(delivery=has_store, trust=self.hub.trust is not None)
+        on = self.hub.files is not None
+        self.capabilities = Capabilities(delivery=has_store, trust=self.hub.trust is not None,
+                                         files=on, voice=on)
 
     @property
     def name(self) -> str | None:
@@ -108,6 +112,30 @@ class HubBackend:
 
     def blocked_peers(self) -> dict[str, str]:
         return self.hub.blocked_peers()
+
+    # ---- files (fletchat/files/share.py does the work) ----
+    def _files(self) -> Any:
+        if self.hub.files is None:
+            raise ValidationError("File sharing needs a data folder (it is off here).")
+        return self.hub.files
+
+    async def share_files(self, paths: list[Path], caption: str, channel: str) -> Message:
+        return await self._files().share(self.session, paths, caption, channel)
+
+    def file_view(self, ref: FileRef) -> FileView:
+        if self.hub.files is None:
+            return FileView(FileState.FAILED, 0, ref.size, reason="File sharing is off here.")
+        return self.hub.files.view(ref, self.session.room_keys)
+
+    async def fetch_file(self, ref: FileRef) -> None:
+        await self._files().fetch_ref(ref, self.session.room_keys)
+
+    def files_usage(self) -> tuple[int, int]:
+        return (0, 0) if self.hub.files is None else self.hub.files.usage()
+
+    def set_auto_download_limit(self, n: int) -> None:
+        if self.hub.files is not None:
+            self.hub.files.set_auto_download_limit(n)
 
     def subscribe(self, handler: EventHandler) -> None:
         async def on_topic(topic: str, event: object) -> None:
