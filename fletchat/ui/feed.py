@@ -25,6 +25,7 @@ class Feed:
         self.state = state
         self.conversation = conversation
         self.loading_older = False
+        self.decorate = None  # files_ui.FilesUI.decorate: a message's files in its row
 
     # ---- rows ----
     def status_for(self, msg: Message, pending: set[str] | None) -> Status | None:
@@ -43,7 +44,10 @@ class Feed:
         if msg.kind == KIND_CHAT and msg.text.startswith(SEALED_PREFIX):
             text, room = self.backend.reveal(msg)
             shown = replace(msg, text=text)
-        return MessageRow(shown, status, late, self.backend.is_unverified(msg), room)
+        row = MessageRow(shown, status, late, self.backend.is_unverified(msg), room)
+        if self.decorate is not None:
+            self.decorate(row, msg)
+        return row
 
     def rows_for(self, msgs: list[Message]) -> list[MessageRow]:
         pending = self.backend.pending_ids() if self.backend.capabilities.delivery else set()

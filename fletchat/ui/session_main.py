@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import flet as ft
 
@@ -16,21 +17,26 @@ def make_session_main(
     hub_factory: Callable[[], Hub],
     device: str,
     prefill_name: str = "",
+    uploads: Any = None,
 ) -> Callable[[ft.Page], object]:
     async def session_main(page: ft.Page) -> None:
         hub = hub_factory()
         hub.use_pubsub(page.pubsub)
         session = HubSession(hub, device=device)
-        view = ChatView(page, HubBackend(session, page.pubsub), prefill_name)
+        view = ChatView(page, HubBackend(session, page.pubsub), prefill_name, uploads=uploads)
 
         def on_disconnect(e: ft.Event) -> None:
             session.leave()
+
+        def on_close(e: ft.Event) -> None:
+            session.leave()
+            view.files.release()  # uploads this tab started and never shared
 
         def on_connect(e: ft.Event) -> None:
             session.rejoin()  # the tab came back (network blip, laptop lid): same name again
 
         page.on_disconnect = on_disconnect
-        page.on_close = on_disconnect
+        page.on_close = on_close
         page.on_connect = on_connect
         await view.mount()
 

@@ -16,6 +16,7 @@ from ..events import (
     RosterChanged,
     StoreFailed,
 )
+from ..files.views import FileChanged
 from ..model import Message, ValidationError
 from .backend import ChatBackend
 from .banners import Banners
@@ -24,6 +25,7 @@ from .composer import Composer
 from .conversation import Conversation
 from .dialogs import login_dialog
 from .feed import Feed
+from .files_ui import FilesUI
 from .people import PeoplePanel
 from .rooms import RoomControls
 from .search import Search
@@ -36,7 +38,8 @@ NARROW_WIDTH = 640
 
 
 class ChatView:
-    def __init__(self, page: ft.Page, backend: ChatBackend, prefill_name: str = "") -> None:
+    def __init__(self, page: ft.Page, backend: ChatBackend, prefill_name: str = "",
+                 uploads: object = None) -> None:
         self.page, self.backend = page, backend
         caps = backend.capabilities
         self.state = ChatState()
@@ -58,6 +61,9 @@ class ChatView:
                              weight=ft.FontWeight.BOLD, expand=True)
         self.rooms = RoomControls(page, backend, self.reopen, self.composer.focus)
         self.login, self.join_name = login_dialog(prefill_name, self.join_click)
+        self.files = FilesUI(self, uploads)  # attach, voice notes, file tiles in rows
+        self.feed.decorate = self.files.decorate
+        self.composer.control.controls[:0] = self.files.composer_controls
 
     # ---- building ----
     async def mount(self) -> None:
@@ -79,6 +85,7 @@ class ChatView:
             ft.Row([self.channels.panel, chat_box, self.people.panel], expand=True,
                    vertical_alignment=ft.CrossAxisAlignment.STRETCH),
             self.composer.control,
+            self.files.status,
         )
         await self.show_channel(self.state.channel)
         self.people.render(self.backend.online(), self.backend.lan_peers())
@@ -185,6 +192,8 @@ class ChatView:
             who = next((d.name for d in self.backend.lan_peers() if d.key == event.peer_id),
                        event.peer_id)
             self.feed.refused(event.refusals, who)
+        elif isinstance(event, FileChanged):
+            self.files.changed(event)
         elif isinstance(event, StoreFailed):
             self.banners.show_problems([event.reason])
             self.updates.mark(self.banners.problem)
