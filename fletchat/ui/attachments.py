@@ -5,7 +5,7 @@ registered by hash in ``Attachments``, so a ``FileChanged`` event updates that t
 without files costs nothing more, and a download's progress never re-diffs the conversation.
 
 Where the bytes come from: in a browser tab (host mode, or the static client that host mode
-serves) the browser fetches a stored file from the host over HTTP (``webfiles.blob_url``): images
+serves) the browser fetches a stored file from the host over HTTP (``webpaths.blob_url``): images
 as ``<img>``-like sources, downloads as an attachment the browser saves. In the app (desktop,
 Android) the file is on this device: thumbnails are passed as bytes, "Save" copies the file where
 the person chooses (Flet's save dialog).
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import flet as ft
+from flet.controls.client_action import ClientAction, action_field
 
 from ..files.views import FileChanged, FileState, FileView
 from ..model import FileRef, Message, ValidationError
@@ -88,16 +89,32 @@ def stored_sha(path: Path | None, fallback: str) -> str:
 
 
 @dataclass
+class OpenInBrowser(ClientAction):
+    """``ft.OpenUrl`` bound to the session's own ``UrlLauncher``: ``OpenUrl`` looks the launcher
+    up in Flet's current-page context, which a hub event (a row built from pubsub) does not have.
+    Runs on the client inside the click's gesture, so the browser does not block it."""
+
+    launcher: ft.UrlLauncher = action_field()
+    url: str = action_field()
+
+    def __post_init__(self) -> None:
+        self._bind(self.launcher, "launch_url",
+                   {"url": ft.Url(url=self.url, target=ft.UrlTarget.BLANK)})
+
+
+@dataclass
 class TileContext:
     """What every tile of a session shares."""
 
     backend: ChatBackend
     web: bool  # a browser: bytes come from the host over HTTP
+    origin: str  # the host's "http://host:port" (Flet would read a bare "/files/..." as base64)
     updates: Updates
     show_image: Callable[[ft.Control, str], None]  # (full-size control, title)
     play: Callable[[str], Awaitable[None]]  # a voice note's source (URL or local path)
     save: Callable[[Path, str], Awaitable[None]]  # the app: copy a stored file where the person picks
     error: Callable[[str], None]
+    launcher: ft.UrlLauncher | None = None  # the session's, for downloads in a browser
 
 
 class FileTile(ft.Container):
@@ -112,6 +129,10 @@ class FileTile(ft.Container):
 
     def is_isolated(self) -> bool:
         return True
+
+    def blob_src(self, path: Path, name: str = "", download: bool = False) -> str:
+        """Where the browser gets this stored file from the host."""
+        return self.ctx.origin + blob_url(stored_sha(path, self.ref.sha256), name, download)
 
     # ---- what it shows ----
     def show(self, view: FileView) -> None:
@@ -141,7 +162,7 @@ class FileTile(ft.Container):
         if self.ctx.web:
             sha = stored_sha(path, self.ref.thumb.sha256 if view.thumb and self.ref.thumb
                              else self.ref.sha256)
-            return blob_url(sha)
+            return self.ctx.origin + blob_url(sha)
         try:
             return path.read_bytes() if view.thumb is not None else str(path)
         except OSError:
@@ -152,10 +173,11 @@ class FileTile(ft.Container):
         image = ft.Image(src=self._image_source(view) or "", width=THUMB_SIDE, height=THUMB_SIDE,
                          fit=ft.BoxFit.CONTAIN, border_radius=6,
                          error_content=ft.Text(f"image {name}", italic=True))
-        return ft.Semantics(
-            ft.Container(image, on_click=self._open_image, ink=True, border_radius=6,
-                         tooltip=f"{name}: click to see it full size"),
-            label=f"Image {name}, open full size", button=True, container=True)
+        # Semantics around the clickable box (not the other way round): a label, a button.
+        return ft.Container(
+            ft.Semantics(content=image, label=f"Image {name}, open full size", button=True),
+            on_click=self._open_image, tooltip=f"{name}: click to see it full size",
+            width=THUMB_SIDE, height=THUMB_SIDE, border_radius=6)
 
     async def _open_image(self, e: ft.Event | None = None) -> None:
         view = self.view
@@ -163,8 +185,7 @@ class FileTile(ft.Container):
         if view.path is None:
             await self._fetch()
             return
-        src = (blob_url(stored_sha(view.path, self.ref.sha256), name) if self.ctx.web
-               else str(view.path))
+        src = self.blob_src(view.path, name) if self.ctx.web else str(view.path)
         self.ctx.show_image(ft.Image(src=src, fit=ft.BoxFit.CONTAIN,
                                      semantics_label=f"{name}, full size"), name)
 
@@ -184,8 +205,7 @@ class FileTile(ft.Container):
         path = self.view.path
         if path is None:
             return
-        await self.ctx.play(blob_url(stored_sha(path, self.ref.sha256)) if self.ctx.web
-                            else str(path))
+        await self.ctx.play(self.blob_src(path) if self.ctx.web else str(path))
 
     def _card(self, view: FileView) -> ft.Control:
         name = display_name(self.ref, view)
@@ -204,9 +224,9 @@ class FileTile(ft.Container):
     def _action(self, view: FileView, name: str) -> ft.Control:
         if view.state == FileState.READY and view.path is not None:
             if self.ctx.web:  # the browser saves it: an attachment from the host
-                url = blob_url(stored_sha(view.path, self.ref.sha256), name, download=True)
+                url = self.blob_src(view.path, name, download=True)
                 return ft.IconButton(icon=ft.Icons.DOWNLOAD_DONE, tooltip=f"Save {name}",
-                                     action=ft.OpenUrl(url, target=ft.UrlTarget.BLANK))
+                                     action=OpenInBrowser(self.ctx.launcher, url))
             return ft.IconButton(icon=ft.Icons.SAVE_ALT, tooltip=f"Save {name}",
                                  on_click=self._save)
         if view.state == FileState.FETCHING:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import flet as ft
 
@@ -21,14 +22,26 @@ if TYPE_CHECKING:
     from .view import ChatView
 
 
+def origin_of(page: ft.Page) -> str:
+    """"http(s)://host:port" of the page (a tab of host mode, the static client), or "".
+    (Flet's ``page.url`` in host mode is its WebSocket's: ``ws://host:port``.)"""
+    try:
+        parts = urlsplit(page.url or "")
+    except (AttributeError, RuntimeError, ValueError):
+        return ""
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    return f"{scheme}://{parts.netloc}" if scheme in ("http", "https") and parts.netloc else ""
+
+
 class FilesUI:
     def __init__(self, view: ChatView, uploads: Any = None) -> None:
         self.view = view
         page, backend = view.page, view.backend
         self.attach = Attach(page, backend, uploads, self.target, self.sent, self.say)
         self.voice = Voice(page, self.attach)
-        ctx = TileContext(backend, self.attach.web, view.updates, self.show_image, self.voice.play,
-                          self.save, self.say)
+        ctx = TileContext(backend, self.attach.web, origin_of(page), view.updates,
+                          self.show_image, self.voice.play, self.save, self.say,
+                          ft.UrlLauncher())
         self.attachments = Attachments(
             ctx, lambda tile: view.conversation.rows.get(tile.msg_id) is tile.row)
 

@@ -44,12 +44,13 @@ LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
 
 
 def insecure_page(url: str | None) -> bool:
-    """A page over plain http on another host: no microphone for it in any browser."""
+    """A page over plain http on another host: no microphone for it in any browser. (Flet's
+    ``page.url`` in host mode is the session's WebSocket URL: ``ws://`` is plain http.)"""
     if not url:
         return False
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
-    return parts.scheme == "http" and not (host in LOCAL_HOSTS or host.startswith("127.")
+    return parts.scheme in ("http", "ws") and not (host in LOCAL_HOSTS or host.startswith("127.")
                                            or host.endswith(".localhost"))
 
 
