@@ -17,7 +17,7 @@ from playwright.async_api import expect
 
 from tests.browser import ChatPage, chromium_available, host_mode_server
 from tests.conftest import need
-from tests.timing import scaled_ms
+from tests.timing import eventually, scaled_ms
 
 TIMEOUT = scaled_ms(20_000)
 ENTRY = ("-m", "tests.files_host")
@@ -69,31 +69,32 @@ async def test_files_between_two_tabs(server, browser, tmp_path):
     row = re.compile(r"^Alice at [0-9:\- ]+: the plan.*image red square\.png.*file minutes\.txt")
     await expect(bob.page.get_by_label(row)).to_be_visible(timeout=TIMEOUT)
     await expect(alice.page.get_by_label(row)).to_be_visible(timeout=TIMEOUT)
-    await alice.screenshot("files-sent.png")
+    # The caption went with the files: the field was emptied, the next message is just itself.
+    await alice.page.bring_to_front()  # headless Chromium leaves the page unfocused after a chooser
+    await alice.post("thanks")
+    await expect(bob.message("Alice", "thanks")).to_be_visible(timeout=TIMEOUT)
 
     # The image is inline: Bob's browser fetched its thumbnail from the host.
-    image = bob.page.get_by_label("Image red square.png, open full size")
+    image = bob.page.get_by_role("button", name="Image red square.png, open full size")
     await expect(image).to_be_visible(timeout=TIMEOUT)
-    await expect.poll(lambda: len(fetched), timeout=TIMEOUT).to_be_greater_than(0)
+    await eventually(lambda: fetched, "the thumbnail fetched from the host", 20)
     thumbs = set(fetched)
     # A click opens it full size (the whole image, a different file than the thumbnail).
     await image.click()
     await expect(bob.page.get_by_role("button", name="Close")).to_be_visible(timeout=TIMEOUT)
-    await expect.poll(lambda: len(set(fetched) - thumbs), timeout=TIMEOUT).to_be_greater_than(0)
+    await eventually(lambda: set(fetched) - thumbs, "the full-size image fetched", 20)
     await bob.screenshot("files-image-full-size.png")
     await bob.page.get_by_role("button", name="Close").click()
 
     # The other file: Bob saves it and gets the same bytes.
-    async with bob_context.expect_event("page", timeout=TIMEOUT) as popup_info:
+    # The button opens the host's file URL in a new tab, which the browser turns into a download
+    # (Playwright reports it on the tab that opened it).
+    async with bob.page.expect_download(timeout=TIMEOUT) as download_info:
         await bob.page.get_by_label("Save minutes.txt").click()
-    popup = await popup_info.value
-    download = await popup.wait_for_event("download", timeout=TIMEOUT)
+    download = await download_info.value
     assert download.suggested_filename == "minutes.txt"
     saved = tmp_path / "saved.txt"
     await download.save_as(saved)
     assert saved.read_bytes() == notes.read_bytes()
     await bob.screenshot("files-in-the-conversation.png")
 
-    # The caption went with the files: the field was emptied, the next message is just itself.
-    await alice.post("thanks")
-    await expect(bob.message("Alice", "thanks")).to_be_visible(timeout=TIMEOUT)

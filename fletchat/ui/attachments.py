@@ -94,7 +94,7 @@ class OpenInBrowser(ClientAction):
     up in Flet's current-page context, which a hub event (a row built from pubsub) does not have.
     Runs on the client inside the click's gesture, so the browser does not block it."""
 
-    launcher: ft.UrlLauncher = action_field()
+    launcher: ft.UrlLauncher = action_field()  # noqa: RUF009 (Flet's own actions declare fields so)
     url: str = action_field()
 
     def __post_init__(self) -> None:
@@ -174,10 +174,11 @@ class FileTile(ft.Container):
                          fit=ft.BoxFit.CONTAIN, border_radius=6,
                          error_content=ft.Text(f"image {name}", italic=True))
         # Semantics around the clickable box (not the other way round): a label, a button.
-        return ft.Container(
-            ft.Semantics(content=image, label=f"Image {name}, open full size", button=True),
-            on_click=self._open_image, tooltip=f"{name}: click to see it full size",
-            width=THUMB_SIDE, height=THUMB_SIDE, border_radius=6)
+        return ft.Semantics(
+            content=ft.Container(image, on_click=self._open_image, width=THUMB_SIDE,
+                                 height=THUMB_SIDE, border_radius=6),
+            label=f"Image {name}, open full size", button=True, container=True,
+            on_tap=self._open_image)
 
     async def _open_image(self, e: ft.Event | None = None) -> None:
         view = self.view
@@ -215,11 +216,11 @@ class FileTile(ft.Container):
         body = ft.Column([ft.Text(name, weight=ft.FontWeight.W_500, max_lines=2,
                                   overflow=ft.TextOverflow.ELLIPSIS), details,
                           *self._progress(view)], spacing=2, tight=True, width=220)
-        return ft.Container(
+        return ft.Semantics(container=True, content=ft.Container(
             ft.Row([ft.Icon(ft.Icons.INSERT_DRIVE_FILE_OUTLINED, color=ft.Colors.BLUE_GREY_600),
-                    body, self._action(view, name)],
+                    body, ft.Semantics(container=True, content=self._action(view, name))],
                    spacing=8, tight=True, vertical_alignment=ft.CrossAxisAlignment.CENTER),
-            border=ft.Border.all(1, ft.Colors.OUTLINE_VARIANT), border_radius=8, padding=8)
+            border=ft.Border.all(1, ft.Colors.OUTLINE_VARIANT), border_radius=8, padding=8))
 
     def _action(self, view: FileView, name: str) -> ft.Control:
         if view.state == FileState.READY and view.path is not None:
