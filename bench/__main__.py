@@ -34,6 +34,7 @@ FIGURES: dict[str, str] = {
     "insert": "9. History: insert rate",
     "sessions": "10. Host-mode memory with N sessions",
     "static_site": "11. Static web build: first and second visit",
+    "files": "12. Files: a big file between two namespaced hosts (vs curl), chat during it, RSS, resume",
 }
 # module -> the figures it produces (some share one expensive set-up)
 RUNNERS: list[tuple[str, tuple[str, ...]]] = [
@@ -44,6 +45,7 @@ RUNNERS: list[tuple[str, tuple[str, ...]]] = [
     ("bench.history", ("sync", "search", "insert")),
     ("bench.sessions", ("sessions",)),
     ("bench.static_site", ("static_site",)),
+    ("bench.files", ("files",)),
 ]
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 

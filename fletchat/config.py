@@ -38,6 +38,9 @@ class Config:
     log_level: str = "INFO"
     passphrase: str = ""
     static_dir: Path | None = None  # the static web build host mode serves; None = build/web-static
+    download_all: bool = False  # fetch every attached file, whatever its size (headless bots)
+    auto_download_bytes: int = 25 * 1000 * 1000  # = files.limits.DEFAULT_AUTO_DOWNLOAD_BYTES
+    files_quota: int = 2 * 1024**3  # = files.limits.DEFAULT_QUOTA_BYTES: the data dir's files/
 
 
 def default_data_dir(environ: Mapping[str, str]) -> Path:
@@ -174,6 +177,21 @@ def build_parser() -> argparse.ArgumentParser:
         "environment variable, which other users of this computer cannot see "
         "[FLETCHAT_PASSPHRASE]",
     )
+    p.add_argument(
+        "--download-all",
+        action="store_true",
+        help="download every attached file, whatever its size (default: images and voice notes, "
+        "others up to --auto-download MB) [FLETCHAT_DOWNLOAD_ALL=1]",
+    )
+    p.add_argument(
+        "--auto-download", type=float, metavar="MB",
+        help="download attached files up to this size by themselves (default 25) "
+        "[FLETCHAT_AUTO_DOWNLOAD]",
+    )
+    p.add_argument(
+        "--files-quota", type=float, metavar="MB",
+        help="room for files in the data folder (default 2048) [FLETCHAT_FILES_QUOTA]",
+    )
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING... (default INFO) [FLETCHAT_LOG_LEVEL]")
     return p
 
@@ -240,4 +258,19 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) -
         log_level=(args.log_level or env_get("LOG_LEVEL") or "INFO").upper(),
         passphrase=args.passphrase or env.get(ENV_PREFIX + "PASSPHRASE", ""),
         static_dir=Path(static_dir).expanduser() if static_dir else None,
+        download_all=args.download_all or _truthy(env_get("DOWNLOAD_ALL")),
+        auto_download_bytes=_megabytes(args.auto_download, env_get("AUTO_DOWNLOAD"), 25 * 1000**2),
+        files_quota=_megabytes(args.files_quota, env_get("FILES_QUOTA"), 2 * 1024**3),
     )
+
+
+def _megabytes(option: float | None, env: str | None, default: int) -> int:
+    """An option in MB (10**6 bytes), else the environment's, else ``default`` bytes."""
+    raw = option if option is not None else env
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        return default
+    return max(0, int(value * 1000**2))

@@ -1,7 +1,8 @@
 """The headless peer: no UI, JSON lines out (every message), text lines in (each one is sent).
 
 For bots, scripts and tests. A line that is refused (too long, not text) gets a JSON error line on
-stdout and the peer keeps going.
+stdout and the peer keeps going. ``/file PATH [caption]`` shares a file; every peer prints a
+``file`` line once an attached file is stored and verified here (``files_events``).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from collections.abc import Callable
 from .config import Config
 from .events import IdentityWarning, MessageRefused, RosterChanged
 from .hub import HubSession, StoreFailed
-from .model import Message, ValidationError
+from .model import DEFAULT_CHANNEL, FletChatError, Message, ValidationError
 from .node import Node
+
+FILE_COMMAND = "/file"
 
 
 def emit(obj: dict) -> None:
@@ -70,6 +73,9 @@ async def serve_headless(config: Config, node: Node) -> None:
         if line is not None:
             emit(line)
 
+    files = FileLines(emit, lambda sha: [(r.msg.id, next(f for f in r.msg.files if f.sha256 == sha))
+                                         for r in node.hub.store.with_file(sha)])
+    node.hub.add_listener(files.on_event)
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows: no such handlers
             loop.add_signal_handler(sig, inbox.stop)
@@ -86,12 +92,99 @@ async def serve_headless(config: Config, node: Node) -> None:
     try:
         while (line := await inbox.next()) is not None:
             try:
-                await asyncio.to_thread(session.send, line)  # stored (SQLite): off the loop
+                if line.startswith(FILE_COMMAND + " ") or line == FILE_COMMAND:
+                    await share_line(node, session, line[len(FILE_COMMAND):])
+                else:
+                    await asyncio.to_thread(session.send, line)  # stored (SQLite): off the loop
             except ValidationError as err:
                 emit({"event": "error", "error": str(err)})
     finally:
         session.leave()
         await node.stop()
+
+
+async def share_line(node: Node, session: HubSession, rest: str) -> None:
+    """``/file PATH [caption]``: PATH may be quoted (shell rules) when it has spaces."""
+    import shlex
+    from pathlib import Path
+
+    if node.files is None:
+        raise ValidationError("File sharing is off here (no data folder).")
+    try:
+        words = shlex.split(rest)
+    except ValueError:
+        words = rest.split()
+    if not words:
+        raise ValidationError("Usage: /file PATH [caption]")
+    path = Path(words[0]).expanduser()
+    if not path.is_file():
+        raise ValidationError(f"No such file: {words[0]}")
+    await node.files.share(session, [path], " ".join(words[1:]), DEFAULT_CHANNEL)
+
+
+class FileLines:
+    """The ``file`` lines: one per (message, attached file) once the bytes are stored and
+    verified here; an ``error`` line when a download fails, ``file_waiting`` when nobody who has
+    it is online. Hub events arrive on any thread."""
+
+    def __init__(self, out: Callable[[dict], None],
+                 lookup: Callable[[str], list[tuple[str, object]]] = lambda sha: []) -> None:
+        self.out = out
+        self.lookup = lookup  # (message id, ref) of stored messages attaching a file (SQLite)
+        self._lock = threading.Lock()
+        self._messages: dict[str, list[tuple[str, object]]] = {}  # sha256 -> [(message id, ref)]
+        self._told: set[tuple[str, str]] = set()
+        self._state: dict[str, object] = {}  # sha256 -> the last state told (no repeats)
+
+    def on_event(self, event: object) -> None:
+        from .files.views import FileChanged, FileState
+
+        if isinstance(event, Message):
+            with self._lock:
+                for ref in event.files:
+                    self._messages.setdefault(ref.sha256, []).append((event.id, ref))
+            return
+        if not isinstance(event, FileChanged):
+            return
+        view = event.view
+        if event.sha256 not in self._messages and view.state is FileState.READY:
+            # e.g. a download resumed after a restart: its message came in an earlier run
+            threading.Thread(target=self._look_up, args=(event,), daemon=True).start()
+            return
+        self._tell(event)
+
+    def _look_up(self, event: object) -> None:
+        try:
+            found = self.lookup(event.sha256)
+        except (FletChatError, OSError, ValueError):  # the store failing must not stop the peer
+            found = []
+        with self._lock:
+            self._messages.setdefault(event.sha256, []).extend(found)
+        if found:
+            self._tell(event)
+
+    def _tell(self, event: object) -> None:
+        from .files.views import FileState
+
+        view = event.view
+        with self._lock:
+            refs = list(self._messages.get(event.sha256, ()))
+            if view.state is FileState.READY:
+                refs = [(m, r) for m, r in refs if (m, event.sha256) not in self._told]
+                self._told.update((m, event.sha256) for m, _ in refs)
+            elif self._state.get(event.sha256) is view.state:
+                return
+            self._state[event.sha256] = view.state
+        for msg_id, ref in refs:
+            if view.state is FileState.READY:
+                self.out({"event": "file", "message": msg_id, "name": view.name or ref.name,
+                          "size": view.size, "sha256": event.sha256, "path": str(view.path)})
+            elif view.state is FileState.FAILED:
+                self.out({"event": "error", "error": view.reason, "message": msg_id,
+                          "sha256": event.sha256})
+            elif view.state is FileState.WAITING_FOR_HOLDER:
+                self.out({"event": "file_waiting", "message": msg_id, "sha256": event.sha256,
+                          "reason": view.reason})
 
 
 class _Stdin:

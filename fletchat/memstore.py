@@ -131,10 +131,16 @@ class MemoryStore:
             return []
         with self._lock:
             found = [r for r in self._rows.values()
-                     if all(w in r.msg.text.casefold() for w in words)
+                     if all(w in _searchable(r.msg) for w in words)
                      and (channel is None or r.msg.channel == channel)]
         found.sort(key=lambda r: r.hlc, reverse=True)
-        return [Hit(r, r.msg.text) for r in found[:limit]]
+        return [Hit(r, r.msg.text or " ".join(f.name for f in r.msg.files)) for r in found[:limit]]
+
+    def with_file(self, sha256: str, limit: int = 20) -> list[Record]:
+        with self._lock:
+            found = [r for r in self._rows.values() if any(f.sha256 == sha256 for f in r.msg.files)]
+        found.sort(key=lambda r: r.hlc, reverse=True)
+        return found[:limit]
 
     # ---- catch-up ----
     def have_summary(self, keyed: Callable[[str], bool] | None = None) -> dict[str, int]:
@@ -253,3 +259,8 @@ class ImmediateWriter:
 
     def close(self, timeout: float | None = None) -> None:
         pass
+
+
+def _searchable(msg: Message) -> str:
+    """The text and the attachments' names (search finds messages by attachment name)."""
+    return "\n".join([msg.text, *(f.name for f in msg.files)]).casefold()

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import random
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from websockets.asyncio.client import connect
@@ -67,6 +67,8 @@ class Mesh:
         self._dial_tasks: dict[tuple[str, int], tuple[asyncio.Task[None], asyncio.Event]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
+        # Other lanes on the same port, by request path (files: fletchat/files/lane.py); "/" = chat.
+        self.routes: dict[str, Callable[[Any], Awaitable[None]]] = {}
 
     @property
     def port(self) -> int:
@@ -91,7 +93,7 @@ class Mesh:
         s = self._core.settings
         try:
             self._server = await serve(
-                self._sessions.accept, s.host, s.port,
+                self._route, s.host, s.port,
                 max_size=MAX_FRAME_BYTES,  # oversize frames are refused by websockets, cheaply
                 compression=None,
                 ping_interval=None,  # heartbeats are protocol frames
@@ -112,6 +114,10 @@ class Mesh:
             self._spawn_dialer(want)
         log.info("mesh listening on %s:%s as %s", s.host, self.port, self.me.id)
         return self.port
+
+    async def _route(self, ws: Any) -> None:
+        lane = self.routes.get(ws.request.path) if ws.request is not None else None
+        await (lane or self._sessions.accept)(ws)
 
     async def stop(self) -> None:
         """Say bye to every peer, close every connection and the server, stop reconnecting;

@@ -73,6 +73,8 @@ class Node:
             self.peer_id, device, store=store, store_error=error, trust=self.trust,
             session_rate=(SESSION_RATE_PER_SECOND, SESSION_BURST),
         )
+        self.files = self._open_files(config)
+        self.files_lane = None
         self.mesh = None
         self.discovery = None
         self.peer_port: int | None = None
@@ -85,12 +87,31 @@ class Node:
         self.diagnosis = None
         self.on_diagnosis: Callable[[object], None] | None = None
 
+    def _open_files(self, config: Config):
+        """File sharing (fletchat/files): the blob store under the data dir, or None (logged)."""
+        from .files.blobstore import BlobStore
+        from .files.limits import MAX_FILE_BYTES
+        from .files.share import FileShare
+
+        try:
+            store = BlobStore(config.data_dir / "files", quota=config.files_quota)
+        except OSError as err:
+            log.error("file sharing is off: %s", err)
+            return None
+        limit = MAX_FILE_BYTES if config.download_all else config.auto_download_bytes
+        share = FileShare(store, self.hub._publish, auto_limit=limit)
+        share.attach_listener(self.hub)
+        self.hub.files = share
+        return share
+
     async def start(self) -> None:
         """Start the LAN side (idempotent: desktop sessions call it from their ``main``)."""
         async with self._lock:
             if self._started:
                 return
             self._started = True
+            if self.files is not None:
+                await self.files.start()
             if self.config.lan:
                 await self._start_lan()
 
@@ -133,6 +154,11 @@ class Node:
             port = await mesh.start()
         self.mesh, self.peer_port = mesh, port
         hub.transport = mesh
+        if self.files is not None:
+            from .files.lane import FilesLane
+
+            self.files_lane = FilesLane(mesh, self.files.service)
+            self.files_lane.start()
         for host, peer_port in self.config.peers:
             mesh.add_peer_address(host, peer_port)
 
@@ -212,6 +238,11 @@ class Node:
             except Exception:
                 log.exception("discovery stop failed")
             self.discovery = None
+        if self.files_lane is not None:
+            await self.files_lane.stop()
+            self.files_lane = None
+        if self.files is not None:
+            await self.files.stop()
         if self.mesh is not None:
             try:
                 await self.mesh.stop()

@@ -713,7 +713,15 @@ def message_signing_bytes(msg: Message) -> bytes:
         MESSAGE_CONTEXT, msg.id, msg.kind, msg.author, msg.origin, msg.text,
         ts_millis(msg.ts), msg.channel, msg.hlc, msg.seq,
     ]
+    if msg.files:  # an 11th element only with files, so messages without keep their signatures
+        fields.append(_files_signing_element(msg))
     return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _files_signing_element(msg: Message) -> list[dict[str, Any]]:
+    from fletchat.files.manifest import signing_element  # pure, like this module
+
+    return signing_element(msg.files)
 
 
 def message_signing_bytes_v1(msg: Message) -> bytes:

@@ -11,6 +11,7 @@ See ``docs/store.md`` for the schema, ordering, catch-up exchange, outbox and co
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import re
 import shutil
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Self
 
 from .clock import Stamp
-from .model import DEFAULT_CHANNEL, FletChatError, Message
+from .model import DEFAULT_CHANNEL, FileRef, FletChatError, Message
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,13 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE outbox ADD COLUMN refused_by TEXT;
     ALTER TABLE outbox ADD COLUMN refused_reason TEXT;
     """,
+    # v3: attached files (issue 13): the message's ``files`` wire list as JSON (NULL = none), and
+    # their names (lowercase, one per line; sealed files give none) for search by attachment name.
+    """
+    ALTER TABLE messages ADD COLUMN files TEXT;
+    ALTER TABLE messages ADD COLUMN file_names TEXT;
+    CREATE INDEX messages_with_files ON messages (hlc) WHERE file_names IS NOT NULL;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -190,7 +198,7 @@ END;
 _FTS_TRIGGERS = ("messages_fts_ai", "messages_fts_ad", "messages_fts_au")
 
 _COLS = "m.id, m.kind, m.author, m.origin, m.text, m.ts, m.channel, m.hlc, m.seq, m.state, " \
-        "m.received_at, m.verified, m.n"
+        "m.received_at, m.verified, m.n, m.files"
 
 
 def fts5_available() -> bool:
@@ -220,11 +228,12 @@ def fts_query(raw: str) -> str | None:
 
 
 def _row_to_record(row: Sequence[object]) -> Record:
-    mid, kind, author, origin, text, ts, channel, hlc, seq, state, received_at, verified, n = row
+    mid, kind, author, origin, text, ts, channel, hlc, seq, state, received_at, verified, n, files = row
     # Rows were validated (model.Message.from_dict / Message.chat) before they were stored.
     msg = Message(
         str(mid), str(kind), str(author), str(origin), str(text),
         float(ts), str(channel),  # type: ignore[arg-type]
+        files=_files_of(files),
     )
     state = str(state)
     return Record(
@@ -236,6 +245,22 @@ def _row_to_record(row: Sequence[object]) -> Record:
         bool(verified),
         int(n),  # type: ignore[call-overload]
     )
+
+
+def _files_of(raw: object) -> tuple[FileRef, ...]:
+    """The ``files`` column back into ``FileRef``s (validated when stored; parsed the same way)."""
+    if not raw:
+        return ()
+    return tuple(FileRef.from_wire(f) for f in json.loads(str(raw)))
+
+
+def _files_columns(msg: Message) -> tuple[str | None, str | None]:
+    """(files JSON, searchable names) for a message's row."""
+    if not msg.files:
+        return None, None
+    names = "\n".join(f.name.lower() for f in msg.files if f.name)
+    return (json.dumps([f.to_wire() for f in msg.files], ensure_ascii=False, separators=(",", ":")),
+            names or None)
 
 
 def _backup(path: Path) -> Path:
@@ -377,7 +402,13 @@ class _StoreReads:
         if not isinstance(query, str) or limit == 0:
             return []
         if not self.fts:
-            return self._search_like(query, channel, limit, marks)
+            hits = self._search_like(query, channel, limit, marks)
+        else:
+            hits = self._search_fts(query, channel, limit, marks)
+        return _merge_hits(hits, self._search_file_names(query, channel, limit, marks), limit)
+
+    def _search_fts(self, query: str, channel: str | None, limit: int,
+                    marks: tuple[str, str]) -> list[Hit]:
         match = fts_query(query)
         if match is None:
             return []
@@ -390,6 +421,23 @@ class _StoreReads:
                 (marks[0], marks[1], SNIPPET_TOKENS, match, channel, channel, limit),
             ).fetchall()
         return [Hit(_row_to_record(r[:-1]), str(r[-1])) for r in rows]
+
+    def _search_file_names(self, query: str, channel: str | None, limit: int,
+                           marks: tuple[str, str]) -> list[Hit]:
+        """Messages whose attachments' names contain every word (issue 13: search finds messages
+        by attachment name); the snippet is the matching names."""
+        terms = _TERM_RE.findall(query[:MAX_QUERY_CHARS].lower())[:MAX_QUERY_TERMS]
+        if not terms or "m.files" not in self._cols:
+            return []
+        where = " AND ".join("m.file_names LIKE ? ESCAPE '\\'" for _ in terms)
+        args: list[object] = ["%" + _like_escape(t) + "%" for t in terms]
+        with self._lock:
+            rows = self._con.execute(
+                f"SELECT {self._cols} FROM messages m WHERE m.file_names IS NOT NULL AND {where} "
+                "AND (? IS NULL OR m.channel = ?) ORDER BY m.hlc DESC LIMIT ?",
+                (*args, channel, channel, limit)).fetchall()
+        return [Hit(rec, _highlight(" ".join(f.name for f in rec.msg.files if f.name), terms, marks))
+                for rec in map(_row_to_record, rows)]
 
     def _search_like(self, query: str, channel: str | None, limit: int,
                      marks: tuple[str, str]) -> list[Hit]:
@@ -404,6 +452,17 @@ class _StoreReads:
                 "ORDER BY m.hlc DESC LIMIT ?", (*args, channel, channel, limit)).fetchall()
         return [Hit(rec, _highlight(rec.msg.text, terms, marks))
                 for rec in map(_row_to_record, rows)]
+
+    def with_file(self, sha256: str, limit: int = 20) -> list[Record]:
+        """Messages that attach the file ``sha256`` (newest first)."""
+        if "m.files" not in self._cols:
+            return []
+        with self._lock:
+            rows = self._con.execute(
+                f"SELECT {self._cols} FROM messages m WHERE m.files IS NOT NULL "
+                "AND instr(m.files, ?) > 0 ORDER BY m.hlc DESC LIMIT ?",
+                ('"' + sha256 + '"', max(1, min(limit, MAX_BATCH)))).fetchall()
+        return [r for r in map(_row_to_record, rows) if any(f.sha256 == sha256 for f in r.msg.files)]
 
     # ---- catch-up ----
     def have_summary(self, keyed: Callable[[str], bool] | None = None) -> dict[str, int]:
@@ -573,6 +632,8 @@ class Store(_StoreReads, _StoreOutbox):
         self.fault = fault
         version = con.execute("PRAGMA user_version").fetchone()[0]
         self._cols = _COLS if version >= 2 else _COLS.replace("m.verified", "0")
+        if version < 3:  # a read-only store of an older schema: no files column yet
+            self._cols = self._cols.replace("m.files", "NULL")
         # Point lookups for the acceptance pipeline use their own connection, so they never wait
         # for the writer thread's transaction (WAL readers do not block on writers).
         self._ro = _read_connection(path) if not fault else con
@@ -764,9 +825,10 @@ class Store(_StoreReads, _StoreOutbox):
                 self._con.execute("DELETE FROM messages WHERE id = ?", (slot[0],))
         self._con.execute(
             "INSERT INTO messages (id, channel, origin, seq, hlc, kind, author, text, ts, "
-            "received_at, state, verified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'delivered', ?)",
+            "received_at, state, verified, files, file_names) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'delivered', ?, ?, ?)",
             (m.id, m.channel, m.origin, rec.seq, rec.hlc.encode(), m.kind, m.author,
-             m.text, m.ts, now, int(rec.verified)),
+             m.text, m.ts, now, int(rec.verified), *_files_columns(m)),
         )
         return True
 
@@ -779,10 +841,10 @@ class Store(_StoreReads, _StoreOutbox):
             try:
                 self._con.execute(
                     "INSERT INTO messages (id, channel, origin, seq, hlc, kind, author, text, ts, "
-                    "received_at, state, verified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                    "'pending', 1)",
+                    "received_at, state, verified, files, file_names) VALUES (?, ?, ?, ?, ?, ?, ?, "
+                    "?, ?, ?, 'pending', 1, ?, ?)",
                     (msg.id, msg.channel, msg.origin, seq, hlc.encode(), msg.kind, msg.author,
-                     msg.text, msg.ts, now),
+                     msg.text, msg.ts, now, *_files_columns(msg)),
                 )
             except sqlite3.IntegrityError as err:
                 raise StoreError(f"message {msg.id} is already stored") from err
@@ -902,6 +964,16 @@ def _statements(script: str) -> list[str]:
     if buf.strip():
         out.append(buf.strip())
     return out
+
+
+def _merge_hits(text_hits: list[Hit], name_hits: list[Hit], limit: int) -> list[Hit]:
+    """Hits on text and on attachment names, newest first, each message once (text snippet wins)."""
+    if not name_hits:
+        return text_hits
+    seen = {h.record.msg.id for h in text_hits}
+    merged = text_hits + [h for h in name_hits if h.record.msg.id not in seen]
+    merged.sort(key=lambda h: (h.record.hlc.encode(), h.record.msg.id), reverse=True)
+    return merged[:limit]
 
 
 def _like_escape(term: str) -> str:

@@ -444,8 +444,9 @@ class SignatureBook:
 def _signed_by(key: bytes, sig: bytes, msg: Message) -> bool:
     """The current canonical bytes, or the v1 form (float ``ts``) that history from before
     protocol 2 was signed with, so stored and caught-up old messages still verify."""
-    return verify_signature(key, sig, message_signing_bytes(msg)) or verify_signature(
-        key, sig, message_signing_bytes_v1(msg)
+    return verify_signature(key, sig, message_signing_bytes(msg)) or (
+        not msg.files  # protocol 1 had no files: its form must not cover a message that has some
+        and verify_signature(key, sig, message_signing_bytes_v1(msg))
     )
 
 

@@ -162,6 +162,7 @@ async def test_a_flooding_requester_loses_its_files_connection(tmp_path, service
     await holder.attach("greedy", Link())
     for i in range(m.chunk_count):
         await holder.on_frame("greedy", F.encode(F.Get(m.sha256, i, CHUNK)))
+        await holder.idle()  # each served chunk is read and sent by its own task
         if closed:
             break
     # the 1 MiB burst served 16 chunks, 32 more waited (no budget left), the next one is a flood
@@ -212,6 +213,7 @@ async def test_queries_and_requests_for_what_we_lack(tmp_path, service):
     await s.on_frame("p", F.encode(F.Get("00" * 32, 0, CHUNK)))
     await s.on_frame("p", F.encode(F.Get(m.sha256, 1, CHUNK)))  # past the end
     await s.on_frame("p", F.encode(F.Get(m.sha256, 0, CHUNK)))
+    await s.idle()  # chunks are read and sent by their own tasks
     assert sent[:4] == [F.Holds(m.sha256, True), F.Holds("00" * 32, False),
                         F.NoChunk("00" * 32, 0, "not_found"), F.NoChunk(m.sha256, 1, "not_found")]
     assert isinstance(sent[4], F.Chunk) and sent[4].data == b"hello"
@@ -224,7 +226,8 @@ async def test_concurrent_fetches_are_bounded(tmp_path, service):
 
     me = service(tmp_path, "me")
     futures = []
-    for i in range(L.MAX_CONCURRENT_FETCHES):
+    # Nobody holds these: they wait, and waiting ones do not hold a download slot, up to a bound.
+    for i in range(L.MAX_CONCURRENT_FETCHES + L.MAX_WAITING_FETCHES):
         m = FileManifest(f"{i:064x}", 10, CHUNK, "00" * 32, f"f{i}", "text/plain")
         futures.append(await me.fetch(m))
     assert await me.fetch(m) is futures[-1]  # the same file again is the same download

@@ -2,5 +2,5 @@
 and sealed files for private rooms.
 
 Everything here is pure or an edge module with its own thread offloading, so the mesh, hub and UI
-can wire it in without the parts depending on them. Wire format: docs/files.md.
+can wire it in without the parts depending on them. Wire format: docs/protocol.md ("Files"); threats: docs/security.md ("Files").
 """

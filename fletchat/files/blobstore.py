@@ -172,7 +172,11 @@ class BlobStore:
             tmp.unlink(missing_ok=True)
 
     def import_file(self, path: Path, name: str, mime: str,
-                    chunk_size: int = L.DEFAULT_CHUNK_SIZE) -> FileManifest:
+                    chunk_size: int | None = None) -> FileManifest:
+        """``chunk_size`` None: the default, or the largest for big files (fewer round trips)."""
+        if chunk_size is None:
+            big = path.stat().st_size >= L.BIG_FILE_BYTES
+            chunk_size = L.MAX_CHUNK_SIZE if big else L.DEFAULT_CHUNK_SIZE
         with open(path, "rb") as src:
             return self.import_stream(src, name, mime, chunk_size)
 
@@ -339,7 +343,7 @@ class BlobStore:
 
     # ---- off the event loop ----
     async def aimport_file(self, path: Path, name: str, mime: str,
-                           chunk_size: int = L.DEFAULT_CHUNK_SIZE) -> FileManifest:
+                           chunk_size: int | None = None) -> FileManifest:
         return await asyncio.to_thread(self.import_file, path, name, mime, chunk_size)
 
     async def abegin(self, manifest: FileManifest) -> set[int]:

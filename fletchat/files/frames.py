@@ -1,4 +1,4 @@
-"""The frames of the files lane (docs/files.md), pure encode/decode with validation.
+"""The frames of the files lane (docs/protocol.md, "Files"), pure encode/decode with validation.
 
 Requests and refusals are JSON text frames; chunk data is one binary frame: a 4-byte big-endian
 header length, a JSON header, then the chunk's bytes. Everything decoded here is bounded before it

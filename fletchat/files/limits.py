@@ -1,5 +1,5 @@
 """Named limits for file sharing: every layer (manifest validation, blob store, transfer, serving)
-enforces these same numbers, and docs/files.md lists them."""
+enforces these same numbers, and docs/protocol.md ("Files") and docs/security.md list them."""
 
 from __future__ import annotations
 
@@ -21,20 +21,21 @@ MAX_THUMB_BYTES = 64 * KIB  # a thumbnail is a small file of its own (manifest["
 MAX_VOICE_MS = 15 * 60 * 1000
 
 # ---- fetching ----
-MAX_CONCURRENT_FETCHES = 4  # files being downloaded at once per node
+MAX_CONCURRENT_FETCHES = 4  # files being downloaded at once per node ...
+MAX_WAITING_FETCHES = 64  # ... besides these, kept open while nobody who has them is online
 MAX_IN_FLIGHT_PER_HOLDER = 4  # chunk requests outstanding to one holder, per file
+BIG_FILE_BYTES = 32 * MIB  # senders use MAX_CHUNK_SIZE chunks from this size on (fewer round trips)
 MAX_HOLDERS_PER_FETCH = 8  # holders asked at once for one file
 CHUNK_TIMEOUT_S = 30.0  # a request not answered by then is asked of someone else
 MAX_STRIKES = 3  # timeouts / "busy" answers before a holder is set aside for this file
 DEFAULT_AUTO_DOWNLOAD_BYTES = 25 * 1000 * 1000
 
 # ---- serving ----
-SERVE_BYTES_PER_MINUTE = 2 * GIB  # per requesting peer; ~36 MB/s, above Wi-Fi, below a wired LAN
+SERVE_BYTES_PER_MINUTE = 8 * GIB  # per requesting peer; ~143 MB/s: above gigabit Ethernet
 SERVE_BURST_BYTES = 64 * MIB
 MAX_PENDING_REQUESTS_PER_PEER = 32  # queued requests beyond this = flood, connection dropped
-FILES_LANE_FRAMES_PER_SECOND = 200  # every frame on a files connection, a token bucket ...
-FILES_LANE_BURST = 400  # ... of this size (a chunk request costs one)
-FILES_LANE_IDLE_S = 60.0  # a files connection without a transfer for this long is closed
+FILES_LANE_FRAMES_PER_SECOND = 200  # every text frame on a files connection, a token bucket ...
+FILES_LANE_BURST = 400  # ... of this size (a chunk request costs one; chunks themselves do not)
 
 # ---- storage ----
 DEFAULT_QUOTA_BYTES = 2 * GIB

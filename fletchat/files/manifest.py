@@ -134,7 +134,7 @@ def _sorted(obj: dict[str, Any]) -> dict[str, Any]:
 
 def signing_element(files: tuple[FileManifest, ...]) -> list[dict[str, Any]]:
     """What ``message_signing_bytes`` appends (as an 11th element) for a message with files: the
-    wire objects with keys in lexicographic order, nested ``thumb`` too (docs/files.md)."""
+    wire objects with keys in lexicographic order, nested ``thumb`` too (docs/protocol.md, "Files")."""
     return [_sorted(f.to_wire()) for f in files]
 
 

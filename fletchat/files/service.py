@@ -24,7 +24,7 @@ from . import limits as L
 from .blobstore import BlobError, BlobStore
 from .manifest import FileManifest, chunk_count
 from .serve import Refuse, Serve, Server
-from .transfer import Complete, Drop, Fetch, HoldersGone, Request, Verified
+from .transfer import Complete, Drop, Fetch, FetchState, HoldersGone, Request, Verified
 
 log = logging.getLogger("fletchat.files")
 
@@ -57,6 +57,9 @@ class _Job:
         self.writes = 0
         self.complete = False
         self.finishing = False
+        self.on_disk = len(fetch.verified)  # chunks verified before this run (resume)
+        self.received = 0  # chunk frames received this run (re-sent ones included)
+        self.by_peer: dict[str, int] = {}  # ... per holder (multi-source)
         self.result: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
 
 
@@ -86,6 +89,8 @@ class FilesService:
         self._buckets: dict[str, _Bucket] = {}
         self._jobs: dict[str, _Job] = {}
         self._asked: dict[tuple[str, str, int], int] = {}  # queued Get -> its chunk size
+        self._layouts: dict[str, tuple[int, int]] = {}
+        self._work: set[asyncio.Task] = set()  # chunk reads and writes in progress  # complete files served: (size, chunks)
         self._nudge: asyncio.Future[None] | None = None  # resolved to wake the timer loop early
         self._task: asyncio.Task | None = None
 
@@ -94,6 +99,9 @@ class FilesService:
         self._task = asyncio.get_running_loop().create_task(self._timers())
 
     async def stop(self) -> None:
+        for task in list(self._work):
+            task.cancel()
+        await asyncio.gather(*self._work, return_exceptions=True)
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -146,7 +154,7 @@ class FilesService:
         connected peer is asked whether it holds it, besides ``holders`` (e.g. the origin)."""
         if manifest.sha256 in self._jobs:
             return self._jobs[manifest.sha256].result
-        if len(self._jobs) >= L.MAX_CONCURRENT_FETCHES:
+        if not self.can_start():
             raise BusyError(f"{L.MAX_CONCURRENT_FETCHES} files are already downloading; try again when one is done.")
         have = await self.store.abegin(manifest)  # QuotaError goes to the caller
         job = self._jobs[manifest.sha256] = _Job(Fetch(manifest, have))
@@ -160,22 +168,21 @@ class FilesService:
         await self._handle(job, events)  # no holder yet: the first tick says "waiting"
         return job.result
 
+    def can_start(self) -> bool:
+        """Room for one more download: at most ``MAX_CONCURRENT_FETCHES`` with a holder, and a
+        bounded number more that wait for one (they must not block files others can send)."""
+        active = sum(1 for j in self._jobs.values() if j.fetch.state is not FetchState.WAITING)
+        return (active < L.MAX_CONCURRENT_FETCHES
+                and len(self._jobs) < L.MAX_CONCURRENT_FETCHES + L.MAX_WAITING_FETCHES)
+
     async def _handle(self, job: _Job, events: list) -> None:
         sha = job.fetch.manifest.sha256
         for ev in events:
             if isinstance(ev, Request):
                 await self._send(ev.holder, F.Get(sha, ev.index, job.fetch.manifest.chunk_size))
-            elif isinstance(ev, Verified):
+            elif isinstance(ev, Verified):  # written by its own task: reading goes on meanwhile
                 job.writes += 1
-                try:
-                    await self.store.awrite_chunk(job.fetch.manifest, ev.index, ev.data, ev.leaf)
-                except (OSError, BlobError) as err:
-                    log.warning("could not store chunk %d of %s: %s", ev.index, sha[:12], err)
-                    await self._handle(job, job.fetch.forget(ev.index, self._clock()))
-                finally:
-                    job.writes -= 1
-                m = job.fetch.manifest
-                self.on_event(FileEvent("progress", sha, job.fetch.bytes_verified, m.size))
+                self._spawn(self._write(job, ev))
             elif isinstance(ev, Drop):
                 await self._close(ev.peer, 1008, str(ev.verdict))
             elif isinstance(ev, Complete):
@@ -183,6 +190,33 @@ class FilesService:
             elif isinstance(ev, HoldersGone):
                 self.on_event(FileEvent("waiting", sha, job.fetch.bytes_verified, job.fetch.manifest.size,
                                         reason="Nobody who has this file is online."))
+        if job.complete and job.writes == 0 and not job.finishing:
+            await self._finish(job)
+
+    def _spawn(self, coro) -> None:
+        """Disk work per chunk runs beside the reader, so one slow thread hop never stalls the
+        pipeline of requests in flight (the state machines still see every event in order)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._work.add(task)
+        task.add_done_callback(self._work.discard)
+
+    async def idle(self) -> None:
+        """Wait for the chunk reads and writes started so far (tests; an orderly stop)."""
+        while self._work:
+            await asyncio.gather(*list(self._work), return_exceptions=True)
+
+    async def _write(self, job: _Job, ev: Verified) -> None:
+        m = job.fetch.manifest
+        try:
+            await self.store.awrite_chunk(m, ev.index, ev.data, ev.leaf)
+        except (OSError, BlobError) as err:
+            log.warning("could not store chunk %d of %s: %s", ev.index, m.sha256[:12], err)
+            job.writes -= 1
+            job.complete = False
+            await self._handle(job, job.fetch.forget(ev.index, self._clock()))
+            return
+        job.writes -= 1
+        self.on_event(FileEvent("progress", m.sha256, job.fetch.bytes_verified, m.size))
         if job.complete and job.writes == 0 and not job.finishing:
             await self._finish(job)
 
@@ -200,6 +234,9 @@ class FilesService:
             self.on_event(FileEvent("error", m.sha256, 0, m.size, reason=str(err)))
             job.result.set_exception(err)
             return
+        log.info("fetched %s: %d chunks, %d were on disk, %d chunk frames received from %d peers (%s)",
+                 m.sha256[:12], m.chunk_count, job.on_disk, job.received, len(job.by_peer),
+                 ", ".join(f"{p[:12]}: {n}" for p, n in sorted(job.by_peer.items())))
         self.on_event(FileEvent("done", m.sha256, m.size, m.size, path=path))
         job.result.set_result(path)
 
@@ -225,6 +262,8 @@ class FilesService:
         elif isinstance(frame, F.NoChunk):
             await self._handle(job, job.fetch.on_refused(peer, frame.index, frame.reason, now))
         else:
+            job.received += 1
+            job.by_peer[peer] = job.by_peer.get(peer, 0) + 1
             await self._handle(job, job.fetch.on_chunk(peer, frame.index, frame.data, frame.proof, now))
 
     async def _admit(self, peer: str, raw: str | bytes) -> tuple[F.FilesFrame, float] | None:
@@ -232,7 +271,9 @@ class FilesService:
         if peer not in self._links:
             return None
         now = self._clock()
-        if not self._buckets[peer].take(now):
+        # Text frames (requests, answers) cost a token; chunks are bounded by what we asked for
+        # (an unasked one is a verdict), so they never hit the bucket on a fast link.
+        if isinstance(raw, str) and not self._buckets[peer].take(now):
             await self._close(peer, 1008, "rate limit exceeded")
             return None
         try:
@@ -251,24 +292,32 @@ class FilesService:
 
     async def _length(self, get: F.Get) -> int | None:
         """The requested chunk's length if we hold it with that chunk size, else None."""
-        layout = await asyncio.to_thread(self.store.layout, get.sha256)
-        if layout is None:
-            return None
+        layout = self._layouts.get(get.sha256)
+        if layout is None:  # a complete file never changes: one disk look per file, not per chunk
+            layout = await asyncio.to_thread(self.store.layout, get.sha256)
+            if layout is None:
+                return None
+            if len(self._layouts) >= 256:
+                self._layouts.clear()
+            self._layouts[get.sha256] = layout
         size, count = layout
         if chunk_count(size, get.chunk_size) != count or get.index >= count:
             return None
         return min(get.chunk_size, size - get.index * get.chunk_size)
 
+    async def _serve_one(self, ev: Serve, chunk: int) -> None:
+        try:
+            data, proof = await self.store.aread_chunk(ev.sha256, ev.index, chunk)
+        except (KeyError, OSError):
+            await self._send(ev.peer, F.NoChunk(ev.sha256, ev.index, "not_found"))
+            return
+        await self._send(ev.peer, F.Chunk(ev.sha256, ev.index, tuple(proof), data))
+
     async def _serve(self, events: list) -> None:
         for ev in events:
             if isinstance(ev, Serve):
                 chunk = self._asked.pop((ev.peer, ev.sha256, ev.index), L.DEFAULT_CHUNK_SIZE)
-                try:
-                    data, proof = await self.store.aread_chunk(ev.sha256, ev.index, chunk)
-                except (KeyError, OSError):
-                    await self._send(ev.peer, F.NoChunk(ev.sha256, ev.index, "not_found"))
-                    continue
-                await self._send(ev.peer, F.Chunk(ev.sha256, ev.index, tuple(proof), data))
+                self._spawn(self._serve_one(ev, chunk))
             elif isinstance(ev, Refuse):
                 await self._send(ev.peer, F.NoChunk(ev.sha256, ev.index, ev.reason))
             elif isinstance(ev, Drop):

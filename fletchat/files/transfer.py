@@ -101,6 +101,7 @@ class Fetch:
         self._spares: list[str] = []  # more holders than max_holders: asked when one goes
         self._done_reported = False
         self._gone_reported = False
+        self._liars: set[str] = set()  # holders that got a verdict: never asked again for this file
 
     # ---- queries ----
     @property
@@ -127,6 +128,8 @@ class Fetch:
         return self._schedule(now)
 
     def add_holder(self, peer: str, now: float) -> list[Event]:
+        if peer in self._liars:
+            return []
         if peer not in self._holders and peer not in self._spares:
             if len(self._holders) < self._max_holders:
                 self._holders[peer] = _Holder()
@@ -210,6 +213,7 @@ class Fetch:
     # ---- internals ----
     def _drop(self, peer: str, verdict: Verdict, detail: str, now: float) -> list[Event]:
         drop = Drop(peer, verdict, f"{self.manifest.sha256[:12]}: {detail}")
+        self._liars.add(peer)
         return [drop, *self.remove_holder(peer, now)]
 
     def _schedule(self, now: float) -> list[Event]:

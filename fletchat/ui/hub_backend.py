@@ -59,11 +59,17 @@ class HubBackend:
         return self.session.can_see(channel)
 
     async def history(self, channel: str, limit: int, before: str = "") -> list[Message]:
-        return await self.hub.history_async(channel, limit, before=before)
+        page = await self.hub.history_async(channel, limit, before=before)
+        if self.hub.files is not None:  # sealed files shown from history can then be opened
+            self.hub.files.note_many(page)
+        return page
 
     async def search(self, query: str) -> list[tuple[Message, str]]:
         found = await self.hub.search_async(query)
-        return [(m, s) for m, s in found if self.session.can_see(m.channel)]
+        shown = [(m, s) for m, s in found if self.session.can_see(m.channel)]
+        if self.hub.files is not None:
+            self.hub.files.note_many(m for m, _ in shown)
+        return shown
 
     def pending_ids(self) -> set[str]:
         return self.hub.pending_ids()

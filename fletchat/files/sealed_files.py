@@ -1,0 +1,138 @@
+"""Sealed files of private rooms, for ``FileShare``: sealing a local file on offer, and opening a
+downloaded sealed blob for a person who has the room's passphrase.
+
+A sealed description opens only with (room key, channel, message id), so the message each sealed
+file came in is remembered (``learn``). Opened copies live in ``files/opened/<blob sha256>``:
+named by hash only, like everything else in the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from ..model import FileRef, Message, new_id
+from ..rooms import RoomError
+from .blobstore import BlobStore
+from .sealed import RoomMessage, SealedMeta, open_meta, seal_stream, unseal_stream
+from .views import FileState, FileView
+
+log = logging.getLogger("fletchat.files")
+
+NO_KEY = "A file in a private room: enter the room's passphrase to see it."
+
+
+class SealedFiles:
+    def __init__(self, store: BlobStore) -> None:
+        self.store = store
+        self.opened_dir = store.root / "opened"
+        self.opened_dir.mkdir(parents=True, exist_ok=True)
+        self._where: dict[str, tuple[str, str]] = {}  # sealed field -> (channel, message id)
+        self._keys: dict[str, bytes] = {}  # channel -> room key, as people entered them here
+        self._metas: dict[tuple[str, bytes], SealedMeta | None] = {}
+        self._opening: set[str] = set()
+
+    def learn(self, msg: Message) -> None:
+        for ref in msg.files:
+            if ref.sealed is not None:
+                self._where[ref.sealed] = (msg.channel, msg.id)
+
+    def keys_from(self, room_keys: dict[str, bytes]) -> None:
+        self._keys.update(room_keys)
+
+    def opened(self, ref: FileRef) -> Path | None:
+        path = self.opened_dir / ref.sha256  # a validated digest, never a name
+        return path if path.is_file() else None
+
+    def meta(self, ref: FileRef, key: bytes) -> SealedMeta | None:
+        where = self._where.get(ref.sealed or "")
+        if where is None:
+            return None
+        cached = (ref.sha256, key)
+        if cached not in self._metas:
+            try:
+                self._metas[cached] = open_meta(key, where[0], where[1], ref)
+            except RoomError:
+                self._metas[cached] = None
+        return self._metas[cached]
+
+    def _key_for(self, ref: FileRef, room_keys: dict[str, bytes] | None) -> bytes | None:
+        where = self._where.get(ref.sealed or "")
+        if where is None:
+            return None
+        return (room_keys or {}).get(where[0])
+
+    def view(self, ref: FileRef, room_keys: dict[str, bytes] | None,
+             seen: FileView | None) -> FileView:
+        key = self._key_for(ref, room_keys)
+        meta = self.meta(ref, key) if key is not None else None
+        if meta is None:
+            done = seen.done_bytes if seen is not None else (ref.size if self.store.has(ref.sha256) else 0)
+            return FileView(FileState.SEALED_NO_KEY, done, ref.size, reason=NO_KEY)
+        opened = self.opened(ref)
+        if opened is not None:
+            return FileView(FileState.READY, meta.size, meta.size, opened, None, "", meta.name, meta.mime)
+        if self.store.has(ref.sha256):  # downloaded, not opened yet (opening now)
+            self.keys_from({self._where[ref.sealed or ""][0]: key})
+            return FileView(FileState.FETCHING, ref.size, ref.size, None, None, "", meta.name, meta.mime)
+        if seen is not None:
+            return FileView(seen.state, seen.done_bytes, seen.size, None, None, seen.reason,
+                            meta.name, meta.mime)
+        return FileView(FileState.AVAILABLE_REMOTE, 0, ref.size, None, None, "", meta.name, meta.mime)
+
+    def open_later(self, ref: FileRef, then: Callable[[], None]) -> None:
+        """Decrypt a downloaded sealed blob (in a thread) if a key for its room is known here."""
+        where = self._where.get(ref.sealed or "")
+        key = self._keys.get(where[0]) if where else None
+        if key is None or self.opened(ref) is not None or ref.sha256 in self._opening:
+            return
+        meta = self.meta(ref, key)
+        blob = self.store.path(ref.sha256)
+        if meta is None or blob is None:
+            return
+        self._opening.add(ref.sha256)
+
+        async def run() -> None:
+            try:
+                await asyncio.to_thread(self._unseal, blob, ref, meta)
+                then()
+            except (RoomError, OSError) as err:
+                log.warning("sealed file %s does not open: %s", ref.sha256[:12], err)
+            finally:
+                self._opening.discard(ref.sha256)
+
+        asyncio.get_running_loop().create_task(run())
+
+    def _unseal(self, blob: Path, ref: FileRef, meta: SealedMeta) -> None:
+        tmp = self.opened_dir / f"{ref.sha256}.{new_id()}.tmp"
+        try:
+            with open(blob, "rb") as src, open(tmp, "wb") as dst:
+                unseal_stream(dst, src, meta, ref.chunk_size)
+            os.replace(tmp, self.opened_dir / ref.sha256)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    async def offer(self, path: Path, key: bytes, channel: str, msg_id: str, name: str,
+                    mime: str) -> FileRef:
+        """Seal ``path`` for (room, message), store the sealed blob; keep an opened copy here."""
+        tmp = self.store.root / f"seal-{new_id()}.tmp"
+
+        def seal() -> str:
+            with open(path, "rb") as src, open(tmp, "wb") as dst:
+                return seal_stream(dst, src, os.fstat(src.fileno()).st_size,
+                                   RoomMessage(key, channel, msg_id), name, mime)
+
+        try:
+            sealed = await asyncio.to_thread(seal)
+            blob = await self.store.aimport_file(tmp, "sealed", "application/octet-stream")
+        finally:
+            tmp.unlink(missing_ok=True)
+        ref = FileRef(blob.sha256, blob.size, blob.chunk_size, blob.root, sealed=sealed)
+        self._where[sealed] = (channel, msg_id)
+        self._keys[channel] = key
+        await asyncio.to_thread(shutil.copyfile, path, self.opened_dir / ref.sha256)
+        return ref

@@ -1,0 +1,272 @@
+"""File sharing for one hub (``hub.files``): what ``HubBackend`` and the headless peer call.
+
+It offers local files (copied into the blob store, sealed in private rooms), watches the hub's
+messages for attached files and downloads them by the auto-download rule (images, thumbnails and
+voice notes always; other files up to a size the person sets), queues downloads beyond
+``MAX_CONCURRENT_FETCHES``, resumes unfinished ones at start, and publishes ``FileChanged`` on the
+hub's event path. The wire and the state machines are ``service``/``lane``; this module only
+decides what to fetch and what to show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import mimetypes
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ..model import FileRef, Message, ValidationError, new_id
+from . import limits as L
+from .blobstore import BlobError, BlobStore
+from .manifest import OCTET_STREAM, validate_mime
+from .sealed_files import SealedFiles
+from .service import BusyError, FileEvent, FilesService
+from .views import FileChanged, FileState, FileView
+
+log = logging.getLogger("fletchat.files")
+
+PROGRESS_EVERY_S = 0.25  # progress events per file are coalesced to at most this often
+MAX_QUEUED_FETCHES = 1024  # downloads waiting for a free slot (beyond this, the oldest auto ones go)
+
+
+def guess_mime(name: str) -> str:
+    mime = (mimetypes.guess_type(name)[0] or OCTET_STREAM).lower()
+    try:
+        return validate_mime(mime)
+    except ValidationError:
+        return OCTET_STREAM
+
+
+def auto_wanted(ref: FileRef, limit: int) -> bool:
+    """The auto-download rule: images, voice notes always; anything else up to ``limit``."""
+    if ref.sealed is None and (ref.is_image or ref.is_voice or ref.ms is not None):
+        return True
+    return ref.size <= limit
+
+
+class FileShare:
+    """Files for one hub. Thread-safe entry points: ``note`` (hub listener), ``view``,
+    ``usage``; the rest runs on the loop given to ``start``."""
+
+    def __init__(self, store: BlobStore, publish: Callable[[object], None], *,
+                 auto_limit: int = L.DEFAULT_AUTO_DOWNLOAD_BYTES) -> None:
+        self.store = store
+        self.publish = publish
+        self.auto_limit = auto_limit
+        self.service = FilesService(store, on_event=self._on_event)
+        self.sealed = SealedFiles(store)
+        self._views: dict[str, FileView] = {}  # downloads this run: progress, waiting, failed
+        self._refs: dict[str, FileRef] = {}
+        self._queue: deque[FileRef] = deque()
+        self._last_progress: dict[str, float] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._used = 0
+        self._starting = False
+
+    # ---- lifecycle ----
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.service.start()
+        self._used = (await self.store.ausage()).used
+        for manifest in await asyncio.to_thread(self.store.partials):  # resume after a restart
+            self._want(manifest)
+
+    async def stop(self) -> None:
+        await self.service.stop()
+
+    def attach_listener(self, hub: Any) -> None:
+        hub.add_listener(lambda event: self.note(event) if isinstance(event, Message) else None)
+
+    # ---- what the hub's messages bring ----
+    def note(self, msg: Message) -> None:
+        """A message is here (any thread): remember where sealed files belong; auto-download."""
+        if not msg.files:
+            return
+        self.sealed.learn(msg)
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._auto, msg.files)
+
+    def note_many(self, msgs: Iterable[Message]) -> None:
+        """Messages shown from history (so sealed files in them can be opened)."""
+        for msg in msgs:
+            if msg.files:
+                self.sealed.learn(msg)
+
+    def _auto(self, refs: tuple[FileRef, ...]) -> None:
+        for ref in refs:
+            if ref.thumb is not None:
+                self._want(ref.thumb)
+            if auto_wanted(ref, self.auto_limit):
+                self._want(ref)
+
+    def set_auto_download_limit(self, n: int) -> None:
+        self.auto_limit = max(0, int(n))
+
+    # ---- fetching ----
+    async def fetch_ref(self, ref: FileRef, room_keys: dict[str, bytes] | None = None) -> None:
+        """The person's download click: fetch now (or queue), then open it if sealed."""
+        if room_keys:
+            self.sealed.keys_from(room_keys)
+        self._want(ref, front=True)
+
+    def _want(self, ref: FileRef, front: bool = False) -> None:
+        loop = self._loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is not None and running is not loop:  # downloads run on the loop of start()
+            loop.call_soon_threadsafe(self._want, ref, front)
+            return
+        self._refs[ref.sha256] = ref
+        if self.store.has(ref.sha256):
+            self._ready(ref)
+            return
+        if ref.sha256 in self.service._jobs or any(q.sha256 == ref.sha256 for q in self._queue):
+            return
+        (self._queue.appendleft if front else self._queue.append)(ref)
+        while len(self._queue) > MAX_QUEUED_FETCHES:
+            self._queue.pop()
+        self._pump()
+
+    def _pump(self) -> None:
+        if self._queue and not self._starting and self.service.can_start():
+            self._starting = True  # one start at a time: can_start() counts registered jobs
+            asyncio.get_running_loop().create_task(self._start(self._queue.popleft()))
+
+    async def _start(self, ref: FileRef) -> None:
+        try:
+            future = await self.service.fetch(ref)
+        except BusyError:
+            self._queue.appendleft(ref)
+            return
+        except (BlobError, OSError, ValueError) as err:
+            self._set(ref.sha256, FileView(FileState.FAILED, 0, ref.size, reason=str(err)))
+            return
+        finally:
+            self._starting = False
+            if self._loop is not None:
+                self._loop.call_soon(self._pump)
+        if not future.done():
+            self._set(ref.sha256, FileView(FileState.FETCHING, 0, ref.size))
+        future.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
+
+    def _on_event(self, event: FileEvent) -> None:
+        sha = event.sha256
+        if event.kind == "progress":
+            now = time.monotonic()
+            if now - self._last_progress.get(sha, 0.0) < PROGRESS_EVERY_S and event.done_bytes < event.size:
+                return
+            self._last_progress[sha] = now
+            self._set(sha, FileView(FileState.FETCHING, event.done_bytes, event.size))
+        elif event.kind == "waiting":  # its slot is free for files others can send
+            self._set(sha, FileView(FileState.WAITING_FOR_HOLDER, event.done_bytes, event.size,
+                                    reason=event.reason))
+            if self._loop is not None:
+                self._loop.call_soon(self._pump)
+        elif event.kind == "error":
+            log.warning("download of %s failed: %s", sha[:12], event.reason)
+            self._set(sha, FileView(FileState.FAILED, 0, event.size, reason=event.reason))
+        elif event.kind == "done":
+            self._last_progress.pop(sha, None)
+            self._views.pop(sha, None)
+            ref = self._refs.get(sha)
+            if ref is not None:
+                self._ready(ref)
+        if event.kind in ("done", "error") and self._loop is not None:
+            self._loop.call_soon(self._pump)
+
+    def _ready(self, ref: FileRef) -> None:
+        if ref.sealed is not None:
+            self.sealed.open_later(ref, lambda: self.publish(FileChanged(ref.sha256, self.view(ref))))
+        self.publish(FileChanged(ref.sha256, self.view(ref)))
+
+    def _set(self, sha: str, view: FileView) -> None:
+        self._views[sha] = view
+        self.publish(FileChanged(sha, view))
+
+    # ---- what the UI shows ----
+    def view(self, ref: FileRef, room_keys: dict[str, bytes] | None = None) -> FileView:
+        thumb = self.store.path(ref.thumb.sha256) if ref.thumb is not None else None
+        if ref.sealed is not None:
+            return self.sealed.view(ref, room_keys, self._views.get(ref.sha256))
+        path = self.store.path(ref.sha256)
+        if path is not None:
+            return FileView(FileState.READY, ref.size, ref.size, path, thumb, "", ref.name, ref.mime)
+        seen = self._views.get(ref.sha256)
+        if seen is not None:
+            return replace(seen, thumb=thumb, name=ref.name, mime=ref.mime)
+        return FileView(FileState.AVAILABLE_REMOTE, 0, ref.size, None, thumb, "", ref.name, ref.mime)
+
+    def usage(self) -> tuple[int, int]:
+        u = self.store.usage()
+        return u.used, u.quota
+
+    # ---- offering local files ----
+    async def share(self, session: Any, paths: list[Path], caption: str, channel: str) -> Message:
+        """Copy ``paths`` into the store (sealed in a private room) and post one message."""
+        if session.name is None:
+            raise ValidationError("Join the chat first.")
+        if not paths:
+            raise ValidationError("Choose at least one file.")
+        if len(paths) > L.MAX_FILES_PER_MESSAGE:
+            raise ValidationError(f"At most {L.MAX_FILES_PER_MESSAGE} files per message.")
+        msg_id = new_id()
+        key = session.room_keys.get(channel)
+        refs = []
+        for path in paths:
+            refs.append(await self._offer(Path(path), key, channel, msg_id))
+        text = caption.strip()
+        msg = replace(Message.chat(session.name, text, session.hub.peer_id, channel, files=tuple(refs)),
+                      id=msg_id)
+        if key is not None and msg.text:
+            from ..rooms import seal
+
+            msg = replace(msg, text=seal(key, channel, msg_id, msg.text))
+        for ref in refs:
+            self._refs[ref.sha256] = ref
+        self.sealed.learn(msg)
+        posted = await asyncio.to_thread(session.hub.post, msg) or msg
+        for ref in refs:
+            self._ready(ref)
+        return posted
+
+    async def _offer(self, path: Path, key: bytes | None, channel: str, msg_id: str) -> FileRef:
+        from .manifest import validate_file_name
+        from .thumbs import ImageRefused, amake_thumbnail
+
+        name = validate_file_name(path.name)
+        mime = guess_mime(name)
+        try:
+            size = path.stat().st_size
+        except OSError as err:
+            raise ValidationError(f"Cannot read {name}: {err.strerror or err}") from err
+        if size > L.MAX_FILE_BYTES:
+            raise ValidationError(f"{name} is too large ({size} bytes; at most {L.MAX_FILE_BYTES}).")
+        try:
+            if key is not None:
+                return await self.sealed.offer(path, key, channel, msg_id, name, mime)
+            ref = await self.store.aimport_file(path, name, mime)
+        except BlobError as err:
+            raise ValidationError(str(err)) from err
+        except OSError as err:
+            raise ValidationError(f"Cannot read {name}: {err.strerror or err}") from err
+        if mime.startswith("image/"):
+            try:
+                thumb = await amake_thumbnail(path)
+                tmp = self.store.root / f"thumb-{new_id()}.tmp"
+                await asyncio.to_thread(tmp.write_bytes, thumb.data)
+                try:
+                    t = await self.store.aimport_file(tmp, "thumbnail", thumb.mime)
+                finally:
+                    tmp.unlink(missing_ok=True)
+                ref = replace(ref, thumb=t)
+            except (ImageRefused, BlobError, OSError) as err:
+                log.info("no thumbnail for %s: %s", name, err)
+        return ref
