@@ -97,7 +97,7 @@ def build_web_app(node: Node, prefill_name: str = "", static_dir: Path | None = 
     from .webstatic import PrecompressedStaticFiles
 
     limits = limits or SessionLimits()
-    uploads, blobs = file_routes(node.config.data_dir)
+    uploads, blobs = file_routes(node.config.data_dir, getattr(node.files, "store", None))
     session_main = make_session_main(lambda: node.hub, device="browser", prefill_name=prefill_name,
                                      uploads=uploads)
     app = flet_fastapi.FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
@@ -127,13 +127,13 @@ def build_web_app(node: Node, prefill_name: str = "", static_dir: Path | None = 
     return app
 
 
-def file_routes(data_dir: Path):
-    """Browser uploads land in ``<data>/uploads``; stored files are served from ``<data>/files``
-    (the blob store's layout: ``blobs/<sha[:2]>/<sha>``), never from anywhere else."""
+def file_routes(data_dir: Path, store=None):
+    """Browser uploads land in ``<data>/uploads``; stored files are served from the node's blob
+    store (``<data>/files/blobs/<sha[:2]>/<sha>``), never from anywhere else."""
     from .files.blobstore import BlobStore
     from .webfiles import UPLOAD_DIR, BlobRoute, UploadTickets
 
-    store = BlobStore(data_dir / "files")
+    store = store or BlobStore(data_dir / "files")
     return UploadTickets(data_dir / UPLOAD_DIR), BlobRoute(store.path, store.root)
 
 

@@ -15,12 +15,12 @@ import pytest
 from PIL import Image
 from playwright.async_api import expect
 
-from tests.browser import ChatPage, chromium_available, host_mode_server
+from tests.browser import ROOT, ChatPage, chromium_available, host_mode_server
 from tests.conftest import need
 from tests.timing import eventually, scaled_ms
 
 TIMEOUT = scaled_ms(20_000)
-ENTRY = ("-m", "tests.files_host")
+ENTRY = (str(ROOT / "main.py"), "--web", "--no-lan")
 
 
 @pytest.fixture
@@ -69,10 +69,6 @@ async def test_files_between_two_tabs(server, browser, tmp_path):
     row = re.compile(r"^Alice at [0-9:\- ]+: the plan.*image red square\.png.*file minutes\.txt")
     await expect(bob.page.get_by_label(row)).to_be_visible(timeout=TIMEOUT)
     await expect(alice.page.get_by_label(row)).to_be_visible(timeout=TIMEOUT)
-    # The caption went with the files: the field was emptied, the next message is just itself.
-    await alice.page.bring_to_front()  # headless Chromium leaves the page unfocused after a chooser
-    await alice.post("thanks")
-    await expect(bob.message("Alice", "thanks")).to_be_visible(timeout=TIMEOUT)
 
     # The image is inline: Bob's browser fetched its thumbnail from the host.
     image = bob.page.get_by_role("button", name="Image red square.png, open full size")
@@ -98,3 +94,26 @@ async def test_files_between_two_tabs(server, browser, tmp_path):
     assert saved.read_bytes() == notes.read_bytes()
     await bob.screenshot("files-in-the-conversation.png")
 
+
+
+async def test_a_voice_note_with_the_fake_microphone(server, browser):
+    alice = await ChatPage.open(await browser.new_context(), server)
+    await alice.join("Alice")
+    bob = await ChatPage.open(await browser.new_context(), server)
+    fetched = served(bob.page)
+    await bob.join("Bob")
+
+    await alice.page.get_by_label("Record a voice note", exact=True).click()
+    stop = alice.page.get_by_label("Stop and send the voice note")
+    await expect(stop).to_be_visible(timeout=TIMEOUT)
+    await alice.page.wait_for_timeout(2000)  # two seconds of Chromium's fake microphone (a beep)
+    await stop.click()
+
+    row = re.compile(r"^Alice at [0-9:\- ]+: .*voice note 0:0[1-3]")
+    await expect(bob.page.get_by_label(row)).to_be_visible(timeout=TIMEOUT)
+    play = bob.page.get_by_label(re.compile(r"^Play Voice note 0:0[1-3]"))
+    await expect(play).to_be_visible(timeout=TIMEOUT)
+    await play.click()
+    # The player fetched the recording from the host: a WAV made from the uploaded samples.
+    await eventually(lambda: fetched, "the voice note fetched by the player", 20)
+    await bob.screenshot("files-voice-note.png")

@@ -10,6 +10,8 @@ from pathlib import Path
 import flet as ft
 from PIL import Image
 
+from fletchat.files.blobstore import BlobStore
+from fletchat.files.share import FileShare
 from fletchat.files.views import FileChanged, FileState, FileView
 from fletchat.hub import Hub, HubSession
 from fletchat.model import FileRef, Message
@@ -18,7 +20,6 @@ from fletchat.ui.attachments import LOCKED_LABEL, FileTile, human_size
 from fletchat.ui.hub_backend import HubBackend
 from fletchat.ui.view import ChatView
 from fletchat.ui.voice import INSECURE, insecure_page, pcm_to_wav
-from tests.files_host import LocalFiles
 
 
 class FakePage:
@@ -42,9 +43,9 @@ class FakePage:
             self.dialogs.pop()
 
 
-async def make_view(tmp_path: Path, web: bool = True) -> tuple[ChatView, HubSession, LocalFiles]:
+async def make_view(tmp_path: Path, web: bool = True) -> tuple[ChatView, HubSession, FileShare]:
     hub = Hub("here", store=Store.open(tmp_path / "history.db"))
-    files = hub.files = LocalFiles(hub, tmp_path)
+    files = hub.files = FileShare(BlobStore(tmp_path / "files"), hub._publish)
     session = HubSession(hub)
     session.join("Ada")
     view = ChatView(FakePage(web), HubBackend(session))  # type: ignore[arg-type]

@@ -34,6 +34,8 @@ log = logging.getLogger("fletchat.ui")
 
 THUMB_SIDE = 240  # an inline image at most this wide/high (logical pixels)
 LOCKED_LABEL = "a file (locked)"
+SEALED_IN_BROWSER = ("A private room's file: open it in the app (a browser tab cannot download "
+                     "sealed files yet).")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 PRUNE_AT = 2000  # tiles remembered before those of rows no longer shown are dropped
 
@@ -139,6 +141,8 @@ class FileTile(ft.Container):
         self.view = view
         if view.state == FileState.SEALED_NO_KEY:
             self.content = self._locked()
+        elif self.ctx.web and self.ref.sealed is not None:  # opened here, not downloadable yet
+            self.content = self._card(view)
         elif is_image(self.ref, view) and self._image_source(view) is not None:
             self.content = self._image(view)
         elif is_voice(self.ref, view):
@@ -224,6 +228,8 @@ class FileTile(ft.Container):
 
     def _action(self, view: FileView, name: str) -> ft.Control:
         if view.state == FileState.READY and view.path is not None:
+            if self.ctx.web and self.ref.sealed is not None:  # the host's route serves blobs only
+                return ft.Icon(ft.Icons.LOCK_OPEN, tooltip=SEALED_IN_BROWSER)
             if self.ctx.web:  # the browser saves it: an attachment from the host
                 url = self.blob_src(view.path, name, download=True)
                 return ft.IconButton(icon=ft.Icons.DOWNLOAD_DONE, tooltip=f"Save {name}",
