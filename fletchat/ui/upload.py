@@ -148,6 +148,8 @@ class Attach:
         except ValidationError as err:
             self.say(str(err))
             return
+        finally:
+            self.show_status("")
         await self.sent(msg)
 
     # ---- paste (the app only) ----
