@@ -202,7 +202,8 @@ class FileTile(ft.Container):
             icon=ft.Icons.PLAY_ARROW_ROUNDED if ready else ft.Icons.DOWNLOAD,
             tooltip=f"Play {label}" if ready else f"Download {label}",
             on_click=self._play if ready else self._fetch)
-        return ft.Row([button, ft.Icon(ft.Icons.MIC, size=16), ft.Text(label),
+        return ft.Row([ft.Semantics(container=True, content=button),
+                       ft.Icon(ft.Icons.MIC, size=16), ft.Text(label),
                        *self._progress(view)], spacing=6, tight=True,
                       vertical_alignment=ft.CrossAxisAlignment.CENTER)
 
