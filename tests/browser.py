@@ -76,7 +76,7 @@ def wait_for_port(host: str, port: int, timeout: float = 30.0, proc=None) -> Non
 def host_mode_server(data_dir: Path, *extra: str, port: int | None = None, prefix=(),
                      entry: tuple[str, ...] = (str(ROOT / "main.py"), "--web")):
     """``main.py --web`` in a subprocess; yields (url, proc). ``prefix`` runs it e.g. in a netns;
-    ``entry`` is what runs (another host-mode entry, e.g. ``("-m", "tests.files_host")``)."""
+    ``entry`` is what runs and its first options (default ``main.py --web``)."""
     port = port or free_port()
     log_path = data_dir.parent / f"{data_dir.name}-server.log"
     log = open(log_path, "w")  # noqa: SIM115
