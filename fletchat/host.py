@@ -97,8 +97,9 @@ def build_web_app(node: Node, prefill_name: str = "", static_dir: Path | None = 
     from .webstatic import PrecompressedStaticFiles
 
     limits = limits or SessionLimits()
+    uploads, blobs = file_routes(node.config.data_dir, getattr(node.files, "store", None))
     session_main = make_session_main(lambda: node.hub, device="browser", prefill_name=prefill_name,
-                                     join_url=join_url)
+                                     uploads=uploads, join_url=join_url)
     app = flet_fastapi.FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     flet_app = flet_fastapi.app(
         session_main,
@@ -111,6 +112,7 @@ def build_web_app(node: Node, prefill_name: str = "", static_dir: Path | None = 
     )
     _without_api_docs(flet_app)
     app.router.routes.append(Relay(lambda: node.hub).route())
+    app.router.routes.extend([uploads.route(), blobs.route()])  # webfiles: uploads in, files out
     static = static_dir or DEFAULT_STATIC_DIR
     if (static / "index.html").is_file():
         app.add_route(STATIC_PATH, lambda request: RedirectResponse(STATIC_PATH + "/"))
@@ -123,6 +125,16 @@ def build_web_app(node: Node, prefill_name: str = "", static_dir: Path | None = 
         )
     app.mount("/", SessionGate(flet_app, limits))
     return app
+
+
+def file_routes(data_dir: Path, store=None):
+    """Browser uploads land in ``<data>/uploads``; stored files are served from the node's blob
+    store (``<data>/files/blobs/<sha[:2]>/<sha>``), never from anywhere else."""
+    from .files.blobstore import BlobStore
+    from .webfiles import UPLOAD_DIR, BlobRoute, UploadTickets
+
+    store = store or BlobStore(data_dir / "files")
+    return UploadTickets(data_dir / UPLOAD_DIR), BlobRoute(store.path, store.root)
 
 
 def uvicorn_config(app) -> uvicorn.Config:

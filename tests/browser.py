@@ -32,6 +32,9 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # A fake microphone that needs no permission prompt (voice-note tests); nothing else uses it.
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
 ]
 ARTIFACTS = ROOT / "test-artifacts"
 # What a row's label may add after the text: its delivery status, the "arrived late" cue, the
@@ -72,16 +75,17 @@ def wait_for_port(host: str, port: int, timeout: float = 30.0, proc=None) -> Non
 
 
 @contextmanager
-def host_mode_server(data_dir: Path, *extra: str, port: int | None = None, prefix=()):
-    """``main.py --web`` in a subprocess; yields (url, proc). ``prefix`` runs it e.g. in a netns."""
+def host_mode_server(data_dir: Path, *extra: str, port: int | None = None, prefix=(),
+                     entry: tuple[str, ...] = (str(ROOT / "main.py"), "--web")):
+    """``main.py --web`` in a subprocess; yields (url, proc). ``prefix`` runs it e.g. in a netns;
+    ``entry`` is what runs and its first options (default ``main.py --web``)."""
     port = port or free_port()
     log_path = data_dir.parent / f"{data_dir.name}-server.log"
     log = open(log_path, "w")  # noqa: SIM115
     args = [
         *prefix,
         sys.executable,
-        str(ROOT / "main.py"),
-        "--web",
+        *entry,
         "--port",
         str(port),
         "--data-dir",

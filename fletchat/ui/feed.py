@@ -43,6 +43,7 @@ class Feed:
         self.state = state
         self.conversation = conversation
         self.loading_older = False
+        self.decorate = None  # files_ui.FilesUI.decorate: a message's files in its row
         self.maker = maker
 
     # ---- rows ----
@@ -65,9 +66,13 @@ class Feed:
             shown = replace(msg, text=text)
         unverified = self.backend.is_unverified(msg)
         if self.maker is not None:
-            return self.maker.make(msg, status, late, unverified, room,
-                                   shown.text if room else None, layout or Layout(), live)
-        return MessageRow(shown, status, late, unverified, room)
+            row = self.maker.make(msg, status, late, unverified, room,
+                                  shown.text if room else None, layout or Layout(), live)
+        else:
+            row = MessageRow(shown, status, late, unverified, room)
+        if self.decorate is not None:
+            self.decorate(row, msg)
+        return row
 
     def rows_for(self, msgs: list[Message], unread: int = 0) -> list[MessageRow]:
         pending = self.backend.pending_ids() if self.backend.capabilities.delivery else set()

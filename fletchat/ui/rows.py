@@ -167,6 +167,7 @@ class MessageRow(ft.Semantics):
         self.late = late
         self.unverified = unverified
         self.room = room
+        self.extra_label = ""  # what the row carries besides text (files_ui: its attachments)
 
     def is_isolated(self) -> bool:
         return True  # a chunk's update does not walk into its rows
@@ -178,8 +179,13 @@ class MessageRow(ft.Semantics):
     def set_status(self, status: Status | None) -> None:
         self.status = status
         self.label = describe_for_screen_reader(self.message, status, self.late, self.unverified)
+        self.label += self.extra_label
         if isinstance(self.row, ChatMessage):
             self.row.set_status(status)
+
+    def set_extra_label(self, words: str) -> None:
+        self.extra_label = f", {words}" if words else ""
+        self.set_status(self.status)
 
     def set_highlight(self, on: bool) -> None:
         if isinstance(self.row, ChatMessage):

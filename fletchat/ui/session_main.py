@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import flet as ft
 
@@ -18,6 +19,7 @@ def make_session_main(
     hub_factory: Callable[[], Hub],
     device: str,
     prefill_name: str = "",
+    uploads: Any = None,
     join_url: str = "",
     prefs_path: Path | None = None,
 ) -> Callable[[ft.Page], object]:
@@ -28,16 +30,21 @@ def make_session_main(
         hub.use_pubsub(page.pubsub)
         session = HubSession(hub, device=device)
         prefs = PrefsStore(prefs_path) if prefs_path is not None else PrefsStore(client=True)
-        view = ChatView(page, HubBackend(session, page.pubsub), prefill_name, prefs, join_url)
+        view = ChatView(page, HubBackend(session, page.pubsub), prefill_name, uploads=uploads,
+                        prefs_store=prefs, join_url=join_url)
 
         def on_disconnect(e: ft.Event) -> None:
             session.leave()
+
+        def on_close(e: ft.Event) -> None:
+            session.leave()
+            view.files.release()  # uploads this tab started and never shared
 
         def on_connect(e: ft.Event) -> None:
             session.rejoin()  # the tab came back (network blip, laptop lid): same name again
 
         page.on_disconnect = on_disconnect
-        page.on_close = on_disconnect
+        page.on_close = on_close
         page.on_connect = on_connect
         await view.mount()
 

@@ -16,6 +16,7 @@ from ..events import (
     RosterChanged,
     StoreFailed,
 )
+from ..files.views import FileChanged
 from ..model import Message, ValidationError
 from .backend import ChatBackend
 from .banners import Banners
@@ -25,6 +26,7 @@ from .conversation import Conversation
 from .convo import Convo
 from .dialogs import login_dialog
 from .feed import Feed
+from .files_ui import FilesUI
 from .people import PeoplePanel
 from .rooms import RoomControls
 from .search import Search
@@ -39,7 +41,8 @@ NARROW_WIDTH = 640
 
 class ChatView:
     def __init__(self, page: ft.Page, backend: ChatBackend, prefill_name: str = "",
-                 prefs_store: PrefsStore | None = None, join_url: str = "") -> None:
+                 uploads: object = None, prefs_store: PrefsStore | None = None,
+                 join_url: str = "") -> None:
         self.page, self.backend = page, backend
         caps = backend.capabilities
         self.state = ChatState()
@@ -63,6 +66,9 @@ class ChatView:
                              weight=ft.FontWeight.BOLD, expand=True)
         self.rooms = RoomControls(page, backend, self.reopen, self.composer.focus)
         self.login, self.join_name = login_dialog(prefill_name, self.join_click)
+        self.files = FilesUI(self, uploads)  # attach, voice notes, file tiles in rows
+        self.feed.decorate = self.files.decorate
+        self.composer.control.controls[:0] = self.files.composer_controls
 
     # ---- building ----
     async def mount(self) -> None:
@@ -84,6 +90,7 @@ class ChatView:
             ft.Row([self.channels.panel, chat_box, self.people.panel], expand=True,
                    vertical_alignment=ft.CrossAxisAlignment.STRETCH),
             self.convo.around_composer(self.composer.control),
+            self.files.status,
         )
         await self.convo.mount()
         await self.show_channel(self.state.channel)
@@ -197,6 +204,8 @@ class ChatView:
             who = next((d.name for d in self.backend.lan_peers() if d.key == event.peer_id),
                        event.peer_id)
             self.feed.refused(event.refusals, who)
+        elif isinstance(event, FileChanged):
+            self.files.changed(event)
         elif isinstance(event, StoreFailed):
             self.banners.show_problems([event.reason])
             self.updates.mark(self.banners.problem)

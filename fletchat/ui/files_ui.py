@@ -1,0 +1,111 @@
+"""Everything a person sees and does with files in one session, for ``ChatView`` to hook in:
+the composer's attach / paste / voice buttons (``upload``, ``voice``), the file tiles of rows
+(``attachments``), the full-size image dialog and "save as" in the app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import flet as ft
+
+from ..files.manifest import export_name
+from ..files.views import FileChanged
+from ..model import Message
+from .attachments import Attachments, TileContext, copy_to
+from .rows import ChatMessage, MessageRow
+from .upload import Attach
+from .voice import Voice
+
+if TYPE_CHECKING:
+    from .view import ChatView
+
+
+def origin_of(page: ft.Page) -> str:
+    """"http(s)://host:port" of the page (a tab of host mode, the static client), or "".
+    (Flet's ``page.url`` in host mode is its WebSocket's: ``ws://host:port``.)"""
+    try:
+        parts = urlsplit(page.url or "")
+    except (AttributeError, RuntimeError, ValueError):
+        return ""
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    return f"{scheme}://{parts.netloc}" if scheme in ("http", "https") and parts.netloc else ""
+
+
+class FilesUI:
+    def __init__(self, view: ChatView, uploads: Any = None) -> None:
+        self.view = view
+        page, backend = view.page, view.backend
+        self.attach = Attach(page, backend, uploads, self.target, self.sent, self.say)
+        self.voice = Voice(page, self.attach)
+        ctx = TileContext(backend, self.attach.web, origin_of(page), view.updates,
+                          self.show_image, self.voice.play, self.save, self.say,
+                          ft.UrlLauncher())
+        self.attachments = Attachments(
+            ctx, lambda tile: view.conversation.rows.get(tile.msg_id) is tile.row)
+
+    @property
+    def composer_controls(self) -> list[ft.Control]:
+        return [*self.attach.controls, *self.voice.controls]
+
+    @property
+    def status(self) -> ft.Control:
+        return self.attach.status
+
+    def release(self) -> None:
+        self.attach.release()
+
+    # ---- rows ----
+    def decorate(self, row: MessageRow, msg: Message) -> None:
+        """Add a message's files to its row (nothing for a message without files)."""
+        if not msg.files:
+            return
+        tiles, words = self.attachments.controls_for(msg)
+        if not tiles or not isinstance(row.row, ChatMessage):
+            return
+        for tile in tiles:
+            tile.row = row
+        row.row.column.controls.extend(tiles)
+        row.set_extra_label(words)
+        row.exclude_semantics = False  # the tiles' buttons are for screen readers too
+
+    def changed(self, event: FileChanged) -> None:
+        self.attachments.changed(event)
+
+    # ---- for the composer's buttons ----
+    def target(self) -> tuple[str, str]:
+        return self.view.state.channel, self.view.composer.text
+
+    async def sent(self, msg: Message | None) -> None:
+        view = self.view
+        view.composer.sent(True)  # the caption went with the files
+        view.updates.mark(view.composer.field)
+        if not view.state.following:
+            view.state.follow()
+            await view.conversation.back_to_end()
+        view.updates.flush()
+
+    def say(self, text: str) -> None:
+        self.view.page.show_dialog(ft.SnackBar(ft.Text(text)))
+
+    # ---- for the tiles ----
+    def show_image(self, image: ft.Control, title: str) -> None:
+        page = self.view.page
+        page.show_dialog(ft.AlertDialog(
+            title=ft.Text(title, max_lines=1, overflow=ft.TextOverflow.ELLIPSIS),
+            content=ft.Container(image, width=min(900, (page.width or 900) - 80),
+                                 height=min(700, (page.height or 700) - 200)),
+            actions=[ft.TextButton("Close", on_click=lambda e: page.pop_dialog())],
+        ))
+
+    async def save(self, path: Path, name: str) -> None:
+        """The app: "save as" where the person picks (Flet's dialog), then a copy."""
+        try:
+            dest = await self.attach.picker.save_file(file_name=export_name(name, path.name))
+        except (ValueError, RuntimeError) as err:
+            self.say(f"Could not save: {err}")
+            return
+        if dest:
+            await copy_to(path, Path(dest))
+            self.say(f"Saved {Path(dest).name}")

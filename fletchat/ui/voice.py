@@ -1,0 +1,208 @@
+"""Voice notes: the composer's microphone button (click to record, click again to send; the
+cancel button drops it) and the one player every voice note of the session plays through.
+
+Recording uses ``flet-audio-recorder``, playback ``flet-audio`` (official Flet extensions).
+
+- **The app**: the recorder writes a WAV file on this device; it is shared as it is.
+- **A browser tab in host mode**: the recorder streams raw 16-bit PCM to an upload ticket on the
+  host (``webfiles``); when it stops, the host wraps the samples in a WAV header (``wave``) and
+  shares that. Browsers give a page the microphone only in a *secure context* (https, or
+  localhost): on ``http://192.168.x.y`` the button is off and says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import tempfile
+import wave
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import flet as ft
+import flet_audio as fa
+import flet_audio_recorder as far
+
+from ..files.limits import MAX_VOICE_MS
+from ..model import ValidationError
+from .upload import Attach
+
+log = logging.getLogger("fletchat.ui")
+
+RECORD_TOOLTIP = "Record a voice note"
+STOP_TOOLTIP = "Stop and send the voice note"
+CANCEL_TOOLTIP = "Discard the voice note"
+SAMPLE_RATE = 16_000  # speech: 16 kHz mono, 16-bit = 32 KB/s (a 15-minute note is ~29 MB)
+CHANNELS = 1
+SAMPLE_BYTES = 2
+INSECURE = ("Voice notes need the microphone, which browsers allow only on a secure page: open "
+            "this chat on the host itself (http://localhost) or over https.")
+NO_VOICE = "Voice notes are not available on this page."
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+
+def insecure_page(url: str | None) -> bool:
+    """A page over plain http on another host: no microphone for it in any browser. (Flet's
+    ``page.url`` in host mode is the session's WebSocket URL: ``ws://`` is plain http.)"""
+    if not url:
+        return False
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    return parts.scheme in ("http", "ws") and not (host in LOCAL_HOSTS or host.startswith("127.")
+                                           or host.endswith(".localhost"))
+
+
+def pcm_to_wav(raw: Path, wav: Path, rate: int = SAMPLE_RATE, channels: int = CHANNELS) -> int:
+    """Wrap raw 16-bit little-endian PCM in a WAV header; the duration in ms."""
+    frame = SAMPLE_BYTES * channels
+    with open(raw, "rb") as src, wave.open(str(wav), "wb") as out:
+        out.setnchannels(channels)
+        out.setsampwidth(SAMPLE_BYTES)
+        out.setframerate(rate)
+        frames = 0
+        while block := src.read(1 << 20):
+            usable = len(block) - len(block) % frame  # a torn last sample is dropped
+            out.writeframes(block[:usable])
+            frames += usable // frame
+    return frames * 1000 // rate
+
+
+class Voice:
+    """The record button (and its cancel button) beside the composer, and the session's player."""
+
+    def __init__(self, page: ft.Page, attach: Attach) -> None:
+        self.page, self.attach = page, attach
+        backend = attach.backend
+        self.web = attach.web
+        self.ticket: Any = None
+        self.recording = False
+        self.started: datetime.datetime | None = None
+        self.player = fa.Audio(release_mode=fa.ReleaseMode.STOP)
+        self.recorder = far.AudioRecorder(configuration=far.AudioRecorderConfiguration(
+            encoder=far.AudioEncoder.PCM16BITS if self.web else far.AudioEncoder.WAV,
+            channels=CHANNELS, sample_rate=SAMPLE_RATE))
+        why = self.unavailable(page, backend, attach.tickets)
+        self.button = ft.IconButton(
+            icon=ft.Icons.MIC_NONE, tooltip=f"{RECORD_TOOLTIP}: {why}" if why else RECORD_TOOLTIP,
+            disabled=bool(why), on_click=self.toggle, visible=backend.capabilities.voice)
+        self.cancel_button = ft.IconButton(icon=ft.Icons.DELETE_OUTLINE, tooltip=CANCEL_TOOLTIP,
+                                           on_click=self.cancel, visible=False)
+
+    @property
+    def controls(self) -> list[ft.Control]:
+        return [self.button, self.cancel_button]
+
+    def unavailable(self, page: ft.Page, backend: Any, tickets: Any) -> str:
+        if not backend.capabilities.voice:
+            return NO_VOICE
+        if self.web:
+            if tickets is None:
+                return NO_VOICE
+            try:
+                url = page.url
+            except (AttributeError, RuntimeError):
+                url = None
+            if insecure_page(url):
+                return INSECURE
+        return ""
+
+    def _show(self, recording: bool) -> None:
+        self.recording = recording
+        self.button.icon = ft.Icons.STOP_CIRCLE if recording else ft.Icons.MIC_NONE
+        self.button.icon_color = ft.Colors.RED_600 if recording else None
+        self.button.tooltip = STOP_TOOLTIP if recording else RECORD_TOOLTIP
+        self.cancel_button.visible = recording
+        for c in (self.button, self.cancel_button):
+            try:
+                c.update()
+            except (RuntimeError, AssertionError):
+                pass
+
+    async def toggle(self, e: ft.Event | None = None) -> None:
+        if self.recording:
+            await self.stop_and_send()
+        else:
+            await self.start()
+
+    async def start(self) -> None:
+        try:
+            if not await self.recorder.has_permission():
+                self.attach.say("No microphone here, or permission to use it was denied.")
+                return
+            if self.web:
+                self.ticket = self.attach.tickets.issue(self.attach.owner, "voice-note.pcm")
+                ok = await self.recorder.start_recording(
+                    upload=far.AudioRecorderUploadSettings(upload_url=self.ticket.url,
+                                                           method="PUT"))
+            else:
+                folder = Path(tempfile.mkdtemp(prefix="fletchat-voice-"))
+                ok = await self.recorder.start_recording(output_path=str(folder / self._name()))
+        except (ValidationError, RuntimeError, TimeoutError) as err:
+            self.attach.say(f"Could not start recording: {err}")
+            self._drop_ticket()
+            return
+        if not ok:
+            self.attach.say("Could not start recording (no microphone?).")
+            self._drop_ticket()
+            return
+        self.started = datetime.datetime.now()
+        self._show(True)
+        self.attach.show_status("Recording... click the square to send.")
+
+    async def stop_and_send(self) -> None:
+        self._show(False)
+        self.attach.show_status("")
+        try:
+            where = await self.recorder.stop_recording()
+            if self.web:
+                path = await self._wav_from_upload()
+            elif where:
+                path = Path(where)
+            else:
+                raise ValidationError("the recorder gave nothing back")
+            await self.attach.share([path])
+        except (ValidationError, RuntimeError, TimeoutError, OSError) as err:
+            self.attach.say(f"The voice note could not be sent: {err}")
+        finally:
+            self._drop_ticket()
+
+    async def _wav_from_upload(self) -> Path:
+        ticket = self.ticket
+        raw = await self.attach.tickets.wait(ticket, 30)
+        wav = raw.with_name(self._name())
+        ms = await asyncio.to_thread(pcm_to_wav, raw, wav)
+        if ms <= 0:
+            raise ValidationError("nothing was recorded")
+        if ms > MAX_VOICE_MS:
+            raise ValidationError(f"longer than {MAX_VOICE_MS // 60000} minutes")
+        return wav
+
+    def _name(self) -> str:
+        return f"voice-note-{datetime.datetime.now():%Y%m%d-%H%M%S}.wav"
+
+    def _drop_ticket(self) -> None:
+        if self.ticket is not None:
+            self.attach.tickets.release(self.ticket.token)
+            self.ticket = None
+
+    async def cancel(self, e: ft.Event | None = None) -> None:
+        self._show(False)
+        self.attach.show_status("")
+        try:
+            await self.recorder.cancel_recording()
+        except (RuntimeError, TimeoutError) as err:
+            log.debug("cancel recording: %s", err)
+        self._drop_ticket()
+
+    # ---- playback ----
+    async def play(self, src: str) -> None:
+        """One player per session: a new note stops the one playing."""
+        try:
+            if self.player.src != src:
+                self.player.src = src
+                self.player.update()
+            await self.player.play()
+        except (RuntimeError, TimeoutError) as err:
+            self.attach.say(f"Could not play it: {err}")

@@ -1,0 +1,21 @@
+"""The URLs of host mode's file routes (``fletchat.webfiles``), for the UI in a tab and in the
+static client. Pure: no starlette, no flet (the static client imports it under Pyodide)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+UPLOAD_PATH = "/files/upload"  # PUT UPLOAD_PATH/<ticket>: a browser's upload
+BLOB_PATH = "/files/blob"  # GET BLOB_PATH/<sha256>?name=N[&dl=1]: a stored file
+
+
+def blob_url(sha256: str, name: str = "", download: bool = False) -> str:
+    """Where a browser fetches a stored file from its host (relative to the host's origin)."""
+    query = {"name": name} if name else {}
+    if download:
+        query["dl"] = "1"
+    return f"{BLOB_PATH}/{sha256}" + (f"?{urlencode(query)}" if query else "")
+
+
+def upload_url(token: str) -> str:
+    return f"{UPLOAD_PATH}/{token}"

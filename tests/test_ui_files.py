@@ -1,0 +1,191 @@
+"""The files UI without a browser: rows with files, tiles updated alone, locked files, the
+composer's buttons, voice-note helpers."""
+
+from __future__ import annotations
+
+import io
+import wave
+from pathlib import Path
+
+import flet as ft
+from PIL import Image
+
+from fletchat.files.blobstore import BlobStore
+from fletchat.files.share import FileShare
+from fletchat.files.views import FileChanged, FileState, FileView
+from fletchat.hub import Hub, HubSession
+from fletchat.model import FileRef, Message
+from fletchat.store import Store
+from fletchat.ui.attachments import LOCKED_LABEL, FileTile, human_size
+from fletchat.ui.hub_backend import HubBackend
+from fletchat.ui.view import ChatView
+from fletchat.ui.voice import INSECURE, insecure_page, pcm_to_wav
+
+
+class FakePage:
+    width = 1000
+    height = 800
+    url = "ws://127.0.0.1:8550"
+
+    def __init__(self, web: bool = True) -> None:
+        self.web = web
+        self.dialogs: list[ft.Control] = []
+        self.updated: list[list[ft.Control]] = []
+
+    def update(self, *controls) -> None:
+        self.updated.append(list(controls))
+
+    def show_dialog(self, dialog: ft.Control) -> None:
+        self.dialogs.append(dialog)
+
+    def pop_dialog(self) -> None:
+        if self.dialogs:
+            self.dialogs.pop()
+
+
+async def make_view(tmp_path: Path, web: bool = True) -> tuple[ChatView, HubSession, FileShare]:
+    hub = Hub("here", store=Store.open(tmp_path / "history.db"))
+    files = hub.files = FileShare(BlobStore(tmp_path / "files"), hub._publish)
+    session = HubSession(hub)
+    session.join("Ada")
+    view = ChatView(FakePage(web), HubBackend(session))  # type: ignore[arg-type]
+    await view.show_channel("general")
+    return view, session, files
+
+
+def picture(tmp_path: Path, name: str = "red.png") -> Path:
+    path = tmp_path / name
+    out = io.BytesIO()
+    Image.new("RGB", (400, 300), (200, 0, 0)).save(out, "PNG")
+    path.write_bytes(out.getvalue())
+    return path
+
+
+def walk(control: ft.Control):
+    yield control
+    for name in ("content", "controls"):
+        child = getattr(control, name, None)
+        for c in child if isinstance(child, list) else [child] if child is not None else []:
+            if isinstance(c, ft.Control):
+                yield from walk(c)
+
+
+def tiles_of(view: ChatView, msg: Message) -> list[FileTile]:
+    row = view.conversation.rows[msg.id]
+    return [c for c in row.row.column.controls if isinstance(c, FileTile)]
+
+
+async def test_a_message_with_files_shows_an_image_and_a_card(tmp_path):
+    view, _session, _ = await make_view(tmp_path)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("x" * 1500)
+    msg = await view.backend.share_files([picture(tmp_path), notes], "see", "general")
+    view.on_message(msg)
+    tiles = tiles_of(view, msg)
+    assert [t.ref.name for t in tiles] == ["red.png", "notes.txt"]
+    image = tiles[0].content
+    assert isinstance(image, ft.Semantics) and image.label == "Image red.png, open full size"
+    src = image.content.content.src
+    # A browser gets the thumbnail from the host, by an absolute http URL (Flet would read a bare
+    # "/files/blob/<hex>" as base64 image data).
+    assert src == f"http://127.0.0.1:8550/files/blob/{msg.files[0].thumb.sha256}"
+    row = view.conversation.rows[msg.id]
+    assert row.label.endswith(", image red.png, file notes.txt (1.5 KB)")
+    assert row.exclude_semantics is False  # the tiles' buttons are reachable
+
+
+async def test_a_message_without_files_is_unchanged(tmp_path):
+    view, session, _ = await make_view(tmp_path)
+    msg = session.send("just text")
+    view.on_message(msg)
+    row = view.conversation.rows[msg.id]
+    assert tiles_of(view, msg) == []
+    assert row.exclude_semantics is True
+    assert view.files.attachments.tiles == {}
+
+
+async def test_file_changed_updates_only_that_tile(tmp_path):
+    view, _session, _files = await make_view(tmp_path)
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
+    a.write_bytes(b"a" * 100)
+    b.write_bytes(b"b" * 200)
+    first = await view.backend.share_files([a], "", "general")
+    second = await view.backend.share_files([b], "", "general")
+    for m in (first, second):
+        view.on_message(m)
+    view.updates.flush()
+    page = view.page
+    page.updated.clear()
+    ref = second.files[0]
+    fetching = FileView(FileState.FETCHING, 50, ref.size, name=ref.name, mime=ref.mime)
+    await view.on_event(FileChanged(ref.sha256, fetching))
+    view.updates.flush()
+    (tile,) = tiles_of(view, second)
+    assert page.updated == [[tile]]  # that tile alone: no row, chunk or list
+    bar = [c for c in walk(tile) if isinstance(c, ft.ProgressBar)]
+    assert bar and bar[0].value == 0.25
+    # A change of a file nobody shows costs nothing.
+    page.updated.clear()
+    await view.on_event(FileChanged("f" * 64, fetching))
+    view.updates.flush()
+    assert page.updated == []
+
+
+async def test_a_tile_of_a_row_no_longer_shown_is_not_updated(tmp_path):
+    view, _session, _ = await make_view(tmp_path)
+    a = tmp_path / "a.bin"
+    a.write_bytes(b"a" * 10)
+    msg = await view.backend.share_files([a], "", "general")
+    view.on_message(msg)
+    view.conversation.reset([], False)  # the list is rebuilt (a channel switch) ...
+    view.on_message(msg)  # ... with a new row and tile for the same message
+    view.updates.flush()
+    view.page.updated.clear()
+    ref = msg.files[0]
+    await view.on_event(FileChanged(ref.sha256, FileView(FileState.READY, 10, 10, name="a.bin")))
+    view.updates.flush()
+    (current,) = tiles_of(view, msg)
+    assert view.page.updated == [[current]]
+
+
+def test_a_sealed_file_without_the_key_says_locked():
+    ref = FileRef("a" * 64, 16384, 262144, "b" * 64, sealed="sealed:v1:AAAA")
+    view = FileView(FileState.SEALED_NO_KEY, 0, 16384)
+    tile = FileTile(ref, view, ctx=None)  # type: ignore[arg-type]
+    texts = [c.value for c in tile.content.controls if isinstance(c, ft.Text)]
+    assert texts == [LOCKED_LABEL]
+
+
+async def test_the_composer_has_attach_and_voice_buttons(tmp_path):
+    view, _, _ = await make_view(tmp_path)
+    tooltips = [getattr(c, "tooltip", None) or "" for c in view.composer.control.controls]
+    # In a tab without the host's upload route (no tickets) the buttons say why they are off.
+    assert "Attach files: Sending files from this page is not available." in tooltips
+    assert "Record a voice note: Voice notes are not available on this page." in tooltips
+    assert view.files.attach.button.disabled
+    assert view.files.voice.button.disabled
+    assert not view.files.attach.paste.visible  # a browser cannot paste through the session
+
+
+def test_voice_needs_a_secure_page():
+    assert insecure_page("ws://192.168.1.23:8550")
+    assert insecure_page("http://192.168.1.23:8550/")
+    assert not insecure_page("ws://127.0.0.1:8550")
+    assert not insecure_page("http://localhost:8550/")
+    assert not insecure_page("https://chat.lan/")
+    assert "secure" in INSECURE
+
+
+def test_pcm_becomes_a_wav_with_its_duration(tmp_path):
+    raw = tmp_path / "note.pcm"
+    raw.write_bytes(b"\x01\x00" * 16_000 * 2 + b"\x05")  # two seconds and a torn byte
+    ms = pcm_to_wav(raw, tmp_path / "note.wav")
+    assert ms == 2000
+    with wave.open(str(tmp_path / "note.wav")) as w:
+        assert (w.getnchannels(), w.getframerate(), w.getnframes()) == (1, 16_000, 32_000)
+
+
+def test_sizes_read_like_a_person_writes_them():
+    assert human_size(600) == "600 bytes"
+    assert human_size(1500) == "1.5 KB"
+    assert human_size(25_000_000) == "25.0 MB"
