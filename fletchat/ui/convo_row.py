@@ -165,7 +165,7 @@ class ConvoRow(MessageRow):
         if d.deleted:
             chat.body = ft.Text(d.shown_text, italic=True, color=ft.Colors.GREY_600)
             body = [chat.body]
-        elif self.room or is_plain(d.text):
+        elif self.room or not d.text or is_plain(d.text):  # a file without a caption: no text
             chat.body.value = d.text if not self.room else chat.body.value
             body = [chat.body]
         else:
