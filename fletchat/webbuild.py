@@ -64,7 +64,7 @@ THEME_COLOR = "#2563EB"
 
 # The browser's requirements: flet and what it needs under Emscripten (repath -> six, msgpack).
 # Pinned to what the host runs, so the client and host mode speak the same Flet protocol.
-PURE_WHEELS = ("flet", "repath", "six")
+PURE_WHEELS = ("flet", "repath", "six", "markdown-it-py", "mdurl")  # markdown: message rows
 MSGPACK = "msgpack"
 
 

@@ -13,12 +13,9 @@ from dataclasses import dataclass, replace
 
 import flet as ft
 
-try:  # markdown-it-py: not among the static web client's wheels (webbuild.PURE_WHEELS)
-    from ..markup import BlockKind, parse
-    from ..markup_flet import render
-except ImportError:  # pragma: no cover - the browser build: text shown as typed
-    parse = render = None  # type: ignore[assignment]
 from ..conversation.reducer import DELETED_TEXT
+from ..markup import BlockKind, parse
+from ..markup_flet import render
 from ..model import KIND_CHAT, Message
 from .convo_text import ACTIONS_TOOLTIP, EDITED_LABEL, Quote, RowDecor, reaction_label
 from .rows import ChatMessage, MessageRow
@@ -33,8 +30,6 @@ Handler = Callable[..., Awaitable[None]]
 
 def is_plain(text: str) -> bool:
     """One paragraph of unstyled text: drawn as the tutorial's Text (fewer controls to send)."""
-    if parse is None:
-        return True
     blocks = parse(text)
     if len(blocks) != 1 or blocks[0].kind is not BlockKind.PARAGRAPH:
         return False
