@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -140,6 +140,8 @@ class Hub(HistoryReads, PresenceMethods, TrustMethods):
     store: Any = None  # a store.Store; memstore.MemoryStore when None is given
     store_error: str = ""  # why history is not (or no longer) kept, shown to people
     lan_warning: str = ""  # why other devices may not find this one (e.g. no multicast lock)
+    # The network doctor, set by the node when the LAN is on (the UI's "Check network").
+    network_check: Callable[[], Awaitable[Any]] | None = None
     trust: Any = None  # fletchat.trust.Trust when the node has an identity (keys, blocks)
     session_rate: tuple[float, float] | None = None  # (per second, burst) for HubSession.send
     wall: Callable[[], int] = wall_ms  # our wall clock in ms (tests drive it)

@@ -36,7 +36,9 @@ CHROMIUM_ARGS = [
 ARTIFACTS = ROOT / "test-artifacts"
 # What a row's label may add after the text: its delivery status, the "arrived late" cue, the
 # "unverified" cue (relayed from an install never met).
-STATUS_SUFFIX = r"(?:, (?:not delivered yet|delivered(?: [0-9:\- ]+)?|arrived late|unverified))*"
+STATUS_SUFFIX = (
+    r"(?:, (?:waiting for a device|sent|delivered(?: [0-9:\- ]+)?|arrived late|unverified))*"
+)
 
 
 def chromium_available() -> tuple[bool, str]:

@@ -29,6 +29,7 @@ class Capabilities:
     older: bool = True  # older pages of history
     delivery: bool = True  # "not delivered yet" / "delivered" on messages written here
     trust: bool = True  # own fingerprint, block/unblock, identity warnings, "unverified"
+    network_check: bool = True  # "Check network": the network doctor, run where the hub is
 
 
 @runtime_checkable
@@ -90,6 +91,9 @@ class ChatBackend(Protocol):
 
     def problems(self) -> list[str]:
         """Why history is not kept, why others may not find this device ("" items left out)."""
+
+    async def check_network(self) -> str:
+        """Run the network doctor where the hub is; its findings in plain words."""
 
     @property
     def fingerprint(self) -> str: ...
