@@ -293,3 +293,29 @@ async def expect_console(lines: list[str], text: str) -> None:
     from tests.timing import eventually
 
     await eventually(lambda: any(text in line for line in lines), f"console says {text!r}", 120)
+
+
+async def test_static_site_draws_emoji_with_fonts_from_the_host(server, browser):
+    """Issue 17: every request of the static client, emoji and other scripts included, stays
+    on the host; the fallback fonts Flutter asks for are answered (not 404, not a CDN)."""
+    origin = server.rstrip("/")
+    context = await browser.new_context(viewport={"width": 390, "height": 844})
+    requests: list[str] = []
+    served: list[tuple[str, int]] = []
+    context.on("request", lambda r: requests.append(r.url))
+    context.on("response", lambda r: served.append((r.url, r.status)))
+    tab = await open_static(context, server + "app/")
+    await tab.join("Bob Static")
+    await tab.send("emoji 😀 and مرحبا")
+    await expect(tab.message("Bob Static", "emoji 😀 and مرحبا")).to_be_visible(timeout=TIMEOUT)
+
+    def font(family: str) -> bool:
+        return (f"{origin}/fallback-fonts/{family}.ttf", 200) in served
+
+    from tests.timing import eventually
+
+    await eventually(lambda: font("notocoloremoji"), "the emoji font from the host", 60)
+    await eventually(lambda: font("notosansarabic"), "the Arabic font from the host", 60)
+    assert any(u.startswith(f"{origin}/app/assets/fonts/notocoloremoji/") for u in requests)
+    outside = [u for u in requests if not u.startswith((origin + "/", "data:", "blob:"))]
+    assert outside == [], outside

@@ -10,12 +10,12 @@ import flet as ft
 from ..model import MAX_MESSAGE_CHARS
 from .composer import Composer
 
-SHOW_FROM = MAX_MESSAGE_CHARS - 500  # the counter appears this close to the limit
+NEAR = 500  # the counter appears this close to the limit
 
 
 def counter_text(length: int, limit: int = MAX_MESSAGE_CHARS) -> str:
     """"" far from the limit; "3950 / 4000" near it (and over it)."""
-    return f"{length} / {limit}" if length >= limit - 500 else ""
+    return f"{length} / {limit}" if length >= limit - NEAR else ""
 
 
 class LengthCounter:
@@ -25,6 +25,7 @@ class LengthCounter:
         self.composer = composer
         self.text = ft.Text("", size=11, color=ft.Colors.GREY_700, visible=False)
         composer.control.controls.insert(1, self.text)
+        composer.field.error_max_lines = 3  # "Message is too long: …" whole, also on phones
         self._chained = composer.field.on_change
         composer.field.on_change = self.on_change
 
