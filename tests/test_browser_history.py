@@ -57,7 +57,7 @@ async def test_channels_unread_counts_and_search_jump(tmp_path, browser):
         await expect(bob.message("Alice", "general chatter only")).to_be_visible(timeout=TIMEOUT)
 
         # Alice creates #lunch; a bad name first gets a clear error.
-        await alice.page.get_by_label("New channel").click()
+        await alice.page.get_by_role("button", name="New channel").click()
         await alice.page.get_by_label("Channel name").wait_for(timeout=TIMEOUT)
         await alice.page.keyboard.insert_text("no spaces allowed")
         await alice.page.keyboard.press("Enter")
@@ -144,10 +144,11 @@ async def test_load_older_messages_and_store_error_banner(tmp_path, browser):
         )
 
 
-async def test_own_device_fingerprint_is_shown_in_the_online_panel(tmp_path, browser):
+async def test_own_device_fingerprint_is_shown_in_device_details(tmp_path, browser):
     data = tmp_path / "host"
     with host_mode_server(data, "--no-lan") as (url, _):
         alice = await open_tab(browser, url, "Alice")
+        await alice.page.get_by_role("button", name="Device details").click()
         line = alice.page.get_by_text(
             re.compile(r"^Your device: [A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}$")
         )
@@ -162,7 +163,7 @@ async def test_private_room_is_sealed_until_the_passphrase_is_entered(tmp_path, 
     with host_mode_server(tmp_path / "host", "--no-lan") as (url, _):
         alice = await open_tab(browser, url, "Alice")
         bob = await open_tab(browser, url, "Bob")
-        await alice.page.get_by_label("New channel").click()
+        await alice.page.get_by_role("button", name="New channel").click()
         await alice.page.get_by_label("Channel name").wait_for(timeout=TIMEOUT)
         await alice.page.keyboard.insert_text("secret")
         await alice.page.keyboard.press("Enter")

@@ -168,7 +168,7 @@ async def test_static_client_chats_with_a_server_side_session(server, browser):
 
     # The full UI over the relay: a channel, posting there, unread counts elsewhere.
     # (Switching channels and search in the static client are not covered here yet.)
-    await bob.page.get_by_label("New channel").click()
+    await bob.page.get_by_role("button", name="New channel").click()
     await bob.type_in_field("lunch", "Channel name", tag="INPUT")
     await bob.page.keyboard.press("Enter")
     await expect(bob.notice("Bob Static created #lunch.")).to_be_visible(timeout=TIMEOUT)

@@ -31,7 +31,7 @@ class NetworkCheck:
         self.banners = banners
         self.updates = updates
         self.shown: list[str] = []
-        self.result = ft.Text(CHECKING, size=13, selectable=True)
+        self.result = ft.Text(CHECKING, size=13)
         self.running = False
 
     def reread(self) -> bool:

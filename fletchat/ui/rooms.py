@@ -19,6 +19,8 @@ from .dialogs import room_dialog
 from .text import ROOM_LOCK_TOOLTIP, ROOM_OPEN_TOOLTIP, channel_title
 from .updates import after_layout
 
+RESTORE_WAIT = 4.0  # layout waits (after_layout's unit) for the dialog's pop to finish
+
 
 class RoomControls:
     def __init__(self, page: ft.Page, backend: ChatBackend,
@@ -31,6 +33,7 @@ class RoomControls:
         self.sealed_here = sealed_here  # the open channel shows sealed messages
         self.channel = ""
         self.unlock = False
+        self.confirmation = ""
         self.button = ft.IconButton(icon=ft.Icons.LOCK_OUTLINE, tooltip=ROOM_LOCK_TOOLTIP,
                                     on_click=self.click, visible=backend.capabilities.rooms)
         self.passphrase = ft.TextField(label="Passphrase", password=True, autofocus=True,
@@ -46,6 +49,11 @@ class RoomControls:
         return self.button
 
     async def click(self, e: ft.Event | None = None) -> None:
+        await self.ask_keeping_focus()
+
+    async def ask_keeping_focus(self) -> None:
+        """Focus the composer first: when the dialog closes, Flutter gives focus back to what
+        had it before (the lock button, where typing went nowhere), after any focus we ask for."""
         self.ask()
 
     def ask(self) -> ft.AlertDialog:
@@ -63,13 +71,23 @@ class RoomControls:
         self.page.pop_dialog()
 
     async def dismissed(self, e: ft.Event | None = None) -> None:
-        """The dialog is gone (and Flutter gave focus back to the lock button): to the composer."""
+        """The dialog is gone (and Flutter gave focus back to the lock button): the confirmation,
+        then the composer. (A SnackBar shown while the dialog was closing brought it back.)"""
         self.passphrase.value = ""
-        await after_layout()
-        await self.focus()
+        if self.confirmation:
+            self.page.show_dialog(ft.SnackBar(ft.Text(self.confirmation),
+                                              duration=ft.Duration(seconds=6)))
+            self.confirmation = ""
+        await self.refocus()
 
     async def submit(self, e: ft.Event | None = None) -> None:
         await self.set_passphrase(self.passphrase.value or "")
+
+    async def refocus(self) -> None:
+        """Back to the composer once the closed dialog's route has handed focus back (Flutter
+        web restores it to the element that opened the dialog, after the pop transition)."""
+        await after_layout(RESTORE_WAIT)
+        await self.focus()
 
     async def set_passphrase(self, passphrase: str) -> bool:
         try:
@@ -86,6 +104,6 @@ class RoomControls:
                 if self.unlock else
                 f"{title} is private for you now: what you send there is sealed. Give the "
                 "passphrase to the others in person.")
-        self.page.show_dialog(ft.SnackBar(ft.Text(done), duration=ft.Duration(seconds=6)))
+        self.confirmation = done  # shown once the dialog is gone (``dismissed``)
         await self.on_opened()  # sealed rows open now
         return True

@@ -152,7 +152,7 @@ class ChatView:
         await self.drawer.close()
         await self.show_channel(channel)
         if self.feed.needs_room_key():
-            self.rooms.ask()
+            await self.rooms.ask_keeping_focus()
         self.updates.flush()
 
     def _dm_opener(self, name: str) -> Callable:
