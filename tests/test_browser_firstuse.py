@@ -78,7 +78,10 @@ async def stays_absent(locator, what: str, window: float) -> None:
 
 
 async def shot(tab: ChatPage, name: str) -> None:
+    """A picture for the README (asserts nothing): a page brought to the front draws its next
+    frame only then (a background tab's last frame can be old)."""
     await tab.page.bring_to_front()
+    await tab.page.wait_for_timeout(1500)
     await tab.screenshot(name)
 
 
