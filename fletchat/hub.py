@@ -142,6 +142,9 @@ class Hub(HistoryReads, PresenceMethods, TrustMethods):
     lan_warning: str = ""  # why other devices may not find this one (e.g. no multicast lock)
     # The network doctor, set by the node when the LAN is on (the UI's "Check network").
     network_check: Callable[[], Awaitable[Any]] | None = None
+    # name -> the session whose leave waits out its grace (HubSession.leave): a reload's new
+    # session of the same name takes over without "left" and "joined" lines.
+    leaving: dict[str, Any] = field(default_factory=dict, repr=False)
     trust: Any = None  # fletchat.trust.Trust when the node has an identity (keys, blocks)
     session_rate: tuple[float, float] | None = None  # (per second, burst) for HubSession.send
     wall: Callable[[], int] = wall_ms  # our wall clock in ms (tests drive it)

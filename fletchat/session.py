@@ -82,11 +82,21 @@ class HubSession:
         )
 
     def join(self, raw_name: str) -> Message:
-        """Validate the name, announce the join to everyone; raises ``ValidationError``."""
+        """Validate the name, announce the join to everyone; raises ``ValidationError``. A tab
+        of the same name whose leave is still waiting out its grace (a reload made a new
+        session) hands over quietly: neither its leave nor this join is announced."""
         name = validate_name(raw_name)
         self.name = self.last_name = name
-        self.hub.session_joined(self.key, name, self.device)
         msg = Message.presence(KIND_JOIN, name, self.hub.peer_id)
+        leaving = self.hub.leaving.pop(name, None)
+        if leaving is not None and leaving is not self and leaving._leaving is not None:
+            leaving._leaving.cancel()
+            leaving._leaving = None
+            leaving.name = None
+            self.hub.session_left(leaving.key)
+            self.hub.session_joined(self.key, name, self.device)
+            return msg
+        self.hub.session_joined(self.key, name, self.device)
         return self.hub.post(msg) or msg
 
     def send(self, raw_text: str, channel: str = DEFAULT_CHANNEL) -> Message | None:
@@ -169,10 +179,13 @@ class HubSession:
             if loop is not None:
                 if self._leaving is None:
                     self._leaving = loop.call_later(grace, self.leave)
+                    self.hub.leaving[self.name] = self
                 return
         if self._leaving is not None:
             self._leaving.cancel()
             self._leaving = None
+        if self.hub.leaving.get(self.name) is self:
+            del self.hub.leaving[self.name]
         name, self.name = self.name, None
         self.hub.session_left(self.key)
         self.hub.post(Message.presence(KIND_LEAVE, name, self.hub.peer_id))
@@ -183,6 +196,8 @@ class HubSession:
         if self._leaving is not None:
             self._leaving.cancel()
             self._leaving = None
+            if self.hub.leaving.get(self.name or "") is self:
+                del self.hub.leaving[self.name or ""]
             return None
         if self.name is None and self.last_name is not None:
             return self.join(self.last_name)

@@ -183,7 +183,7 @@ async def test_private_room_actions_confirm_mark_and_keep_what_is_typed_next(ser
     # A reload never brings the dialog (or the passphrase) back.
     await alice.page.reload()
     await alice.page.locator("flt-semantics-placeholder").dispatch_event("click")
-    await alice.page.get_by_label("Write a message...").wait_for(timeout=TIMEOUT)
+    await alice.page.get_by_label(NAME_LABEL).wait_for(timeout=TIMEOUT)  # a new session
     await expect(alice.page.get_by_label("Passphrase", exact=True)).to_have_count(0)
 
 
@@ -275,6 +275,9 @@ async def test_name_is_remembered_and_a_reload_is_not_a_leave(server, browser):
     # A reload: no "left" and no second "joined" for the others.
     await alice.page.reload()
     await alice.page.locator("flt-semantics-placeholder").dispatch_event("click")
+    # A reload is a new session: it offers the name this browser remembered.
+    await expect(alice.page.get_by_label(NAME_LABEL)).to_have_value("Alice", timeout=TIMEOUT)
+    await alice.page.keyboard.press("Enter")
     await alice.page.get_by_label("Write a message...").wait_for(timeout=TIMEOUT)
     await alice.send("back after the reload")
     await expect(bob.message("Alice", "back after the reload")).to_be_visible(timeout=TIMEOUT)

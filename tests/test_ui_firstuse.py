@@ -208,3 +208,21 @@ def test_flutter_fallback_urls_redirect_to_one_cached_file_per_family() -> None:
     assert client.get("/assets/fonts/notosanssc/v37/x.87.woff2",
                       follow_redirects=False).status_code == 404
     assert client.get(f"{FONT_ROUTE}/..%2f..%2fetc.ttf").status_code == 404
+
+
+async def test_a_reload_that_makes_a_new_session_takes_over_quietly() -> None:
+    """Flet gives a reloaded tab a new session: same name within the grace, no lines."""
+    hub = Hub("here")
+    posted: list[Message] = []
+    hub.add_listener(lambda e: posted.append(e) if isinstance(e, Message) else None)
+    old = HubSession(hub)
+    old.join("Ada")
+    old.leave(grace=0.2)
+    new = HubSession(hub)
+    new.join("Ada")
+    await asyncio.sleep(0.4)
+    assert [m.kind for m in posted if m.author == "Ada"] == [KIND_JOIN]
+    assert [p.name for p in hub.online()] == ["Ada"] and new.joined and not old.joined
+    other = HubSession(hub)
+    other.join("Bob")  # a different name is a join as always
+    assert [m.author for m in posted if m.kind == KIND_JOIN] == ["Ada", "Bob"]

@@ -11,6 +11,8 @@ from ..hub import Hub, HubSession
 from .hub_backend import HubBackend
 from .view import ChatView
 
+LEAVE_GRACE_SECONDS = 8.0  # a tab back within this long never "left" (issue 17)
+
 
 def make_session_main(
     hub_factory: Callable[[], Hub],
@@ -24,13 +26,18 @@ def make_session_main(
         view = ChatView(page, HubBackend(session, page.pubsub), prefill_name)
 
         def on_disconnect(e: ft.Event) -> None:
+            # A reload or a blip: announced only if the tab is not back within the grace.
+            session.leave(grace=LEAVE_GRACE_SECONDS)
+
+        def on_close(e: ft.Event) -> None:
+            view.alive = False
             session.leave()
 
         def on_connect(e: ft.Event) -> None:
             session.rejoin()  # the tab came back (network blip, laptop lid): same name again
 
         page.on_disconnect = on_disconnect
-        page.on_close = on_disconnect
+        page.on_close = on_close
         page.on_connect = on_connect
         await view.mount()
 
