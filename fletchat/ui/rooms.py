@@ -76,7 +76,7 @@ class RoomControls:
         self.passphrase.value = ""
         if self.confirmation:
             self.page.show_dialog(ft.SnackBar(ft.Text(self.confirmation),
-                                              duration=ft.Duration(seconds=6)))
+                                              duration=ft.Duration(seconds=12)))
             self.confirmation = ""
         await self.refocus()
 
