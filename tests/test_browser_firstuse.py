@@ -163,8 +163,8 @@ async def test_private_room_actions_confirm_mark_and_keep_what_is_typed_next(ser
         0, timeout=TIMEOUT)
     # (Item 3, focus back in the composer by itself, is not fixed yet: see
     # test_text_typed_after_the_passphrase_dialog_lands_in_the_composer below.)
-    await expect(alice.page.get_by_text(re.compile("is private for you now"))).to_be_visible(
-        timeout=TIMEOUT)
+    await expect(alice.page.get_by_text(re.compile("is private for you now")).first
+                 ).to_be_visible(timeout=TIMEOUT)
     await alice.post("written after the dialog")
     await expect(alice.message("Alice", "written after the dialog")).to_be_visible(
         timeout=TIMEOUT)
@@ -176,7 +176,7 @@ async def test_private_room_actions_confirm_mark_and_keep_what_is_typed_next(ser
         timeout=TIMEOUT)
     await bob.type_in_field("correct horse battery", "Passphrase", tag="INPUT")
     await bob.page.keyboard.press("Enter")
-    await expect(bob.page.get_by_text(re.compile("unlocked: its sealed messages open"))
+    await expect(bob.page.get_by_text(re.compile("unlocked: its sealed messages open")).first
                  ).to_be_visible(timeout=TIMEOUT)
     await expect(bob.message("Alice", "written after the dialog")).to_be_visible(
         timeout=TIMEOUT)
@@ -275,9 +275,13 @@ async def test_name_is_remembered_and_a_reload_is_not_a_leave(server, browser):
     # A reload: no "left" and no second "joined" for the others.
     await alice.page.reload()
     await alice.page.locator("flt-semantics-placeholder").dispatch_event("click")
-    # A reload is a new session: it offers the name this browser remembered.
-    await expect(alice.page.get_by_label(NAME_LABEL)).to_have_value("Alice", timeout=TIMEOUT)
-    await alice.page.keyboard.press("Enter")
+    # Flet keeps the session over a reload (if it made a new one, the remembered name would be
+    # offered and Enter would take over quietly: tests/test_ui_firstuse.py).
+    await alice.page.get_by_label("Write a message...").or_(
+        alice.page.get_by_label(NAME_LABEL)).first.wait_for(timeout=TIMEOUT)
+    if await alice.page.get_by_label(NAME_LABEL).count():
+        await expect(alice.page.get_by_label(NAME_LABEL)).to_have_value("Alice")
+        await alice.page.keyboard.press("Enter")
     await alice.page.get_by_label("Write a message...").wait_for(timeout=TIMEOUT)
     await alice.send("back after the reload")
     await expect(bob.message("Alice", "back after the reload")).to_be_visible(timeout=TIMEOUT)
@@ -348,12 +352,18 @@ async def test_direct_messages_have_their_own_section_and_an_empty_state(server,
     head = await heading.bounding_box()
     entry = await dm.bounding_box()
     assert general and head and entry and general["y"] < head["y"] < entry["y"]
-    await alice.post("a word in private")
+    # Bob writes from his phone; Alice's list counts it, and the conversation has no
+    # empty-state line once it has a message.
+    await open_drawer(bob)
+    await bob.page.get_by_label("Message Alice directly").click()
+    await bob.post("a word in private")
+    await expect(bob.message("Bob", "a word in private")).to_be_visible(timeout=TIMEOUT)
+    await button(alice, "# general").click()
+    await expect(button(alice, "@ Bob, 1 unread")).to_be_visible(timeout=TIMEOUT)
+    await button(alice, "@ Bob, 1 unread").click()
+    await expect(alice.message("Bob", "a word in private")).to_be_visible(timeout=TIMEOUT)
     await expect(alice.page.get_by_text(re.compile("direct conversation with Bob"))
                  ).to_have_count(0, timeout=TIMEOUT)
-    await open_drawer(bob)
-    await button(bob, "@ Alice, 1 unread").click()
-    await expect(bob.message("Alice", "a word in private")).to_be_visible(timeout=TIMEOUT)
     await shot(alice, "desktop-dm.png")
 
 
