@@ -191,10 +191,9 @@ class FakePage:
     width = 1000
     height = 700
     updates = 0
-    tasks: list = []
 
     def run_task(self, handler, *args) -> None:
-        self.tasks.append((handler, args))  # started by the test that wants it
+        """Background loops (the problem watcher) are not started in these tests."""
 
     def __init__(self) -> None:
         self.dialogs: list[ft.Control] = []
