@@ -93,6 +93,8 @@ def build_web_app(node: Node, prefill_name: str = "", static_dir: Path | None = 
     import flet_web.fastapi as flet_fastapi
     from starlette.responses import RedirectResponse
 
+    from . import host_offline
+    from .fallback_fonts import FallbackFonts
     from .relay import Relay
     from .webstatic import PrecompressedStaticFiles
 
@@ -112,6 +114,9 @@ def build_web_app(node: Node, prefill_name: str = "", static_dir: Path | None = 
     )
     _without_api_docs(flet_app)
     app.router.routes.append(Relay(lambda: node.hub).route())
+    # Emoji and other scripts: Flutter's fallback fonts from this host, never a CDN.
+    app.router.routes.extend(FallbackFonts().routes(("", STATIC_PATH)))
+    app.router.routes.extend(host_offline.routes())  # no Rive runtime from a CDN
     app.router.routes.extend([uploads.route(), blobs.route()])  # webfiles: uploads in, files out
     static = static_dir or DEFAULT_STATIC_DIR
     if (static / "index.html").is_file():

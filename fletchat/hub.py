@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -143,6 +143,11 @@ class Hub(ConvHubMethods, HistoryReads, PresenceMethods, TrustMethods):
     store: Any = None  # a store.Store; memstore.MemoryStore when None is given
     store_error: str = ""  # why history is not (or no longer) kept, shown to people
     lan_warning: str = ""  # why other devices may not find this one (e.g. no multicast lock)
+    # The network doctor, set by the node when the LAN is on (the UI's "Check network").
+    network_check: Callable[[], Awaitable[Any]] | None = None
+    # name -> the session whose leave waits out its grace (HubSession.leave): a reload's new
+    # session of the same name takes over without "left" and "joined" lines.
+    leaving: dict[str, Any] = field(default_factory=dict, repr=False)
     trust: Any = None  # fletchat.trust.Trust when the node has an identity (keys, blocks)
     session_rate: tuple[float, float] | None = None  # (per second, burst) for HubSession.send
     wall: Callable[[], int] = wall_ms  # our wall clock in ms (tests drive it)

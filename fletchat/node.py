@@ -86,6 +86,14 @@ class Node:
         # on_diagnosis (e.g. the headless peer's JSON line) hears it too.
         self.diagnosis = None
         self.on_diagnosis: Callable[[object], None] | None = None
+        if config.lan:
+            self.hub.network_check = self.check_network
+
+    async def check_network(self):
+        """The network doctor on demand (the UI's "Check network"); a few seconds."""
+        from .doctor import check
+
+        return await check(self.config.peers, peer_port=self.peer_port or 0)
 
     def _open_files(self, config: Config):
         """File sharing (fletchat/files): the blob store under the data dir, or None (logged)."""

@@ -3,6 +3,7 @@ client), and the channel-name rules they use. The UI only ever talks to a ``HubS
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from dataclasses import replace
@@ -74,6 +75,7 @@ class HubSession(ConvSessionMethods):
         self.last_name: str | None = None
         # Private rooms (fletchat/rooms.py): channel -> key, kept for this session only.
         self.room_keys: dict[str, bytes] = {}
+        self._leaving: asyncio.TimerHandle | None = None  # a leave waiting out its grace
         rate = getattr(hub, "session_rate", None)  # the web client's mirror hub has none
         self._bucket = (
             TokenBucket(*rate, clock=time.monotonic)
@@ -82,11 +84,21 @@ class HubSession(ConvSessionMethods):
         )
 
     def join(self, raw_name: str) -> Message:
-        """Validate the name, announce the join to everyone; raises ``ValidationError``."""
+        """Validate the name, announce the join to everyone; raises ``ValidationError``. A tab
+        of the same name whose leave is still waiting out its grace (a reload made a new
+        session) hands over quietly: neither its leave nor this join is announced."""
         name = validate_name(raw_name)
         self.name = self.last_name = name
-        self.hub.session_joined(self.key, name, self.device)
         msg = Message.presence(KIND_JOIN, name, self.hub.peer_id)
+        leaving = self.hub.leaving.pop(name, None)
+        if leaving is not None and leaving is not self and leaving._leaving is not None:
+            leaving._leaving.cancel()
+            leaving._leaving = None
+            leaving.name = None
+            self.hub.session_left(leaving.key)
+            self.hub.session_joined(self.key, name, self.device)
+            return msg
+        self.hub.session_joined(self.key, name, self.device)
         return self.hub.post(msg) or msg
 
     def send(self, raw_text: str, channel: str = DEFAULT_CHANNEL) -> Message | None:
@@ -154,16 +166,41 @@ class HubSession(ConvSessionMethods):
         members = dm_members(channel)
         return not members or (self.name is not None and self.name in members)
 
-    def leave(self) -> None:
-        """Announce the leave (tab closed, app exiting). Safe to call twice."""
+    def leave(self, grace: float = 0.0) -> None:
+        """Announce the leave (tab closed, app exiting). Safe to call twice. With ``grace``
+        (a browser tab that dropped its connection: a reload, a network blip) the leave waits
+        that long and is dropped if the tab comes back (``rejoin``): no "left" then "joined"
+        for a reload (issue 17)."""
         if self.name is None:
             return
+        if grace > 0:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            if loop is not None:
+                if self._leaving is None:
+                    self._leaving = loop.call_later(grace, self.leave)
+                    self.hub.leaving[self.name] = self
+                return
+        if self._leaving is not None:
+            self._leaving.cancel()
+            self._leaving = None
+        if self.hub.leaving.get(self.name) is self:
+            del self.hub.leaving[self.name]
         name, self.name = self.name, None
         self.hub.session_left(self.key)
         self.hub.post(Message.presence(KIND_LEAVE, name, self.hub.peer_id))
 
     def rejoin(self) -> Message | None:
-        """After a dropped connection comes back: join again under the same name, if any."""
+        """After a dropped connection comes back: join again under the same name, if any (not
+        announced when the leave was still waiting out its grace: nobody saw it go)."""
+        if self._leaving is not None:
+            self._leaving.cancel()
+            self._leaving = None
+            if self.hub.leaving.get(self.name or "") is self:
+                del self.hub.leaving[self.name or ""]
+            return None
         if self.name is None and self.last_name is not None:
             return self.join(self.last_name)
         return None

@@ -40,8 +40,8 @@ ARTIFACTS = ROOT / "test-artifacts"
 # What a row's label may add after the text: its delivery status, the "arrived late" cue, the
 # "unverified" cue (relayed from an install never met), and under one's own messages who has seen
 # it and how many devices hold it (issue 14).
-STATUS_SUFFIX = (r"(?:, (?:not delivered yet|delivered(?: [0-9:\- ]+)?|arrived late|unverified"
-                 r"|seen by \d+: .+?|on \d+ of \d+ devices))*")
+STATUS_SUFFIX = (r"(?:, (?:waiting for a device|sent|delivered(?: [0-9:\- ]+)?|arrived late"
+                 r"|unverified|seen by \d+: .+?|on \d+ of \d+ devices))*")
 
 
 def chromium_available() -> tuple[bool, str]:

@@ -11,7 +11,7 @@ from fletchat.clock import HLC
 from fletchat.model import Message
 from fletchat.node import HISTORY_FILE
 from fletchat.store import Store
-from fletchat.ui import LOAD_OLDER, PAGE, PENDING_LABEL, SEARCH_HINT
+from fletchat.ui import LOAD_OLDER, PAGE, SEARCH_HINT
 from tests.browser import ChatPage, host_mode_server
 from tests.timing import scaled_ms
 
@@ -30,15 +30,16 @@ def channel(tab: ChatPage, label: str):
     return tab.page.get_by_role("button", name=label, exact=True)
 
 
-async def test_history_survives_a_restart_and_stays_pending_without_peers(tmp_path, browser):
+async def test_history_survives_a_restart_and_says_sent_without_peers(tmp_path, browser):
     data = tmp_path / "host"
     with host_mode_server(data, "--no-lan") as (url, _):
         alice = await open_tab(browser, url, "Alice")
         await alice.send("written before the restart")
         row = alice.message("Alice", "written before the restart")
         await expect(row).to_be_visible(timeout=TIMEOUT)
-        # Nobody else on the LAN (--no-lan): the message stays in the outbox, and says so.
-        await expect(row).to_have_text(re.compile(f", {PENDING_LABEL}$"))
+        # Nobody else here and no LAN (--no-lan): stored and "sent", not "waiting" for a device
+        # that does not exist (issue 17).
+        await expect(row).to_have_text(re.compile(", sent$"))
         await alice.page.context.close()
     with host_mode_server(data, "--no-lan") as (url, _):
         bob = await open_tab(browser, url, "Bob")
@@ -56,7 +57,7 @@ async def test_channels_unread_counts_and_search_jump(tmp_path, browser):
         await expect(bob.message("Alice", "general chatter only")).to_be_visible(timeout=TIMEOUT)
 
         # Alice creates #lunch; a bad name first gets a clear error.
-        await alice.page.get_by_label("New channel").click()
+        await alice.page.get_by_role("button", name="New channel").click()
         await alice.page.get_by_label("Channel name").wait_for(timeout=TIMEOUT)
         await alice.page.keyboard.insert_text("no spaces allowed")
         await alice.page.keyboard.press("Enter")
@@ -143,10 +144,11 @@ async def test_load_older_messages_and_store_error_banner(tmp_path, browser):
         )
 
 
-async def test_own_device_fingerprint_is_shown_in_the_online_panel(tmp_path, browser):
+async def test_own_device_fingerprint_is_shown_in_device_details(tmp_path, browser):
     data = tmp_path / "host"
     with host_mode_server(data, "--no-lan") as (url, _):
         alice = await open_tab(browser, url, "Alice")
+        await alice.page.get_by_role("button", name="Device details").click()
         line = alice.page.get_by_text(
             re.compile(r"^Your device: [A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}$")
         )
@@ -161,13 +163,13 @@ async def test_private_room_is_sealed_until_the_passphrase_is_entered(tmp_path, 
     with host_mode_server(tmp_path / "host", "--no-lan") as (url, _):
         alice = await open_tab(browser, url, "Alice")
         bob = await open_tab(browser, url, "Bob")
-        await alice.page.get_by_label("New channel").click()
+        await alice.page.get_by_role("button", name="New channel").click()
         await alice.page.get_by_label("Channel name").wait_for(timeout=TIMEOUT)
         await alice.page.keyboard.insert_text("secret")
         await alice.page.keyboard.press("Enter")
         await expect(alice.notice("Alice created #secret.")).to_be_visible(timeout=TIMEOUT)
         # Alice makes it private: the lock button asks for the passphrase.
-        await alice.page.get_by_label("Room passphrase").click()
+        await alice.page.get_by_label(re.compile("^Private room")).click()
         await alice.page.get_by_label("Passphrase", exact=True).click(timeout=TIMEOUT)
         await alice.page.keyboard.insert_text("correct horse battery")
         await alice.page.keyboard.press("Enter")
@@ -187,7 +189,7 @@ async def test_private_room_is_sealed_until_the_passphrase_is_entered(tmp_path, 
         await bob.page.get_by_role("button", name="Cancel").click()
         await expect(bob.message("Alice", "sealed (no key)")).to_be_visible(timeout=TIMEOUT)
         await expect(bob.message("Alice", "the plan")).to_have_count(0)
-        await bob.page.get_by_label("Room passphrase").click()
+        await bob.page.get_by_label(re.compile("^Private room")).click()
         await bob.page.get_by_label("Passphrase", exact=True).click(timeout=TIMEOUT)
         await bob.page.keyboard.insert_text("correct horse battery")
         await bob.page.keyboard.press("Enter")

@@ -168,7 +168,7 @@ async def test_static_client_chats_with_a_server_side_session(server, browser):
 
     # The full UI over the relay: a channel, posting there, unread counts elsewhere.
     # (Switching channels and search in the static client are not covered here yet.)
-    await bob.page.get_by_label("New channel").click()
+    await bob.page.get_by_role("button", name="New channel").click()
     await bob.type_in_field("lunch", "Channel name", tag="INPUT")
     await bob.page.keyboard.press("Enter")
     await expect(bob.notice("Bob Static created #lunch.")).to_be_visible(timeout=TIMEOUT)
@@ -327,3 +327,27 @@ def test_python_in_the_browser_gets_bytecode_and_starts_with_the_page(static_bui
     worker = (static_build / "python-worker.js").read_text()
     assert "preload: true" in page and "_earlyWorker" in page
     assert "self.preload(" in worker and "App package unpacked early" in worker
+async def test_static_site_draws_emoji_with_fonts_from_the_host(server, browser):
+    """Issue 17: every request of the static client, emoji and other scripts included, stays
+    on the host; the fallback fonts Flutter asks for are answered (not 404, not a CDN)."""
+    origin = server.rstrip("/")
+    context = await browser.new_context(viewport={"width": 390, "height": 844})
+    requests: list[str] = []
+    served: list[tuple[str, int]] = []
+    context.on("request", lambda r: requests.append(r.url))
+    context.on("response", lambda r: served.append((r.url, r.status)))
+    tab = await open_static(context, server + "app/")
+    await tab.join("Bob Static")
+    await tab.send("emoji 😀 and مرحبا")
+    await expect(tab.message("Bob Static", "emoji 😀 and مرحبا")).to_be_visible(timeout=TIMEOUT)
+
+    def font(family: str) -> bool:
+        return (f"{origin}/fallback-fonts/{family}.ttf", 200) in served
+
+    from tests.timing import eventually
+
+    await eventually(lambda: font("notocoloremoji"), "the emoji font from the host", 60)
+    await eventually(lambda: font("notosansarabic"), "the Arabic font from the host", 60)
+    assert any(u.startswith(f"{origin}/app/assets/fonts/notocoloremoji/") for u in requests)
+    outside = [u for u in requests if not u.startswith((origin + "/", "data:", "blob:"))]
+    assert outside == [], outside

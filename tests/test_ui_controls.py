@@ -20,7 +20,6 @@ from fletchat.ui import (
     CHUNK_ROWS,
     LATE_LABEL,
     OWN_DEVICE_PREFIX,
-    PENDING_LABEL,
     TRUST_NEW_KEY,
     UNVERIFIED_LABEL,
     ChatMessage,
@@ -34,6 +33,7 @@ from fletchat.ui import (
     message_control,
     online_tile,
 )
+from fletchat.ui.device_details import details_dialog
 from fletchat.ui.hub_backend import HubBackend
 
 
@@ -130,7 +130,7 @@ def test_online_tile_label() -> None:
     tile = online_tile(person, now=now)
     assert isinstance(tile, ft.Semantics)
     assert "Carol" in tile.label and "android" in tile.label
-    assert "LAN" in tile.label and "just now" in tile.label
+    assert "on another device" in tile.label and "just now" in tile.label
     assert "Carol" in [t.value for t in texts(tile)]
     avatar = next(c for c in walk(tile) if isinstance(c, ft.CircleAvatar))
     assert avatar.content.value == "C" and avatar.bgcolor == avatar_color("Carol")
@@ -150,7 +150,7 @@ def test_online_tile_duration(age: float, shown: str) -> None:
     now = 1_700_000_000.0
     tile = online_tile(Online("k", "Dan", "browser", now - age, local=True), now=now)
     assert shown in tile.label
-    assert "here" in tile.label and "browser" in tile.label
+    assert "on this host" in tile.label and "browser" in tile.label
 
 
 # ---------------------------------------------------------------- time and screen reader
@@ -189,7 +189,11 @@ class FakePage:
     """Just enough of ft.Page for ChatView's event handlers."""
 
     width = 1000
+    height = 700
     updates = 0
+
+    def run_task(self, handler, *args) -> None:
+        """Background loops (the problem watcher) are not started in these tests."""
 
     def __init__(self) -> None:
         self.dialogs: list[ft.Control] = []
@@ -222,14 +226,15 @@ def rows(view: ChatView) -> dict[str, MessageRow]:
     return view.conversation.rows
 
 
-async def test_own_message_pending_then_delivered(tmp_path) -> None:
+async def test_own_message_sent_alone_then_delivered(tmp_path) -> None:
     view, session = await make_view(tmp_path)
     sent = session.send("hello")
     assert sent is not None
     await view.on_event(sent)
     row = rows(view)[sent.id]
-    assert row.status == Status("pending")
-    assert row.label.endswith(f"hello, {PENDING_LABEL}")
+    # Nobody else here and no LAN device: "sent", never "waiting" for nobody (issue 17).
+    assert row.status == Status("sent")
+    assert row.label.endswith("hello, sent")
     at = datetime(2021, 7, 1, 9, 30).timestamp()
     await view.on_event(Delivered((sent.id,), at))
     assert row.status == Status("delivered", at)
@@ -311,7 +316,10 @@ async def test_other_channels_count_as_unread_not_shown(tmp_path) -> None:
     bob.send("secret", bob.direct_channel("Eve"))
     view.render_channels()
     titles = [c.label for c in view.channels.list.controls]
-    assert titles == ["# general", "# lunch", "@ Bob"]
+    assert titles == ["# general", "# lunch"]
+    # Direct messages have their own section (issue 17).
+    assert [c.label for c in view.channels.dms.controls] == ["@ Bob"]
+    assert not view.channels.no_dms.visible
 
 
 def test_highlight_spans_bold_matches() -> None:
@@ -345,9 +353,12 @@ def find_semantics(control: ft.Control, label_start: str) -> list[ft.Semantics]:
 
 
 def test_own_fingerprint_line_is_selectable_and_explained(tmp_path) -> None:
+    """In the device-details view (issue 17: no longer the people panel's first line)."""
     view, hub = make_trusted_view(tmp_path)
     assert hub.fingerprint
-    [line] = find_semantics(view.people.panel, OWN_DEVICE_PREFIX)
+    assert find_semantics(view.people.panel, OWN_DEVICE_PREFIX) == []
+    assert view.people.details_button.visible
+    [line] = find_semantics(details_dialog(hub.fingerprint, [], lambda: None), OWN_DEVICE_PREFIX)
     assert line.label == f"Your device: {hub.fingerprint}"
     [text] = [t for t in texts(line) if t.value == hub.fingerprint]  # the whole key, one line
     assert text.selectable
@@ -355,9 +366,9 @@ def test_own_fingerprint_line_is_selectable_and_explained(tmp_path) -> None:
     assert "friend" in tip and "must match" in tip
 
 
-async def test_no_fingerprint_line_without_an_identity(tmp_path) -> None:
+async def test_no_device_details_without_an_identity(tmp_path) -> None:
     view, _ = await make_view(tmp_path)
-    assert find_semantics(view.people.panel, OWN_DEVICE_PREFIX) == []
+    assert not view.people.details_button.visible
 
 
 def test_lan_devices_show_their_fingerprint_and_a_block_button(tmp_path) -> None:

@@ -79,7 +79,8 @@ class RelayBackend:
     and blocking devices is the host owner's decision.
     """
 
-    capabilities = Capabilities(rooms=False, trust=False, files=False, voice=False)
+    capabilities = Capabilities(rooms=False, trust=False, files=False, voice=False,
+                                network_check=False)
 
     def __init__(self, client: RelayClient) -> None:
         self.client = client
@@ -208,6 +209,10 @@ class RelayBackend:
 
     def problems(self) -> list[str]:
         return []
+
+    async def check_network(self) -> str:
+        return ("The network check runs on the host: open the host's own page (without /app/) "
+                "or run main.py --doctor there.")
 
     @property
     def fingerprint(self) -> str:

@@ -35,6 +35,7 @@ class Capabilities:
     files: bool = True  # attach files, images inline, downloads (docs/protocol.md "Files")
     voice: bool = True  # voice notes (record and send an audio file)
     conversation: bool = True  # replies, reactions, edit/delete, typing, read receipts, reach
+    network_check: bool = True  # "Check network": the network doctor, run where the hub is
 
 
 @runtime_checkable
@@ -96,6 +97,9 @@ class ChatBackend(Protocol):
 
     def problems(self) -> list[str]:
         """Why history is not kept, why others may not find this device ("" items left out)."""
+
+    async def check_network(self) -> str:
+        """Run the network doctor where the hub is; its findings in plain words."""
 
     @property
     def fingerprint(self) -> str: ...

@@ -1,5 +1,7 @@
-"""The channels panel (a column on wide screens, the header's menu on phones): one entry per
-channel, unread counts as badges, the current one highlighted."""
+"""The channels panel (a column on wide screens, in the drawer on phones): channels, then direct
+messages under their own heading (issue 17), unread counts as badges, a lock on private rooms,
+the current one highlighted, and a "New channel" button (a labelled button: the old "+" icon's
+tooltip stayed up after the dialog closed)."""
 
 from __future__ import annotations
 
@@ -15,10 +17,14 @@ from .text import channel_label, channel_title
 Switch = Callable[[str], Awaitable[None]]
 
 
+DMS_TITLE = "Direct messages"
+NO_DMS = "None yet: click someone under Online to write to them alone."
+
+
 def channel_tile(title: str, unread: int, selected: bool, on_click: Callable,
-                 mentions: int = 0, muted: bool = False) -> ft.Control:
+                 private: bool = False, mentions: int = 0, muted: bool = False) -> ft.Control:
     """One entry of the channel list: name, unread count badge ("@" when it mentions this
-    person; grey when muted), the current one highlighted."""
+    person; grey when muted), a lock when private, the current one highlighted."""
     badge = ft.Container(
         content=ft.Text(f"@{unread}" if mentions else str(unread), size=11,
                         color=ft.Colors.WHITE, weight=ft.FontWeight.BOLD),
@@ -27,8 +33,9 @@ def channel_tile(title: str, unread: int, selected: bool, on_click: Callable,
         padding=ft.Padding.symmetric(horizontal=7, vertical=1),
         visible=unread > 0,
     )
+    lock = ft.Icon(ft.Icons.LOCK, size=13, color=ft.Colors.GREY_700, visible=private)
     return ft.Semantics(
-        label=channel_label(title, unread, mentions, muted),
+        label=channel_label(title, unread, mentions, muted) + (", private" if private else ""),
         button=True,
         selected=selected,
         container=True,
@@ -45,6 +52,7 @@ def channel_tile(title: str, unread: int, selected: bool, on_click: Callable,
                         no_wrap=True,
                         overflow=ft.TextOverflow.ELLIPSIS,
                     ),
+                    lock,
                     badge,
                 ],
                 spacing=4,
@@ -70,18 +78,22 @@ class ChannelsPanel:
         self.enabled = backend.capabilities.channels
         self.name = ft.TextField(label="Channel name", prefix="#", autofocus=True,
                                  on_submit=self.create_click)
-        self.list = ft.Column(spacing=2, scroll=ft.ScrollMode.AUTO, expand=True)
-        self.menu = ft.PopupMenuButton(icon=ft.Icons.MENU, tooltip="Channels", items=[],
-                                       visible=False)
-        header = ft.Row(
-            [
-                ft.Text("Channels", weight=ft.FontWeight.BOLD, expand=True),
-                ft.IconButton(icon=ft.Icons.ADD, tooltip="New channel", icon_size=18,
-                              on_click=self.new_click),
-            ]
-        )
+        self.list = ft.Column(spacing=2, tight=True)
+        self.dms = ft.Column(spacing=2, tight=True)
+        self.no_dms = ft.Text(NO_DMS, size=11, color=ft.Colors.GREY_600)
+        self.new_button = ft.TextButton("New channel", icon=ft.Icons.ADD, on_click=self.new_click)
         self.panel = ft.Container(
-            content=ft.Column([header, self.list], spacing=4, expand=True),
+            content=ft.Column(
+                [
+                    ft.Text("Channels", weight=ft.FontWeight.BOLD),
+                    self.list,
+                    self.new_button,
+                    ft.Text(DMS_TITLE, weight=ft.FontWeight.BOLD),
+                    self.dms,
+                    self.no_dms,
+                ],
+                spacing=4, expand=True, scroll=ft.ScrollMode.AUTO,
+            ),
             width=190,
             padding=8,
             border=ft.Border.all(1, ft.Colors.OUTLINE),
@@ -104,9 +116,6 @@ class ChannelsPanel:
         self.page.pop_dialog()
         await self.on_switch(name)
 
-    def fit(self, wide: bool) -> None:
-        self.panel.visible = self.enabled and wide
-        self.menu.visible = self.enabled and not wide
 
     def _switcher(self, channel: str) -> Callable:
         async def switch(e: ft.Event | None = None) -> None:
@@ -115,23 +124,22 @@ class ChannelsPanel:
         return switch
 
     def render(self, channels: list[str], current: str, unread: dict[str, int],
-               me: str | None, mentions: dict[str, int] | None = None,
+               me: str | None, private: frozenset[str] = frozenset(),
+               mentions: dict[str, int] | None = None,
                muted: frozenset[str] = frozenset()) -> list[ft.Control]:
         """Redraw; returns the controls to update."""
         if not self.enabled:
             return []
-        tiles, items = [], []
+        tiles: list[ft.Control] = []
+        dms: list[ft.Control] = []
         for channel in channels:
-            title = channel_title(channel, me)
             count = unread.get(channel, 0)
             ment = (mentions or {}).get(channel, 0)
-            tiles.append(channel_tile(title, count, channel == current, self._switcher(channel),
-                                      ment, channel in muted))
-            items.append(ft.PopupMenuItem(content=channel_label(title, count, ment, channel in muted),
-                                          checked=channel == current,
-                                          on_click=self._switcher(channel)))
+            tile = channel_tile(channel_title(channel, me), count, channel == current,
+                                self._switcher(channel), channel in private, ment,
+                                channel in muted)
+            (dms if channel.startswith("@") else tiles).append(tile)
         self.list.controls = tiles
-        self.menu.items = items
-        total = sum(unread.values())
-        self.menu.badge = str(total) if total else None
-        return [self.list, self.menu]
+        self.dms.controls = dms
+        self.no_dms.visible = not dms
+        return [self.panel]

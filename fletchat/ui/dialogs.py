@@ -37,26 +37,35 @@ def channel_dialog(field: ft.TextField, on_create: Callable, on_cancel: Callable
     )
 
 
-def room_dialog(title: str, field: ft.TextField, on_open: Callable,
-                on_cancel: Callable) -> ft.AlertDialog:
+def room_dialog(title: str, field: ft.TextField, on_open: Callable, on_cancel: Callable,
+                unlock: bool = False, on_dismiss: Callable | None = None) -> ft.AlertDialog:
+    """``unlock``: the room has sealed messages (enter the passphrase you were given); otherwise
+    the channel becomes private for this person (choose one and share it)."""
+    if unlock:
+        heading = f"Unlock private room {title}"
+        body = ("Messages here are sealed with a passphrase shared by the room's members. Enter "
+                "the one you were given to read them; what you send here is sealed too.")
+        action = "Unlock"
+    else:
+        heading = f"Make {title} private"
+        body = ("Choose a passphrase (8 characters or more) and give it to the others in person. "
+                "From now on what you send here is sealed: only people who enter the same "
+                "passphrase can read it. Others see \"sealed\" until they do.")
+        action = "Make private"
     return ft.AlertDialog(
-        title=ft.Text(f"Private room {title}"),
+        title=ft.Text(heading),
         content=ft.Column(
             [
-                ft.Text(
-                    "Messages here are sealed end to end with a passphrase shared by the room's "
-                    "members. Enter it to read and write sealed messages; it is kept only while "
-                    "this page is open.",
-                    size=12,
-                ),
+                ft.Text(body + " The passphrase is kept only while this page is open.", size=12),
                 field,
             ],
             width=340,
             tight=True,
         ),
         actions=[ft.TextButton("Cancel", on_click=on_cancel),
-                 ft.Button("Open room", on_click=on_open)],
+                 ft.Button(action, on_click=on_open)],
         actions_alignment=ft.MainAxisAlignment.END,
+        on_dismiss=on_dismiss,  # focus back to the composer once it is gone
     )
 
 

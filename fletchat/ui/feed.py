@@ -11,9 +11,10 @@ from ..model import KIND_CHAT, ROW_KINDS, Message
 from .backend import ChatBackend
 from .conversation import Conversation
 from .decorate import Layout, layout_after
+from .delivery import live_status
 from .rows import MessageRow
 from .state import ChatState
-from .text import STATUS_DELIVERED, STATUS_PENDING, STATUS_REFUSED, Status
+from .text import STATUS_DELIVERED, STATUS_REFUSED, Status
 
 PAGE = 50  # messages per history page
 JUMP_PAGES = 40  # how far back a search result may be fetched (pages)
@@ -53,9 +54,9 @@ class Feed:
         if (msg.kind != KIND_CHAT or not self.backend.capabilities.delivery
                 or not self.backend.is_own(msg)):
             return None
-        if pending is None or msg.id in pending:
-            return Status(STATUS_PENDING)
-        return Status(STATUS_DELIVERED)
+        backend = self.backend
+        return live_status(pending is None or msg.id in pending, backend.lan_peers(),
+                           backend.online(), backend.name)
 
     def row_for(self, msg: Message, status: Status | None, late: bool = False,
                 layout: Layout | None = None, live: bool = False) -> MessageRow:

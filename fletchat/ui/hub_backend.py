@@ -96,6 +96,16 @@ class HubBackend:
     def problems(self) -> list[str]:
         return [p for p in (self.hub.store_error, self.hub.lan_warning) if p]
 
+    async def check_network(self) -> str:
+        check = self.hub.network_check
+        if check is None:
+            return ("This host runs without the LAN (started with --no-lan): only people who "
+                    "open this page chat here, so there is no network to check.")
+        diagnosis = await check()
+        if diagnosis.ok:
+            return "The network looks fine: multicast works and every device found answers."
+        return diagnosis.text().replace("FIX ", "").replace("ok  ", "")
+
     @property
     def fingerprint(self) -> str:
         return self.hub.fingerprint

@@ -1,5 +1,6 @@
-"""The people panel: this device's fingerprint, who is online (a click opens a direct
-message), the LAN devices with their short fingerprints and a block button, blocked devices."""
+"""The people panel: who is online ("(you)" on one's own row; a click on someone else opens a
+direct message), the LAN devices with their short fingerprints and a block button, blocked
+devices, "Check network" and "Device details" (this install's fingerprint)."""
 
 from __future__ import annotations
 
@@ -10,25 +11,25 @@ import flet as ft
 
 from ..events import Online
 from ..model import avatar_color, initials
-from .text import (
-    BLOCK_TOOLTIP,
-    BLOCKED_TITLE,
-    OWN_DEVICE_PREFIX,
-    OWN_DEVICE_TOOLTIP,
-    short_fingerprint,
-)
+from .device_details import DETAILS_BUTTON
+from .network_check import CHECK_NETWORK
+from .text import BLOCK_TOOLTIP, BLOCKED_TITLE, short_fingerprint
 
 
 def online_tile(
-    person: Online, now: float | None = None, on_click: Callable | None = None
+    person: Online, now: float | None = None, on_click: Callable | None = None,
+    me: bool = False,
 ) -> ft.Control:
-    """One line of the peer list: avatar, name, device kind and how long online."""
+    """One line of the people list: avatar, name ("(you)" on one's own), what they use, where
+    and how long online; a click opens a direct message (never to oneself)."""
     minutes = int(((now or time.time()) - person.since) // 60)
     duration = "just now" if minutes < 1 else f"{minutes} min" if minutes < 60 else f"{minutes // 60} h"
-    where = "here" if person.local else "LAN"
+    where = "on this host" if person.local else "on another device"
     detail = f"{person.device} · {where} · {duration}"
+    name = f"{person.name} (you)" if me else person.name
+    on_click = None if me else on_click
     return ft.Semantics(
-        label=f"{person.name} online, {detail}",
+        label=f"{name} online, {detail}",
         container=True,
         button=on_click is not None or None,
         on_tap=on_click,
@@ -46,7 +47,7 @@ def online_tile(
                     ),
                     ft.Column(
                         [
-                            ft.Text(person.name, weight=ft.FontWeight.W_500, size=13),
+                            ft.Text(name, weight=ft.FontWeight.W_500, size=13),
                             ft.Text(detail, size=11, color=ft.Colors.GREY_600),
                         ],
                         spacing=0,
@@ -59,36 +60,15 @@ def online_tile(
     )
 
 
-def own_fingerprint_line(fingerprint: str) -> ft.Control:
-    """"Your device: XXXX-XXXX-XXXX-XXXX": selectable, with a tooltip on how to compare it.
-    Wrapped in Semantics because selectable Text is invisible to screen readers."""
-    line = f"{OWN_DEVICE_PREFIX}{fingerprint}"
-    return ft.Semantics(
-        label=line,
-        container=True,
-        exclude_semantics=True,
-        content=ft.Container(
-            tooltip=OWN_DEVICE_TOOLTIP,
-            # Two lines so the whole fingerprint fits the panel (people compare every group).
-            content=ft.Column(
-                [
-                    ft.Row(
-                        [
-                            ft.Icon(ft.Icons.FINGERPRINT, size=14, color=ft.Colors.GREY_700),
-                            ft.Text(OWN_DEVICE_PREFIX.rstrip(": ") + ":", size=11,
-                                    color=ft.Colors.GREY_800),
-                        ],
-                        spacing=4,
-                        tight=True,
-                    ),
-                    ft.Text(fingerprint, size=12, selectable=True, font_family="monospace",
-                            weight=ft.FontWeight.W_500, color=ft.Colors.GREY_900),
-                ],
-                spacing=2,
-                tight=True,
-            ),
-        ),
-    )
+def devices_summary(online: int, devices: list[Online]) -> str:
+    """The line under "Online (N)", in words a person uses (never "no devices" under 2 online)."""
+    count = len(devices)
+    if count == 0:
+        return ("Everyone is on this host: no other Flet Chat devices on your network yet."
+                if online > 1 else
+                "Nobody else yet. Others join by opening this page, or Flet Chat on your network.")
+    names = ", ".join(f"{d.name} ({d.device})" for d in devices)
+    return f"{count} other device{'s' if count != 1 else ''} on your network: {names}"
 
 
 def device_label(device: Online) -> str:
@@ -150,16 +130,23 @@ class PeoplePanel:
         on_open_dm: Callable[[str], Callable] | None,
         on_block: Callable[[Online], Callable] | None,
         on_unblock: Callable[[str], Callable],
+        on_details: Callable | None = None,
+        on_check_network: Callable | None = None,
     ) -> None:
+        self.me: str | None = None  # the name this page joined under: "(you)", no DM to self
         self.on_open_dm = on_open_dm
         self.on_block = on_block
         self.on_unblock = on_unblock
         self.people = ft.Column(spacing=8, scroll=ft.ScrollMode.AUTO, expand=True)
         self.title = ft.Text("Online", weight=ft.FontWeight.BOLD)
         self.devices_line = ft.Text("", size=11, color=ft.Colors.GREY_600)
-        self.own_fingerprint = (
-            own_fingerprint_line(fingerprint) if fingerprint else ft.Row(visible=False)
-        )
+        # The fingerprint lives in the device-details view (device_details.py) now.
+        self.details_button = ft.TextButton(DETAILS_BUTTON, icon=ft.Icons.FINGERPRINT,
+                                            on_click=on_details,
+                                            visible=bool(fingerprint) and on_details is not None)
+        self.check_button = ft.TextButton(CHECK_NETWORK, icon=ft.Icons.WIFI_FIND,
+                                          on_click=on_check_network,
+                                          visible=on_check_network is not None)
         self.devices = ft.Column(spacing=0, tight=True)
         self.blocked_list = ft.Column(spacing=0, tight=True)
         self.blocked_panel = ft.Column(
@@ -168,8 +155,8 @@ class PeoplePanel:
         )
         self.panel = ft.Container(
             content=ft.Column(
-                [self.own_fingerprint, self.title, self.devices_line, self.devices, self.people,
-                 self.blocked_panel],
+                [self.title, self.devices_line, self.devices, self.people, self.blocked_panel,
+                 self.check_button, self.details_button],
                 spacing=8,
                 expand=True,
             ),
@@ -181,16 +168,13 @@ class PeoplePanel:
 
     def render(self, online: list[Online], devices: list[Online]) -> ft.Control:
         self.title.value = f"Online ({len(online)})"
-        count = len(devices)
-        self.devices_line.value = (
-            "no other devices found on the LAN"
-            if count == 0
-            else f"{count} other device{'s' if count != 1 else ''} on the LAN: "
-            + ", ".join(f"{d.name} ({d.device})" for d in devices)
-        )
+        self.devices_line.value = devices_summary(len(online), devices)
         opener = self.on_open_dm
+        me = self.me
         self.people.controls = [
-            online_tile(p, on_click=opener(p.name) if opener else None) for p in online
+            online_tile(p, on_click=opener(p.name) if opener else None,
+                        me=p.local and me is not None and p.name == me)
+            for p in online
         ]
         block = self.on_block
         self.devices.controls = [device_tile(d, block(d) if block else None) for d in devices]

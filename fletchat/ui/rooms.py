@@ -1,5 +1,11 @@
 """Private rooms in the header: the lock button and the passphrase dialog (fletchat/rooms.py
-seals and opens; the key is kept in this session only)."""
+seals and opens; the key is kept in this session only).
+
+Two actions that used to look the same (issue 17): **unlock** a room whose messages are sealed
+already (you were given its passphrase), and **make a channel private** (from now on what you send
+there is sealed; give the passphrase to the others). Success is confirmed, the channel list marks
+the channel with a lock, the field is emptied (a reload never shows the passphrase again), and
+focus goes back to the composer once the dialog is gone, so nothing typed next is lost."""
 
 from __future__ import annotations
 
@@ -10,47 +16,78 @@ import flet as ft
 from ..model import ValidationError
 from .backend import ChatBackend
 from .dialogs import room_dialog
-from .text import ROOM_PASSPHRASE, channel_title
+from .text import ROOM_LOCK_TOOLTIP, ROOM_OPEN_TOOLTIP, channel_title
 from .updates import after_layout
+
+RESTORE_WAIT = 4.0  # layout waits (after_layout's unit) for the dialog's pop to finish
 
 
 class RoomControls:
     def __init__(self, page: ft.Page, backend: ChatBackend,
-                 on_opened: Callable[[], Awaitable[None]], focus: Callable[[], Awaitable[None]]) -> None:
+                 on_opened: Callable[[], Awaitable[None]], focus: Callable[[], Awaitable[None]],
+                 sealed_here: Callable[[], bool] = lambda: False) -> None:
         self.page = page
         self.backend = backend
         self.on_opened = on_opened
         self.focus = focus
+        self.sealed_here = sealed_here  # the open channel shows sealed messages
         self.channel = ""
-        self.button = ft.IconButton(icon=ft.Icons.LOCK_OUTLINE, tooltip=ROOM_PASSPHRASE,
+        self.unlock = False
+        self.confirmation = ""
+        self.button = ft.IconButton(icon=ft.Icons.LOCK_OUTLINE, tooltip=ROOM_LOCK_TOOLTIP,
                                     on_click=self.click, visible=backend.capabilities.rooms)
         self.passphrase = ft.TextField(label="Passphrase", password=True, autofocus=True,
-                                       can_reveal_password=True, on_submit=self.submit)
+                                       can_reveal_password=True, on_submit=self.submit,
+                                       error_max_lines=3)
         self.dialog: ft.AlertDialog | None = None
 
     def show_for(self, channel: str) -> ft.Control:
         self.channel = channel
         keyed = self.backend.has_room_key(channel)
         self.button.icon = ft.Icons.LOCK if keyed else ft.Icons.LOCK_OUTLINE
+        self.button.tooltip = ROOM_OPEN_TOOLTIP if keyed else ROOM_LOCK_TOOLTIP
         return self.button
 
     async def click(self, e: ft.Event | None = None) -> None:
+        await self.ask_keeping_focus()
+
+    async def ask_keeping_focus(self) -> None:
+        """Focus the composer first: when the dialog closes, Flutter gives focus back to what
+        had it before (the lock button, where typing went nowhere), after any focus we ask for."""
         self.ask()
 
     def ask(self) -> ft.AlertDialog:
-        """Enter the open channel's passphrase: what is sent there from now on is sealed, and
-        sealed messages open."""
+        """Unlock (sealed messages here already) or make private (none yet)."""
         self.passphrase.value, self.passphrase.error = "", None
+        self.unlock = self.sealed_here()
         title = channel_title(self.channel, self.backend.name)
-        self.dialog = room_dialog(title, self.passphrase, self.submit,
-                                  lambda e: self.page.pop_dialog())
+        self.dialog = room_dialog(title, self.passphrase, self.submit, self.cancel,
+                                  self.unlock, self.dismissed)
         self.page.show_dialog(self.dialog)
         return self.dialog
 
+    async def cancel(self, e: ft.Event | None = None) -> None:
+        self.passphrase.value = ""
+        self.page.pop_dialog()
+
+    async def dismissed(self, e: ft.Event | None = None) -> None:
+        """The dialog is gone (and Flutter gave focus back to the lock button): the confirmation,
+        then the composer. (A SnackBar shown while the dialog was closing brought it back.)"""
+        self.passphrase.value = ""
+        if self.confirmation:
+            self.page.show_dialog(ft.SnackBar(ft.Text(self.confirmation),
+                                              duration=ft.Duration(seconds=12)))
+            self.confirmation = ""
+        await self.refocus()
+
     async def submit(self, e: ft.Event | None = None) -> None:
-        if await self.set_passphrase(self.passphrase.value or ""):
-            await after_layout()  # focus must leave the closed dialog's field first
-            await self.focus()
+        await self.set_passphrase(self.passphrase.value or "")
+
+    async def refocus(self) -> None:
+        """Back to the composer once the closed dialog's route has handed focus back (Flutter
+        web restores it to the element that opened the dialog, after the pop transition)."""
+        await after_layout(RESTORE_WAIT)
+        await self.focus()
 
     async def set_passphrase(self, passphrase: str) -> bool:
         try:
@@ -60,6 +97,13 @@ class RoomControls:
             if self.passphrase.parent is not None:
                 self.passphrase.update()
             return False
+        self.passphrase.value = ""
         self.page.pop_dialog()
+        title = channel_title(self.channel, self.backend.name)
+        done = (f"{title} unlocked: its sealed messages open, and what you send there is sealed."
+                if self.unlock else
+                f"{title} is private for you now: what you send there is sealed. Give the "
+                "passphrase to the others in person.")
+        self.confirmation = done  # shown once the dialog is gone (``dismissed``)
         await self.on_opened()  # sealed rows open now
         return True

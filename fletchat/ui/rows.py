@@ -10,6 +10,7 @@ from __future__ import annotations
 import flet as ft
 
 from ..model import KIND_CHAT, Message, avatar_color, initials
+from .links import body_spans
 from .text import (
     LATE_LABEL,
     PRIVATE_LABEL,
@@ -99,8 +100,10 @@ class ChatMessage(ft.Row):
             weight=ft.FontWeight.BOLD,
             spans=[ft.TextSpan(f"  {format_time(message.ts)}", style=TIME_STYLE)],
         )
+        spans = None if sealed else body_spans(message.text)  # links (issue 17)
         self.body = ft.Text(
-            message.text,
+            None if spans else message.text,
+            spans=spans,
             selectable=True,
             italic=sealed or None,
             color=ft.Colors.GREY_600 if sealed else None,

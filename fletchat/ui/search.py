@@ -8,7 +8,14 @@ from collections.abc import Awaitable, Callable
 import flet as ft
 
 from ..model import Message, avatar_color, initials
-from .text import SEARCH_HINT, channel_title, format_time, plain_snippet, snippet_parts
+from .text import (
+    SEARCH_HINT,
+    SEARCH_HINT_SHORT,
+    channel_title,
+    format_time,
+    plain_snippet,
+    snippet_parts,
+)
 
 Jump = Callable[[Message], Awaitable[None]]
 
@@ -68,7 +75,9 @@ class Search:
         return (self.field.value or "").strip()
 
     def fit(self, wide: bool) -> None:
-        self.field.width = 260 if wide else 150
+        """Phones: a narrower field whose hint fits it ("Search m…" was cut, issue 17)."""
+        self.field.width = 260 if wide else 130
+        self.field.hint_text = SEARCH_HINT if wide else SEARCH_HINT_SHORT
 
     def results_dialog(self, query: str, results: list[tuple[Message, str]], me: str | None,
                        on_jump: Jump, on_close: Callable) -> ft.AlertDialog:

@@ -14,6 +14,8 @@ from .hub_backend import HubBackend
 from .settings import PrefsStore
 from .view import ChatView
 
+LEAVE_GRACE_SECONDS = 8.0  # a tab back within this long never "left" (issue 17)
+
 
 def make_session_main(
     hub_factory: Callable[[], Hub],
@@ -34,9 +36,11 @@ def make_session_main(
                         prefs_store=prefs, join_url=join_url)
 
         def on_disconnect(e: ft.Event) -> None:
-            session.leave()
+            # A reload or a blip: announced only if the tab is not back within the grace.
+            session.leave(grace=LEAVE_GRACE_SECONDS)
 
         def on_close(e: ft.Event) -> None:
+            view.alive = False
             session.leave()
             view.files.release()  # uploads this tab started and never shared
 

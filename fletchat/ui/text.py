@@ -11,12 +11,14 @@ APP_TITLE = "Flet Chat"
 NAME_LABEL = "Enter your name to join the chat"
 MESSAGE_HINT = "Write a message..."
 SEARCH_HINT = "Search messages"
+SEARCH_HINT_SHORT = "Search"  # on phones, where the field is narrow
 LOAD_OLDER = "Load older messages"
 STATUS_PENDING = "pending"
 STATUS_DELIVERED = "delivered"
 STATUS_REFUSED = "refused"  # a peer did not store it, and said why
+STATUS_SENT = "sent"  # stored here; nobody else (no other tab, no LAN device) to deliver it to
 LATE_LABEL = "arrived late"
-PENDING_LABEL = "not delivered yet"
+PENDING_LABEL = "waiting for a device"  # a LAN device is connected and has not confirmed it
 UNVERIFIED_LABEL = "unverified"
 OWN_DEVICE_PREFIX = "Your device: "
 OWN_DEVICE_TOOLTIP = (
@@ -29,6 +31,8 @@ BLOCK_TOOLTIP = "Block this device"
 BLOCKED_TITLE = "Blocked devices"
 TRUST_NEW_KEY = "Trust new key"
 ROOM_PASSPHRASE = "Room passphrase"
+ROOM_LOCK_TOOLTIP = "Private room: make this channel private, or unlock it"
+ROOM_OPEN_TOOLTIP = "Private room: unlocked in this page (change the passphrase)"
 PRIVATE_LABEL = "private"
 MARK_START, MARK_END = "\x02", "\x03"  # search snippets mark matches so (store.MARK_START/END)
 
@@ -55,6 +59,8 @@ class Status:
             return self.note
         if self.state == STATUS_PENDING:
             return PENDING_LABEL
+        if self.state == STATUS_SENT:
+            return "sent"
         return f"delivered {format_time(self.at)}" if self.at else "delivered"
 
 

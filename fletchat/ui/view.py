@@ -17,17 +17,23 @@ from ..events import (
     StoreFailed,
 )
 from ..files.views import FileChanged
-from ..model import Message, ValidationError
+from ..model import KIND_CHAT, Message, ValidationError
 from .backend import ChatBackend
 from .banners import Banners
 from .channels import ChannelsPanel
 from .composer import Composer
 from .conversation import Conversation
 from .convo import Convo
+from .counter import LengthCounter
+from .device_details import details_dialog
 from .dialogs import login_dialog
+from .drawer import NARROW_WIDTH, Drawer
+from .empty_state import EmptyState
 from .feed import Feed
 from .files_ui import FilesUI
+from .network_check import NetworkCheck
 from .people import PeoplePanel
+from .remember import NameMemory
 from .rooms import RoomControls
 from .search import Search
 from .settings import PrefsStore
@@ -36,7 +42,7 @@ from .text import APP_TITLE, channel_title
 from .trust_actions import TrustActions
 from .updates import Updates
 
-NARROW_WIDTH = 640
+__all__ = ["NARROW_WIDTH", "ChatView"]
 
 
 class ChatView:
@@ -49,23 +55,37 @@ class ChatView:
         self.updates = Updates(page)
         self.conversation = Conversation(self.updates, self.on_scroll, self.load_older_click)
         self.composer = Composer(self.send_click)
+        self.counter = LengthCounter(self.composer)
+        self.empty = EmptyState()
         self.convo = Convo(self, prefs_store, join_url)
         self.feed = Feed(backend, self.state, self.conversation, self.convo)
         self.composer.field.on_change = self.convo.on_change
         self.search = Search(self.search_submit, caps.search)
         self.channels = ChannelsPanel(page, backend, self.switch_channel, self.focus_composer)
         self.banners = Banners(lambda peer_id: self.trust.truster(peer_id))
+        self.network = NetworkCheck(page, backend, self.banners, self.updates)
         self.people = PeoplePanel(
             backend.fingerprint if caps.trust else "",
             self._dm_opener if caps.channels else None,
             (lambda d: self.trust.asker(d)) if caps.trust else None,
             lambda peer_id: self.trust.unblocker(peer_id),
+            self.details_click,
+            self.network.click if caps.network_check else None,
         )
         self.trust = TrustActions(page, backend, self.updates, self.banners, self.people)
         self.title = ft.Text(channel_title(self.state.channel), size=18,
                              weight=ft.FontWeight.BOLD, expand=True)
-        self.rooms = RoomControls(page, backend, self.reopen, self.composer.focus)
+        self.rooms = RoomControls(page, backend, self.reopen, self.composer.focus,
+                                  lambda: self.feed.needs_room_key())
+        self.prefill_name = prefill_name
+        self.memory = NameMemory()
         self.login, self.join_name = login_dialog(prefill_name, self.join_click)
+        self.alive = True
+        chat_box = ft.Container(
+            content=ft.Column([self.empty.control, self.conversation.control], expand=True,
+                              spacing=0),
+            expand=True, padding=10, border=ft.Border.all(1, ft.Colors.OUTLINE), border_radius=5)
+        self.drawer = Drawer(page, self.channels.panel, self.people.panel, chat_box)
         self.files = FilesUI(self, uploads)  # attach, voice notes, file tiles in rows
         self.feed.decorate = self.files.decorate
         self.composer.control.controls[:0] = self.files.composer_controls
@@ -75,20 +95,17 @@ class ChatView:
         page = self.page
         page.title = APP_TITLE
         page.horizontal_alignment = ft.CrossAxisAlignment.STRETCH
-        self.banners.show_problems(self.backend.problems())
+        self.network.reread()
         if self.backend.capabilities.trust:
             for warning in self.backend.identity_warnings():
                 self.banners.show_warning(warning)
             self.people.render_blocked(self.backend.blocked_peers())
-        chat_box = ft.Container(content=self.conversation.control, expand=True, padding=10,
-                                border=ft.Border.all(1, ft.Colors.OUTLINE), border_radius=5)
         page.add(
             self.banners.problem,
             self.banners.identity,
-            ft.Row([self.channels.menu, self.title, self.rooms.button, *self.convo.header(),
+            ft.Row([self.drawer.button, self.title, self.rooms.button, *self.convo.header(),
                     self.search.field], vertical_alignment=ft.CrossAxisAlignment.CENTER),
-            ft.Row([self.channels.panel, chat_box, self.people.panel], expand=True,
-                   vertical_alignment=ft.CrossAxisAlignment.STRETCH),
+            self.drawer.body,
             self.convo.around_composer(self.composer.control),
             self.files.status,
         )
@@ -96,22 +113,24 @@ class ChatView:
         await self.show_channel(self.state.channel)
         self.people.render(self.backend.online(), self.backend.lan_peers())
         page.on_resize = self.on_resize
-        self.fit_width(page.width)
+        self.fit_width(page.width, page.height)
         self.backend.subscribe(self.on_event)
+        if not self.prefill_name:  # a name remembered on this device (issue 17)
+            self.join_name.value = await self.memory.load()
         page.show_dialog(self.login)
         self.updates.mark(page)
         self.updates.flush()
+        page.run_task(self.network.watch, lambda: self.alive)
 
-    def fit_width(self, width: float | None) -> None:
-        """Phones get the whole width for the conversation: the panels show from 640 px (below
-        that, channels are in the header's menu)."""
-        wide = width is None or width >= NARROW_WIDTH
-        self.people.panel.visible = wide
-        self.channels.fit(wide)
-        self.search.fit(wide)
+    def fit_width(self, width: float | None, height: float | None = None) -> None:
+        """Phones get the whole width for the conversation: below ``NARROW_WIDTH`` channels and
+        people are in the drawer (drawer.py)."""
+        self.updates.mark(*self.drawer.fit(width, height))
+        self.search.fit(self.drawer.wide is not False)
+        self.updates.mark(self.search.field)
 
     def on_resize(self, e: ft.Event) -> None:
-        self.fit_width(self.page.width)
+        self.fit_width(self.page.width, self.page.height)
         self.updates.mark(self.page)
 
     # ---- channels ----
@@ -124,7 +143,14 @@ class ChatView:
         self.render_channels()
         await self.feed.show(unread)
         self.convo.opened(channel)
-        self.updates.mark(self.title, self.rooms.show_for(channel))
+        self.updates.mark(self.title, self.rooms.show_for(channel), *self.counter.clear_error())
+        self.show_empty()
+
+    def show_empty(self) -> None:
+        """The empty-state line when the channel has no chat message (issue 17)."""
+        empty = not any(r.message.kind == KIND_CHAT for r in self.conversation.rows.values())
+        if empty or self.empty.control.visible:
+            self.updates.mark(self.empty.show(self.state.channel, self.backend.name, empty))
 
     async def reopen(self) -> None:
         await self.show_channel(self.state.channel)
@@ -133,14 +159,17 @@ class ChatView:
     def render_channels(self) -> None:
         known = self.backend.channels() if self.backend.capabilities.channels else []
         names = self.state.visible_channels(known, self.backend.can_see)
+        private = frozenset(c for c in names if self.backend.has_room_key(c))
         self.updates.mark(*self.channels.render(names, self.state.channel, self.state.unread,
-                                                self.backend.name, self.convo.mentions(),
-                                                self.convo.prefs.muted))
+                                                self.backend.name, private,
+                                                self.convo.mentions(), self.convo.prefs.muted),
+                          self.drawer.set_unread(sum(self.state.unread.values())))
 
     async def switch_channel(self, channel: str) -> None:
+        await self.drawer.close()
         await self.show_channel(channel)
         if self.feed.needs_room_key():
-            self.rooms.ask()
+            await self.rooms.ask_keeping_focus()
         self.updates.flush()
 
     def _dm_opener(self, name: str) -> Callable:
@@ -157,6 +186,10 @@ class ChatView:
 
     async def focus_composer(self, e: ft.Event | None = None) -> None:
         await self.composer.focus()
+
+    async def details_click(self, e: ft.Event | None = None) -> None:
+        self.page.show_dialog(details_dialog(self.backend.fingerprint, self.backend.lan_peers(),
+                                             self.page.pop_dialog))
 
     # ---- older pages, search ----
     async def on_scroll(self, e: ft.OnScrollEvent) -> None:
@@ -219,6 +252,8 @@ class ChatView:
         self.convo.on_message(msg, shown)  # mentions counted before the list is drawn
         if shown:
             self.feed.place(msg)
+            if self.empty.control.visible:
+                self.show_empty()
         elif msg.channel in self.state.unread:
             self.render_channels()
 
@@ -231,9 +266,12 @@ class ChatView:
             self.join_name.update()
             return
         self.page.pop_dialog()
+        self.people.me = self.backend.name
         self.render_channels()  # direct messages for this name become visible
+        self.updates.mark(self.people.render(self.backend.online(), self.backend.lan_peers()))
         self.updates.flush()
         await self.composer.focus()
+        await self.memory.save(self.backend.name or "")
 
     async def send_click(self, e: ft.Event | None = None) -> None:
         text = self.composer.text

@@ -1,0 +1,43 @@
+"""The name a person joined under, remembered in the browser's (or app's) client storage, so a
+new session on the same device offers it instead of asking from scratch (issue 17). Flet's
+``SharedPreferences`` is localStorage in a browser; a page without a client (unit tests) simply
+remembers nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import flet as ft
+
+from ..model import MAX_NAME_CHARS
+
+log = logging.getLogger(__name__)
+NAME_KEY = "fletchat.name"
+ANSWER_SECONDS = 3.0
+
+
+class NameMemory:
+    def __init__(self) -> None:
+        try:
+            self.prefs: ft.SharedPreferences | None = ft.SharedPreferences()
+        except (RuntimeError, LookupError):  # no page context: nothing to remember in
+            self.prefs = None
+
+    async def load(self) -> str:
+        if self.prefs is None:
+            return ""
+        try:
+            value = await asyncio.wait_for(self.prefs.get(NAME_KEY), ANSWER_SECONDS)
+        except (TimeoutError, RuntimeError, LookupError, AttributeError) as err:
+            log.debug("no remembered name: %s", err)
+            return ""
+        return value[:MAX_NAME_CHARS] if isinstance(value, str) else ""
+
+    async def save(self, name: str) -> None:
+        if self.prefs is None:
+            return
+        try:
+            await asyncio.wait_for(self.prefs.set(NAME_KEY, name), ANSWER_SECONDS)
+        except (TimeoutError, RuntimeError, LookupError, AttributeError) as err:
+            log.debug("name not remembered: %s", err)
