@@ -22,8 +22,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import flet as ft
-import flet_audio as fa
-import flet_audio_recorder as far
 
 from ..files.limits import MAX_VOICE_MS
 from ..model import ValidationError
@@ -79,10 +77,19 @@ class Voice:
         self.ticket: Any = None
         self.recording = False
         self.started: datetime.datetime | None = None
-        self.player = fa.Audio(release_mode=fa.ReleaseMode.STOP)
-        self.recorder = far.AudioRecorder(configuration=far.AudioRecorderConfiguration(
-            encoder=far.AudioEncoder.PCM16BITS if self.web else far.AudioEncoder.WAV,
-            channels=CHANNELS, sample_rate=SAMPLE_RATE))
+        self.player: Any = None
+        self.recorder: Any = None
+        if backend.capabilities.voice:
+            # Imported only where voice notes are on: the static web client (voice off) ships
+            # neither extension among its wheels.
+            import flet_audio as fa
+            import flet_audio_recorder as far
+
+            self._far = far
+            self.player = fa.Audio(release_mode=fa.ReleaseMode.STOP)
+            self.recorder = far.AudioRecorder(configuration=far.AudioRecorderConfiguration(
+                encoder=far.AudioEncoder.PCM16BITS if self.web else far.AudioEncoder.WAV,
+                channels=CHANNELS, sample_rate=SAMPLE_RATE))
         why = self.unavailable(page, backend, attach.tickets)
         self.button = ft.IconButton(
             icon=ft.Icons.MIC_NONE, tooltip=f"{RECORD_TOOLTIP}: {why}" if why else RECORD_TOOLTIP,
@@ -134,7 +141,7 @@ class Voice:
             if self.web:
                 self.ticket = self.attach.tickets.issue(self.attach.owner, "voice-note.pcm")
                 ok = await self.recorder.start_recording(
-                    upload=far.AudioRecorderUploadSettings(upload_url=self.ticket.url,
+                    upload=self._far.AudioRecorderUploadSettings(upload_url=self.ticket.url,
                                                            method="PUT"))
             else:
                 folder = Path(tempfile.mkdtemp(prefix="fletchat-voice-"))
@@ -199,6 +206,9 @@ class Voice:
     # ---- playback ----
     async def play(self, src: str) -> None:
         """One player per session: a new note stops the one playing."""
+        if self.player is None:
+            self.attach.say("Voice notes do not play here; open the chat in the app or a host's tab.")
+            return
         try:
             if self.player.src != src:
                 self.player.src = src
