@@ -63,7 +63,7 @@ TARGETS: tuple[tuple[str, str, str, str], ...] = (
     ("fletchat.store", "Store.add_many", "store write (batched, store-writer thread)", OFF),
     ("fletchat.mesh|fletchat.mesh_session", "Mesh._ack|Sessions._on_messages",
      "ack: receipt sent", ACK),
-    ("fletchat.hub", "Hub.acked", "ack: receipt handled", ACK),
+    ("fletchat.conversation.hub_part", "ConvHubMethods.acked", "ack: receipt handled", ACK),
     ("fletchat.mesh", "Mesh._broadcast", "mesh fan-out (queue per peer)", FAN),
 )
 

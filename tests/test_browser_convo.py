@@ -48,7 +48,7 @@ def row(tab: ChatPage, author: str, text: str, *then: str):
 async def test_a_mention_in_another_channel_counts_in_the_title(server, browser):
     alice, bob = await two(browser, server)
     # Bob creates #lunch and mentions Alice there; Alice stays in #general.
-    await bob.page.get_by_label("New channel").click()
+    await bob.page.get_by_role("button", name="New channel").click()
     await bob.type_in_field("lunch", label="Channel name", tag="INPUT")
     await bob.page.keyboard.press("Enter")
     await expect(bob.page.get_by_role("button", name="# lunch")).to_be_visible(timeout=TIMEOUT)

@@ -283,7 +283,8 @@ def _packaged_for(environment: dict[str, str]) -> set[str]:
     ids=["serious_python-pip", "micropip"],
 )
 def test_the_web_build_installs_only_what_a_browser_can_use(environment):
-    assert _packaged_for(environment) == {"flet"}
+    # markdown-it-py: pure Python, message Markdown in the static client (webbuild.PURE_WHEELS)
+    assert _packaged_for(environment) == {"flet", "markdown-it-py"}
 
 
 def test_native_builds_keep_the_lan_stack():

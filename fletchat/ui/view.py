@@ -55,11 +55,11 @@ class ChatView:
         self.updates = Updates(page)
         self.conversation = Conversation(self.updates, self.on_scroll, self.load_older_click)
         self.composer = Composer(self.send_click)
-        self.counter = LengthCounter(self.composer)
-        self.empty = EmptyState()
         self.convo = Convo(self, prefs_store, join_url)
         self.feed = Feed(backend, self.state, self.conversation, self.convo)
         self.composer.field.on_change = self.convo.on_change
+        self.counter = LengthCounter(self.composer)  # chains the conversation's on_change
+        self.empty = EmptyState()
         self.search = Search(self.search_submit, caps.search)
         self.channels = ChannelsPanel(page, backend, self.switch_channel, self.focus_composer)
         self.banners = Banners(lambda peer_id: self.trust.truster(peer_id))
