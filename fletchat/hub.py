@@ -54,7 +54,7 @@ from .model import (
     Peer,
     ValidationError,
 )
-from .outbox import CatchUpAnswers, Outbox, wire
+from .outbox import CatchUpAnswers, MeshSideMethods, Outbox, wire
 from .presence import PresenceMethods, Roster
 from .reading import HISTORY_PAGE, HistoryReads
 from .session import (  # noqa: F401  (re-exported: callers import them from the hub)
@@ -133,7 +133,7 @@ class Publisher(Protocol):
 
 
 @dataclass
-class Hub(ConvHubMethods, HistoryReads, PresenceMethods, TrustMethods):
+class Hub(ConvHubMethods, MeshSideMethods, HistoryReads, PresenceMethods, TrustMethods):
     """Process-wide state shared by every session: acceptance, history, roster, fan-out."""
 
     peer_id: str
@@ -312,10 +312,6 @@ class Hub(ConvHubMethods, HistoryReads, PresenceMethods, TrustMethods):
                         self._seen.pop(h.msg.id, None)
         self._queue(msg, verified)
 
-    def caught_up(self, msg: Message, peer_id: str) -> None:
-        """Older callers' catch-up entry point: an unverified, not relayed ``receive``."""
-        self.receive(msg, peer_id, verified=False, relay=False)
-
     def flush(self, timeout: float = 5.0) -> bool:
         """Block until everything accepted so far is committed (tests, shutdown; not on a loop)."""
         return bool(self._writer.flush(timeout=timeout))
@@ -434,47 +430,3 @@ class Hub(ConvHubMethods, HistoryReads, PresenceMethods, TrustMethods):
                 return
             self._channels.add(channel)
         self._publish(ChannelsChanged(tuple(self.channels())))
-
-    # ---- catch-up and the outbox (mesh side) ----
-    def summary(self) -> dict[str, int]:
-        """Per origin, the seq up to which everything is held (verified rows only, for origins
-        whose key is known here)."""
-        return self.answers.summary()
-
-    async def summary_async(self) -> dict[str, int]:
-        """``summary()`` read off the event loop."""
-        return await asyncio.to_thread(self.summary)
-
-    def missing(self, summary: dict[str, int], after: tuple[str, int] | None, limit: int,
-                peer: str = "") -> list[Message]:
-        return self.vouched(self.answers.missing(summary, after, limit, peer))
-
-    def _outbox_later(self, sent: tuple[str, ...] = (), delivered: tuple[str, ...] = ()) -> None:
-        """Queue outbox marks for the worker thread, coalesced: one job (one transaction each
-        for sent and delivered) however many messages and receipts arrive meanwhile."""
-        with self._qlock:
-            idle = not (self._outbox_due[0] or self._outbox_due[1])
-            self._outbox_due[0].extend(sent)
-            self._outbox_due[1].extend(delivered)
-        if idle:
-            self._bg.submit(self._outbox_flush)
-
-    def _outbox_flush(self) -> None:
-        with self._qlock:
-            sent, delivered = self._outbox_due
-            self._outbox_due = ([], [])
-        try:
-            if sent:
-                self.store.mark_sent_many(sent)
-            if delivered:
-                self.outbox.delivered(tuple(delivered))
-        except StoreError as err:
-            log.error("outbox not updated: %s", err)
-
-    def refused(self, peer_id: str, refusals: tuple[tuple[str, str], ...]) -> None:
-        """A peer refused these messages of ours (id, reason): outbox + ``MessageRefused``."""
-        self._bg.submit(self.outbox.refused, peer_id, tuple(refusals))
-
-    def sync_batch(self) -> list[Message]:
-        """Nothing: presence travels in ``presence`` frames and history by catch-up."""
-        return []

@@ -4,6 +4,8 @@ messages peers confirmed, or refused and why). docs/store.md and docs/protocol.m
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -12,7 +14,7 @@ from typing import Any
 
 from .events import Delivered, MessageRefused
 from .model import Message
-from .store import Record
+from .store import Record, StoreError
 
 # A message sent to a peer above a gap in its origin's sequence (which the peer's summary cannot
 # show it holds) is not sent to that peer again for this long, unless the peer's summary for that
@@ -109,3 +111,64 @@ class Outbox:
 
     def refusals(self) -> dict[str, tuple[str, str]]:
         return self._store.refusals()
+
+
+class MeshSideMethods:
+    """The hub's catch-up answers and coalesced outbox marks, as the mesh calls them (a mixin of
+    ``Hub``: uses its ``answers``, ``outbox``, ``store``, ``_bg``, ``_qlock``, ``_outbox_due``)."""
+
+    answers: Any
+    outbox: Any
+    store: Any
+    _bg: Any
+    _qlock: Any
+    _outbox_due: tuple[list[str], list[str]]
+    vouched: Callable[[list[Message]], list[Message]]
+    receive: Callable[..., Any]
+
+    def caught_up(self, msg: Message, peer_id: str) -> None:
+        """Older callers' catch-up entry point: an unverified, not relayed ``receive``."""
+        self.receive(msg, peer_id, verified=False, relay=False)
+
+    def summary(self) -> dict[str, int]:
+        """Per origin, the seq up to which everything is held (verified rows only, for origins
+        whose key is known here)."""
+        return self.answers.summary()
+
+    async def summary_async(self) -> dict[str, int]:
+        """``summary()`` read off the event loop."""
+        return await asyncio.to_thread(self.summary)
+
+    def missing(self, summary: dict[str, int], after: tuple[str, int] | None, limit: int,
+                peer: str = "") -> list[Message]:
+        return self.vouched(self.answers.missing(summary, after, limit, peer))
+
+    def _outbox_later(self, sent: tuple[str, ...] = (), delivered: tuple[str, ...] = ()) -> None:
+        """Queue outbox marks for the worker thread, coalesced: one job (one transaction each
+        for sent and delivered) however many messages and receipts arrive meanwhile."""
+        with self._qlock:
+            idle = not (self._outbox_due[0] or self._outbox_due[1])
+            self._outbox_due[0].extend(sent)
+            self._outbox_due[1].extend(delivered)
+        if idle:
+            self._bg.submit(self._outbox_flush)
+
+    def _outbox_flush(self) -> None:
+        with self._qlock:
+            sent, delivered = self._outbox_due
+            self._outbox_due = ([], [])
+        try:
+            if sent:
+                self.store.mark_sent_many(sent)
+            if delivered:
+                self.outbox.delivered(tuple(delivered))
+        except StoreError as err:
+            logging.getLogger("fletchat.hub").error("outbox not updated: %s", err)
+
+    def refused(self, peer_id: str, refusals: tuple[tuple[str, str], ...]) -> None:
+        """A peer refused these messages of ours (id, reason): outbox + ``MessageRefused``."""
+        self._bg.submit(self.outbox.refused, peer_id, tuple(refusals))
+
+    def sync_batch(self) -> list[Message]:
+        """Nothing: presence travels in ``presence`` frames and history by catch-up."""
+        return []
