@@ -9,6 +9,7 @@ prints as ``{"event": "error", ...}``, so a typo is never sent as a chat message
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..model import ValidationError, validate_id, validate_text
 from .emoji import SHORTCODES
@@ -61,3 +62,16 @@ def parse_command(line: str) -> Command | None:
     if text is None:
         raise ValidationError(usage)
     return Command(head, target, text)
+
+
+def act_on(session: Any, op: str, target: Any, text: str, channel: str) -> None:
+    """Run one message action (``reply``/``react``/``edit``/anything else = delete) through a
+    ``HubSession``: the headless peer's commands and the relay's ``conv`` requests share it."""
+    if op == "reply":
+        session.reply(target, text, channel)
+    elif op == "react":
+        session.react(target, text)
+    elif op == "edit":
+        session.edit(target, text)
+    else:
+        session.delete(target)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..model import DEFAULT_CHANNEL, ROW_KINDS, Message, ValidationError
-from .commands import Command
+from .commands import Command, act_on
 from .views import ReadChanged, RowChanged, TypingChanged
 
 if TYPE_CHECKING:
@@ -27,15 +27,7 @@ def run_command(session: HubSession, cmd: Command) -> None:
     found = session.hub.find(cmd.target)
     if found is None or found[0].kind not in ROW_KINDS:
         raise ValidationError(f"No message with id {cmd.target} here.")
-    target = found[0]
-    if cmd.name == "reply":
-        session.reply(target, cmd.text, target.channel)
-    elif cmd.name == "react":
-        session.react(target, cmd.text)
-    elif cmd.name == "edit":
-        session.edit(target, cmd.text)
-    else:
-        session.delete(target)
+    act_on(session, cmd.name, found[0], cmd.text, found[0].channel)
 
 
 def conversation_line(event: RowChanged | TypingChanged | ReadChanged,

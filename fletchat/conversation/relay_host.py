@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..model import DEFAULT_CHANNEL, ROW_KINDS, Message, ValidationError
+from .commands import act_on
 from .relay_frames import RelayConv, encode_done, encode_marks, encode_row, encode_typing
 from .views import ReadChanged, RowChanged, TypingChanged
 
@@ -71,12 +72,4 @@ def _run(frame: RelayConv, session: HubSession) -> None:
     found = session.hub.find(frame.target)
     if found is None or found[0].kind not in ROW_KINDS or not session.can_see(found[0].channel):
         raise ValidationError("That message is not here.")
-    target = found[0]
-    if frame.op == "reply":
-        session.reply(target, frame.text, frame.channel)
-    elif frame.op == "react":
-        session.react(target, frame.text)
-    elif frame.op == "edit":
-        session.edit(target, frame.text)
-    else:
-        session.delete(target)
+    act_on(session, frame.op, found[0], frame.text, frame.channel)
