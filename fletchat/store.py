@@ -303,6 +303,21 @@ def _read_connection(path: Path) -> sqlite3.Connection:
     return con
 
 
+def _inspection_connection(path: Path) -> sqlite3.Connection:
+    """A read-only look at the file that includes a write-ahead log left beside it (a crashed or
+    still-running newer version may hold its schema bump there). Only where the directory cannot
+    hold the ``-shm`` index a WAL reader needs (read-only or full) does it fall back to reading the
+    main file alone (``immutable``)."""
+    uri = path.resolve().as_uri()
+    con = sqlite3.connect(f"{uri}?mode=ro", uri=True)
+    try:
+        con.execute("PRAGMA user_version").fetchone()
+        return con
+    except sqlite3.Error:
+        con.close()
+        return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True)
+
+
 def _inspect(path: Path) -> str | None:
     """Why an existing file is not a usable store of ours, or ``None`` if it is (read-only)."""
     with open(path, "rb") as f:
@@ -312,8 +327,7 @@ def _inspect(path: Path) -> str | None:
     if header != SQLITE_HEADER:
         return "is not a SQLite database"
     try:
-        # immutable: a read-only or full data directory cannot hold the -shm a WAL reader needs
-        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+        con = _inspection_connection(path)
     except sqlite3.Error as err:
         return f"cannot be opened ({err})"
     try:

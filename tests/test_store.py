@@ -400,6 +400,22 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     assert len(backups(tmp_path, "history.db")) == 1
 
 
+def test_a_newer_schema_still_in_the_write_ahead_log_is_refused(tmp_path: Path) -> None:
+    """A newer version still running (or crashed) keeps its schema bump in the WAL beside the
+    file; the check before opening must read it, not the main file alone."""
+    path = tmp_path / "history.db"
+    Store.open(path).close()
+    newer = sqlite3.connect(path)
+    try:
+        newer.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        newer.execute("CREATE TABLE from_the_future (x)")
+        assert (tmp_path / "history.db-wal").stat().st_size > 0  # the bump is only in the log
+        with pytest.raises(StoreError, match="newer Flet Chat"):
+            Store.open(path)
+    finally:
+        newer.close()
+
+
 def test_an_empty_file_becomes_a_new_store(tmp_path: Path) -> None:
     path = tmp_path / "history.db"
     path.write_bytes(b"")
