@@ -115,6 +115,7 @@ class HubSession(ConvSessionMethods):
             from .rooms import seal
 
             msg = replace(msg, text=seal(key, msg.channel, msg.id, msg.text))
+        self.typing_ended(msg.channel)
         return self.hub.post(msg) or msg
 
     def set_room_passphrase(self, channel: str, passphrase: str) -> None:

@@ -286,6 +286,8 @@ async def test_typing_and_read_receipts_cross_the_lan_and_are_never_stored(lan):
     reply = bob.me.send("yes")
     await eventually(lambda: ann.has(reply.id), "bob's message at ann")
     assert ann.me.typing_names("general") == []  # the message ended the typing
+    bob.me.typing("general")  # typing again straight after sending is a new run, not throttled
+    await eventually(lambda: ann.me.typing_names("general") == ["Bob"], "bob typing again")
     kinds = {m.kind for node in (ann, bob) for m in node.hub.history("general", 100)}
     assert kinds == {"join", "chat"}  # typing and read marks were never stored
     await eventually(lambda: ann.hub.store.count() == bob.hub.store.count() == 4,

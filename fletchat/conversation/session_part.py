@@ -53,6 +53,13 @@ class ConvSessionMethods:
     def _post(self, msg: Message) -> Message:
         return self.hub.post(msg) or msg
 
+    def typing_ended(self, channel: str) -> None:
+        """This person sent a message in ``channel``: receivers took it as the end of their
+        typing, so the next keystroke must signal again rather than wait out the throttle."""
+        throttle = self._throttles().get(channel)
+        if throttle is not None:
+            throttle.sent_message()
+
     def reply(self, parent: Message, raw_text: str, channel: str) -> Message | None:
         """Answer ``parent``; its quote travels along (none in a private room: it would leak)."""
         name = self._me()
@@ -72,6 +79,7 @@ class ConvSessionMethods:
             from ..rooms import seal
 
             msg = replace(msg, text=seal(key, channel, msg.id, msg.text))
+        self.typing_ended(channel)
         return self._post(msg)
 
     def react(self, target: Message, emoji: str) -> Message:
