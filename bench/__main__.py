@@ -55,8 +55,8 @@ RUNNERS: list[tuple[str, tuple[str, ...]]] = [
 # mostly wait (mDNS on namespaced hosts, flet-web's session eviction); the CPU-bound rest. Quick
 # numbers are for checking that every figure still works, not for quoting: lanes share the cores.
 QUICK_LANES: list[list[str]] = [
-    ["bench.static_site", "bench.files"],  # the browser, then 8 MB between namespaced hosts
-    ["bench.lan", "bench.sessions"],
+    ["bench.static_site"],  # the browser: the longest module (about 60 s quick)
+    ["bench.lan", "bench.sessions", "bench.files"],  # namespaced hosts, mostly waiting
     ["bench.delivery", "bench.fanout", "bench.history", "bench.startup"],
 ]
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
