@@ -60,6 +60,8 @@ QUICK_LANES: list[list[str]] = [
     ["bench.delivery", "bench.fanout", "bench.history", "bench.startup"],
 ]
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
+# A smoke run's figures are not the ones to quote: they never replace the committed full run's.
+QUICK_OUT = DEFAULT_OUT.with_name("results-quick.json")
 
 
 def run_module(module: str, wanted: list[str], quick: bool) -> dict[str, dict[str, Any]]:
@@ -190,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="a smoke run of every figure in about a minute (lanes run at once)")
     p.add_argument("--serial", action="store_true", help=argparse.SUPPRESS)  # one lane's child
     p.add_argument("--only", help=f"comma-separated figure ids: {', '.join(FIGURES)}")
-    p.add_argument("--out", type=Path, help=f"JSON results file (default {DEFAULT_OUT})")
+    p.add_argument("--out", type=Path, help=f"JSON results file (default {DEFAULT_OUT}; "
+                                           f"{QUICK_OUT.name} with --quick)")
     p.add_argument("--merge", action="store_true",
                    help="put the figures run into the existing results file, keeping the others")
     args = p.parse_args(argv)
@@ -201,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             p.error(f"unknown figure(s): {', '.join(sorted(unknown))}")
     results = run(args.quick, only, serial=args.serial)
-    out = args.out or DEFAULT_OUT
+    out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
     saved = results
     if args.merge and out.exists():
         try:
