@@ -9,8 +9,13 @@ to ``<token>/<name>.part`` counting bytes itself (a ``Content-Length`` is only a
 refuses more than ``MAX_UPLOAD_BYTES`` (the partial file is deleted), renames it into place and
 wakes the session waiting in ``UploadTickets.wait``; then the session calls
 ``ChatBackend.share_files`` with that path and ``release`` removes the directory. Tickets expire
-after ``TICKET_SECONDS``; at most ``MAX_TICKETS`` are open on the host and
-``MAX_TICKETS_PER_OWNER`` per session; the directory is emptied at start (a crash's leftovers).
+after ``TICKET_SECONDS``; at most ``MAX_TICKETS`` are open on the host, ``MAX_TICKETS_PER_OWNER``
+per session and ``MAX_TICKETS_PER_ADDRESS`` per client address (one device with many throw-away
+tabs cannot take every slot); the directory is emptied at start (a crash's leftovers). The disk is
+guarded as the bytes arrive: all uploads in progress together hold at most
+``MAX_BYTES_IN_FLIGHT``, and an upload stops (507, partial file deleted) before the file system's
+free space would fall under ``MIN_FREE_BYTES`` — the history database must never hit a full disk
+because of files in transit.
 
 **Downloads** (``GET /files/blob/<sha256>?name=N[&dl=1]``). A stored, verified file by its hash:
 the hash must be 64 lowercase hex digits, the path comes from the blob store's resolver and must
@@ -54,6 +59,9 @@ UPLOAD_DIR = "uploads"  # under the data dir
 MAX_UPLOAD_BYTES = 1 * L.GIB  # one file from a browser (the app itself shares up to MAX_FILE_BYTES)
 MAX_TICKETS = 64  # uploads open on the host at once
 MAX_TICKETS_PER_OWNER = L.MAX_FILES_PER_MESSAGE  # per session: one message's worth
+MAX_TICKETS_PER_ADDRESS = 16  # per client address, over all its sessions
+MAX_BYTES_IN_FLIGHT = 2 * L.GIB  # all uploads being received at once
+MIN_FREE_BYTES = 256 * L.MIB  # what an upload may never take from the file system
 TICKET_SECONDS = 15 * 60  # an unused or unfinished ticket is dropped after this
 MAX_UPLOAD_NAME_CHARS = 120
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
@@ -96,6 +104,7 @@ class Ticket:
     path: Path
     expires: float
     max_bytes: int
+    address: str = ""
     state: TicketState = TicketState.ISSUED
     size: int = 0
     reason: str = ""
@@ -110,27 +119,37 @@ class UploadTickets:
     """The host's upload slots (see the module docstring)."""
 
     def __init__(self, root: Path, clock: Callable[[], float] = time.monotonic,
-                 max_bytes: int = MAX_UPLOAD_BYTES) -> None:
+                 max_bytes: int = MAX_UPLOAD_BYTES, max_in_flight: int = MAX_BYTES_IN_FLIGHT,
+                 min_free: int = MIN_FREE_BYTES,
+                 disk_free: Callable[[Path], int] | None = None) -> None:
         self.root = Path(root).resolve()
         self.clock = clock
         self.max_bytes = max_bytes
+        self.max_in_flight = max_in_flight
+        self.min_free = min_free
+        self._disk_free = disk_free or (lambda path: shutil.disk_usage(path).free)
         self._tickets: dict[str, Ticket] = {}
         shutil.rmtree(self.root, ignore_errors=True)  # leftovers of a crash belong to nobody
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def issue(self, owner: str, raw_name: object) -> Ticket:
-        """A slot for one file from ``owner`` (a session id); ``ValidationError`` when full."""
+    def issue(self, owner: str, raw_name: object, address: str = "") -> Ticket:
+        """A slot for one file from ``owner`` (a session id) at client ``address``;
+        ``ValidationError`` when full."""
         self.sweep()
         if len(self._tickets) >= MAX_TICKETS:
             raise ValidationError("The host is receiving too many files right now; try again.")
         if sum(t.owner == owner for t in self._tickets.values()) >= MAX_TICKETS_PER_OWNER:
             raise ValidationError(
                 f"At most {MAX_TICKETS_PER_OWNER} files at once; send these first.")
+        if address and sum(t.address == address
+                           for t in self._tickets.values()) >= MAX_TICKETS_PER_ADDRESS:
+            raise ValidationError("This device is sending too many files at once; "
+                                  "wait for them to finish.")
         token = secrets.token_urlsafe(32)
         folder = self.root / token
         folder.mkdir()
         ticket = Ticket(token, owner, folder / upload_name(raw_name),
-                        self.clock() + TICKET_SECONDS, self.max_bytes)
+                        self.clock() + TICKET_SECONDS, self.max_bytes, address)
         self._tickets[token] = ticket
         return ticket
 
@@ -172,6 +191,18 @@ class UploadTickets:
     def __len__(self) -> int:
         return len(self._tickets)
 
+    def in_flight(self) -> int:
+        """Bytes received so far by every upload still in progress."""
+        return sum(t.size for t in self._tickets.values() if t.state == TicketState.RECEIVING)
+
+    def no_room(self, ticket: Ticket, more: int) -> str:
+        """Why ``more`` bytes for ``ticket`` may not be written now ("" when they may)."""
+        if self.in_flight() + more > self.max_in_flight:
+            return "the host is receiving too much at once; try again in a moment"
+        if self._disk_free(self.root) - more < self.min_free:
+            return "the host's disk is nearly full"
+        return ""
+
     # ---- the PUT route ----
     async def receive(self, request: Request) -> Response:
         ticket = self.get(request.path_params.get("token", ""))
@@ -182,13 +213,18 @@ class UploadTickets:
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > ticket.max_bytes:
             return self._fail(ticket, 413, f"larger than {_mb(ticket.max_bytes)}")
+        if declared.isdigit() and (why := self.no_room(ticket, int(declared))):
+            return self._fail(ticket, 507, why)
         ticket.state = TicketState.RECEIVING
         part = ticket.path.with_name(ticket.path.name + ".part")
         try:
-            size = await _stream_to(request, part, ticket.max_bytes)
+            size = await _stream_to(request, part, ticket, self.no_room)
         except _TooLarge:
             part.unlink(missing_ok=True)
             return self._fail(ticket, 413, f"larger than {_mb(ticket.max_bytes)}")
+        except _NoRoom as err:
+            part.unlink(missing_ok=True)
+            return self._fail(ticket, 507, str(err))
         except OSError as err:
             part.unlink(missing_ok=True)
             log.warning("upload %s failed: %s", ticket.path.name, err)
@@ -216,25 +252,38 @@ class _TooLarge(Exception):
     pass
 
 
+class _NoRoom(Exception):
+    """The in-flight budget or the disk's free-space floor stops this upload (the reason)."""
+
+
 def _mb(n: int) -> str:
     return f"{n / L.MIB:.0f} MiB"
 
 
-async def _stream_to(request: Request, part: Path, max_bytes: int) -> int:
-    """Write the body to ``part`` (in a worker thread, block by block); count every byte."""
+async def _stream_to(request: Request, part: Path, ticket: Ticket,
+                     no_room: Callable[[Ticket, int], str]) -> int:
+    """Write the body to ``part`` (in a worker thread, block by block); count every byte, and
+    ask ``no_room`` before each block is written (``ticket.size`` is what is written so far)."""
     size = 0
     buffer = bytearray()
+
+    async def write() -> None:
+        if why := no_room(ticket, len(buffer)):
+            raise _NoRoom(why)
+        await asyncio.to_thread(out.write, bytes(buffer))
+        ticket.size += len(buffer)
+        buffer.clear()
+
     with await asyncio.to_thread(open, part, "wb") as out:
         async for chunk in request.stream():
             size += len(chunk)
-            if size > max_bytes:
+            if size > ticket.max_bytes:
                 raise _TooLarge
             buffer += chunk
             if len(buffer) >= _WRITE_BLOCK:
-                await asyncio.to_thread(out.write, bytes(buffer))
-                buffer.clear()
+                await write()
         if buffer:
-            await asyncio.to_thread(out.write, bytes(buffer))
+            await write()
     return size
 
 

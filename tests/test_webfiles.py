@@ -17,8 +17,10 @@ from fletchat.files.blobstore import BlobStore
 from fletchat.gate import COOKIE, UNLOCK_PATH, PassphraseGate
 from fletchat.model import ValidationError
 from fletchat.webfiles import (
+    MAX_TICKETS_PER_ADDRESS,
     MAX_TICKETS_PER_OWNER,
     BlobRoute,
+    TicketState,
     UploadTickets,
     sniff,
     upload_name,
@@ -145,6 +147,51 @@ def test_tickets_are_bounded_per_session(tmp_path):
     tickets.issue("someone-else", "fine.txt")  # another session is not affected
     tickets.release_owner("greedy")
     assert len(tickets) == 1
+
+
+def test_tickets_are_bounded_per_address_over_many_sessions(tmp_path):
+    """One device opening throw-away tabs cannot take every upload slot of the host."""
+    tickets = UploadTickets(tmp_path / "uploads")
+    for i in range(MAX_TICKETS_PER_ADDRESS):
+        tickets.issue(f"tab-{i}", "x.bin", "10.0.0.66")  # one ticket per fresh session
+    with pytest.raises(ValidationError, match="too many files at once"):
+        tickets.issue("tab-new", "x.bin", "10.0.0.66")
+    tickets.issue("tab-elsewhere", "x.bin", "10.0.0.7")  # another device still can
+
+
+async def test_uploads_in_flight_share_one_byte_budget(tmp_path):
+    tickets = UploadTickets(tmp_path / "uploads", max_in_flight=1000)
+    slow = tickets.issue("a", "first.bin", "10.0.0.1")
+    slow.state, slow.size = TicketState.RECEIVING, 900  # still arriving: 900 bytes held
+    second = tickets.issue("b", "second.bin", "10.0.0.2")
+    response = await put(upload_app(tickets), second.url, b"x" * 200)
+    assert response.status_code == 507 and "too much at once" in response.text
+    with pytest.raises(ValidationError, match="too much at once"):
+        await tickets.wait(second, 5)
+    assert list(second.path.parent.iterdir()) == []  # nothing of it kept
+    third = tickets.issue("c", "small.bin", "10.0.0.3")
+    assert (await put(upload_app(tickets), third.url, b"x" * 50)).status_code == 200
+
+
+async def test_an_upload_never_takes_the_last_free_space(tmp_path):
+    free = {"bytes": 10_000_000}
+    tickets = UploadTickets(tmp_path / "uploads", min_free=9_000_000,
+                            disk_free=lambda path: free["bytes"])
+    ok = tickets.issue("a", "fits.bin")
+    assert (await put(upload_app(tickets), ok.url, b"x" * 500_000)).status_code == 200
+    free["bytes"] = 9_200_000  # something else filled the disk meanwhile
+
+    async def body():  # no Content-Length: caught as the blocks arrive, not up front
+        for _ in range(3):
+            yield b"y" * 100_000
+
+    big = tickets.issue("b", "too-much.bin")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=upload_app(tickets)),
+                                 base_url="http://host") as client:
+        response = await client.put(big.url, content=body())
+    assert response.status_code == 507 and "disk is nearly full" in response.text
+    assert list(big.path.parent.iterdir()) == []
+    assert (await tickets.wait(ok, 5)).read_bytes() == b"x" * 500_000  # the earlier file stays
 
 
 def test_leftover_uploads_are_removed_at_start(tmp_path):

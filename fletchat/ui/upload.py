@@ -53,6 +53,7 @@ class Attach:
         self.page, self.backend, self.tickets = page, backend, tickets
         self.target, self.sent, self.say = target, sent, say
         self.owner = secrets.token_hex(8)  # this session's uploads, released when it closes
+        self.address = str(getattr(page, "client_ip", "") or "")  # uploads are capped per device
         self.web = bool(getattr(page, "web", False))  # (unit tests drive a stand-in page)
         self.picker = ft.FilePicker(on_result=self.picked, on_upload=self.uploading)
         enabled = backend.capabilities.files and (not self.web or tickets is not None)
@@ -119,7 +120,7 @@ class Attach:
                     raise ValidationError(
                         f"{f.name}: larger than {self.tickets.max_bytes // 2**20} MiB, the "
                         "largest file a browser can send here.")
-                tickets.append(self.tickets.issue(self.owner, f.name))
+                tickets.append(self.tickets.issue(self.owner, f.name, self.address))
             self.show_status(f"Uploading {len(files)} file{'s' if len(files) > 1 else ''}...")
             await self.picker.upload([
                 ft.FilePickerUploadFile(upload_url=t.url, method="PUT", id=f.id, name=f.name)

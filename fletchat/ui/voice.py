@@ -139,7 +139,8 @@ class Voice:
                 self.attach.say("No microphone here, or permission to use it was denied.")
                 return
             if self.web:
-                self.ticket = self.attach.tickets.issue(self.attach.owner, "voice-note.pcm")
+                self.ticket = self.attach.tickets.issue(self.attach.owner, "voice-note.pcm",
+                                                         self.attach.address)
                 ok = await self.recorder.start_recording(
                     upload=self._far.AudioRecorderUploadSettings(upload_url=self.ticket.url,
                                                            method="PUT"))
