@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from .conversation.session_part import ConvSessionMethods
 from .model import (
     DEFAULT_CHANNEL,
+    KIND_CHAT,
     KIND_JOIN,
     KIND_LEAVE,
     MAX_NAME_CHARS,
@@ -140,8 +141,13 @@ class HubSession(ConvSessionMethods):
         key = self.room_keys.get(msg.channel)
         if key is None:
             return SEALED_NO_KEY, "no_key"
+        text_id, text = msg.id, msg.text
+        if msg.kind == KIND_CHAT:  # an author's edit in the room: its text, sealed under its id
+            state = self.hub.conv.row_state(msg)
+            if state.edited:  # (an edit left in the clear does not open: "refused")
+                text_id, text = state.text_id, state.text
         try:
-            return open_sealed(key, msg.channel, msg.id, msg.text), "open"
+            return open_sealed(key, msg.channel, text_id, text), "open"
         except RoomError:
             return SEALED_REFUSED, "refused"
 

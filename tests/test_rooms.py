@@ -136,3 +136,48 @@ def test_hubs_with_the_passphrase_read_each_other_a_third_cannot() -> None:
     # Ordinary channels are unaffected.
     plain = a.send("hello all")
     assert plain is not None and b.reveal(plain) == ("hello all", "plain")
+
+
+def test_the_author_edits_in_a_private_room_and_the_new_text_is_sealed_too() -> None:
+    from fletchat.conversation.session_part import ROOM_NO_KEY_EDIT, ROOM_PLAIN_EDIT
+
+    wire = Wire()
+    a, b, c = (HubSession(wire.add(p)) for p in ("peer-a", "peer-b", "peer-c"))
+    for s, name in ((a, "Ann"), (b, "Bob"), (c, "Cid")):
+        s.join(name)
+    a.create_channel("secret")
+    clear = a.send("written before the passphrase", "secret")
+    a.set_room_passphrase("secret", PASS)
+    b.set_room_passphrase("secret", PASS)
+    c.set_room_passphrase("secret", "a wrong guess")
+    sent = a.send("the plan", "secret")
+    assert sent is not None and clear is not None
+    edit = a.edit(sent, "the new plan")
+    for s in (a, b, c):
+        stored = {m.id: m for m in s.hub.history("secret")}
+        held = s.hub.find(edit.id)
+        assert held is not None and is_sealed(held[0].text) and "new plan" not in held[0].text
+        assert s.hub.conv.row_state(stored[sent.id]).edited
+    on_b = {m.id: m for m in b.hub.history("secret")}
+    assert b.reveal(on_b[sent.id]) == ("the new plan", "open")
+    assert a.reveal(sent) == ("the new plan", "open")
+    on_c = {m.id: m for m in c.hub.history("secret")}
+    assert c.reveal(on_c[sent.id]) == (SEALED_REFUSED, "refused")  # wrong passphrase
+    # The edit's text is sealed under the edit's own id: it does not open as the message's.
+    key = room_key("secret", PASS)
+    with pytest.raises(RoomError):
+        open_sealed(key, "secret", sent.id, edit.text)
+    # A second edit wins, and only the author may edit at all.
+    a.edit(sent, "the newest plan")
+    assert b.reveal(on_b[sent.id]) == ("the newest plan", "open")
+    with pytest.raises(ValidationError, match="Only the author"):
+        b.edit(on_b[sent.id], "mine now")
+    # Without the passphrase the author cannot edit (the text would leave in the clear), nor
+    # edit a message of the room that was never sealed while holding the key.
+    with pytest.raises(ValidationError, match=ROOM_PLAIN_EDIT[:20]):
+        a.edit(clear, "still in the clear?")
+    a.forget_room("secret")
+    with pytest.raises(ValidationError, match=ROOM_NO_KEY_EDIT[:20]):
+        a.edit(sent, "leaked?")
+    assert not any("leaked" in m.text or "clear?" in m.text
+                   for s in (a, b, c) for m in s.hub.history("secret"))

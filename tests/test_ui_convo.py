@@ -247,3 +247,21 @@ async def test_opening_a_channel_with_unread_draws_the_new_messages_line(tmp_pat
     assert NEW_MESSAGES in above["pizza?"] and NEW_MESSAGES not in above["sushi?"]
     assert NEW_MESSAGES not in above["before"]
     assert view.convo.titles.title == "Flet Chat"
+
+
+async def test_an_edit_in_a_private_room_shows_its_opened_text(tmp_path) -> None:
+    view, ada = await make_view(tmp_path)
+    bob = HubSession(ada.hub)
+    bob.join("Bob")
+    for s in (ada, bob):
+        s.set_room_passphrase("general", "correct horse battery")
+    first = bob.send("the plan")
+    assert first is not None
+    await view.on_event(first)
+    row = view.conversation.rows[first.id]
+    assert ": the plan" in row.label
+    bob.edit(first, "the new plan")
+    await view.on_event(RowChanged(first.id, first.channel))
+    view.updates.flush()
+    assert ": the new plan" in row.label and ", edited" in row.label
+    assert "sealed" not in row.label

@@ -97,3 +97,15 @@ def test_typing_is_throttled_and_receipts_can_be_turned_off(backend) -> None:
     backend.mark_read("general", m)
     backend.typing("lunch")
     assert conv_frames(backend) == []
+
+
+def test_own_rows_claim_no_reach_the_static_client_cannot_know(backend) -> None:
+    """The host tells a static client only that some device confirmed a message (``delivered``),
+    not which ones: the row says "seen by" but nothing about "on N of M devices"."""
+    from fletchat.ui.decorate import Dresser
+
+    mine = Message("m1", "chat", "Ada", "host-1", "hello", 1.0, "general", "01a000000000.0000.h", 1)
+    assert backend.reach(mine) is None
+    decor = Dresser(backend, lambda: "Ada").decor(mine)
+    assert decor.mine and decor.reach is None
+    assert "devices" not in decor.footer and "devices" not in decor.suffix()

@@ -320,8 +320,10 @@ class RelayBackend:
         return sorted(m.name for m in self._marks.get(msg.channel, ())
                       if m.reader != author and m.upto >= msg.hlc)
 
-    def reach(self, msg: Message) -> tuple[int, int]:
-        return (0, 0)  # not told to static clients (the host's devices are its business)
+    def reach(self, msg: Message) -> tuple[int, int] | None:
+        """Unknown here: the host does not tell a static client which devices acknowledged a
+        message (``delivered`` says only that one did), so the row shows no "on N of M"."""
+        return None
 
     def set_conversation_prefs(self, read_receipts: bool, typing: bool) -> None:
         self._send_receipts, self._send_typing = read_receipts, typing

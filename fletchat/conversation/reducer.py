@@ -46,6 +46,7 @@ class RowState:
     reactions: tuple[ReactionSummary, ...] = ()
     refused: tuple[tuple[str, str], ...] = field(default=())  # (event id, reason), for logs
     reply: ReplyRef | None = None  # the message this one answers (its quote travels with it)
+    text_id: str = ""  # the latest edit's id when edited: a private room's text is sealed under it
 
     @property
     def shown_text(self) -> str:
@@ -93,7 +94,8 @@ def reduce_row(original: Original, events: Iterable[AnyEvent],
     text = latest_edit.text if latest_edit is not None else original.text
     return RowState(original.id, original.author, original.origin, original.channel,
                     original.ts, original.hlc, text, edited=latest_edit is not None,
-                    reactions=_summarise(reactions.values(), me), refused=tuple(refused))
+                    reactions=_summarise(reactions.values(), me), refused=tuple(refused),
+                    text_id=latest_edit.id if latest_edit is not None else "")
 
 
 def _summarise(latest: Iterable[Reaction], me: tuple[str, str]) -> tuple[ReactionSummary, ...]:

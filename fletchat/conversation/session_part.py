@@ -31,6 +31,11 @@ if TYPE_CHECKING:
     from ..hub import Hub
 
 
+ROOM_NO_KEY_EDIT = "Open the private room with its passphrase to edit this message."
+ROOM_PLAIN_EDIT = ("This message was written in the clear; it cannot be edited in the private "
+                   "room (its edit would have to be in the clear too).")
+
+
 def _now() -> float:
     return round(time.time(), 3)
 
@@ -114,10 +119,25 @@ class ConvSessionMethods:
         text = validate_text(raw_text)
         if text is None:
             raise ValidationError("An edit cannot empty a message: delete it instead.")
-        if target.channel in self.room_keys:
-            raise ValidationError("Messages in private rooms cannot be edited yet.")
-        return self._post(Message(new_id(), KIND_EDIT, name, self.hub.peer_id, text, _now(),
-                                  target.channel, conv=ConvFields(target=target.id)))
+        msg = Message(new_id(), KIND_EDIT, name, self.hub.peer_id, text, _now(), target.channel,
+                      conv=ConvFields(target=target.id))
+        return self._post(self._sealed_like(target, msg))
+
+    def _sealed_like(self, target: Message, edit: Message) -> Message:
+        """An edit is sealed exactly when its message is (a private room's text never goes in
+        the clear), with the room key, under the edit's own id."""
+        from dataclasses import replace
+
+        from ..rooms import is_sealed, seal
+
+        key = self.room_keys.get(target.channel)
+        if not is_sealed(target.text):
+            if key is not None:
+                raise ValidationError(ROOM_PLAIN_EDIT)
+            return edit
+        if key is None:
+            raise ValidationError(ROOM_NO_KEY_EDIT)
+        return replace(edit, text=seal(key, edit.channel, edit.id, edit.text))
 
     def delete(self, target: Message) -> Message:
         name = self._own(target)

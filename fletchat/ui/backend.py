@@ -164,8 +164,9 @@ class ChatBackend(Protocol):
     def seen_by(self, msg: Message) -> list[str]:
         """Names of people whose read position reached ``msg`` (its author left out)."""
 
-    def reach(self, msg: Message) -> tuple[int, int]:
-        """(devices that hold ``msg``, devices known in the conversation), this one included."""
+    def reach(self, msg: Message) -> tuple[int, int] | None:
+        """(devices that hold ``msg``, devices known in the conversation), this one included;
+        None when this backend cannot know it (the row then says nothing about devices)."""
 
     def set_conversation_prefs(self, read_receipts: bool, typing: bool) -> None:
         """This person's choices (``conversation.prefs.Prefs``): send read receipts / typing."""

@@ -107,7 +107,7 @@ class Convo:
     def redraw(self, row: ConvoRow) -> None:
         """Ask the backend again what ``row`` shows; update it alone when that changed."""
         d = row.decor
-        shown = d.text if row.room else None
+        shown = self.backend.reveal(row.original)[0] if row.room else None  # edits open too
         decor = self.dresser.decor(row.original, Layout(d.grouped, d.above), shown)
         if decor != d:
             row.redecorate(decor)
