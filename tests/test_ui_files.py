@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import wave
+from dataclasses import replace
 from pathlib import Path
 
 import flet as ft
@@ -92,6 +93,22 @@ async def test_a_message_with_files_shows_an_image_and_a_card(tmp_path):
     row = view.conversation.rows[msg.id]
     assert row.label.endswith(", image red.png, file notes.txt (1.5 KB)")
     assert row.exclude_semantics is False  # the tiles' buttons are reachable
+
+
+async def test_a_file_row_keeps_its_tiles_when_it_is_redrawn(tmp_path):
+    """A read receipt, reaction or edit redraws a row's column: its files must stay (they
+    vanished from the sender's own row once someone read it)."""
+    from fletchat.ui.convo_row import ConvoRow
+
+    view, _session, _ = await make_view(tmp_path)
+    msg = await view.backend.share_files([picture(tmp_path)], "see", "general")
+    view.on_message(msg)
+    row = view.conversation.rows[msg.id]
+    assert isinstance(row, ConvoRow)
+    before = tiles_of(view, msg)
+    row.redecorate(replace(row.decor, seen=("Bob",)))
+    assert tiles_of(view, msg) == before and len(before) == 1
+    assert "image red.png" in row.label
 
 
 async def test_a_message_without_files_is_unchanged(tmp_path):

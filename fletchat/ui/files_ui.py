@@ -68,7 +68,14 @@ class FilesUI:
             return
         for tile in tiles:
             tile.row = row
-        row.row.column.controls.extend(tiles)
+        # Kept on the row: a conversation row redraws its column on every edit, reaction or read
+        # receipt (convo_row.dress) and puts these back each time.
+        row.file_tiles = list(tiles)
+        redraw = getattr(row, "dress", None)
+        if redraw is not None:
+            redraw()
+        else:
+            row.row.column.controls.extend(tiles)
         row.set_extra_label(words)
         row.exclude_semantics = False  # the tiles' buttons are for screen readers too
 
