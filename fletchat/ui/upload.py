@@ -85,7 +85,7 @@ class Attach:
 
     def release(self) -> None:
         """The session closed: its unshared uploads go."""
-        if self.tickets is not None:
+        if self.tickets is not None and not self.by_data:  # the relay's slots go with its socket
             self.tickets.release_owner(self.owner)
 
     def show_status(self, text: str) -> None:
