@@ -16,9 +16,11 @@ touched on the loop alone.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import ClassVar
 
 from starlette.routing import WebSocketRoute
@@ -28,6 +30,8 @@ from .conversation.relay_frames import RelayConv
 from .conversation.relay_host import conv_fan_out, conv_rows, on_conv
 from .conversation.views import ReadChanged, RowChanged, TypingChanged
 from .events import ChannelsChanged, Delivered
+from .files.relay_frames import RelayChunk, RelayDrop, RelayFetch, RelayShare, RelayUpload
+from .files.views import FileChanged
 from .hub import Hub, HubEvent, HubSession, RosterChanged
 from .model import Message, ValidationError
 from .protocol import (
@@ -40,6 +44,7 @@ from .protocol import (
     encode_msg,
     encode_pong,
 )
+from .relay_files import ClientFiles, RelayFiles, RelayUploads
 from .relay_protocol import (
     CLOSE_TRY_AGAIN,
     MAX_RELAY_CLIENTS,
@@ -83,7 +88,9 @@ class _Client:
         self.queue: asyncio.Queue[str | None] = asyncio.Queue()
         self.skip_ids: set[str] = set()  # sent in the history already
         self.fell_behind = False
+        self.files = ClientFiles()  # files it was told about, its uploads' tasks
         where = ws.client
+        self.address = where.host if where else "?"
         self.label = f"{where.host}:{where.port}" if where else "?"
 
     def push(self, text: str, msg_id: str | None = None) -> None:
@@ -109,9 +116,12 @@ class _Client:
 class Relay:
     """The ``/relay`` WebSocket endpoint. ``hub_factory`` returns the node's hub."""
 
-    def __init__(self, hub_factory: Callable[[], Hub], path: str = RELAY_PATH) -> None:
+    def __init__(self, hub_factory: Callable[[], Hub], path: str = RELAY_PATH,
+                 uploads_root: Path | None = None) -> None:
         self._hub_factory = hub_factory
         self.path = path
+        # Files over the relay (relay_files.py): uploads land under ``uploads_root``.
+        self.files = RelayFiles(RelayUploads(uploads_root) if uploads_root is not None else None)
         self._clients: set[_Client] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unsubscribe: Callable[[], None] | None = None
@@ -142,11 +152,8 @@ class Relay:
     def _fan_out(self, event: HubEvent) -> None:
         if not self._clients:
             return
-        if isinstance(event, Message):
-            text = encode_msg(event)
-            for client in list(self._clients):
-                if client.session.can_see(event.channel):  # others' direct messages stay out
-                    client.push(text, event.id)
+        if isinstance(event, Message | FileChanged):
+            self._fan_out_message(event)
             return
         if isinstance(event, ChannelsChanged):
             for client in list(self._clients):
@@ -164,6 +171,23 @@ class Relay:
         for client in list(self._clients):
             for text in texts:
                 client.push(text)
+
+    def _fan_out_message(self, event: Message | FileChanged) -> None:
+        """A message (after the ``file`` frames of its files) to those who may see it, or a
+        file's new state to those who were told about it."""
+        if isinstance(event, FileChanged):
+            for client in list(self._clients):
+                changed = self.files.changed(client.session.hub, client.files, event)
+                if changed is not None:
+                    client.push(changed)
+            return
+        text = encode_msg(event)
+        for client in list(self._clients):
+            if client.session.can_see(event.channel):  # others' direct messages stay out
+                if event.files and event.id not in client.skip_ids:
+                    for frame in self.files.frames_for(client.session.hub, client.files, [event]):
+                        client.push(frame)
+                client.push(text, event.id)
 
     def close(self) -> None:
         """Stop listening to the hub (the clients' connections end with the server)."""
@@ -186,6 +210,8 @@ class Relay:
         self._clients.add(client)
         history = hub.history()
         client.skip_ids = {m.id for m in history}
+        for frame in self.files.frames_for(hub, client.files, history):  # what the host has
+            client.queue.put_nowait(frame)
         for frame in encode_history(history):
             client.queue.put_nowait(frame)
         client.queue.put_nowait(encode_online(hub.online(), hub.lan_peers()))
@@ -207,6 +233,7 @@ class Relay:
             for task in (reader, sender):
                 task.cancel()
             self._clients.discard(client)
+            self.files.closed(id(client), client.files)
             if result is not None:
                 code, reason = result
                 log.info("relay client %s closed: %s (%s)", client.label, reason, code)
@@ -224,6 +251,8 @@ class Relay:
             if event["type"] == "websocket.disconnect":
                 return None
             result = self._take(event.get("text"), bucket, client, session)
+            if inspect.isawaitable(result):  # a chunk: written before the next frame is read
+                result = await result
             if result is not None:
                 return result
 
@@ -234,13 +263,14 @@ class Relay:
         a ``Close`` ends the connection."""
         if text is None:
             return CLOSE_UNSUPPORTED_DATA, "binary frames are not accepted: send JSON text"
-        if not bucket.allow():
-            flood = f"flood: over {RELAY_BURST:g} frames at once or "
-            return CLOSE_POLICY, flood + f"{RELAY_RATE_PER_SECOND:g} per second"
         try:
             frame = decode_client_frame(text)
         except ProtocolError as err:
             return err.code, err.reason
+        # Chunks are paced by the host itself (each is written before the next frame is read).
+        if not isinstance(frame, RelayChunk) and not bucket.allow():
+            flood = f"flood: over {RELAY_BURST:g} frames at once or "
+            return CLOSE_POLICY, flood + f"{RELAY_RATE_PER_SECOND:g} per second"
         if not isinstance(frame, _BEFORE_HELLO) and not session.joined:
             return CLOSE_PROTOCOL_ERROR, "send before hello: join with a name first"
         handler = self._HANDLERS.get(type(frame))
@@ -262,6 +292,8 @@ class Relay:
         self, frame: RelayHistory | RelaySearch, client: _Client, session: HubSession
     ) -> Close | None:
         text, msgs = self._answer(session, frame)
+        for file_frame in self.files.frames_for(session.hub, client.files, msgs):
+            client.push(file_frame)
         for row in conv_rows(session, msgs):  # before the page: the rows it will show
             client.push(row)
         client.push(text)
@@ -296,6 +328,16 @@ class Relay:
         RelaySend: _on_send,
         RelayCreateChannel: _on_create_channel,
         RelayConv: lambda self, frame, client, session: on_conv(frame, client, session),
+        # Files (relay_files.py): uploads in slots, shares and fetches answered by ``done``.
+        RelayUpload: lambda self, frame, client, session: client.push(
+            self.files.on_upload(frame, id(client), client.address, session.hub)),
+        RelayChunk: lambda self, frame, client, session: self.files.on_chunk(
+            frame, id(client), client.push),
+        RelayShare: lambda self, frame, client, session: self.files.on_share(
+            frame, id(client), session, client.files, client.push),
+        RelayFetch: lambda self, frame, client, session: self.files.on_fetch(
+            frame, session, client.files, client.push),
+        RelayDrop: lambda self, frame, client, session: self.files.on_drop(frame, id(client)),
     }
 
     @staticmethod

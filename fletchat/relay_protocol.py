@@ -213,6 +213,10 @@ def decode_client_frame(data: str | bytes) -> ClientFrame:
         from .conversation.relay_frames import decode_client_conv
 
         return decode_client_conv(obj)  # type: ignore[return-value]
+    if ftype in ("upload", "chunk", "share", "fetch", "drop"):  # files (files/relay_frames.py)
+        from .files.relay_frames import decode_client_files
+
+        return decode_client_files(obj, ftype)  # type: ignore[return-value]
     raise ProtocolError(f"unknown relay frame type {clip_reason(ftype, 20)!r}")
 
 
@@ -465,6 +469,10 @@ def decode_server_frame(data: str | bytes) -> ServerFrame:
         from .conversation.relay_frames import SERVER_DECODERS  # row, typing, marks, done
 
         decoder = SERVER_DECODERS.get(ftype)  # type: ignore[assignment]
+    if decoder is None:
+        from .files.relay_frames import SERVER_DECODERS as FILE_DECODERS  # slot, ack, file
+
+        decoder = FILE_DECODERS.get(ftype)  # type: ignore[assignment]
     if decoder is None:
         raise ProtocolError(f"unknown relay frame type {clip_reason(ftype, 20)!r}")
     return decoder(obj)

@@ -115,3 +115,63 @@ async def test_a_voice_note_with_the_fake_microphone(server, browser):
     await expect(play).to_be_visible(timeout=TIMEOUT)
     # (Pressing Play in headless Chromium starts no media request here: playback is not checked.)
     await bob.screenshot("files-voice-note.png")
+
+
+async def test_files_across_two_namespaced_hosts(tmp_path, chromium_turn):
+    """Alice's tab on host one attaches an image and a file; host two gets them over the mesh's
+    files connection, and Bob's tab there shows the image inline and saves the same bytes. The
+    browser runs on a third namespaced host, so every byte crosses the test LAN."""
+    import subprocess
+    import sys
+
+    from playwright.async_api import async_playwright
+
+    from tests.browser import CHROMIUM_ARGS
+    from tests.lan import lan_available, virtual_lan
+    from tests.test_browser_lan import chromium_in, wait_port_in
+
+    need(*chromium_available())
+    need(*lan_available())
+    picture = tmp_path / "lan square.png"
+    png(picture, colour=(30, 160, 60))
+    notes = tmp_path / "lan notes.txt"
+    notes.write_bytes(b"crossed the LAN\n" * 20_000)  # 320 KB: two chunks
+    main = str(ROOT / "main.py")
+    with virtual_lan(3) as (h1, h2, h3):
+        for host, name in ((h1, "one"), (h2, "two")):
+            host.popen([sys.executable, main, "--web", "--data-dir", str(tmp_path / name)],
+                       stdout=open(tmp_path / f"{name}.log", "w"),  # noqa: SIM115, ASYNC230
+                       stderr=subprocess.STDOUT)
+        wait_port_in(h1, 8550)
+        wait_port_in(h2, 8550)
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=chromium_in(h3, tmp_path),
+                                              args=CHROMIUM_ARGS)
+            try:
+                alice = await ChatPage.open(await browser.new_context(), f"http://{h1.ip}:8550/")
+                await alice.join("Alice")
+                bob = await ChatPage.open(await browser.new_context(accept_downloads=True),
+                                          f"http://{h2.ip}:8550/")
+                fetched = served(bob.page)
+                await bob.join("Bob")
+                await expect(alice.notice("Bob has joined the chat.")).to_be_visible(
+                    timeout=TIMEOUT)
+                await alice.type_in_field("across the LAN")
+                await attach(alice, picture, notes)
+                row = re.compile(r"^Alice at [0-9:\- ]+: across the LAN.*image lan square\.png"
+                                 r".*file lan notes\.txt")
+                await expect(bob.page.get_by_label(row)).to_be_visible(timeout=TIMEOUT)
+                image = bob.page.get_by_role("button", name="Image lan square.png, open full size")
+                await expect(image).to_be_visible(timeout=TIMEOUT)
+                await eventually(lambda: any(u.startswith(f"http://{h2.ip}:8550/") for u in fetched),
+                                 "the thumbnail fetched from host two", 30)
+                save = bob.page.get_by_label("Save lan notes.txt")  # host two has it: auto-fetched
+                await expect(save).to_be_visible(timeout=TIMEOUT)
+                async with bob.page.expect_download(timeout=TIMEOUT) as download_info:
+                    await save.click()
+                saved = tmp_path / "bob-saved.txt"
+                await (await download_info.value).save_as(saved)
+                assert saved.read_bytes() == notes.read_bytes()
+                await bob.screenshot("files-across-two-hosts.png")
+            finally:
+                await browser.close()

@@ -21,7 +21,7 @@ from playwright.async_api import expect
 from fletchat import webbuild
 from tests.browser import ChatPage, chromium_available, host_mode_server
 from tests.conftest import ROOT, need
-from tests.timing import scaled, scaled_ms
+from tests.timing import eventually, scaled, scaled_ms
 
 TIMEOUT = scaled_ms(15_000)
 PYTHON_READY = "Python worker initialized"
@@ -351,3 +351,58 @@ async def test_static_site_draws_emoji_with_fonts_from_the_host(server, browser)
     assert any(u.startswith(f"{origin}/app/assets/fonts/notocoloremoji/") for u in requests)
     outside = [u for u in requests if not u.startswith((origin + "/", "data:", "blob:"))]
     assert outside == [], outside
+
+
+async def test_static_client_shares_files_and_gets_those_others_shared(server, browser, tmp_path):
+    """Files over the relay: the static tab attaches an image and a text file (chunks on
+    ``/relay``); a server-side tab sees the image inline and saves the text file; then that tab
+    shares a file and the static tab shows it and downloads the same bytes from the host."""
+    from tests.test_browser_files import attach, png, served
+
+    picture = tmp_path / "static square.png"
+    png(picture, colour=(20, 120, 220))
+    notes = tmp_path / "static notes.txt"
+    notes.write_bytes(b"sent from Python in the browser\n" * 3000)  # ~96 KB: several chunks
+    reply = tmp_path / "reply.txt"
+    reply.write_bytes(b"the server side answers\n" * 50)
+
+    alice = await ChatPage.open(await browser.new_context(accept_downloads=True), server)
+    alice_fetched = served(alice.page)
+    await alice.join("Alice")
+    bob = await open_static(await browser.new_context(accept_downloads=True), server + "app/")
+    bob_fetched = served(bob.page)
+    await bob.join("Bob Static")
+    await expect(alice.notice("Bob Static has joined the chat.")).to_be_visible(timeout=TIMEOUT)
+
+    await bob.type_in_field("from the static client")
+    await attach(bob, picture, notes)
+    row = re.compile(r"^Bob Static at [0-9:\- ]+: from the static client.*image static square\.png"
+                     r".*file static notes\.txt")
+    await expect(alice.page.get_by_label(row)).to_be_visible(timeout=TIMEOUT)
+    await expect(bob.page.get_by_label(row)).to_be_visible(timeout=TIMEOUT)
+    image = alice.page.get_by_role("button", name="Image static square.png, open full size")
+    await expect(image).to_be_visible(timeout=TIMEOUT)
+    async with alice.page.expect_download(timeout=TIMEOUT) as download_info:
+        await alice.page.get_by_label("Save static notes.txt").click()
+    saved = tmp_path / "alice-saved.txt"
+    await (await download_info.value).save_as(saved)
+    assert saved.read_bytes() == notes.read_bytes()
+    # The static tab shows its own image inline too, loaded from the host.
+    await expect(bob.page.get_by_role("button", name="Image static square.png, open full size")
+                 ).to_be_visible(timeout=TIMEOUT)
+    await eventually(lambda: bob_fetched, "the static tab loaded the image from the host", 30)
+    assert alice_fetched
+
+    # The other way: a file shared by the server-side tab, downloaded by the static one.
+    await alice.type_in_field("an answer")
+    await attach(alice, reply)
+    await expect(bob.page.get_by_label(re.compile(r"^Alice at [0-9:\- ]+: an answer.*reply\.txt"))
+                 ).to_be_visible(timeout=TIMEOUT)
+    async with bob.page.expect_download(timeout=TIMEOUT) as download_info:
+        await bob.page.get_by_label("Save reply.txt").click()
+    download = await download_info.value
+    assert download.suggested_filename == "reply.txt"
+    got = tmp_path / "bob-saved.txt"
+    await download.save_as(got)
+    assert got.read_bytes() == reply.read_bytes()
+    await bob.screenshot("static-client-files.png")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import wave
+from dataclasses import replace
 from pathlib import Path
 
 import flet as ft
@@ -92,6 +93,22 @@ async def test_a_message_with_files_shows_an_image_and_a_card(tmp_path):
     row = view.conversation.rows[msg.id]
     assert row.label.endswith(", image red.png, file notes.txt (1.5 KB)")
     assert row.exclude_semantics is False  # the tiles' buttons are reachable
+
+
+async def test_a_file_row_keeps_its_tiles_when_it_is_redrawn(tmp_path):
+    """A read receipt, reaction or edit redraws a row's column: its files must stay (they
+    vanished from the sender's own row once someone read it)."""
+    from fletchat.ui.convo_row import ConvoRow
+
+    view, _session, _ = await make_view(tmp_path)
+    msg = await view.backend.share_files([picture(tmp_path)], "see", "general")
+    view.on_message(msg)
+    row = view.conversation.rows[msg.id]
+    assert isinstance(row, ConvoRow)
+    before = tiles_of(view, msg)
+    row.redecorate(replace(row.decor, seen=("Bob",)))
+    assert tiles_of(view, msg) == before and len(before) == 1
+    assert "image red.png" in row.label
 
 
 async def test_a_message_without_files_is_unchanged(tmp_path):
@@ -189,3 +206,43 @@ def test_sizes_read_like_a_person_writes_them():
     assert human_size(600) == "600 bytes"
     assert human_size(1500) == "1.5 KB"
     assert human_size(25_000_000) == "25.0 MB"
+
+
+class DataUploader:
+    """What the static client hands ``Attach`` (``webclient.files``): bytes in, shared."""
+
+    max_bytes = 100
+
+    def __init__(self) -> None:
+        self.shared: list[tuple[list[tuple[str, bytes]], str, str]] = []
+
+    async def share_picked(self, picked, caption, channel, progress) -> None:
+        progress("Sharing...")
+        self.shared.append((picked, caption, channel))
+
+
+async def test_the_static_client_attaches_the_picked_bytes(tmp_path):
+    """Without a server session, the picker hands over the bytes (``with_data``) and they go to
+    the uploader with the composer's text as caption; too large a file is refused first."""
+    from fletchat.ui.upload import Attach
+
+    uploader = DataUploader()
+    sent: list[object] = []
+    said: list[str] = []
+
+    async def on_sent(msg) -> None:
+        sent.append(msg)
+
+    hub = Hub("here")
+    hub.files = FileShare(BlobStore(tmp_path / "files"), hub._publish)
+    backend = HubBackend(HubSession(hub))
+    attach = Attach(FakePage(web=True), backend, uploader, lambda: ("general", "look"),
+                    on_sent, said.append)  # type: ignore[arg-type]
+    assert attach.by_data and attach.button.action.with_data and not attach.paste.visible
+    files = [ft.FilePickerFile(id=1, name="a.txt", size=3, bytes=b"abc")]
+    await attach.picked(ft.FilePickerResultEvent(name="result", control=attach.picker, files=files))
+    assert uploader.shared == [([("a.txt", b"abc")], "look", "general")] and sent == [None]
+    big = [ft.FilePickerFile(id=2, name="big.bin", size=101, bytes=b"x" * 101)]
+    await attach.picked(ft.FilePickerResultEvent(name="result", control=attach.picker, files=big))
+    assert len(uploader.shared) == 1 and "larger than" in said[-1]
+    attach.release()  # nothing to release here: the relay drops slots with its connection

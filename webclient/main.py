@@ -28,7 +28,7 @@ from fletchat.conversation.relay_frames import (
 from fletchat.conversation.signals import TYPING_TIMEOUT, ReadMark, TypingThrottle, person_key
 from fletchat.conversation.views import ReadChanged, RowChanged, RowState, TypingChanged
 from fletchat.events import ChannelsChanged, Delivered, IdentityWarning, Online, RosterChanged
-from fletchat.files.views import FileState, FileView
+from fletchat.files.relay_frames import RelayAck, RelayFileState, RelaySlot
 from fletchat.hub import channel_name, dm_channel, dm_members
 from fletchat.model import (
     DEFAULT_CHANNEL,
@@ -56,6 +56,7 @@ from fletchat.relay_protocol import (
     encode_client_send,
 )
 from fletchat.ui import APP_TITLE, Capabilities, ChatView
+from webclient.files import RelayFileMethods
 
 log = logging.getLogger("fletchat.webclient")
 
@@ -65,10 +66,9 @@ MAX_ROWS_KEPT = 5000  # rows the host pushed, remembered here (oldest dropped)  
 WS_OPEN = 1  # WebSocket.readyState
 SEALED_PREFIX = "sealed:v1:"
 NO_ROOMS = "Private rooms need the app or a host-mode tab; the web client cannot open them."
-NO_FILES = "Files need the app or a host-mode tab; the web client cannot send or fetch them yet."
 
 
-class RelayBackend:
+class RelayBackend(RelayFileMethods):
     """``ChatBackend`` over ``/relay``: the host's hub, one WebSocket away.
 
     Names, texts and channel names are validated here exactly as a local session does (same
@@ -76,10 +76,11 @@ class RelayBackend:
     What the host pushes (channels, who is online, what is still pending) is mirrored here;
     history and search are requests answered by the host. Private rooms and trust actions are
     off (``capabilities``): rooms need ``cryptography``, which the browser build does not ship,
-    and blocking devices is the host owner's decision.
+    and blocking devices is the host owner's decision. Files go through the host
+    (``webclient/files.py``); voice notes need a recorder the static build does not have.
     """
 
-    capabilities = Capabilities(rooms=False, trust=False, files=False, voice=False,
+    capabilities = Capabilities(rooms=False, trust=False, files=True, voice=False,
                                 network_check=False)
 
     def __init__(self, client: RelayClient) -> None:
@@ -100,6 +101,7 @@ class RelayBackend:
         self._marks: dict[str, tuple[ReadMark, ...]] = {}
         self._throttle: dict[str, TypingThrottle] = {}
         self._send_receipts = self._send_typing = True
+        self._files_init()
 
     @property
     def name(self) -> str | None:
@@ -176,11 +178,15 @@ class RelayBackend:
             return []
         self._pending -= {m.id for m in page.msgs}
         self._pending |= set(page.pending)
+        self.learn_files(list(page.msgs))
         return list(page.msgs)
 
     async def search(self, query: str) -> list[tuple[Message, str]]:
         found = await self._ask(lambda req: encode_client_search(req, query))
-        return list(found.results) if isinstance(found, RelayFound) else []
+        if not isinstance(found, RelayFound):
+            return []
+        self.learn_files([m for m, _ in found.results])
+        return list(found.results)
 
     def pending_ids(self) -> set[str]:
         return set(self._pending)
@@ -236,21 +242,6 @@ class RelayBackend:
     def blocked_peers(self) -> dict[str, str]:
         return {}
 
-    # ---- files: not over the relay yet (capabilities say so) ----
-    async def share_files(self, paths, caption: str, channel: str) -> Message:
-        raise ValidationError(NO_FILES)
-
-    def file_view(self, ref) -> FileView:
-        return FileView(FileState.FAILED, 0, ref.size, reason=NO_FILES)
-
-    async def fetch_file(self, ref) -> None:
-        raise ValidationError(NO_FILES)
-
-    def files_usage(self) -> tuple[int, int]:
-        return (0, 0)
-
-    def set_auto_download_limit(self, n: int) -> None:
-        pass
     # ---- the conversation: actions are ``conv`` requests the host answers with ``done``;
     # rows, typing and read marks are mirrored from what it pushes ----
     async def _conv(self, op: str, target: str = "", text: str = "",
@@ -378,6 +369,7 @@ class RelayClient:
         loc = js.location  # the worker's own URL: same origin as the page
         scheme = "wss" if str(loc.protocol) == "https:" else "ws"
         self.url = f"{scheme}://{loc.host}{RELAY_PATH}"
+        self.backend.origin = f"{loc.protocol}//{loc.host}"  # where /files/blob/ is
         self.status = ft.Text("", color=ft.Colors.RED_700, size=12, visible=False)
         self._proxies: list = []
 
@@ -460,11 +452,14 @@ class RelayClient:
             await backend.deliver(Delivered(frame.ids, frame.at))
         elif isinstance(frame, RelayDone | RelayRow | RelayTyping | RelayMarks):
             await backend.on_conv_frame(frame)
+        elif isinstance(frame, RelayFileState | RelaySlot | RelayAck):
+            await backend.on_file_frame(frame)
         elif isinstance(frame, RelayWelcome):
             backend.host_peer = frame.peer
             print("relay: joined as", frame.name)
 
     async def publish_messages(self, messages, live: bool = False) -> None:
+        self.backend.learn_files(list(messages))
         for msg in messages:
             if msg.id not in self.seen:  # a reconnect sends the recent history again
                 self.seen.add(msg.id)
@@ -493,7 +488,7 @@ class RelayClient:
 
 async def main(page: ft.Page) -> None:
     client = RelayClient(page)
-    view = ChatView(page, client.backend)
+    view = ChatView(page, client.backend, uploads=client.backend)  # files: share_picked
     page.run_task(client.run)  # before mounting: the first page of history comes through it
     await view.mount()
     page.add(client.status)

@@ -33,6 +33,17 @@ FILES_PATH = "/files"
 MAX_FILES_HANDSHAKES = 16  # files connections still in their handshake, from anyone
 MAX_QUEUED_BYTES = L.MAX_PENDING_REQUESTS_PER_PEER * L.MAX_CHUNK_SIZE + L.MIB  # per connection
 RETRY_S = 2.0  # a failed dial is tried again after this long (while the chat connection is up)
+WRITE_SLICE = 64 * L.KIB  # a chunk frame is written in fragments of this size, yielding between
+
+
+async def _slices(frame: bytes):
+    """A large frame as WebSocket fragments, with a turn of the event loop after each: TLS
+    encrypts each slice as it is written, so a 1 MiB chunk never holds the loop (and the chat
+    connection's frames) for the whole encryption at once."""
+    view = memoryview(frame)
+    for start in range(0, len(view), WRITE_SLICE):
+        yield view[start:start + WRITE_SLICE]
+        await asyncio.sleep(0)
 
 
 def dials(me: str, my_port: int, peer: str, peer_port: int) -> bool:
@@ -74,7 +85,8 @@ class _Out:
     async def _write(self) -> None:
         with contextlib.suppress(ConnectionClosed):
             while (frame := await self.queue.get()) is not None:
-                await self.ws.send(frame)
+                big = isinstance(frame, bytes) and len(frame) > WRITE_SLICE
+                await self.ws.send(_slices(frame) if big else frame)
                 self.queued -= len(frame)
             code, reason = getattr(self, "_close_args", (CLOSE_NORMAL, ""))
             await self.ws.close(code, reason[:120])

@@ -23,8 +23,11 @@ from . import frames as F
 from . import limits as L
 from .blobstore import BlobError, BlobStore
 from .manifest import FileManifest, chunk_count
+from .merkle import leaf_hash
 from .serve import Refuse, Serve, Server
 from .transfer import Complete, Drop, Fetch, FetchState, HoldersGone, Request, Verified
+
+HASH_IN_THREAD_BYTES = 64 * L.KIB  # chunks from this size on are hashed in a worker thread
 
 log = logging.getLogger("fletchat.files")
 
@@ -264,7 +267,12 @@ class FilesService:
         else:
             job.received += 1
             job.by_peer[peer] = job.by_peer.get(peer, 0) + 1
-            await self._handle(job, job.fetch.on_chunk(peer, frame.index, frame.data, frame.proof, now))
+            # Hashing a 1 MiB chunk takes milliseconds: in a thread (hashlib releases the GIL),
+            # so chat frames on the same loop do not wait for it.
+            leaf = (await asyncio.to_thread(leaf_hash, frame.data)
+                    if len(frame.data) >= HASH_IN_THREAD_BYTES else None)
+            await self._handle(job, job.fetch.on_chunk(peer, frame.index, frame.data, frame.proof,
+                                                       now, leaf))
 
     async def _admit(self, peer: str, raw: str | bytes) -> tuple[F.FilesFrame, float] | None:
         """(decoded frame, now), or None after closing a peer over its rate or a malformed frame."""

@@ -148,7 +148,9 @@ class Fetch:
         return self._schedule(now)
 
     def on_chunk(self, peer: str, index: int, data: bytes, proof: Sequence[bytes],
-                 now: float) -> list[Event]:
+                 now: float, leaf: bytes | None = None) -> list[Event]:
+        """A chunk arrived; ``leaf`` is its ``leaf_hash`` when the caller computed it already
+        (off the event loop), else it is computed here."""
         h = self._holders.get(peer)
         asked = h is not None and (index in h.in_flight or index in h.expired)
         if not asked:
@@ -162,7 +164,8 @@ class Fetch:
             return self._drop(peer, Verdict.OVERSIZED, f"chunk {index}: {len(data)} > {length}", now)
         if len(data) != length:
             return self._drop(peer, Verdict.WRONG_SIZE, f"chunk {index}: {len(data)} != {length}", now)
-        leaf = leaf_hash(data)
+        if leaf is None:
+            leaf = leaf_hash(data)
         if not verify(self._root, index, self._count, leaf, proof):
             return self._drop(peer, Verdict.BAD_HASH, f"chunk {index}", now)
         events: list[Event] = []

@@ -138,7 +138,7 @@ class ConvoRow(MessageRow):
     def dress(self) -> None:
         d = self.decor
         self.label = describe_for_screen_reader(self.message, self.status, self.late,
-                                                self.unverified) + d.suffix()
+                                                self.unverified) + self.extra_label + d.suffix()
         inner = self.chat if self.chat is not None else self.content
         if self.chat is not None:
             self._dress_chat(self.chat, d)
@@ -175,6 +175,7 @@ class ConvoRow(MessageRow):
             click = self._on_quote(self) if self._on_quote else None
             parts.append(quote_control(d.quote, click))
         parts.extend(body)
+        parts.extend(self.file_tiles)  # files_ui: the message's files (kept on every redraw)
         if d.reactions and not d.deleted:
             chips = [reaction_chip(r.emoji, r.count, r.mine, reaction_label(r),
                                    self._on_react(self.original, r.emoji) if self._on_react

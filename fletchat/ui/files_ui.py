@@ -39,7 +39,9 @@ class FilesUI:
         page, backend = view.page, view.backend
         self.attach = Attach(page, backend, uploads, self.target, self.sent, self.say)
         self.voice = Voice(page, self.attach)
-        ctx = TileContext(backend, self.attach.web, origin_of(page), view.updates,
+        # The static client knows its host's origin (``page.url`` is not it under Pyodide).
+        origin = getattr(backend, "origin", "") or origin_of(page)
+        ctx = TileContext(backend, self.attach.web or self.attach.by_data, origin, view.updates,
                           self.show_image, self.voice.play, self.save, self.say,
                           ft.UrlLauncher())
         self.attachments = Attachments(
@@ -66,7 +68,14 @@ class FilesUI:
             return
         for tile in tiles:
             tile.row = row
-        row.row.column.controls.extend(tiles)
+        # Kept on the row: a conversation row redraws its column on every edit, reaction or read
+        # receipt (convo_row.dress) and puts these back each time.
+        row.file_tiles = list(tiles)
+        redraw = getattr(row, "dress", None)
+        if redraw is not None:
+            redraw()
+        else:
+            row.row.column.controls.extend(tiles)
         row.set_extra_label(words)
         row.exclude_semantics = False  # the tiles' buttons are for screen readers too
 

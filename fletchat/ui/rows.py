@@ -171,6 +171,7 @@ class MessageRow(ft.Semantics):
         self.unverified = unverified
         self.room = room
         self.extra_label = ""  # what the row carries besides text (files_ui: its attachments)
+        self.file_tiles: list[ft.Control] = []  # files_ui: the attachments' tiles
 
     def is_isolated(self) -> bool:
         return True  # a chunk's update does not walk into its rows

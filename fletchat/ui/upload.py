@@ -7,6 +7,9 @@ read them, and share them with the composer's text as caption.
   the host (``webfiles.UploadTickets``: a server-chosen name in its own folder, a size limit the
   route counts itself) and Flet's client PUTs it there; once the host has all of it, the path goes
   to ``share_files`` and the folder is removed. The client's name and size are hints only.
+- **The static web client** (Pyodide): there is no server session to PUT to, so the picker hands
+  the bytes to Python (``with_data``) and ``tickets`` is the relay backend's uploader
+  (``share_picked``, ``webclient/files.py``): the bytes go to the host in chunks over ``/relay``.
 - **Paste an image**: the app reads an image from the clipboard (Flet's ``Clipboard.get_image``).
   Not in a browser tab: the image would travel through the session's WebSocket, which host mode
   caps (``host.MAX_WS_MESSAGE_BYTES``), so there the picker is the way.
@@ -55,6 +58,8 @@ class Attach:
         self.owner = secrets.token_hex(8)  # this session's uploads, released when it closes
         self.address = str(getattr(page, "client_ip", "") or "")  # uploads are capped per device
         self.web = bool(getattr(page, "web", False))  # (unit tests drive a stand-in page)
+        # The static client: the picker gives bytes, sent over the relay (``share_picked``).
+        self.by_data = tickets is not None and hasattr(tickets, "share_picked")
         self.picker = ft.FilePicker(on_result=self.picked, on_upload=self.uploading)
         enabled = backend.capabilities.files and (not self.web or tickets is not None)
         self.button = ft.IconButton(
@@ -64,13 +69,14 @@ class Attach:
             visible=backend.capabilities.files,
             # Inside the click's gesture on the client: browsers (iOS Safari) refuse a picker
             # opened later, after a round trip to Python.
-            action=ft.PickFiles(self.picker, allow_multiple=True,
+            action=ft.PickFiles(self.picker, allow_multiple=True, with_data=self.by_data,
                                 cancel_upload_on_window_blur=False) if enabled else None,
         )
         self.paste = ft.IconButton(icon=ft.Icons.CONTENT_PASTE, tooltip=PASTE_TOOLTIP,
                                    on_click=self.paste_image,
-                                   visible=backend.capabilities.files and not self.web)
-        self.clipboard = ft.Clipboard() if not self.web else None
+                                   visible=backend.capabilities.files and not self.web
+                                   and not self.by_data)
+        self.clipboard = ft.Clipboard() if not self.web and not self.by_data else None
         self.status = ft.Text("", size=11, color=ft.Colors.GREY_700, visible=False)
         self.busy = False
 
@@ -80,7 +86,7 @@ class Attach:
 
     def release(self) -> None:
         """The session closed: its unshared uploads go."""
-        if self.tickets is not None:
+        if self.tickets is not None and not self.by_data:  # the relay's slots go with its socket
             self.tickets.release_owner(self.owner)
 
     def show_status(self, text: str) -> None:
@@ -100,7 +106,9 @@ class Attach:
             return
         self.busy = True
         try:
-            if self.web:
+            if self.by_data:
+                await self._send_data(files)
+            elif self.web:
                 await self._upload_and_share(files)
             else:
                 paths = [Path(f.path) for f in files if f.path]
@@ -134,6 +142,25 @@ class Attach:
         finally:
             for t in tickets:
                 self.tickets.release(t.token)
+
+    async def _send_data(self, files: list[ft.FilePickerFile]) -> None:
+        picked = []
+        for f in files:
+            if f.bytes is None:
+                self.say(f"The browser did not hand over {f.name}; try again.")
+                return
+            if len(f.bytes) > self.tickets.max_bytes:
+                self.say(f"{f.name}: larger than {self.tickets.max_bytes // 2**20} MiB, the "
+                         "largest file this page can send.")
+                return
+            picked.append((f.name, bytes(f.bytes)))
+        channel, caption = self.target()
+        try:
+            await self.tickets.share_picked(picked, caption, channel, self.show_status)
+        except ValidationError as err:
+            self.say(str(err))
+            return
+        await self.sent(None)  # the host's message arrives like every other
 
     async def uploading(self, e: ft.FilePickerUploadEvent) -> None:
         if e.error:

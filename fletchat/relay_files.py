@@ -1,0 +1,342 @@
+"""Files for static clients on host mode's relay (docs/protocol.md, "Files over the relay").
+
+**Uploads.** A static client cannot PUT to the host's upload route from Flet's picker under
+Pyodide, and the issue wants one connection, so its files come as ``chunk`` frames on ``/relay``
+into a *slot* (``RelayUploads``): a random id bound to that connection and its address, a folder
+named by the id under ``<data>/relay-uploads`` and a file name made by ``webfiles.upload_name``
+(the client's name is a hint, never a path). The host counts the bytes itself: a chunk must start
+where the last ended and may not go past the size the slot was opened for; the type comes from the
+cleaned name, never from the client. Quotas hold against many throw-away connections from one
+address: slots per connection, per address and on the host, bytes reserved per address and in
+total, and a free-space floor checked before every write. A slot idle for ``SLOT_IDLE_S`` or whose
+connection closed is deleted. ``share`` hands the complete slots to ``FileShare.share`` (the same
+path as a host-mode tab's upload), then deletes them.
+
+**What the host has.** For every message with files a client is sent, and whenever a file of such
+a message changes on the host (``FileChanged``), the client gets a ``file`` frame: the host's state
+of it; when stored, the browser loads it from ``/files/blob/<sha256>`` (``webfiles.BlobRoute``).
+``fetch`` asks the host to download a file, but only one of a message this client was sent.
+
+Writes run in a worker thread; all slot state is touched on the relay's loop alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import shutil
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from .conversation.relay_frames import encode_done
+from .files import limits as L
+from .files.relay_frames import (
+    RELAY_MAX_UPLOAD_BYTES,
+    RelayChunk,
+    RelayDrop,
+    RelayFetch,
+    RelayShare,
+    RelayUpload,
+    encode_ack,
+    encode_file_state,
+    encode_slot,
+)
+from .files.views import FileChanged, FileState
+from .model import FileRef, Message, ValidationError
+from .protocol import CLOSE_PROTOCOL_ERROR
+from .webfiles import upload_name
+
+log = logging.getLogger("fletchat.relay")
+
+RELAY_UPLOAD_DIR = "relay-uploads"  # under the data dir
+MAX_SLOTS = 64  # slots open on the host at once
+MAX_SLOTS_PER_CLIENT = L.MAX_FILES_PER_MESSAGE  # per connection: one message's worth
+MAX_SLOTS_PER_ADDRESS = 16  # per client address, over all its connections
+MAX_BYTES_PER_ADDRESS = 512 * L.MIB  # declared sizes of one address's open slots, together
+MAX_BYTES_RESERVED = 2 * L.GIB  # declared sizes of every open slot, together
+MIN_FREE_BYTES = 256 * L.MIB  # what relay uploads may never take from the file system
+SLOT_IDLE_S = 120.0  # a slot with no chunk for this long is deleted
+MAX_REFS_PER_CLIENT = 4096  # files a client was told about (what it may fetch); oldest forgotten
+FILES_OFF = "File sharing is off on this host."
+
+Close = tuple[int, str]
+
+
+class SlotState(StrEnum):
+    RECEIVING = "receiving"
+    SHARING = "sharing"
+
+
+@dataclass
+class Slot:
+    id: str
+    owner: int  # the connection (id of its client object)
+    address: str
+    path: Path
+    size: int  # the most it takes (the client's claim, capped)
+    touched: float
+    received: int = 0
+    state: SlotState = SlotState.RECEIVING
+
+
+class ChunkRefused(Exception):
+    """A chunk the client had no business sending: the connection closes with this reason."""
+
+
+class RelayUploads:
+    """The relay's upload slots (see the module docstring)."""
+
+    def __init__(self, root: Path, clock: Callable[[], float] = time.monotonic,
+                 disk_free: Callable[[Path], int] | None = None) -> None:
+        self.root = Path(root).resolve()
+        self.clock = clock
+        self._disk_free = disk_free or (lambda path: shutil.disk_usage(path).free)
+        self._slots: dict[str, Slot] = {}
+        shutil.rmtree(self.root, ignore_errors=True)  # a crash's leftovers belong to nobody
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def _left(self, slots) -> int:
+        return sum(s.size - s.received for s in slots)
+
+    def open(self, owner: int, address: str, hint: str, size: int) -> Slot:
+        """A slot for one file of at most ``size`` bytes; ``ValidationError`` says why not."""
+        self.sweep()
+        mine = [s for s in self._slots.values() if s.address == address]
+        if size > RELAY_MAX_UPLOAD_BYTES:
+            raise ValidationError(f"larger than {RELAY_MAX_UPLOAD_BYTES // L.MIB} MiB, the "
+                                  "largest file the web client can send")
+        if len(self._slots) >= MAX_SLOTS:
+            raise ValidationError("The host is receiving too many files right now; try again.")
+        if sum(s.owner == owner for s in mine) >= MAX_SLOTS_PER_CLIENT:
+            raise ValidationError(f"At most {MAX_SLOTS_PER_CLIENT} files at once; send these first.")
+        if len(mine) >= MAX_SLOTS_PER_ADDRESS or sum(s.size for s in mine) + size > \
+                MAX_BYTES_PER_ADDRESS:
+            raise ValidationError("This device is sending too much at once; wait for it to finish.")
+        if sum(s.size for s in self._slots.values()) + size > MAX_BYTES_RESERVED:
+            raise ValidationError("The host is receiving too much at once; try again in a moment.")
+        if self._disk_free(self.root) - self._left(self._slots.values()) - size < MIN_FREE_BYTES:
+            raise ValidationError("The host's disk is nearly full.")
+        slot_id = secrets.token_hex(16)
+        folder = self.root / slot_id
+        folder.mkdir()
+        slot = Slot(slot_id, owner, address, folder / upload_name(hint), size, self.clock())
+        self._slots[slot_id] = slot
+        return slot
+
+    def get(self, slot_id: str, owner: int) -> Slot | None:
+        slot = self._slots.get(slot_id)
+        return slot if slot is not None and slot.owner == owner else None
+
+    async def write(self, owner: int, chunk: RelayChunk) -> int:
+        """Append a chunk; the bytes stored so far. ``ValidationError``: the slot is gone (the
+        client is told); ``ChunkRefused``: the client broke the rules (the connection closes)."""
+        slot = self.get(chunk.id, owner)
+        if slot is None:
+            raise ValidationError("no such upload (it expired or was dropped)")
+        if slot.state != SlotState.RECEIVING:
+            raise ChunkRefused("chunk: that upload is complete and being shared")
+        if chunk.offset != slot.received:
+            raise ChunkRefused(f"chunk.offset {chunk.offset}: the host has {slot.received} bytes")
+        if slot.received + len(chunk.data) > slot.size:
+            raise ChunkRefused(f"chunk: past the {slot.size} bytes the upload was opened for")
+        if self._disk_free(self.root) - len(chunk.data) < MIN_FREE_BYTES:
+            self.drop(slot.id)
+            raise ValidationError("The host's disk is nearly full.")
+        slot.touched = self.clock()
+        slot.received += len(chunk.data)  # counted before the await: the next chunk checks it
+        try:
+            await asyncio.to_thread(_append, slot.path, chunk.data)
+        except OSError as err:
+            log.warning("relay upload %s failed: %s", slot.path.name, err)
+            self.drop(slot.id)
+            raise ValidationError("the host could not store it") from err
+        return slot.received
+
+    def take(self, owner: int, ids: tuple[str, ...]) -> list[Path]:
+        """The complete slots ``ids`` for sharing (then ``drop`` them)."""
+        slots = [self.get(i, owner) for i in ids]
+        if any(s is None for s in slots):
+            raise ValidationError("An upload expired or was dropped; attach the file again.")
+        for s in slots:
+            assert s is not None
+            if s.state != SlotState.RECEIVING or s.received != s.size:
+                raise ValidationError(f"{s.path.name}: the upload is not complete "
+                                      f"({s.received} of {s.size} bytes).")
+        for s in slots:
+            assert s is not None
+            s.state = SlotState.SHARING
+        return [s.path for s in slots if s is not None]
+
+    def drop(self, slot_id: str) -> None:
+        slot = self._slots.pop(slot_id, None)
+        if slot is not None:
+            shutil.rmtree(slot.path.parent, ignore_errors=True)
+
+    def drop_owner(self, owner: int) -> None:
+        for slot_id in [s.id for s in self._slots.values() if s.owner == owner]:
+            self.drop(slot_id)
+
+    def sweep(self) -> None:
+        cutoff = self.clock() - SLOT_IDLE_S
+        for slot_id in [s.id for s in self._slots.values()
+                        if s.state == SlotState.RECEIVING and s.touched < cutoff]:
+            self.drop(slot_id)
+
+
+def _append(path: Path, data: bytes) -> None:
+    with open(path, "ab") as out:
+        out.write(data)
+
+
+@dataclass
+class ClientFiles:
+    """What one relay client was told about files (what it may fetch, what to update)."""
+
+    refs: OrderedDict[str, FileRef] = field(default_factory=OrderedDict)
+    thumb_of: dict[str, str] = field(default_factory=dict)  # a thumbnail's hash -> its file's
+    tasks: set[asyncio.Task] = field(default_factory=set)
+
+    def learn(self, ref: FileRef) -> None:
+        self.refs[ref.sha256] = ref
+        self.refs.move_to_end(ref.sha256)
+        if ref.thumb is not None:
+            self.thumb_of[ref.thumb.sha256] = ref.sha256
+        while len(self.refs) > MAX_REFS_PER_CLIENT:
+            _, old = self.refs.popitem(last=False)
+            if old.thumb is not None:
+                self.thumb_of.pop(old.thumb.sha256, None)
+
+
+class RelayFiles:
+    """The relay's file handlers and ``file`` frames; ``hub`` gives ``hub.files`` (a
+    ``FileShare``, or None when file sharing is off)."""
+
+    def __init__(self, uploads: RelayUploads | None) -> None:
+        self.uploads = uploads
+
+    @staticmethod
+    def frame_for(hub: Any, ref: FileRef) -> str:
+        files = getattr(hub, "files", None)
+        if files is None:
+            return encode_file_state(ref.sha256, FileState.FAILED, 0, ref.size, False, FILES_OFF)
+        view = files.view(ref)  # no room keys: a sealed file stays sealed
+        reason = view.reason if view.state != FileState.SEALED_NO_KEY else ""
+        return encode_file_state(ref.sha256, view.state, min(view.done_bytes, L.MAX_FILE_BYTES),
+                                 min(view.size, L.MAX_FILE_BYTES),
+                                 view.thumb is not None and ref.sealed is None, reason)
+
+    def frames_for(self, hub: Any, state: ClientFiles, msgs: list[Message]) -> list[str]:
+        """``file`` frames for the files of ``msgs`` (which the client is about to be sent)."""
+        out = []
+        for msg in msgs:
+            for ref in msg.files:
+                state.learn(ref)
+                out.append(self.frame_for(hub, ref))
+        return out
+
+    def changed(self, hub: Any, state: ClientFiles, event: FileChanged) -> str | None:
+        sha = state.thumb_of.get(event.sha256, event.sha256)
+        ref = state.refs.get(sha)
+        return self.frame_for(hub, ref) if ref is not None else None
+
+    # ---- requests ----
+    def on_upload(self, frame: RelayUpload, owner: int, address: str, hub: Any) -> str:
+        if self.uploads is None or getattr(hub, "files", None) is None:
+            return encode_slot(frame.req, error=FILES_OFF)
+        try:
+            slot = self.uploads.open(owner, address, frame.name, frame.size)
+        except ValidationError as err:
+            return encode_slot(frame.req, error=str(err))
+        return encode_slot(frame.req, slot.id)
+
+    async def on_chunk(self, frame: RelayChunk, owner: int, push: Callable[[str], None],
+                       ) -> Close | None:
+        if self.uploads is None:
+            push(encode_ack(frame.id, 0, FILES_OFF))
+            return None
+        try:
+            received = await self.uploads.write(owner, frame)
+        except ChunkRefused as err:
+            return CLOSE_PROTOCOL_ERROR, str(err)
+        except ValidationError as err:
+            push(encode_ack(frame.id, 0, str(err)))
+            return None
+        push(encode_ack(frame.id, received))
+        return None
+
+    def on_drop(self, frame: RelayDrop, owner: int) -> None:
+        if self.uploads is not None and self.uploads.get(frame.id, owner) is not None:
+            self.uploads.drop(frame.id)
+
+    def on_share(self, frame: RelayShare, owner: int, session: Any, state: ClientFiles,
+                 push: Callable[[str], None]) -> Close | None:
+        if not session.can_see(frame.channel):
+            return CLOSE_PROTOCOL_ERROR, "share.channel: not one of your channels"
+        hub = session.hub
+        if self.uploads is None or getattr(hub, "files", None) is None:
+            push(encode_done(frame.req, FILES_OFF))
+            return None
+        try:
+            paths = self.uploads.take(owner, frame.ids)
+        except ValidationError as err:
+            push(encode_done(frame.req, str(err)))
+            return None
+        self._spawn(state, self._share(frame, paths, session, push))
+        return None
+
+    async def _share(self, frame: RelayShare, paths: list[Path], session: Any,
+                     push: Callable[[str], None]) -> None:
+        error = ""
+        try:
+            await session.hub.files.share(session, paths, frame.caption, frame.channel)
+        except ValidationError as err:
+            error = str(err)
+        except Exception as err:  # the client must hear back whatever went wrong
+            log.exception("relay share failed")
+            error = f"the host could not share it ({type(err).__name__})"
+        finally:
+            assert self.uploads is not None
+            for slot_id in frame.ids:
+                self.uploads.drop(slot_id)
+        push(encode_done(frame.req, error))
+
+    def on_fetch(self, frame: RelayFetch, session: Any, state: ClientFiles,
+                 push: Callable[[str], None]) -> None:
+        files = getattr(session.hub, "files", None)
+        ref = state.refs.get(frame.sha256)
+        if files is None:
+            push(encode_done(frame.req, FILES_OFF))
+        elif ref is None:
+            push(encode_done(frame.req, "No message you were sent has that file."))
+        else:
+            self._spawn(state, self._fetch(files, ref, frame.req, push))
+
+    async def _fetch(self, files: Any, ref: FileRef, req: int, push: Callable[[str], None]) -> None:
+        try:
+            await files.fetch_ref(ref)
+        except ValidationError as err:
+            push(encode_done(req, str(err)))
+            return
+        push(encode_done(req))
+
+    @staticmethod
+    def _spawn(state: ClientFiles, coro) -> None:
+        task = asyncio.create_task(coro)
+        state.tasks.add(task)
+        task.add_done_callback(state.tasks.discard)
+
+    def closed(self, owner: int, state: ClientFiles) -> None:
+        """The connection ended: its tasks stop, its unshared uploads go."""
+        for task in list(state.tasks):
+            task.cancel()
+        if self.uploads is not None:
+            self.uploads.drop_owner(owner)

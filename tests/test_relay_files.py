@@ -1,0 +1,224 @@
+"""Files over the relay (static web clients): uploads in checked chunks, shares, the ``file``
+frames, fetch requests and the upload quotas, with the real host-mode app under uvicorn and real
+WebSocket clients (the fixtures of test_relay.py)."""
+
+# ruff: noqa: F811 (the ``host`` fixture comes from test_relay.py)
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import urllib.request
+
+import pytest
+from PIL import Image
+
+from fletchat import relay_files as RF
+from fletchat.conversation.relay_frames import RelayDone
+from fletchat.files.relay_frames import (
+    RELAY_CHUNK_BYTES,
+    RELAY_MAX_UPLOAD_BYTES,
+    RelayAck,
+    RelayFileState,
+    RelaySlot,
+    encode_client_chunk,
+    encode_client_fetch,
+    encode_client_share,
+    encode_client_upload,
+)
+from fletchat.files.views import FileState
+from fletchat.hub import HubSession, dm_channel
+from fletchat.model import KIND_CHAT, Message
+from fletchat.protocol import ProtocolError
+from fletchat.relay_protocol import decode_client_frame, decode_server_frame
+from tests.test_relay import TIMEOUT, Client, Host, host, open_client  # noqa: F401 (fixture)
+from tests.timing import eventually, scaled
+
+
+def png_bytes(side: int = 300) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (side, side), (200, 30, 90)).save(out, "PNG")
+    return out.getvalue()
+
+
+async def upload(client: Client, name: str, data: bytes, req: int = 1) -> str:
+    """Open a slot and send ``data`` in chunks, each acknowledged; the slot id."""
+    await client.ws.send(encode_client_upload(req, name, len(data)))
+    slot = await client.next(RelaySlot)
+    assert slot.req == req and not slot.error, slot
+    for offset in range(0, len(data), RELAY_CHUNK_BYTES):
+        await client.ws.send(encode_client_chunk(slot.id, offset,
+                                                 data[offset:offset + RELAY_CHUNK_BYTES]))
+        ack = await client.next(RelayAck)
+        assert ack.id == slot.id and not ack.error, ack
+        assert ack.received == min(len(data), offset + RELAY_CHUNK_BYTES)
+    return slot.id
+
+
+async def file_state(client: Client, sha: str, want: FileState) -> RelayFileState:
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            frame = await client.next(RelayFileState)
+            if frame.sha256 == sha and frame.state == want:
+                return frame
+
+
+async def test_an_upload_is_shared_and_others_see_and_download_it(host: Host):
+    ada = await open_client(host, "Ada")
+    bob = await open_client(host, "Bob")
+    data = png_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    slot = await upload(ada, "../../etc/holiday photo.png", data)
+    await ada.ws.send(encode_client_share(7, [slot], "look at this", "#general"))
+    done = await ada.next(RelayDone)
+    assert done.req == 7 and done.error == ""
+
+    msg = await bob.message(lambda m: m.kind == KIND_CHAT and bool(m.files))
+    (ref,) = msg.files
+    assert (ref.sha256, ref.size, ref.name, ref.mime) == (sha, len(data), "holiday photo.png",
+                                                          "image/png")
+    assert msg.author == "Ada" and msg.text == "look at this"
+    # Bob was told the host has it (and its thumbnail), and the host serves it.
+    state = await file_state(bob, sha, FileState.READY)
+    assert state.thumb and state.size == len(data)
+    url = f"http://127.0.0.1:{host.url.split(':')[2].split('/')[0]}/files/blob/{sha}"
+
+    def get() -> bytes:
+        with urllib.request.urlopen(url, timeout=scaled(5)) as resp:
+            return resp.read()
+
+    assert await asyncio.to_thread(get) == data
+    # The slot's folder is gone once shared.
+    await eventually(lambda: not any(host.node.config.data_dir.joinpath(
+        RF.RELAY_UPLOAD_DIR).iterdir()), "the upload folder emptied", TIMEOUT)
+
+
+async def test_a_chunk_at_the_wrong_offset_closes_the_connection(host: Host):
+    ada = await open_client(host, "Ada")
+    await ada.ws.send(encode_client_upload(1, "a.bin", 100))
+    slot = await ada.next(RelaySlot)
+    await ada.ws.send(encode_client_chunk(slot.id, 10, b"x" * 10))
+    code, reason = await ada.closed()
+    assert code == 1002 and "offset" in reason
+
+
+async def test_a_chunk_past_the_declared_size_closes_the_connection(host: Host):
+    ada = await open_client(host, "Ada")
+    await ada.ws.send(encode_client_upload(1, "a.bin", 100))
+    slot = await ada.next(RelaySlot)
+    await ada.ws.send(encode_client_chunk(slot.id, 0, b"x" * 101))
+    code, reason = await ada.closed()
+    assert code == 1002 and "past" in reason
+
+
+async def test_an_incomplete_upload_is_not_shared(host: Host):
+    ada = await open_client(host, "Ada")
+    await ada.ws.send(encode_client_upload(1, "a.bin", 100))
+    slot = await ada.next(RelaySlot)
+    await ada.ws.send(encode_client_chunk(slot.id, 0, b"x" * 50))
+    await ada.next(RelayAck)
+    await ada.ws.send(encode_client_share(2, [slot.id], "", "#general"))
+    done = await ada.next(RelayDone)
+    assert "not complete" in done.error
+    assert not [m for m in host.messages(KIND_CHAT) if m.files]
+
+
+async def test_slots_per_address_hold_against_throw_away_connections(host: Host):
+    """Many connections from one address: together they get at most MAX_SLOTS_PER_ADDRESS."""
+    clients = [await open_client(host, f"Throwaway {i}") for i in range(4)]
+    granted, refused = 0, []
+    for i in range(RF.MAX_SLOTS_PER_ADDRESS + 4):
+        client = clients[i % len(clients)]
+        await client.ws.send(encode_client_upload(i, f"f{i}.bin", 1000))
+        slot = await client.next(RelaySlot)
+        if slot.error:
+            refused.append(slot.error)
+        else:
+            granted += 1
+    assert granted == RF.MAX_SLOTS_PER_ADDRESS
+    assert len(refused) == 4 and all("too much" in r for r in refused)
+
+
+async def test_bytes_per_address_are_capped(host: Host):
+    clients = [await open_client(host, f"Big {i}") for i in range(3)]
+    answers = []
+    for i, client in enumerate(clients):
+        await client.ws.send(encode_client_upload(i, "big.bin", RELAY_MAX_UPLOAD_BYTES))
+        answers.append(await client.next(RelaySlot))
+    assert [bool(a.error) for a in answers] == [False, False, True]
+
+
+async def test_closing_the_connection_deletes_its_slots(host: Host):
+    ada = await open_client(host, "Ada")
+    await ada.ws.send(encode_client_upload(1, "a.bin", 100))
+    await ada.next(RelaySlot)
+    root = host.node.config.data_dir / RF.RELAY_UPLOAD_DIR
+    assert len(list(root.iterdir())) == 1
+    await ada.ws.close()
+    await eventually(lambda: not list(root.iterdir()), "the slot deleted", TIMEOUT)
+
+
+async def test_fetch_only_files_of_messages_the_client_was_sent(host: Host):
+    ada = await open_client(host, "Ada")
+    await ada.ws.send(encode_client_fetch(3, "ab" * 32))
+    done = await ada.next(RelayDone)
+    assert done.req == 3 and "No message" in done.error
+
+
+async def test_a_direct_message_file_is_not_announced_to_others(host: Host):
+    ada = await open_client(host, "Ada")
+    eve = await open_client(host, "Eve")
+    bob = HubSession(host.node.hub, device="browser")
+    bob.join("Bob")
+    data = b"secret plans" * 10
+    slot = await upload(ada, "plans.txt", data)
+    dm = dm_channel("Ada", "Bob")
+    await ada.ws.send(encode_client_share(2, [slot], "", dm))
+    assert not (await ada.next(RelayDone)).error
+    sha = hashlib.sha256(data).hexdigest()
+    await ada.ws.send(encode_client_upload(9, "x.bin", 1))  # a marker frame after the share
+    await ada.next(RelaySlot)
+
+    async def eve_saw() -> list[object]:
+        try:
+            async with asyncio.timeout(scaled(1.0)):
+                while True:
+                    await eve.next(RelayFileState)
+        except TimeoutError:
+            pass
+        return [f for f in eve.frames if isinstance(f, RelayFileState) and f.sha256 == sha]
+
+    assert await eve_saw() == []
+    assert [m for m in host.messages(KIND_CHAT) if isinstance(m, Message) and m.files]
+
+
+@pytest.mark.parametrize("frame, reason", [
+    ('{"v":1,"type":"chunk","id":"' + "a" * 32 + '","offset":0,"data":"' + "A" * 43696 + '"}',
+     "base64 of"),
+    ('{"v":1,"type":"chunk","id":"' + "a" * 32 + '","offset":0,"data":"@@@@"}', "not base64"),
+    ('{"v":1,"type":"chunk","id":"../x","offset":0,"data":"AAAA"}', "slot id"),
+    ('{"v":1,"type":"chunk","id":"' + "a" * 32 + '","offset":-1,"data":"AAAA"}', "offset"),
+    ('{"v":1,"type":"upload","req":1,"name":"a","size":0}', "size"),
+    ('{"v":1,"type":"upload","req":1,"name":"a","size":' + str(RELAY_MAX_UPLOAD_BYTES + 1) + "}",
+     "size"),
+    ('{"v":1,"type":"upload","req":1,"name":"a\\u202e.png","size":5}', "control"),
+    ('{"v":1,"type":"share","req":1,"ids":[],"caption":""}', "ids"),
+    ('{"v":1,"type":"fetch","req":1,"sha256":"../../etc"}', "sha256"),
+])
+def test_file_frames_are_validated_at_the_edge(frame: str, reason: str):
+    with pytest.raises(ProtocolError) as info:
+        decode_client_frame(frame)
+    assert reason in info.value.reason
+
+
+def test_server_file_frames_validate():
+    from fletchat.files.relay_frames import encode_ack, encode_file_state, encode_slot
+
+    assert decode_server_frame(encode_slot(1, "a" * 32)) == RelaySlot(1, "a" * 32)
+    assert decode_server_frame(encode_ack("b" * 32, 5)) == RelayAck("b" * 32, 5)
+    frame = decode_server_frame(encode_file_state("c" * 64, "ready", 3, 3, True))
+    assert frame == RelayFileState("c" * 64, FileState.READY, 3, 3, True)
+    with pytest.raises(ProtocolError):
+        decode_server_frame('{"v":1,"type":"file","sha256":"' + "c" * 64 + '","state":"evil",'
+                            '"done":0,"size":0}')
