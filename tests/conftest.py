@@ -34,6 +34,7 @@ IN_CI = bool(os.environ.get("CI"))
 
 BROWSER_LANES = max(1, int(os.environ.get("FLETCHAT_TESTS_BROWSER_LANES", "1") or "1"))
 BROWSER_FIXTURES = ("browser", "chromium_turn")
+EARLY_FIXTURES = {"static_build"}  # expensive, made once per run: made first
 
 
 def browser_lane(item: pytest.Item) -> int | None:
@@ -135,3 +136,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(pytest.mark.xdist_group(f"browser-{n % BROWSER_LANES}"))
         if "browser" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.flaky(reruns=BROWSER_RERUNS, reruns_delay=1))
+    # The static site is built once per run (once_per_run) by whoever needs it first: let that be
+    # a plain test at the head of the queue, on the worker beside the browser lane, so the lane
+    # finds it built instead of waiting for it.
+    items.sort(key=lambda i: not (EARLY_FIXTURES & set(getattr(i, "fixturenames", ()))
+                                  and browser_lane(i) is None))
