@@ -4,13 +4,13 @@
 skips with the reason; when ``CI`` is set it fails, so CI can never go green by skipping.
 
 Parallel runs (pytest-xdist, ``-n 2 --dist loadgroup`` in pyproject's addopts): every test that
-starts Chromium (it asks for the ``browser`` or ``chromium_turn`` fixture) is put in a *browser lane*,
-an ``xdist_group`` that one worker runs in order. xdist hands out the largest units first, so the
-browser lane starts at once on one worker and the other worker takes everything else around it,
-instead of both workers queueing on one Chromium lock. ``FLETCHAT_TESTS_BROWSER_LANES`` (default 1)
-is how many browsers may run at once. Everything else is independent (ports 0, unique namespace
-names, tmp dirs) and runs on whichever worker is free. ``once_per_run`` builds something expensive
-(the static site) once for all workers.
+starts Chromium (it asks for the ``browser`` or ``chromium_turn`` fixture) is put in a *browser lane*
+that one worker runs in order (tests/lanes.py: xdist's own ``xdist_group`` no longer groups under
+pytest 9.2). The lane is handed out first, so it starts at once on one worker and the other worker
+takes everything else around it, instead of both workers queueing on one Chromium lock.
+``FLETCHAT_TESTS_BROWSER_LANES`` (default 1) is how many browsers may run at once. Everything else
+is independent (ports 0, unique namespace names, tmp dirs) and runs on whichever worker is free.
+``once_per_run`` builds something expensive (the static site) once for all workers.
 """
 
 from __future__ import annotations
@@ -37,12 +37,22 @@ BROWSER_FIXTURES = ("browser", "chromium_turn")
 EARLY_FIXTURES = {"static_build"}  # expensive, made once per run: made first
 
 
+LANE = pytest.StashKey[int]()
+
+
 def browser_lane(item: pytest.Item) -> int | None:
     """The lane (0 .. BROWSER_LANES-1) of a test that starts Chromium; None for the others."""
-    mark = item.get_closest_marker("xdist_group")
-    if mark and mark.args and str(mark.args[0]).startswith("browser-"):
-        return int(str(mark.args[0]).removeprefix("browser-"))
-    return None
+    return item.stash.get(LANE, None)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """``--dist loadgroup`` (pyproject's addopts) schedules the browser lanes (tests/lanes.py)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from tests.lanes import LaneScheduling
+
+    return LaneScheduling(config, log)
 
 
 @contextmanager
@@ -125,7 +135,6 @@ async def browser(chromium_turn):
 BROWSER_RERUNS = 2
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     browser_items = sorted(
         (i for i in items if any(f in getattr(i, "fixturenames", ()) for f in BROWSER_FIXTURES)),
@@ -133,7 +142,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     )
     # Dealt in nodeid order, the same on every worker (xdist checks that all collect alike).
     for n, item in enumerate(browser_items):
-        item.add_marker(pytest.mark.xdist_group(f"browser-{n % BROWSER_LANES}"))
+        item.stash[LANE] = n % BROWSER_LANES
         if "browser" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.flaky(reruns=BROWSER_RERUNS, reruns_delay=1))
     # The static site is built once per run (once_per_run) by whoever needs it first: let that be
@@ -141,3 +150,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # finds it built instead of waiting for it.
     items.sort(key=lambda i: not (EARLY_FIXTURES & set(getattr(i, "fixturenames", ()))
                                   and browser_lane(i) is None))
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        from tests.lanes import write_lanes
+
+        write_lanes(config, {i.nodeid: f"browser-{i.stash[LANE]}" for i in browser_items})
