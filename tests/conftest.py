@@ -3,16 +3,24 @@
 ``need(ok, reason)`` is how a test says it needs root, Chromium or network namespaces: on a laptop it
 skips with the reason; when ``CI`` is set it fails, so CI can never go green by skipping.
 
-Parallel runs (pytest-xdist, ``-n`` in pyproject's addopts): tests that start Chromium take turns
-(``chromium_turn``, a file lock shared by the workers); everything else is independent (ports 0,
-unique namespace names, tmp dirs) and runs on whichever worker is free.
+Parallel runs (pytest-xdist, ``-n 2 --dist loadgroup`` in pyproject's addopts): every test that
+starts Chromium (it asks for the ``browser`` or ``chromium_turn`` fixture) is put in a *browser lane*
+that one worker runs in order (tests/lanes.py: xdist's own ``xdist_group`` no longer groups under
+pytest 9.2). The lane is handed out first, so it starts at once on one worker and the other worker
+takes everything else around it, instead of both workers queueing on one Chromium lock.
+``FLETCHAT_TESTS_BROWSER_LANES`` (default 1) is how many browsers may run at once. Everything else
+is independent (ports 0, unique namespace names, tmp dirs) and runs on whichever worker is free.
+``once_per_run`` builds something expensive (the static site) once for all workers.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,21 +32,72 @@ if str(ROOT) not in sys.path:
 IN_CI = bool(os.environ.get("CI"))
 
 
-@pytest.fixture
-def chromium_turn(tmp_path_factory: pytest.TempPathFactory):
-    """One Chromium test at a time across pytest-xdist workers: a browser plus its host-mode
-    server is the heaviest thing here, and two at once on two loaded cores time out. A file lock
-    in the run's shared temp dir (workers are processes); a no-op without xdist."""
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
-        yield
-        return
-    lock = tmp_path_factory.getbasetemp().parent / "chromium.lock"
-    with open(lock, "w") as f:
+BROWSER_LANES = max(1, int(os.environ.get("FLETCHAT_TESTS_BROWSER_LANES", "1") or "1"))
+BROWSER_FIXTURES = ("browser", "chromium_turn")
+EARLY_FIXTURES = {"static_build"}  # expensive, made once per run: made first
+
+
+LANE = pytest.StashKey[int]()
+
+
+def browser_lane(item: pytest.Item) -> int | None:
+    """The lane (0 .. BROWSER_LANES-1) of a test that starts Chromium; None for the others."""
+    return item.stash.get(LANE, None)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """``--dist loadgroup`` (pyproject's addopts) schedules the browser lanes (tests/lanes.py)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from tests.lanes import LaneScheduling
+
+    return LaneScheduling(config, log)
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with open(path, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@pytest.fixture
+def chromium_turn(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """At most BROWSER_LANES Chromium tests at once across pytest-xdist workers: a browser plus
+    its host-mode server is the heaviest thing here. Under ``--dist loadgroup`` the lanes already
+    ensure it; this file lock per lane (in the run's shared temp dir; workers are processes) keeps
+    it true under any other ``--dist``. A no-op without xdist."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        yield
+        return
+    lane = browser_lane(request.node) or 0
+    with _file_lock(tmp_path_factory.getbasetemp().parent / f"chromium-{lane}.lock"):
+        yield
+
+
+def once_per_run(
+    tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], object]
+) -> Path:
+    """``make(dir)`` once per test run, shared by all xdist workers (a file lock in the run's
+    shared temp dir; the first worker makes it, the others wait and reuse it). Returns ``dir``.
+    Without xdist it is a plain per-session directory. If ``make`` raises, every caller sees it
+    raise again (nothing half-made is marked done)."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    out = shared / name
+    done = shared / f"{name}.done"
+    with _file_lock(shared / f"{name}.lock"):
+        if not done.exists():
+            if out.exists():
+                shutil.rmtree(out)
+            make(out)
+            done.touch()
+    return out
 
 
 def need(ok: bool, reason: str) -> None:
@@ -77,6 +136,21 @@ BROWSER_RERUNS = 2
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
+    browser_items = sorted(
+        (i for i in items if any(f in getattr(i, "fixturenames", ()) for f in BROWSER_FIXTURES)),
+        key=lambda i: i.nodeid,
+    )
+    # Dealt in nodeid order, the same on every worker (xdist checks that all collect alike).
+    for n, item in enumerate(browser_items):
+        item.stash[LANE] = n % BROWSER_LANES
         if "browser" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.flaky(reruns=BROWSER_RERUNS, reruns_delay=1))
+    # The static site is built once per run (once_per_run) by whoever needs it first: let that be
+    # a plain test at the head of the queue, on the worker beside the browser lane, so the lane
+    # finds it built instead of waiting for it.
+    items.sort(key=lambda i: not (EARLY_FIXTURES & set(getattr(i, "fixturenames", ()))
+                                  and browser_lane(i) is None))
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        from tests.lanes import write_lanes
+
+        write_lanes(config, {i.nodeid: f"browser-{i.stash[LANE]}" for i in browser_items})

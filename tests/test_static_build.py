@@ -20,7 +20,7 @@ from playwright.async_api import expect
 
 from fletchat import webbuild
 from tests.browser import ChatPage, chromium_available, host_mode_server
-from tests.conftest import ROOT, need
+from tests.conftest import ROOT, need, once_per_run
 from tests.timing import eventually, scaled, scaled_ms
 
 TIMEOUT = scaled_ms(15_000)
@@ -29,14 +29,12 @@ PYTHON_READY = "Python worker initialized"
 
 @pytest.fixture(scope="session")
 def static_build(tmp_path_factory):
-    """Build the site once per test run (about 3 s; the four wheels come from build/wheels, fetched
-    from PyPI the first time)."""
-    out = tmp_path_factory.mktemp("static") / "web-static"
+    """Build the site once per test run, for all xdist workers (about 3 s; the four wheels come from
+    build/wheels, fetched from PyPI the first time). Read-only: no test writes into it."""
     try:
-        result = webbuild.build(out)
+        return once_per_run(tmp_path_factory, "web-static", webbuild.build)
     except webbuild.BuildError as err:
         need(False, f"the static web build cannot be made here: {err}")
-    return result.out
 
 
 @pytest.fixture
