@@ -489,13 +489,26 @@ class RelayClient:
             pass
 
 
+def mark(what: str) -> None:
+    """A start-up timestamp on the browser's console when the page has ``?timing``
+    (``fletchat.webearly`` defines ``fcMark`` in the worker); nothing elsewhere."""
+    try:
+        import js
+
+        js.fcMark(what)
+    except (ImportError, AttributeError):
+        pass
+
+
 async def main(page: ft.Page) -> None:
+    mark("app main")
     client = RelayClient(page)
     view = ChatView(page, client.backend)
     page.run_task(client.run)  # before mounting: the first page of history comes through it
     await view.mount()
     page.add(client.status)
     page.title = APP_TITLE
+    mark("app mounted")
 
 
 if __name__ == "__main__":
