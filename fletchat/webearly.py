@@ -17,7 +17,9 @@ import re
 from pathlib import Path
 
 MARK = "/* fletchat: early python */"
-PRELOAD_IMPORTS = ("flet", "webclient.main")
+# What the page's worker imports before Flutter asks for Python: the app, and Flet's Pyodide
+# connection that ``ft.run`` would import only then.
+PRELOAD_IMPORTS = ("flet", "webclient.main", "flet.messaging.pyodide_connection")
 
 PAGE_EARLY = MARK + """
 // Start-up timestamps (ms since the page's navigation) on the console, with ?timing in the URL.

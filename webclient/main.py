@@ -29,7 +29,6 @@ from fletchat.conversation.signals import TYPING_TIMEOUT, ReadMark, TypingThrott
 from fletchat.conversation.views import ReadChanged, RowChanged, RowState, TypingChanged
 from fletchat.events import ChannelsChanged, Delivered, IdentityWarning, Online, RosterChanged
 from fletchat.files.views import FileState, FileView
-from fletchat.hub import channel_name, dm_channel, dm_members
 from fletchat.model import (
     DEFAULT_CHANNEL,
     MAX_NAME_CHARS,
@@ -55,6 +54,7 @@ from fletchat.relay_protocol import (
     encode_client_search,
     encode_client_send,
 )
+from fletchat.session import channel_name, dm_channel, dm_members  # the hub would load the store
 from fletchat.ui import APP_TITLE, Capabilities, ChatView
 
 log = logging.getLogger("fletchat.webclient")
