@@ -16,13 +16,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import lru_cache
+from functools import cache, lru_cache
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from markdown_it import MarkdownIt
-from markdown_it.token import Token
-
 from .model import MAX_MESSAGE_CHARS
+
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
+    from markdown_it.token import Token
 
 ALLOWED_SCHEMES = ("http", "https", "mailto")
 MAX_LIST_DEPTH = 4  # lists in lists: a message nested deeper is shown as plain text
@@ -78,15 +80,17 @@ def safe_link(url: str) -> bool:
         return False
 
 
+@cache
 def _parser() -> MarkdownIt:
+    """Made at the first message shown: importing markdown-it costs the browser client
+    (Pyodide) a noticeable part of its start-up, before the login it does not need it for."""
+    from markdown_it import MarkdownIt
+
     md = MarkdownIt("zero", {"maxNesting": MAX_NESTING, "html": False, "breaks": True})
     md.enable(["emphasis", "backticks", "fence", "code", "link", "list", "autolink",
                "newline", "escape"])  # no "entity": "&amp;" is shown as typed
     md.validateLink = safe_link  # type: ignore[method-assign]
     return md
-
-
-_MD = _parser()
 
 
 @lru_cache(maxsize=1024)
@@ -98,7 +102,7 @@ def parse(text: str) -> tuple[Block, ...]:
     rest: ``- - - - …`` nested past it would otherwise vanish)."""
     if len(text) > MAX_MESSAGE_CHARS:
         return (Block(BlockKind.PARAGRAPH, (Span(text),)),)
-    tokens = _MD.parse(text)
+    tokens = _parser().parse(text)
     if not _covers(tokens, text):
         return (Block(BlockKind.PARAGRAPH, (Span(text),)),)
     blocks = _blocks(tokens)
@@ -205,7 +209,7 @@ def _linkify(text: str, bold: bool, italic: bool) -> list[Span]:
         url = m.group(0).rstrip(_TRAILING)
         if m.start() > pos:
             out.append(Span(text[pos:m.start()], bold, italic))
-        target = _MD.normalizeLink(url)
+        target = _parser().normalizeLink(url)
         out.append(Span(url, bold, italic, href=target if safe_link(target) else ""))
         if target != url:
             out.append(Span(f" ({target})", muted=True))

@@ -17,9 +17,22 @@ import re
 from pathlib import Path
 
 MARK = "/* fletchat: early python */"
-PRELOAD_IMPORTS = ("flet", "webclient.main")
+# What the page's worker imports before Flutter asks for Python: the app, and Flet's Pyodide
+# connection that ``ft.run`` would import only then.
+PRELOAD_IMPORTS = ("flet", "webclient.main", "flet.messaging.pyodide_connection")
 
 PAGE_EARLY = MARK + """
+// Start-up timestamps (ms since the page's navigation) on the console, with ?timing in the URL.
+// ?timing=imports also has Python print every module's import time (PYTHONIMPORTTIME).
+const _fcTimingArg = new URLSearchParams(location.search).get("timing");
+const _fcTiming = globalThis.fletchatTiming || (_fcTimingArg === null ? false : _fcTimingArg || true);
+globalThis.fcMark = (what) => {
+    if (_fcTiming) console.log("fletchat-timing page " + what + " " + performance.now().toFixed(0));
+};
+fcMark("python.js");
+if (_fcTiming) {
+    window.addEventListener("flutter-first-frame", () => fcMark("flutter-first-frame"));
+}
 let _earlyWorker = null;
 if (globalThis.flet && flet.pyodide && flet.appPackageUrl) {
     const base = flet.entrypointBaseUrl.endsWith("/") ?
@@ -30,42 +43,75 @@ if (globalThis.flet && flet.pyodide && flet.appPackageUrl) {
         pyodideUrl: flet.pyodideUrl || "pyodide/pyodide.mjs",
         appPackageUrl: flet.appPackageUrl,
         imports: __IMPORTS__,
+        timing: _fcTiming,
+        pageOrigin: performance.timeOrigin,
     });
 }
 """
 
 WORKER_EARLY = MARK + """
+self.fcTiming = false;
+self.fcPageOrigin = 0;
+self.fcMark = function (what) {
+    if (self.fcTiming) {
+        const t = performance.timeOrigin + performance.now() - self.fcPageOrigin;
+        console.log("fletchat-timing worker " + what + " " + t.toFixed(0));
+    }
+};
 self.preloaded = null;
 self.preloadedPackage = null;
+const APP_ZIP_PATH = "/home/pyodide/app.zip";
 self.bootPyodide = async function (url) {
+    self.fcMark("import pyodide.mjs");
     const pyodideModule = await import(url);
     const loadPyodide = pyodideModule.loadPyodide || self.loadPyodide;
-    return await loadPyodide({
+    self.fcMark("loadPyodide");
+    const pyodide = await loadPyodide({
         stdout: (text) => self.sendPythonOutput(text, false),
         stderr: (text) => self.sendPythonOutput(text, true),
+        env: self.fcTiming === "imports" ? { PYTHONIMPORTTIME: "1" } : {},
     });
+    self.fcMark("pyodide ready");
+    return pyodide;
 };
 self.preload = function (data) {
+    self.fcTiming = data.timing || false;
+    self.fcPageOrigin = data.pageOrigin || 0;
+    self.fcMark("preload");
+    // The app package is fetched while Pyodide boots, not after.
+    const appBytes = fetch(data.appPackageUrl, { credentials: "same-origin" }).then((r) => {
+        if (!r.ok) throw new Error("HTTP " + r.status + " " + data.appPackageUrl);
+        return r.arrayBuffer();
+    });
+    appBytes.catch(() => {});  // reported below, once Pyodide is there
     self.preloaded = (async () => {
         const pyodide = await self.bootPyodide(data.pyodideUrl);
         pyodide.registerJsModule("flet_js", flet_js);
         try {
-            pyodide.globals.set("_early_url", data.appPackageUrl);
+            const zipped = data.appPackageUrl.split(/[?#]/)[0].toLowerCase().endsWith(".zip");
+            const bytes = new Uint8Array(await appBytes);
+            self.fcMark("app fetched");
+            if (zipped) {  // imported in place (zipimport): nothing to unpack
+                pyodide.FS.writeFile(APP_ZIP_PATH, bytes);
+            } else {
+                pyodide.unpackArchive(bytes, "gztar");
+            }
+            pyodide.globals.set("_early_zip", zipped ? APP_ZIP_PATH : "");
             pyodide.globals.set("_early_imports", data.imports);
             await pyodide.runPythonAsync(`
 import importlib, os, sys
-from pyodide.http import pyfetch
-_r = await pyfetch(_early_url)
-if not _r.ok:
-    raise RuntimeError(f"HTTP {_r.status} {_early_url}")
-await _r.unpack_archive(format="zip" if _early_url.lower().endswith(".zip") else "gztar")
-if os.path.exists("__pypackages__"):
+from js import fcMark
+fcMark("app in place")
+if _early_zip:
+    sys.path[:0] = [_early_zip + "/__pypackages__", _early_zip]
+elif os.path.exists("__pypackages__"):
     sys.path.insert(0, "__pypackages__")
 for _name in _early_imports.to_py():
     try:
         importlib.import_module(_name)
     except Exception as _err:
         print("early import of", _name, "failed:", repr(_err))
+    fcMark("imported " + _name)
 `);
             self.preloadedPackage = data.appPackageUrl;
             pyodide.globals.set("preloaded_package", data.appPackageUrl);
@@ -99,6 +145,18 @@ PAGE_WORKER = re.compile(r"app\.worker = new Worker\(")
 PAGE_WORKER_NEW = "app.worker = _earlyWorker ? _earlyWorker : new Worker("
 PAGE_TAKE = "    var error;\n"
 PAGE_TAKE_NEW = "    _earlyWorker = null;\n" + PAGE_TAKE
+# Timestamps (``?timing``): where Flutter asks for Python, where Python answers.
+PAGE_MARKS = (
+    ("    console.log(`Starting up Python worker", '    fcMark("jsConnect");\n'),
+    ("        console.log(`Python worker initialized", '        fcMark("python initialized");\n'),
+)
+WORKER_MARKS = (
+    ("self.initPyodide = async function () {\n", '    self.fcMark("connect");\n', True),
+    ("        await self.flet_js.start_connection(self.receiveCallback);\n",
+     '        self.fcMark("connection started");\n', True),
+    ("            runpy.run_module(python_module_name",
+     "            import js; js.fcMark('run main')\n", False),
+)
 
 
 class EarlyError(RuntimeError):
@@ -128,6 +186,8 @@ def early_python(out: Path, imports: tuple[str, ...] = PRELOAD_IMPORTS) -> None:
         text = _replace(text, PAGE_ANCHOR, PAGE_ANCHOR + early, page.name)
         text = _replace(text, PAGE_WORKER, PAGE_WORKER_NEW, page.name)
         text = _replace(text, PAGE_TAKE, PAGE_TAKE_NEW, page.name)
+        for anchor, mark in PAGE_MARKS:
+            text = _replace(text, anchor, mark + anchor, page.name)
         page.write_text(text, "utf-8")
     text = worker.read_text("utf-8")
     if MARK not in text:
@@ -135,4 +195,6 @@ def early_python(out: Path, imports: tuple[str, ...] = PRELOAD_IMPORTS) -> None:
         text = _replace(text, WORKER_BOOT, WORKER_BOOT_NEW, worker.name)
         text = _replace(text, WORKER_DOWNLOAD, WORKER_DOWNLOAD_NEW, worker.name)
         text = _replace(text, WORKER_ONMESSAGE, WORKER_ONMESSAGE_NEW, worker.name)
+        for anchor, mark, after in WORKER_MARKS:
+            text = _replace(text, anchor, anchor + mark if after else mark + anchor, worker.name)
         worker.write_text(text, "utf-8")

@@ -119,6 +119,58 @@ def bundle_wheels(out: Path, wheels: list[Path]) -> None:
     tmp.replace(src)
 
 
+APP_ZIP = "app.zip"
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+def _zip_name(name: str) -> str:
+    """Where a tar member goes in the app zip: bytecode made for a source beside it
+    (``pkg/__pycache__/mod.cpython-3XY.pyc``) becomes ``pkg/mod.pyc``, which zipimport reads."""
+    head, _, base = name.rpartition("/")
+    if head.endswith("__pycache__") and base.endswith(".pyc") and base.count(".") == 2:
+        parent = head[: -len("__pycache__")]
+        return parent + base.split(".", 1)[0] + ".pyc"
+    return name
+
+
+def zip_app(out: Path) -> None:
+    """Turn ``app.tar.gz`` into ``app.zip`` with stored (uncompressed) entries, imported in
+    place: the page's worker writes the zip into Pyodide's file system and puts it on
+    ``sys.path`` (zipimport), so nothing is unpacked in the browser (it took 1-3 s of a second
+    visit). Stored, not deflated: the host serves one brotli stream of it, smaller than the
+    tarball's gzip, and zipimport inflates nothing in WebAssembly. Flet's own fallback (the
+    worker downloading and unpacking the package itself) still works on a zip."""
+    src = out / "app.tar.gz"
+    with tarfile.open(src, "r:gz") as tar, \
+            zipfile.ZipFile(out / APP_ZIP, "w", zipfile.ZIP_STORED) as archive:
+        for member in sorted(tar.getmembers(), key=lambda m: m.name):
+            if not member.isfile():
+                continue
+            name = _zip_name(member.name.lstrip("/").removeprefix("./"))
+            entry = zipfile.ZipInfo(name, date_time=ZIP_DATE)
+            entry.external_attr = 0o644 << 16
+            archive.writestr(entry, tar.extractfile(member).read())
+    src.unlink()
+
+
+# Flutter loads every family of FontManifest.json at start. Flet's client carries KaTeX's
+# fonts (for math in its Markdown control) and the Cupertino icons; Flet Chat draws neither
+# (its own Markdown is plain Flet controls; its icons are Material), so they only cost bytes
+# on a first visit and font parsing on every visit.
+UNUSED_FONT_PREFIXES = ("packages/flutter_math_fork/", "packages/cupertino_icons/")
+
+
+def trim_fonts(out: Path) -> None:
+    path = out / "assets" / "FontManifest.json"
+    families = json.loads(path.read_text("utf-8"))
+    kept = [f for f in families if not f["family"].startswith(UNUSED_FONT_PREFIXES)]
+    for family in families:
+        if family not in kept:
+            for font in family["fonts"]:
+                (out / "assets" / font["asset"]).unlink(missing_ok=True)
+    path.write_text(json.dumps(kept, separators=(",", ":")), "utf-8")
+
+
 def only_canvaskit_build(out: Path) -> None:
     """flutter_bootstrap.js: one (dart2js) build, and no Flutter service worker of its own."""
     path = out / "flutter_bootstrap.js"
@@ -149,18 +201,18 @@ def content_hash(paths: list[Path], root: Path) -> str:
 def version_names(out: Path) -> str:
     """Rename the big runtime files with a content hash; point index.html and the bootstrap there."""
     version = content_hash(
-        [out / "main.dart.js", out / "canvaskit", out / "pyodide", out / "app.tar.gz"], out
+        [out / "main.dart.js", out / "canvaskit", out / "pyodide", out / APP_ZIP], out
     )
     (out / "main.dart.js").rename(out / f"main.dart.{version}.js")
     (out / "canvaskit").rename(out / f"canvaskit-{version}")
     (out / "pyodide").rename(out / f"pyodide-{version}")
-    (out / "app.tar.gz").rename(out / f"app.{version}.tar.gz")
+    (out / APP_ZIP).rename(out / f"app.{version}.zip")
     index = out / "index.html"
     _patch(index, 'flet.canvasKitBaseUrl="/app/canvaskit/"',
            f'flet.canvasKitBaseUrl="/app/canvaskit-{version}/"')
     _patch(index, 'flet.pyodideUrl="./pyodide/pyodide.mjs"',
            f'flet.pyodideUrl="./pyodide-{version}/pyodide.mjs"')
-    _patch(index, '"app.tar.gz"', f'"app.{version}.tar.gz"', count=2)
+    _patch(index, '"app.tar.gz"', f'"app.{version}.zip"', count=2)
     _patch(out / "flutter_bootstrap.js", '"mainJsPath":"main.dart.js"',
            f'"mainJsPath":"main.dart.{version}.js"')
     return version
@@ -171,13 +223,12 @@ def precache_list(out: Path, version: str) -> list[str]:
     is added by the page, which knows it)."""
     names = ["./", "python.js", "flutter.js", "flutter_bootstrap.js", "python-worker.js",
              "manifest.json", "favicon.png", "icons/loading-animation.png",
-             f"main.dart.{version}.js", f"app.{version}.tar.gz", "assets/FontManifest.json",
+             f"main.dart.{version}.js", f"app.{version}.zip", "assets/FontManifest.json",
              "rive/wasm/rive_native.js"]
     pyodide = out / f"pyodide-{version}"
     core = ("pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip",
             "pyodide-lock.json")
     names += [f"pyodide-{version}/{n}" for n in core if (pyodide / n).is_file()]
-    names += [f"pyodide-{version}/{p.name}" for p in sorted(pyodide.glob("micropip-*.whl"))]
     names += [f"assets/fonts/{p.name}" for p in sorted((out / "assets" / "fonts").iterdir())]
     fonts = json.loads((out / "assets" / "FontManifest.json").read_text("utf-8"))
     names += [f"assets/{f['asset']}" for family in fonts for f in family["fonts"]]
@@ -255,6 +306,8 @@ def finish(out: Path, compress_cache: Path, sw_template: Path, wheels: list[Path
     prune(out)
     if pyc_cache is not None:
         precompile(out / "app.tar.gz", out / "pyodide", pyc_cache)
+    zip_app(out)
+    trim_fonts(out)
     local_rive(out)
     only_canvaskit_build(out)
     early_python(out)

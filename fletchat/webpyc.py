@@ -41,15 +41,16 @@ log = logging.getLogger("fletchat.webbuild")
 
 PYPACKAGES = "__pypackages__"
 # Imported in Node before the stdlib's modules are counted: what the browser imports at start-up.
-STARTUP_IMPORTS = ("flet", "webclient.main", "main")
+STARTUP_IMPORTS = ("flet", "webclient.main", "main", "flet.messaging.pyodide_connection")
 DROPPED_SUFFIXES = (".pyi",)  # type stubs: never loaded
 DROPPED_NAMES = ("RECORD", "py.typed")
-DRIVER_VERSION = "3"  # bump when the compile step changes, to invalidate build/pyc
+DRIVER_VERSION = "4"  # bump when the compile step changes, to invalidate build/pyc
 
 DRIVER_JS = r"""
 const [indexURL, work] = process.argv.slice(2);
 const { loadPyodide } = await import(indexURL + "/pyodide.mjs");
 const py = await loadPyodide({ indexURL: indexURL + "/" });
+py.registerJsModule("flet_js", {});  // the page's bridge, imported by Flet's Pyodide connection
 py.FS.mkdirTree("/w");
 py.FS.mount(py.FS.filesystems.NODEFS, { root: work }, "/w");
 py.runPython(py.FS.readFile("/w/compile.py", { encoding: "utf8" }));

@@ -2,7 +2,7 @@
 
 ``python -m fletchat.webbuild`` leaves next to each compressible file a ``.br`` (brotli) and a
 ``.gz`` (gzip) copy, and gives the big runtime files versioned names (a content hash in the name:
-``main.dart.<hash>.js``, ``canvaskit-<hash>/``, ``pyodide-<hash>/``, ``app.<hash>.tar.gz``; wheels
+``main.dart.<hash>.js``, ``canvaskit-<hash>/``, ``pyodide-<hash>/``, ``app.<hash>.zip``; wheels
 carry their version already). Here:
 
 - a client that accepts ``br`` (else ``gzip``) gets the precompressed copy with ``Content-Encoding``;
@@ -29,7 +29,7 @@ from starlette.types import Scope
 HASH_CHARS = 12
 _H = f"[0-9a-f]{{{HASH_CHARS}}}"
 VERSIONED = re.compile(
-    rf"(main\.dart\.{_H}\.js|app\.{_H}\.tar\.gz|canvaskit-{_H}/.+|pyodide-{_H}/.+"
+    rf"(main\.dart\.{_H}\.js|app\.{_H}\.zip|canvaskit-{_H}/.+|pyodide-{_H}/.+"
     r"|wheels/[^/]+\.whl)"
 )
 IMMUTABLE = "public, max-age=31536000, immutable"

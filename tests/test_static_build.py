@@ -11,9 +11,9 @@ import re
 import signal
 import subprocess
 import sys
-import tarfile
 import urllib.error
 import urllib.request
+import zipfile
 
 import pytest
 from playwright.async_api import expect
@@ -47,6 +47,11 @@ def server(tmp_path, static_build):
         yield url
 
 
+def app_package(site):
+    """The app's Python package: one zip, imported in place by zipimport in the browser."""
+    return next(site.glob("app.*.zip"))
+
+
 def fetch(url: str) -> tuple[int, str, bytes]:
     with urllib.request.urlopen(url, timeout=scaled(10)) as resp:
         return resp.status, resp.geturl(), resp.read()
@@ -77,13 +82,9 @@ def test_main_py_under_emscripten_runs_the_web_client_without_native_modules():
 
 def test_the_offline_build_packs_the_same_entry(static_build):
     """webbuild publishes the project's main.py (as flet build web does), not a second entry."""
-    with tarfile.open(next(static_build.glob("app.*.tar.gz"))) as tar:
-        names = {n.lstrip("/").removeprefix("./") for n in tar.getnames()}
-        packed_main = tar.extractfile(
-            next(m for m in tar.getmembers() if m.name.lstrip("/").removeprefix("./") == "main.py")
-        )
-        assert packed_main is not None
-        assert packed_main.read() == (ROOT / "main.py").read_bytes()
+    with zipfile.ZipFile(app_package(static_build)) as archive:
+        names = set(archive.namelist())
+        assert archive.read("main.py") == (ROOT / "main.py").read_bytes()
     assert {"webclient/main.py"} <= names
     assert any(n.startswith("fletchat/") for n in names)
     assert "pyproject.toml" not in names  # its dependencies would send micropip to PyPI
@@ -100,10 +101,10 @@ def test_host_mode_serves_the_build_and_its_packages(server, static_build):
     for icon in manifest["icons"]:
         assert fetch(server + "app/" + icon["src"])[0] == 200
     # The app's packages ship inside the app archive: no requirements.txt, so no micropip.
-    package = next(static_build.glob("app.*.tar.gz"))
+    package = app_package(static_build)
     assert fetch(server + "app/" + package.name)[0] == 200
-    with tarfile.open(package) as archive:
-        names = set(archive.getnames())
+    with zipfile.ZipFile(package) as archive:
+        names = set(archive.namelist())
     assert "requirements.txt" not in names and "main.py" in names
     for dist in ("flet", "msgpack", "repath", "six"):
         assert any(re.fullmatch(rf"__pypackages__/{dist}-[0-9.]+\.dist-info/METADATA", n)
@@ -214,6 +215,14 @@ def test_the_build_is_pruned_versioned_and_never_names_a_cdn(static_build):
     bootstrap = (static_build / "flutter_bootstrap.js").read_text()
     ours = bootstrap.split("_flutter.buildConfig = ", 1)[1]  # after Flutter's loader library
     assert "serviceWorkerSettings" not in ours and "dart2wasm" not in ours
+    # Fonts Flutter would load at every start but Flet Chat never draws (KaTeX, Cupertino icons).
+    families = {f["family"] for f in json.loads(
+        (static_build / "assets" / "FontManifest.json").read_text())}
+    assert {"MaterialIcons", "Roboto"} <= families
+    assert not [f for f in families if "KaTeX" in f or "Cupertino" in f], families
+    assert not [n for n in names if n.endswith(".ttf") and "katex" in n.lower()]
+    # The service worker keeps what a visit loads, not micropip (no requirements to install).
+    assert "micropip" not in (static_build / "sw.js").read_text()
 
 
 def test_precompressed_assets_and_cache_headers(server, static_build):
@@ -250,7 +259,7 @@ def test_precompressed_assets_and_cache_headers(server, static_build):
     assert headers["content-type"] == "application/wasm" and headers["content-encoding"] == "gzip"
     assert gzip.decompress(body) == wasm.read_bytes()
     assert "immutable" in headers["cache-control"]
-    package = next(static_build.glob("app.*.tar.gz")).name
+    package = app_package(static_build).name
     assert "immutable" in get(server + "app/" + package)[1]["cache-control"]
     for name in ("sw.js", "python.js", "flutter_bootstrap.js", "manifest.json"):
         assert get(server + "app/" + name)[1]["cache-control"] == "no-cache", name
@@ -297,7 +306,6 @@ def test_python_in_the_browser_gets_bytecode_and_starts_with_the_page(static_bui
     """No compiling in the browser: the start-up modules of Pyodide's stdlib and every module in
     __pypackages__ ship as bytecode (made by the site's own Pyodide under Node.js), the app's own
     keep their source beside their bytecode; and the page starts the Python worker at once."""
-    import zipfile
 
     from fletchat import webpyc
 
@@ -310,13 +318,16 @@ def test_python_in_the_browser_gets_bytecode_and_starts_with_the_page(static_bui
         assert all(i.compress_type == zipfile.ZIP_STORED for i in z.infolist())
         magic = z.read("encodings/__init__.pyc")[:4]
     assert stdlib.with_name(stdlib.name + ".br").is_file()  # served as one brotli stream
-    with tarfile.open(next(static_build.glob("app.*.tar.gz"))) as tar:
-        members = {n.lstrip("/").removeprefix("./") for n in tar.getnames()}
-        flet_pyc = tar.extractfile("__pypackages__/flet/__init__.pyc").read()
+    with zipfile.ZipFile(app_package(static_build)) as archive:
+        members = set(archive.namelist())
+        flet_pyc = archive.read("__pypackages__/flet/__init__.pyc")
+        # Stored, not deflated: zipimport reads it in place, brotli compresses it on the wire.
+        assert all(i.compress_type == zipfile.ZIP_STORED for i in archive.infolist())
     assert "__pypackages__/flet/__init__.py" not in members
     assert not [n for n in members if n.endswith(".pyi")]
-    assert {"main.py", "webclient/main.py"} <= members  # the app's source stays
-    assert [n for n in members if re.fullmatch(r"webclient/__pycache__/main\.cpython-3\d+\.pyc", n)]
+    assert {"main.py", "webclient/main.py"} <= members  # the app's source stays...
+    assert {"main.pyc", "webclient/main.pyc"} <= members  # ...beside bytecode zipimport reads
+    assert not [n for n in members if "__pycache__" in n]
     import importlib.util
 
     assert flet_pyc[:4] == magic  # one interpreter's bytecode: Pyodide's...

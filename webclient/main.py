@@ -29,7 +29,6 @@ from fletchat.conversation.signals import TYPING_TIMEOUT, ReadMark, TypingThrott
 from fletchat.conversation.views import ReadChanged, RowChanged, RowState, TypingChanged
 from fletchat.events import ChannelsChanged, Delivered, IdentityWarning, Online, RosterChanged
 from fletchat.files.relay_frames import RelayAck, RelayFileState, RelaySlot
-from fletchat.hub import channel_name, dm_channel, dm_members
 from fletchat.model import (
     DEFAULT_CHANNEL,
     MAX_NAME_CHARS,
@@ -55,6 +54,7 @@ from fletchat.relay_protocol import (
     encode_client_search,
     encode_client_send,
 )
+from fletchat.session import channel_name, dm_channel, dm_members  # the hub would load the store
 from fletchat.ui import APP_TITLE, Capabilities, ChatView
 from webclient.files import RelayFileMethods
 
@@ -486,13 +486,26 @@ class RelayClient:
             pass
 
 
+def mark(what: str) -> None:
+    """A start-up timestamp on the browser's console when the page has ``?timing``
+    (``fletchat.webearly`` defines ``fcMark`` in the worker); nothing elsewhere."""
+    try:
+        import js
+
+        js.fcMark(what)
+    except (ImportError, AttributeError):
+        pass
+
+
 async def main(page: ft.Page) -> None:
+    mark("app main")
     client = RelayClient(page)
     view = ChatView(page, client.backend, uploads=client.backend)  # files: share_picked
     page.run_task(client.run)  # before mounting: the first page of history comes through it
     await view.mount()
     page.add(client.status)
     page.title = APP_TITLE
+    mark("app mounted")
 
 
 if __name__ == "__main__":
