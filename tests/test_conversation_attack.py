@@ -130,3 +130,39 @@ def test_the_waiting_events_have_a_total_bound_over_every_address() -> None:
                     added += 1
     assert added == len(o) == 8
     assert o.refusal("new", "10.0.0.99") == "too many events waiting for messages not received yet"
+
+
+def test_made_up_readers_from_one_address_never_push_out_real_read_marks(pair) -> None:
+    """One peer (or many throw-away identities behind one address) sending ``read`` frames under
+    thousands of made-up names used to evict every real "seen by" (oldest first)."""
+    from fletchat.protocol import ReadFrame
+
+    a, sa, _, b, _, _ = pair
+    m = sa.send("did you read this?")
+    ship(a, b, m)
+    b.peer_up(Peer("carol-dev", "Carol", host="10.0.0.3"))
+    b.conv.peer_signal("carol-dev", ReadFrame("Carol", "general", m.hlc))
+    assert b.conv.seen_by(m) == ["Carol"]
+    for i in range(10):  # throw-away identities, one address
+        peer = f"sock-{i}"
+        b.peer_up(Peer(peer, f"Sock {i}", host="10.9.9.9"))
+        for n in range(600):
+            b.conv.peer_signal(peer, ReadFrame(f"R{n}", "general", m.hlc))
+    seen = b.conv.seen_by(m)
+    assert "Carol" in seen
+    assert len(seen) <= 1 + 1024  # signals.MAX_MARKS_PER_OWNER for the whole address
+
+
+def test_made_up_typists_from_one_address_never_push_out_real_ones(pair) -> None:
+    from fletchat.protocol import TypingFrame
+
+    _, _, _, b, _, _ = pair
+    b.peer_up(Peer("carol-dev", "Carol", host="10.0.0.3"))
+    b.conv.peer_signal("carol-dev", TypingFrame("Carol", "general"))
+    for i in range(10):
+        peer = f"sock-{i}"
+        b.peer_up(Peer(peer, f"Sock {i}", host="10.9.9.9"))
+        for n in range(100):
+            b.conv.peer_signal(peer, TypingFrame(f"T{n}", "general"))
+    names = b.conv.typing_names("general")
+    assert "Carol" in names and len(names) <= 1 + 64  # signals.MAX_TYPING_PER_OWNER

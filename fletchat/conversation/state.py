@@ -316,11 +316,13 @@ class ConvState:
             self._note_read(peer_id, frame.name, frame.channel, frame.upto)
 
     def _note_typing(self, origin: str, name: str, channel: str) -> None:
-        if self.typing_board.note(channel, person_key(origin, name), name, self.now()):
+        if self.typing_board.note(channel, person_key(origin, name), name, self.now(),
+                                  self.address_of(origin)):
             self.hub.publish(TypingChanged(channel, tuple(self.typing_names(channel))))
 
     def _note_read(self, origin: str, name: str, channel: str, upto: str) -> None:
-        if self.marks.update(ReadMark(person_key(origin, name), name, channel, upto)):
+        if self.marks.update(ReadMark(person_key(origin, name), name, channel, upto),
+                             self.address_of(origin)):
             self.hub.publish(ReadChanged(channel, name, upto))
 
     def marks_in(self, channel: str) -> list[ReadMark]:
