@@ -166,3 +166,38 @@ def test_made_up_typists_from_one_address_never_push_out_real_ones(pair) -> None
             b.conv.peer_signal(peer, TypingFrame(f"T{n}", "general"))
     names = b.conv.typing_names("general")
     assert "Carol" in names and len(names) <= 1 + 64  # signals.MAX_TYPING_PER_OWNER
+
+
+def test_catch_up_cannot_pile_reactions_onto_one_message(pair, tmp_path: Path) -> None:
+    """Catch-up is not rate-limited like live reactions (only the per-origin quotas hold): 400
+    throw-away identities reacting to one message and one of them toggling 500 times used to
+    be held in memory event by event, for good."""
+    from fletchat.conversation.held import TOO_MANY_REACTORS
+    from fletchat.conversation.reducer import MAX_REACTORS_PER_MESSAGE
+
+    a, sa, _, _, _, _ = pair
+    b = Hub("dora-dev", store=Store.open(tmp_path / "dora.db"), quota_limits=QuotaLimits.lifted())
+    try:
+        m = sa.send("pile on")
+        assert ship(a, b, m, live=False).stored
+
+        def react(origin: str, seq: int, on: bool = True) -> Message:
+            return Message(new_id(), KIND_REACTION, "Sock", origin, "", m.ts, m.channel,
+                           hlc=b.clock.now().encode(), seq=seq,
+                           conv=ConvFields(target=m.id, emoji=THUMBS, on=on))
+
+        outcomes = [b.receive(react(f"sock-{i}", 1), f"sock-{i}", verified=True, relay=False)
+                    for i in range(400)]
+        kept = [x for x in outcomes if x.outcome is Outcome.ACCEPTED]
+        refused = [x for x in outcomes if x.outcome is Outcome.REFUSED]
+        assert len(kept) == MAX_REACTORS_PER_MESSAGE
+        assert refused and all(x.reason == TOO_MANY_REACTORS for x in refused)
+        for n in range(500):  # one of them changes their mind, again and again
+            assert b.receive(react("sock-0", 2 + n, on=n % 2 == 1), "sock-0", verified=True,
+                             relay=False).stored
+        assert len(b.conv.events_for(m.id)) == MAX_REACTORS_PER_MESSAGE  # latest per person
+        row = b.conv.row_state(m)
+        assert row.reactions[0].count == MAX_REACTORS_PER_MESSAGE  # sock-0's last one is "on"
+        assert row.text == "pile on"
+    finally:
+        b.close()

@@ -27,6 +27,7 @@ from ..model import (
 )
 from ..protocol import ReadFrame, TypingFrame, encode_frame
 from .fields import vouched
+from .held import HeldReactions
 from .kinds import NOT_AUTHOR, Delete, Edit, Reaction
 from .orphans import RESTORED, Orphans
 from .reducer import DELETED_TEXT, RowState, reduce_row
@@ -79,6 +80,7 @@ class ConvState:
         self._lock = threading.RLock()
         self._events: dict[str, dict[str, Message]] = {}  # target id -> event id -> event
         self._orphans = Orphans()  # events whose target is not here yet, bounded
+        self._reactions = HeldReactions()  # who reacted to what; only the latest is held
         self._unverified: set[str] = set()  # ids of events whose origin's key was unknown
         self._limits = {
             KIND_REACTION: FloodLimit(*REACTION_LIMIT), KIND_EDIT: FloodLimit(*EDIT_LIMIT),
@@ -124,6 +126,9 @@ class ConvState:
                 reason = self._orphans.refusal(msg.origin, self.address_of(from_peer))
             return (Action.REFUSE, reason) if reason else None
         reason = self.check_target(msg, verified, *target)
+        if not reason and msg.kind == KIND_REACTION:
+            with self._lock:
+                reason = self._reactions.refusal(msg.conv.target, (msg.origin, msg.author))
         return (Action.REFUSE, reason) if reason else None
 
     def check_local(self, msg: Message) -> None:
@@ -199,6 +204,11 @@ class ConvState:
             bucket = self._events.setdefault(msg.conv.target, {})
             if msg.id in bucket:
                 return target
+            if msg.kind == KIND_REACTION:
+                hold, replaced = self._reactions.keep(msg)
+                bucket.pop(replaced, None)
+                if not hold:
+                    return target
             bucket[msg.id] = msg
             if not verified:
                 self._unverified.add(msg.id)
