@@ -12,7 +12,7 @@ import pytest
 from fletchat.acceptance import QuotaLimits
 from fletchat.conversation.fields import ConvFields
 from fletchat.events import Outcome
-from fletchat.hub import Hub
+from fletchat.hub import Hub, HubSession
 from fletchat.model import KIND_DELETE, KIND_EDIT, KIND_REACTION, Message, Peer, new_id
 from fletchat.store import Store
 from tests.test_conversation_wire import THUMBS, make, ship, text_in_db
@@ -201,3 +201,23 @@ def test_catch_up_cannot_pile_reactions_onto_one_message(pair, tmp_path: Path) -
         assert row.text == "pile on"
     finally:
         b.close()
+
+
+def test_a_tab_cannot_rename_itself_into_someone_elses_name_and_delete_their_words() -> None:
+    """On a host a person is (host, name): a tab that renamed itself "Alice" used to be Alice,
+    and its delete (signed by the host) erased her message in every store on the LAN."""
+    from fletchat.model import ValidationError
+
+    host = Hub("host-dev")
+    alice = HubSession(host)
+    alice.join("Alice")
+    m = alice.send("alice's words")
+    mallory = HubSession(host)
+    mallory.join("Mallory")
+    for name in ("Alice", "alice"):
+        with pytest.raises(ValidationError, match="already someone's name"):
+            mallory.rename(name)
+    with pytest.raises(ValidationError, match="Only the author"):
+        mallory.delete(m)
+    assert not host.conv.row_state(m).deleted
+    assert mallory.rename("Mal").author == "Mal"  # a free name is fine
