@@ -221,3 +221,27 @@ def test_a_tab_cannot_rename_itself_into_someone_elses_name_and_delete_their_wor
         mallory.delete(m)
     assert not host.conv.row_state(m).deleted
     assert mallory.rename("Mal").author == "Mal"  # a free name is fine
+
+
+def test_a_reply_cannot_put_words_in_the_mouth_of_the_person_it_answers(pair) -> None:
+    """A reply carries its own quote and the parent's author (for receivers that lack the
+    parent): a forged one used to show as Alice saying what she never said."""
+    from fletchat.conversation.kinds import ReplyRef
+
+    a, sa, _, b, _, _ = pair
+    m = sa.send("I like cats")
+    ship(a, b, m)
+    fake = ReplyRef(m.id, "Carol", "I hate cats")
+    r = Message(new_id(), "chat", "Mallory", "mallory-dev", "so you say", m.ts, m.channel,
+                hlc=b.clock.now().encode(), seq=1, conv=ConvFields(reply=fake))
+    assert b.receive(r, "mallory-dev", verified=True).stored
+    quote = b.conv.row_state(r).reply
+    assert (quote.parent_author, quote.snippet) == ("Alice", "I like cats")
+    ship(a, b, sa.edit(m, "I like cats a lot"))
+    assert b.conv.row_state(r).reply.snippet == "I like cats a lot"  # the latest text
+    # Without the parent here, the carried quote is all there is (and shows).
+    lone = Message(new_id(), "chat", "Mallory", "mallory-dev", "hm", m.ts, m.channel,
+                   hlc=b.clock.now().encode(), seq=2,
+                   conv=ConvFields(reply=ReplyRef(new_id(), "Carol", "something")))
+    assert b.receive(lone, "mallory-dev", verified=True).stored
+    assert b.conv.row_state(lone).reply.snippet == "something"

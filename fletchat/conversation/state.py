@@ -13,6 +13,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..acceptance import Action, Held
@@ -26,9 +27,10 @@ from ..model import (
     ValidationError,
 )
 from ..protocol import ReadFrame, TypingFrame, encode_frame
+from ..rooms import is_sealed
 from .fields import vouched
 from .held import HeldReactions
-from .kinds import NOT_AUTHOR, Delete, Edit, Reaction
+from .kinds import NOT_AUTHOR, Delete, Edit, Reaction, ReplyRef, make_snippet
 from .orphans import RESTORED, Orphans
 from .reducer import DELETED_TEXT, RowState, reduce_row
 from .signals import (
@@ -274,7 +276,6 @@ class ConvState:
         return self._changes(found is not None and found[1], events)
 
     def row_state(self, msg: Message, me: tuple[str, str] = ("", "")) -> RowState:
-        from dataclasses import replace
 
         events = [as_event(e) for e in self.events_for(msg.id)]
         row = reduce_row(msg, events, me)
@@ -282,9 +283,7 @@ class ConvState:
             row = replace(row, text="", deleted=True, edited=False, reactions=())
         reply = msg.conv.reply if msg.conv is not None else None
         if reply is not None:
-            if self.is_deleted(reply.parent_id):
-                reply = replace(reply, snippet=DELETED_TEXT)
-            row = replace(row, reply=reply)
+            row = replace(row, reply=true_quote(self, reply, msg.channel))
         return row
 
     def is_deleted(self, msg_id: str) -> bool:
@@ -398,3 +397,17 @@ def search_filter(conv: ConvState, hits: list[tuple[Message, str]]) -> list[tupl
         seen.add(row_msg.id)
         out.append((row_msg, snippet))
     return out
+
+
+def true_quote(conv: ConvState, reply: ReplyRef, channel: str) -> ReplyRef:
+    """The quote a reply row shows. The quote and author a reply carries are the replier's words:
+    when the parent is here (in the same channel), its own author and latest text are shown
+    instead, so nobody can put words in someone else's mouth; "message deleted" once it is."""
+    if conv.is_deleted(reply.parent_id):
+        return replace(reply, snippet=DELETED_TEXT)
+    found = conv.hub.find(reply.parent_id)
+    if found is None or found[0].channel != channel or found[0].kind in EVENT_KINDS:
+        return reply
+    parent = found[0]
+    text = reduce_row(parent, [as_event(e) for e in conv.events_for(parent.id)]).text
+    return ReplyRef(parent.id, parent.author, "" if is_sealed(text) else make_snippet(text))
