@@ -270,9 +270,11 @@ class Hub(ConvHubMethods, MeshSideMethods, HistoryReads, PresenceMethods, TrustM
                 return Acceptance(Outcome.DUPLICATE, "", msg)
             self._take(msg, verified, action, held)
         if action is Action.UPGRADE:
+            if msg.conv is not None:
+                self.conv.upgraded(msg)  # a held unverified edit or delete applies now
             return Acceptance(Outcome.DUPLICATE, "already here; now verified", msg)
         self._note_channel(msg.channel)
-        self._publish(self.conv.accepted(msg) if msg.conv or self.conv.active else msg)
+        self._publish(self.conv.accepted(msg, verified, from_peer) if msg.conv or self.conv.active else msg)
         if relay:
             self.transport.broadcast(msg, exclude=from_peer)
         return Acceptance(Outcome.ACCEPTED, "", msg)

@@ -2,7 +2,7 @@
 
 ``reduce_row`` is a pure function of a *set*: the same events in any order, with duplicates, give
 the same row. That is what makes catch-up safe: an edit or delete that arrives before its
-original (a different peer answered first) is kept (``PendingEvents``) and applies when the
+original (a different peer answered first) is kept (``orphans.Orphans`` in the hub) and applies when the
 original arrives, and a delete wins over every edit whatever their stamps say.
 """
 

@@ -179,6 +179,11 @@ class ConvSessionMethods:
         new = validate_name(raw_name)
         if new == old:
             raise ValidationError("That is already your name.")
+        if any(o.name.casefold() == new.casefold() and o.key != self.key
+               for o in self.hub.online()):
+            # On a host a person is (host, name): taking a name in use would give its edits
+            # and deletes away; elsewhere it would pass for them (docs/security.md).
+            raise ValidationError(f"{new} is already someone's name here: pick another.")
         self.name = self.last_name = new
         self.hub.session_joined(self.key, new, self.device)
         return self._post(Message(new_id(), KIND_RENAME, new, self.hub.peer_id, "", _now(),

@@ -7,12 +7,65 @@ tests drive time. Typing is never stored; read marks keep only the latest positi
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 TYPING_INTERVAL = 3.0  # a sender says "typing" at most once per this many seconds
 TYPING_TIMEOUT = 6.0  # "X is typing…" disappears this long after the last signal
 MAX_TYPING_SHOWN = 3  # "Ada, Bob and 4 others are typing…"
-MAX_TRACKED = 256  # people tracked per structure; the oldest entry goes first
+MAX_TRACKED = 256  # people tracked per structure (see ``OwnedBook`` for who goes first)
+MAX_TYPING_PER_OWNER = 64  # people one address may show typing (= MAX_PRESENCE_PER_PEER)
+MAX_MARKS_PER_OWNER = 1024  # read positions, (channel, reader), one address may hold
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class OwnedBook(Generic[K, V]):
+    """A bounded map whose entries belong to an *owner* (the IP address that sent them; this
+    device for its own people). Throw-away identities and made-up names are free, addresses are
+    not: an owner over its share replaces its own oldest entry, and when the book is full the
+    oldest entry of the biggest owner goes, so a flood from one address never pushes out anyone
+    else's. Iterates oldest first (``put`` moves an entry to the end)."""
+
+    def __init__(self, max_total: int, per_owner: int) -> None:
+        self._max, self._per_owner = max_total, per_owner
+        self._items: dict[K, tuple[str, V]] = {}
+        self._owned: dict[str, OrderedDict[K, None]] = {}
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def get(self, key: K) -> V | None:
+        found = self._items.get(key)
+        return found[1] if found is not None else None
+
+    def items(self) -> Iterator[tuple[K, V]]:
+        return ((k, v) for k, (_, v) in list(self._items.items()))
+
+    def put(self, key: K, owner: str, value: V) -> None:
+        self.pop(key)
+        keys = self._owned.setdefault(owner, OrderedDict())
+        if len(keys) >= self._per_owner:
+            self.pop(next(iter(keys)))
+        elif len(self._items) >= self._max:
+            biggest = max(self._owned, key=lambda o: len(self._owned[o]))
+            self.pop(next(iter(self._owned[biggest])))
+        self._items[key] = (owner, value)
+        self._owned.setdefault(owner, OrderedDict())[key] = None
+
+    def pop(self, key: K) -> None:
+        found = self._items.pop(key, None)
+        if found is None:
+            return
+        keys = self._owned[found[0]]
+        del keys[key]
+        if not keys:
+            del self._owned[found[0]]
 
 
 def person_key(origin: str, name: str) -> str:
@@ -46,38 +99,35 @@ class TypingBoard:
     throttle allows (half the interval, for jitter) are dropped: ``note`` returns False."""
 
     def __init__(self, timeout: float = TYPING_TIMEOUT, interval: float = TYPING_INTERVAL,
-                 max_tracked: int = MAX_TRACKED) -> None:
+                 max_tracked: int = MAX_TRACKED, per_owner: int = MAX_TYPING_PER_OWNER) -> None:
         self._timeout = timeout
         self._min_gap = interval / 2
-        self._max = max_tracked
-        self._at: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
+        self._at: OwnedBook[tuple[str, str], tuple[float, str]] = OwnedBook(max_tracked, per_owner)
 
-    def note(self, channel: str, person: str, name: str, now: float) -> bool:
+    def note(self, channel: str, person: str, name: str, now: float, owner: str = "") -> bool:
+        """``owner``: the address the signal came from (``OwnedBook``)."""
         key = (channel, person)
         prev = self._at.get(key)
         if prev is not None and now - prev[0] < self._min_gap:
             return False
-        self._at[key] = (now, name)
-        self._at.move_to_end(key)
-        while len(self._at) > self._max:
-            self._at.popitem(last=False)
+        self._at.put(key, owner, (now, name))
         return True
 
     def active(self) -> bool:
-        return bool(self._at)
+        return bool(len(self._at))
 
     def has(self, channel: str, person: str) -> bool:
         return (channel, person) in self._at
 
     def stopped(self, channel: str, person: str) -> None:
         """Their message arrived (or they left): they are no longer typing."""
-        self._at.pop((channel, person), None)
+        self._at.pop((channel, person))
 
     def typing(self, channel: str, now: float, me: str = "") -> list[str]:
         """Names typing in ``channel`` now, earliest first, never the viewer (``me``: a person key)."""
-        for key, (at, _) in list(self._at.items()):
+        for key, (at, _) in self._at.items():
             if now - at >= self._timeout:
-                del self._at[key]
+                self._at.pop(key)
         return [name for (ch, o), (_, name) in self._at.items() if ch == channel and o != me]
 
 
@@ -105,28 +155,26 @@ class ReadMarks:
     """Per (channel, reader) the last-read position; only moves forward (stamps compare as
     strings). A reader who turned receipts off sends none; ``forget`` drops what we held."""
 
-    def __init__(self, max_tracked: int = MAX_TRACKED * 16) -> None:
-        self._max = max_tracked
-        self._marks: OrderedDict[tuple[str, str], ReadMark] = OrderedDict()
+    def __init__(self, max_tracked: int = MAX_TRACKED * 16,
+                 per_owner: int = MAX_MARKS_PER_OWNER) -> None:
+        self._marks: OwnedBook[tuple[str, str], ReadMark] = OwnedBook(max_tracked, per_owner)
 
-    def update(self, mark: ReadMark) -> bool:
-        """True if this moved the reader's position forward (worth a redraw)."""
+    def update(self, mark: ReadMark, owner: str = "") -> bool:
+        """True if this moved the reader's position forward (worth a redraw). ``owner``: the
+        address the mark came from (``OwnedBook``)."""
         key = (mark.channel, mark.reader)
         old = self._marks.get(key)
         if old is not None and mark.upto <= old.upto:
             return False
-        self._marks[key] = mark
-        self._marks.move_to_end(key)
-        while len(self._marks) > self._max:
-            self._marks.popitem(last=False)
+        self._marks.put(key, owner, mark)
         return True
 
     def forget(self, reader: str) -> None:
-        for key in [k for k in self._marks if k[1] == reader]:
-            del self._marks[key]
+        for key in [k for k, _ in self._marks.items() if k[1] == reader]:
+            self._marks.pop(key)
 
     def in_channel(self, channel: str) -> list[ReadMark]:
-        return [m for (ch, _), m in list(self._marks.items()) if ch == channel]
+        return [m for (ch, _), m in self._marks.items() if ch == channel]
 
     def position(self, channel: str, reader: str) -> str:
         mark = self._marks.get((channel, reader))

@@ -13,6 +13,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..acceptance import Action, Held
@@ -26,9 +27,12 @@ from ..model import (
     ValidationError,
 )
 from ..protocol import ReadFrame, TypingFrame, encode_frame
+from ..rooms import is_sealed
 from .fields import vouched
-from .kinds import NOT_AUTHOR, Delete, Edit, Reaction
-from .reducer import DELETED_TEXT, MAX_PENDING_PER_ORIGIN, RowState, reduce_row
+from .held import HeldReactions
+from .kinds import NOT_AUTHOR, Delete, Edit, Reaction, ReplyRef, make_snippet
+from .orphans import RESTORED, Orphans
+from .reducer import DELETED_TEXT, RowState, reduce_row
 from .signals import (
     EDIT_LIMIT,
     REACTION_LIMIT,
@@ -77,8 +81,9 @@ class ConvState:
         self.now = clock
         self._lock = threading.RLock()
         self._events: dict[str, dict[str, Message]] = {}  # target id -> event id -> event
-        self._orphans: dict[str, list[Message]] = {}  # target not here yet -> its events
-        self._waiting: dict[str, int] = {}  # origin -> how many of its events are orphans
+        self._orphans = Orphans()  # events whose target is not here yet, bounded
+        self._reactions = HeldReactions()  # who reacted to what; only the latest is held
+        self._unverified: set[str] = set()  # ids of events whose origin's key was unknown
         self._limits = {
             KIND_REACTION: FloodLimit(*REACTION_LIMIT), KIND_EDIT: FloodLimit(*EDIT_LIMIT),
             "address": FloodLimit(*ADDRESS_REACTION_LIMIT), "read": FloodLimit(*READ_LIMIT),
@@ -100,7 +105,7 @@ class ConvState:
         for rec in self.hub.store.conversation_events():
             msg = rec.msg
             if msg.conv is not None:
-                self._index(msg)
+                self._index(msg, rec.verified, RESTORED)
 
     # ---- acceptance (inside the hub's pipeline) ----
     def judge(self, msg: Message, from_peer: str, verified: bool, live: bool,
@@ -120,11 +125,12 @@ class ConvState:
         target = self.hub.find(msg.conv.target)
         if target is None:
             with self._lock:
-                if self._waiting.get(msg.origin, 0) >= MAX_PENDING_PER_ORIGIN:
-                    return Action.REFUSE, ("too many events waiting for messages not received "
-                                           "yet from this peer")
-            return None
+                reason = self._orphans.refusal(msg.origin, self.address_of(from_peer))
+            return (Action.REFUSE, reason) if reason else None
         reason = self.check_target(msg, verified, *target)
+        if not reason and msg.kind == KIND_REACTION:
+            with self._lock:
+                reason = self._reactions.refusal(msg.conv.target, (msg.origin, msg.author))
         return (Action.REFUSE, reason) if reason else None
 
     def check_local(self, msg: Message) -> None:
@@ -154,10 +160,14 @@ class ConvState:
             return UNVERIFIED_CHANGE
         return ""
 
+    def address_of(self, from_peer: str) -> str:
+        """The IP address of the connection ``from_peer`` (its id when unknown)."""
+        return self._addresses.get(from_peer, from_peer)
+
     def _flood(self, msg: Message, from_peer: str) -> str:
         now = self.now()
         if msg.kind == KIND_REACTION:
-            address = self._addresses.get(from_peer, from_peer)
+            address = self.address_of(from_peer)
             if not self._limits["address"].allow(address, now):
                 return TOO_MANY_REACTIONS
             if not self._limits[KIND_REACTION].allow(msg.origin, now):
@@ -170,7 +180,7 @@ class ConvState:
         return self._limits[kind if kind == KIND_REACTION else KIND_EDIT].allow(person, self.now())
 
     # ---- after acceptance ----
-    def accepted(self, msg: Message) -> Any:
+    def accepted(self, msg: Message, verified: bool = True, from_peer: str = "") -> Any:
         """``msg`` was taken (stored or queued). Returns what to publish: the message itself for
         rows, a ``RowChanged`` for events (their row redraws; they are no row of their own)."""
         if msg.kind == KIND_CHAT and self.typing_board.has(
@@ -178,37 +188,63 @@ class ConvState:
             self._stopped_typing(msg)
         if msg.kind not in EVENT_KINDS or msg.conv is None:
             if not is_stub(msg):
-                self._arrived(msg)
+                self._arrived(msg, verified)
             return msg
-        target = self._index(msg)
+        target = self._index(msg, verified, self.address_of(from_peer))
         if target is not None and msg.kind == KIND_DELETE and not self.check_target(
                 msg, True, target[0], False):
             self._redact(msg)
         return RowChanged(msg.conv.target, msg.channel, None, cause=msg)
 
-    def _index(self, msg: Message) -> tuple[Message, bool] | None:
+    def _index(self, msg: Message, verified: bool, address: str) -> tuple[Message, bool] | None:
         """Add an event; returns its target as the hub holds it (None: kept as an orphan)."""
         assert msg.conv is not None
         target = self.hub.find(msg.conv.target)
         with self._lock:
+            if verified:
+                self._unverified.discard(msg.id)
             bucket = self._events.setdefault(msg.conv.target, {})
             if msg.id in bucket:
                 return target
+            if msg.kind == KIND_REACTION:
+                hold, replaced = self._reactions.keep(msg)
+                bucket.pop(replaced, None)
+                if not hold:
+                    return target
             bucket[msg.id] = msg
+            if not verified:
+                self._unverified.add(msg.id)
             if target is None:
-                self._orphans.setdefault(msg.conv.target, []).append(msg)
-                self._waiting[msg.origin] = self._waiting.get(msg.origin, 0) + 1
+                self._orphans.add(msg, msg.conv.target, address)
         return target
 
-    def _arrived(self, msg: Message) -> None:
+    def upgraded(self, msg: Message) -> None:
+        """An event held unverified arrived again, now verified (its origin's key became known):
+        it applies from now on, and a delete erases."""
+        with self._lock:
+            if msg.id not in self._unverified:
+                return
+            self._unverified.discard(msg.id)
+        assert msg.conv is not None
+        target = self.hub.find(msg.conv.target)
+        if target is not None and msg.kind == KIND_DELETE and not self.check_target(
+                msg, True, target[0], False):
+            self._redact(msg)
+        self.hub.publish(RowChanged(msg.conv.target, msg.channel, None, cause=msg))
+
+    def _changes(self, target_verified: bool, events: list[Message]) -> list[Message]:
+        """The events that may change a target: an unverified edit or delete never changes a
+        verified message, also when it came first and waited (docs/security.md)."""
+        if not target_verified:
+            return events
+        with self._lock:
+            return [e for e in events if e.kind == KIND_REACTION or e.id not in self._unverified]
+
+    def _arrived(self, msg: Message, verified: bool = True) -> None:
         """A row arrived: events that waited for it now apply (an early delete erases it)."""
         with self._lock:
-            waiting = self._orphans.pop(msg.id, [])
-            for ev in waiting:
-                self._waiting[ev.origin] -= 1
-                if not self._waiting[ev.origin]:
-                    del self._waiting[ev.origin]
-        for ev in waiting:
+            waiting = self._orphans.take(msg.id)
+        for ev in self._changes(verified, waiting):
             if ev.kind == KIND_DELETE and not self.check_target(ev, True, msg, False):
                 self._redact(ev)
 
@@ -230,11 +266,16 @@ class ConvState:
 
     # ---- what a row shows ----
     def events_for(self, msg_id: str) -> list[Message]:
+        """The events that apply to ``msg_id``'s row (see ``_changes``)."""
         with self._lock:
-            return list(self._events.get(msg_id, {}).values())
+            events = list(self._events.get(msg_id, {}).values())
+            doubtful = any(e.id in self._unverified and e.kind != KIND_REACTION for e in events)
+        if not doubtful:
+            return events
+        found = self.hub.find(msg_id)
+        return self._changes(found is not None and found[1], events)
 
     def row_state(self, msg: Message, me: tuple[str, str] = ("", "")) -> RowState:
-        from dataclasses import replace
 
         events = [as_event(e) for e in self.events_for(msg.id)]
         row = reduce_row(msg, events, me)
@@ -242,14 +283,13 @@ class ConvState:
             row = replace(row, text="", deleted=True, edited=False, reactions=())
         reply = msg.conv.reply if msg.conv is not None else None
         if reply is not None:
-            if self.is_deleted(reply.parent_id):
-                reply = replace(reply, snippet=DELETED_TEXT)
-            row = replace(row, reply=reply)
+            row = replace(row, reply=true_quote(self, reply, msg.channel))
         return row
 
     def is_deleted(self, msg_id: str) -> bool:
         with self._lock:
-            events = [e for e in self._events.get(msg_id, {}).values() if e.kind == KIND_DELETE]
+            has_delete = any(e.kind == KIND_DELETE for e in self._events.get(msg_id, {}).values())
+        events = [e for e in self.events_for(msg_id) if e.kind == KIND_DELETE] if has_delete else []
         found = self.hub.find(msg_id) if events else None
         if found is None:
             return False
@@ -257,29 +297,7 @@ class ConvState:
                    for e in events)
 
     def search_filter(self, hits: list[tuple[Message, str]]) -> list[tuple[Message, str]]:
-        """Search indexes every stored text; show only latest texts: an edit's hit stands for
-        its message (if it is the latest edit and the message is not deleted), an edited
-        original's own old text is left out."""
-        out: list[tuple[Message, str]] = []
-        seen: set[str] = set()
-        for msg, snippet in hits:
-            row_msg = msg
-            if msg.kind == KIND_EDIT and msg.conv is not None:
-                found = self.hub.find(msg.conv.target)
-                if found is None:
-                    continue
-                row_msg = found[0]
-            elif msg.kind in EVENT_KINDS:
-                continue
-            state = self.row_state(row_msg)
-            if state.deleted or row_msg.id in seen:
-                continue
-            if state.text != (msg.text if msg.kind == KIND_EDIT else row_msg.text) or (
-                    msg.kind != KIND_EDIT and state.edited):
-                continue
-            seen.add(row_msg.id)
-            out.append((row_msg, snippet))
-        return out
+        return search_filter(self, hits)
 
     # ---- typing and read receipts ----
     def typing_names(self, channel: str, me: str = "") -> list[str]:
@@ -307,11 +325,13 @@ class ConvState:
             self._note_read(peer_id, frame.name, frame.channel, frame.upto)
 
     def _note_typing(self, origin: str, name: str, channel: str) -> None:
-        if self.typing_board.note(channel, person_key(origin, name), name, self.now()):
+        if self.typing_board.note(channel, person_key(origin, name), name, self.now(),
+                                  self.address_of(origin)):
             self.hub.publish(TypingChanged(channel, tuple(self.typing_names(channel))))
 
     def _note_read(self, origin: str, name: str, channel: str, upto: str) -> None:
-        if self.marks.update(ReadMark(person_key(origin, name), name, channel, upto)):
+        if self.marks.update(ReadMark(person_key(origin, name), name, channel, upto),
+                             self.address_of(origin)):
             self.hub.publish(ReadChanged(channel, name, upto))
 
     def marks_in(self, channel: str) -> list[ReadMark]:
@@ -351,3 +371,43 @@ class ConvState:
         holders |= {p for p, s in summaries.items() if msg.seq and s.get(msg.origin, 0) >= msg.seq}
         devices = {me} | connected | (holders - {me})
         return len(holders & devices), len(devices)
+
+
+def search_filter(conv: ConvState, hits: list[tuple[Message, str]]) -> list[tuple[Message, str]]:
+    """Search indexes every stored text; show only latest texts: an edit's hit stands for
+    its message (if it is the latest edit and the message is not deleted), an edited
+    original's own old text is left out."""
+    out: list[tuple[Message, str]] = []
+    seen: set[str] = set()
+    for msg, snippet in hits:
+        row_msg = msg
+        if msg.kind == KIND_EDIT and msg.conv is not None:
+            found = conv.hub.find(msg.conv.target)
+            if found is None:
+                continue
+            row_msg = found[0]
+        elif msg.kind in EVENT_KINDS:
+            continue
+        state = conv.row_state(row_msg)
+        if state.deleted or row_msg.id in seen:
+            continue
+        if state.text != (msg.text if msg.kind == KIND_EDIT else row_msg.text) or (
+                msg.kind != KIND_EDIT and state.edited):
+            continue
+        seen.add(row_msg.id)
+        out.append((row_msg, snippet))
+    return out
+
+
+def true_quote(conv: ConvState, reply: ReplyRef, channel: str) -> ReplyRef:
+    """The quote a reply row shows. The quote and author a reply carries are the replier's words:
+    when the parent is here (in the same channel), its own author and latest text are shown
+    instead, so nobody can put words in someone else's mouth; "message deleted" once it is."""
+    if conv.is_deleted(reply.parent_id):
+        return replace(reply, snippet=DELETED_TEXT)
+    found = conv.hub.find(reply.parent_id)
+    if found is None or found[0].channel != channel or found[0].kind in EVENT_KINDS:
+        return reply
+    parent = found[0]
+    text = reduce_row(parent, [as_event(e) for e in conv.events_for(parent.id)]).text
+    return ReplyRef(parent.id, parent.author, "" if is_sealed(text) else make_snippet(text))

@@ -29,6 +29,12 @@ MAX_HOLDERS_PER_FETCH = 8  # holders asked at once for one file
 CHUNK_TIMEOUT_S = 30.0  # a request not answered by then is asked of someone else
 MAX_STRIKES = 3  # timeouts / "busy" answers before a holder is set aside for this file
 DEFAULT_AUTO_DOWNLOAD_BYTES = 25 * 1000 * 1000
+# Images and voice notes download without a click up to this (or the person's limit if higher):
+# "always" without a cap let one 4 GiB "photo.png" fill every peer's quota.
+AUTO_MEDIA_BYTES = DEFAULT_AUTO_DOWNLOAD_BYTES
+# Auto-downloads never take the last quarter of the quota: files other people send cannot use up
+# the room for a person's own shares and clicked downloads.
+AUTO_RESERVE_DIVISOR = 4
 
 # ---- serving ----
 SERVE_BYTES_PER_MINUTE = 8 * GIB  # per requesting peer; ~143 MB/s: above gigabit Ethernet

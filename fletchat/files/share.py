@@ -43,9 +43,10 @@ def guess_mime(name: str) -> str:
 
 
 def auto_wanted(ref: FileRef, limit: int) -> bool:
-    """The auto-download rule: images, voice notes always; anything else up to ``limit``."""
+    """The auto-download rule: images and voice notes up to ``AUTO_MEDIA_BYTES`` (or ``limit`` if
+    higher) always; anything else up to ``limit``."""
     if ref.sealed is None and (ref.is_image or ref.is_voice or ref.ms is not None):
-        return True
+        return ref.size <= max(limit, L.AUTO_MEDIA_BYTES)
     return ref.size <= limit
 
 
@@ -67,6 +68,7 @@ class FileShare:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._used = 0
         self._starting = False
+        self._clicked: set[str] = set()  # asked for by a person here (auto ones must leave room)
 
     # ---- lifecycle ----
     async def start(self) -> None:
@@ -113,6 +115,7 @@ class FileShare:
         """The person's download click: fetch now (or queue), then open it if sealed."""
         if room_keys:
             self.sealed.keys_from(room_keys)
+        self._clicked.add(ref.sha256)
         self._want(ref, front=True)
 
     def _want(self, ref: FileRef, front: bool = False) -> None:
@@ -140,8 +143,17 @@ class FileShare:
             self._starting = True  # one start at a time: can_start() counts registered jobs
             asyncio.get_running_loop().create_task(self._start(self._queue.popleft()))
 
+    def _leaves_room(self, size: int) -> bool:
+        """Whether an auto-download of ``size`` leaves the quota's reserve free (checked when it
+        starts: reservations of downloads under way count). One that cannot fit at all goes on,
+        so the quota refuses it with its error ("Not enough room …")."""
+        u = self.store.usage()
+        return u.used + size > u.quota or u.used + size <= u.quota - u.quota // L.AUTO_RESERVE_DIVISOR
+
     async def _start(self, ref: FileRef) -> None:
         try:
+            if ref.sha256 not in self._clicked and not self._leaves_room(ref.size):
+                return  # stays available: a click fetches it
             future = await self.service.fetch(ref)
         except BusyError:
             self._queue.appendleft(ref)
