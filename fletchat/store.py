@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 # "FLCT" in the database header (PRAGMA application_id), so a foreign database is recognised.
 APPLICATION_ID = 0x464C4354
+# How long after a commit the checkpointer thread copies the write-ahead log into the database
+# (SQLite's automatic checkpoint is off: it ran inside the commit that crossed 1000 pages).
+CHECKPOINT_EVERY_S = 0.5
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 class State(StrEnum):
@@ -699,6 +702,10 @@ class Store(_StoreReads, _StoreOutbox, ConvStoreMethods):
         # for the writer thread's transaction (WAL readers do not block on writers).
         self._ro = _read_connection(path) if not fault else con
         self._ro_lock = threading.Lock() if not fault else self._lock
+        self._checkpoints: _Checkpointer | None = None
+        if not fault:
+            con.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer thread does it
+            self._checkpoints = _Checkpointer(path)
         rows = con.execute("SELECT max(n) FROM messages").fetchone()[0] or 0
         self.known = KnownIds(2 * rows + 100_000)
         if not fault:
@@ -822,6 +829,8 @@ class Store(_StoreReads, _StoreOutbox, ConvStoreMethods):
             if self._closed:
                 return
             self._closed = True
+            if self._checkpoints is not None:
+                self._checkpoints.close()  # before the last connection, which checkpoints it all
             if not self.fault:
                 try:
                     self._con.execute("PRAGMA optimize")
@@ -1056,6 +1065,46 @@ def _contiguous(con: sqlite3.Connection, origin: str, where: str, c: int = 0) ->
             return c
 
 
+class _Checkpointer:
+    """Copies the write-ahead log into the database on a thread and connection of its own.
+
+    SQLite's automatic checkpoint runs inside whichever commit crosses its threshold, two fsyncs
+    included: every ~80 messages that was the event loop's own insert (``add_local``) or a commit
+    holding the store's lock, a stall of milliseconds. A passive checkpoint here never blocks
+    writers or readers; the log is reused from its start once one has caught up."""
+
+    def __init__(self, path: Path, every: float = CHECKPOINT_EVERY_S) -> None:
+        self._con = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                    timeout=10)
+        self._every = every
+        self._due = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="store-checkpoint", daemon=True)
+        self._thread.start()
+
+    def committed(self) -> None:
+        """A transaction was committed: checkpoint within ``every`` seconds."""
+        if not self._due.is_set():
+            self._due.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._due.wait()
+            if self._stop.wait(self._every):  # gather the commits of a burst into one checkpoint
+                return
+            self._due.clear()
+            try:
+                self._con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error as err:  # e.g. a full disk: the log keeps it, nothing is lost
+                log.debug("checkpoint failed: %s", err)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._due.set()
+        self._thread.join(timeout=5.0)
+        self._con.close()
+
+
 class _Tx:
     """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on an exception (the connection autocommits).
 
@@ -1076,6 +1125,8 @@ class _Tx:
         if exc is None:
             try:
                 self._con.execute("COMMIT")
+                if self._store._checkpoints is not None:
+                    self._store._checkpoints.committed()
                 return
             except sqlite3.Error as err:
                 exc = err

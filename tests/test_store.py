@@ -528,3 +528,28 @@ def test_fts_search_ignores_diacritics(tmp_path: Path) -> None:
         assert [h.snippet for h in store.search("cafe", marks=("[", "]"))] == [
             "Let's meet at the [café]"
         ]
+
+
+async def test_commits_leave_the_checkpoint_to_a_thread_of_its_own(tmp_path):
+    """SQLite's automatic checkpoint (two fsyncs) ran inside the commit that crossed its
+    threshold, e.g. the event loop's own insert; a thread copies the log into the file instead."""
+    from tests.timing import eventually
+
+    path = tmp_path / "history.db"
+    store = Store.open(path)
+    assert store._con.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    clock = HLC("alice", Wall())
+    ids = {store.add_local(chat(f"m{i}"), clock.now()).msg.id for i in range(5)}
+
+    def in_the_file_itself() -> bool:  # the main file alone, without the log
+        con = sqlite3.connect(f"{path.as_uri()}?mode=ro&immutable=1", uri=True)
+        try:
+            return ids <= {str(r[0]) for r in con.execute("SELECT id FROM messages")}
+        except sqlite3.OperationalError:  # not even the schema is in the file yet
+            return False
+        finally:
+            con.close()
+
+    await eventually(in_the_file_itself, "the log checkpointed into the database file", 10)
+    store.close()
+    assert ids <= {r.msg.id for r in Store.open(path).recent(limit=10)}
