@@ -201,9 +201,6 @@ _FTS_SQL = """
 CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(
     text, content='messages', content_rowid='n', tokenize='unicode61 remove_diacritics 2'
 );
-CREATE TRIGGER IF NOT EXISTS messages_fts_ai AFTER INSERT ON messages BEGIN
-    INSERT INTO messages_fts (rowid, text) VALUES (new.n, new.text);
-END;
 CREATE TRIGGER IF NOT EXISTS messages_fts_ad AFTER DELETE ON messages BEGIN
     INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', old.n, old.text);
 END;
@@ -212,7 +209,12 @@ CREATE TRIGGER IF NOT EXISTS messages_fts_au AFTER UPDATE OF text ON messages BE
     INSERT INTO messages_fts (rowid, text) VALUES (new.n, new.text);
 END;
 """
-_FTS_TRIGGERS = ("messages_fts_ai", "messages_fts_ad", "messages_fts_au")
+_FTS_TRIGGERS = ("messages_fts_ad", "messages_fts_au")
+# New rows are indexed by the store's own inserts (``_index_rows``), a batch with one statement: a
+# per-row insert trigger cost half of a catch-up batch's commit. Versions before that had one; a
+# history they opened has it again (and is consistent), and it is dropped here so rows are not
+# indexed twice.
+_OLD_INSERT_TRIGGER = "messages_fts_ai"
 
 _COLS = "m.id, m.kind, m.author, m.origin, m.text, m.ts, m.channel, m.hlc, m.seq, m.state, " \
         "m.received_at, m.verified, m.n, m.files, m.conv, m.redacted_by"
@@ -248,10 +250,12 @@ def fts_query(raw: str) -> str | None:
 def _row_to_record(row: Sequence[object]) -> Record:
     (mid, kind, author, origin, text, ts, channel, hlc, seq, state, received_at, verified, n,
      files, conv, redacted_by) = row
-    # Rows were validated (model.Message.from_dict / Message.chat) before they were stored.
+    # Rows were validated (model.Message.from_dict / Message.chat) before they were stored. The
+    # message carries its stamp and seq already, so ``outbox.wire`` need not copy it (catch-up).
+    seq = None if seq is None else int(seq)  # type: ignore[call-overload]
     msg = Message(
         str(mid), str(kind), str(author), str(origin), str(text),
-        float(ts), str(channel),  # type: ignore[arg-type]
+        float(ts), str(channel), str(hlc), seq or 0,  # type: ignore[arg-type]
         files=_files_of(files),
         conv=stored_conv(str(kind), conv, redacted_by) if conv or redacted_by else None,
     )
@@ -259,7 +263,7 @@ def _row_to_record(row: Sequence[object]) -> Record:
     return Record(
         msg,
         Stamp.decode(hlc),
-        None if seq is None else int(seq),  # type: ignore[call-overload]
+        seq,
         State(state) if state in STATES else State.DELIVERED,
         float(received_at),  # type: ignore[arg-type]
         bool(verified),
@@ -809,19 +813,22 @@ class Store(_StoreReads, _StoreOutbox, ConvStoreMethods):
         names = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
         if use_fts:
             if "messages_fts" in names and all(t in names for t in _FTS_TRIGGERS):
+                if _OLD_INSERT_TRIGGER in names:
+                    con.execute(f"DROP TRIGGER {_OLD_INSERT_TRIGGER}")
                 return
             con.execute("BEGIN IMMEDIATE")
             try:
                 for stmt in _statements(_FTS_SQL):
                     con.execute(stmt)
+                con.execute(f"DROP TRIGGER IF EXISTS {_OLD_INSERT_TRIGGER}")
                 con.execute("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')")
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
         else:
-            for trig in _FTS_TRIGGERS:  # a trigger on a missing module would break every insert
-                if trig in names:
+            for trig in (*_FTS_TRIGGERS, _OLD_INSERT_TRIGGER):  # on a missing module they would
+                if trig in names:  # break every insert
                     con.execute(f"DROP TRIGGER {trig}")
 
     def close(self) -> None:
@@ -877,7 +884,7 @@ class Store(_StoreReads, _StoreOutbox, ConvStoreMethods):
                     clean.append(rec)
                     written = True
                 else:  # a row may hold its id or slot: the careful path, after the batch so far
-                    _insert_new(self._con, clean, now)
+                    _insert_new(self._con, clean, now, self.fts)
                     clean = []
                     written = self._put(rec, now)
                 if written:
@@ -886,7 +893,7 @@ class Store(_StoreReads, _StoreOutbox, ConvStoreMethods):
                     channels.add(rec.msg.channel)
                     touched.add(rec.msg.origin)
                 results.append(written)
-            _insert_new(self._con, clean, now)
+            _insert_new(self._con, clean, now, self.fts)
             self._ensure_channels(channels, now)
             for origin in touched:
                 _advance(self._con, origin, full=origin in self._removed)
@@ -914,13 +921,14 @@ class Store(_StoreReads, _StoreOutbox, ConvStoreMethods):
                 log.warning("verified message %s replaces unverified %s at %s seq %d",
                             m.id, slot[0], m.origin, rec.seq)
                 self._con.execute("DELETE FROM messages WHERE id = ?", (slot[0],))
-        self._con.execute(
+        row = self._con.execute(
             "INSERT INTO messages (id, channel, origin, seq, hlc, kind, author, text, ts, "
             "received_at, state, verified, files, file_names, conv, redacted_by) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'delivered', ?, ?, ?, ?, ?)",
             (m.id, m.channel, m.origin, rec.seq, rec.hlc.encode(), m.kind, m.author,
              m.text, m.ts, now, int(rec.verified), *_files_columns(m), *conv_columns(m)),
-        )
+        ).lastrowid
+        _index_rows(self._con, self.fts, (row or 1) - 1)
         return True
 
     def add_local(self, msg: Message, hlc: Stamp) -> Record:
@@ -931,15 +939,16 @@ class Store(_StoreReads, _StoreOutbox, ConvStoreMethods):
             seq = self._next_seq(msg.origin)
             self.known.add(msg.id, msg.origin, seq)
             try:
-                self._con.execute(
+                row = self._con.execute(
                     "INSERT INTO messages (id, channel, origin, seq, hlc, kind, author, text, ts, "
                     "received_at, state, verified, files, file_names, conv, redacted_by) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 1, ?, ?, ?, ?)",
                     (msg.id, msg.channel, msg.origin, seq, hlc.encode(), msg.kind, msg.author,
                      msg.text, msg.ts, now, *_files_columns(msg), *conv_columns(msg)),
-                )
+                ).lastrowid
             except sqlite3.IntegrityError as err:
                 raise DuplicateMessage(f"message {msg.id} is already stored") from err
+            _index_rows(self._con, self.fts, (row or 1) - 1)
             self._con.execute("INSERT INTO outbox (id, queued_at) VALUES (?, ?)", (msg.id, now))
             self._ensure_channels({msg.channel}, now)
             _advance(self._con, msg.origin)
@@ -1023,9 +1032,19 @@ class _Held:
             self.slots.add((rec.msg.origin, rec.seq))
 
 
-def _insert_new(con: sqlite3.Connection, records: list[Record], now: float) -> None:
-    """Rows that ``_Held.clear`` passed, in one ``executemany``."""
+def _index_rows(con: sqlite3.Connection, fts: bool, after: int) -> None:
+    """Add the rows numbered above ``after`` (just inserted, in this transaction) to the search
+    index, with one statement however many there are."""
+    if fts:
+        con.execute("INSERT INTO messages_fts (rowid, text) SELECT n, text FROM messages "
+                    "WHERE n > ?", (after,))
+
+
+def _insert_new(con: sqlite3.Connection, records: list[Record], now: float, fts: bool) -> None:
+    """Rows that ``_Held.clear`` passed, in one ``executemany``, then into the search index (new
+    rows are numbered above the highest row at the start: nothing is deleted in between)."""
     if records:
+        after = con.execute("SELECT max(n) FROM messages").fetchone()[0] or 0
         con.executemany(
             "INSERT INTO messages (id, channel, origin, seq, hlc, kind, author, text, ts, "
             "received_at, state, verified, files, file_names, conv, redacted_by) "
@@ -1033,6 +1052,7 @@ def _insert_new(con: sqlite3.Connection, records: list[Record], now: float) -> N
             [(r.msg.id, r.msg.channel, r.msg.origin, r.seq, r.hlc.encode(), r.msg.kind,
               r.msg.author, r.msg.text, r.msg.ts, now, int(r.verified),
               *_files_columns(r.msg), *conv_columns(r.msg)) for r in records])
+        _index_rows(con, fts, after)
 
 
 def _advance(con: sqlite3.Connection, origin: str, full: bool = False) -> None:
