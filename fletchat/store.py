@@ -951,7 +951,7 @@ class Store(_StoreReads, _StoreOutbox, ConvStoreMethods):
             _index_rows(self._con, self.fts, (row or 1) - 1)
             self._con.execute("INSERT INTO outbox (id, queued_at) VALUES (?, ?)", (msg.id, now))
             self._ensure_channels({msg.channel}, now)
-            _advance(self._con, msg.origin)
+            _advance_next(self._con, msg.origin, seq)
         return Record(msg, hlc, seq, State.PENDING, now, verified=True)
 
     def next_seq(self, origin: str) -> int:
@@ -1068,6 +1068,19 @@ def _advance(con: sqlite3.Connection, origin: str, full: bool = False) -> None:
         "INSERT INTO origins (origin, contiguous, max_seq, verified) VALUES (?, ?, ?, ?) "
         "ON CONFLICT (origin) DO UPDATE SET contiguous = excluded.contiguous, "
         "max_seq = excluded.max_seq, verified = excluded.verified", (origin, c, top, v))
+
+
+def _advance_next(con: sqlite3.Connection, origin: str, seq: int) -> None:
+    """``_advance`` after a verified row at ``origin``'s next seq (``_next_seq``: no row above
+    it), in one statement instead of five: the counters move to ``seq`` if they were just below
+    it (SQLite evaluates every ``SET`` on the old row), else only ``max_seq`` does."""
+    cur = con.execute(
+        "UPDATE origins SET max_seq = ?1, "
+        "contiguous = CASE WHEN contiguous = ?1 - 1 THEN ?1 ELSE contiguous END, "
+        "verified = CASE WHEN verified = ?1 - 1 THEN ?1 ELSE verified END WHERE origin = ?2",
+        (seq, origin))
+    if cur.rowcount == 0:  # the origin's first row here
+        _advance(con, origin)
 
 
 def _contiguous(con: sqlite3.Connection, origin: str, where: str, c: int = 0) -> int:
