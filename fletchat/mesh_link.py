@@ -45,6 +45,9 @@ log = logging.getLogger("fletchat.mesh")
 
 ERROR_CODES = {1002, 1003, 1007, 1008, 1009, 1011, 1013}
 CATCHUP_QUERY = 1000  # messages read per catch-up query (sent in frames of MAX_SYNC_MESSAGES)
+# Receipts wait this long for more before they go: one ``ack`` frame per window and link instead
+# of one per store commit (an ack frame costs both ends a TLS/websockets hop).
+ACK_GATHER_S = 0.1
 
 
 class MeshHost(Protocol):
@@ -257,6 +260,7 @@ class LinkCore:
         """Receipts to the writer, once what they name is durable (an ack means "stored")."""
         while True:
             ids = await link.acks.get()
+            await asyncio.sleep(ACK_GATHER_S)
             while not link.acks.empty() and len(ids) < 1024:
                 ids += link.acks.get_nowait()
             try:

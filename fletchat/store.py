@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 # "FLCT" in the database header (PRAGMA application_id), so a foreign database is recognised.
 APPLICATION_ID = 0x464C4354
+# How long after a commit the checkpointer thread copies the write-ahead log into the database
+# (SQLite's automatic checkpoint is off: it ran inside the commit that crossed 1000 pages).
+CHECKPOINT_EVERY_S = 0.5
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 class State(StrEnum):
@@ -198,9 +201,6 @@ _FTS_SQL = """
 CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(
     text, content='messages', content_rowid='n', tokenize='unicode61 remove_diacritics 2'
 );
-CREATE TRIGGER IF NOT EXISTS messages_fts_ai AFTER INSERT ON messages BEGIN
-    INSERT INTO messages_fts (rowid, text) VALUES (new.n, new.text);
-END;
 CREATE TRIGGER IF NOT EXISTS messages_fts_ad AFTER DELETE ON messages BEGIN
     INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', old.n, old.text);
 END;
@@ -209,7 +209,12 @@ CREATE TRIGGER IF NOT EXISTS messages_fts_au AFTER UPDATE OF text ON messages BE
     INSERT INTO messages_fts (rowid, text) VALUES (new.n, new.text);
 END;
 """
-_FTS_TRIGGERS = ("messages_fts_ai", "messages_fts_ad", "messages_fts_au")
+_FTS_TRIGGERS = ("messages_fts_ad", "messages_fts_au")
+# New rows are indexed by the store's own inserts (``_index_rows``), a batch with one statement: a
+# per-row insert trigger cost half of a catch-up batch's commit. Versions before that had one; a
+# history they opened has it again (and is consistent), and it is dropped here so rows are not
+# indexed twice.
+_OLD_INSERT_TRIGGER = "messages_fts_ai"
 
 _COLS = "m.id, m.kind, m.author, m.origin, m.text, m.ts, m.channel, m.hlc, m.seq, m.state, " \
         "m.received_at, m.verified, m.n, m.files, m.conv, m.redacted_by"
@@ -245,10 +250,12 @@ def fts_query(raw: str) -> str | None:
 def _row_to_record(row: Sequence[object]) -> Record:
     (mid, kind, author, origin, text, ts, channel, hlc, seq, state, received_at, verified, n,
      files, conv, redacted_by) = row
-    # Rows were validated (model.Message.from_dict / Message.chat) before they were stored.
+    # Rows were validated (model.Message.from_dict / Message.chat) before they were stored. The
+    # message carries its stamp and seq already, so ``outbox.wire`` need not copy it (catch-up).
+    seq = None if seq is None else int(seq)  # type: ignore[call-overload]
     msg = Message(
         str(mid), str(kind), str(author), str(origin), str(text),
-        float(ts), str(channel),  # type: ignore[arg-type]
+        float(ts), str(channel), str(hlc), seq or 0,  # type: ignore[arg-type]
         files=_files_of(files),
         conv=stored_conv(str(kind), conv, redacted_by) if conv or redacted_by else None,
     )
@@ -256,7 +263,7 @@ def _row_to_record(row: Sequence[object]) -> Record:
     return Record(
         msg,
         Stamp.decode(hlc),
-        None if seq is None else int(seq),  # type: ignore[call-overload]
+        seq,
         State(state) if state in STATES else State.DELIVERED,
         float(received_at),  # type: ignore[arg-type]
         bool(verified),
@@ -699,6 +706,10 @@ class Store(_StoreReads, _StoreOutbox, ConvStoreMethods):
         # for the writer thread's transaction (WAL readers do not block on writers).
         self._ro = _read_connection(path) if not fault else con
         self._ro_lock = threading.Lock() if not fault else self._lock
+        self._checkpoints: _Checkpointer | None = None
+        if not fault:
+            con.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer thread does it
+            self._checkpoints = _Checkpointer(path)
         rows = con.execute("SELECT max(n) FROM messages").fetchone()[0] or 0
         self.known = KnownIds(2 * rows + 100_000)
         if not fault:
@@ -802,19 +813,22 @@ class Store(_StoreReads, _StoreOutbox, ConvStoreMethods):
         names = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
         if use_fts:
             if "messages_fts" in names and all(t in names for t in _FTS_TRIGGERS):
+                if _OLD_INSERT_TRIGGER in names:
+                    con.execute(f"DROP TRIGGER {_OLD_INSERT_TRIGGER}")
                 return
             con.execute("BEGIN IMMEDIATE")
             try:
                 for stmt in _statements(_FTS_SQL):
                     con.execute(stmt)
+                con.execute(f"DROP TRIGGER IF EXISTS {_OLD_INSERT_TRIGGER}")
                 con.execute("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')")
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
         else:
-            for trig in _FTS_TRIGGERS:  # a trigger on a missing module would break every insert
-                if trig in names:
+            for trig in (*_FTS_TRIGGERS, _OLD_INSERT_TRIGGER):  # on a missing module they would
+                if trig in names:  # break every insert
                     con.execute(f"DROP TRIGGER {trig}")
 
     def close(self) -> None:
@@ -822,6 +836,8 @@ class Store(_StoreReads, _StoreOutbox, ConvStoreMethods):
             if self._closed:
                 return
             self._closed = True
+            if self._checkpoints is not None:
+                self._checkpoints.close()  # before the last connection, which checkpoints it all
             if not self.fault:
                 try:
                     self._con.execute("PRAGMA optimize")
@@ -868,7 +884,7 @@ class Store(_StoreReads, _StoreOutbox, ConvStoreMethods):
                     clean.append(rec)
                     written = True
                 else:  # a row may hold its id or slot: the careful path, after the batch so far
-                    _insert_new(self._con, clean, now)
+                    _insert_new(self._con, clean, now, self.fts)
                     clean = []
                     written = self._put(rec, now)
                 if written:
@@ -877,7 +893,7 @@ class Store(_StoreReads, _StoreOutbox, ConvStoreMethods):
                     channels.add(rec.msg.channel)
                     touched.add(rec.msg.origin)
                 results.append(written)
-            _insert_new(self._con, clean, now)
+            _insert_new(self._con, clean, now, self.fts)
             self._ensure_channels(channels, now)
             for origin in touched:
                 _advance(self._con, origin, full=origin in self._removed)
@@ -905,13 +921,14 @@ class Store(_StoreReads, _StoreOutbox, ConvStoreMethods):
                 log.warning("verified message %s replaces unverified %s at %s seq %d",
                             m.id, slot[0], m.origin, rec.seq)
                 self._con.execute("DELETE FROM messages WHERE id = ?", (slot[0],))
-        self._con.execute(
+        row = self._con.execute(
             "INSERT INTO messages (id, channel, origin, seq, hlc, kind, author, text, ts, "
             "received_at, state, verified, files, file_names, conv, redacted_by) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'delivered', ?, ?, ?, ?, ?)",
             (m.id, m.channel, m.origin, rec.seq, rec.hlc.encode(), m.kind, m.author,
              m.text, m.ts, now, int(rec.verified), *_files_columns(m), *conv_columns(m)),
-        )
+        ).lastrowid
+        _index_rows(self._con, self.fts, (row or 1) - 1)
         return True
 
     def add_local(self, msg: Message, hlc: Stamp) -> Record:
@@ -922,18 +939,19 @@ class Store(_StoreReads, _StoreOutbox, ConvStoreMethods):
             seq = self._next_seq(msg.origin)
             self.known.add(msg.id, msg.origin, seq)
             try:
-                self._con.execute(
+                row = self._con.execute(
                     "INSERT INTO messages (id, channel, origin, seq, hlc, kind, author, text, ts, "
                     "received_at, state, verified, files, file_names, conv, redacted_by) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 1, ?, ?, ?, ?)",
                     (msg.id, msg.channel, msg.origin, seq, hlc.encode(), msg.kind, msg.author,
                      msg.text, msg.ts, now, *_files_columns(msg), *conv_columns(msg)),
-                )
+                ).lastrowid
             except sqlite3.IntegrityError as err:
                 raise DuplicateMessage(f"message {msg.id} is already stored") from err
+            _index_rows(self._con, self.fts, (row or 1) - 1)
             self._con.execute("INSERT INTO outbox (id, queued_at) VALUES (?, ?)", (msg.id, now))
             self._ensure_channels({msg.channel}, now)
-            _advance(self._con, msg.origin)
+            _advance_next(self._con, msg.origin, seq)
         return Record(msg, hlc, seq, State.PENDING, now, verified=True)
 
     def next_seq(self, origin: str) -> int:
@@ -1014,9 +1032,19 @@ class _Held:
             self.slots.add((rec.msg.origin, rec.seq))
 
 
-def _insert_new(con: sqlite3.Connection, records: list[Record], now: float) -> None:
-    """Rows that ``_Held.clear`` passed, in one ``executemany``."""
+def _index_rows(con: sqlite3.Connection, fts: bool, after: int) -> None:
+    """Add the rows numbered above ``after`` (just inserted, in this transaction) to the search
+    index, with one statement however many there are."""
+    if fts:
+        con.execute("INSERT INTO messages_fts (rowid, text) SELECT n, text FROM messages "
+                    "WHERE n > ?", (after,))
+
+
+def _insert_new(con: sqlite3.Connection, records: list[Record], now: float, fts: bool) -> None:
+    """Rows that ``_Held.clear`` passed, in one ``executemany``, then into the search index (new
+    rows are numbered above the highest row at the start: nothing is deleted in between)."""
     if records:
+        after = con.execute("SELECT max(n) FROM messages").fetchone()[0] or 0
         con.executemany(
             "INSERT INTO messages (id, channel, origin, seq, hlc, kind, author, text, ts, "
             "received_at, state, verified, files, file_names, conv, redacted_by) "
@@ -1024,6 +1052,7 @@ def _insert_new(con: sqlite3.Connection, records: list[Record], now: float) -> N
             [(r.msg.id, r.msg.channel, r.msg.origin, r.seq, r.hlc.encode(), r.msg.kind,
               r.msg.author, r.msg.text, r.msg.ts, now, int(r.verified),
               *_files_columns(r.msg), *conv_columns(r.msg)) for r in records])
+        _index_rows(con, fts, after)
 
 
 def _advance(con: sqlite3.Connection, origin: str, full: bool = False) -> None:
@@ -1041,6 +1070,19 @@ def _advance(con: sqlite3.Connection, origin: str, full: bool = False) -> None:
         "max_seq = excluded.max_seq, verified = excluded.verified", (origin, c, top, v))
 
 
+def _advance_next(con: sqlite3.Connection, origin: str, seq: int) -> None:
+    """``_advance`` after a verified row at ``origin``'s next seq (``_next_seq``: no row above
+    it), in one statement instead of five: the counters move to ``seq`` if they were just below
+    it (SQLite evaluates every ``SET`` on the old row), else only ``max_seq`` does."""
+    cur = con.execute(
+        "UPDATE origins SET max_seq = ?1, "
+        "contiguous = CASE WHEN contiguous = ?1 - 1 THEN ?1 ELSE contiguous END, "
+        "verified = CASE WHEN verified = ?1 - 1 THEN ?1 ELSE verified END WHERE origin = ?2",
+        (seq, origin))
+    if cur.rowcount == 0:  # the origin's first row here
+        _advance(con, origin)
+
+
 def _contiguous(con: sqlite3.Connection, origin: str, where: str, c: int = 0) -> int:
     """The highest n such that every seq 1..n of ``origin`` is stored (and matches ``where``),
     given that 1..c are."""
@@ -1054,6 +1096,46 @@ def _contiguous(con: sqlite3.Connection, origin: str, where: str, c: int = 0) ->
             c = s
         if len(seqs) < 512:
             return c
+
+
+class _Checkpointer:
+    """Copies the write-ahead log into the database on a thread and connection of its own.
+
+    SQLite's automatic checkpoint runs inside whichever commit crosses its threshold, two fsyncs
+    included: every ~80 messages that was the event loop's own insert (``add_local``) or a commit
+    holding the store's lock, a stall of milliseconds. A passive checkpoint here never blocks
+    writers or readers; the log is reused from its start once one has caught up."""
+
+    def __init__(self, path: Path, every: float = CHECKPOINT_EVERY_S) -> None:
+        self._con = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                    timeout=10)
+        self._every = every
+        self._due = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="store-checkpoint", daemon=True)
+        self._thread.start()
+
+    def committed(self) -> None:
+        """A transaction was committed: checkpoint within ``every`` seconds."""
+        if not self._due.is_set():
+            self._due.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._due.wait()
+            if self._stop.wait(self._every):  # gather the commits of a burst into one checkpoint
+                return
+            self._due.clear()
+            try:
+                self._con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error as err:  # e.g. a full disk: the log keeps it, nothing is lost
+                log.debug("checkpoint failed: %s", err)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._due.set()
+        self._thread.join(timeout=5.0)
+        self._con.close()
 
 
 class _Tx:
@@ -1076,6 +1158,8 @@ class _Tx:
         if exc is None:
             try:
                 self._con.execute("COMMIT")
+                if self._store._checkpoints is not None:
+                    self._store._checkpoints.committed()
                 return
             except sqlite3.Error as err:
                 exc = err

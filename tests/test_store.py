@@ -528,3 +528,63 @@ def test_fts_search_ignores_diacritics(tmp_path: Path) -> None:
         assert [h.snippet for h in store.search("cafe", marks=("[", "]"))] == [
             "Let's meet at the [café]"
         ]
+
+
+async def test_commits_leave_the_checkpoint_to_a_thread_of_its_own(tmp_path):
+    """SQLite's automatic checkpoint (two fsyncs) ran inside the commit that crossed its
+    threshold, e.g. the event loop's own insert; a thread copies the log into the file instead."""
+    from tests.timing import eventually
+
+    path = tmp_path / "history.db"
+    store = Store.open(path)
+    assert store._con.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    clock = HLC("alice", Wall())
+    ids = {store.add_local(chat(f"m{i}"), clock.now()).msg.id for i in range(5)}
+
+    def in_the_file_itself() -> bool:  # the main file alone, without the log
+        con = sqlite3.connect(f"{path.as_uri()}?mode=ro&immutable=1", uri=True)
+        try:
+            return ids <= {str(r[0]) for r in con.execute("SELECT id FROM messages")}
+        except sqlite3.OperationalError:  # not even the schema is in the file yet
+            return False
+        finally:
+            con.close()
+
+    await eventually(in_the_file_itself, "the log checkpointed into the database file", 10)
+    store.close()
+    assert ids <= {r.msg.id for r in Store.open(path).recent(limit=10)}
+
+
+def test_every_insert_path_indexes_its_rows_once_also_after_an_older_version(tmp_path):
+    """New rows go into the search index by the store's own inserts (a batch in one statement),
+    not a per-row trigger: every insert path indexes its rows. An older version leaves its
+    insert trigger behind; it is dropped on open, so rows are not indexed twice."""
+    path = tmp_path / "history.db"
+    store = Store.open(path)
+    clock = HLC("alice", Wall())
+    store.add_local(chat("local aardvark"), clock.now())
+    store.close()
+    con = sqlite3.connect(path, isolation_level=None)  # what an older version did
+    con.execute("CREATE TRIGGER messages_fts_ai AFTER INSERT ON messages BEGIN "
+                "INSERT INTO messages_fts (rowid, text) VALUES (new.n, new.text); END")
+    con.execute("INSERT INTO messages (id, channel, origin, seq, hlc, kind, author, text, ts, "
+                "received_at) VALUES ('old1', 'general', 'carol', 1, ?, 'chat', 'Carol', "
+                "'older badger', 0, 0)", (HLC("carol", Wall()).now().encode(),))
+    con.close()
+    store = Store.open(path)
+    batch = history({"bob": 3})
+    batch[1] = Record(chat("batch zebra", "bob"), batch[1].hlc, 2)
+    assert store.add_many(batch) == [True] * 3
+    dave = HLC("dave", Wall())
+    store.add_many([Record(chat("unverified yak", "dave"), dave.now(), 1)])
+    # a verified copy takes the slot: the careful path (``_put``) deletes and inserts
+    assert store.add_many([Record(chat("verified yak", "dave"), dave.now(), 1, verified=True)])
+    assert store.search("unverified") == []
+    for word in ("aardvark", "badger", "zebra", "yak"):
+        assert len(store.search(word)) == 1, word
+    # the index holds each row exactly once (raises "database disk image is malformed" if not)
+    store._con.execute("INSERT INTO messages_fts (messages_fts) VALUES ('integrity-check')")
+    store._con.execute("DELETE FROM messages WHERE text = 'batch zebra'")  # trigger: index too
+    assert store.search("zebra") == [] and len(store.search("badger")) == 1
+    store._con.execute("INSERT INTO messages_fts (messages_fts) VALUES ('integrity-check')")
+    store.close()
