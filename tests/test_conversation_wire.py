@@ -319,6 +319,9 @@ def test_store_migrates_from_schema_2_without_loss(tmp_path: Path) -> None:
     con.execute("INSERT INTO messages (id, channel, origin, seq, hlc, kind, author, text, ts, "
                 "received_at) VALUES ('old1', 'general', 'o', 1, '01a000000000.0000.o', 'chat', "
                 "'Ann', 'kept words', 1.0, 1.0)")
+    # an old build indexed its rows for search as it stored them (its insert trigger)
+    con.execute("INSERT INTO messages_fts (rowid, text) SELECT n, text FROM messages "
+                "WHERE id = 'old1'")
     con.commit()
     con.close()
     store = Store.open(path)
