@@ -6,7 +6,7 @@
 then ``{"ev": "seen", "marker": M, "first": t, "last": t, "tabs": k}`` once all N tabs have had a
 patch carrying marker M (a word ``scaleprobe…`` in a new message). Lines on stdin:
 ``send MARKER`` sends a message carrying it through the relay (``{"ev": "sent", "t": t}``),
-``rss PID`` answers ``{"ev": "rss", "kib": ...}``, ``quit`` ends.
+``quit`` ends.
 """
 
 from __future__ import annotations
@@ -27,12 +27,7 @@ def say(**event: object) -> None:
     print(json.dumps(event), flush=True)
 
 
-async def main(port: int, n: int) -> None:
-    import msgpack
-    from websockets.asyncio.client import connect
-
-    from fletchat.relay_protocol import RELAY_PATH, encode_client_hello, encode_client_send
-
+async def _open_tabs(port: int, n: int) -> list:
     deadline = time.monotonic() + 180
     while True:  # the host may still be starting
         try:
@@ -46,25 +41,37 @@ async def main(port: int, n: int) -> None:
         batch = range(start, min(n, start + 20))
         tabs += await asyncio.gather(*(open_flet_session(port, _source(i), timeout=120)
                                        for i in batch))
+    return tabs
+
+
+async def _read(ws, seen: dict[bytes, list[float]], n: int) -> None:
+    """One tab: answer the page's invoke calls (stored prefs...) with "nothing"; note markers."""
+    import msgpack
+
+    async for frame in ws:
+        if isinstance(frame, str):
+            frame = frame.encode()
+        if frame[:3] == INVOKE:
+            call = msgpack.unpackb(frame[1:])[1]
+            await ws.send(b"\x00" + msgpack.packb([5, {
+                "control_id": call["control_id"], "call_id": call["call_id"],
+                "result": None, "error": None}]))
+            continue
+        for m in set(MARKER.findall(frame)):
+            times = seen.setdefault(m, [])
+            times.append(time.monotonic())
+            if len(times) == n:
+                say(ev="seen", marker=m.decode(), first=min(times), last=max(times), tabs=n)
+
+
+async def main(port: int, n: int) -> None:
+    from websockets.asyncio.client import connect
+
+    from fletchat.relay_protocol import RELAY_PATH, encode_client_hello, encode_client_send
+
+    tabs = await _open_tabs(port, n)
     seen: dict[bytes, list[float]] = {}
-
-    async def read(ws) -> None:
-        async for frame in ws:
-            if isinstance(frame, str):
-                frame = frame.encode()
-            if frame[:3] == INVOKE:  # the page asks the browser (stored prefs...): "nothing"
-                call = msgpack.unpackb(frame[1:])[1]
-                await ws.send(b"\x00" + msgpack.packb([5, {
-                    "control_id": call["control_id"], "call_id": call["call_id"],
-                    "result": None, "error": None}]))
-                continue
-            for m in set(MARKER.findall(frame)):
-                times = seen.setdefault(m, [])
-                times.append(time.monotonic())
-                if len(times) == n:
-                    say(ev="seen", marker=m.decode(), first=min(times), last=max(times), tabs=n)
-
-    readers = [asyncio.create_task(read(ws)) for ws in tabs]
+    readers = [asyncio.create_task(_read(ws, seen, n)) for ws in tabs]
     relay = await connect(f"ws://127.0.0.1:{port}{RELAY_PATH}", family=2,
                           local_addr=("127.0.1.1", 0))
     await relay.send(encode_client_hello("Sender"))
@@ -77,10 +84,6 @@ async def main(port: int, n: int) -> None:
             t = time.monotonic()
             await relay.send(encode_client_send(f"hello from host 1 {arg}"))
             say(ev="sent", marker=arg, t=t)
-        elif cmd == "rss":
-            from .common import rss_kib
-
-            say(ev="rss", kib=rss_kib(int(arg)))
         elif cmd == "quit":
             break
     drain.cancel()
