@@ -73,7 +73,7 @@ async def main(port: int, n: int) -> None:
     seen: dict[bytes, list[float]] = {}
     readers = [asyncio.create_task(_read(ws, seen, n)) for ws in tabs]
     relay = await connect(f"ws://127.0.0.1:{port}{RELAY_PATH}", family=2,
-                          local_addr=("127.0.1.1", 0))
+                          local_addr=("127.0.1.1", 0), open_timeout=120)
     await relay.send(encode_client_hello("Sender"))
     drain = asyncio.create_task(_drain(relay))
     say(ev="ready", tabs=n)
