@@ -27,7 +27,9 @@ def say(**event: object) -> None:
     print(json.dumps(event), flush=True)
 
 
-async def _open_tabs(port: int, n: int) -> list:
+async def _open_tabs(port: int, n: int, seen: dict[bytes, list[float]]) -> tuple[list, list]:
+    """The tabs, each read from as soon as it is open (an unread socket stops answering the
+    host's keepalive pings while the others open)."""
     deadline = time.monotonic() + 180
     while True:  # the host may still be starting
         try:
@@ -37,18 +39,21 @@ async def _open_tabs(port: int, n: int) -> list:
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.5)
+    readers = [asyncio.create_task(_read(tabs[0], seen, n))]
     for start in range(1, n, 20):
         batch = range(start, min(n, start + 20))
-        tabs += await asyncio.gather(*(open_flet_session(port, _source(i), timeout=120)
-                                       for i in batch))
-    return tabs
+        opened = await asyncio.gather(*(open_flet_session(port, _source(i), timeout=120)
+                                        for i in batch))
+        readers += [asyncio.create_task(_read(ws, seen, n)) for ws in opened]
+        tabs += opened
+    return tabs, readers
 
 
 async def _read(ws, seen: dict[bytes, list[float]], n: int) -> None:
     """One tab: answer the page's invoke calls (stored prefs...) with "nothing"; note markers."""
     import msgpack
 
-    async for frame in ws:
+    async for frame in _frames(ws):
         if isinstance(frame, str):
             frame = frame.encode()
         if frame[:3] == INVOKE:
@@ -69,9 +74,8 @@ async def main(port: int, n: int) -> None:
 
     from fletchat.relay_protocol import RELAY_PATH, encode_client_hello, encode_client_send
 
-    tabs = await _open_tabs(port, n)
     seen: dict[bytes, list[float]] = {}
-    readers = [asyncio.create_task(_read(ws, seen, n)) for ws in tabs]
+    tabs, readers = await _open_tabs(port, n, seen)
     relay = await connect(f"ws://127.0.0.1:{port}{RELAY_PATH}", family=2,
                           local_addr=("127.0.1.1", 0), open_timeout=120)
     await relay.send(encode_client_hello("Sender"))
@@ -90,6 +94,17 @@ async def main(port: int, n: int) -> None:
     for r in readers:
         r.cancel()
     await asyncio.gather(*(ws.close() for ws in tabs), relay.close(), return_exceptions=True)
+
+
+async def _frames(ws):
+    """A tab's frames until it closes (a closed tab is reported missing by the bench, not here)."""
+    from websockets.exceptions import ConnectionClosed
+
+    try:
+        async for frame in ws:
+            yield frame
+    except ConnectionClosed:
+        return
 
 
 async def _drain(ws) -> None:
