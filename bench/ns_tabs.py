@@ -77,7 +77,8 @@ async def main(port: int, n: int) -> None:
     seen: dict[bytes, list[float]] = {}
     tabs, readers = await _open_tabs(port, n, seen)
     relay = await connect(f"ws://127.0.0.1:{port}{RELAY_PATH}", family=2,
-                          local_addr=("127.0.1.1", 0), open_timeout=120)
+                          local_addr=("127.0.1.1", 0), open_timeout=120,
+                          ping_interval=None)  # a loaded host answers late; it pings itself
     await relay.send(encode_client_hello("Sender"))
     drain = asyncio.create_task(_drain(relay))
     say(ev="ready", tabs=n)
@@ -108,7 +109,7 @@ async def _frames(ws):
 
 
 async def _drain(ws) -> None:
-    async for _ in ws:
+    async for _ in _frames(ws):
         pass
 
 
