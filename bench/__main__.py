@@ -38,6 +38,8 @@ FIGURES: dict[str, str] = {
     "sessions": "10. Host-mode memory with N sessions",
     "static_site": "11. Static web build: first and second visit",
     "files": "12. Files: a big file between two namespaced hosts (vs curl), chat during it, RSS, resume",
+    "browsers": "13. Host mode in real browsers: 1 sender -> 5 Chromium receivers",
+    "scaleout": "14. Scale-out: 3 namespaced hosts x N tabs sharing one conversation",
 }
 # module -> the figures it produces (some share one expensive set-up)
 RUNNERS: list[tuple[str, tuple[str, ...]]] = [
@@ -49,14 +51,16 @@ RUNNERS: list[tuple[str, tuple[str, ...]]] = [
     ("bench.sessions", ("sessions",)),
     ("bench.static_site", ("static_site",)),
     ("bench.files", ("files",)),
+    ("bench.browsers", ("browsers",)),
+    ("bench.scaleout", ("scaleout",)),
 ]
 # Quick mode (a smoke run of every figure in about a minute) runs these lanes at once, each in its
 # own processes, one module after another within a lane: the browser figure alone; the two that
 # mostly wait (mDNS on namespaced hosts, flet-web's session eviction); the CPU-bound rest. Quick
 # numbers are for checking that every figure still works, not for quoting: lanes share the cores.
 QUICK_LANES: list[list[str]] = [
-    ["bench.static_site"],  # the browser: the longest module (about 60 s quick)
-    ["bench.lan", "bench.sessions", "bench.files"],  # namespaced hosts, mostly waiting
+    ["bench.static_site", "bench.browsers"],  # the browsers: the longest modules
+    ["bench.lan", "bench.sessions", "bench.files", "bench.scaleout"],  # namespaced hosts
     ["bench.delivery", "bench.fanout", "bench.history", "bench.startup"],
 ]
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"

@@ -114,7 +114,7 @@ async def _open(conn_cls, loop, executor, pubsub, sink, n: int, open_one) -> tup
         session = Session(conn)
         # what flet-web does for a new tab: page size from the client, the register response
         # with the page patch (mounts the page), then the session's main
-        session.apply_page_patch({"width": 1280, "height": 800})
+        session.apply_page_patch({"width": 1280, "height": 800, "web": True})
         conn.send_message(Message(MessageAction.REGISTER_CLIENT, RegisterClientResponseBody(
             session_id=session.id, page_patch=session.get_page_patch(), error="")))
         _context_page.set(session.page)
@@ -148,6 +148,12 @@ async def _app_tabs(conn_cls, loop, executor, rows: int, n: int, tmp: Path, key:
     from fletchat.ui.hub_backend import HubBackend
 
     hub = Hub(f"host-{key}", "web-host", store=_seed_store(tmp / f"{key}.db", rows))
+    # the host's own one-time memory (the store's id filter, loaded on a thread at open) is not
+    # any tab's: let it finish before the tabs' heap is counted
+    known = getattr(hub.store, "known", None)
+    deadline = time.monotonic() + TIMEOUT
+    while known is not None and not known.ready and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
     pubsub = PubSubHub(loop=loop, executor=executor)
     sink: dict[str, list[float]] = {}
 

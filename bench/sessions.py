@@ -33,7 +33,7 @@ async def open_flet_session(port: int, source: str = "127.0.0.1", timeout: float
     from websockets.asyncio.client import connect
 
     ws = await connect(f"ws://127.0.0.1:{port}/ws", max_size=None, open_timeout=timeout,
-                       family=2, local_addr=(source, 0))
+                       family=2, local_addr=(source, 0), ping_interval=None)  # the host pings
     page = {"route": "/", "width": 1000.0, "height": 800.0}
     await ws.send(b"\x00" + msgpack.packb([1, {"session_id": None, "page_name": "",
                                                "page": page}]))

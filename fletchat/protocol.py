@@ -16,7 +16,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from fletchat import __version__
@@ -429,9 +429,16 @@ def encode_refused(refusals: Sequence[tuple[str, str]]) -> list[str]:
     ]
 
 
+def wire_device(device: str) -> str:
+    """A device kind as the wire knows it: local-only kinds (a host's static web client,
+    ``browser-static``) are said as ``browser``, which every peer accepts."""
+    return device if device in DEVICE_KINDS else "browser"
+
+
 def encode_presence(people: Iterable[PresenceEntry]) -> str:
     """Who is here now; the first ``MAX_PRESENCE_PER_PEER`` people (extra ones are left out)."""
-    return encode_frame(PresenceFrame(tuple(people)[:MAX_PRESENCE_PER_PEER]))
+    said = (replace(p, device=wire_device(p.device)) for p in people)
+    return encode_frame(PresenceFrame(tuple(said)[:MAX_PRESENCE_PER_PEER]))
 
 
 def _clip(text: str, limit: int) -> str:

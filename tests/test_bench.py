@@ -156,7 +156,17 @@ def test_merge_keeps_other_figures_and_records_the_run():
 def test_quick_plan_is_a_small_smoke_run_of_every_figure():
     """Quick mode keeps its minute by plan, not by luck: every module runs in exactly one lane,
     each with a handful of samples and no long fixed waits (no timing is measured here)."""
-    from bench import delivery, fanout, history, lan, sessions, startup, static_site
+    from bench import (
+        browsers,
+        delivery,
+        fanout,
+        history,
+        lan,
+        scaleout,
+        sessions,
+        startup,
+        static_site,
+    )
     from bench.__main__ import QUICK_LANES, RUNNERS
 
     laned = [m for lane in QUICK_LANES for m in lane]
@@ -174,8 +184,12 @@ def test_quick_plan_is_a_small_smoke_run_of_every_figure():
     assert max(sessions.quick_plan(True)["counts"]) <= 10 and sessions.quick_plan(True)["grace"] <= 1
     assert static_site.quick_plan(True)["runs"] == 1
     assert history.quick_plan(True)["n_search"] <= 10_000
+    assert browsers.quick_plan(True) == {"receivers": 2, "messages": 2}
+    assert scaleout.quick_plan(True) == {"tabs": 5, "messages": 3}
     # and the full run is left as it was
     assert delivery.FULL.latency_n == 200 and fanout.configs_for(False)[1] == 20
     assert lan.quick_plan(False)["n_clean"] == 20 and startup.quick_plan(False)["n"] == 5
     assert sessions.quick_plan(False)["counts"] == [0, 10, 100, 500]
     assert static_site.quick_plan(False)["runs"] == 3
+    assert browsers.quick_plan(False) == {"receivers": 5, "messages": 20}
+    assert scaleout.quick_plan(False) == {"tabs": 100, "messages": 20}

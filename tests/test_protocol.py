@@ -375,3 +375,16 @@ def test_presence_and_refused_frames_round_trip_and_are_bounded():
     decoded = [decode_frame(f) for f in frames]
     assert [len(f.refusals) for f in decoded] == [256, 44]
     assert all(len(r) <= 100 for f in decoded for _, r in f.refusals)
+
+
+def test_a_static_web_client_user_is_said_as_a_browser_on_the_wire():
+    """A host's roster says ``browser-static`` for a person on its static web client; peers only
+    know the device kinds of the spec and close a connection on anything else, so a host with
+    such a user online dropped every peer (found by bench figure 14). Said as ``browser``."""
+    from fletchat.protocol import PresenceEntry, PresenceFrame, encode_presence
+    from fletchat.relay_protocol import RELAY_DEVICE
+
+    frame = decode_frame(encode_presence([PresenceEntry("Ada", RELAY_DEVICE, 1795578257.5),
+                                          PresenceEntry("Bob", "web-host", 1795578257.5)]))
+    assert frame == PresenceFrame((PresenceEntry("Ada", "browser", 1795578257.5),
+                                   PresenceEntry("Bob", "web-host", 1795578257.5)))

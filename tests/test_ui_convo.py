@@ -16,7 +16,7 @@ from fletchat.hub import HubSession
 from fletchat.model import Message
 from fletchat.ui.attention import Attention, wants_alert
 from fletchat.ui.composer_extras import apply_suggestion, suggestions_for
-from fletchat.ui.convo_row import ConvoRow, is_plain
+from fletchat.ui.convo_row import ConvoRow, RowHandlers, is_plain
 from fletchat.ui.convo_text import NEW_MESSAGES, Quote, RowDecor, reach_text, unread_start
 from fletchat.ui.decorate import layout_after, layouts
 from fletchat.ui.settings import PrefsStore
@@ -154,6 +154,33 @@ def test_a_grouped_row_has_no_avatar_and_its_label_still_says_who() -> None:
     assert not any(isinstance(c, ft.CircleAvatar) for c in walk(row))
     assert row.label.startswith("Ada at ") and row.label.endswith(": second")
 
+
+def test_an_ordinary_row_stays_within_its_control_budget() -> None:
+    """Every control of a new row is built, diffed and sent in every open tab (issue 12): a
+    grouped row has no spacer and no empty name line, the delivery words are a span of the name
+    line (only the tick is a control), and a first row has the tutorial's avatar and name."""
+    from fletchat.ui.text import Status
+
+    def on_actions(row: ConvoRow):
+        async def noop(e=None) -> None: ...
+        return noop
+
+    handlers = RowHandlers(on_actions=on_actions)
+    msg = Message.chat("Ada", "second", "o")
+    grouped = ConvoRow(msg, RowDecor("second", grouped=True), handlers=handlers)
+    assert len(list(walk(grouped))) == 5  # Semantics, Row, Column, the text, the actions button
+    delivered = ConvoRow(msg, RowDecor("second", grouped=True), Status("delivered", 1.0),
+                         handlers=handlers)
+    assert len(list(walk(delivered))) == 8  # + the name line (a Row of its Text and the tick)
+    assert [i.icon for i in walk(delivered) if isinstance(i, ft.Icon)] == [ft.Icons.DONE]
+    name = delivered.chat.header.controls[0]  # type: ignore[union-attr]
+    assert [s.text.strip() for s in name.spans] == [Status("delivered", 1.0).label]
+    first = ConvoRow(msg, RowDecor("second"), handlers=handlers)
+    # Semantics, Row, avatar + initials, Column, name, text, actions: the tutorial's 6 + 2
+    assert len(list(walk(first))) == 8
+    delivered.set_status(Status("pending"))
+    assert [i.icon for i in walk(delivered) if isinstance(i, ft.Icon)] == [ft.Icons.SCHEDULE]
+    assert len(list(walk(delivered))) == 8
 
 async def test_reactions_edits_and_deletes_update_only_their_row(tmp_path) -> None:
     view, ada = await make_view(tmp_path)

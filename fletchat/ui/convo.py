@@ -72,6 +72,7 @@ class Convo:
         self.titles = TitleKeeper()
         self.qr = QrJoin(self.page, join_url)
         self._read_timer: asyncio.TimerHandle | None = None
+        self._mine: dict[str, ConvoRow] = {}  # rows drawn as this person's (read marks: these)
         self.handlers = RowHandlers(self.actions.reactor, self.actions.opener, self.quote_click)
 
     @property
@@ -98,8 +99,11 @@ class Convo:
     def make(self, msg: Message, status: Status | None, late: bool, unverified: bool,
              room: str, shown_text: str | None, layout: Layout, live: bool) -> ConvoRow:
         decor = self.dresser.decor(msg, layout, shown_text, live)
-        return ConvoRow(msg, decor, status, late, unverified, room,
-                        self.handlers if self.enabled else None)
+        row = ConvoRow(msg, decor, status, late, unverified, room,
+                       self.handlers if self.enabled else None)
+        if decor.mine:
+            self._mine[msg.id] = row
+        return row
 
     def layouts(self, msgs: list[Message], unread: int) -> list[Layout]:
         return layouts(msgs, unread, self.dresser.mine)
@@ -109,9 +113,18 @@ class Convo:
         d = row.decor
         shown = self.backend.reveal(row.original)[0] if row.room else None  # edits open too
         decor = self.dresser.decor(row.original, Layout(d.grouped, d.above), shown)
+        if decor.mine:
+            self._mine[row.original.id] = row
         if decor != d:
             row.redecorate(decor)
             self.view.conversation.update_row(row)
+
+    def own_rows(self) -> list[ConvoRow]:
+        """This person's rows still shown: a read mark changes only their "seen by" (every
+        reader's mark reaches every tab: scanning the whole history for each was the cost)."""
+        rows = self.view.conversation.rows
+        self._mine = {i: r for i, r in self._mine.items() if rows.get(i) is r}
+        return list(self._mine.values())
 
     def convo_rows(self) -> list[ConvoRow]:
         return [r for r in self.view.conversation.rows.values() if isinstance(r, ConvoRow)]
@@ -126,9 +139,8 @@ class Convo:
                 self.typing_line.show([n for n in event.names if n != self.backend.name])
         elif isinstance(event, ReadChanged):
             if event.channel == self.view.state.channel:
-                for row in self.convo_rows():
-                    if row.decor.mine:
-                        self.redraw(row)
+                for row in self.own_rows():
+                    self.redraw(row)
         elif isinstance(event, ConversationRefused):
             self.actions.say(f"Not accepted: {event.reason}")
         elif isinstance(event, NameChanged):

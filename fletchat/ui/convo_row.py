@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import flet as ft
 
@@ -21,15 +22,16 @@ from .convo_text import ACTIONS_TOOLTIP, EDITED_LABEL, Quote, RowDecor, reaction
 from .rows import ChatMessage, MessageRow
 from .text import Status, describe_for_screen_reader
 
-AVATAR_SPACE = 40  # a grouped row keeps the text aligned under the group's avatar
 MENTION_TINT = ft.Colors.with_opacity(0.14, ft.Colors.AMBER)
 FOOTER_STYLE = {"size": 10, "color": ft.Colors.GREY_600}
 
 Handler = Callable[..., Awaitable[None]]
 
 
+@lru_cache(maxsize=1024)
 def is_plain(text: str) -> bool:
-    """One paragraph of unstyled text: drawn as the tutorial's Text (fewer controls to send)."""
+    """One paragraph of unstyled text: drawn as the tutorial's Text (fewer controls to send).
+    Cached: every tab asks about the same new message (parsed once per host, not per tab)."""
     blocks = parse(text)
     if len(blocks) != 1 or blocks[0].kind is not BlockKind.PARAGRAPH:
         return False
@@ -103,7 +105,7 @@ class ConvoRow(MessageRow):
         h = handlers or RowHandlers()
         self._on_react, self._on_actions, self._on_quote = h.on_react, h.on_actions, h.on_quote
         on_actions = h.on_actions
-        super().__init__(self._shown(msg, decor), status, late, unverified, room)
+        super().__init__(self._shown(msg, decor), status, late, unverified, room, decor.grouped)
         self.chat: ChatMessage | None = self.content if isinstance(self.content, ChatMessage) \
             else None
         self.decor = decor
@@ -152,10 +154,8 @@ class ConvoRow(MessageRow):
             self.content = inner
 
     def _dress_chat(self, chat: ChatMessage, d: RowDecor) -> None:
-        header = chat.column.controls[0]
-        if d.grouped:
-            chat.name.visible = False
-            chat.controls[0] = ft.Container(width=AVATAR_SPACE)
+        if d.grouped != chat.grouped:
+            chat.set_grouped(d.grouped)
         body: list[ft.Control]
         if d.deleted:
             chat.body = ft.Text(d.shown_text, italic=True, color=ft.Colors.GREY_600)
@@ -170,7 +170,7 @@ class ConvoRow(MessageRow):
         if d.mentioned and not d.deleted:
             body = [ft.Container(ft.Column(body, spacing=4, tight=True), bgcolor=MENTION_TINT,
                                  border_radius=4, padding=ft.Padding.symmetric(horizontal=4))]
-        parts: list[ft.Control] = [header]
+        parts: list[ft.Control] = [chat.header] if chat.header is not None else []
         if d.quote is not None:
             click = self._on_quote(self) if self._on_quote else None
             parts.append(quote_control(d.quote, click))
@@ -186,7 +186,7 @@ class ConvoRow(MessageRow):
             parts.append(ft.Text(" \u00b7 ".join(footer), **FOOTER_STYLE,
                                  tooltip=", ".join(d.seen) if d.seen else None))
         chat.column.controls = parts
-        if self._on_actions is not None and len(chat.controls) == 2:
+        if self._on_actions is not None and not isinstance(chat.controls[-1], ft.IconButton):
             chat.controls.append(ft.IconButton(ft.Icons.MORE_HORIZ, icon_size=16,
                                                tooltip=ACTIONS_TOOLTIP,
                                                on_click=self._on_actions(self)))

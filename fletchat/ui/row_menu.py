@@ -54,8 +54,15 @@ class RowActions:
         self.backend = backend
         self.start_reply = start_reply
         self.go_to_original = go_to_original
-        self.edit_field = ft.TextField(label=EDIT_LABEL, multiline=True, shift_enter=True,
-                                       min_lines=1, max_lines=6, autofocus=True)
+        self._edit_field: ft.TextField | None = None
+
+    @property
+    def edit_field(self) -> ft.TextField:
+        """Built on the first edit: most tabs never edit, and every tab pays for what it holds."""
+        if self._edit_field is None:
+            self._edit_field = ft.TextField(label=EDIT_LABEL, multiline=True, shift_enter=True,
+                                            min_lines=1, max_lines=6, autofocus=True)
+        return self._edit_field
 
     def opener(self, row: ConvoRow) -> Click:
         async def open_actions(e: ft.Event | None = None) -> None:

@@ -64,24 +64,26 @@ STATUS_ICONS = {
     STATUS_PENDING: (ft.Icons.SCHEDULE, ft.Colors.GREY_500),
     STATUS_REFUSED: (ft.Icons.ERROR_OUTLINE, ft.Colors.RED_700),
 }
+STATUS_STYLE = ft.TextStyle(size=10, color=ft.Colors.GREY_600, weight=ft.FontWeight.NORMAL)
+AVATAR_SPACE = 40  # a grouped row keeps the text aligned under the group's avatar
+GROUPED_MARGIN = ft.Margin.only(left=AVATAR_SPACE + 10)  # the avatar and the Row's spacing
 
 
-def status_control(status: Status) -> ft.Control:
-    """The little delivery mark beside the time: a clock while pending, a tick when delivered."""
+def status_icon(status: Status) -> ft.Control:
+    """The little delivery mark after the time: a clock while pending, a tick when delivered
+    (its words are a span of the name line: one control, not a Row of two)."""
     icon, colour = STATUS_ICONS.get(status.state, (ft.Icons.DONE, ft.Colors.GREEN_700))
-    return ft.Row(
-        [
-            ft.Icon(icon, size=13, color=colour),
-            ft.Text(status.label, size=10, color=ft.Colors.GREY_600),
-        ],
-        spacing=2,
-        tight=True,
-    )
+    return ft.Icon(icon, size=13, color=colour)
 
 
 class ChatMessage(ft.Row):
     """Initials avatar (stable colour), bold name with the time, the text; a delivery mark for
-    messages written here and chips for "arrived late", "unverified" and private rooms."""
+    messages written here and chips for "arrived late", "unverified" and private rooms.
+
+    The header line is built from what the row has: a grouped row (the same person again) has
+    no avatar and no name line unless a delivery mark or a chip needs one; the delivery words
+    are a span of the name line. Fewer controls per row is less for Flet to build, diff and
+    send in every tab (issue 12)."""
 
     def __init__(
         self,
@@ -90,16 +92,15 @@ class ChatMessage(ft.Row):
         late: bool = False,
         unverified: bool = False,
         room: str = "",
+        grouped: bool = False,
     ) -> None:
         super().__init__(vertical_alignment=ft.CrossAxisAlignment.START)
         self.message = message
         self.late, self.unverified, self.room = late, unverified, room
+        self.status = status
+        self.grouped = grouped
         sealed = room in ("no_key", "refused")
-        self.name = ft.Text(
-            message.author,
-            weight=ft.FontWeight.BOLD,
-            spans=[ft.TextSpan(f"  {format_time(message.ts)}", style=TIME_STYLE)],
-        )
+        self.name = ft.Text(message.author, weight=ft.FontWeight.BOLD)
         spans = None if sealed else body_spans(message.text)  # links (issue 17)
         self.body = ft.Text(
             None if spans else message.text,
@@ -108,32 +109,69 @@ class ChatMessage(ft.Row):
             italic=sealed or None,
             color=ft.Colors.GREY_600 if sealed else None,
         )
-        self.column = ft.Column([self.name, self.body], tight=True, spacing=5, expand=True)
-        self.set_status(status)
-        self.controls = [
-            ft.CircleAvatar(
-                content=ft.Text(initials(message.author)),
-                color=ft.Colors.WHITE,
-                bgcolor=avatar_color(message.author),
-            ),
-            self.column,
-        ]
+        self.header: ft.Control | None = None
+        self.column = ft.Column([self.body], tight=True, spacing=5, expand=True,
+                                margin=GROUPED_MARGIN if grouped else None)
+        self.avatar: ft.Control | None = None if grouped else self._avatar()
+        self.controls = [self.column] if grouped else [self.avatar, self.column]
+        self.refresh_header()
+
+    def _avatar(self) -> ft.Control:
+        return ft.CircleAvatar(
+            content=ft.Text(initials(self.message.author)),
+            color=ft.Colors.WHITE,
+            bgcolor=avatar_color(self.message.author),
+        )
+
+    def set_grouped(self, grouped: bool) -> None:
+        """Under the same person's previous row: no avatar (a margin keeps the text aligned)."""
+        self.grouped = grouped
+        self.controls = [c for c in self.controls if c is not self.avatar]
+        if not grouped:
+            self.avatar = self.avatar or self._avatar()
+            self.controls.insert(0, self.avatar)
+        self.column.margin = GROUPED_MARGIN if grouped else None
+        self.refresh_header()
 
     def set_status(self, status: Status | None) -> None:
+        self.status = status
+        self.refresh_header()
+
+    def _extras(self) -> list[ft.Control]:
         extras: list[ft.Control] = []
-        if status is not None:
-            extras.append(status_control(status))
+        if self.status is not None:
+            extras.append(status_icon(self.status))
         if self.late:
             extras.append(late_chip())
         if self.unverified:
             extras.append(unverified_chip())
         if self.room in ("open", "no_key", "refused"):
             extras.append(room_chip(self.room))
-        header: ft.Control = self.name
+        return extras
+
+    def refresh_header(self) -> None:
+        """(Re)build the name line (the first control of the column), or drop it when a grouped
+        row has nothing to show there."""
+        extras = self._extras()
+        spans: list[ft.TextSpan] = []
+        if not self.grouped:
+            spans.append(ft.TextSpan(f"  {format_time(self.message.ts)}", style=TIME_STYLE))
+        if self.status is not None:
+            spans.append(ft.TextSpan(f"  {self.status.label}", style=STATUS_STYLE))
+        self.name.value = "" if self.grouped else self.message.author
+        self.name.spans = spans
+        header: ft.Control | None = self.name
         if extras:
             header = ft.Row([self.name, *extras], spacing=8,
                             vertical_alignment=ft.CrossAxisAlignment.CENTER)
-        self.column.controls[0] = header
+        elif self.grouped and not spans:
+            header = None
+        parts = self.column.controls
+        if self.header is not None and parts and parts[0] is self.header:
+            parts.pop(0)
+        if header is not None:
+            parts.insert(0, header)
+        self.header = header
 
     def set_highlight(self, on: bool) -> None:
         self.body.bgcolor = HIGHLIGHT if on else None
@@ -150,10 +188,11 @@ class MessageRow(ft.Semantics):
         late: bool = False,
         unverified: bool = False,
         room: str = "",
+        grouped: bool = False,
     ) -> None:
         unverified = unverified and msg.kind == KIND_CHAT
         if msg.kind == KIND_CHAT:
-            row: ft.Control = ChatMessage(msg, status, late, unverified, room)
+            row: ft.Control = ChatMessage(msg, status, late, unverified, room, grouped)
         else:
             notice = msg.display_text + (f" ({LATE_LABEL})" if late else "")
             row = ft.Text(notice, italic=True, color=ft.Colors.BLACK_45, size=12)
