@@ -203,5 +203,32 @@ class ChatPage:
         return path
 
 
+# Issue 17: what a message needs from the host's fallback fonts, and the families Flutter asks
+# for it (colour emoji, Chinese/Japanese kana, Korean).
+WORLD_TEXT = "👍 你好 こんにちは 안녕"
+WORLD_FONTS = {"notocoloremoji": ".woff2", "notosanssc": ".ttf", "notosanskr": ".ttf"}
+
+
+def coloured_pixels(png: bytes, saturation: int = 90) -> int:
+    """Pixels of a screenshot whose channels differ by more than ``saturation``: a colour
+    emoji has many; a monochrome one, a box ("tofu") and grey text have none."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    data = Image.open(BytesIO(png)).convert("RGB").tobytes()
+    pixels = zip(data[0::3], data[1::3], data[2::3], strict=True)
+    return sum(1 for r, g, b in pixels if max(r, g, b) - min(r, g, b) > saturation)
+
+
+async def message_text_png(tab: ChatPage, author: str, text: str) -> bytes:
+    """A screenshot of the text line of AUTHOR's row (below the name, right of the avatar)."""
+    box = await tab.message(author, text).bounding_box()
+    assert box is not None, (author, text)
+    clip = {"x": box["x"] + 56, "y": box["y"] + box["height"] * 0.55,
+            "width": max(box["width"] - 100, 10), "height": box["height"] * 0.45}
+    return await tab.page.screenshot(clip=clip)
+
+
 async def launch_browser(playwright):
     return await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

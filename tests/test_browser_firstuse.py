@@ -15,7 +15,15 @@ from playwright.async_api import expect
 
 from fletchat.model import MAX_MESSAGE_CHARS
 from fletchat.ui.text import NAME_LABEL
-from tests.browser import ChatPage, chromium_available, host_mode_server
+from tests.browser import (
+    WORLD_FONTS,
+    WORLD_TEXT,
+    ChatPage,
+    chromium_available,
+    coloured_pixels,
+    host_mode_server,
+    message_text_png,
+)
 from tests.conftest import need
 from tests.timing import eventually, never_within, scaled_ms
 
@@ -327,13 +335,30 @@ async def test_emoji_and_other_scripts_come_from_the_host(server, browser):
     await alice.send("Hey Bob 😀🎉 مرحبا ສະບາຍດີ")
     await expect(bob.message("Alice", "Hey Bob 😀🎉 مرحبا ສະບາຍດີ")).to_be_visible(
         timeout=TIMEOUT)
+    await alice.send(WORLD_TEXT)
+    await expect(bob.message("Alice", WORLD_TEXT)).to_be_visible(timeout=TIMEOUT)
 
-    def fonts_served(family: str) -> bool:
-        return any(url == f"{origin}/fallback-fonts/{family}.ttf" and status == 200
+    def fonts_served(family: str, suffix: str = ".ttf") -> bool:
+        return any(url == f"{origin}/fallback-fonts/{family}{suffix}" and status == 200
                    for url, status in seen)
 
-    for family in ("notocoloremoji", "notosansarabic", "notosanslao"):
-        await eventually(lambda f=family: fonts_served(f), f"{family} from the host", 30)
+    # Colour emoji, Chinese (and kana), Korean, Arabic, Lao: each from the host.
+    for family, suffix in (*WORLD_FONTS.items(), ("notosansarabic", ".ttf"),
+                           ("notosanslao", ".ttf")):
+        await eventually(lambda f=family, x=suffix: fonts_served(f, x), f"{family} from the host",
+                         60)
+    # And drawn: the emoji in colour (a monochrome one or a box has no coloured pixel).
+    colours = [0]
+
+    async def drawn_in_colour() -> bool:
+        colours[0] = coloured_pixels(await message_text_png(bob, "Alice", WORLD_TEXT))
+        return colours[0] > 40
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + scaled_ms(30_000) / 1000
+    while not await drawn_in_colour():
+        assert loop.time() < deadline, f"the emoji is not drawn in colour ({colours[0]} px)"
+        await asyncio.sleep(0.5)
     for tab in tabs:
         outside = [u for u in tab.requests if not u.startswith((origin + "/", "data:", "blob:"))]
         assert outside == [], outside
