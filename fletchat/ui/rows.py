@@ -22,7 +22,7 @@ from .text import (
     format_time,
 )
 
-TIME_STYLE = ft.TextStyle(size=11, color=ft.Colors.GREY_600, weight=ft.FontWeight.NORMAL)
+TIME_STYLE = ft.TextStyle(size=11, color=ft.Colors.ON_SURFACE_VARIANT, weight=ft.FontWeight.NORMAL)
 HIGHLIGHT = ft.Colors.AMBER_100
 
 
@@ -72,7 +72,7 @@ def status_control(status: Status) -> ft.Control:
     return ft.Row(
         [
             ft.Icon(icon, size=13, color=colour),
-            ft.Text(status.label, size=10, color=ft.Colors.GREY_600),
+            ft.Text(status.label, size=10, color=ft.Colors.ON_SURFACE_VARIANT),
         ],
         spacing=2,
         tight=True,
@@ -106,7 +106,7 @@ class ChatMessage(ft.Row):
             spans=spans,
             selectable=True,
             italic=sealed or None,
-            color=ft.Colors.GREY_600 if sealed else None,
+            color=ft.Colors.ON_SURFACE_VARIANT if sealed else None,
         )
         self.column = ft.Column([self.name, self.body], tight=True, spacing=5, expand=True)
         self.set_status(status)
@@ -156,7 +156,7 @@ class MessageRow(ft.Semantics):
             row: ft.Control = ChatMessage(msg, status, late, unverified, room)
         else:
             notice = msg.display_text + (f" ({LATE_LABEL})" if late else "")
-            row = ft.Text(notice, italic=True, color=ft.Colors.BLACK_45, size=12)
+            row = ft.Text(notice, italic=True, color=ft.Colors.ON_SURFACE_VARIANT, size=12)
         super().__init__(
             content=row,
             label=describe_for_screen_reader(msg, status, late, unverified),

@@ -70,7 +70,7 @@ class Attach:
                                    on_click=self.paste_image,
                                    visible=backend.capabilities.files and not self.web)
         self.clipboard = ft.Clipboard() if not self.web else None
-        self.status = ft.Text("", size=11, color=ft.Colors.GREY_700, visible=False)
+        self.status = ft.Text("", size=11, color=ft.Colors.ON_SURFACE_VARIANT, visible=False)
         self.busy = False
 
     @property
