@@ -148,13 +148,15 @@ async def test_typing_signals_off_stop_is_typing_at_the_other_tab(server, browse
 
 async def test_read_receipts_off_means_no_seen_by(server, browser):
     alice, bob = await two(browser, server)
-    await alice.post("seen?")
+    await alice.type_in_field("seen?")
+    await alice.page.keyboard.press("Enter")
     await expect(alice.page.get_by_text(re.compile(r"^Alice at .*: seen\?.*seen by 1: Bob"))
                  ).to_be_visible(timeout=TIMEOUT)
     await open_settings(bob)
     await switch_off(bob, "Send read receipts")
     await close_settings(bob)
-    await alice.post("and this one?")
+    await alice.type_in_field("and this one?")
+    await alice.page.keyboard.press("Enter")
     await expect(row(bob, "Alice", "and this one?")).to_be_visible(timeout=TIMEOUT)
     await stays_absent(alice.page.get_by_text(
         re.compile(r"^Alice at .*: and this one\?.*seen by")), "seen by after receipts off", 5)
