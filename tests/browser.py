@@ -203,5 +203,73 @@ class ChatPage:
         return path
 
 
+# Issue 17: what a message needs from the host's fallback fonts, and the families Flutter asks
+# for it (colour emoji, Chinese/Japanese kana, Korean).
+WORLD_TEXT = "👍 你好 こんにちは 안녕"
+WORLD_FONTS = {"notocoloremoji": ".woff2", "notosanssc": ".ttf", "notosanskr": ".ttf"}
+
+
+def coloured_pixels(png: bytes, saturation: int = 90) -> int:
+    """Pixels of a screenshot whose channels differ by more than ``saturation``: a colour
+    emoji has many; a monochrome one, a box ("tofu") and grey text have none."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    data = Image.open(BytesIO(png)).convert("RGB").tobytes()
+    pixels = zip(data[0::3], data[1::3], data[2::3], strict=True)
+    return sum(1 for r, g, b in pixels if max(r, g, b) - min(r, g, b) > saturation)
+
+
+def _luminance(rgb: tuple[int, int, int]) -> float:
+    """WCAG relative luminance of an sRGB colour."""
+    def channel(c: int) -> float:
+        v = c / 255
+        return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
+
+    r, g, b = rgb
+    return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b)
+
+
+def background_luminance(png: bytes) -> float:
+    """The luminance of a screenshot's most common colour (its background)."""
+    from collections import Counter
+    from io import BytesIO
+
+    from PIL import Image
+
+    data = Image.open(BytesIO(png)).convert("RGB").tobytes()
+    pixels = Counter(zip(data[0::3], data[1::3], data[2::3], strict=True))
+    return _luminance(pixels.most_common(1)[0][0])
+
+
+def contrast_ratio(png: bytes) -> float:
+    """WCAG contrast between a screenshot's background (its most common colour) and the pixel
+    farthest from it in luminance (the core of the text drawn on it)."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    data = Image.open(BytesIO(png)).convert("RGB").tobytes()
+    colours = set(zip(data[0::3], data[1::3], data[2::3], strict=True))
+    bg = background_luminance(png)
+    far = max((_luminance(c) for c in colours), key=lambda lum: abs(lum - bg))
+    hi, lo = max(bg, far), min(bg, far)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def text_line_clip(box: dict) -> dict:
+    """The text line of a message row's box: below the name, right of the avatar."""
+    return {"x": box["x"] + 56, "y": box["y"] + box["height"] * 0.55,
+            "width": max(box["width"] - 100, 10), "height": box["height"] * 0.45}
+
+
+async def message_text_png(tab: ChatPage, author: str, text: str) -> bytes:
+    """A screenshot of the text line of AUTHOR's row (below the name, right of the avatar)."""
+    box = await tab.message(author, text).bounding_box()
+    assert box is not None, (author, text)
+    return await tab.page.screenshot(clip=text_line_clip(box))
+
+
 async def launch_browser(playwright):
     return await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

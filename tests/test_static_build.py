@@ -19,7 +19,7 @@ import pytest
 from playwright.async_api import expect
 
 from fletchat import webbuild
-from tests.browser import ChatPage, chromium_available, host_mode_server
+from tests.browser import WORLD_FONTS, WORLD_TEXT, ChatPage, chromium_available, host_mode_server
 from tests.conftest import ROOT, need, once_per_run
 from tests.timing import eventually, scaled, scaled_ms
 
@@ -349,13 +349,16 @@ async def test_static_site_draws_emoji_with_fonts_from_the_host(server, browser)
     await tab.join("Bob Static")
     await tab.send("emoji 😀 and مرحبا")
     await expect(tab.message("Bob Static", "emoji 😀 and مرحبا")).to_be_visible(timeout=TIMEOUT)
+    await tab.send(WORLD_TEXT)
+    await expect(tab.message("Bob Static", WORLD_TEXT)).to_be_visible(timeout=TIMEOUT)
 
-    def font(family: str) -> bool:
-        return (f"{origin}/fallback-fonts/{family}.ttf", 200) in served
+    def font(family: str, suffix: str = ".ttf") -> bool:
+        return (f"{origin}/fallback-fonts/{family}{suffix}", 200) in served
 
     from tests.timing import eventually
 
-    await eventually(lambda: font("notocoloremoji"), "the emoji font from the host", 60)
+    for family, suffix in WORLD_FONTS.items():  # colour emoji, Chinese, Korean
+        await eventually(lambda f=family, x=suffix: font(f, x), f"{family} from the host", 60)
     await eventually(lambda: font("notosansarabic"), "the Arabic font from the host", 60)
     assert any(u.startswith(f"{origin}/app/assets/fonts/notocoloremoji/") for u in requests)
     outside = [u for u in requests if not u.startswith((origin + "/", "data:", "blob:"))]

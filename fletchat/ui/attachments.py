@@ -152,8 +152,8 @@ class FileTile(ft.Container):
 
     def _locked(self) -> ft.Control:
         return ft.Row(
-            [ft.Icon(ft.Icons.LOCK_OUTLINE, size=16, color=ft.Colors.GREY_600),
-             ft.Text(LOCKED_LABEL, italic=True, color=ft.Colors.GREY_600)],
+            [ft.Icon(ft.Icons.LOCK_OUTLINE, size=16, color=ft.Colors.ON_SURFACE_VARIANT),
+             ft.Text(LOCKED_LABEL, italic=True, color=ft.Colors.ON_SURFACE_VARIANT)],
             spacing=4, tight=True,
             tooltip="Sealed with the room passphrase: enter it (the lock in the header) to see "
                     "the file's name and open it.")
@@ -217,7 +217,7 @@ class FileTile(ft.Container):
         name = display_name(self.ref, view)
         kind = view.mime or self.ref.mime
         details = ft.Text(f"{human_size(view.size or self.ref.size)} · {kind}", size=11,
-                          color=ft.Colors.GREY_700)
+                          color=ft.Colors.ON_SURFACE_VARIANT)
         body = ft.Column([ft.Text(name, weight=ft.FontWeight.W_500, max_lines=2,
                                   overflow=ft.TextOverflow.ELLIPSIS), details,
                           *self._progress(view)], spacing=2, tight=True, width=220)

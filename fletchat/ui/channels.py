@@ -33,7 +33,7 @@ def channel_tile(title: str, unread: int, selected: bool, on_click: Callable,
         padding=ft.Padding.symmetric(horizontal=7, vertical=1),
         visible=unread > 0,
     )
-    lock = ft.Icon(ft.Icons.LOCK, size=13, color=ft.Colors.GREY_700, visible=private)
+    lock = ft.Icon(ft.Icons.LOCK, size=13, color=ft.Colors.ON_SURFACE_VARIANT, visible=private)
     return ft.Semantics(
         label=channel_label(title, unread, mentions, muted) + (", private" if private else ""),
         button=True,
@@ -57,7 +57,7 @@ def channel_tile(title: str, unread: int, selected: bool, on_click: Callable,
                 ],
                 spacing=4,
             ),
-            bgcolor=ft.Colors.BLUE_100 if selected else None,
+            bgcolor=ft.Colors.PRIMARY_CONTAINER if selected else None,
             border_radius=5,
             padding=ft.Padding.symmetric(horizontal=8, vertical=6),
             on_click=on_click,
@@ -80,7 +80,7 @@ class ChannelsPanel:
                                  on_submit=self.create_click)
         self.list = ft.Column(spacing=2, tight=True)
         self.dms = ft.Column(spacing=2, tight=True)
-        self.no_dms = ft.Text(NO_DMS, size=11, color=ft.Colors.GREY_600)
+        self.no_dms = ft.Text(NO_DMS, size=11, color=ft.Colors.ON_SURFACE_VARIANT)
         self.new_button = ft.TextButton("New channel", icon=ft.Icons.ADD, on_click=self.new_click)
         self.panel = ft.Container(
             content=ft.Column(

@@ -70,7 +70,7 @@ class TypingLine:
     def __init__(self, names: Callable[[], list[str]], mark: Callable[[ft.Control], None]) -> None:
         self.names = names
         self.mark = mark
-        self.control = ft.Text("", size=12, italic=True, color=ft.Colors.GREY_600)
+        self.control = ft.Text("", size=12, italic=True, color=ft.Colors.ON_SURFACE_VARIANT)
         self._expiry: asyncio.TimerHandle | None = None
 
     def show(self, names: list[str]) -> None:

@@ -23,7 +23,7 @@ from .rows import ChatMessage, MessageRow
 from .text import Status, describe_for_screen_reader
 
 MENTION_TINT = ft.Colors.with_opacity(0.14, ft.Colors.AMBER)
-FOOTER_STYLE = {"size": 10, "color": ft.Colors.GREY_600}
+FOOTER_STYLE = {"size": 10, "color": ft.Colors.ON_SURFACE_VARIANT}
 
 Handler = Callable[..., Awaitable[None]]
 
@@ -70,7 +70,7 @@ def reaction_chip(label: str, count: int, mine: bool, who: str,
                   on_click: Handler | None) -> ft.Control:
     return ft.Container(
         content=ft.Text(f"{label} {count}", size=12),
-        bgcolor=ft.Colors.BLUE_100 if mine else ft.Colors.with_opacity(0.06, ft.Colors.ON_SURFACE),
+        bgcolor=ft.Colors.PRIMARY_CONTAINER if mine else ft.Colors.with_opacity(0.06, ft.Colors.ON_SURFACE),
         border=ft.Border.all(1, ft.Colors.BLUE_400 if mine else ft.Colors.TRANSPARENT),
         border_radius=10,
         padding=ft.Padding.symmetric(horizontal=6, vertical=1),
@@ -145,7 +145,7 @@ class ConvoRow(MessageRow):
         if self.chat is not None:
             self._dress_chat(self.chat, d)
         above = [ft.Text(line, size=12, weight=ft.FontWeight.BOLD,
-                         color=ft.Colors.RED_400 if line == "New messages" else ft.Colors.GREY_600,
+                         color=ft.Colors.RED_400 if line == "New messages" else ft.Colors.ON_SURFACE_VARIANT,
                          text_align=ft.TextAlign.CENTER) for line in d.above]
         if above:
             self.content = ft.Column([*[ft.Row([t], alignment=ft.MainAxisAlignment.CENTER)
@@ -158,7 +158,7 @@ class ConvoRow(MessageRow):
             chat.set_grouped(d.grouped)
         body: list[ft.Control]
         if d.deleted:
-            chat.body = ft.Text(d.shown_text, italic=True, color=ft.Colors.GREY_600)
+            chat.body = ft.Text(d.shown_text, italic=True, color=ft.Colors.ON_SURFACE_VARIANT)
             body = [chat.body]
         elif self.room or not d.text or is_plain(d.text):  # a file without a caption: no text
             chat.body.value = d.text if not self.room else chat.body.value

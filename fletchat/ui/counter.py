@@ -23,7 +23,7 @@ class LengthCounter:
 
     def __init__(self, composer: Composer) -> None:
         self.composer = composer
-        self.text = ft.Text("", size=11, color=ft.Colors.GREY_700, visible=False)
+        self.text = ft.Text("", size=11, color=ft.Colors.ON_SURFACE_VARIANT, visible=False)
         composer.control.controls.insert(1, self.text)
         composer.field.error_max_lines = 3  # "Message is too long: …" whole, also on phones
         self._chained = composer.field.on_change
@@ -37,7 +37,7 @@ class LengthCounter:
         label = counter_text(length)
         if label != (self.text.value or "") or self.text.visible != bool(label):
             self.text.value, self.text.visible = label, bool(label)
-            self.text.color = ft.Colors.RED_700 if length > MAX_MESSAGE_CHARS else ft.Colors.GREY_700
+            self.text.color = ft.Colors.RED_700 if length > MAX_MESSAGE_CHARS else ft.Colors.ON_SURFACE_VARIANT
             changed.append(self.text)
         if field.error and length <= MAX_MESSAGE_CHARS:
             field.error = None

@@ -28,15 +28,15 @@ def own_fingerprint_line(fingerprint: str) -> ft.Control:
                 [
                     ft.Row(
                         [
-                            ft.Icon(ft.Icons.FINGERPRINT, size=14, color=ft.Colors.GREY_700),
+                            ft.Icon(ft.Icons.FINGERPRINT, size=14, color=ft.Colors.ON_SURFACE_VARIANT),
                             ft.Text(OWN_DEVICE_PREFIX.rstrip(": ") + ":", size=11,
-                                    color=ft.Colors.GREY_800),
+                                    color=ft.Colors.ON_SURFACE_VARIANT),
                         ],
                         spacing=4,
                         tight=True,
                     ),
                     ft.Text(fingerprint, size=12, selectable=True, font_family="monospace",
-                            weight=ft.FontWeight.W_500, color=ft.Colors.GREY_900),
+                            weight=ft.FontWeight.W_500, color=ft.Colors.ON_SURFACE_VARIANT),
                 ],
                 spacing=2,
                 tight=True,

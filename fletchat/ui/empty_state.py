@@ -17,7 +17,7 @@ def empty_text(channel: str, me: str | None) -> str:
 
 class EmptyState:
     def __init__(self) -> None:
-        self.text = ft.Text("", size=13, italic=True, color=ft.Colors.GREY_700,
+        self.text = ft.Text("", size=13, italic=True, color=ft.Colors.ON_SURFACE_VARIANT,
                             text_align=ft.TextAlign.CENTER)
         self.control = ft.Container(self.text, alignment=ft.Alignment.CENTER, padding=16,
                                     visible=False)

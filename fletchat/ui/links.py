@@ -13,7 +13,7 @@ import flet as ft
 URL_RE = re.compile(r"https?://[^\s<>\"'`]+", re.IGNORECASE)
 TRAILING = ".,;:!?)]}'\""
 LINK_STYLE = ft.TextStyle(color=ft.Colors.BLUE_700, decoration=ft.TextDecoration.UNDERLINE)
-TARGET_STYLE = ft.TextStyle(color=ft.Colors.GREY_600)
+TARGET_STYLE = ft.TextStyle(color=ft.Colors.ON_SURFACE_VARIANT)
 
 
 def real_host(url: str) -> str | None:

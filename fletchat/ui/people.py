@@ -48,7 +48,7 @@ def online_tile(
                     ft.Column(
                         [
                             ft.Text(name, weight=ft.FontWeight.W_500, size=13),
-                            ft.Text(detail, size=11, color=ft.Colors.GREY_600),
+                            ft.Text(detail, size=11, color=ft.Colors.ON_SURFACE_VARIANT),
                         ],
                         spacing=0,
                         tight=True,
@@ -91,7 +91,7 @@ def device_tile(device: Online, on_block: Callable | None = None) -> ft.Control:
             content=ft.Text(
                 line,
                 size=11,
-                color=ft.Colors.GREY_700,
+                color=ft.Colors.ON_SURFACE_VARIANT,
                 tooltip=f"Key fingerprint {device.fingerprint}" if device.fingerprint else None,
             ),
         )
@@ -113,7 +113,7 @@ def blocked_tile(peer_id: str, name: str, on_unblock: Callable) -> ft.Control:
     who = name or peer_id
     return ft.Row(
         [
-            ft.Text(who, size=11, expand=True, color=ft.Colors.GREY_700, tooltip=peer_id),
+            ft.Text(who, size=11, expand=True, color=ft.Colors.ON_SURFACE_VARIANT, tooltip=peer_id),
             ft.TextButton("Unblock", on_click=on_unblock, data=peer_id),
         ],
         spacing=2,
@@ -139,7 +139,7 @@ class PeoplePanel:
         self.on_unblock = on_unblock
         self.people = ft.Column(spacing=8, scroll=ft.ScrollMode.AUTO, expand=True)
         self.title = ft.Text("Online", weight=ft.FontWeight.BOLD)
-        self.devices_line = ft.Text("", size=11, color=ft.Colors.GREY_600)
+        self.devices_line = ft.Text("", size=11, color=ft.Colors.ON_SURFACE_VARIANT)
         # The fingerprint lives in the device-details view (device_details.py) now.
         self.details_button = ft.TextButton(DETAILS_BUTTON, icon=ft.Icons.FINGERPRINT,
                                             on_click=on_details,

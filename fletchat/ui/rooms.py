@@ -17,9 +17,6 @@ from ..model import ValidationError
 from .backend import ChatBackend
 from .dialogs import room_dialog
 from .text import ROOM_LOCK_TOOLTIP, ROOM_OPEN_TOOLTIP, channel_title
-from .updates import after_layout
-
-RESTORE_WAIT = 4.0  # layout waits (after_layout's unit) for the dialog's pop to finish
 
 
 class RoomControls:
@@ -40,20 +37,28 @@ class RoomControls:
                                        can_reveal_password=True, on_submit=self.submit,
                                        error_max_lines=3)
         self.dialog: ft.AlertDialog | None = None
+        # The confirmation, under the header (a SnackBar took the browser's focus from the
+        # composer as it appeared, and what was typed then was lost).
+        self.note = ft.Text("", size=12, italic=True, visible=False)
 
-    def show_for(self, channel: str) -> ft.Control:
+    def show_for(self, channel: str) -> tuple[ft.Control, ft.Control]:
+        """The lock for ``channel`` (and no confirmation about another channel)."""
+        if channel != self.channel:
+            self.note.visible = False
         self.channel = channel
         keyed = self.backend.has_room_key(channel)
         self.button.icon = ft.Icons.LOCK if keyed else ft.Icons.LOCK_OUTLINE
         self.button.tooltip = ROOM_OPEN_TOOLTIP if keyed else ROOM_LOCK_TOOLTIP
-        return self.button
+        return self.button, self.note
 
     async def click(self, e: ft.Event | None = None) -> None:
-        await self.ask_keeping_focus()
+        await self.open()
 
-    async def ask_keeping_focus(self) -> None:
-        """Focus the composer first: when the dialog closes, Flutter gives focus back to what
-        had it before (the lock button, where typing went nowhere), after any focus we ask for."""
+    async def open(self) -> None:
+        """The composer takes the focus first, then the dialog shows: when the dialog goes
+        (Escape too), Flutter hands the focus back to the composer by itself, in the frame the
+        dialog leaves, instead of to the button that opened it."""
+        await self.focus()
         self.ask()
 
     def ask(self) -> ft.AlertDialog:
@@ -68,15 +73,23 @@ class RoomControls:
 
     async def cancel(self, e: ft.Event | None = None) -> None:
         self.passphrase.value = ""
+        await self.close()
+
+    async def close(self) -> None:
+        """Pop the dialog and ask for the composer at once: Flutter moves its focus there while
+        the dialog fades, and the browser's follows when the dialog's last frame is gone (the
+        field is ready for the first key typed after it)."""
         self.page.pop_dialog()
+        await self.focus()
 
     async def dismissed(self, e: ft.Event | None = None) -> None:
-        """The dialog is gone (and Flutter gave focus back to the lock button): the confirmation,
-        then the composer. (A SnackBar shown while the dialog was closing brought it back.)"""
+        """The dialog is gone: the confirmation, and the composer if the dialog went by Escape
+        or a click outside (Flutter gave focus back to the lock button)."""
         self.passphrase.value = ""
         if self.confirmation:
-            self.page.show_dialog(ft.SnackBar(ft.Text(self.confirmation),
-                                              duration=ft.Duration(seconds=12)))
+            self.note.value, self.note.visible = self.confirmation, True
+            if self.note.parent is not None:
+                self.note.update()
             self.confirmation = ""
         await self.refocus()
 
@@ -84,9 +97,8 @@ class RoomControls:
         await self.set_passphrase(self.passphrase.value or "")
 
     async def refocus(self) -> None:
-        """Back to the composer once the closed dialog's route has handed focus back (Flutter
-        web restores it to the element that opened the dialog, after the pop transition)."""
-        await after_layout(RESTORE_WAIT)
+        """Back to the composer when the dialog went without ``close`` (Escape, a click
+        outside): Flutter gave focus back to the lock button."""
         await self.focus()
 
     async def set_passphrase(self, passphrase: str) -> bool:
@@ -98,7 +110,7 @@ class RoomControls:
                 self.passphrase.update()
             return False
         self.passphrase.value = ""
-        self.page.pop_dialog()
+        await self.close()
         title = channel_title(self.channel, self.backend.name)
         done = (f"{title} unlocked: its sealed messages open, and what you send there is sealed."
                 if self.unlock else

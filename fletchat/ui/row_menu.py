@@ -32,7 +32,7 @@ def emoji_button(emoji: str, label: str, on_click: Click, mine: bool = False) ->
         content=ft.Text(emoji, size=22),
         padding=6,
         border_radius=8,
-        bgcolor=ft.Colors.BLUE_100 if mine else None,
+        bgcolor=ft.Colors.PRIMARY_CONTAINER if mine else None,
         on_click=on_click,
     ), on_click)
 

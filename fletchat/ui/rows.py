@@ -22,7 +22,7 @@ from .text import (
     format_time,
 )
 
-TIME_STYLE = ft.TextStyle(size=11, color=ft.Colors.GREY_600, weight=ft.FontWeight.NORMAL)
+TIME_STYLE = ft.TextStyle(size=11, color=ft.Colors.ON_SURFACE_VARIANT, weight=ft.FontWeight.NORMAL)
 HIGHLIGHT = ft.Colors.AMBER_100
 
 
@@ -64,7 +64,7 @@ STATUS_ICONS = {
     STATUS_PENDING: (ft.Icons.SCHEDULE, ft.Colors.GREY_500),
     STATUS_REFUSED: (ft.Icons.ERROR_OUTLINE, ft.Colors.RED_700),
 }
-STATUS_STYLE = ft.TextStyle(size=10, color=ft.Colors.GREY_600, weight=ft.FontWeight.NORMAL)
+STATUS_STYLE = ft.TextStyle(size=10, color=ft.Colors.ON_SURFACE_VARIANT, weight=ft.FontWeight.NORMAL)
 AVATAR_SPACE = 40  # a grouped row keeps the text aligned under the group's avatar
 GROUPED_MARGIN = ft.Margin.only(left=AVATAR_SPACE + 10)  # the avatar and the Row's spacing
 
@@ -107,7 +107,7 @@ class ChatMessage(ft.Row):
             spans=spans,
             selectable=True,
             italic=sealed or None,
-            color=ft.Colors.GREY_600 if sealed else None,
+            color=ft.Colors.ON_SURFACE_VARIANT if sealed else None,
         )
         self.header: ft.Control | None = None
         self.column = ft.Column([self.body], tight=True, spacing=5, expand=True,
@@ -195,7 +195,7 @@ class MessageRow(ft.Semantics):
             row: ft.Control = ChatMessage(msg, status, late, unverified, room, grouped)
         else:
             notice = msg.display_text + (f" ({LATE_LABEL})" if late else "")
-            row = ft.Text(notice, italic=True, color=ft.Colors.BLACK_45, size=12)
+            row = ft.Text(notice, italic=True, color=ft.Colors.ON_SURFACE_VARIANT, size=12)
         super().__init__(
             content=row,
             label=describe_for_screen_reader(msg, status, late, unverified),

@@ -40,7 +40,7 @@ def result_tile(msg: Message, snippet: str, me: str | None, go: Callable) -> ft.
             on_click=go,
             border_radius=5,
             padding=6,
-            bgcolor=ft.Colors.GREY_100,
+            bgcolor=ft.Colors.SURFACE_CONTAINER_HIGHEST,
             content=ft.Column(
                 [
                     ft.Row(
@@ -50,7 +50,7 @@ def result_tile(msg: Message, snippet: str, me: str | None, go: Callable) -> ft.
                                             bgcolor=avatar_color(msg.author), radius=11),
                             ft.Text(msg.author, weight=ft.FontWeight.BOLD, size=13),
                             ft.Text(where, size=12, color=ft.Colors.BLUE_700),
-                            ft.Text(format_time(msg.ts), size=11, color=ft.Colors.GREY_600),
+                            ft.Text(format_time(msg.ts), size=11, color=ft.Colors.ON_SURFACE_VARIANT),
                         ],
                         spacing=6,
                     ),

@@ -77,7 +77,7 @@ class Attach:
                                    visible=backend.capabilities.files and not self.web
                                    and not self.by_data)
         self.clipboard = ft.Clipboard() if not self.web and not self.by_data else None
-        self.status = ft.Text("", size=11, color=ft.Colors.GREY_700, visible=False)
+        self.status = ft.Text("", size=11, color=ft.Colors.ON_SURFACE_VARIANT, visible=False)
         self.busy = False
 
     @property

@@ -105,6 +105,7 @@ class ChatView:
             self.banners.identity,
             ft.Row([self.drawer.button, self.title, self.rooms.button, *self.convo.header(),
                     self.search.field], vertical_alignment=ft.CrossAxisAlignment.CENTER),
+            self.rooms.note,
             self.drawer.body,
             self.convo.around_composer(self.composer.control),
             self.files.status,
@@ -143,7 +144,7 @@ class ChatView:
         self.render_channels()
         await self.feed.show(unread)
         self.convo.opened(channel)
-        self.updates.mark(self.title, self.rooms.show_for(channel), *self.counter.clear_error())
+        self.updates.mark(self.title, *self.rooms.show_for(channel), *self.counter.clear_error())
         self.show_empty()
 
     def show_empty(self) -> None:
@@ -169,7 +170,7 @@ class ChatView:
         await self.drawer.close()
         await self.show_channel(channel)
         if self.feed.needs_room_key():
-            await self.rooms.ask_keeping_focus()
+            await self.rooms.open()
         self.updates.flush()
 
     def _dm_opener(self, name: str) -> Callable:
