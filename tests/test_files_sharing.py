@@ -108,8 +108,8 @@ async def test_a_holder_serving_a_bad_chunk_loses_its_files_connection_not_the_c
         first = c.lane.links.get(b.hub.peer_id)
         await eventually(lambda: "chunk failed its hash" in caplog.text, "Cat's verdict on Bob", 30)
         # that connection is closed (Bob may dial a new one: it serves other files)
-        await eventually(lambda: first is None or (first.closed and c.lane.links.get(b.hub.peer_id) is not first),
-                         "Bob's files connection dropped", 10)
+        await eventually(lambda: first is None or first.closed,
+                         "Bob's files connection closed", 10)
         assert b.hub.peer_id in {p.id for p in c.mesh.peers()}  # the chat connection stays
         view = c.backend.file_view(ref)
         assert view.state in (FileState.WAITING_FOR_HOLDER, FileState.FETCHING)
