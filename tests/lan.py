@@ -331,7 +331,8 @@ def virtual_lan(n: int, subnet: str | None = None, ipv6: bool = True) -> Iterato
             _ip("link", "set", veth, "master", lan.bridge)
             _ip("link", "set", veth, "up")
             addr = str(net.network_address + 10 + k)
-            addr6 = f"fd13:{third:x}::{10 + k}" if ipv6 else ""
+            # canonical text ("fd13::12", not "fd13:0::12"): the form every address is reported in
+            addr6 = str(ipaddress.IPv6Address(f"fd13:{third:x}::{10 + k}")) if ipv6 else ""
             _ip("-n", ns, "link", "set", "lo", "up")
             _ip("-n", ns, "addr", "add", f"{addr}/{net.prefixlen}", "dev", IFACE)
             if ipv6:
