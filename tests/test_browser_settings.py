@@ -8,39 +8,24 @@ from __future__ import annotations
 import asyncio
 import re
 
-import pytest
 from playwright.async_api import expect
 
+from tests import test_browser_convo
 from tests.browser import (
     ChatPage,
     background_luminance,
-    chromium_available,
     contrast_ratio,
-    host_mode_server,
     text_line_clip,
 )
-from tests.conftest import need
 from tests.timing import scaled_ms
 
 TIMEOUT = scaled_ms(15_000)
+# the same host (one server, --no-lan) and two joined tabs as the conversation tests
+server = test_browser_convo.server
+two = test_browser_convo.two
 SETTINGS = "Profile and settings"
 READABLE = 4.5  # WCAG AA for normal text
 
-
-@pytest.fixture
-def server(tmp_path):
-    need(*chromium_available())
-    with host_mode_server(tmp_path / "host", "--no-lan") as (url, _):
-        yield url
-
-
-async def two(browser, url: str) -> tuple[ChatPage, ChatPage]:
-    alice = await ChatPage.open(await browser.new_context(), url)
-    await alice.join("Alice")
-    bob = await ChatPage.open(await browser.new_context(), url)
-    await bob.join("Bob")
-    await expect(alice.notice("Bob has joined the chat.")).to_be_visible(timeout=TIMEOUT)
-    return alice, bob
 
 
 async def open_settings(tab: ChatPage) -> None:
