@@ -9,7 +9,6 @@ features between two tabs of one host)."""
 from __future__ import annotations
 
 import re
-import sqlite3
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from tests.conftest import need
 from tests.lan import Host, lan_available, virtual_lan
 from tests.test_browser_convo import TIMEOUT, actions, row
 from tests.test_browser_lan import chromium_in, wait_port_in
+from tests.test_lan_conversation_ns import text_on_disk
 from tests.timing import scaled_ms
 
 PORT = 8550  # every host is alone in its namespace
@@ -40,16 +40,6 @@ def start_host(stack: ExitStack, host: Host, data_dir: Path) -> str:
     stack.enter_context(host_mode_server(data_dir, port=PORT, prefix=host.cmd([])))
     wait_port_in(host, PORT)
     return f"http://{host.ip}:{PORT}/"
-
-
-def texts_on_disk(data_dir: Path, needle: str) -> int:
-    """Rows of the host's history file whose text still holds ``needle``."""
-    con = sqlite3.connect(data_dir / "history.db")
-    try:
-        return con.execute("SELECT count(*) FROM messages WHERE text LIKE ?",
-                           (f"%{needle}%",)).fetchone()[0]
-    finally:
-        con.close()
 
 
 async def mention_in_a_new_channel(alice: ChatPage, bob: ChatPage) -> None:
@@ -181,4 +171,4 @@ async def test_two_namespaced_hosts_hold_one_conversation(lan3, tmp_path, chromi
             finally:
                 await browser.close()
         for name in ("one", "two", "three"):  # the text is gone from every history file
-            assert texts_on_disk(tmp_path / name, "Pizza") == 0, name
+            assert text_on_disk(tmp_path / name, "Pizza") == 0, name

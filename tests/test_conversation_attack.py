@@ -15,17 +15,11 @@ from fletchat.events import Outcome
 from fletchat.hub import Hub, HubSession
 from fletchat.model import KIND_DELETE, KIND_EDIT, KIND_REACTION, Message, Peer, new_id
 from fletchat.store import Store
-from tests.test_conversation_wire import THUMBS, make, ship, text_in_db
+from tests import test_conversation_wire
+from tests.test_conversation_wire import THUMBS, ship, text_in_db
 from tests.timing import eventually_sync, never_within_sync
 
-
-@pytest.fixture
-def pair(tmp_path: Path):
-    a, sa, ea = make(tmp_path, "alice-dev", "Alice")
-    b, sb, eb = make(tmp_path, "bob-dev", "Bob")
-    yield a, sa, ea, b, sb, eb
-    a.close()
-    b.close()
+pair = test_conversation_wire.pair  # two hubs (Alice's and Bob's devices) and their events
 
 
 def forged(kind: str, hub: Hub, target: Message, seq: int, text: str = "") -> Message:
