@@ -45,3 +45,9 @@ FILES_LANE_BURST = 400  # ... of this size (a chunk request costs one; chunks th
 
 # ---- storage ----
 DEFAULT_QUOTA_BYTES = 2 * GIB
+
+# Browser uploads on the host, by both routes (host-mode tabs over HTTP, static clients over the
+# relay; each route keeps its own budget): what its uploads in progress may hold together, and
+# the free space none of them may take.
+UPLOADS_IN_FLIGHT_BYTES = 2 * GIB
+UPLOAD_MIN_FREE_BYTES = 256 * MIB
