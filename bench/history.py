@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .common import percentile, row
+from .common import loadavg, percentile, row, spread_row
 
 COMMON = ["the", "a", "to", "and", "is", "it", "we", "at", "on", "for", "lunch", "meeting", "coffee", "today", "ok", "yes", "no", "please", "thanks"]
 
@@ -76,7 +76,12 @@ def _fill(store, msgs) -> None:
 # ---- sync -------------------------------------------------------------------------------------
 
 
-async def _sync_app(tmp: Path, msgs) -> tuple[float, int]:
+async def _sync_app(tmp: Path, msgs, old_id: str | None = None) -> tuple[float, int, float]:
+    """The newcomer catches up ``msgs`` from the old peer. With ``old_id`` the old peer has that
+    id and the history is its own: signed by it as it goes out, verified by the newcomer (which
+    learns its key in the handshake), as a real catch-up from the author is. Without it the
+    history comes from an origin the newcomer has no key for (stored unverified: no signature
+    checked), the figure as measured before."""
     from fletchat.hub import Hub
     from fletchat.mesh import MeshSettings
     from fletchat.model import Message, Peer, new_id
@@ -87,7 +92,7 @@ async def _sync_app(tmp: Path, msgs) -> tuple[float, int]:
 
     nodes = []
     for name in ("old", "new"):
-        pid = new_id()
+        pid = old_id if name == "old" and old_id else new_id()
         data = tmp / name
         data.mkdir(parents=True)
         trust = Trust.open(data, pid)
@@ -95,14 +100,15 @@ async def _sync_app(tmp: Path, msgs) -> tuple[float, int]:
         mesh = mesh_for_hub(hub, Peer(pid, name, "headless"), trust,
                             MeshSettings(host="127.0.0.1", port=0))
         nodes.append((hub, mesh, trust))
-    (old, m_old, _), (new, m_new, _) = nodes
+    (old, m_old, t_old), (new, m_new, _) = nodes
     _fill(old.store, msgs)
+    sig_for = t_old.sig_for if old_id else None
     # bytes of the catch-up frames the old peer sends for an empty summary
     wire = 0
     after = None
     while True:
         batch = old.missing({}, after, MAX_SYNC_MESSAGES)
-        wire += sum(len(f.encode()) for f in encode_sync(batch, limit=len(batch)))
+        wire += sum(len(f.encode()) for f in encode_sync(batch, limit=len(batch), sig_for=sig_for))
         if len(batch) < MAX_SYNC_MESSAGES:
             break
         after = (batch[-1].origin, batch[-1].seq)
@@ -117,6 +123,7 @@ async def _sync_app(tmp: Path, msgs) -> tuple[float, int]:
         await mesh.start()
     try:
         t0 = time.perf_counter()
+        cpu0 = time.process_time()
         m_new.add_peer_address("127.0.0.1", m_old.port)
         deadline = t0 + 300
         # No SQLite polling on the loop being measured (a count over the growing table every
@@ -126,6 +133,7 @@ async def _sync_app(tmp: Path, msgs) -> tuple[float, int]:
             await asyncio.sleep(0.005)
         await asyncio.to_thread(new.flush, 60.0)
         elapsed = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0  # both peers, every thread: the work, not the queue
         if new.store.count() < len(msgs):
             raise RuntimeError(f"sync incomplete: {new.store.count()} of {len(msgs)}")
     finally:
@@ -133,14 +141,19 @@ async def _sync_app(tmp: Path, msgs) -> tuple[float, int]:
             await mesh.stop()
             hub.close()
             trust.close()
-    return elapsed, wire
+    return elapsed, wire, cpu
 
 
-async def _sync_baseline(tmp: Path, msgs) -> tuple[float, int]:
+async def _sync_baseline(tmp: Path, msgs, sigs: list[str] | None = None) -> tuple[float, int]:
+    """One JSON dump (with each message's signature when ``sigs``: the same bytes to carry,
+    nothing checked) over raw websockets, stored with one ``executemany``."""
     from websockets.asyncio.client import connect
     from websockets.asyncio.server import serve
 
-    payload = json.dumps([m.to_dict() for m in msgs], separators=(",", ":"))
+    dicts = [m.to_dict() for m in msgs]
+    for d, sig in zip(dicts, sigs or (), strict=False):
+        d["sig"] = sig
+    payload = json.dumps(dicts, separators=(",", ":"))
 
     async def handler(ws) -> None:
         await ws.recv()
@@ -225,10 +238,56 @@ def _insert(tmp: Path, n: int) -> tuple[float, float]:
 
 
 def quick_plan(quick: bool) -> dict[str, int]:
-    """Messages caught up, searched over, searches, inserts."""
+    """Messages caught up, interleaved catch-up repetitions, searched over, searches, inserts."""
     if quick:
-        return {"n_sync": 1000, "n_search": 10_000, "n_queries": 20, "n_insert": 2000}
-    return {"n_sync": 10_000, "n_search": 100_000, "n_queries": 200, "n_insert": 10_000}
+        return {"n_sync": 1000, "sync_reps": 1, "n_search": 10_000, "n_queries": 20,
+                "n_insert": 2000}
+    return {"n_sync": 10_000, "sync_reps": 3, "n_search": 100_000, "n_queries": 200,
+            "n_insert": 10_000}
+
+
+def _sync_reps(tmp: Path, n: int, reps: int) -> dict[str, Any]:
+    """Catch-up of ``n`` messages, signed and verified (``signed``) and unsigned from an origin
+    without a key (``unsigned``), each next to its raw dump, in interleaved repetitions (app and
+    baseline back to back, order alternating); the load average per repetition."""
+    from fletchat.model import new_id
+
+    old_id = new_id()
+    signed_msgs = _messages(n, old_id)
+    unsigned_msgs = _messages(n, "origin-sync")
+    sigs = _own_sigs(tmp / "sigs", old_id, signed_msgs)
+    out: dict[str, Any] = {"signed": ([], [], 0, 0), "unsigned": ([], [], 0, 0), "load": [],
+                           "cpu_signed": [], "cpu_unsigned": []}
+    for rep in range(reps):
+        for kind, msgs, who, base_sigs in (("signed", signed_msgs, old_id, sigs),
+                                           ("unsigned", unsigned_msgs, None, None)):
+            at = tmp / f"{kind}-{rep}"
+            (at / "base").mkdir(parents=True)
+            steps = [("app", lambda at=at, msgs=msgs, who=who: _sync_app(at / "app", msgs, who)),
+                     ("base", lambda at=at, msgs=msgs, s=base_sigs: _sync_baseline(at / "base",
+                                                                                  msgs, s))]
+            if rep % 2:
+                steps.reverse()
+            got = {name: asyncio.run(step()) for name, step in steps}
+            apps, bases, _, _ = out[kind]
+            apps.append(got["app"][0])
+            bases.append(got["base"][0])
+            out[kind] = (apps, bases, got["app"][1], got["base"][1])
+            out[f"cpu_{kind}"].append(got["app"][2])
+        out["load"].append(loadavg())
+    return out
+
+
+def _own_sigs(tmp: Path, peer_id: str, msgs) -> list[str]:
+    """The signatures ``peer_id`` gives its own messages (for the baseline's dump: the same
+    bytes to carry); the identity is the one ``_sync_app`` opens for that peer."""
+    from fletchat.trust import Trust
+
+    trust = Trust.open(tmp, peer_id)
+    try:
+        return [trust.sig_for(m) for m in msgs]
+    finally:
+        trust.close()
 
 
 def run(quick: bool) -> dict[str, dict[str, Any]]:
@@ -237,20 +296,31 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
     n_queries, n_insert = plan["n_queries"], plan["n_insert"]
     with tempfile.TemporaryDirectory(prefix="fcbench-hist-") as tmp_name:
         tmp = Path(tmp_name)
-        msgs = _messages(n_sync, "origin-sync")
-        t_app, b_app = asyncio.run(_sync_app(tmp / "app", msgs))
-        (tmp / "base").mkdir()
-        t_base, b_base = asyncio.run(_sync_baseline(tmp / "base", msgs))
+        sync = _sync_reps(tmp, n_sync, plan["sync_reps"])
         ours, base = _search(tmp, n_search, n_queries)
         ins, ins_base = _insert(tmp, n_insert)
     raw_name = "one JSON dump over raw websockets + plain executemany"
     like = f"plain sqlite3 LIKE '%word%' over {n_search} rows"
+    s_app, s_base, s_bytes, s_base_bytes = sync["signed"]
+    u_app, u_base, u_bytes, u_base_bytes = sync["unsigned"]
+    cpu = {k: [round(c, 3) for c in sync[f"cpu_{k}"]] for k in ("signed", "unsigned")}
+    note = (f"{plan['sync_reps']} interleaved repetitions; load {sync['load']}; process CPU "
+            f"of the app's catch-up (s, both peers, all threads) {cpu}")
     return {
         "sync": {
             "rows": [
-                row(f"late-join catch-up of {n_sync} messages (TLS mesh, stored)", t_app, t_base,
-                    unit="s", baseline_name=raw_name, n=n_sync),
-                row("bytes of the catch-up frames", b_app / 1024, b_base / 1024, unit="KiB",
+                spread_row(f"late-join catch-up of {n_sync} messages (TLS mesh, stored, every "
+                           "signature verified)", s_app, s_base, unit="s",
+                           baseline_name=raw_name + " (with the signatures, unchecked)",
+                           n=n_sync, target_max=1.0, note=note),
+                spread_row("the same, unsigned from an origin without a known key (nothing "
+                           "verified)", u_app, u_base, unit="s", baseline_name=raw_name,
+                           n=n_sync, note=note),
+                row("bytes of the catch-up frames (signed)", s_bytes / 1024,
+                    s_base_bytes / 1024, unit="KiB",
+                    baseline_name="the same messages and signatures as one JSON dump", n=n_sync),
+                row("bytes of the catch-up frames (unsigned)", u_bytes / 1024,
+                    u_base_bytes / 1024, unit="KiB",
                     baseline_name="the same messages as one JSON dump", n=n_sync),
             ]
         },
