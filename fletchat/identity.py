@@ -12,15 +12,13 @@ import base64
 import contextlib
 import datetime
 import errno
-import functools
 import hashlib
 import os
 import ssl
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .model import FletChatError, ValidationError, new_id, validate_id
 
@@ -95,6 +93,8 @@ class Identity:
     key_path: Path
     cert_path: Path
     cert_der: bytes
+    # libsodium's form of the same key (seed + public key, 64 bytes): what ``sign`` uses
+    sodium_secret: bytes = field(default=b"", repr=False)
 
     @property
     def fingerprint(self) -> str:
@@ -105,7 +105,11 @@ class Identity:
         return encode_key(self.public_key)
 
     def sign(self, data: bytes) -> bytes:
-        return self.private_key.sign(data)  # type: ignore[attr-defined]
+        """The Ed25519 signature of ``data`` (libsodium: about 0.6x cryptography's time, and it
+        releases the GIL; the same deterministic signature)."""
+        from nacl.bindings import crypto_sign
+
+        return crypto_sign(data, self.sodium_secret)[:SIGNATURE_BYTES]
 
     def server_context(self) -> ssl.SSLContext:
         """TLS 1.3 only, presenting the certificate bound to this identity."""
@@ -168,7 +172,16 @@ class Identity:
         cert_der = _load_cert(cert_path, public)
         if cert_der is None:
             cert_der = _make_cert(private, cert_path)
-        return cls(private, public, key_path, cert_path, cert_der)
+        from nacl.bindings import crypto_sign_seed_keypair
+
+        seed = private.private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        sodium_public, sodium_secret = crypto_sign_seed_keypair(seed)
+        if sodium_public != public:  # the same key in both libraries, or no identity at all
+            raise RuntimeError("libsodium and cryptography disagree on this install's key")
+        return cls(private, public, key_path, cert_path, cert_der, sodium_secret)
 
 
 def _load_cert(path: Path, public: bytes) -> bytes | None:
@@ -224,25 +237,22 @@ def cert_public_key(der: bytes) -> bytes | None:
 
 
 def verify_signature(public_key: bytes, signature: bytes, data: bytes) -> bool:
-    """Is ``signature`` an Ed25519 signature of ``data`` by ``public_key``?"""
-    from cryptography.exceptions import InvalidSignature
+    """Is ``signature`` an Ed25519 signature of ``data`` by ``public_key``?
+
+    libsodium (PyNaCl): about half of cryptography's time per verification here, and the GIL is
+    released while it runs, so verifying on a worker thread leaves the event loop free. Its
+    checks are the strict ones (canonical encodings, no small-order keys): an honest signer's
+    signatures always pass them."""
+    from nacl.bindings import crypto_sign_open
+    from nacl.exceptions import BadSignatureError, CryptoError
 
     if len(public_key) != PUBLIC_KEY_BYTES or len(signature) != SIGNATURE_BYTES:
         return False
     try:
-        _public_key(public_key).verify(signature, data)
-    except (InvalidSignature, ValueError):
+        crypto_sign_open(signature + data, public_key)
+    except (BadSignatureError, CryptoError, ValueError, TypeError):
         return False
     return True
-
-
-@functools.lru_cache(maxsize=1024)
-def _public_key(raw: bytes) -> Any:
-    """The key object for raw key bytes, kept for the peers we hear from: building it costs about
-    half as much as a verification."""
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-    return Ed25519PublicKey.from_public_bytes(raw)
 
 
 class DataDirLock:

@@ -181,3 +181,38 @@ def test_lock_does_not_disturb_peer_id(tmp_path: Path) -> None:
     finally:
         lock.release()
     assert sorted(os.listdir(tmp_path)) == sorted([PEER_ID_FILE, LOCK_FILE])
+
+
+# ---------------------------------------------------------------- Ed25519 through libsodium
+
+
+def test_libsodium_signatures_are_cryptographys_both_ways(tmp_path: Path) -> None:
+    """Signing and verifying moved to libsodium (PyNaCl): what an install signs is what
+    cryptography (older builds) signs and accepts, and what cryptography signs still verifies."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from fletchat.identity import Identity, verify_signature
+
+    ident = Identity.load_or_create(tmp_path / "a")
+    again = Identity.load_or_create(tmp_path / "a")  # the key file read back: the same signer
+    data = b"canonical signing bytes \xe2\x9c\x93"
+    sig = ident.sign(data)
+    assert sig == again.sign(data) == ident.private_key.sign(data)  # Ed25519 is deterministic
+    Ed25519PublicKey.from_public_bytes(ident.public_key).verify(sig, data)  # raises if not
+    assert verify_signature(ident.public_key, ident.private_key.sign(b"old build"), b"old build")
+    assert verify_signature(ident.public_key, sig, data)
+
+
+def test_verify_refuses_what_is_not_the_keys_signature(tmp_path: Path) -> None:
+    from fletchat.identity import Identity, verify_signature
+
+    a = Identity.load_or_create(tmp_path / "a")
+    b = Identity.load_or_create(tmp_path / "b")
+    sig = a.sign(b"hello")
+    flipped = bytes([sig[0] ^ 1]) + sig[1:]
+    assert not verify_signature(a.public_key, sig, b"hellO")  # other data
+    assert not verify_signature(b.public_key, sig, b"hello")  # other key
+    assert not verify_signature(a.public_key, flipped, b"hello")  # a bit flipped
+    assert not verify_signature(a.public_key, sig[:-1], b"hello")  # short signature
+    assert not verify_signature(a.public_key[:-1], sig, b"hello")  # short key
+    assert not verify_signature(bytes(32), bytes(64), b"hello")  # the all-zero (small-order) key
