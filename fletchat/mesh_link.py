@@ -128,6 +128,8 @@ class Link:
     neighbours: set[str] = field(default_factory=set)  # peers it is connected to (gossip)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     catchup: asyncio.Task[None] | None = None
+    pages: asyncio.Queue[Any] | None = None  # messages waiting to be judged, in order
+    judging: asyncio.Task[None] | None = None  # the task judging them
     down_reason: str = ""
 
     @property

@@ -39,6 +39,7 @@ from fletchat.peer.connection import (
     RefusedByPeer,
     State,
     TlsFacts,
+    check_signatures,
 )
 from fletchat.peer.dialer import Outcome, Source, Wanted
 from fletchat.peer.registry import Admit, Slot, admit_peer, admit_socket
@@ -57,6 +58,8 @@ from fletchat.protocol import (
 )
 
 log = logging.getLogger("fletchat.mesh")
+PAGES_AHEAD = 2  # catch-up pages of one link waiting to be judged before its read loop waits
+JUDGING_GRACE_S = 10.0  # a closed link's pages already read are still judged, for this long
 
 
 class Sessions:
@@ -134,6 +137,10 @@ class Sessions:
             log.exception("mesh connection with %s failed", link.describe())
             self.core.close(link, CLOSE_TIMEOUT, "internal error")
         finally:
+            if link.judging is not None and not link.judging.done():
+                # what came before the close is judged (and stored) as it was read
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.wait_for(asyncio.shield(link.judging), JUDGING_GRACE_S)
             await self.core.finish(link)
         return outcome
 
@@ -262,16 +269,54 @@ class Sessions:
 
     async def _on_messages(self, link: Link, event: Messages) -> None:
         """The one path for every message from a peer: the hub decides; acks mean stored.
-        Catch-up batches (up to 100 messages, each checked against the store) are judged on a
-        worker thread so the loop keeps serving live messages; live ones are judged here."""
+        A live message is judged here, at once, unless catch-up pages of this link are still
+        being judged (then it waits its turn: one link's messages are judged in the order they
+        came). Catch-up pages go to the link's page task, which checks their signatures and
+        judges them on a worker thread while the read loop goes on decoding the next frames
+        (at most ``PAGES_AHEAD`` pages wait; then the read loop waits, and TCP pushes back)."""
+        if link.pages is None and (event.live or len(event.unchecked) <= 1):
+            self._settle(link, await self._verdicts(link, event, off_loop=False))
+            return
+        if link.pages is None:
+            link.pages = asyncio.Queue(PAGES_AHEAD)
+            link.judging = asyncio.get_running_loop().create_task(self._page_task(link))
+            link.tasks.append(link.judging)
+        await link.pages.put(event)
+
+    async def _page_task(self, link: Link) -> None:
+        """Judges a link's queued events in order; goes away when the queue is empty."""
+        pages = link.pages
+        assert pages is not None
+        while True:
+            event = pages.get_nowait()
+            try:
+                verdicts = await self._verdicts(link, event, off_loop=len(event.unchecked) > 1
+                                                or len(event.items) > 1)
+            except Exception:
+                log.exception("judging messages from %s failed", link.describe())
+                verdicts = ([], [])
+            self._settle(link, verdicts)
+            if pages.empty():
+                link.pages = None
+                return
+
+    async def _verdicts(self, link: Link, event: Messages, *, off_loop: bool
+                        ) -> tuple[list[str], list[tuple[str, str]]]:
         peer = link.peer
         assert peer is not None
-        if event.live or len(event.items) <= 1:
-            stored, refused = self._judge(peer.id, event)
-        else:
-            stored, refused = await asyncio.to_thread(self._judge, peer.id, event)
-        if event.items:
+        if event.items or event.unchecked:
             link.last_message = time.time()
+        if off_loop:
+            return await asyncio.to_thread(self._check_and_judge, peer.id, event)
+        return self._check_and_judge(peer.id, event)
+
+    def _check_and_judge(self, peer_id: str, event: Messages
+                         ) -> tuple[list[str], list[tuple[str, str]]]:
+        return self._judge(peer_id, check_signatures(self.core.trust, event))
+
+    def _settle(self, link: Link, verdicts: tuple[list[str], list[tuple[str, str]]]) -> None:
+        """Say the refusals; queue the acks (sent once the store has committed them)."""
+        stored, refused = verdicts
         if refused:
             for frame in encode_refused(refused):
                 self.core.send(link, frame)

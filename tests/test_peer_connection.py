@@ -28,6 +28,7 @@ from fletchat.peer.connection import (
     PeerConnection,
     State,
     TlsFacts,
+    check_signatures,
 )
 from fletchat.peer.policy import NoTrust
 from fletchat.protocol import (
@@ -294,14 +295,34 @@ def test_signed_messages_are_verified_forgeries_and_unstamped_ones_refused(tmp_p
     assert ev.items == () and "hlc and seq" in ev.refused[0][1]
     stranger = stamped("zed", "who am I", 1)  # an origin a never met: kept, unverified
     (ev,) = server.receive_text(encode_sync([stranger])[0], NOW + 2)
-    assert not ev.live and [(r.message.id, r.verified) for r in ev.items] == [(stranger.id, False)]
+    assert not ev.live and ev.items == ()  # a sync page: checked later, on a worker thread
+    ev = check_signatures(server.trust, ev)
+    assert [(r.message.id, r.verified) for r in ev.items] == [(stranger.id, False)]
+
+
+def test_sync_pages_are_checked_by_check_signatures_forgeries_refused(tmp_path):
+    _, b, server, _ = opened(tmp_path)
+    good = [stamped("b", f"page {i}", i + 1) for i in range(3)]
+    sigs = {m.id: b.trust.sig_for(m) for m in good}
+    forged = replace(good[1], id="f2", text="forged in a page")
+    unstamped = replace(good[2], id="u3", hlc="", seq=0)
+    sigs |= {"f2": sigs[good[1].id], "u3": b.trust.sig_for(unstamped)}
+    page = [*good, forged, unstamped]
+    (ev,) = server.receive_text(encode_sync(page, sig_for=lambda m: sigs[m.id])[0], NOW + 2)
+    assert not ev.live and ev.items == () and [m.id for m, _ in ev.unchecked] == [
+        m.id for m in [*good, forged]]
+    assert [i for i, _ in ev.refused] == ["u3"]  # no stamp: refused at once
+    checked = check_signatures(server.trust, ev)
+    assert [(r.message.id, r.verified) for r in checked.items] == [(m.id, True) for m in good]
+    assert [i for i, _ in checked.refused] == ["u3", "f2"] and not checked.unchecked
+    assert "signature" in checked.refused[1][1]
 
 
 def test_messages_inside_sync_frames_count_against_the_message_rate(tmp_path):
     _, _, server, _ = opened(tmp_path, messages_per_second=10, message_burst=150)
     batch = [stamped("zed", f"m{i}", i + 1) for i in range(100)]
     (first,) = server.receive_text(encode_sync(batch)[0], NOW + 2)
-    assert len(first.items) == 100
+    assert len(first.unchecked) == 100
     (second,) = server.receive_text(encode_sync(batch)[0], NOW + 2)  # 200 > burst in one go
     assert isinstance(second, Closed) and second.code == 1008
     assert "messages/s" in second.reason and server.state is State.CLOSED

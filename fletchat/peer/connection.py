@@ -148,11 +148,35 @@ class Messages:
     """Messages from a ``msg`` (``live``) or ``sync`` frame (catch-up: not relayed) frame.
 
     ``refused`` are (id, reason) pairs the connection dropped itself (forged signatures, signed
-    messages without their clock stamp); the mesh tells the sender."""
+    messages without their clock stamp); the mesh tells the sender. ``unchecked`` are (message,
+    signature) pairs of a ``sync`` page whose signatures are still to be checked: the mesh runs
+    ``check_signatures`` on a worker thread (a page of up to 100 verifications, which release the
+    GIL, off the event loop in one hop); a live message is checked here, at once."""
 
     items: tuple[Received, ...]
     live: bool
     refused: tuple[tuple[str, str], ...] = ()
+    unchecked: tuple[tuple[Message, str], ...] = ()
+
+
+def check_signatures(trust: TrustPolicy, event: Messages) -> Messages:
+    """``event`` with every ``unchecked`` pair verified: kept (verified or not) or refused as
+    forged; blocked origins dropped. Pure apart from ``trust`` (safe on a worker thread)."""
+    if not event.unchecked:
+        return event
+    items = list(event.items)
+    refused = list(event.refused)
+    for msg, sig in event.unchecked:
+        if msg.conv is not None and msg.conv.redacted is not None:
+            proof = msg.conv.redacted  # vouched for by the connection: checked as the delete
+            verdict = trust.check_message(proof.delete, proof.sig)
+        else:
+            verdict = trust.check_message(msg, sig)
+        if verdict is Verdict.REFUSED:
+            refused.append((msg.id, _FORGED))
+        elif verdict is not Verdict.BLOCKED:
+            items.append(Received(msg, sig, verdict is Verdict.VERIFIED))
+    return Messages(tuple(items), event.live, tuple(refused))
 
 
 @dataclass(frozen=True)
@@ -415,25 +439,18 @@ class PeerConnection:
                 CLOSE_POLICY,
                 f"rate limit exceeded ({self.limits.messages_per_second:g} messages/s)",
             )
-        items: list[Received] = []
+        pending: list[tuple[Message, str]] = []
         refused: list[tuple[str, str]] = []
         for msg, sig in pairs:
             if sig and (not msg.hlc or msg.seq <= 0):
                 refused.append((msg.id, _UNSTAMPED))  # it would be restamped, then fail later
                 continue
-            if msg.conv is not None and msg.conv.redacted is not None:
-                if not vouched(msg):  # a deleted slot travels with the delete that erased it
-                    refused.append((msg.id, _UNVOUCHED))
-                    continue
-                proof = msg.conv.redacted
-                verdict = self.trust.check_message(proof.delete, proof.sig)
-            else:
-                verdict = self.trust.check_message(msg, sig)
-            if verdict is Verdict.REFUSED:
-                refused.append((msg.id, _FORGED))
-            elif verdict is not Verdict.BLOCKED:
-                items.append(Received(msg, sig, verdict is Verdict.VERIFIED))
-        return [Messages(tuple(items), live, tuple(refused))]
+            if msg.conv is not None and msg.conv.redacted is not None and not vouched(msg):
+                refused.append((msg.id, _UNVOUCHED))  # a deleted slot travels with its delete
+                continue
+            pending.append((msg, sig))
+        event = Messages((), live, tuple(refused), tuple(pending))
+        return [check_signatures(self.trust, event) if live else event]
 
     # ---- closing ----
 
