@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 
 import pytest
 from websockets.asyncio.client import connect
@@ -269,6 +270,28 @@ async def test_sync_gives_a_newcomer_the_recent_history(nodes):
     await eventually(lambda: len(b.msgs) == 5, "history arrived")
     assert b.msgs == [(m, "a") for m in history]
     await never_within(lambda: a.msgs, "a got something though b had nothing to share", 0.2)
+
+
+async def test_a_live_message_waits_behind_the_catch_up_pages_still_being_judged(nodes):
+    """Catch-up pages are judged on a worker thread while the read loop goes on; one link's
+    messages still reach the host in the order they came: a live message read while the pages
+    before it are being judged waits its turn."""
+    history = [chat(f"earlier {i} " + "x" * 1500, "a") for i in range(100)]  # 3 sync frames
+    a = await nodes("a", history=history)
+    b = await nodes("b")
+
+    def slowly(msg: Message) -> str:  # each page takes a while to judge (on the worker thread)
+        if msg.text.startswith("earlier"):
+            time.sleep(0.003)
+        return ""
+
+    b.host.refuse = slowly
+    b.dial(a)
+    await eventually(lambda: "b" in a.connected(), "b connected to a")
+    live = chat("now", "a")
+    a.mesh.broadcast(live)
+    await eventually(lambda: len(b.msgs) == 101, "the history and the live message arrived")
+    assert [m.id for m, _ in b.msgs] == [m.id for m in history] + [live.id]
 
 
 async def test_gossip_spreads_manually_added_peers(nodes):
