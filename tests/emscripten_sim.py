@@ -24,6 +24,7 @@ UNAVAILABLE = frozenset(
         "ifaddr",
         "websockets",
         "cryptography",
+        "nacl",
         "flet_web",
         "flet_desktop",
         "fastapi",
