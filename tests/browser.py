@@ -140,11 +140,22 @@ class ChatPage:
     async def focus_field(self, label: str = "Write a message...", tag: str = "TEXTAREA") -> None:
         """Click a text field and wait until Flutter's editing element for it has the focus
         (typing right after the click can otherwise land in the previous field's element). The
-        message field is multi-line, so Flutter edits it in a <textarea>."""
-        await self.page.get_by_label(label).click()
-        await self.page.wait_for_function(
-            f"() => document.activeElement?.tagName === '{tag}'", timeout=scaled_ms(15_000)
-        )
+        message field is multi-line, so Flutter edits it in a <textarea>. A click that the page
+        takes while another tab was the last one used, on a loaded machine, sometimes leaves the
+        field unfocused (seen under stress-ng, three times in a row on the same step); a person
+        clicks again, and so does this, up to three times."""
+        from playwright.async_api import TimeoutError as PlaywrightTimeout
+
+        has_focus = f"() => document.activeElement?.tagName === '{tag}'"
+        for attempt in range(3):
+            await self.page.get_by_label(label).click()
+            try:
+                await self.page.wait_for_function(has_focus, timeout=scaled_ms(5_000))
+                return
+            except PlaywrightTimeout:
+                if attempt == 2:
+                    raise
+                print(f"focus_field: {label!r} not focused after click {attempt + 1}, clicking again")
 
     async def type_in_field(
         self, text: str, label: str = "Write a message...", tag: str = "TEXTAREA",

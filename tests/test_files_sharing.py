@@ -13,6 +13,7 @@ import pytest
 
 from fletchat.files import frames as F
 from fletchat.files.views import FileChanged, FileState
+from fletchat.hub import HubSession
 from fletchat.model import ValidationError
 from tests.fileshost import FilesPeer, files_peer
 from tests.timing import eventually
@@ -69,6 +70,21 @@ async def test_a_file_goes_from_one_peer_to_another(tmp_path):
     finally:
         await a.close()
         await b.close()
+
+
+async def test_sharing_a_file_ends_typing_so_the_next_keystroke_signals_again(tmp_path):
+    a = await files_peer(tmp_path, "Ann")
+    try:
+        other = HubSession(a.hub, device="headless")
+        other.join("Obe")
+        a.backend.typing("general")
+        assert other.typing_names("general") == ["Ann"]
+        await a.backend.share_files([make_file(tmp_path / "pic.bin", 1000)], "", "general")
+        assert other.typing_names("general") == []  # the file's message ended the typing
+        a.backend.typing("general")  # without the throttle's reset this keystroke would be silent
+        assert other.typing_names("general") == ["Ann"]
+    finally:
+        await a.close()
 
 
 async def test_a_third_peer_fetches_from_every_peer_that_has_the_file(tmp_path):

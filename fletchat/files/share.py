@@ -244,6 +244,7 @@ class FileShare:
         for ref in refs:
             self._refs[ref.sha256] = ref
         self.sealed.learn(msg)
+        session.typing_ended(channel)  # receivers end this person's typing on it, as on text
         posted = await asyncio.to_thread(session.hub.post, msg) or msg
         for ref in refs:
             self._ready(ref)
