@@ -2,11 +2,14 @@
 ``/ws`` and, optionally, a static-client tab on ``/relay`` that sends. JSON lines on stdout, in
 ``time.monotonic()`` (one clock for every process on the machine).
 
-``python -m bench.ns_tabs PORT N`` prints ``{"ev": "ready", "tabs": N}`` once the tabs are open,
+``python -m bench.ns_tabs PORT N`` prints ``{"ev": "ready", "tabs": N, "t": t}`` once the tabs are open,
 then ``{"ev": "seen", "marker": M, "first": t, "last": t, "tabs": k}`` once all N tabs have had a
-patch carrying marker M (a word ``scaleprobe…`` in a new message). Lines on stdin:
+patch carrying marker M (a word ``scaleprobe…`` in a new message), and
+``{"ev": "closed", "tab": i, "code": c, "reason": r}`` when the host closes a tab. Lines on stdin:
 ``send MARKER`` sends a message carrying it through the relay (``{"ev": "sent", "t": t}``),
-``quit`` ends.
+``status MARKER`` says how many tabs have had it and how many are still open
+(``{"ev": "status", "marker": M, "got": k, "open": o, "closed": c, "repeats": r}``), ``quit``
+ends.
 """
 
 from __future__ import annotations
@@ -27,7 +30,11 @@ def say(**event: object) -> None:
     print(json.dumps(event), flush=True)
 
 
-async def _open_tabs(port: int, n: int, seen: dict[bytes, list[float]]) -> tuple[list, list]:
+Seen = dict[bytes, dict[int, float]]  # marker -> tab -> when its first patch with it came
+repeats: dict[bytes, int] = {}  # marker -> later patches that named it again, over all tabs
+
+
+async def _open_tabs(port: int, n: int, seen: Seen) -> tuple[list, list]:
     """The tabs, each read from as soon as it is open (an unread socket stops answering the
     host's keepalive pings while the others open)."""
     deadline = time.monotonic() + 180
@@ -39,17 +46,18 @@ async def _open_tabs(port: int, n: int, seen: dict[bytes, list[float]]) -> tuple
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.5)
-    readers = [asyncio.create_task(_read(tabs[0], seen, n))]
+    readers = [asyncio.create_task(_read(tabs[0], 0, seen, n))]
     for start in range(1, n, 20):
         batch = range(start, min(n, start + 20))
         opened = await asyncio.gather(*(open_flet_session(port, _source(i), timeout=120)
                                         for i in batch))
-        readers += [asyncio.create_task(_read(ws, seen, n)) for ws in opened]
+        readers += [asyncio.create_task(_read(ws, i, seen, n)) for i, ws in zip(batch, opened,
+                                                                                 strict=True)]
         tabs += opened
     return tabs, readers
 
 
-async def _read(ws, seen: dict[bytes, list[float]], n: int) -> None:
+async def _read(ws, tab: int, seen: Seen, n: int) -> None:
     """One tab: answer the page's invoke calls (stored prefs...) with "nothing"; note markers."""
     import msgpack
 
@@ -63,10 +71,15 @@ async def _read(ws, seen: dict[bytes, list[float]], n: int) -> None:
                 "result": None, "error": None}]))
             continue
         for m in set(MARKER.findall(frame)):
-            times = seen.setdefault(m, [])
-            times.append(time.monotonic())
+            times = seen.setdefault(m, {})
+            if tab in times:  # a later patch naming it again (a receipt, a title): not news
+                repeats[m] = repeats.get(m, 0) + 1
+                continue
+            times[tab] = time.monotonic()
             if len(times) == n:
-                say(ev="seen", marker=m.decode(), first=min(times), last=max(times), tabs=n)
+                say(ev="seen", marker=m.decode(), first=min(times.values()),
+                    last=max(times.values()), tabs=n)
+    say(ev="closed", tab=tab, code=ws.close_code, reason=ws.close_reason or "")
 
 
 async def main(port: int, n: int) -> None:
@@ -74,14 +87,14 @@ async def main(port: int, n: int) -> None:
 
     from fletchat.relay_protocol import RELAY_PATH, encode_client_hello, encode_client_send
 
-    seen: dict[bytes, list[float]] = {}
+    seen: Seen = {}
     tabs, readers = await _open_tabs(port, n, seen)
     relay = await connect(f"ws://127.0.0.1:{port}{RELAY_PATH}", family=2,
                           local_addr=("127.0.1.1", 0), open_timeout=120,
                           ping_interval=None)  # a loaded host answers late; it pings itself
     await relay.send(encode_client_hello("Sender"))
     drain = asyncio.create_task(_drain(relay))
-    say(ev="ready", tabs=n)
+    say(ev="ready", tabs=n, t=time.monotonic())
     loop = asyncio.get_running_loop()
     while line := (await loop.run_in_executor(None, sys.stdin.readline)).strip():
         cmd, _, arg = line.partition(" ")
@@ -89,6 +102,10 @@ async def main(port: int, n: int) -> None:
             t = time.monotonic()
             await relay.send(encode_client_send(f"hello from host 1 {arg}"))
             say(ev="sent", marker=arg, t=t)
+        elif cmd == "status":
+            shut = sum(1 for ws in tabs if ws.close_code is not None)
+            say(ev="status", marker=arg, got=len(seen.get(arg.encode(), ())),
+                open=len(tabs) - shut, closed=shut, repeats=repeats.get(arg.encode(), 0))
         elif cmd == "quit":
             break
     drain.cancel()

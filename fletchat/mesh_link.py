@@ -48,6 +48,7 @@ CATCHUP_QUERY = 1000  # messages read per catch-up query (sent in frames of MAX_
 # Receipts wait this long for more before they go: one ``ack`` frame per window and link instead
 # of one per store commit (an ack frame costs both ends a TLS/websockets hop).
 ACK_GATHER_S = 0.1
+STALLED_TIMEOUTS = 3  # after this many heartbeat timeouts of silence, drop even if we stalled
 
 
 class MeshHost(Protocol):
@@ -238,14 +239,23 @@ class LinkCore:
 
     async def heartbeat(self, link: Link) -> None:
         """Ping every interval; drop the peer when nothing arrived for ``heartbeat_timeout``;
-        send ``have`` every ``anti_entropy`` seconds (repairs what a skipped relay left out)."""
+        send ``have`` every ``anti_entropy`` seconds (repairs what a skipped relay left out).
+
+        A tick that comes late means this host's own loop did not run (a starved CPU, a long
+        GC): the peer's frames may be waiting unread in the socket, so the verdict waits one
+        more tick, up to ``STALLED_TIMEOUTS`` timeouts of silence (figure 14: loaded hosts
+        dropped live peers after their own 5-6 s stalls and needed ~40 s to reconnect)."""
         s = self.settings
         tick = min(s.heartbeat_interval, s.heartbeat_timeout / 8)
         last_ping = last_have = time.monotonic()
         while link.conn.state is State.OPEN:
+            asleep = time.monotonic()
             await asyncio.sleep(tick)
             now = time.monotonic()
-            if link.conn.idle_for(time.time()) > s.heartbeat_timeout:
+            stalled = now - asleep > 2 * tick
+            idle = link.conn.idle_for(time.time())
+            if idle > s.heartbeat_timeout and (
+                    not stalled or idle > STALLED_TIMEOUTS * s.heartbeat_timeout):
                 log.info("no frame from %s for %.1f s: dropping it", link.describe(),
                          link.conn.idle_for(time.time()))
                 link.down_reason = "heartbeat timeout"

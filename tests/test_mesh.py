@@ -208,6 +208,19 @@ class Proxy:
             w.close()
 
 
+async def test_a_stall_of_this_hosts_own_loop_does_not_drop_a_live_peer(nodes):
+    """A starved CPU or a long GC stops the whole loop past the heartbeat timeout: nothing was
+    read meanwhile, but the peer is alive. Its next pings count; nobody goes down."""
+    a, b = await nodes("a", **SILENT), await nodes("b", **SILENT)
+    a.mesh.add_peer_address(LOOPBACK, b.port)
+    await eventually(lambda: a.connected() == {"b"} and b.connected() == {"a"}, "connected")
+    downs_a, downs_b = len(a.downs), len(b.downs)
+    time.sleep(SILENT["heartbeat_timeout"] * 1.5)  # noqa: ASYNC251 - the stall under test
+    await never_within(lambda: len(a.downs) > downs_a or len(b.downs) > downs_b,
+                       "a peer dropped for this loop's own stall", 1.0)
+    assert a.connected() == {"b"} and b.connected() == {"a"}
+
+
 async def test_a_silent_peer_is_dropped_and_reconnected_when_it_comes_back(nodes):
     a, b = await nodes("a", **SILENT), await nodes("b", **SILENT)
     link = Proxy(b.port)

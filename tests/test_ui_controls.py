@@ -653,7 +653,7 @@ async def test_a_search_jump_loads_pages_until_the_message_is_shown(tmp_path) ->
     assert needle.id not in rows(view)
     feed.HIGHLIGHT_SECONDS, saved = 0, feed.HIGHLIGHT_SECONDS
     try:
-        await view.jump_to(needle)
+        await view.nav.jump_to(needle)
     finally:
         feed.HIGHLIGHT_SECONDS = saved
     assert needle.id in rows(view)

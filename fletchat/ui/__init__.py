@@ -6,7 +6,8 @@
 - ``state`` (``ChatState``: what belongs to one screen, pure), ``text`` (labels, pure)
 - ``backend`` (``ChatBackend``, the one port to the conversation; ``hub_backend`` adapts a
   ``HubSession``, ``webclient/main.py`` the ``/relay``), ``updates`` (coalesced updates, the one
-  layout wait), ``view`` (``ChatView``, the coordinator), ``session_main``.
+  layout wait), ``view`` (``ChatView``, the coordinator), ``navigation`` (channels, direct
+  messages, older pages, search results), ``session_main``.
 - the conversation features (issue 14): ``convo`` (their hooks in the view), ``convo_row``,
   ``convo_text`` and ``decorate`` (a row's reply quote, reactions, edits, receipts, grouping and
   day lines), ``row_menu``, ``composer_extras``, ``attention``, ``title``, ``notifier``,

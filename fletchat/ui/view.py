@@ -3,7 +3,6 @@ what it shows comes from the ``ChatBackend``; what belongs to this screen is in 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 
 import flet as ft
@@ -25,12 +24,12 @@ from .composer import Composer
 from .conversation import Conversation
 from .convo import Convo
 from .counter import LengthCounter
-from .device_details import details_dialog
 from .dialogs import login_dialog
 from .drawer import NARROW_WIDTH, Drawer
 from .empty_state import EmptyState
 from .feed import Feed
 from .files_ui import FilesUI
+from .navigation import Navigation
 from .network_check import NetworkCheck
 from .people import PeoplePanel
 from .remember import NameMemory
@@ -53,23 +52,24 @@ class ChatView:
         caps = backend.capabilities
         self.state = ChatState()
         self.updates = Updates(page)
-        self.conversation = Conversation(self.updates, self.on_scroll, self.load_older_click)
+        self.nav = nav = Navigation(self)  # channels, DMs, older pages, search results
+        self.conversation = Conversation(self.updates, nav.on_scroll, nav.load_older_click)
         self.composer = Composer(self.send_click)
         self.convo = Convo(self, prefs_store, join_url)
         self.feed = Feed(backend, self.state, self.conversation, self.convo)
         self.composer.field.on_change = self.convo.on_change
         self.counter = LengthCounter(self.composer)  # chains the conversation's on_change
         self.empty = EmptyState()
-        self.search = Search(self.search_submit, caps.search)
-        self.channels = ChannelsPanel(page, backend, self.switch_channel, self.focus_composer)
+        self.search = Search(nav.search_submit, caps.search)
+        self.channels = ChannelsPanel(page, backend, nav.switch_channel, nav.focus_composer)
         self.banners = Banners(lambda peer_id: self.trust.truster(peer_id))
         self.network = NetworkCheck(page, backend, self.banners, self.updates)
         self.people = PeoplePanel(
             backend.fingerprint if caps.trust else "",
-            self._dm_opener if caps.channels else None,
+            nav.dm_opener if caps.channels else None,
             (lambda d: self.trust.asker(d)) if caps.trust else None,
             lambda peer_id: self.trust.unblocker(peer_id),
-            self.details_click,
+            nav.details_click,
             self.network.click if caps.network_check else None,
         )
         self.trust = TrustActions(page, backend, self.updates, self.banners, self.people)
@@ -165,60 +165,6 @@ class ChatView:
                                                 self.backend.name, private,
                                                 self.convo.mentions(), self.convo.prefs.muted),
                           self.drawer.set_unread(sum(self.state.unread.values())))
-
-    async def switch_channel(self, channel: str) -> None:
-        await self.drawer.close()
-        await self.show_channel(channel)
-        if self.feed.needs_room_key():
-            await self.rooms.open()
-        self.updates.flush()
-
-    def _dm_opener(self, name: str) -> Callable:
-        async def open_dm(e: ft.Event | None = None) -> None:
-            try:
-                channel = self.backend.direct_channel(name)
-            except ValidationError as err:
-                self.page.show_dialog(ft.SnackBar(ft.Text(str(err))))
-                return
-            self.state.opened.add(channel)
-            await self.switch_channel(channel)
-
-        return open_dm
-
-    async def focus_composer(self, e: ft.Event | None = None) -> None:
-        await self.composer.focus()
-
-    async def details_click(self, e: ft.Event | None = None) -> None:
-        self.page.show_dialog(details_dialog(self.backend.fingerprint, self.backend.lan_peers(),
-                                             self.page.pop_dialog))
-
-    # ---- older pages, search ----
-    async def on_scroll(self, e: ft.OnScrollEvent) -> None:
-        self.state.on_scroll(e.pixels)  # the list is reversed: 0 is the newest message
-        at_top = e.pixels >= e.max_scroll_extent and (e.scroll_delta or 0) > 0
-        if at_top and e.max_scroll_extent > 0 and self.conversation.load_older_button.visible:
-            await self.feed.load_older()
-        self.updates.flush()
-
-    async def load_older_click(self, e: ft.Event | None = None) -> None:
-        await self.feed.load_older()
-        self.updates.flush()
-
-    async def search_submit(self, e: ft.Event | None = None) -> None:
-        query = self.search.query
-        if query:
-            self.page.show_dialog(self.search.results_dialog(
-                query, await self.backend.search(query), self.backend.name, self.jump_to,
-                self.page.pop_dialog))
-
-    async def jump_to(self, msg: Message) -> None:
-        """A search result: its channel, scrolled to and highlighted."""
-        if msg.channel.startswith("@") and self.backend.can_see(msg.channel):
-            self.state.opened.add(msg.channel)
-        if msg.channel != self.state.channel:  # the open one keeps the pages it has
-            await self.show_channel(msg.channel)
-        await self.feed.jump_to(msg)
-        self.updates.flush()
 
     # ---- hub events (on the page's loop) ----
     async def on_event(self, event: object) -> None:
