@@ -43,7 +43,8 @@ async def _serve_until_stop() -> float:
     return time.process_time() - cpu0
 
 
-async def _serve_app(data: Path, n: int, pid: str) -> None:
+async def _serve_app(data: Path, n: int, pid: str, unsent: bool = False) -> None:
+    """``unsent``: a history never sent before (each message signed on its first catch-up)."""
     from fletchat.hub import Hub
     from fletchat.mesh import MeshSettings
     from fletchat.model import Peer
@@ -58,7 +59,11 @@ async def _serve_app(data: Path, n: int, pid: str) -> None:
     hub = Hub(pid, "headless", store=Store.open(data / "history.db"), trust=trust)
     mesh = mesh_for_hub(hub, Peer(pid, "old", "headless"), trust,
                         MeshSettings(host="127.0.0.1", port=0))
-    _fill(hub.store, _messages(n, pid))
+    msgs = _messages(n, pid)
+    _fill(hub.store, msgs)
+    if not unsent:  # its messages went out live when written: signed then, the signatures kept
+        for at in range(0, n, 1000):
+            trust.sigs_for(msgs[at : at + 1000])
     await mesh.start()
     try:
         _say(event="ready", port=mesh.port)
@@ -180,10 +185,11 @@ async def _newcomer_base(data: Path, port: int, proc) -> tuple[float, float]:
 
 def sync_two_processes(tmp: Path, n: int, pid: str, kind: str) -> dict[str, Any]:
     """One catch-up of ``n`` messages of ``pid``'s own history, served by another process:
-    wall time, the newcomer's CPU and the serving peer's CPU (s)."""
+    wall time, the newcomer's CPU and the serving peer's CPU (s). ``kind``: ``app`` (a history
+    sent live when written), ``app-unsent`` (never sent: signed on this catch-up) or ``base``."""
     proc, ready = _spawn(kind, tmp / "old", n, pid)
     try:
-        if kind == "app":
+        if kind.startswith("app"):
             wall, cpu_new = asyncio.run(_newcomer_app(tmp / "new", ready["port"], n, proc))
         else:
             wall, cpu_new = asyncio.run(_newcomer_base(tmp / "new", ready["port"], proc))
@@ -195,11 +201,13 @@ def sync_two_processes(tmp: Path, n: int, pid: str, kind: str) -> dict[str, Any]
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) != 5 or argv[0] != "serve" or argv[1] not in ("app", "base"):
-        raise SystemExit("usage: python -m bench.history_lan serve app|base DIR N PEER_ID")
+    if len(argv) != 5 or argv[0] != "serve" or argv[1] not in ("app", "app-unsent", "base"):
+        raise SystemExit("usage: python -m bench.history_lan serve app|app-unsent|base DIR N ID")
     _, kind, data, n, pid = argv
-    serve = _serve_app if kind == "app" else _serve_base
-    asyncio.run(serve(Path(data), int(n), pid))
+    if kind == "base":
+        asyncio.run(_serve_base(Path(data), int(n), pid))
+    else:
+        asyncio.run(_serve_app(Path(data), int(n), pid, unsent=kind == "app-unsent"))
 
 
 if __name__ == "__main__":
