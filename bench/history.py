@@ -256,9 +256,16 @@ def _sync_reps(tmp: Path, n: int, reps: int) -> dict[str, Any]:
     signed_msgs = _messages(n, old_id)
     unsigned_msgs = _messages(n, "origin-sync")
     sigs = _own_sigs(tmp / "sigs", old_id, signed_msgs)
+    from .history_lan import sync_two_processes
+
     out: dict[str, Any] = {"signed": ([], [], 0, 0), "unsigned": ([], [], 0, 0), "load": [],
-                           "cpu_signed": [], "cpu_unsigned": []}
+                           "cpu_signed": [], "cpu_unsigned": [], "lan": [], "lan_base": []}
     for rep in range(reps):
+        # The main row: serving peer and newcomer in two processes, as two devices on a LAN.
+        order = ["app", "base"] if rep % 2 == 0 else ["base", "app"]
+        for kind in order:
+            got = sync_two_processes(tmp / f"lan-{kind}-{rep}", n, old_id, kind)
+            out["lan" if kind == "app" else "lan_base"].append(got)
         for kind, msgs, who, base_sigs in (("signed", signed_msgs, old_id, sigs),
                                            ("unsigned", unsigned_msgs, None, None)):
             at = tmp / f"{kind}-{rep}"
@@ -306,13 +313,26 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
     cpu = {k: [round(c, 3) for c in sync[f"cpu_{k}"]] for k in ("signed", "unsigned")}
     note = (f"{plan['sync_reps']} interleaved repetitions; load {sync['load']}; process CPU "
             f"of the app's catch-up (s, both peers, all threads) {cpu}")
+
+    def cpus(runs: list[dict[str, float]]) -> str:
+        return ", ".join(f"{r['cpu_old']:.3f}/{r['cpu_new']:.3f}" for r in runs)
+
+    lan_note = (f"{plan['sync_reps']} interleaved repetitions; load {sync['load']}; process CPU "
+                f"(s, serving peer / newcomer, all threads) app {cpus(sync['lan'])}; baseline "
+                f"{cpus(sync['lan_base'])}")
     return {
         "sync": {
             "rows": [
-                spread_row(f"late-join catch-up of {n_sync} messages (TLS mesh, stored, every "
-                           "signature verified)", s_app, s_base, unit="s",
+                spread_row(f"late-join catch-up of {n_sync} messages, two processes (TLS mesh, "
+                           "stored, every signature verified)",
+                           [r["wall"] for r in sync["lan"]],
+                           [r["wall"] for r in sync["lan_base"]], unit="s",
+                           baseline_name=raw_name + " (with the signatures, unchecked), two "
+                           "processes", n=n_sync, target_max=1.0, note=lan_note),
+                spread_row("the same, both peers in one process (every signature verified)",
+                           s_app, s_base, unit="s",
                            baseline_name=raw_name + " (with the signatures, unchecked)",
-                           n=n_sync, target_max=1.0, note=note),
+                           n=n_sync, note=note),
                 spread_row("the same, unsigned from an origin without a known key (nothing "
                            "verified)", u_app, u_base, unit="s", baseline_name=raw_name,
                            n=n_sync, note=note),

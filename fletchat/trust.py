@@ -460,6 +460,14 @@ class SignatureBook:
             self._db.close()
 
 
+def _keeps_own(msg: Message) -> bool:
+    """Whether our signature of our own ``msg`` may be kept and reused: a plain message (no
+    files, no conversation fields) reads back from the store exactly as it was signed. An edit,
+    reaction, delete or a message with files is signed afresh each time, as before, so a row
+    the store shows differently (a redaction) never travels with a signature of another form."""
+    return not msg.files and msg.conv is None
+
+
 def _signed_by(key: bytes, sig: bytes, msg: Message) -> bool:
     """The current canonical bytes, or the v1 form (float ``ts``) that history from before
     protocol 2 was signed with, so stored and caught-up old messages still verify."""
@@ -539,24 +547,34 @@ class Trust:
         self.store.unblock(peer_id)
 
     def sig_for(self, msg: Message) -> str:
-        """The signature a message travels with: ours for our own, the stored one otherwise."""
+        """The signature a message travels with: ours for our own (signed once, then kept in
+        the signature book, see ``_keeps_own``), the stored one otherwise."""
         if msg.origin == self.peer_id:
-            return encode_b64(self.identity.sign(message_signing_bytes(msg)))
+            return encode_b64(self._sign_own(msg))
         found = self.book.get(msg.id)
         return encode_b64(found[0]) if found else ""
 
     def sigs_for(self, msgs: list[Message]) -> list[str]:
         """``sig_for`` of many messages, with one signature-book query (catch-up batches; it
-        reads SQLite, so call it off the event loop)."""
-        found = self.book.get_many([m.id for m in msgs if m.origin != self.peer_id])
+        reads SQLite, so call it off the event loop). Our own messages are signed only if the
+        book does not already hold their signature (a peer serving its own history used to
+        sign every message again for every catch-up it served)."""
+        found = self.book.get_many([m.id for m in msgs
+                                    if m.origin != self.peer_id or _keeps_own(m)])
         out = []
         for m in msgs:
+            sig = found.get(m.id)
             if m.origin == self.peer_id:
-                out.append(self.sig_for(m))
+                out.append(encode_b64(sig[0] if sig and _keeps_own(m) else self._sign_own(m)))
             else:
-                sig = found.get(m.id)
                 out.append(encode_b64(sig[0]) if sig else "")
         return out
+
+    def _sign_own(self, msg: Message) -> bytes:
+        raw = self.identity.sign(message_signing_bytes(msg))
+        if _keeps_own(msg):
+            self.book.put(msg.id, msg.origin, raw, verified=True)
+        return raw
 
     def check_message(self, msg: Message, sig: str) -> Verdict:
         """VERIFIED, UNVERIFIED (origin's key unknown: kept, marked), REFUSED (claims a known

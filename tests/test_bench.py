@@ -69,9 +69,11 @@ def test_quick_history_figures_measure_against_plain_sqlite(tmp_path):
         for r in fig["rows"]:
             assert r["value"] > 0 and r["baseline"] > 0
             assert r["ratio"] == pytest.approx(r["value"] / r["baseline"])
-    signed, unsigned, *sync_bytes = figures["sync"]["rows"]
-    assert "every signature verified" in signed["metric"] and signed["target"] == "<= 1 s"
-    assert "unsigned" in unsigned["metric"] and unsigned["n"] == signed["n"] == 1000
+    lan, signed, unsigned, *sync_bytes = figures["sync"]["rows"]
+    assert "two processes" in lan["metric"] and lan["target"] == "<= 1 s"
+    assert "serving peer / newcomer" in lan["note"]
+    assert "every signature verified" in signed["metric"] and "one process" in signed["metric"]
+    assert "unsigned" in unsigned["metric"] and unsigned["n"] == signed["n"] == lan["n"] == 1000
     assert [b["unit"] for b in sync_bytes] == ["KiB", "KiB"] and sync_bytes[0]["n"] == 1000
     assert sync_bytes[0]["value"] > sync_bytes[1]["value"]  # the signatures travel too
 

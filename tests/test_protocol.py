@@ -388,3 +388,40 @@ def test_a_static_web_client_user_is_said_as_a_browser_on_the_wire():
                                           PresenceEntry("Bob", "web-host", 1795578257.5)]))
     assert frame == PresenceFrame((PresenceEntry("Ada", "browser", 1795578257.5),
                                    PresenceEntry("Bob", "web-host", 1795578257.5)))
+
+
+# ---- nesting depth (the bracket count skips string contents, escaped quotes included) ----
+
+
+def _sync_with(extra: str) -> str:
+    frame = json.loads(encode_sync([MSG])[0])
+    return json.dumps(frame)[:-1] + f', "x": {extra}}}'
+
+
+@pytest.mark.parametrize("depth", [15, 16])
+def test_frames_nested_up_to_the_limit_are_read(depth):
+    # The frame object itself is one level: ``depth`` more lists put it at the limit or under.
+    text = _sync_with("[" * (depth - 1) + "]" * (depth - 1))
+    assert isinstance(decode_frame(text), SyncFrame)
+
+
+def test_frames_nested_past_the_limit_are_refused():
+    rejects(_sync_with("[" * 17 + "]" * 17), "nests deeper")
+
+
+@pytest.mark.parametrize("s", ['"[[[[[[[[[[[[[[[[[[[[[["', r'"\"[[[[[[[[[[[[[[[[[[[[\\"',
+                               r'"\\\\\"{{{{{{{{{{{{{{{{{{{{{\"\\"'])
+def test_brackets_inside_strings_do_not_count_as_nesting(s):
+    text = _sync_with(f'[{s}, ' + "[" * 10 + "]" * 10 + "]")
+    assert isinstance(decode_frame(text), SyncFrame)
+    rejects(_sync_with(f'[{s}, ' + "[" * 17 + "]" * 17 + "]"), "nests deeper")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_the_string_pattern_matches_every_json_string_whole(s):
+    from fletchat.protocol import _JSON_STRING
+
+    for encoded in (json.dumps(s), json.dumps(s, ensure_ascii=False)):
+        assert _JSON_STRING.fullmatch(encoded)
+        assert _JSON_STRING.sub("", f"[{encoded},{encoded}]") == "[,]"

@@ -130,6 +130,20 @@ def test_forget_peer_cli(tmp_path: Path, capsys) -> None:
 # ---------------------------------------------------------------- message signatures
 
 
+class SignCounter:
+    """An identity that counts its signatures (and signs with the real key)."""
+
+    def __init__(self, identity: Identity) -> None:
+        self.identity, self.calls = identity, 0
+
+    def sign(self, data: bytes) -> bytes:
+        self.calls += 1
+        return self.identity.sign(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self.identity, name)
+
+
 def make_trust(tmp_path: Path, peer_id: str) -> Trust:
     return Trust.open(tmp_path / peer_id, peer_id)
 
@@ -150,6 +164,30 @@ def test_message_signatures_cover_every_field(tmp_path: Path) -> None:
     assert bob.sig_for(msg) == sig  # relays hand the proof on
     # Nobody else can write as bob either, even bob's own copy coming back.
     assert bob.check_message(replace(msg, origin="bob"), sig) == REFUSED
+
+
+def test_own_signatures_are_kept_for_catch_up_and_survive_restart(tmp_path: Path) -> None:
+    """A peer serving its own history signs each plain message once, not once per catch-up;
+    a message with conversation fields (here an edit) is signed afresh each time."""
+    from fletchat.conversation.fields import ConvFields
+
+    alice, bob = make_trust(tmp_path, "alice"), make_trust(tmp_path, "bob")
+    bob.store.check("alice", alice.identity.public_key, "Alice")
+    plain = [replace(Message.chat("Alice", f"hi {i}", "alice"),
+                     hlc=f"0000000000a{i}.0000.alice", seq=i + 1) for i in range(3)]
+    edit = Message("e1", "edit", "Alice", "alice", "hi again", 1795578257.0, "general",
+                   "0000000000b0.0000.alice", 4, conv=ConvFields(target=plain[0].id))
+    alice.identity = counted = SignCounter(alice.identity)  # the real key; signs counted
+    first = alice.sigs_for([*plain, edit])
+    assert counted.calls == 4
+    assert alice.sigs_for([*plain, edit]) == first and counted.calls == 5  # only the edit again
+    for m, sig in zip([*plain, edit], first, strict=True):
+        assert bob.check_message(m, sig) == VERIFIED
+    assert alice.sig_for(plain[0]) == first[0]  # the live path signs the same bytes
+    alice.close()
+    again = Trust.open(tmp_path / "alice", "alice")
+    again.identity = counted = SignCounter(again.identity)
+    assert again.sigs_for(plain) == first[:3] and counted.calls == 0  # kept on disk
 
 
 def test_canonical_bytes_are_stable_across_json_round_trips() -> None:
