@@ -90,7 +90,9 @@ self.bootPyodide = async function (url, snapshot) {
 // a new build's replaces it). Not named "fletchat-...": the service worker drops those.
 const SNAPSHOT_CACHE = "fletchat.python-snapshot";
 self.snapshotKey = (data) => new URL("python-snapshot?" + encodeURIComponent(
-    [data.pyodideUrl, data.appPackageUrl, data.imports.join(",")].join("|")),
+    // ?timing=imports boots with PYTHONIMPORTTIME, which a snapshot would keep
+    [data.pyodideUrl, data.appPackageUrl, data.imports.join(","),
+        data.timing === "imports" ? "importtime" : ""].join("|")),
     self.location.href).href;
 // JavaScript objects Python holds at the snapshot, besides those reached through its globals
 // (which Pyodide names by their path): only flet_js, the module Flet's connection imports.
