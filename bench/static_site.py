@@ -25,7 +25,9 @@ LOGIN = "Enter your name to join the chat"
 OFFLINE_READY = "Flet Chat: offline copy ready"
 TIMING = "fletchat-timing "  # the site's start-up marks, logged with ?timing (fletchat.webearly)
 # Marks of a second visit worth a line in the notes: where its time goes.
-MARKS = ("worker pyodide ready", "worker app in place", "worker imported webclient.main",
+# A visit that restores Python from the first visit's snapshot has no import marks.
+MARKS = ("worker pyodide ready", "worker snapshot restored", "worker app in place",
+         "worker imported webclient.main",
          "page flutter-first-frame", "worker connection started", "worker app main",
          "worker app mounted")
 

@@ -9,6 +9,15 @@ it a ``preload`` message: Pyodide starts, the app package is unpacked and the st
 (``PRELOAD_IMPORTS``) are imported. ``jsConnect`` later takes that worker and sends the usual
 first message; the worker's bootstrap then skips what was done. Anything that fails early is
 tried again the usual way, so the page behaves as before, only sooner.
+
+Later visits skip most of that: once the start-up modules are imported, the first visit (which
+boots Pyodide with its ``_makeSnapshot`` option) takes a snapshot of Python's memory
+(``makeMemorySnapshot``) and keeps it in this browser's Cache Storage; the next visit boots
+Pyodide from it (``_loadSnapshot``) with flet and the app already imported, writes the app zip
+back into the file system (zipimport reads modules not imported yet from it) and reseeds
+``random``. Nothing of it goes over the network. The snapshot's one JavaScript object that is not
+reached through Python's globals is ``flet_js``, named by ``snapshotName``/``snapshotObject``.
+A snapshot that cannot be made or restored only means the usual start.
 """
 
 from __future__ import annotations
@@ -61,7 +70,7 @@ self.fcMark = function (what) {
 self.preloaded = null;
 self.preloadedPackage = null;
 const APP_ZIP_PATH = "/home/pyodide/app.zip";
-self.bootPyodide = async function (url) {
+self.bootPyodide = async function (url, snapshot) {
     self.fcMark("import pyodide.mjs");
     const pyodideModule = await import(url);
     const loadPyodide = pyodideModule.loadPyodide || self.loadPyodide;
@@ -70,9 +79,47 @@ self.bootPyodide = async function (url) {
         stdout: (text) => self.sendPythonOutput(text, false),
         stderr: (text) => self.sendPythonOutput(text, true),
         env: self.fcTiming === "imports" ? { PYTHONIMPORTTIME: "1" } : {},
+        ...(snapshot || {}),
     });
     self.fcMark("pyodide ready");
     return pyodide;
+};
+// A snapshot of Python's memory once the app is imported, made in this browser on a visit
+// without one and kept in Cache Storage: later visits restore it instead of starting Python
+// and importing flet and the app again. Keyed by the build's runtime and app files (one kept:
+// a new build's replaces it). Not named "fletchat-...": the service worker drops those.
+const SNAPSHOT_CACHE = "fletchat.python-snapshot";
+self.snapshotKey = (data) => new URL("python-snapshot?" + encodeURIComponent(
+    // ?timing=imports boots with PYTHONIMPORTTIME, which a snapshot would keep
+    [data.pyodideUrl, data.appPackageUrl, data.imports.join(","),
+        data.timing === "imports" ? "importtime" : ""].join("|")),
+    self.location.href).href;
+// JavaScript objects Python holds at the snapshot, besides those reached through its globals
+// (which Pyodide names by their path): only flet_js, the module Flet's connection imports.
+self.snapshotName = (obj) => {
+    if (obj === self.flet_js) return "flet_js";
+    throw new Error("Python holds a JavaScript object a snapshot cannot name");
+};
+self.snapshotObject = (name) => (name === "flet_js" ? self.flet_js : null);
+self.loadSnapshot = async function (key) {
+    try {
+        const cache = await caches.open(SNAPSHOT_CACHE);
+        const hit = await cache.match(key);
+        return hit ? new Uint8Array(await hit.arrayBuffer()) : null;
+    } catch (error) {
+        return null;  // no Cache Storage here (e.g. not a secure context)
+    }
+};
+self.keepSnapshot = async function (key, bytes) {
+    try {
+        const cache = await caches.open(SNAPSHOT_CACHE);
+        for (const old of await cache.keys()) await cache.delete(old);
+        await cache.put(key, new Response(bytes, {
+            headers: { "Content-Type": "application/octet-stream" } }));
+        self.fcMark("snapshot kept");
+    } catch (error) {
+        console.warn("Python: start-up snapshot not kept:", String(error));
+    }
 };
 self.preload = function (data) {
     self.fcTiming = data.timing || false;
@@ -84,11 +131,30 @@ self.preload = function (data) {
         return r.arrayBuffer();
     });
     appBytes.catch(() => {});  // reported below, once Pyodide is there
+    const zipped = data.appPackageUrl.split(/[?#]/)[0].toLowerCase().endsWith(".zip");
+    const key = self.snapshotKey(data);
+    const stored = zipped && self.caches ? self.loadSnapshot(key) : Promise.resolve(null);
     self.preloaded = (async () => {
-        const pyodide = await self.bootPyodide(data.pyodideUrl);
+        let pyodide = null;
+        const snapshot = await stored;
+        if (snapshot) {
+            try {
+                pyodide = await self.bootPyodide(data.pyodideUrl, {
+                    _loadSnapshot: snapshot, _snapshotDeserializer: self.snapshotObject });
+                self.fcMark("snapshot restored");
+            } catch (error) {
+                console.warn("Python: start-up snapshot not usable, starting afresh:", error);
+                pyodide = null;
+            }
+        }
+        const restored = pyodide !== null;
+        const making = !restored && zipped && !!self.caches;
+        if (!restored) {
+            pyodide = await self.bootPyodide(data.pyodideUrl,
+                making ? { _makeSnapshot: true } : null);
+        }
         pyodide.registerJsModule("flet_js", flet_js);
         try {
-            const zipped = data.appPackageUrl.split(/[?#]/)[0].toLowerCase().endsWith(".zip");
             const bytes = new Uint8Array(await appBytes);
             self.fcMark("app fetched");
             if (zipped) {  // imported in place (zipimport): nothing to unpack
@@ -96,23 +162,48 @@ self.preload = function (data) {
             } else {
                 pyodide.unpackArchive(bytes, "gztar");
             }
-            pyodide.globals.set("_early_zip", zipped ? APP_ZIP_PATH : "");
-            pyodide.globals.set("_early_imports", data.imports);
-            await pyodide.runPythonAsync(`
-import importlib, os, sys
+            if (restored) {  // the modules are in memory already; only fresh randomness
+                pyodide.runPython("import random; random.seed()");
+                self.fcMark("app in place");
+            } else {
+                pyodide.globals.set("_early_zip", zipped ? APP_ZIP_PATH : "");
+                pyodide.globals.set("_early_imports", JSON.stringify(data.imports));
+                await pyodide.runPythonAsync(`
+import importlib, json, os, sys
 from js import fcMark
 fcMark("app in place")
 if _early_zip:
     sys.path[:0] = [_early_zip + "/__pypackages__", _early_zip]
 elif os.path.exists("__pypackages__"):
     sys.path.insert(0, "__pypackages__")
-for _name in _early_imports.to_py():
+for _name in json.loads(_early_imports):
     try:
         importlib.import_module(_name)
     except Exception as _err:
         print("early import of", _name, "failed:", repr(_err))
     fcMark("imported " + _name)
+for _k in ("_name", "_early_zip", "_early_imports"):
+    globals().pop(_k, None)
 `);
+                if (making) {
+                    try {
+                        const made = pyodide.makeMemorySnapshot({ serializer: self.snapshotName });
+                        self.fcMark("snapshot made");
+                        self.keepSnapshot(key, made);  // not awaited: the app goes on
+                    } catch (error) {
+                        console.warn("Python: no start-up snapshot:", String(error));
+                    }
+                    // With _makeSnapshot, Python's "js" is a proxy of the globals that records
+                    // paths, and a getter such as js.location fails through it ("Illegal
+                    // invocation"): from here on this visit uses the globals themselves.
+                    try {
+                        pyodide.registerJsModule("js", self);
+                        pyodide.runPython("import sys; sys.modules.pop('js', None); import js");
+                    } catch (error) {
+                        console.warn("Python: js module not replaced:", String(error));
+                    }
+                }
+            }
             self.preloadedPackage = data.appPackageUrl;
             pyodide.globals.set("preloaded_package", data.appPackageUrl);
         } catch (error) {

@@ -296,6 +296,26 @@ async def test_first_visit_stays_on_the_host_and_a_second_works_offline(
         await expect(tab.page.get_by_label("Enter your name to join the chat")).to_be_visible()
 
 
+async def test_a_second_visit_restores_python_from_the_first_visits_snapshot(server, browser):
+    """The first visit keeps a snapshot of Python's memory once flet and the app are imported
+    (in this browser's Cache Storage); the next visit restores it instead of starting Python
+    and importing again, and the restored interpreter chats through the relay."""
+    context = await browser.new_context()
+    first = await open_static(context, server + "app/?timing")
+    await expect_console(first.console, "fletchat-timing worker snapshot kept")
+    assert not [line for line in first.console if "snapshot restored" in line]
+    await first.page.close()
+    second = await open_static(context, server + "app/?timing")
+    lines = second.console
+    assert [line for line in lines if "fletchat-timing worker snapshot restored" in line], lines
+    assert not [line for line in lines if "snapshot made" in line or "imported flet" in line]
+    await second.join("Carol Restored")
+    await second.send("hello from a restored Python")
+    await expect(second.message("Carol Restored", "hello from a restored Python")).to_be_visible(
+        timeout=TIMEOUT
+    )
+
+
 async def expect_console(lines: list[str], text: str) -> None:
     from tests.timing import eventually
 
@@ -336,6 +356,7 @@ def test_python_in_the_browser_gets_bytecode_and_starts_with_the_page(static_bui
     worker = (static_build / "python-worker.js").read_text()
     assert "preload: true" in page and "_earlyWorker" in page
     assert "self.preload(" in worker and "App package unpacked early" in worker
+    assert "makeMemorySnapshot" in worker and "_loadSnapshot" in worker  # later visits
 async def test_static_site_draws_emoji_with_fonts_from_the_host(server, browser):
     """Issue 17: every request of the static client, emoji and other scripts included, stays
     on the host; the fallback fonts Flutter asks for are answered (not 404, not a CDN)."""

@@ -404,8 +404,10 @@ class RelayClient:
             self.ws.close(1000, "bye")
 
     async def run(self) -> None:
-        """Handle socket events on the page's loop, one at a time."""
-        self.connect()
+        """Handle socket events on the page's loop, one at a time (the socket is opened here
+        unless ``connect`` already did)."""
+        if self.ws is None:
+            self.connect()
         while True:
             kind, data = await self.inbox.get()
             try:
@@ -500,6 +502,7 @@ def mark(what: str) -> None:
 async def main(page: ft.Page) -> None:
     mark("app main")
     client = RelayClient(page)
+    client.connect()  # the browser opens the socket while Python builds the view
     view = ChatView(page, client.backend, uploads=client.backend)  # files: share_picked
     page.run_task(client.run)  # before mounting: the first page of history comes through it
     await view.mount()
