@@ -31,7 +31,9 @@ log = logging.getLogger("fletchat.files")
 
 FILES_PATH = "/files"
 MAX_FILES_HANDSHAKES = 16  # files connections still in their handshake, from anyone
-MAX_QUEUED_BYTES = L.MAX_PENDING_REQUESTS_PER_PEER * L.MAX_CHUNK_SIZE + L.MIB  # per connection
+# Answers queued for one connection: what an honest peer's windows can have asked of us at once
+# (4 files x 16 chunks x 1 MiB), and one chunk more; beyond that it is not reading.
+MAX_QUEUED_BYTES = L.MAX_CONCURRENT_FETCHES * L.MAX_IN_FLIGHT_PER_HOLDER * L.MAX_CHUNK_SIZE + L.MIB
 RETRY_S = 2.0  # a failed dial is tried again after this long (while the chat connection is up)
 WRITE_SLICE = 64 * L.KIB  # a chunk frame is written in fragments of this size, yielding between
 
