@@ -248,7 +248,8 @@ class BlobStore:
         os.replace(tmp, idx)
         return set(good)
 
-    def write_chunk(self, manifest: FileManifest, index: int, data: bytes, leaf: bytes) -> None:
+    def write_chunk(self, manifest: FileManifest, index: int, data: bytes | memoryview,
+                    leaf: bytes) -> None:
         """Store a chunk the transfer has verified (``leaf`` = its leaf hash), then journal it."""
         sha = manifest.sha256
         offset, length = manifest.chunk_span(index)
@@ -364,7 +365,8 @@ class BlobStore:
     async def abegin(self, manifest: FileManifest) -> set[int]:
         return await asyncio.to_thread(self.begin, manifest)
 
-    async def awrite_chunk(self, manifest: FileManifest, index: int, data: bytes, leaf: bytes) -> None:
+    async def awrite_chunk(self, manifest: FileManifest, index: int, data: bytes | memoryview,
+                           leaf: bytes) -> None:
         await asyncio.to_thread(self.write_chunk, manifest, index, data, leaf)
 
     async def afinish(self, manifest: FileManifest) -> Path:

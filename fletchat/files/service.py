@@ -268,7 +268,8 @@ class FilesService:
             job.received += 1
             job.by_peer[peer] = job.by_peer.get(peer, 0) + 1
             # Hashing a 1 MiB chunk takes milliseconds: in a thread (hashlib releases the GIL),
-            # so chat frames on the same loop do not wait for it.
+            # so chat frames on the same loop do not wait for it. (Hashing chunks in parallel
+            # tasks instead measured no faster, with chat slower: more threads beside the loop.)
             leaf = (await asyncio.to_thread(leaf_hash, frame.data)
                     if len(frame.data) >= HASH_IN_THREAD_BYTES else None)
             await self._handle(job, job.fetch.on_chunk(peer, frame.index, frame.data, frame.proof,
@@ -313,13 +314,24 @@ class FilesService:
             return None
         return min(get.chunk_size, size - get.index * get.chunk_size)
 
+    def _chunk_frame(self, sha: str, index: int, chunk: int) -> bytes:
+        """Read a chunk and encode its frame, in one worker thread hop: the frame is a fresh
+        1 MiB buffer, and building it on the loop showed in a profile of the sender's loop
+        (about 3 ms a chunk, wall clock, at load 20)."""
+        data, proof = self.store.read_chunk(sha, index, chunk)
+        frame = F.encode(F.Chunk(sha, index, tuple(proof), data))
+        assert isinstance(frame, bytes)
+        return frame
+
     async def _serve_one(self, ev: Serve, chunk: int) -> None:
         try:
-            data, proof = await self.store.aread_chunk(ev.sha256, ev.index, chunk)
+            frame = await asyncio.to_thread(self._chunk_frame, ev.sha256, ev.index, chunk)
         except (KeyError, OSError):
             await self._send(ev.peer, F.NoChunk(ev.sha256, ev.index, "not_found"))
             return
-        await self._send(ev.peer, F.Chunk(ev.sha256, ev.index, tuple(proof), data))
+        link = self._links.get(ev.peer)
+        if link is not None:
+            await link.send(frame)
 
     async def _serve(self, events: list) -> None:
         for ev in events:

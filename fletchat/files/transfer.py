@@ -51,7 +51,7 @@ class Request:
 @dataclass(frozen=True)
 class Verified:
     index: int
-    data: bytes
+    data: bytes | memoryview
     leaf: bytes
 
 
@@ -157,7 +157,7 @@ class Fetch:
             self._holders[self._spares.pop(0)] = self._new_holder()
         return self._schedule(now)
 
-    def on_chunk(self, peer: str, index: int, data: bytes, proof: Sequence[bytes],
+    def on_chunk(self, peer: str, index: int, data: bytes | memoryview, proof: Sequence[bytes],
                  now: float, leaf: bytes | None = None) -> list[Event]:
         """A chunk arrived; ``leaf`` is its ``leaf_hash`` when the caller computed it already
         (off the event loop), else it is computed here."""

@@ -18,11 +18,11 @@ class RunningHash:
     def __init__(self, max_early: int = MAX_EARLY_BYTES) -> None:
         self.next_index = 0  # the hash covers chunks [0, next_index)
         self._sha = hashlib.sha256()
-        self._early: dict[int, bytes] = {}
+        self._early: dict[int, bytes | memoryview] = {}
         self._early_bytes = 0
         self._max_early = max_early
 
-    def add(self, index: int, data: bytes) -> None:
+    def add(self, index: int, data: bytes | memoryview) -> None:
         """A verified chunk was written (each index at most once, in any order)."""
         if index < self.next_index or index in self._early:
             return
