@@ -64,6 +64,7 @@ class _Out:
         self.queue: asyncio.Queue[str | bytes | None] = asyncio.Queue()
         self.queued = 0
         self.closed = False
+        self.close_args: tuple[int, str] | None = None  # (code, reason) once closed here
         self.task = asyncio.get_running_loop().create_task(self._write())
 
     async def send(self, frame: str | bytes) -> None:
@@ -80,7 +81,7 @@ class _Out:
             return
         self.closed = True
         self.queue.put_nowait(None)
-        self._close_args = (code, reason)
+        self.close_args = (code, reason)
         if code not in (CLOSE_NORMAL, 1001):
             log.warning("files connection to %s closed: %s (%d)", self.peer[:12], reason, code)
 
@@ -90,7 +91,7 @@ class _Out:
                 big = isinstance(frame, bytes) and len(frame) > WRITE_SLICE
                 await self.ws.send(_slices(frame) if big else frame)
                 self.queued -= len(frame)
-            code, reason = getattr(self, "_close_args", (CLOSE_NORMAL, ""))
+            code, reason = self.close_args or (CLOSE_NORMAL, "")
             await self.ws.close(code, reason[:120])
 
 
