@@ -35,14 +35,19 @@ WAIT = 60.0
 MB = 1_000_000
 CHUNK = 262_144
 GB_FILE = 1000 * MB  # the RSS figure's big file (full runs only)
+QUOTA_MB = 8000  # each peer's --files-quota
 
 
 def _peer(host: Any, name: str, data: Path, log: Path | None = None) -> TimedProc:
     kw: dict[str, Any] = {}
     if log is not None:
         kw["stderr"] = open(log, "w")  # noqa: SIM115 - closed with the process
+    # The quota must hold every file the full run sends one receiver (40 + 3 x 200 MB + 1 GB) with
+    # room above the reserve that downloads without a click leave free (a quarter): with the
+    # default 2 GiB the 1 GB file was never fetched and the run waited out its 600 s for it.
     p = spawn_timed(host.popen, [sys.executable, MAIN, "--headless", "--download-all", "--name",
-                                 name, "--data-dir", str(data), "--log-level", "INFO"], **kw)
+                                 name, "--data-dir", str(data), "--log-level", "INFO",
+                                 "--files-quota", str(QUOTA_MB)], **kw)
     if p.wait_for(lambda e: e.get("event") == "ready", WAIT) is None:
         raise RuntimeError(f"{name} did not start")
     return p

@@ -189,3 +189,35 @@ async def test_async_methods_run_off_the_loop(tmp_path):
     assert data == payload(2)[:CHUNK] and proof
     assert (await store.ausage()).used == m.size
     assert os.path.getsize(store.path(m.sha256)) == m.size
+
+
+def test_the_whole_file_hash_follows_the_chunks_in_any_order_and_still_catches_a_lie(tmp_path):
+    data = payload(7)
+    sender, m = offer(tmp_path, data)
+    receiver = BlobStore(tmp_path / "recv")
+    receiver.begin(m)
+    _copy(sender, receiver, m, [3, 1, 0, 7, 2, 5, 6, 4])  # early chunks wait for their turn
+    assert receiver.finish(m).read_bytes() == data
+    lie = FileManifest("00" * 32, m.size, m.chunk_size, m.root, "lie", "text/plain")
+    other = BlobStore(tmp_path / "recv2")
+    other.begin(lie)
+    for i in (7, 6, 5, 4, 3, 2, 1, 0):
+        chunk, _ = sender.read_chunk(m.sha256, i, CHUNK)
+        other.write_chunk(lie, i, chunk, leaf_hash(chunk))
+    with pytest.raises(BlobError, match="does not match"):
+        other.finish(lie)
+
+
+def test_the_running_hash_reads_back_only_what_it_could_not_hold():
+    import hashlib
+
+    from fletchat.files.wholehash import RunningHash
+
+    data = payload(7)
+    chunks = [data[i:i + CHUNK] for i in range(0, len(data), CHUNK)]
+    h = RunningHash(max_early=2 * CHUNK)
+    for i in (0, 3, 4, 5, 3, 1, 2):  # 5 is past the bound (dropped); 3 twice counts once
+        h.add(i, chunks[i])
+    assert h.next_index == 5
+    h.update_from_disk(data[5 * CHUNK:])  # what finish reads back: from chunk 5 on
+    assert h.hexdigest() == hashlib.sha256(data).hexdigest()

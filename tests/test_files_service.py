@@ -165,9 +165,11 @@ async def test_a_flooding_requester_loses_its_files_connection(tmp_path, service
         await holder.idle()  # each served chunk is read and sent by its own task
         if closed:
             break
-    # the 1 MiB burst served 16 chunks, 32 more waited (no budget left), the next one is a flood
+    # the 1 MiB burst served 16 chunks, MAX_PENDING_REQUESTS_PER_PEER more waited (no budget
+    # left), the next one is a flood
     assert [type(f) for f in sent] == [F.Chunk] * 16
-    assert closed == [(1008, "too many chunk requests")] and i == 16 + 32
+    assert closed == [(1008, "too many chunk requests")]
+    assert i == 16 + L.MAX_PENDING_REQUESTS_PER_PEER
     await holder.stop()
 
 

@@ -314,3 +314,31 @@ def test_blob_store_import_feeds_a_fetch(tmp_path):
     data = b"".join(CHUNKS)
     m = sender.import_stream(io.BytesIO(data), "f", "text/plain", CHUNK)
     assert m.root == M.root and m.sha256 == M.sha256
+
+
+def test_the_window_grows_with_fast_answers_and_shrinks_with_slow_ones_and_timeouts():
+    m, chunks, tree = make(60)  # 61 chunks
+    f = Fetch(m, max_in_flight=8, timeout=30)
+    asked = requests(f.add_holder("a", 0))
+    assert [i for _, i in asked] == [0, 1, 2, 3]  # START_IN_FLIGHT_PER_HOLDER
+
+    def reply(index: int, now: float) -> list[int]:
+        return [i for _, i in requests(f.on_chunk("a", index, chunks[index], tree.proof(index), now))]
+
+    # answered within FAST_ANSWER_S: one more request each time (the answered slot + one), up to 8
+    assert reply(0, 0.1) == [4, 5]
+    assert reply(1, 0.1) == [6, 7]
+    assert reply(2, 0.1) == [8, 9]
+    assert reply(3, 0.1) == [10, 11]
+    assert len(f.in_flight("a")) == 8
+    assert reply(4, 0.2) == [12]  # at the maximum: one for one
+    # a slow answer (asked at 0.1, answered later than FAST_ANSWER_S) halves the window (never
+    # below the start): no new request until fewer than 4 are outstanding
+    slow = 0.1 + L.FAST_ANSWER_S + 0.5
+    assert reply(5, slow) == []
+    assert reply(6, slow) == [] and reply(7, slow) == [] and reply(8, slow) == []
+    assert f.in_flight("a") == {9, 10, 11, 12}
+    assert reply(9, slow) == [13]  # one for one again
+    # a timeout sets it back to the start
+    f.tick(100.0)
+    assert f.in_flight("a") and len(f.in_flight("a")) <= L.START_IN_FLIGHT_PER_HOLDER

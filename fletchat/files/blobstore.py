@@ -10,8 +10,10 @@ written outside the directory whatever a peer calls its file. Layout:
   (u32 big-endian index + 32-byte leaf hash) appended per verified chunk. On reopen every journaled
   chunk is read back and checked against its leaf hash, so after a crash the partial file counts
   only chunks that are really on disk and verified.
-- Completion re-hashes the whole file (SHA-256 must match the manifest), then renames it into
-  ``blobs/`` (atomic on one file system).
+- Completion checks the whole file's SHA-256 against the manifest, then renames it into
+  ``blobs/`` (atomic on one file system). The hash runs while the chunks are written, in index
+  order (``wholehash.RunningHash``); only what it could not cover then (chunks that came too far
+  ahead, or that were on disk before a restart) is read back at the end.
 
 The quota counts complete blobs plus the full size of every started download (reserved at
 ``begin``), so parallel downloads cannot overshoot it. The sync methods do blocking I/O and
@@ -36,6 +38,7 @@ from typing import BinaryIO
 from . import limits as L
 from .manifest import FileManifest, chunk_count
 from .merkle import HASH_BYTES, MerkleTree, leaf_hash
+from .wholehash import RunningHash
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _RECORD = struct.Struct(">I32s")
@@ -82,6 +85,7 @@ class BlobStore:
         self._trees: OrderedDict[str, MerkleTree] = OrderedDict()
         self._reserved: dict[str, int] = {}
         self._verified: dict[str, set[int]] = {}
+        self._hashes: dict[str, RunningHash] = {}  # downloads begun with no chunk on disk yet
         self._used = 0
         for blob in self._blobs.glob("??/*"):
             if _HEX64.match(blob.name):
@@ -221,6 +225,8 @@ class BlobStore:
             done = self._replay(manifest)
             with self._lock:
                 self._verified[sha] = done
+            if not done:
+                self._hashes.setdefault(sha, RunningHash())
             return set(done)
 
     def _replay(self, manifest: FileManifest) -> set[int]:
@@ -242,7 +248,8 @@ class BlobStore:
         os.replace(tmp, idx)
         return set(good)
 
-    def write_chunk(self, manifest: FileManifest, index: int, data: bytes, leaf: bytes) -> None:
+    def write_chunk(self, manifest: FileManifest, index: int, data: bytes | memoryview,
+                    leaf: bytes) -> None:
         """Store a chunk the transfer has verified (``leaf`` = its leaf hash), then journal it."""
         sha = manifest.sha256
         offset, length = manifest.chunk_span(index)
@@ -260,6 +267,9 @@ class BlobStore:
             with open(self._part(sha, "idx"), "ab") as journal:
                 journal.write(_RECORD.pack(index, leaf))
             self._verified[sha].add(index)
+            running = self._hashes.get(sha)
+            if running is not None:
+                running.add(index, data)
 
     def finish(self, manifest: FileManifest) -> Path:
         """All chunks are in: check the whole file's SHA-256 and move it into place.
@@ -267,6 +277,7 @@ class BlobStore:
         sha = manifest.sha256
         with self._file_lock(sha):
             if self.has(sha):
+                self._hashes.pop(sha, None)
                 return self._blob_path(sha)
             part = self._part(sha, "part")
             leaves: dict[int, bytes] = {}
@@ -276,10 +287,11 @@ class BlobStore:
                 leaves.setdefault(index, leaf)
             if len(leaves) != manifest.chunk_count:
                 raise BlobError(f"{manifest.chunk_count - len(leaves)} chunks are still missing")
-            whole = hashlib.sha256()
-            with open(part, "rb") as f:
+            whole = self._hashes.pop(sha, None) or RunningHash()
+            with open(part, "rb") as f:  # what the running hash has not covered yet, if anything
+                f.seek(min(manifest.size, whole.next_index * manifest.chunk_size))
                 while block := f.read(_READ_BLOCK):
-                    whole.update(block)
+                    whole.update_from_disk(block)
                 os.fsync(f.fileno())
             if whole.hexdigest() != sha:
                 self._drop_partial(sha)
@@ -304,6 +316,7 @@ class BlobStore:
         with self._lock:
             self._used -= self._reserved.pop(sha, 0)
             self._verified.pop(sha, None)
+        self._hashes.pop(sha, None)
 
     def remove(self, sha: str) -> None:
         blob = self._blob_path(sha)
@@ -352,7 +365,8 @@ class BlobStore:
     async def abegin(self, manifest: FileManifest) -> set[int]:
         return await asyncio.to_thread(self.begin, manifest)
 
-    async def awrite_chunk(self, manifest: FileManifest, index: int, data: bytes, leaf: bytes) -> None:
+    async def awrite_chunk(self, manifest: FileManifest, index: int, data: bytes | memoryview,
+                           leaf: bytes) -> None:
         await asyncio.to_thread(self.write_chunk, manifest, index, data, leaf)
 
     async def afinish(self, manifest: FileManifest) -> Path:

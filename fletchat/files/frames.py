@@ -72,7 +72,7 @@ class Chunk:
     sha256: str
     index: int
     proof: tuple[bytes, ...]
-    data: bytes
+    data: bytes | memoryview  # decoded: a view into the received frame (no copy of the chunk)
 
 
 FilesFrame = Query | Holds | Get | Cancel | NoChunk | Chunk
@@ -188,7 +188,7 @@ def _decode_binary(raw: bytes) -> Chunk:
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise FrameError("invalid chunk header") from err
     hashes = _proof_hashes(obj)
-    data = bytes(raw[_LEN.size + n:])
+    data = memoryview(raw)[_LEN.size + n:]
     if len(data) > L.MAX_CHUNK_SIZE:
         raise FrameError("chunk too large", 1009)
     return Chunk(obj["sha256"], obj["i"], hashes, data)

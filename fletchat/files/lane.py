@@ -31,7 +31,9 @@ log = logging.getLogger("fletchat.files")
 
 FILES_PATH = "/files"
 MAX_FILES_HANDSHAKES = 16  # files connections still in their handshake, from anyone
-MAX_QUEUED_BYTES = L.MAX_PENDING_REQUESTS_PER_PEER * L.MAX_CHUNK_SIZE + L.MIB  # per connection
+# Answers queued for one connection: what an honest peer's windows can have asked of us at once
+# (4 files x 16 chunks x 1 MiB), and one chunk more; beyond that it is not reading.
+MAX_QUEUED_BYTES = L.MAX_CONCURRENT_FETCHES * L.MAX_IN_FLIGHT_PER_HOLDER * L.MAX_CHUNK_SIZE + L.MIB
 RETRY_S = 2.0  # a failed dial is tried again after this long (while the chat connection is up)
 WRITE_SLICE = 64 * L.KIB  # a chunk frame is written in fragments of this size, yielding between
 
@@ -62,6 +64,7 @@ class _Out:
         self.queue: asyncio.Queue[str | bytes | None] = asyncio.Queue()
         self.queued = 0
         self.closed = False
+        self.close_args: tuple[int, str] | None = None  # (code, reason) once closed here
         self.task = asyncio.get_running_loop().create_task(self._write())
 
     async def send(self, frame: str | bytes) -> None:
@@ -78,7 +81,7 @@ class _Out:
             return
         self.closed = True
         self.queue.put_nowait(None)
-        self._close_args = (code, reason)
+        self.close_args = (code, reason)
         if code not in (CLOSE_NORMAL, 1001):
             log.warning("files connection to %s closed: %s (%d)", self.peer[:12], reason, code)
 
@@ -88,7 +91,7 @@ class _Out:
                 big = isinstance(frame, bytes) and len(frame) > WRITE_SLICE
                 await self.ws.send(_slices(frame) if big else frame)
                 self.queued -= len(frame)
-            code, reason = getattr(self, "_close_args", (CLOSE_NORMAL, ""))
+            code, reason = self.close_args or (CLOSE_NORMAL, "")
             await self.ws.close(code, reason[:120])
 
 

@@ -23,7 +23,14 @@ MAX_VOICE_MS = 15 * 60 * 1000
 # ---- fetching ----
 MAX_CONCURRENT_FETCHES = 4  # files being downloaded at once per node ...
 MAX_WAITING_FETCHES = 64  # ... besides these, kept open while nobody who has them is online
-MAX_IN_FLIGHT_PER_HOLDER = 4  # chunk requests outstanding to one holder, per file
+# Chunk requests outstanding to one holder, per file: a window that starts at START_IN_FLIGHT,
+# grows by one per chunk answered within FAST_ANSWER_S of its request, up to MAX_IN_FLIGHT, and
+# halves (never below START_IN_FLIGHT) on a slower answer or a timeout. On a fast link a deep
+# pipeline hides each chunk's round trip and thread hand-offs; on a slow one requests never queue
+# so long that they time out.
+START_IN_FLIGHT_PER_HOLDER = 4
+MAX_IN_FLIGHT_PER_HOLDER = 16
+FAST_ANSWER_S = 1.0
 BIG_FILE_BYTES = 32 * MIB  # senders use MAX_CHUNK_SIZE chunks from this size on (fewer round trips)
 MAX_HOLDERS_PER_FETCH = 8  # holders asked at once for one file
 CHUNK_TIMEOUT_S = 30.0  # a request not answered by then is asked of someone else
@@ -39,7 +46,10 @@ AUTO_RESERVE_DIVISOR = 4
 # ---- serving ----
 SERVE_BYTES_PER_MINUTE = 8 * GIB  # per requesting peer; ~143 MB/s: above gigabit Ethernet
 SERVE_BURST_BYTES = 64 * MIB
-MAX_PENDING_REQUESTS_PER_PEER = 32  # queued requests beyond this = flood, connection dropped
+# Queued requests beyond this = flood, connection dropped. An honest peer has at most
+# MAX_CONCURRENT_FETCHES * MAX_IN_FLIGHT_PER_HOLDER = 64 outstanding with one holder, plus a few
+# re-asked after a timeout (the window shrinks then): half as many again is the margin.
+MAX_PENDING_REQUESTS_PER_PEER = 96
 FILES_LANE_FRAMES_PER_SECOND = 200  # every text frame on a files connection, a token bucket ...
 FILES_LANE_BURST = 400  # ... of this size (a chunk request costs one; chunks themselves do not)
 

@@ -51,7 +51,7 @@ class Request:
 @dataclass(frozen=True)
 class Verified:
     index: int
-    data: bytes
+    data: bytes | memoryview
     leaf: bytes
 
 
@@ -81,6 +81,15 @@ class _Holder:
     in_flight: dict[int, float] = field(default_factory=dict)  # index -> asked at
     expired: set[int] = field(default_factory=set)  # timed out: a late answer is still welcome
     strikes: int = 0
+    window: int = L.START_IN_FLIGHT_PER_HOLDER  # requests it may have outstanding now
+
+    def answered(self, asked_at: float, now: float, start: int, most: int) -> None:
+        """Grow the window by one after an answer within ``FAST_ANSWER_S``; halve it after a
+        slower one (never below ``start``)."""
+        if now - asked_at <= L.FAST_ANSWER_S:
+            self.window = min(most, self.window + 1)
+        else:
+            self.window = max(start, self.window // 2)
 
 
 class Fetch:
@@ -95,6 +104,7 @@ class Fetch:
         self._count = manifest.chunk_count
         self.verified: set[int] = {i for i in have if 0 <= i < self._count}
         self._max_in_flight = max_in_flight
+        self._start_in_flight = min(L.START_IN_FLIGHT_PER_HOLDER, max_in_flight)
         self._max_holders = max_holders
         self._timeout = timeout
         self._holders: dict[str, _Holder] = {}
@@ -132,7 +142,7 @@ class Fetch:
             return []
         if peer not in self._holders and peer not in self._spares:
             if len(self._holders) < self._max_holders:
-                self._holders[peer] = _Holder()
+                self._holders[peer] = self._new_holder()
             else:
                 self._spares.append(peer)
         self._gone_reported = False
@@ -144,10 +154,10 @@ class Fetch:
             self._spares.remove(peer)
         self._holders.pop(peer, None)
         while self._spares and len(self._holders) < self._max_holders:
-            self._holders[self._spares.pop(0)] = _Holder()
+            self._holders[self._spares.pop(0)] = self._new_holder()
         return self._schedule(now)
 
-    def on_chunk(self, peer: str, index: int, data: bytes, proof: Sequence[bytes],
+    def on_chunk(self, peer: str, index: int, data: bytes | memoryview, proof: Sequence[bytes],
                  now: float, leaf: bytes | None = None) -> list[Event]:
         """A chunk arrived; ``leaf`` is its ``leaf_hash`` when the caller computed it already
         (off the event loop), else it is computed here."""
@@ -156,8 +166,7 @@ class Fetch:
         if not asked:
             return self._drop(peer, Verdict.UNREQUESTED, f"chunk {index}", now)
         assert h is not None
-        late = index not in h.in_flight
-        h.in_flight.pop(index, None)
+        asked_at = h.in_flight.pop(index, None)
         h.expired.discard(index)
         _, length = self.manifest.chunk_span(index)
         if len(data) > length:
@@ -172,8 +181,9 @@ class Fetch:
         if index not in self.verified:
             self.verified.add(index)
             events.append(Verified(index, data, leaf))
-        if not late:
+        if asked_at is not None:
             h.strikes = 0
+            h.answered(asked_at, now, self._start_in_flight, self._max_in_flight)
         return events + self._schedule(now)
 
     def on_refused(self, peer: str, index: int, reason: str, now: float) -> list[Event]:
@@ -206,14 +216,18 @@ class Fetch:
                 del h.in_flight[i]
                 h.expired.add(i)
             if stale:
+                h.window = self._start_in_flight
                 h.strikes += 1
                 if h.strikes >= L.MAX_STRIKES:
                     self._holders.pop(peer)
         while self._spares and len(self._holders) < self._max_holders:
-            self._holders[self._spares.pop(0)] = _Holder()
+            self._holders[self._spares.pop(0)] = self._new_holder()
         return self._schedule(now)
 
     # ---- internals ----
+    def _new_holder(self) -> _Holder:
+        return _Holder(window=self._start_in_flight)
+
     def _drop(self, peer: str, verdict: Verdict, detail: str, now: float) -> list[Event]:
         drop = Drop(peer, verdict, f"{self.manifest.sha256[:12]}: {detail}")
         self._liars.add(peer)
@@ -233,11 +247,13 @@ class Fetch:
         taken = {i for h in self._holders.values() for i in h.in_flight}
         wanted = (i for i in range(self._count) if i not in self.verified and i not in taken)
         events: list[Event] = []
-        # Fill the least busy holder first, one chunk at a time, so holders share the work.
+        # Fill the least busy holder with room in its window first, one chunk at a time, so
+        # holders share the work.
         while True:
-            peer, h = min(self._holders.items(), key=lambda kv: len(kv[1].in_flight))
-            if len(h.in_flight) >= self._max_in_flight:
+            open_ = [kv for kv in self._holders.items() if len(kv[1].in_flight) < kv[1].window]
+            if not open_:
                 break
+            peer, h = min(open_, key=lambda kv: len(kv[1].in_flight))
             index = next(wanted, None)
             if index is None:
                 break
