@@ -32,6 +32,17 @@ from typing import Any
 
 from .common import percentile, row
 
+
+def _speedup(on: bool) -> None:
+    """The app's tabs run with its Flet speed-up (``fletchat/ui/flet_speedup.py``, installed by
+    host mode); the tutorial's run stock Flet 1.0.5, as the tutorial would."""
+    from fletchat.ui import flet_speedup
+
+    if on:
+        flet_speedup.install()
+    else:
+        flet_speedup.uninstall()
+
 TOPIC = "fletchat"
 TIMEOUT = 120.0
 
@@ -82,6 +93,7 @@ class Tabs:
     sent: int = 0
 
     async def one(self, marker: str) -> None:
+        _speedup(self.name == "app")
         for c in self.conns:
             c.marker = marker.encode()
         t0 = time.perf_counter()
@@ -147,6 +159,7 @@ async def _app_tabs(conn_cls, loop, executor, rows: int, n: int, tmp: Path, key:
     from fletchat.ui import ChatView
     from fletchat.ui.hub_backend import HubBackend
 
+    _speedup(True)
     hub = Hub(f"host-{key}", "web-host", store=_seed_store(tmp / f"{key}.db", rows))
     # the host's own one-time memory (the store's id filter, loaded on a thread at open) is not
     # any tab's: let it finish before the tabs' heap is counted
@@ -180,6 +193,7 @@ async def _tutorial_tabs(conn_cls, loop, executor, rows: int, n: int) -> Tabs:
 
     from .tutorial_chat import Message, make_main
 
+    _speedup(False)
     pubsub = PubSubHub(loop=loop, executor=executor)
     sink: dict[str, list[float]] = {}
     history = [Message("Olga", f"earlier message {i}", "chat_message") for i in range(rows)]
