@@ -151,21 +151,28 @@ def test_installed_flet_is_the_checked_one() -> None:
 
 
 def test_install_refuses_a_changed_flet(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(flet_speedup, "ORIGINAL_SHA256", "0" * 64)
-    with pytest.raises(flet_speedup.FletChanged):
-        flet_speedup.install()
-    assert not flet_speedup.installed()
+    for digest in ("ORIGINAL_SHA256", "VALIDATE_SHA256"):
+        monkeypatch.setattr(flet_speedup, digest, "0" * 64)
+        with pytest.raises(flet_speedup.FletChanged):
+            flet_speedup.install()
+        assert not flet_speedup.installed()
+        monkeypatch.undo()
     monkeypatch.setattr(flet_speedup, "FLET_VERSION", "0.0.1")
     with pytest.raises(flet_speedup.FletChanged):
         flet_speedup.check()
 
 
 def test_install_and_uninstall() -> None:
+    from flet.controls import base_control
+    from flet.utils import validation
+
     flet_speedup.install()
     flet_speedup.install()  # idempotent
     assert flet_speedup.installed()
+    assert base_control.validate is flet_speedup.validate
     flet_speedup.uninstall()
     assert not flet_speedup.installed()
+    assert base_control.validate is validation.validate
 
 
 async def test_same_patches_and_controls_as_flets_own_walk() -> None:
@@ -196,3 +203,40 @@ async def test_value_objects_holding_controls_are_walked() -> None:
     fast = _run(True, scenario)
     assert [t[0] for t in stock[1]].count("Text") == 3
     assert fast == stock
+
+
+def _outcomes(check: Callable[..., None]) -> list[str]:
+    """A control that fails, fails again (suppressed), passes, then fails again."""
+    slider = ft.Slider(min=0, max=10, value=5)
+    out = []
+    for value in (50, 50, 60, 5, 50):
+        slider.value = value
+        try:
+            check(slider, suppress_repeated_errors=True)
+            out.append("ok")
+        except ValueError as err:
+            out.append(str(err))
+    try:
+        check(slider)  # not suppressed: every failure is raised
+        out.append("ok")
+    except ValueError as err:
+        out.append(f"raised {err}")
+    return out
+
+
+def test_validate_reports_errors_as_flets_own() -> None:
+    from flet.utils import validation
+
+    stock = _outcomes(validation.validate)
+    assert stock[0].startswith("value (50)") and stock[1] == "ok" and stock[3] == "ok"
+    assert _outcomes(flet_speedup.validate) == stock
+
+
+def test_validate_keeps_no_error_set_on_a_control_that_never_failed() -> None:
+    from flet.utils import validation
+
+    text = ft.Text("fine")
+    flet_speedup.validate(text, suppress_repeated_errors=True)
+    assert not hasattr(text, validation._REPORTED_VALIDATION_ERRORS_KEY)
+    validation.validate(text, suppress_repeated_errors=True)
+    assert hasattr(text, validation._REPORTED_VALIDATION_ERRORS_KEY)  # what it saves
