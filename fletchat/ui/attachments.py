@@ -28,7 +28,7 @@ from ..files.views import FileChanged, FileState, FileView
 from ..model import FileRef, Message, ValidationError
 from ..webpaths import blob_url
 from .backend import ChatBackend
-from .updates import Updates
+from .updates import Isolated, Updates
 
 log = logging.getLogger("fletchat.ui")
 
@@ -119,7 +119,7 @@ class TileContext:
     launcher: ft.UrlLauncher | None = None  # the session's, for downloads in a browser
 
 
-class FileTile(ft.Container):
+class FileTile(Isolated, ft.Container):
     """One attached file; ``show(view)`` redraws it (the tile is updated on its own)."""
 
     def __init__(self, ref: FileRef, view: FileView, ctx: TileContext, msg_id: str = "") -> None:
@@ -128,9 +128,6 @@ class FileTile(ft.Container):
         self.row: object = None  # the row it is in (files_ui sets it)
         self.view = view
         self.show(view)
-
-    def is_isolated(self) -> bool:
-        return True
 
     def blob_src(self, path: Path, name: str = "", download: bool = False) -> str:
         """Where the browser gets this stored file from the host."""

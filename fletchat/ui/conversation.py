@@ -22,7 +22,7 @@ import flet as ft
 
 from .rows import MessageRow
 from .text import LOAD_OLDER
-from .updates import Updates, after_layout
+from .updates import Isolated, Updates, after_layout
 
 log = logging.getLogger("fletchat.ui")
 
@@ -31,25 +31,19 @@ SECTION_CHUNKS = 20  # chunks per section: a sealed chunk re-diffs at most these
 SCROLL_ATTEMPTS = 5  # scroll_to a row after 1, 2, 4, 8 and 16 layout waits (about 4.6 s)
 
 
-class Chunk(ft.Column):
+class Chunk(Isolated, ft.Column):
     """Up to ``CHUNK_ROWS`` consecutive rows, updated on its own (its section's update skips it)."""
 
     def __init__(self, rows: list[MessageRow]) -> None:
         super().__init__(controls=list(rows), spacing=10, tight=True)
 
-    def is_isolated(self) -> bool:
-        return True
 
-
-class Section(ft.Column):
+class Section(Isolated, ft.Column):
     """Up to ``SECTION_CHUNKS`` chunks; the ListView holds sections, so sealing a chunk or a
     section never walks the whole history either."""
 
     def __init__(self, chunks: list[Chunk]) -> None:
         super().__init__(controls=list(chunks), spacing=10, tight=True)
-
-    def is_isolated(self) -> bool:
-        return True
 
 
 def sections_of(rows: list[MessageRow]) -> list[Section]:

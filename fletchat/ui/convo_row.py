@@ -150,7 +150,7 @@ class ConvoRow(MessageRow):
         if above:
             self.content = ft.Column([*[ft.Row([t], alignment=ft.MainAxisAlignment.CENTER)
                                         for t in above], inner], spacing=4, tight=True)
-        else:
+        elif self.content is not inner:  # (setting it again costs a field-by-field __eq__)
             self.content = inner
 
     def _dress_chat(self, chat: ChatMessage, d: RowDecor) -> None:

@@ -21,6 +21,7 @@ from .text import (
     describe_for_screen_reader,
     format_time,
 )
+from .updates import Isolated
 
 TIME_STYLE = ft.TextStyle(size=11, color=ft.Colors.ON_SURFACE_VARIANT, weight=ft.FontWeight.NORMAL)
 HIGHLIGHT = ft.Colors.AMBER_100
@@ -177,7 +178,7 @@ class ChatMessage(ft.Row):
         self.body.bgcolor = HIGHLIGHT if on else None
 
 
-class MessageRow(ft.Semantics):
+class MessageRow(Isolated, ft.Semantics):
     """One entry of the conversation: a ChatMessage (or a notice line) in Semantics, because
     selectable Text is invisible to screen readers. Keyed by message id for ``scroll_to``."""
 
@@ -211,9 +212,6 @@ class MessageRow(ft.Semantics):
         self.room = room
         self.extra_label = ""  # what the row carries besides text (files_ui: its attachments)
         self.file_tiles: list[ft.Control] = []  # files_ui: the attachments' tiles
-
-    def is_isolated(self) -> bool:
-        return True  # a chunk's update does not walk into its rows
 
     @property
     def row(self) -> ft.Control:

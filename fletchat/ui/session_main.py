@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,11 +11,13 @@ from typing import Any
 import flet as ft
 
 from ..hub import Hub, HubSession
+from . import flet_speedup
 from .hub_backend import HubBackend
 from .settings import PrefsStore
 from .view import ChatView
 
 LEAVE_GRACE_SECONDS = 8.0  # a tab back within this long never "left" (issue 17)
+log = logging.getLogger("fletchat.ui")
 
 
 def make_session_main(
@@ -27,6 +30,10 @@ def make_session_main(
 ) -> Callable[[ft.Page], object]:
     """``join_url``: host mode's LAN address (its QR code is shown in the app); ``prefs_path``:
     where a window remembers its preferences (none: a browser tab, Flet's client storage)."""
+    try:
+        flet_speedup.install()  # the new controls of every update configured for less CPU
+    except flet_speedup.FletChanged as err:
+        log.warning("running Flet's own control walk: %s", err)
     async def session_main(page: ft.Page) -> None:
         hub = hub_factory()
         hub.use_pubsub(page.pubsub)

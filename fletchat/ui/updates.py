@@ -26,6 +26,26 @@ async def after_layout(times: float = 1.0) -> None:
     await asyncio.sleep(LAYOUT_SECONDS * times)
 
 
+class Isolated:
+    """Mixin (before the Flet class) for a control updated on its own: its parent's update
+    does not walk into it (``is_isolated``).
+
+    Flet 1.0.5 asks ``parent != diff_root`` for every child it diffs under an isolated parent,
+    and that parent usually *is* the root being updated (a chunk of rows): the dataclass
+    ``__eq__`` then reads every field of both sides (about 60 ``Prop`` lookups each) per
+    child, per update, per tab. An object is equal to itself whatever its fields, so this
+    answers that case first and asks the dataclass comparison for every other (issue 12)."""
+
+    def is_isolated(self) -> bool:
+        return True
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or super().__eq__(other)  # type: ignore[misc]
+
+    def __hash__(self) -> int:
+        return object.__hash__(self)  # controls hash by identity (Flet's BaseControl too)
+
+
 class Updates:
     """Per-session coalescer: ``mark(c)`` now, one ``page.update`` of every marked control on
     the next turn of the loop (ancestors in the order they were marked)."""
