@@ -10,7 +10,9 @@ pytest 9.2). The lane is handed out first, so it starts at once on one worker an
 takes everything else around it, instead of both workers queueing on one Chromium lock.
 ``FLETCHAT_TESTS_BROWSER_LANES`` (default 1) is how many browsers may run at once. Everything else
 is independent (ports 0, unique namespace names, tmp dirs) and runs on whichever worker is free.
-``once_per_run`` builds something expensive (the static site) once for all workers.
+``once_per_run`` builds something expensive (the static site) once for all workers. The
+``browser`` fixture hands every test the worker's one Chromium (``SharedChromium``) with fresh
+contexts, closed after the test; those tests run in the session's event loop.
 """
 
 from __future__ import annotations
