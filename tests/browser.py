@@ -146,21 +146,22 @@ class ChatPage:
         so did a quiet run of the base commit): Flutter web can leave the composer's <textarea>
         without its aria-label after a send, so a click looking for the label waited 30 s for
         nothing; and a click can land while Flutter rebuilds the field's semantics node and be
-        lost, after which no wait brings the focus. So the composer is found by its label or as
-        the page's textarea, and a click that did not focus the field within a few seconds is
+        lost, after which no wait brings the focus. So the composer is found by its label or, when
+        no element has that label, as the page's textarea; and a click that did not focus the field within a few seconds is
         made again, as a person would, until a 30 s limit (scaled; before, the click waited up
         to 30 s for the label and then up to 15 s, scaled, for the focus)."""
         from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
-        field = self.page.get_by_label(label)
-        if tag == "TEXTAREA":
-            field = field.or_(self.page.locator("textarea"))
+        labelled = self.page.get_by_label(label)
         deadline = time.monotonic() + scaled(30)
         clicks = 0
         while True:
             attempt = min(scaled(3), max(deadline - time.monotonic(), 0.1)) * 1000
+            field = labelled
+            if tag == "TEXTAREA" and not await labelled.count():
+                field = self.page.locator("textarea").first
             try:
-                await field.first.click(timeout=attempt)
+                await field.click(timeout=attempt)
                 clicks += 1
                 await self.page.wait_for_function(
                     f"() => document.activeElement?.tagName === '{tag}'", timeout=attempt)
