@@ -140,22 +140,41 @@ class ChatPage:
     async def focus_field(self, label: str = "Write a message...", tag: str = "TEXTAREA") -> None:
         """Click a text field and wait until Flutter's editing element for it has the focus
         (typing right after the click can otherwise land in the previous field's element). The
-        message field is multi-line, so Flutter edits it in a <textarea>. A click that the page
-        takes while another tab was the last one used, on a loaded machine, sometimes leaves the
-        field unfocused (seen under stress-ng, three times in a row on the same step); a person
-        clicks again, and so does this, up to three times."""
-        from playwright.async_api import TimeoutError as PlaywrightTimeout
+        message field is multi-line, so Flutter edits it in a <textarea> (the page's only one).
 
-        has_focus = f"() => document.activeElement?.tagName === '{tag}'"
-        for attempt in range(3):
-            await self.page.get_by_label(label).click()
+        Under load two things went wrong here (a stress run failed a test three times over, and
+        so did a quiet run of the base commit): Flutter web can leave the composer's <textarea>
+        without its aria-label after a send, so a click looking for the label waited 30 s for
+        nothing; and a click can land while Flutter rebuilds the field's semantics node and be
+        lost, after which no wait brings the focus. So the composer is found by its label or, when
+        no element has that label, as the page's textarea; and a click that did not focus the field within a few seconds is
+        made again, as a person would, until a 30 s limit (scaled; before, the click waited up
+        to 30 s for the label and then up to 15 s, scaled, for the focus)."""
+        from playwright.async_api import TimeoutError as PlaywrightTimeoutError
+
+        labelled = self.page.get_by_label(label)
+        deadline = time.monotonic() + scaled(30)
+        clicks = 0
+        while True:
+            attempt = min(scaled(3), max(deadline - time.monotonic(), 0.1)) * 1000
+            field = labelled
+            if tag == "TEXTAREA" and not await labelled.count():
+                field = self.page.locator("textarea").first
             try:
-                await self.page.wait_for_function(has_focus, timeout=scaled_ms(5_000))
+                await field.click(timeout=attempt)
+                clicks += 1
+                await self.page.wait_for_function(
+                    f"() => document.activeElement?.tagName === '{tag}'", timeout=attempt)
                 return
-            except PlaywrightTimeout:
-                if attempt == 2:
-                    raise
-                print(f"focus_field: {label!r} not focused after click {attempt + 1}, clicking again")
+            except PlaywrightTimeoutError:
+                if time.monotonic() < deadline:
+                    continue
+                active = await self.page.evaluate(
+                    "() => `${document.activeElement?.tagName} ${document.activeElement"
+                    "?.getAttribute('aria-label')}`")
+                raise AssertionError(
+                    f"{clicks} clicks on {label!r} did not focus it within {scaled(30):.0f} s"
+                    f" (the focus is on {active})") from None
 
     async def type_in_field(
         self, text: str, label: str = "Write a message...", tag: str = "TEXTAREA",
