@@ -59,10 +59,10 @@ RUNNERS: list[tuple[str, tuple[str, ...]]] = [
 # mostly wait (mDNS on namespaced hosts, flet-web's session eviction); the CPU-bound rest. Quick
 # numbers are for checking that every figure still works, not for quoting: lanes share the cores.
 QUICK_LANES: list[list[str]] = [
-    ["bench.static_site", "bench.browsers"],  # the browsers: the longest modules
+    ["bench.static_site", "bench.browsers", "bench.startup"],  # the browsers, then 3 s more
     ["bench.lan", "bench.sessions"],  # namespaced hosts and session eviction: mostly waiting
-    ["bench.files", "bench.scaleout"],  # namespaced hosts: more waiting than CPU
-    ["bench.delivery", "bench.fanout", "bench.history", "bench.startup"],
+    ["bench.files", "bench.scaleout", "bench.history"],  # namespaced hosts: more waiting than CPU
+    ["bench.delivery", "bench.fanout"],  # the CPU-bound pair (about 55 s together on 2 cores)
 ]
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 # A smoke run's figures are not the ones to quote: they never replace the committed full run's.

@@ -70,7 +70,8 @@ def test_quick_history_figures_measure_against_plain_sqlite(tmp_path):
             assert r["value"] > 0 and r["baseline"] > 0
             assert r["ratio"] == pytest.approx(r["value"] / r["baseline"])
     lan, signed, unsigned, *sync_bytes = figures["sync"]["rows"]
-    assert "two processes" in lan["metric"] and lan["target"] == "<= 1 s"
+    # the 1 s target is for 10,000 messages: a quick run of 1,000 must not claim it is met
+    assert "two processes" in lan["metric"] and lan["n"] == 1000 and lan["target"] == ""
     assert "serving peer / newcomer" in lan["note"]
     assert "every signature verified" in signed["metric"] and "one process" in signed["metric"]
     assert "unsigned" in unsigned["metric"] and unsigned["n"] == signed["n"] == lan["n"] == 1000
