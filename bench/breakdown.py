@@ -61,7 +61,7 @@ TARGETS: tuple[tuple[str, str, str, str], ...] = (
     ("fletchat.store", "_StoreOutbox.mark_sent", "store: mark sent (on the loop)", SQL),
     ("fletchat.store", "_StoreOutbox.mark_delivered", "store: mark delivered on ack (on the loop)", SQL),
     ("fletchat.store", "Store.add_many", "store write (batched, store-writer thread)", OFF),
-    ("fletchat.mesh|fletchat.mesh_session", "Mesh._ack|Sessions._on_messages",
+    ("fletchat.mesh|fletchat.mesh_session|fletchat.mesh_judge", "Mesh._ack|Sessions._on_messages|MessageJudge.on_messages",
      "ack: receipt sent", ACK),
     ("fletchat.conversation.hub_part", "ConvHubMethods.acked", "ack: receipt handled", ACK),
     ("fletchat.mesh", "Mesh._broadcast", "mesh fan-out (queue per peer)", FAN),

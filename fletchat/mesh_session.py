@@ -20,6 +20,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from fletchat.events import Presence
+from fletchat.mesh_judge import MessageJudge
 from fletchat.mesh_link import Link, LinkCore, close_reason
 from fletchat.peer.connection import (
     CLOSE_TRY_AGAIN,
@@ -39,7 +40,6 @@ from fletchat.peer.connection import (
     RefusedByPeer,
     State,
     TlsFacts,
-    check_signatures,
 )
 from fletchat.peer.dialer import Outcome, Source, Wanted
 from fletchat.peer.registry import Admit, Slot, admit_peer, admit_socket
@@ -52,13 +52,11 @@ from fletchat.protocol import (
     PeerAddress,
     encode_have,
     encode_peers,
-    encode_refused,
     encode_sync,
     gossip_host,
 )
 
 log = logging.getLogger("fletchat.mesh")
-PAGES_AHEAD = 2  # catch-up pages of one link waiting to be judged before its read loop waits
 JUDGING_GRACE_S = 10.0  # a closed link's pages already read are still judged, for this long
 
 
@@ -71,6 +69,7 @@ class Sessions:
         self.core = core
         self.want = want  # the dialer's door, for gossip
         self._warned: set[tuple[str, str]] = set()
+        self.judge = MessageJudge(core)
 
     async def accept(self, ws: ServerConnection) -> None:
         if self.core.stopping:
@@ -238,7 +237,7 @@ class Sessions:
         peer_id = peer.id if peer is not None else ""
         match event:
             case Messages():
-                await self._on_messages(link, event)
+                await self.judge.on_messages(link, event)
             case Have(summary=summary):
                 self.core.call(self.core.app.peer_has, peer_id, summary)
                 if link.catchup is not None:
@@ -266,80 +265,6 @@ class Sessions:
             case Closed(code=code, reason=reason, down_reason=down):
                 link.down_reason = link.down_reason or down
                 self.core.closing(link, code, reason)
-
-    async def _on_messages(self, link: Link, event: Messages) -> None:
-        """The one path for every message from a peer: the hub decides; acks mean stored.
-        A live message is judged here, at once, unless catch-up pages of this link are still
-        being judged (then it waits its turn: one link's messages are judged in the order they
-        came). Catch-up pages go to the link's page task, which checks their signatures and
-        judges them on a worker thread while the read loop goes on decoding the next frames
-        (at most ``PAGES_AHEAD`` pages wait; then the read loop waits, and TCP pushes back)."""
-        if link.pages is None and (event.live or len(event.unchecked) <= 1):
-            self._settle(link, await self._verdicts(link, event, off_loop=False))
-            return
-        if link.pages is None:
-            link.pages = asyncio.Queue(PAGES_AHEAD)
-            link.judging = asyncio.get_running_loop().create_task(self._page_task(link))
-            link.tasks.append(link.judging)
-        await link.pages.put(event)
-
-    async def _page_task(self, link: Link) -> None:
-        """Judges a link's queued events in order; goes away when the queue is empty."""
-        pages = link.pages
-        assert pages is not None
-        while True:
-            event = pages.get_nowait()
-            try:
-                verdicts = await self._verdicts(link, event, off_loop=len(event.unchecked) > 1
-                                                or len(event.items) > 1)
-            except Exception:
-                log.exception("judging messages from %s failed", link.describe())
-                verdicts = ([], [])
-            self._settle(link, verdicts)
-            if pages.empty():
-                link.pages = None
-                return
-
-    async def _verdicts(self, link: Link, event: Messages, *, off_loop: bool
-                        ) -> tuple[list[str], list[tuple[str, str]]]:
-        peer = link.peer
-        assert peer is not None
-        if event.items or event.unchecked:
-            link.last_message = time.time()
-        if off_loop:
-            return await asyncio.to_thread(self._check_and_judge, peer.id, event)
-        return self._check_and_judge(peer.id, event)
-
-    def _check_and_judge(self, peer_id: str, event: Messages
-                         ) -> tuple[list[str], list[tuple[str, str]]]:
-        return self._judge(peer_id, check_signatures(self.core.trust, event))
-
-    def _settle(self, link: Link, verdicts: tuple[list[str], list[tuple[str, str]]]) -> None:
-        """Say the refusals; queue the acks (sent once the store has committed them)."""
-        stored, refused = verdicts
-        if refused:
-            for frame in encode_refused(refused):
-                self.core.send(link, frame)
-        if stored:
-            link.acks.put_nowait(tuple(stored))
-
-    def _judge(self, peer_id: str, event: Messages) -> tuple[list[str], list[tuple[str, str]]]:
-        """(ids to acknowledge once stored, (id, reason) refused): the hub's verdict on each."""
-        refused = list(event.refused)
-        stored: list[str] = []
-        for item in event.items:
-            try:
-                acc = self.core.app.receive(item.message, peer_id, verified=item.verified,
-                                            relay=event.live)
-            except Exception:
-                log.exception("receiving %s failed", item.message.id)
-                continue
-            if acc.stored:
-                if item.message.origin == peer_id:
-                    stored.append(item.message.id)
-            else:
-                refused.append((item.message.id, acc.reason or "refused"))
-        return stored, refused
 
     def _learn(self, addresses: tuple[PeerAddress, ...], via: Link) -> None:
         """Gossip: dial peers we neither know nor already try to reach."""
