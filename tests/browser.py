@@ -74,39 +74,50 @@ def wait_for_port(host: str, port: int, timeout: float = 30.0, proc=None) -> Non
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
 
 
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(scaled(10))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 @contextmanager
 def host_mode_server(data_dir: Path, *extra: str, port: int | None = None, prefix=(),
                      entry: tuple[str, ...] = (str(ROOT / "main.py"), "--web")):
     """``main.py --web`` in a subprocess; yields (url, proc). ``prefix`` runs it e.g. in a netns;
-    ``entry`` is what runs and its first options (default ``main.py --web``)."""
-    port = port or free_port()
+    ``entry`` is what runs and its first options (default ``main.py --web``).
+
+    A port picked here (``port`` not given) is free when picked but can be taken before the
+    server binds it (any outgoing connection of the other worker may get it as its source
+    port: seen once under stress-ng, the server exiting with "already in use"); then the server
+    is started again on another port, at most three times."""
     log_path = data_dir.parent / f"{data_dir.name}-server.log"
-    log = open(log_path, "w")  # noqa: SIM115
-    args = [
-        *prefix,
-        sys.executable,
-        *entry,
-        "--port",
-        str(port),
-        "--data-dir",
-        str(data_dir),
-        *extra,
-    ]
-    proc = subprocess.Popen(
-        args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    for attempt in range(3):
+        use = port or free_port()
+        log = open(log_path, "w")  # noqa: SIM115
+        args = [*prefix, sys.executable, *entry, "--port", str(use), "--data-dir", str(data_dir),
+                *extra]
+        proc = subprocess.Popen(
+            args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            if not prefix:
+                wait_for_port("127.0.0.1", use, proc=proc)
+            break
+        except RuntimeError:
+            _stop(proc)
+            log.close()
+            taken = "already in use" in log_path.read_text(errors="replace")
+            if port is None and taken and attempt < 2:
+                continue
+            raise
     try:
-        if not prefix:
-            wait_for_port("127.0.0.1", port, proc=proc)
-        yield f"http://127.0.0.1:{port}/", proc
+        yield f"http://127.0.0.1:{use}/", proc
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(scaled(10))
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        _stop(proc)
         log.close()
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import flet as ft
 
@@ -14,7 +15,7 @@ from ..model import MAX_NAME_CHARS
 
 log = logging.getLogger(__name__)
 NAME_KEY = "fletchat.name"
-ANSWER_SECONDS = 3.0
+ANSWER_SECONDS = 30.0  # the login does not wait for it (ChatView.offer_remembered_name)
 
 
 class NameMemory:
@@ -33,6 +34,16 @@ class NameMemory:
             log.debug("no remembered name: %s", err)
             return ""
         return value[:MAX_NAME_CHARS] if isinstance(value, str) else ""
+
+    async def offer(self, field: ft.TextField, still_joining: Callable[[], bool]) -> None:
+        """Fill the login's ``field`` with the name this device remembers, whenever the client
+        answers (a loaded phone can take seconds: waiting for it before showing the dialog
+        delayed the dialog, and a 3 s limit lost the name), unless the person has typed or
+        joined meanwhile."""
+        name = await self.load()
+        if name and not field.value and still_joining():
+            field.value = name
+            field.update()
 
     async def save(self, name: str) -> None:
         if self.prefs is None:

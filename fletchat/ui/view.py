@@ -116,11 +116,11 @@ class ChatView:
         page.on_resize = self.on_resize
         self.fit_width(page.width, page.height)
         self.backend.subscribe(self.on_event)
-        if not self.prefill_name:  # a name remembered on this device (issue 17)
-            self.join_name.value = await self.memory.load()
         page.show_dialog(self.login)
         self.updates.mark(page)
         self.updates.flush()
+        if not self.prefill_name:  # a name remembered on this device (issue 17)
+            page.run_task(self.memory.offer, self.join_name, lambda: self.backend.name is None)
         page.run_task(self.network.watch, lambda: self.alive)
 
     def fit_width(self, width: float | None, height: float | None = None) -> None:
