@@ -30,14 +30,13 @@ import re
 import shutil
 import struct
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from . import limits as L
 from .manifest import FileManifest, chunk_count
-from .merkle import HASH_BYTES, MerkleTree, leaf_hash
+from .merkle import HASH_BYTES, MerkleTree, TreeCache, leaf_hash
 from .wholehash import RunningHash
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -82,7 +81,7 @@ class BlobStore:
         self._partial.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._file_locks: dict[str, threading.Lock] = {}
-        self._trees: OrderedDict[str, MerkleTree] = OrderedDict()
+        self._trees = TreeCache(_TREE_CACHE)
         self._reserved: dict[str, int] = {}
         self._verified: dict[str, set[int]] = {}
         self._hashes: dict[str, RunningHash] = {}  # downloads begun with no chunk on disk yet
@@ -327,23 +326,9 @@ class BlobStore:
                 blob.with_name(sha + ".leaves").unlink(missing_ok=True)
                 with self._lock:
                     self._used -= size
-                    self._trees.pop(sha, None)
+                self._trees.drop(sha)
 
     # ---- serving ----
-    def _tree(self, sha: str) -> MerkleTree:
-        with self._lock:
-            tree = self._trees.get(sha)
-            if tree is not None:
-                self._trees.move_to_end(sha)
-                return tree
-        raw = self._blob_path(sha).with_name(sha + ".leaves").read_bytes()
-        tree = MerkleTree([raw[i:i + HASH_BYTES] for i in range(0, len(raw), HASH_BYTES)])
-        with self._lock:
-            self._trees[sha] = tree
-            while len(self._trees) > _TREE_CACHE:
-                self._trees.popitem(last=False)
-        return tree
-
     def read_chunk(self, sha: str, index: int, chunk_size: int) -> tuple[bytes, list[bytes]]:
         """Chunk ``index`` of a complete file and its Merkle proof; ``KeyError`` if we lack it."""
         blob = self.path(sha)
@@ -355,7 +340,7 @@ class BlobStore:
         with open(blob, "rb") as f:
             f.seek(index * chunk_size)
             data = f.read(chunk_size)
-        return data, self._tree(sha).proof(index)
+        return data, self._trees.get(sha, blob.with_name(sha + ".leaves")).proof(index)
 
     # ---- off the event loop ----
     async def aimport_file(self, path: Path, name: str, mime: str,

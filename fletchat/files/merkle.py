@@ -12,7 +12,10 @@ on Android and in Pyodide, where no maintained pure-Python library is packaged.
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
+from pathlib import Path
 
 HASH_BYTES = 32
 
@@ -94,3 +97,31 @@ def verify(root: bytes, index: int, count: int, leaf: bytes, path: Sequence[byte
         fn >>= 1
         sn >>= 1
     return sn == 0 and r == root
+
+
+class TreeCache:
+    """The Merkle trees of the last ``size`` complete files chunks were served from, so serving
+    a file chunk by chunk reads its leaf hashes once (thread-safe: chunks are read in workers)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._trees: OrderedDict[str, MerkleTree] = OrderedDict()
+
+    def get(self, sha: str, leaves_path: Path) -> MerkleTree:
+        with self._lock:
+            tree = self._trees.get(sha)
+            if tree is not None:
+                self._trees.move_to_end(sha)
+                return tree
+        raw = leaves_path.read_bytes()
+        tree = MerkleTree([raw[i:i + HASH_BYTES] for i in range(0, len(raw), HASH_BYTES)])
+        with self._lock:
+            self._trees[sha] = tree
+            while len(self._trees) > self.size:
+                self._trees.popitem(last=False)
+        return tree
+
+    def drop(self, sha: str) -> None:
+        with self._lock:
+            self._trees.pop(sha, None)
