@@ -185,7 +185,7 @@ async def test_async_methods_run_off_the_loop(tmp_path):
     store.import_stream = spy  # type: ignore[method-assign]
     m = await store.aimport_file(src, "src.bin", "application/octet-stream", CHUNK)
     assert seen and seen[0] != threading.get_ident()
-    data, proof = await store.aread_chunk(m.sha256, 0, CHUNK)
+    data, proof = store.read_chunk(m.sha256, 0, CHUNK)
     assert data == payload(2)[:CHUNK] and proof
     assert (await store.ausage()).used == m.size
     assert os.path.getsize(store.path(m.sha256)) == m.size

@@ -347,19 +347,6 @@ class BlobStore:
                            chunk_size: int | None = None) -> FileManifest:
         return await asyncio.to_thread(self.import_file, path, name, mime, chunk_size)
 
-    async def abegin(self, manifest: FileManifest) -> set[int]:
-        return await asyncio.to_thread(self.begin, manifest)
-
-    async def awrite_chunk(self, manifest: FileManifest, index: int, data: bytes | memoryview,
-                           leaf: bytes) -> None:
-        await asyncio.to_thread(self.write_chunk, manifest, index, data, leaf)
-
-    async def afinish(self, manifest: FileManifest) -> Path:
-        return await asyncio.to_thread(self.finish, manifest)
-
-    async def aread_chunk(self, sha: str, index: int, chunk_size: int) -> tuple[bytes, list[bytes]]:
-        return await asyncio.to_thread(self.read_chunk, sha, index, chunk_size)
-
     async def ausage(self) -> Usage:
         return await asyncio.to_thread(self.usage)
 
