@@ -80,8 +80,8 @@ REASON_SELF = "self"
 
 _APP_VERSION_RE = re.compile(r"^[A-Za-z0-9.+_-]{1,32}$")
 _NONCE_RE = re.compile(r"^[0-9a-f]{32}$")
-KEY_CHARS = 44  # base64 of a raw 32-byte Ed25519 public key
-SIG_CHARS = 88  # base64 of a 64-byte Ed25519 signature
+KEY_BYTES = 32  # a raw Ed25519 public key: 44 base64 characters
+SIG_BYTES = 64  # an Ed25519 signature: 88 base64 characters
 NONCE_BYTES = 16
 
 
@@ -603,7 +603,7 @@ def _decode_hello(obj: dict[str, Any]) -> Hello:
     nonce = ""
     if "key" in obj:
         key = obj["key"]
-        if _b64_bytes(key, KEY_CHARS) is None:
+        if _b64_bytes(key, KEY_BYTES) is None:
             raise ProtocolError("hello.key must be a base64 Ed25519 public key")
         nonce = obj.get("nonce")
         if not isinstance(nonce, str) or not _NONCE_RE.fullmatch(nonce):
@@ -611,20 +611,25 @@ def _decode_hello(obj: dict[str, Any]) -> Hello:
     return Hello(peer_id, name, device, port, app, session, dial, key, nonce)
 
 
-def _b64_bytes(value: object, chars: int) -> bytes | None:
-    """Decode a fixed-length standard base64 string, or None if it is not one."""
-    if not isinstance(value, str) or len(value) != chars or not value.isascii():
+def _b64_bytes(value: object, size: int) -> bytes | None:
+    """Decode the standard base64 of exactly ``size`` bytes, or None if it is not that. Only the
+    one canonical spelling passes (padded, zero spare bits): 88 unpadded characters are 66 bytes,
+    not a signature, and another peer must be able to compare keys as strings."""
+    if not isinstance(value, str) or len(value) != 4 * -(-size // 3) or not value.isascii():
         return None
     try:
-        return base64.b64decode(value, validate=True)
+        raw = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         return None
+    if len(raw) != size or base64.b64encode(raw).decode("ascii") != value:
+        return None
+    return raw
 
 
 def _sig_field(value: object, ftype: str) -> str:
     if value is None or value == "":
         return ""
-    if _b64_bytes(value, SIG_CHARS) is None:
+    if _b64_bytes(value, SIG_BYTES) is None:
         raise ProtocolError(f"{ftype}.sig must be a base64 Ed25519 signature")
     return value  # type: ignore[return-value]
 
@@ -747,7 +752,7 @@ def decode_frame(data: str | bytes) -> Frame:
 
 def _decode_auth(obj: dict[str, Any]) -> Auth:
     sig = obj.get("sig")
-    if _b64_bytes(sig, SIG_CHARS) is None:
+    if _b64_bytes(sig, SIG_BYTES) is None:
         raise ProtocolError("auth.sig must be a base64 Ed25519 signature")
     return Auth(sig)  # type: ignore[arg-type]
 

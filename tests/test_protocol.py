@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -229,6 +230,37 @@ def test_hello_missing_fields():
 )
 def test_bad_msg(msg, words):
     rejects(frame(type="msg", msg=msg), *words)
+
+
+SIG = base64.b64encode(bytes(range(64))).decode()  # 88 characters, ends in "=="
+KEY = base64.b64encode(bytes(range(32))).decode()  # 44 characters, ends in "="
+
+
+def test_canonical_signatures_and_keys_are_read():
+    assert decode_frame(frame(type="auth", sig=SIG)).sig == SIG
+    got = decode_frame(frame(type="msg", msg={**MSG.to_dict(), "sig": SIG}))
+    assert got.sig == SIG
+    hello = decode_frame(frame(type="hello", **hello_dict(key=KEY, nonce="0" * 32)))
+    assert hello.key == KEY
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        base64.b64encode(bytes(66)).decode(),  # 88 characters without padding: 66 bytes
+        SIG[:85] + "B==",  # spare bits set: decodes, but is not the canonical spelling
+    ],
+)
+def test_signatures_that_are_not_64_canonical_bytes_are_refused(spelling):
+    assert len(spelling) == 88
+    rejects(frame(type="auth", sig=spelling), "auth.sig")
+    rejects(frame(type="msg", msg={**MSG.to_dict(), "sig": spelling}), "msg.sig")
+
+
+@pytest.mark.parametrize("spelling", [base64.b64encode(bytes(33)).decode(), KEY[:42] + "B="])
+def test_keys_that_are_not_32_canonical_bytes_are_refused(spelling):
+    assert len(spelling) == 44
+    rejects(frame(type="hello", **hello_dict(key=spelling, nonce="0" * 32)), "hello.key")
 
 
 @pytest.mark.parametrize(
