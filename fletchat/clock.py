@@ -154,25 +154,35 @@ class HLC:
         ``max_adopt_ms`` ahead of our wall clock (a reply may then sort before it).
         """
         with self._lock:
-            pt = self._wall()
-            ahead = remote.wall_ms - pt
-            if ahead > self.max_drift_ms:
-                raise ClockDriftError(
-                    f"Clock of {remote.node} is {ahead / 1000:.0f} s ahead of ours "
-                    f"(at most {self.max_drift_ms / 1000:.0f} s accepted); check its date and time."
-                )
-            if ahead > self.max_adopt_ms:
-                remote = Stamp(pt + self.max_adopt_ms, 0, remote.node)
-            top = max(self._l, remote.wall_ms, pt)
-            if top == self._l and top == remote.wall_ms:
-                self._c = max(self._c, remote.counter) + 1
-            elif top == self._l:
-                self._c += 1
-            elif top == remote.wall_ms:
-                self._l, self._c = top, remote.counter + 1
-            else:
-                self._l, self._c = top, 0
+            self._advance(remote)
             return self._issue()
+
+    def advance(self, remote: Stamp) -> None:
+        """``observe`` without the receive event's stamp (the hub's acceptance needs none)."""
+        with self._lock:
+            self._advance(remote)
+
+    def _advance(self, remote: Stamp) -> None:
+        pt = self._wall()
+        ahead = remote.wall_ms - pt
+        if ahead > self.max_drift_ms:
+            raise ClockDriftError(
+                f"Clock of {remote.node} is {ahead / 1000:.0f} s ahead of ours "
+                f"(at most {self.max_drift_ms / 1000:.0f} s accepted); check its date and time."
+            )
+        if ahead > self.max_adopt_ms:
+            remote = Stamp(pt + self.max_adopt_ms, 0, remote.node)
+        top = max(self._l, remote.wall_ms, pt)
+        if top == self._l and top == remote.wall_ms:
+            self._c = max(self._c, remote.counter) + 1
+        elif top == self._l:
+            self._c += 1
+        elif top == remote.wall_ms:
+            self._l, self._c = top, remote.counter + 1
+        else:
+            self._l, self._c = top, 0
+        if self._c > MAX_COUNTER:  # as _issue: borrow the next millisecond
+            self._l, self._c = self._l + 1, 0
 
     def _issue(self) -> Stamp:
         # The counter is bounded by its fixed width; on overflow borrow the next millisecond,

@@ -300,7 +300,7 @@ class Hub(ConvHubMethods, MeshSideMethods, HistoryReads, PresenceMethods, TrustM
     def _observe(self, msg: Message) -> str:
         """Move our clock past ``msg`` (bounded: clock.MAX_ADOPT_MS); a reason if refused."""
         try:
-            self.clock.observe(Stamp.decode(msg.hlc))
+            self.clock.advance(Stamp.decode(msg.hlc))
         except ClockDriftError as err:
             return str(err)
         return ""
@@ -378,7 +378,7 @@ class Hub(ConvHubMethods, MeshSideMethods, HistoryReads, PresenceMethods, TrustM
         with self._qlock:
             self._queued[msg.id] = (msg, verified, 0)
             self._queued_slots[(msg.origin, msg.seq)] = msg.id
-        self._remember(msg.id, verified)
+            self._remember_locked(msg.id, verified)
         self._origins.add(msg.origin)
         ticket = self._writer.submit(Record(msg, Stamp.decode(msg.hlc), msg.seq, verified=verified))
         with self._qlock:
@@ -406,10 +406,13 @@ class Hub(ConvHubMethods, MeshSideMethods, HistoryReads, PresenceMethods, TrustM
 
     def _remember(self, msg_id: str, verified: bool) -> None:
         with self._qlock:
-            self._seen[msg_id] = verified
-            self._seen.move_to_end(msg_id)
-            if len(self._seen) > SEEN_IDS_KEPT:
-                self._seen.popitem(last=False)
+            self._remember_locked(msg_id, verified)
+
+    def _remember_locked(self, msg_id: str, verified: bool) -> None:
+        self._seen[msg_id] = verified
+        self._seen.move_to_end(msg_id)
+        if len(self._seen) > SEEN_IDS_KEPT:
+            self._seen.popitem(last=False)
 
     # ---- storage faults ----
     def _storage_fault(self, fault: str) -> None:

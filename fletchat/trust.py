@@ -389,7 +389,8 @@ class SignatureBook:
             if old is not None and old[1] == sig:
                 verified = verified or old[2]
             self._pending[msg_id] = (origin, sig, verified)
-        self._dirty.set()
+        if not self._dirty.is_set():  # the writer clears it before it takes what is pending
+            self._dirty.set()
 
     def get(self, msg_id: str) -> tuple[bytes, bool] | None:
         with self._lock:

@@ -100,6 +100,25 @@ def test_counter_overflow_borrows_the_next_millisecond() -> None:
     assert r > Stamp(wall.ms + 1, MAX_COUNTER, "a")
 
 
+def test_advance_moves_the_clock_as_observe_does_without_issuing_a_stamp() -> None:
+    """The hub's acceptance advances the clock past each message (``advance``): the same rule
+    as ``observe``, drift refusal and counter overflow included."""
+    for remote_at, counter in [(2_000, 7), (-10_000, 3), (0, 9), (1, MAX_COUNTER)]:
+        wall = FakeWall()
+        observed, advanced = HLC("b", wall), HLC("b", wall)
+        observed.now(), advanced.now()
+        remote = Stamp(wall.ms + remote_at, counter, "a")
+        got = observed.observe(remote)
+        assert advanced.advance(remote) is None
+        assert advanced.last == got and advanced.now() > remote
+    wall = FakeWall()
+    clock = HLC("b", wall)
+    before = clock.now()
+    with pytest.raises(ClockDriftError):
+        clock.advance(Stamp(wall.ms + MAX_DRIFT_MS + 1, 0, "a"))
+    assert clock.last == before
+
+
 def test_seeded_clock_continues_after_a_restart_with_a_clock_set_back() -> None:
     wall = FakeWall()
     first = HLC("a", wall)

@@ -40,6 +40,20 @@ def test_ts_is_signed_as_integer_milliseconds_whatever_the_json_number_looks_lik
         assert message_signing_bytes(msg) == EXPECTED.replace("1795578257791", str(ms)).encode()
 
 
+def test_the_signed_bytes_are_json_dumps_of_the_fields_for_every_kind_of_text() -> None:
+    """The joined-up encoding must give what ``json.dumps`` of the field array gives, escapes
+    and all (controls, quotes, line separators, surrogate pairs, joiners)."""
+    from dataclasses import replace
+
+    for text in ['a"b\\c\n\t\u2028\u2029 é 😀 \x7f </script>', "x\u200dy", "ok"]:
+        for author in ["Zoë", "a\u200db", "\u05d0\u05d1"]:
+            msg = replace(VECTOR, text=text, author=author, channel="c-" + author)
+            fields = ["fletchat-msg-v2", msg.id, msg.kind, msg.author, msg.origin, msg.text,
+                      ts_millis(msg.ts), msg.channel, msg.hlc, msg.seq]
+            want = json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()
+            assert message_signing_bytes(msg) == want, (text, author)
+
+
 def test_the_auth_transcript_is_this_exact_string() -> None:
     got = auth_transcript(
         role="client", signer_id="b", signer_key="S" * 43 + "=", other_id="a",

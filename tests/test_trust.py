@@ -26,6 +26,7 @@ from fletchat.protocol import (
     Auth,
     Hello,
     auth_transcript,
+    decode_b64,
     decode_frame,
     encode_auth,
     encode_frame,
@@ -288,6 +289,27 @@ async def test_relayed_messages_keep_their_signature_and_forgeries_are_dropped(n
     ]
     assert c.trust.message_status(got) == VERIFIED
     assert c.trust.message_status(stranger) == UNVERIFIED
+
+
+async def test_catch_up_pages_are_each_verified_before_judged_and_a_forgery_is_refused(nodes):
+    """A catch-up of several pages: each page's signatures are checked on a worker thread while
+    the page before it is judged; every message still arrives verified and in order, and the
+    one forged message in the middle page is refused, its reason said to the sender."""
+    a, b = await nodes("a"), await nodes("b")
+    written = [chat(f"a {i} " + "x" * 1500, "a") for i in range(99)]  # 100 with the forgery: 3 pages
+    for m in written:  # b caught these up from a earlier: a's signatures in b's book
+        b.trust.book.put(m.id, "a", decode_b64(a.trust.sig_for(m)), verified=True)
+    forged = chat("forged by b " + "x" * 1500, "a")  # "from a", without a's signature
+    b.history = written[:50] + [forged] + written[50:]
+    await a.mesh.stop()
+    c = await nodes("c")
+    c.trust.store.check("a", a.trust.identity.public_key, "A")
+    c.dial(b)
+    await eventually(lambda: len(c.msgs) == 99, "c caught up from b", 30.0)
+    assert [m.id for m, _ in c.msgs] == [m.id for m in written]
+    assert all(c.trust.message_status(m) == VERIFIED for m in written[::20])
+    await eventually(lambda: any(forged.id in dict(r) for _, r in b.host.refusals),
+                     "b was told why the forgery was refused")
 
 
 async def test_a_known_id_with_another_key_is_refused_loudly_until_forgotten(
