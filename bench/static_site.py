@@ -27,6 +27,7 @@ TIMING = "fletchat-timing "  # the site's start-up marks, logged with ?timing (f
 # Marks of a second visit worth a line in the notes: where its time goes.
 # A visit that restores Python from the first visit's snapshot has no import marks.
 MARKS = ("worker pyodide ready", "worker snapshot restored", "worker app in place",
+         "worker warmed up",
          "worker imported webclient.main",
          "page flutter-first-frame", "worker connection started", "worker app main",
          "worker app mounted")

@@ -70,6 +70,21 @@ self.fcMark = function (what) {
 self.preloaded = null;
 self.preloadedPackage = null;
 const APP_ZIP_PATH = "/home/pyodide/app.zip";
+const WARM_UP = `
+import flet_js, os, runpy, sys, traceback
+from pyodide.http import pyfetch
+import msgpack
+async def _warm(py_args, name=None):
+    if name is None and "script" not in (py_args or {}):
+        try:
+            deps = [line for req in ["a", "# b"] if (line := req.strip()) and not line.startswith("#")]
+            return f"{name}: {deps!r} {os.path.exists('requirements.txt')}"
+        except SystemExit as _exit:
+            if _exit.code not in (None, 0):
+                raise
+await _warm({})
+del _warm
+`;
 self.bootPyodide = async function (url, snapshot) {
     self.fcMark("import pyodide.mjs");
     const pyodideModule = await import(url);
@@ -165,6 +180,12 @@ self.preload = function (data) {
             if (restored) {  // the modules are in memory already; only fresh randomness
                 pyodide.runPython("import random; random.seed()");
                 self.fcMark("app in place");
+                // The first Python a restored interpreter compiles and runs is slow (its
+                // WebAssembly functions are compiled on first use): the worker's bootstrap at
+                // connect took 0.5-2 s of the critical path. Run its imports and like code now,
+                // while Flutter starts.
+                await pyodide.runPythonAsync(WARM_UP);
+                self.fcMark("warmed up");
             } else {
                 pyodide.globals.set("_early_zip", zipped ? APP_ZIP_PATH : "");
                 pyodide.globals.set("_early_imports", JSON.stringify(data.imports));
