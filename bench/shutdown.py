@@ -100,11 +100,14 @@ def _series(lan: Any, n: int, reps: int, tmp: Path, label: str
     took, base, problems = [], [], []
     for r in range(reps):
         for count, out in ((n, took), (0, base)):
-            secs, gone, stored = exit_once(lan, count, tmp, f"{label}{count}r{r}")
+            tag = f"{label}{n}x{count}r{r}"  # its own data dirs: nothing carried over
+            secs, gone, stored = exit_once(lan, count, tmp, tag)
             out.append(secs)
             if not gone or stored != BURST:
-                problems.append(f"{count} tabs rep {r}: goodbye seen {gone}, "
-                                f"stored {stored}/{BURST}")
+                log = (tmp / f"{tag}-host.log").read_text(errors="replace").splitlines()
+                said = [ln[24:] for ln in log if "goodbye" in ln or "WARNING" in ln][-3:]
+                problems.append(f"{count} tabs (series {n}) rep {r}: exit {secs:.2f} s, goodbye "
+                                f"seen {gone}, stored {stored}/{BURST}; host log: {said}")
     return took, base, problems
 
 
