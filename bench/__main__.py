@@ -40,6 +40,7 @@ FIGURES: dict[str, str] = {
     "files": "12. Files: a big file between two namespaced hosts (vs curl), chat during it, RSS, resume",
     "browsers": "13. Host mode in real browsers: 1 sender -> 5 Chromium receivers",
     "scaleout": "14. Scale-out: 3 namespaced hosts x N tabs sharing one conversation",
+    "shutdown": "15. Host mode's exit after SIGTERM with N tabs open (goodbye sent, burst stored)",
 }
 # module -> the figures it produces (some share one expensive set-up)
 RUNNERS: list[tuple[str, tuple[str, ...]]] = [
@@ -53,6 +54,7 @@ RUNNERS: list[tuple[str, tuple[str, ...]]] = [
     ("bench.files", ("files",)),
     ("bench.browsers", ("browsers",)),
     ("bench.scaleout", ("scaleout",)),
+    ("bench.shutdown", ("shutdown",)),
 ]
 # Quick mode (a smoke run of every figure in about a minute) runs these lanes at once, each in its
 # own processes, one module after another within a lane: the browser figure alone; the two that
@@ -60,7 +62,7 @@ RUNNERS: list[tuple[str, tuple[str, ...]]] = [
 # numbers are for checking that every figure still works, not for quoting: lanes share the cores.
 QUICK_LANES: list[list[str]] = [
     ["bench.static_site", "bench.browsers", "bench.startup"],  # the browsers, then 3 s more
-    ["bench.lan", "bench.sessions"],  # namespaced hosts and session eviction: mostly waiting
+    ["bench.lan", "bench.sessions", "bench.shutdown"],  # namespaced hosts, eviction: waiting
     ["bench.files", "bench.scaleout", "bench.history"],  # namespaced hosts: more waiting than CPU
     ["bench.delivery", "bench.fanout"],  # the CPU-bound pair (about 55 s together on 2 cores)
 ]

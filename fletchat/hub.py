@@ -155,6 +155,9 @@ class Hub(ConvHubMethods, MeshSideMethods, HistoryReads, PresenceMethods, TrustM
     files: Any = None  # fletchat.files.share.FileShare when files are on (a data dir and a mesh)
     _listeners: list[Callable[[HubEvent], None]] = field(init=False, default_factory=list)
     _publisher: Publisher | None = field(init=False, default=None)
+    # Set when the process is stopping: the sessions' screens are going away, so events are no
+    # longer rendered (the store and the other listeners still get them).
+    screens_off: bool = field(init=False, default=False)
     _lock: threading.RLock = field(init=False, default_factory=threading.RLock)
 
     def __post_init__(self) -> None:
@@ -185,11 +188,27 @@ class Hub(ConvHubMethods, MeshSideMethods, HistoryReads, PresenceMethods, TrustM
         self._identity_warnings: list[IdentityWarning] = []
         self.conv = ConvState(self)  # replies, reactions, edits, deletes, typing, read marks
 
-    def close(self) -> None:
-        """Finish outbox work, flush what is queued for the database and close it."""
-        self._bg.shutdown(wait=True)
-        self._writer.close()
+    def close(self, timeout: float | None = None) -> bool:
+        """Finish outbox work, flush what is queued for the database and close it; within
+        ``timeout`` seconds if given. ``False`` if that ran out: the database is then left open
+        (SQLite keeps it whole; an unfinished batch was never acknowledged, so peers resend it)."""
+        end = None if timeout is None else time.monotonic() + timeout
+
+        def left() -> float | None:
+            return None if end is None else max(0.0, end - time.monotonic())
+
+        try:
+            self._bg.submit(lambda: None).result(left())  # one worker: all earlier work is done
+        except (TimeoutError, RuntimeError):  # RuntimeError: closed before
+            pass
+        self._bg.shutdown(wait=end is None)
+        self._writer.close(left())
+        if self._writer.running:
+            log.error("the store writer did not finish within %.1f s; leaving the database open",
+                      timeout)
+            return False
         self.store.close()
+        return True
 
     # ---- wiring ----
     def use_pubsub(self, publisher: Publisher) -> None:
@@ -213,7 +232,7 @@ class Hub(ConvHubMethods, MeshSideMethods, HistoryReads, PresenceMethods, TrustM
     def _publish(self, event: HubEvent) -> None:
         with self._lock:
             publisher, listeners = self._publisher, list(self._listeners)
-        if publisher is not None:
+        if publisher is not None and not self.screens_off:
             publisher.send_all_on_topic(PUBSUB_TOPIC, event)
         for listener in listeners:
             try:

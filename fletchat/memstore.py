@@ -297,6 +297,8 @@ class ImmediateWriter:
     def flush(self, timeout: float | None = None) -> bool:
         return True
 
+    running = False  # no thread: nothing is ever left writing
+
     def close(self, timeout: float | None = None) -> None:
         pass
 

@@ -40,6 +40,7 @@ from fletchat.protocol import (
     encode_presence,
     sync_frames,
 )
+from fletchat.stalls import LoopStalls
 
 log = logging.getLogger("fletchat.mesh")
 
@@ -164,6 +165,7 @@ class LinkCore:
         )
         self.changed = asyncio.Event()
         self.stopping = False
+        self.stalls = LoopStalls()  # this host's own loop stalls (run by Mesh.start)
 
     def sig_for(self, msg: Message) -> str:
         try:

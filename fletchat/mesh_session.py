@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed
 
 from fletchat.events import Presence
 from fletchat.mesh_judge import MessageJudge
-from fletchat.mesh_link import Link, LinkCore, close_reason
+from fletchat.mesh_link import STALLED_TIMEOUTS, Link, LinkCore, close_reason
 from fletchat.peer.connection import (
     CLOSE_TRY_AGAIN,
     REASON_BLOCKED,
@@ -145,12 +145,24 @@ class Sessions:
 
     async def _handshake(self, link: Link, want: Wanted | None) -> Outcome:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.core.settings.handshake_timeout
+        timeout, stalls = self.core.settings.handshake_timeout, self.core.stalls
+        start = loop.time()
+        before = stalls.total(time.monotonic())
         conn = link.conn
+
+        def deadline() -> float:
+            """``timeout`` of this host's running time: its own stalls (a starved CPU) are added,
+            up to ``STALLED_TIMEOUTS`` timeouts in all (a slot squatter gets no more than that,
+            and nothing more at all from a host that runs freely)."""
+            stalled = stalls.total(time.monotonic()) - before
+            return start + min(timeout + stalled, STALLED_TIMEOUTS * timeout)
+
         while conn.state in (State.AWAIT_HELLO, State.AWAIT_AUTH):
             try:
-                raw = await asyncio.wait_for(link.ws.recv(), max(0.0, deadline - loop.time()))
+                raw = await asyncio.wait_for(link.ws.recv(), max(0.0, deadline() - loop.time()))
             except TimeoutError:
+                if loop.time() < deadline():
+                    continue  # this host stalled meanwhile: the peer gets that time back
                 self.core.close(link, CLOSE_TIMEOUT, "handshake not done in time")
                 return Outcome.FAILED
             for event in conn.receive_text(raw, time.time()):

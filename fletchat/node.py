@@ -235,17 +235,33 @@ class Node:
         await self.discovery.start()
         log.info("resumed: re-announced and re-browsing")
 
-    async def stop(self) -> None:
-        """Say goodbye on the LAN (mDNS goodbye, WebSocket bye) and close."""
+    async def stop(self, goodbye_timeout: float | None = None,
+                   store_timeout: float | None = None) -> None:
+        """Say goodbye on the LAN (mDNS goodbye and the peers' WebSocket bye, at the same time)
+        and close. With timeouts (host mode on SIGTERM): the goodbyes get ``goodbye_timeout``
+        seconds, then the store gets ``store_timeout`` to write what is queued."""
         if self._alone_check is not None:
             self._alone_check.cancel()
             self._alone_check = None
+        goodbyes = asyncio.ensure_future(asyncio.gather(self._stop_discovery(), self._stop_mesh()))
+        try:
+            await asyncio.wait_for(asyncio.shield(goodbyes), goodbye_timeout)
+        except TimeoutError:
+            log.warning("LAN goodbyes not done within %.1f s; closing anyway", goodbye_timeout)
+            goodbyes.cancel()
+        release_multicast_lock()
+        self.hub.close(store_timeout)
+        self.trust.close()
+
+    async def _stop_discovery(self) -> None:
         if self.discovery is not None:
+            discovery, self.discovery = self.discovery, None
             try:
-                await self.discovery.stop()
+                await discovery.stop()
             except Exception:
                 log.exception("discovery stop failed")
-            self.discovery = None
+
+    async def _stop_mesh(self) -> None:
         if self.files_lane is not None:
             await self.files_lane.stop()
             self.files_lane = None
@@ -257,6 +273,3 @@ class Node:
             except Exception:
                 log.exception("mesh stop failed")
             self.mesh = None
-        release_multicast_lock()
-        self.hub.close()
-        self.trust.close()

@@ -1296,6 +1296,11 @@ class StoreWriter:
             self._cv.notify_all()
         self._thread.join(timeout)
 
+    @property
+    def running(self) -> bool:
+        """The writer thread is still alive (before ``close``, or after its timeout ran out)."""
+        return self._thread.is_alive()
+
     def __enter__(self) -> Self:
         return self
 

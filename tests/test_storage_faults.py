@@ -152,3 +152,16 @@ def test_the_headless_peer_reports_and_keeps_running_on_a_read_only_data_dir(tmp
         assert errors and "read-only" in errors[0], proc.stdout
         # the line it could not send says why, and the peer still exits cleanly
         assert any("read-only" in line for line in errors[1:]), proc.stdout
+
+
+def test_a_bounded_close_still_writes_what_is_queued(tmp_path):
+    """Host mode's exit closes the hub with a time limit (issue 11): what was received and
+    queued for the writer is committed before the database closes, and the writer is done."""
+    path = tmp_path / "history.db"
+    hub = Hub("me", store=Store.open(path))
+    got = [hub.receive(remote(f"queued {i}", i + 1), "peer-b", verified=True) for i in range(200)]
+    assert hub.close(timeout=30) is True
+    assert not hub._writer.running
+    again = Hub("me", store=Store.open(path))
+    assert {a.message.id for a in got} <= {m.id for m in again.history(limit=1000)}
+    again.close()

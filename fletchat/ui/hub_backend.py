@@ -193,6 +193,8 @@ class HubBackend:
 
     def subscribe(self, handler: EventHandler) -> None:
         async def on_topic(topic: str, event: object) -> None:
+            if self.hub.screens_off:  # queued before host mode began to stop: nobody will see it
+                return
             await handler(event)
 
         if self.pubsub is not None:
