@@ -1,0 +1,191 @@
+"""Receivers serve each other (docs/protocol.md, "Files", ``have``): the ``have`` frame, the fetch
+state machine with partial holders (asked only for what they announced; the origin asked first for
+what nobody else has; a liar dropped), and the service end to end over in-memory links: a
+receiver holding chunks 0..k serves exactly those, four receivers swap chunks so the origin sends
+fewer than four copies, and a partial holder that serves a bad chunk loses its connection."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import random
+from collections import Counter
+
+import pytest
+
+from fletchat.files import frames as F
+from fletchat.files import limits as L
+from fletchat.files.merkle import verify
+from fletchat.files.serve import Server
+from fletchat.files.transfer import Drop, Fetch, Request, Verdict, Verified
+from tests import test_files_service as svc
+from tests.test_files_service import connect, liar
+from tests.test_files_transfer import CHUNKS, TREE, M, answer, requests
+
+service = svc.service  # the fixture that starts and stops services
+CHUNK = L.MIN_CHUNK_SIZE
+SHA = "ab" * 32
+
+
+# ---- the frame ----
+def test_have_frames_round_trip_and_split_into_bounded_frames():
+    frames = F.haves(SHA, set(range(0, 400, 2)))  # 200 runs of one chunk
+    assert len(frames) == 5 and all(len(f.ranges) <= F.MAX_HAVE_RANGES for f in frames)
+    assert all(len(F.encode(f)) <= F.MAX_TEXT_FRAME_BYTES for f in frames)
+    assert sorted(i for f in frames for i in F.decode(F.encode(f)).indexes()) == list(range(0, 400, 2))
+    assert F.haves(SHA, [3, 4, 5, 9]) == [F.Have(SHA, ((3, 3), (9, 1)))]
+    assert F.haves(SHA, []) == [F.Have(SHA, ())]  # "I fetch it too, nothing yet"
+
+
+@pytest.mark.parametrize("ranges", [
+    "x", [[0]], [[0, 0]], [[-1, 2]], [[L.MAX_CHUNKS - 1, 2]], [[0, True]], [[0, 1]] * (F.MAX_HAVE_RANGES + 1),
+])
+def test_bad_have_frames_are_refused(ranges):
+    raw = F._text({"type": "have", "sha256": SHA, "ranges": ranges})
+    with pytest.raises(F.FrameError):
+        F.decode(raw)
+
+
+def test_query_says_fetching_only_when_it_is_and_an_earlier_query_still_decodes():
+    assert F.decode(F.encode(F.Query(SHA, fetching=True))) == F.Query(SHA, True)
+    assert F.encode(F.Query(SHA)) == '{"v":1,"type":"query","sha256":"' + SHA + '"}'  # as before
+    with pytest.raises(F.FrameError):
+        F.decode(F._text({"type": "query", "sha256": SHA, "fetching": 1}))
+
+
+# ---- the state machine ----
+def test_a_partial_holder_is_asked_only_for_chunks_it_announced():
+    f = Fetch(M)
+    events = f.add_holder("mid", 0, chunks=[2, 5, 99])  # 99: beyond the file, ignored
+    assert sorted(requests(events)) == [("mid", 2), ("mid", 5)]
+    assert requests(answer(f, "mid", 2)) == []  # nothing else announced
+    assert requests(f.add_holder("mid", 0, chunks=[7])) == [("mid", 7)]  # announcements add up
+
+
+def test_the_origin_is_asked_first_for_what_no_partial_holder_has():
+    f = Fetch(M)
+    f.add_holder("mid", 0, chunks=range(5))
+    events = f.add_holder("origin", 0)
+    from_origin = [i for p, i in requests(events) if p == "origin"]
+    assert from_origin and all(i >= 5 for i in from_origin)
+    assert {i for p, i in requests(f.tick(0)) if p == "mid"} | set(f.in_flight("mid")) <= set(range(5))
+
+
+def test_spread_starts_requests_at_the_offset_and_wraps():
+    f = Fetch(M, max_in_flight=4)
+    f.spread(8, 0)
+    assert [i for _, i in requests(f.add_holder("origin", 0))] == [8, 9, 0, 1]
+
+
+def test_a_partial_holder_with_a_bad_chunk_is_dropped_and_others_take_over():
+    f = Fetch(M)
+    f.add_holder("mid", 0, chunks=[0, 1])
+    f.add_holder("origin", 0)
+    assert 0 in f.in_flight("mid")
+    events = answer(f, "mid", 0, data=bytes(len(CHUNKS[0])))
+    assert isinstance(events[0], Drop) and events[0].verdict is Verdict.BAD_HASH
+    assert "mid" not in f.holders and f.add_holder("mid", 1, chunks=[0]) == []  # never again
+    events = f.tick(1)
+    assert not any(isinstance(e, Request) and e.holder == "mid" for e in events)
+
+
+def test_a_verified_chunk_carries_its_proof_for_serving_on():
+    f = Fetch(M)
+    f.add_holder("origin", 0)
+    (v,) = [e for e in answer(f, "origin", 0) if isinstance(e, Verified)]
+    assert verify(bytes.fromhex(M.root), 0, M.chunk_count, v.leaf, v.proof)
+    assert v.proof == tuple(TREE.proof(0))
+
+
+# ---- the service ----
+def make_data(n_chunks: int) -> bytes:
+    return random.Random(n_chunks).randbytes(CHUNK * n_chunks + 33)
+
+
+class Probe:
+    """A raw files connection that records what it is sent."""
+
+    def __init__(self) -> None:
+        self.got: list = []
+        self.closed: tuple[int, str] | None = None
+
+    async def send(self, frame) -> None:
+        self.got.append(F.decode(frame))
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+
+async def test_a_receiver_holding_chunks_0_to_k_serves_those_and_refuses_the_others(tmp_path, service):
+    from tests.timing import eventually
+
+    data = make_data(12)
+    origin = service(tmp_path, "origin")
+    m = origin.store.import_stream(io.BytesIO(data), "a.bin", "application/octet-stream", CHUNK)
+    mid = service(tmp_path, "mid")
+    ab, _ = await connect("origin", origin, "mid", mid, [])
+    k = 3
+    ab.tamper = lambda fr: fr if not isinstance(fr, bytes) or F.decode(fr).index <= k else None
+    result = await mid.fetch(m, ["origin"])
+    await eventually(lambda: all(mid.swarm.proof(m.sha256, i) for i in range(k + 1)), "chunks 0..k in")
+    probe = Probe()
+    await mid.attach("probe", probe)
+    await mid.on_frame("probe", F.encode(F.Query(m.sha256)))  # an earlier version's: no have
+    await mid.on_frame("probe", F.encode(F.Query(m.sha256, fetching=True)))
+    for i in range(k + 3):
+        await mid.on_frame("probe", F.encode(F.Get(m.sha256, i, CHUNK)))
+    await eventually(lambda: len([g for g in probe.got if isinstance(g, F.Chunk | F.NoChunk)]) == k + 3,
+                     "every request answered")
+    holds = [g for g in probe.got if isinstance(g, F.Holds | F.Have)]
+    # not the whole file, but these chunks, verified (told only to a query that says "fetching")
+    assert holds == [F.Holds(m.sha256, False), F.Holds(m.sha256, False), F.Have(m.sha256, ((0, k + 1),))]
+    chunks = {g.index: g for g in probe.got if isinstance(g, F.Chunk)}
+    assert sorted(chunks) == list(range(k + 1))
+    root = bytes.fromhex(m.root)
+    from fletchat.files.merkle import leaf_hash
+
+    for i, c in chunks.items():
+        assert bytes(c.data) == data[i * CHUNK:(i + 1) * CHUNK]
+        assert verify(root, i, m.chunk_count, leaf_hash(c.data), c.proof)
+    refused = sorted(g.index for g in probe.got if isinstance(g, F.NoChunk))
+    assert refused == [k + 1, k + 2] and probe.closed is None
+    assert not result.done()
+
+
+async def test_four_receivers_swap_chunks_so_the_origin_sends_fewer_than_four_copies(tmp_path, service):
+    data = make_data(48)
+    log: list = []
+    # The origin serves each receiver 16 chunks at once, then 8 a second: the others are faster.
+    origin = service(tmp_path, "origin", server=Server(bytes_per_minute=8 * CHUNK * 60,
+                                                       burst=L.MAX_CHUNK_SIZE))
+    m = origin.store.import_stream(io.BytesIO(data), "a.bin", "application/octet-stream", CHUNK)
+    names = [f"r{i}" for i in range(4)]
+    rs = {n: service(tmp_path, n, rng=random.Random(i)) for i, n in enumerate(names)}
+    for n, s in rs.items():
+        await connect("origin", origin, n, s, log)
+    for a in range(4):
+        for b in range(a + 1, 4):
+            await connect(names[a], rs[names[a]], names[b], rs[names[b]], log)
+    results = [await s.fetch(m, ["origin"]) for s in rs.values()]
+    paths = await asyncio.wait_for(asyncio.gather(*results), 60)
+    assert all(p.read_bytes() == data for p in paths)
+    chunks_from = Counter(p for p, f in log if isinstance(f, bytes))
+    assert sum(chunks_from[n] for n in names) > 0  # receivers served each other
+    assert chunks_from["origin"] < 4 * m.chunk_count
+
+
+async def test_a_partial_holder_that_serves_a_bad_chunk_loses_its_connection(tmp_path, service):
+    data = make_data(48)
+    origin = service(tmp_path, "origin", server=Server(bytes_per_minute=4 * CHUNK * 60,
+                                                       burst=L.MAX_CHUNK_SIZE))
+    m = origin.store.import_stream(io.BytesIO(data), "a.bin", "application/octet-stream", CHUNK)
+    good = service(tmp_path, "good", rng=random.Random(1))
+    bad = service(tmp_path, "bad", rng=random.Random(2))
+    await connect("origin", origin, "good", good, [])
+    await connect("origin", origin, "bad", bad, [])
+    bad_to_good, good_to_bad = await connect("bad", bad, "good", good, [])
+    bad_to_good.tamper = liar
+    results = [await good.fetch(m, ["origin"]), await bad.fetch(m, ["origin"])]
+    assert (await asyncio.wait_for(results[0], 60)).read_bytes() == data
+    assert good_to_bad.closed == (1008, "chunk failed its hash")  # good closed its link to bad
+    await asyncio.wait_for(results[1], 60)
