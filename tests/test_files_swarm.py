@@ -39,6 +39,8 @@ def test_have_frames_round_trip_and_split_into_bounded_frames():
 
 @pytest.mark.parametrize("ranges", [
     "x", [[0]], [[0, 0]], [[-1, 2]], [[L.MAX_CHUNKS - 1, 2]], [[0, True]], [[0, 1]] * (F.MAX_HAVE_RANGES + 1),
+    [[4, 2], [0, 1]], [[0, 3], [2, 1]],  # unsorted, overlapping
+
 ])
 def test_bad_have_frames_are_refused(ranges):
     raw = F._text({"type": "have", "sha256": SHA, "ranges": ranges})

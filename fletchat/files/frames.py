@@ -78,8 +78,9 @@ class Have:
     sha256: str
     ranges: tuple[tuple[int, int], ...]
 
-    def indexes(self) -> list[int]:
-        return [i for first, count in self.ranges for i in range(first, first + count)]
+    def indexes(self, limit: int = L.MAX_CHUNKS) -> list[int]:
+        """The chunk indexes named, below ``limit`` (the file's chunk count)."""
+        return [i for first, count in self.ranges for i in range(first, min(first + count, limit))]
 
 
 def runs(indexes: set[int] | list[int]) -> list[tuple[int, int]]:
@@ -163,12 +164,14 @@ def _have(obj: dict) -> Have:
     ranges = obj.get("ranges")
     if type(ranges) is not list or len(ranges) > MAX_HAVE_RANGES:
         raise FrameError(f"have.ranges must be a list of at most {MAX_HAVE_RANGES} [first, count] pairs")
-    out = []
+    out: list[tuple[int, int]] = []
+    end = 0  # runs are sorted and do not overlap: a frame names each chunk at most once
     for r in ranges:
         if (type(r) is not list or len(r) != 2 or type(r[0]) is not int or type(r[1]) is not int
-                or not 0 <= r[0] < L.MAX_CHUNKS or not 1 <= r[1] <= L.MAX_CHUNKS - r[0]):
-            raise FrameError(f"have.ranges: each is [first, count] with 0 <= first, 1 <= count, "
-                             f"first + count <= {L.MAX_CHUNKS}")
+                or not end <= r[0] < L.MAX_CHUNKS or not 1 <= r[1] <= L.MAX_CHUNKS - r[0]):
+            raise FrameError(f"have.ranges: sorted [first, count] runs that do not overlap, "
+                             f"1 <= count, first + count <= {L.MAX_CHUNKS}")
+        end = r[0] + r[1]
         out.append((r[0], r[1]))
     return Have(obj["sha256"], tuple(out))
 

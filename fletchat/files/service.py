@@ -344,7 +344,7 @@ class FilesService:
             if job is not None and frame.have:
                 await self._handle(job, job.fetch.add_holder(peer, now))
         elif job is not None and frame.ranges:
-            await self._handle(job, job.fetch.add_holder(peer, now, frame.indexes()))
+            await self._handle(job, job.fetch.add_holder(peer, now, frame.indexes(job.fetch.manifest.chunk_count)))
         # (an earlier version's query has no "fetching": it would not understand a have)
         if job is not None and (isinstance(frame, F.Have) or isinstance(frame, F.Query) and frame.fetching):
             await self._fellow(job, peer, now)
