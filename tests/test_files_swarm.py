@@ -20,7 +20,7 @@ from fletchat.files.serve import Server
 from fletchat.files.transfer import Drop, Fetch, Request, Verdict, Verified
 from tests import test_files_service as svc
 from tests.test_files_service import connect, liar
-from tests.test_files_transfer import CHUNKS, TREE, M, answer, requests
+from tests.test_files_transfer import CHUNKS, TREE, M, answer, make, requests
 
 service = svc.service  # the fixture that starts and stops services
 CHUNK = L.MIN_CHUNK_SIZE
@@ -74,9 +74,20 @@ def test_the_origin_is_asked_first_for_what_no_partial_holder_has():
 
 
 def test_spread_starts_requests_at_the_offset_and_wraps():
-    f = Fetch(M, max_in_flight=4)
-    f.spread(8, 0)
-    assert [i for _, i in requests(f.add_holder("origin", 0))] == [8, 9, 0, 1]
+    big, _, _ = make(40)  # 41 chunks
+    f = Fetch(big, max_in_flight=4)
+    f.spread(38, 0)
+    asked = [i for _, i in requests(f.add_holder("origin", 0))]
+    # each one of the first MIX (8) chunks from the offset not asked yet, wrapping: 38 ... 7
+    assert len(set(asked)) == 4 and set(asked) <= {38, 39, 40, *range(8)}
+    g = Fetch(M)
+    g.spread(8, 0)
+    todo, asked = requests(g.add_holder("origin", 0)), []
+    while todo:  # answered one by one, every chunk is asked exactly once
+        _, i = todo.pop(0)
+        asked.append(i)
+        todo += requests(answer(g, "origin", i))
+    assert sorted(asked) == list(range(10)) and len(g.verified) == 10
 
 
 def test_a_partial_holder_with_a_bad_chunk_is_dropped_and_others_take_over():

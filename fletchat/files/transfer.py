@@ -17,6 +17,7 @@ then; each call returns the events to act on:
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -24,6 +25,8 @@ from enum import StrEnum
 from . import limits as L
 from .manifest import FileManifest
 from .merkle import leaf_hash, verify
+
+MIX = 8  # after ``spread``, the origin is asked one of this many first chunks nobody else has
 
 
 class Verdict(StrEnum):
@@ -114,6 +117,7 @@ class Fetch:
         # more holders than max_holders, asked when one goes: peer -> its chunks (None = all)
         self._spares: dict[str, set[int] | None] = {}
         self._offset = 0  # requests start at this chunk (``spread``), then wrap around
+        self._mix: random.Random | None = None  # after ``spread``: the origin's picks vary
         self._done_reported = False
         self._gone_reported = False
         self._liars: set[str] = set()  # holders that got a verdict: never asked again for this file
@@ -166,6 +170,7 @@ class Fetch:
         """Others fetch this file too: ask from chunk ``offset`` on (wrapping around), so the
         fetchers start at different places and have different chunks to give each other."""
         self._offset = offset % self._count
+        self._mix = random.Random(offset)
         return self._schedule(now)
 
     def remove_holder(self, peer: str, now: float) -> list[Event]:
@@ -277,7 +282,8 @@ class Fetch:
                      if len(kv[1].in_flight) < kv[1].window and kv[0] not in idle]
             if not open_:
                 break
-            peer, h = min(open_, key=lambda kv: len(kv[1].in_flight))
+            # partial holders first: the origin's upload is the one everybody shares
+            peer, h = min(open_, key=lambda kv: (kv[1].has is None, len(kv[1].in_flight)))
             index = self._pick(h, taken, partial)
             if index is None:
                 if h.has is None:
@@ -292,18 +298,24 @@ class Fetch:
     def _pick(self, h: _Holder, taken: set[int], partial: list[set[int]]) -> int | None:
         """The chunk to ask of ``h`` next, in order from ``_offset`` (wrapping): a partial holder
         gives the first chunk it has that we still want; a whole-file holder (the origin, whose
-        upload everyone shares) the first that no partial holder can give, else the first."""
+        upload everyone shares) the first that no partial holder can give (after ``spread``, one
+        of the first ``MIX`` such, at random, so fetchers seldom ask it for the same chunk), else
+        the first."""
         n, off = self._count, self._offset
         if h.has is not None:
             cands = [i for i in h.has if i not in self.verified and i not in taken]
             return min(cands, key=lambda i: (i - off) % n) if cands else None
-        first = None
+        first, rare = None, []
         for k in range(n):
             i = (k + off) % n
             if i in self.verified or i in taken:
                 continue
             if not any(i in has for has in partial):
-                return i
+                rare.append(i)
+                if self._mix is None or len(rare) == MIX:
+                    break
             if first is None:
                 first = i
+        if rare:
+            return rare[0] if self._mix is None else self._mix.choice(rare)
         return first
