@@ -73,6 +73,20 @@ def test_the_origin_is_asked_first_for_what_no_partial_holder_has():
     assert {i for p, i in requests(f.tick(0)) if p == "mid"} | set(f.in_flight("mid")) <= set(range(5))
 
 
+def test_partial_holders_never_crowd_out_the_origin():
+    f = Fetch(M, max_holders=2)
+    f.add_holder("p1", 0, chunks=[0])
+    f.add_holder("p2", 0, chunks=[1])
+    f.add_holder("p3", 0, chunks=[2])  # a spare
+    assert set(f.holders) == {"p1", "p2"}
+    assert requests(f.add_holder("origin", 0))  # admitted beyond the cap: the others lack chunks
+    assert set(f.holders) == {"p1", "p2", "origin"}
+    f.remove_holder("origin", 0)
+    f.add_holder("o2", 0)  # admitted: only partial holders were left
+    f.remove_holder("p1", 0)
+    assert "o2" in f.holders and "p3" not in f.holders  # still at the cap with o2
+
+
 def test_spread_starts_requests_at_the_offset_and_wraps():
     big, _, _ = make(40)  # 41 chunks
     f = Fetch(big, max_in_flight=4)

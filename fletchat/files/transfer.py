@@ -159,8 +159,8 @@ class Fetch:
         elif peer in self._spares:
             old = self._spares[peer]
             self._spares[peer] = None if old is None or has is None else old | has
-        elif len(self._holders) < self._max_holders:
-            self._holders[peer] = self._new_holder(has)
+        elif len(self._holders) < self._max_holders or (has is None and self._all_partial()):
+            self._holders[peer] = self._new_holder(has)  # (one whole-file holder beyond the cap)
         else:
             self._spares[peer] = has
         self._gone_reported = False
@@ -250,9 +250,17 @@ class Fetch:
     def _new_holder(self, has: set[int] | None = None) -> _Holder:
         return _Holder(window=self._start_in_flight, has=has)
 
+    def _all_partial(self) -> bool:
+        return all(h.has is not None for h in self._holders.values())
+
     def _promote_spares(self) -> None:
-        while self._spares and len(self._holders) < self._max_holders:
-            peer = next(iter(self._spares))
+        """Spares step in for holders that went, whole-file holders first; one always does if
+        only partial holders are left (they may lack chunks)."""
+        while self._spares and (len(self._holders) < self._max_holders or self._all_partial()):
+            whole = [p for p, has in self._spares.items() if has is None]
+            if len(self._holders) >= self._max_holders and not whole:
+                break
+            peer = whole[0] if whole else next(iter(self._spares))
             self._holders[peer] = self._new_holder(self._spares.pop(peer))
 
     def _drop(self, peer: str, verdict: Verdict, detail: str, now: float) -> list[Event]:
