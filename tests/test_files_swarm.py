@@ -2,13 +2,16 @@
 state machine with partial holders (asked only for what they announced; the origin asked first for
 what nobody else has; a liar dropped), and the service end to end over in-memory links: a
 receiver holding chunks 0..k serves exactly those, four receivers swap chunks so the origin sends
-fewer than four copies, and a partial holder that serves a bad chunk loses its connection."""
+fewer than four copies, a partial holder that serves a bad chunk loses its connection, receivers
+left with partial copies after the sender goes say nobody has the file (and finish when it comes
+back), and a peer that asks during the final hash check is told when the file is complete."""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import random
+import threading
 from collections import Counter
 
 import pytest
@@ -17,7 +20,8 @@ from fletchat.files import frames as F
 from fletchat.files import limits as L
 from fletchat.files.merkle import verify
 from fletchat.files.serve import Server
-from fletchat.files.transfer import Drop, Fetch, Request, Verdict, Verified
+from fletchat.files.service import NOBODY
+from fletchat.files.transfer import Drop, Fetch, FetchState, HoldersGone, Request, Verdict, Verified
 from tests import test_files_service as svc
 from tests.test_files_service import connect, liar
 from tests.test_files_transfer import CHUNKS, TREE, M, answer, make, requests
@@ -124,6 +128,37 @@ def test_a_verified_chunk_carries_its_proof_for_serving_on():
     assert v.proof == tuple(TREE.proof(0))
 
 
+def test_partial_holders_lacking_chunks_are_holders_gone_until_someone_has_the_rest():
+    f = Fetch(M)  # 10 chunks
+    f.add_holder("mid", 0, chunks=range(4))
+    f.add_holder("origin", 0)
+    answer(f, "origin", f.in_flight("origin").pop())
+    events = f.remove_holder("origin", 1)  # the sender left: nobody has chunks 4..9 but one
+    gone = [e for e in events if isinstance(e, HoldersGone)]
+    assert gone == [HoldersGone(M.sha256, 10 - 4 - 1)] and f.state is FetchState.WAITING
+    assert f.holders_gone and not [e for e in f.tick(2) if isinstance(e, HoldersGone)]  # once
+    for i in list(f.in_flight("mid")):  # what the partial holder has is still fetched
+        answer(f, "mid", i, now=2)
+    assert set(range(4)) <= f.verified and f.state is FetchState.WAITING
+    # a partial holder announcing the rest resumes it
+    events = f.add_holder("mid2", 3, chunks=range(10))
+    assert requests(events) and not f.holders_gone and f.state is FetchState.FETCHING
+    assert not any(isinstance(e, HoldersGone) for e in events)
+    # ... and when that one goes too, it is said again; a whole-file holder resumes it
+    assert [e for e in f.remove_holder("mid2", 4) if isinstance(e, HoldersGone)]
+    events = f.add_holder("origin2", 5)
+    assert {p for p, _ in requests(events)} == {"origin2"} and f.state is FetchState.FETCHING
+
+
+def test_adding_a_partial_holder_does_not_say_holders_gone_before_the_next_tick():
+    f = Fetch(M)
+    events = f.add_holder("mid", 0, chunks=[0])  # the origin's holds may be on its way
+    assert requests(events) == [("mid", 0)] and not any(isinstance(e, HoldersGone) for e in events)
+    assert [e for e in f.tick(1) if isinstance(e, HoldersGone)] == [HoldersGone(M.sha256, 9)]
+    assert not [e for e in f.tick(2) if isinstance(e, HoldersGone)]  # once
+    assert requests(f.add_holder("origin", 3))
+
+
 # ---- the service ----
 def make_data(n_chunks: int) -> bytes:
     return random.Random(n_chunks).randbytes(CHUNK * n_chunks + 33)
@@ -216,3 +251,68 @@ async def test_a_partial_holder_that_serves_a_bad_chunk_loses_its_connection(tmp
     assert (await asyncio.wait_for(results[0], 60)).read_bytes() == data
     assert good_to_bad.closed == (1008, "chunk failed its hash")  # good closed its link to bad
     await asyncio.wait_for(results[1], 60)
+
+
+async def test_receivers_left_with_partial_copies_say_nobody_has_it_and_finish_when_it_is_back(
+        tmp_path, service):
+    from tests.timing import eventually
+
+    data = make_data(12)  # 13 chunks
+    log: list = []
+    origin = service(tmp_path, "origin")
+    m = origin.store.import_stream(io.BytesIO(data), "a.bin", "application/octet-stream", CHUNK)
+    events: dict[str, list] = {"r1": [], "r2": []}
+    rs = {n: service(tmp_path, n, events[n], rng=random.Random(i)) for i, n in enumerate(events)}
+    k = 3  # the origin's chunks beyond k never arrive: then it leaves
+    for n, s in rs.items():
+        to_r, _ = await connect("origin", origin, n, s, log)
+        to_r.tamper = lambda fr: fr if not isinstance(fr, bytes) or F.decode(fr).index <= k else None
+    await connect("r1", rs["r1"], "r2", rs["r2"], log)
+    results = {n: await s.fetch(m, ["origin"]) for n, s in rs.items()}
+    await eventually(lambda: all(s.swarm.proof(m.sha256, i) for s in rs.values() for i in range(k + 1)),
+                     "chunks 0..k in at both")
+    fetches = {n: s._jobs[m.sha256].fetch for n, s in rs.items()}
+    await eventually(lambda: "r2" in fetches["r1"].holders and "r1" in fetches["r2"].holders,
+                     "each a partial holder for the other")  # (their chunks 0..k: none missing)
+    for n, s in rs.items():
+        await s.detach("origin")
+        await origin.detach(n)
+    for n in rs:
+        await eventually(lambda n=n: events[n] and events[n][-1].kind == "waiting", f"{n} says nobody has it")
+        assert events[n][-1].reason == NOBODY
+    assert not any(r.done() for r in results.values())
+    # the sender is back (for r1 only): r1 finishes, tells r2 it holds the file, r2 finishes
+    await connect("origin", origin, "r1", rs["r1"], log)
+    paths = await asyncio.wait_for(asyncio.gather(*results.values()), 60)
+    assert all(p.read_bytes() == data for p in paths)
+    assert all(e[-1].kind == "done" for e in events.values())
+
+
+async def test_a_peer_that_asks_during_the_final_hash_check_is_told_when_the_file_is_complete(
+        tmp_path, service):
+    from tests.timing import eventually
+
+    data = make_data(4)
+    origin = service(tmp_path, "origin")
+    m = origin.store.import_stream(io.BytesIO(data), "a.bin", "application/octet-stream", CHUNK)
+    me = service(tmp_path, "me")
+    await connect("origin", origin, "me", me, [])
+    checking, go_on = threading.Event(), threading.Event()
+    finish = me.store.finish
+
+    def slow_finish(manifest):  # runs on the files lane's thread
+        checking.set()
+        go_on.wait(30)
+        return finish(manifest)
+
+    me.store.finish = slow_finish
+    result = await me.fetch(m, ["origin"])
+    await eventually(checking.is_set, "the final hash check started")
+    probe = Probe()
+    await me.attach("probe", probe)
+    await me.on_frame("probe", F.encode(F.Query(m.sha256)))  # an earlier version's query
+    await eventually(lambda: F.Holds(m.sha256, False) in probe.got, "answered: not yet")
+    go_on.set()
+    await asyncio.wait_for(result, 30)
+    await eventually(lambda: F.Holds(m.sha256, True) in probe.got, "told once the file is complete")
+    assert probe.closed is None

@@ -37,6 +37,7 @@ HASH_IN_THREAD_BYTES = 64 * L.KIB  # chunks from this size on are hashed in a wo
 # requests in flight per holder its queue filled with chunk work that chat waited behind.
 ANNOUNCE_S = 0.1  # newly verified chunks are announced to other fetchers at most this often
 FILE_THREADS = 6  # as many as asyncio's default on 2 cores; 2 measured slower (chunk hashes queued behind writes)
+NOBODY = "Nobody who has this file is online."  # a download waits for a holder of the rest
 
 log = logging.getLogger("fletchat.files")
 
@@ -249,7 +250,7 @@ class FilesService:
                 job.complete = True
             elif isinstance(ev, HoldersGone):
                 self.on_event(FileEvent("waiting", sha, job.fetch.bytes_verified, job.fetch.manifest.size,
-                                        reason="Nobody who has this file is online."))
+                                        reason=NOBODY))
         if job.complete and job.writes == 0 and not job.finishing:
             await self._finish(job)
 
@@ -278,7 +279,9 @@ class FilesService:
         job.writes -= 1
         self.swarm.written(m.sha256, ev.index, ev.proof)
         self._announce_soon()
-        self.on_event(FileEvent("progress", m.sha256, job.fetch.bytes_verified, m.size))
+        # from partial holders while nobody has the rest: the view keeps saying so
+        kind, why = ("waiting", NOBODY) if job.fetch.holders_gone else ("progress", "")
+        self.on_event(FileEvent(kind, m.sha256, job.fetch.bytes_verified, m.size, reason=why))
         if job.complete and job.writes == 0 and not job.finishing:
             await self._finish(job)
 
@@ -339,6 +342,7 @@ class FilesService:
         """``query``: answered; ``holds`` true, ``have``: a holder. A query (``fetching``) or have
         for a file we fetch too comes from a fellow fetcher (``_fellow``)."""
         if isinstance(frame, F.Query):
+            self.swarm.asked(frame.sha256, peer)  # fetching it (or checking its hash): told when done
             await self._send(peer, F.Holds(frame.sha256, self.store.has(frame.sha256)))
         elif isinstance(frame, F.Holds):
             if job is not None and frame.have:

@@ -31,6 +31,7 @@ class _File:
     proofs: dict[int, tuple[bytes, ...]] = field(default_factory=dict)  # servable chunks
     peers: set[str] = field(default_factory=set)  # fetch it too: told what we have
     new: set[int] = field(default_factory=set)  # servable, not announced yet
+    askers: set[str] = field(default_factory=set)  # sent a query: told when we hold it all
 
 
 class Swarm:
@@ -52,9 +53,10 @@ class Swarm:
         self._files.setdefault(manifest.sha256, _File(manifest))
 
     def end(self, sha256: str) -> set[str]:
-        """The fetch ended (the file is complete, or given up): the peers that were told."""
+        """The fetch ended (the file is complete, or given up): the peers that were told, and
+        those that asked for it (``asked``)."""
         f = self._files.pop(sha256, None)
-        return f.peers if f else set()
+        return f.peers | f.askers if f else set()
 
     def __contains__(self, sha256: str) -> bool:
         return sha256 in self._files
@@ -65,6 +67,13 @@ class Swarm:
         if f is not None and 0 <= index < f.manifest.chunk_count:
             f.proofs[index] = proof
             f.new.add(index)
+
+    def asked(self, sha256: str, peer: str) -> None:
+        """``peer`` sent a ``query`` for this file (answered ``holds`` false): it is told
+        ``holds`` true if the fetch completes, even one that came during the final hash check."""
+        f = self._files.get(sha256)
+        if f is not None:
+            f.askers.add(peer)
 
     def span(self, sha256: str, index: int, chunk_size: int) -> tuple[int, int] | None:
         """(offset, length) of a servable chunk asked with ``chunk_size``, else None."""
@@ -103,3 +112,4 @@ class Swarm:
         """The peer's files connection closed."""
         for f in self._files.values():
             f.peers.discard(peer)
+            f.askers.discard(peer)

@@ -12,7 +12,9 @@ then; each call returns the events to act on:
 - ``Drop``: the holder broke the protocol (bad hash, wrong size, a chunk nobody asked for); close
   its files connection and log the verdict. Its chunks are asked of others.
 - ``Complete``: every chunk is verified; ``BlobStore.finish`` checks the whole file.
-- ``HoldersGone``: nobody left to ask; the partial file stays for a later ``add_holder``.
+- ``HoldersGone``: nobody online has some chunk still missing (no whole-file holder is left and
+  the partial holders have not announced it); the partial file stays, what the partial holders
+  have is still fetched, and the fetch goes on when a holder of the rest is added.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class Verdict(StrEnum):
 
 class FetchState(StrEnum):
     FETCHING = "fetching"
-    WAITING = "waiting"  # no holder to ask
+    WAITING = "waiting"  # nobody online has some missing chunk (``HoldersGone``)
     COMPLETE = "complete"
 
 
@@ -75,7 +77,7 @@ class Complete:
 @dataclass(frozen=True)
 class HoldersGone:
     sha256: str
-    missing: int  # chunks still to fetch
+    missing: int  # chunks still to fetch that nobody online has announced
 
 
 Event = Request | Verified | Drop | Complete | HoldersGone
@@ -127,7 +129,12 @@ class Fetch:
     def state(self) -> FetchState:
         if len(self.verified) == self._count:
             return FetchState.COMPLETE
-        return FetchState.FETCHING if self._holders else FetchState.WAITING
+        return FetchState.WAITING if self._unheld() else FetchState.FETCHING
+
+    @property
+    def holders_gone(self) -> bool:
+        """``HoldersGone`` was reported and nobody online has the missing chunks yet."""
+        return self._gone_reported and len(self.verified) < self._count
 
     @property
     def holders(self) -> list[str]:
@@ -163,15 +170,14 @@ class Fetch:
             self._holders[peer] = self._new_holder(has)  # (one whole-file holder beyond the cap)
         else:
             self._spares[peer] = has
-        self._gone_reported = False
-        return self._schedule(now)
+        return self._schedule(now, report=False)
 
     def spread(self, offset: int, now: float) -> list[Event]:
         """Others fetch this file too: ask from chunk ``offset`` on (wrapping around), so the
         fetchers start at different places and have different chunks to give each other."""
         self._offset = offset % self._count
         self._mix = random.Random(offset)
-        return self._schedule(now)
+        return self._schedule(now, report=False)
 
     def remove_holder(self, peer: str, now: float) -> list[Event]:
         """The holder disconnected, or no longer has the file: its requests go to others."""
@@ -268,17 +274,24 @@ class Fetch:
         self._liars.add(peer)
         return [drop, *self.remove_holder(peer, now)]
 
-    def _schedule(self, now: float) -> list[Event]:
+    def _schedule(self, now: float, report: bool = True) -> list[Event]:
+        """Requests to send; ``Complete`` once; ``HoldersGone`` once while nobody online has some
+        missing chunk (not on ``report`` False: a holder was just added, a whole-file holder may
+        be about to answer too; the next ``tick`` reports it)."""
         if len(self.verified) == self._count:
             if self._done_reported:
                 return []
             self._done_reported = True
             return [Complete(self.manifest.sha256)]
-        if not self._holders:
-            if self._gone_reported:
-                return []
+        gone: list[Event] = []
+        unheld = self._unheld()
+        if not unheld:
+            self._gone_reported = False  # told again if the holders of the rest go
+        elif report and not self._gone_reported:
             self._gone_reported = True
-            return [HoldersGone(self.manifest.sha256, self._count - len(self.verified))]
+            gone = [HoldersGone(self.manifest.sha256, unheld)]
+        if not self._holders:
+            return gone
         taken = {i for h in self._holders.values() for i in h.in_flight}
         partial = [h.has for h in self._holders.values() if h.has is not None]
         events: list[Event] = []
@@ -301,7 +314,16 @@ class Fetch:
             taken.add(index)
             h.in_flight[index] = now
             events.append(Request(peer, self.manifest.sha256, index))
-        return events
+        return events + gone
+
+    def _unheld(self) -> int:
+        """How many missing chunks nobody online has: none while a whole-file holder is there
+        (asked or spare); else those that no partial holder has announced."""
+        partial = [*(h.has for h in self._holders.values()), *self._spares.values()]
+        if any(has is None for has in partial):
+            return 0
+        announced: set[int] = set().union(*partial)  # type: ignore[arg-type]
+        return self._count - len(self.verified) - len(announced - self.verified)
 
     def _pick(self, h: _Holder, taken: set[int], partial: list[set[int]]) -> int | None:
         """The chunk to ask of ``h`` next, in order from ``_offset`` (wrapping): a partial holder
