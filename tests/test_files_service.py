@@ -40,7 +40,9 @@ class Pipe:
     async def send(self, frame) -> None:
         if self.closed is None:
             self.log.append((self.me, frame))
-            await self.queue.put(self.tamper(frame) if self.tamper else frame)
+            frame = self.tamper(frame) if self.tamper else frame
+            if frame is not None:  # a tamper may swallow a frame
+                await self.queue.put(frame)
 
     async def close(self, code: int, reason: str) -> None:
         self.closed = (code, reason)

@@ -342,6 +342,19 @@ class BlobStore:
             data = f.read(chunk_size)
         return data, self._trees.get(sha, blob.with_name(sha + ".leaves")).proof(index)
 
+    def read_partial(self, sha: str, index: int, offset: int, length: int) -> bytes:
+        """Chunk ``index`` of a download in progress, only if it is journaled as verified here;
+        ``KeyError`` otherwise (a partial file is never served beyond its verified chunks)."""
+        with self._file_lock(sha):
+            if index not in self._verified.get(sha, ()):
+                raise KeyError(index)
+            with open(self._part(sha, "part"), "rb") as f:
+                f.seek(offset)
+                data = f.read(length)
+        if len(data) != length:
+            raise KeyError(index)
+        return data
+
     # ---- off the event loop ----
     async def aimport_file(self, path: Path, name: str, mime: str,
                            chunk_size: int | None = None) -> FileManifest:

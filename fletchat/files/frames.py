@@ -24,6 +24,7 @@ MAX_HEADER_BYTES = 1024
 MAX_BINARY_FRAME_BYTES = 4 + MAX_HEADER_BYTES + L.MAX_CHUNK_SIZE
 MAX_PROOF_HASHES = (L.MAX_CHUNKS - 1).bit_length()  # 14
 REFUSE_REASONS = ("not_found", "busy")
+MAX_HAVE_RANGES = 48  # [first, count] pairs per ``have`` frame (it must fit MAX_TEXT_FRAME_BYTES)
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _LEN = struct.Struct(">I")
 
@@ -56,15 +57,48 @@ class NoChunk:
 
 @dataclass(frozen=True)
 class Query:
-    """Do you hold this file? (answered with ``Holds``)"""
+    """Do you hold this file? (answered with ``Holds``; ``fetching``: I fetch it, tell me your
+    verified chunks with ``Have`` if you fetch it too)"""
 
     sha256: str
+    fetching: bool = False
 
 
 @dataclass(frozen=True)
 class Holds:
     sha256: str
     have: bool  # the complete file
+
+
+@dataclass(frozen=True)
+class Have:
+    """I fetch this file too, and hold these verified chunks (``(first, count)`` runs; none yet
+    when empty). Announcements add up: each names chunks verified since the last."""
+
+    sha256: str
+    ranges: tuple[tuple[int, int], ...]
+
+    def indexes(self, limit: int = L.MAX_CHUNKS) -> list[int]:
+        """The chunk indexes named, below ``limit`` (the file's chunk count)."""
+        return [i for first, count in self.ranges for i in range(first, min(first + count, limit))]
+
+
+def runs(indexes: set[int] | list[int]) -> list[tuple[int, int]]:
+    """Chunk indexes as sorted ``(first, count)`` runs."""
+    out: list[tuple[int, int]] = []
+    for i in sorted(indexes):
+        if out and out[-1][0] + out[-1][1] == i:
+            out[-1] = (out[-1][0], out[-1][1] + 1)
+        else:
+            out.append((i, 1))
+    return out
+
+
+def haves(sha256: str, indexes: set[int] | list[int]) -> list[Have]:
+    """``have`` frames announcing ``indexes`` (one, empty, when there are none)."""
+    r = runs(indexes)
+    return [Have(sha256, tuple(r[k:k + MAX_HAVE_RANGES])) for k in range(0, len(r), MAX_HAVE_RANGES)] \
+        or [Have(sha256, ())]
 
 
 @dataclass(frozen=True)
@@ -75,7 +109,7 @@ class Chunk:
     data: bytes | memoryview  # decoded: a view into the received frame (no copy of the chunk)
 
 
-FilesFrame = Query | Holds | Get | Cancel | NoChunk | Chunk
+FilesFrame = Query | Holds | Have | Get | Cancel | NoChunk | Chunk
 
 
 def _text(obj: dict) -> str:
@@ -84,9 +118,12 @@ def _text(obj: dict) -> str:
 
 def encode(frame: FilesFrame) -> str | bytes:
     if isinstance(frame, Query):
-        return _text({"type": "query", "sha256": frame.sha256})
+        extra = {"fetching": True} if frame.fetching else {}
+        return _text({"type": "query", "sha256": frame.sha256, **extra})
     if isinstance(frame, Holds):
         return _text({"type": "holds", "sha256": frame.sha256, "have": frame.have})
+    if isinstance(frame, Have):
+        return _text({"type": "have", "sha256": frame.sha256, "ranges": [list(r) for r in frame.ranges]})
     if isinstance(frame, Get):
         return _text({"type": "get", "sha256": frame.sha256, "i": frame.index, "chunk": frame.chunk_size})
     if isinstance(frame, Cancel):
@@ -112,13 +149,31 @@ def _common(obj: object, want: tuple[str, ...], index: bool = True) -> dict:
 
 
 def _query(obj: dict) -> Query:
-    return Query(obj["sha256"])
+    if type(obj.get("fetching", False)) is not bool:
+        raise FrameError("query.fetching must be true or false")
+    return Query(obj["sha256"], obj.get("fetching", False))
 
 
 def _holds(obj: dict) -> Holds:
     if type(obj.get("have")) is not bool:
         raise FrameError("holds.have must be true or false")
     return Holds(obj["sha256"], obj["have"])
+
+
+def _have(obj: dict) -> Have:
+    ranges = obj.get("ranges")
+    if type(ranges) is not list or len(ranges) > MAX_HAVE_RANGES:
+        raise FrameError(f"have.ranges must be a list of at most {MAX_HAVE_RANGES} [first, count] pairs")
+    out: list[tuple[int, int]] = []
+    end = 0  # runs are sorted and do not overlap: a frame names each chunk at most once
+    for r in ranges:
+        if (type(r) is not list or len(r) != 2 or type(r[0]) is not int or type(r[1]) is not int
+                or not end <= r[0] < L.MAX_CHUNKS or not 1 <= r[1] <= L.MAX_CHUNKS - r[0]):
+            raise FrameError(f"have.ranges: sorted [first, count] runs that do not overlap, "
+                             f"1 <= count, first + count <= {L.MAX_CHUNKS}")
+        end = r[0] + r[1]
+        out.append((r[0], r[1]))
+    return Have(obj["sha256"], tuple(out))
 
 
 def _get(obj: dict) -> Get:
@@ -142,6 +197,7 @@ def _nochunk(obj: dict) -> NoChunk:
 _TEXT_DECODERS: dict[str, tuple[bool, Callable[[dict], FilesFrame]]] = {
     "query": (False, _query),
     "holds": (False, _holds),
+    "have": (False, _have),
     "get": (True, _get),
     "cancel": (True, _cancel),
     "nochunk": (True, _nochunk),

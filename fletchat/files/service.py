@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import random
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,13 +28,16 @@ from .blobstore import BlobError, BlobStore
 from .manifest import FileManifest, chunk_count
 from .merkle import leaf_hash
 from .serve import Refuse, Serve, Server
+from .swarm import Swarm
 from .transfer import Complete, Drop, Fetch, FetchState, HoldersGone, Request, Verified
 
 HASH_IN_THREAD_BYTES = 64 * L.KIB  # chunks from this size on are hashed in a worker thread
 # Chunk reads, hashes and writes run on threads of their own, not asyncio's default executor: the
 # chat path uses that one (storing a received message, sending a typed one), and with 16 chunk
 # requests in flight per holder its queue filled with chunk work that chat waited behind.
+ANNOUNCE_S = 0.1  # newly verified chunks are announced to other fetchers at most this often
 FILE_THREADS = 6  # as many as asyncio's default on 2 cores; 2 measured slower (chunk hashes queued behind writes)
+NOBODY = "Nobody who has this file is online."  # a download waits for a holder of the rest
 
 log = logging.getLogger("fletchat.files")
 
@@ -85,10 +89,49 @@ class _Bucket:
         return True
 
 
+def chunk_frame(store: BlobStore, sha: str, index: int, chunk: int,
+            partial: tuple[tuple[int, int], tuple[bytes, ...]] | None) -> bytes:
+    """Read a chunk and encode its frame, in one worker thread hop: the frame is a fresh
+    1 MiB buffer, and building it on the loop showed in a profile of the sender's loop
+    (about 3 ms a chunk, wall clock, at load 20). ``partial``: (offset, length) and proof of
+    a chunk of a download in progress (if that download completed meanwhile, the complete
+    file is read)."""
+    data: bytes | None = None
+    if partial is not None:
+        (offset, length), proof = partial
+        with contextlib.suppress(KeyError, FileNotFoundError):
+            data = store.read_partial(sha, index, offset, length)
+    if data is None:
+        data, proof = store.read_chunk(sha, index, chunk)
+    frame = F.encode(F.Chunk(sha, index, tuple(proof), data))
+    assert isinstance(frame, bytes)
+    return frame
+
+
+class _Layouts:
+    """(size, chunk count) of complete files served: a complete file never changes, so one disk
+    look per file, not per chunk."""
+
+    def __init__(self) -> None:
+        self.known: dict[str, tuple[int, int]] = {}
+
+    def add(self, sha: str, layout: tuple[int, int]) -> None:
+        if len(self.known) >= 256:
+            self.known.clear()
+        self.known[sha] = layout
+
+    def length(self, get: F.Get) -> int | None:
+        size, count = self.known[get.sha256]
+        if chunk_count(size, get.chunk_size) != count or get.index >= count:
+            return None
+        return min(get.chunk_size, size - get.index * get.chunk_size)
+
+
 class FilesService:
     def __init__(self, store: BlobStore, *, server: Server | None = None,
                  on_event: Callable[[FileEvent], None] = lambda e: None,
-                 clock: Callable[[], float] = time.monotonic, tick_s: float = 1.0) -> None:
+                 clock: Callable[[], float] = time.monotonic, tick_s: float = 1.0,
+                 rng: random.Random | None = None) -> None:
         self.store = store
         self.server = server or Server()
         self.on_event = on_event
@@ -98,11 +141,12 @@ class FilesService:
         self._buckets: dict[str, _Bucket] = {}
         self._jobs: dict[str, _Job] = {}
         self._asked: dict[tuple[str, str, int], int] = {}  # queued Get -> its chunk size
-        self._layouts: dict[str, tuple[int, int]] = {}
-        self._work: set[asyncio.Task] = set()  # chunk reads and writes in progress  # complete files served: (size, chunks)
+        self._layouts = _Layouts()
+        self._work: set[asyncio.Task] = set()  # chunk reads and writes in progress
         self._nudge: asyncio.Future[None] | None = None  # resolved to wake the timer loop early
         self._task: asyncio.Task | None = None
         self._pool = ThreadPoolExecutor(FILE_THREADS, thread_name_prefix="fletchat-files")
+        self.swarm = Swarm(rng or random.Random())  # chunks of downloads in progress that we serve
 
     async def _off_loop(self, fn: Callable, *args):
         """``fn(*args)`` on the files lane's own threads."""
@@ -141,12 +185,13 @@ class FilesService:
         self._links[peer] = link
         self._buckets[peer] = _Bucket(self._clock())
         for sha in list(self._jobs):
-            await self._send(peer, F.Query(sha))
+            await self._send(peer, F.Query(sha, fetching=True))
 
     async def detach(self, peer: str) -> None:
         self._links.pop(peer, None)
         self._buckets.pop(peer, None)
         self.server.forget(peer)
+        self.swarm.forget(peer)
         self._asked = {k: v for k, v in self._asked.items() if k[0] != peer}
         for job in list(self._jobs.values()):
             await self._handle(job, job.fetch.remove_holder(peer, self._clock()))
@@ -173,13 +218,14 @@ class FilesService:
             raise BusyError(f"{L.MAX_CONCURRENT_FETCHES} files are already downloading; try again when one is done.")
         have = await self._off_loop(self.store.begin, manifest)  # QuotaError goes to the caller
         job = self._jobs[manifest.sha256] = _Job(Fetch(manifest, have))
+        self.swarm.begin(manifest)
         now = self._clock()
         events = job.fetch.start(now) if len(have) == manifest.chunk_count else []
         for peer in holders:
             if peer in self._links:
                 events += job.fetch.add_holder(peer, now)
         for peer in list(self._links):
-            await self._send(peer, F.Query(manifest.sha256))
+            await self._send(peer, F.Query(manifest.sha256, fetching=True))
         await self._handle(job, events)  # no holder yet: the first tick says "waiting"
         return job.result
 
@@ -204,7 +250,7 @@ class FilesService:
                 job.complete = True
             elif isinstance(ev, HoldersGone):
                 self.on_event(FileEvent("waiting", sha, job.fetch.bytes_verified, job.fetch.manifest.size,
-                                        reason="Nobody who has this file is online."))
+                                        reason=NOBODY))
         if job.complete and job.writes == 0 and not job.finishing:
             await self._finish(job)
 
@@ -231,7 +277,11 @@ class FilesService:
             await self._handle(job, job.fetch.forget(ev.index, self._clock()))
             return
         job.writes -= 1
-        self.on_event(FileEvent("progress", m.sha256, job.fetch.bytes_verified, m.size))
+        self.swarm.written(m.sha256, ev.index, ev.proof)
+        self._announce_soon()
+        # from partial holders while nobody has the rest: the view keeps saying so
+        kind, why = ("waiting", NOBODY) if job.fetch.holders_gone else ("progress", "")
+        self.on_event(FileEvent(kind, m.sha256, job.fetch.bytes_verified, m.size, reason=why))
         if job.complete and job.writes == 0 and not job.finishing:
             await self._finish(job)
 
@@ -245,6 +295,7 @@ class FilesService:
         try:
             path = await self._off_loop(self.store.finish, m)
         except (OSError, BlobError) as err:
+            self.swarm.end(m.sha256)
             await self._off_loop(self.store.abort, m.sha256)
             self.on_event(FileEvent("error", m.sha256, 0, m.size, reason=str(err)))
             job.result.set_exception(err)
@@ -252,6 +303,8 @@ class FilesService:
         log.info("fetched %s: %d chunks, %d were on disk, %d chunk frames received from %d peers (%s)",
                  m.sha256[:12], m.chunk_count, job.on_disk, job.received, len(job.by_peer),
                  ", ".join(f"{p[:12]}: {n}" for p, n in sorted(job.by_peer.items())))
+        for peer in self.swarm.end(m.sha256):  # they now ask us for any chunk
+            await self._send(peer, F.Holds(m.sha256, True))
         self.on_event(FileEvent("done", m.sha256, m.size, m.size, path=path))
         job.result.set_result(path)
 
@@ -262,11 +315,8 @@ class FilesService:
             return
         frame, now = admitted
         job = self._jobs.get(frame.sha256)
-        if isinstance(frame, F.Query):
-            await self._send(peer, F.Holds(frame.sha256, self.store.has(frame.sha256)))
-        elif isinstance(frame, F.Holds):
-            if job is not None and frame.have:
-                await self._handle(job, job.fetch.add_holder(peer, now))
+        if isinstance(frame, F.Query | F.Holds | F.Have):
+            await self._on_holding(peer, frame, job, now)
         elif isinstance(frame, F.Get):
             await self._on_get(peer, frame, now)
         elif isinstance(frame, F.Cancel):
@@ -286,6 +336,39 @@ class FilesService:
                     if len(frame.data) >= HASH_IN_THREAD_BYTES else None)
             await self._handle(job, job.fetch.on_chunk(peer, frame.index, frame.data, frame.proof,
                                                        now, leaf))
+
+    async def _on_holding(self, peer: str, frame: F.Query | F.Holds | F.Have, job: _Job | None,
+                          now: float) -> None:
+        """``query``: answered; ``holds`` true, ``have``: a holder. A query (``fetching``) or have
+        for a file we fetch too comes from a fellow fetcher (``_fellow``)."""
+        if isinstance(frame, F.Query):
+            self.swarm.asked(frame.sha256, peer)  # fetching it (or checking its hash): told when done
+            await self._send(peer, F.Holds(frame.sha256, self.store.has(frame.sha256)))
+        elif isinstance(frame, F.Holds):
+            if job is not None and frame.have:
+                await self._handle(job, job.fetch.add_holder(peer, now))
+        elif job is not None and frame.ranges:
+            await self._handle(job, job.fetch.add_holder(peer, now, frame.indexes(job.fetch.manifest.chunk_count)))
+        # (an earlier version's query has no "fetching": it would not understand a have)
+        if job is not None and (isinstance(frame, F.Have) or isinstance(frame, F.Query) and frame.fetching):
+            await self._fellow(job, peer, now)
+
+    async def _fellow(self, job: _Job, peer: str, now: float) -> None:
+        """``peer`` fetches this file too: tell it what we can serve (once), and start our requests
+        at a random chunk, so fetchers have different chunks to swap."""
+        frames = self.swarm.interested(job.fetch.manifest.sha256, peer)
+        for frame in frames:
+            await self._send(peer, frame)
+        if frames and not job.fetch.verified:
+            await self._handle(job, job.fetch.spread(self.swarm.offset(job.fetch.manifest), now))
+
+    def _announce_soon(self) -> None:  # coalesced: have frames cost the receiver rate tokens
+        if self.swarm.schedule():
+            asyncio.get_running_loop().call_later(ANNOUNCE_S, lambda: self._spawn(self._announce()))
+
+    async def _announce(self) -> None:
+        for peer, frame in self.swarm.flush():
+            await self._send(peer, frame)
 
     async def _admit(self, peer: str, raw: str | bytes) -> tuple[F.FilesFrame, float] | None:
         """(decoded frame, now), or None after closing a peer over its rate or a malformed frame."""
@@ -312,32 +395,24 @@ class FilesService:
             self._nudge.set_result(None)
 
     async def _length(self, get: F.Get) -> int | None:
-        """The requested chunk's length if we hold it with that chunk size, else None."""
-        layout = self._layouts.get(get.sha256)
-        if layout is None:  # a complete file never changes: one disk look per file, not per chunk
+        """The requested chunk's length if we hold it with that chunk size (the whole file, or
+        that chunk verified and written in a download in progress), else None."""
+        span = self.swarm.span(get.sha256, get.index, get.chunk_size)
+        if span is not None:
+            return span[1]
+        if get.sha256 not in self._layouts.known:
             layout = await self._off_loop(self.store.layout, get.sha256)
             if layout is None:
                 return None
-            if len(self._layouts) >= 256:
-                self._layouts.clear()
-            self._layouts[get.sha256] = layout
-        size, count = layout
-        if chunk_count(size, get.chunk_size) != count or get.index >= count:
-            return None
-        return min(get.chunk_size, size - get.index * get.chunk_size)
-
-    def _chunk_frame(self, sha: str, index: int, chunk: int) -> bytes:
-        """Read a chunk and encode its frame, in one worker thread hop: the frame is a fresh
-        1 MiB buffer, and building it on the loop showed in a profile of the sender's loop
-        (about 3 ms a chunk, wall clock, at load 20)."""
-        data, proof = self.store.read_chunk(sha, index, chunk)
-        frame = F.encode(F.Chunk(sha, index, tuple(proof), data))
-        assert isinstance(frame, bytes)
-        return frame
+            self._layouts.add(get.sha256, layout)
+        return self._layouts.length(get)
 
     async def _serve_one(self, ev: Serve, chunk: int) -> None:
+        span = self.swarm.span(ev.sha256, ev.index, chunk)
+        proof = self.swarm.proof(ev.sha256, ev.index)
+        partial = (span, proof) if span is not None and proof is not None else None
         try:
-            frame = await self._off_loop(self._chunk_frame, ev.sha256, ev.index, chunk)
+            frame = await self._off_loop(chunk_frame, self.store, ev.sha256, ev.index, chunk, partial)
         except (KeyError, OSError):
             await self._send(ev.peer, F.NoChunk(ev.sha256, ev.index, "not_found"))
             return

@@ -178,6 +178,11 @@ class FileShare:
             self._last_progress[sha] = now
             self._set(sha, FileView(FileState.FETCHING, event.done_bytes, event.size))
         elif event.kind == "waiting":  # its slot is free for files others can send
+            seen, now = self._views.get(sha), time.monotonic()
+            if (seen is not None and seen.state is FileState.WAITING_FOR_HOLDER
+                    and now - self._last_progress.get(sha, 0.0) < PROGRESS_EVERY_S):
+                return  # chunks from partial holders (the rest still missing): throttled too
+            self._last_progress[sha] = now
             self._set(sha, FileView(FileState.WAITING_FOR_HOLDER, event.done_bytes, event.size,
                                     reason=event.reason))
             if self._loop is not None:

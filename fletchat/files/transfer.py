@@ -2,7 +2,8 @@
 make of each answer. Time is passed in; nothing here touches a socket, a clock or a disk.
 
 The mesh drives one ``Fetch`` per file: it tells it who holds the file (``add_holder`` /
-``remove_holder``), hands it every answer (``on_chunk`` / ``on_refused``) and calls ``tick`` now and
+``remove_holder``; a partial holder, another fetcher of the same file, with the chunks it has
+announced), and that others fetch it too (``spread``), hands it every answer (``on_chunk`` / ``on_refused``) and calls ``tick`` now and
 then; each call returns the events to act on:
 
 - ``Request``: send a chunk request to that holder.
@@ -11,11 +12,14 @@ then; each call returns the events to act on:
 - ``Drop``: the holder broke the protocol (bad hash, wrong size, a chunk nobody asked for); close
   its files connection and log the verdict. Its chunks are asked of others.
 - ``Complete``: every chunk is verified; ``BlobStore.finish`` checks the whole file.
-- ``HoldersGone``: nobody left to ask; the partial file stays for a later ``add_holder``.
+- ``HoldersGone``: nobody online has some chunk still missing (no whole-file holder is left and
+  the partial holders have not announced it); the partial file stays, what the partial holders
+  have is still fetched, and the fetch goes on when a holder of the rest is added.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -23,6 +27,8 @@ from enum import StrEnum
 from . import limits as L
 from .manifest import FileManifest
 from .merkle import leaf_hash, verify
+
+MIX = 8  # after ``spread``, the origin is asked one of this many first chunks nobody else has
 
 
 class Verdict(StrEnum):
@@ -37,7 +43,7 @@ class Verdict(StrEnum):
 
 class FetchState(StrEnum):
     FETCHING = "fetching"
-    WAITING = "waiting"  # no holder to ask
+    WAITING = "waiting"  # nobody online has some missing chunk (``HoldersGone``)
     COMPLETE = "complete"
 
 
@@ -53,6 +59,7 @@ class Verified:
     index: int
     data: bytes | memoryview
     leaf: bytes
+    proof: tuple[bytes, ...] = field(default=(), compare=False)  # checked: served on to others
 
 
 @dataclass(frozen=True)
@@ -70,7 +77,7 @@ class Complete:
 @dataclass(frozen=True)
 class HoldersGone:
     sha256: str
-    missing: int  # chunks still to fetch
+    missing: int  # chunks still to fetch that nobody online has announced
 
 
 Event = Request | Verified | Drop | Complete | HoldersGone
@@ -82,6 +89,7 @@ class _Holder:
     expired: set[int] = field(default_factory=set)  # timed out: a late answer is still welcome
     strikes: int = 0
     window: int = L.START_IN_FLIGHT_PER_HOLDER  # requests it may have outstanding now
+    has: set[int] | None = None  # a partial holder's announced chunks; None = the whole file
 
     def answered(self, asked_at: float, now: float, start: int, most: int) -> None:
         """Grow the window by one after an answer within ``FAST_ANSWER_S``; halve it after a
@@ -108,7 +116,10 @@ class Fetch:
         self._max_holders = max_holders
         self._timeout = timeout
         self._holders: dict[str, _Holder] = {}
-        self._spares: list[str] = []  # more holders than max_holders: asked when one goes
+        # more holders than max_holders, asked when one goes: peer -> its chunks (None = all)
+        self._spares: dict[str, set[int] | None] = {}
+        self._offset = 0  # requests start at this chunk (``spread``), then wrap around
+        self._mix: random.Random | None = None  # after ``spread``: the origin's picks vary
         self._done_reported = False
         self._gone_reported = False
         self._liars: set[str] = set()  # holders that got a verdict: never asked again for this file
@@ -118,7 +129,12 @@ class Fetch:
     def state(self) -> FetchState:
         if len(self.verified) == self._count:
             return FetchState.COMPLETE
-        return FetchState.FETCHING if self._holders else FetchState.WAITING
+        return FetchState.WAITING if self._unheld() else FetchState.FETCHING
+
+    @property
+    def holders_gone(self) -> bool:
+        """``HoldersGone`` was reported and nobody online has the missing chunks yet."""
+        return self._gone_reported and len(self.verified) < self._count
 
     @property
     def holders(self) -> list[str]:
@@ -137,24 +153,37 @@ class Fetch:
         """First events: ``Complete`` at once if everything was already on disk."""
         return self._schedule(now)
 
-    def add_holder(self, peer: str, now: float) -> list[Event]:
+    def add_holder(self, peer: str, now: float, chunks: Iterable[int] | None = None) -> list[Event]:
+        """``peer`` holds the whole file (``chunks`` None), or, a partial holder, these chunks
+        (announced ones add up; a peer known to hold the whole file stays so)."""
         if peer in self._liars:
             return []
-        if peer not in self._holders and peer not in self._spares:
-            if len(self._holders) < self._max_holders:
-                self._holders[peer] = self._new_holder()
-            else:
-                self._spares.append(peer)
-        self._gone_reported = False
-        return self._schedule(now)
+        has = None if chunks is None else {i for i in chunks if 0 <= i < self._count}
+        h = self._holders.get(peer)
+        if h is not None:
+            if h.has is not None:
+                h.has = None if has is None else h.has | has
+        elif peer in self._spares:
+            old = self._spares[peer]
+            self._spares[peer] = None if old is None or has is None else old | has
+        elif len(self._holders) < self._max_holders or (has is None and self._all_partial()):
+            self._holders[peer] = self._new_holder(has)  # (one whole-file holder beyond the cap)
+        else:
+            self._spares[peer] = has
+        return self._schedule(now, report=False)
+
+    def spread(self, offset: int, now: float) -> list[Event]:
+        """Others fetch this file too: ask from chunk ``offset`` on (wrapping around), so the
+        fetchers start at different places and have different chunks to give each other."""
+        self._offset = offset % self._count
+        self._mix = random.Random(offset)
+        return self._schedule(now, report=False)
 
     def remove_holder(self, peer: str, now: float) -> list[Event]:
         """The holder disconnected, or no longer has the file: its requests go to others."""
-        if peer in self._spares:
-            self._spares.remove(peer)
+        self._spares.pop(peer, None)
         self._holders.pop(peer, None)
-        while self._spares and len(self._holders) < self._max_holders:
-            self._holders[self._spares.pop(0)] = self._new_holder()
+        self._promote_spares()
         return self._schedule(now)
 
     def on_chunk(self, peer: str, index: int, data: bytes | memoryview, proof: Sequence[bytes],
@@ -180,7 +209,7 @@ class Fetch:
         events: list[Event] = []
         if index not in self.verified:
             self.verified.add(index)
-            events.append(Verified(index, data, leaf))
+            events.append(Verified(index, data, leaf, tuple(proof)))
         if asked_at is not None:
             h.strikes = 0
             h.answered(asked_at, now, self._start_in_flight, self._max_in_flight)
@@ -220,43 +249,103 @@ class Fetch:
                 h.strikes += 1
                 if h.strikes >= L.MAX_STRIKES:
                     self._holders.pop(peer)
-        while self._spares and len(self._holders) < self._max_holders:
-            self._holders[self._spares.pop(0)] = self._new_holder()
+        self._promote_spares()
         return self._schedule(now)
 
     # ---- internals ----
-    def _new_holder(self) -> _Holder:
-        return _Holder(window=self._start_in_flight)
+    def _new_holder(self, has: set[int] | None = None) -> _Holder:
+        return _Holder(window=self._start_in_flight, has=has)
+
+    def _all_partial(self) -> bool:
+        return all(h.has is not None for h in self._holders.values())
+
+    def _promote_spares(self) -> None:
+        """Spares step in for holders that went, whole-file holders first; one always does if
+        only partial holders are left (they may lack chunks)."""
+        while self._spares and (len(self._holders) < self._max_holders or self._all_partial()):
+            whole = [p for p, has in self._spares.items() if has is None]
+            if len(self._holders) >= self._max_holders and not whole:
+                break
+            peer = whole[0] if whole else next(iter(self._spares))
+            self._holders[peer] = self._new_holder(self._spares.pop(peer))
 
     def _drop(self, peer: str, verdict: Verdict, detail: str, now: float) -> list[Event]:
         drop = Drop(peer, verdict, f"{self.manifest.sha256[:12]}: {detail}")
         self._liars.add(peer)
         return [drop, *self.remove_holder(peer, now)]
 
-    def _schedule(self, now: float) -> list[Event]:
+    def _schedule(self, now: float, report: bool = True) -> list[Event]:
+        """Requests to send; ``Complete`` once; ``HoldersGone`` once while nobody online has some
+        missing chunk (not on ``report`` False: a holder was just added, a whole-file holder may
+        be about to answer too; the next ``tick`` reports it)."""
         if len(self.verified) == self._count:
             if self._done_reported:
                 return []
             self._done_reported = True
             return [Complete(self.manifest.sha256)]
-        if not self._holders:
-            if self._gone_reported:
-                return []
+        gone: list[Event] = []
+        unheld = self._unheld()
+        if not unheld:
+            self._gone_reported = False  # told again if the holders of the rest go
+        elif report and not self._gone_reported:
             self._gone_reported = True
-            return [HoldersGone(self.manifest.sha256, self._count - len(self.verified))]
+            gone = [HoldersGone(self.manifest.sha256, unheld)]
+        if not self._holders:
+            return gone
         taken = {i for h in self._holders.values() for i in h.in_flight}
-        wanted = (i for i in range(self._count) if i not in self.verified and i not in taken)
+        partial = [h.has for h in self._holders.values() if h.has is not None]
         events: list[Event] = []
+        idle: set[str] = set()  # holders with nothing left that we want
         # Fill the least busy holder with room in its window first, one chunk at a time, so
         # holders share the work.
         while True:
-            open_ = [kv for kv in self._holders.items() if len(kv[1].in_flight) < kv[1].window]
+            open_ = [kv for kv in self._holders.items()
+                     if len(kv[1].in_flight) < kv[1].window and kv[0] not in idle]
             if not open_:
                 break
-            peer, h = min(open_, key=lambda kv: len(kv[1].in_flight))
-            index = next(wanted, None)
+            # partial holders first: the origin's upload is the one everybody shares
+            peer, h = min(open_, key=lambda kv: (kv[1].has is None, len(kv[1].in_flight)))
+            index = self._pick(h, taken, partial)
             if index is None:
-                break
+                if h.has is None:
+                    break  # a whole-file holder has nothing to give: nobody has
+                idle.add(peer)
+                continue
+            taken.add(index)
             h.in_flight[index] = now
             events.append(Request(peer, self.manifest.sha256, index))
-        return events
+        return events + gone
+
+    def _unheld(self) -> int:
+        """How many missing chunks nobody online has: none while a whole-file holder is there
+        (asked or spare); else those that no partial holder has announced."""
+        partial = [*(h.has for h in self._holders.values()), *self._spares.values()]
+        if any(has is None for has in partial):
+            return 0
+        announced: set[int] = set().union(*partial)  # type: ignore[arg-type]
+        return self._count - len(self.verified) - len(announced - self.verified)
+
+    def _pick(self, h: _Holder, taken: set[int], partial: list[set[int]]) -> int | None:
+        """The chunk to ask of ``h`` next, in order from ``_offset`` (wrapping): a partial holder
+        gives the first chunk it has that we still want; a whole-file holder (the origin, whose
+        upload everyone shares) the first that no partial holder can give (after ``spread``, one
+        of the first ``MIX`` such, at random, so fetchers seldom ask it for the same chunk), else
+        the first."""
+        n, off = self._count, self._offset
+        if h.has is not None:
+            cands = [i for i in h.has if i not in self.verified and i not in taken]
+            return min(cands, key=lambda i: (i - off) % n) if cands else None
+        first, rare = None, []
+        for k in range(n):
+            i = (k + off) % n
+            if i in self.verified or i in taken:
+                continue
+            if not any(i in has for has in partial):
+                rare.append(i)
+                if self._mix is None or len(rare) == MIX:
+                    break
+            if first is None:
+                first = i
+        if rare:
+            return rare[0] if self._mix is None else self._mix.choice(rare)
+        return first
