@@ -48,18 +48,18 @@ class Banners:
     def __init__(self, on_trust: Callable[[str], Callable]) -> None:
         self.on_trust = on_trust
         self.text = ft.Text("", color=ft.Colors.WHITE)
-        self.problem = ft.Container(
-            content=ft.Row([ft.Icon(ft.Icons.WARNING_AMBER, color=ft.Colors.WHITE), self.text]),
-            bgcolor=ft.Colors.RED_700,
-            padding=10,
-            border_radius=5,
-            visible=False,
-        )
+        # filled on the first problem: most tabs never show one (each mounted control costs
+        # every tab's heap, issue 12)
+        self.problem = ft.Container(visible=False)
         self.identity = ft.Column(spacing=4, tight=True)
         self.shown: set[tuple[str, str]] = set()
 
     def show_problems(self, problems: list[str]) -> None:
         self.text.value = "\n".join(problems)
+        if problems and self.problem.content is None:
+            p = self.problem
+            p.content = ft.Row([ft.Icon(ft.Icons.WARNING_AMBER, color=ft.Colors.WHITE), self.text])
+            p.bgcolor, p.padding, p.border_radius = ft.Colors.RED_700, 10, 5
         self.problem.visible = bool(problems)
 
     def show_warning(self, warning: IdentityWarning) -> bool:

@@ -25,15 +25,19 @@ def channel_tile(title: str, unread: int, selected: bool, on_click: Callable,
                  private: bool = False, mentions: int = 0, muted: bool = False) -> ft.Control:
     """One entry of the channel list: name, unread count badge ("@" when it mentions this
     person; grey when muted), a lock when private, the current one highlighted."""
-    badge = ft.Container(
-        content=ft.Text(f"@{unread}" if mentions else str(unread), size=11,
-                        color=ft.Colors.WHITE, weight=ft.FontWeight.BOLD),
-        bgcolor=ft.Colors.GREY_500 if muted and not mentions else ft.Colors.RED_600,
-        border_radius=10,
-        padding=ft.Padding.symmetric(horizontal=7, vertical=1),
-        visible=unread > 0,
-    )
-    lock = ft.Icon(ft.Icons.LOCK, size=13, color=ft.Colors.ON_SURFACE_VARIANT, visible=private)
+    # the lock and the badge are there only when shown (tiles are rebuilt on every render; a
+    # hidden control still costs each tab's heap, issue 12)
+    extras: list[ft.Control] = []
+    if private:
+        extras.append(ft.Icon(ft.Icons.LOCK, size=13, color=ft.Colors.ON_SURFACE_VARIANT))
+    if unread > 0:
+        extras.append(ft.Container(
+            content=ft.Text(f"@{unread}" if mentions else str(unread), size=11,
+                            color=ft.Colors.WHITE, weight=ft.FontWeight.BOLD),
+            bgcolor=ft.Colors.GREY_500 if muted and not mentions else ft.Colors.RED_600,
+            border_radius=10,
+            padding=ft.Padding.symmetric(horizontal=7, vertical=1),
+        ))
     return ft.Semantics(
         label=channel_label(title, unread, mentions, muted) + (", private" if private else ""),
         button=True,
@@ -52,8 +56,7 @@ def channel_tile(title: str, unread: int, selected: bool, on_click: Callable,
                         no_wrap=True,
                         overflow=ft.TextOverflow.ELLIPSIS,
                     ),
-                    lock,
-                    badge,
+                    *extras,
                 ],
                 spacing=4,
             ),

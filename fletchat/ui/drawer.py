@@ -27,9 +27,9 @@ class Drawer:
         self.body = ft.Row([channels, conversation, people], expand=True,
                            vertical_alignment=ft.CrossAxisAlignment.STRETCH)
         self.holder = ft.Column([], spacing=8)
-        self.box = ft.Container(self.holder, padding=8, width=DRAWER_WIDTH)
-        self.drawer = ft.NavigationDrawer(controls=[self.box])
-        page.drawer = self.drawer
+        # the drawer itself is made the first time the page is narrow: a wide tab never shows
+        # it (every mounted control costs each tab's heap, issue 12)
+        self.drawer: ft.NavigationDrawer | None = None
 
     async def open(self, e: ft.Event | None = None) -> None:
         await self.page.show_drawer()
@@ -46,6 +46,7 @@ class Drawer:
     def fit(self, width: float | None, height: float | None) -> list[ft.Control]:
         """Lay out for this page size; the controls to update."""
         wide = width is None or width >= NARROW_WIDTH
+        new_drawer = False
         panels = (self.channels, self.people)
         if wide != self.wide:
             self.wide = wide
@@ -54,10 +55,19 @@ class Drawer:
                 self.holder.controls = []
                 self.body.controls = [self.channels, self.conversation, self.people]
             else:
+                if self.drawer is None:
+                    box = ft.Container(self.holder, padding=8, width=DRAWER_WIDTH)
+                    self.drawer = ft.NavigationDrawer(controls=[box])
+                    self.page.drawer = self.drawer
+                    new_drawer = True
                 self.body.controls = [self.conversation]
                 self.holder.controls = list(panels)
         for panel in panels:  # in the drawer: full width, each its share of the height
             if isinstance(panel, ft.Container):
                 panel.width = self.widths[id(panel)] if wide else None
                 panel.height = None if wide or not height else max(220.0, (height - 40) / 2)
+        if self.drawer is None:
+            return [self.body, self.button]
+        if new_drawer:  # not mounted yet: the page's update mounts it
+            return [self.body, self.button, self.page]
         return [self.body, self.button, self.drawer]

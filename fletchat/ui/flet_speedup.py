@@ -37,6 +37,7 @@ import inspect
 import logging
 import weakref
 from collections.abc import Iterator
+from enum import Enum
 from typing import Any
 
 FLET_VERSION = "1.0.5"
@@ -89,6 +90,8 @@ def check() -> None:
 
 # per class: tuple of (field name, Prop default or _SLOW) in declaration order, non-skip only
 _SPECS: dict[type, tuple[tuple[str, Any], ...]] = {}
+# per class: (position of each fast field by name, the (position, name) of the slow fields)
+_PLANS: dict[type, tuple[dict[str, int], tuple[tuple[int, str], ...]]] = {}
 # per type of a field's value: True when nothing under such a value can need configuring
 _INERT: dict[type, bool] = {}
 _SLOW = object()
@@ -102,11 +105,23 @@ def _spec(cls: type) -> tuple[tuple[str, Any], ...]:
             continue
         d = raw(cls, f.name)
         fast = (isinstance(d, prop_cls) and d.name == f.name and d.default is not unset
-                and type(d.default) in _INERT_DEFAULT_TYPES)
+                and (type(d.default) in _INERT_DEFAULT_TYPES or isinstance(d.default, Enum)))
         out.append((f.name, d.default if fast else _SLOW))
     spec = tuple(out)
     _SPECS[cls] = spec
     return spec
+
+
+def _plan(cls: type) -> tuple[dict[str, int], tuple[tuple[int, str], ...]]:
+    """A fast field (a ``Prop`` with an inert default) can hold something to configure only
+    when the control's sparse ``_values`` has it: the walk visits those and the slow fields,
+    in declaration order, instead of all 50-70 fields."""
+    spec = _SPECS.get(cls) or _spec(cls)
+    fast = {name: i for i, (name, d) in enumerate(spec) if d is not _SLOW}
+    slow = tuple((i, name) for i, (name, d) in enumerate(spec) if d is _SLOW)
+    plan = (fast, slow)
+    _PLANS[cls] = plan
+    return plan
 
 
 def _inert(t: type) -> bool:
@@ -182,18 +197,28 @@ class _Walk:
         return parent, frozen
 
     def _fields(self, item: Any, child_parent: Any, frozen: bool) -> None:
-        """Every non-skip field in declaration order; fields that cannot hold anything to
-        configure are passed over without reading them through their descriptor."""
+        """Every non-skip field that can hold anything to configure, in declaration order:
+        the slow fields, and the fast ones the control's ``_values`` holds (an absent fast
+        field reads as its inert default). Each is read when its turn comes, as Flet does."""
         item_cls = item.__class__
-        spec = _SPECS.get(item_cls) or _spec(item_cls)
-        values = None
-        for name, default in spec:
-            if default is _SLOW:
-                v = getattr(item, name)
+        fast, slow = _PLANS.get(item_cls) or _plan(item_cls)
+        values = getattr(item, "_values", None)
+        if values:
+            todo = [(i, name) for name in values if (i := fast.get(name)) is not None]
+            if todo:
+                todo.extend(slow)
+                todo.sort()
             else:
-                if values is None:
-                    values = item._values
-                v = values.get(name, default)
+                todo = slow  # type: ignore[assignment]
+        else:
+            todo = slow  # type: ignore[assignment]
+        for i, name in todo:
+            if name in fast:
+                v = item._values.get(name)
+                if v is None:
+                    continue
+            else:
+                v = getattr(item, name)
             t = type(v)
             if not (_INERT.get(t) or _inert(t)):
                 self.value(v, child_parent, frozen)

@@ -149,10 +149,9 @@ class PeoplePanel:
                                           visible=on_check_network is not None)
         self.devices = ft.Column(spacing=0, tight=True)
         self.blocked_list = ft.Column(spacing=0, tight=True)
-        self.blocked_panel = ft.Column(
-            [ft.Text(BLOCKED_TITLE, weight=ft.FontWeight.BOLD, size=12), self.blocked_list],
-            spacing=2, tight=True, visible=False,
-        )
+        # its title and list are mounted on the first block: most tabs never block anyone
+        # (every mounted control costs each tab's heap, issue 12)
+        self.blocked_panel = ft.Column([], spacing=2, tight=True, visible=False)
         self.panel = ft.Container(
             content=ft.Column(
                 [self.title, self.devices_line, self.devices, self.people, self.blocked_panel,
@@ -185,5 +184,8 @@ class PeoplePanel:
             blocked_tile(peer_id, name, self.on_unblock(peer_id))
             for peer_id, name in sorted(blocked.items(), key=lambda kv: (kv[1].casefold(), kv[0]))
         ]
+        if blocked and not self.blocked_panel.controls:
+            self.blocked_panel.controls = [
+                ft.Text(BLOCKED_TITLE, weight=ft.FontWeight.BOLD, size=12), self.blocked_list]
         self.blocked_panel.visible = bool(blocked)
         return self.blocked_panel
