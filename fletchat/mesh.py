@@ -67,7 +67,6 @@ class Mesh:
         self._dial_tasks: dict[tuple[str, int], tuple[asyncio.Task[None], asyncio.Event]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
-        self._stalls_task: asyncio.Task | None = None
         # Other lanes on the same port, by request path (files: fletchat/files/lane.py); "/" = chat.
         self.routes: dict[str, Callable[[Any], Awaitable[None]]] = {}
 
@@ -111,7 +110,6 @@ class Mesh:
         self._core.port = self._server.sockets[0].getsockname()[1]
         self._loop = asyncio.get_running_loop()
         self._started = True
-        self._stalls_task = self._loop.create_task(self._core.stalls.run())
         for want in list(self._core.dialer.wanted.values()):
             self._spawn_dialer(want)
         log.info("mesh listening on %s:%s as %s", s.host, self.port, self.me.id)
@@ -151,11 +149,10 @@ class Mesh:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 0.5)
         tasks = [t for t, _ in self._dial_tasks.values()]
-        if self._stalls_task is not None:
-            tasks.append(self._stalls_task)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self._core.stalls.close()
         self._dial_tasks.clear()
         self._core.dialer.wanted.clear()
 

@@ -165,7 +165,7 @@ class LinkCore:
         )
         self.changed = asyncio.Event()
         self.stopping = False
-        self.stalls = LoopStalls()  # this host's own loop stalls (run by Mesh.start)
+        self.stalls = LoopStalls()  # this host's own loop stalls, counted while a handshake waits
 
     def sig_for(self, msg: Message) -> str:
         try:

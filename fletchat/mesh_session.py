@@ -144,6 +144,10 @@ class Sessions:
         return outcome
 
     async def _handshake(self, link: Link, want: Wanted | None) -> Outcome:
+        with self.core.stalls.watching():
+            return await self._handshake_watched(link, want)
+
+    async def _handshake_watched(self, link: Link, want: Wanted | None) -> Outcome:
         loop = asyncio.get_running_loop()
         timeout, stalls = self.core.settings.handshake_timeout, self.core.stalls
         start = loop.time()

@@ -49,3 +49,33 @@ async def test_a_handshake_survives_this_hosts_own_stall(nodes):  # noqa: F811
         await eventually(lambda: server.connected() == {"raw-client"},
                          "the peer is up after the host's stall")
 
+
+
+async def test_ticks_run_only_while_someone_watches_and_unwatched_time_is_no_stall() -> None:
+    stalls = LoopStalls(period=0.01, slack=0.005)
+    assert not stalls.ticking
+    with stalls.watching():
+        with stalls.watching():
+            assert stalls.ticking
+        assert stalls.ticking  # the outer watcher still needs it
+        time.sleep(0.2)  # noqa: ASYNC251 - a stall while watched
+        await asyncio.sleep(0.02)
+    assert not stalls.ticking
+    counted = stalls.total(time.monotonic())
+    assert counted >= 0.15
+    time.sleep(0.2)  # noqa: ASYNC251 - nobody watches: not a stall
+    with stalls.watching():
+        assert stalls.total(time.monotonic()) == pytest.approx(counted)
+    await stalls.close()
+
+
+async def test_an_idle_mesh_does_not_tick_and_a_waiting_handshake_does(nodes):  # noqa: F811
+    a, b = await nodes("a"), await nodes("b")
+    a.dial(b)
+    await eventually(lambda: a.connected() == {"b"} and b.connected() == {"a"}, "a and b meet")
+    await eventually(lambda: not a.mesh._core.stalls.ticking and not b.mesh._core.stalls.ticking,
+                     "no ticks once the handshakes are done")
+    async with connect(f"ws://{LOOPBACK}:{b.port}/"):  # says nothing: a handshake waits
+        await eventually(lambda: b.mesh._core.stalls.ticking, "ticks while a handshake waits")
+    await eventually(lambda: not b.mesh._core.stalls.ticking, "no ticks once it is gone",
+                     scaled(10))
