@@ -393,14 +393,15 @@ def merge_results(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def stop_process(proc: Any) -> None:
-    """SIGTERM a server the bench started (it says goodbye); SIGKILL if it has not gone in 15 s."""
+def stop_process(proc: Any, wait: float = 15) -> None:
+    """SIGTERM a server the bench started (it says goodbye); SIGKILL if it has not gone in
+    ``wait`` seconds."""
     import signal
     import subprocess
 
     proc.send_signal(signal.SIGTERM)
     try:
-        proc.wait(15)
+        proc.wait(wait)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(5)

@@ -13,7 +13,6 @@ run back to back. With ``stress-ng`` installed, the largest N is measured again 
 from __future__ import annotations
 
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .common import MAIN, Skip, spread_row
+from .common import MAIN, Skip, spread_row, stop_process
 
 PORT = 8552
 HOST_NAME = "exitbench"
@@ -70,12 +69,7 @@ def exit_once(lan: Any, n: int, tmp: Path, tag: str) -> tuple[float, bool, int]:
             time.sleep(0.02)
         before = len(peer.events)
         t0 = time.monotonic()
-        host.send_signal(signal.SIGTERM)
-        try:
-            host.wait(120)
-        except subprocess.TimeoutExpired:
-            host.kill()
-            host.wait(10)
+        stop_process(host, 120)
         took = time.monotonic() - t0
         deadline = time.monotonic() + 15
         while not (gone := any(_sees_host(e, False) for e in peer.events[before:])):
