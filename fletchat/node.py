@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -82,6 +83,7 @@ class Node:
         self._lock = asyncio.Lock()
         self._permission_warning = ""  # Android 17's local network permission, while missing
         self._alone_check: asyncio.Task | None = None
+        self._goodbyes: asyncio.Future | None = None  # started once: see begin_goodbyes
         # The network doctor's verdict when nobody was found after config.doctor_after seconds;
         # on_diagnosis (e.g. the headless peer's JSON line) hears it too.
         self.diagnosis = None
@@ -240,18 +242,36 @@ class Node:
         """Say goodbye on the LAN (mDNS goodbye and the peers' WebSocket bye, at the same time)
         and close. With timeouts (host mode on SIGTERM): the goodbyes get ``goodbye_timeout``
         seconds, then the store gets ``store_timeout`` to write what is queued."""
-        if self._alone_check is not None:
-            self._alone_check.cancel()
-            self._alone_check = None
-        goodbyes = asyncio.ensure_future(asyncio.gather(self._stop_discovery(), self._stop_mesh()))
+        goodbyes = self.begin_goodbyes()
         try:
             await asyncio.wait_for(asyncio.shield(goodbyes), goodbye_timeout)
         except TimeoutError:
             log.warning("LAN goodbyes not done within %.1f s; closing anyway", goodbye_timeout)
             goodbyes.cancel()
         release_multicast_lock()
+        began = time.monotonic()
         self.hub.close(store_timeout)
         self.trust.close()
+        log.info("stop: store closed in %.3f s", time.monotonic() - began)
+
+    def begin_goodbyes(self) -> asyncio.Future:
+        """Start the LAN goodbyes (mDNS first, the peers' bye at the same time) if not started;
+        host mode calls this the moment SIGTERM arrives, so they go out while the web server is
+        still closing the tabs. ``stop`` waits for the same goodbyes."""
+        if self._goodbyes is None:
+            if self._alone_check is not None:
+                self._alone_check.cancel()
+                self._alone_check = None
+            began = time.monotonic()
+
+            async def timed(what: str, step) -> None:
+                await step
+                log.info("stop: %s done in %.3f s", what, time.monotonic() - began)
+
+            self._goodbyes = asyncio.ensure_future(asyncio.gather(
+                timed("mDNS goodbye", self._stop_discovery()),
+                timed("mesh bye", self._stop_mesh())))
+        return self._goodbyes
 
     async def _stop_discovery(self) -> None:
         if self.discovery is not None:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+from dataclasses import replace
+
 from fletchat import node as node_module
 from fletchat.android import MulticastLockResult
 from fletchat.config import Config
-from fletchat.node import Node
+from fletchat.node import HISTORY_FILE, Node
+from fletchat.session import HubSession
+from tests.timing import eventually
 
 
 def config(tmp_path) -> Config:
@@ -70,3 +76,31 @@ async def test_android_17_without_local_network_access_says_so_until_allowed(tmp
         assert node.hub.lan_warning == ""
     finally:
         await node.stop()
+
+
+async def test_goodbyes_begun_early_reach_the_peer_while_the_store_is_open(tmp_path):
+    """Host mode starts the goodbyes the moment SIGTERM arrives, while the web server is still
+    closing its tabs: the peer sees this node leave before ``stop`` is even called, what is
+    received meanwhile is still stored, and ``stop`` then waits for those same goodbyes."""
+    a = Node(config(tmp_path / "a"), "web-host")
+    await a.start()
+    b = Node(replace(config(tmp_path / "b"), peers=(("127.0.0.1", a.peer_port),)), "desktop")
+    try:
+        await b.start()
+        await eventually(lambda: a.peer_id in {p.id for p in b.mesh.peers()}, "b connects to a")
+        goodbyes = a.begin_goodbyes()
+        assert a.begin_goodbyes() is goodbyes  # started once
+        await eventually(lambda: a.peer_id not in {p.id for p in b.mesh.peers()},
+                         "b sees a leave before a's stop() is called")
+        me = HubSession(a.hub, device="browser")
+        me.join("ann")
+        assert me.send("still stored after the goodbye") is not None
+        await a.stop(1.5, 5.0)
+        assert goodbyes.done() and a.discovery is None and a.mesh is None
+        with contextlib.closing(sqlite3.connect(tmp_path / "a" / HISTORY_FILE)) as con:
+            stored = con.execute("SELECT count(*) FROM messages WHERE text = ?",
+                                 ("still stored after the goodbye",)).fetchone()[0]
+        assert stored == 1
+    finally:
+        await a.stop()
+        await b.stop()
