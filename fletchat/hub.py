@@ -8,7 +8,8 @@ shown to local sessions (Flet's pubsub or plain listeners) and, when live, relay
 
 Parts: ``presence.Roster`` (who is online, from live connections only), ``outbox`` (catch-up
 answers, delivered/refused), ``memstore`` (the in-memory store and writer used without a data
-directory), ``trustpolicy`` (keys and blocks, or none), ``session.HubSession`` (one person's view).
+directory), ``trustpolicy`` (keys and blocks, or none), ``hub_writes`` (the queue to the store
+writer and what it holds until committed), ``session.HubSession`` (one person's view).
 
 Blocking work never needs the event loop: the ``*_async`` methods run store reads and trust-file
 writes in a thread; outbox writes run on the hub's own worker thread.
@@ -16,8 +17,6 @@ writes in a thread; outbox writes run on the hub's own worker thread.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import threading
 import time
@@ -44,6 +43,7 @@ from .events import (
     RosterChanged,
     StoreFailed,
 )
+from .hub_writes import StoredMessages, fault_text
 from .memstore import ImmediateWriter, MemoryStore
 from .model import (
     DEFAULT_CHANNEL,
@@ -66,7 +66,7 @@ from .session import (  # noqa: F401  (re-exported: callers import them from the
     dm_channel,
     dm_members,
 )
-from .store import DuplicateMessage, Record, StoreError, StoreFull, StoreWriter
+from .store import DuplicateMessage, StoreFull, StoreWriter
 from .trustpolicy import KeyTrust, NoTrust, TrustMethods
 
 __all__ = [
@@ -78,18 +78,6 @@ __all__ = [
 log = logging.getLogger("fletchat.hub")
 
 PUBSUB_TOPIC = "fletchat"
-SEEN_IDS_KEPT = 20_000
-STORE_WAIT_S = 10.0  # wait_stored gives up (and nothing is acknowledged) after this long
-
-
-def fault_text(fault: str) -> str:
-    """What people are told when the history cannot be written ("" when it can)."""
-    if not fault:
-        return ""
-    return (f"History is read-only: {fault}. Everything stored so far is kept and shown; "
-            "free some space (or fix the data folder's permissions) and restart to send.")
-
-
 class ReadOnlyError(ValidationError):
     """Sending while the history cannot be written: ``str(err)`` says why and what to do."""
 
@@ -133,7 +121,8 @@ class Publisher(Protocol):
 
 
 @dataclass
-class Hub(ConvHubMethods, MeshSideMethods, HistoryReads, PresenceMethods, TrustMethods):
+class Hub(ConvHubMethods, MeshSideMethods, HistoryReads, PresenceMethods, TrustMethods,
+          StoredMessages):
     """Process-wide state shared by every session: acceptance, history, roster, fan-out."""
 
     peer_id: str
@@ -333,41 +322,6 @@ class Hub(ConvHubMethods, MeshSideMethods, HistoryReads, PresenceMethods, TrustM
                         self._seen.pop(h.msg.id, None)
         self._queue(msg, verified)
 
-    def flush(self, timeout: float = 5.0) -> bool:
-        """Block until everything accepted so far is committed (tests, shutdown; not on a loop)."""
-        return bool(self._writer.flush(timeout=timeout))
-
-    async def wait_stored(self, ids: tuple[str, ...]) -> None:
-        """Return once the accepted ``ids`` are committed; ``StoreError`` if any could not be
-        (then acknowledge none of them). The wait runs in a thread, never on the loop."""
-        with self._qlock:
-            tickets = [self._queued[i][2] for i in ids if i in self._queued]
-        if tickets:
-            await self._committed_async(max(tickets))
-        with self._qlock:
-            failed = [i for i in ids if i in self._failed]
-        if failed:
-            raise StoreFull(self.store.fault or f"{len(failed)} messages were not stored")
-
-    async def _committed_async(self, ticket: int) -> None:
-        """Wait for the writer to pass ``ticket``: a callback from its thread, no thread here."""
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
-
-        def resolve() -> None:
-            if not done.done():
-                done.set_result(None)
-
-        def committed() -> None:  # on the writer's thread
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(resolve)
-
-        self._writer.when_done(ticket, committed)
-        try:
-            await asyncio.wait_for(done, STORE_WAIT_S)
-        except TimeoutError:
-            raise StoreError("the history did not store the messages in time") from None
-
     def _refuse(self, msg: Message, from_peer: str, reason: str) -> Acceptance:
         log.info("refused message %s from %s: %s", msg.id, from_peer, reason)
         return Acceptance(Outcome.REFUSED, reason, msg)
@@ -379,68 +333,6 @@ class Hub(ConvHubMethods, MeshSideMethods, HistoryReads, PresenceMethods, TrustM
         return self._quotas.check(Arrival(
             msg, from_peer, verified, now, new_origin=msg.origin not in self._origins,
             new_channel=msg.channel not in self._channels))
-
-    def _held(self, msg: Message) -> tuple[Held | None, Held | None]:
-        """What is held for ``msg``'s id and (origin, seq): queued first, then the store."""
-        with self._qlock:
-            q = self._queued.get(msg.id)
-            s = self._queued.get(self._queued_slots.get((msg.origin, msg.seq), ""))
-        by_id = Held(q[0], q[1]) if q is not None else None
-        in_slot = Held(s[0], s[1]) if s is not None else None
-        if (by_id is None or in_slot is None) and self.store.may_hold(msg.id, msg.origin, msg.seq):
-            rec_id, rec_slot = self.store.lookup(msg.id, msg.origin, msg.seq)
-            by_id = by_id or (Held(wire(rec_id), rec_id.verified) if rec_id else None)
-            in_slot = in_slot or (Held(wire(rec_slot), rec_slot.verified) if rec_slot else None)
-        return by_id, in_slot
-
-    def _queue(self, msg: Message, verified: bool) -> None:
-        with self._qlock:
-            self._queued[msg.id] = (msg, verified, 0)
-            self._queued_slots[(msg.origin, msg.seq)] = msg.id
-            self._remember_locked(msg.id, verified)
-        self._origins.add(msg.origin)
-        ticket = self._writer.submit(Record(msg, Stamp.decode(msg.hlc), msg.seq, verified=verified))
-        with self._qlock:
-            if msg.id in self._queued:
-                self._queued[msg.id] = (msg, verified, ticket)
-
-    def _committed(self, batch: list[Record], results: list[bool] | None) -> None:
-        """The writer finished a batch (on its thread); ``results`` is None if it failed."""
-        with self._qlock:
-            for rec in batch:
-                if self._queued.get(rec.msg.id, (None,))[0] is rec.msg:
-                    del self._queued[rec.msg.id]
-                    self._queued_slots.pop((rec.msg.origin, rec.msg.seq or 0), None)
-                if results is None:
-                    self._seen.pop(rec.msg.id, None)
-                    self._failed[rec.msg.id] = None
-            while len(self._failed) > SEEN_IDS_KEPT:
-                self._failed.popitem(last=False)
-        if results is None and self.store.fault:
-            self._storage_fault(self.store.fault)
-
-    def _seen_verified(self, msg_id: str) -> bool | None:
-        with self._qlock:
-            return self._seen.get(msg_id)
-
-    def _remember(self, msg_id: str, verified: bool) -> None:
-        with self._qlock:
-            self._remember_locked(msg_id, verified)
-
-    def _remember_locked(self, msg_id: str, verified: bool) -> None:
-        self._seen[msg_id] = verified
-        self._seen.move_to_end(msg_id)
-        if len(self._seen) > SEEN_IDS_KEPT:
-            self._seen.popitem(last=False)
-
-    # ---- storage faults ----
-    def _storage_fault(self, fault: str) -> None:
-        with self._lock:
-            if self.store_error:
-                return
-            self.store_error = fault_text(fault)
-        log.error("%s", self.store_error)
-        self._publish(StoreFailed(self.store_error, time.time()))
 
     # ---- channels ----
     def channels(self) -> list[str]:

@@ -25,9 +25,10 @@ from typing import Protocol
 from . import frames as F
 from . import limits as L
 from .blobstore import BlobError, BlobStore
-from .manifest import FileManifest, chunk_count
+from .manifest import FileManifest
 from .merkle import leaf_hash
-from .serve import Refuse, Serve, Server
+from .serve import Server
+from .serving import Layouts, ServingMethods
 from .swarm import Swarm
 from .transfer import Complete, Drop, Fetch, FetchState, HoldersGone, Request, Verified
 
@@ -89,45 +90,7 @@ class _Bucket:
         return True
 
 
-def chunk_frame(store: BlobStore, sha: str, index: int, chunk: int,
-            partial: tuple[tuple[int, int], tuple[bytes, ...]] | None) -> bytes:
-    """Read a chunk and encode its frame, in one worker thread hop: the frame is a fresh
-    1 MiB buffer, and building it on the loop showed in a profile of the sender's loop
-    (about 3 ms a chunk, wall clock, at load 20). ``partial``: (offset, length) and proof of
-    a chunk of a download in progress (if that download completed meanwhile, the complete
-    file is read)."""
-    data: bytes | None = None
-    if partial is not None:
-        (offset, length), proof = partial
-        with contextlib.suppress(KeyError, FileNotFoundError):
-            data = store.read_partial(sha, index, offset, length)
-    if data is None:
-        data, proof = store.read_chunk(sha, index, chunk)
-    frame = F.encode(F.Chunk(sha, index, tuple(proof), data))
-    assert isinstance(frame, bytes)
-    return frame
-
-
-class _Layouts:
-    """(size, chunk count) of complete files served: a complete file never changes, so one disk
-    look per file, not per chunk."""
-
-    def __init__(self) -> None:
-        self.known: dict[str, tuple[int, int]] = {}
-
-    def add(self, sha: str, layout: tuple[int, int]) -> None:
-        if len(self.known) >= 256:
-            self.known.clear()
-        self.known[sha] = layout
-
-    def length(self, get: F.Get) -> int | None:
-        size, count = self.known[get.sha256]
-        if chunk_count(size, get.chunk_size) != count or get.index >= count:
-            return None
-        return min(get.chunk_size, size - get.index * get.chunk_size)
-
-
-class FilesService:
+class FilesService(ServingMethods):
     def __init__(self, store: BlobStore, *, server: Server | None = None,
                  on_event: Callable[[FileEvent], None] = lambda e: None,
                  clock: Callable[[], float] = time.monotonic, tick_s: float = 1.0,
@@ -141,7 +104,7 @@ class FilesService:
         self._buckets: dict[str, _Bucket] = {}
         self._jobs: dict[str, _Job] = {}
         self._asked: dict[tuple[str, str, int], int] = {}  # queued Get -> its chunk size
-        self._layouts = _Layouts()
+        self._layouts = Layouts()
         self._work: set[asyncio.Task] = set()  # chunk reads and writes in progress
         self._nudge: asyncio.Future[None] | None = None  # resolved to wake the timer loop early
         self._task: asyncio.Task | None = None
@@ -385,48 +348,4 @@ class FilesService:
         except F.FrameError as err:
             await self._close(peer, err.code, str(err))
             return None
-
-    async def _on_get(self, peer: str, frame: F.Get, now: float) -> None:
-        length = await self._length(frame)
-        if length is not None:
-            self._asked[(peer, frame.sha256, frame.index)] = frame.chunk_size
-        await self._serve(self.server.on_request(peer, frame.sha256, frame.index, length, now))
-        if self._nudge is not None and not self._nudge.done():
-            self._nudge.set_result(None)
-
-    async def _length(self, get: F.Get) -> int | None:
-        """The requested chunk's length if we hold it with that chunk size (the whole file, or
-        that chunk verified and written in a download in progress), else None."""
-        span = self.swarm.span(get.sha256, get.index, get.chunk_size)
-        if span is not None:
-            return span[1]
-        if get.sha256 not in self._layouts.known:
-            layout = await self._off_loop(self.store.layout, get.sha256)
-            if layout is None:
-                return None
-            self._layouts.add(get.sha256, layout)
-        return self._layouts.length(get)
-
-    async def _serve_one(self, ev: Serve, chunk: int) -> None:
-        span = self.swarm.span(ev.sha256, ev.index, chunk)
-        proof = self.swarm.proof(ev.sha256, ev.index)
-        partial = (span, proof) if span is not None and proof is not None else None
-        try:
-            frame = await self._off_loop(chunk_frame, self.store, ev.sha256, ev.index, chunk, partial)
-        except (KeyError, OSError):
-            await self._send(ev.peer, F.NoChunk(ev.sha256, ev.index, "not_found"))
-            return
-        link = self._links.get(ev.peer)
-        if link is not None:
-            await link.send(frame)
-
-    async def _serve(self, events: list) -> None:
-        for ev in events:
-            if isinstance(ev, Serve):
-                chunk = self._asked.pop((ev.peer, ev.sha256, ev.index), L.DEFAULT_CHUNK_SIZE)
-                self._spawn(self._serve_one(ev, chunk))
-            elif isinstance(ev, Refuse):
-                await self._send(ev.peer, F.NoChunk(ev.sha256, ev.index, ev.reason))
-            elif isinstance(ev, Drop):
-                await self._close(ev.peer, 1008, str(ev.verdict))
 

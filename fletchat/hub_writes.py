@@ -1,0 +1,149 @@
+"""The hub's side of the store: accepted messages queued for the writer thread, what is held
+for an id or an (origin, seq) slot until it is committed, the ids seen lately, the wait that
+lets an acknowledgement mean "stored", and the read-only fault people are told about. Mixed
+into ``Hub`` (hub.py), which owns the maps and locks set up in its ``__post_init__``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from typing import Any
+
+from .acceptance import Held
+from .clock import Stamp
+from .events import StoreFailed
+from .model import Message
+from .outbox import wire
+from .store import Record, StoreError, StoreFull
+
+log = logging.getLogger("fletchat.hub")
+
+SEEN_IDS_KEPT = 20_000
+STORE_WAIT_S = 10.0  # wait_stored gives up (and nothing is acknowledged) after this long
+
+
+def fault_text(fault: str) -> str:
+    """What people are told when the history cannot be written ("" when it can)."""
+    if not fault:
+        return ""
+    return (f"History is read-only: {fault}. Everything stored so far is kept and shown; "
+            "free some space (or fix the data folder's permissions) and restart to send.")
+
+
+class StoredMessages:
+    """Mixed into ``Hub``: the queue to the store writer and what it holds until committed."""
+
+    store: Any
+    store_error: str
+    _writer: Any
+    _lock: threading.RLock
+    _qlock: threading.Lock
+    _seen: OrderedDict[str, bool]
+    _queued: dict[str, tuple[Message, bool, int]]
+    _queued_slots: dict[tuple[str, int], str]
+    _failed: OrderedDict[str, None]
+    _origins: set[str]
+
+    def _publish(self, event: Any) -> None: ...
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Block until everything accepted so far is committed (tests, shutdown; not on a loop)."""
+        return bool(self._writer.flush(timeout=timeout))
+
+    async def wait_stored(self, ids: tuple[str, ...]) -> None:
+        """Return once the accepted ``ids`` are committed; ``StoreError`` if any could not be
+        (then acknowledge none of them). The wait runs in a thread, never on the loop."""
+        with self._qlock:
+            tickets = [self._queued[i][2] for i in ids if i in self._queued]
+        if tickets:
+            await self._committed_async(max(tickets))
+        with self._qlock:
+            failed = [i for i in ids if i in self._failed]
+        if failed:
+            raise StoreFull(self.store.fault or f"{len(failed)} messages were not stored")
+
+    async def _committed_async(self, ticket: int) -> None:
+        """Wait for the writer to pass ``ticket``: a callback from its thread, no thread here."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def resolve() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        def committed() -> None:  # on the writer's thread
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(resolve)
+
+        self._writer.when_done(ticket, committed)
+        try:
+            await asyncio.wait_for(done, STORE_WAIT_S)
+        except TimeoutError:
+            raise StoreError("the history did not store the messages in time") from None
+
+    def _held(self, msg: Message) -> tuple[Held | None, Held | None]:
+        """What is held for ``msg``'s id and (origin, seq): queued first, then the store."""
+        with self._qlock:
+            q = self._queued.get(msg.id)
+            s = self._queued.get(self._queued_slots.get((msg.origin, msg.seq), ""))
+        by_id = Held(q[0], q[1]) if q is not None else None
+        in_slot = Held(s[0], s[1]) if s is not None else None
+        if (by_id is None or in_slot is None) and self.store.may_hold(msg.id, msg.origin, msg.seq):
+            rec_id, rec_slot = self.store.lookup(msg.id, msg.origin, msg.seq)
+            by_id = by_id or (Held(wire(rec_id), rec_id.verified) if rec_id else None)
+            in_slot = in_slot or (Held(wire(rec_slot), rec_slot.verified) if rec_slot else None)
+        return by_id, in_slot
+
+    def _queue(self, msg: Message, verified: bool) -> None:
+        with self._qlock:
+            self._queued[msg.id] = (msg, verified, 0)
+            self._queued_slots[(msg.origin, msg.seq)] = msg.id
+            self._remember_locked(msg.id, verified)
+        self._origins.add(msg.origin)
+        ticket = self._writer.submit(Record(msg, Stamp.decode(msg.hlc), msg.seq, verified=verified))
+        with self._qlock:
+            if msg.id in self._queued:
+                self._queued[msg.id] = (msg, verified, ticket)
+
+    def _committed(self, batch: list[Record], results: list[bool] | None) -> None:
+        """The writer finished a batch (on its thread); ``results`` is None if it failed."""
+        with self._qlock:
+            for rec in batch:
+                if self._queued.get(rec.msg.id, (None,))[0] is rec.msg:
+                    del self._queued[rec.msg.id]
+                    self._queued_slots.pop((rec.msg.origin, rec.msg.seq or 0), None)
+                if results is None:
+                    self._seen.pop(rec.msg.id, None)
+                    self._failed[rec.msg.id] = None
+            while len(self._failed) > SEEN_IDS_KEPT:
+                self._failed.popitem(last=False)
+        if results is None and self.store.fault:
+            self._storage_fault(self.store.fault)
+
+    def _seen_verified(self, msg_id: str) -> bool | None:
+        with self._qlock:
+            return self._seen.get(msg_id)
+
+    def _remember(self, msg_id: str, verified: bool) -> None:
+        with self._qlock:
+            self._remember_locked(msg_id, verified)
+
+    def _remember_locked(self, msg_id: str, verified: bool) -> None:
+        self._seen[msg_id] = verified
+        self._seen.move_to_end(msg_id)
+        if len(self._seen) > SEEN_IDS_KEPT:
+            self._seen.popitem(last=False)
+
+    # ---- storage faults ----
+    def _storage_fault(self, fault: str) -> None:
+        with self._lock:
+            if self.store_error:
+                return
+            self.store_error = fault_text(fault)
+        log.error("%s", self.store_error)
+        self._publish(StoreFailed(self.store_error, time.time()))
