@@ -139,7 +139,10 @@ def _run_lanes(quick: bool, only: set[str] | None) -> dict[str, dict[str, Any]]:
     return figures
 
 
-def run(quick: bool, only: set[str] | None, serial: bool = False) -> dict[str, Any]:
+def run(quick: bool, only: set[str] | None, serial: bool = False,
+        partial: Path | None = None) -> dict[str, Any]:
+    """Every wanted figure; with ``partial``, the figures finished so far are written there after
+    each module, so a long full run that is stopped keeps what it measured."""
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     t0 = time.monotonic()
     figures: dict[str, dict[str, Any]] = {}
@@ -150,6 +153,8 @@ def run(quick: bool, only: set[str] | None, serial: bool = False) -> dict[str, A
             wanted = _wanted(module, only)
             if wanted:
                 figures.update(run_module(module, wanted, quick))
+                if partial is not None:
+                    partial.write_text(json.dumps({"figures": figures}, indent=1) + "\n")
     return {
         "total_seconds": round(time.monotonic() - t0, 1),
         "schema": 1,
@@ -210,8 +215,10 @@ def main(argv: list[str] | None = None) -> int:
         unknown = only - set(FIGURES)
         if unknown:
             p.error(f"unknown figure(s): {', '.join(sorted(unknown))}")
-    results = run(args.quick, only, serial=args.serial)
     out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
+    partial = out.with_name(out.name + ".partial")
+    results = run(args.quick, only, serial=args.serial, partial=partial)
+    partial.unlink(missing_ok=True)
     saved = results
     if args.merge and out.exists():
         try:
