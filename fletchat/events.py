@@ -108,10 +108,12 @@ class MessageRefused:
 class StoreFailed:
     """The history cannot be written any more (disk full, read-only data directory): show
     ``reason`` (banner / headless ``error`` line). What is stored stays readable; sending is
-    refused with that reason until the problem is fixed and the app restarted."""
+    refused with that reason until the problem is fixed and the app restarted. ``not_saved``:
+    messages written here whose insert failed after they went out (their rows say so)."""
 
     reason: str
     at: float
+    not_saved: tuple[str, ...] = ()
 
 
 HubEvent = (

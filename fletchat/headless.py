@@ -62,7 +62,8 @@ def event_line(
                       for d in event.devices],
         }
     if isinstance(event, StoreFailed):
-        return {"event": "error", "error": event.reason}
+        line: dict = {"event": "error", "error": event.reason}
+        return {**line, "not_saved": list(event.not_saved)} if event.not_saved else line
     if isinstance(event, RowChanged | TypingChanged | ReadChanged):
         return conversation_line(event, status)
     if isinstance(event, MessageRefused):

@@ -54,7 +54,7 @@ from .model import (
     Peer,
     ValidationError,
 )
-from .outbox import CatchUpAnswers, MeshSideMethods, Outbox, wire
+from .outbox import CatchUpAnswers, MeshSideMethods, Outbox
 from .presence import PresenceMethods, Roster
 from .reading import HISTORY_PAGE, HistoryReads
 from .session import (  # noqa: F401  (re-exported: callers import them from the hub)
@@ -66,7 +66,7 @@ from .session import (  # noqa: F401  (re-exported: callers import them from the
     dm_channel,
     dm_members,
 )
-from .store import DuplicateMessage, StoreFull, StoreWriter
+from .store import State, StoreFull, StoreWriter
 from .trustpolicy import KeyTrust, NoTrust, TrustMethods
 
 __all__ = [
@@ -170,6 +170,8 @@ class Hub(ConvHubMethods, MeshSideMethods, HistoryReads, PresenceMethods, TrustM
         self._queued: dict[str, tuple[Message, bool, int]] = {}  # not yet committed
         self._queued_slots: dict[tuple[str, int], str] = {}
         self._failed: OrderedDict[str, None] = OrderedDict()
+        self._own_seq = self.store.next_seq(self.peer_id)  # the seq post() gives next
+        self._own_ticket = 0  # the writer's ticket of the last message post() queued
         self._origins = set(self.store.have_summary())
         self._channels = {DEFAULT_CHANNEL, *self.store.channels()}
         self._bg = ThreadPoolExecutor(1, thread_name_prefix="hub-outbox")
@@ -231,32 +233,34 @@ class Hub(ConvHubMethods, MeshSideMethods, HistoryReads, PresenceMethods, TrustM
 
     # ---- messages written here ----
     def post(self, msg: Message) -> Message | None:
-        """A message written here: stamp, store, show locally, send to the LAN. Returns the
-        stamped message, ``None`` for a duplicate; ``ReadOnlyError`` if it cannot be stored
-        (joins and leaves are then only shown here)."""
+        """A message written here: stamp, queue for the store, show locally, send to the LAN.
+        Returns the stamped message, ``None`` for a duplicate; ``ReadOnlyError`` if the history
+        is already read-only (joins and leaves are then only shown here). The insert commits
+        on the writer's thread after the message went out (``hub_writes``): held in memory
+        until then, and if it fails, ``StoreFailed`` names it as not saved on this device."""
         self.conv.check_local(msg)  # the author-only rule holds for this device too
         with self._accept_lock:
             if self._seen_verified(msg.id) is not None:
                 return None
-            msg = replace(msg, hlc=self.clock.now().encode())
+            stamp = self.clock.now()
             if self.store.read_only:
                 if msg.kind in (KIND_JOIN, KIND_LEAVE):
+                    msg = replace(msg, hlc=stamp.encode())
                     self._publish(msg)
                     return msg
                 raise ReadOnlyError(self.store_error)
-            try:  # an id stored long ago (no longer in _seen) is refused by the store itself
-                msg = wire(self.store.add_local(msg, Stamp.decode(msg.hlc)))
-            except DuplicateMessage:
+            if self._stored_long_ago(msg, self._own_seq):
                 return None
+            msg = replace(msg, hlc=stamp.encode(), seq=self._own_seq)
+            try:  # into the store's journal, then queued: a full disk fails the send here
+                self._queue_own(msg, stamp, State.SENT if self.roster.peer_count() else State.PENDING)
             except StoreFull as err:
                 self._storage_fault(str(err))
                 raise ReadOnlyError(self.store_error) from err
-            self._remember(msg.id, True)
+            self._own_seq += 1
         self._note_channel(msg.channel)
         self._publish(self.conv.accepted(msg) if msg.conv or self.conv.active else msg)
         self.transport.broadcast(msg)
-        if self.roster.peer_count():
-            self._outbox_later(sent=(msg.id,))
         return msg
 
     # ---- the acceptance pipeline (docs/protocol.md, "Acceptance") ----

@@ -19,7 +19,7 @@ from .clock import Stamp
 from .events import StoreFailed
 from .model import Message
 from .outbox import wire
-from .store import Record, StoreError, StoreFull
+from .store import Record, State, StoreError, StoreFull
 
 log = logging.getLogger("fletchat.hub")
 
@@ -48,6 +48,7 @@ class StoredMessages:
     _queued_slots: dict[tuple[str, int], str]
     _failed: OrderedDict[str, None]
     _origins: set[str]
+    _own_ticket: int
 
     def _publish(self, event: Any) -> None: ...
 
@@ -99,19 +100,53 @@ class StoredMessages:
             in_slot = in_slot or (Held(wire(rec_slot), rec_slot.verified) if rec_slot else None)
         return by_id, in_slot
 
-    def _queue(self, msg: Message, verified: bool) -> None:
+    def _queue(self, msg: Message, verified: bool, record: Record | None = None) -> int:
+        """Hold ``msg`` until committed and hand it to the writer; its ticket."""
         with self._qlock:
             self._queued[msg.id] = (msg, verified, 0)
             self._queued_slots[(msg.origin, msg.seq)] = msg.id
             self._remember_locked(msg.id, verified)
         self._origins.add(msg.origin)
-        ticket = self._writer.submit(Record(msg, Stamp.decode(msg.hlc), msg.seq, verified=verified))
+        ticket = self._writer.submit(
+            record or Record(msg, Stamp.decode(msg.hlc), msg.seq, verified=verified))
         with self._qlock:
             if msg.id in self._queued:
                 self._queued[msg.id] = (msg, verified, ticket)
+        return ticket
+
+    # ---- our own messages (Hub.post): out to peers first, committed by the writer after ----
+    def _queue_own(self, msg: Message, stamp: Stamp, state: State) -> None:
+        """A message written here, stamped and numbered: held and queued like a received one,
+        stored as ``state`` (sent if handed to a connection) and put in the outbox."""
+        try:
+            self._own_ticket = self._queue(
+                msg, True, Record(msg, stamp, msg.seq, state, verified=True, local=True))
+        except StoreError:  # not journaled, not queued: forget it was ever held
+            with self._qlock:
+                self._queued.pop(msg.id, None)
+                self._queued_slots.pop((msg.origin, msg.seq), None)
+                self._seen.pop(msg.id, None)
+            raise
+
+    def _stored_long_ago(self, msg: Message, seq: int) -> bool:
+        """``msg``'s id was stored before (no longer in the seen ids): SQLite is asked only when
+        the store's filter cannot rule it out (``seq``, our next, is a free slot)."""
+        return (self.store.may_hold(msg.id, msg.origin, seq)
+                and self.store.get(msg.id) is not None)
+
+    def _after_own(self, timeout: float = STORE_WAIT_S) -> None:
+        """Block (a worker thread, never the loop) until every message ``post`` queued so far is
+        committed or failed: outbox marks, reads and catch-up answers then see its row."""
+        self._writer.wait(self._own_ticket, timeout, now=False)
+
+    def _own_then(self, work: Any, *args: Any) -> Any:
+        """``work(*args)`` once our queued messages are committed (outbox jobs, on ``_bg``)."""
+        self._after_own()
+        return work(*args)
 
     def _committed(self, batch: list[Record], results: list[bool] | None) -> None:
-        """The writer finished a batch (on its thread); ``results`` is None if it failed."""
+        """The writer finished a batch (on its thread); ``results`` is None if it failed: then
+        its messages written here are reported as not saved (they may have gone out already)."""
         with self._qlock:
             for rec in batch:
                 if self._queued.get(rec.msg.id, (None,))[0] is rec.msg:
@@ -122,8 +157,10 @@ class StoredMessages:
                     self._failed[rec.msg.id] = None
             while len(self._failed) > SEEN_IDS_KEPT:
                 self._failed.popitem(last=False)
-        if results is None and self.store.fault:
-            self._storage_fault(self.store.fault)
+        if results is None:
+            own = tuple(rec.msg.id for rec in batch if rec.local)
+            if self.store.fault or own:
+                self._storage_fault(self.store.fault, own)
 
     def _seen_verified(self, msg_id: str) -> bool | None:
         with self._qlock:
@@ -140,10 +177,18 @@ class StoredMessages:
             self._seen.popitem(last=False)
 
     # ---- storage faults ----
-    def _storage_fault(self, fault: str) -> None:
+    def _storage_fault(self, fault: str, not_saved: tuple[str, ...] = ()) -> None:
+        """Tell people once that the history went read-only, and about every message written
+        here that could not be saved (``StoreFailed.not_saved``)."""
         with self._lock:
-            if self.store_error:
-                return
-            self.store_error = fault_text(fault)
-        log.error("%s", self.store_error)
-        self._publish(StoreFailed(self.store_error, time.time()))
+            first = bool(fault) and not self.store_error
+            if first:
+                self.store_error = fault_text(fault)
+            reason = self.store_error or (
+                f"{len(not_saved)} message(s) could not be saved on this device")
+        if first:
+            log.error("%s", self.store_error)
+        if first or not_saved:
+            if not_saved:
+                log.error("not saved on this device: %s", ", ".join(not_saved))
+            self._publish(StoreFailed(reason, time.time(), not_saved))

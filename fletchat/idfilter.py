@@ -8,7 +8,6 @@ that lookup); past its capacity the rate rises, never the error.
 
 from __future__ import annotations
 
-import hashlib
 import math
 
 HASHES = 7
@@ -24,9 +23,11 @@ class IdFilter:
         self.added = 0
 
     def _positions(self, item: str) -> list[int]:
-        digest = hashlib.blake2b(item.encode("utf-8"), digest_size=16).digest()
-        h1 = int.from_bytes(digest[:8], "little")
-        h2 = int.from_bytes(digest[8:], "little") | 1
+        # Python's own string hash (SipHash, cached on the string; seeded per process, which
+        # is fine: the filter lives in memory and is rebuilt at every start), split into the
+        # two 32-bit hashes of double hashing. blake2b cost 4x as much per lookup.
+        h = hash(item)
+        h1, h2 = h & 0xFFFF_FFFF, ((h >> 32) & 0xFFFF_FFFF) | 1
         return [(h1 + i * h2) % self.bits for i in range(HASHES)]
 
     def add(self, item: str) -> None:
@@ -35,8 +36,14 @@ class IdFilter:
         self.added += 1
 
     def may_contain(self, item: str) -> bool:
-        data = self._data
-        return all(data[p >> 3] & (1 << (p & 7)) for p in self._positions(item))
+        data, bits = self._data, self.bits
+        h = hash(item)
+        h1, h2 = h & 0xFFFF_FFFF, ((h >> 32) & 0xFFFF_FFFF) | 1
+        for i in range(HASHES):  # the positions of ``_positions``, stopping at the first 0
+            p = (h1 + i * h2) % bits
+            if not data[p >> 3] & (1 << (p & 7)):
+                return False
+        return True
 
 
 class KnownIds:

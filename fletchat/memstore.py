@@ -41,7 +41,14 @@ class MemoryStore:
     # ---- writing ----
     def add_many(self, records: Iterable[Record]) -> list[bool]:
         with self._lock:
-            return [self._put(r) for r in records]
+            return [self._put_local(r) if r.local else self._put(r) for r in records]
+
+    def _put_local(self, rec: Record) -> bool:
+        """A message written here (``Hub.post``): its own state, and into the outbox."""
+        if not self._put(rec, rec.state):
+            return False
+        self._outbox[rec.msg.id] = [False, None, None]
+        return True
 
     def _put(self, rec: Record, state: State = State.DELIVERED) -> bool:
         m = rec.msg
@@ -288,7 +295,7 @@ class ImmediateWriter:
             self.on_commit([record], results)
         return self._tickets
 
-    def wait(self, ticket: int, timeout: float | None = None) -> bool:
+    def wait(self, ticket: int, timeout: float | None = None, now: bool = True) -> bool:
         return True
 
     def when_done(self, ticket: int, callback: Callable[[], None]) -> None:

@@ -127,6 +127,8 @@ class MeshSideMethods:
     _outbox_due: tuple[list[str], list[str]]
     vouched: Callable[[list[Message]], list[Message]]
     receive: Callable[..., Any]
+    _after_own: Callable[[], None]
+    _own_then: Callable[..., Any]
 
     def caught_up(self, msg: Message, peer_id: str) -> None:
         """Older callers' catch-up entry point: an unverified, not relayed ``receive``."""
@@ -143,6 +145,8 @@ class MeshSideMethods:
 
     def missing(self, summary: dict[str, int], after: tuple[str, int] | None, limit: int,
                 peer: str = "") -> list[Message]:
+        """What a peer lacks (a worker thread: it waits for our own queued messages' rows)."""
+        self._after_own()
         return self.vouched(self.answers.missing(summary, after, limit, peer))
 
     def _outbox_later(self, sent: tuple[str, ...] = (), delivered: tuple[str, ...] = ()) -> None:
@@ -156,6 +160,7 @@ class MeshSideMethods:
             self._bg.submit(self._outbox_flush)
 
     def _outbox_flush(self) -> None:
+        self._after_own()  # a receipt may come before our own row is committed
         with self._qlock:
             sent, delivered = self._outbox_due
             self._outbox_due = ([], [])
@@ -169,7 +174,7 @@ class MeshSideMethods:
 
     def refused(self, peer_id: str, refusals: tuple[tuple[str, str], ...]) -> None:
         """A peer refused these messages of ours (id, reason): outbox + ``MessageRefused``."""
-        self._bg.submit(self.outbox.refused, peer_id, tuple(refusals))
+        self._bg.submit(self._own_then, self.outbox.refused, peer_id, tuple(refusals))
 
     def sync_batch(self) -> list[Message]:
         """Nothing: presence travels in ``presence`` frames and history by catch-up."""

@@ -23,6 +23,7 @@ class HistoryReads:
     _queued: dict[str, tuple[Message, bool, int]]
     _bg: Any
     conv: Any
+    peer_id: str
 
     def history(self, channel: str = DEFAULT_CHANNEL, limit: int = HISTORY_PAGE,
                 before: str = "") -> list[Message]:
@@ -54,10 +55,17 @@ class HistoryReads:
 
     def pending_ids(self) -> set[str]:
         """Messages written here that no peer has confirmed yet (the outbox)."""
-        return self._bg.submit(self.outbox.pending_ids).result()
+        return self._bg.submit(self._pending_now).result()
 
     async def pending_ids_async(self) -> set[str]:
-        return await asyncio.wrap_future(self._bg.submit(self.outbox.pending_ids))
+        return await asyncio.wrap_future(self._bg.submit(self._pending_now))
+
+    def _pending_now(self) -> set[str]:
+        """On the outbox worker, where every delivered mark is made: ours still queued for the
+        store (read first: one committed meanwhile is in the outbox read), then the outbox."""
+        with self._qlock:
+            queued = {i for i, (m, _, _) in self._queued.items() if m.origin == self.peer_id}
+        return queued | self.outbox.pending_ids()
 
     def refusals(self) -> dict[str, tuple[str, str]]:
         """Our undelivered messages a peer refused: id -> (peer id, reason)."""

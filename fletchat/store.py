@@ -27,7 +27,8 @@ from typing import Self
 from .clock import Stamp
 from .conversation.stored import ConvStoreMethods, conv_columns, stored_conv
 from .idfilter import KnownIds
-from .model import DEFAULT_CHANNEL, FileRef, FletChatError, Message
+from .journal import Journal
+from .model import DEFAULT_CHANNEL, FileRef, FletChatError, Message, ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,9 @@ class Record:
     # Signed by its origin's known key (verified beats unverified for an id or (origin, seq)).
     verified: bool = field(default=False, compare=False)
     row: int = field(default=0, compare=False)  # local row number: later arrivals are larger
+    # Written on this install (``Hub.post``): stored with its ``state`` (pending or sent) and
+    # queued in the outbox, as ``Store.add_local`` does, but through the batched writer.
+    local: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -712,6 +716,8 @@ class Store(_StoreReads, _StoreOutbox, ConvStoreMethods):
             self._checkpoints = _Checkpointer(path)
         rows = con.execute("SELECT max(n) FROM messages").fetchone()[0] or 0
         self.known = KnownIds(2 * rows + 100_000)
+        # Our own messages between their send and their commit (journal.py; StoreWriter).
+        self.journal = Journal(path.with_name(path.name + ".sending")) if not fault else None
         if not fault:
             threading.Thread(target=_load_known, args=(path, self.known), daemon=True,
                              name="store-known-ids").start()
@@ -763,7 +769,7 @@ class Store(_StoreReads, _StoreOutbox, ConvStoreMethods):
             con.execute("PRAGMA synchronous = NORMAL")  # durable across app crashes in WAL mode
             con.execute("PRAGMA foreign_keys = ON")
             cls._migrate(con)
-            cls._sync_fts(con, use_fts)
+            _sync_fts(con, use_fts)
         except (sqlite3.Error, OSError) as err:
             con.close()
             fault = write_fault(err)
@@ -771,7 +777,7 @@ class Store(_StoreReads, _StoreOutbox, ConvStoreMethods):
                 raise StoreError(f"{path} could not be prepared: {err}") from err
             log.error("history opened read-only: %s", fault)
             return cls._open_read_only(path, use_fts, clock, str(fault))
-        return cls(con, path, use_fts, clock)
+        return _replay_journal(cls(con, path, use_fts, clock))
 
     @classmethod
     def _open_read_only(cls, path: Path, fts: bool, clock: Callable[[], float],
@@ -808,29 +814,6 @@ class Store(_StoreReads, _StoreOutbox, ConvStoreMethods):
                     _advance(con, origin)
                 con.execute("COMMIT")
 
-    @staticmethod
-    def _sync_fts(con: sqlite3.Connection, use_fts: bool) -> None:
-        names = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
-        if use_fts:
-            if "messages_fts" in names and all(t in names for t in _FTS_TRIGGERS):
-                if _OLD_INSERT_TRIGGER in names:
-                    con.execute(f"DROP TRIGGER {_OLD_INSERT_TRIGGER}")
-                return
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                for stmt in _statements(_FTS_SQL):
-                    con.execute(stmt)
-                con.execute(f"DROP TRIGGER IF EXISTS {_OLD_INSERT_TRIGGER}")
-                con.execute("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')")
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-        else:
-            for trig in (*_FTS_TRIGGERS, _OLD_INSERT_TRIGGER):  # on a missing module they would
-                if trig in names:  # break every insert
-                    con.execute(f"DROP TRIGGER {trig}")
-
     def close(self) -> None:
         with self._lock:
             if self._closed:
@@ -847,6 +830,8 @@ class Store(_StoreReads, _StoreOutbox, ConvStoreMethods):
                 with self._ro_lock:
                     self._ro.close()
             self._con.close()
+            if self.journal is not None:
+                self.journal.close()
 
     def __enter__(self) -> Self:
         return self
@@ -863,10 +848,10 @@ class Store(_StoreReads, _StoreOutbox, ConvStoreMethods):
         """Store many records in one transaction; per record, ``True`` if it is now stored as
         given (new, or it replaced an unverified copy), ``False`` if it was not written.
 
-        A record's ``state`` and ``received_at`` are ignored: peers' messages are stored as
-        ``delivered``, received now. Verified beats unverified (docs/store.md): a verified record
-        replaces an unverified row with the same id or the same (origin, seq); otherwise a new id
-        that reuses an already stored (origin, seq) is refused (``False``) and logged.
+        A record's ``state`` and ``received_at`` are ignored unless it is ``local``: peers'
+        messages are stored as ``delivered``, received now. Verified beats unverified: a record
+        (verified) replaces an unverified row with the same id or the same (origin, seq); otherwise
+        a new id that reuses an already stored (origin, seq) is refused (``False``) and logged.
         """
         records = list(records)
         if not records:
@@ -924,11 +909,12 @@ class Store(_StoreReads, _StoreOutbox, ConvStoreMethods):
         row = self._con.execute(
             "INSERT INTO messages (id, channel, origin, seq, hlc, kind, author, text, ts, "
             "received_at, state, verified, files, file_names, conv, redacted_by) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'delivered', ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (m.id, m.channel, m.origin, rec.seq, rec.hlc.encode(), m.kind, m.author,
-             m.text, m.ts, now, int(rec.verified), *_files_columns(m), *conv_columns(m)),
+             m.text, m.ts, now, _state(rec), int(rec.verified), *_files_columns(m), *conv_columns(m)),
         ).lastrowid
         _index_rows(self._con, self.fts, (row or 1) - 1)
+        _queue_outbox(self._con, [rec], now)
         return True
 
     def add_local(self, msg: Message, hlc: Stamp) -> Record:
@@ -980,6 +966,71 @@ class Store(_StoreReads, _StoreOutbox, ConvStoreMethods):
         for name in names:
             self._con.execute(
                 "INSERT OR IGNORE INTO channels (name, created_at) VALUES (?, ?)", (name, now))
+
+
+def _sync_fts(con: sqlite3.Connection, use_fts: bool) -> None:
+    """The search index and its triggers as ``use_fts`` wants them (created or dropped)."""
+    names = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+    if use_fts:
+        if "messages_fts" in names and all(t in names for t in _FTS_TRIGGERS):
+            if _OLD_INSERT_TRIGGER in names:
+                con.execute(f"DROP TRIGGER {_OLD_INSERT_TRIGGER}")
+            return
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            for stmt in _statements(_FTS_SQL):
+                con.execute(stmt)
+            con.execute(f"DROP TRIGGER IF EXISTS {_OLD_INSERT_TRIGGER}")
+            con.execute("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    else:
+        for trig in (*_FTS_TRIGGERS, _OLD_INSERT_TRIGGER):  # on a missing module they would
+            if trig in names:  # break every insert
+                con.execute(f"DROP TRIGGER {trig}")
+
+
+def _replay_journal(store: Store) -> Store:
+    """Store what the journal of our own messages still holds (sent, then the app stopped or
+    the disk was full before the commit), then empty it; kept if the store cannot take it."""
+    journal = store.journal
+    if journal is None:
+        return store
+    records: list[Record] = []
+    entries = journal.entries()
+    for entry in entries:
+        try:
+            msg = Message.from_dict(entry.get("msg"))
+            records.append(Record(msg, Stamp.decode(msg.hlc), msg.seq or None,
+                                  State(entry.get("state")), verified=True, local=True))
+        except (ValidationError, ValueError) as err:
+            log.warning("a line of %s cannot be read (%s); skipped", journal.path, err)
+    try:
+        stored = sum(store.add_many(records))
+        if stored:
+            log.warning("%d messages sent before the app stopped are stored now", stored)
+        if entries or journal.path.exists():
+            journal.clear()
+    except (StoreError, OSError) as err:
+        log.error("messages sent before the app stopped stay in %s: %s", journal.path, err)
+    return store
+
+
+def _journal(store: Store, record: Record) -> None:
+    """``record`` (ours) into the store's journal before it is queued: a full disk fails it."""
+    journal = store.journal
+    if journal is None:
+        return
+    try:
+        journal.append({"msg": record.msg.to_dict(), "state": record.state.value})
+    except OSError as err:
+        fault = write_fault(err) or StoreFull(f"cannot write the history ({err})")
+        if not store.fault:
+            store.fault = str(fault)
+            log.error("history is read-only from now on: %s", fault)
+        raise fault from err
 
 
 def _load_known(path: Path, known: KnownIds) -> None:
@@ -1048,11 +1099,25 @@ def _insert_new(con: sqlite3.Connection, records: list[Record], now: float, fts:
         con.executemany(
             "INSERT INTO messages (id, channel, origin, seq, hlc, kind, author, text, ts, "
             "received_at, state, verified, files, file_names, conv, redacted_by) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'delivered', ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(r.msg.id, r.msg.channel, r.msg.origin, r.seq, r.hlc.encode(), r.msg.kind,
-              r.msg.author, r.msg.text, r.msg.ts, now, int(r.verified),
+              r.msg.author, r.msg.text, r.msg.ts, now, _state(r), int(r.verified),
               *_files_columns(r.msg), *conv_columns(r.msg)) for r in records])
         _index_rows(con, fts, after)
+        _queue_outbox(con, records, now)
+
+
+def _state(rec: Record) -> str:
+    """The ``state`` column: a local record's own (pending or sent), ``delivered`` otherwise."""
+    return rec.state.value if rec.local and rec.state is not State.DELIVERED else "delivered"
+
+
+def _queue_outbox(con: sqlite3.Connection, records: list[Record], now: float) -> None:
+    """The outbox rows of the ``local`` records just inserted (``sent_at`` if handed out)."""
+    local = [(r.msg.id, now, now if r.state is State.SENT else None) for r in records if r.local]
+    if local:
+        con.executemany(
+            "INSERT OR IGNORE INTO outbox (id, queued_at, sent_at) VALUES (?, ?, ?)", local)
 
 
 def _advance(con: sqlite3.Connection, origin: str, full: bool = False) -> None:
@@ -1245,16 +1310,22 @@ class StoreWriter:
         self._flush = False
         self._closing = False
         self._callbacks: list[tuple[int, Callable[[], None]]] = []
+        self._local = 0  # our own (``local``) records queued, not yet taken into a batch
+        self._kept = False  # a batch with some of ours failed: its journal lines stay
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._thread.start()
 
     def submit(self, record: Record) -> int:
-        """Queue ``record``; returns its ticket for ``wait``."""
+        """Queue ``record``; returns its ticket for ``wait``. A ``local`` record (ours) goes to
+        the store's journal first (``StoreFull`` if it cannot: then it is not queued)."""
         with self._cv:
             if self._closing:
                 raise StoreError("the writer is closed")
             while len(self._queue) >= self.max_queued and not self._closing:
                 self._cv.wait()
+            if record.local:
+                _journal(self.store, record)
+                self._local += 1
             self._queue.append(record)
             self._submitted += 1
             # Wake the writer only when it waits for a first record or a full batch: waking a
@@ -1272,12 +1343,12 @@ class StoreWriter:
                 return
         callback()
 
-    def wait(self, ticket: int, timeout: float | None = None) -> bool:
-        """Commit now and block until the record with ``ticket`` (and all before it) is committed
-        or failed. ``False`` on timeout. Blocking: never call it on an event loop (``Hub.
-        wait_stored`` runs it in a thread)."""
+    def wait(self, ticket: int, timeout: float | None = None, now: bool = True) -> bool:
+        """Commit now (unless not ``now``: then the batch commits when it is due) and block until
+        the record with ``ticket`` (and all before it) is committed or failed. ``False`` on
+        timeout. Blocking: never call it on an event loop."""
         with self._cv:
-            self._flush = True
+            self._flush = self._flush or now
             self._cv.notify_all()
             return self._cv.wait_for(lambda: self._done >= ticket, timeout)
 
@@ -1321,10 +1392,19 @@ class StoreWriter:
                 self._cv.wait(left)
             batch = self._queue[: self.batch_size]
             del self._queue[: self.batch_size]
+            self._local -= sum(1 for r in batch if r.local)
             if not self._queue:
                 self._flush = False
             self._cv.notify_all()  # room for blocked submitters
             return batch
+
+    def _clear_journal(self) -> None:
+        journal = getattr(self.store, "journal", None)
+        if journal is not None and journal.size:
+            try:
+                journal.clear()
+            except OSError as err:  # it is replayed at the next start: duplicates are ignored
+                log.warning("could not empty %s: %s", journal.path, err)
 
     def _run(self) -> None:
         while (batch := self._take()) is not None:
@@ -1344,6 +1424,9 @@ class StoreWriter:
                     log.exception("store writer: on_commit failed")
             with self._cv:
                 self._done += len(batch)
+                self._kept = self._kept or (results is None and any(r.local for r in batch))
+                if results is not None and not self._local and not self._kept:
+                    self._clear_journal()  # every record of ours submitted so far is stored
                 self._cv.notify_all()
                 due = [cb for t, cb in self._callbacks if t <= self._done]
                 self._callbacks = [(t, cb) for t, cb in self._callbacks if t > self._done]

@@ -42,13 +42,19 @@ async def test_a_full_disk_turns_the_history_read_only_and_loses_nothing(tmp_pat
     got = hub.receive(remote("from bob", 1), "peer-b", verified=True)
     await hub.wait_stored((got.message.id,))
     fill_up(hub.store)
+    sent: list[Message] = []
     with pytest.raises(ReadOnlyError, match="read-only"):
         for i in range(500):
-            ann.send(f"filler {i} " + "x" * 3000)
-    # A clear error for people (banner / headless "error" line)...
+            sent.append(ann.send(f"filler {i} " + "x" * 3000))
+            hub.flush()  # a send goes out first; its insert commits (or fails) after it
+    # A clear error for people (banner / headless "error" line), naming the message that went
+    # out but could not be saved here; the sends after it are refused at once...
     [fault] = [e for e in events if isinstance(e, StoreFailed)]
     assert "disk is full" in fault.reason and hub.store_error == fault.reason
-    assert event_line(fault) == {"event": "error", "error": fault.reason}
+    assert fault.not_saved == (sent[-1].id,)
+    assert event_line(fault) == {"event": "error", "error": fault.reason,
+                                 "not_saved": [sent[-1].id]}
+    assert sent[-1].id not in {m.id for m in hub.history(limit=1000)}
     # ...peers' messages are refused with the reason (so never acknowledged)...
     late = hub.receive(remote("too late", 2), "peer-b", verified=True)
     assert late.outcome is Outcome.REFUSED and "cannot store" in late.reason

@@ -263,6 +263,18 @@ async def test_a_storage_fault_shows_the_banner(tmp_path) -> None:
     assert view.banners.problem.visible and "disk is full" in view.banners.text.value
 
 
+async def test_a_message_whose_insert_failed_says_it_was_not_saved_here(tmp_path) -> None:
+    view, session = await make_view(tmp_path)
+    sent = session.send("hello")  # went out; its insert then failed (disk full)
+    kept = session.send("kept")
+    await view.on_event(sent)
+    await view.on_event(kept)
+    await view.on_event(StoreFailed("History is read-only: disk is full.", 1.0, (sent.id,)))
+    assert view.banners.problem.visible and "disk is full" in view.banners.text.value
+    assert rows(view)[sent.id].label.endswith("hello, not saved on this device")
+    assert rows(view)[kept.id].label.endswith("kept, sent")
+
+
 async def test_messages_from_elsewhere_have_no_status(tmp_path) -> None:
     view, _ = await make_view(tmp_path)
     theirs = replace(Message.chat("Bob", "hi", "other-peer"), hlc="7fffffffffff.0000.other-peer")

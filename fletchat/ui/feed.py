@@ -14,7 +14,7 @@ from .decorate import Layout, layout_after
 from .delivery import live_status
 from .rows import MessageRow
 from .state import ChatState
-from .text import STATUS_DELIVERED, STATUS_REFUSED, Status
+from .text import NOT_SAVED_LABEL, STATUS_DELIVERED, STATUS_REFUSED, Status
 
 PAGE = 50  # messages per history page
 JUMP_PAGES = 40  # how far back a search result may be fetched (pages)
@@ -123,6 +123,14 @@ class Feed:
             row = self.conversation.rows.get(msg_id)
             if row is not None and row.status is not None:
                 row.set_status(Status(STATUS_REFUSED, note=f"not accepted by {who}: {reason}"))
+                self.conversation.update_row(row)
+
+    def not_saved(self, ids: tuple[str, ...]) -> None:
+        """Messages written here whose insert failed after they went out: each row says so."""
+        for msg_id in ids:
+            row = self.conversation.rows.get(msg_id)
+            if row is not None and row.status is not None:
+                row.set_status(Status(STATUS_REFUSED, note=NOT_SAVED_LABEL))
                 self.conversation.update_row(row)
 
     def needs_room_key(self) -> bool:

@@ -18,6 +18,7 @@ STATUS_DELIVERED = "delivered"
 STATUS_REFUSED = "refused"  # a peer did not store it, and said why
 STATUS_SENT = "sent"  # stored here; nobody else (no other tab, no LAN device) to deliver it to
 LATE_LABEL = "arrived late"
+NOT_SAVED_LABEL = "not saved on this device"  # its insert failed (disk full) after it went out
 PENDING_LABEL = "waiting for a device"  # a LAN device is connected and has not confirmed it
 UNVERIFIED_LABEL = "unverified"
 OWN_DEVICE_PREFIX = "Your device: "

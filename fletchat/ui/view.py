@@ -189,6 +189,7 @@ class ChatView:
         elif isinstance(event, StoreFailed):
             self.banners.show_problems([event.reason])
             self.updates.mark(self.banners.problem)
+            self.feed.not_saved(event.not_saved)
 
     def on_message(self, msg: Message) -> None:
         backend = self.backend
