@@ -64,7 +64,10 @@ def judge_slot(
                 Action.DUPLICATE, "")
         if not verified or by_id.verified:
             return Action.REFUSE, f"id {msg.id} is already another message here"
-        return Action.REPLACE, ""
+        if in_slot is None or in_slot.msg.id == msg.id or not in_slot.verified:
+            return Action.REPLACE, ""
+        # Its slot holds another verified message: the store would drop the unverified row and
+        # keep neither (an accepted message never stored), so it is refused for the slot.
     if in_slot is not None and in_slot.msg.id != msg.id:
         if not verified or in_slot.verified:
             return Action.REFUSE, (
