@@ -477,23 +477,21 @@ def _check_tree(obj: object, depth: int = 0) -> None:
             _check_tree(value, depth + 1)
 
 
-# A JSON string, the loop unrolled (runs of plain characters, then one escape): the same
-# strings as '"(?:[^"\\]|\\.)*"', matched about 3.6x faster on a catch-up page (one
-# alternation per character was about 14 % of decoding a page, profiled).
-_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
-_JSON_BRACKETS = re.compile(r"[\[\]{}]")
+_CONTAINERS = (dict, list)
 
 
-def _nesting(text: str) -> int:
-    """The deepest nesting of arrays and objects in JSON ``text`` (string contents ignored)."""
-    depth = deepest = 0
-    for b in _JSON_BRACKETS.findall(_JSON_STRING.sub("", text)):
-        if b in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        else:
-            depth -= 1
-    return deepest
+def _deeper_than(obj: object, limit: int) -> bool:
+    """Whether arrays and objects nest more than ``limit`` levels deep in a parsed frame (the
+    frame object itself is one level). Read from the parsed tree, level by level, visiting only
+    containers: strings cannot count, and a catch-up page (100 flat objects in a list) is about
+    1,200 type checks instead of a regular-expression pass over its text (5x slower)."""
+    level = [obj]
+    for _ in range(limit):
+        level = [v for c in level for v in (c.values() if type(c) is dict else c)
+                 if type(v) in _CONTAINERS]
+        if not level:
+            return False
+    return True
 
 
 def _check_parsed(text: str, obj: object) -> None:
@@ -501,7 +499,7 @@ def _check_parsed(text: str, obj: object) -> None:
     ``\\u`` escape (the text itself is valid UTF-8), and depth only matters past
     ``MAX_JSON_DEPTH`` brackets. Walking every node of every frame was a large part of decoding."""
     if "\\u" in text or (
-        text.count("{") + text.count("[") > MAX_JSON_DEPTH and _nesting(text) > MAX_JSON_DEPTH
+        text.count("{") + text.count("[") > MAX_JSON_DEPTH and _deeper_than(obj, MAX_JSON_DEPTH)
     ):
         _check_tree(obj)
 

@@ -449,11 +449,28 @@ def test_brackets_inside_strings_do_not_count_as_nesting(s):
     rejects(_sync_with(f'[{s}, ' + "[" * 17 + "]" * 17 + "]"), "nests deeper")
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.text())
-def test_the_string_pattern_matches_every_json_string_whole(s):
-    from fletchat.protocol import _JSON_STRING
+def _depth(value: object) -> int:
+    """Levels of arrays and objects (the reference for ``_deeper_than``)."""
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
 
-    for encoded in (json.dumps(s), json.dumps(s, ensure_ascii=False)):
-        assert _JSON_STRING.fullmatch(encoded)
-        assert _JSON_STRING.sub("", f"[{encoded},{encoded}]") == "[,]"
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON_VALUES)
+def test_the_depth_check_reads_the_nesting_of_the_parsed_frame(value):
+    from fletchat.protocol import _deeper_than
+
+    frame = {"v": 2, "x": value}
+    depth = _depth(frame)
+    for limit in range(1, 18):
+        assert _deeper_than(frame, limit) is (depth > limit)
