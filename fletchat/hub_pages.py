@@ -24,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .acceptance import Action, Arrival, Held, Quotas, check_stamp, judge_slot
+from .acceptance import Action, Held, Quotas, check_stamp, judge_slot
 from .clock import Stamp
 from .events import Acceptance, Outcome
 from .model import Message
@@ -213,9 +213,9 @@ class PageRun:
         if action is Action.UPGRADE:
             return ""  # already held and counted
         hub = self.hub
-        return hub._quotas.check(Arrival(
-            msg, self.from_peer, verified, self.now, new_origin=msg.origin not in hub._origins,
-            new_channel=msg.channel not in hub._channels and msg.channel not in self.new_channels))
+        new_channel = msg.channel not in hub._channels and msg.channel not in self.new_channels
+        return hub._quotas.charge(msg, Stamp.decode(msg.hlc).wall_ms, self.from_peer, self.now,
+                                  flags=(verified, msg.origin not in hub._origins, new_channel))
 
     def _forget(self, held: tuple[Held | None, Held | None]) -> None:
         """The rows a verified message replaces, as the store deletes them: their ids and slots

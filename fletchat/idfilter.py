@@ -24,9 +24,7 @@ class IdFilter:
         self.added = 0
 
     def _positions(self, item: str) -> list[int]:
-        digest = hashlib.blake2b(item.encode("utf-8"), digest_size=16).digest()
-        h1 = int.from_bytes(digest[:8], "little")
-        h2 = int.from_bytes(digest[8:], "little") | 1
+        h1, h2 = _hashes(item)
         return [(h1 + i * h2) % self.bits for i in range(HASHES)]
 
     def add(self, item: str) -> None:
@@ -35,8 +33,19 @@ class IdFilter:
         self.added += 1
 
     def may_contain(self, item: str) -> bool:
-        data = self._data
-        return all(data[p >> 3] & (1 << (p & 7)) for p in self._positions(item))
+        """Stops at the first clear bit (a new id's first probe, nearly always)."""
+        h1, h2 = _hashes(item)
+        data, bits = self._data, self.bits
+        for i in range(HASHES):
+            p = (h1 + i * h2) % bits
+            if not data[p >> 3] & (1 << (p & 7)):
+                return False
+        return True
+
+
+def _hashes(item: str) -> tuple[int, int]:
+    digest = hashlib.blake2b(item.encode("utf-8"), digest_size=16).digest()
+    return int.from_bytes(digest[:8], "little"), int.from_bytes(digest[8:], "little") | 1
 
 
 class KnownIds:
