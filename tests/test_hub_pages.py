@@ -231,3 +231,27 @@ def test_a_page_is_one_hand_off_to_the_writer_and_one_store_query(tmp_path) -> N
         assert all(hub.store.get(m.id).verified for m in old)
     finally:
         hub.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+def test_an_id_is_not_taken_back_into_a_slot_a_verified_message_holds(tmp_path, kind) -> None:
+    """A verified message whose id an unverified row holds, claiming a slot another verified
+    message holds, used to be accepted (and acknowledged) while the store dropped the unverified
+    row and refused it: neither was kept. It is refused for the slot; the row stays."""
+    store = Store.open(tmp_path / "h.db") if kind == "sqlite" else None
+    hub = Hub("me", store=store, wall=lambda: NOW)
+    try:
+        holder, squat = chat("x", 2, "verified x2"), chat("x", 1, "forged x1")
+        hub.receive(holder, "peer", verified=True, relay=False)
+        hub.receive(squat, "peer", verified=False, relay=False)
+        hub.flush()
+        claim = replace(squat, text="other words", seq=2)
+        for acc in (hub.receive(claim, "peer", verified=True, relay=False),
+                    *hub.receive_page([(claim, True), (claim, True)], "peer")):
+            assert acc.outcome is Outcome.REFUSED
+            assert acc.reason == "x seq 2 is already another message here"
+        assert hub.flush()
+        assert hub.store.get(squat.id).msg.text == "forged x1"
+        assert hub.store.get(holder.id).verified
+    finally:
+        hub.close()
