@@ -255,3 +255,34 @@ def test_an_id_is_not_taken_back_into_a_slot_a_verified_message_holds(tmp_path, 
         assert hub.store.get(holder.id).verified
     finally:
         hub.close()
+
+
+def test_a_pages_signatures_get_the_verdicts_and_book_entries_one_by_one_gives(tmp_path) -> None:
+    """``Trust.check_messages`` (a page: keys and blocks looked up once) against
+    ``check_message`` for each pair: own, known, unknown and blocked origins, good, forged and
+    missing signatures, an id twice."""
+    from fletchat.trust import Trust as T
+
+    writer = T.open(tmp_path / "x", "x")
+    mine = [T.open(tmp_path / f"me{i}", "me") for i in range(2)]
+    for trust in mine:
+        trust.store.check("x", writer.identity.public_key, "X")
+        trust.block("bad")
+    x1, x2, y1, me1, bad1 = (chat("x", 1), chat("x", 2), chat("y", 1), chat("me", 1),
+                             chat("bad", 1))
+    sx1, sx2 = writer.sigs_for([x1, x2])
+    (s_me,) = mine[0].sigs_for([me1])
+    pairs = [(x1, sx1), (x2, sx1), (x2, ""), (x2, sx2), (x1, sx1), (y1, sx2), (y1, ""),
+             (me1, s_me), (me1, sx1), (bad1, sx1)]
+    page = mine[0].check_messages(pairs)
+    assert page == [mine[0].check_message(m, s) for m, s in pairs]
+    assert [v.value for v in page] == ["verified", "refused", "refused", "verified", "verified",
+                                       "unverified", "unverified", "verified", "refused",
+                                       "blocked"]
+    others = [(m, s) for m, s in pairs if m.origin != "me"]  # the two differ in their own key
+    mine[1].check_messages(others)
+    ids = [x1.id, x2.id, y1.id, bad1.id]
+    assert mine[1].book.get_many(ids) == mine[0].book.get_many(ids)
+    assert set(mine[1].book.get_many(ids)) == {x1.id, x2.id, y1.id}
+    for trust in (writer, *mine):
+        trust.close()
