@@ -2,9 +2,9 @@
 
 Live messages are judged at once on the loop; catch-up pages go to the link's page task, which
 asks the hub on a worker thread, in the order the link delivered them (a page in one pass:
-``receive_page``, the same verdicts as ``receive`` for each message in turn). A page's signatures are
-checked on another worker thread as soon as it is read (libsodium releases the GIL), so the next
-page is verified while this one is judged: nothing is judged before its check.
+``receive_page``, the same verdicts as ``receive`` for each message in turn). A page's
+signatures are checked on another worker thread as soon as it is read (libsodium releases the
+GIL), so the next page is verified while this one is judged: nothing is judged before its check.
 """
 
 from __future__ import annotations
