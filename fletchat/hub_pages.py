@@ -7,10 +7,10 @@ gives every message exactly the outcome that ``receive(msg, from_peer, verified=
 relay=False)`` called for each in order gives when each is stored before the next is judged
 (always so in memory; on SQLite ``receive`` can meet an unverified row that a verified message
 already replaced but the writer has not yet deleted: here it is gone). tests/test_hub_pages.py
-compares the two on mixed and random pages. Per run of plain messages: one round of the acceptance lock, one look at
-the writer's queue and one store query for what may already hold their ids and slots, the
-blocked-origin check once per origin, one hand-off of the run's records to the store writer and
-then the events, in order. What the run itself takes is overlaid on what was held before it, so
+compares the two on mixed and random pages. Per run of plain messages: one round of the
+acceptance lock, one look at the writer's queue and one store query for what may already hold
+their ids and slots, the blocked-origin check once per origin, one hand-off of the run's records
+to the store writer and then the events, in order. What the run itself takes is overlaid on what was held before it, so
 a later message of the page sees an earlier one as ``receive`` would. Conversation messages
 (replies, reactions, edits, deletes) go through ``receive`` one by one, in their place: their
 rules read what the page's earlier messages left in the hub.
