@@ -286,3 +286,25 @@ def test_a_pages_signatures_get_the_verdicts_and_book_entries_one_by_one_gives(t
     assert set(mine[1].book.get_many(ids)) == {x1.id, x2.id, y1.id}
     for trust in (writer, *mine):
         trust.close()
+
+
+async def test_a_page_that_cannot_be_written_is_never_acknowledged_then_refused(tmp_path) -> None:
+    from fletchat.store import StoreFull
+    from tests.test_storage_faults import fill_up
+
+    hub = Hub("me", store=Store.open(tmp_path / "history.db"), wall=lambda: NOW)
+    try:
+        fill_up(hub.store)
+        page = [(chat("x", s, "y" * 3900, at=NOW - 600_000 + s * 3_000), True)
+                for s in range(1, 41)]
+        accepted = hub.receive_page(page, "peer")
+        ids = tuple(a.message.id for a in accepted if a.stored)
+        assert ids
+        with pytest.raises(StoreFull):
+            await hub.wait_stored(ids)  # the mesh acknowledges nothing when this raises
+        assert hub.store.read_only and hub.store_error
+        later = hub.receive_page([(chat("x", s), True) for s in range(41, 44)], "peer")
+        assert {a.outcome for a in later} == {Outcome.REFUSED}
+        assert all("cannot store" in a.reason for a in later)
+    finally:
+        hub.close()
