@@ -87,9 +87,12 @@ class PageReceiver:
             page = PageRun(self, from_peer, [m for m, _ in run])
             verdicts = [page.judge(msg, verified) for msg, verified in run]
             self._queue_run(page.taken)
+        noted: set[str] = set()  # a channel is noted once: the hub's first note is the one
         for acc, (msg, verified) in zip(verdicts, run, strict=True):
             if acc.outcome is Outcome.ACCEPTED:
-                self._note_channel(msg.channel)
+                if msg.channel not in noted:
+                    noted.add(msg.channel)
+                    self._note_channel(msg.channel)
                 self._publish(self.conv.accepted(msg, verified, from_peer)
                               if self.conv.active else msg)
         return verdicts
