@@ -64,7 +64,10 @@ def judge_slot(
                 Action.DUPLICATE, "")
         if not verified or by_id.verified:
             return Action.REFUSE, f"id {msg.id} is already another message here"
-        return Action.REPLACE, ""
+        if in_slot is None or in_slot.msg.id == msg.id or not in_slot.verified:
+            return Action.REPLACE, ""
+        # Its slot holds another verified message: the store would drop the unverified row and
+        # keep neither (an accepted message never stored), so it is refused for the slot.
     if in_slot is not None and in_slot.msg.id != msg.id:
         if not verified or in_slot.verified:
             return Action.REFUSE, (
@@ -83,23 +86,24 @@ def check_stamp(msg: Message, now_ms: int, live: bool) -> str:
         wall = Stamp.decode(msg.hlc).wall_ms
     except ValidationError:
         return "invalid clock stamp"
-    return next((reason for bad, reason in _stamp_rules(wall, int(msg.ts * 1000), now_ms, live)
-                 if bad), "")
+    return stamp_refusal(wall, int(msg.ts * 1000), now_ms, live)
 
 
-def _stamp_rules(wall: int, ts_ms: int, now_ms: int, live: bool):
-    """(broken?, reason) for each clock rule, in order; lazily, so only failures are worded."""
-    yield (wall < MIN_STAMP_MS or ts_ms < MIN_STAMP_MS,
-           "stamped before 2020: the writer's date is wrong")
+def stamp_refusal(wall: int, ts_ms: int, now_ms: int, live: bool) -> str:
+    """The clock rules in order, for a stamp's wall part and ``ts`` in ms ("" if they hold);
+    each reason is worded only when it is the answer."""
+    if wall < MIN_STAMP_MS or ts_ms < MIN_STAMP_MS:
+        return "stamped before 2020: the writer's date is wrong"
     if ts_ms - now_ms > MAX_FUTURE_MS:
-        yield True, (f"written {(ts_ms - now_ms) // 1000} s in the future by our clock (at most "
-                     f"{MAX_FUTURE_MS // 1000} s): check the writer's date and time")
+        return (f"written {(ts_ms - now_ms) // 1000} s in the future by our clock (at most "
+                f"{MAX_FUTURE_MS // 1000} s): check the writer's date and time")
     if wall - now_ms > MAX_DRIFT_MS:
-        yield True, (f"clock stamp {(wall - now_ms) // 1000} s ahead of ours (at most "
-                     f"{MAX_DRIFT_MS // 1000} s)")
+        return (f"clock stamp {(wall - now_ms) // 1000} s ahead of ours (at most "
+                f"{MAX_DRIFT_MS // 1000} s)")
     if live and now_ms - wall > MAX_LIVE_AGE_MS:
-        yield True, (f"a live message stamped {(now_ms - wall) // 1000} s ago (at most "
-                     f"{MAX_LIVE_AGE_MS // 1000} s; older history travels by catch-up)")
+        return (f"a live message stamped {(now_ms - wall) // 1000} s ago (at most "
+                f"{MAX_LIVE_AGE_MS // 1000} s; older history travels by catch-up)")
+    return ""
 
 
 @dataclass(frozen=True)
@@ -148,32 +152,41 @@ class Quotas:
 
     def check(self, arrival: Arrival) -> str:
         """Why the message is over a budget ("" if it fits); charges it when it fits."""
-        msg, from_peer, now_ms = arrival.msg, arrival.from_peer, arrival.now_ms
-        verified, new_origin, new_channel = arrival.verified, arrival.new_origin, arrival.new_channel
-        stamp_ms = Stamp.decode(msg.hlc).wall_ms
-        minute, day, wall_minute = stamp_ms // MINUTE_MS, stamp_ms // DAY_MS, now_ms // MINUTE_MS
-        size = len(msg.text.encode("utf-8"))
-        q = self.limits
+        return self.charge(arrival.msg, Stamp.decode(arrival.msg.hlc).wall_ms, arrival.from_peer,
+                           arrival.now_ms, flags=(arrival.verified, arrival.new_origin,
+                                                  arrival.new_channel))
+
+    def charge(self, msg: Message, stamp_ms: int, from_peer: str, now_ms: int,
+               flags: tuple[bool, bool, bool]) -> str:
+        """``check`` of a message whose stamp's wall part is ``stamp_ms``; ``flags`` are its
+        arrival's (verified, new_origin, new_channel)."""
+        verified, new_origin, new_channel = flags
+        origin, text = msg.origin, msg.text
+        minute, day = stamp_ms // MINUTE_MS, stamp_ms // DAY_MS
+        size = len(text) if text.isascii() else len(text.encode("utf-8"))
+        q, counts = self.limits, self._counts
         # (counter, amount, cap, what is over): reasons are worded only for a refusal
         charges: list[tuple[tuple[object, ...], int, int, str]] = [
-            (("m", msg.origin, minute), 1, q.per_minute, "m"),
-            (("b", msg.origin, minute), size, q.bytes_per_minute, "b"),
-            (("d", msg.origin, day), 1, q.per_day, "d"),
+            (("m", origin, minute), 1, q.per_minute, "m"),
+            (("b", origin, minute), size, q.bytes_per_minute, "b"),
+            (("d", origin, day), 1, q.per_day, "d"),
         ]
         if new_channel or msg.kind == KIND_CHANNEL:
-            charges.append((("c", msg.origin, day), 1, q.channels_per_day, "c"))
+            charges.append((("c", origin, day), 1, q.channels_per_day, "c"))
         if new_origin:
-            charges.append((("o", from_peer, wall_minute), 1, q.new_origins_per_peer_minute, "o"))
+            charges.append((("o", from_peer, now_ms // MINUTE_MS), 1,
+                            q.new_origins_per_peer_minute, "o"))
         if not verified:
-            charges.append((("u", from_peer, wall_minute), 1, q.unverified_per_peer_minute, "u"))
+            charges.append((("u", from_peer, now_ms // MINUTE_MS), 1,
+                            q.unverified_per_peer_minute, "u"))
         for key, amount, cap, what in charges:
-            if self._counts.get(key, 0) + amount > cap:
-                return "quota: " + self._reason(what, msg.origin)
+            if counts.get(key, 0) + amount > cap:
+                return "quota: " + self._reason(what, origin)
         for key, amount, _, _ in charges:
-            self._counts[key] = self._counts.get(key, 0) + amount
-            self._counts.move_to_end(key)
-        while len(self._counts) > self._limit:
-            self._counts.popitem(last=False)
+            counts[key] = counts.get(key, 0) + amount
+            counts.move_to_end(key)
+        while len(counts) > self._limit:
+            counts.popitem(last=False)
         return ""
 
     def _reason(self, what: str, origin: str) -> str:

@@ -1,8 +1,9 @@
 """The one place where local sessions, history and the LAN meet.
 
 Every message written here goes through ``Hub.post``; every message from a peer, live or by
-catch-up, through ``Hub.receive``, the one acceptance pipeline (``acceptance.py``): it returns
-ACCEPTED, DUPLICATE or REFUSED with a reason, and only the first two may be acknowledged, after
+catch-up, through ``Hub.receive``, the one acceptance pipeline (``acceptance.py``; a catch-up
+page through ``Hub.receive_page``, the same verdicts per message in one pass: ``hub_pages``): it
+returns ACCEPTED, DUPLICATE or REFUSED with a reason, and only the first two may be acknowledged, after
 ``await wait_stored(ids)``. Accepted messages are stored (``StoreWriter`` on its own thread),
 shown to local sessions (Flet's pubsub or plain listeners) and, when live, relayed.
 
@@ -43,6 +44,7 @@ from .events import (
     RosterChanged,
     StoreFailed,
 )
+from .hub_pages import PageReceiver
 from .hub_writes import StoredMessages, fault_text
 from .memstore import ImmediateWriter, MemoryStore
 from .model import (
@@ -122,7 +124,7 @@ class Publisher(Protocol):
 
 @dataclass
 class Hub(ConvHubMethods, MeshSideMethods, HistoryReads, PresenceMethods, TrustMethods,
-          StoredMessages):
+          StoredMessages, PageReceiver):
     """Process-wide state shared by every session: acceptance, history, roster, fan-out."""
 
     peer_id: str

@@ -19,6 +19,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .model import FletChatError, ValidationError, new_id, validate_id
 
@@ -243,16 +244,27 @@ def verify_signature(public_key: bytes, signature: bytes, data: bytes) -> bool:
     released while it runs, so verifying on a worker thread leaves the event loop free. Its
     checks are the strict ones (canonical encodings, no small-order keys): an honest signer's
     signatures always pass them."""
+    if len(public_key) != PUBLIC_KEY_BYTES or len(signature) != SIGNATURE_BYTES:
+        return False
+    sign_open, failures = _VERIFIER or _load_verifier()
+    try:
+        sign_open(signature + data, public_key)
+    except failures:
+        return False
+    return True
+
+
+_VERIFIER: tuple[Any, tuple[type[Exception], ...]] | None = None
+
+
+def _load_verifier() -> tuple[Any, tuple[type[Exception], ...]]:
+    """libsodium's verification and its failures, imported once (not on every message)."""
+    global _VERIFIER  # a lazy import: PyNaCl loads only when first needed
     from nacl.bindings import crypto_sign_open
     from nacl.exceptions import BadSignatureError, CryptoError
 
-    if len(public_key) != PUBLIC_KEY_BYTES or len(signature) != SIGNATURE_BYTES:
-        return False
-    try:
-        crypto_sign_open(signature + data, public_key)
-    except (BadSignatureError, CryptoError, ValueError, TypeError):
-        return False
-    return True
+    _VERIFIER = crypto_sign_open, (BadSignatureError, CryptoError, ValueError, TypeError)
+    return _VERIFIER
 
 
 class DataDirLock:

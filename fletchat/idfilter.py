@@ -23,11 +23,7 @@ class IdFilter:
         self.added = 0
 
     def _positions(self, item: str) -> list[int]:
-        # Python's own string hash (SipHash, cached on the string; seeded per process, which
-        # is fine: the filter lives in memory and is rebuilt at every start), split into the
-        # two 32-bit hashes of double hashing. blake2b cost 4x as much per lookup.
-        h = hash(item)
-        h1, h2 = h & 0xFFFF_FFFF, ((h >> 32) & 0xFFFF_FFFF) | 1
+        h1, h2 = _hashes(item)
         return [(h1 + i * h2) % self.bits for i in range(HASHES)]
 
     def add(self, item: str) -> None:
@@ -36,14 +32,22 @@ class IdFilter:
         self.added += 1
 
     def may_contain(self, item: str) -> bool:
+        """Stops at the first clear bit (a new id's first probe, nearly always)."""
+        h1, h2 = _hashes(item)
         data, bits = self._data, self.bits
-        h = hash(item)
-        h1, h2 = h & 0xFFFF_FFFF, ((h >> 32) & 0xFFFF_FFFF) | 1
-        for i in range(HASHES):  # the positions of ``_positions``, stopping at the first 0
+        for i in range(HASHES):
             p = (h1 + i * h2) % bits
             if not data[p >> 3] & (1 << (p & 7)):
                 return False
         return True
+
+
+def _hashes(item: str) -> tuple[int, int]:
+    """Python's own string hash (SipHash, cached on the string; seeded per process, which is
+    fine: the filter lives in memory and is rebuilt at every start), split into the two 32-bit
+    hashes of double hashing. blake2b cost 4x as much per lookup."""
+    h = hash(item)
+    return h & 0xFFFF_FFFF, ((h >> 32) & 0xFFFF_FFFF) | 1
 
 
 class KnownIds:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from .clock import Stamp
 from .model import DEFAULT_CHANNEL, EVENT_KINDS, ROW_KINDS, Message
@@ -118,6 +118,11 @@ class MemoryStore:
         with self._lock:
             slot = self._slots.get((origin, seq))
             return self._rows.get(msg_id), None if slot is None else self._rows.get(slot)
+
+    def lookup_many(self, keys: Sequence[tuple[str, str, int]]) -> list[Record]:
+        """Every row holding one of the (id, origin, seq) keys' ids or slots."""
+        found = (self.lookup(*key) for key in keys)
+        return [rec for pair in found for rec in pair if rec is not None]
 
     def recent(self, channel: str = DEFAULT_CHANNEL, limit: int = 50,
                before: Stamp | None = None) -> list[Record]:
@@ -293,6 +298,13 @@ class ImmediateWriter:
         self._tickets += 1
         if self.on_commit is not None:
             self.on_commit([record], results)
+        return self._tickets
+
+    def submit_many(self, records: list[Record]) -> int:
+        results = self.store.add_many(records)
+        self._tickets += len(records)
+        if self.on_commit is not None:
+            self.on_commit(records, results)
         return self._tickets
 
     def wait(self, ticket: int, timeout: float | None = None, now: bool = True) -> bool:

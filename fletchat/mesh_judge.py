@@ -1,9 +1,10 @@
 """A peer's messages, judged: the hub decides on each, acks mean stored, refusals are said.
 
 Live messages are judged at once on the loop; catch-up pages go to the link's page task, which
-asks the hub on a worker thread, in the order the link delivered them. A page's signatures are
-checked on another worker thread as soon as it is read (libsodium releases the GIL), so the next
-page is verified while this one is judged: nothing is judged before its check.
+asks the hub on a worker thread, in the order the link delivered them (a page in one pass:
+``receive_page``, the same verdicts as ``receive`` for each message in turn). A page's
+signatures are checked on another worker thread as soon as it is read (libsodium releases the
+GIL), so the next page is verified while this one is judged: nothing is judged before its check.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import asyncio
 import logging
 import time
 
+from fletchat.events import Acceptance
 from fletchat.mesh_link import Link, LinkCore
+from fletchat.model import Message
 from fletchat.peer.connection import Messages, check_signatures
 from fletchat.protocol import encode_refused
 
@@ -91,22 +94,39 @@ class MessageJudge:
             link.acks.put_nowait(tuple(stored))
 
     def _judge(self, peer_id: str, event: Messages) -> tuple[list[str], list[tuple[str, str]]]:
-        """(ids to acknowledge once stored, (id, reason) refused): the hub's verdict on each."""
+        """(ids to acknowledge once stored, (id, reason) refused): the hub's verdict on each
+        (a catch-up page's in one pass: ``receive_page``)."""
         refused = list(event.refused)
         stored: list[str] = []
+        for msg, acc in self._verdicts_of(peer_id, event):
+            if acc.stored:
+                if msg.origin == peer_id:
+                    stored.append(msg.id)
+            else:
+                refused.append((msg.id, acc.reason or "refused"))
+        return stored, refused
+
+    def _verdicts_of(self, peer_id: str, event: Messages) -> list[tuple[Message, Acceptance]]:
+        app = self.core.app
+        if not event.live and len(event.items) > 1:
+            msgs = [item.message for item in event.items]
+            try:
+                verdicts = app.receive_page(
+                    [(item.message, item.verified) for item in event.items], peer_id)
+            except Exception:  # nothing of the page is acknowledged; the sender keeps it
+                log.exception("receiving a page of %d from %s failed", len(msgs), peer_id)
+                return []
+            return list(zip(msgs, verdicts, strict=True))
+        out = []
         for item in event.items:
             try:
-                acc = self.core.app.receive(item.message, peer_id, verified=item.verified,
-                                            relay=event.live)
+                acc = app.receive(item.message, peer_id, verified=item.verified,
+                                  relay=event.live)
             except Exception:
                 log.exception("receiving %s failed", item.message.id)
                 continue
-            if acc.stored:
-                if item.message.origin == peer_id:
-                    stored.append(item.message.id)
-            else:
-                refused.append((item.message.id, acc.reason or "refused"))
-        return stored, refused
+            out.append((item.message, acc))
+        return out
 
 
 def _retrieved(future: asyncio.Future[Messages]) -> None:

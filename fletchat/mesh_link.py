@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -59,6 +59,12 @@ class MeshHost(Protocol):
     def receive(
         self, msg: Message, from_peer: str, *, verified: bool, relay: bool = True
     ) -> Acceptance: ...
+
+    def receive_page(
+        self, items: Sequence[tuple[Message, bool]], from_peer: str
+    ) -> list[Acceptance]:
+        """A catch-up page's (message, verified) pairs: for each, what ``receive(...,
+        relay=False)`` called in turn would decide."""
 
     async def wait_stored(self, ids: tuple[str, ...]) -> None: ...
 

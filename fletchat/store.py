@@ -434,6 +434,28 @@ class _StoreReads:
         slot = next((r for r in records if r.msg.origin == origin and r.seq == seq), None)
         return by_id, slot
 
+    def lookup_many(self, keys: Sequence[tuple[str, str, int]]) -> list[Record]:
+        """``lookup`` for many (id, origin, seq) at once: every row holding one of the ids or
+        slots, in one read per 300 keys (a catch-up page is judged with one)."""
+        out: list[Record] = []
+        for at in range(0, len(keys), 300):
+            chunk = keys[at : at + 300]
+            ids = list(dict.fromkeys(k[0] for k in chunk))
+            seqs: dict[str, list[int]] = {}
+            for _, origin, seq in chunk:
+                seqs.setdefault(origin, []).append(seq)
+            marks = ",".join("?" * len(ids))
+            parts = [f"SELECT {self._cols} FROM messages m WHERE m.id IN ({marks})"]
+            args: list[object] = list(ids)
+            for origin, nums in seqs.items():
+                parts.append(f"SELECT {self._cols} FROM messages m WHERE m.origin = ? AND "
+                             f"m.seq IN ({','.join('?' * len(nums))})")
+                args += [origin, *nums]
+            with self._ro_lock:  # one statement: one read transaction
+                rows = self._ro.execute(" UNION ALL ".join(parts), args).fetchall()
+            out += [_row_to_record(r) for r in rows]
+        return out
+
     # ---- search ----
     def search(self, query: str, channel: str | None = None, limit: int = 50,
                marks: tuple[str, str] = (MARK_START, MARK_END)) -> list[Hit]:
@@ -1331,6 +1353,25 @@ class StoreWriter:
             # Wake the writer only when it waits for a first record or a full batch: waking a
             # thread per message costs the caller's thread the CPU and the GIL under load.
             if len(self._queue) == 1 or len(self._queue) >= self.batch_size:
+                self._cv.notify_all()
+            return self._submitted
+
+    def submit_many(self, records: list[Record]) -> int:
+        """``submit`` for many records in order (one lock round and at most one wake-up);
+        returns the last one's ticket (the others' are the ones before it)."""
+        with self._cv:
+            if self._closing:
+                raise StoreError("the writer is closed")
+            while len(self._queue) >= self.max_queued and not self._closing:
+                self._cv.wait()
+            was = len(self._queue)
+            for record in records:  # ours (none on a catch-up page) are journaled, as in submit
+                if record.local:
+                    _journal(self.store, record)
+                    self._local += 1
+            self._queue.extend(records)
+            self._submitted += len(records)
+            if records and (was == 0 or len(self._queue) >= self.batch_size):
                 self._cv.notify_all()
             return self._submitted
 

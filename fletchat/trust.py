@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -384,11 +385,17 @@ class SignatureBook:
         return db
 
     def put(self, msg_id: str, origin: str, sig: bytes, verified: bool) -> None:
+        self.put_many(((msg_id, origin, sig, verified),))
+
+    def put_many(self, entries: Iterable[tuple[str, str, bytes, bool]]) -> None:
+        """``put`` of each (id, origin, signature, verified), in order, in one lock round."""
         with self._lock:
-            old = self._pending.get(msg_id)
-            if old is not None and old[1] == sig:
-                verified = verified or old[2]
-            self._pending[msg_id] = (origin, sig, verified)
+            pending = self._pending
+            for msg_id, origin, sig, verified in entries:
+                old = pending.get(msg_id)
+                if old is not None and old[1] == sig:
+                    verified = verified or old[2]
+                pending[msg_id] = (origin, sig, verified)
         if not self._dirty.is_set():  # the writer clears it before it takes what is pending
             self._dirty.set()
 
@@ -582,18 +589,44 @@ class Trust:
         origin without its valid signature; never our own id from elsewhere) or BLOCKED."""
         if self.store.is_blocked(msg.origin):
             return Verdict.BLOCKED
+        book: list[tuple[str, str, bytes, bool]] = []
+        key = None if msg.origin == self.peer_id else self.store.key_of(msg.origin)
+        verdict = self._verdict(msg, sig, key, book)
+        for entry in book:
+            self.book.put(*entry)
+        return verdict
+
+    def check_messages(self, pairs: Sequence[tuple[Message, str]]) -> list[Verdict]:
+        """``check_message`` of each pair, in order: each origin's block and key are looked up
+        once per call, and the signatures go into the book in one round (a catch-up page)."""
+        keys: dict[str, bytes | None] = {self.peer_id: self.identity.public_key}
+        blocked: dict[str, bool] = {}
+        book: list[tuple[str, str, bytes, bool]] = []
+        out = []
+        for msg, sig in pairs:
+            origin = msg.origin
+            if origin not in blocked:
+                blocked[origin] = self.store.is_blocked(origin)
+                keys.setdefault(origin, self.store.key_of(origin))
+            verdict = (Verdict.BLOCKED if blocked[origin]
+                       else self._verdict(msg, sig, keys[origin], book))
+            out.append(verdict)
+        if book:
+            self.book.put_many(book)
+        return out
+
+    def _verdict(self, msg: Message, sig: str, key: bytes | None,
+                 book: list[tuple[str, str, bytes, bool]]) -> Verdict:
+        raw = decode_b64(sig) if sig else b""
         if msg.origin == self.peer_id:
             # Our own messages come back through relays and catch-up: only genuine ones match.
-            ok = bool(sig) and _signed_by(self.identity.public_key, decode_b64(sig), msg)
-            return VERIFIED if ok else REFUSED
-        key = self.store.key_of(msg.origin)
-        raw = decode_b64(sig) if sig else b""
+            return VERIFIED if raw and _signed_by(self.identity.public_key, raw, msg) else REFUSED
         if key is None:
             if raw:
-                self.book.put(msg.id, msg.origin, raw, verified=False)
+                book.append((msg.id, msg.origin, raw, False))
             return UNVERIFIED
         if raw and _signed_by(key, raw, msg):
-            self.book.put(msg.id, msg.origin, raw, verified=True)
+            book.append((msg.id, msg.origin, raw, True))
             return VERIFIED
         return REFUSED
 

@@ -73,6 +73,10 @@ class RecordingHost:
         self.msgs.append((msg, from_peer))
         return Acceptance(Outcome.ACCEPTED, "", msg)
 
+    def receive_page(self, items: list[tuple[Message, bool]], from_peer: str
+                     ) -> list[Acceptance]:
+        return [self.receive(m, from_peer, verified=v, relay=False) for m, v in items]
+
     async def wait_stored(self, ids: tuple[str, ...]) -> None:
         self.stored_waits.append(ids)
 

@@ -449,11 +449,74 @@ def test_brackets_inside_strings_do_not_count_as_nesting(s):
     rejects(_sync_with(f'[{s}, ' + "[" * 17 + "]" * 17 + "]"), "nests deeper")
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.text())
-def test_the_string_pattern_matches_every_json_string_whole(s):
-    from fletchat.protocol import _JSON_STRING
+def _depth(value: object) -> int:
+    """Levels of arrays and objects (the reference for ``_deeper_than``)."""
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
 
-    for encoded in (json.dumps(s), json.dumps(s, ensure_ascii=False)):
-        assert _JSON_STRING.fullmatch(encoded)
-        assert _JSON_STRING.sub("", f"[{encoded},{encoded}]") == "[,]"
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON_VALUES)
+def test_the_depth_check_reads_the_nesting_of_the_parsed_frame(value):
+    from fletchat.protocol import _deeper_than
+
+    frame = {"v": 2, "x": value}
+    depth = _depth(frame)
+    for limit in range(1, 18):
+        assert _deeper_than(frame, limit) is (depth > limit)
+
+
+def _old_b64_check(value: object, size: int) -> bool:
+    """The decoding check ``_is_b64`` replaced: decode, then encode again and compare."""
+    import base64
+    import binascii
+
+    if not isinstance(value, str) or len(value) != 4 * -(-size // 3) or not value.isascii():
+        return False
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return len(raw) == size and base64.b64encode(raw).decode("ascii") == value
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from([32, 64]), st.binary(min_size=30, max_size=66),
+       st.integers(min_value=0, max_value=200), st.characters(codec="utf-8"))
+def test_the_base64_spelling_check_accepts_exactly_the_canonical_encodings(size, data, at, ch):
+    import base64
+
+    from fletchat.protocol import _is_b64
+
+    text = base64.b64encode(data).decode("ascii")
+    variants = [text, text.rstrip("="), text + "=", text[:at] + ch + text[at + 1:],
+                text[:at] + ch + text[at:], text[:-3] + ch + text[-2:], text[:-4] + ch + text[-3:],
+                text.replace("/", "_").replace("+", "-"), text[:-2] + "\n" + text[-1:]]
+    for v in variants:
+        assert _is_b64(v, size) is _old_b64_check(v, size), v
+    assert _is_b64(base64.b64encode(data[:size].ljust(size, b"\0")).decode(), size)
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_the_base64_spelling_check_wants_the_spare_bits_zero(size):
+    import base64
+
+    from fletchat.protocol import _is_b64
+
+    text = base64.b64encode(bytes(range(size))).decode("ascii")
+    last = len(text) - text.count("=") - 1  # the last data character
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    verdicts = {c: _is_b64(text[:last] + c + text[last + 1:], size) for c in alphabet}
+    assert verdicts == {c: _old_b64_check(text[:last] + c + text[last + 1:], size)
+                        for c in alphabet}
+    assert sum(verdicts.values()) == (4 if size == 64 else 16)

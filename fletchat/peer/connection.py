@@ -166,17 +166,21 @@ def check_signatures(trust: TrustPolicy, event: Messages) -> Messages:
         return event
     items = list(event.items)
     refused = list(event.refused)
-    for msg, sig in event.unchecked:
-        if msg.conv is not None and msg.conv.redacted is not None:
-            proof = msg.conv.redacted  # vouched for by the connection: checked as the delete
-            verdict = trust.check_message(proof.delete, proof.sig)
-        else:
-            verdict = trust.check_message(msg, sig)
+    proofs = [_proof(msg, sig) for msg, sig in event.unchecked]
+    for (msg, sig), verdict in zip(event.unchecked, trust.check_messages(proofs), strict=True):
         if verdict is Verdict.REFUSED:
             refused.append((msg.id, _FORGED))
         elif verdict is not Verdict.BLOCKED:
             items.append(Received(msg, sig, verdict is Verdict.VERIFIED))
     return Messages(tuple(items), event.live, tuple(refused))
+
+
+def _proof(msg: Message, sig: str) -> tuple[Message, str]:
+    """What a message's signature is checked on: a redacted slot (vouched for by the connection)
+    is checked as the delete that names it."""
+    if msg.conv is not None and msg.conv.redacted is not None:
+        return msg.conv.redacted.delete, msg.conv.redacted.sig
+    return msg, sig
 
 
 @dataclass(frozen=True)

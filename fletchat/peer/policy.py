@@ -7,6 +7,7 @@ message unverified, blocks kept in memory. The connection never branches on "is 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
@@ -83,6 +84,10 @@ class TrustPolicy(Protocol):
 
     def check_message(self, msg: Message, sig: str) -> Verdict: ...
 
+    def check_messages(self, pairs: Sequence[tuple[Message, str]]) -> list[Verdict]:
+        """``check_message`` of each (message, signature) pair, in order (a catch-up page)."""
+        ...
+
     def sig_for(self, msg: Message) -> str:
         """The signature ``msg`` travels with (base64, "" for none)."""
         ...
@@ -131,6 +136,9 @@ class NoTrust:
 
     def check_message(self, msg: Message, sig: str) -> Verdict:
         return Verdict.BLOCKED if msg.origin in self.blocked else Verdict.UNVERIFIED
+
+    def check_messages(self, pairs: Sequence[tuple[Message, str]]) -> list[Verdict]:
+        return [self.check_message(msg, sig) for msg, sig in pairs]
 
     def sig_for(self, msg: Message) -> str:
         return ""
