@@ -367,6 +367,9 @@ class SignatureBook:
                 self._db.execute("CREATE TABLE IF NOT EXISTS sigs (id TEXT PRIMARY KEY, origin "
                                  "TEXT NOT NULL, sig BLOB NOT NULL, verified INTEGER NOT NULL)")
         self._pending: dict[str, tuple[str, bytes, bool]] = {}
+        # What ``flush`` is writing: still read from here until its transaction has committed
+        # (without it, a ``get`` between the writer taking the batch and its commit found none).
+        self._writing: dict[str, tuple[str, bytes, bool]] = {}
         self._dirty = threading.Event()
         self._closed = False
         self._writer = threading.Thread(target=self._write_loop, name="signatures", daemon=True)
@@ -401,7 +404,7 @@ class SignatureBook:
 
     def get(self, msg_id: str) -> tuple[bytes, bool] | None:
         with self._lock:
-            pending = self._pending.get(msg_id)
+            pending = self._pending.get(msg_id) or self._writing.get(msg_id)
         with self._db_lock:
             row = self._db.execute(
                 "SELECT sig, verified FROM sigs WHERE id = ?", (msg_id,)
@@ -413,7 +416,8 @@ class SignatureBook:
     def get_many(self, msg_ids: list[str]) -> dict[str, tuple[bytes, bool]]:
         """``get`` for many ids at once (one query per 500): what catch-up sends a batch with."""
         with self._lock:
-            pending = {i: self._pending[i] for i in msg_ids if i in self._pending}
+            pending = {i: p for i in msg_ids
+                       if (p := self._pending.get(i) or self._writing.get(i)) is not None}
         stored: dict[str, tuple[bytes, bool]] = {}
         for at in range(0, len(msg_ids), 500):
             chunk = msg_ids[at : at + 500]
@@ -431,18 +435,29 @@ class SignatureBook:
 
     def flush(self) -> None:
         """Write what is pending now (on the caller's thread)."""
-        with self._lock:
-            batch, self._pending = self._pending, {}
-        if not batch:
-            return
-        with self._db_lock:
-            self._db.execute("BEGIN")
-            self._db.executemany(
-                "INSERT INTO sigs (id, origin, sig, verified) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(id) DO UPDATE SET verified = max(verified, excluded.verified)",
-                [(i, o, sig, int(v)) for i, (o, sig, v) in batch.items()],
-            )
-            self._db.execute("COMMIT")
+        with self._db_lock:  # one flush at a time: the writer's and a caller's
+            with self._lock:
+                batch, self._pending = self._pending, {}
+                self._writing = batch
+            if not batch:
+                return
+            try:
+                self._db.execute("BEGIN")
+                self._db.executemany(
+                    "INSERT INTO sigs (id, origin, sig, verified) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(id) DO UPDATE SET verified = max(verified, excluded.verified)",
+                    [(i, o, sig, int(v)) for i, (o, sig, v) in batch.items()],
+                )
+                self._db.execute("COMMIT")
+            except sqlite3.Error:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                with self._lock:  # kept for the next try; newer entries win
+                    self._pending = {**batch, **self._pending}
+                raise
+            finally:
+                with self._lock:
+                    self._writing = {}
 
     def _write_loop(self) -> None:
         while not self._closed:
