@@ -69,6 +69,17 @@ self.fcMark = function (what) {
 };
 self.preloaded = null;
 self.preloadedPackage = null;
+// fcAfterFrames(): resolves once the page has drawn two animation frames after getting the ask,
+// so what Python sent before asking is on screen (the static client's login goes out first).
+self.fcFrameWaits = new Map();
+self.fcFrameSeq = 0;
+self.fcAfterFrames = function () {
+    const id = ++self.fcFrameSeq;
+    return new Promise((resolve) => {
+        self.fcFrameWaits.set(id, resolve);
+        self.postMessage({ fcAfterFrames: id });
+    });
+};
 const APP_ZIP_PATH = "/home/pyodide/app.zip";
 const WARM_UP = `
 import flet_js, os, runpy, sys, traceback
@@ -251,10 +262,18 @@ WORKER_DOWNLOAD_NEW = (
 WORKER_ONMESSAGE = "self.onmessage = async (event) => {\n"
 WORKER_ONMESSAGE_NEW = WORKER_ONMESSAGE + (
     "    if (event.data && event.data.preload) { if (!self.preloaded) self.preload(event.data);"
-    " return; }\n")
+    " return; }\n"
+    "    if (event.data && event.data.fcFramesDone) {"
+    " const done = self.fcFrameWaits.get(event.data.fcFramesDone);"
+    " self.fcFrameWaits.delete(event.data.fcFramesDone); if (done) done(); return; }\n")
 PAGE_ANCHOR = "let _documentUrl = document.URL;\n"
 PAGE_WORKER = re.compile(r"app\.worker = new Worker\(")
 PAGE_WORKER_NEW = "app.worker = _earlyWorker ? _earlyWorker : new Worker("
+PAGE_ONMESSAGE = "    app.worker.onmessage = (event) => {\n"
+PAGE_ONMESSAGE_NEW = PAGE_ONMESSAGE + (  # the worker's fcAfterFrames: answered two frames later
+    "        if (event.data && event.data.fcAfterFrames) { const id = event.data.fcAfterFrames;"
+    " requestAnimationFrame(() => requestAnimationFrame("
+    "() => app.worker.postMessage({ fcFramesDone: id }))); return; }\n")
 PAGE_TAKE = "    var error;\n"
 PAGE_TAKE_NEW = "    _earlyWorker = null;\n" + PAGE_TAKE
 # Timestamps (``?timing``): where Flutter asks for Python, where Python answers.
@@ -298,6 +317,7 @@ def early_python(out: Path, imports: tuple[str, ...] = PRELOAD_IMPORTS) -> None:
         text = _replace(text, PAGE_ANCHOR, PAGE_ANCHOR + early, page.name)
         text = _replace(text, PAGE_WORKER, PAGE_WORKER_NEW, page.name)
         text = _replace(text, PAGE_TAKE, PAGE_TAKE_NEW, page.name)
+        text = _replace(text, PAGE_ONMESSAGE, PAGE_ONMESSAGE_NEW, page.name)
         for anchor, mark in PAGE_MARKS:
             text = _replace(text, anchor, mark + anchor, page.name)
         page.write_text(text, "utf-8")

@@ -357,6 +357,8 @@ def test_python_in_the_browser_gets_bytecode_and_starts_with_the_page(static_bui
     assert "preload: true" in page and "_earlyWorker" in page
     assert "self.preload(" in worker and "App package unpacked early" in worker
     assert "makeMemorySnapshot" in worker and "_loadSnapshot" in worker  # later visits
+    # The login is drawn before the view is built: the page answers the worker's frame asks.
+    assert "fcAfterFrames" in worker and "fcFramesDone" in worker and "fcFramesDone" in page
 async def test_static_site_draws_emoji_with_fonts_from_the_host(server, browser):
     """Issue 17: every request of the static client, emoji and other scripts included, stays
     on the host; the fallback fonts Flutter asks for are answered (not 404, not a CDN)."""
