@@ -23,6 +23,8 @@ A snapshot that cannot be made or restored only means the usual start.
 from __future__ import annotations
 
 import re
+import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 
 MARK = "/* fletchat: early python */"
@@ -306,9 +308,44 @@ def _replace(text: str, old: str | re.Pattern[str], new: str, name: str) -> str:
     return out
 
 
-def early_python(out: Path, imports: tuple[str, ...] = PRELOAD_IMPORTS) -> None:
-    """Patch the published ``python.js`` and ``python-worker.js`` in ``out`` (idempotent)."""
+APP_ZIP = "app.zip"  # the app's Python, as the build writes it (webfinish.zip_app)
+FLET_NAME = re.compile(r"\bft\.([A-Za-z_]\w*)")
+APP_SOURCES = ("main.py", "webclient/", "fletchat/")  # in the app zip: what the browser runs
+
+
+def flet_modules_used(sources: Iterable[str]) -> tuple[str, ...]:
+    """The modules behind flet's lazy exports that the app's code names (``ft.ListView`` ->
+    ``flet.controls.core.list_view``). Flet imports each on first use, building its controls'
+    dataclasses then: when the view is first built, on every visit. Imported early instead, they
+    are in the snapshot, so a later visit restores them. Empty if flet's map is not there."""
+    import flet
+
+    lazy = getattr(flet, "_LAZY", None)
+    if not isinstance(lazy, dict):
+        return ()
+    names: set[str] = set()
+    for text in sources:
+        names.update(FLET_NAME.findall(text))
+    return tuple(sorted({lazy[n] for n in names if isinstance(lazy.get(n), str)}))
+
+
+def app_sources(app_zip: Path) -> list[str]:
+    """The app's own Python sources in its zip (not ``__pypackages__``)."""
+    with zipfile.ZipFile(app_zip) as archive:
+        return [archive.read(name).decode("utf-8", "replace") for name in archive.namelist()
+                if name.endswith(".py") and name.startswith(APP_SOURCES)]
+
+
+def early_python(out: Path, imports: tuple[str, ...] | None = None) -> None:
+    """Patch the published ``python.js`` and ``python-worker.js`` in ``out`` (idempotent).
+    ``imports``: what the worker imports early (and keeps in the snapshot); by default
+    ``PRELOAD_IMPORTS`` and the flet modules the app zip's code names."""
     import json
+
+    if imports is None:
+        zipped = out / APP_ZIP
+        used = flet_modules_used(app_sources(zipped)) if zipped.is_file() else ()
+        imports = PRELOAD_IMPORTS + tuple(m for m in used if m not in PRELOAD_IMPORTS)
 
     page, worker = out / "python.js", out / "python-worker.js"
     text = page.read_text("utf-8")
