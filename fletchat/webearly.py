@@ -23,6 +23,8 @@ A snapshot that cannot be made or restored only means the usual start.
 from __future__ import annotations
 
 import re
+import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 
 MARK = "/* fletchat: early python */"
@@ -69,6 +71,17 @@ self.fcMark = function (what) {
 };
 self.preloaded = null;
 self.preloadedPackage = null;
+// fcAfterFrames(): resolves once the page has drawn two animation frames after getting the ask,
+// so what Python sent before asking is on screen (the static client's login goes out first).
+self.fcFrameWaits = new Map();
+self.fcFrameSeq = 0;
+self.fcAfterFrames = function () {
+    const id = ++self.fcFrameSeq;
+    return new Promise((resolve) => {
+        self.fcFrameWaits.set(id, resolve);
+        self.postMessage({ fcAfterFrames: id });
+    });
+};
 const APP_ZIP_PATH = "/home/pyodide/app.zip";
 const WARM_UP = `
 import flet_js, os, runpy, sys, traceback
@@ -251,10 +264,18 @@ WORKER_DOWNLOAD_NEW = (
 WORKER_ONMESSAGE = "self.onmessage = async (event) => {\n"
 WORKER_ONMESSAGE_NEW = WORKER_ONMESSAGE + (
     "    if (event.data && event.data.preload) { if (!self.preloaded) self.preload(event.data);"
-    " return; }\n")
+    " return; }\n"
+    "    if (event.data && event.data.fcFramesDone) {"
+    " const done = self.fcFrameWaits.get(event.data.fcFramesDone);"
+    " self.fcFrameWaits.delete(event.data.fcFramesDone); if (done) done(); return; }\n")
 PAGE_ANCHOR = "let _documentUrl = document.URL;\n"
 PAGE_WORKER = re.compile(r"app\.worker = new Worker\(")
 PAGE_WORKER_NEW = "app.worker = _earlyWorker ? _earlyWorker : new Worker("
+PAGE_ONMESSAGE = "    app.worker.onmessage = (event) => {\n"
+PAGE_ONMESSAGE_NEW = PAGE_ONMESSAGE + (  # the worker's fcAfterFrames: answered two frames later
+    "        if (event.data && event.data.fcAfterFrames) { const id = event.data.fcAfterFrames;"
+    " requestAnimationFrame(() => requestAnimationFrame("
+    "() => app.worker.postMessage({ fcFramesDone: id }))); return; }\n")
 PAGE_TAKE = "    var error;\n"
 PAGE_TAKE_NEW = "    _earlyWorker = null;\n" + PAGE_TAKE
 # Timestamps (``?timing``): where Flutter asks for Python, where Python answers.
@@ -287,9 +308,44 @@ def _replace(text: str, old: str | re.Pattern[str], new: str, name: str) -> str:
     return out
 
 
-def early_python(out: Path, imports: tuple[str, ...] = PRELOAD_IMPORTS) -> None:
-    """Patch the published ``python.js`` and ``python-worker.js`` in ``out`` (idempotent)."""
+APP_ZIP = "app.zip"  # the app's Python, as the build writes it (webfinish.zip_app)
+FLET_NAME = re.compile(r"\bft\.([A-Za-z_]\w*)")
+APP_SOURCES = ("main.py", "webclient/", "fletchat/")  # in the app zip: what the browser runs
+
+
+def flet_modules_used(sources: Iterable[str]) -> tuple[str, ...]:
+    """The modules behind flet's lazy exports that the app's code names (``ft.ListView`` ->
+    ``flet.controls.core.list_view``). Flet imports each on first use, building its controls'
+    dataclasses then: when the view is first built, on every visit. Imported early instead, they
+    are in the snapshot, so a later visit restores them. Empty if flet's map is not there."""
+    import flet
+
+    lazy = getattr(flet, "_LAZY", None)
+    if not isinstance(lazy, dict):
+        return ()
+    names: set[str] = set()
+    for text in sources:
+        names.update(FLET_NAME.findall(text))
+    return tuple(sorted({lazy[n] for n in names if isinstance(lazy.get(n), str)}))
+
+
+def app_sources(app_zip: Path) -> list[str]:
+    """The app's own Python sources in its zip (not ``__pypackages__``)."""
+    with zipfile.ZipFile(app_zip) as archive:
+        return [archive.read(name).decode("utf-8", "replace") for name in archive.namelist()
+                if name.endswith(".py") and name.startswith(APP_SOURCES)]
+
+
+def early_python(out: Path, imports: tuple[str, ...] | None = None) -> None:
+    """Patch the published ``python.js`` and ``python-worker.js`` in ``out`` (idempotent).
+    ``imports``: what the worker imports early (and keeps in the snapshot); by default
+    ``PRELOAD_IMPORTS`` and the flet modules the app zip's code names."""
     import json
+
+    if imports is None:
+        zipped = out / APP_ZIP
+        used = flet_modules_used(app_sources(zipped)) if zipped.is_file() else ()
+        imports = PRELOAD_IMPORTS + tuple(m for m in used if m not in PRELOAD_IMPORTS)
 
     page, worker = out / "python.js", out / "python-worker.js"
     text = page.read_text("utf-8")
@@ -298,6 +354,7 @@ def early_python(out: Path, imports: tuple[str, ...] = PRELOAD_IMPORTS) -> None:
         text = _replace(text, PAGE_ANCHOR, PAGE_ANCHOR + early, page.name)
         text = _replace(text, PAGE_WORKER, PAGE_WORKER_NEW, page.name)
         text = _replace(text, PAGE_TAKE, PAGE_TAKE_NEW, page.name)
+        text = _replace(text, PAGE_ONMESSAGE, PAGE_ONMESSAGE_NEW, page.name)
         for anchor, mark in PAGE_MARKS:
             text = _replace(text, anchor, mark + anchor, page.name)
         page.write_text(text, "utf-8")

@@ -34,7 +34,7 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from .webearly import early_python
+from .webearly import APP_ZIP, early_python
 from .webpyc import precompile
 from .webstatic import COMPRESSIBLE, HASH_CHARS
 
@@ -119,7 +119,6 @@ def bundle_wheels(out: Path, wheels: list[Path]) -> None:
     tmp.replace(src)
 
 
-APP_ZIP = "app.zip"
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 

@@ -357,6 +357,11 @@ def test_python_in_the_browser_gets_bytecode_and_starts_with_the_page(static_bui
     assert "preload: true" in page and "_earlyWorker" in page
     assert "self.preload(" in worker and "App package unpacked early" in worker
     assert "makeMemorySnapshot" in worker and "_loadSnapshot" in worker  # later visits
+    # Flet's controls the app names are imported early (and so kept in the snapshot), not when
+    # the view is first built on every visit.
+    assert '"flet.controls.material.alert_dialog"' in page and '"flet.app"' in page
+    # The login is drawn before the view is built: the page answers the worker's frame asks.
+    assert "fcAfterFrames" in worker and "fcFramesDone" in worker and "fcFramesDone" in page
 async def test_static_site_draws_emoji_with_fonts_from_the_host(server, browser):
     """Issue 17: every request of the static client, emoji and other scripts included, stays
     on the host; the fallback fonts Flutter asks for are answered (not 404, not a CDN)."""
@@ -439,3 +444,12 @@ async def test_static_client_shares_files_and_gets_those_others_shared(server, b
     await download.save_as(got)
     assert got.read_bytes() == reply.read_bytes()
     await bob.screenshot("static-client-files.png")
+
+
+def test_the_flet_modules_the_app_names_are_found_for_the_early_imports():
+    from fletchat.webearly import flet_modules_used
+
+    found = flet_modules_used(["x = ft.ListView(controls=[ft.Text('a')])", "ft.NotAControl()"])
+    assert "flet.controls.core.list_view" in found and "flet.controls.core.text" in found
+    assert all(m.startswith("flet") for m in found)  # an unknown name adds nothing
+    assert flet_modules_used([]) == ()

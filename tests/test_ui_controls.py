@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -670,3 +671,45 @@ async def test_a_search_jump_loads_pages_until_the_message_is_shown(tmp_path) ->
         feed.HIGHLIGHT_SECONDS = saved
     assert needle.id in rows(view)
     assert shown(view)[-1] == f"hay {4 * feed.PAGE - 1}" and not view.state.following
+
+
+async def test_the_login_can_go_out_before_the_view_and_a_quick_join_waits_for_it(tmp_path) -> None:
+    """The static client's second visit: the login is sent alone, the view is built once the
+    page says it drew the dialog, and a name given meanwhile joins once the view is there; the
+    composer does not autofocus (it would take the keys typed into the name)."""
+    hub = Hub("here", store=Store.open(tmp_path / "history.db"))
+    view = ChatView(FakePage(), HubBackend(HubSession(hub)))  # type: ignore[arg-type]
+
+    class MountPage(FakePage):
+        title = ""
+        horizontal_alignment = None
+        on_resize = None
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.added: list[ft.Control] = []
+
+        def add(self, *controls) -> None:
+            self.added.extend(controls)
+
+    page = view.page = MountPage()  # type: ignore[assignment]
+    seen: list[tuple[list, list]] = []
+    drawn = asyncio.Event()
+
+    async def dialog_first() -> None:
+        seen.append((list(page.dialogs), list(page.added)))
+        await drawn.wait()
+
+    mounting = asyncio.create_task(view.mount(dialog_first=dialog_first))
+    await asyncio.sleep(0)
+    assert seen == [([view.login], [])]  # the login alone, nothing of the view yet
+    view.join_name.value = "Grace"
+    joining = asyncio.create_task(view.join_click())
+    await asyncio.sleep(0.05)
+    assert not joining.done() and view.backend.name is None  # waits for the view
+    drawn.set()
+    await mounting
+    await asyncio.wait_for(joining, 5)
+    assert view.backend.name == "Grace" and page.dialogs == []
+    assert page.added and view.composer.field.autofocus is False
+    assert page.dialogs.count(view.login) == 0  # shown once, closed by the join

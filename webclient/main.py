@@ -499,13 +499,37 @@ def mark(what: str) -> None:
         pass
 
 
+FRAME_WAIT_S = 2.0  # the longest the view waits for the login to be drawn (a hidden tab draws none)
+
+
+async def login_on_screen() -> None:
+    """Until the page has drawn what Python sent so far (``fcAfterFrames`` in
+    ``fletchat.webearly``: two animation frames after the page got the ask), at most
+    ``FRAME_WAIT_S``; at once where the page cannot say."""
+    try:
+        import js
+
+        ask = js.fcAfterFrames
+    except (ImportError, AttributeError):
+        return
+
+    async def drawn() -> None:
+        await ask()
+
+    try:
+        await asyncio.wait_for(drawn(), FRAME_WAIT_S)
+    except TimeoutError:
+        pass
+    mark("login drawn")
+
+
 async def main(page: ft.Page) -> None:
     mark("app main")
     client = RelayClient(page)
     client.connect()  # the browser opens the socket while Python builds the view
     view = ChatView(page, client.backend, uploads=client.backend)  # files: share_picked
     page.run_task(client.run)  # before mounting: the first page of history comes through it
-    await view.mount()
+    await view.mount(dialog_first=login_on_screen)
     page.add(client.status)
     page.title = APP_TITLE
     mark("app mounted")

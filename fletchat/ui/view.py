@@ -3,6 +3,8 @@ what it shows comes from the ``ChatBackend``; what belongs to this screen is in 
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 import flet as ft
@@ -81,6 +83,7 @@ class ChatView:
         self.memory = NameMemory()
         self.login, self.join_name = login_dialog(prefill_name, self.join_click)
         self.alive = True
+        self.building: asyncio.Event | None = None  # set once the view behind the login is built
         chat_box = ft.Container(
             content=ft.Column([self.empty.control, self.conversation.control], expand=True,
                               spacing=0),
@@ -91,10 +94,19 @@ class ChatView:
         self.composer.control.controls[:0] = self.files.composer_controls
 
     # ---- building ----
-    async def mount(self) -> None:
+    async def mount(self, dialog_first: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Put the view on the page and ask for a name. With ``dialog_first`` (the static web
+        client, where one process draws and builds), the login goes out alone and the view is
+        built once ``dialog_first`` says the dialog is on screen: the login is usable sooner, and
+        the view arrives while the person types (it never takes their keys: no autofocus)."""
         page = self.page
         page.title = APP_TITLE
         page.horizontal_alignment = ft.CrossAxisAlignment.STRETCH
+        if dialog_first is not None:
+            self.composer.field.autofocus = False
+            self.building = asyncio.Event()
+            self.ask_name()
+            await dialog_first()
         self.network.reread()
         if self.backend.capabilities.trust:
             for warning in self.backend.identity_warnings():
@@ -116,12 +128,20 @@ class ChatView:
         page.on_resize = self.on_resize
         self.fit_width(page.width, page.height)
         self.backend.subscribe(self.on_event)
-        page.show_dialog(self.login)
+        if self.building is None:
+            self.ask_name()
+        else:
+            self.building.set()
         self.updates.mark(page)
         self.updates.flush()
-        if not self.prefill_name:  # a name remembered on this device (issue 17)
-            page.run_task(self.memory.offer, self.join_name, lambda: self.backend.name is None)
         page.run_task(self.network.watch, lambda: self.alive)
+
+    def ask_name(self) -> None:
+        """The login dialog, filled in later with a name this device remembers (issue 17)."""
+        self.page.show_dialog(self.login)
+        if not self.prefill_name:
+            self.page.run_task(self.memory.offer, self.join_name,
+                               lambda: self.backend.name is None)
 
     def fit_width(self, width: float | None, height: float | None = None) -> None:
         """Phones get the whole width for the conversation: below ``NARROW_WIDTH`` channels and
@@ -207,6 +227,8 @@ class ChatView:
 
     # ---- the person's actions ----
     async def join_click(self, e: ft.Event | None = None) -> None:
+        if self.building is not None:  # a name given before the view behind the login was built
+            await self.building.wait()
         try:
             self.backend.join(self.join_name.value or "")
         except ValidationError as err:
