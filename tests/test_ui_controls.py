@@ -210,6 +210,22 @@ class FakePage:
             self.dialogs.pop()
 
 
+class MountPage(FakePage):
+    """FakePage plus what ``ChatView.mount`` sets and adds."""
+
+    title = ""
+    horizontal_alignment = None
+    on_resize = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.added: list[ft.Control] = []
+        self.pubsub = type("P", (), {"subscribe_topic": lambda *a: None})()
+
+    def add(self, *controls) -> None:
+        self.added.extend(controls)
+
+
 async def make_view(tmp_path) -> tuple[ChatView, HubSession]:
     hub = Hub("here", store=Store.open(tmp_path / "history.db"))
     session = HubSession(hub)
@@ -454,19 +470,6 @@ async def test_identity_warning_banner_persists_until_the_new_key_is_trusted(tmp
 async def test_identity_warnings_present_at_mount_are_shown(tmp_path) -> None:
     view, hub = make_trusted_view(tmp_path, warnings=2)
 
-    class MountPage(FakePage):
-        title = ""
-        horizontal_alignment = None
-        on_resize = None
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.added: list[ft.Control] = []
-            self.pubsub = type("P", (), {"subscribe_topic": lambda *a: None})()
-
-        def add(self, *controls) -> None:
-            self.added.extend(controls)
-
     view.page = MountPage()  # type: ignore[assignment]
     hub.lan_warning = "Could not get the multicast lock. Other devices may not find this one."
     await view.mount()
@@ -679,18 +682,6 @@ async def test_the_login_can_go_out_before_the_view_and_a_quick_join_waits_for_i
     composer does not autofocus (it would take the keys typed into the name)."""
     hub = Hub("here", store=Store.open(tmp_path / "history.db"))
     view = ChatView(FakePage(), HubBackend(HubSession(hub)))  # type: ignore[arg-type]
-
-    class MountPage(FakePage):
-        title = ""
-        horizontal_alignment = None
-        on_resize = None
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.added: list[ft.Control] = []
-
-        def add(self, *controls) -> None:
-            self.added.extend(controls)
 
     page = view.page = MountPage()  # type: ignore[assignment]
     seen: list[tuple[list, list]] = []
