@@ -30,7 +30,7 @@ MARKS = ("worker pyodide ready", "worker snapshot restored", "worker app in plac
          "worker warmed up",
          "worker imported webclient.main",
          "page flutter-first-frame", "worker connection started", "worker app main",
-         "worker app mounted")
+         "worker login drawn", "worker app mounted")
 
 
 def tree_cpu(exclude: set[int]) -> float | None:
