@@ -19,6 +19,8 @@ Switch = Callable[[str], Awaitable[None]]
 
 DMS_TITLE = "Direct messages"
 NO_DMS = "None yet: click someone under Online to write to them alone."
+NO_DMS_STYLE = ft.TextStyle(size=11, color=ft.Colors.ON_SURFACE_VARIANT,
+                            weight=ft.FontWeight.NORMAL)
 
 
 def channel_tile(title: str, unread: int, selected: bool, on_click: Callable,
@@ -38,6 +40,14 @@ def channel_tile(title: str, unread: int, selected: bool, on_click: Callable,
             border_radius=10,
             padding=ft.Padding.symmetric(horizontal=7, vertical=1),
         ))
+    name = ft.Text(
+        title,
+        size=14,
+        weight=ft.FontWeight.BOLD if selected or unread else ft.FontWeight.NORMAL,
+        expand=True if extras else None,
+        no_wrap=True,
+        overflow=ft.TextOverflow.ELLIPSIS,
+    )
     return ft.Semantics(
         label=channel_label(title, unread, mentions, muted) + (", private" if private else ""),
         button=True,
@@ -46,20 +56,7 @@ def channel_tile(title: str, unread: int, selected: bool, on_click: Callable,
         exclude_semantics=True,
         on_tap=on_click,
         content=ft.Container(
-            content=ft.Row(
-                [
-                    ft.Text(
-                        title,
-                        size=14,
-                        weight=ft.FontWeight.BOLD if selected or unread else ft.FontWeight.NORMAL,
-                        expand=True,
-                        no_wrap=True,
-                        overflow=ft.TextOverflow.ELLIPSIS,
-                    ),
-                    *extras,
-                ],
-                spacing=4,
-            ),
+            content=ft.Row([name, *extras], spacing=4) if extras else name,
             bgcolor=ft.Colors.PRIMARY_CONTAINER if selected else None,
             border_radius=5,
             padding=ft.Padding.symmetric(horizontal=8, vertical=6),
@@ -83,7 +80,10 @@ class ChannelsPanel:
                                  on_submit=self.create_click)
         self.list = ft.Column(spacing=2, tight=True)
         self.dms = ft.Column(spacing=2, tight=True)
-        self.no_dms = ft.Text(NO_DMS, size=11, color=ft.Colors.ON_SURFACE_VARIANT)
+        # "None yet" is a span of the heading while the list is empty (one control fewer in
+        # every tab, issue 12)
+        self.no_dms = ft.TextSpan(f"\n{NO_DMS}", style=NO_DMS_STYLE)
+        self.dms_title = ft.Text(DMS_TITLE, weight=ft.FontWeight.BOLD, spans=[self.no_dms])
         self.new_button = ft.TextButton("New channel", icon=ft.Icons.ADD, on_click=self.new_click)
         self.panel = ft.Container(
             content=ft.Column(
@@ -91,9 +91,8 @@ class ChannelsPanel:
                     ft.Text("Channels", weight=ft.FontWeight.BOLD),
                     self.list,
                     self.new_button,
-                    ft.Text(DMS_TITLE, weight=ft.FontWeight.BOLD),
+                    self.dms_title,
                     self.dms,
-                    self.no_dms,
                 ],
                 spacing=4, expand=True, scroll=ft.ScrollMode.AUTO,
             ),
@@ -144,5 +143,5 @@ class ChannelsPanel:
             (dms if channel.startswith("@") else tiles).append(tile)
         self.list.controls = tiles
         self.dms.controls = dms
-        self.no_dms.visible = not dms
+        self.dms_title.spans = None if dms else [self.no_dms]
         return [self.panel]
