@@ -131,9 +131,9 @@ class EmojiButton:
     def __init__(self, page: ft.Page, on_pick: Callable[[str], Awaitable[None]]) -> None:
         self.page = page
         self.on_pick = on_pick
-        # (its tooltip is its label: no Semantics around it; issue 12)
-        self.control = ft.IconButton(ft.Icons.EMOJI_EMOTIONS_OUTLINED, tooltip=EMOJI_TOOLTIP,
-                                     on_click=self.open)
+        self.control = action(EMOJI_TOOLTIP, ft.IconButton(
+            ft.Icons.EMOJI_EMOTIONS_OUTLINED, tooltip=EMOJI_TOOLTIP, on_click=self.open),
+            self.open)
 
     async def open(self, e: ft.Event | None = None) -> None:
         def pick(emoji: str) -> Click:

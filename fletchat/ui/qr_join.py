@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import flet as ft
 
+from .row_menu import action
+
 QR_TOOLTIP = "Join from a phone"
 QR_IMAGE_LABEL = "QR code to join"
 
@@ -13,9 +15,9 @@ class QrJoin:
     def __init__(self, page: ft.Page, url: str) -> None:
         self.page = page
         self.url = url
-        # (its tooltip is its label: no Semantics around it; issue 12)
-        self.button = ft.IconButton(ft.Icons.QR_CODE_2, tooltip=QR_TOOLTIP, on_click=self.open,
-                                    visible=bool(url))
+        self.button = action(QR_TOOLTIP, ft.IconButton(
+            ft.Icons.QR_CODE_2, tooltip=QR_TOOLTIP, on_click=self.open), self.open)
+        self.button.visible = bool(url)
 
     def dialog(self) -> ft.AlertDialog:
         from ..qr import png  # qrcode: host mode only (the static client never hosts)

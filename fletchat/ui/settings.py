@@ -15,6 +15,7 @@ import flet as ft
 
 from ..conversation.prefs import STORAGE_KEY, Alerts, Prefs, Theme
 from ..model import ValidationError
+from .row_menu import action
 
 log = logging.getLogger("fletchat.ui")
 
@@ -76,12 +77,10 @@ class Settings:
         self.on_change = on_change
         self.prefs = Prefs()
         self.name = ft.TextField(label="Display name", on_submit=self.save_name)
-        # an IconButton's tooltip is its label for screen readers (and the browser tests):
-        # no Semantics around it (every control costs each tab's heap, issue 12)
-        self.button = ft.IconButton(ft.Icons.SETTINGS_OUTLINED, tooltip=SETTINGS_TOOLTIP,
-                                    on_click=self.open)
+        self.button = action(SETTINGS_TOOLTIP, ft.IconButton(
+            ft.Icons.SETTINGS_OUTLINED, tooltip=SETTINGS_TOOLTIP, on_click=self.open), self.open)
         self.mute = ft.IconButton(ft.Icons.NOTIFICATIONS_OUTLINED, tooltip="Mute this channel")
-        self.mute_button = self.mute
+        self.mute_button = action("Mute this channel", self.mute, None)  # type: ignore[arg-type]
 
     async def load(self) -> Prefs:
         self.prefs = await self.store.load()
@@ -105,6 +104,8 @@ class Settings:
         self.mute.icon = ft.Icons.NOTIFICATIONS_OFF if muted else ft.Icons.NOTIFICATIONS_OUTLINED
         self.mute.tooltip = label
         self.mute.on_click = on_click
+        self.mute_button.label = label
+        self.mute_button.on_tap = on_click
         self.mute_button.visible = not channel.startswith("@")
         return self.mute_button
 
