@@ -347,7 +347,7 @@ async def test_other_channels_count_as_unread_not_shown(tmp_path) -> None:
     assert titles == ["# general", "# lunch"]
     # Direct messages have their own section (issue 17).
     assert [c.label for c in view.channels.dms.controls] == ["@ Bob"]
-    assert not view.channels.dms_title.spans  # "None yet" goes with the first one
+    assert not view.channels.no_dms.visible
 
 
 def test_highlight_spans_bold_matches() -> None:
