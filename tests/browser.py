@@ -300,9 +300,13 @@ def contrast_ratio(png: bytes) -> float:
 
 
 def text_line_clip(box: dict) -> dict:
-    """The text line of a message row's box: below the name, right of the avatar."""
-    return {"x": box["x"] + 56, "y": box["y"] + box["height"] * 0.55,
-            "width": max(box["width"] - 100, 10), "height": box["height"] * 0.45}
+    """The text of a message row's box: right of the avatar (a grouped row's text starts at
+    the same place), left of the delivery tick and the actions button. A row is one Text
+    (issue 12): the message is on the name's line's next line, or on the first line of a
+    grouped row, so the whole height is taken; the bold name and the grey time and delivery
+    words have no colour and the same contrast as the message."""
+    return {"x": box["x"] + 48, "y": box["y"],
+            "width": max(min(box["width"] - 120, 220), 10), "height": box["height"]}
 
 
 async def message_text_png(tab: ChatPage, author: str, text: str) -> bytes:

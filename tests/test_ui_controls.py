@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -10,6 +11,7 @@ from datetime import datetime, timedelta
 
 import flet as ft
 import pytest
+from flet.controls.base_control import BaseControl
 
 from fletchat.events import MessageRefused, StoreFailed
 from fletchat.hub import Delivered, Hub, HubSession, IdentityWarning, Online, RosterChanged
@@ -48,6 +50,28 @@ def walk(control: ft.Control) -> Iterator[ft.Control]:
         yield from walk(child)
 
 
+def controls_in(control: BaseControl, seen: set[int] | None = None) -> Iterator[BaseControl]:
+    """Every control Flet tracks under ``control`` (itself included), whatever field holds it
+    (content, controls, spans and their spans, a dialog's title, the page's dialogs and
+    services...). Each is built, indexed, diffed and kept with its snapshots in every tab."""
+    seen = set() if seen is None else seen
+    if id(control) in seen:
+        return
+    seen.add(id(control))
+    yield control
+    for f in dataclasses.fields(control):  # type: ignore[arg-type]
+        if f.name == "parent":
+            continue
+        value = getattr(control, f.name, None)
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, BaseControl):
+                yield from controls_in(v, seen)
+
+
+def count_controls(control: BaseControl) -> int:
+    return sum(1 for _ in controls_in(control))
+
+
 def texts(control: ft.Control) -> list[ft.Text]:
     return [c for c in walk(control) if isinstance(c, ft.Text)]
 
@@ -70,8 +94,7 @@ def test_chat_message_avatar(author: str, expected: str) -> None:
     avatars = [c for c in walk(row) if isinstance(c, ft.CircleAvatar)]
     assert len(avatars) == 1
     avatar = avatars[0]
-    assert isinstance(avatar.content, ft.Text)
-    assert avatar.content.value == expected
+    assert avatar.content == expected  # the initials are the avatar's own text: one control
     assert avatar.bgcolor == avatar_color(author)
 
 
@@ -79,11 +102,14 @@ def test_chat_message_name_and_text() -> None:
     m = chat("Ada Lovelace", "multi\nline text")
     row = ChatMessage(m)
     assert row.message is m
-    all_texts = texts(row)
-    bold = [t for t in all_texts if t.weight == ft.FontWeight.BOLD]
-    assert [t.value for t in bold] == ["Ada Lovelace"]
-    assert "multi\nline text" in [t.value for t in all_texts]
-    assert [s.text.strip() for s in bold[0].spans] == [format_time(m.ts)]
+    # one Text: the bold name, the time and, after a line break, the message (issue 12)
+    [text] = texts(row)
+    assert text.value == "Ada Lovelace" and text.weight == ft.FontWeight.BOLD
+    assert text.selectable
+    time_span, body = text.spans
+    assert time_span.text.strip() == format_time(m.ts)
+    assert body.text == "\nmulti\nline text"
+    assert body.style.weight == ft.FontWeight.NORMAL  # the message is not bold
 
 
 def test_different_authors_keep_their_colour() -> None:
@@ -134,7 +160,9 @@ def test_online_tile_label() -> None:
     assert "on another device" in tile.label and "just now" in tile.label
     assert "Carol" in [t.value for t in texts(tile)]
     avatar = next(c for c in walk(tile) if isinstance(c, ft.CircleAvatar))
-    assert avatar.content.value == "C" and avatar.bgcolor == avatar_color("Carol")
+    assert avatar.content == "C" and avatar.bgcolor == avatar_color("Carol")
+    [name] = [t for t in texts(tile) if t.value == "Carol"]
+    assert name.spans[0].text.endswith("on another device · just now")  # the line under it
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from fletchat.ui.convo_text import NEW_MESSAGES, Quote, RowDecor, reach_text, un
 from fletchat.ui.decorate import layout_after, layouts
 from fletchat.ui.settings import PrefsStore
 from fletchat.ui.title import title_for
-from tests.test_ui_controls import make_view, walk
+from tests.test_ui_controls import count_controls, make_view, walk
 
 THUMBS = "\U0001f44d"
 
@@ -156,9 +156,10 @@ def test_a_grouped_row_has_no_avatar_and_its_label_still_says_who() -> None:
 
 
 def test_an_ordinary_row_stays_within_its_control_budget() -> None:
-    """Every control of a new row is built, diffed and sent in every open tab (issue 12): a
-    grouped row has no spacer and no empty name line, the delivery words are a span of the name
-    line (only the tick is a control), and a first row has the tutorial's avatar and name."""
+    """Every control of a new row (its spans too: Flet tracks each) is built, diffed and sent
+    in every open tab (issue 12): an ordinary row is one Text beside its avatar, the name,
+    time and delivery words its spans; the avatar's initials are its own text; the delivery
+    tick is the one Icon; only a row with more to show gets a Column."""
     from fletchat.ui.text import Status
 
     def on_actions(row: ConvoRow):
@@ -168,19 +169,44 @@ def test_an_ordinary_row_stays_within_its_control_budget() -> None:
     handlers = RowHandlers(on_actions=on_actions)
     msg = Message.chat("Ada", "second", "o")
     grouped = ConvoRow(msg, RowDecor("second", grouped=True), handlers=handlers)
-    assert len(list(walk(grouped))) == 5  # Semantics, Row, Column, the text, the actions button
+    # Semantics, Row, the text, the actions button (the tutorial's row is 6)
+    assert count_controls(grouped) == 4
     delivered = ConvoRow(msg, RowDecor("second", grouped=True), Status("delivered", 1.0),
                          handlers=handlers)
-    assert len(list(walk(delivered))) == 8  # + the name line (a Row of its Text and the tick)
+    assert count_controls(delivered) == 6  # + the tick and the delivery words' span
+    [text] = [t for t in walk(delivered) if isinstance(t, ft.Text)]
+    assert text.value == "second"  # the message first, then the words
+    assert [s.text.strip() for s in text.spans] == [Status("delivered", 1.0).label]
     assert [i.icon for i in walk(delivered) if isinstance(i, ft.Icon)] == [ft.Icons.DONE]
-    name = delivered.chat.header.controls[0]  # type: ignore[union-attr]
-    assert [s.text.strip() for s in name.spans] == [Status("delivered", 1.0).label]
     first = ConvoRow(msg, RowDecor("second"), handlers=handlers)
-    # Semantics, Row, avatar + initials, Column, name, text, actions: the tutorial's 6 + 2
-    assert len(list(walk(first))) == 8
+    # Semantics, Row, avatar, the text (its time span and the message's), actions
+    assert count_controls(first) == 7
     delivered.set_status(Status("pending"))
     assert [i.icon for i in walk(delivered) if isinstance(i, ft.Icon)] == [ft.Icons.SCHEDULE]
-    assert len(list(walk(delivered))) == 8
+    assert count_controls(delivered) == 6
+    # more to show than one text: the name line and the parts in a Column, as before
+    replied = ConvoRow(msg, RowDecor("second", quote=Quote("p", "Bob", "lunch?")),
+                       handlers=handlers)
+    assert replied.chat is not None and replied.chat.column in replied.chat.controls
+    assert [t.value for t in walk(replied) if isinstance(t, ft.Text)][:2] == ["Ada", "Bob"]
+
+
+def test_a_row_goes_back_to_one_text_when_its_extras_go() -> None:
+    """A reaction makes the row a Column (the chips under the text); removing it makes the row
+    one Text again, and a highlight still tints the message."""
+    msg = Message.chat("Ada", "lunch?", "o")
+    row = ConvoRow(msg, RowDecor("lunch?"))
+    assert row.chat is not None and row.chat.compact
+    thumbs = ReactionSummary(THUMBS, 1, ("Bob",), False)
+    row.redecorate(RowDecor("lunch?", reactions=(thumbs,)))
+    assert not row.chat.compact and row.chat.column in row.chat.controls
+    assert [t.value for t in walk(row.chat.column) if isinstance(t, ft.Text)][:2] == \
+        ["Ada", "lunch?"]
+    row.redecorate(RowDecor("lunch?"))
+    assert row.chat.compact and row.chat.column not in row.chat.controls
+    row.set_highlight(True)
+    assert row.chat.plain.bgcolor is not None
+
 
 async def test_reactions_edits_and_deletes_update_only_their_row(tmp_path) -> None:
     view, ada = await make_view(tmp_path)

@@ -75,7 +75,8 @@ class Conversation:
             LOAD_OLDER, icon=ft.Icons.HISTORY, on_click=on_load_older, visible=False
         )
         self.control = ft.Column(
-            [ft.Row([self.load_older_button], alignment=ft.MainAxisAlignment.CENTER), self.list],
+            [self.load_older_button, self.list],  # centred by the Column (no Row around it)
+            horizontal_alignment=ft.CrossAxisAlignment.CENTER,
             spacing=0,
             expand=True,
         )

@@ -81,7 +81,8 @@ class Convo:
 
     # ---- layout hooks ----
     def header(self) -> list[ft.Control]:
-        return [self.settings.mute_button, self.qr.button, self.settings.button]
+        qr = [self.qr.button] if self.qr.url else []  # never shown without an address
+        return [self.settings.mute_button, *qr, self.settings.button]
 
     def around_composer(self, composer: ft.Row) -> ft.Control:
         if self.enabled:

@@ -91,6 +91,8 @@ class RowHandlers:
 class ConvoRow(MessageRow):
     """``MessageRow`` + ``RowDecor``; ``row`` is still the ChatMessage (status, highlight)."""
 
+    PLACE_NOW = False  # ``dress`` lays the ChatMessage out, once
+
     def __init__(
         self,
         msg: Message,
@@ -148,45 +150,43 @@ class ConvoRow(MessageRow):
                          color=ft.Colors.RED_400 if line == "New messages" else ft.Colors.ON_SURFACE_VARIANT,
                          text_align=ft.TextAlign.CENTER) for line in d.above]
         if above:
-            self.content = ft.Column([*[ft.Row([t], alignment=ft.MainAxisAlignment.CENTER)
-                                        for t in above], inner], spacing=4, tight=True)
+            self.content = ft.Column([*above, inner], spacing=4, tight=True,
+                                     horizontal_alignment=ft.CrossAxisAlignment.CENTER)
         elif self.content is not inner:  # (setting it again costs a field-by-field __eq__)
             self.content = inner
 
     def _dress_chat(self, chat: ChatMessage, d: RowDecor) -> None:
-        if d.grouped != chat.grouped:
-            chat.set_grouped(d.grouped)
-        body: list[ft.Control]
+        chat.body = chat.plain
+        main: list[ft.Control] | None = None  # None: the plain text (one Text when alone)
         if d.deleted:
             chat.body = ft.Text(d.shown_text, italic=True, color=ft.Colors.ON_SURFACE_VARIANT)
-            body = [chat.body]
+            main = [chat.body]
         elif self.room or not d.text or is_plain(d.text):  # a file without a caption: no text
-            chat.body.value = d.text if not self.room else chat.body.value
-            body = [chat.body]
+            if not self.room:  # (a private room's row keeps the text it was opened with)
+                chat.text = d.text
         else:
-            body = render(d.text)
-            if isinstance(body[0], ft.Text):
-                chat.body = body[0]
+            main = render(d.text)
+            if isinstance(main[0], ft.Text):
+                chat.body = main[0]
         if d.mentioned and not d.deleted:
-            body = [ft.Container(ft.Column(body, spacing=4, tight=True), bgcolor=MENTION_TINT,
-                                 border_radius=4, padding=ft.Padding.symmetric(horizontal=4))]
-        parts: list[ft.Control] = [chat.header] if chat.header is not None else []
+            main = [ft.Container(ft.Column(main or [chat.plain], spacing=4, tight=True),
+                                 bgcolor=MENTION_TINT, border_radius=4,
+                                 padding=ft.Padding.symmetric(horizontal=4))]
+        above: list[ft.Control] = []
         if d.quote is not None:
             click = self._on_quote(self) if self._on_quote else None
-            parts.append(quote_control(d.quote, click))
-        parts.extend(body)
-        parts.extend(self.file_tiles)  # files_ui: the message's files (kept on every redraw)
+            above.append(quote_control(d.quote, click))
+        below: list[ft.Control] = list(self.file_tiles)  # files_ui: kept on every redraw
         if d.reactions and not d.deleted:
             chips = [reaction_chip(r.emoji, r.count, r.mine, reaction_label(r),
                                    self._on_react(self.original, r.emoji) if self._on_react
                                    else None) for r in d.reactions]
-            parts.append(ft.Row(chips, spacing=4, wrap=True))
+            below.append(ft.Row(chips, spacing=4, wrap=True))
         footer = [p for p in (EDITED_LABEL if d.edited and not d.deleted else "", d.footer) if p]
         if footer:
-            parts.append(ft.Text(" \u00b7 ".join(footer), **FOOTER_STYLE,
+            below.append(ft.Text(" \u00b7 ".join(footer), **FOOTER_STYLE,
                                  tooltip=", ".join(d.seen) if d.seen else None))
-        chat.column.controls = parts
-        if self._on_actions is not None and not isinstance(chat.controls[-1], ft.IconButton):
-            chat.controls.append(ft.IconButton(ft.Icons.MORE_HORIZ, icon_size=16,
-                                               tooltip=ACTIONS_TOOLTIP,
-                                               on_click=self._on_actions(self)))
+        if self._on_actions is not None and chat.actions is None:
+            chat.actions = ft.IconButton(ft.Icons.MORE_HORIZ, icon_size=16,
+                                         tooltip=ACTIONS_TOOLTIP, on_click=self._on_actions(self))
+        chat.lay_out(main, above, below, grouped=d.grouped)

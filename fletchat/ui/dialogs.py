@@ -17,7 +17,7 @@ def login_dialog(prefill: str, on_join: Callable) -> tuple[ft.AlertDialog, ft.Te
                         max_length=MAX_NAME_CHARS, on_submit=on_join)
     dialog = ft.AlertDialog(
         modal=True,
-        title=ft.Text("Welcome!"),
+        title="Welcome!",  # (a string: the dialog makes the Text; one control fewer per tab)
         content=ft.Column([name], width=300, height=90, tight=True),
         actions=[ft.Button("Join chat", on_click=on_join)],
         actions_alignment=ft.MainAxisAlignment.END,

@@ -17,10 +17,11 @@ def empty_text(channel: str, me: str | None) -> str:
 
 class EmptyState:
     def __init__(self) -> None:
+        # one Text (its margin for the Container's padding; the conversation's Column
+        # stretches it, so it is centred): every control costs each tab's heap (issue 12)
         self.text = ft.Text("", size=13, italic=True, color=ft.Colors.ON_SURFACE_VARIANT,
-                            text_align=ft.TextAlign.CENTER)
-        self.control = ft.Container(self.text, alignment=ft.Alignment.CENTER, padding=16,
-                                    visible=False)
+                            text_align=ft.TextAlign.CENTER, margin=16, visible=False)
+        self.control = self.text
 
     def show(self, channel: str, me: str | None, empty: bool) -> ft.Control:
         self.control.visible = empty

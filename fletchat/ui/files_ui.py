@@ -75,7 +75,8 @@ class FilesUI:
         if redraw is not None:
             redraw()
         else:
-            row.row.column.controls.extend(tiles)
+            chat = row.row
+            chat.lay_out(chat.main, chat.above, [*chat.below, *tiles])
         row.set_extra_label(words)
         row.exclude_semantics = False  # the tiles' buttons are for screen readers too
 

@@ -60,8 +60,9 @@ class Attach:
         self.web = bool(getattr(page, "web", False))  # (unit tests drive a stand-in page)
         # The static client: the picker gives bytes, sent over the relay (``share_picked``).
         self.by_data = tickets is not None and hasattr(tickets, "share_picked")
-        self.picker = ft.FilePicker(on_result=self.picked, on_upload=self.uploading)
         enabled = backend.capabilities.files and (not self.web or tickets is not None)
+        # (a service is a control in every tab: made here only when the attach button uses it)
+        self._picker = self._new_picker() if enabled else None
         self.button = ft.IconButton(
             icon=ft.Icons.ATTACH_FILE,
             tooltip=ATTACH_TOOLTIP if enabled else f"{ATTACH_TOOLTIP}: {NO_UPLOADS}",
@@ -80,9 +81,20 @@ class Attach:
         self.status = ft.Text("", size=11, color=ft.Colors.ON_SURFACE_VARIANT, visible=False)
         self.busy = False
 
+    def _new_picker(self) -> ft.FilePicker:
+        return ft.FilePicker(on_result=self.picked, on_upload=self.uploading)
+
+    @property
+    def picker(self) -> ft.FilePicker:
+        if self._picker is None:
+            self._picker = self._new_picker()
+        return self._picker
+
     @property
     def controls(self) -> list[ft.Control]:
-        return [self.button, self.paste]
+        """Only the buttons this session can ever show (a hidden control still costs each
+        tab's heap, issue 12)."""
+        return [c for c in (self.button, self.paste) if c.visible]
 
     def release(self) -> None:
         """The session closed: its unshared uploads go."""

@@ -86,7 +86,7 @@ class ChatView:
         self.building: asyncio.Event | None = None  # set once the view behind the login is built
         chat_box = ft.Container(
             content=ft.Column([self.empty.control, self.conversation.control], expand=True,
-                              spacing=0),
+                              spacing=0, horizontal_alignment=ft.CrossAxisAlignment.STRETCH),
             expand=True, padding=10, border=ft.Border.all(1, ft.Colors.OUTLINE), border_radius=5)
         self.drawer = Drawer(page, self.channels.panel, self.people.panel, chat_box)
         self.files = FilesUI(self, uploads)  # attach, voice notes, file tiles in rows

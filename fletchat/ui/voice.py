@@ -99,7 +99,9 @@ class Voice:
 
     @property
     def controls(self) -> list[ft.Control]:
-        return [self.button, self.cancel_button]
+        """None where voice notes cannot be recorded (a hidden control still costs each tab's
+        heap, issue 12)."""
+        return [self.button, self.cancel_button] if self.button.visible else []
 
     def unavailable(self, page: ft.Page, backend: Any, tickets: Any) -> str:
         if not backend.capabilities.voice:

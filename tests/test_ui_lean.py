@@ -1,0 +1,100 @@
+"""What one tab holds (issue 12): the controls a host-mode tab mounts for an empty page and for
+each new message, counted on a real Flet session (Flet's own index of the tab's controls), with
+upper bounds so they do not creep back. Every mounted control costs each open tab about 2 KiB of
+Flet's state, and every control of a new row is built, diffed and encoded in every tab."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+
+import pytest
+from flet.controls.context import _context_page
+from flet.messaging.protocol import Message as FletMessage
+from flet.messaging.protocol import MessageAction, RegisterClientResponseBody
+from flet.messaging.session import Session
+
+from fletchat.hub import Hub, HubSession
+from fletchat.store import Store
+from fletchat.ui import ChatView, flet_speedup
+from fletchat.ui.hub_backend import HubBackend
+from tests.test_flet_speedup import Recorder
+from tests.test_ui_controls import count_controls
+
+# an empty page (#general, one "has joined" line, oneself online); was 88 before issue 12's
+# leaner page (the tutorial's page is 16, its dialog and services included)
+EMPTY_PAGE_BUDGET = 74
+# a message from another tab on this host (it carries a delivery mark), grouped under the
+# previous one (the commonest new row in host mode): was 9; the first row of a person: was 12
+GROUPED_ROW_BUDGET = 6
+FIRST_ROW_BUDGET = 8
+
+
+async def open_tab(hub: Hub, name: str) -> tuple[Session, ChatView]:
+    """A tab as flet-web opens one (bench/fanout.py does the same): page size, the register
+    response mounting the page, then the app's ChatView over the hub."""
+    conn = Recorder()
+    session = Session(conn)
+    session.apply_page_patch({"width": 1280, "height": 800, "web": True})
+    conn.send_message(FletMessage(MessageAction.REGISTER_CLIENT, RegisterClientResponseBody(
+        session_id=session.id, page_patch=session.get_page_patch(), error="")))
+    _context_page.set(session.page)
+    hub.use_pubsub(session.page.pubsub)
+    me = HubSession(hub, device="browser")
+    view = ChatView(session.page, HubBackend(me, session.page.pubsub))
+    await view.mount()
+    me.join(name)
+    view.updates.flush()
+    return session, view
+
+
+async def settled(session: Session, at_least: int) -> int:
+    """The tab's control count once it has at least ``at_least`` (bounded wait), then one
+    more loop turn's worth of quiet."""
+    deadline = time.monotonic() + 5
+    while len(session.index) < at_least and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    return len(session.index)
+
+
+def kinds(session: Session, since: set[int]) -> collections.Counter:
+    return collections.Counter(type(c).__name__ for i, c in session.index.items()
+                               if i not in since)
+
+
+@pytest.fixture
+def speedup():
+    flet_speedup.install()  # as host mode runs
+    yield
+    flet_speedup.uninstall()
+
+
+async def test_an_empty_page_and_new_rows_stay_within_their_budget(tmp_path, speedup) -> None:
+    hub = Hub("host", "web-host", store=Store.open(tmp_path / "h.db"))
+    try:
+        session, view = await open_tab(hub, "Ada")
+        empty = await settled(session, 1)
+        assert empty <= EMPTY_PAGE_BUDGET, kinds(session, set())
+        # the count is what the tree holds: the page's own tree walk agrees with the index
+        # (the page, its views, dialogs and services)
+        assert count_controls(session.page) == empty
+
+        sender = HubSession(hub, device="headless")
+        sender.join("Bob")  # a join line and a person online more (not a message row)
+        before_first = set(session.index)
+        await settled(session, len(before_first) + 1)
+        before_first = set(session.index)
+        sender.send("hello")
+        first = await settled(session, len(before_first) + 1) - len(before_first)
+        assert 0 < first <= FIRST_ROW_BUDGET, kinds(session, before_first)
+
+        before_grouped = set(session.index)
+        sender.send("and again")
+        grouped = await settled(session, len(before_grouped) + 1) - len(before_grouped)
+        assert 0 < grouped <= GROUPED_ROW_BUDGET, kinds(session, before_grouped)
+        assert [r.message.text for r in view.conversation.shown()][-2:] == ["hello", "and again"]
+        session.close()
+    finally:
+        hub.close()
