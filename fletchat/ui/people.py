@@ -14,9 +14,19 @@ from ..model import avatar_color, initials
 from .device_details import DETAILS_BUTTON
 from .network_check import CHECK_NETWORK
 from .text import BLOCK_TOOLTIP, BLOCKED_TITLE, short_fingerprint
+from .updates import Isolated
 
 DETAIL_STYLE = ft.TextStyle(size=11, color=ft.Colors.ON_SURFACE_VARIANT,
                             weight=ft.FontWeight.NORMAL)
+
+
+class PersonTile(Isolated, ft.Semantics):
+    """A person's line, never changed once built (``PeoplePanel`` builds a new one when what it
+    shows changes): a roster update of the panel does not walk into the tiles it keeps."""
+
+
+class DeviceTile(Isolated, ft.Row):
+    """A LAN device's line; kept like ``PersonTile``."""
 
 
 def online_tile(
@@ -25,13 +35,12 @@ def online_tile(
 ) -> ft.Control:
     """One line of the people list: avatar, name ("(you)" on one's own), what they use, where
     and how long online; a click opens a direct message (never to oneself)."""
-    minutes = int(((now or time.time()) - person.since) // 60)
-    duration = "just now" if minutes < 1 else f"{minutes} min" if minutes < 60 else f"{minutes // 60} h"
+    duration = online_for(person, now)
     where = "on this host" if person.local else "on another device"
     detail = f"{person.device} · {where} · {duration}"
     name = f"{person.name} (you)" if me else person.name
     on_click = None if me else on_click
-    return ft.Semantics(
+    return PersonTile(
         label=f"{name} online, {detail}",
         container=True,
         button=on_click is not None or None,
@@ -57,6 +66,12 @@ def online_tile(
             ),
         ),
     )
+
+
+def online_for(person: Online, now: float | None = None) -> str:
+    """How long someone has been online, as the tile says it."""
+    minutes = int(((now or time.time()) - person.since) // 60)
+    return "just now" if minutes < 1 else f"{minutes} min" if minutes < 60 else f"{minutes // 60} h"
 
 
 def devices_summary(online: int, devices: list[Online]) -> str:
@@ -105,7 +120,8 @@ def device_tile(device: Online, on_block: Callable | None = None) -> ft.Control:
                 data=device.key,
             )
         )
-    return ft.Row(controls, spacing=2, vertical_alignment=ft.CrossAxisAlignment.CENTER, data=device.key)
+    return DeviceTile(controls, spacing=2, vertical_alignment=ft.CrossAxisAlignment.CENTER,
+                      data=device.key)
 
 
 def blocked_tile(peer_id: str, name: str, on_unblock: Callable) -> ft.Control:
@@ -137,6 +153,10 @@ class PeoplePanel:
         self.on_block = on_block
         self.on_unblock = on_unblock
         self.people = ft.Column(spacing=8, scroll=ft.ScrollMode.AUTO, expand=True)
+        # Tiles kept by what they show: a join redraws only the newcomer's tile in every tab,
+        # not everyone's (N tabs x N people per join made opening 40 tabs take 44 s, issue 12)
+        self._people_tiles: dict[tuple, ft.Control] = {}
+        self._device_tiles: dict[Online, ft.Control] = {}
         # the line under "Online (N)" is a span of it (one control fewer per tab, issue 12)
         self.devices_line = ft.TextSpan("", style=DETAIL_STYLE)
         self.title = ft.Text("Online", weight=ft.FontWeight.BOLD, spans=[self.devices_line])
@@ -171,13 +191,23 @@ class PeoplePanel:
         self.devices_line.text = f"\n{devices_summary(len(online), devices)}"
         opener = self.on_open_dm
         me = self.me
-        self.people.controls = [
-            online_tile(p, on_click=opener(p.name) if opener else None,
-                        me=p.local and me is not None and p.name == me)
-            for p in online
-        ]
+        now = time.time()
+        tiles: dict[tuple, ft.Control] = {}
+        people = []
+        for p in online:
+            mine = p.local and me is not None and p.name == me
+            key = (p, mine, online_for(p, now))  # all a tile shows
+            tile = self._people_tiles.get(key) or online_tile(
+                p, now, on_click=opener(p.name) if opener else None, me=mine)
+            tiles[key] = tile
+            people.append(tile)
+        self._people_tiles = tiles
+        self.people.controls = people
         block = self.on_block
-        self.devices.controls = [device_tile(d, block(d) if block else None) for d in devices]
+        kept = self._device_tiles
+        self._device_tiles = {d: kept.get(d) or device_tile(d, block(d) if block else None)
+                              for d in devices}
+        self.devices.controls = list(self._device_tiles.values())
         return self.panel
 
     def render_blocked(self, blocked: dict[str, str]) -> ft.Control:
