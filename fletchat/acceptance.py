@@ -29,6 +29,10 @@ MINUTE_MS = 60_000
 DAY_MS = 24 * 60 * MINUTE_MS
 
 
+# The reason given for a message from a peer that claims this device as its origin.
+OWN_ORIGIN = "claims to come from this device, which never wrote it"
+
+
 class Action(StrEnum):
     """What to do with a message, given what is already held for its id and slot."""
 

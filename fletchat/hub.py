@@ -27,7 +27,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from .acceptance import Action, Arrival, Held, QuotaLimits, Quotas, check_stamp, judge_slot
+from .acceptance import (
+    OWN_ORIGIN,
+    Action,
+    Arrival,
+    Held,
+    QuotaLimits,
+    Quotas,
+    check_stamp,
+    judge_slot,
+)
 from .clock import HLC, ClockDriftError, Stamp, wall_ms
 from .conversation.hub_part import ConvHubMethods
 from .conversation.state import ConvState
@@ -301,15 +310,22 @@ class Hub(ConvHubMethods, MeshSideMethods, HistoryReads, PresenceMethods, TrustM
             msg, verified, *held)
         if action in (Action.REFUSE, Action.DUPLICATE):
             return action, reason
-        if msg.origin == self.peer_id and action is not Action.UPGRADE:
-            return Action.REFUSE, "claims to come from this device, which never wrote it"
         now = self.wall()
-        reason = (check_stamp(msg, now, live=relay)
-                  or self._over_quota(msg, from_peer, verified, now, action)
-                  or (f"this device cannot store messages now: {self.store.fault}"
-                      if self.store.read_only else "")
-                  or self._observe(msg))
+        reason = self._after_slot(msg, action, now, relay,
+                                  lambda: self._over_quota(msg, from_peer, verified, now, action))
         return (Action.REFUSE, reason) if reason else (action, "")
+
+    def _after_slot(self, msg: Message, action: Action, now: int, live: bool,
+                    over_quota: Callable[[], str]) -> str:
+        """The rules after the slot rule, in order: own origin, stamp, quota (``over_quota``,
+        asked only when the stamp passed: it charges), read-only, clock; the first reason."""
+        if msg.origin == self.peer_id and action is not Action.UPGRADE:
+            return OWN_ORIGIN
+        return (check_stamp(msg, now, live=live)
+                or over_quota()
+                or (f"this device cannot store messages now: {self.store.fault}"
+                    if self.store.read_only else "")
+                or self._observe(msg))
 
     def _observe(self, msg: Message) -> str:
         """Move our clock past ``msg`` (bounded: clock.MAX_ADOPT_MS); a reason if refused."""
@@ -321,12 +337,9 @@ class Hub(ConvHubMethods, MeshSideMethods, HistoryReads, PresenceMethods, TrustM
 
     def _take(self, msg: Message, verified: bool, action: Action,
               held: tuple[Held | None, Held | None]) -> None:
-        if action is Action.REPLACE:  # the unverified row it displaces is gone
-            with self._qlock:
-                for h in held:
-                    if h is not None and h.msg.id != msg.id:
-                        self._seen.pop(h.msg.id, None)
-        self._queue(msg, verified)
+        displaced = tuple(h.msg.id for h in held if h is not None and h.msg.id != msg.id
+                          ) if action is Action.REPLACE else ()  # the unverified rows it replaces
+        self._queue_many([(msg, verified, displaced)])
 
     def _refuse(self, msg: Message, from_peer: str, reason: str) -> Acceptance:
         log.info("refused message %s from %s: %s", msg.id, from_peer, reason)

@@ -26,17 +26,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .acceptance import Action, Held, Quotas, check_stamp, judge_slot
+from .acceptance import Action, Held, Quotas, judge_slot
 from .clock import Stamp
 from .events import Acceptance, Outcome
 from .model import Message
 from .outbox import wire
-from .store import Record
 
 Slot = tuple[str, int]
-
-OWN_ORIGIN = "claims to come from this device, which never wrote it"
-
 
 class PageReceiver:
     """Mixed into ``Hub``: ``receive_page``. Uses the hub's maps and locks (hub.py,
@@ -62,6 +58,8 @@ class PageReceiver:
     _observe: Callable[[Message], str]
     _remember_locked: Callable[[str, bool], None]
     _note_channel: Callable[[str], None]
+    _after_slot: Callable[..., str]
+    _queue_many: Callable[..., int]
     _publish: Callable[[Any], None]
 
     def receive_page(self, items: Sequence[tuple[Message, bool]],
@@ -86,7 +84,8 @@ class PageReceiver:
         with self._accept_lock:
             page = PageRun(self, from_peer, [m for m, _ in run])
             verdicts = [page.judge(msg, verified) for msg, verified in run]
-            self._queue_run(page.taken)
+            if page.taken:
+                self._queue_many(page.taken)
         noted: set[str] = set()  # a channel is noted once: the hub's first note is the one
         for acc, (msg, verified) in zip(verdicts, run, strict=True):
             if acc.outcome is Outcome.ACCEPTED:
@@ -96,25 +95,6 @@ class PageReceiver:
                 self._publish(self.conv.accepted(msg, verified, from_peer)
                               if self.conv.active else msg)
         return verdicts
-
-    def _queue_run(self, taken: list[tuple[Message, bool, tuple[str, ...]]]) -> None:
-        """``_queue`` for a run: into the maps in order (one lock round), then one hand-off."""
-        if not taken:
-            return
-        with self._qlock:
-            for msg, verified, displaced in taken:
-                for gone in displaced:  # the unverified rows a verified message replaces
-                    self._seen.pop(gone, None)
-                self._queued[msg.id] = (msg, verified, 0)
-                self._queued_slots[(msg.origin, msg.seq)] = msg.id
-                self._remember_locked(msg.id, verified)
-        last = self._writer.submit_many(
-            [Record(m, Stamp.decode(m.hlc), m.seq, verified=v) for m, v, _ in taken])
-        first = last - len(taken) + 1
-        with self._qlock:
-            for ticket, (msg, verified, _) in enumerate(taken, first):
-                if self._queued.get(msg.id, (None,))[0] is msg:
-                    self._queued[msg.id] = (msg, verified, ticket)
 
 
 class PageRun:
@@ -205,14 +185,8 @@ class PageRun:
 
     def _rules(self, msg: Message, verified: bool, action: Action) -> str:
         """``Hub._judge`` after the slot rule: own origin, stamp, quota, read-only, clock."""
-        hub = self.hub
-        if msg.origin == hub.peer_id and action is not Action.UPGRADE:
-            return OWN_ORIGIN
-        return (check_stamp(msg, self.now, live=False)
-                or self._over_quota(msg, verified, action)
-                or (f"this device cannot store messages now: {hub.store.fault}"
-                    if hub.store.read_only else "")
-                or hub._observe(msg))
+        return self.hub._after_slot(msg, action, self.now, False,
+                                    lambda: self._over_quota(msg, verified, action))
 
     def _over_quota(self, msg: Message, verified: bool, action: Action) -> str:
         if action is Action.UPGRADE:

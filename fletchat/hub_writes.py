@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 from .acceptance import Held
@@ -100,27 +101,34 @@ class StoredMessages:
             in_slot = in_slot or (Held(wire(rec_slot), rec_slot.verified) if rec_slot else None)
         return by_id, in_slot
 
-    def _queue(self, msg: Message, verified: bool, record: Record | None = None) -> int:
-        """Hold ``msg`` until committed and hand it to the writer; its ticket."""
+    def _queue_many(self, taken: Sequence[tuple[Message, bool, tuple[str, ...]]],
+                    records: list[Record] | None = None) -> int:
+        """Hold each (message, verified, ids it displaces) until committed, in order (the
+        unverified rows a verified message replaces are forgotten first), and hand them to the
+        writer in one go (``records``, else plain ones); the last one's ticket."""
         with self._qlock:
-            self._queued[msg.id] = (msg, verified, 0)
-            self._queued_slots[(msg.origin, msg.seq)] = msg.id
-            self._remember_locked(msg.id, verified)
-        self._origins.add(msg.origin)
-        ticket = self._writer.submit(
-            record or Record(msg, Stamp.decode(msg.hlc), msg.seq, verified=verified))
+            for msg, verified, displaced in taken:
+                for gone in displaced:
+                    self._seen.pop(gone, None)
+                self._queued[msg.id] = (msg, verified, 0)
+                self._queued_slots[(msg.origin, msg.seq)] = msg.id
+                self._remember_locked(msg.id, verified)
+        self._origins.update(msg.origin for msg, _, _ in taken)
+        last = self._writer.submit_many(records or [
+            Record(m, Stamp.decode(m.hlc), m.seq, verified=v) for m, v, _ in taken])
         with self._qlock:
-            if msg.id in self._queued:
-                self._queued[msg.id] = (msg, verified, ticket)
-        return ticket
+            for ticket, (msg, verified, _) in enumerate(taken, last - len(taken) + 1):
+                if self._queued.get(msg.id, (None,))[0] is msg:
+                    self._queued[msg.id] = (msg, verified, ticket)
+        return last
 
     # ---- our own messages (Hub.post): out to peers first, committed by the writer after ----
     def _queue_own(self, msg: Message, stamp: Stamp, state: State) -> None:
         """A message written here, stamped and numbered: held and queued like a received one,
         stored as ``state`` (sent if handed to a connection) and put in the outbox."""
         try:
-            self._own_ticket = self._queue(
-                msg, True, Record(msg, stamp, msg.seq, state, verified=True, local=True))
+            self._own_ticket = self._queue_many(
+                [(msg, True, ())], [Record(msg, stamp, msg.seq, state, verified=True, local=True)])
         except StoreError:  # not journaled, not queued: forget it was ever held
             with self._qlock:
                 self._queued.pop(msg.id, None)
