@@ -294,11 +294,7 @@ class ImmediateWriter:
         self._tickets = 0
 
     def submit(self, record: Record) -> int:
-        results = self.store.add_many([record])
-        self._tickets += 1
-        if self.on_commit is not None:
-            self.on_commit([record], results)
-        return self._tickets
+        return self.submit_many([record])
 
     def submit_many(self, records: list[Record]) -> int:
         results = self.store.add_many(records)

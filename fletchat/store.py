@@ -1338,39 +1338,27 @@ class StoreWriter:
         self._thread.start()
 
     def submit(self, record: Record) -> int:
-        """Queue ``record``; returns its ticket for ``wait``. A ``local`` record (ours) goes to
-        the store's journal first (``StoreFull`` if it cannot: then it is not queued)."""
-        with self._cv:
-            if self._closing:
-                raise StoreError("the writer is closed")
-            while len(self._queue) >= self.max_queued and not self._closing:
-                self._cv.wait()
-            if record.local:
-                _journal(self.store, record)
-                self._local += 1
-            self._queue.append(record)
-            self._submitted += 1
-            # Wake the writer only when it waits for a first record or a full batch: waking a
-            # thread per message costs the caller's thread the CPU and the GIL under load.
-            if len(self._queue) == 1 or len(self._queue) >= self.batch_size:
-                self._cv.notify_all()
-            return self._submitted
+        """Queue ``record``; returns its ticket for ``wait``."""
+        return self.submit_many([record])
 
     def submit_many(self, records: list[Record]) -> int:
-        """``submit`` for many records in order (one lock round and at most one wake-up);
-        returns the last one's ticket (the others' are the ones before it)."""
+        """Queue ``records`` in order (one lock round, at most one wake-up); returns the last
+        one's ticket (the others' are the ones before it). A ``local`` record (ours) goes to the
+        store's journal first (``StoreFull`` if it cannot: then it is not queued)."""
         with self._cv:
             if self._closing:
                 raise StoreError("the writer is closed")
             while len(self._queue) >= self.max_queued and not self._closing:
                 self._cv.wait()
             was = len(self._queue)
-            for record in records:  # ours (none on a catch-up page) are journaled, as in submit
+            for record in records:
                 if record.local:
                     _journal(self.store, record)
                     self._local += 1
             self._queue.extend(records)
             self._submitted += len(records)
+            # Wake the writer only when it waits for a first record or a full batch: waking a
+            # thread per message costs the caller's thread the CPU and the GIL under load.
             if records and (was == 0 or len(self._queue) >= self.batch_size):
                 self._cv.notify_all()
             return self._submitted
