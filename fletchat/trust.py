@@ -602,14 +602,7 @@ class Trust:
     def check_message(self, msg: Message, sig: str) -> Verdict:
         """VERIFIED, UNVERIFIED (origin's key unknown: kept, marked), REFUSED (claims a known
         origin without its valid signature; never our own id from elsewhere) or BLOCKED."""
-        if self.store.is_blocked(msg.origin):
-            return Verdict.BLOCKED
-        book: list[tuple[str, str, bytes, bool]] = []
-        key = None if msg.origin == self.peer_id else self.store.key_of(msg.origin)
-        verdict = self._verdict(msg, sig, key, book)
-        for entry in book:
-            self.book.put(*entry)
-        return verdict
+        return self.check_messages(((msg, sig),))[0]
 
     def check_messages(self, pairs: Sequence[tuple[Message, str]]) -> list[Verdict]:
         """``check_message`` of each pair, in order: each origin's block and key are looked up
