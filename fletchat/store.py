@@ -424,12 +424,7 @@ class _StoreReads:
     def lookup(self, msg_id: str, origin: str, seq: int) -> tuple[Record | None, Record | None]:
         """(the row with this id, the row in this (origin, seq) slot): two indexed reads on the
         lookup connection, cheap enough for the acceptance pipeline."""
-        with self._ro_lock:  # one statement: one read transaction
-            rows = self._ro.execute(
-                f"SELECT {self._cols} FROM messages m WHERE m.id = ? UNION ALL "
-                f"SELECT {self._cols} FROM messages m WHERE m.origin = ? AND m.seq = ?",
-                (msg_id, origin, seq)).fetchall()
-        records = [_row_to_record(r) for r in rows]
+        records = self.lookup_many(((msg_id, origin, seq),))
         by_id = next((r for r in records if r.msg.id == msg_id), None)
         slot = next((r for r in records if r.msg.origin == origin and r.seq == seq), None)
         return by_id, slot
