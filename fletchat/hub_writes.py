@@ -174,10 +174,6 @@ class StoredMessages:
         with self._qlock:
             return self._seen.get(msg_id)
 
-    def _remember(self, msg_id: str, verified: bool) -> None:
-        with self._qlock:
-            self._remember_locked(msg_id, verified)
-
     def _remember_locked(self, msg_id: str, verified: bool) -> None:
         self._seen[msg_id] = verified
         self._seen.move_to_end(msg_id)

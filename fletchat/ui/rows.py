@@ -145,19 +145,13 @@ class ChatMessage(ft.Row):
     def lay_out(self, main: list[ft.Control] | None = None, above: Sequence[ft.Control] = (),
                 below: Sequence[ft.Control] = (), grouped: bool | None = None) -> None:
         """What the row shows under its name line: ``main`` replaces the plain text (Markdown,
-        a deleted placeholder); ``above`` and ``below`` go before and after it."""
+        a deleted placeholder); ``above`` and ``below`` go before and after it; ``grouped``: under
+        the same person's previous row (no avatar; a margin keeps the text aligned)."""
         self.main, self.above, self.below = main, list(above), list(below)
         if grouped is not None:
             self.grouped = grouped
             if not grouped:
                 self.avatar = self.avatar or self._avatar()
-        self.place()
-
-    def set_grouped(self, grouped: bool) -> None:
-        """Under the same person's previous row: no avatar (a margin keeps the text aligned)."""
-        self.grouped = grouped
-        if not grouped:
-            self.avatar = self.avatar or self._avatar()
         self.place()
 
     def set_status(self, status: Status | None) -> None:
