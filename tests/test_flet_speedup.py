@@ -50,6 +50,20 @@ class Recorder(Connection):
         self.sent.append(msgpack.unpackb(body, strict_map_key=False))
 
 
+def open_session() -> tuple[Recorder, Session]:
+    """A session as flet-web opens one for a tab: page size, then the register response that
+    mounts the page; the page is the current one (what Flet's own handlers set)."""
+    from flet.controls.context import _context_page
+
+    conn = Recorder()
+    session = Session(conn)
+    session.apply_page_patch({"width": 1280, "height": 800, "web": True})
+    conn.send_message(FletMessage(MessageAction.REGISTER_CLIENT, RegisterClientResponseBody(
+        session_id=session.id, page_patch=session.get_page_patch(), error="")))
+    _context_page.set(session.page)
+    return conn, session
+
+
 def _normalise(value: Any, ids: dict[int, int]) -> Any:
     """Control ids are one process-wide counter: number them by first appearance."""
     if isinstance(value, dict):
@@ -129,14 +143,7 @@ def _run(speedup: bool, scenario: Callable[[ft.Page, list[Any]], None]) -> tuple
 
     DiffBuilder.get_added_controls = spy  # type: ignore[method-assign]
     try:
-        conn = Recorder()
-        session = Session(conn)
-        session.apply_page_patch({"width": 1280, "height": 800, "web": True})
-        from flet.controls.context import _context_page
-
-        conn.send_message(FletMessage(MessageAction.REGISTER_CLIENT, RegisterClientResponseBody(
-            session_id=session.id, page_patch=session.get_page_patch(), error="")))
-        _context_page.set(session.page)
+        conn, session = open_session()
         scenario(session.page, added)
     finally:
         DiffBuilder.get_added_controls = original  # type: ignore[method-assign]

@@ -10,16 +10,13 @@ import collections
 import time
 
 import pytest
-from flet.controls.context import _context_page
-from flet.messaging.protocol import Message as FletMessage
-from flet.messaging.protocol import MessageAction, RegisterClientResponseBody
 from flet.messaging.session import Session
 
 from fletchat.hub import Hub, HubSession
 from fletchat.store import Store
 from fletchat.ui import ChatView, flet_speedup
 from fletchat.ui.hub_backend import HubBackend
-from tests.test_flet_speedup import Recorder
+from tests.test_flet_speedup import open_session
 from tests.test_ui_controls import count_controls
 
 # an empty page (#general, one "has joined" line, oneself online); was 88 before issue 12's
@@ -34,12 +31,7 @@ FIRST_ROW_BUDGET = 8
 async def open_tab(hub: Hub, name: str) -> tuple[Session, ChatView]:
     """A tab as flet-web opens one (bench/fanout.py does the same): page size, the register
     response mounting the page, then the app's ChatView over the hub."""
-    conn = Recorder()
-    session = Session(conn)
-    session.apply_page_patch({"width": 1280, "height": 800, "web": True})
-    conn.send_message(FletMessage(MessageAction.REGISTER_CLIENT, RegisterClientResponseBody(
-        session_id=session.id, page_patch=session.get_page_patch(), error="")))
-    _context_page.set(session.page)
+    _conn, session = open_session()
     hub.use_pubsub(session.page.pubsub)
     me = HubSession(hub, device="browser")
     view = ChatView(session.page, HubBackend(me, session.page.pubsub))
