@@ -159,7 +159,9 @@ class StoredMessages:
             for rec in batch:
                 if self._queued.get(rec.msg.id, (None,))[0] is rec.msg:
                     del self._queued[rec.msg.id]
-                    self._queued_slots.pop((rec.msg.origin, rec.msg.seq or 0), None)
+                    slot = (rec.msg.origin, rec.msg.seq or 0)
+                    if self._queued_slots.get(slot) == rec.msg.id:  # not taken over since
+                        del self._queued_slots[slot]
                 if results is None:
                     self._seen.pop(rec.msg.id, None)
                     self._failed[rec.msg.id] = None

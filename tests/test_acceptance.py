@@ -75,6 +75,37 @@ def test_verified_messages_take_back_slots_and_ids_an_unsigned_squatter_took(tmp
     r.close()
 
 
+class _WriterByHand:
+    """Takes records and commits nothing: the test decides which batch commits when."""
+
+    def __init__(self) -> None:
+        self.records: list = []
+
+    def submit_many(self, records: list) -> int:
+        self.records += records
+        return len(self.records)
+
+
+def test_a_squatter_committed_late_does_not_free_the_slot_its_verified_replacement_holds(tmp_path):
+    """The unverified row a verified message replaced, committed in an earlier batch, used to
+    drop the slot's hold: until the verified one committed, the slot looked free (or held by the
+    squatter) to the next claim."""
+    r = hub_at(tmp_path, "r")
+    store_writer, r._writer = r._writer, (writer := _WriterByHand())
+    real = written("x", 5)[4]
+    squat = replace(written("x", 5, text="forged")[4], id="f" * 32)
+    assert r.receive(squat, "evil", verified=False, relay=False).outcome is Outcome.ACCEPTED
+    assert r.receive(real, "x", verified=True, relay=False).outcome is Outcome.ACCEPTED
+    r._committed([writer.records[0]], [True])  # the squatter's batch commits first
+    by_id, in_slot = r._held(replace(real, id="e" * 32, text="another claim of x's seq 5"))
+    assert by_id is None
+    assert in_slot is not None and in_slot.msg is real and in_slot.verified
+    r._committed(writer.records[1:], [True])
+    assert r._held(real) == (None, None)  # all committed: nothing held in memory any more
+    r._writer = store_writer
+    r.close()
+
+
 def test_the_sender_never_sees_delivered_for_what_the_receiver_did_not_store(tmp_path):
     x = hub_at(tmp_path, "x", trust=True)
     r = hub_at(tmp_path, "r", trust=True)
