@@ -354,6 +354,10 @@ class Hub(ConvHubMethods, MeshSideMethods, HistoryReads, PresenceMethods, TrustM
             new_channel=msg.channel not in self._channels))
 
     # ---- channels ----
+    def problems(self) -> list[str]:
+        """What people are told is wrong here: the history read-only, the LAN out of reach."""
+        return [p for p in (self.store_error, self.lan_warning) if p]
+
     def channels(self) -> list[str]:
         with self._lock:
             names = set(self._channels)

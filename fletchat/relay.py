@@ -29,10 +29,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from .conversation.relay_frames import RelayConv
 from .conversation.relay_host import conv_fan_out, conv_rows, on_conv
 from .conversation.views import ReadChanged, RowChanged, TypingChanged
-from .events import ChannelsChanged, Delivered
+from .events import ChannelsChanged, Delivered, StoreFailed
 from .files.relay_frames import RelayChunk, RelayDrop, RelayFetch, RelayShare, RelayUpload
 from .files.views import FileChanged
-from .hub import Hub, HubEvent, HubSession, RosterChanged
+from .hub import Hub, HubEvent, HubSession, ReadOnlyError, RosterChanged
 from .model import Message, ValidationError
 from .protocol import (
     CLOSE_GOING_AWAY,
@@ -68,6 +68,7 @@ from .relay_protocol import (
     encode_history,
     encode_online,
     encode_page,
+    encode_problems,
     encode_welcome,
 )
 
@@ -124,6 +125,7 @@ class Relay:
         self.files = RelayFiles(RelayUploads(uploads_root) if uploads_root is not None else None)
         self._clients: set[_Client] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._hub: Hub | None = None
         self._unsubscribe: Callable[[], None] | None = None
 
     def route(self) -> WebSocketRoute:
@@ -136,7 +138,7 @@ class Relay:
     # ---- hub -> clients ----
     def _listen(self, hub: Hub) -> None:
         if self._unsubscribe is None:
-            self._loop = asyncio.get_running_loop()
+            self._loop, self._hub = asyncio.get_running_loop(), hub
             self._unsubscribe = hub.add_listener(self._on_hub_event)
 
     def _on_hub_event(self, event: HubEvent) -> None:
@@ -166,6 +168,8 @@ class Relay:
             texts = [encode_online(event.online, event.devices)]
         elif isinstance(event, Delivered):
             texts = encode_delivered(event.ids, event.at)
+        elif isinstance(event, StoreFailed) and self._hub is not None:
+            texts = encode_problems(self._hub.problems() or [event.reason], event.not_saved)
         else:
             return
         for client in list(self._clients):
@@ -216,6 +220,8 @@ class Relay:
             client.queue.put_nowait(frame)
         client.queue.put_nowait(encode_online(hub.online(), hub.lan_peers()))
         client.queue.put_nowait(encode_channels(visible(session, hub.channels())))
+        if hub.problems():  # e.g. the history is read-only: the banner, as on the host's pages
+            client.queue.put_nowait(encode_problems(hub.problems())[0])
         for frame in conv_rows(session, history):  # rows with reactions, edits, replies
             client.queue.put_nowait(frame)
         log.debug("relay client %s connected", client.label)
@@ -299,22 +305,26 @@ class Relay:
         client.push(text)
         return None
 
-    def _on_send(self, frame: RelaySend, _client: _Client, session: HubSession) -> Close | None:
+    def _on_send(self, frame: RelaySend, client: _Client, session: HubSession) -> Close | None:
         if frame.text is None:
             return None  # whitespace only: nothing to post (the UI does the same)
         if not session.can_see(frame.channel):
             return CLOSE_PROTOCOL_ERROR, "send.channel: not one of your channels"
         try:
             session.send(frame.text, frame.channel)
+        except ReadOnlyError:  # the host's fault, not the client's: say why, stay connected
+            client.push(encode_problems(session.hub.problems())[0])
         except ValidationError as err:  # validated already; the hub's own check
             return CLOSE_PROTOCOL_ERROR, f"send.text: {err}"
         return None
 
     def _on_create_channel(
-        self, frame: RelayCreateChannel, _client: _Client, session: HubSession
+        self, frame: RelayCreateChannel, client: _Client, session: HubSession
     ) -> Close | None:
         try:
             session.create_channel(frame.name)
+        except ReadOnlyError:
+            client.push(encode_problems(session.hub.problems())[0])
         except ValidationError as err:  # the client checks with the same rule first
             return CLOSE_PROTOCOL_ERROR, f"channel.name: {err}"
         return None

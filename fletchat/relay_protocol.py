@@ -65,7 +65,9 @@ MAX_QUERY_CHARS = 200  # a search query
 MAX_SNIPPET_CHARS = 1000  # a search result's snippet
 MAX_HLC_CHARS = 120  # a ``before`` clock stamp (``clock.Stamp.encode``)
 MAX_REQ = 2**31 - 1  # request ids the client chooses, echoed in the answer
-MAX_IDS = 256  # message ids in one ``delivered`` or ``page.pending`` list
+MAX_IDS = 256  # message ids in one ``delivered``, ``page.pending`` or ``problems.not_saved`` list
+MAX_PROBLEMS = 4  # sentences in one ``problems`` frame (the host has two kinds: history, LAN)
+MAX_PROBLEM_CHARS = 1000  # one such sentence
 
 CLOSE_TRY_AGAIN = 1013  # too many relay clients, or the client fell behind
 REASON_BYTES = 123  # a WebSocket close reason fits 123 UTF-8 bytes
@@ -275,9 +277,18 @@ class RelayDelivered:
     at: float
 
 
+@dataclass(frozen=True)
+class RelayProblems:
+    """What is wrong on the host now (e.g. its history went read-only), for the problem banner;
+    ``not_saved``: messages written on the host that went out but were not saved there."""
+
+    problems: tuple[str, ...]
+    not_saved: tuple[str, ...] = ()
+
+
 ServerFrame = (
     MsgFrame | SyncFrame | Pong | RelayWelcome | RelayOnline | RelayChannels | RelayPage
-    | RelayFound | RelayDelivered
+    | RelayFound | RelayDelivered | RelayProblems
 )
 
 
@@ -334,6 +345,15 @@ def encode_found(req: int, results: Sequence[tuple[Message, str]]) -> str:
 def encode_delivered(ids: Sequence[str], at: float) -> list[str]:
     return [_dumps({"v": PROTOCOL_VERSION, "type": "delivered", "ids": list(ids[i:i + MAX_IDS]),
                     "at": at}) for i in range(0, len(ids), MAX_IDS)]
+
+
+def encode_problems(problems: Sequence[str], not_saved: Sequence[str] = ()) -> list[str]:
+    """The host's current problems (an empty list: none any more), clipped to the frame's limits;
+    ``not_saved`` ids beyond ``MAX_IDS`` go in further frames."""
+    clipped = [p[:MAX_PROBLEM_CHARS] for p in problems[:MAX_PROBLEMS]]
+    chunks = [list(not_saved[i:i + MAX_IDS]) for i in range(0, len(not_saved), MAX_IDS)] or [[]]
+    return [_dumps({"v": PROTOCOL_VERSION, "type": "problems", "problems": clipped,
+                    "not_saved": ids}) for ids in chunks]
 
 
 def _online_list(entries: Iterable[Online]) -> list[dict[str, Any]]:
@@ -439,6 +459,16 @@ def _decode_delivered(obj: dict[str, Any]) -> RelayDelivered:
     return RelayDelivered(_ids(obj, "ids", "delivered"), float(at))
 
 
+def _decode_problems(obj: dict[str, Any]) -> RelayProblems:
+    value = obj.get("problems")
+    if not isinstance(value, list) or len(value) > MAX_PROBLEMS:
+        raise ProtocolError(f"problems.problems must be a list of at most {MAX_PROBLEMS}")
+    problems = tuple(_str_field({"p": p}, "p", "problems", MAX_PROBLEM_CHARS) for p in value)
+    if not all(p.strip() for p in problems):
+        raise ProtocolError("problems.problems must not hold blank sentences")
+    return RelayProblems(problems, _ids(obj, "not_saved", "problems"))
+
+
 def _decode_online(obj: dict[str, Any]) -> RelayOnline:
     return RelayOnline(
         _decode_online_entries(obj.get("people"), "people"),
@@ -454,6 +484,7 @@ _SERVER_DECODERS: dict[str, Callable[[dict[str, Any]], ServerFrame]] = {
     "found": _decode_found,
     "delivered": _decode_delivered,
     "online": _decode_online,
+    "problems": _decode_problems,
 }
 
 

@@ -390,10 +390,12 @@ def test_server_frames_round_trip_and_hostile_ones_are_refused():
         RelayDelivered,
         RelayFound,
         RelayPage,
+        RelayProblems,
         encode_channels,
         encode_delivered,
         encode_found,
         encode_page,
+        encode_problems,
     )
 
     m = Message.chat("Ada", "hello there", "peer-1")
@@ -405,6 +407,12 @@ def test_server_frames_round_trip_and_hostile_ones_are_refused():
         ("general", "@Ada+Bob"))
     [delivered] = encode_delivered([m.id], 5.0)
     assert decode_server_frame(delivered) == RelayDelivered((m.id,), 5.0)
+    ids = [Message.chat("Ada", f"m{i}", "peer-1").id for i in range(300)]
+    frames = encode_problems(["History is read-only: disk is full.", "x" * 5000], ids)
+    assert [decode_server_frame(f) for f in frames] == [
+        RelayProblems(("History is read-only: disk is full.", "x" * 1000), tuple(ids[:256])),
+        RelayProblems(("History is read-only: disk is full.", "x" * 1000), tuple(ids[256:]))]
+    assert decode_server_frame(encode_problems([])[0]) == RelayProblems((), ())
     # a page too big for one frame keeps the newest messages that fit, and says there is more
     big = [Message.chat("Ada", "x" * 3999, "peer-1") for _ in range(50)]
     text = encode_page(1, "general", big, (), False)
@@ -418,7 +426,46 @@ def test_server_frames_round_trip_and_hostile_ones_are_refused():
          "found.snippet"),
         ({"type": "delivered", "ids": ["not an id!"], "at": 1.0}, "delivered.ids"),
         ({"type": "channels", "channels": ["ok", ""]}, "channels.channel"),
+        ({"type": "problems", "problems": ["a", "b", "c", "d", "e"]}, "at most 4"),
+        ({"type": "problems", "problems": ["disk\u202efull"]}, "control characters"),
+        ({"type": "problems", "problems": ["  "]}, "blank"),
+        ({"type": "problems", "problems": [], "not_saved": ["../x"]}, "problems.not_saved"),
     ]:
         with pytest.raises(ProtocolError) as info:
             decode_server_frame(json.dumps({"v": 1, **bad}))
         assert why in str(info.value)
+
+
+async def test_a_read_only_history_on_the_host_reaches_static_clients(host: Host):
+    """The host's disk fills: a static client gets the banner's sentence and the message of its
+    own that went out unsaved, its next send is answered with the reason (not a closed
+    connection), and a client that connects later is told at once."""
+    from fletchat.events import StoreFailed
+    from fletchat.relay_protocol import RelayProblems
+    from tests.test_storage_faults import fill_up
+
+    hub = host.node.hub
+    client = await open_client(host, "Ada")
+    fill_up(hub.store)
+    sent: list[str] = []
+    problems = None
+    for i in range(200):  # each is posted, goes out, and its insert fails once the file is full
+        await client.ws.send(encode_client_send(f"filler {i} " + "x" * 3000))
+        sent.append((await client.message(lambda m, i=i: m.text.startswith(f"filler {i} "))).id)
+        await asyncio.to_thread(hub.flush)
+        if any(isinstance(e, StoreFailed) for e in host.events):
+            problems = await client.next(RelayProblems)
+            break
+        await asyncio.sleep(0.25)  # under the relay's 5 frames a second
+    assert problems is not None, "the history never filled up"
+    assert "read-only" in problems.problems[0] and problems.problems[0] == hub.store_error
+    assert problems.not_saved == (sent[-1],)
+    await client.ws.send(encode_client_send("one more"))
+    refused = await client.next(RelayProblems)
+    assert refused.problems == (hub.store_error,) and refused.not_saved == ()
+    await client.ws.send(encode_client_ping())
+    await client.next(Pong)  # still connected
+    later = await open_client(host)
+    assert (await later.next(RelayProblems)).problems == (hub.store_error,)
+    await client.ws.close()
+    await later.ws.close()

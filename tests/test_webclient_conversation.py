@@ -109,3 +109,24 @@ def test_own_rows_claim_no_reach_the_static_client_cannot_know(backend) -> None:
     decor = Dresser(backend, lambda: "Ada").decor(mine)
     assert decor.mine and decor.reach is None
     assert "devices" not in decor.footer and "devices" not in decor.suffix()
+
+
+async def test_the_hosts_problems_become_the_banner_and_not_saved_rows(backend) -> None:
+    from fletchat.events import StoreFailed
+    from fletchat.relay_protocol import RelayProblems
+
+    got: list = []
+
+    async def handler(event) -> None:
+        got.append(event)
+
+    backend.subscribe(handler)
+    assert backend.problems() == []
+    m = Message.chat("Ada", "hello", "host-1")
+    await backend.on_problems(RelayProblems(("History is read-only: disk is full.",), (m.id,)))
+    assert backend.problems() == ["History is read-only: disk is full."]
+    [event] = got
+    assert isinstance(event, StoreFailed) and event.not_saved == (m.id,)
+    assert event.reason == "History is read-only: disk is full."
+    await backend.on_problems(RelayProblems((), ()))  # fixed on the host: the banner goes
+    assert backend.problems() == [] and len(got) == 1

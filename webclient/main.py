@@ -27,7 +27,14 @@ from fletchat.conversation.relay_frames import (
 )
 from fletchat.conversation.signals import TYPING_TIMEOUT, ReadMark, TypingThrottle, person_key
 from fletchat.conversation.views import ReadChanged, RowChanged, RowState, TypingChanged
-from fletchat.events import ChannelsChanged, Delivered, IdentityWarning, Online, RosterChanged
+from fletchat.events import (
+    ChannelsChanged,
+    Delivered,
+    IdentityWarning,
+    Online,
+    RosterChanged,
+    StoreFailed,
+)
 from fletchat.files.relay_frames import RelayAck, RelayFileState, RelaySlot
 from fletchat.model import (
     DEFAULT_CHANNEL,
@@ -46,6 +53,7 @@ from fletchat.relay_protocol import (
     RelayFound,
     RelayOnline,
     RelayPage,
+    RelayProblems,
     RelayWelcome,
     decode_server_frame,
     encode_client_channel,
@@ -92,6 +100,7 @@ class RelayBackend(RelayFileMethods):
         self._pending: set[str] = set()
         self._online: list[Online] = []
         self._devices: list[Online] = []
+        self._problems: tuple[str, ...] = ()
         self._handler = None
         self._req = 0
         self._waiting: dict[int, asyncio.Future] = {}
@@ -214,7 +223,7 @@ class RelayBackend(RelayFileMethods):
         return list(self._devices)
 
     def problems(self) -> list[str]:
-        return []
+        return list(self._problems)  # the host's, from its last ``problems`` frame
 
     async def check_network(self) -> str:
         return ("The network check runs on the host: open the host's own page (without /app/) "
@@ -346,6 +355,13 @@ class RelayBackend(RelayFileMethods):
             self._marks[frame.channel] = frame.marks
             await self.deliver(ReadChanged(frame.channel))
 
+    async def on_problems(self, frame: RelayProblems) -> None:
+        """The host's problems (its banner here too) and our messages it could not save."""
+        self._problems = frame.problems
+        if frame.problems or frame.not_saved:
+            reason = "\n".join(frame.problems) or "Not saved on the host."
+            await self.deliver(StoreFailed(reason, time.time(), frame.not_saved))
+
     async def deliver(self, event: object) -> None:
         """Hand a hub event to the view, as pubsub does in host mode. (Flet's pubsub needs an
         event loop it is given by a server; under Pyodide it has none, so it cannot be used.)"""
@@ -456,6 +472,8 @@ class RelayClient:
             await backend.on_conv_frame(frame)
         elif isinstance(frame, RelayFileState | RelaySlot | RelayAck):
             await backend.on_file_frame(frame)
+        elif isinstance(frame, RelayProblems):
+            await backend.on_problems(frame)
         elif isinstance(frame, RelayWelcome):
             backend.host_peer = frame.peer
             print("relay: joined as", frame.name)

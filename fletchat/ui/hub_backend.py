@@ -94,7 +94,7 @@ class HubBackend:
         return self.hub.lan_peers()
 
     def problems(self) -> list[str]:
-        return [p for p in (self.hub.store_error, self.hub.lan_warning) if p]
+        return self.hub.problems()
 
     async def check_network(self) -> str:
         check = self.hub.network_check
