@@ -126,13 +126,8 @@ class MeshSideMethods:
     _qlock: Any
     _outbox_due: tuple[list[str], list[str]]
     vouched: Callable[[list[Message]], list[Message]]
-    receive: Callable[..., Any]
     _after_own: Callable[[], None]
     _own_then: Callable[..., Any]
-
-    def caught_up(self, msg: Message, peer_id: str) -> None:
-        """Older callers' catch-up entry point: an unverified, not relayed ``receive``."""
-        self.receive(msg, peer_id, verified=False, relay=False)
 
     def summary(self) -> dict[str, int]:
         """Per origin, the seq up to which everything is held (verified rows only, for origins

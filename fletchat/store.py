@@ -970,10 +970,6 @@ class Store(_StoreReads, _StoreOutbox, ConvStoreMethods):
             raise StoreFull(self.fault)
         return _Tx(self)
 
-    def _has_id(self, msg_id: str) -> bool:
-        return self._con.execute("SELECT 1 FROM messages WHERE id = ?", (msg_id,)).fetchone() \
-            is not None
-
     def _next_seq(self, origin: str) -> int:
         row = self._con.execute(
             "SELECT max(seq) FROM messages WHERE origin = ? AND seq IS NOT NULL", (origin,)).fetchone()
