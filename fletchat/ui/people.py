@@ -14,6 +14,7 @@ from ..model import avatar_color, initials
 from .device_details import DETAILS_BUTTON
 from .network_check import CHECK_NETWORK
 from .text import BLOCK_TOOLTIP, BLOCKED_TITLE, short_fingerprint
+from .tile_chunks import ChunkedTiles
 from .updates import Isolated
 
 DETAIL_STYLE = ft.TextStyle(size=11, color=ft.Colors.ON_SURFACE_VARIANT,
@@ -153,9 +154,10 @@ class PeoplePanel:
         self.on_block = on_block
         self.on_unblock = on_unblock
         self.people = ft.Column(spacing=8, scroll=ft.ScrollMode.AUTO, expand=True)
-        # Tiles kept by what they show: a join redraws only the newcomer's tile in every tab,
-        # not everyone's (N tabs x N people per join made opening 40 tabs take 44 s, issue 12)
-        self._people_tiles: dict[tuple, ft.Control] = {}
+        # Tiles kept by what they show, in isolated chunks: a join builds the newcomer's tile
+        # and updates its chunk in every tab, not everyone's tile (N tabs x N people per join
+        # made opening 40 tabs take 44 s; diffing all N kept tiles still grew with N, issue 12)
+        self._people_tiles = ChunkedTiles(self.people, spacing=8)
         self._device_tiles: dict[Online, ft.Control] = {}
         # the line under "Online (N)" is a span of it (one control fewer per tab, issue 12)
         self.devices_line = ft.TextSpan("", style=DETAIL_STYLE)
@@ -186,29 +188,37 @@ class PeoplePanel:
             border_radius=5,
         )
 
-    def render(self, online: list[Online], devices: list[Online]) -> ft.Control:
+    def render(self, online: list[Online], devices: list[Online]) -> list[ft.Control]:
+        """Show who is online and the LAN devices; returns the controls to update (the title,
+        the chunks of tiles that changed, the device list if it did)."""
         self.title.value = f"Online ({len(online)})"
         self.devices_line.text = f"\n{devices_summary(len(online), devices)}"
-        opener = self.on_open_dm
         me = self.me
         now = time.time()
-        tiles: dict[tuple, ft.Control] = {}
-        people = []
-        for p in online:
-            mine = p.local and me is not None and p.name == me
-            key = (p, mine, online_for(p, now))  # all a tile shows
-            tile = self._people_tiles.get(key) or online_tile(
-                p, now, on_click=opener(p.name) if opener else None, me=mine)
-            tiles[key] = tile
-            people.append(tile)
-        self._people_tiles = tiles
-        self.people.controls = people
+        # all a tile shows: the person, "(you)", how long online
+        keys = [(p, p.local and me is not None and p.name == me, online_for(p, now))
+                for p in online]
+        changed: list[ft.Control] = [
+            self.title, *self._people_tiles.show(keys, lambda key: self._tile(key, now))]
         block = self.on_block
         kept = self._device_tiles
-        self._device_tiles = {d: kept.get(d) or device_tile(d, block(d) if block else None)
-                              for d in devices}
-        self.devices.controls = list(self._device_tiles.values())
-        return self.panel
+        tiles = {d: kept[d] if d in kept else device_tile(d, block(d) if block else None)
+                 for d in devices}
+        if list(tiles) != list(kept):
+            self._device_tiles = tiles
+            self.devices.controls = list(tiles.values())
+            changed.append(self.devices)
+        return changed
+
+    def tiles(self) -> list[ft.Control]:
+        """The people's tiles shown, in order."""
+        return self._people_tiles.tiles()
+
+    def _tile(self, key: tuple, now: float) -> ft.Control:
+        person, mine, _ = key
+        opener = self.on_open_dm
+        return online_tile(person, now, on_click=opener(person.name) if opener else None,
+                           me=mine)
 
     def render_blocked(self, blocked: dict[str, str]) -> ft.Control:
         self.blocked_list.controls = [
