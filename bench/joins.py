@@ -2,14 +2,18 @@
 real server-side Flet sessions on a stand-in connection, the app's ``ChatView`` over one
 ``Hub``), one tab at a time, each joined under its own name.
 
-Per tab opened: the host's process CPU from the start of the open until the loop has settled
-(the new tab built and joined, every open tab's answer to the join sent), and the bytes the join
-sent to the tabs already open. A join should cost each open tab a small constant: CPU per join
-divided by the tabs already open should stay flat as N grows, and so should bytes per open tab.
+Per tab opened: the host's process CPU to build it (the page mounted, R rows loaded, the loop
+settled), then the CPU of its join until the loop has settled (the join handled in every open
+tab, every answer sent), and the bytes the join sent to the tabs already open. A join should
+cost each open tab a small constant: CPU per join divided by the tabs open should stay flat as N
+grows, and so should bytes per open tab.
 
-``uv run python -m bench.joins [--n 10,40,100] [--rows 0] [--profile FILE]`` prints, per N, the
-total CPU, the CPU of the last tenth of the joins per open tab, and the bytes per open tab per
-join; ``--profile`` writes cProfile stats of the largest N's opening (``python -m pstats``).
+``uv run python -m bench.joins [--n 10,40,100] [--rows 0] [--gap 0] [--profile FILE]`` prints,
+per N, the total CPU, the CPU of the last tenth of the joins per open tab, and the bytes per open
+tab per join; ``--profile`` writes cProfile stats of the largest N's opening (``python -m
+pstats``). ``--gap 1.5`` waits that long after each join (its CPU counted with the join), as
+people joining a classroom's host one after another do: what each open tab does a second after
+a join (its read mark, ``READ_DELAY``) is then part of every join, as it is in use.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ SETTLE = 0.02  # seconds of quiet loop after each open: every tab's answer to th
 class Opening:
     n: int
     cpu: list[float] = field(default_factory=list)  # per join, the whole host
+    build: list[float] = field(default_factory=list)  # per tab, building it before its join
     bytes_to_open: list[int] = field(default_factory=list)  # per join, to the tabs open before
     total_cpu: float = 0.0
     wall: float = 0.0
@@ -54,6 +59,7 @@ class Opening:
             "last_joins_cpu_ms": round(1000 * sum(self.cpu[t]) / len(self.cpu[t]), 3),
             "last_joins_cpu_per_open_tab_ms": round(1000 * sum(per_open) / len(per_open), 4),
             "last_joins_bytes_per_open_tab": round(sum(bytes_per) / len(bytes_per), 1),
+            "build_cpu_ms_median": round(1000 * sorted(self.build)[len(self.build) // 2], 3),
             "total_bytes_to_open_tabs": sum(self.bytes_to_open),
         }
 
@@ -67,7 +73,7 @@ async def _settle(hub: Any) -> None:
 
 async def open_tabs(n: int, rows: int, tmp: Path, key: str,
                     profiler: cProfile.Profile | None = None,
-                    profile_from: int = 0) -> tuple[Opening, list, Any]:
+                    profile_from: int = 0, gap: float = 0.0) -> tuple[Opening, list, Any]:
     from flet.controls.context import _context_page
     from flet.messaging.protocol import Message, MessageAction, RegisterClientResponseBody
     from flet.messaging.session import Session
@@ -95,7 +101,6 @@ async def open_tabs(n: int, rows: int, tmp: Path, key: str,
     for i in range(n):
         if profiler is not None and i == profile_from:
             profiler.enable()
-        before = [c.bytes_out for c in conns]
         t0 = time.process_time()
         conn = conn_cls(loop, executor, pubsub, {})
         session = Session(conn)
@@ -107,11 +112,17 @@ async def open_tabs(n: int, rows: int, tmp: Path, key: str,
         me = HubSession(hub, device="browser")
         view = ChatView(session.page, HubBackend(me, session.page.pubsub))
         await view.mount()
-        me.join(f"Tab{i:03d}")
         while len(view.conversation.rows) < rows and await view.feed.older_page():
             pass
         view.updates.flush()
         await _settle(hub)
+        out.build.append(time.process_time() - t0)
+        before = [c.bytes_out for c in conns]
+        t0 = time.process_time()
+        me.join(f"Tab{i:03d}")
+        await _settle(hub)
+        if gap:
+            await asyncio.sleep(gap)
         out.cpu.append(time.process_time() - t0)
         out.bytes_to_open.append(sum(c.bytes_out for c in conns) - sum(before))
         conns.append(conn)
@@ -124,11 +135,12 @@ async def open_tabs(n: int, rows: int, tmp: Path, key: str,
     return out, sessions, hub
 
 
-async def _run(ns: list[int], rows: int, tmp: Path, profile: Path | None) -> list[dict]:
+async def _run(ns: list[int], rows: int, tmp: Path, profile: Path | None,
+               gap: float) -> list[dict]:
     results = []
     for n in ns:
         profiler = cProfile.Profile() if profile is not None and n == max(ns) else None
-        opening, sessions, hub = await open_tabs(n, rows, tmp, f"j{n}", profiler)
+        opening, sessions, hub = await open_tabs(n, rows, tmp, f"j{n}", profiler, gap=gap)
         results.append(opening.summary())
         print(json.dumps(results[-1]), flush=True)
         if profiler is not None:
@@ -149,11 +161,12 @@ def main() -> None:
     p.add_argument("--n", default="10,40")
     p.add_argument("--rows", type=int, default=0)
     p.add_argument("--profile", type=Path)
+    p.add_argument("--gap", type=float, default=0.0)
     args = p.parse_args()
     ns = [int(x) for x in args.n.split(",") if x]
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="fcbench-") as tmp:
-        asyncio.run(_run(ns, args.rows, Path(tmp), args.profile))
+        asyncio.run(_run(ns, args.rows, Path(tmp), args.profile, args.gap))
     print(f"load {load:.2f} -> {os.getloadavg()[0]:.2f}")
 
 

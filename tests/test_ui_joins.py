@@ -227,3 +227,28 @@ def test_kept_keys_out_of_order_make_the_chunks_afresh() -> None:
     assert changed == [column]  # new chunks, with new tiles: none moved between chunks
     assert not set(map(id, old)) & set(map(id, chunked.tiles()))
     changed = chunked.show(list(range(30)), tile)
+
+
+def test_how_long_someone_is_online_changes_in_place(monkeypatch) -> None:
+    """A minute later the tile says "1 min": the same tile, its label and detail span, updated
+    on its own (a new tile for everyone each minute, in every tab, was most of a join's bytes
+    once people had been online a while)."""
+    import fletchat.ui.people as people_module
+    from fletchat.events import Online
+    from fletchat.ui.people import PeoplePanel
+
+    now = 1_000_000.0
+    monkeypatch.setattr(people_module.time, "time", lambda: now)
+    panel = PeoplePanel("", None, None, lambda _p: None)
+    ann = Online("k1", "Ann", "browser", now, True)
+    bob = Online("k2", "Bob", "browser", now, True)
+    panel.render([ann], [])
+    [tile] = panel.tiles()
+    assert tile.label == "Ann online, browser · on this host · just now"
+    now += 61
+    changed = panel.render([ann, bob], [])
+    assert panel.tiles()[0] is tile and tile in changed
+    assert tile.label == "Ann online, browser · on this host · 1 min"
+    assert "browser · on this host · 1 min" in tile.content.content.controls[1].spans[0].text
+    assert panel.tiles()[1].label.endswith("1 min")  # Bob's, built now, says it from the start
+    assert tile not in panel.render([ann, bob], [])  # nothing new to say: not updated again

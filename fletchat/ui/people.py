@@ -22,26 +22,52 @@ DETAIL_STYLE = ft.TextStyle(size=11, color=ft.Colors.ON_SURFACE_VARIANT,
 
 
 class PersonTile(Isolated, ft.Semantics):
-    """A person's line, never changed once built (``PeoplePanel`` builds a new one when what it
-    shows changes): a roster update of the panel does not walk into the tiles it keeps."""
+    """A person's line, built once per person (and "(you)"): a roster update of the panel does
+    not walk into the tiles it keeps, and how long they have been online changes in place
+    (``show_online_for``: one span and the label, not a new tile in every tab)."""
+
+    # set by online_tile (not fields: Flet neither tracks nor sends them)
+    _person: Online
+    _shown_name: str
+    _online_for: str
+    _detail: ft.TextSpan
+
+    @property
+    def person(self) -> Online:
+        return self._person
+
+    def show_online_for(self, duration: str) -> bool:
+        """Say ``duration``; True when that changed what the tile shows (update it then)."""
+        if duration == self._online_for:
+            return False
+        self._online_for = duration
+        detail = person_detail(self._person, duration)
+        self.label = f"{self._shown_name} online, {detail}"
+        self._detail.text = f"\n{detail}"
+        return True
 
 
 class DeviceTile(Isolated, ft.Row):
     """A LAN device's line; kept like ``PersonTile``."""
 
 
+def person_detail(person: Online, duration: str) -> str:
+    where = "on this host" if person.local else "on another device"
+    return f"{person.device} · {where} · {duration}"
+
+
 def online_tile(
     person: Online, now: float | None = None, on_click: Callable | None = None,
     me: bool = False,
-) -> ft.Control:
+) -> PersonTile:
     """One line of the people list: avatar, name ("(you)" on one's own), what they use, where
     and how long online; a click opens a direct message (never to oneself)."""
     duration = online_for(person, now)
-    where = "on this host" if person.local else "on another device"
-    detail = f"{person.device} · {where} · {duration}"
+    detail = person_detail(person, duration)
     name = f"{person.name} (you)" if me else person.name
     on_click = None if me else on_click
-    return PersonTile(
+    span = ft.TextSpan(f"\n{detail}", style=DETAIL_STYLE)
+    tile = PersonTile(
         label=f"{name} online, {detail}",
         container=True,
         button=on_click is not None or None,
@@ -60,13 +86,14 @@ def online_tile(
                         bgcolor=avatar_color(person.name),
                         radius=14,
                     ),
-                    ft.Text(name, weight=ft.FontWeight.W_500, size=13,
-                            spans=[ft.TextSpan(f"\n{detail}", style=DETAIL_STYLE)]),
+                    ft.Text(name, weight=ft.FontWeight.W_500, size=13, spans=[span]),
                 ],
                 spacing=8,
             ),
         ),
     )
+    tile._person, tile._shown_name, tile._online_for, tile._detail = person, name, duration, span
+    return tile
 
 
 def online_for(person: Online, now: float | None = None) -> str:
@@ -195,11 +222,12 @@ class PeoplePanel:
         self.devices_line.text = f"\n{devices_summary(len(online), devices)}"
         me = self.me
         now = time.time()
-        # all a tile shows: the person, "(you)", how long online
-        keys = [(p, p.local and me is not None and p.name == me, online_for(p, now))
-                for p in online]
+        # a tile per person and "(you)"; how long online is said in place (show_online_for)
+        keys = [(p, p.local and me is not None and p.name == me) for p in online]
         changed: list[ft.Control] = [
             self.title, *self._people_tiles.show(keys, lambda key: self._tile(key, now))]
+        changed.extend(tile for tile in self._people_tiles.tiles()
+                       if tile.show_online_for(online_for(tile.person, now)))
         block = self.on_block
         kept = self._device_tiles
         tiles = {d: kept[d] if d in kept else device_tile(d, block(d) if block else None)
@@ -215,7 +243,7 @@ class PeoplePanel:
         return self._people_tiles.tiles()
 
     def _tile(self, key: tuple, now: float) -> ft.Control:
-        person, mine, _ = key
+        person, mine = key
         opener = self.on_open_dm
         return online_tile(person, now, on_click=opener(person.name) if opener else None,
                            me=mine)
