@@ -82,6 +82,7 @@ async def open_tabs(n: int, rows: int, tmp: Path, key: str,
     from fletchat.hub import Hub, HubSession
     from fletchat.ui import ChatView
     from fletchat.ui.hub_backend import HubBackend
+    from fletchat.ui.screens import ScreensPublisher
 
     loop = asyncio.get_running_loop()
     executor = ThreadPoolExecutor(4)
@@ -108,7 +109,7 @@ async def open_tabs(n: int, rows: int, tmp: Path, key: str,
         conn.send_message(Message(MessageAction.REGISTER_CLIENT, RegisterClientResponseBody(
             session_id=session.id, page_patch=session.get_page_patch(), error="")))
         _context_page.set(session.page)
-        hub.use_pubsub(session.page.pubsub)
+        hub.use_pubsub(ScreensPublisher(session.page.pubsub, loop))  # as make_session_main
         me = HubSession(hub, device="browser")
         view = ChatView(session.page, HubBackend(me, session.page.pubsub))
         await view.mount()

@@ -252,3 +252,38 @@ def test_how_long_someone_is_online_changes_in_place(monkeypatch) -> None:
     assert "browser · on this host · 1 min" in tile.content.content.controls[1].spans[0].text
     assert panel.tiles()[1].label.endswith("1 min")  # Bob's, built now, says it from the start
     assert tile not in panel.render([ann, bob], [])  # nothing new to say: not updated again
+
+
+async def test_read_marks_reach_the_tabs_coalesced_per_channel() -> None:
+    """100 tabs read a message a second after it arrived: their 100 marks went to 100 tabs
+    (10,000 handler calls, about a second of CPU). The tabs now get the last mark of each
+    channel once per READ_WINDOW; everything else goes through at once."""
+    from fletchat.model import Message
+    from fletchat.ui.screens import READ_WINDOW, ScreensPublisher
+
+    class Pubsub:
+        def __init__(self) -> None:
+            self.sent: list[tuple[str, object]] = []
+
+        def send_all_on_topic(self, topic: str, message: object) -> None:
+            self.sent.append((topic, message))
+
+    pubsub = Pubsub()
+    screens = ScreensPublisher(pubsub, asyncio.get_running_loop())
+    for i in range(100):
+        screens.send_all_on_topic("t", ReadChanged("general", f"Tab{i}", f"h{i}"))
+    screens.send_all_on_topic("t", ReadChanged("lunch", "Ada", "h1"))
+    hello = Message.chat("Ada", "hello", "o1")
+    screens.send_all_on_topic("t", hello)
+    assert pubsub.sent == [("t", hello)]  # not held back
+    deadline = time.monotonic() + 5
+    while len(pubsub.sent) < 3 and time.monotonic() < deadline:
+        await asyncio.sleep(READ_WINDOW / 4)
+    await asyncio.sleep(READ_WINDOW * 2)  # and nothing more comes
+    assert pubsub.sent[1:] == [("t", ReadChanged("general", "Tab99", "h99")),
+                               ("t", ReadChanged("lunch", "Ada", "h1"))]
+    screens.send_all_on_topic("t", ReadChanged("general", "Bob", "h2"))  # a new window
+    deadline = time.monotonic() + 5
+    while len(pubsub.sent) < 4 and time.monotonic() < deadline:
+        await asyncio.sleep(READ_WINDOW / 4)
+    assert pubsub.sent[3] == ("t", ReadChanged("general", "Bob", "h2"))
