@@ -37,7 +37,11 @@ class ScreensPublisher:
             first = not self._reads
             self._reads[(topic, message.channel)] = message
         if first:
-            self.loop.call_soon_threadsafe(self.loop.call_later, READ_WINDOW, self._flush)
+            try:
+                self.loop.call_soon_threadsafe(self.loop.call_later, READ_WINDOW, self._flush)
+            except RuntimeError:  # the loop is closed: the process is stopping, no tab to tell
+                with self._lock:
+                    self._reads.clear()
 
     def _flush(self) -> None:
         with self._lock:
