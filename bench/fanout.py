@@ -161,6 +161,7 @@ async def _app_tabs(conn_cls, loop, executor, rows: int, n: int, tmp: Path, key:
     from fletchat.hub import Hub, HubSession
     from fletchat.ui import ChatView
     from fletchat.ui.hub_backend import HubBackend
+    from fletchat.ui.screens import ScreensPublisher
 
     _speedup(True)
     hub = Hub(f"host-{key}", "web-host", store=_seed_store(tmp / f"{key}.db", rows))
@@ -174,7 +175,7 @@ async def _app_tabs(conn_cls, loop, executor, rows: int, n: int, tmp: Path, key:
     sink: dict[str, list[float]] = {}
 
     async def open_one(page) -> None:
-        hub.use_pubsub(page.pubsub)
+        hub.use_pubsub(ScreensPublisher(page.pubsub, loop))  # as make_session_main
         session = HubSession(hub, device="browser")
         view = ChatView(page, HubBackend(session, page.pubsub))
         await view.mount()

@@ -737,9 +737,11 @@ async def test_the_login_can_go_out_before_the_view_and_a_quick_join_waits_for_i
 def test_a_join_builds_only_the_newcomers_tile_and_the_panel_does_not_walk_the_others() -> None:
     """Every tab redraws its people panel on every join: with N tabs that was N tiles built
     and diffed per tab per join (40 tabs took 44 s to open). Tiles are kept by what they
-    show and are isolated, so a join builds one tile and Flet's diff stops at the kept ones."""
+    show, isolated, in isolated chunks: a join builds one tile and updates its chunk (and the
+    title), never the panel or every tile."""
     from fletchat.events import Online
     from fletchat.ui.people import PeoplePanel
+    from fletchat.ui.tile_chunks import TileChunk
 
     panel = PeoplePanel("", None, None, lambda _p: None)
     now = time.time()
@@ -747,12 +749,16 @@ def test_a_join_builds_only_the_newcomers_tile_and_the_panel_does_not_walk_the_o
     bob = Online("k2", "Bob", "browser", now, True)
     lan = Online("p1", "Cy", "desktop", now, False, "f" * 64)
     panel.render([ann], [lan])
-    first, device = panel.people.controls[0], panel.devices.controls[0]
-    panel.render([ann, bob], [lan])
-    assert panel.people.controls[0] is first and panel.devices.controls[0] is device
-    assert len(panel.people.controls) == 2 and panel.people.controls[1] is not first
-    assert all(tile.is_isolated() for tile in [*panel.people.controls, device])
+    [first], device = panel.tiles(), panel.devices.controls[0]
+    changed = panel.render([ann, bob], [lan])
+    assert panel.tiles()[0] is first and panel.devices.controls[0] is device
+    assert len(panel.tiles()) == 2 and panel.tiles()[1] is not first
+    assert all(tile.is_isolated() for tile in [*panel.tiles(), device])
+    [chunk] = panel.people.controls
+    assert isinstance(chunk, TileChunk) and chunk.is_isolated()
+    assert changed == [panel.title, chunk]  # not the panel, not the devices (unchanged)
     panel.me = "Ann"  # what a tile shows changed: that tile is built again
-    panel.render([ann, bob], [])
-    assert panel.people.controls[0] is not first and panel.devices.controls == []
-    assert "Ann (you) online" in panel.people.controls[0].label
+    changed = panel.render([ann, bob], [])
+    assert panel.tiles()[0] is not first and panel.devices.controls == []
+    assert "Ann (you) online" in panel.tiles()[0].label
+    assert panel.devices in changed and panel.panel not in changed

@@ -110,12 +110,14 @@ class Conversation:
     def first_hlc(self) -> str:
         return next((r.message.hlc for r in self.shown() if r.message.hlc), "")
 
-    def newest_row(self) -> MessageRow | None:
-        """The last row shown (a live message groups with it, or starts a new day)."""
+    def newest_row(self, kind: str = "") -> MessageRow | None:
+        """The last row shown (a live message groups with it, or starts a new day); with
+        ``kind``, the last row of a message of that kind."""
         for section in self.list.controls:
             for chunk in reversed(section.controls):  # type: ignore[attr-defined]
-                if chunk.controls:
-                    return chunk.controls[-1]  # type: ignore[attr-defined]
+                for row in reversed(chunk.controls):  # type: ignore[attr-defined]
+                    if not kind or row.message.kind == kind:  # type: ignore[attr-defined]
+                        return row  # type: ignore[return-value]
         return None
 
     def newest_hlc(self) -> str:

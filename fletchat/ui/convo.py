@@ -26,7 +26,7 @@ from ..conversation.views import (
     TypingChanged,
 )
 from ..events import Delivered
-from ..model import KIND_DELETE, Message
+from ..model import KIND_CHAT, KIND_DELETE, Message
 from .attention import Attention, wants_alert
 from .composer_extras import (
     EmojiButton,
@@ -50,6 +50,9 @@ if TYPE_CHECKING:
     from .view import ChatView
 
 READ_DELAY = 1.0  # read marks wait this long after the last message shown (one per burst)
+# Read marks are up to the newest chat message shown: only chat rows show who has seen them, and
+# a join or leave line is no news to mark (issue 12: with N tabs open, every join line made every
+# tab send a mark that went to every tab, N x N events per join)
 
 
 class Convo:
@@ -72,6 +75,7 @@ class Convo:
         self.titles = TitleKeeper()
         self.qr = QrJoin(self.page, join_url)
         self._read_timer: asyncio.TimerHandle | None = None
+        self._marked: dict[tuple[str, str], str] = {}  # (channel, name) -> stamp marked read
         self._mine: dict[str, ConvoRow] = {}  # rows drawn as this person's (read marks: these)
         self.handlers = RowHandlers(self.actions.reactor, self.actions.opener, self.quote_click)
 
@@ -184,7 +188,7 @@ class Convo:
         if shown:
             self.typing_line.show([n for n in self.backend.typing_names(msg.channel)
                                    if n != msg.author])
-            if focused:
+            if focused and msg.kind == KIND_CHAT:
                 self.schedule_read()
         changed = self.attention.note(msg, me, mine, shown, focused)
         if not shown or changed:
@@ -250,11 +254,19 @@ class Convo:
         self._read_timer = loop.call_later(delay, self.mark_read)
 
     def mark_read(self) -> None:
+        """Tell the others this person has read up to the newest chat message shown (once per
+        message: a mark already sent for it is not sent again)."""
         self._read_timer = None
-        last = self.view.conversation.newest_row()
-        if last is not None and self.backend.name and last.message.hlc:
-            msg = last.original if isinstance(last, ConvoRow) else last.message
-            self.backend.mark_read(self.view.state.channel, msg)
+        last = self.view.conversation.newest_row(KIND_CHAT)
+        name = self.backend.name
+        if last is None or not name or not last.message.hlc:
+            return
+        msg = last.original if isinstance(last, ConvoRow) else last.message
+        channel = self.view.state.channel
+        if self._marked.get((channel, name)) == msg.hlc:
+            return
+        self._marked[(channel, name)] = msg.hlc
+        self.backend.mark_read(channel, msg)
 
     # ---- replies, jumps ----
     async def start_reply(self, parent: Message) -> None:

@@ -14,6 +14,7 @@ from ..model import avatar_color, initials
 from .device_details import DETAILS_BUTTON
 from .network_check import CHECK_NETWORK
 from .text import BLOCK_TOOLTIP, BLOCKED_TITLE, short_fingerprint
+from .tile_chunks import ChunkedTiles
 from .updates import Isolated
 
 DETAIL_STYLE = ft.TextStyle(size=11, color=ft.Colors.ON_SURFACE_VARIANT,
@@ -21,26 +22,52 @@ DETAIL_STYLE = ft.TextStyle(size=11, color=ft.Colors.ON_SURFACE_VARIANT,
 
 
 class PersonTile(Isolated, ft.Semantics):
-    """A person's line, never changed once built (``PeoplePanel`` builds a new one when what it
-    shows changes): a roster update of the panel does not walk into the tiles it keeps."""
+    """A person's line, built once per person (and "(you)"): a roster update of the panel does
+    not walk into the tiles it keeps, and how long they have been online changes in place
+    (``show_online_for``: one span and the label, not a new tile in every tab)."""
+
+    # set by online_tile (not fields: Flet neither tracks nor sends them)
+    _person: Online
+    _shown_name: str
+    _online_for: str
+    _detail: ft.TextSpan
+
+    @property
+    def person(self) -> Online:
+        return self._person
+
+    def show_online_for(self, duration: str) -> bool:
+        """Say ``duration``; True when that changed what the tile shows (update it then)."""
+        if duration == self._online_for:
+            return False
+        self._online_for = duration
+        detail = person_detail(self._person, duration)
+        self.label = f"{self._shown_name} online, {detail}"
+        self._detail.text = f"\n{detail}"
+        return True
 
 
 class DeviceTile(Isolated, ft.Row):
     """A LAN device's line; kept like ``PersonTile``."""
 
 
+def person_detail(person: Online, duration: str) -> str:
+    where = "on this host" if person.local else "on another device"
+    return f"{person.device} · {where} · {duration}"
+
+
 def online_tile(
     person: Online, now: float | None = None, on_click: Callable | None = None,
     me: bool = False,
-) -> ft.Control:
+) -> PersonTile:
     """One line of the people list: avatar, name ("(you)" on one's own), what they use, where
     and how long online; a click opens a direct message (never to oneself)."""
     duration = online_for(person, now)
-    where = "on this host" if person.local else "on another device"
-    detail = f"{person.device} · {where} · {duration}"
+    detail = person_detail(person, duration)
     name = f"{person.name} (you)" if me else person.name
     on_click = None if me else on_click
-    return PersonTile(
+    span = ft.TextSpan(f"\n{detail}", style=DETAIL_STYLE)
+    tile = PersonTile(
         label=f"{name} online, {detail}",
         container=True,
         button=on_click is not None or None,
@@ -59,13 +86,14 @@ def online_tile(
                         bgcolor=avatar_color(person.name),
                         radius=14,
                     ),
-                    ft.Text(name, weight=ft.FontWeight.W_500, size=13,
-                            spans=[ft.TextSpan(f"\n{detail}", style=DETAIL_STYLE)]),
+                    ft.Text(name, weight=ft.FontWeight.W_500, size=13, spans=[span]),
                 ],
                 spacing=8,
             ),
         ),
     )
+    tile._person, tile._shown_name, tile._online_for, tile._detail = person, name, duration, span
+    return tile
 
 
 def online_for(person: Online, now: float | None = None) -> str:
@@ -153,9 +181,10 @@ class PeoplePanel:
         self.on_block = on_block
         self.on_unblock = on_unblock
         self.people = ft.Column(spacing=8, scroll=ft.ScrollMode.AUTO, expand=True)
-        # Tiles kept by what they show: a join redraws only the newcomer's tile in every tab,
-        # not everyone's (N tabs x N people per join made opening 40 tabs take 44 s, issue 12)
-        self._people_tiles: dict[tuple, ft.Control] = {}
+        # Tiles kept by what they show, in isolated chunks: a join builds the newcomer's tile
+        # and updates its chunk in every tab, not everyone's tile (N tabs x N people per join
+        # made opening 40 tabs take 44 s; diffing all N kept tiles still grew with N, issue 12)
+        self._people_tiles = ChunkedTiles(self.people, spacing=8)
         self._device_tiles: dict[Online, ft.Control] = {}
         # the line under "Online (N)" is a span of it (one control fewer per tab, issue 12)
         self.devices_line = ft.TextSpan("", style=DETAIL_STYLE)
@@ -186,29 +215,38 @@ class PeoplePanel:
             border_radius=5,
         )
 
-    def render(self, online: list[Online], devices: list[Online]) -> ft.Control:
+    def render(self, online: list[Online], devices: list[Online]) -> list[ft.Control]:
+        """Show who is online and the LAN devices; returns the controls to update (the title,
+        the chunks of tiles that changed, the device list if it did)."""
         self.title.value = f"Online ({len(online)})"
         self.devices_line.text = f"\n{devices_summary(len(online), devices)}"
-        opener = self.on_open_dm
         me = self.me
         now = time.time()
-        tiles: dict[tuple, ft.Control] = {}
-        people = []
-        for p in online:
-            mine = p.local and me is not None and p.name == me
-            key = (p, mine, online_for(p, now))  # all a tile shows
-            tile = self._people_tiles.get(key) or online_tile(
-                p, now, on_click=opener(p.name) if opener else None, me=mine)
-            tiles[key] = tile
-            people.append(tile)
-        self._people_tiles = tiles
-        self.people.controls = people
+        # a tile per person and "(you)"; how long online is said in place (show_online_for)
+        keys = [(p, p.local and me is not None and p.name == me) for p in online]
+        changed: list[ft.Control] = [
+            self.title, *self._people_tiles.show(keys, lambda key: self._tile(key, now))]
+        changed.extend(tile for tile in self._people_tiles.tiles()
+                       if tile.show_online_for(online_for(tile.person, now)))
         block = self.on_block
         kept = self._device_tiles
-        self._device_tiles = {d: kept.get(d) or device_tile(d, block(d) if block else None)
-                              for d in devices}
-        self.devices.controls = list(self._device_tiles.values())
-        return self.panel
+        tiles = {d: kept[d] if d in kept else device_tile(d, block(d) if block else None)
+                 for d in devices}
+        if list(tiles) != list(kept):
+            self._device_tiles = tiles
+            self.devices.controls = list(tiles.values())
+            changed.append(self.devices)
+        return changed
+
+    def tiles(self) -> list[ft.Control]:
+        """The people's tiles shown, in order."""
+        return self._people_tiles.tiles()
+
+    def _tile(self, key: tuple, now: float) -> ft.Control:
+        person, mine = key
+        opener = self.on_open_dm
+        return online_tile(person, now, on_click=opener(person.name) if opener else None,
+                           me=mine)
 
     def render_blocked(self, blocked: dict[str, str]) -> ft.Control:
         self.blocked_list.controls = [

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ import flet as ft
 from ..hub import Hub, HubSession
 from . import flet_speedup
 from .hub_backend import HubBackend
+from .screens import ScreensPublisher
 from .settings import PrefsStore
 from .view import ChatView
 
@@ -36,7 +38,7 @@ def make_session_main(
         log.warning("running Flet's own control walk: %s", err)
     async def session_main(page: ft.Page) -> None:
         hub = hub_factory()
-        hub.use_pubsub(page.pubsub)
+        hub.use_pubsub(ScreensPublisher(page.pubsub, asyncio.get_running_loop()))
         session = HubSession(hub, device=device)
         prefs = PrefsStore(prefs_path) if prefs_path is not None else PrefsStore(client=True)
         view = ChatView(page, HubBackend(session, page.pubsub), prefill_name, uploads=uploads,

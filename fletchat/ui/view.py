@@ -193,7 +193,7 @@ class ChatView:
         if isinstance(event, Message):
             self.on_message(event)
         elif isinstance(event, RosterChanged):
-            self.updates.mark(self.people.render(list(event.online), list(event.devices)))
+            self.updates.mark(*self.people.render(list(event.online), list(event.devices)))
         elif isinstance(event, Delivered):
             self.feed.delivered(event.ids, event.at)
         elif isinstance(event, ChannelsChanged):
@@ -238,7 +238,7 @@ class ChatView:
         self.page.pop_dialog()
         self.people.me = self.backend.name
         self.render_channels()  # direct messages for this name become visible
-        self.updates.mark(self.people.render(self.backend.online(), self.backend.lan_peers()))
+        self.updates.mark(*self.people.render(self.backend.online(), self.backend.lan_peers()))
         self.updates.flush()
         await self.composer.focus()
         await self.memory.save(self.backend.name or "")
