@@ -13,6 +13,8 @@ shaping, the same hosts and the same file for app and baseline:
 - chat latency during that transfer (h1 writes a line, h2 prints it; from the offer's arrival
   to the verified file), vs the same peers on the same shaped pair with no transfer, measured
   just before in each round (target: p50 <= 1.5x);
+- the same chat latency while ``curl`` (not the app) moves the file over the same link: what the
+  link's own queue adds, the part of the figure above that no app change can remove;
 - one sender, four receivers of a 100 MB file, every one of the five hosts shaped, vs four
   sequential curls from h1 (target: faster), with the share of chunks the sender sent in the note.
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -66,6 +69,7 @@ class PairRound:
     cpu: tuple[float, float]  # CPU seconds of the sender's and the receiver's process during it
     load: float  # 1-minute load average at the round's start
     first: float | None  # the line typed right after /file (waits for the import; not counted)
+    during_curl: list[float]  # chat latencies (s) while curl moved the same file on the same link
 
 
 def transfer_with_chat(a: Any, b: Any, big: Path, tag: str) -> tuple[
@@ -95,6 +99,38 @@ def transfer_with_chat(a: Any, b: Any, big: Path, tag: str) -> tuple[
     return result["r"][0], busy, cpu, first[0] if first else None
 
 
+def curl_with_chat(lan: Any, a: Any, b: Any, files: Path, name: str,
+                   tag: str) -> tuple[float, list[float]]:
+    """``curl`` on h2 fetching ``name`` from ``python -m http.server`` on h1 (into a file on the
+    same disk) while a keeps writing chat lines to b, as during the app's transfer: (the curl's
+    seconds, the chat latencies meanwhile: what the link's own queue adds, with no app transfer)."""
+    h1, h2 = lan
+    server = h1.popen([sys.executable, "-m", "http.server", "8099", "--bind", h1.ip, "--directory",
+                       str(files)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    result: dict[str, float] = {}
+
+    def fetch() -> None:
+        t0 = time.monotonic()
+        h2.run(["curl", "-sS", "-o", str(files / "curl.out"), f"http://{h1.ip}:8099/{name}"],
+               timeout=600)
+        result["s"] = time.monotonic() - t0
+
+    try:
+        time.sleep(1.0)
+        t = threading.Thread(target=fetch)
+        t.start()
+        chat: list[float] = []
+        while t.is_alive():
+            chat += BF._chat_latency(a, b, 1, tag, gap=0.02)
+        t.join()
+    finally:
+        stop_process(server)
+        (files / "curl.out").unlink(missing_ok=True)
+    if "s" not in result:
+        raise RuntimeError("the curl failed")
+    return result["s"], chat
+
+
 def pair_rounds(lan: Any, a: Any, b: Any, files: Path, plan: Plan, mbit: int) -> list[PairRound]:
     """``plan.rounds`` rounds on h1 -> h2, both hosts shaped to ``mbit``."""
     h1, h2 = lan
@@ -106,16 +142,17 @@ def pair_rounds(lan: Any, a: Any, b: Any, files: Path, plan: Plan, mbit: int) ->
         load = os.getloadavg()[0]
         quiet = BF._chat_latency(a, b, plan.pings, f"quiet{mbit}-{i}")
         big = BF.random_file(files / f"s{mbit}-{i}.bin", size)
-        curl_s = BF._curl(h1, h2, files, big.name, 1)[0] if i % 2 else None
+        curl = curl_with_chat(lan, a, b, files, big.name, f"curl{mbit}-{i}") if i % 2 else None
         secs, busy, cpu, first = transfer_with_chat(a, b, big, f"busy{mbit}-{i}")
-        if curl_s is None:
-            curl_s = BF._curl(h1, h2, files, big.name, 1)[0]
+        if curl is None:
+            curl = curl_with_chat(lan, a, b, files, big.name, f"curl{mbit}-{i}")
         big.unlink()
-        (files / "curl.out").unlink(missing_ok=True)
-        out.append(PairRound(size / MB / secs, size / MB / curl_s, quiet, busy, cpu, load, first))
+        out.append(PairRound(size / MB / secs, size / MB / curl[0], quiet, busy, cpu, load, first,
+                             curl[1]))
         print(f"  {mbit} Mbit/s round {i}: app {out[-1].app:.1f} MB/s, curl {out[-1].curl:.1f} "
               f"MB/s, chat p50 {percentile(busy, 50) * 1000 if busy else 0:.0f} ms during vs "
-              f"{percentile(quiet, 50) * 1000:.0f} ms quiet, CPU {cpu[0]:.2f} / {cpu[1]:.2f} s, "
+              f"{percentile(quiet, 50) * 1000:.0f} ms quiet, "
+              f"{percentile(curl[1], 50) * 1000 if curl[1] else 0:.0f} ms during curl, CPU {cpu[0]:.2f} / {cpu[1]:.2f} s, "
               f"load {load:.1f}", file=sys.stderr, flush=True)
     return out
 
@@ -144,6 +181,15 @@ def _pair_rows(plan: Plan, mbit: int, rounds: list[PairRound]) -> list[dict[str,
             n=sum(len(r.busy) for r in chat), target_max_ratio=1.5 if q == 50 else None,
             note=f"per round: p{q} of the chat lines from the offer to the verified file / "
                  f"before the transfer; {first}{note}"))
+    link_only = [r for r in chat if r.during_curl]
+    rows.append(spread_row(
+        f"chat latency during a curl of that file on {link} p50 (the link's own queue)",
+        [percentile(r.during_curl, 50) for r in link_only],
+        [percentile(r.quiet, 50) for r in link_only], unit="s",
+        baseline_name="same peers and links, no transfer (just before)",
+        n=sum(len(r.during_curl) for r in link_only),
+        note="chat lines while curl (not the app) moves the same file over the same shaped link: "
+             "what the link's FIFO queue adds to chat without any app transfer"))
     return rows
 
 
