@@ -122,16 +122,29 @@ def test_with_a_stripe_the_origin_is_asked_only_for_ours_until_the_fellows_go_qu
         asked.append(i)
         todo += [r for r in requests(reply("origin", i, 0.1))]
     assert sorted(asked) == list(range(1, 41, 4))  # ours only, each once
-    assert requests(f.tick(0.1 + L.STRIPE_IDLE_S / 2)) == []  # the fellows bring the rest
-    # a fellow announces chunks: asked of it, not of the origin, and the wait starts again
-    got = requests(f.add_holder("fellow", 0.3, chunks=[0, 2, 3]))
+    assert requests(f.tick(0.1 + L.STRIPE_IDLE_S / 4)) == []  # the fellows bring the rest
+    # a fellow announces chunks: asked of it, not of the origin
+    got = requests(f.add_holder("fellow", 0.2, chunks=[0, 2, 3]))
     assert sorted(got) == [("fellow", 0), ("fellow", 2), ("fellow", 3)]
     for _, i in got:
-        assert requests(reply("fellow", i, 0.4)) == []
-    assert requests(f.tick(0.4 + L.STRIPE_IDLE_S / 2)) == []
-    # nothing from the fellows for STRIPE_IDLE_S: the origin is asked for the others' chunks too
-    late = requests(f.tick(0.4 + L.STRIPE_IDLE_S))
-    assert late and all(p == "origin" and i % 4 != 1 for p, i in late)
+        assert requests(reply("fellow", i, 0.3)) == []
+    # it keeps announcing, slowly: once our stripe has been complete STRIPE_IDLE_S, the origin is
+    # asked for the others' chunks too (a slow fellow's stripe is not waited for)
+    late = requests(f.add_holder("fellow", 0.1 + L.STRIPE_IDLE_S, chunks=[6]))
+    assert ("fellow", 6) in late
+    assert {p for p, i in late if i != 6} == {"origin"} and all(i % 4 != 1 for _, i in late)
+    # fellows that go quiet: the origin is asked for anything STRIPE_IDLE_S after the last news
+    q = Fetch(big, max_in_flight=4)
+    q.stripe(2, 4, 0)
+    first = requests(q.add_holder("origin", 0))
+    assert len(first) == 4 and all(i % 4 == 2 for _, i in first)
+    q.add_holder("fellow", 0.1, chunks=[0])  # in flight from the fellow from now on
+    for _, i in first:  # our stripe is not complete: only its chunks while the fellow is fresh
+        assert all(j % 4 == 2 for p, j in requests(q.on_chunk("origin", i, chunks[i],
+                                                                tree.proof(i), 0.2)) if p == "origin")
+    i = min(q.in_flight("origin"))  # nothing from the fellow since 0.1: the next pick is free
+    new = requests(q.on_chunk("origin", i, chunks[i], tree.proof(i), 0.1 + L.STRIPE_IDLE_S))
+    assert any(p == "origin" and j % 4 != 2 for p, j in new)
     # a fellow that completed is asked for anything, stripe or not
     g = Fetch(big, max_in_flight=16)
     g.stripe(0, 2, 0)

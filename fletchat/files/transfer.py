@@ -123,6 +123,7 @@ class Fetch:
         self._mix: random.Random | None = None  # after ``spread``: the origin's picks vary
         self._stripe: tuple[int, int] | None = None  # (k, n): the origin's chunks i % n == k are ours
         self._partial_at = 0.0  # when a partial holder last delivered or announced a chunk
+        self._stripe_done_at: float | None = None  # when every chunk of our stripe was verified
         self._done_reported = False
         self._gone_reported = False
         self._liars: set[str] = set()  # holders that got a verdict: never asked again for this file
@@ -189,9 +190,12 @@ class Fetch:
         ranks the same ids the same way): it asks whole-file holders that are not fellows (the
         origin) for the chunks ``i % n == k`` and waits for the others to come from the fellows,
         so the origin's upload carries each chunk about once. Outside its stripe it asks the
-        origin only after ``STRIPE_IDLE_S`` without anything from a partial holder."""
+        origin once ``STRIPE_IDLE_S`` passed without anything from a partial holder (the fellows
+        left or stalled), or since its own stripe was complete (a slow fellow's stripe is not
+        waited for at that fellow's pace)."""
         self._stripe = (k, n) if n > 1 and 0 <= k < n else None
         self._partial_at = now
+        self._stripe_done_at = None
         return self._schedule(now, report=False)
 
     def remove_holder(self, peer: str, now: float) -> list[Event]:
@@ -331,6 +335,19 @@ class Fetch:
             events.append(Request(peer, self.manifest.sha256, index))
         return events + gone
 
+    def _origin_stripe(self, now: float) -> tuple[int, int] | None:
+        """The stripe the origin is asked from now; None: any chunk (no stripe, the fellows have
+        been quiet for ``STRIPE_IDLE_S``, or our stripe has been complete that long)."""
+        if self._stripe is None or now - self._partial_at >= L.STRIPE_IDLE_S:
+            return None
+        k, n = self._stripe
+        if self._stripe_done_at is None:
+            if all(i in self.verified for i in range(k, self._count, n)):
+                self._stripe_done_at = now
+        elif now - self._stripe_done_at >= L.STRIPE_IDLE_S:
+            return None
+        return self._stripe
+
     def _unheld(self) -> int:
         """How many missing chunks nobody online has: none while a whole-file holder is there
         (asked or spare); else those that no partial holder has announced."""
@@ -347,13 +364,12 @@ class Fetch:
         upload everyone shares) the first that no partial holder can give (after ``spread``, one
         of the first ``MIX`` such, at random, so fetchers seldom ask it for the same chunk), else
         the first. With a ``stripe``, the origin (not a fellow that completed) is asked only for
-        chunks of this fetcher's stripe, until ``STRIPE_IDLE_S`` passed without anything from a
-        partial holder."""
+        chunks of this fetcher's stripe while ``_origin_stripe`` says so."""
         n, off = self._count, self._offset
         if h.has is not None:
             cands = [i for i in h.has if i not in self.verified and i not in taken]
             return min(cands, key=lambda i: (i - off) % n) if cands else None
-        stripe = None if h.fellow or now - self._partial_at >= L.STRIPE_IDLE_S else self._stripe
+        stripe = None if h.fellow else self._origin_stripe(now)
         first, rare = None, []
         for k in range(n):
             i = (k + off) % n
