@@ -128,11 +128,23 @@ def test_with_a_stripe_the_origin_is_asked_only_for_ours_until_the_fellows_go_qu
     assert sorted(got) == [("fellow", 0), ("fellow", 2), ("fellow", 3)]
     for _, i in got:
         assert requests(reply("fellow", i, 0.3)) == []
-    # it keeps announcing, slowly: once our stripe has been complete STRIPE_IDLE_S, the origin is
-    # asked for the others' chunks too (a slow fellow's stripe is not waited for)
+    # it keeps announcing, slowly: once our stripe has been complete as long as it took (0.1 s),
+    # and at least STRIPE_IDLE_S, the origin is asked for the others' chunks too
     late = requests(f.add_holder("fellow", 0.1 + L.STRIPE_IDLE_S, chunks=[6]))
     assert ("fellow", 6) in late
     assert {p for p, i in late if i != 6} == {"origin"} and all(i % 4 != 1 for _, i in late)
+    # a stripe that took long: the wait after it is as long (the fellows may be as slow as we were)
+    w = Fetch(big, max_in_flight=16)
+    w.stripe(1, 4, 0)
+    todo, t, step = requests(w.add_holder("origin", 0)), 0.0, 0
+    while todo:
+        p, i = todo.pop(0)
+        t, step = t + 0.2, step + 1  # our 10 chunks, one every 0.2 s: our stripe took 2 s
+        todo += [r for r in requests(w.on_chunk(p, i, chunks[i], tree.proof(i), t))
+                 if r[0] == "origin"]
+        w.add_holder("fellow", t, chunks=[2 * step])  # the fellows keep announcing theirs
+    assert not [r for r in requests(w.add_holder("fellow", t + 1.5, chunks=[30])) if r[0] == "origin"]
+    assert any(p == "origin" for p, _ in requests(w.add_holder("fellow", t + 2.0, chunks=[32])))
     # fellows that go quiet: the origin is asked for anything STRIPE_IDLE_S after the last news
     q = Fetch(big, max_in_flight=4)
     q.stripe(2, 4, 0)

@@ -36,7 +36,8 @@ MAX_HOLDERS_PER_FETCH = 8  # holders asked at once for one file
 # With fellow fetchers of a file, each asks the origin for its own stripe of the chunks (``Fetch.
 # stripe``) and takes the rest from them; it asks the origin for chunks outside its stripe only
 # after this long without a chunk or an announcement from any of them (they left or stalled), or
-# this long after its own stripe was complete (a slow fellow's stripe is not waited for).
+# once its own stripe has been complete as long again as it took, and at least this long (a
+# fellow that slow is not waited for at its pace).
 STRIPE_IDLE_S = 0.5
 CHUNK_TIMEOUT_S = 30.0  # a request not answered by then is asked of someone else
 MAX_STRIKES = 3  # timeouts / "busy" answers before a holder is set aside for this file

@@ -123,6 +123,7 @@ class Fetch:
         self._mix: random.Random | None = None  # after ``spread``: the origin's picks vary
         self._stripe: tuple[int, int] | None = None  # (k, n): the origin's chunks i % n == k are ours
         self._partial_at = 0.0  # when a partial holder last delivered or announced a chunk
+        self._stripe_at = 0.0  # when the stripe was (last) set
         self._stripe_done_at: float | None = None  # when every chunk of our stripe was verified
         self._done_reported = False
         self._gone_reported = False
@@ -191,10 +192,10 @@ class Fetch:
         origin) for the chunks ``i % n == k`` and waits for the others to come from the fellows,
         so the origin's upload carries each chunk about once. Outside its stripe it asks the
         origin once ``STRIPE_IDLE_S`` passed without anything from a partial holder (the fellows
-        left or stalled), or since its own stripe was complete (a slow fellow's stripe is not
-        waited for at that fellow's pace)."""
+        left or stalled), or once its own stripe has been complete as long again as it took (at
+        least ``STRIPE_IDLE_S``): a fellow that slow is not waited for at its pace."""
         self._stripe = (k, n) if n > 1 and 0 <= k < n else None
-        self._partial_at = now
+        self._partial_at = self._stripe_at = now
         self._stripe_done_at = None
         return self._schedule(now, report=False)
 
@@ -337,14 +338,16 @@ class Fetch:
 
     def _origin_stripe(self, now: float) -> tuple[int, int] | None:
         """The stripe the origin is asked from now; None: any chunk (no stripe, the fellows have
-        been quiet for ``STRIPE_IDLE_S``, or our stripe has been complete that long)."""
+        been quiet for ``STRIPE_IDLE_S``, or our stripe has been complete as long again as it
+        took, and at least that long)."""
         if self._stripe is None or now - self._partial_at >= L.STRIPE_IDLE_S:
             return None
         k, n = self._stripe
-        if self._stripe_done_at is None:
+        done = self._stripe_done_at
+        if done is None:
             if all(i in self.verified for i in range(k, self._count, n)):
                 self._stripe_done_at = now
-        elif now - self._stripe_done_at >= L.STRIPE_IDLE_S:
+        elif now - done >= max(L.STRIPE_IDLE_S, done - self._stripe_at):
             return None
         return self._stripe
 
