@@ -152,7 +152,8 @@ def pair_rounds(lan: Any, a: Any, b: Any, files: Path, plan: Plan, mbit: int) ->
         print(f"  {mbit} Mbit/s round {i}: app {out[-1].app:.1f} MB/s, curl {out[-1].curl:.1f} "
               f"MB/s, chat p50 {percentile(busy, 50) * 1000 if busy else 0:.0f} ms during vs "
               f"{percentile(quiet, 50) * 1000:.0f} ms quiet, "
-              f"{percentile(curl[1], 50) * 1000 if curl[1] else 0:.0f} ms during curl, CPU {cpu[0]:.2f} / {cpu[1]:.2f} s, "
+              f"{percentile(curl[1], 50) * 1000 if curl[1] else 0:.0f} ms during curl, first line "
+              f"after /file {first * 1000 if first is not None else -1:.0f} ms, CPU {cpu[0]:.2f} / {cpu[1]:.2f} s, "
               f"load {load:.1f}", file=sys.stderr, flush=True)
     return out
 
@@ -171,8 +172,11 @@ def _pair_rows(plan: Plan, mbit: int, rounds: list[PairRound]) -> list[dict[str,
     chat = [r for r in rounds if r.busy and r.quiet]
     waits = [r.first for r in rounds if r.first is not None]
     first = (f"not counted: the line typed right after /file, {percentile(waits, 50) * 1000:.0f} ms"
-             " (median; a headless peer handles its lines in order, so it waits for the "
-             "sender's import of the file); " if waits else "")
+             f" (median; max {max(waits) * 1000:.0f} ms; a headless peer handles its lines in "
+             "order, so it waits for the sender's import of the file); " if waits else "")
+    if len(chat) < len(rounds):
+        first += (f"{len(rounds) - len(chat)} round(s) without a chat line timed during the "
+                  "transfer (the line after /file outlasted it); ")
     for q in (50, 99):
         rows.append(spread_row(
             f"chat latency during that transfer on {link} p{q}",
