@@ -56,11 +56,13 @@ def row(
     target_max: float | None = None,
     target_max_ratio: float | None = None,
     note: str = "",
+    target_min_ratio: float | None = None,
 ) -> dict[str, Any]:
     """One line of the table: a figure, the baseline measured in the same run, and value/baseline.
 
-    ``target_max`` is an absolute limit on ``value``; ``target_max_ratio`` a limit on the ratio.
-    ``met`` is None when the row has no target.
+    ``target_max`` is an absolute limit on ``value``; ``target_max_ratio`` a limit on the ratio;
+    ``target_min_ratio`` a floor under it (a throughput: higher is better). ``met`` is None when
+    the row has no target.
     """
     r = ratio(value, baseline)
     met: bool | None = None
@@ -71,6 +73,9 @@ def row(
     elif target_max_ratio is not None:
         target = f"<= {target_max_ratio:g}x baseline"
         met = r is not None and r <= target_max_ratio
+    elif target_min_ratio is not None:
+        target = f">= {target_min_ratio:g}x baseline"
+        met = r is not None and r >= target_min_ratio
     return {
         "metric": metric,
         "unit": unit,
@@ -104,6 +109,7 @@ def spread_row(
     target_max: float | None = None,
     target_max_ratio: float | None = None,
     note: str = "",
+    target_min_ratio: float | None = None,
 ) -> dict[str, Any]:
     """A row from repetitions run in interleaved pairs (``values[i]`` next to ``baselines[i]``).
 
@@ -118,10 +124,13 @@ def spread_row(
     value = percentile(values, 50) if values else None
     baseline = percentile(baselines, 50) if baselines else None
     out = row(metric, value, baseline, unit=unit, baseline_name=baseline_name, n=n,
-              target_max=target_max, target_max_ratio=target_max_ratio, note=note)
+              target_max=target_max, target_max_ratio=target_max_ratio, note=note,
+              target_min_ratio=target_min_ratio)
     out["ratio"] = percentile(pair_ratios, 50) if pair_ratios else None
     if target_max_ratio is not None:
         out["met"] = out["ratio"] is not None and out["ratio"] <= target_max_ratio
+    elif target_min_ratio is not None and target_max is None:
+        out["met"] = out["ratio"] is not None and out["ratio"] >= target_min_ratio
     out["value_spread"] = spread(values)
     out["baseline_spread"] = spread(baselines)
     out["ratio_spread"] = spread(pair_ratios)
@@ -211,6 +220,14 @@ def machine() -> dict[str, Any]:
         "commit": commit,
         **versions,
     }
+
+
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux, ``/proc/PID/stat``): steadier
+    than wall time on a machine others load."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid: int) -> int | None:

@@ -15,6 +15,9 @@ place). Baseline in the same run, on the same pair: ``curl`` on h2 fetching the 
   one's verified file, vs four sequential ``curl``s from h1 (receivers also serve each other).
 
 Quick mode moves a few MB; the full run 200 MB (100 MB to the four receivers).
+
+Then the issue's rows again on links shaped like a real LAN's (1000 and 200 Mbit/s each way,
+``bench/files_links.py``), where app and curl share a link instead of racing for two cores.
 """
 
 from __future__ import annotations
@@ -172,47 +175,87 @@ def _wait_mesh(p: TimedProc, peers: int) -> None:
         raise RuntimeError(f"a peer did not see the other {peers}")
 
 
+FETCHED = re.compile(r"fetched \w+: \d+ chunks, \d+ were on disk, \d+ chunk frames received "
+                     r"from \d+ peers \((?P<peers>[^)]*)\)")
+
+
+def _origin_share(origin: TimedProc, logs: list[Path]) -> float | None:
+    """The share of the chunk frames the receivers got that came from the sender (``origin``),
+    from each receiver's ``fetched`` log line (None if one is missing)."""
+    ready = next((ev for _, ev in origin.events if ev.get("event") == "ready"), {})
+    me = str(ready.get("peer_id", ""))[:12]
+    sent = total = 0
+    for log in logs:
+        found = FETCHED.search(log.read_text()) if log.exists() else None
+        if found is None:
+            return None
+        for peer, n in re.findall(r"(\w+): (\d+)", found["peers"]):
+            total += int(n)
+            sent += int(n) if peer == me else 0
+    return sent / total if total else None
+
+
+def _fan_app(lan: Any, tmp: Path, src: Path) -> tuple[float, float | None]:
+    """Peers on every host of ``lan``, the first shares ``src``: (seconds from the first
+    receiver's offer to the last one's verified file, ``_origin_share``)."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    logs = [tmp / f"fan{i}.log" for i in range(len(lan))]
+    peers = [_peer(h, f"R{i}", tmp / f"fan{i}", logs[i] if i else None) for i, h in enumerate(lan)]
+    try:
+        for p in peers:
+            _wait_mesh(p, len(lan) - 1)
+        t0 = time.monotonic()
+        peers[0].send(f"/file {src}")
+        offers = [p.wait_for(lambda e: e.get("event") == "message" and e.get("files"), WAIT,
+                             after=t0) for p in peers[1:]]
+        done = [p.wait_for(lambda e: e.get("event") == "file", WAIT * 10, after=t0)
+                for p in peers[1:]]
+        if None in offers or None in done:
+            raise RuntimeError("the file did not reach every receiver")
+        app = max(done) - min(offers)  # type: ignore[type-var]
+    finally:
+        for p in peers:
+            p.close_stdin()
+            stop_process(p.proc)
+    return app, _origin_share(peers[0], logs[1:])
+
+
+def _fan_curls(lan: Any, files: Path, src: Path) -> float:
+    """Seconds for every other host of ``lan``, one after another, to ``curl`` ``src`` from
+    ``python -m http.server`` on the first."""
+    h1, receivers = lan[0], lan[1:]
+    server = h1.popen([sys.executable, "-m", "http.server", "8099", "--bind", h1.ip,
+                       "--directory", str(files)], stdout=open(os.devnull, "w"),  # noqa: SIM115
+                      stderr=open(os.devnull, "w"))  # noqa: SIM115
+    try:
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        for i, h in enumerate(receivers):
+            h.run(["curl", "-sS", "-o", str(files / f"curl{i}.out"),
+                   f"http://{h1.ip}:8099/{src.name}"], timeout=600)
+        return time.monotonic() - t0
+    finally:
+        stop_process(server)
+        for out in files.glob("curl*.out"):
+            out.unlink()
+
+
+def random_file(path: Path, size: int) -> Path:
+    with open(path, "wb") as f:
+        f.writelines(os.urandom(MB) for _ in range(size // MB))
+    return path
+
+
 def _four_receivers(tmp: Path, size: int) -> tuple[float, float]:
     """(offer at the first receiver to verified at the last, four sequential curls) in seconds."""
     from tests.lan import virtual_lan
 
     with virtual_lan(5) as lan:
-        h1, receivers = lan[0], lan[1:]
         files = tmp / "fan"
         files.mkdir()
-        src = files / "fan.bin"
-        with open(src, "wb") as f:
-            f.writelines(os.urandom(MB) for _ in range(size // MB))
-        peers = [_peer(h, f"R{i}", tmp / f"fan{i}") for i, h in enumerate(lan)]
-        try:
-            for p in peers:
-                _wait_mesh(p, 4)
-            t0 = time.monotonic()
-            peers[0].send(f"/file {src}")
-            offers = [p.wait_for(lambda e: e.get("event") == "message" and e.get("files"), WAIT,
-                                 after=t0) for p in peers[1:]]
-            done = [p.wait_for(lambda e: e.get("event") == "file", WAIT * 10, after=t0)
-                    for p in peers[1:]]
-            if None in offers or None in done:
-                raise RuntimeError("the file did not reach every receiver")
-            app = max(done) - min(offers)  # type: ignore[type-var]
-        finally:
-            for p in peers:
-                p.close_stdin()
-                stop_process(p.proc)
-        server = h1.popen([sys.executable, "-m", "http.server", "8099", "--bind", h1.ip,
-                           "--directory", str(files)], stdout=open(os.devnull, "w"),  # noqa: SIM115
-                          stderr=open(os.devnull, "w"))  # noqa: SIM115
-        try:
-            time.sleep(1.0)
-            t0 = time.monotonic()
-            for i, h in enumerate(receivers):
-                h.run(["curl", "-sS", "-o", str(files / f"curl{i}.out"),
-                       f"http://{h1.ip}:8099/{src.name}"], timeout=600)
-            curls = time.monotonic() - t0
-        finally:
-            stop_process(server)
-        return app, curls
+        src = random_file(files / "fan.bin", size)
+        app, _ = _fan_app(lan, tmp, src)
+        return app, _fan_curls(lan, files, src)
 
 
 def _big_rss(a: TimedProc, b: TimedProc, files: Path, size: int) -> list[int]:
@@ -317,4 +360,7 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
     rows.append(row("resume after SIGKILL at 50 %: bytes received again", resent, chunk, unit="B",
                     baseline_name="one chunk", target_max_ratio=1.0))
     rows.append(_fan_row(quick))
+    from . import files_links  # the same rows on links shaped like a real LAN's
+
+    rows += files_links.rows(quick)
     return {"files": {"rows": rows}}

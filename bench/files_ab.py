@@ -19,15 +19,9 @@ import tempfile
 from pathlib import Path
 
 from . import files as BF
-from .common import ROOT, percentile, stop_process
+from .common import ROOT, percentile, proc_cpu_s, stop_process
 
 MB = 1_000_000
-
-
-def _cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _transfer(h1, h2, main: str, tmp: Path, tag: str, size: int, spy: tuple[str, Path] | None) -> str:
@@ -44,10 +38,10 @@ def _transfer(h1, h2, main: str, tmp: Path, tag: str, size: int, spy: tuple[str,
                                    str(spy[1] / f"{tag}-{role}.txt"), "-p", str(p.proc.pid)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                  for role, p in (("sender", a), ("receiver", b))] if spy else []
-        cpu = [_cpu_s(a.proc.pid), _cpu_s(b.proc.pid)]
+        cpu = [proc_cpu_s(a.proc.pid), proc_cpu_s(b.proc.pid)]
         load = os.getloadavg()[0]
         seconds, _ = BF._share(a, b, big)
-        cpu = [_cpu_s(a.proc.pid) - cpu[0], _cpu_s(b.proc.pid) - cpu[1]]
+        cpu = [proc_cpu_s(a.proc.pid) - cpu[0], proc_cpu_s(b.proc.pid) - cpu[1]]
         for s in spies:
             s.send_signal(2)
             s.wait()

@@ -15,6 +15,7 @@ Usage::
         with virtual_lan(3) as lan:         # everything is deleted on exit, even on failure
             h1, h2, h3 = lan                # Host: .name (netns), .ip, .ip6, .iface ("eth0")
             h3.block_multicast()            # mDNS can no longer reach or leave h3; unicast still can
+            h2.shape(mbit=1000)             # h2's link: 1000 Mbit/s each way (tc, needs tc_available())
             proc = h1.popen([sys.executable, "-c", "..."])   # runs inside h1's namespace
             peer = h2.spawn_json([sys.executable, "tests/nsrun_discovery.py", "peer", ...])
             event = peer.wait_for(lambda e: e["ev"] == "found", timeout=10)  # JSON lines on stdout
@@ -31,6 +32,11 @@ behind a bridge "trunk" whose ports have ``mcast_flood off``; checked to stop mD
 ways while unicast TCP keeps working. ``ip link set eth0 multicast off``, a blackhole route for
 224.0.0.251 and ``tc`` filters do NOT work here; ``nft``/``iptables`` are not installed. Details in
 ``Lan.block_multicast``.
+
+Shaping a link: ``Host.shape(mbit)`` (or ``Lan.shape(host, mbit)``) gives a host a link of that rate
+in both directions, as a real LAN has (gigabit Ethernet moves about 117 MB/s of TCP payload, Wi-Fi
+far less), where a bare veth pair moves whatever the CPU can. It needs ``tc`` (``tc_available()``);
+details in ``Lan.shape``.
 """
 
 from __future__ import annotations
@@ -84,6 +90,50 @@ def lan_available() -> tuple[bool, str]:
     finally:
         _ip("netns", "del", probe, check=False)
     return True, ""
+
+
+def _tc(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["tc", *args], capture_output=True, text=True, check=check, timeout=scaled(20)
+    )
+
+
+@cache
+def tc_available() -> tuple[bool, str]:
+    """Can this process shape a host's link (``Lan.shape``)? ``(ok, reason)`` for ``need()``."""
+    ok, reason = lan_available()
+    if not ok:
+        return ok, reason
+    if shutil.which("tc") is None:
+        return False, "the `tc` command (iproute2) is not installed"
+    probe = f"fcprobe-{secrets.token_hex(3)}"
+    try:
+        _ip("netns", "add", probe)
+        res = _tc("-n", probe, "qdisc", "add", "dev", "lo", "root", *tbf_args(100), check=False)
+        if res.returncode != 0:
+            return False, f"cannot add a tbf qdisc (kernel without sch_tbf?): {res.stderr.strip()}"
+    finally:
+        _ip("netns", "del", probe, check=False)
+    return True, ""
+
+
+LINK_QUEUE_MS = 10  # what a shaped link queues at most (a switch port's or a NIC's buffer)
+GSO_BYTES = 64 * 1024  # the largest packet a veth hands tc (TSO/GSO), for the burst's floor
+
+
+def tbf_args(mbit: float, queue_ms: float = LINK_QUEUE_MS) -> list[str]:
+    """``tc`` arguments for a token bucket of ``mbit`` Mbit/s (SI: 1000 = 10^9 bit/s).
+
+    The burst is 1 ms of the rate, and never below two GSO packets: a smaller bucket makes tbf cut
+    every 64 KiB packet a veth hands it into MTU-sized ones (CPU a bench should not spend), or drop
+    it. ``latency`` bounds the FIFO in front of the link (``queue_ms`` of the rate, plus the burst).
+    One TCP sender keeps its own queue under TCP's small-queue limit (two 64 KiB GSO packets per
+    socket: a 136 KB backlog at p50 was measured on a 200 Mbit/s uplink, 5.5 ms, about 1 ms at
+    1000 Mbit/s); the queue fills up only where flows from several hosts meet (a receiver's port).
+    """
+    rate_bytes = mbit * 1_000_000 / 8
+    burst = max(2 * GSO_BYTES, int(rate_bytes / 1000))
+    return ["tbf", "rate", f"{mbit:g}mbit", "burst", str(burst), "latency", f"{queue_ms:g}ms"]
 
 
 def child_env() -> dict[str, str]:
@@ -169,6 +219,7 @@ class Host:
     iface: str = IFACE
     port: str = ""  # its veth end in the root namespace (a bridge port)
     mac: str = ""
+    mbit: float | None = None  # its link's rate each way once shaped (``shape``); None = unshaped
     lan: Lan | None = field(default=None, repr=False)
     procs: list[subprocess.Popen[str]] = field(default_factory=list, repr=False)
 
@@ -211,6 +262,16 @@ class Host:
         """
         assert self.lan is not None
         self.lan.block_multicast(self)
+
+    def shape(self, mbit: float, queue_ms: float = LINK_QUEUE_MS) -> None:
+        """Give this host a link of ``mbit`` Mbit/s each way. See ``Lan.shape``."""
+        assert self.lan is not None
+        self.lan.shape(self, mbit, queue_ms)
+
+    def unshape(self) -> None:
+        """Back to the bare veth (no qdisc, as fast as the CPU goes)."""
+        assert self.lan is not None
+        self.lan.unshape(self)
 
     def kill_all(self) -> None:
         """Kill what ``popen`` started here (by pid), and reap it."""
@@ -298,6 +359,36 @@ class Lan(list[Host]):
         """The whole LAN filters multicast: nobody can discover anybody through mDNS."""
         for host in self:
             self.block_multicast(host)
+
+    def shape(self, host: Host, mbit: float, queue_ms: float = LINK_QUEUE_MS) -> None:
+        """Give ``host`` a link of ``mbit`` Mbit/s in both directions, like a host on a switch.
+
+        Uplink: a token-bucket qdisc (``tbf_args``) on ``host.iface`` inside its namespace, so
+        whatever it sends leaves at that rate. Downlink: the same on its veth end in the root
+        namespace (``host.port``, the bridge port facing it), so whatever the bridge forwards to it
+        arrives at that rate, from however many hosts. Calling it again replaces the rate;
+        ``unshape`` removes both qdiscs, and they go with the LAN anyway (the namespace and the
+        veth are deleted). Only qdiscs this kernel has (tbf; no netem, fq or fq_codel): a rate
+        and a bounded FIFO queue, no added delay or loss. Needs ``tc_available()``.
+        """
+        ok, reason = tc_available()
+        if not ok:
+            raise RuntimeError(reason)
+        args = tbf_args(mbit, queue_ms)
+        _tc("-n", host.name, "qdisc", "replace", "dev", host.iface, "root", *args)
+        _tc("qdisc", "replace", "dev", host.port, "root", *args)
+        host.mbit = mbit
+
+    def unshape(self, host: Host) -> None:
+        """Remove what ``shape`` added (both directions); nothing happens on an unshaped host."""
+        _tc("-n", host.name, "qdisc", "del", "dev", host.iface, "root", check=False)
+        _tc("qdisc", "del", "dev", host.port, "root", check=False)
+        host.mbit = None
+
+    def shape_all(self, mbit: float, queue_ms: float = LINK_QUEUE_MS) -> None:
+        """Every host on a link of ``mbit`` Mbit/s each way."""
+        for host in self:
+            self.shape(host, mbit, queue_ms)
 
 
 @contextlib.contextmanager

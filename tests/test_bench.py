@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.common import percentile, row
+from bench.common import percentile, row, spread_row
 from tests.timing import scaled
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +54,11 @@ def test_row_ratio_and_targets():
     assert r["ratio"] == pytest.approx(4.0) and r["met"] is False
     r = row("x", 1.0, None, unit="s", baseline_name="b")
     assert r["ratio"] is None and r["met"] is None
+    r = row("x", 70.0, 100.0, unit="MB/s", baseline_name="b", target_min_ratio=0.8)
+    assert r["met"] is False and r["target"] == ">= 0.8x baseline"
+    r = spread_row("x", [90.0, 70.0, 95.0], [100.0, 100.0, 100.0], unit="MB/s",
+                   baseline_name="b", target_min_ratio=0.8)
+    assert r["ratio"] == pytest.approx(0.9) and r["met"] is True
     assert percentile([3.0, 1.0, 2.0], 50) == 2.0
     assert percentile([1.0, 2.0], 100) == 2.0
 
@@ -166,6 +171,7 @@ def test_quick_plan_is_a_small_smoke_run_of_every_figure():
         browsers,
         delivery,
         fanout,
+        files_links,
         history,
         lan,
         scaleout,
@@ -192,6 +198,9 @@ def test_quick_plan_is_a_small_smoke_run_of_every_figure():
     assert history.quick_plan(True)["n_search"] <= 10_000
     assert browsers.quick_plan(True) == {"receivers": 2, "messages": 2}
     assert scaleout.quick_plan(True) == {"tabs": 5, "messages": 3}
+    shaped = files_links.quick_plan(True)  # figure 12 on shaped links: one tiny row set
+    assert len(shaped.rates) == 1 and shaped.pair_mb <= 8 and shaped.rounds == 1
+    assert shaped.fan_mb == 0 and shaped.pings <= 10
     # and the full run is left as it was
     assert delivery.FULL.latency_n == 200 and fanout.configs_for(False)[1] == 20
     assert lan.quick_plan(False)["n_clean"] == 20 and startup.quick_plan(False)["n"] == 5
@@ -199,3 +208,6 @@ def test_quick_plan_is_a_small_smoke_run_of_every_figure():
     assert static_site.quick_plan(False)["runs"] == 3
     assert browsers.quick_plan(False) == {"receivers": 5, "messages": 20}
     assert scaleout.quick_plan(False) == {"tabs": 100, "messages": 20}
+    full = files_links.quick_plan(False)
+    assert set(full.rates) == {1000, 200} and full.pair_mb == 200 and full.fan_mb == 100
+    assert full.rounds >= 3

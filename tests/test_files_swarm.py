@@ -108,6 +108,67 @@ def test_spread_starts_requests_at_the_offset_and_wraps():
     assert sorted(asked) == list(range(10)) and len(g.verified) == 10
 
 
+def test_with_a_stripe_the_origin_is_asked_only_for_ours_until_the_fellows_go_quiet():
+    big, chunks, tree = make(40)  # 41 chunks
+    f = Fetch(big, max_in_flight=16)
+    f.stripe(1, 4, 0)  # four fetchers know of each other; we rank second
+
+    def reply(peer, i, now):
+        return f.on_chunk(peer, i, chunks[i], tree.proof(i), now)
+
+    todo, asked = requests(f.add_holder("origin", 0)), []
+    while todo:  # the origin answers at once: we drain our stripe
+        _, i = todo.pop(0)
+        asked.append(i)
+        todo += [r for r in requests(reply("origin", i, 0.1))]
+    assert sorted(asked) == list(range(1, 41, 4))  # ours only, each once
+    assert requests(f.tick(0.1 + L.STRIPE_IDLE_S / 4)) == []  # the fellows bring the rest
+    # a fellow announces chunks: asked of it, not of the origin
+    got = requests(f.add_holder("fellow", 0.2, chunks=[0, 2, 3]))
+    assert sorted(got) == [("fellow", 0), ("fellow", 2), ("fellow", 3)]
+    for _, i in got:
+        assert requests(reply("fellow", i, 0.3)) == []
+    # it keeps announcing, slowly: once our stripe has been complete as long as it took (0.1 s),
+    # and at least STRIPE_IDLE_S, the origin is asked for the others' chunks too
+    late = requests(f.add_holder("fellow", 0.1 + L.STRIPE_IDLE_S, chunks=[6]))
+    assert ("fellow", 6) in late
+    assert {p for p, i in late if i != 6} == {"origin"} and all(i % 4 != 1 for _, i in late)
+    # a stripe that took long: the wait after it is as long (the fellows may be as slow as we were)
+    w = Fetch(big, max_in_flight=16)
+    w.stripe(1, 4, 0)
+    todo, t, step = requests(w.add_holder("origin", 0)), 0.0, 0
+    while todo:
+        p, i = todo.pop(0)
+        t, step = t + 0.2, step + 1  # our 10 chunks, one every 0.2 s: our stripe took 2 s
+        todo += [r for r in requests(w.on_chunk(p, i, chunks[i], tree.proof(i), t))
+                 if r[0] == "origin"]
+        w.add_holder("fellow", t, chunks=[2 * step])  # the fellows keep announcing theirs
+    assert not [r for r in requests(w.add_holder("fellow", t + 1.5, chunks=[30])) if r[0] == "origin"]
+    assert any(p == "origin" for p, _ in requests(w.add_holder("fellow", t + 2.0, chunks=[32])))
+    # fellows that go quiet: the origin is asked for anything STRIPE_IDLE_S after the last news
+    q = Fetch(big, max_in_flight=4)
+    q.stripe(2, 4, 0)
+    first = requests(q.add_holder("origin", 0))
+    assert len(first) == 4 and all(i % 4 == 2 for _, i in first)
+    q.add_holder("fellow", 0.1, chunks=[0])  # in flight from the fellow from now on
+    for _, i in first:  # our stripe is not complete: only its chunks while the fellow is fresh
+        assert all(j % 4 == 2 for p, j in requests(q.on_chunk("origin", i, chunks[i],
+                                                                tree.proof(i), 0.2)) if p == "origin")
+    i = min(q.in_flight("origin"))  # nothing from the fellow since 0.1: the next pick is free
+    new = requests(q.on_chunk("origin", i, chunks[i], tree.proof(i), 0.1 + L.STRIPE_IDLE_S))
+    assert any(p == "origin" and j % 4 != 2 for p, j in new)
+    # a fellow that completed is asked for anything, stripe or not
+    g = Fetch(big, max_in_flight=16)
+    g.stripe(0, 2, 0)
+    g.add_holder("done", 0, chunks=[5])
+    g.add_holder("done", 0)  # holds the whole file now
+    assert {i % 2 for _, i in requests(g.tick(0.1))} | {i % 2 for i in g.in_flight("done")} == {0, 1}
+    # alone again (n = 1): no stripe
+    h = Fetch(big, max_in_flight=4)
+    h.stripe(0, 1, 0)
+    assert len(requests(h.add_holder("origin", 0))) == 4
+
+
 def test_a_partial_holder_with_a_bad_chunk_is_dropped_and_others_take_over():
     f = Fetch(M)
     f.add_holder("mid", 0, chunks=[0, 1])
@@ -234,6 +295,31 @@ async def test_four_receivers_swap_chunks_so_the_origin_sends_fewer_than_four_co
     chunks_from = Counter(p for p, f in log if isinstance(f, bytes))
     assert sum(chunks_from[n] for n in names) > 0  # receivers served each other
     assert chunks_from["origin"] < 4 * m.chunk_count
+
+
+async def test_four_ranked_receivers_take_about_one_copy_from_the_origin(tmp_path, service):
+    """With their peer ids known (the files lane sets ``me``), fellow fetchers split the origin's
+    chunks into stripes: the origin sends each chunk about once or twice, not three times."""
+    data = make_data(48)
+    log: list = []
+    origin = service(tmp_path, "origin", server=Server(bytes_per_minute=8 * CHUNK * 60,
+                                                       burst=L.MAX_CHUNK_SIZE))
+    m = origin.store.import_stream(io.BytesIO(data), "a.bin", "application/octet-stream", CHUNK)
+    names = [f"r{i}" for i in range(4)]
+    rs = {n: service(tmp_path, n, rng=random.Random(i)) for i, n in enumerate(names)}
+    for n, s in rs.items():
+        s.me = n
+        await connect("origin", origin, n, s, log)
+    for a in range(4):
+        for b in range(a + 1, 4):
+            await connect(names[a], rs[names[a]], names[b], rs[names[b]], log)
+    results = [await s.fetch(m, ["origin"]) for s in rs.values()]
+    paths = await asyncio.wait_for(asyncio.gather(*results), 60)
+    assert all(p.read_bytes() == data for p in paths)
+    chunks_from = Counter(p for p, f in log if isinstance(f, bytes))
+    # measured here: 69-79 chunk frames from the origin for 49 chunks (r0 starts alone and takes
+    # some before it knows the others); without stripes (``me`` unset) 140-151
+    assert chunks_from["origin"] < 2 * m.chunk_count, chunks_from
 
 
 async def test_a_partial_holder_that_serves_a_bad_chunk_loses_its_connection(tmp_path, service):

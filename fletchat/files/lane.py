@@ -102,6 +102,7 @@ class FilesLane:
         self.mesh = mesh
         self.core = mesh._core
         self.service = service
+        service.me = self.core.me.id  # ranks this peer among fellow fetchers of a file
         self.links: dict[str, _Out] = {}
         self._dialing: dict[str, asyncio.Task[None]] = {}
         self._failed: dict[str, float] = {}

@@ -33,6 +33,12 @@ MAX_IN_FLIGHT_PER_HOLDER = 16
 FAST_ANSWER_S = 1.0
 BIG_FILE_BYTES = 32 * MIB  # senders use MAX_CHUNK_SIZE chunks from this size on (fewer round trips)
 MAX_HOLDERS_PER_FETCH = 8  # holders asked at once for one file
+# With fellow fetchers of a file, each asks the origin for its own stripe of the chunks (``Fetch.
+# stripe``) and takes the rest from them; it asks the origin for chunks outside its stripe only
+# after this long without a chunk or an announcement from any of them (they left or stalled), or
+# once its own stripe has been complete as long again as it took, and at least this long (a
+# fellow that slow is not waited for at its pace).
+STRIPE_IDLE_S = 0.5
 CHUNK_TIMEOUT_S = 30.0  # a request not answered by then is asked of someone else
 MAX_STRIKES = 3  # timeouts / "busy" answers before a holder is set aside for this file
 DEFAULT_AUTO_DOWNLOAD_BYTES = 25 * 1000 * 1000

@@ -110,6 +110,7 @@ class FilesService(ServingMethods):
         self._task: asyncio.Task | None = None
         self._pool = ThreadPoolExecutor(FILE_THREADS, thread_name_prefix="fletchat-files")
         self.swarm = Swarm(rng or random.Random())  # chunks of downloads in progress that we serve
+        self.me = ""  # our peer id (set by the files lane): ranks us among fellow fetchers
 
     async def _off_loop(self, fn: Callable, *args):
         """``fn(*args)`` on the files lane's own threads."""
@@ -154,10 +155,13 @@ class FilesService(ServingMethods):
         self._links.pop(peer, None)
         self._buckets.pop(peer, None)
         self.server.forget(peer)
+        fellow_of = [job for sha, job in self._jobs.items() if peer in self.swarm.fellows(sha)]
         self.swarm.forget(peer)
         self._asked = {k: v for k, v in self._asked.items() if k[0] != peer}
         for job in list(self._jobs.values()):
             await self._handle(job, job.fetch.remove_holder(peer, self._clock()))
+        for job in fellow_of:  # one fetcher fewer: the stripes widen
+            await self._restripe(job, self._clock())
 
     async def _send(self, peer: str, frame: F.FilesFrame) -> None:
         link = self._links.get(peer)
@@ -324,6 +328,16 @@ class FilesService(ServingMethods):
             await self._send(peer, frame)
         if frames and not job.fetch.verified:
             await self._handle(job, job.fetch.spread(self.swarm.offset(job.fetch.manifest), now))
+        if frames:
+            await self._restripe(job, now)
+
+    async def _restripe(self, job: _Job, now: float) -> None:
+        """Our stripe of the origin's chunks among the fellow fetchers we know (``Fetch.stripe``):
+        every fetcher ranks the same peer ids the same way."""
+        if not self.me:
+            return
+        ranked = sorted(self.swarm.fellows(job.fetch.manifest.sha256) | {self.me})
+        await self._handle(job, job.fetch.stripe(ranked.index(self.me), len(ranked), now))
 
     def _announce_soon(self) -> None:  # coalesced: have frames cost the receiver rate tokens
         if self.swarm.schedule():

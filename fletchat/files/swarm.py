@@ -88,6 +88,11 @@ class Swarm:
         f = self._files.get(sha256)
         return f.proofs.get(index) if f else None
 
+    def fellows(self, sha256: str) -> set[str]:
+        """The peers known to fetch this file too (connected: ``forget`` drops the others)."""
+        f = self._files.get(sha256)
+        return set(f.peers) if f else set()
+
     def interested(self, sha256: str, peer: str) -> list[F.Have]:
         """``peer`` fetches this file too: the frames telling it everything servable so far
         (an empty ``have`` if nothing yet), the first time only."""

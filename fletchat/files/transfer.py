@@ -90,6 +90,7 @@ class _Holder:
     strikes: int = 0
     window: int = L.START_IN_FLIGHT_PER_HOLDER  # requests it may have outstanding now
     has: set[int] | None = None  # a partial holder's announced chunks; None = the whole file
+    fellow: bool = False  # it was a partial holder (a fellow fetcher) before it held the whole file
 
     def answered(self, asked_at: float, now: float, start: int, most: int) -> None:
         """Grow the window by one after an answer within ``FAST_ANSWER_S``; halve it after a
@@ -120,6 +121,10 @@ class Fetch:
         self._spares: dict[str, set[int] | None] = {}
         self._offset = 0  # requests start at this chunk (``spread``), then wrap around
         self._mix: random.Random | None = None  # after ``spread``: the origin's picks vary
+        self._stripe: tuple[int, int] | None = None  # (k, n): the origin's chunks i % n == k are ours
+        self._partial_at = 0.0  # when a partial holder last delivered or announced a chunk
+        self._stripe_at = 0.0  # when the stripe was (last) set
+        self._stripe_done_at: float | None = None  # when every chunk of our stripe was verified
         self._done_reported = False
         self._gone_reported = False
         self._liars: set[str] = set()  # holders that got a verdict: never asked again for this file
@@ -159,6 +164,8 @@ class Fetch:
         if peer in self._liars:
             return []
         has = None if chunks is None else {i for i in chunks if 0 <= i < self._count}
+        if has:
+            self._partial_at = now
         h = self._holders.get(peer)
         if h is not None:
             if h.has is not None:
@@ -177,6 +184,19 @@ class Fetch:
         fetchers start at different places and have different chunks to give each other."""
         self._offset = offset % self._count
         self._mix = random.Random(offset)
+        return self._schedule(now, report=False)
+
+    def stripe(self, k: int, n: int, now: float) -> list[Event]:
+        """``n`` fetchers of this file know of each other and this one is the ``k``-th (each
+        ranks the same ids the same way): it asks whole-file holders that are not fellows (the
+        origin) for the chunks ``i % n == k`` and waits for the others to come from the fellows,
+        so the origin's upload carries each chunk about once. Outside its stripe it asks the
+        origin once ``STRIPE_IDLE_S`` passed without anything from a partial holder (the fellows
+        left or stalled), or once its own stripe has been complete as long again as it took (at
+        least ``STRIPE_IDLE_S``): a fellow that slow is not waited for at its pace."""
+        self._stripe = (k, n) if n > 1 and 0 <= k < n else None
+        self._partial_at = self._stripe_at = now
+        self._stripe_done_at = None
         return self._schedule(now, report=False)
 
     def remove_holder(self, peer: str, now: float) -> list[Event]:
@@ -213,6 +233,8 @@ class Fetch:
         if asked_at is not None:
             h.strikes = 0
             h.answered(asked_at, now, self._start_in_flight, self._max_in_flight)
+        if h.has is not None:
+            self._partial_at = now
         return events + self._schedule(now)
 
     def on_refused(self, peer: str, index: int, reason: str, now: float) -> list[Event]:
@@ -254,7 +276,7 @@ class Fetch:
 
     # ---- internals ----
     def _new_holder(self, has: set[int] | None = None) -> _Holder:
-        return _Holder(window=self._start_in_flight, has=has)
+        return _Holder(window=self._start_in_flight, has=has, fellow=has is not None)
 
     def _all_partial(self) -> bool:
         return all(h.has is not None for h in self._holders.values())
@@ -305,16 +327,29 @@ class Fetch:
                 break
             # partial holders first: the origin's upload is the one everybody shares
             peer, h = min(open_, key=lambda kv: (kv[1].has is None, len(kv[1].in_flight)))
-            index = self._pick(h, taken, partial)
+            index = self._pick(h, taken, partial, now)
             if index is None:
-                if h.has is None:
-                    break  # a whole-file holder has nothing to give: nobody has
                 idle.add(peer)
                 continue
             taken.add(index)
             h.in_flight[index] = now
             events.append(Request(peer, self.manifest.sha256, index))
         return events + gone
+
+    def _origin_stripe(self, now: float) -> tuple[int, int] | None:
+        """The stripe the origin is asked from now; None: any chunk (no stripe, the fellows have
+        been quiet for ``STRIPE_IDLE_S``, or our stripe has been complete as long again as it
+        took, and at least that long)."""
+        if self._stripe is None or now - self._partial_at >= L.STRIPE_IDLE_S:
+            return None
+        k, n = self._stripe
+        done = self._stripe_done_at
+        if done is None:
+            if all(i in self.verified for i in range(k, self._count, n)):
+                self._stripe_done_at = now
+        elif now - done >= max(L.STRIPE_IDLE_S, done - self._stripe_at):
+            return None
+        return self._stripe
 
     def _unheld(self) -> int:
         """How many missing chunks nobody online has: none while a whole-file holder is there
@@ -325,20 +360,23 @@ class Fetch:
         announced: set[int] = set().union(*partial)  # type: ignore[arg-type]
         return self._count - len(self.verified) - len(announced - self.verified)
 
-    def _pick(self, h: _Holder, taken: set[int], partial: list[set[int]]) -> int | None:
+    def _pick(self, h: _Holder, taken: set[int], partial: list[set[int]],
+              now: float) -> int | None:
         """The chunk to ask of ``h`` next, in order from ``_offset`` (wrapping): a partial holder
         gives the first chunk it has that we still want; a whole-file holder (the origin, whose
         upload everyone shares) the first that no partial holder can give (after ``spread``, one
         of the first ``MIX`` such, at random, so fetchers seldom ask it for the same chunk), else
-        the first."""
+        the first. With a ``stripe``, the origin (not a fellow that completed) is asked only for
+        chunks of this fetcher's stripe while ``_origin_stripe`` says so."""
         n, off = self._count, self._offset
         if h.has is not None:
             cands = [i for i in h.has if i not in self.verified and i not in taken]
             return min(cands, key=lambda i: (i - off) % n) if cands else None
+        stripe = None if h.fellow else self._origin_stripe(now)
         first, rare = None, []
         for k in range(n):
             i = (k + off) % n
-            if i in self.verified or i in taken:
+            if i in self.verified or i in taken or (stripe and i % stripe[1] != stripe[0]):
                 continue
             if not any(i in has for has in partial):
                 rare.append(i)
@@ -348,4 +386,4 @@ class Fetch:
                 first = i
         if rare:
             return rare[0] if self._mix is None else self._mix.choice(rare)
-        return first
+        return None if stripe else first
