@@ -26,6 +26,7 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import Server, serve
 from websockets.exceptions import WebSocketException
 
+from fletchat.aio import wait_event
 from fletchat.mesh_link import LinkCore, MeshHost, MeshSettings
 from fletchat.mesh_session import Sessions
 from fletchat.model import MAX_FRAME_BYTES, Message, Peer
@@ -292,8 +293,7 @@ class Mesh:
                     return
                 kick = self._dial_tasks[want.addr][1]
                 kick.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(kick.wait(), delay)
+                await wait_event(kick, delay)
         finally:
             entry = self._dial_tasks.get(want.addr)
             if entry is not None and entry[0] is asyncio.current_task():

@@ -21,6 +21,7 @@ from typing import Any
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
+from ..aio import wait_event
 from ..peer.connection import Closed, Local, Opened, PeerConnection, State
 from ..protocol import CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TIMEOUT, NONCE_BYTES
 from . import frames as F
@@ -129,8 +130,7 @@ class FilesLane:
             changed = self.core.changed
             with contextlib.suppress(Exception):
                 await self._reconcile()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), RETRY_S)
+            await wait_event(changed, RETRY_S)
 
     async def _reconcile(self) -> None:
         up = {p.id: p for p in self.core.registry.peers()}
@@ -205,8 +205,7 @@ class FilesLane:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + RETRY_S
         while peer not in self.core.registry and loop.time() < deadline:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.core.changed.wait(), max(0.0, deadline - loop.time()))
+            await wait_event(self.core.changed, deadline - loop.time())
 
     async def _drop(self, peer: str, out: _Out, code: int, reason: str) -> None:
         if self.links.get(peer) is out:

@@ -136,7 +136,7 @@ class FilesService(ServingMethods):
             now = self._clock()
             ready = self.server.next_ready(now)
             delay = self._tick_s if ready is None else min(self._tick_s, max(0.0, ready - now))
-            # asyncio.wait, not wait_for: 3.11's wait_for can lose a cancel that races a wake-up
+            # asyncio.wait, not wait_for: 3.11's wait_for can lose a cancel (fletchat.aio)
             self._nudge = asyncio.get_running_loop().create_future()
             await asyncio.wait([self._nudge], timeout=delay)
             now = self._clock()

@@ -1,0 +1,22 @@
+"""Small asyncio helpers the I/O edges share."""
+
+from __future__ import annotations
+
+import asyncio
+
+
+async def wait_event(event: asyncio.Event, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for ``event``; True if it is set.
+
+    Not ``asyncio.wait_for(event.wait(), timeout)``: on Python 3.11 a cancel that arrives as the
+    event is set is swallowed (wait_for returns the result instead), so a loop that waits this
+    way and is cancelled on shutdown goes round again and the shutdown waits for it forever.
+    """
+    if event.is_set():
+        return True
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        done, _ = await asyncio.wait([waiter], timeout=max(0.0, timeout))
+    finally:
+        waiter.cancel()
+    return bool(done)

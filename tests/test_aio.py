@@ -1,0 +1,39 @@
+"""fletchat.aio.wait_event: a loop that waits on an event stops when cancelled, even when the
+cancel and the event arrive together (Python 3.11's wait_for swallowed that cancel, and a peer's
+shutdown then waited for its files lane forever)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from fletchat.aio import wait_event
+
+
+async def _loop_on(event: asyncio.Event, rounds: list[int]) -> None:
+    while True:
+        await wait_event(event, 10.0)
+        event.clear()
+        rounds.append(1)
+
+
+async def test_a_cancel_that_races_the_event_stops_the_loop():
+    for _ in range(20):
+        event, rounds = asyncio.Event(), []
+        task = asyncio.create_task(_loop_on(event, rounds))
+        await asyncio.sleep(0)  # the loop is waiting
+        event.set()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 2.0)
+        assert task.cancelled()
+
+
+async def test_wait_event_says_whether_the_event_came():
+    event = asyncio.Event()
+    assert await wait_event(event, 0.01) is False
+    asyncio.get_running_loop().call_later(0.01, event.set)
+    assert await wait_event(event, 5.0) is True
+    assert await wait_event(event, 0.0) is True  # already set: no wait
+    assert len(asyncio.all_tasks()) == 1  # no waiter left behind
