@@ -50,18 +50,36 @@ class Recorder(Connection):
         self.sent.append(msgpack.unpackb(body, strict_map_key=False))
 
 
-def open_session() -> tuple[Recorder, Session]:
-    """A session as flet-web opens one for a tab: page size, then the register response that
-    mounts the page; the page is the current one (what Flet's own handlers set)."""
+def open_session(conn: Connection | None = None) -> tuple[Any, Session]:
+    """A session as flet-web opens one for a tab (on ``conn``, a ``Recorder`` by default): page
+    size, then the register response that mounts the page; the page is the current one (what
+    Flet's own handlers set)."""
     from flet.controls.context import _context_page
 
-    conn = Recorder()
+    conn = conn if conn is not None else Recorder()
     session = Session(conn)
     session.apply_page_patch({"width": 1280, "height": 800, "web": True})
     conn.send_message(FletMessage(MessageAction.REGISTER_CLIENT, RegisterClientResponseBody(
         session_id=session.id, page_patch=session.get_page_patch(), error="")))
     _context_page.set(session.page)
     return conn, session
+
+
+async def open_tab(hub: Any, name: str, conn: Connection | None = None) -> tuple[Any, Session, Any]:
+    """A tab as flet-web opens one (bench/fanout.py does the same): ``open_session``, then the
+    app's ChatView over the hub, joined as ``name``."""
+    from fletchat.hub import HubSession
+    from fletchat.ui import ChatView
+    from fletchat.ui.hub_backend import HubBackend
+
+    conn, session = open_session(conn)
+    hub.use_pubsub(session.page.pubsub)
+    me = HubSession(hub, device="browser")
+    view = ChatView(session.page, HubBackend(me, session.page.pubsub))
+    await view.mount()
+    me.join(name)
+    view.updates.flush()
+    return conn, session, view
 
 
 def _normalise(value: Any, ids: dict[int, int]) -> Any:

@@ -14,24 +14,19 @@ import flet as ft
 import msgpack
 import pytest
 from flet.controls.base_control import BaseControl
-from flet.controls.context import _context_page
 from flet.messaging.connection import Connection
-from flet.messaging.protocol import Message as FletMessage
 from flet.messaging.protocol import (
-    MessageAction,
-    RegisterClientResponseBody,
     configure_encode_object_for_msgpack,
 )
-from flet.messaging.session import Session
 from flet.pubsub.pubsub_hub import PubSubHub
 
 from fletchat.conversation.views import ReadChanged
 from fletchat.hub import Hub, HubSession
 from fletchat.store import Store
-from fletchat.ui import ChatView, flet_speedup
-from fletchat.ui.hub_backend import HubBackend
+from fletchat.ui import flet_speedup
 from fletchat.ui.people import PersonTile
 from fletchat.ui.tile_chunks import MAX_TILES, TILES, ChunkedTiles, TileChunk, arrange
+from tests.test_flet_speedup import open_tab
 
 ENCODE = configure_encode_object_for_msgpack(BaseControl)
 
@@ -50,23 +45,6 @@ class Counting(Connection):
 
     def send_message(self, message) -> None:
         self.bytes_out += len(msgpack.packb([message.action, message.body], default=ENCODE))
-
-
-async def open_tab(hub: Hub, pubsubhub: PubSubHub, name: str) -> tuple[Counting, Session,
-                                                                         ChatView]:
-    conn = Counting(pubsubhub)
-    session = Session(conn)
-    session.apply_page_patch({"width": 1280, "height": 800, "web": True})
-    conn.send_message(FletMessage(MessageAction.REGISTER_CLIENT, RegisterClientResponseBody(
-        session_id=session.id, page_patch=session.get_page_patch(), error="")))
-    _context_page.set(session.page)
-    hub.use_pubsub(session.page.pubsub)
-    me = HubSession(hub, device="browser")
-    view = ChatView(session.page, HubBackend(me, session.page.pubsub))
-    await view.mount()
-    me.join(name)
-    view.updates.flush()
-    return conn, session, view
 
 
 async def quiet(conn: Counting) -> None:
@@ -104,8 +82,8 @@ async def test_a_join_costs_an_open_tab_the_same_with_5_or_45_people_online(tmp_
 
     PersonTile.before_update = counting  # type: ignore[method-assign]
     try:
-        conn, session, view = await open_tab(hub, PubSubHub(loop=asyncio.get_running_loop()),
-                                             "Ada")
+        conn, session, view = await open_tab(
+            hub, "Ada", Counting(PubSubHub(loop=asyncio.get_running_loop())))
         await quiet(conn)
         others = [HubSession(hub, device="browser") for _ in NAMES]
         cost: dict[int, tuple[int, int, int]] = {}
@@ -146,8 +124,8 @@ async def test_a_join_line_sends_no_read_mark(tmp_path) -> None:
     tab marked every join line, and each mark went to every tab: N x N events per join)."""
     hub = Hub("host", "web-host", store=Store.open(tmp_path / "h.db"))
     try:
-        conn, _session, view = await open_tab(hub, PubSubHub(loop=asyncio.get_running_loop()),
-                                              "Ada")
+        conn, _session, view = await open_tab(
+            hub, "Ada", Counting(PubSubHub(loop=asyncio.get_running_loop())))
         marks: list[ReadChanged] = []
         hub.add_listener(lambda e: marks.append(e) if isinstance(e, ReadChanged) else None)
         bob = HubSession(hub, device="browser")

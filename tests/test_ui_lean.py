@@ -14,9 +14,8 @@ from flet.messaging.session import Session
 
 from fletchat.hub import Hub, HubSession
 from fletchat.store import Store
-from fletchat.ui import ChatView, flet_speedup
-from fletchat.ui.hub_backend import HubBackend
-from tests.test_flet_speedup import open_session
+from fletchat.ui import flet_speedup
+from tests.test_flet_speedup import open_tab
 from tests.test_ui_controls import count_controls
 
 # an empty page (#general, one "has joined" line, oneself online); was 88 before issue 12's
@@ -26,19 +25,6 @@ EMPTY_PAGE_BUDGET = 74
 # previous one (the commonest new row in host mode): was 9; the first row of a person: was 12
 GROUPED_ROW_BUDGET = 6
 FIRST_ROW_BUDGET = 8
-
-
-async def open_tab(hub: Hub, name: str) -> tuple[Session, ChatView]:
-    """A tab as flet-web opens one (bench/fanout.py does the same): page size, the register
-    response mounting the page, then the app's ChatView over the hub."""
-    _conn, session = open_session()
-    hub.use_pubsub(session.page.pubsub)
-    me = HubSession(hub, device="browser")
-    view = ChatView(session.page, HubBackend(me, session.page.pubsub))
-    await view.mount()
-    me.join(name)
-    view.updates.flush()
-    return session, view
 
 
 async def settled(session: Session, at_least: int) -> int:
@@ -66,7 +52,7 @@ def speedup():
 async def test_an_empty_page_and_new_rows_stay_within_their_budget(tmp_path, speedup) -> None:
     hub = Hub("host", "web-host", store=Store.open(tmp_path / "h.db"))
     try:
-        session, view = await open_tab(hub, "Ada")
+        _conn, session, view = await open_tab(hub, "Ada")
         empty = await settled(session, 1)
         assert empty <= EMPTY_PAGE_BUDGET, kinds(session, set())
         # the count is what the tree holds: the page's own tree walk agrees with the index
