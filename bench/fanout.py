@@ -155,22 +155,29 @@ def _seed_store(path: Path, rows: int):
     return store
 
 
+async def _host_hub(tmp: Path, key: str, rows: int):
+    """The host's hub over a history of ``rows`` messages, once its one-time memory (the
+    store's id filter, loaded on a thread at open) is in: that is not any tab's heap or CPU."""
+    from fletchat.hub import Hub
+
+    hub = Hub(f"host-{key}", "web-host", store=_seed_store(tmp / f"{key}.db", rows))
+    known = getattr(hub.store, "known", None)
+    deadline = time.monotonic() + TIMEOUT
+    while known is not None and not known.ready and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    return hub
+
+
 async def _app_tabs(conn_cls, loop, executor, rows: int, n: int, tmp: Path, key: str) -> Tabs:
     from flet.pubsub.pubsub_hub import PubSubHub
 
-    from fletchat.hub import Hub, HubSession
+    from fletchat.hub import HubSession
     from fletchat.ui import ChatView
     from fletchat.ui.hub_backend import HubBackend
     from fletchat.ui.screens import ScreensPublisher
 
     _speedup(True)
-    hub = Hub(f"host-{key}", "web-host", store=_seed_store(tmp / f"{key}.db", rows))
-    # the host's own one-time memory (the store's id filter, loaded on a thread at open) is not
-    # any tab's: let it finish before the tabs' heap is counted
-    known = getattr(hub.store, "known", None)
-    deadline = time.monotonic() + TIMEOUT
-    while known is not None and not known.ready and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
+    hub = await _host_hub(tmp, key, rows)
     pubsub = PubSubHub(loop=loop, executor=executor)
     sink: dict[str, list[float]] = {}
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .fanout import TIMEOUT, _close, _make_conn_class, _seed_store, _speedup
+from .fanout import _close, _host_hub, _make_conn_class, _speedup
 
 SETTLE = 0.02  # seconds of quiet loop after each open: every tab's answer to the join is out
 
@@ -79,7 +79,7 @@ async def open_tabs(n: int, rows: int, tmp: Path, key: str,
     from flet.messaging.session import Session
     from flet.pubsub.pubsub_hub import PubSubHub
 
-    from fletchat.hub import Hub, HubSession
+    from fletchat.hub import HubSession
     from fletchat.ui import ChatView
     from fletchat.ui.hub_backend import HubBackend
     from fletchat.ui.screens import ScreensPublisher
@@ -88,11 +88,7 @@ async def open_tabs(n: int, rows: int, tmp: Path, key: str,
     executor = ThreadPoolExecutor(4)
     conn_cls = _make_conn_class()
     _speedup(True)
-    hub = Hub(f"host-{key}", "web-host", store=_seed_store(tmp / f"{key}.db", rows))
-    known = getattr(hub.store, "known", None)
-    deadline = time.monotonic() + TIMEOUT
-    while known is not None and not known.ready and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
+    hub = await _host_hub(tmp, key, rows)
     pubsub = PubSubHub(loop=loop, executor=executor)
     out = Opening(n)
     conns: list[Any] = []
