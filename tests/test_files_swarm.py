@@ -275,16 +275,21 @@ async def test_a_receiver_holding_chunks_0_to_k_serves_those_and_refuses_the_oth
     assert not result.done()
 
 
-async def test_four_receivers_swap_chunks_so_the_origin_sends_fewer_than_four_copies(tmp_path, service):
+async def _four_receivers_fetch(tmp_path, service, ranked: bool) -> tuple[Counter, int]:
+    """An origin that serves each receiver 16 chunks at once, then 8 a second (the receivers,
+    all connected to each other, are faster); four fetch one 48-chunk file. With ``ranked`` they
+    know their peer ids (the files lane sets ``me``). The chunk frames each peer sent, and the
+    file's chunk count."""
     data = make_data(48)
     log: list = []
-    # The origin serves each receiver 16 chunks at once, then 8 a second: the others are faster.
     origin = service(tmp_path, "origin", server=Server(bytes_per_minute=8 * CHUNK * 60,
                                                        burst=L.MAX_CHUNK_SIZE))
     m = origin.store.import_stream(io.BytesIO(data), "a.bin", "application/octet-stream", CHUNK)
     names = [f"r{i}" for i in range(4)]
     rs = {n: service(tmp_path, n, rng=random.Random(i)) for i, n in enumerate(names)}
     for n, s in rs.items():
+        if ranked:
+            s.me = n
         await connect("origin", origin, n, s, log)
     for a in range(4):
         for b in range(a + 1, 4):
@@ -292,34 +297,22 @@ async def test_four_receivers_swap_chunks_so_the_origin_sends_fewer_than_four_co
     results = [await s.fetch(m, ["origin"]) for s in rs.values()]
     paths = await asyncio.wait_for(asyncio.gather(*results), 60)
     assert all(p.read_bytes() == data for p in paths)
-    chunks_from = Counter(p for p, f in log if isinstance(f, bytes))
-    assert sum(chunks_from[n] for n in names) > 0  # receivers served each other
-    assert chunks_from["origin"] < 4 * m.chunk_count
+    return Counter(p for p, f in log if isinstance(f, bytes)), m.chunk_count
+
+
+async def test_four_receivers_swap_chunks_so_the_origin_sends_fewer_than_four_copies(tmp_path, service):
+    chunks_from, count = await _four_receivers_fetch(tmp_path, service, ranked=False)
+    assert sum(chunks_from[f"r{i}"] for i in range(4)) > 0  # receivers served each other
+    assert chunks_from["origin"] < 4 * count
 
 
 async def test_four_ranked_receivers_take_about_one_copy_from_the_origin(tmp_path, service):
-    """With their peer ids known (the files lane sets ``me``), fellow fetchers split the origin's
-    chunks into stripes: the origin sends each chunk about once or twice, not three times."""
-    data = make_data(48)
-    log: list = []
-    origin = service(tmp_path, "origin", server=Server(bytes_per_minute=8 * CHUNK * 60,
-                                                       burst=L.MAX_CHUNK_SIZE))
-    m = origin.store.import_stream(io.BytesIO(data), "a.bin", "application/octet-stream", CHUNK)
-    names = [f"r{i}" for i in range(4)]
-    rs = {n: service(tmp_path, n, rng=random.Random(i)) for i, n in enumerate(names)}
-    for n, s in rs.items():
-        s.me = n
-        await connect("origin", origin, n, s, log)
-    for a in range(4):
-        for b in range(a + 1, 4):
-            await connect(names[a], rs[names[a]], names[b], rs[names[b]], log)
-    results = [await s.fetch(m, ["origin"]) for s in rs.values()]
-    paths = await asyncio.wait_for(asyncio.gather(*results), 60)
-    assert all(p.read_bytes() == data for p in paths)
-    chunks_from = Counter(p for p, f in log if isinstance(f, bytes))
+    """With their peer ids known, fellow fetchers split the origin's chunks into stripes: the
+    origin sends each chunk about once or twice, not three times."""
+    chunks_from, count = await _four_receivers_fetch(tmp_path, service, ranked=True)
     # measured here: 69-79 chunk frames from the origin for 49 chunks (r0 starts alone and takes
     # some before it knows the others); without stripes (``me`` unset) 140-151
-    assert chunks_from["origin"] < 2 * m.chunk_count, chunks_from
+    assert chunks_from["origin"] < 2 * count, chunks_from
 
 
 async def test_a_partial_holder_that_serves_a_bad_chunk_loses_its_connection(tmp_path, service):
