@@ -7,7 +7,8 @@ Parallel runs (pytest-xdist, ``-n 2 --dist loadgroup`` in pyproject's addopts): 
 starts Chromium (it asks for the ``browser`` or ``chromium_turn`` fixture) is put in a *browser lane*
 that one worker runs in order (tests/lanes.py: xdist's own ``xdist_group`` no longer groups under
 pytest 9.2). The lane is handed out first, so it starts at once on one worker and the other worker
-takes everything else around it, instead of both workers queueing on one Chromium lock.
+takes everything else around it, then the *late lane* (``LATE_LANE_FILES``), instead of both
+workers queueing on one Chromium lock.
 ``FLETCHAT_TESTS_BROWSER_LANES`` (default 1) is how many browsers may run at once. Everything else
 is independent (ports 0, unique namespace names, tmp dirs) and runs on whichever worker is free.
 ``once_per_run`` builds something expensive (the static site) once for all workers. The
@@ -43,10 +44,18 @@ EARLY_FIXTURES = {"static_build"}  # expensive, made once per run: made first
 
 
 LANE = pytest.StashKey[int]()
+# The browser tests run serially in the lanes above, and they are most of the run's time: the
+# worker beside a lane finished the plain tests long before the lane ended. The late lane takes
+# these files' browser tests and is scheduled after every plain test, so that worker runs them
+# once it is free (two browsers at once only for that stretch).
+LATE_LANE = BROWSER_LANES
+LATE_LANE_FILES = {"test_static_build.py", "test_browser_convo.py", "test_browser_settings.py",
+                   "test_gate.py"}
 
 
 def browser_lane(item: pytest.Item) -> int | None:
-    """The lane (0 .. BROWSER_LANES-1) of a test that starts Chromium; None for the others."""
+    """The lane (0 .. BROWSER_LANES-1, or LATE_LANE) of a test that starts Chromium; None for
+    the others."""
     return item.stash.get(LANE, None)
 
 
@@ -205,24 +214,37 @@ async def browser(chromium_turn, shared_chromium: SharedChromium):
 BROWSER_RERUNS = 2
 
 
+def _schedule_rank(item: pytest.Item) -> int:
+    lane = browser_lane(item)
+    if lane == LATE_LANE:
+        return 3
+    if lane is not None:
+        return 0
+    return 1 if EARLY_FIXTURES & set(getattr(item, "fixturenames", ())) else 2
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     browser_items = sorted(
         (i for i in items if any(f in getattr(i, "fixturenames", ()) for f in BROWSER_FIXTURES)),
         key=lambda i: i.nodeid,
     )
-    # Dealt in nodeid order, the same on every worker (xdist checks that all collect alike).
-    for n, item in enumerate(browser_items):
+    # Dealt in nodeid order, the same on every worker (xdist checks that all collect alike); the
+    # late lane's files go to a lane of their own (LATE_LANE).
+    early = [i for i in browser_items if i.path.name not in LATE_LANE_FILES]
+    for n, item in enumerate(early):
         item.stash[LANE] = n % BROWSER_LANES
+    for item in browser_items:
+        if item.path.name in LATE_LANE_FILES:
+            item.stash[LANE] = LATE_LANE
         if "browser" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.flaky(reruns=BROWSER_RERUNS, reruns_delay=1))
             if inspect.iscoroutinefunction(getattr(item, "obj", None)):
                 # the loop the worker's shared browser lives in (SharedChromium)
                 item.add_marker(pytest.mark.asyncio(loop_scope="session"), append=False)
-    # The static site is built once per run (once_per_run) by whoever needs it first: let that be
-    # a plain test at the head of the queue, on the worker beside the browser lane, so the lane
-    # finds it built instead of waiting for it.
-    items.sort(key=lambda i: not (EARLY_FIXTURES & set(getattr(i, "fixturenames", ()))
-                                  and browser_lane(i) is None))
+    # The order is the order of the schedule (tests/lanes.py): the browser lanes first, then the
+    # plain test that builds the static site (once_per_run: the lanes find it built instead of
+    # waiting for it), the other plain tests, and the late lane last.
+    items.sort(key=_schedule_rank)
     if os.environ.get("PYTEST_XDIST_WORKER"):
         from tests.lanes import write_lanes
 

@@ -7,7 +7,8 @@ pytest-dev/pytest-xdist#1386), and the tests are shared out one by one as with `
 So the workers, which know each test's fixtures, write which test runs in which lane to a file in
 the run's shared temp dir, and the controller's scheduler (``LaneScheduling``, chosen by
 ``pytest_xdist_make_scheduler`` in tests/conftest.py when ``--dist loadgroup`` is asked for) reads
-it: a lane is one unit of work, every other test is a unit of its own, the largest units go first.
+it: a lane is one unit of work, every other test is a unit of its own, handed out in collection
+order (tests/conftest.py puts the lanes first and the late lane last).
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ class LaneScheduling(LoadGroupScheduling):
         super().__init__(config, log)
         self._config = config
         self._lanes: dict[str, str] | None = None
+        # the work goes out in collection order, which tests/conftest.py sets (lanes first, the
+        # late lane last), not largest first
+        config.option.loadscopereorder = False
 
     def _split_scope(self, nodeid: str) -> str:
         if self._lanes is None:  # first called once every worker has collected
