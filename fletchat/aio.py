@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Awaitable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 async def wait_event(event: asyncio.Event, timeout: float) -> bool:
@@ -20,3 +25,21 @@ async def wait_event(event: asyncio.Event, timeout: float) -> bool:
     finally:
         waiter.cancel()
     return bool(done)
+
+
+async def within(awaitable: Awaitable[T], timeout: float) -> T:
+    """``await awaitable`` for at most ``timeout`` seconds (TimeoutError after that), and a
+    cancel is never lost: ``asyncio.wait_for`` on Python 3.11 returns the result instead when
+    the cancel and the result arrive together (see ``wait_event``)."""
+    task = asyncio.ensure_future(awaitable)
+    try:
+        done, _ = await asyncio.wait([task], timeout=max(0.0, timeout))
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        raise TimeoutError
+    return task.result()

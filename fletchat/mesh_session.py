@@ -19,6 +19,7 @@ from websockets.asyncio.connection import Connection
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from fletchat.aio import within
 from fletchat.events import Presence
 from fletchat.mesh_judge import MessageJudge
 from fletchat.mesh_link import STALLED_TIMEOUTS, Link, LinkCore, close_reason
@@ -163,7 +164,7 @@ class Sessions:
 
         while conn.state in (State.AWAIT_HELLO, State.AWAIT_AUTH):
             try:
-                raw = await asyncio.wait_for(link.ws.recv(), max(0.0, deadline() - loop.time()))
+                raw = await within(link.ws.recv(), deadline() - loop.time())
             except TimeoutError:
                 if loop.time() < deadline():
                     continue  # this host stalled meanwhile: the peer gets that time back

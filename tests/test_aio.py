@@ -37,3 +37,29 @@ async def test_wait_event_says_whether_the_event_came():
     assert await wait_event(event, 5.0) is True
     assert await wait_event(event, 0.0) is True  # already set: no wait
     assert len(asyncio.all_tasks()) == 1  # no waiter left behind
+
+
+async def test_within_returns_times_out_and_keeps_a_racing_cancel():
+    from fletchat.aio import within
+
+    loop = asyncio.get_running_loop()
+    assert await within(asyncio.sleep(0.01, "done"), 5.0) == "done"
+    never = loop.create_future()
+    with pytest.raises(TimeoutError):
+        await within(never, 0.01)
+    await asyncio.sleep(0)
+    assert never.cancelled()  # what timed out is cancelled, not left running
+
+    async def reads(fut: asyncio.Future, got: list) -> None:
+        while True:
+            got.append(await within(fut, 10.0))
+            fut = loop.create_future()
+
+    for _ in range(20):
+        fut, got = loop.create_future(), []
+        task = asyncio.create_task(reads(fut, got))
+        await asyncio.sleep(0)
+        fut.set_result("frame")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 2.0)

@@ -21,7 +21,7 @@ from typing import Any
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from ..aio import wait_event
+from ..aio import wait_event, within
 from ..peer.connection import Closed, Local, Opened, PeerConnection, State
 from ..protocol import CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TIMEOUT, NONCE_BYTES
 from . import frames as F
@@ -229,7 +229,7 @@ class FilesLane:
             for frame in conn.data_to_send():
                 await ws.send(frame)
             while conn.state in (State.AWAIT_HELLO, State.AWAIT_AUTH):
-                raw = await asyncio.wait_for(ws.recv(), max(0.0, deadline - loop.time()))
+                raw = await within(ws.recv(), deadline - loop.time())
                 if isinstance(raw, bytes):
                     await ws.close(1003, "binary frame before the handshake")
                     return None
