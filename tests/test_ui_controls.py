@@ -28,6 +28,7 @@ from fletchat.ui import (
     ChatMessage,
     ChatView,
     MessageRow,
+    Slot,
     Status,
     channel_title,
     describe_for_screen_reader,
@@ -614,7 +615,7 @@ def test_chat_state_visible_channels_and_following() -> None:
 # ---------------------------------------------------------------- the message list's cost
 
 
-async def test_new_messages_go_to_the_tail_chunk_and_only_it_is_updated(tmp_path) -> None:
+async def test_new_messages_fill_the_tail_chunks_next_slot_and_only_it_is_updated(tmp_path) -> None:
     view, session = await make_view(tmp_path)
     hub = session.hub
     bob = HubSession(hub)
@@ -622,21 +623,33 @@ async def test_new_messages_go_to_the_tail_chunk_and_only_it_is_updated(tmp_path
     for i in range(3 * CHUNK_ROWS):
         await view.on_event(bob.send(f"m{i}"))
     chunks = view.conversation.chunks
-    assert all(len(c.controls) <= CHUNK_ROWS for c in chunks) and len(chunks) >= 3
+    assert all(len(c.rows()) <= CHUNK_ROWS for c in chunks) and len(chunks) >= 3
     assert shown(view)[-1] == f"m{3 * CHUNK_ROWS - 1}"
-    view.updates.flush()
     updated: list[tuple] = []
     view.page.update = lambda *controls: updated.append(controls)  # type: ignore[method-assign]
-    msg = bob.send("one more")
-    await view.on_event(msg)
-    view.updates.flush()
-    tail = view.conversation.chunks[-1]
-    assert rows(view)[msg.id] in tail.controls
-    # one update, of the tail chunk (or, when the tail was full, of what holds the new chunk)
-    section = view.conversation.list.controls[0]  # newest first (the list is reversed)
-    assert updated in ([(tail,)], [(section,)], [(view.conversation.list,)])
-    assert tail in section.controls
-    assert tail.is_isolated() and rows(view)[msg.id].is_isolated()
+    for n in range(CHUNK_ROWS + 1):  # through a full chunk: the next row starts a new one
+        view.updates.flush()
+        updated.clear()
+        msg = bob.send(f"one more {n}")
+        await view.on_event(msg)
+        view.updates.flush()
+        row = rows(view)[msg.id]
+        tail = view.conversation.chunks[-1]
+        section = view.conversation.list.controls[0]  # newest first (the list is reversed)
+        assert tail.rows()[-1] is row and tail in section.chunks()
+        # one update: of the slot the row went into (or, when the tail chunk was full, of what
+        # holds the new chunk)
+        (sent,) = updated
+        assert len(sent) == 1
+        if isinstance(sent[0], Slot):
+            assert sent[0] in tail.controls and sent[0].content is row and sent[0].visible
+        else:
+            assert tail.rows() == [row] and sent[0] in (section, view.conversation.list)
+        assert tail.is_isolated() and row.is_isolated() and sent[0].is_isolated()
+    # the slots still free stay out of the layout (invisible, so no spacing either)
+    free = [s for s in view.conversation.chunks[-1].controls if s.content is None]
+    assert free and not any(s.visible for s in free)
+    assert shown(view)[-1] == f"one more {CHUNK_ROWS}"
 
 
 async def test_a_burst_is_one_update_per_session(tmp_path) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from .backend import Capabilities, ChatBackend
-from .conversation import CHUNK_ROWS, Chunk, Conversation
+from .conversation import CHUNK_ROWS, Chunk, Conversation, Slot
 from .feed import PAGE
 from .people import online_tile
 from .rows import ChatMessage, MessageRow, message_control
@@ -45,11 +45,36 @@ from .text import (
 from .view import ChatView
 
 __all__ = [
-    "APP_TITLE", "BLOCK_TOOLTIP", "CHUNK_ROWS", "LATE_LABEL", "LOAD_OLDER", "MESSAGE_HINT",
-    "NAME_LABEL", "OWN_DEVICE_PREFIX", "PAGE", "PENDING_LABEL", "SEARCH_HINT", "TRUST_NEW_KEY",
-    "UNVERIFIED_LABEL", "Capabilities", "ChatBackend", "ChatMessage", "ChatState", "ChatView",
-    "Chunk", "Conversation", "MessageRow", "Status", "channel_title", "describe_for_screen_reader",
-    "format_time", "highlight_spans", "make_session_main", "message_control", "online_tile",
+    "APP_TITLE",
+    "BLOCK_TOOLTIP",
+    "CHUNK_ROWS",
+    "LATE_LABEL",
+    "LOAD_OLDER",
+    "MESSAGE_HINT",
+    "NAME_LABEL",
+    "OWN_DEVICE_PREFIX",
+    "PAGE",
+    "PENDING_LABEL",
+    "SEARCH_HINT",
+    "TRUST_NEW_KEY",
+    "UNVERIFIED_LABEL",
+    "Capabilities",
+    "ChatBackend",
+    "ChatMessage",
+    "ChatState",
+    "ChatView",
+    "Chunk",
+    "Conversation",
+    "MessageRow",
+    "Slot",
+    "Status",
+    "channel_title",
+    "describe_for_screen_reader",
+    "format_time",
+    "highlight_spans",
+    "make_session_main",
+    "message_control",
+    "online_tile",
 ]
 
 
