@@ -21,6 +21,9 @@ empty set to *every* control up front, to remember which validation errors it al
 reported; ``install()`` swaps in the same function that makes that set only when a control
 first fails validation (about 250 B per control: 8 per message row, about 100 per empty page).
 
+``install()`` also installs ``flet_init``: controls constructed without the no-op assignments of
+their 50-70 defaults (about 3x faster).
+
 Controls are still built (``build``), checked (``before_update``), parented and marked clean one
 by one, depth first, in field order; ``tests/test_flet_speedup.py`` compares the patches, the
 added controls and the state they leave against Flet's own walk. It installs only on the Flet
@@ -39,6 +42,8 @@ import weakref
 from collections.abc import Iterator
 from enum import Enum
 from typing import Any
+
+from . import flet_init
 
 FLET_VERSION = "1.0.5"
 # sha256 of ``inspect.getsource(DiffBuilder._configure_dataclass)`` in Flet 1.0.5
@@ -286,6 +291,7 @@ def install() -> None:
 
     object_patch.DiffBuilder._configure_dataclass = _configure_dataclass
     base_control.validate = validate
+    flet_init.install()
 
 
 def uninstall() -> None:
@@ -297,3 +303,4 @@ def uninstall() -> None:
 
         object_patch.DiffBuilder._configure_dataclass = _original
         base_control.validate = validation.validate
+        flet_init.uninstall()
