@@ -325,3 +325,28 @@ def test_use_pubsub_publishes_messages_and_roster() -> None:
     assert rosters and [o.name for o in rosters[-1].online] == ["Ada"]
     # Listeners and the publisher see the same events in the same order.
     assert published == events
+
+
+def test_the_online_list_is_kept_sorted_and_follows_every_change() -> None:
+    """``Roster.online`` is kept between changes (every tab asks with every message); each
+    change shows at once, and a caller's list is its own."""
+    from fletchat.model import Peer
+    from fletchat.presence import Roster
+
+    r = Roster()
+    r.session_joined("k2", "bob", "browser")
+    r.session_joined("k1", "Ada", "browser")
+    first = r.online()
+    assert [o.name for o in first] == ["Ada", "bob"]
+    first.clear()  # the caller's copy
+    assert [o.name for o in r.online()] == ["Ada", "bob"]
+    assert r.session_left("k1")
+    assert [o.name for o in r.online()] == ["bob"]
+    r.peer_up(Peer("p1", "Host"))
+    r.peer_presence("p1", (Presence("Carol", "android", 1.0),))
+    assert [o.name for o in r.online()] == ["bob", "Carol"]
+    r.peer_presence("p1", (Presence("Al", "android", 1.0),))
+    assert [o.name for o in r.online()] == ["Al", "bob"]
+    r.peer_down("p1")
+    r.session_joined("k3", "Cy", "browser")
+    assert [o.name for o in r.online()] == ["bob", "Cy"]
