@@ -97,8 +97,9 @@ async def shot(tab: ChatPage, name: str) -> None:
 
 
 async def test_delivery_marks_mean_delivered_on_one_host(server, browser):
-    """Everyone on one host (--no-lan): a message the other tabs show is "delivered", never
-    "not delivered yet" / "waiting for a device" (there is no device to wait for)."""
+    """Everyone on one host (--no-lan): once the other tabs show a message, its writer sees
+    "delivered", never "not delivered yet" / "waiting for a device" (there is no device to
+    wait for); the others see no mark on it (the marks are the writer's)."""
     alice = await person(browser, server, "Alice", DESKTOP)
     bob = await person(browser, server, "Bob", PHONE)
     await alice.send("can you see this?")
@@ -107,6 +108,8 @@ async def test_delivery_marks_mean_delivered_on_one_host(server, browser):
     await expect(row).to_have_text(re.compile(", delivered$"), timeout=TIMEOUT)
     labels = " ".join(await alice.labels())
     assert "not delivered yet" not in labels and "waiting for a device" not in labels
+    in_bobs_tab = bob.page.get_by_text(re.compile(r"^Alice at [0-9:]+: can you see this\?$"))
+    await expect(in_bobs_tab).to_have_count(1, timeout=TIMEOUT)
     await bob.send("yes")
     bob_row = bob.page.get_by_text(re.compile(r"^Bob at [0-9:]+: yes"))
     await expect(bob_row).to_have_text(re.compile(", delivered$"), timeout=TIMEOUT)

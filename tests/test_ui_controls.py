@@ -289,6 +289,25 @@ async def test_own_message_sent_alone_then_delivered(tmp_path) -> None:
     assert icons == [ft.Icons.DONE]
 
 
+async def test_another_tabs_message_on_this_host_carries_no_delivery_mark(tmp_path) -> None:
+    """The marks are the writer's: Bob's message (another tab of this host) shows none in
+    Ada's tab, live or from history, while Bob's own tab shows it."""
+    view, session = await make_view(tmp_path)
+    bob = HubSession(session.hub)
+    bob.join("Bob")
+    bobs_view = ChatView(FakePage(), HubBackend(bob))  # type: ignore[arg-type]
+    await bobs_view.show_channel("general")
+    msg = bob.send("from Bob")
+    await view.on_event(msg)
+    await bobs_view.on_event(msg)
+    row = rows(view)[msg.id]
+    assert row.status is None and row.label.endswith(": from Bob")
+    assert not [c for c in walk(row) if isinstance(c, ft.Icon)]
+    assert rows(bobs_view)[msg.id].status == Status("delivered")  # Ada's tab is here
+    await view.show_channel("general")  # from history
+    assert rows(view)[msg.id].status is None
+
+
 async def test_a_refused_message_says_who_refused_it_and_why(tmp_path) -> None:
     view, session = await make_view(tmp_path)
     sent = session.send("hello")
@@ -544,7 +563,7 @@ async def test_private_room_rows_open_with_the_passphrase(tmp_path) -> None:
     await view.show_channel(room)
     row = rows(view)[sealed.id]
     assert row.room == "no_key" and view.feed.needs_room_key()
-    assert "the plan" not in row.label and ": sealed (no key)," in row.label
+    assert "the plan" not in row.label and row.label.endswith(": sealed (no key)")
     dialog = view.rooms.ask()
     assert isinstance(dialog, ft.AlertDialog) and view.rooms.passphrase.password
     assert not await view.rooms.set_passphrase("short")  # refused, says why, dialog stays
@@ -554,7 +573,7 @@ async def test_private_room_rows_open_with_the_passphrase(tmp_path) -> None:
     assert view.rooms.note.visible and "unlocked" in (view.rooms.note.value or "")
     assert not [d for d in view.page.dialogs if isinstance(d, ft.SnackBar)]
     row = rows(view)[sealed.id]
-    assert row.room == "open" and ": the plan," in row.label
+    assert row.room == "open" and row.label.endswith(": the plan")
     assert "private" in [t.value for t in texts(row)]
     assert not view.feed.needs_room_key()
     # What Ada now writes there is sealed too; Bob reads it.

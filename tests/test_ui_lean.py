@@ -23,8 +23,9 @@ from tests.test_ui_controls import count_controls
 # slots come on top (one holds the join line; the free ones, invisible, are each filled by a new
 # row without re-diffing the chunk)
 EMPTY_PAGE_BUDGET = 74 + CHUNK_ROWS
-# a message from another tab on this host (it carries a delivery mark), grouped under the
-# previous one (the commonest new row in host mode): was 9; the first row of a person: was 12
+# a message from another tab on this host (no delivery mark: those are its writer's), grouped
+# under the previous one (the commonest new row in host mode): was 9; the first row of a person:
+# was 12
 GROUPED_ROW_BUDGET = 6
 FIRST_ROW_BUDGET = 8
 

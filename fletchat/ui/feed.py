@@ -49,10 +49,11 @@ class Feed:
 
     # ---- rows ----
     def status_for(self, msg: Message, pending: set[str] | None) -> Status | None:
-        """Delivery of a chat message written on this install; ``pending`` None for a live one
+        """Delivery of a chat message this person wrote (on this install; in host mode not
+        another tab's person's: their marks are theirs to see); ``pending`` None for a live one
         (just written: nobody has confirmed it yet)."""
         if (msg.kind != KIND_CHAT or not self.backend.capabilities.delivery
-                or not self.backend.is_own(msg)):
+                or msg.author != self.backend.name or not self.backend.is_own(msg)):
             return None
         backend = self.backend
         return live_status(pending is None or msg.id in pending, backend.lan_peers(),
