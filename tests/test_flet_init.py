@@ -68,18 +68,20 @@ def _samples(default: Any) -> list[Any]:
 
 
 @pytest.fixture(scope="module")
-def classes() -> list[type]:
-    return _all_control_classes()
+def classes() -> list[tuple[type, Any, Any, list[inspect.Parameter]]]:
+    """(class, Flet's __init__, the fast one, its parameters) for every generated __init__."""
+    out = []
+    for cls in _all_control_classes():
+        init = flet_init._ORIGINAL.get(cls) or flet_init._generated(cls)
+        if init is not None:
+            params = list(inspect.signature(init).parameters.values())[1:]
+            out.append((cls, init, flet_init.fast_init(cls, init), params))
+    return out
 
 
 def test_every_control_is_built_the_same_with_its_defaults_and_each_argument(classes) -> None:
     compared = arguments = 0
-    for cls in classes:
-        init = flet_init._ORIGINAL.get(cls) or flet_init._generated(cls)
-        if init is None:
-            continue
-        fast = flet_init.fast_init(cls, init)
-        params = list(inspect.signature(init).parameters.values())[1:]
+    for cls, init, fast, params in classes:
         if any(p.default is p.empty for p in params):
             continue  # a required argument: covered by the calls below with it given
         assert _build(cls, fast, {}) == _build(cls, init, {}), cls
@@ -96,12 +98,7 @@ def test_every_control_is_built_the_same_with_its_defaults_and_each_argument(cla
 
 def test_controls_with_required_arguments_and_overridden_defaults(classes) -> None:
     required = overridden = 0
-    for cls in classes:
-        init = flet_init._ORIGINAL.get(cls) or flet_init._generated(cls)
-        if init is None:
-            continue
-        fast = flet_init.fast_init(cls, init)
-        params = list(inspect.signature(init).parameters.values())[1:]
+    for cls, init, fast, params in classes:
         need = {p.name: "x" for p in params if p.default is p.empty}
         if need:
             assert _build(cls, fast, need) == _build(cls, init, need), cls
