@@ -51,9 +51,7 @@ def _make_conn_class():
     import msgpack
     from flet.controls.base_control import BaseControl
     from flet.messaging.connection import Connection
-    from flet.messaging.protocol import configure_encode_object_for_msgpack
-
-    encode = configure_encode_object_for_msgpack(BaseControl)
+    from flet_web.fastapi import flet_app
 
     class BenchConnection(Connection):
         """flet-web's send path up to the socket: msgpack the message; note marker arrivals."""
@@ -69,6 +67,8 @@ def _make_conn_class():
             self.bytes_out = 0
 
         def send_message(self, message) -> None:
+            # as flet_web's FletApp.send_message (host mode): its encoder, asked per message
+            encode = flet_app.configure_encode_object_for_msgpack(BaseControl)
             body = msgpack.packb([message.action, message.body], default=encode)
             self.bytes_out += len(body) + 1
             if self.marker is not None and self.marker in body:

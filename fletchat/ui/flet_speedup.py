@@ -21,8 +21,9 @@ empty set to *every* control up front, to remember which validation errors it al
 reported; ``install()`` swaps in the same function that makes that set only when a control
 first fails validation (about 250 B per control: 8 per message row, about 100 per empty page).
 
-``install()`` also installs ``flet_init``: controls constructed without the no-op assignments of
-their 50-70 defaults (about 3x faster).
+``install()`` also installs ``flet_init`` (controls constructed without the no-op assignments of
+their 50-70 defaults, about 3x faster) and ``flet_encode`` (patches packed with per-class facts
+read once).
 
 Controls are still built (``build``), checked (``before_update``), parented and marked clean one
 by one, depth first, in field order; ``tests/test_flet_speedup.py`` compares the patches, the
@@ -43,7 +44,7 @@ from collections.abc import Iterator
 from enum import Enum
 from typing import Any
 
-from . import flet_init
+from . import flet_encode, flet_init
 
 FLET_VERSION = "1.0.5"
 # sha256 of ``inspect.getsource(DiffBuilder._configure_dataclass)`` in Flet 1.0.5
@@ -292,6 +293,7 @@ def install() -> None:
     object_patch.DiffBuilder._configure_dataclass = _configure_dataclass
     base_control.validate = validate
     flet_init.install()
+    flet_encode.install()
 
 
 def uninstall() -> None:
@@ -304,3 +306,4 @@ def uninstall() -> None:
         object_patch.DiffBuilder._configure_dataclass = _original
         base_control.validate = validation.validate
         flet_init.uninstall()
+        flet_encode.uninstall()
