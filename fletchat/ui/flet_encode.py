@@ -12,8 +12,8 @@ an encoder that computes those per-class facts once per class and then does what
 in the same order, for controls and ``@value`` types with sparse values and for enums; anything
 else goes to Flet's own encoder. ``tests/test_flet_encode.py`` packs every Flet control, the
 app's rows and their value types both ways and compares the bytes and the diff snapshots
-(``__prev_*``) the encoders leave. It installs only over the checked source
-(``CONFIGURE_SHA256``); ``flet_speedup.install`` calls it after its version check.
+(``__prev_*``) the encoders leave. ``flet_speedup.install`` installs it after its check, which
+refuses (``FletChanged``) unless Flet's encoder is the checked source (``CONFIGURE_SHA256``).
 """
 
 from __future__ import annotations
@@ -73,11 +73,10 @@ class Encoder:
     """``default=`` for ``msgpack.packb``: Flet's encoding, per-class facts cached."""
 
     def __init__(self, control_cls: type, stock: Any) -> None:
-        from flet.controls.value_types import _UNSET, Value
+        from flet.controls.value_types import _UNSET
 
         self.control_cls = control_cls
         self.stock = stock  # Flet's own encoder: everything not handled here
-        self.value_cls = Value
         self.unset = _UNSET
         self.plans: dict[type, Any] = {}
 
@@ -167,10 +166,6 @@ def _structural(obj: Any, facts: _Facts, r: dict[str, Any],
             r[fname] = v
 
 
-class FletChanged(RuntimeError):
-    """Flet's encoder is not the one this was checked against."""
-
-
 _stock_configure: Any = None
 _encoders: dict[type, Encoder] = {}
 
@@ -180,12 +175,6 @@ def source_digest() -> str:
 
     func = _stock_configure or protocol.configure_encode_object_for_msgpack
     return hashlib.sha256(inspect.getsource(func).encode()).hexdigest()
-
-
-def check() -> None:
-    digest = source_digest()
-    if digest != CONFIGURE_SHA256:
-        raise FletChanged(f"flet's configure_encode_object_for_msgpack changed (sha256 {digest})")
 
 
 def configure(control_cls: type) -> Encoder:
@@ -204,13 +193,13 @@ def installed() -> bool:
 
 
 def install() -> None:
+    """Only after ``flet_speedup.check`` (which compares ``source_digest`` too)."""
     global _stock_configure
     from flet.messaging import protocol
     from flet_web.fastapi import flet_app
 
     if installed():
         return
-    check()
     _stock_configure = protocol.configure_encode_object_for_msgpack
     flet_app.configure_encode_object_for_msgpack = configure
 

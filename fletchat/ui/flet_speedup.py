@@ -92,6 +92,9 @@ def check() -> None:
     digest = hashlib.sha256(inspect.getsource(validation.validate).encode()).hexdigest()
     if digest != VALIDATE_SHA256:
         raise FletChanged(f"flet's validate changed (sha256 {digest})")
+    digest = flet_encode.source_digest()
+    if digest != flet_encode.CONFIGURE_SHA256:
+        raise FletChanged(f"flet's configure_encode_object_for_msgpack changed (sha256 {digest})")
 
 
 # per class: tuple of (field name, Prop default or _SLOW) in declaration order, non-skip only
