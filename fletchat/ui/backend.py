@@ -80,7 +80,7 @@ class ChatBackend(Protocol):
         """Messages written here that no peer has confirmed yet."""
 
     def is_own(self, msg: Message) -> bool:
-        """Written on this install (so it has a delivery status)."""
+        """Written on this install (``written_by_me`` adds: by this person)."""
 
     # ---- private rooms ----
     def reveal(self, msg: Message) -> tuple[str, str]:
@@ -179,3 +179,9 @@ class ChatBackend(Protocol):
         """Call ``handler`` on the page's loop with every hub event (Message, RosterChanged,
         Delivered, ChannelsChanged, IdentityWarning; files.views.FileChanged; conversation:
         RowChanged, TypingChanged, ReadChanged from ``fletchat.conversation.views``)."""
+
+
+def written_by_me(backend: ChatBackend, msg: Message) -> bool:
+    """Written by this person on this install (its delivery marks are theirs to see; on a host,
+    another tab's person wrote on this install too)."""
+    return msg.author == backend.name and backend.is_own(msg)

@@ -174,9 +174,9 @@ class Conversation:
         self.rows[row.message.id] = row
         sections = self.list.controls
         tail_section: Section | None = sections[0] if sections else None  # type: ignore
-        tail = tail_section.controls[-1] if tail_section and tail_section.controls else None
-        if tail is not None and not tail.is_full():  # type: ignore[attr-defined]
-            self.updates.mark(tail.fill(row))  # type: ignore[attr-defined]
+        tail = tail_section.chunks()[-1] if tail_section and tail_section.controls else None
+        if tail is not None and not tail.is_full():
+            self.updates.mark(tail.fill(row))
         elif tail_section is not None and len(tail_section.controls) < SECTION_CHUNKS:
             tail_section.controls.append(Chunk([row]))
             self.updates.mark(tail_section)

@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from ..model import KIND_CHAT, ROW_KINDS, Message
-from .backend import ChatBackend
+from .backend import ChatBackend, written_by_me
 from .conversation import Conversation
 from .decorate import Layout, layout_after
 from .delivery import live_status
@@ -53,7 +53,7 @@ class Feed:
         another tab's person's: their marks are theirs to see); ``pending`` None for a live one
         (just written: nobody has confirmed it yet)."""
         if (msg.kind != KIND_CHAT or not self.backend.capabilities.delivery
-                or msg.author != self.backend.name or not self.backend.is_own(msg)):
+                or not written_by_me(self.backend, msg)):
             return None
         backend = self.backend
         return live_status(pending is None or msg.id in pending, backend.lan_peers(),

@@ -19,7 +19,7 @@ from ..events import (
 )
 from ..files.views import FileChanged
 from ..model import KIND_CHAT, Message, ValidationError
-from .backend import ChatBackend
+from .backend import ChatBackend, written_by_me
 from .banners import Banners
 from .channels import ChannelsPanel
 from .composer import Composer
@@ -215,7 +215,7 @@ class ChatView:
         backend = self.backend
         if not backend.capabilities.channels:
             msg = replace(msg, channel=self.state.channel)  # one conversation only
-        mine = backend.is_own(msg) and msg.author == backend.name
+        mine = written_by_me(backend, msg)
         shown = self.state.on_message(msg, mine, backend.can_see(msg.channel))
         self.convo.on_message(msg, shown)  # mentions counted before the list is drawn
         if shown:
