@@ -24,7 +24,7 @@ from fletchat.conversation.views import ReadChanged
 from fletchat.hub import Hub, HubSession
 from fletchat.store import Store
 from fletchat.ui import flet_speedup
-from fletchat.ui.people import PersonTile
+from fletchat.ui.people import PEOPLE_SHOWN, PersonTile
 from fletchat.ui.tile_chunks import MAX_TILES, TILES, ChunkedTiles, TileChunk, arrange
 from tests.test_flet_speedup import open_tab
 
@@ -99,7 +99,7 @@ async def test_a_join_costs_an_open_tab_the_same_with_5_or_45_people_online(tmp_
                 joined += 1
                 await quiet(conn)
             cost[online] = (walked, conn.bytes_out - sent, len(session.index) - built)
-            assert len(view.people.tiles()) == online + 10
+            assert len(view.people.tiles()) == min(online + 10, PEOPLE_SHOWN)
         (_walked5, sent5, built5), (walked45, sent45, built45) = cost[5], cost[45]
         # Flet walks the tiles of the chunk that changed, never every person's (was 45+ each)
         assert walked45 <= 10 * (MAX_TILES + 1), cost
@@ -107,9 +107,9 @@ async def test_a_join_costs_an_open_tab_the_same_with_5_or_45_people_online(tmp_
         # bytes and controls per join do not grow with the people online
         assert sent45 <= 1.3 * sent5 and sent45 <= 10 * 2500, cost
         assert built45 <= 1.3 * built5 + 20, cost
-        # what the panel shows: everyone, in order, in chunks of at most MAX_TILES
+        # what the panel shows: the first PEOPLE_SHOWN, in order, in chunks of at most MAX_TILES
         names = [t.label.split(" online")[0] for t in view.people.tiles()]
-        assert names == sorted(names, key=str.casefold) and "Ada" in names
+        assert names == sorted(["Ada", *NAMES[:54]], key=str.casefold)[:PEOPLE_SHOWN]
         assert all(isinstance(c, TileChunk) and len(c.controls) <= MAX_TILES
                    for c in view.people.people.controls)
         assert view.people.title.value == "Online (55)"
@@ -265,3 +265,99 @@ async def test_read_marks_reach_the_tabs_coalesced_per_channel() -> None:
     while len(pubsub.sent) < 4 and time.monotonic() < deadline:
         await asyncio.sleep(READ_WINDOW / 4)
     assert pubsub.sent[3] == ("t", ReadChanged("general", "Bob", "h2"))
+
+
+def _people(names: list[str], local: bool = True) -> list:
+    from fletchat.events import Online
+
+    now = time.time()
+    return sorted((Online(f"k{i}", n, "browser", now, local) for i, n in enumerate(names)),
+                  key=lambda o: (o.name.casefold(), o.key))
+
+
+def test_a_tab_shows_at_most_people_shown_tiles_and_always_its_own() -> None:
+    """A tile for every person in every tab made a host's memory tabs x people (1.2 MiB per
+    tab at 100 people): a tab shows the first PEOPLE_SHOWN in the roster's order, its own
+    "(you)" tile among them even when it sorts later, and says how many more there are."""
+    from fletchat.ui.people import more_line, people_shown
+
+    online = _people([f"P{i:03}" for i in range(3 * PEOPLE_SHOWN)] + ["Zoe"])
+    keys, hidden = people_shown(online, None)
+    assert [p.name for p, _ in keys] == [f"P{i:03}" for i in range(PEOPLE_SHOWN)]
+    assert hidden == 2 * PEOPLE_SHOWN + 1
+    keys, hidden = people_shown(online, "Zoe")
+    assert len(keys) == PEOPLE_SHOWN and hidden == 2 * PEOPLE_SHOWN + 1
+    assert keys[-1][0].name == "Zoe" and keys[-1][1] is True  # last, as it sorts: in, as "you"
+    assert [p.name for p, _ in keys[:-1]] == [f"P{i:03}" for i in range(PEOPLE_SHOWN - 1)]
+    few = online[:5]
+    assert people_shown(few, None) == ([(p, False) for p in few], 0)
+    # a search: any case, a part of the name; one's own tile only when it matches
+    keys, hidden = people_shown(online, "Zoe", "p01")
+    assert [p.name for p, _ in keys] == [f"P{i:03}" for i in range(10, 20)] and hidden == 0
+    keys, hidden = people_shown(online, "Zoe", " zO ")
+    assert [(p.name, mine) for p, mine in keys] == [("Zoe", True)]
+    assert people_shown(online, "Zoe", "nobody") == ([], 0)
+    assert more_line(0, "", 5) == ""
+    assert more_line(61, "", 30) == "and 61 more: find them by name above"
+    assert more_line(3, "P0", 30) == "and 3 more: type more of the name"
+    assert more_line(0, "nobody ", 0) == 'Nobody online has "nobody" in their name.'
+
+
+def test_the_people_panel_mounts_find_only_past_the_cap() -> None:
+    """Small groups see no search field (every mounted control costs each tab); past the cap
+    the field and the "and N more" line are mounted once, and the tiles stay PEOPLE_SHOWN."""
+    from fletchat.ui.people import PeoplePanel
+
+    panel = PeoplePanel("", None, None, lambda _p: None)
+    online = _people([f"P{i:03}" for i in range(PEOPLE_SHOWN)])
+    changed = panel.render(online, [])
+    assert panel.find is None and panel.more not in panel.body.controls
+    assert len(panel.tiles()) == PEOPLE_SHOWN and panel.body not in changed
+    more = _people([f"P{i:03}" for i in range(PEOPLE_SHOWN + 12)])
+    changed = panel.render(more, [])
+    assert panel.find is not None and panel.body in changed
+    at = panel.body.controls.index(panel.people)
+    assert panel.body.controls[at - 1:at + 2] == [panel.find, panel.people, panel.more]
+    assert len(panel.tiles()) == PEOPLE_SHOWN and panel.title.value == f"Online ({PEOPLE_SHOWN + 12})"
+    assert panel.more.value == "and 12 more: find them by name above" and panel.more.visible
+    changed = panel.render(more[:-1], [])  # someone not shown leaves: the title and the line
+    assert panel.body not in changed and panel.more in changed
+    assert panel.more.value == "and 11 more: find them by name above"
+    assert not [c for c in changed if c not in (panel.title, panel.more)]
+
+
+async def test_find_someone_filters_the_people_in_a_real_tab(tmp_path, speedup) -> None:
+    """Through a real Flet session: 40 people online, the tab shows PEOPLE_SHOWN; typing in
+    "Find someone" shows who matches (a person past the cap among them), the patch goes out,
+    a click on a found tile opens a direct message; clearing it shows the first ones again."""
+    hub = Hub("host", "web-host", store=Store.open(tmp_path / "h.db"))
+    try:
+        conn, session, view = await open_tab(
+            hub, "Ada", Counting(PubSubHub(loop=asyncio.get_running_loop())))
+        others = [HubSession(hub, device="browser") for _ in range(40)]
+        for i, other in enumerate(others):
+            other.join(f"Member{i:02}")
+        await quiet(conn)
+        panel = view.people
+        assert len(panel.tiles()) == PEOPLE_SHOWN and panel.find is not None
+        assert panel.more.value == f"and {41 - PEOPLE_SHOWN} more: find them by name above"
+        shown_before = [t.label.split(" online")[0] for t in panel.tiles()]
+        assert "Member39" not in shown_before
+        sent = conn.bytes_out
+        panel.find.value = "member3"
+        await panel.find._trigger_event("change", "member3")
+        await quiet(conn)
+        names = [t.label.split(" online")[0] for t in panel.tiles()]
+        assert names == [f"Member3{i}" for i in range(10)]
+        assert conn.bytes_out > sent and not panel.more.visible
+        assert all(t.page is session.page for t in panel.tiles())  # on the page, not detached
+        await panel.tiles()[-1].on_tap(None)  # a click opens the direct message with Member39
+        assert view.state.channel == view.backend.direct_channel("Member39")
+        panel.find.value = ""
+        await panel.find._trigger_event("change", "")
+        await quiet(conn)
+        assert [t.label.split(" online")[0] for t in panel.tiles()] == shown_before
+        assert panel.more.visible
+        session.close()
+    finally:
+        hub.close()

@@ -19,6 +19,11 @@ from .updates import Isolated
 
 DETAIL_STYLE = ft.TextStyle(size=11, color=ft.Colors.ON_SURFACE_VARIANT,
                             weight=ft.FontWeight.NORMAL)
+# Tiles one tab shows at most; the rest are found by name. A tile for everyone in every tab
+# made a host's memory grow with tabs x people (about 1.2 MiB per tab at 100 people, 250,000
+# tiles at 500; issue 12), and past a screenful a long list is read by searching anyway.
+PEOPLE_SHOWN = 30
+FIND_HINT = "Find someone"
 
 
 class PersonTile(Isolated, ft.Semantics):
@@ -102,6 +107,38 @@ def online_for(person: Online, now: float | None = None) -> str:
     return "just now" if minutes < 1 else f"{minutes} min" if minutes < 60 else f"{minutes // 60} h"
 
 
+def people_shown(online: list[Online], me: str | None, query: str = "",
+                 cap: int = PEOPLE_SHOWN) -> tuple[list[tuple[Online, bool]], int]:
+    """The tiles to show as ``(person, is it me)`` keys, in the roster's order: the people whose
+    name holds ``query`` (any case), at most ``cap``, one's own among them whenever it matches;
+    and how many more match but are not shown."""
+    needle = query.strip().casefold()
+    keys = [(p, p.local and me is not None and p.name == me) for p in online
+            if not needle or needle in p.name.casefold()]
+    if len(keys) <= cap:
+        return keys, 0
+    room_for_others = cap - min(cap, sum(1 for _, mine in keys if mine))
+    shown: list[tuple[Online, bool]] = []
+    for key in keys:
+        if key[1] and len(shown) < cap:
+            shown.append(key)
+        elif not key[1] and room_for_others > 0:
+            shown.append(key)
+            room_for_others -= 1
+    return shown, len(keys) - len(shown)
+
+
+def more_line(hidden: int, query: str, shown: int) -> str:
+    """What the line under a capped or filtered list says ("" when it says nothing)."""
+    if query.strip() and not shown:
+        return f"Nobody online has \"{query.strip()}\" in their name."
+    if not hidden:
+        return ""
+    if query.strip():
+        return f"and {hidden} more: type more of the name"
+    return f"and {hidden} more: find them by name above"
+
+
 def devices_summary(online: int, devices: list[Online]) -> str:
     """The line under "Online (N)", in words a person uses (never "no devices" under 2 online)."""
     count = len(devices)
@@ -175,8 +212,12 @@ class PeoplePanel:
         on_unblock: Callable[[str], Callable],
         on_details: Callable | None = None,
         on_check_network: Callable | None = None,
+        mark: Callable[..., None] | None = None,
     ) -> None:
         self.me: str | None = None  # the name this page joined under: "(you)", no DM to self
+        self.mark = mark  # the page's coalesced update (a search typed here redraws the list)
+        self.query = ""  # what "Find someone" holds
+        self._online: list[Online] = []  # the roster last rendered (a search filters it)
         self.on_open_dm = on_open_dm
         self.on_block = on_block
         self.on_unblock = on_unblock
@@ -201,14 +242,19 @@ class PeoplePanel:
         # its title and list are mounted on the first block: most tabs never block anyone
         # (every mounted control costs each tab's heap, issue 12)
         self.blocked_panel = ft.Column([], spacing=2, tight=True, visible=False)
+        # "Find someone" and the line under the list are mounted once more people are online
+        # than a tab shows (PEOPLE_SHOWN): most groups never need them
+        self.find: ft.TextField | None = None
+        self.more = ft.Text("", size=11, color=ft.Colors.ON_SURFACE_VARIANT)
+        self.body = ft.Column(
+            [self.title, self.devices, self.people, self.blocked_panel,
+             # (buttons this page never shows are not mounted)
+             *(b for b in (self.check_button, self.details_button) if b.visible)],
+            spacing=8,
+            expand=True,
+        )
         self.panel = ft.Container(
-            content=ft.Column(
-                [self.title, self.devices, self.people, self.blocked_panel,
-                 # (buttons this page never shows are not mounted)
-                 *(b for b in (self.check_button, self.details_button) if b.visible)],
-                spacing=8,
-                expand=True,
-            ),
+            content=self.body,
             width=220,
             padding=10,
             border=ft.Border.all(1, ft.Colors.OUTLINE),
@@ -220,14 +266,8 @@ class PeoplePanel:
         the chunks of tiles that changed, the device list if it did)."""
         self.title.value = f"Online ({len(online)})"
         self.devices_line.text = f"\n{devices_summary(len(online), devices)}"
-        me = self.me
-        now = time.time()
-        # a tile per person and "(you)"; how long online is said in place (show_online_for)
-        keys = [(p, p.local and me is not None and p.name == me) for p in online]
-        changed: list[ft.Control] = [
-            self.title, *self._people_tiles.show(keys, lambda key: self._tile(key, now))]
-        changed.extend(tile for tile in self._people_tiles.tiles()
-                       if tile.show_online_for(online_for(tile.person, now)))
+        self._online = online
+        changed: list[ft.Control] = [self.title, *self._render_people()]
         block = self.on_block
         kept = self._device_tiles
         tiles = {d: kept[d] if d in kept else device_tile(d, block(d) if block else None)
@@ -237,6 +277,36 @@ class PeoplePanel:
             self.devices.controls = list(tiles.values())
             changed.append(self.devices)
         return changed
+
+    def _render_people(self) -> list[ft.Control]:
+        """The tiles for the roster and the search; returns what to update."""
+        now = time.time()
+        # a tile per person shown and "(you)"; how long online is said in place
+        keys, hidden = people_shown(self._online, self.me, self.query)
+        changed = self._people_tiles.show(keys, lambda key: self._tile(key, now))
+        changed.extend(tile for tile in self._people_tiles.tiles()
+                       if tile.show_online_for(online_for(tile.person, now)))
+        if self.find is None and (hidden or self.query):
+            self._mount_find()
+            changed.append(self.body)
+        if self.find is not None:
+            line = more_line(hidden, self.query, len(keys))
+            if line != self.more.value or self.more.visible != bool(line):
+                self.more.value, self.more.visible = line, bool(line)
+                changed.append(self.more)
+        return changed
+
+    def _mount_find(self) -> None:
+        self.find = ft.TextField(hint_text=FIND_HINT, dense=True, text_size=13,
+                                 prefix_icon=ft.Icons.SEARCH, on_change=self._on_find)
+        at = self.body.controls.index(self.people)
+        self.body.controls[at:at + 1] = [self.find, self.people, self.more]
+
+    async def _on_find(self, e: ft.Event) -> None:
+        self.query = e.control.value or ""
+        changed = self._render_people()
+        if self.mark is not None:
+            self.mark(*changed)
 
     def tiles(self) -> list[ft.Control]:
         """The people's tiles shown, in order."""

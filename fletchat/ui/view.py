@@ -73,6 +73,7 @@ class ChatView:
             lambda peer_id: self.trust.unblocker(peer_id),
             nav.details_click,
             self.network.click if caps.network_check else None,
+            mark=self.updates.mark,
         )
         self.trust = TrustActions(page, backend, self.updates, self.banners, self.people)
         self.title = ft.Text(channel_title(self.state.channel), size=18,
