@@ -452,3 +452,43 @@ async def test_readme_screenshots(server, browser):
     await shot(bob, "phone.png")
     await open_drawer(bob)
     await shot(bob, "phone-menu.png")
+
+
+async def test_past_the_cap_find_someone_shows_who_matches(server, browser):
+    """More people online than a tab shows (PEOPLE_SHOWN, here static web clients on /relay):
+    the panel lists the first ones by name with "and N more", "Find someone" finds the others
+    as the name is typed, and a click on a match opens the direct message."""
+    import socket
+
+    from websockets.asyncio.client import connect
+
+    from fletchat.relay_protocol import encode_client_hello
+    from fletchat.ui.people import FIND_HINT, PEOPLE_SHOWN
+
+    relay = server.replace("http://", "ws://").rstrip("/") + "/relay"
+    names = [f"Member{i:02}" for i in range(PEOPLE_SHOWN + 3)]
+    clients = []
+    try:
+        for i, name in enumerate(names):  # 10 per loopback address (the host's limit is 16)
+            ws = await connect(relay, family=socket.AF_INET, local_addr=(f"127.0.0.{2 + i // 10}", 0))
+            clients.append(ws)
+            await ws.send(encode_client_hello(name))
+        alice = await person(browser, server, "Alice", DESKTOP)
+        await expect(online(alice, len(names) + 1)).to_be_visible(timeout=TIMEOUT)
+        # Alice and Member00-28 are shown (30), Member29-32 are not
+        await expect(alice.page.get_by_text("and 4 more: find them by name above")).to_be_visible(
+            timeout=TIMEOUT)
+        await expect(alice.page.get_by_label("Message Member28 directly")).to_be_visible()
+        await expect(alice.page.get_by_label("Message Member32 directly")).to_have_count(0)
+        await alice.type_in_field("member32", FIND_HINT, tag="INPUT")
+        found = alice.page.get_by_label("Message Member32 directly")
+        await expect(found).to_be_visible(timeout=TIMEOUT)
+        await expect(alice.page.get_by_label("Message Member28 directly")).to_have_count(0)
+        await shot(alice, "people-find.png")
+        await found.click()
+        # the title and the direct-messages list both say it
+        await expect(alice.page.get_by_text("@ Member32", exact=True)).to_have_count(
+            2, timeout=TIMEOUT)
+    finally:
+        for ws in clients:
+            await ws.close()
