@@ -243,3 +243,45 @@ async def test_a_reload_that_makes_a_new_session_takes_over_quietly() -> None:
     other = HubSession(hub)
     other.join("Bob")  # a different name is a join as always
     assert [m.author for m in posted if m.kind == KIND_JOIN] == ["Ada", "Bob"]
+
+
+def _visible_lines(view) -> list[str]:
+    """What the list shows, oldest first: rows whose slot is not hidden."""
+    out = []
+    for chunk in view.conversation.chunks:
+        for slot, row in zip(chunk.controls, chunk.rows(), strict=False):
+            if slot.visible:
+                out.append(row.message.display_text)
+    return out
+
+
+async def test_a_run_of_join_and_leave_lines_keeps_each_persons_last_live_and_in_history(
+        tmp_path) -> None:
+    """Issue 17's rule on screen, not only in a helper: someone who comes and goes shows one
+    line in a run of such lines (their latest, where it stands), live as it happens and when
+    the channel is shown again from history; a chat message ends the run."""
+    view, session = await make_view(tmp_path)
+    bob = HubSession(session.hub)
+    ada_joined = _visible_lines(view)
+    assert ada_joined == ["Ada has joined the chat."]
+    events: list = []
+    session.hub.add_listener(events.append)
+    bob.join("Bob")
+    bob.leave()
+    bob.join("Bob")
+    for event in list(events):
+        if isinstance(event, Message):
+            await view.on_event(event)
+    assert _visible_lines(view) == ["Ada has joined the chat.", "Bob has joined the chat."]
+    assert len(list(view.conversation.shown())) == 4  # the two earlier lines are hidden, kept
+    events.clear()
+    said = bob.send("back for good")
+    bob.leave()
+    for event in [said, *[e for e in events if isinstance(e, Message) and e.kind != "chat"]]:
+        await view.on_event(event)
+    expected = ["Ada has joined the chat.", "Bob has joined the chat.", "back for good",
+                "Bob has left the chat."]
+    assert _visible_lines(view) == expected
+    await view.show_channel("general")  # from history: the same lines
+    assert _visible_lines(view) == expected
+    assert [r.message.display_text for r in view.conversation.shown()] == expected

@@ -160,6 +160,29 @@ class Conversation:
                         return row  # type: ignore[return-value]
         return None
 
+    def trailing(self, kinds: tuple[str, ...]) -> Iterable[MessageRow]:
+        """The rows at the end whose messages are of ``kinds``, newest first (the run that a
+        live message of those kinds joins)."""
+        for section in self.list.controls:
+            for chunk in reversed(section.chunks()):  # type: ignore[attr-defined]
+                for row in reversed(chunk.rows()):
+                    if row.message.kind not in kinds:  # type: ignore[attr-defined]
+                        return
+                    yield row  # type: ignore[misc]
+
+    def hide(self, row: MessageRow) -> None:
+        """Take a row off the screen where it stands (its slot hides, spacing and all)."""
+        for section in self.list.controls:
+            for chunk in reversed(section.chunks()):  # type: ignore[attr-defined]
+                at = next((i for i, r in enumerate(chunk.rows()) if r is row), None)
+                if at is None:
+                    continue
+                slot = chunk.controls[at]
+                if slot.visible:
+                    slot.visible = False
+                    self.updates.mark(slot)
+                return
+
     def newest_hlc(self) -> str:
         for section in self.list.controls:
             for chunk in reversed(section.chunks()):  # type: ignore[attr-defined]

@@ -12,6 +12,7 @@ from .backend import ChatBackend, written_by_me
 from .conversation import Conversation
 from .decorate import Layout, layout_after
 from .delivery import live_status
+from .presence_runs import PRESENCE_KINDS, collapse_presence
 from .rows import MessageRow
 from .state import ChatState
 from .text import NOT_SAVED_LABEL, STATUS_DELIVERED, STATUS_REFUSED, Status
@@ -33,8 +34,9 @@ class RowMaker(Protocol):
 
 
 def shown_kinds(msgs: list[Message]) -> list[Message]:
-    """Only messages a row shows (reactions, edits and deletes change rows; they are none)."""
-    return [m for m in msgs if m.kind in ROW_KINDS]
+    """Only messages a row shows (reactions, edits and deletes change rows; they are none),
+    each run of join/leave lines keeping one per person (their latest)."""
+    return collapse_presence([m for m in msgs if m.kind in ROW_KINDS])
 
 
 class Feed:
@@ -103,6 +105,10 @@ class Feed:
             return
         newest = self.conversation.newest_hlc()
         if not msg.hlc or not newest or msg.hlc >= newest:
+            if msg.kind in PRESENCE_KINDS:  # their earlier line in this run of them goes
+                for row in list(self.conversation.trailing(PRESENCE_KINDS)):
+                    if row.message.author == msg.author:
+                        self.conversation.hide(row)
             last = self.conversation.newest_row() if self.maker is not None else None
             layout = layout_after(last.message if last is not None else None, msg)
             self.conversation.append(self.row_for(msg, self.status_for(msg, None),
