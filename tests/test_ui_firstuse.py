@@ -269,7 +269,7 @@ async def test_a_run_of_join_and_leave_lines_keeps_each_persons_last_live_and_in
     bob.join("Bob")
     bob.leave()
     bob.join("Bob")
-    for event in list(events):
+    for event in events:
         if isinstance(event, Message):
             await view.on_event(event)
     assert _visible_lines(view) == ["Ada has joined the chat.", "Bob has joined the chat."]
