@@ -250,8 +250,9 @@ def _visible_lines(view) -> list[str]:
     out = []
     for chunk in view.conversation.chunks:
         for slot, row in zip(chunk.controls, chunk.rows(), strict=False):
-            if slot.visible:
-                out.append(row.message.display_text)
+            if slot.visible:  # a notice as its Text says it; a chat message's text
+                out.append(row.notice.value if row.notice is not None
+                           else row.message.display_text)
     return out
 
 
@@ -285,3 +286,56 @@ async def test_a_run_of_join_and_leave_lines_keeps_each_persons_last_live_and_in
     await view.show_channel("general")  # from history: the same lines
     assert _visible_lines(view) == expected
     assert [r.message.display_text for r in view.conversation.shown()] == expected
+
+
+def test_a_long_run_keeps_its_first_lines_and_folds_the_rest_into_its_last() -> None:
+    from fletchat.ui.presence_runs import RUN_LINES, fold_line, fold_presence, folded_others
+
+    def join(who: str) -> Message:
+        return Message.presence(KIND_JOIN, who, "here")
+
+    short = [join(f"P{i}") for i in range(RUN_LINES)]
+    assert fold_presence(short) == (short, {})
+    run = [join(f"P{i}") for i in range(RUN_LINES + 3)]
+    chat = Message.chat("Ann", "hi", "here")
+    out, folds = fold_presence([*run, chat, *short])
+    assert out == [*run[:RUN_LINES - 1], run[-1], chat, *short]
+    assert folds == {run[-1].id: tuple(f"P{i}" for i in range(RUN_LINES - 1, RUN_LINES + 2))}
+    assert folded_others(("A", "B"), "C", "B") == ("A", "C")  # each once, the newest not
+    assert folded_others(("A", "B"), "A", "D") == ("A", "B")
+    assert fold_line(run[-1], ("x", "y")) == f"{run[-1].author} has joined the chat, and 2 others joined or left."
+    assert fold_line(run[-1], ("x",)).endswith("and 1 other joined or left.")
+    assert fold_line(run[-1], ()) == run[-1].display_text
+
+
+async def test_a_classroom_joining_folds_into_one_line_live_and_in_history(tmp_path) -> None:
+    """Many people joining one after another: the run shows its first lines and then one line
+    that takes each newcomer in, updated in place (no new row per person in every tab), and
+    says how many others came or went; the same channel from history shows the same lines."""
+    from fletchat.ui.presence_runs import RUN_LINES
+
+    view, session = await make_view(tmp_path)
+    events: list = []
+    session.hub.add_listener(events.append)
+    people = [HubSession(session.hub) for _ in range(6)]
+    for i, person in enumerate(people):
+        person.join(f"P{i}")
+    people[3].leave()  # someone the fold stands for goes again: the fold's newest now
+    for event in events:
+        if isinstance(event, Message):
+            await view.on_event(event)
+    expected = ["Ada has joined the chat.", "P0 has joined the chat.",
+                "P3 has left the chat, and 4 others joined or left."]
+    assert RUN_LINES == 3 and _visible_lines(view) == expected
+    assert len(list(view.conversation.shown())) == RUN_LINES  # one row took them all in
+    fold = list(view.conversation.shown())[-1]
+    assert fold.label.endswith("Earlier: P1, P2, P4, P5.")
+    await view.show_channel("general")
+    assert _visible_lines(view) == expected
+    assert list(view.conversation.shown())[-1].label == fold.label
+    events.clear()
+    said = people[0].send("hello all")
+    people[1].leave()
+    for event in [said, *[e for e in events if isinstance(e, Message) and e.kind != "chat"]]:
+        await view.on_event(event)
+    assert _visible_lines(view)[-2:] == ["hello all", "P1 has left the chat."]  # a new run

@@ -103,6 +103,7 @@ class Conversation:
     ) -> None:
         self.updates = updates
         self.rows: dict[str, MessageRow] = {}
+        self._hidden: set[int] = set()  # ids of rows taken off the screen (hide); kept in chunks
         self.list = ft.ListView(
             expand=True,
             spacing=10,
@@ -138,6 +139,7 @@ class Conversation:
     def reset(self, rows: list[MessageRow], has_older: bool) -> None:
         """Show ``rows`` (oldest first) instead of what was there; follow the end."""
         self.rows = {r.message.id: r for r in rows}
+        self._hidden.clear()
         self.list.controls = list(reversed(sections_of(rows)))
         self.set_has_older(has_older)
         self.updates.mark(self.control)
@@ -170,6 +172,10 @@ class Conversation:
                         return
                     yield row  # type: ignore[misc]
 
+    def is_shown(self, row: MessageRow) -> bool:
+        """False once ``hide`` took it off the screen."""
+        return id(row) not in self._hidden
+
     def hide(self, row: MessageRow) -> None:
         """Take a row off the screen where it stands (its slot hides, spacing and all)."""
         for section in self.list.controls:
@@ -181,6 +187,7 @@ class Conversation:
                 if slot.visible:
                     slot.visible = False
                     self.updates.mark(slot)
+                self._hidden.add(id(row))
                 return
 
     def newest_hlc(self) -> str:

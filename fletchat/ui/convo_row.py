@@ -126,6 +126,10 @@ class ConvoRow(MessageRow):
     def row(self) -> ft.Control:
         return self.chat if self.chat is not None else self.content
 
+    def fold(self, msg: Message, others: tuple[str, ...]) -> None:
+        self.original = msg
+        super().fold(msg, others)
+
     def redecorate(self, decor: RowDecor) -> None:
         """New state (an edit, a reaction, a read receipt): redraw this row only."""
         self.decor = decor

@@ -12,7 +12,13 @@ from .backend import ChatBackend, written_by_me
 from .conversation import Conversation
 from .decorate import Layout, layout_after
 from .delivery import live_status
-from .presence_runs import PRESENCE_KINDS, collapse_presence
+from .presence_runs import (
+    PRESENCE_KINDS,
+    RUN_LINES,
+    collapse_presence,
+    fold_presence,
+    folded_others,
+)
 from .rows import MessageRow
 from .state import ChatState
 from .text import NOT_SAVED_LABEL, STATUS_DELIVERED, STATUS_REFUSED, Status
@@ -79,10 +85,16 @@ class Feed:
         return row
 
     def rows_for(self, msgs: list[Message], unread: int = 0) -> list[MessageRow]:
+        """Rows for ``msgs`` (``shown_kinds``), each long run of join/leave lines folded."""
+        msgs, folds = fold_presence(msgs)
         pending = self.backend.pending_ids() if self.backend.capabilities.delivery else set()
         lays = self.maker.layouts(msgs, unread) if self.maker is not None else [None] * len(msgs)
-        return [self.row_for(m, self.status_for(m, pending), layout=lay)
+        rows = [self.row_for(m, self.status_for(m, pending), layout=lay)
                 for m, lay in zip(msgs, lays, strict=True)]
+        for row in rows:
+            if row.message.id in folds:
+                row.fold(row.message, folds[row.message.id])
+        return rows
 
     async def fetch(self, before: str = "") -> list[Message]:
         return await self.backend.history(self.state.channel, PAGE, before)
@@ -105,10 +117,8 @@ class Feed:
             return
         newest = self.conversation.newest_hlc()
         if not msg.hlc or not newest or msg.hlc >= newest:
-            if msg.kind in PRESENCE_KINDS:  # their earlier line in this run of them goes
-                for row in list(self.conversation.trailing(PRESENCE_KINDS)):
-                    if row.message.author == msg.author:
-                        self.conversation.hide(row)
+            if msg.kind in PRESENCE_KINDS and self._fold_in(msg):
+                return
             last = self.conversation.newest_row() if self.maker is not None else None
             layout = layout_after(last.message if last is not None else None, msg)
             self.conversation.append(self.row_for(msg, self.status_for(msg, None),
@@ -116,6 +126,27 @@ class Feed:
         else:
             self.conversation.insert_in_order(self.row_for(msg, self.status_for(msg, None), True,
                                                            live=True))
+
+    def _fold_in(self, msg: Message) -> bool:
+        """A live join/leave at the end of a run of them: the same person's earlier line in
+        the run goes; once the run shows ``RUN_LINES``, its last line takes this one in
+        (``fold``, updated in place) and True is returned: no new row."""
+        conversation = self.conversation
+        shown = []  # the run's lines on screen, newest first
+        for row in list(conversation.trailing(PRESENCE_KINDS)):
+            if not conversation.is_shown(row):
+                continue
+            if row.message.author == msg.author and not row.folded:
+                conversation.hide(row)
+            else:
+                shown.append(row)
+        if not shown or (len(shown) < RUN_LINES and not shown[0].folded):
+            return False
+        last = shown[0]
+        last.fold(msg, folded_others(last.folded, last.message.author, msg.author))
+        conversation.rows[msg.id] = last
+        conversation.update_row(last)
+        return True
 
     def delivered(self, ids: tuple[str, ...], at: float) -> None:
         for msg_id in ids:

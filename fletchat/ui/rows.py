@@ -13,6 +13,7 @@ import flet as ft
 
 from ..model import KIND_CHAT, Message, avatar_color, initials
 from .links import body_spans
+from .presence_runs import fold_label, fold_line
 from .text import (
     LATE_LABEL,
     PRIVATE_LABEL,
@@ -278,12 +279,23 @@ class MessageRow(Isolated, ft.Semantics):
         self.late = late
         self.unverified = unverified
         self.room = room
+        self.notice: ft.Text | None = None if msg.kind == KIND_CHAT else row  # type: ignore
+        self.folded: tuple[str, ...] = ()  # a run's last notice: who else it stands for
         self.extra_label = ""  # what the row carries besides text (files_ui: its attachments)
         self.file_tiles: list[ft.Control] = []  # files_ui: the attachments' tiles
 
     @property
     def row(self) -> ft.Control:
         return self.content
+
+    def fold(self, msg: Message, others: tuple[str, ...]) -> None:
+        """This notice line now says ``msg`` and stands for ``others`` too (the last line of
+        a long run of joins and leaves, ``presence_runs``)."""
+        self.message = msg
+        self.folded = others
+        if self.notice is not None:
+            self.notice.value = fold_line(msg, others)
+        self.label = fold_label(msg, others) + self.extra_label
 
     def set_status(self, status: Status | None) -> None:
         self.status = status
