@@ -4,30 +4,40 @@ and reloads do not fill the conversation with noise. Pure."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..model import KIND_JOIN, KIND_LEAVE, Message
 
 PRESENCE_KINDS = (KIND_JOIN, KIND_LEAVE)
 
 
-def collapse_presence(msgs: list[Message]) -> list[Message]:
-    """``msgs`` in order, with each run of presence notices reduced to one per person (the
-    last, where it stands); every other message is kept as it is."""
+def _per_run(msgs: list[Message], shape: Callable[[list[Message]], list[Message]]
+             ) -> list[Message]:
+    """``msgs`` in order, each run of presence notices replaced by ``shape(run)``."""
     out: list[Message] = []
     run: list[Message] = []
-
-    def flush() -> None:
-        last = {m.author: i for i, m in enumerate(run)}
-        out.extend(m for i, m in enumerate(run) if last[m.author] == i)
-        run.clear()
-
     for msg in msgs:
         if msg.kind in PRESENCE_KINDS:
             run.append(msg)
-        else:
-            flush()
-            out.append(msg)
-    flush()
+            continue
+        if run:
+            out.extend(shape(run))
+            run = []
+        out.append(msg)
+    if run:
+        out.extend(shape(run))
     return out
+
+
+def collapse_presence(msgs: list[Message]) -> list[Message]:
+    """``msgs`` in order, with each run of presence notices reduced to one per person (the
+    last, where it stands); every other message is kept as it is."""
+
+    def latest_each(run: list[Message]) -> list[Message]:
+        last = {m.author: i for i, m in enumerate(run)}
+        return [m for i, m in enumerate(run) if last[m.author] == i]
+
+    return _per_run(msgs, latest_each)
 
 
 # A run of join/leave lines shows this many; from one more on, its last line stands for the
@@ -64,27 +74,14 @@ def fold_presence(msgs: list[Message]) -> tuple[list[Message], dict[str, tuple[s
     """``msgs`` (each run already collapsed) with every run longer than ``RUN_LINES`` cut to
     its first ``RUN_LINES - 1`` lines and its last, which stands for the people between:
     returned by that last message's id (their names, oldest first)."""
-    out: list[Message] = []
     folds: dict[str, tuple[str, ...]] = {}
-    run: list[Message] = []
 
-    def flush() -> None:
-        if len(run) > RUN_LINES:
-            last = run[-1]
-            between = run[RUN_LINES - 1:-1]
-            folds[last.id] = folded_others(tuple(m.author for m in between[:-1]),
-                                           between[-1].author, last.author)
-            out.extend(run[:RUN_LINES - 1])
-            out.append(last)
-        else:
-            out.extend(run)
-        run.clear()
+    def fold(run: list[Message]) -> list[Message]:
+        if len(run) <= RUN_LINES:
+            return run
+        last, between = run[-1], run[RUN_LINES - 1:-1]
+        folds[last.id] = folded_others(tuple(m.author for m in between[:-1]),
+                                       between[-1].author, last.author)
+        return [*run[:RUN_LINES - 1], last]
 
-    for msg in msgs:
-        if msg.kind in PRESENCE_KINDS:
-            run.append(msg)
-        else:
-            flush()
-            out.append(msg)
-    flush()
-    return out, folds
+    return _per_run(msgs, fold), folds
