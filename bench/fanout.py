@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import os
 import tempfile
 import time
@@ -181,12 +182,16 @@ async def _app_tabs(conn_cls, loop, executor, rows: int, n: int, tmp: Path, key:
     pubsub = PubSubHub(loop=loop, executor=executor)
     sink: dict[str, list[float]] = {}
 
+    numbers = itertools.count()
+
     async def open_one(page) -> None:
         hub.use_pubsub(ScreensPublisher(page.pubsub, loop))  # as make_session_main
         session = HubSession(hub, device="browser")
         view = ChatView(page, HubBackend(session, page.pubsub))
         await view.mount()
-        session.join(f"Tab{len(view.conversation.rows)}")
+        # a name of its own per tab, as a classroom has (names once came from the rows shown,
+        # which repeat since join lines fold: repeated names hide lines instead of folding)
+        session.join(f"Tab{next(numbers)}")
         while len(view.conversation.rows) < rows and await view.feed.older_page():
             pass
         view.updates.flush()
