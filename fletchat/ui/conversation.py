@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import bisect
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 
 import flet as ft
 
@@ -103,7 +103,6 @@ class Conversation:
     ) -> None:
         self.updates = updates
         self.rows: dict[str, MessageRow] = {}
-        self._hidden: set[int] = set()  # ids of rows taken off the screen (hide); kept in chunks
         self.list = ft.ListView(
             expand=True,
             spacing=10,
@@ -139,7 +138,6 @@ class Conversation:
     def reset(self, rows: list[MessageRow], has_older: bool) -> None:
         """Show ``rows`` (oldest first) instead of what was there; follow the end."""
         self.rows = {r.message.id: r for r in rows}
-        self._hidden.clear()
         self.list.controls = list(reversed(sections_of(rows)))
         self.set_has_older(has_older)
         self.updates.mark(self.control)
@@ -152,51 +150,37 @@ class Conversation:
     def first_hlc(self) -> str:
         return next((r.message.hlc for r in self.shown() if r.message.hlc), "")
 
+    def _newest_first(self) -> Iterator[tuple[Slot, MessageRow]]:
+        """Every row with its slot, newest first."""
+        for section in self.list.controls:
+            for chunk in reversed(section.chunks()):  # type: ignore[attr-defined]
+                rows = chunk.rows()
+                for at in range(len(rows) - 1, -1, -1):
+                    yield chunk.controls[at], rows[at]  # type: ignore[misc]
+
     def newest_row(self, kind: str = "") -> MessageRow | None:
         """The last row shown (a live message groups with it, or starts a new day); with
         ``kind``, the last row of a message of that kind."""
-        for section in self.list.controls:
-            for chunk in reversed(section.chunks()):  # type: ignore[attr-defined]
-                for row in reversed(chunk.rows()):
-                    if not kind or row.message.kind == kind:  # type: ignore[attr-defined]
-                        return row  # type: ignore[return-value]
-        return None
+        return next((row for _, row in self._newest_first()
+                     if not kind or row.message.kind == kind), None)
 
-    def trailing(self, kinds: tuple[str, ...]) -> Iterable[MessageRow]:
-        """The rows at the end whose messages are of ``kinds``, newest first (the run that a
-        live message of those kinds joins)."""
-        for section in self.list.controls:
-            for chunk in reversed(section.chunks()):  # type: ignore[attr-defined]
-                for row in reversed(chunk.rows()):
-                    if row.message.kind not in kinds:  # type: ignore[attr-defined]
-                        return
-                    yield row  # type: ignore[misc]
-
-    def is_shown(self, row: MessageRow) -> bool:
-        """False once ``hide`` took it off the screen."""
-        return id(row) not in self._hidden
-
-    def hide(self, row: MessageRow) -> None:
-        """Take a row off the screen where it stands (its slot hides, spacing and all)."""
-        for section in self.list.controls:
-            for chunk in reversed(section.chunks()):  # type: ignore[attr-defined]
-                at = next((i for i, r in enumerate(chunk.rows()) if r is row), None)
-                if at is None:
-                    continue
-                slot = chunk.controls[at]
-                if slot.visible:
-                    slot.visible = False
-                    self.updates.mark(slot)
-                self._hidden.add(id(row))
+    def trailing(self, kinds: tuple[str, ...]) -> Iterator[tuple[Slot, MessageRow]]:
+        """The rows at the end whose messages are of ``kinds`` with their slots, newest first
+        (the run that a live message of those kinds joins; a hidden row's slot is not
+        ``visible``)."""
+        for slot, row in self._newest_first():
+            if row.message.kind not in kinds:
                 return
+            yield slot, row
+
+    def hide(self, slot: Slot) -> None:
+        """Take a row off the screen where it stands (its slot hides, spacing and all)."""
+        if slot.visible:
+            slot.visible = False
+            self.updates.mark(slot)
 
     def newest_hlc(self) -> str:
-        for section in self.list.controls:
-            for chunk in reversed(section.chunks()):  # type: ignore[attr-defined]
-                for row in reversed(chunk.rows()):
-                    if row.message.hlc:  # type: ignore[attr-defined]
-                        return row.message.hlc  # type: ignore[attr-defined]
-        return ""
+        return next((row.message.hlc for _, row in self._newest_first() if row.message.hlc), "")
 
     def append(self, row: MessageRow) -> None:
         """At the end: into the tail chunk's next free slot (only that slot is updated), or a new

@@ -133,11 +133,11 @@ class Feed:
         (``fold``, updated in place) and True is returned: no new row."""
         conversation = self.conversation
         shown = []  # the run's lines on screen, newest first
-        for row in list(conversation.trailing(PRESENCE_KINDS)):
-            if not conversation.is_shown(row):
+        for slot, row in conversation.trailing(PRESENCE_KINDS):
+            if not slot.visible:
                 continue
             if row.message.author == msg.author and not row.folded:
-                conversation.hide(row)
+                conversation.hide(slot)
             else:
                 shown.append(row)
         if not shown or (len(shown) < RUN_LINES and not shown[0].folded):
