@@ -58,6 +58,9 @@ PYC_CACHE = BUILD_DIR / "pyc"  # bytecode made under Node.js, by the inputs' has
 SW_TEMPLATE = PACKAGE_DIR / "web" / "sw.js"
 
 BASE_URL = "app"  # host mode serves the build at /app/ (host.STATIC_PATH)
+# Flutter's loader picks per browser: dart2wasm + skwasm where WasmGC runs (Chromium), dart2js +
+# CanvasKit elsewhere (pyproject [tool.flet.web] renderer, the same for `flet build web`).
+WEB_RENDERER = "auto"
 APP_NAME = "Flet Chat"
 APP_DESCRIPTION = "Chat with people on your local network."
 THEME_COLOR = "#2563EB"
@@ -311,6 +314,8 @@ def build(out: Path = DEFAULT_OUT, wheels_cache: Path = WHEELS_CACHE) -> Result:
                 "--distpath",
                 str(out),
                 "--no-cdn",
+                "--web-renderer",
+                WEB_RENDERER,
                 "--python-version",
                 short,
                 "--base-url",

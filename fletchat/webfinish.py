@@ -6,10 +6,13 @@ serves the result):
 0. **No micropip**: the app's wheels are unpacked into ``app.tar.gz`` (``__pypackages__``).
    **No compiling in the browser**: bytecode made by the site's own Pyodide under Node.js
    (``webpyc``) goes into ``app.tar.gz`` and Pyodide's ``python_stdlib.zip``.
-1. **Prune** what this site never loads: the dart2wasm/skwasm build (``main.dart.wasm``; host mode
-   forces the CanvasKit renderer), skwasm/wimp runtimes, debug symbols and source maps, and
-   Flutter's own (deprecated) service worker.
-2. **No request leaves the host.** ``main.dart.js`` loads the Rive animation runtime from
+1. **Prune** what this site never loads: the wimp runtime, debug symbols and source maps, and
+   Flutter's own (deprecated) service worker. Both of Flutter's builds stay: Chromium browsers
+   (WasmGC) take the dart2wasm build with the skwasm renderer, which starts and draws faster
+   (a second visit 2.6-2.9 s instead of 3.6-4.9 s here, docs/performance.md), the others the
+   dart2js build with CanvasKit; Flutter's loader picks per browser.
+2. **No request leaves the host.** ``main.dart.js`` (and ``main.dart.wasm``) load the Rive
+   animation runtime from
    ``cdn.jsdelivr.net`` at start-up, which on a LAN with internet tells a third party that the app
    was opened. Flet Chat draws no Rive animation, so the URL points at ``rive/`` on the host, where a
    stub keeps Rive's loader waiting forever: exactly what happens today when the CDN is unreachable.
@@ -40,8 +43,11 @@ from .webstatic import COMPRESSIBLE, HASH_CHARS
 
 log = logging.getLogger("fletchat.webbuild")
 
-UNUSED_FILES = ("main.dart.wasm", "main.dart.mjs", "flutter.js.map", "flutter_service_worker.js")
-UNUSED_GLOBS = ("canvaskit/skwasm*", "canvaskit/wimp*", "**/*.symbols")
+UNUSED_FILES = ("flutter.js.map", "flutter_service_worker.js")
+UNUSED_GLOBS = ("canvaskit/wimp*", "**/*.symbols")
+# Flutter's two builds: (compile target, what names its entry in buildConfig, the file(s)).
+WASM_ENTRY = ("main.dart.wasm", "main.dart.mjs")  # dart2wasm (skwasm): mainWasmPath, jsSupport...
+JS_ENTRY = "main.dart.js"  # dart2js (CanvasKit)
 UNUSED_DIRS = ("canvaskit/experimental_webparagraph",)
 RIVE_CDN = re.compile(rb"https://cdn\.jsdelivr\.net/npm/@rive-app/[A-Za-z0-9_.@-]+/")
 RIVE_LOCAL = b"rive/"
@@ -79,12 +85,29 @@ def _patch(path: Path, old: str, new: str, count: int = 1) -> None:
     path.write_text(text.replace(old, new, count), "utf-8")
 
 
+def same_length_rive(url: bytes) -> bytes:
+    """A relative URL as long as ``url`` that resolves to ``rive/`` beside the page: a
+    WebAssembly module keeps its strings' lengths (``rive/`` + ``./`` repeated, with one
+    ``_/../`` when the parity needs an odd number of characters more)."""
+    head = RIVE_LOCAL
+    if (len(url) - len(head)) % 2:
+        head += b"_/../"
+    if len(url) < len(head):
+        raise FinishError(f"Rive's CDN address is too short to replace: {url!r}")
+    return head + b"./" * ((len(url) - len(head)) // 2)
+
+
 def local_rive(out: Path) -> None:
-    main_js = out / "main.dart.js"
+    main_js = out / JS_ENTRY
     data = main_js.read_bytes()
     fixed, n = RIVE_CDN.subn(RIVE_LOCAL, data)
     if n:
         main_js.write_bytes(fixed)
+    main_wasm = out / WASM_ENTRY[0]
+    data = main_wasm.read_bytes()
+    fixed, n = RIVE_CDN.subn(lambda m: same_length_rive(m.group(0)), data)
+    if n:
+        main_wasm.write_bytes(fixed)
     stub = out / "rive" / "wasm" / "rive_native.js"
     stub.parent.mkdir(parents=True, exist_ok=True)
     stub.write_text(RIVE_STUB, "utf-8")
@@ -170,18 +193,18 @@ def trim_fonts(out: Path) -> None:
     path.write_text(json.dumps(kept, separators=(",", ":")), "utf-8")
 
 
-def only_canvaskit_build(out: Path) -> None:
-    """flutter_bootstrap.js: one (dart2js) build, and no Flutter service worker of its own."""
+def both_builds(out: Path) -> None:
+    """flutter_bootstrap.js: the dart2wasm (skwasm) build first, where the browser can run it,
+    then the dart2js (CanvasKit) one; and no Flutter service worker of its own."""
     path = out / "flutter_bootstrap.js"
     text = path.read_text("utf-8")
     match = re.search(r"_flutter\.buildConfig = (\{.*?\});\n", text)
     if not match:
         raise FinishError("_flutter.buildConfig not found in flutter_bootstrap.js")
     config = json.loads(match.group(1))
-    config["builds"] = [b for b in config["builds"] if b.get("compileTarget") == "dart2js"]
-    if not config["builds"]:
-        raise FinishError("no dart2js build in flutter_bootstrap.js")
-    text = text.replace(match.group(1), json.dumps(config, separators=(",", ":")))
+    targets = [b.get("compileTarget") for b in config["builds"]]
+    if targets != ["dart2wasm", "dart2js"]:
+        raise FinishError(f"flutter_bootstrap.js builds {targets}, not dart2wasm and dart2js")
     text, n = re.subn(r"\n\s*serviceWorkerSettings:\s*\{[^{}]*\},", "", text)
     if n != 1:
         raise FinishError("serviceWorkerSettings not found in flutter_bootstrap.js")
@@ -199,10 +222,14 @@ def content_hash(paths: list[Path], root: Path) -> str:
 
 def version_names(out: Path) -> str:
     """Rename the big runtime files with a content hash; point index.html and the bootstrap there."""
+    wasm, mjs = WASM_ENTRY
     version = content_hash(
-        [out / "main.dart.js", out / "canvaskit", out / "pyodide", out / APP_ZIP], out
+        [out / JS_ENTRY, out / wasm, out / mjs, out / "canvaskit", out / "pyodide", out / APP_ZIP],
+        out,
     )
-    (out / "main.dart.js").rename(out / f"main.dart.{version}.js")
+    (out / JS_ENTRY).rename(out / f"main.dart.{version}.js")
+    (out / wasm).rename(out / f"main.dart.{version}.wasm")
+    (out / mjs).rename(out / f"main.dart.{version}.mjs")
     (out / "canvaskit").rename(out / f"canvaskit-{version}")
     (out / "pyodide").rename(out / f"pyodide-{version}")
     (out / APP_ZIP).rename(out / f"app.{version}.zip")
@@ -214,15 +241,20 @@ def version_names(out: Path) -> str:
     _patch(index, '"app.tar.gz"', f'"app.{version}.zip"', count=2)
     _patch(out / "flutter_bootstrap.js", '"mainJsPath":"main.dart.js"',
            f'"mainJsPath":"main.dart.{version}.js"')
+    _patch(out / "flutter_bootstrap.js", '"mainWasmPath":"main.dart.wasm"',
+           f'"mainWasmPath":"main.dart.{version}.wasm"')
+    _patch(out / "flutter_bootstrap.js", '"jsSupportRuntimePath":"main.dart.mjs"',
+           f'"jsSupportRuntimePath":"main.dart.{version}.mjs"')
     return version
 
 
 def precache_list(out: Path, version: str) -> list[str]:
-    """What a visit needs, for the service worker to keep (the CanvasKit variant the browser picks
-    is added by the page, which knows it)."""
+    """What every visit needs, for the service worker to keep (Flutter's build and renderer the
+    browser picks, dart2wasm with skwasm or dart2js with CanvasKit, are added by the page, which
+    knows which it loaded)."""
     names = ["./", "python.js", "flutter.js", "flutter_bootstrap.js", "python-worker.js",
              "manifest.json", "favicon.png", "icons/loading-animation.png",
-             f"main.dart.{version}.js", f"app.{version}.zip", "assets/FontManifest.json",
+             f"app.{version}.zip", "assets/FontManifest.json",
              "rive/wasm/rive_native.js"]
     pyodide = out / f"pyodide-{version}"
     core = ("pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip",
@@ -308,7 +340,7 @@ def finish(out: Path, compress_cache: Path, sw_template: Path, wheels: list[Path
     zip_app(out)
     trim_fonts(out)
     local_rive(out)
-    only_canvaskit_build(out)
+    both_builds(out)
     early_python(out)
     version = version_names(out)
     add_service_worker(out, version, sw_template)

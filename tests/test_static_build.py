@@ -205,16 +205,28 @@ def get(url: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
 def test_the_build_is_pruned_versioned_and_never_names_a_cdn(static_build):
     names = {p.relative_to(static_build).as_posix() for p in static_build.rglob("*")}
     assert "main.dart.wasm" not in names and "flutter_service_worker.js" not in names
-    assert not [n for n in names if n.endswith(".symbols")]
-    assert [n for n in names if re.fullmatch(r"main\.dart\.[0-9a-f]{12}\.js", n)]
+    assert not [n for n in names if n.endswith(".symbols") or "/wimp" in n]
+    # Both of Flutter's builds, versioned: dart2wasm + skwasm (Chromium), dart2js + CanvasKit.
+    for ext in ("js", "wasm", "mjs"):
+        assert [n for n in names if re.fullmatch(rf"main\.dart\.[0-9a-f]{{12}}\.{ext}", n)], ext
+    assert [n for n in names if re.fullmatch(r"canvaskit-[0-9a-f]{12}/skwasm\.wasm", n)]
+    assert [n for n in names if re.fullmatch(r"canvaskit-[0-9a-f]{12}/canvaskit\.wasm", n)]
     assert "sw.js" in names and "rive/wasm/rive_native.js" in names
     # The app's own scripts load nothing from a CDN (Pyodide keeps a CDN fallback for packages it
     # does not have, which this site never asks for: the browser test below checks every request).
-    for path in [*static_build.glob("*.js"), *static_build.glob("*.html")]:
+    for path in [*static_build.glob("*.js"), *static_build.glob("*.html"),
+                 *static_build.glob("*.wasm"), *static_build.glob("*.mjs")]:
         assert b"cdn.jsdelivr.net" not in path.read_bytes(), path
     bootstrap = (static_build / "flutter_bootstrap.js").read_text()
     ours = bootstrap.split("_flutter.buildConfig = ", 1)[1]  # after Flutter's loader library
-    assert "serviceWorkerSettings" not in ours and "dart2wasm" not in ours
+    assert "serviceWorkerSettings" not in ours
+    config = json.loads(ours.split(";\n", 1)[0])
+    assert [(b["compileTarget"], b["renderer"]) for b in config["builds"]] == [
+        ("dart2wasm", "skwasm"), ("dart2js", "canvaskit")]
+    for build in config["builds"]:
+        for key in ("mainWasmPath", "jsSupportRuntimePath", "mainJsPath"):
+            assert key not in build or build[key] in names, build
+    assert 'flet.webRenderer="auto"' in (static_build / "index.html").read_text()
     # Fonts Flutter would load at every start but Flet Chat never draws (KaTeX, Cupertino icons).
     families = {f["family"] for f in json.loads(
         (static_build / "assets" / "FontManifest.json").read_text())}
@@ -288,6 +300,13 @@ async def test_first_visit_stays_on_the_host_and_a_second_works_offline(
         await expect_console(ready, "Flet Chat: offline copy ready")
         outside = [u for u in requests if not u.startswith((origin + "/", "data:", "blob:"))]
         assert outside == [], outside
+        # Chromium takes the dart2wasm build with skwasm (not main.dart.js and CanvasKit); the
+        # Rive runtime's address in it resolves to the stub on the host.
+        loaded = [u.removeprefix(origin) for u in requests]
+        assert [u for u in loaded if re.fullmatch(r"/app/main\.dart\.[0-9a-f]{12}\.wasm", u)]
+        assert [u for u in loaded if re.fullmatch(r"/app/canvaskit-[0-9a-f]{12}/skwasm\.wasm", u)]
+        assert not [u for u in loaded if u.endswith(("main.dart.js", "canvaskit.wasm"))
+                    or re.search(r"main\.dart\.[0-9a-f]{12}\.js$", u)], loaded
         assert any("/app/sw.js" in u for u in requests)
         # The host goes away; the site still starts, from the service worker's copy.
         os.killpg(proc.pid, signal.SIGTERM)
