@@ -300,6 +300,16 @@ def test_web_base_url_is_where_host_mode_serves_the_site():
     assert FLET["web"]["base_url"] == webbuild.BASE_URL == STATIC_PATH.strip("/")
 
 
+def test_flet_build_web_and_the_offline_builder_choose_the_renderer_alike():
+    """Both let Flutter's loader pick (dart2wasm + skwasm in Chromium, dart2js + CanvasKit
+    elsewhere): flet-cli adds the --wasm build only when the renderer is auto or skwasm, and
+    its default is canvaskit (flet_cli build_base.py build_wasm, publish.py web_renderer)."""
+    from fletchat import webbuild
+
+    assert FLET["web"]["renderer"] == webbuild.WEB_RENDERER == "auto"
+    assert FLET["web"].get("wasm", True) is not False
+
+
 # --- assets -----------------------------------------------------------------------------------
 
 
