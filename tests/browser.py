@@ -193,23 +193,50 @@ class ChatPage:
     ) -> None:
         """Type into a field (``replace``: over what is there) and check the text landed, as a
         person watching the screen would (after a dialog or an error, Flutter web sometimes keeps
-        keyboard input elsewhere for a moment: then click and type again)."""
+        keyboard input elsewhere for a moment: then click and type again).
+
+        The check waits a moment for the field to show the text: right after the input, Flutter
+        web may still be swapping the field's editing element, whose value then lags behind (a
+        check made at once saw that and typed again, so the text landed two or three times). A
+        second try types over whatever the field holds by then."""
+        from playwright.async_api import TimeoutError as PlaywrightTimeoutError
+
         landed = None
-        for _ in range(3):
+        for attempt in range(3):
             await self.focus_field(label, tag)
-            if replace:
+            if replace or attempt:
                 await self.page.keyboard.press("Control+a")
             await self.page.keyboard.insert_text(text)
-            landed = await self.page.evaluate("() => document.activeElement?.value ?? ''")
-            if landed == text:
+            try:
+                await self.page.wait_for_function(
+                    "(text) => document.activeElement?.value === text", arg=text,
+                    timeout=scaled(2) * 1000)
                 return
-            await self.page.wait_for_timeout(300)
+            except PlaywrightTimeoutError:
+                landed = await self.page.evaluate("() => document.activeElement?.value ?? ''")
         raise AssertionError(f"typing into {label!r} did not land (last saw {landed!r})")
 
     async def post(self, text: str) -> None:
-        """Type a message (checked to have landed) and press the send button."""
+        """Type a message (checked to have landed), press the send button and wait for the row
+        to show here. Under load Flutter web can take the click before the typed text has reached
+        the app, and then the send does nothing and the text stays in the field: as a person
+        would, press the button again (a send clears the field, so a late first send and a
+        second click never send twice)."""
+        from playwright.async_api import expect
+
         await self.type_in_field(text)
-        await self.page.get_by_label("Send message").click()
+        body = r"\s+".join(re.escape(part) for part in text.split())
+        rows = self.page.get_by_text(
+            re.compile(r"^.+ at [0-9:\- ]+: " + body + r"(?:$|[\s,.;])"))  # replies say more
+        before = await rows.count()
+        for _ in range(3):
+            await self.page.get_by_label("Send message").click()
+            try:
+                await expect(rows).to_have_count(before + 1, timeout=scaled_ms(5_000))
+                return
+            except AssertionError:
+                continue
+        raise AssertionError(f"{text!r} was typed and sent three times and never shown")
 
     async def type(self, text: str) -> None:
         await self.page.keyboard.insert_text(text)
