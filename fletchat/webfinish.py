@@ -45,9 +45,9 @@ log = logging.getLogger("fletchat.webbuild")
 
 UNUSED_FILES = ("flutter.js.map", "flutter_service_worker.js")
 UNUSED_GLOBS = ("canvaskit/wimp*", "**/*.symbols")
-# Flutter's two builds: (compile target, what names its entry in buildConfig, the file(s)).
-WASM_ENTRY = ("main.dart.wasm", "main.dart.mjs")  # dart2wasm (skwasm): mainWasmPath, jsSupport...
-JS_ENTRY = "main.dart.js"  # dart2js (CanvasKit)
+# The entry files of Flutter's two builds, as buildConfig names them.
+WASM_ENTRY = ("main.dart.wasm", "main.dart.mjs")  # dart2wasm: mainWasmPath, jsSupportRuntimePath
+JS_ENTRY = "main.dart.js"  # dart2js: mainJsPath
 UNUSED_DIRS = ("canvaskit/experimental_webparagraph",)
 RIVE_CDN = re.compile(rb"https://cdn\.jsdelivr\.net/npm/@rive-app/[A-Za-z0-9_.@-]+/")
 RIVE_LOCAL = b"rive/"
@@ -98,16 +98,11 @@ def same_length_rive(url: bytes) -> bytes:
 
 
 def local_rive(out: Path) -> None:
-    main_js = out / JS_ENTRY
-    data = main_js.read_bytes()
-    fixed, n = RIVE_CDN.subn(RIVE_LOCAL, data)
-    if n:
-        main_js.write_bytes(fixed)
-    main_wasm = out / WASM_ENTRY[0]
-    data = main_wasm.read_bytes()
-    fixed, n = RIVE_CDN.subn(lambda m: same_length_rive(m.group(0)), data)
-    if n:
-        main_wasm.write_bytes(fixed)
+    for entry, local in ((JS_ENTRY, RIVE_LOCAL),
+                         (WASM_ENTRY[0], lambda m: same_length_rive(m.group(0)))):
+        fixed, n = RIVE_CDN.subn(local, (out / entry).read_bytes())
+        if n:
+            (out / entry).write_bytes(fixed)
     stub = out / "rive" / "wasm" / "rive_native.js"
     stub.parent.mkdir(parents=True, exist_ok=True)
     stub.write_text(RIVE_STUB, "utf-8")

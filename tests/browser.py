@@ -125,6 +125,11 @@ def label_re(text: str) -> re.Pattern[str]:
     return re.compile(re.escape(text))
 
 
+def _text_pattern(text: str) -> str:
+    """A message's text in a row's label, line breaks read as any whitespace."""
+    return r"\s+".join(re.escape(part) for part in text.split())
+
+
 class ChatPage:
     """One browser tab on the chat, driven the way a person would: keyboard and clicks."""
 
@@ -225,9 +230,8 @@ class ChatPage:
         from playwright.async_api import expect
 
         await self.type_in_field(text)
-        body = r"\s+".join(re.escape(part) for part in text.split())
-        rows = self.page.get_by_text(
-            re.compile(r"^.+ at [0-9:\- ]+: " + body + r"(?:$|[\s,.;])"))  # replies say more
+        rows = self.page.get_by_text(  # anyone's row with this text (replies say more after it)
+            re.compile(r"^.+ at [0-9:\- ]+: " + _text_pattern(text) + r"(?:$|[\s,.;])"))
         before = await rows.count()
         for _ in range(3):
             await self.page.get_by_label("Send message").click()
@@ -250,9 +254,9 @@ class ChatPage:
 
     def message(self, author: str, text: str):
         """The row whose screen-reader label says AUTHOR wrote TEXT (line breaks as whitespace)."""
-        body = r"\s+".join(re.escape(part) for part in text.split())
         pattern = re.compile(
-            "^" + re.escape(author) + r" at [0-9:\- ]+: " + body + STATUS_SUFFIX + "$"
+            "^" + re.escape(author) + r" at [0-9:\- ]+: " + _text_pattern(text) + STATUS_SUFFIX
+            + "$"
         )
         return self.page.get_by_text(pattern)
 
