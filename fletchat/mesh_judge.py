@@ -47,7 +47,8 @@ class MessageJudge:
             link.tasks.append(link.judging)
         checked = None
         if len(event.unchecked) > 1:  # a page: its signatures checked now, on a worker thread
-            checked = loop.run_in_executor(None, check_signatures, self.core.trust, event)
+            checked = loop.run_in_executor(None, check_signatures, self.core.trust, event,
+                                           link.conn.sender)
             checked.add_done_callback(_retrieved)
         await link.pages.put((event, checked))
 
@@ -77,12 +78,14 @@ class MessageJudge:
         if event.items or event.unchecked:
             link.last_message = time.time()
         if off_loop:
-            return await asyncio.to_thread(self._check_and_judge, peer.id, event)
-        return self._check_and_judge(peer.id, event)
+            return await asyncio.to_thread(self._check_and_judge, link, event)
+        return self._check_and_judge(link, event)
 
-    def _check_and_judge(self, peer_id: str, event: Messages
+    def _check_and_judge(self, link: Link, event: Messages
                          ) -> tuple[list[str], list[tuple[str, str]]]:
-        return self._judge(peer_id, check_signatures(self.core.trust, event))
+        peer = link.peer
+        assert peer is not None
+        return self._judge(peer.id, check_signatures(self.core.trust, event, link.conn.sender))
 
     def _settle(self, link: Link, verdicts: tuple[list[str], list[tuple[str, str]]]) -> None:
         """Say the refusals; queue the acks (sent once the store has committed them)."""

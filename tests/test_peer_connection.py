@@ -37,8 +37,10 @@ from fletchat.protocol import (
     Hello,
     Pong,
     auth_transcript,
+    decode_b64,
     decode_frame,
     encode_auth,
+    encode_b64,
     encode_bye,
     encode_frame,
     encode_msg,
@@ -117,6 +119,7 @@ def test_plain_mesh_opens_on_hello_alone():
     cli = PeerConnection(Local(Peer("b", "B"), 2, "t", 1), True, ADDR, NoTrust(), "", NOW)
     ev_s, ev_c = pump(srv, cli)
     assert [type(e) for e in ev_s] == [Opened] == [type(e) for e in ev_c]
+    assert srv.sender is None and cli.sender is None  # nobody proved a key: nobody vouched for
     assert "key" not in json.loads(cli.data_to_send()[0] if cli.backlog() else '{"v":2}')
 
 
@@ -283,13 +286,18 @@ def stamped(origin: str, text: str, seq: int) -> Message:
 
 def test_signed_messages_are_verified_forgeries_and_unstamped_ones_refused(tmp_path):
     _, b, server, _ = opened(tmp_path)
+    c = side(tmp_path, "c")  # another device a knows, that b can only claim to be
+    server.trust.check_key("c", c.trust.identity.public_key, "C", ADDR, NOW)
     good = stamped("b", "hello", 1)
     sig = b.trust.sig_for(good)
     (ev,) = server.receive_text(encode_msg(good, sig), NOW + 2)
     assert isinstance(ev, Messages) and ev.live and [r.verified for r in ev.items] == [True]
-    forged = replace(good, id="f1", text="send me money")
-    (ev,) = server.receive_text(encode_msg(forged, sig), NOW + 2)
-    assert ev.items == () and ev.refused[0][0] == "f1" and "signature" in ev.refused[0][1]
+    as_c = stamped("c", "send me money", 1)  # "from c", signed by b: refused
+    (ev,) = server.receive_text(encode_msg(as_c, b.trust.sig_for(as_c)), NOW + 2)
+    assert ev.items == () and ev.refused[0][0] == as_c.id and "signature" in ev.refused[0][1]
+    c_signed = c.trust.sig_for(as_c)  # c's own signature, relayed by b: verified
+    (ev,) = server.receive_text(encode_msg(as_c, c_signed), NOW + 2)
+    assert [(r.message.id, r.verified) for r in ev.items] == [(as_c.id, True)]
     unstamped = replace(good, id="u1", hlc="", seq=0)
     (ev,) = server.receive_text(encode_msg(unstamped, b.trust.sig_for(unstamped)), NOW + 2)
     assert ev.items == () and "hlc and seq" in ev.refused[0][1]
@@ -298,6 +306,30 @@ def test_signed_messages_are_verified_forgeries_and_unstamped_ones_refused(tmp_p
     assert not ev.live and ev.items == ()  # a sync page: checked later, on a worker thread
     ev = check_signatures(server.trust, ev)
     assert [(r.message.id, r.verified) for r in ev.items] == [(stranger.id, False)]
+
+
+def test_the_connection_vouches_for_its_peers_own_messages_not_for_others(tmp_path):
+    """b's own message over b's connection is b's (the handshake proved b's key): verified
+    without checking its signature, which is kept as it came, unchecked, for whoever gets the
+    message from someone else; that receiver checks it and refuses a bad one. Unsigned, or
+    once b's key is no longer the one trusted for b, the signature is checked as before."""
+    _, b, server, _ = opened(tmp_path)
+    assert server.sender is not None and server.sender.peer_id == "b"
+    good = stamped("b", "hello", 1)
+    bad = replace(good, id="f1", text="words b signed otherwise")  # b's words, wrong signature
+    sig = b.trust.sig_for(good)
+    (ev,) = server.receive_text(encode_msg(bad, sig), NOW + 2)
+    assert [(r.message.id, r.verified) for r in ev.items] == [("f1", True)]
+    assert server.trust.book.get("f1") == (decode_b64(sig), False)  # kept, not checked here
+    relayed = check_signatures(server.trust, Messages((), True, (), ((bad, sig),)))
+    assert relayed.items == () and "signature" in relayed.refused[0][1]  # a third party's view
+    assert server.trust.message_status(bad) == "refused"
+    (ev,) = server.receive_text(encode_msg(replace(good, id="n1"), ""), NOW + 2)
+    assert ev.items == () and ev.refused[0][0] == "n1"  # unsigned from a known key: refused
+    other_key = side(tmp_path / "y", "b").trust.identity.public_key
+    server.trust.store._known["b"]["key"] = encode_b64(other_key)  # as if reset, then re-met
+    (ev,) = server.receive_text(encode_msg(replace(bad, id="f2"), sig), NOW + 2)
+    assert ev.items == () and "signature" in ev.refused[0][1]  # b's key is not trusted now
 
 
 def test_sync_pages_are_checked_by_check_signatures_forgeries_refused(tmp_path):

@@ -23,7 +23,7 @@ from typing import Any
 from fletchat import __version__
 from fletchat.conversation.fields import vouched
 from fletchat.model import Message, Peer
-from fletchat.peer.policy import KeyStatus, TrustPolicy, Verdict
+from fletchat.peer.policy import KeyStatus, Sender, TrustPolicy, Verdict
 from fletchat.protocol import (
     CLOSE_GOING_AWAY,
     CLOSE_NORMAL,
@@ -159,15 +159,19 @@ class Messages:
     unchecked: tuple[tuple[Message, str], ...] = ()
 
 
-def check_signatures(trust: TrustPolicy, event: Messages) -> Messages:
+def check_signatures(trust: TrustPolicy, event: Messages, sender: Sender | None = None
+                     ) -> Messages:
     """``event`` with every ``unchecked`` pair verified: kept (verified or not) or refused as
-    forged; blocked origins dropped. Pure apart from ``trust`` (safe on a worker thread)."""
+    forged; blocked origins dropped. ``sender``: the peer of the connection they came on (its
+    own messages are verified by that connection: ``TrustPolicy.check_messages``). Pure apart
+    from ``trust`` (safe on a worker thread)."""
     if not event.unchecked:
         return event
     items = list(event.items)
     refused = list(event.refused)
     proofs = [_proof(msg, sig) for msg, sig in event.unchecked]
-    for (msg, sig), verdict in zip(event.unchecked, trust.check_messages(proofs), strict=True):
+    verdicts = trust.check_messages(proofs, sender)
+    for (msg, sig), verdict in zip(event.unchecked, verdicts, strict=True):
         if verdict is Verdict.REFUSED:
             refused.append((msg.id, _FORGED))
         elif verdict is not Verdict.BLOCKED:
@@ -261,6 +265,9 @@ class PeerConnection:
     state: State = field(init=False, default=State.AWAIT_HELLO)
     hello: Hello | None = field(init=False, default=None)
     peer: Peer | None = field(init=False, default=None)
+    # once OPEN on a secured mesh: the peer's id and the key it proved (its own messages are
+    # authenticated by this connection); None before, and on a plain mesh
+    sender: Sender | None = field(init=False, default=None)
     last_rx: float = field(init=False)
     close_code: int | None = field(init=False, default=None)
     close_reason: str = field(init=False, default="")
@@ -399,6 +406,8 @@ class PeerConnection:
 
     def _open(self, hello: Hello, fp: str, *, first_contact: bool) -> list[Event]:
         self.state = State.OPEN
+        if self._key:  # proved in ``auth`` and trusted by ``check_key`` (NEW or KNOWN)
+            self.sender = Sender(hello.peer_id, self._key)
         self.peer = Peer(
             hello.peer_id, hello.name, hello.device, self.remote_ip, hello.port, self.now, fp
         )
@@ -454,7 +463,7 @@ class PeerConnection:
                 continue
             pending.append((msg, sig))
         event = Messages((), live, tuple(refused), tuple(pending))
-        return [check_signatures(self.trust, event) if live else event]
+        return [check_signatures(self.trust, event, self.sender) if live else event]
 
     # ---- closing ----
 

@@ -37,6 +37,17 @@ class Verdict(StrEnum):
 
 
 @dataclass(frozen=True)
+class Sender:
+    """The peer at the other end of an open connection: its id and the key it proved in the
+    handshake (TLS 1.3, then ``auth`` signed over the session's transcript). A message whose
+    origin is that id, read from that connection, was written by that key's holder: the
+    connection itself authenticates it (docs/security.md, "Signed messages")."""
+
+    peer_id: str
+    key: bytes
+
+
+@dataclass(frozen=True)
 class KeyCheck:
     """The outcome of ``TrustPolicy.check_key``."""
 
@@ -84,8 +95,12 @@ class TrustPolicy(Protocol):
 
     def check_message(self, msg: Message, sig: str) -> Verdict: ...
 
-    def check_messages(self, pairs: Sequence[tuple[Message, str]]) -> list[Verdict]:
-        """``check_message`` of each (message, signature) pair, in order (a catch-up page)."""
+    def check_messages(self, pairs: Sequence[tuple[Message, str]],
+                       sender: Sender | None = None) -> list[Verdict]:
+        """``check_message`` of each (message, signature) pair, in order (a catch-up page).
+        ``sender``: the connection they came on; a signed message of the sender's own origin is
+        VERIFIED by that connection, without checking its signature, while the key the sender
+        proved is still the one trusted for it (a third party checks the signature)."""
         ...
 
     def sig_for(self, msg: Message) -> str:
@@ -137,8 +152,9 @@ class NoTrust:
     def check_message(self, msg: Message, sig: str) -> Verdict:
         return Verdict.BLOCKED if msg.origin in self.blocked else Verdict.UNVERIFIED
 
-    def check_messages(self, pairs: Sequence[tuple[Message, str]]) -> list[Verdict]:
-        return [self.check_message(msg, sig) for msg, sig in pairs]
+    def check_messages(self, pairs: Sequence[tuple[Message, str]],
+                       sender: Sender | None = None) -> list[Verdict]:
+        return [self.check_message(msg, sig) for msg, sig in pairs]  # nobody is authenticated
 
     def sig_for(self, msg: Message) -> str:
         return ""
