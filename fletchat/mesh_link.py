@@ -41,6 +41,7 @@ from fletchat.protocol import (
     sync_frames,
 )
 from fletchat.stalls import LoopStalls
+from fletchat.ws_write import writable, write_now
 
 log = logging.getLogger("fletchat.mesh")
 
@@ -139,6 +140,7 @@ class Link:
     pages: asyncio.Queue[Any] | None = None  # messages waiting to be judged, in order
     judging: asyncio.Task[None] | None = None  # the task judging them
     down_reason: str = ""
+    writing: bool = False  # the write task is sending (``LinkCore.send`` then only queues)
 
     @property
     def peer(self) -> Peer | None:
@@ -189,8 +191,14 @@ class LinkCore:
         return encode_presence(PresenceEntry(p.name, p.device, p.since) for p in people)
 
     def send(self, link: Link, frame: str) -> None:
-        if not link.conn.send(frame) and link.conn.state is State.CLOSED:
-            self.closing(link, link.conn.close_code or CLOSE_POLICY, link.conn.close_reason)
+        """Queue ``frame``; written at once when the link's write task is idle and websockets
+        would write it straight away (``ws_write``), else by that task, in order."""
+        conn = link.conn
+        if not conn.send(frame) and conn.state is State.CLOSED:
+            self.closing(link, conn.close_code or CLOSE_POLICY, conn.close_reason)
+        elif not link.writing and conn.state is State.OPEN and writable(link.ws):
+            write_now(link.ws, conn.data_to_send())
+            return
         link.wake.set()
 
     def close(self, link: Link, code: int, reason: str) -> None:
@@ -236,8 +244,12 @@ class LinkCore:
             while True:
                 await link.wake.wait()
                 link.wake.clear()
-                for frame in conn.data_to_send():
-                    await link.ws.send(frame)
+                link.writing = True  # ``send`` queues behind these frames meanwhile
+                try:
+                    for frame in conn.data_to_send():
+                        await link.ws.send(frame)
+                finally:
+                    link.writing = False
                 if conn.state is State.CLOSED:
                     code = conn.close_code or CLOSE_GOING_AWAY
                     await link.ws.close(code, close_reason(conn.close_reason))
