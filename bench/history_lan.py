@@ -43,30 +43,44 @@ async def _serve_until_stop() -> float:
     return time.process_time() - cpu0
 
 
-async def _serve_app(data: Path, n: int, pid: str, unsent: bool = False) -> None:
-    """``unsent``: a history never sent before (each message signed on its first catch-up)."""
+async def _serve_app(data: Path, n: int, pid: str, unsent: bool = False,
+                     relayed: bool = False) -> None:
+    """``unsent``: a history never sent before (each message signed on its first catch-up).
+    ``relayed``: ``pid``'s history held by another peer (with ``pid``'s signatures), so the
+    newcomer, told ``pid``'s key (``origin_key`` in the ready line), checks every signature."""
     from fletchat.hub import Hub
     from fletchat.mesh import MeshSettings
-    from fletchat.model import Peer
+    from fletchat.model import Peer, new_id
     from fletchat.node import mesh_for_hub
+    from fletchat.protocol import decode_b64
     from fletchat.store import Store
     from fletchat.trust import Trust
 
     from .history import _fill, _messages
 
     data.mkdir(parents=True, exist_ok=True)
-    trust = Trust.open(data, pid)
-    hub = Hub(pid, "headless", store=Store.open(data / "history.db"), trust=trust)
-    mesh = mesh_for_hub(hub, Peer(pid, "old", "headless"), trust,
+    me = new_id() if relayed else pid
+    trust = Trust.open(data, me)
+    hub = Hub(me, "headless", store=Store.open(data / "history.db"), trust=trust)
+    mesh = mesh_for_hub(hub, Peer(me, "old", "headless"), trust,
                         MeshSettings(host="127.0.0.1", port=0))
     msgs = _messages(n, pid)
     _fill(hub.store, msgs)
-    if not unsent:  # its messages went out live when written: signed then, the signatures kept
+    origin_key = ""
+    if relayed:  # the origin signed them when it wrote them; this peer kept the signatures
+        origin = Trust.open(data / "origin", pid)
+        try:
+            origin_key = origin.key_text
+            trust.book.put_many([(m.id, pid, decode_b64(origin.sig_for(m)), True) for m in msgs])
+        finally:
+            origin.close()
+        trust.book.flush()
+    elif not unsent:  # its messages went out live when written: signed then, the signatures kept
         for at in range(0, n, 1000):
             trust.sigs_for(msgs[at : at + 1000])
     await mesh.start()
     try:
-        _say(event="ready", port=mesh.port)
+        _say(event="ready", port=mesh.port, origin_key=origin_key)
         _say(event="cpu", cpu=await _serve_until_stop())
     finally:
         await mesh.stop()
@@ -116,17 +130,23 @@ def _finish(proc) -> float:
     return next(ev["cpu"] for _, ev in proc.events if ev.get("event") == "cpu")
 
 
-async def _newcomer_app(data: Path, port: int, n: int, proc) -> tuple[float, float]:
+async def _newcomer_app(data: Path, port: int, n: int, proc,
+                        origin: tuple[str, str] | None = None) -> tuple[float, float]:
+    """``origin``: (id, base64 key) of the messages' origin when another peer serves them: the
+    newcomer met it before (it knows the key), so it checks each signature."""
     from fletchat.hub import Hub
     from fletchat.mesh import MeshSettings
     from fletchat.model import Message, Peer, new_id
     from fletchat.node import mesh_for_hub
+    from fletchat.protocol import decode_b64
     from fletchat.store import Store
     from fletchat.trust import Trust
 
     pid = new_id()
     data.mkdir(parents=True)
     trust = Trust.open(data, pid)
+    if origin is not None:
+        trust.check_key(origin[0], decode_b64(origin[1]), "origin", "127.0.0.1", time.time())
     hub = Hub(pid, "headless", store=Store.open(data / "history.db"), trust=trust)
     mesh = mesh_for_hub(hub, Peer(pid, "new", "headless"), trust,
                         MeshSettings(host="127.0.0.1", port=0))
@@ -155,7 +175,8 @@ async def _newcomer_app(data: Path, port: int, n: int, proc) -> tuple[float, flo
         await mesh.stop()
         hub.close()
         trust.close()
-    with sqlite3.connect(data / "history.db") as con:  # every message checked, none taken on trust
+    # every message verified: by its signature, or (served by its origin) by the connection
+    with sqlite3.connect(data / "history.db") as con:
         (verified,) = con.execute("SELECT count(*) FROM messages WHERE verified = 1").fetchone()
     if verified < n:
         raise RuntimeError(f"only {verified} of {n} caught-up messages were verified")
@@ -186,11 +207,15 @@ async def _newcomer_base(data: Path, port: int, proc) -> tuple[float, float]:
 def sync_two_processes(tmp: Path, n: int, pid: str, kind: str) -> dict[str, Any]:
     """One catch-up of ``n`` messages of ``pid``'s own history, served by another process:
     wall time, the newcomer's CPU and the serving peer's CPU (s). ``kind``: ``app`` (a history
-    sent live when written), ``app-unsent`` (never sent: signed on this catch-up) or ``base``."""
+    sent live when written), ``app-unsent`` (never sent: signed on this catch-up),
+    ``app-relayed`` (served by a peer that is not their origin: every signature checked) or
+    ``base``."""
     proc, ready = _spawn(kind, tmp / "old", n, pid)
     try:
         if kind.startswith("app"):
-            wall, cpu_new = asyncio.run(_newcomer_app(tmp / "new", ready["port"], n, proc))
+            origin = (pid, ready["origin_key"]) if kind == "app-relayed" else None
+            wall, cpu_new = asyncio.run(_newcomer_app(tmp / "new", ready["port"], n, proc,
+                                                      origin))
         else:
             wall, cpu_new = asyncio.run(_newcomer_base(tmp / "new", ready["port"], proc))
         cpu_old = _finish(proc)
@@ -201,13 +226,15 @@ def sync_two_processes(tmp: Path, n: int, pid: str, kind: str) -> dict[str, Any]
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) != 5 or argv[0] != "serve" or argv[1] not in ("app", "app-unsent", "base"):
-        raise SystemExit("usage: python -m bench.history_lan serve app|app-unsent|base DIR N ID")
+    kinds = ("app", "app-unsent", "app-relayed", "base")
+    if len(argv) != 5 or argv[0] != "serve" or argv[1] not in kinds:
+        raise SystemExit(f"usage: python -m bench.history_lan serve {'|'.join(kinds)} DIR N ID")
     _, kind, data, n, pid = argv
     if kind == "base":
         asyncio.run(_serve_base(Path(data), int(n), pid))
     else:
-        asyncio.run(_serve_app(Path(data), int(n), pid, unsent=kind == "app-unsent"))
+        asyncio.run(_serve_app(Path(data), int(n), pid, unsent=kind == "app-unsent",
+                               relayed=kind == "app-relayed"))
 
 
 if __name__ == "__main__":
