@@ -291,6 +291,33 @@ async def test_relayed_messages_keep_their_signature_and_forgeries_are_dropped(n
     assert c.trust.message_status(stranger) == UNVERIFIED
 
 
+async def test_a_peers_own_messages_are_vouched_for_by_its_connection_and_checked_next_hop(nodes):
+    """b has a's messages from a's own connection: verified by that connection (its handshake
+    proved a's key), their signatures kept as they came, unchecked. c gets them from b and checks
+    each: a's genuine message verifies; one a sent with a signature that does not match is
+    refused there, and b is told why. A peer cannot push a bad signature past its neighbours."""
+    a, b = await nodes("a"), await nodes("b")
+    a.dial(b)
+    await eventually(lambda: b.connected() == {"a"}, "a and b meet")
+    good, bad = chat("signed by a", "a"), chat("a's words, signed wrong", "a")
+    signs = a.trust.sig_for
+    a.trust.sig_for = lambda m: signs(good) if m.id == bad.id else signs(m)  # type: ignore
+    a.mesh.broadcast(good)
+    a.mesh.broadcast(bad)
+    await eventually(lambda: len(b.msgs) == 2, "b got both from a")
+    assert b.host.verified == {good.id: True, bad.id: True}  # a's connection vouches
+    assert b.trust.book.get(bad.id) == (decode_b64(signs(good)), False)  # kept, unchecked
+    assert b.trust.message_status(bad) == REFUSED  # what anyone checking it finds
+    await a.mesh.stop()
+    c = await nodes("c")
+    c.trust.store.check("a", a.trust.identity.public_key, "A")
+    b.history = [m for m, _ in b.msgs]
+    c.dial(b)
+    await eventually(lambda: any(bad.id in dict(r) for _, r in b.host.refusals),
+                     "b was told why c refused a's badly signed message")
+    assert c.texts() == ["signed by a"] and c.host.verified == {good.id: True}
+
+
 async def test_catch_up_pages_are_each_verified_before_judged_and_a_forgery_is_refused(nodes):
     """A catch-up of several pages: each page's signatures are checked on a worker thread while
     the page before it is judged; every message still arrives verified and in order, and the
