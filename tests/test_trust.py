@@ -17,6 +17,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidMessage
 
+from fletchat.clock import HLC
 from fletchat.hub import Hub, HubSession, IdentityWarning
 from fletchat.identity import KEY_FILE, Identity, fingerprint
 from fletchat.mesh import Mesh, MeshSettings
@@ -508,6 +509,26 @@ async def test_hub_block_forget_and_identity_warning_event(tmp_path):
     assert hub.fingerprint == hub.trust.fingerprint
     hub.peer_up(Peer("b", "Bob", fingerprint="CCCC-CCCC-CCCC-CCCC"))
     assert hub.lan_peers()[0].fingerprint == "CCCC-CCCC-CCCC-CCCC"
+    hub.trust.close()
+
+
+def test_hub_reports_what_it_took_as_verified_without_checking_again(tmp_path: Path) -> None:
+    """A message the hub took as verified (here: vouched for by its writer's connection, its
+    signature kept unchecked and in fact wrong) reads "verified" in the views and the headless
+    lines at once: no signature check per row shown. What the hub took as unverified stays so."""
+    hub = Hub("h", trust=make_trust(tmp_path, "h"))
+    alice = make_trust(tmp_path, "alice")
+    hub.trust.store.check("alice", alice.identity.public_key, "Alice")
+    msg = replace(Message.chat("Alice", "hi", "alice"), hlc=HLC("alice").now().encode(), seq=1)
+    other = replace(msg, id="m2", text="another")
+    hub.trust.book.put(msg.id, "alice", decode_b64(alice.sig_for(other)), verified=False)
+    assert hub.receive(msg, "alice", verified=True).stored
+    assert hub.message_status(msg) == "verified"
+    assert hub.trust.message_status(msg) == REFUSED  # what a check of its signature finds
+    stranger = replace(Message.chat("Zed", "who", "zed"), hlc=HLC("zed").now().encode(), seq=1)
+    assert hub.receive(stranger, "alice", verified=False).stored
+    assert hub.message_status(stranger) == "unverified"
+    hub.close()
     hub.trust.close()
 
 
