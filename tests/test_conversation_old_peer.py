@@ -19,6 +19,7 @@ from fletchat import model, protocol
 from fletchat.conversation.fields import ConvFields
 from fletchat.conversation.kinds import ReplyRef
 from fletchat.model import KIND_DELETE, KIND_EDIT, KIND_REACTION, KIND_RENAME, Message
+from fletchat.peer import connection
 from fletchat.peer.connection import Closed, Messages, State
 from fletchat.protocol import ReadFrame, TypingFrame, encode_frame, encode_msg, encode_sync
 from tests.test_peer_connection import NOW, opened, stamped
@@ -28,10 +29,14 @@ OLD_KINDS = ("chat", "join", "leave", "channel")
 
 @pytest.fixture
 def old_build(monkeypatch):
-    """This process's edge as the pre-conversation build had it."""
+    """This process's edge as the pre-conversation build had it: its tables, and a signature
+    check on every message (no connection vouched for its writer's messages then)."""
     monkeypatch.setattr(model, "MESSAGE_KINDS", OLD_KINDS)
     decoders = {k: v for k, v in protocol._DECODERS.items() if k not in ("typing", "read")}
     monkeypatch.setattr(protocol, "_DECODERS", decoders)
+    checks_all = connection.check_signatures
+    monkeypatch.setattr(connection, "check_signatures",
+                        lambda trust, event, sender=None: checks_all(trust, event))
 
 
 def conversation_events(origin: str, target: Message) -> list[Message]:
