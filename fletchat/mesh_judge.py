@@ -17,6 +17,7 @@ from fletchat.events import Acceptance
 from fletchat.mesh_link import Link, LinkCore
 from fletchat.model import Message
 from fletchat.peer.connection import Messages, check_signatures
+from fletchat.peer.policy import Sender
 from fletchat.protocol import encode_refused
 
 log = logging.getLogger("fletchat.mesh")
@@ -77,15 +78,14 @@ class MessageJudge:
         assert peer is not None
         if event.items or event.unchecked:
             link.last_message = time.time()
+        sender = link.conn.sender
         if off_loop:
-            return await asyncio.to_thread(self._check_and_judge, link, event)
-        return self._check_and_judge(link, event)
+            return await asyncio.to_thread(self._check_and_judge, peer.id, event, sender)
+        return self._check_and_judge(peer.id, event, sender)
 
-    def _check_and_judge(self, link: Link, event: Messages
+    def _check_and_judge(self, peer_id: str, event: Messages, sender: Sender | None
                          ) -> tuple[list[str], list[tuple[str, str]]]:
-        peer = link.peer
-        assert peer is not None
-        return self._judge(peer.id, check_signatures(self.core.trust, event, link.conn.sender))
+        return self._judge(peer_id, check_signatures(self.core.trust, event, sender))
 
     def _settle(self, link: Link, verdicts: tuple[list[str], list[tuple[str, str]]]) -> None:
         """Say the refusals; queue the acks (sent once the store has committed them)."""

@@ -618,7 +618,9 @@ class Trust:
         blocked: dict[str, bool] = {}
         book: list[tuple[str, str, bytes, bool]] = []
         out = []
-        direct = sender.peer_id if sender is not None and sender.peer_id != self.peer_id else ""
+        # the connection's own peer and the key it proved (never our own id: nobody is us)
+        direct, proved = ("", b"") if sender is None or sender.peer_id == self.peer_id else (
+            sender.peer_id, sender.key)
         for msg, sig in pairs:
             origin = msg.origin
             if origin not in blocked:
@@ -626,7 +628,7 @@ class Trust:
                 keys.setdefault(origin, self.store.key_of(origin))
             if blocked[origin]:
                 verdict = Verdict.BLOCKED
-            elif origin == direct and sig and keys[origin] == sender.key:  # type: ignore[union-attr]
+            elif origin == direct and sig and keys[origin] == proved:
                 book.append((msg.id, origin, decode_b64(sig), False))  # not checked by us
                 verdict = VERIFIED
             else:
