@@ -9,29 +9,20 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 
 from fletchat.ws_write import writable, write_now
+from tests.timing import eventually
 
 
 async def _pair():
     got: list[str] = []
-    arrived = asyncio.Event()
 
     async def handler(ws) -> None:
         async for raw in ws:
             got.append(raw)
-            arrived.set()
 
     server = await serve(handler, "127.0.0.1", 0, compression=None)
     port = server.sockets[0].getsockname()[1]
     client = await connect(f"ws://127.0.0.1:{port}", compression=None)
     return server, client, got
-
-
-async def _until(check, seconds: float = 5.0) -> bool:
-    for _ in range(int(seconds / 0.01)):
-        if check():
-            return True
-        await asyncio.sleep(0.01)
-    return check()
 
 
 async def test_frames_written_at_once_arrive_in_order_beside_sent_ones():
@@ -42,7 +33,7 @@ async def test_frames_written_at_once_arrive_in_order_beside_sent_ones():
         write_now(ws, ["second", "third é"])
         await ws.send("fourth")
         write_now(ws, ["x" * 100_000])  # larger than one TLS record or TCP segment
-        assert await _until(lambda: len(got) == 5), got
+        await eventually(lambda: len(got) == 5, "the five frames")
         assert got == ["first", "second", "third é", "fourth", "x" * 100_000]
     finally:
         await ws.close()
