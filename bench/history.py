@@ -7,7 +7,9 @@
 - **search**: p50/p99 of ``Store.search`` (FTS5, prefix) over M messages. Baseline: a plain
   ``LIKE '%word%'`` query on a plain ``sqlite3`` table holding the same texts.
 - **insert**: messages/s through ``StoreWriter`` (batched, FTS index and catch-up counters
-  maintained). Baseline: a plain ``sqlite3`` insert loop in one transaction, no index.
+  maintained). Baseline: a plain ``sqlite3`` insert loop in one transaction, no index. Then the
+  same beside a thread that runs Python (a busy event loop), against plain ``executemany``, and
+  a worker's read of 1,000 messages beside it.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import json
 import random
 import sqlite3
 import tempfile
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from .common import loadavg, percentile, row, spread_row
 
@@ -237,13 +240,81 @@ def _insert(tmp: Path, n: int) -> tuple[float, float]:
     return ours, base
 
 
+class _Busy:
+    """Another thread running Python the whole time, as the event loop does while it fans out or
+    decodes a catch-up: a thread that lets go of the GIL waits for it once per step."""
+
+    def __enter__(self) -> Self:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+        return self
+
+    def _spin(self) -> None:
+        x = 0
+        while not self._stop.is_set():
+            for i in range(1000):
+                x += i
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _busy_writes(tmp: Path, n: int) -> tuple[float, float, float, float]:
+    """(StoreWriter msg/s beside a busy thread, plain executemany msg/s beside it; a worker's
+    read of 1,000 rows beside it in ms: Store.missing_for, a plain fetchall of the same rows)."""
+    from fletchat.clock import Stamp
+    from fletchat.store import Record, Store, StoreWriter
+
+    msgs = _messages(n, "origin-b")
+    store = Store.open(tmp / "busy.db")
+    writer = StoreWriter(store)
+    with _Busy():
+        t0 = time.perf_counter()
+        writer.submit_many([Record(m, Stamp.decode(m.hlc), m.seq, verified=True) for m in msgs])
+        writer.flush(timeout=600)
+        ours = n / (time.perf_counter() - t0)
+    writer.close()
+    if store.count() != n:
+        raise RuntimeError(f"stored {store.count()} of {n}")
+    # the baseline: the same rows into the same schema (its indexes and search index, made by
+    # Store.open) the usual way, one executemany; then the search index in one statement
+    Store.open(tmp / "plain-busy.db").close()
+    plain = sqlite3.connect(tmp / "plain-busy.db")
+    with _Busy():
+        t0 = time.perf_counter()
+        with plain:
+            plain.executemany(
+                "INSERT INTO messages (id, channel, origin, seq, hlc, kind, author, text, ts, "
+                "received_at, verified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+                [(m.id, m.channel, m.origin, m.seq, m.hlc, m.kind, m.author, m.text, m.ts,
+                  time.time()) for m in msgs])
+            plain.execute("INSERT INTO messages_fts (rowid, text) SELECT n, text FROM messages")
+        base = n / (time.perf_counter() - t0)
+    rows = min(n, 1000)
+    with _Busy():
+        t0 = time.perf_counter()
+        got = store.missing_for({}, limit=rows)
+        read = (time.perf_counter() - t0) * 1000
+        t0 = time.perf_counter()
+        plain_got = plain.execute("SELECT * FROM messages ORDER BY origin, seq LIMIT ?",
+                                  (rows,)).fetchall()
+        read_base = (time.perf_counter() - t0) * 1000
+    if len(got) != rows or len(plain_got) != rows:
+        raise RuntimeError(f"read {len(got)} and {len(plain_got)} of {rows}")
+    store.close()
+    plain.close()
+    return ours, base, read, read_base
+
+
 def quick_plan(quick: bool) -> dict[str, int]:
     """Messages caught up, interleaved catch-up repetitions, searched over, searches, inserts."""
     if quick:
         return {"n_sync": 1000, "sync_reps": 1, "n_search": 10_000, "n_queries": 20,
-                "n_insert": 2000}
+                "n_insert": 2000, "n_busy": 1000}
     return {"n_sync": 10_000, "sync_reps": 3, "n_search": 100_000, "n_queries": 200,
-            "n_insert": 10_000}
+            "n_insert": 10_000, "n_busy": 2000}
 
 
 def _sync_reps(tmp: Path, n: int, reps: int) -> dict[str, Any]:
@@ -310,6 +381,7 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
         sync = _sync_reps(tmp, n_sync, plan["sync_reps"])
         ours, base = _search(tmp, n_search, n_queries)
         ins, ins_base = _insert(tmp, n_insert)
+        busy, busy_base, busy_read, busy_read_base = _busy_writes(tmp, plan["n_busy"])
     raw_name = "one JSON dump over raw websockets + plain executemany"
     like = f"plain sqlite3 LIKE '%word%' over {n_search} rows"
     s_app, s_base, s_bytes, s_base_bytes = sync["signed"]
@@ -373,6 +445,18 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
                 row(f"insert rate through StoreWriter ({n_insert} messages)", ins, ins_base,
                     unit="msg/s", baseline_name="plain sqlite3 insert loop, one transaction",
                     n=n_insert),
+                row("the same beside another thread that runs Python (as a busy event loop)",
+                    busy, busy_base, unit="msg/s",
+                    baseline_name="plain sqlite3 executemany into the same tables (indexes, "
+                    "search index), one transaction, beside the same thread", n=plan["n_busy"],
+                    note="each step of SQLite hands the GIL over and waits up to 5 ms to get "
+                         "it back: the store writes a batch in a few multi-row statements "
+                         "(fletchat/sqlbatch.py)"),
+                row("a worker's read of 1,000 messages beside that thread (Store.missing_for, "
+                    "what catch-up sends)", busy_read, busy_read_base, unit="ms",
+                    baseline_name="plain sqlite3 fetchall of the same rows, beside the same "
+                    "thread", n=min(plan["n_busy"], 1000),
+                    note="the store reads them in one step (json_group_array)"),
             ]
         },
     }

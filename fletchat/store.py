@@ -29,6 +29,7 @@ from .conversation.stored import ConvStoreMethods, conv_columns, stored_conv
 from .idfilter import KnownIds
 from .journal import Journal
 from .model import DEFAULT_CHANNEL, FileRef, FletChatError, Message, ValidationError
+from .sqlbatch import all_rows, insert_rows
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +223,8 @@ _OLD_INSERT_TRIGGER = "messages_fts_ai"
 
 _COLS = "m.id, m.kind, m.author, m.origin, m.text, m.ts, m.channel, m.hlc, m.seq, m.state, " \
         "m.received_at, m.verified, m.n, m.files, m.conv, m.redacted_by"
+_COL_NAMES = tuple(c.split(".")[-1] for c in _COLS.split(", "))  # as a subquery names them
+_REAL_COLS = ("ts", "received_at")
 ROW_KINDS_SQL = "('chat', 'join', 'leave', 'channel', 'rename')"  # model.ROW_KINDS: shown as rows
 
 
@@ -393,17 +396,23 @@ class _StoreReads:
         limit = max(0, min(limit, MAX_BATCH))
         with self._lock:
             if before is None:
-                rows = self._con.execute(
-                    f"SELECT {self._cols} FROM messages m WHERE m.channel = ? "
-                    f"AND m.kind IN {ROW_KINDS_SQL} "
-                    "ORDER BY m.hlc DESC, m.id DESC LIMIT ?", (channel, limit)).fetchall()
+                rows = self._records(
+                    f"FROM messages m WHERE m.channel = ? AND m.kind IN {ROW_KINDS_SQL} "
+                    "ORDER BY m.hlc DESC, m.id DESC LIMIT ?", (channel, limit))
             else:
-                rows = self._con.execute(
-                    f"SELECT {self._cols} FROM messages m WHERE m.channel = ? AND m.hlc < ? "
+                rows = self._records(
+                    f"FROM messages m WHERE m.channel = ? AND m.hlc < ? "
                     f"AND m.kind IN {ROW_KINDS_SQL} "
                     "ORDER BY m.hlc DESC, m.id DESC LIMIT ?",
-                    (channel, before.encode(), limit)).fetchall()
-        return [_row_to_record(r) for r in reversed(rows)]
+                    (channel, before.encode(), limit))
+        return rows[::-1]
+
+    def _records(self, rest: str, params: Sequence[object]) -> list[Record]:
+        """``SELECT <record columns> rest`` (on the writer's connection, under its lock), every
+        row read in one step (``sqlbatch.all_rows``: many rows read row by row wait for the GIL
+        once each while the event loop is busy)."""
+        rows = all_rows(self._con, f"SELECT {self._cols} {rest}", params, _COL_NAMES, _REAL_COLS)
+        return [_row_to_record(r) for r in rows]
 
     def count(self) -> int:
         with self._lock:
@@ -572,11 +581,10 @@ class _StoreReads:
                     floor = max(floor, after[1])
                 if max_seq <= floor:
                     continue
-                rows = self._con.execute(
-                    f"SELECT {self._cols} FROM messages m WHERE m.origin = ? AND m.seq > ? "
-                    "AND m.n > ? ORDER BY m.seq LIMIT ?",
-                    (origin, floor, since.get(origin, 0), limit - len(out))).fetchall()
-                out.extend(_row_to_record(r) for r in rows)
+                out += self._records(
+                    "FROM messages m WHERE m.origin = ? AND m.seq > ? AND m.n > ? "
+                    "ORDER BY m.seq LIMIT ?", (origin, floor, since.get(origin, 0),
+                                               limit - len(out)))
                 if len(out) >= limit:
                     break
         return out
@@ -718,11 +726,12 @@ class Store(_StoreReads, _StoreOutbox, ConvStoreMethods):
         # directory, found at open or at the first failed write. Reads keep working.
         self.fault = fault
         version = con.execute("PRAGMA user_version").fetchone()[0]
-        self._cols = _COLS if version >= 2 else _COLS.replace("m.verified", "0")
+        self._cols = _COLS if version >= 2 else _COLS.replace("m.verified", "0 AS verified")
         if version < 3:  # a read-only store of an older schema: no files column yet
-            self._cols = self._cols.replace("m.files", "NULL")
+            self._cols = self._cols.replace("m.files", "NULL AS files")
         if version < 4:  # a read-only history from before the conversation columns
-            self._cols = self._cols.replace("m.conv, m.redacted_by", "NULL, NULL")
+            self._cols = self._cols.replace("m.conv, m.redacted_by",
+                                            "NULL AS conv, NULL AS redacted_by")
         # Point lookups for the acceptance pipeline use their own connection, so they never wait
         # for the writer thread's transaction (WAL readers do not block on writers).
         self._ro = _read_connection(path) if not fault else con
@@ -1105,14 +1114,15 @@ def _index_rows(con: sqlite3.Connection, fts: bool, after: int) -> None:
 
 
 def _insert_new(con: sqlite3.Connection, records: list[Record], now: float, fts: bool) -> None:
-    """Rows that ``_Held.clear`` passed, in one ``executemany``, then into the search index (new
-    rows are numbered above the highest row at the start: nothing is deleted in between)."""
+    """Rows that ``_Held.clear`` passed, in a few multi-row statements (``sqlbatch``), then into
+    the search index (new rows are numbered above the highest row at the start: nothing is
+    deleted in between)."""
     if records:
         after = con.execute("SELECT max(n) FROM messages").fetchone()[0] or 0
-        con.executemany(
+        insert_rows(
+            con,
             "INSERT INTO messages (id, channel, origin, seq, hlc, kind, author, text, ts, "
-            "received_at, state, verified, files, file_names, conv, redacted_by) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "received_at, state, verified, files, file_names, conv, redacted_by) VALUES",
             [(r.msg.id, r.msg.channel, r.msg.origin, r.seq, r.hlc.encode(), r.msg.kind,
               r.msg.author, r.msg.text, r.msg.ts, now, _state(r), int(r.verified),
               *_files_columns(r.msg), *conv_columns(r.msg)) for r in records])
@@ -1129,8 +1139,7 @@ def _queue_outbox(con: sqlite3.Connection, records: list[Record], now: float) ->
     """The outbox rows of the ``local`` records just inserted (``sent_at`` if handed out)."""
     local = [(r.msg.id, now, now if r.state is State.SENT else None) for r in records if r.local]
     if local:
-        con.executemany(
-            "INSERT OR IGNORE INTO outbox (id, queued_at, sent_at) VALUES (?, ?, ?)", local)
+        insert_rows(con, "INSERT OR IGNORE INTO outbox (id, queued_at, sent_at) VALUES", local)
 
 
 def _advance(con: sqlite3.Connection, origin: str, full: bool = False) -> None:
@@ -1138,8 +1147,8 @@ def _advance(con: sqlite3.Connection, origin: str, full: bool = False) -> None:
     they were (``full``: from 0, after a row was taken out)."""
     row = None if full else con.execute(
         "SELECT contiguous, verified FROM origins WHERE origin = ?", (origin,)).fetchone()
-    c = _contiguous(con, origin, "", row[0] if row else 0)
-    v = _contiguous(con, origin, " AND verified = 1", row[1] if row else 0)
+    c = _contiguous(con, origin, row[0] if row else 0, verified_only=False)
+    v = _contiguous(con, origin, row[1] if row else 0, verified_only=True)
     top = con.execute(
         "SELECT max(seq) FROM messages WHERE origin = ? AND seq IS NOT NULL", (origin,)).fetchone()[0] or 0
     con.execute(
@@ -1161,19 +1170,17 @@ def _advance_next(con: sqlite3.Connection, origin: str, seq: int) -> None:
         _advance(con, origin)
 
 
-def _contiguous(con: sqlite3.Connection, origin: str, where: str, c: int = 0) -> int:
-    """The highest n such that every seq 1..n of ``origin`` is stored (and matches ``where``),
-    given that 1..c are."""
-    while True:
-        seqs = [int(r[0]) for r in con.execute(
-            f"SELECT seq FROM messages WHERE origin = ? AND seq > ?{where} ORDER BY seq LIMIT 512",
-            (origin, c))]
-        for s in seqs:
-            if s != c + 1:
-                return c
-            c = s
-        if len(seqs) < 512:
-            return c
+def _contiguous(con: sqlite3.Connection, origin: str, c: int, verified_only: bool) -> int:
+    """The highest n such that every seq 1..n of ``origin`` is stored (and verified, with
+    ``verified_only``), given that 1..c are: the end of the run that starts at c + 1, in one
+    statement (a walk over the rows would step once per row: ``sqlbatch`` says why not)."""
+    m, b = (" AND m.verified = 1", " AND b.verified = 1") if verified_only else ("", "")
+    row = con.execute(
+        f"SELECT EXISTS (SELECT 1 FROM messages m WHERE m.origin = ?1 AND m.seq = ?2 + 1{m}),"
+        f" (SELECT m.seq FROM messages m WHERE m.origin = ?1 AND m.seq > ?2{m} AND NOT EXISTS"
+        f" (SELECT 1 FROM messages b WHERE b.origin = ?1 AND b.seq = m.seq + 1{b})"
+        " ORDER BY m.seq LIMIT 1)", (origin, c)).fetchone()
+    return int(row[1]) if row[0] else c
 
 
 class _Checkpointer:

@@ -43,6 +43,7 @@ from .model import Message, ValidationError, validate_id
 from .peer.policy import KeyCheck as PolicyKeyCheck
 from .peer.policy import KeyStatus, Sender, Verdict
 from .protocol import decode_b64, encode_b64, message_signing_bytes, message_signing_bytes_v1
+from .sqlbatch import all_rows, insert_rows
 
 log = logging.getLogger("fletchat.trust")
 
@@ -421,12 +422,11 @@ class SignatureBook:
         stored: dict[str, tuple[bytes, bool]] = {}
         for at in range(0, len(msg_ids), 500):
             chunk = msg_ids[at : at + 500]
-            with self._db_lock:
-                rows = self._db.execute(
-                    f"SELECT id, sig, verified FROM sigs WHERE id IN ({','.join('?' * len(chunk))})",
-                    chunk,
-                ).fetchall()
-            stored.update((str(i), (bytes(sig), bool(v))) for i, sig, v in rows)
+            with self._db_lock:  # in one step (sqlbatch.all_rows), the signatures as hex
+                rows = all_rows(
+                    self._db, "SELECT id, hex(sig) AS sig, verified FROM sigs WHERE id IN "
+                    f"({','.join('?' * len(chunk))})", chunk, ("id", "sig", "verified"))
+            stored.update((str(i), (bytes.fromhex(str(sig)), bool(v))) for i, sig, v in rows)
         out = dict(stored)
         for i, (_origin, sig, verified) in pending.items():
             row = stored.get(i)
@@ -443,10 +443,10 @@ class SignatureBook:
                 return
             try:
                 self._db.execute("BEGIN")
-                self._db.executemany(
-                    "INSERT INTO sigs (id, origin, sig, verified) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT(id) DO UPDATE SET verified = max(verified, excluded.verified)",
+                insert_rows(  # a few statements, not one step per row (sqlbatch)
+                    self._db, "INSERT INTO sigs (id, origin, sig, verified) VALUES",
                     [(i, o, sig, int(v)) for i, (o, sig, v) in batch.items()],
+                    "ON CONFLICT(id) DO UPDATE SET verified = max(verified, excluded.verified)",
                 )
                 self._db.execute("COMMIT")
             except sqlite3.Error:
