@@ -77,6 +77,8 @@ class Plan:
     what_if: bool  # the breakdown's GIL switch-interval experiment
 
 
+SETTLE_MAX_S = 90.0  # after a capacity search, how long to wait for the receivers to catch up
+
 # quick: a smoke test of the same machinery (structure, not figures to quote) in ~15 s
 QUICK = Plan(reps=3, latency_n=20, probe_factor=4, gap=0.01, probe_s=0.1, window_s=0.3,
              refine=0, drain_s=1.0, flood_s=1.0, what_if=False)
@@ -92,6 +94,8 @@ class Target(Protocol):
     def send(self, text: str) -> None: ...
 
     def connected(self) -> bool: ...
+
+    def settled(self) -> bool: ...
 
 
 class _Cluster:
@@ -157,6 +161,17 @@ class _Cluster:
     def connected(self) -> bool:
         return all(len(m.peers()) == N_PEERS - 1 for _, m in self.nodes)
 
+    def settled(self) -> bool:
+        """Every receiver has stored every message the sender wrote (what an overload's closed
+        connections left behind comes back by catch-up), and no link has frames waiting to go
+        out or catch-up pages waiting to be judged."""
+        sender = self.nodes[0][0]
+        wrote = sender.store.have_summary().get(sender.peer_id, 0)
+        idle = all(link.pages is None and link.conn.backlog() == 0
+                   for _, mesh in self.nodes for link in mesh._core.links)
+        return idle and all(hub.store.have_summary().get(sender.peer_id, 0) >= wrote
+                            for hub, _ in self.nodes[1:])
+
     async def stop(self) -> None:
         for hub, mesh in self.nodes:
             await mesh.stop()
@@ -203,6 +218,9 @@ class _Raw:
 
     def connected(self) -> bool:
         return True
+
+    def settled(self) -> bool:
+        return True  # nothing is stored or caught up: what arrived is all there is
 
     async def stop(self) -> None:
         for ws in self.clients:
@@ -511,6 +529,12 @@ async def _run(plan: Plan) -> dict[str, dict[str, Any]]:
                     start = max(FIRST_RATE, percentile(done, 50) / 4) if done else FIRST_RATE
                     cap[name].append(await _capacity(targets[name], plan, start,
                                                      f"c{rep}{name[0]}"))
+                    # latency is measured on a quiet cluster: after the overload, wait until
+                    # every receiver has stored everything (how long that took is reported)
+                    t_settle = time.monotonic()
+                    settled = await _until(targets[name].settled, SETTLE_MAX_S, every=0.1)
+                    cap[name][-1]["recovery_s"] = (round(time.monotonic() - t_settle, 2)
+                                                   if settled else None)
                 phase("capacity")
             breakdown = await _breakdown(app, raw, plan)
             phase("breakdown")
@@ -590,12 +614,18 @@ async def _run(plan: Plan) -> dict[str, dict[str, Any]]:
                                                          for c in runs],
                                 "spread": spread([c["capacity"] for c in runs]),
                                 "first_step_failed": [c["first_step_failed"] for c in runs],
+                                "recovery_s": [c.get("recovery_s") for c in runs],
                                 "steps": [c["steps"] for c in runs]}
                          for name, runs in cap.items()},
             "loadavg": load,
             "phase_seconds": phases,
             "notes": [("all five peers share one event loop / one core; app and baseline "
-                       "alternate within every repetition.")],
+                       "alternate within every repetition."),
+                      ("after each capacity search, seconds until every receiver had stored "
+                       "every message (None: not within "
+                       f"{SETTLE_MAX_S:g} s); the next latency repetition starts then: "
+                       + ", ".join(f"{name} {[c.get('recovery_s') for c in runs]}"
+                                   for name, runs in cap.items()))],
         },
     }
 

@@ -87,6 +87,18 @@ def test_quick_history_figures_measure_against_plain_sqlite(tmp_path):
     assert sync_bytes[0]["value"] > sync_bytes[1]["value"]  # the signatures travel too
 
 
+def _check_recovery(throughput: dict) -> None:
+    """After each capacity search the next latency repetition waits for a quiet cluster: how long
+    the receivers took to store everything is reported (raw websockets store nothing)."""
+    cap = throughput["capacity"]
+    for side in cap.values():
+        rec = side["recovery_s"]
+        assert len(rec) == len(side["per_repetition"])
+        assert all(r is None or r >= 0 for r in rec)
+    assert all(r is not None and r < 1 for r in cap["raw websockets"]["recovery_s"])
+    assert any("stored every message" in n for n in throughput["notes"])
+
+
 def test_quick_delivery_and_throughput_report_spread_for_app_and_baseline(tmp_path):
     """Capacity and latency are repeated in interleaved pairs and reported as min/median/max for
     both sides; the baseline's capacity is a real search, not a first step lost to noise; the
@@ -119,6 +131,7 @@ def test_quick_delivery_and_throughput_report_spread_for_app_and_baseline(tmp_pa
             assert r["ratio"] == pytest.approx(r["ratio_spread"]["median"])
 
     cap = figures["throughput"]["capacity"]
+    _check_recovery(figures["throughput"])
     assert set(cap) == {"app", "raw websockets"}
     for side in cap.values():
         assert len(side["per_repetition"]) >= 3 and all(c > 0 for c in side["per_repetition"])
