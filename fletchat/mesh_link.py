@@ -309,12 +309,12 @@ class LinkCore:
         after: tuple[str, int] | None = None
         sent = 0
         pace = Pacer()
+        # What was sent above a gap is not sent again on this connection (the hub remembers it
+        # per connection: frames queued on a connection that died may never have arrived).
+        sent_on = f"{link.peer.id}/{link.conn.nonce}" if link.peer is not None else ""
         while link.conn.state is State.OPEN:
-            peer_id = link.peer.id if link.peer is not None else ""
             answer = await self.ask_off_loop(  # SQLite reads: never on the event loop
-                lambda after=after, peer_id=peer_id: self._missing_frames(summary, after, peer_id),
-                None,
-            )
+                lambda after=after: self._missing_frames(summary, after, sent_on), None)
             if answer is None:
                 return
             frames, count, last = answer
@@ -333,9 +333,9 @@ class LinkCore:
             log.info("caught up %s with %d messages", link.describe(), sent)
 
     def _missing_frames(self, summary: dict[str, int], after: tuple[str, int] | None,
-                        peer_id: str) -> tuple[list[tuple[str, int]], int, tuple[str, int] | None]:
+                        sent_on: str) -> tuple[list[tuple[str, int]], int, tuple[str, int] | None]:
         """(sync frames, messages in them, where the next query starts): on a worker thread."""
-        batch = self.app.missing(summary, after, CATCHUP_QUERY, peer=peer_id)
+        batch = self.app.missing(summary, after, CATCHUP_QUERY, peer=sent_on)
         sigs = dict(zip((m.id for m in batch), self.trust.sigs_for(batch), strict=True))
         frames = sync_frames(batch, sig_for=lambda m: sigs.get(m.id, ""))
         return frames, len(batch), ((batch[-1].origin, batch[-1].seq) if batch else None)

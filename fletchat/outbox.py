@@ -19,7 +19,8 @@ from .store import Record, StoreError
 # A message sent to a peer above a gap in its origin's sequence (which the peer's summary cannot
 # show it holds) is not sent to that peer again for this long, unless the peer's summary for that
 # origin went backwards (it lost data): gapped sequences cost one send per 10 minutes, not one
-# per round.
+# per round. Remembered per connection (the mesh's key): what was queued on a connection that
+# died may never have arrived, so a new connection is sent it again, once.
 RESEND_AFTER_S = 600.0
 SENT_MEMORY = 10_000  # (peer, origin) entries remembered
 MAX_REASON_CHARS = 200
@@ -53,7 +54,8 @@ class CatchUpAnswers:
     def missing(self, summary: dict[str, int], after: tuple[str, int] | None, limit: int,
                 peer: str = "") -> list[Message]:
         """What a peer with ``summary`` lacks, in (origin, seq) order from ``after``. With
-        ``peer``, messages already sent to it above a gap are left out (``RESEND_AFTER_S``)."""
+        ``peer`` (the mesh passes one key per connection), messages already sent to it above a
+        gap are left out (``RESEND_AFTER_S``)."""
         if not peer:
             return [wire(r) for r in self._store.missing_for(summary, limit, after)]
         if after is None or peer not in self._since:
