@@ -22,7 +22,7 @@ from .store import Record, StoreError
 # per round. Remembered per connection (the mesh's key): what was queued on a connection that
 # died may never have arrived, so a new connection is sent it again, once.
 RESEND_AFTER_S = 600.0
-SENT_MEMORY = 10_000  # (peer, origin) entries remembered
+SENT_MEMORY = 10_000  # (connection key, origin) entries remembered
 MAX_REASON_CHARS = 200
 
 

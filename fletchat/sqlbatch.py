@@ -3,9 +3,9 @@
 Python's ``sqlite3`` lets go of the GIL around every ``sqlite3_step``: ``executemany`` steps
 once per row, and so does reading a result row by row. A writer thread that lets go of the GIL
 thousands of times while the event loop (or a worker) is busy in Python waits up to the
-interpreter's switch interval (5 ms) to get it back each time: 10,000 rows written beside one
-busy thread took 10-50 s instead of 0.1 s here (bench: docs/performance.md, "The GIL and the
-writers"). One ``INSERT ... VALUES (...), (...), ...`` per chunk of rows steps once for the
+interpreter's switch interval (5 ms) to get it back each time: the store's writer took 23 s
+for 10,000 messages beside one busy thread instead of 0.3 s (bench figure 9; docs/performance.md,
+"the writer threads and the GIL"). One ``INSERT ... VALUES (...), (...), ...`` per chunk of rows steps once for the
 whole chunk, so the thread hands the GIL over once per chunk and SQLite does the chunk's work
 while the other threads run Python.
 """
