@@ -162,8 +162,20 @@ class HLC:
         with self._lock:
             self._advance(remote)
 
-    def _advance(self, remote: Stamp) -> None:
-        pt = self._wall()
+    def advance_many(self, remotes: list[Stamp]) -> None:
+        """``advance`` past each of ``remotes`` in order, under one lock round and one reading of
+        the wall clock (a catch-up run's accepted stamps, already checked for drift: one that is
+        too far ahead now is skipped, not raised)."""
+        if not remotes:
+            return
+        with self._lock:
+            pt = self._wall()
+            for remote in remotes:
+                if remote.wall_ms - pt <= self.max_drift_ms:
+                    self._advance(remote, pt)
+
+    def _advance(self, remote: Stamp, pt: int | None = None) -> None:
+        pt = self._wall() if pt is None else pt
         ahead = remote.wall_ms - pt
         if ahead > self.max_drift_ms:
             raise ClockDriftError(

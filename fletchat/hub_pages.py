@@ -16,7 +16,9 @@ a later message of the page sees an earlier one as ``receive`` would. Conversati
 rules read what the page's earlier messages left in the hub.
 
 The time is read once per run (the page arrived then); the clock still advances past each
-accepted message in order, and quotas are charged message by message, as ``receive`` does.
+accepted message in order (after the run, in one lock round: nothing in the run reads it), and
+quotas are charged message by message, as ``receive`` does. Each stamp is parsed once, and the
+run's records for the writer are built as its messages are taken.
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .acceptance import Action, Held, Quotas, judge_slot
+from .acceptance import OWN_ORIGIN, Action, Held, Quotas, check_stamp, judge_slot, stamp_refusal
 from .clock import Stamp
 from .events import Acceptance, Outcome
-from .model import Message
+from .model import Message, ValidationError
 from .outbox import wire
+from .store import Record
 
 Slot = tuple[str, int]
 
@@ -42,6 +45,7 @@ class PageReceiver:
     store: Any
     conv: Any
     wall: Callable[[], int]
+    clock: Any
     _policy: Any
     _writer: Any
     _accept_lock: threading.Lock
@@ -84,8 +88,9 @@ class PageReceiver:
         with self._accept_lock:
             page = PageRun(self, from_peer, [m for m, _ in run])
             verdicts = [page.judge(msg, verified) for msg, verified in run]
+            self.clock.advance_many(page.stamps)
             if page.taken:
-                self._queue_many(page.taken)
+                self._queue_many(page.taken, page.records)
         noted: set[str] = set()  # a channel is noted once: the hub's first note is the one
         for acc, (msg, verified) in zip(verdicts, run, strict=True):
             if acc.outcome is Outcome.ACCEPTED:
@@ -109,6 +114,8 @@ class PageRun:
         self.by_id: dict[str, Held | None] = {}  # None: its row was replaced in this run
         self.slots: dict[Slot, Held | None] = {}
         self.taken: list[tuple[Message, bool, tuple[str, ...]]] = []
+        self.records: list[Record] = []  # the taken messages as the writer stores them
+        self.stamps: list[Stamp] = []  # of what passed the rules: the clock moves past them
         self.new_channels: set[str] = set()  # channels this run brings (not yet in the hub's)
         self._blocked: dict[str, bool] = {}
         self._look(msgs)
@@ -168,11 +175,13 @@ class PageRun:
         action, reason = judge_slot(msg, verified, *held)
         if action is Action.DUPLICATE:
             return Acceptance(Outcome.DUPLICATE, "", msg)
+        stamp = None
         if action is not Action.REFUSE:
-            reason = self._rules(msg, verified, action)
-        if reason:
+            reason, stamp = self._rules(msg, verified, action)
+        if reason or stamp is None:
             return hub._refuse(msg, self.from_peer, reason)
         self._take(msg, verified, action, held, slot)
+        self.records.append(Record(msg, stamp, msg.seq, verified=verified))
         if action is Action.UPGRADE:
             return Acceptance(Outcome.DUPLICATE, "already here; now verified", msg)
         return Acceptance(Outcome.ACCEPTED, "", msg)
@@ -183,17 +192,37 @@ class PageRun:
             blocked = self._blocked[origin] = bool(self.hub._policy.is_blocked(origin))
         return blocked
 
-    def _rules(self, msg: Message, verified: bool, action: Action) -> str:
-        """``Hub._judge`` after the slot rule: own origin, stamp, quota, read-only, clock."""
-        return self.hub._after_slot(msg, action, self.now, False,
-                                    lambda: self._over_quota(msg, verified, action))
+    def _rules(self, msg: Message, verified: bool, action: Action) -> tuple[str, Stamp | None]:
+        """``Hub._after_slot`` for a page (same rules, same order, same reasons): own origin,
+        stamp, quota, read-only, clock; and the message's stamp when they all hold. The stamp is
+        parsed once, and the clock is moved past the run's stamps in one go after the run
+        (``HLC.advance_many``: the same steps in the same order)."""
+        hub = self.hub
+        if msg.origin == hub.peer_id and action is not Action.UPGRADE:
+            return OWN_ORIGIN, None
+        if not msg.hlc or msg.seq <= 0:
+            return check_stamp(msg, self.now, live=False), None
+        try:
+            stamp = Stamp.decode(msg.hlc)
+        except ValidationError:
+            return "invalid clock stamp", None
+        reason = (stamp_refusal(stamp.wall_ms, int(msg.ts * 1000), self.now, False)
+                  or self._over_quota(msg, verified, action, stamp.wall_ms))
+        if reason:
+            return reason, None
+        if hub.store.read_only:
+            return f"this device cannot store messages now: {hub.store.fault}", None
+        if stamp.wall_ms - self.now > hub.clock.max_drift_ms:  # the clock's own bound decides
+            return hub._observe(msg), stamp
+        self.stamps.append(stamp)
+        return "", stamp
 
-    def _over_quota(self, msg: Message, verified: bool, action: Action) -> str:
+    def _over_quota(self, msg: Message, verified: bool, action: Action, stamp_ms: int) -> str:
         if action is Action.UPGRADE:
             return ""  # already held and counted
         hub = self.hub
         new_channel = msg.channel not in hub._channels and msg.channel not in self.new_channels
-        return hub._quotas.charge(msg, Stamp.decode(msg.hlc).wall_ms, self.from_peer, self.now,
+        return hub._quotas.charge(msg, stamp_ms, self.from_peer, self.now,
                                   flags=(verified, msg.origin not in hub._origins, new_channel))
 
     def _forget(self, held: tuple[Held | None, Held | None]) -> None:

@@ -398,3 +398,38 @@ async def test_wait_stored_returns_once_committed(tmp_path):
     acc = memory.receive(written("y", 1)[0], "y", verified=True)
     await memory.wait_stored((acc.message.id,))
     assert memory.store.get(acc.message.id) is not None
+
+
+def test_the_plain_quota_charge_keeps_the_general_one_s_counts_order_and_refusals() -> None:
+    """``Quotas.charge`` has a short path for a verified message of a known origin in a known
+    channel (nearly all of a catch-up page). Against a plain model of the budgets (a counter
+    per key, least recently used first), with caps small enough to refuse: the same verdicts,
+    the same counts in the same order, the same eviction."""
+    import random
+    from collections import OrderedDict
+
+    from fletchat.acceptance import DAY_MS, MINUTE_MS, QuotaLimits, Quotas
+
+    rnd = random.Random(7)
+    limits = QuotaLimits(per_minute=6, bytes_per_minute=120, per_day=40)
+    quotas, model = Quotas(limits, tracked=10), OrderedDict()
+    for i in range(600):
+        origin = rnd.choice(["o1", "o2", "o3"])
+        text = "x" * rnd.randint(1, 40)
+        stamp_ms = 1_760_000_000_000 + rnd.randint(0, 5) * MINUTE_MS + rnd.randint(0, 2) * DAY_MS
+        msg = Message(f"id{i}", "chat", "Ann", origin, text, 1_760_000_000.0, "general",
+                      "", 1)
+        keys = [(("m", origin, stamp_ms // MINUTE_MS), 1, limits.per_minute),
+                (("b", origin, stamp_ms // MINUTE_MS), len(text), limits.bytes_per_minute),
+                (("d", origin, stamp_ms // DAY_MS), 1, limits.per_day)]
+        fits = all(model.get(k, 0) + amount <= cap for k, amount, cap in keys)
+        if fits:
+            for k, amount, _ in keys:
+                model[k] = model.get(k, 0) + amount
+                model.move_to_end(k)
+            while len(model) > 10:
+                model.popitem(last=False)
+        got = quotas.charge(msg, stamp_ms, "peer", 0, flags=(True, False, False))
+        assert (got == "") == fits, (i, got)
+        assert got == "" or got.startswith("quota: " + origin)
+        assert list(quotas._counts.items()) == list(model.items())

@@ -23,7 +23,7 @@ MAX_BACKLOG_FRAMES = 256  # catch-up waits while more frames than this are queue
 class Pacer:
     """Two token buckets mirroring the receiver's (frames and messages): ``PACE_SHARE`` of their
     rates, half the frame burst and the message burst less ``LIVE_RESERVE`` (10,000 messages go
-    in under a second instead of two). ``wait(messages, now)`` says how long to wait before a
+    at once). ``wait(messages, now)`` says how long to wait before a
     frame carrying ``messages`` may go; ``spend`` books it."""
 
     frames_per_second: float = RATE_FRAMES_PER_SECOND * PACE_SHARE
