@@ -39,6 +39,20 @@ def insert_rows(con: sqlite3.Connection, head: str, rows: Sequence[Sequence[obje
                     [value for row in part for value in row])
 
 
+def id_chunks(con: sqlite3.Connection, ids: Sequence[str], extra: int = 0
+              ) -> list[tuple[str, list[str]]]:
+    """``ids`` in chunks for ``... IN (?, ?, ...)``: (the placeholders, the chunk), each chunk
+    at most ``ROWS_PER_STATEMENT`` long and under SQLite's bound-parameter limit with ``extra``
+    other parameters in the same statement."""
+    limit = con.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) - extra
+    per = max(1, min(ROWS_PER_STATEMENT, limit))
+    out = []
+    for at in range(0, len(ids), per):
+        part = list(ids[at : at + per])
+        out.append((",".join("?" * len(part)), part))
+    return out
+
+
 def all_rows(con: sqlite3.Connection, sql: str, params: Sequence[object],
              columns: Sequence[str], reals: Collection[str] = ()) -> list[list[object]]:
     """Every row of ``sql`` (whose result columns are named ``columns``), in order, read in one

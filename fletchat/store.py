@@ -29,7 +29,7 @@ from .conversation.stored import ConvStoreMethods, conv_columns, stored_conv
 from .idfilter import KnownIds
 from .journal import Journal
 from .model import DEFAULT_CHANNEL, FileRef, FletChatError, Message, ValidationError
-from .sqlbatch import all_rows, insert_rows
+from .sqlbatch import all_rows, id_chunks, insert_rows
 
 log = logging.getLogger(__name__)
 
@@ -652,30 +652,40 @@ class _StoreOutbox:
             return cur.rowcount == 1
 
     def mark_sent_many(self, msg_ids: Iterable[str]) -> None:
-        """``mark_sent`` for many ids in one transaction."""
+        """``mark_sent`` for many ids in one transaction (two statements per 500 ids: one per
+        id handed the GIL over per id, ``sqlbatch``)."""
         with self._lock, self._transaction():
             now = self._now()
-            for msg_id in dict.fromkeys(msg_ids):
+            for marks, part in id_chunks(self._con, list(dict.fromkeys(msg_ids)), extra=1):
                 self._con.execute(
-                    "UPDATE outbox SET sent_at = coalesce(sent_at, ?) WHERE id = ?", (now, msg_id))
+                    f"UPDATE outbox SET sent_at = coalesce(sent_at, ?) WHERE id IN ({marks})",
+                    (now, *part))
                 self._con.execute(
-                    "UPDATE messages SET state = 'sent' WHERE id = ? AND state = 'pending'",
-                    (msg_id,))
+                    f"UPDATE messages SET state = 'sent' WHERE id IN ({marks}) "
+                    "AND state = 'pending'", part)
 
     def mark_delivered_many(self, msg_ids: Iterable[str]) -> list[str]:
-        """``mark_delivered`` for many ids in one transaction: the ids it newly marked."""
-        done: list[str] = []
+        """``mark_delivered`` for many ids in one transaction: the ids it newly marked, in the
+        order given. Three statements per 500 ids (a catch-up's receipts name thousands, nearly
+        all delivered long ago): which are still undelivered, then both updates for those."""
+        ids = list(dict.fromkeys(msg_ids))
+        newly: set[str] = set()
         with self._lock, self._transaction():
             now = self._now()
-            for msg_id in dict.fromkeys(msg_ids):
-                cur = self._con.execute(
+            for marks, part in id_chunks(self._con, ids, extra=2):
+                fresh = [str(r[0]) for r in all_rows(
+                    self._con, f"SELECT id FROM outbox WHERE delivered_at IS NULL "
+                    f"AND id IN ({marks})", part, ("id",))]
+                if not fresh:
+                    continue
+                newly.update(fresh)
+                these = ",".join("?" * len(fresh))
+                self._con.execute(
                     "UPDATE outbox SET delivered_at = ?, sent_at = coalesce(sent_at, ?) "
-                    "WHERE id = ? AND delivered_at IS NULL", (now, now, msg_id))
-                if cur.rowcount == 1:
-                    self._con.execute(
-                        "UPDATE messages SET state = 'delivered' WHERE id = ?", (msg_id,))
-                    done.append(msg_id)
-        return done
+                    f"WHERE id IN ({these})", (now, now, *fresh))
+                self._con.execute(
+                    f"UPDATE messages SET state = 'delivered' WHERE id IN ({these})", fresh)
+        return [i for i in ids if i in newly]
 
     def mark_refused(self, msg_id: str, peer: str, reason: str) -> bool:
         """A peer refused the message (and said why): kept in the outbox row for the writer's

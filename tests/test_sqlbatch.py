@@ -121,3 +121,31 @@ def test_the_store_writes_a_batch_and_reads_catch_up_in_a_few_statements(tmp_pat
         assert [r.msg for r in older] == [r.msg for r in recs[-100:-50]]
     finally:
         store.close()
+
+
+def test_receipts_for_many_messages_mark_them_in_a_few_statements(tmp_path: Path):
+    """A catch-up's receipts name thousands of ids, nearly all delivered long ago: the outbox is
+    marked in a few statements per 500 ids (one per id handed the GIL over per id), and only
+    the ones still waiting are reported, in the order given, their rows marked delivered."""
+    store = Store.open(tmp_path / "h.db")
+    try:
+        store.add_many(_records(1200))  # peers' messages: never in the outbox
+        own = [store.add_local(Message.chat("Me", f"mine {i}", "me"),
+                               Stamp(1_800_000_000_000 + i, 0, "me")) for i in range(6)]
+        store.mark_sent_many([own[0].msg.id, own[1].msg.id, "unknown"])
+        assert [r.state.value for r in store.pending()][:3] == ["sent", "sent", "pending"]
+        assert store.mark_delivered(own[5].msg.id)
+        others = [r.msg.id for r in _records(0)] + [f"x{i}" for i in range(1200)]
+        ids = others[:700] + [own[3].msg.id, own[5].msg.id, own[1].msg.id] + others[700:]
+        ids.append(own[3].msg.id)  # named twice
+        seen = _statements(store._con)
+        done = store.mark_delivered_many(ids)
+        assert len(seen) <= 9, len(seen)  # 3 chunks of 500: a look, two updates each
+        assert done == [own[3].msg.id, own[1].msg.id]  # the undelivered ones, in order
+        assert {r.msg.id for r in store.pending()} == {own[0].msg.id, own[2].msg.id,
+                                                       own[4].msg.id}
+        assert store.get(own[3].msg.id).state.value == "delivered"
+        assert store.get(own[2].msg.id).state.value == "pending"
+        assert store.mark_delivered_many(ids) == []
+    finally:
+        store.close()
