@@ -594,13 +594,12 @@ class _StoreReads:
         Cursors only move forward."""
         with self._lock, self._transaction():
             now = self._now()
-            for origin, seq in summary.items():
-                if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
-                    continue
-                self._con.execute(
-                    "INSERT INTO sync_cursors (peer, origin, seq, updated_at) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (peer, origin) DO UPDATE SET seq = max(seq, excluded.seq), "
-                    "updated_at = excluded.updated_at", (peer, origin, seq, now))
+            insert_rows(  # one statement for a summary's origins, not one each (sqlbatch)
+                self._con, "INSERT INTO sync_cursors (peer, origin, seq, updated_at) VALUES",
+                [(peer, origin, seq, now) for origin, seq in summary.items()
+                 if not isinstance(seq, bool) and isinstance(seq, int) and seq >= 0],
+                "ON CONFLICT (peer, origin) DO UPDATE SET seq = max(seq, excluded.seq), "
+                "updated_at = excluded.updated_at")
 
     def cursor(self, peer: str) -> dict[str, int]:
         """What ``peer`` was last known to hold: pass to ``missing_for`` to push what it lacks."""

@@ -149,3 +149,20 @@ def test_receipts_for_many_messages_mark_them_in_a_few_statements(tmp_path: Path
         assert store.mark_delivered_many(ids) == []
     finally:
         store.close()
+
+
+def test_a_peers_summary_moves_its_cursors_in_one_statement(tmp_path: Path):
+    """Every ``have`` (each link, every 20 s) moves one cursor per origin it names: one
+    statement for all of them, cursors only forward, nonsense values skipped."""
+    store = Store.open(tmp_path / "h.db")
+    try:
+        store.update_cursor("p", {f"o{i}": 10 for i in range(300)})
+        seen = _statements(store._con)
+        summary: dict[str, object] = {f"o{i}": 5 + i % 10 for i in range(300)}
+        summary.update({"bad": -1, "worse": True, "new": 7})
+        store.update_cursor("p", summary)  # type: ignore[arg-type]
+        assert len(seen) == 1, seen
+        want = {f"o{i}": max(10, 5 + i % 10) for i in range(300)} | {"new": 7}
+        assert store.cursor("p") == want
+    finally:
+        store.close()
