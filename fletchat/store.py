@@ -455,8 +455,9 @@ class _StoreReads:
                 parts.append(f"SELECT {self._cols} FROM messages m WHERE m.origin = ? AND "
                              f"m.seq IN ({','.join('?' * len(nums))})")
                 args += [origin, *nums]
-            with self._ro_lock:  # one statement: one read transaction
-                rows = self._ro.execute(" UNION ALL ".join(parts), args).fetchall()
+            with self._ro_lock:  # one statement: one read transaction, read in one step
+                rows = all_rows(self._ro, " UNION ALL ".join(parts), args, _COL_NAMES,
+                                _REAL_COLS)
             out += [_row_to_record(r) for r in rows]
         return out
 
@@ -624,11 +625,10 @@ class _StoreOutbox:
     def pending(self, limit: int = MAX_BATCH) -> list[Record]:
         """Local messages no peer has confirmed yet, oldest first."""
         with self._lock:
-            rows = self._con.execute(
-                f"SELECT {self._cols} FROM outbox o JOIN messages m ON m.id = o.id "
+            return self._records(
+                "FROM outbox o JOIN messages m ON m.id = o.id "
                 "WHERE o.delivered_at IS NULL ORDER BY o.queued_at, m.seq LIMIT ?",
-                (max(0, min(limit, MAX_BATCH)),)).fetchall()
-        return [_row_to_record(r) for r in rows]
+                (max(0, min(limit, MAX_BATCH)),))
 
     def mark_sent(self, msg_id: str) -> bool:
         """Handed to at least one connection (not yet confirmed). ``False`` if not in the outbox."""

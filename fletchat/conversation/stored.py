@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .fields import ConvFields
@@ -51,16 +51,12 @@ class ConvStoreMethods:
     _lock: threading.RLock
     _cols: str
     _transaction: Callable[[], Any]
+    _records: Callable[[str, Sequence[object]], list[Record]]
 
     def conversation_events(self) -> list[Record]:
         """Every reaction, edit and delete held, in arrival order (the hub folds them)."""
-        from ..store import _row_to_record
-
-        with self._lock:
-            rows = self._con.execute(
-                f"SELECT {self._cols} FROM messages m WHERE m.kind IN {EVENTS_SQL} "
-                "ORDER BY m.n").fetchall()
-        return [_row_to_record(r) for r in rows]
+        with self._lock:  # in one step (Store._records): there may be tens of thousands
+            return self._records(f"FROM messages m WHERE m.kind IN {EVENTS_SQL} ORDER BY m.n", ())
 
     def redact(self, delete: Message) -> int:
         """Erase the text of ``delete``'s target and of its author's edits of it (the author
