@@ -323,9 +323,13 @@ class Hub(ConvHubMethods, MeshSideMethods, HistoryReads, PresenceMethods, TrustM
             return OWN_ORIGIN
         return (check_stamp(msg, now, live=live)
                 or over_quota()
-                or (f"this device cannot store messages now: {self.store.fault}"
-                    if self.store.read_only else "")
+                or self._read_only_reason()
                 or self._observe(msg))
+
+    def _read_only_reason(self) -> str:
+        """Why nothing from a peer can be stored now ("" while the history is writable)."""
+        return f"this device cannot store messages now: {self.store.fault}" if (
+            self.store.read_only) else ""
 
     def _observe(self, msg: Message) -> str:
         """Move our clock past ``msg`` (bounded: clock.MAX_ADOPT_MS); a reason if refused."""

@@ -63,6 +63,7 @@ class PageReceiver:
     _remember_locked: Callable[[str, bool], None]
     _note_channel: Callable[[str], None]
     _after_slot: Callable[..., str]
+    _read_only_reason: Callable[[], str]
     _queue_many: Callable[..., int]
     _publish: Callable[[Any], None]
 
@@ -210,8 +211,8 @@ class PageRun:
                   or self._over_quota(msg, verified, action, stamp.wall_ms))
         if reason:
             return reason, None
-        if hub.store.read_only:
-            return f"this device cannot store messages now: {hub.store.fault}", None
+        if read_only := hub._read_only_reason():
+            return read_only, None
         if stamp.wall_ms - self.now > hub.clock.max_drift_ms:  # the clock's own bound decides
             return hub._observe(msg), stamp
         self.stamps.append(stamp)
