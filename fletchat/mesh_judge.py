@@ -51,14 +51,32 @@ class MessageJudge:
             checked = loop.run_in_executor(None, check_signatures, self.core.trust, event,
                                            link.conn.sender)
             checked.add_done_callback(_retrieved)
-        await link.pages.put((event, checked))
+        pages = link.pages
+        link.putting += 1  # the page task does not leave while this waits for room
+        put = False
+        try:
+            await pages.put((event, checked))
+            put = True
+        finally:
+            link.putting -= 1
+            if not put and not link.putting and pages.empty():  # cancelled: wake the task
+                pages.put_nowait((None, None))
 
     async def _page_task(self, link: Link) -> None:
-        """Judges a link's queued events in order; goes away when the queue is empty."""
+        """Judges a link's queued events in order; goes away when the queue is empty and no
+        read waits to add to it. (A read woken for room puts its event only when it next runs:
+        two live events judged in a row without a pause could empty the queue first, and a task
+        that left then stranded that event in a queue nobody read: a message lost, never
+        acknowledged, until catch-up sent it again.)"""
         pages = link.pages
         assert pages is not None
         while True:
-            event, checked = pages.get_nowait()
+            event, checked = await pages.get()
+            if event is None:  # a read that was to put here was cancelled
+                if pages.empty() and not link.putting:
+                    link.pages = None
+                    return
+                continue
             try:
                 if checked is not None:
                     event = await checked
@@ -68,7 +86,7 @@ class MessageJudge:
                 log.exception("judging messages from %s failed", link.describe())
                 verdicts = ([], [])
             self._settle(link, verdicts)
-            if pages.empty():
+            if pages.empty() and not link.putting:
                 link.pages = None
                 return
 

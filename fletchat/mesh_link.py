@@ -139,6 +139,7 @@ class Link:
     catchup: asyncio.Task[None] | None = None
     pages: asyncio.Queue[Any] | None = None  # messages waiting to be judged, in order
     judging: asyncio.Task[None] | None = None  # the task judging them
+    putting: int = 0  # reads waiting for room in ``pages``: its task waits for them too
     down_reason: str = ""
     writing: bool = False  # the write task is sending (``LinkCore.send`` then only queues)
 
