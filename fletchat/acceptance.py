@@ -83,14 +83,21 @@ def judge_slot(
 def check_stamp(msg: Message, now_ms: int, live: bool) -> str:
     """Why ``msg``'s clock fields are refused ("" if they are fine). ``live``: a ``msg`` frame
     (relayed to everyone), not catch-up history."""
+    return stamp_checked(msg, now_ms, live)[0]
+
+
+def stamp_checked(msg: Message, now_ms: int, live: bool) -> tuple[str, Stamp | None]:
+    """``check_stamp``'s reason, and ``msg``'s parsed stamp when there is no reason (a page's
+    rules need it again: parsed once)."""
     if not msg.hlc or msg.seq <= 0:
         return ("no clock stamp or sequence number: hlc and seq are required "
-                "(a signed message is never restamped)")
+                "(a signed message is never restamped)"), None
     try:
-        wall = Stamp.decode(msg.hlc).wall_ms
+        stamp = Stamp.decode(msg.hlc)
     except ValidationError:
-        return "invalid clock stamp"
-    return stamp_refusal(wall, int(msg.ts * 1000), now_ms, live)
+        return "invalid clock stamp", None
+    reason = stamp_refusal(stamp.wall_ms, int(msg.ts * 1000), now_ms, live)
+    return (reason, None) if reason else ("", stamp)
 
 
 def stamp_refusal(wall: int, ts_ms: int, now_ms: int, live: bool) -> str:

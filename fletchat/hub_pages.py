@@ -28,10 +28,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .acceptance import OWN_ORIGIN, Action, Held, Quotas, check_stamp, judge_slot, stamp_refusal
+from .acceptance import OWN_ORIGIN, Action, Held, Quotas, judge_slot, stamp_checked
 from .clock import Stamp
 from .events import Acceptance, Outcome
-from .model import Message, ValidationError
+from .model import Message
 from .outbox import wire
 from .store import Record
 
@@ -201,15 +201,10 @@ class PageRun:
         hub = self.hub
         if msg.origin == hub.peer_id and action is not Action.UPGRADE:
             return OWN_ORIGIN, None
-        if not msg.hlc or msg.seq <= 0:
-            return check_stamp(msg, self.now, live=False), None
-        try:
-            stamp = Stamp.decode(msg.hlc)
-        except ValidationError:
-            return "invalid clock stamp", None
-        reason = (stamp_refusal(stamp.wall_ms, int(msg.ts * 1000), self.now, False)
-                  or self._over_quota(msg, verified, action, stamp.wall_ms))
-        if reason:
+        reason, stamp = stamp_checked(msg, self.now, live=False)
+        if stamp is None:
+            return reason, None
+        if reason := self._over_quota(msg, verified, action, stamp.wall_ms):
             return reason, None
         if read_only := hub._read_only_reason():
             return read_only, None
