@@ -30,8 +30,7 @@ def insert_rows(con: sqlite3.Connection, head: str, rows: Sequence[Sequence[obje
     if not rows:
         return
     width = len(rows[0])
-    limit = con.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-    per = max(1, min(ROWS_PER_STATEMENT, limit // width))
+    per = _per_statement(con, width)
     one = "(" + ",".join("?" * width) + ")"
     for at in range(0, len(rows), per):
         part = rows[at : at + per]
@@ -44,13 +43,19 @@ def id_chunks(con: sqlite3.Connection, ids: Sequence[str], extra: int = 0
     """``ids`` in chunks for ``... IN (?, ?, ...)``: (the placeholders, the chunk), each chunk
     at most ``ROWS_PER_STATEMENT`` long and under SQLite's bound-parameter limit with ``extra``
     other parameters in the same statement."""
-    limit = con.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) - extra
-    per = max(1, min(ROWS_PER_STATEMENT, limit))
+    per = _per_statement(con, 1, extra)
     out = []
     for at in range(0, len(ids), per):
         part = list(ids[at : at + per])
         out.append((",".join("?" * len(part)), part))
     return out
+
+
+def _per_statement(con: sqlite3.Connection, width: int, extra: int = 0) -> int:
+    """Rows of ``width`` parameters in one statement beside ``extra`` others: at most
+    ``ROWS_PER_STATEMENT``, and under SQLite's limit on bound parameters."""
+    limit = con.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) - extra
+    return max(1, min(ROWS_PER_STATEMENT, limit // width))
 
 
 def all_rows(con: sqlite3.Connection, sql: str, params: Sequence[object],

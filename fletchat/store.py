@@ -651,8 +651,8 @@ class _StoreOutbox:
             return cur.rowcount == 1
 
     def mark_sent_many(self, msg_ids: Iterable[str]) -> None:
-        """``mark_sent`` for many ids in one transaction (two statements per 500 ids: one per
-        id handed the GIL over per id, ``sqlbatch``)."""
+        """``mark_sent`` for many ids in one transaction: two statements per 500 ids (a
+        statement per id handed the GIL over once per id, ``sqlbatch``)."""
         with self._lock, self._transaction():
             now = self._now()
             for marks, part in id_chunks(self._con, list(dict.fromkeys(msg_ids)), extra=1):
@@ -1090,11 +1090,9 @@ class _Held:
     def __init__(self, con: sqlite3.Connection, records: list[Record]) -> None:
         self.ids: set[str] = set()
         self.slots: set[tuple[str, int]] = set()
-        ids = [r.msg.id for r in records]
-        for at in range(0, len(ids), 500):
-            chunk = ids[at : at + 500]
+        for marks, chunk in id_chunks(con, [r.msg.id for r in records]):
             self.ids.update(str(r[0]) for r in con.execute(
-                f"SELECT id FROM messages WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+                f"SELECT id FROM messages WHERE id IN ({marks})", chunk))
         spans: dict[str, tuple[int, int]] = {}
         for r in records:
             if r.seq is not None:
