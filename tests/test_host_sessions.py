@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import socket
+import gc
+import weakref
 from pathlib import Path
 
 import flet_web.fastapi as flet_fastapi
 import pytest
-import uvicorn
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from bench.sessions import open_flet_session
@@ -17,6 +17,7 @@ from fletchat.host import build_web_app
 from fletchat.node import Node
 from fletchat.sessions import SessionBook, SessionLimits
 from tests.timing import eventually
+from tests.webhost import serving
 
 LIMITS = SessionLimits(grace=1, per_address=5, total=9)
 
@@ -31,21 +32,8 @@ async def port(tmp_path: Path):
     config = Config(web=True, lan=False, data_dir=tmp_path / "data", port=0)
     node = Node(config, "web-host")
     app = build_web_app(node, static_dir=tmp_path / "none", limits=LIMITS)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", ws="websockets-sansio", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.01)
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
-        sock.close()
+    async with serving(app, backlog=128) as port:
+        yield port
 
 
 async def try_session(port: int, source: str):
@@ -76,6 +64,36 @@ async def test_sessions_per_address_are_bounded_and_closed_tabs_released(port):
     again = await try_session(port, "127.0.0.1")
     assert again is not None
     await again.close()
+
+
+def sessions_by_id() -> dict:
+    return flet_fastapi.app_manager._FletAppManager__sessions
+
+
+async def test_a_tab_closed_while_it_opens_is_freed_once_released(port, caplog):
+    """This headless client never answers the browser calls the chat view's mount waits for
+    (client storage): its mount is still waiting when the tab closes and resumes only when Flet
+    releases the session. It used to subscribe the view to the hub's messages then, and keep it
+    (and its whole page) for as long as the host ran, handing it every message."""
+    before = set(sessions_by_id())
+    ws = await try_session(port, "127.0.0.1")
+    assert ws is not None
+    await eventually(lambda: set(sessions_by_id()) - before, "the tab's session", 30)
+    (sid,) = set(sessions_by_id()) - before
+    page = weakref.ref(sessions_by_id()[sid].page)
+    # a second tab stays open: flet-web's eviction loop keeps its last session in a variable
+    other = await try_session(port, "127.0.0.1")
+    assert other is not None
+    await ws.close()
+    await eventually(lambda: sid not in sessions_by_id(), "the closed tab released", 40)
+
+    def freed() -> bool:
+        gc.collect()
+        return page() is None
+
+    await eventually(freed, "the released tab's page freed", 10)
+    await other.close()
+    assert not [r for r in caplog.records if "Unhandled error" in r.getMessage()]
 
 
 def test_session_book_counts_held_sessions_until_the_grace_ends():

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from pathlib import Path
 
 import pytest
-import uvicorn
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -32,6 +30,7 @@ from fletchat.relay_protocol import (
     encode_client_send,
 )
 from tests.timing import scaled
+from tests.webhost import serving
 
 TIMEOUT = scaled(5.0)
 
@@ -60,22 +59,8 @@ async def host(tmp_path: Path):
     config = Config(web=True, lan=False, data_dir=tmp_path / "data", port=0)
     node = Node(config, "web-host")
     app = build_web_app(node, static_dir=tmp_path / "no-static-build")
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", ws="websockets-sansio", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.01)
-    try:
+    async with serving(app) as port:
         yield Host(node, port)
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, scaled(10))
-        sock.close()
 
 
 class Client:

@@ -41,7 +41,8 @@ def make_session_main(
         hub.use_pubsub(ScreensPublisher(page.pubsub, asyncio.get_running_loop()))
         session = HubSession(hub, device=device)
         prefs = PrefsStore(prefs_path) if prefs_path is not None else PrefsStore(client=True)
-        view = ChatView(page, HubBackend(session, page.pubsub), prefill_name, uploads=uploads,
+        pubsub = page.pubsub  # kept: once Flet releases the tab, page.pubsub raises
+        view = ChatView(page, HubBackend(session, pubsub), prefill_name, uploads=uploads,
                         prefs_store=prefs, join_url=join_url)
 
         def on_disconnect(e: ft.Event) -> None:
@@ -50,6 +51,7 @@ def make_session_main(
 
         def on_close(e: ft.Event) -> None:
             view.alive = False
+            pubsub.unsubscribe_all()  # Flet did, but mount may have subscribed since
             session.leave()
             view.files.release()  # uploads this tab started and never shared
 
@@ -59,6 +61,24 @@ def make_session_main(
         page.on_disconnect = on_disconnect
         page.on_close = on_close
         page.on_connect = on_connect
-        await view.mount()
+        def gone() -> bool:
+            """Closed, or already released by Flet (``page.session`` then raises)."""
+            try:
+                return not view.alive or page.session is None
+            except RuntimeError:
+                return True
+
+        try:
+            await view.mount()
+        except Exception:  # e.g. Flet's "An attempt to fetch destroyed session.": the tab left
+            if not gone():
+                raise
+        if gone():  # closed while mount waited for the browser: nothing may keep the view
+            view.alive = False
+            pubsub.unsubscribe_all()
+            session.leave()
+            # flet-web 1.0.5 ends a main quietly only on this one: returning, or its own
+            # FletPageDisconnectedException, fails on the session it already dropped
+            raise BrokenPipeError("the tab closed while it was opening")
 
     return session_main
