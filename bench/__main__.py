@@ -41,6 +41,7 @@ FIGURES: dict[str, str] = {
     "browsers": "13. Host mode in real browsers: 1 sender -> 5 Chromium receivers",
     "scaleout": "14. Scale-out: 3 namespaced hosts x N tabs sharing one conversation",
     "shutdown": "15. Host mode's exit after SIGTERM with N tabs open (goodbye sent, burst stored)",
+    "allday": "16. Host mode all day: hundreds of messages to N tabs x R rows (collector pauses)",
 }
 # module -> the figures it produces (some share one expensive set-up)
 RUNNERS: list[tuple[str, tuple[str, ...]]] = [
@@ -55,6 +56,7 @@ RUNNERS: list[tuple[str, tuple[str, ...]]] = [
     ("bench.browsers", ("browsers",)),
     ("bench.scaleout", ("scaleout",)),
     ("bench.shutdown", ("shutdown",)),
+    ("bench.allday", ("allday",)),
 ]
 # Quick mode (a smoke run of every figure in about a minute) runs these lanes at once, each in its
 # own processes, one module after another within a lane: the browser figure alone; the two that
@@ -64,7 +66,7 @@ QUICK_LANES: list[list[str]] = [
     ["bench.static_site", "bench.browsers", "bench.startup"],  # the browsers, then 3 s more
     ["bench.lan", "bench.sessions", "bench.shutdown"],  # namespaced hosts, eviction: waiting
     ["bench.files", "bench.scaleout", "bench.history"],  # namespaced hosts: more waiting than CPU
-    ["bench.delivery", "bench.fanout"],  # the CPU-bound pair (about 55 s together on 2 cores)
+    ["bench.delivery", "bench.fanout", "bench.allday"],  # CPU-bound (about 65 s on 2 cores)
 ]
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 # A smoke run's figures are not the ones to quote: they never replace the committed full run's.

@@ -21,10 +21,11 @@ from pathlib import Path
 import uvicorn
 
 from .config import Config
+from .gcpace import GcPacer
 from .netinfo import PortInUse, lan_addresses, url_for
 from .node import Node
 from .qr import join_banner, join_url
-from .sessions import SessionGate, SessionLimits
+from .sessions import SessionGate, SessionLimits, flet_sessions_held
 from .ui import APP_TITLE, make_session_main
 
 log = logging.getLogger("fletchat.host")
@@ -217,6 +218,14 @@ def served_urls(host: str, port: int) -> list[str]:
     return [url_for(host, port)]
 
 
+def gc_pacer(node: Node) -> GcPacer:
+    """Host mode's collector pacing (``fletchat.gcpace``): busy while the hub has events; a
+    released tab (flet-web holds fewer sessions) makes a full collection due."""
+    pacer = GcPacer(sessions=flet_sessions_held)
+    node.hub.add_listener(pacer.event)
+    return pacer
+
+
 async def serve_host(
     config: Config, make_node: Callable[[], Node], announce: str = ""
 ) -> None:
@@ -232,6 +241,7 @@ async def serve_host(
         raise
     urls = served_urls(config.host, config.port)
     app = build_web_app(node, config.name, config.static_dir, join_url=join_url(urls))
+    pacer = gc_pacer(node)
     if config.passphrase:
         from .gate import PassphraseGate
 
@@ -250,6 +260,7 @@ async def serve_host(
     server = _Server(uvicorn_config(app), on_exit=on_signal)
     try:
         await node.start()
+        pacer.start()
         if announce:
             print(announce, flush=True)
         print(f"Flet Chat is running in host mode on port {config.port}. Open:", flush=True)
@@ -262,6 +273,7 @@ async def serve_host(
     finally:
         sock.close()
         node.hub.screens_off = True
+        await pacer.stop()
         began = time.monotonic()
         if signalled:
             log.info("stop: web server closed %.3f s after the signal", began - signalled[0])

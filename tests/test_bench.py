@@ -185,6 +185,7 @@ def test_quick_plan_is_a_small_smoke_run_of_every_figure():
     """Quick mode keeps its minute by plan, not by luck: every module runs in exactly one lane,
     each with a handful of samples and no long fixed waits (no timing is measured here)."""
     from bench import (
+        allday,
         browsers,
         delivery,
         fanout,
@@ -212,6 +213,8 @@ def test_quick_plan_is_a_small_smoke_run_of_every_figure():
     assert startup.quick_plan(True) == {"n": 1, "warm_up": False, "idle_s": 0.5}
     assert max(sessions.quick_plan(True)["counts"]) <= 10 and sessions.quick_plan(True)["grace"] <= 1
     assert static_site.quick_plan(True)["runs"] == 1
+    assert allday.quick_plan(True)["tabs"] * allday.quick_plan(True)["rows"] <= 1000
+    assert allday.quick_plan(True)["messages"] <= 60
     assert history.quick_plan(True)["n_search"] <= 10_000
     assert browsers.quick_plan(True) == {"receivers": 2, "messages": 2}
     assert scaleout.quick_plan(True) == {"tabs": 5, "messages": 3}
