@@ -38,6 +38,7 @@ IDLE_S = 2.0  # no chat event for this long: a full collection may run now
 DUE_GROWTH = 0.25  # a full collection is due once the frozen heap grew by this (CPython's own rule)
 FORCED_GROWTH = 1.0  # ... and runs even on a busy host once it grew by this
 MIN_GROWTH = 50_000  # objects: growth below this never makes a full collection due
+NOTICED_S = 1.0  # a full collection this long is logged at INFO (shorter ones at DEBUG)
 
 
 class GcStep(StrEnum):
@@ -121,7 +122,9 @@ class GcPacer:
             self.full_collections.append(took)
             self.frozen = max(0, self.frozen - found)
             self.policy.collected(self.frozen, self._sessions())
-            log.info("full collection: %.2f s, %d unreachable", took, found)
+            # worth a line when every tab noticed it
+            log.log(logging.INFO if took >= NOTICED_S else logging.DEBUG,
+                    "full collection: %.2f s, %d unreachable", took, found)
         return step
 
     def _freeze(self) -> None:

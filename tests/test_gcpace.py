@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 import weakref
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from fletchat.host import build_web_app, gc_pacer
 from fletchat.model import Message
 from fletchat.node import Node
 from fletchat.sessions import SessionLimits
-from tests.timing import eventually
+from tests.browser import host_mode_server
+from tests.timing import eventually, scaled
 from tests.webhost import serving
 
 MIN = 1000  # min_growth in the policy rows below
@@ -200,3 +202,15 @@ async def test_a_closed_tab_frozen_while_open_is_collected_once_released_and_idl
     assert page() is None
     assert frozen_page_kept, "the released tab was freed without the collector: nothing to test"
     await other.close()
+
+
+def test_host_mode_runs_the_pacer(tmp_path):
+    """``main.py --web``: the pacer's first look (a full collection about two ticks after the
+    start) is in the host's debug log."""
+    with host_mode_server(tmp_path / "host", "--no-lan", "--log-level", "debug"):
+        log = tmp_path / "host-server.log"
+        deadline = time.monotonic() + scaled(30)
+        while "fletchat.gcpace" not in log.read_text(errors="replace"):
+            assert time.monotonic() < deadline, log.read_text(errors="replace")[-2000:]
+            time.sleep(0.1)
+    assert "full collection:" in log.read_text(errors="replace")
