@@ -8,7 +8,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
-from types import SimpleNamespace
 
 import flet as ft
 import pytest
@@ -222,8 +221,6 @@ class FakePage:
     width = 1000
     height = 700
     updates = 0
-    # the tab's Flet session, connected: the view starts background tasks only then
-    session = SimpleNamespace(connection=object())
 
     def run_task(self, handler, *args) -> None:
         """Background loops (the problem watcher) are not started in these tests."""

@@ -135,23 +135,13 @@ class ChatView:
             self.building.set()
         self.updates.mark(page)
         self.updates.flush()
-        self.in_background(self.network.watch, lambda: self.alive)
-
-    def in_background(self, handler, *args) -> None:
-        """``page.run_task`` while the tab is there: Flet's needs the tab's connection, which a
-        tab closed (or cut off) while ``mount`` waited for the browser no longer has."""
-        try:
-            connected = self.page.session.connection is not None
-        except RuntimeError:  # "An attempt to fetch destroyed session.": Flet released the tab
-            connected = False
-        if self.alive and connected:
-            self.page.run_task(handler, *args)
+        page.run_task(self.network.watch, lambda: self.alive)
 
     def ask_name(self) -> None:
         """The login dialog, filled in later with a name this device remembers (issue 17)."""
         self.page.show_dialog(self.login)
         if not self.prefill_name:
-            self.in_background(self.memory.offer, self.join_name,
+            self.page.run_task(self.memory.offer, self.join_name,
                                lambda: self.backend.name is None)
 
     def fit_width(self, width: float | None, height: float | None = None) -> None:
