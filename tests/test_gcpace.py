@@ -174,6 +174,18 @@ async def host(tmp_path: Path):
         node.hub.close()
 
 
+def in_a_task(obj: object) -> bool:
+    """Whether a pending task's coroutines hold ``obj`` in a local (a tab's main still runs)."""
+    for task in asyncio.all_tasks():
+        coro = task.get_coro()
+        while coro is not None:
+            frame = getattr(coro, "cr_frame", None)
+            if frame is not None and any(v is obj for v in frame.f_locals.values()):
+                return True
+            coro = getattr(coro, "cr_await", None)
+    return False
+
+
 def subscribed(sid: str) -> bool:
     hubs = flet_fastapi.app_manager._FletAppManager__pubsubhubs.values()
     return any(sid in h._PubSubHub__topic_subscribers.get("fletchat", {}) for h in hubs)
@@ -194,6 +206,8 @@ async def test_a_closed_tab_frozen_while_open_is_collected_once_released_and_idl
     await ws.close()
     await eventually(lambda: sid not in flet_sessions(), "the closed tab released", 40)
     await eventually(lambda: not subscribed(sid), "the released tab unsubscribed", 10)
+    # its main resumes once Flet released it (its mount waited for the browser), then ends
+    await eventually(lambda: not in_a_task(page()), "the released tab's main ended", 10)
     gc.collect()  # CPython's own full collection: the frozen tab's cycles stay
     frozen_page_kept = page() is not None
     assert pacer.tick() is GcStep.FREEZE  # released, but not idle
