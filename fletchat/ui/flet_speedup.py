@@ -22,8 +22,8 @@ reported; ``install()`` swaps in the same function that makes that set only when
 first fails validation (about 250 B per control: 8 per message row, about 100 per empty page).
 
 ``install()`` also installs ``flet_init`` (controls constructed without the no-op assignments of
-their 50-70 defaults, about 3x faster) and ``flet_encode`` (patches packed with per-class facts
-read once).
+their 50-70 defaults, about 3x faster), ``flet_encode`` (patches packed with per-class facts
+read once) and ``flet_dcfacts`` (the diff's ``is_dataclass`` and ``fields`` answered per type).
 
 Controls are still built (``build``), checked (``before_update``), parented and marked clean one
 by one, depth first, in field order; ``tests/test_flet_speedup.py`` compares the patches, the
@@ -44,7 +44,7 @@ from collections.abc import Iterator
 from enum import Enum
 from typing import Any
 
-from . import flet_encode, flet_init
+from . import flet_dcfacts, flet_encode, flet_init
 
 FLET_VERSION = "1.0.5"
 # sha256 of ``inspect.getsource(DiffBuilder._configure_dataclass)`` in Flet 1.0.5
@@ -297,6 +297,7 @@ def install() -> None:
     base_control.validate = validate
     flet_init.install()
     flet_encode.install()
+    flet_dcfacts.install()
 
 
 def uninstall() -> None:
@@ -310,3 +311,4 @@ def uninstall() -> None:
         base_control.validate = validation.validate
         flet_init.uninstall()
         flet_encode.uninstall()
+        flet_dcfacts.uninstall()
