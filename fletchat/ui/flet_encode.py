@@ -18,11 +18,12 @@ refuses (``FletChanged``) unless Flet's encoder is the checked source (``CONFIGU
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import inspect
 from enum import Enum
 from typing import Any
+
+from .flet_dcfacts import is_dataclass as _is_dataclass  # remembered per type
 
 # sha256 of ``inspect.getsource(flet.messaging.protocol.configure_encode_object_for_msgpack)``
 CONFIGURE_SHA256 = "b182fdc4aafff329077e318baab193edabb8335c7a8541cc6f68cde1a6c565e0"
@@ -53,20 +54,6 @@ class _Facts:
                 default = root.default
             structural.append((name, default))
         self.structural = tuple(structural)
-
-
-_DATACLASS: dict[type, bool] = {}
-
-
-def _is_dataclass(v: Any) -> bool:
-    """``dataclasses.is_dataclass``, remembered per type (a class itself is asked directly)."""
-    t = type(v)
-    r = _DATACLASS.get(t)
-    if r is None:
-        if isinstance(v, type):
-            return dataclasses.is_dataclass(v)
-        r = _DATACLASS[t] = hasattr(t, "__dataclass_fields__")
-    return r
 
 
 class Encoder:
