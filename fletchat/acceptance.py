@@ -198,8 +198,7 @@ class Quotas:
         for key, amount, _, _ in charges:
             counts[key] = counts.get(key, 0) + amount
             counts.move_to_end(key)
-        while len(counts) > self._limit:
-            counts.popitem(last=False)
+        self._trim()
         return ""
 
     def _charge_plain(self, origin: str, minute: int, day: int, size: int) -> str:
@@ -218,9 +217,14 @@ class Quotas:
         counts.move_to_end(kb)
         counts[kd] = d
         counts.move_to_end(kd)
+        self._trim()
+        return ""
+
+    def _trim(self) -> None:
+        """Drop the least recently charged counters beyond the bound."""
+        counts = self._counts
         while len(counts) > self._limit:
             counts.popitem(last=False)
-        return ""
 
     def _reason(self, what: str, origin: str) -> str:
         q = self.limits
