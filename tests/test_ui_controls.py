@@ -794,3 +794,35 @@ def test_a_join_builds_only_the_newcomers_tile_and_the_panel_does_not_walk_the_o
     assert panel.tiles()[0] is not first and panel.devices.controls == []
     assert "Ann (you) online" in panel.tiles()[0].label
     assert panel.devices in changed and panel.panel not in changed
+
+
+def test_no_background_task_is_made_for_a_tab_whose_session_flet_destroyed(tmp_path) -> None:
+    """A tab closed while it opened: ``page.session`` raises, and ``page.run_task`` would make
+    the coroutine (the remembered name's offer) and then fail on the session, leaving it never
+    awaited (a warning, and work for a tab that is gone). A live page's task still starts."""
+
+    class Page(FakePage):
+        destroyed = False
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.started: list[object] = []
+
+        @property
+        def session(self) -> object:
+            if self.destroyed:
+                raise RuntimeError("An attempt to fetch destroyed session.")
+            return object()
+
+        def run_task(self, handler, *args) -> None:
+            self.started.append(handler)
+
+    hub = Hub("here", store=Store.open(tmp_path / "history.db"))
+    page = Page()
+    view = ChatView(page, HubBackend(HubSession(hub)))  # type: ignore[arg-type]
+    view.ask_name()
+    assert page.started == [view.memory.offer]
+    page.destroyed = True
+    view.ask_name()
+    assert page.started == [view.memory.offer]
+    hub.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import flet as ft
@@ -24,6 +25,17 @@ async def after_layout(times: float = 1.0) -> None:
     row, or before keyboard focus moves after a dialog); ``times`` for more than a frame's worth
     (a long page of rows). The only fixed wait in the UI: Flet offers no "laid out" event."""
     await asyncio.sleep(LAYOUT_SECONDS * times)
+
+
+def in_background(page: Any, handler: Callable[..., Awaitable[None]], *args: object) -> None:
+    """``page.run_task``, unless Flet has destroyed the tab's session already (a tab closed
+    while it opened: ``page.session`` raises): run_task would make the coroutine and then
+    fail, leaving a "never awaited" coroutine behind."""
+    try:
+        getattr(page, "session", None)
+    except RuntimeError:
+        return
+    page.run_task(handler, *args)
 
 
 class Isolated:

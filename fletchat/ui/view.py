@@ -41,7 +41,7 @@ from .settings import PrefsStore
 from .state import ChatState
 from .text import APP_TITLE, channel_title
 from .trust_actions import TrustActions
-from .updates import Updates
+from .updates import Updates, in_background
 
 __all__ = ["NARROW_WIDTH", "ChatView"]
 
@@ -135,14 +135,14 @@ class ChatView:
             self.building.set()
         self.updates.mark(page)
         self.updates.flush()
-        page.run_task(self.network.watch, lambda: self.alive)
+        in_background(page, self.network.watch, lambda: self.alive)
 
     def ask_name(self) -> None:
         """The login dialog, filled in later with a name this device remembers (issue 17)."""
         self.page.show_dialog(self.login)
         if not self.prefill_name:
-            self.page.run_task(self.memory.offer, self.join_name,
-                               lambda: self.backend.name is None)
+            in_background(self.page, self.memory.offer, self.join_name,
+                          lambda: self.backend.name is None)
 
     def fit_width(self, width: float | None, height: float | None = None) -> None:
         """Phones get the whole width for the conversation: below ``NARROW_WIDTH`` channels and
