@@ -6,7 +6,8 @@ ListView; chunks and sections are isolated Columns. A chunk is made with all its
 slot is updated. Appending to the chunk's list instead would make Flet diff each row kept in it
 (4.5 on average, about a tenth of a tab's CPU per message). A full chunk is sealed and the next
 message starts a new one (one section update, shallow: chunks are isolated), a full section
-likewise (one ListView update, shallow too).
+likewise (one ListView update, shallow too). The chunk that takes a view's first live rows is sized so that
+each view starts its new chunks on its own message of ten (``tail_capacity``).
 Rows update themselves (delivery marks, highlights). The ListView is *reversed*, as chat apps do:
 scroll offset 0 is the newest message, so a reader at the end sees each new row with no
 ``scroll_to`` round trip (and no ``auto_scroll``, whose pinning proved racy when a long list
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import random
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 
 import flet as ft
@@ -51,8 +53,8 @@ class Chunk(Isolated, ft.Column):
     mirrors what the slots hold as a plain list (reading ``content`` back through Flet's
     descriptors costs)."""
 
-    def __init__(self, rows: list[MessageRow]) -> None:
-        slots = [Slot(r) for r in rows] + [Slot() for _ in range(CHUNK_ROWS - len(rows))]
+    def __init__(self, rows: list[MessageRow], capacity: int = CHUNK_ROWS) -> None:
+        slots = [Slot(r) for r in rows] + [Slot() for _ in range(capacity - len(rows))]
         super().__init__(controls=slots, spacing=10, tight=True)
         self.filled: list[MessageRow] = list(rows)
 
@@ -86,10 +88,27 @@ class Section(Isolated, ft.Column):
         return self.controls  # type: ignore[return-value]
 
 
-def sections_of(rows: list[MessageRow]) -> list[Section]:
+def sections_of(rows: list[MessageRow], phase: int = 0) -> list[Section]:
+    """``rows`` in chunks of ``CHUNK_ROWS``; the last one has room for new rows up to the
+    next one that fills ``phase`` (mod ``CHUNK_ROWS``), see ``tail_capacity``."""
     chunks = [Chunk(rows[i : i + CHUNK_ROWS]) for i in range(0, len(rows), CHUNK_ROWS)]
+    if chunks:
+        tail = chunks[-1].rows()
+        chunks[-1] = Chunk(tail, tail_capacity(len(tail), phase))
     return [Section(chunks[i : i + SECTION_CHUNKS])
             for i in range(0, len(chunks), SECTION_CHUNKS)]
+
+
+def tail_capacity(rows: int, phase: int) -> int:
+    """Slots for the chunk that takes the next live rows, holding ``rows`` now: full once it
+    holds ``phase`` (mod ``CHUNK_ROWS``) rows, so it has ``rows`` to ``rows + CHUNK_ROWS - 1``.
+
+    Why: a new chunk costs its section's update (Flet walks every chunk's list of slots in it):
+    about twice a row's cost for that tab. Tabs that opened on the same history would all
+    start their chunks on the same message, and every tenth message would cost every tab that
+    at once (figure 5 at 100 x 1,000: about 1.5x the p50, 2x in a loaded run); a phase drawn per
+    view spreads those updates over the ten messages."""
+    return rows + (phase - rows) % CHUNK_ROWS
 
 
 class Conversation:
@@ -100,8 +119,10 @@ class Conversation:
         updates: Updates,
         on_scroll: Callable[[ft.OnScrollEvent], Awaitable[None]],
         on_load_older: Callable[[ft.Event], Awaitable[None]],
+        phase: int | None = None,
     ) -> None:
         self.updates = updates
+        self.phase = random.randrange(CHUNK_ROWS) if phase is None else phase  # tail_capacity
         self.rows: dict[str, MessageRow] = {}
         self.list = ft.ListView(
             expand=True,
@@ -138,7 +159,7 @@ class Conversation:
     def reset(self, rows: list[MessageRow], has_older: bool) -> None:
         """Show ``rows`` (oldest first) instead of what was there; follow the end."""
         self.rows = {r.message.id: r for r in rows}
-        self.list.controls = list(reversed(sections_of(rows)))
+        self.list.controls = list(reversed(sections_of(rows, self.phase)))
         self.set_has_older(has_older)
         self.updates.mark(self.control)
 
@@ -195,7 +216,9 @@ class Conversation:
             tail_section.controls.append(Chunk([row]))
             self.updates.mark(tail_section)
         else:
-            sections.insert(0, Section([Chunk([row])]))
+            first = tail_section is None  # an empty list: the first chunk takes the phase
+            sections.insert(0, Section([Chunk([row], tail_capacity(1, self.phase)
+                                              if first else CHUNK_ROWS)]))
             self.updates.mark(self.list)
 
     def insert_in_order(self, row: MessageRow) -> None:
