@@ -826,3 +826,35 @@ def test_no_background_task_is_made_for_a_tab_whose_session_flet_destroyed(tmp_p
     view.ask_name()
     assert page.started == [view.memory.offer]
     hub.close()
+
+
+def test_the_chunk_taking_new_rows_is_sized_by_the_views_phase() -> None:
+    from fletchat.ui.conversation import tail_capacity
+
+    for rows in range(1, CHUNK_ROWS + 1):
+        for phase in range(CHUNK_ROWS):
+            cap = tail_capacity(rows, phase)
+            assert rows <= cap < rows + CHUNK_ROWS and cap % CHUNK_ROWS == phase
+    assert [tail_capacity(CHUNK_ROWS, p) for p in range(3)] == [10, 11, 12]
+
+
+async def test_views_with_other_phases_start_new_chunks_on_other_messages(tmp_path) -> None:
+    """Tabs open on the same history; without a phase each would update a section on the same
+    message of every ten (the costly one), all at once."""
+    view, session = await make_view(tmp_path)
+    other = ChatView(FakePage(), HubBackend(HubSession(session.hub)))  # type: ignore[arg-type]
+    starts: dict[int, list[int]] = {}
+    bob = HubSession(session.hub)
+    bob.join("Bob")
+    for phase, v in ((2, view), (7, other)):
+        v.conversation.phase = phase
+        await v.show_channel("general")
+    for i in range(2 * CHUNK_ROWS):
+        msg = bob.send(f"m{i}")
+        for v in (view, other):
+            before = len(v.conversation.chunks)
+            await v.on_event(msg)
+            if len(v.conversation.chunks) > before:
+                starts.setdefault(v.conversation.phase, []).append(i)
+    assert len(starts[2]) == len(starts[7]) == 2
+    assert all((a - b) % CHUNK_ROWS == 5 for a, b in zip(starts[2], starts[7], strict=True))
