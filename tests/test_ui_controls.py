@@ -797,9 +797,13 @@ def test_a_join_builds_only_the_newcomers_tile_and_the_panel_does_not_walk_the_o
 
 
 def test_no_background_task_is_made_for_a_tab_whose_session_flet_destroyed(tmp_path) -> None:
-    """A tab closed while it opened: ``page.session`` raises, and ``page.run_task`` would make
-    the coroutine (the remembered name's offer) and then fail on the session, leaving it never
-    awaited (a warning, and work for a tab that is gone). A live page's task still starts."""
+    """A tab closed while it opened: its session has no connection, or ``page.session`` raises,
+    and ``page.run_task`` would make the coroutine (the remembered name's offer) and then fail,
+    leaving it never awaited (a warning, and work for a tab that is gone). A live page's task
+    still starts."""
+
+    class Session:
+        connection: object = object()
 
     class Page(FakePage):
         destroyed = False
@@ -807,12 +811,13 @@ def test_no_background_task_is_made_for_a_tab_whose_session_flet_destroyed(tmp_p
         def __init__(self) -> None:
             super().__init__()
             self.started: list[object] = []
+            self.live = Session()
 
         @property
         def session(self) -> object:
             if self.destroyed:
                 raise RuntimeError("An attempt to fetch destroyed session.")
-            return object()
+            return self.live
 
         def run_task(self, handler, *args) -> None:
             self.started.append(handler)
@@ -820,6 +825,9 @@ def test_no_background_task_is_made_for_a_tab_whose_session_flet_destroyed(tmp_p
     hub = Hub("here", store=Store.open(tmp_path / "history.db"))
     page = Page()
     view = ChatView(page, HubBackend(HubSession(hub)))  # type: ignore[arg-type]
+    view.ask_name()
+    assert page.started == [view.memory.offer]
+    page.live.connection = None  # disconnected (Flet's session drops its connection)
     view.ask_name()
     assert page.started == [view.memory.offer]
     page.destroyed = True

@@ -28,12 +28,15 @@ async def after_layout(times: float = 1.0) -> None:
 
 
 def in_background(page: Any, handler: Callable[..., Awaitable[None]], *args: object) -> None:
-    """``page.run_task``, unless Flet has destroyed the tab's session already (a tab closed
-    while it opened: ``page.session`` raises): run_task would make the coroutine and then
-    fail, leaving a "never awaited" coroutine behind."""
+    """``page.run_task``, unless the tab has gone meanwhile: Flet destroyed its session
+    (``page.session`` raises) or the session has no connection (a tab that closed or
+    disconnected while it opened). run_task would make the coroutine and then fail on the
+    connection's loop, leaving a "never awaited" coroutine behind."""
     try:
-        getattr(page, "session", None)
+        session = getattr(page, "session", None)
     except RuntimeError:
+        return
+    if session is not None and getattr(session, "connection", True) is None:
         return
     page.run_task(handler, *args)
 
