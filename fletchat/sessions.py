@@ -43,12 +43,17 @@ class SessionLimits:
     total: int = 1000  # sessions open or held on the host
 
 
-def flet_sessions_held() -> int:
-    """Sessions flet-web holds now (open tabs, and closed ones until its eviction task, every
-    10 s, releases them after the grace): its app manager's registry (flet-web 1.0.5)."""
+def flet_sessions() -> dict:
+    """The sessions flet-web holds now, by id (open tabs, and closed ones until its eviction
+    task, every 10 s, releases them after the grace): its app manager's registry (flet-web
+    1.0.5), read in this one place."""
     import flet_web.fastapi as flet_fastapi
 
-    return len(getattr(flet_fastapi.app_manager, "_FletAppManager__sessions", ()))
+    return getattr(flet_fastapi.app_manager, "_FletAppManager__sessions", {})
+
+
+def flet_sessions_held() -> int:
+    return len(flet_sessions())
 
 
 class SessionBook:

@@ -17,7 +17,7 @@ from fletchat.gcpace import GcPacer, GcPolicy, GcStep
 from fletchat.host import build_web_app, gc_pacer
 from fletchat.model import Message
 from fletchat.node import Node
-from fletchat.sessions import SessionLimits
+from fletchat.sessions import SessionLimits, flet_sessions
 from tests.browser import host_mode_server
 from tests.timing import eventually, scaled
 from tests.webhost import serving
@@ -152,10 +152,6 @@ def test_stop_unfreezes(pacer):
 # ---- in host mode ----
 
 LIMITS = SessionLimits(grace=1, per_address=5, total=9)
-
-
-def flet_sessions() -> dict:
-    return flet_fastapi.app_manager._FletAppManager__sessions
 
 
 @pytest.fixture

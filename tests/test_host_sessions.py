@@ -7,7 +7,6 @@ import gc
 import weakref
 from pathlib import Path
 
-import flet_web.fastapi as flet_fastapi
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -15,7 +14,7 @@ from bench.sessions import open_flet_session
 from fletchat.config import Config
 from fletchat.host import build_web_app
 from fletchat.node import Node
-from fletchat.sessions import SessionBook, SessionLimits
+from fletchat.sessions import SessionBook, SessionLimits, flet_sessions
 from tests.timing import eventually
 from tests.webhost import serving
 
@@ -25,7 +24,7 @@ LIMITS = SessionLimits(grace=1, per_address=5, total=9)
 def held_sessions() -> set[str]:
     """flet-web's own registry of sessions (connected or kept for a reconnect): their ids (an
     earlier test's may still be there, and be released while this one runs)."""
-    return set(flet_fastapi.app_manager._FletAppManager__sessions)
+    return set(flet_sessions())
 
 
 @pytest.fixture
@@ -67,26 +66,22 @@ async def test_sessions_per_address_are_bounded_and_closed_tabs_released(port):
     await again.close()
 
 
-def sessions_by_id() -> dict:
-    return flet_fastapi.app_manager._FletAppManager__sessions
-
-
 async def test_a_tab_closed_while_it_opens_is_freed_once_released(port, caplog):
     """This headless client never answers the browser calls the chat view's mount waits for
     (client storage): its mount is still waiting when the tab closes and resumes only when Flet
     releases the session. It used to subscribe the view to the hub's messages then, and keep it
     (and its whole page) for as long as the host ran, handing it every message."""
-    before = set(sessions_by_id())
+    before = held_sessions()
     ws = await try_session(port, "127.0.0.1")
     assert ws is not None
-    await eventually(lambda: set(sessions_by_id()) - before, "the tab's session", 30)
-    (sid,) = set(sessions_by_id()) - before
-    page = weakref.ref(sessions_by_id()[sid].page)
+    await eventually(lambda: held_sessions() - before, "the tab's session", 30)
+    (sid,) = held_sessions() - before
+    page = weakref.ref(flet_sessions()[sid].page)
     # a second tab stays open: flet-web's eviction loop keeps its last session in a variable
     other = await try_session(port, "127.0.0.1")
     assert other is not None
     await ws.close()
-    await eventually(lambda: sid not in sessions_by_id(), "the closed tab released", 40)
+    await eventually(lambda: sid not in flet_sessions(), "the closed tab released", 40)
 
     def freed() -> bool:
         gc.collect()
