@@ -6,8 +6,8 @@ ListView; chunks and sections are isolated Columns. A chunk is made with all its
 slot is updated. Appending to the chunk's list instead would make Flet diff each row kept in it
 (4.5 on average, about a tenth of a tab's CPU per message). A full chunk is sealed and the next
 message starts a new one (one section update, shallow: chunks are isolated), a full section
-likewise (one ListView update, shallow too). The chunk that takes a view's first live rows is sized so that
-each view starts its new chunks on its own message of ten (``tail_capacity``).
+likewise (one ListView update, shallow too). The chunk that takes a view's first live rows is
+sized so that each view starts its new chunks on its own message of ten (``tail_capacity``).
 Rows update themselves (delivery marks, highlights). The ListView is *reversed*, as chat apps do:
 scroll offset 0 is the newest message, so a reader at the end sees each new row with no
 ``scroll_to`` round trip (and no ``auto_scroll``, whose pinning proved racy when a long list
@@ -91,10 +91,10 @@ class Section(Isolated, ft.Column):
 def sections_of(rows: list[MessageRow], phase: int = 0) -> list[Section]:
     """``rows`` in chunks of ``CHUNK_ROWS``; the last one has room for new rows up to the
     next one that fills ``phase`` (mod ``CHUNK_ROWS``), see ``tail_capacity``."""
-    chunks = [Chunk(rows[i : i + CHUNK_ROWS]) for i in range(0, len(rows), CHUNK_ROWS)]
-    if chunks:
-        tail = chunks[-1].rows()
-        chunks[-1] = Chunk(tail, tail_capacity(len(tail), phase))
+    groups = [rows[i : i + CHUNK_ROWS] for i in range(0, len(rows), CHUNK_ROWS)]
+    chunks = [Chunk(g) for g in groups[:-1]]
+    if groups:
+        chunks.append(Chunk(groups[-1], tail_capacity(len(groups[-1]), phase)))
     return [Section(chunks[i : i + SECTION_CHUNKS])
             for i in range(0, len(chunks), SECTION_CHUNKS)]
 
