@@ -111,6 +111,11 @@ def tail_capacity(rows: int, phase: int) -> int:
     return rows + (phase - rows) % CHUNK_ROWS
 
 
+def draw_phase() -> int:
+    """A view's phase for ``tail_capacity``: random, so tabs opened together spread out."""
+    return random.randrange(CHUNK_ROWS)
+
+
 class Conversation:
     """The ListView of chunks, the rows by message id, and the "Load older messages" button."""
 
@@ -122,7 +127,7 @@ class Conversation:
         phase: int | None = None,
     ) -> None:
         self.updates = updates
-        self.phase = random.randrange(CHUNK_ROWS) if phase is None else phase  # tail_capacity
+        self.phase = draw_phase() if phase is None else phase  # tail_capacity
         self.rows: dict[str, MessageRow] = {}
         self.list = ft.ListView(
             expand=True,
