@@ -114,6 +114,17 @@ def once_per_run(
     return out
 
 
+@pytest.fixture(autouse=True)
+def chunk_phase_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every in-process message list starts its chunks at phase 0 (conversation.draw_phase is
+    random in the app, so tabs opened together do not start new chunks on the same message):
+    tests that count slots or updates per row would otherwise pass or fail by the draw. The
+    phases themselves are tested with explicit values (tests/test_ui_controls.py)."""
+    from fletchat.ui import conversation
+
+    monkeypatch.setattr(conversation, "draw_phase", lambda: 0)
+
+
 def need(ok: bool, reason: str) -> None:
     """Skip (laptop) or fail (CI) when a test's real prerequisite is missing."""
     if ok:

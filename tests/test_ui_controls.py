@@ -846,6 +846,15 @@ def test_the_chunk_taking_new_rows_is_sized_by_the_views_phase() -> None:
     assert [tail_capacity(CHUNK_ROWS, p) for p in range(3)] == [10, 11, 12]
 
 
+def test_each_view_draws_its_own_phase(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the app the phase is random per view (conftest pins it to 0 for the other tests)."""
+    from fletchat.ui import conversation
+
+    monkeypatch.undo()  # conftest's pin
+    drawn = {conversation.draw_phase() for _ in range(300)}
+    assert drawn <= set(range(CHUNK_ROWS)) and len(drawn) > 1
+
+
 async def test_views_with_other_phases_start_new_chunks_on_other_messages(tmp_path) -> None:
     """Tabs open on the same history; without a phase each would update a section on the same
     message of every ten (the costly one), all at once."""
