@@ -119,3 +119,11 @@ def test_no_class_over_300_lines(module: str) -> None:
         if isinstance(n, ast.ClassDef) and n.end_lineno - n.lineno + 1 > 300
     }
     assert not big, big
+
+
+def test_the_chat_view_is_a_coordinator_of_at_most_200_lines() -> None:
+    """Issue 12: what the page does lives in its components (fletchat/ui/*); ChatView only
+    wires them together and routes the backend's events."""
+    tree = ast.parse((PKG / "ui" / "view.py").read_text(encoding="utf-8"))
+    (view,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "ChatView"]
+    assert view.end_lineno - view.lineno + 1 <= 200

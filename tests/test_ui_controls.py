@@ -743,7 +743,7 @@ async def test_the_login_can_go_out_before_the_view_and_a_quick_join_waits_for_i
     hub = Hub("here", store=Store.open(tmp_path / "history.db"))
     view = ChatView(FakePage(), HubBackend(HubSession(hub)))  # type: ignore[arg-type]
 
-    page = view.page = MountPage()  # type: ignore[assignment]
+    page = view.page = view.login.page = MountPage()  # type: ignore[assignment]
     seen: list[tuple[list, list]] = []
     drawn = asyncio.Event()
 
@@ -753,9 +753,9 @@ async def test_the_login_can_go_out_before_the_view_and_a_quick_join_waits_for_i
 
     mounting = asyncio.create_task(view.mount(dialog_first=dialog_first))
     await asyncio.sleep(0)
-    assert seen == [([view.login], [])]  # the login alone, nothing of the view yet
-    view.join_name.value = "Grace"
-    joining = asyncio.create_task(view.join_click())
+    assert seen == [([view.login.dialog], [])]  # the login alone, nothing of the view yet
+    view.login.name.value = "Grace"
+    joining = asyncio.create_task(view.login.join_click())
     await asyncio.sleep(0.05)
     assert not joining.done() and view.backend.name is None  # waits for the view
     drawn.set()
@@ -763,7 +763,7 @@ async def test_the_login_can_go_out_before_the_view_and_a_quick_join_waits_for_i
     await asyncio.wait_for(joining, 5)
     assert view.backend.name == "Grace" and page.dialogs == []
     assert page.added and view.composer.field.autofocus is False
-    assert page.dialogs.count(view.login) == 0  # shown once, closed by the join
+    assert page.dialogs.count(view.login.dialog) == 0  # shown once, closed by the join
 
 
 def test_a_join_builds_only_the_newcomers_tile_and_the_panel_does_not_walk_the_others() -> None:
@@ -825,14 +825,14 @@ def test_no_background_task_is_made_for_a_tab_whose_session_flet_destroyed(tmp_p
     hub = Hub("here", store=Store.open(tmp_path / "history.db"))
     page = Page()
     view = ChatView(page, HubBackend(HubSession(hub)))  # type: ignore[arg-type]
-    view.ask_name()
-    assert page.started == [view.memory.offer]
+    view.login.ask()
+    assert page.started == [view.login.memory.offer]
     page.live.connection = None  # disconnected (Flet's session drops its connection)
-    view.ask_name()
-    assert page.started == [view.memory.offer]
+    view.login.ask()
+    assert page.started == [view.login.memory.offer]
     page.destroyed = True
-    view.ask_name()
-    assert page.started == [view.memory.offer]
+    view.login.ask()
+    assert page.started == [view.login.memory.offer]
     hub.close()
 
 

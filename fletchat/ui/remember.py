@@ -15,7 +15,7 @@ from ..model import MAX_NAME_CHARS
 
 log = logging.getLogger(__name__)
 NAME_KEY = "fletchat.name"
-ANSWER_SECONDS = 30.0  # the login does not wait for it (ChatView.offer_remembered_name)
+ANSWER_SECONDS = 30.0  # the login does not wait for it (Login.ask: the dialog first, the name when it comes)
 
 
 class NameMemory:

@@ -26,15 +26,14 @@ from .composer import Composer
 from .conversation import Conversation
 from .convo import Convo
 from .counter import LengthCounter
-from .dialogs import login_dialog
 from .drawer import NARROW_WIDTH, Drawer
 from .empty_state import EmptyState
 from .feed import Feed
 from .files_ui import FilesUI
+from .login import Login
 from .navigation import Navigation
 from .network_check import NetworkCheck
 from .people import PeoplePanel
-from .remember import NameMemory
 from .rooms import RoomControls
 from .search import Search
 from .settings import PrefsStore
@@ -80,11 +79,8 @@ class ChatView:
                              weight=ft.FontWeight.BOLD, expand=True)
         self.rooms = RoomControls(page, backend, self.reopen, self.composer.focus,
                                   lambda: self.feed.needs_room_key())
-        self.prefill_name = prefill_name
-        self.memory = NameMemory()
-        self.login, self.join_name = login_dialog(prefill_name, self.join_click)
+        self.login = Login(page, backend, prefill_name, self.joined)
         self.alive = True
-        self.building: asyncio.Event | None = None  # set once the view behind the login is built
         chat_box = ft.Container(
             content=ft.Column([self.empty.control, self.conversation.control], expand=True,
                               spacing=0, horizontal_alignment=ft.CrossAxisAlignment.STRETCH),
@@ -105,8 +101,8 @@ class ChatView:
         page.horizontal_alignment = ft.CrossAxisAlignment.STRETCH
         if dialog_first is not None:
             self.composer.field.autofocus = False
-            self.building = asyncio.Event()
-            self.ask_name()
+            self.login.building = asyncio.Event()
+            self.login.ask()
             await dialog_first()
         self.network.reread()
         if self.backend.capabilities.trust:
@@ -129,20 +125,13 @@ class ChatView:
         page.on_resize = self.on_resize
         self.fit_width(page.width, page.height)
         self.backend.subscribe(self.on_event)
-        if self.building is None:
-            self.ask_name()
+        if self.login.building is None:
+            self.login.ask()
         else:
-            self.building.set()
+            self.login.building.set()
         self.updates.mark(page)
         self.updates.flush()
         in_background(page, self.network.watch, lambda: self.alive)
-
-    def ask_name(self) -> None:
-        """The login dialog, filled in later with a name this device remembers (issue 17)."""
-        self.page.show_dialog(self.login)
-        if not self.prefill_name:
-            in_background(self.page, self.memory.offer, self.join_name,
-                          lambda: self.backend.name is None)
 
     def fit_width(self, width: float | None, height: float | None = None) -> None:
         """Phones get the whole width for the conversation: below ``NARROW_WIDTH`` channels and
@@ -227,22 +216,13 @@ class ChatView:
             self.render_channels()
 
     # ---- the person's actions ----
-    async def join_click(self, e: ft.Event | None = None) -> None:
-        if self.building is not None:  # a name given before the view behind the login was built
-            await self.building.wait()
-        try:
-            self.backend.join(self.join_name.value or "")
-        except ValidationError as err:
-            self.join_name.error = str(err)
-            self.join_name.update()
-            return
-        self.page.pop_dialog()
+    async def joined(self) -> None:
+        """The login took a name: what shows it (the name is saved by the login after)."""
         self.people.me = self.backend.name
         self.render_channels()  # direct messages for this name become visible
         self.updates.mark(*self.people.render(self.backend.online(), self.backend.lan_peers()))
         self.updates.flush()
         await self.composer.focus()
-        await self.memory.save(self.backend.name or "")
 
     async def send_click(self, e: ft.Event | None = None) -> None:
         text = self.composer.text
