@@ -4,7 +4,9 @@ are the conversation commands: ``conversation/commands.py``, ``conversation/head
 
 For bots, scripts and tests. A line that is refused (too long, not text) gets a JSON error line on
 stdout and the peer keeps going. ``/file PATH [caption]`` shares a file; every peer prints a
-``file`` line once an attached file is stored and verified here (``files_events``).
+``file`` line once an attached file is stored and verified here (``files_events``). A file is
+imported (hashed, copied) in the background, files in the order given: the lines after it are
+sent at once, as the app's composer does.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import signal
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from .config import Config
 from .conversation.commands import parse_command
@@ -28,6 +32,7 @@ from .model import DEFAULT_CHANNEL, FletChatError, Message, ValidationError
 from .node import Node
 
 FILE_COMMAND = "/file"
+log = logging.getLogger(__name__)
 
 
 def emit(obj: dict) -> None:
@@ -97,27 +102,78 @@ async def serve_headless(config: Config, node: Node) -> None:
     if node.hub.store_error:  # e.g. the history opened read-only (disk full, read-only folder)
         emit({"event": "error", "error": node.hub.store_error})
     threading.Thread(target=inbox.read, args=(sys.stdin,), daemon=True, name="stdin").start()
+    shares = _Shares(lambda path, caption: _share(node, session, path, caption))
     try:
         while (line := await inbox.next()) is not None:
             try:
                 command = parse_command(line)
                 if line.startswith(FILE_COMMAND + " ") or line == FILE_COMMAND:
-                    await share_line(node, session, line[len(FILE_COMMAND):])
+                    shares.add(*share_args(node, line[len(FILE_COMMAND):]))
                 elif command is None:
                     await asyncio.to_thread(session.send, line)  # stored (SQLite): off the loop
                 else:
                     await asyncio.to_thread(run_command, session, command)
             except ValidationError as err:
                 emit({"event": "error", "error": str(err)})
+        await shares.finish(until=inbox.stopping)  # end of input: what was asked still goes out
     finally:
+        await shares.finish()  # stopped (a signal): an import in progress is not waited for
         session.leave()
         await node.stop()
 
 
-async def share_line(node: Node, session: HubSession, rest: str) -> None:
-    """``/file PATH [caption]``: PATH may be quoted (shell rules) when it has spaces."""
+class _Shares:
+    """``/file`` lines, shared one after another in the background: each file is hashed and
+    copied before its message goes out (seconds for a big one), and the chat lines typed after
+    it must not wait for that. Failures print an ``error`` line."""
+
+    def __init__(self, share: Callable[[Path, str], Awaitable[object]]) -> None:
+        self._share = share
+        self._queue: asyncio.Queue[tuple[Path, str]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, path: Path, caption: str) -> None:
+        self._queue.put_nowait((path, caption))
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="file shares")
+
+    async def _run(self) -> None:
+        while True:
+            path, caption = await self._queue.get()
+            try:
+                await self._share(path, caption)
+            except FletChatError as err:
+                emit({"event": "error", "error": str(err)})
+            except Exception as err:
+                log.exception("sharing %s failed", path)
+                emit({"event": "error", "error": f"Could not share {path.name}: {err}"})
+            finally:
+                self._queue.task_done()
+
+    async def finish(self, until: asyncio.Event | None = None) -> None:
+        """With ``until``: the queued shares are done first, unless ``until`` is set before."""
+        if self._task is None:
+            return
+        if until is not None:
+            waits = [asyncio.ensure_future(self._queue.join()), asyncio.ensure_future(until.wait())]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for w in waits:
+                w.cancel()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+
+async def _share(node: Node, session: HubSession, path: Path, caption: str) -> None:
+    assert node.files is not None  # share_args checked it
+    await node.files.share(session, [path], caption, DEFAULT_CHANNEL)
+
+
+def share_args(node: Node, rest: str) -> tuple[Path, str]:
+    """``/file PATH [caption]`` checked at once (a refusal is printed in order with the other
+    lines): PATH may be quoted (shell rules) when it has spaces."""
     import shlex
-    from pathlib import Path
 
     if node.files is None:
         raise ValidationError("File sharing is off here (no data folder).")
@@ -130,7 +186,7 @@ async def share_line(node: Node, session: HubSession, rest: str) -> None:
     path = Path(words[0]).expanduser()
     if not path.is_file():
         raise ValidationError(f"No such file: {words[0]}")
-    await node.files.share(session, [path], " ".join(words[1:]), DEFAULT_CHANNEL)
+    return path, " ".join(words[1:])
 
 
 class FileLines:
@@ -210,6 +266,7 @@ class _Stdin:
         self._woken = threading.Event()
         self._wake = asyncio.Event()
         self._stopped = False
+        self.stopping = asyncio.Event()  # set by ``stop`` (a signal), not by the end of input
 
     def read(self, stream) -> None:  # on the reader thread
         for line in stream:
@@ -226,6 +283,7 @@ class _Stdin:
     def stop(self) -> None:
         self._stopped = True
         self._wake.set()
+        self.stopping.set()
 
     async def next(self) -> str | None:
         """The next line, or None at end of input or once stopped."""
