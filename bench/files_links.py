@@ -68,7 +68,7 @@ class PairRound:
     busy: list[float]  # chat latencies (s) during the transfer
     cpu: tuple[float, float]  # CPU seconds of the sender's and the receiver's process during it
     load: float  # 1-minute load average at the round's start
-    first: float | None  # the line typed right after /file (waits for the import; not counted)
+    first: float | None  # the line typed right after /file, during the import (not counted)
     during_curl: list[float]  # chat latencies (s) while curl moved the same file on the same link
 
 
@@ -78,9 +78,9 @@ def transfer_with_chat(a: Any, b: Any, big: Path, tag: str) -> tuple[
     latencies from the offer's arrival at b to the verified file, CPU seconds the sender's and
     the receiver's processes used, the latency of the line typed right after ``/file``).
 
-    That first line is not counted as "during the transfer": a headless peer handles its stdin
-    lines in order, so it waits for the sender's import of the file (hashing and copying it)
-    before the offer even goes out; in the app a line typed meanwhile is sent at once.
+    That first line is not counted as "during the transfer": it is sent while the sender imports
+    the file (hashing and copying it), before the offer goes out. (Until 66d3f3f the headless peer
+    handled its stdin lines in order, so that line waited for the whole import.)
     """
     cpu0 = (proc_cpu_s(a.proc.pid), proc_cpu_s(b.proc.pid))
     result: dict[str, tuple[float, float]] = {}
@@ -172,8 +172,8 @@ def _pair_rows(plan: Plan, mbit: int, rounds: list[PairRound]) -> list[dict[str,
     chat = [r for r in rounds if r.busy and r.quiet]
     waits = [r.first for r in rounds if r.first is not None]
     first = (f"not counted: the line typed right after /file, {percentile(waits, 50) * 1000:.0f} ms"
-             f" (median; max {max(waits) * 1000:.0f} ms; a headless peer handles its lines in "
-             "order, so it waits for the sender's import of the file); " if waits else "")
+             f" (median; max {max(waits) * 1000:.0f} ms; sent during the sender's import of the "
+             "file); " if waits else "")
     if len(chat) < len(rounds):
         first += (f"{len(rounds) - len(chat)} round(s) without a chat line timed during the "
                   "transfer (the line after /file outlasted it); ")
