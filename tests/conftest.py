@@ -260,3 +260,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         from tests.lanes import write_lanes
 
         write_lanes(config, {i.nodeid: f"browser-{i.stash[LANE]}" for i in browser_items})
+
+
+# What failed before a rerun: rerunfailures reports only the test's name ("RERUN ..."), so a
+# flaky browser test left no trace in CI's log. Each rerun attempt's failure is kept (on the
+# xdist controller, which receives every worker's reports) and printed after the run.
+_RERUN_FAILURES: list[tuple[str, str]] = []
+RERUN_TRACE_LINES = 40  # the end of each traceback (where the assertion and its values are)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.outcome == "rerun" and report.longrepr is not None:
+        text = report.longreprtext.splitlines()[-RERUN_TRACE_LINES:]
+        _RERUN_FAILURES.append((f"{report.nodeid} ({report.when})", "\n".join(text)))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER") or not _RERUN_FAILURES:
+        return
+    terminalreporter.section("what failed before each rerun")
+    for name, text in _RERUN_FAILURES:
+        terminalreporter.write_line(f"--- {name}")
+        terminalreporter.write_line(text)
