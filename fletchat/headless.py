@@ -265,7 +265,6 @@ class _Stdin:
         self._lines: deque[str | None] = deque()
         self._woken = threading.Event()
         self._wake = asyncio.Event()
-        self._stopped = False
         self.stopping = asyncio.Event()  # set by ``stop`` (a signal), not by the end of input
 
     def read(self, stream) -> None:  # on the reader thread
@@ -281,14 +280,13 @@ class _Stdin:
                 self._loop.call_soon_threadsafe(self._wake.set)
 
     def stop(self) -> None:
-        self._stopped = True
-        self._wake.set()
         self.stopping.set()
+        self._wake.set()
 
     async def next(self) -> str | None:
         """The next line, or None at end of input or once stopped."""
         await asyncio.sleep(0)  # a queued line must not starve the mesh, timers or signals
-        while not self._stopped:
+        while not self.stopping.is_set():
             if self._lines:
                 return self._lines.popleft()
             self._woken.clear()
