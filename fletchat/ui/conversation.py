@@ -124,10 +124,9 @@ class Conversation:
         updates: Updates,
         on_scroll: Callable[[ft.OnScrollEvent], Awaitable[None]],
         on_load_older: Callable[[ft.Event], Awaitable[None]],
-        phase: int | None = None,
     ) -> None:
         self.updates = updates
-        self.phase = draw_phase() if phase is None else phase  # tail_capacity
+        self.phase = draw_phase()  # tail_capacity
         self.rows: dict[str, MessageRow] = {}
         self.list = ft.ListView(
             expand=True,
