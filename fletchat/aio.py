@@ -43,3 +43,11 @@ async def within(awaitable: Awaitable[T], timeout: float) -> T:
             await task
         raise TimeoutError
     return task.result()
+
+
+async def after(task: asyncio.Future | None) -> None:
+    """Wait until ``task`` (the previous link of a chain of tasks) has ended, however it ended:
+    tasks that work in parallel but must finish in the order they were started wait for the one
+    before them (its outcome, a failure or a cancel included, is its own)."""
+    if task is not None and not task.done():
+        await asyncio.wait([task])

@@ -153,6 +153,11 @@ def test_wrong_length_chunk_and_unbegun_download_are_refused(tmp_path):
     receiver.begin(m)
     with pytest.raises(BlobError, match="length"):
         receiver.write_chunk(m, 0, b"x" * 5, leaf_hash(b"x" * 5))
+    # a batch with one bad chunk writes none of it
+    good = b"x" * CHUNK
+    with pytest.raises(BlobError, match="length"):
+        receiver.write_chunks(m, [(0, good, leaf_hash(good)), (1, b"x" * 5, leaf_hash(b"x" * 5))])
+    assert BlobStore(tmp_path / "recv").begin(m) == set()  # nothing journaled
 
 
 def test_read_chunk_of_what_we_lack(tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import random
+import time
 from collections import Counter
 
 import pytest
@@ -16,6 +17,7 @@ from fletchat.files import limits as L
 from fletchat.files.blobstore import BlobStore
 from fletchat.files.serve import Server
 from fletchat.files.service import FileEvent, FilesService
+from fletchat.files.wholehash import RunningHash
 from tests.timing import eventually
 
 CHUNK = L.MIN_CHUNK_SIZE
@@ -107,6 +109,34 @@ async def test_fetch_from_several_holders_drops_the_liar(tmp_path, service):
     assert (await asyncio.wait_for(await late.fetch(m, ["me"]), 30)).read_bytes() == DATA
     for s in (origin, other, bad, me, late):
         await s.stop()
+
+
+async def test_one_holders_chunks_arrive_and_are_written_in_order(tmp_path, service, monkeypatch):
+    """Chunk reads and writes run in parallel threads, slowed here at random so they finish out
+    of order; still the holder answers in the order it was asked and the receiver writes in the
+    order it verified, so its running whole-file hash never holds a chunk that came early
+    (unordered, a 200 MB download held up to 16 MiB that way) and nothing is read back."""
+    rng = random.Random(3)
+    real_read, real_write = BlobStore.read_chunk, BlobStore.write_chunks
+    monkeypatch.setattr(BlobStore, "read_chunk", lambda self, *a: (
+        time.sleep(rng.random() * 0.004), real_read(self, *a))[1])
+    monkeypatch.setattr(BlobStore, "write_chunks", lambda self, *a: (
+        time.sleep(rng.random() * 0.004), real_write(self, *a))[1])
+    early: list[int] = []
+    real_add = RunningHash.add
+    monkeypatch.setattr(RunningHash, "add", lambda self, i, d: (
+        real_add(self, i, d), early.append(self._early_bytes))[0])
+    data = random.Random(9).randbytes(CHUNK * 48 + 5)
+    log: list = []
+    origin = service(tmp_path, "origin")
+    m = origin.store.import_stream(io.BytesIO(data), "a.bin", "application/octet-stream", CHUNK)
+    me = service(tmp_path, "me")
+    await connect("origin", origin, "me", me, log)
+    path = await asyncio.wait_for(await me.fetch(m, holders=["origin"]), 30)
+    assert path.read_bytes() == data
+    sent = [F.decode(f).index for p, f in log if p == "origin" and isinstance(f, bytes)]
+    assert sent == sorted(sent) and len(set(sent)) == m.chunk_count
+    assert len(early) == m.chunk_count and max(early) == 0
 
 
 async def test_a_file_nobody_has_says_so_and_resumes_when_a_holder_comes(tmp_path, service):

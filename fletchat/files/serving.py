@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from ..aio import after as in_turn
 from . import frames as F
 from . import limits as L
 from .blobstore import BlobStore
@@ -68,11 +69,12 @@ class ServingMethods:
     _asked: dict[tuple[str, str, int], int]  # queued Get -> its chunk size
     _layouts: Layouts
     _nudge: asyncio.Future[None] | None
+    _last_serve: dict[str, asyncio.Task]  # per peer: the chunk answer that goes out last so far
 
     async def _off_loop(self, fn: Callable, *args) -> Any: ...
     async def _send(self, peer: str, frame: F.FilesFrame) -> None: ...
     async def _close(self, peer: str, code: int, reason: str) -> None: ...
-    def _spawn(self, coro: Coroutine) -> None: ...
+    def _spawn(self, coro: Coroutine) -> asyncio.Task: ...
 
     async def _on_get(self, peer: str, frame: F.Get, now: float) -> None:
         length = await self._length(frame)
@@ -81,6 +83,10 @@ class ServingMethods:
         await self._serve(self.server.on_request(peer, frame.sha256, frame.index, length, now))
         if self._nudge is not None and not self._nudge.done():
             self._nudge.set_result(None)
+
+    def _served(self, peer: str, task: asyncio.Task) -> None:
+        if self._last_serve.get(peer) is task:
+            del self._last_serve[peer]
 
     async def _length(self, get: F.Get) -> int | None:
         """The requested chunk's length if we hold it with that chunk size (the whole file, or
@@ -95,7 +101,11 @@ class ServingMethods:
             self._layouts.add(get.sha256, layout)
         return self._layouts.length(get)
 
-    async def _serve_one(self, ev: Serve, chunk: int) -> None:
+    async def _serve_one(self, ev: Serve, chunk: int, after: asyncio.Task | None) -> None:
+        """Read and send one chunk. Chunks are read in parallel threads but go out in the order
+        they were asked for (``after``: the answer before this one to the same peer): answered as
+        they came off the threads, a one-holder download's chunks arrived out of order, and the
+        receiver held up to 16 MiB of early chunks for its running hash (``wholehash``)."""
         span = self.swarm.span(ev.sha256, ev.index, chunk)
         proof = self.swarm.proof(ev.sha256, ev.index)
         partial = (span, proof) if span is not None and proof is not None else None
@@ -104,6 +114,7 @@ class ServingMethods:
         except (KeyError, OSError):
             await self._send(ev.peer, F.NoChunk(ev.sha256, ev.index, "not_found"))
             return
+        await in_turn(after)
         link = self._links.get(ev.peer)
         if link is not None:
             await link.send(frame)
@@ -112,7 +123,9 @@ class ServingMethods:
         for ev in events:
             if isinstance(ev, Serve):
                 chunk = self._asked.pop((ev.peer, ev.sha256, ev.index), L.DEFAULT_CHUNK_SIZE)
-                self._spawn(self._serve_one(ev, chunk))
+                task = self._spawn(self._serve_one(ev, chunk, self._last_serve.get(ev.peer)))
+                self._last_serve[ev.peer] = task
+                task.add_done_callback(lambda t, peer=ev.peer: self._served(peer, t))
             elif isinstance(ev, Refuse):
                 await self._send(ev.peer, F.NoChunk(ev.sha256, ev.index, ev.reason))
             elif isinstance(ev, Drop):
