@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import random
+import threading
 import time
 from collections import Counter
 
@@ -137,6 +138,32 @@ async def test_one_holders_chunks_arrive_and_are_written_in_order(tmp_path, serv
     sent = [F.decode(f).index for p, f in log if p == "origin" and isinstance(f, bytes)]
     assert sent == sorted(sent) and len(set(sent)) == m.chunk_count
     assert len(early) == m.chunk_count and max(early) == 0
+
+
+async def test_a_disk_that_falls_behind_holds_the_reader_not_memory(tmp_path, service, monkeypatch):
+    """Verified chunks waiting for the disk are bounded (``MAX_UNWRITTEN_BYTES``): past that the
+    files connection's reader waits for the writer, so the rest stays with the sender (its
+    window), not in this peer's memory; the download completes once the disk catches up."""
+    monkeypatch.setattr(L, "MAX_UNWRITTEN_BYTES", 4 * CHUNK)
+    disk = threading.Event()
+    real_write = BlobStore.write_chunks
+    monkeypatch.setattr(BlobStore, "write_chunks", lambda self, *a: (
+        disk.wait(30), real_write(self, *a))[1])
+    data = random.Random(11).randbytes(CHUNK * 40)
+    origin = service(tmp_path, "origin")
+    m = origin.store.import_stream(io.BytesIO(data), "a.bin", "application/octet-stream", CHUNK)
+    me = service(tmp_path, "me")
+    await connect("origin", origin, "me", me, [])
+    result = await me.fetch(m, holders=["origin"])
+    job = me._jobs[m.sha256]
+    await eventually(lambda: job.received >= 5, "chunks while the disk is stuck")
+    deadline = time.monotonic() + 0.5  # nothing more is taken in while the disk stays stuck
+    while time.monotonic() < deadline:
+        assert job.received <= 6 and job.writer.unwritten <= 5 * CHUNK, (job.received, job.writer.unwritten)
+        await asyncio.sleep(0.02)
+    disk.set()
+    assert (await asyncio.wait_for(result, 30)).read_bytes() == data
+    assert job.writer.unwritten == 0
 
 
 async def test_a_file_nobody_has_says_so_and_resumes_when_a_holder_comes(tmp_path, service):

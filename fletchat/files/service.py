@@ -31,6 +31,7 @@ from .serve import Server
 from .serving import Layouts, ServingMethods
 from .swarm import Swarm
 from .transfer import Complete, Drop, Fetch, FetchState, HoldersGone, Request, Verified
+from .writer import ChunkWriter
 
 HASH_IN_THREAD_BYTES = 64 * L.KIB  # chunks from this size on are hashed in a worker thread
 # Chunk reads, hashes and writes run on threads of their own, not asyncio's default executor: the
@@ -66,11 +67,9 @@ class FileEvent:
 
 
 class _Job:
-    def __init__(self, fetch: Fetch) -> None:
+    def __init__(self, fetch: Fetch, writer: Callable[[_Job], ChunkWriter]) -> None:
         self.fetch = fetch
-        self.writes = 0  # chunks verified and not yet written
-        self.to_write: list[Verified] = []  # ... of which these wait for the writer
-        self.writer: asyncio.Task | None = None  # the download's one writer (``_write_all``)
+        self.writer = writer(self)  # writes verified chunks, in the order verified
         self.complete = False
         self.finishing = False
         self.on_disk = len(fetch.verified)  # chunks verified before this run (resume)
@@ -187,7 +186,7 @@ class FilesService(ServingMethods):
         if not self.can_start():
             raise BusyError(f"{L.MAX_CONCURRENT_FETCHES} files are already downloading; try again when one is done.")
         have = await self._off_loop(self.store.begin, manifest)  # QuotaError goes to the caller
-        job = self._jobs[manifest.sha256] = _Job(Fetch(manifest, have))
+        job = self._jobs[manifest.sha256] = _Job(Fetch(manifest, have), self._writer)
         self.swarm.begin(manifest)
         now = self._clock()
         events = job.fetch.start(now) if len(have) == manifest.chunk_count else []
@@ -211,11 +210,9 @@ class FilesService(ServingMethods):
         for ev in events:
             if isinstance(ev, Request):
                 await self._send(ev.holder, F.Get(sha, ev.index, job.fetch.manifest.chunk_size))
-            elif isinstance(ev, Verified):  # written by its own task: reading goes on meanwhile
-                job.writes += 1
-                job.to_write.append(ev)
-                if job.writer is None or job.writer.done():
-                    job.writer = self._spawn(self._write_all(job))
+            elif isinstance(ev, Verified):  # written by a thread: reading goes on meanwhile
+                with contextlib.suppress(RuntimeError):  # stopping: fetched again next run
+                    job.writer.add(ev)
             elif isinstance(ev, Drop):
                 await self._close(ev.peer, 1008, str(ev.verdict))
             elif isinstance(ev, Complete):
@@ -223,7 +220,7 @@ class FilesService(ServingMethods):
             elif isinstance(ev, HoldersGone):
                 self.on_event(FileEvent("waiting", sha, job.fetch.bytes_verified, job.fetch.manifest.size,
                                         reason=NOBODY))
-        if job.complete and job.writes == 0 and not job.finishing:
+        if job.complete and job.writer.pending == 0 and not job.finishing:
             await self._finish(job)
 
     def _spawn(self, coro) -> asyncio.Task:
@@ -236,39 +233,39 @@ class FilesService(ServingMethods):
 
     async def idle(self) -> None:
         """Wait for the chunk reads and writes started so far (tests; an orderly stop)."""
-        while self._work:
-            await asyncio.gather(*list(self._work), return_exceptions=True)
+        while True:
+            if self._work:
+                await asyncio.gather(*list(self._work), return_exceptions=True)
+            elif any(job.writer.pending for job in self._jobs.values()):
+                await asyncio.sleep(0.005)  # a writer thread is on it
+            else:
+                return
 
-    async def _write_all(self, job: _Job) -> None:
-        """The download's one writer: the chunks verified so far, in the order they were
-        verified, then those verified meanwhile. In order, because a chunk written ahead of its
-        predecessors waits in memory for the running whole-file hash (writers that each took
-        the blob store's lock in no particular order held up to 16 MiB that way); in batches, so
-        a backlog costs one thread hop, not one per chunk (one hop per chunk, in turn, fell
-        behind the network: 128 MiB of chunks waiting, at 160 MB/s)."""
+    def _writer(self, job: _Job) -> ChunkWriter:
+        return ChunkWriter(self.store, job.fetch.manifest, self._pool, asyncio.get_running_loop(),
+                           lambda batch, err: self._written(job, batch, err))
+
+    def _written(self, job: _Job, batch: list[Verified], error: Exception | None) -> None:
+        """The writer stored ``batch`` (or could not: those chunks are asked for again)."""
         m = job.fetch.manifest
-        while job.to_write:
-            batch, job.to_write = job.to_write, []
-            try:
-                await self._off_loop(self.store.write_chunks, m,
-                                     [(ev.index, ev.data, ev.leaf) for ev in batch])
-            except (OSError, BlobError) as err:
-                log.warning("could not store chunks %s of %s: %s", [ev.index for ev in batch],
-                            m.sha256[:12], err)
-                job.writes -= len(batch)
-                job.complete = False
-                for ev in batch:
-                    await self._handle(job, job.fetch.forget(ev.index, self._clock()))
-                continue
-            job.writes -= len(batch)
-            for ev in batch:
-                self.swarm.written(m.sha256, ev.index, ev.proof)
-            self._announce_soon()
-            # from partial holders while nobody has the rest: the view keeps saying so
-            kind, why = ("waiting", NOBODY) if job.fetch.holders_gone else ("progress", "")
-            self.on_event(FileEvent(kind, m.sha256, job.fetch.bytes_verified, m.size, reason=why))
-        if job.complete and job.writes == 0 and not job.finishing:
-            await self._finish(job)
+        if error is not None:
+            log.warning("could not store chunks %s of %s: %s", [c.index for c in batch],
+                        m.sha256[:12], error)
+            if self._jobs.get(m.sha256) is not job:
+                return  # the download ended meanwhile
+            job.complete = False
+            now = self._clock()
+            self._spawn(self._handle(job, [ev for c in batch for ev in job.fetch.forget(c.index, now)]))
+            return
+        for c in batch:
+            self.swarm.written(m.sha256, c.index, c.proof)
+        self._announce_soon()
+        # from partial holders while nobody has the rest: the view keeps saying so
+        kind, why = ("waiting", NOBODY) if job.fetch.holders_gone else ("progress", "")
+        self.on_event(FileEvent(kind, m.sha256, job.fetch.bytes_verified, m.size, reason=why))
+        if job.complete and job.writer.pending == 0 and not job.finishing:
+            job.finishing = True
+            self._spawn(self._finish(job))
 
     async def _finish(self, job: _Job) -> None:
         job.finishing = True
@@ -312,6 +309,7 @@ class FilesService(ServingMethods):
         elif isinstance(frame, F.NoChunk):
             await self._handle(job, job.fetch.on_refused(peer, frame.index, frame.reason, now))
         else:
+            await job.writer.wait_for_room()  # the disk is behind: so is this reader
             job.received += 1
             job.by_peer[peer] = job.by_peer.get(peer, 0) + 1
             # Hashing a 1 MiB chunk takes milliseconds: in a thread (hashlib releases the GIL),
