@@ -166,6 +166,31 @@ async def test_a_disk_that_falls_behind_holds_the_reader_not_memory(tmp_path, se
     assert job.writer.unwritten == 0
 
 
+async def test_chunks_the_disk_refused_are_fetched_again(tmp_path, service, monkeypatch, caplog):
+    """A write that fails (a full disk, an I/O error) loses none of the download: the chunks of
+    that batch are forgotten and asked for again, and the file completes once writes work."""
+    failures = [OSError(28, "No space left on device")] * 2
+    real_write = BlobStore.write_chunks
+
+    def flaky(self, manifest, chunks):
+        if failures:
+            raise failures.pop()
+        return real_write(self, manifest, chunks)
+
+    monkeypatch.setattr(BlobStore, "write_chunks", flaky)
+    origin = service(tmp_path, "origin")
+    m = origin.store.import_stream(io.BytesIO(DATA), "a.bin", "application/octet-stream", CHUNK)
+    me = service(tmp_path, "me")
+    log: list = []
+    await connect("origin", origin, "me", me, log)
+    with caplog.at_level("WARNING", logger="fletchat.files"):
+        path = await asyncio.wait_for(await me.fetch(m, holders=["origin"]), 30)
+    assert path.read_bytes() == DATA and not failures
+    assert sum("No space left" in r.getMessage() for r in caplog.records) == 2
+    sent = Counter(F.decode(f).index for p, f in log if p == "origin" and isinstance(f, bytes))
+    assert sum(sent.values()) > m.chunk_count  # the refused ones came again
+
+
 async def test_a_file_nobody_has_says_so_and_resumes_when_a_holder_comes(tmp_path, service):
     log: list = []
     origin = service(tmp_path, "origin")
