@@ -226,3 +226,33 @@ def test_the_running_hash_reads_back_only_what_it_could_not_hold():
     assert h.next_index == 5
     h.update_from_disk(data[5 * CHUNK:])  # what finish reads back: from chunk 5 on
     assert h.hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def test_a_filling_disk_never_leaves_a_chunk_half_written_or_the_journal_shifted(tmp_path, monkeypatch):
+    """Short writes (a disk filling up) are written on, not journaled as a whole chunk with
+    zeros in it; a journal append that fails part way is cut off again, so later records are
+    read in their place and the chunks it named are fetched again after a restart."""
+    sender, m = offer(tmp_path, payload(4))
+    receiver = BlobStore(tmp_path / "recv")
+    receiver.begin(m)
+    chunks = [sender.read_chunk(m.sha256, i, CHUNK)[0] for i in range(m.chunk_count)]
+    real_pwrite, real_write = os.pwrite, os.write
+    monkeypatch.setattr(os, "pwrite", lambda fd, data, off: real_pwrite(fd, bytes(data)[:1000], off))
+    receiver.write_chunks(m, [(0, chunks[0], leaf_hash(chunks[0]))])  # 1,000 bytes at a time
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
+
+    def full_disk(fd, data):  # half a record gets in, then the disk is full
+        real_write(fd, bytes(data)[:len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        receiver.write_chunks(m, [(1, chunks[1], leaf_hash(chunks[1]))])
+    monkeypatch.setattr(os, "write", real_write)
+    for i in range(2, m.chunk_count):
+        receiver.write_chunks(m, [(i, chunks[i], leaf_hash(chunks[i]))])
+    # a restart reads the journal: every chunk but the refused one, each whole
+    again = BlobStore(tmp_path / "recv")
+    assert again.begin(m) == set(range(m.chunk_count)) - {1}
+    again.write_chunk(m, 1, chunks[1], leaf_hash(chunks[1]))
+    assert again.finish(m).read_bytes() == payload(4)

@@ -33,10 +33,11 @@ class Pipe:
         self.queue: asyncio.Queue = asyncio.Queue()
         self.closed: tuple[int, str] | None = None
         self.tamper = None  # frame -> frame, for a lying holder
+        self.replaced = False  # as the files lane's reader: the frame in hand is its last
         self.task = asyncio.get_running_loop().create_task(self._pump())
 
     async def _pump(self) -> None:
-        while True:
+        while not self.replaced:
             frame = await self.queue.get()
             await self.other.on_frame(self.me, frame)
 
@@ -140,44 +141,82 @@ async def test_one_holders_chunks_arrive_and_are_written_in_order(tmp_path, serv
     assert len(early) == m.chunk_count and max(early) == 0
 
 
-async def test_a_disk_that_falls_behind_holds_the_reader_not_memory(tmp_path, service, monkeypatch):
-    """Verified chunks waiting for the disk are bounded (``MAX_UNWRITTEN_BYTES``): past that the
-    files connection's reader waits for the writer, so the rest stays with the sender (its
-    window), not in this peer's memory; the download completes once the disk catches up."""
+def stuck_disk(monkeypatch) -> threading.Event:
+    """Room for 4 chunks waiting for the disk, and writes that wait until the event is set."""
     monkeypatch.setattr(L, "MAX_UNWRITTEN_BYTES", 4 * CHUNK)
     disk = threading.Event()
     real_write = BlobStore.write_chunks
     monkeypatch.setattr(BlobStore, "write_chunks", lambda self, *a: (
         disk.wait(30), real_write(self, *a))[1])
+    return disk
+
+
+async def test_a_disk_that_falls_behind_holds_the_readers_not_memory(tmp_path, service, monkeypatch):
+    """Verified chunks waiting for the disk, and those being hashed, are bounded together
+    (``MAX_UNWRITTEN_BYTES``) however many holders send at once: past that every files
+    connection's reader waits for the writer, so the rest stays with the senders (their
+    windows), not in this peer's memory; the download completes once the disk catches up."""
+    disk = stuck_disk(monkeypatch)
     data = random.Random(11).randbytes(CHUNK * 40)
+    me = service(tmp_path, "me")
+    holders = []
+    for name in ("origin", "other", "third"):
+        holder = service(tmp_path, name)
+        m = holder.store.import_stream(io.BytesIO(data), "a.bin", "application/octet-stream", CHUNK)
+        await connect(name, holder, "me", me, [])
+        holders.append(name)
+    result = await me.fetch(m, holders=holders)
+    job = me._jobs[m.sha256]
+    await eventually(lambda: job.received >= 4, "chunks while the disk is stuck")
+    deadline = time.monotonic() + 0.5  # nothing more is taken in while the disk stays stuck
+    while time.monotonic() < deadline:
+        held = job.writer.unwritten + job.writer.reserved
+        assert job.received <= 4 and held <= 4 * CHUNK, (job.received, held)
+        await asyncio.sleep(0.02)
+    assert len(job.by_peer) >= 2  # several holders were sending
+    disk.set()
+    assert (await asyncio.wait_for(result, 30)).read_bytes() == data
+    assert job.writer.unwritten == job.writer.reserved == 0
+
+
+async def test_a_connection_replaced_while_its_reader_waits_is_no_liar(tmp_path, service, monkeypatch):
+    """A reader that waited for the disk while its connection was replaced (a reconnect) drops
+    the chunk it held: the new connection did not ask for it, and taking it would have judged an
+    honest holder a liar (closed, never asked again: the download stalled)."""
+    disk = stuck_disk(monkeypatch)
+    data = random.Random(12).randbytes(CHUNK * 40)
     origin = service(tmp_path, "origin")
     m = origin.store.import_stream(io.BytesIO(data), "a.bin", "application/octet-stream", CHUNK)
     me = service(tmp_path, "me")
-    await connect("origin", origin, "me", me, [])
+    pipes = await connect("origin", origin, "me", me, [])
     result = await me.fetch(m, holders=["origin"])
     job = me._jobs[m.sha256]
-    await eventually(lambda: job.received >= 5, "chunks while the disk is stuck")
-    deadline = time.monotonic() + 0.5  # nothing more is taken in while the disk stays stuck
-    while time.monotonic() < deadline:
-        assert job.received <= 6 and job.writer.unwritten <= 5 * CHUNK, (job.received, job.writer.unwritten)
-        await asyncio.sleep(0.02)
+    await eventually(lambda: job.writer.reserved + job.writer.unwritten >= 4 * CHUNK
+                     and job.received >= 4, "the disk's backlog full")
+    await asyncio.sleep(0.05)  # a reader waits for room with a chunk in hand
+    old_ab, old_ba = pipes
+    old_ab.replaced = old_ba.replaced = True
+    await me.detach("origin")
+    await origin.detach("me")
+    _ab, ba = await connect("origin", origin, "me", me, [])
     disk.set()
     assert (await asyncio.wait_for(result, 30)).read_bytes() == data
-    assert job.writer.unwritten == 0
+    assert ba.closed is None  # the new connection was not closed as a liar's
 
 
-async def test_chunks_the_disk_refused_are_fetched_again(tmp_path, service, monkeypatch, caplog):
-    """A write that fails (a full disk, an I/O error) loses none of the download: the chunks of
-    that batch are forgotten and asked for again, and the file completes once writes work."""
-    failures = [OSError(28, "No space left on device")] * 2
+async def fetch_while_writes_fail(tmp_path, service, monkeypatch, caplog, *errors: Exception
+                                  ) -> tuple[bytes, Counter]:
+    """A one-holder download whose first ``len(errors)`` batch writes raise these: the bytes it
+    ends with, and how often each chunk was sent."""
+    failures = list(errors)
     real_write = BlobStore.write_chunks
 
-    def flaky(self, manifest, chunks):
+    def failing(self, manifest, chunks):
         if failures:
             raise failures.pop()
         return real_write(self, manifest, chunks)
 
-    monkeypatch.setattr(BlobStore, "write_chunks", flaky)
+    monkeypatch.setattr(BlobStore, "write_chunks", failing)
     origin = service(tmp_path, "origin")
     m = origin.store.import_stream(io.BytesIO(DATA), "a.bin", "application/octet-stream", CHUNK)
     me = service(tmp_path, "me")
@@ -185,10 +224,29 @@ async def test_chunks_the_disk_refused_are_fetched_again(tmp_path, service, monk
     await connect("origin", origin, "me", me, log)
     with caplog.at_level("WARNING", logger="fletchat.files"):
         path = await asyncio.wait_for(await me.fetch(m, holders=["origin"]), 30)
-    assert path.read_bytes() == DATA and not failures
+    assert not failures
+    return path.read_bytes(), Counter(F.decode(f).index for p, f in log
+                                      if p == "origin" and isinstance(f, bytes))
+
+
+async def test_a_writer_that_fails_unexpectedly_still_finishes_the_download(tmp_path, service,
+                                                                           monkeypatch, caplog):
+    """Not only disk errors: any failure of a batch is reported (its chunks fetched again), or
+    the writer would stay "draining" for good and the download never finish."""
+    data, _sent = await fetch_while_writes_fail(tmp_path, service, monkeypatch, caplog,
+                                                ValueError("a bug"))
+    assert data == DATA
+    assert any("writing chunks failed" in r.getMessage() for r in caplog.records)
+
+
+async def test_chunks_the_disk_refused_are_fetched_again(tmp_path, service, monkeypatch, caplog):
+    """A write that fails (a full disk, an I/O error) loses none of the download: the chunks of
+    that batch are forgotten and asked for again, and the file completes once writes work."""
+    data, sent = await fetch_while_writes_fail(tmp_path, service, monkeypatch, caplog,
+                                               *[OSError(28, "No space left on device")] * 2)
+    assert data == DATA
     assert sum("No space left" in r.getMessage() for r in caplog.records) == 2
-    sent = Counter(F.decode(f).index for p, f in log if p == "origin" and isinstance(f, bytes))
-    assert sum(sent.values()) > m.chunk_count  # the refused ones came again
+    assert sum(sent.values()) > len(DATA) // CHUNK + 1  # the refused ones came again
 
 
 async def test_a_file_nobody_has_says_so_and_resumes_when_a_holder_comes(tmp_path, service):

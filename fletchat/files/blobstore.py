@@ -23,6 +23,7 @@ hashing; the ``a*`` methods run them in a worker thread, so the event loop never
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import os
@@ -268,12 +269,12 @@ class BlobStore:
             fd = os.open(self._part(sha, "part"), os.O_WRONLY)
             try:
                 for (offset, length), (_index, data, _leaf) in zip(spans, chunks, strict=True):
-                    os.pwrite(fd, data, offset)
+                    _write_fully(fd, data, offset)
                     _start_writeback(fd, offset, length)
             finally:
                 os.close(fd)
-            with open(self._part(sha, "idx"), "ab") as journal:
-                journal.write(b"".join(_RECORD.pack(index, leaf) for index, _data, leaf in chunks))
+            _append_records(self._part(sha, "idx"),
+                            b"".join(_RECORD.pack(index, leaf) for index, _data, leaf in chunks))
             running = self._hashes.get(sha)
             for index, data, _leaf in chunks:
                 self._verified[sha].add(index)
@@ -372,6 +373,37 @@ class BlobStore:
 
     async def ausage(self) -> Usage:
         return await asyncio.to_thread(self.usage)
+
+
+def _write_fully(fd: int, data: bytes | memoryview, offset: int) -> None:
+    """``pwrite`` until every byte is written: a short write (a disk filling up) must fail, not
+    leave zeros in a chunk that is then journaled as verified."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, "short write")
+        view, offset = view[written:], offset + written
+
+
+def _append_records(path: Path, records: bytes) -> None:
+    """Append journal records all or nothing: a write that fails part way is cut off again, or
+    every record after it would be read shifted (and the chunks it names are fetched again)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            view = memoryview(records)
+            while view:
+                written = os.write(fd, view)
+                if written <= 0:
+                    raise OSError(errno.ENOSPC, "short write")
+                view = view[written:]
+        except OSError:
+            os.ftruncate(fd, size)
+            raise
+    finally:
+        os.close(fd)
 
 
 def _start_writeback(fd: int, offset: int, length: int) -> None:

@@ -108,6 +108,7 @@ class FilesService(ServingMethods):
         self._layouts = Layouts()
         self._work: set[asyncio.Task] = set()  # chunk reads and writes in progress
         self._last_serve: dict[str, asyncio.Task] = {}
+        self._stopping = False
         self._nudge: asyncio.Future[None] | None = None  # resolved to wake the timer loop early
         self._task: asyncio.Task | None = None
         self._pool = ThreadPoolExecutor(FILE_THREADS, thread_name_prefix="fletchat-files")
@@ -123,6 +124,7 @@ class FilesService(ServingMethods):
         self._task = asyncio.get_running_loop().create_task(self._timers())
 
     async def stop(self) -> None:
+        self._stopping = True  # writer threads still draining report to nobody
         for task in list(self._work):
             task.cancel()
         await asyncio.gather(*self._work, return_exceptions=True)
@@ -157,6 +159,7 @@ class FilesService(ServingMethods):
         self._links.pop(peer, None)
         self._buckets.pop(peer, None)
         self.server.forget(peer)
+        self._last_serve.pop(peer, None)  # a new connection's answers do not wait for the old's
         fellow_of = [job for sha, job in self._jobs.items() if peer in self.swarm.fellows(sha)]
         self.swarm.forget(peer)
         self._asked = {k: v for k, v in self._asked.items() if k[0] != peer}
@@ -247,6 +250,8 @@ class FilesService(ServingMethods):
 
     def _written(self, job: _Job, batch: list[Verified], error: Exception | None) -> None:
         """The writer stored ``batch`` (or could not: those chunks are asked for again)."""
+        if self._stopping:
+            return
         m = job.fetch.manifest
         if error is not None:
             log.warning("could not store chunks %s of %s: %s", [c.index for c in batch],
@@ -309,16 +314,24 @@ class FilesService(ServingMethods):
         elif isinstance(frame, F.NoChunk):
             await self._handle(job, job.fetch.on_refused(peer, frame.index, frame.reason, now))
         else:
-            await job.writer.wait_for_room()  # the disk is behind: so is this reader
+            await self._on_chunk(peer, job, frame, now)
+
+    async def _on_chunk(self, peer: str, job: _Job, frame: F.Chunk, now: float) -> None:
+        link, size = self._links.get(peer), len(frame.data)
+        await job.writer.reserve(size)  # the disk is behind: so is this reader
+        try:
+            # in a thread, so chat frames on the loop do not wait (hashing chunks in parallel
+            # tasks measured no faster, with chat slower: more threads beside the loop)
+            leaf = (await self._off_loop(leaf_hash, frame.data)
+                    if size >= HASH_IN_THREAD_BYTES else None)
+            if self._links.get(peer) is not link or self._jobs.get(frame.sha256) is not job:
+                return  # its connection was replaced (the chunk would look unrequested) or the download ended
             job.received += 1
             job.by_peer[peer] = job.by_peer.get(peer, 0) + 1
-            # Hashing a 1 MiB chunk takes milliseconds: in a thread (hashlib releases the GIL),
-            # so chat frames on the same loop do not wait for it. (Hashing chunks in parallel
-            # tasks instead measured no faster, with chat slower: more threads beside the loop.)
-            leaf = (await self._off_loop(leaf_hash, frame.data)
-                    if len(frame.data) >= HASH_IN_THREAD_BYTES else None)
             await self._handle(job, job.fetch.on_chunk(peer, frame.index, frame.data, frame.proof,
                                                        now, leaf))
+        finally:
+            job.writer.release(size)
 
     async def _on_holding(self, peer: str, frame: F.Query | F.Holds | F.Have, job: _Job | None,
                           now: float) -> None:

@@ -106,17 +106,16 @@ class ServingMethods:
         they were asked for (``after``: the answer before this one to the same peer): answered as
         they came off the threads, a one-holder download's chunks arrived out of order, and the
         receiver held up to 16 MiB of early chunks for its running hash (``wholehash``)."""
+        link = self._links.get(ev.peer)  # the connection that asked: answered on it or not at all
         span = self.swarm.span(ev.sha256, ev.index, chunk)
         proof = self.swarm.proof(ev.sha256, ev.index)
         partial = (span, proof) if span is not None and proof is not None else None
         try:
             frame = await self._off_loop(chunk_frame, self.store, ev.sha256, ev.index, chunk, partial)
         except (KeyError, OSError):
-            await self._send(ev.peer, F.NoChunk(ev.sha256, ev.index, "not_found"))
-            return
+            frame = F.encode(F.NoChunk(ev.sha256, ev.index, "not_found"))
         await in_turn(after)
-        link = self._links.get(ev.peer)
-        if link is not None:
+        if link is not None and self._links.get(ev.peer) is link:
             await link.send(frame)
 
     async def _serve(self, events: list) -> None:

@@ -13,6 +13,7 @@ it; ``on_written`` hears about each batch on the loop.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -21,6 +22,8 @@ from . import limits as L
 from .blobstore import BlobError, BlobStore
 from .manifest import FileManifest
 from .transfer import Verified
+
+log = logging.getLogger("fletchat.files")
 
 Written = Callable[[list[Verified], Exception | None], None]
 
@@ -35,12 +38,21 @@ class ChunkWriter:
         self._draining = False  # a thread is on it (it takes what is queued before it stops)
         self.pending = 0  # chunks added and not yet reported (loop side) ...
         self.unwritten = 0  # ... and their bytes
-        self.room = asyncio.Event()  # cleared while ``unwritten`` is over MAX_UNWRITTEN_BYTES
-        self.room.set()
+        self.reserved = 0  # bytes of chunks being hashed by readers (``reserve``)
+        self._room = asyncio.Event()  # set when either count fell: waiting readers look again
 
-    async def wait_for_room(self) -> None:
-        if not self.room.is_set():
-            await self.room.wait()
+    async def reserve(self, nbytes: int) -> None:
+        """Wait until a chunk of ``nbytes`` fits (or nothing is held), then hold its place
+        until ``release``; a chunk that is then verified is counted by ``add`` meanwhile."""
+        while (self.unwritten or self.reserved) and (
+                self.unwritten + self.reserved + nbytes > L.MAX_UNWRITTEN_BYTES):
+            self._room.clear()
+            await self._room.wait()
+        self.reserved += nbytes
+
+    def release(self, nbytes: int) -> None:
+        self.reserved -= nbytes
+        self._room.set()
 
     def add(self, chunk: Verified) -> None:
         """A verified chunk to write (on the loop). ``RuntimeError`` once the pool is shut."""
@@ -62,15 +74,12 @@ class ChunkWriter:
     def _queued(self, chunk: Verified) -> None:
         self.pending += 1
         self.unwritten += len(chunk.data)
-        if self.unwritten > L.MAX_UNWRITTEN_BYTES:
-            self.room.clear()
 
     def _done(self, batch: list[Verified], error: Exception | None, report: bool = True) -> None:
         """On the loop: ``batch`` was written (or failed with ``error``)."""
         self.pending -= len(batch)
         self.unwritten -= sum(len(c.data) for c in batch)
-        if self.unwritten <= L.MAX_UNWRITTEN_BYTES:
-            self.room.set()
+        self._room.set()
         if report:
             self._on_written(batch, error)
 
@@ -86,6 +95,9 @@ class ChunkWriter:
                 self._store.write_chunks(self._manifest,
                                          [(c.index, c.data, c.leaf) for c in batch])
             except (OSError, BlobError) as err:
+                error = err
+            except Exception as err:  # a bug: still reported (the chunks are fetched again), or
+                log.exception("writing chunks failed")  # this writer would stay "draining"
                 error = err
             try:
                 self._loop.call_soon_threadsafe(self._done, batch, error)
