@@ -31,6 +31,19 @@ class Login:
             in_background(self.page, self.memory.offer, self.name,
                           lambda: self.backend.name is None)
 
+    def ask_first(self) -> None:
+        """The dialog before the view behind it is built (the static web client): a name given
+        meanwhile waits for ``built``."""
+        self.building = asyncio.Event()
+        self.ask()
+
+    def built(self) -> None:
+        """The view behind the dialog is on the page: ask now, or let a waiting join go on."""
+        if self.building is None:
+            self.ask()
+        else:
+            self.building.set()
+
     async def join_click(self, e: ft.Event | None = None) -> None:
         if self.building is not None:  # a name given before the view behind the login was built
             await self.building.wait()

@@ -3,7 +3,6 @@ what it shows comes from the ``ChatBackend``; what belongs to this screen is in 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
@@ -101,8 +100,7 @@ class ChatView:
         page.horizontal_alignment = ft.CrossAxisAlignment.STRETCH
         if dialog_first is not None:
             self.composer.field.autofocus = False
-            self.login.building = asyncio.Event()
-            self.login.ask()
+            self.login.ask_first()
             await dialog_first()
         self.network.reread()
         if self.backend.capabilities.trust:
@@ -125,10 +123,7 @@ class ChatView:
         page.on_resize = self.on_resize
         self.fit_width(page.width, page.height)
         self.backend.subscribe(self.on_event)
-        if self.login.building is None:
-            self.login.ask()
-        else:
-            self.login.building.set()
+        self.login.built()
         self.updates.mark(page)
         self.updates.flush()
         in_background(page, self.network.watch, lambda: self.alive)
