@@ -141,6 +141,32 @@ async def test_one_holders_chunks_arrive_and_are_written_in_order(tmp_path, serv
     assert len(early) == m.chunk_count and max(early) == 0
 
 
+async def test_one_slow_read_holds_back_no_other_files_answers(tmp_path, service, monkeypatch):
+    """Answers keep their order per file, not per peer: a holder's slow read of one file's chunk
+    (a disk busy, a lock held by another download's finish) does not hold back the answers
+    for another file the same peer asked for meanwhile."""
+    slow_done = threading.Event()
+    real_read = BlobStore.read_chunk
+    origin = service(tmp_path, "origin")
+    a = origin.store.import_stream(io.BytesIO(DATA), "a.bin", "application/octet-stream", CHUNK)
+    b = origin.store.import_stream(io.BytesIO(DATA[::-1]), "b.bin", "application/octet-stream", CHUNK)
+
+    def read(self, sha, index, chunk):
+        if sha == a.sha256 and index == 0:
+            time.sleep(2.0)
+            slow_done.set()
+        return real_read(self, sha, index, chunk)
+
+    monkeypatch.setattr(BlobStore, "read_chunk", read)
+    me = service(tmp_path, "me")
+    await connect("origin", origin, "me", me, [])
+    first = await me.fetch(a, holders=["origin"])
+    second = await me.fetch(b, holders=["origin"])
+    assert (await asyncio.wait_for(second, 30)).read_bytes() == DATA[::-1]
+    assert not slow_done.is_set()  # b was complete while a's first chunk was still being read
+    assert (await asyncio.wait_for(first, 30)).read_bytes() == DATA
+
+
 def stuck_disk(monkeypatch) -> threading.Event:
     """Room for 4 chunks waiting for the disk, and writes that wait until the event is set."""
     monkeypatch.setattr(L, "MAX_UNWRITTEN_BYTES", 4 * CHUNK)

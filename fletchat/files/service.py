@@ -107,7 +107,7 @@ class FilesService(ServingMethods):
         self._asked: dict[tuple[str, str, int], int] = {}  # queued Get -> its chunk size
         self._layouts = Layouts()
         self._work: set[asyncio.Task] = set()  # chunk reads and writes in progress
-        self._last_serve: dict[str, asyncio.Task] = {}
+        self._last_serve: dict[tuple[str, str], asyncio.Task] = {}
         self._stopping = False
         self._nudge: asyncio.Future[None] | None = None  # resolved to wake the timer loop early
         self._task: asyncio.Task | None = None
@@ -159,7 +159,7 @@ class FilesService(ServingMethods):
         self._links.pop(peer, None)
         self._buckets.pop(peer, None)
         self.server.forget(peer)
-        self._last_serve.pop(peer, None)  # a new connection's answers do not wait for the old's
+        self._last_serve = {k: t for k, t in self._last_serve.items() if k[0] != peer}  # not waited for
         fellow_of = [job for sha, job in self._jobs.items() if peer in self.swarm.fellows(sha)]
         self.swarm.forget(peer)
         self._asked = {k: v for k, v in self._asked.items() if k[0] != peer}

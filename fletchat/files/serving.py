@@ -69,7 +69,7 @@ class ServingMethods:
     _asked: dict[tuple[str, str, int], int]  # queued Get -> its chunk size
     _layouts: Layouts
     _nudge: asyncio.Future[None] | None
-    _last_serve: dict[str, asyncio.Task]  # per peer: the chunk answer that goes out last so far
+    _last_serve: dict[tuple[str, str], asyncio.Task]  # per (peer, file): the answer that goes out last
 
     async def _off_loop(self, fn: Callable, *args) -> Any: ...
     async def _send(self, peer: str, frame: F.FilesFrame) -> None: ...
@@ -84,9 +84,9 @@ class ServingMethods:
         if self._nudge is not None and not self._nudge.done():
             self._nudge.set_result(None)
 
-    def _served(self, peer: str, task: asyncio.Task) -> None:
-        if self._last_serve.get(peer) is task:
-            del self._last_serve[peer]
+    def _served(self, key: tuple[str, str], task: asyncio.Task) -> None:
+        if self._last_serve.get(key) is task:
+            del self._last_serve[key]
 
     async def _length(self, get: F.Get) -> int | None:
         """The requested chunk's length if we hold it with that chunk size (the whole file, or
@@ -102,10 +102,11 @@ class ServingMethods:
         return self._layouts.length(get)
 
     async def _serve_one(self, ev: Serve, chunk: int, after: asyncio.Task | None) -> None:
-        """Read and send one chunk. Chunks are read in parallel threads but go out in the order
-        they were asked for (``after``: the answer before this one to the same peer): answered as
-        they came off the threads, a one-holder download's chunks arrived out of order, and the
-        receiver held up to 16 MiB of early chunks for its running hash (``wholehash``)."""
+        """Read and send one chunk. Chunks are read in parallel threads but a file's go out in
+        the order they were asked for (``after``: the answer before this one, of the same file to
+        the same peer): answered as they came off the threads, a one-holder download's chunks
+        arrived out of order, and the receiver held up to 16 MiB of early chunks for its running
+        hash (``wholehash``). Per file, so one slow read holds back no other file's answers."""
         link = self._links.get(ev.peer)  # the connection that asked: answered on it or not at all
         span = self.swarm.span(ev.sha256, ev.index, chunk)
         proof = self.swarm.proof(ev.sha256, ev.index)
@@ -122,9 +123,10 @@ class ServingMethods:
         for ev in events:
             if isinstance(ev, Serve):
                 chunk = self._asked.pop((ev.peer, ev.sha256, ev.index), L.DEFAULT_CHUNK_SIZE)
-                task = self._spawn(self._serve_one(ev, chunk, self._last_serve.get(ev.peer)))
-                self._last_serve[ev.peer] = task
-                task.add_done_callback(lambda t, peer=ev.peer: self._served(peer, t))
+                key = (ev.peer, ev.sha256)
+                task = self._spawn(self._serve_one(ev, chunk, self._last_serve.get(key)))
+                self._last_serve[key] = task
+                task.add_done_callback(lambda t, key=key: self._served(key, t))
             elif isinstance(ev, Refuse):
                 await self._send(ev.peer, F.NoChunk(ev.sha256, ev.index, ev.reason))
             elif isinstance(ev, Drop):
