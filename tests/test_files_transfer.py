@@ -123,6 +123,34 @@ def test_a_holder_that_keeps_timing_out_is_set_aside_not_dropped():
     assert any(isinstance(e, HoldersGone) for e in events)
 
 
+def test_a_holder_asked_again_after_a_timeout_may_answer_twice():
+    """The only holder is asked again for a chunk whose request timed out; it then answers both
+    requests (its first answer was only slow). Neither copy is "unrequested": judging the second
+    so closed an honest holder as a liar and stalled a one-holder download for good."""
+    f = Fetch(M, max_in_flight=1, timeout=10)
+    f.add_holder("only", 0)
+    assert f.in_flight("only") == {0}
+    assert ("only", 0) in requests(f.tick(10))  # timed out, asked again of the same holder
+    first = answer(f, "only", 0, now=11)
+    second = answer(f, "only", 0, now=12)
+    assert [type(e) for e in first][:1] == [Verified]
+    assert not any(isinstance(e, Drop) for e in first + second)
+    assert not any(isinstance(e, Verified) for e in second) and "only" in f.holders
+
+
+def test_a_holder_set_aside_for_timeouts_may_still_deliver_what_it_owes():
+    f = Fetch(M, max_in_flight=1, timeout=1)
+    f.add_holder("slow", 0)
+    for t in range(1, L.MAX_STRIKES + 1):
+        f.tick(t)
+    assert f.holders == []  # set aside, not judged
+    ev = answer(f, "slow", 0, now=L.MAX_STRIKES + 1)
+    assert [type(e) for e in ev][:1] == [Verified] and 0 in f.verified
+    assert not any(isinstance(e, Drop) for e in ev)
+    ev = answer(f, "slow", 5, now=L.MAX_STRIKES + 2)  # never asked of it: still a verdict
+    assert [e.verdict for e in ev if isinstance(e, Drop)] == [Verdict.UNREQUESTED]
+
+
 def test_refusals():
     f = Fetch(M, max_in_flight=1)
     f.add_holder("a", 0)

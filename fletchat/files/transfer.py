@@ -128,6 +128,7 @@ class Fetch:
         self._done_reported = False
         self._gone_reported = False
         self._liars: set[str] = set()  # holders that got a verdict: never asked again for this file
+        self._set_aside: dict[str, set[int]] = {}  # holders set aside for timeouts: what they owe
 
     # ---- queries ----
     @property
@@ -211,12 +212,9 @@ class Fetch:
         """A chunk arrived; ``leaf`` is its ``leaf_hash`` when the caller computed it already
         (off the event loop), else it is computed here."""
         h = self._holders.get(peer)
-        asked = h is not None and (index in h.in_flight or index in h.expired)
-        if not asked:
+        asked_at = _take_answer(h, self._set_aside.get(peer), index)
+        if asked_at is False:
             return self._drop(peer, Verdict.UNREQUESTED, f"chunk {index}", now)
-        assert h is not None
-        asked_at = h.in_flight.pop(index, None)
-        h.expired.discard(index)
         _, length = self.manifest.chunk_span(index)
         if len(data) > length:
             return self._drop(peer, Verdict.OVERSIZED, f"chunk {index}: {len(data)} > {length}", now)
@@ -230,10 +228,10 @@ class Fetch:
         if index not in self.verified:
             self.verified.add(index)
             events.append(Verified(index, data, leaf, tuple(proof)))
-        if asked_at is not None:
+        if h is not None and asked_at is not None:
             h.strikes = 0
             h.answered(asked_at, now, self._start_in_flight, self._max_in_flight)
-        if h.has is not None:
+        if h is not None and h.has is not None:
             self._partial_at = now
         return events + self._schedule(now)
 
@@ -271,6 +269,8 @@ class Fetch:
                 h.strikes += 1
                 if h.strikes >= L.MAX_STRIKES:
                     self._holders.pop(peer)
+                    # what it still owes may come late: welcome, not unrequested
+                    self._set_aside[peer] = set(h.in_flight) | h.expired
         self._promote_spares()
         return self._schedule(now)
 
@@ -387,3 +387,19 @@ class Fetch:
         if rare:
             return rare[0] if self._mix is None else self._mix.choice(rare)
         return None if stripe else first
+
+
+def _take_answer(h: _Holder | None, late: set[int] | None, index: int) -> float | None | bool:
+    """Take an answer off what was asked of a holder: when it was asked (a request in flight),
+    None (a late answer: to a request that timed out, maybe asked again of the same holder, which
+    then answers twice; or from a holder set aside for its timeouts: ``late``, what it owes), or
+    False (never asked: a verdict)."""
+    if h is not None and index in h.in_flight:
+        return h.in_flight.pop(index)  # a copy for an expired request may still come
+    if h is not None and index in h.expired:
+        h.expired.discard(index)
+        return None
+    if late is not None and index in late:
+        late.discard(index)
+        return None
+    return False
