@@ -39,6 +39,7 @@ class ChunkWriter:
         self.pending = 0  # chunks added and not yet reported (loop side) ...
         self.unwritten = 0  # ... and their bytes
         self.reserved = 0  # bytes of chunks being hashed by readers (``reserve``)
+        self.waiting = 0  # readers waiting for room
         self._room = asyncio.Event()  # set when either count fell: waiting readers look again
 
     async def reserve(self, nbytes: int) -> None:
@@ -47,7 +48,11 @@ class ChunkWriter:
         while (self.unwritten or self.reserved) and (
                 self.unwritten + self.reserved + nbytes > L.MAX_UNWRITTEN_BYTES):
             self._room.clear()
-            await self._room.wait()
+            self.waiting += 1
+            try:
+                await self._room.wait()
+            finally:
+                self.waiting -= 1
         self.reserved += nbytes
 
     def release(self, nbytes: int) -> None:
