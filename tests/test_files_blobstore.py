@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import threading
 from pathlib import Path
 
 import pytest
@@ -256,3 +257,30 @@ def test_a_filling_disk_never_leaves_a_chunk_half_written_or_the_journal_shifted
     assert again.begin(m) == set(range(m.chunk_count)) - {1}
     again.write_chunk(m, 1, chunks[1], leaf_hash(chunks[1]))
     assert again.finish(m).read_bytes() == payload(4)
+
+
+def test_verified_chunks_of_a_download_are_served_even_while_it_finishes(tmp_path):
+    """``read_partial`` serves only verified chunks, and does not wait for the file's lock:
+    ``finish`` holds that lock for its read-back and sync, and fellow fetchers' reads waiting
+    for it used to fill the files threads every other download needed."""
+    sender, m = offer(tmp_path, payload(3))
+    receiver = BlobStore(tmp_path / "recv")
+    receiver.begin(m)
+    c0 = sender.read_chunk(m.sha256, 0, CHUNK)[0]
+    receiver.write_chunk(m, 0, c0, leaf_hash(c0))
+    offset, length = m.chunk_span(0)
+    with pytest.raises(KeyError):
+        receiver.read_partial(m.sha256, 1, *m.chunk_span(1))  # not verified here
+    got: list[bytes] = []
+    with receiver._file_lock(m.sha256):  # as finish holds it
+        reader = threading.Thread(target=lambda: got.append(
+            receiver.read_partial(m.sha256, 0, offset, length)))
+        reader.start()
+        reader.join(10)
+        assert not reader.is_alive() and got == [c0]
+    for i in range(1, m.chunk_count):
+        c = sender.read_chunk(m.sha256, i, CHUNK)[0]
+        receiver.write_chunk(m, i, c, leaf_hash(c))
+    receiver.finish(m)
+    with pytest.raises((KeyError, FileNotFoundError)):  # the partial file is gone: served whole
+        receiver.read_partial(m.sha256, 0, offset, length)

@@ -355,13 +355,13 @@ class BlobStore:
 
     def read_partial(self, sha: str, index: int, offset: int, length: int) -> bytes:
         """Chunk ``index`` of a download in progress, only if it is journaled as verified here;
-        ``KeyError`` otherwise (a partial file is never served beyond its verified chunks)."""
-        with self._file_lock(sha):
-            if index not in self._verified.get(sha, ()):
-                raise KeyError(index)
-            with open(self._part(sha, "part"), "rb") as f:
-                f.seek(offset)
-                data = f.read(length)
+        ``KeyError`` otherwise. Not under the file's lock (``finish`` holds it for seconds):
+        verified bytes never change; a file moved or dropped meanwhile: ``FileNotFoundError``."""
+        if index not in self._verified.get(sha, ()):
+            raise KeyError(index)
+        with open(self._part(sha, "part"), "rb") as f:
+            f.seek(offset)
+            data = f.read(length)
         if len(data) != length:
             raise KeyError(index)
         return data
