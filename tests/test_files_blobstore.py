@@ -284,3 +284,32 @@ def test_verified_chunks_of_a_download_are_served_even_while_it_finishes(tmp_pat
     receiver.finish(m)
     with pytest.raises((KeyError, FileNotFoundError)):  # the partial file is gone: served whole
         receiver.read_partial(m.sha256, 0, offset, length)
+
+
+def test_chunks_held_early_for_the_whole_file_hash_are_bounded_across_downloads(tmp_path, monkeypatch):
+    """A chunk that arrives ahead of the running whole-file hash waits in memory, up to
+    ``MAX_EARLY_BYTES`` a download and ``MAX_EARLY_TOTAL_BYTES`` for all of them together (up
+    to 68 downloads run at once); past that it is read back from disk at the end, and every
+    file still checks out."""
+    from fletchat.files import blobstore
+
+    monkeypatch.setattr(blobstore, "MAX_EARLY_BYTES", 2 * CHUNK)
+    monkeypatch.setattr(blobstore, "MAX_EARLY_TOTAL_BYTES", 3 * CHUNK)
+    receiver = BlobStore(tmp_path / "recv")
+    offers = [offer(tmp_path / str(n), payload(4, seed=n)) for n in (1, 2)]
+    for _sender, m in offers:
+        receiver.begin(m)
+    chunks = {m.sha256: [s.read_chunk(m.sha256, i, CHUNK)[0] for i in range(m.chunk_count)]
+              for s, m in offers}
+    for _sender, m in offers:  # chunks 1, 2, 3 before 0: all early
+        for i in (1, 2, 3):
+            c = chunks[m.sha256][i]
+            receiver.write_chunk(m, i, c, leaf_hash(c))
+    held = [receiver._hashes[m.sha256].early_bytes for _s, m in offers]
+    assert held == [2 * CHUNK, CHUNK]  # 2 a download, 3 in all
+    for _sender, m in offers:
+        c = chunks[m.sha256][0]
+        receiver.write_chunk(m, 0, c, leaf_hash(c))
+        receiver.write_chunk(m, 4, chunks[m.sha256][4], leaf_hash(chunks[m.sha256][4]))
+    for n, (_sender, m) in zip((1, 2), offers, strict=True):
+        assert receiver.finish(m).read_bytes() == payload(4, seed=n)

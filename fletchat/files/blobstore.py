@@ -39,7 +39,7 @@ from typing import BinaryIO
 from . import limits as L
 from .manifest import FileManifest, chunk_count
 from .merkle import HASH_BYTES, MerkleTree, TreeCache, leaf_hash
-from .wholehash import RunningHash
+from .wholehash import MAX_EARLY_BYTES, MAX_EARLY_TOTAL_BYTES, RunningHash
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _RECORD = struct.Struct(">I32s")
@@ -223,31 +223,12 @@ class BlobStore:
             if not part.exists():
                 with open(part, "wb") as f:
                     f.truncate(manifest.size)
-            done = self._replay(manifest)
+            done = _replay(manifest, part, self._part(sha, "idx"))
             with self._lock:
                 self._verified[sha] = done
             if not done:
                 self._hashes.setdefault(sha, RunningHash())
             return set(done)
-
-    def _replay(self, manifest: FileManifest) -> set[int]:
-        """Journal records whose chunk is really on disk and matches; rewrite the journal to them."""
-        idx = self._part(manifest.sha256, "idx")
-        raw = idx.read_bytes() if idx.exists() else b""
-        good: dict[int, bytes] = {}
-        with open(self._part(manifest.sha256, "part"), "rb") as part:
-            for pos in range(0, len(raw) - len(raw) % _RECORD.size, _RECORD.size):
-                index, leaf = _RECORD.unpack_from(raw, pos)
-                if index >= manifest.chunk_count or index in good:
-                    continue
-                offset, length = manifest.chunk_span(index)
-                part.seek(offset)
-                if leaf_hash(part.read(length)) == leaf:
-                    good[index] = leaf
-        tmp = idx.with_suffix(".idx.tmp")
-        tmp.write_bytes(b"".join(_RECORD.pack(i, leaf) for i, leaf in sorted(good.items())))
-        os.replace(tmp, idx)
-        return set(good)
 
     def write_chunk(self, manifest: FileManifest, index: int, data: bytes | memoryview,
                     leaf: bytes) -> None:
@@ -276,6 +257,10 @@ class BlobStore:
             _append_records(self._part(sha, "idx"),
                             b"".join(_RECORD.pack(index, leaf) for index, _data, leaf in chunks))
             running = self._hashes.get(sha)
+            if running is not None:  # early chunks of all downloads together stay bounded
+                with self._lock:
+                    others = sum(h.early_bytes for h in self._hashes.values() if h is not running)
+                running.max_early = max(0, min(MAX_EARLY_BYTES, MAX_EARLY_TOTAL_BYTES - others))
             for index, data, _leaf in chunks:
                 self._verified[sha].add(index)
                 if running is not None:
@@ -373,6 +358,25 @@ class BlobStore:
 
     async def ausage(self) -> Usage:
         return await asyncio.to_thread(self.usage)
+
+
+def _replay(manifest: FileManifest, part_path: Path, idx: Path) -> set[int]:
+    """Journal records whose chunk is really on disk and matches; rewrite the journal to them."""
+    raw = idx.read_bytes() if idx.exists() else b""
+    good: dict[int, bytes] = {}
+    with open(part_path, "rb") as part:
+        for pos in range(0, len(raw) - len(raw) % _RECORD.size, _RECORD.size):
+            index, leaf = _RECORD.unpack_from(raw, pos)
+            if index >= manifest.chunk_count or index in good:
+                continue
+            offset, length = manifest.chunk_span(index)
+            part.seek(offset)
+            if leaf_hash(part.read(length)) == leaf:
+                good[index] = leaf
+    tmp = idx.with_suffix(".idx.tmp")
+    tmp.write_bytes(b"".join(_RECORD.pack(i, leaf) for i, leaf in sorted(good.items())))
+    os.replace(tmp, idx)
+    return set(good)
 
 
 def _write_fully(fd: int, data: bytes | memoryview, offset: int) -> None:

@@ -12,6 +12,9 @@ import hashlib
 from . import limits as L
 
 MAX_EARLY_BYTES = 16 * L.MIB  # chunks that arrived ahead of the hash's position, held in memory
+# ... and of every download together (the blob store lowers each hash's ``max_early`` to what the
+# others leave): up to 68 downloads fetch at once (4, and 64 waiting that partial holders feed)
+MAX_EARLY_TOTAL_BYTES = 32 * L.MIB
 
 
 class RunningHash:
@@ -20,14 +23,14 @@ class RunningHash:
         self._sha = hashlib.sha256()
         self._early: dict[int, bytes | memoryview] = {}
         self._early_bytes = 0
-        self._max_early = max_early
+        self.max_early = max_early
 
     def add(self, index: int, data: bytes | memoryview) -> None:
         """A verified chunk was written (each index at most once, in any order)."""
         if index < self.next_index or index in self._early:
             return
         if index > self.next_index:
-            if self._early_bytes + len(data) <= self._max_early:
+            if self._early_bytes + len(data) <= self.max_early:
                 self._early[index] = data
                 self._early_bytes += len(data)
             return  # past the bound: read back from disk at the end
@@ -43,6 +46,10 @@ class RunningHash:
         self._early.clear()
         self._early_bytes = 0
         self._sha.update(block)
+
+    @property
+    def early_bytes(self) -> int:
+        return self._early_bytes
 
     def hexdigest(self) -> str:
         return self._sha.hexdigest()
