@@ -199,13 +199,37 @@ async def test_a_disk_that_falls_behind_holds_the_readers_not_memory(tmp_path, s
     await eventually(lambda: job.received >= 4, "chunks while the disk is stuck")
     deadline = time.monotonic() + 0.5  # nothing more is taken in while the disk stays stuck
     while time.monotonic() < deadline:
-        held = job.writer.unwritten + job.writer.reserved
+        held = me.budget.unwritten + me.budget.reserved
         assert job.received <= 4 and held <= 4 * CHUNK, (job.received, held)
         await asyncio.sleep(0.02)
     disk.set()
     assert (await asyncio.wait_for(result, 30)).read_bytes() == data
-    assert job.writer.unwritten == job.writer.reserved == 0
+    assert me.budget.unwritten == me.budget.reserved == 0
     assert len(job.by_peer) >= 2  # several holders were sending
+
+
+async def test_the_disk_budget_holds_for_all_downloads_together(tmp_path, service, monkeypatch):
+    """Up to 68 downloads run at once (4, and 64 that partial holders feed): the bytes waiting
+    for a stuck disk are bounded for all of them together, not per download."""
+    disk = stuck_disk(monkeypatch)
+    me = service(tmp_path, "me")
+    results, datas = [], []
+    for n in range(3):
+        holder = service(tmp_path, f"h{n}")
+        data = random.Random(20 + n).randbytes(CHUNK * 12)
+        m = holder.store.import_stream(io.BytesIO(data), f"{n}.bin", "application/octet-stream", CHUNK)
+        await connect(f"h{n}", holder, "me", me, [])
+        results.append(await me.fetch(m, holders=[f"h{n}"]))
+        datas.append(data)
+    await eventually(lambda: me.budget.waiting >= 2, "readers of several downloads waiting")
+    deadline = time.monotonic() + 0.3
+    while time.monotonic() < deadline:
+        held = me.budget.unwritten + me.budget.reserved
+        assert held <= 4 * CHUNK, held
+        await asyncio.sleep(0.02)
+    disk.set()
+    for result, data in zip(results, datas, strict=True):
+        assert (await asyncio.wait_for(result, 30)).read_bytes() == data
 
 
 async def test_a_connection_replaced_while_its_reader_waits_is_no_liar(tmp_path, service, monkeypatch):
@@ -219,8 +243,7 @@ async def test_a_connection_replaced_while_its_reader_waits_is_no_liar(tmp_path,
     me = service(tmp_path, "me")
     pipes = await connect("origin", origin, "me", me, [])
     result = await me.fetch(m, holders=["origin"])
-    job = me._jobs[m.sha256]
-    await eventually(lambda: job.writer.waiting >= 1, "a reader waiting for room, a chunk in hand")
+    await eventually(lambda: me.budget.waiting >= 1, "a reader waiting for room, a chunk in hand")
     old_ab, old_ba = pipes
     old_ab.replaced = old_ba.replaced = True
     await me.detach("origin")

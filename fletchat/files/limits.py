@@ -41,8 +41,8 @@ MAX_HOLDERS_PER_FETCH = 8  # holders asked at once for one file
 STRIPE_IDLE_S = 0.5
 CHUNK_TIMEOUT_S = 30.0  # a request not answered by then is asked of someone else
 MAX_STRIKES = 3  # timeouts / "busy" answers before a holder is set aside for this file
-# Chunks of one download being hashed or waiting for the disk, from all holders: past this the readers
-# wait for the writer (so the senders' windows and TCP, not this peer's memory, hold the rest).
+# Chunks being hashed or waiting for the disk, all downloads and holders together: past this the
+# readers wait for the writers (so the senders' windows and TCP, not this memory, hold the rest).
 MAX_UNWRITTEN_BYTES = 4 * MIB
 DEFAULT_AUTO_DOWNLOAD_BYTES = 25 * 1000 * 1000
 # Images and voice notes download without a click up to this (or the person's limit if higher):

@@ -31,7 +31,7 @@ from .serve import Server
 from .serving import Layouts, ServingMethods
 from .swarm import Swarm
 from .transfer import Complete, Drop, Fetch, FetchState, HoldersGone, Request, Verified
-from .writer import ChunkWriter
+from .writer import ChunkWriter, DiskBudget
 
 HASH_IN_THREAD_BYTES = 64 * L.KIB  # chunks from this size on are hashed in a worker thread
 # Chunk reads, hashes and writes run on threads of their own, not asyncio's default executor: the
@@ -109,6 +109,7 @@ class FilesService(ServingMethods):
         self._work: set[asyncio.Task] = set()  # chunk reads and writes in progress
         self._last_serve: dict[tuple[str, str], asyncio.Task] = {}
         self._stopping = False
+        self.budget = DiskBudget()  # chunks being hashed or waiting for the disk, all downloads
         self._nudge: asyncio.Future[None] | None = None  # resolved to wake the timer loop early
         self._task: asyncio.Task | None = None
         self._pool = ThreadPoolExecutor(FILE_THREADS, thread_name_prefix="fletchat-files")
@@ -189,7 +190,9 @@ class FilesService(ServingMethods):
         if not self.can_start():
             raise BusyError(f"{L.MAX_CONCURRENT_FETCHES} files are already downloading; try again when one is done.")
         have = await self._off_loop(self.store.begin, manifest)  # QuotaError goes to the caller
-        job = self._jobs[manifest.sha256] = _Job(Fetch(manifest, have), self._writer)
+        job = self._jobs[manifest.sha256] = _Job(Fetch(manifest, have), lambda job: ChunkWriter(
+            self.store, manifest, self._pool, asyncio.get_running_loop(), self.budget,
+            lambda batch, err: self._written(job, batch, err)))
         self.swarm.begin(manifest)
         now = self._clock()
         events = job.fetch.start(now) if len(have) == manifest.chunk_count else []
@@ -243,10 +246,6 @@ class FilesService(ServingMethods):
                 await asyncio.sleep(0.005)  # a writer thread is on it
             else:
                 return
-
-    def _writer(self, job: _Job) -> ChunkWriter:
-        return ChunkWriter(self.store, job.fetch.manifest, self._pool, asyncio.get_running_loop(),
-                           lambda batch, err: self._written(job, batch, err))
 
     def _written(self, job: _Job, batch: list[Verified], error: Exception | None) -> None:
         """The writer stored ``batch`` (or could not: those chunks are asked for again)."""
@@ -318,7 +317,7 @@ class FilesService(ServingMethods):
 
     async def _on_chunk(self, peer: str, job: _Job, frame: F.Chunk, now: float) -> None:
         link, size = self._links.get(peer), len(frame.data)
-        await job.writer.reserve(size)  # the disk is behind: so is this reader
+        await self.budget.reserve(size)  # the disk is behind: so is this reader
         try:
             # in a thread, so chat frames on the loop do not wait (hashing chunks in parallel
             # tasks measured no faster, with chat slower: more threads beside the loop)
@@ -331,7 +330,7 @@ class FilesService(ServingMethods):
             await self._handle(job, job.fetch.on_chunk(peer, frame.index, frame.data, frame.proof,
                                                        now, leaf))
         finally:
-            job.writer.release(size)
+            self.budget.release(size)
 
     async def _on_holding(self, peer: str, frame: F.Query | F.Holds | F.Have, job: _Job | None,
                           now: float) -> None:

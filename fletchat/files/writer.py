@@ -28,23 +28,21 @@ log = logging.getLogger("fletchat.files")
 Written = Callable[[list[Verified], Exception | None], None]
 
 
-class ChunkWriter:
-    def __init__(self, store: BlobStore, manifest: FileManifest, pool: Executor,
-                 loop: asyncio.AbstractEventLoop, on_written: Written) -> None:
-        self._store, self._manifest, self._pool = store, manifest, pool
-        self._loop, self._on_written = loop, on_written
-        self._lock = threading.Lock()
-        self._queue: list[Verified] = []
-        self._draining = False  # a thread is on it (it takes what is queued before it stops)
-        self.pending = 0  # chunks added and not yet reported (loop side) ...
-        self.unwritten = 0  # ... and their bytes
-        self.reserved = 0  # bytes of chunks being hashed by readers (``reserve``)
+class DiskBudget:
+    """Bytes of chunks being hashed (``reserve`` .. ``release``) or verified and waiting for the
+    disk, for every download of a files service together, on its loop: a reader waits while one
+    more chunk would pass ``MAX_UNWRITTEN_BYTES`` (one chunk always fits), so neither many
+    holders nor many downloads (up to 68 at once) turn a slow disk into memory."""
+
+    def __init__(self) -> None:
+        self.unwritten = 0  # verified, handed to a writer, not yet reported written
+        self.reserved = 0  # being hashed by readers
         self.waiting = 0  # readers waiting for room
-        self._room = asyncio.Event()  # set when either count fell: waiting readers look again
+        self._room = asyncio.Event()  # set when a count fell: waiting readers look again
 
     async def reserve(self, nbytes: int) -> None:
-        """Wait until a chunk of ``nbytes`` fits (or nothing is held), then hold its place
-        until ``release``; a chunk that is then verified is counted by ``add`` meanwhile."""
+        """Wait until a chunk of ``nbytes`` fits (or nothing is held), then hold its place until
+        ``release``; a chunk that is then verified is counted again by its writer meanwhile."""
         while (self.unwritten or self.reserved) and (
                 self.unwritten + self.reserved + nbytes > L.MAX_UNWRITTEN_BYTES):
             self._room.clear()
@@ -58,6 +56,21 @@ class ChunkWriter:
     def release(self, nbytes: int) -> None:
         self.reserved -= nbytes
         self._room.set()
+
+    def written(self, nbytes: int) -> None:
+        self.unwritten -= nbytes
+        self._room.set()
+
+
+class ChunkWriter:
+    def __init__(self, store: BlobStore, manifest: FileManifest, pool: Executor,
+                 loop: asyncio.AbstractEventLoop, budget: DiskBudget, on_written: Written) -> None:
+        self._store, self._manifest, self._pool = store, manifest, pool
+        self._loop, self._budget, self._on_written = loop, budget, on_written
+        self._lock = threading.Lock()
+        self._queue: list[Verified] = []
+        self._draining = False  # a thread is on it (it takes what is queued before it stops)
+        self.pending = 0  # chunks added and not yet reported (loop side)
 
     def add(self, chunk: Verified) -> None:
         """A verified chunk to write (on the loop). ``RuntimeError`` once the pool is shut."""
@@ -78,13 +91,12 @@ class ChunkWriter:
 
     def _queued(self, chunk: Verified) -> None:
         self.pending += 1
-        self.unwritten += len(chunk.data)
+        self._budget.unwritten += len(chunk.data)
 
     def _done(self, batch: list[Verified], error: Exception | None, report: bool = True) -> None:
         """On the loop: ``batch`` was written (or failed with ``error``)."""
         self.pending -= len(batch)
-        self.unwritten -= sum(len(c.data) for c in batch)
-        self._room.set()
+        self._budget.written(sum(len(c.data) for c in batch))
         if report:
             self._on_written(batch, error)
 
