@@ -313,3 +313,22 @@ def test_chunks_held_early_for_the_whole_file_hash_are_bounded_across_downloads(
         receiver.write_chunk(m, 4, chunks[m.sha256][4], leaf_hash(chunks[m.sha256][4]))
     for n, (_sender, m) in zip((1, 2), offers, strict=True):
         assert receiver.finish(m).read_bytes() == payload(4, seed=n)
+
+
+def test_a_crash_after_the_install_does_not_count_the_file_twice(tmp_path):
+    """``finish`` installs the file, then removes the download's metadata: a crash between the
+    two left the metadata, and every restart counted the file's size twice against the quota."""
+    sender, m = offer(tmp_path, payload(2))
+    receiver = BlobStore(tmp_path / "recv")
+    receiver.begin(m)
+    meta = next((tmp_path / "recv").rglob("*.json"))
+    saved = meta.read_bytes()
+    for i in range(m.chunk_count):
+        c = sender.read_chunk(m.sha256, i, CHUNK)[0]
+        receiver.write_chunk(m, i, c, leaf_hash(c))
+    receiver.finish(m)
+    used = receiver.usage().used
+    meta.write_bytes(saved)  # as if the process died right after the install
+    again = BlobStore(tmp_path / "recv")
+    assert again.usage().used == used == m.size
+    assert not meta.exists() and again.has(m.sha256)

@@ -93,6 +93,10 @@ class BlobStore:
                 self._used += blob.stat().st_size
         for meta in self._partial.glob("*.json"):
             try:
+                if self._blob_path(meta.stem).is_file():  # installed, then a crash: counted once
+                    for ext in ("part", "idx", "json"):
+                        meta.with_suffix(f".{ext}").unlink(missing_ok=True)
+                    continue
                 self._reserved[meta.stem] = FileManifest.from_wire(json.loads(meta.read_text())).size
             except (ValueError, OSError):
                 continue
