@@ -13,7 +13,7 @@ from fletchat.conversation.prefs import Alerts, Prefs, Theme
 from fletchat.conversation.reducer import ReactionSummary
 from fletchat.conversation.views import RowChanged
 from fletchat.hub import HubSession
-from fletchat.model import Message
+from fletchat.model import Message, ValidationError
 from fletchat.ui.attention import Attention, wants_alert
 from fletchat.ui.composer_extras import apply_suggestion, suggestions_for
 from fletchat.ui.convo_row import ConvoRow, RowHandlers, is_plain
@@ -282,6 +282,41 @@ async def test_the_composer_replies_and_replaces_shortcodes(tmp_path) -> None:
     last = ada.hub.history("general", 5)[-1]
     assert last.text == "yes \U0001f389"
     assert ada.hub.conv.row_state(last, (ada.hub.peer_id, "Ada")).reply.parent_id == parent.id
+
+
+async def test_the_field_is_cleared_before_the_message_goes_out_and_a_refusal_gives_it_back(
+        tmp_path) -> None:
+    """The send runs on a thread while the other tabs get the message: the field is cleared (and
+    that update sent) first, so a line typed at once is not typed onto the one going out (it went
+    out with it, under CI load); a refused message comes back, before what was typed since."""
+    view, ada = await make_view(tmp_path)
+
+    async def no_focus() -> None:
+        return None
+
+    view.composer.focus = no_focus  # type: ignore[method-assign]
+    seen_while_sending: list[str] = []
+    sending = view.convo.backend.send
+
+    async def send(text: str, channel: str):
+        seen_while_sending.append(view.composer.field.value or "")
+        return await sending(text, channel)
+
+    view.convo.backend.send = send  # type: ignore[method-assign]
+    view.composer.field.value = "first line"
+    await view.send_click()
+    assert seen_while_sending == [""]
+    assert ada.hub.history("general", 5)[-1].text == "first line"
+
+    async def refuse(text: str, channel: str):
+        view.composer.field.value = "typed meanwhile"  # what the browser sent while it went
+        raise ValidationError("You are sending too fast. Wait a moment and try again.")
+
+    view.convo.backend.send = refuse  # type: ignore[method-assign]
+    view.composer.field.value = "second line "
+    await view.send_click()
+    assert view.composer.field.value == "second line typed meanwhile"
+    assert view.composer.field.error == "You are sending too fast. Wait a moment and try again."
 
 
 async def test_opening_a_channel_with_unread_draws_the_new_messages_line(tmp_path) -> None:

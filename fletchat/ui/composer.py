@@ -53,6 +53,10 @@ class Composer:
     def refused(self, why: str) -> None:
         self.field.error = why
 
+    def restore(self, text: str) -> None:
+        """A refused message back in the field, before whatever was typed since it was cleared."""
+        self.field.value = text + (self.field.value or "")
+
     def sent(self, cleared: bool) -> None:
         self.field.error = None
         if cleared:

@@ -223,14 +223,19 @@ class ChatView:
         text = self.composer.text
         if not text.strip():
             return  # nothing to send; never clear what the browser may still be syncing
-        try:
-            sent = await self.convo.send(text, self.state.channel)
-        except ValidationError as err:
-            self.composer.refused(str(err))  # say why, keep every character typed
-            self.composer.field.update()
-            return
-        self.composer.sent(sent is not None)
+        # Cleared before the send, which runs on a thread while the other tabs get the message:
+        # cleared after it, the next line typed at once went onto this one (and out with it).
+        self.composer.sent(True)
         self.updates.mark(self.composer.field)
+        self.updates.flush()
+        try:
+            await self.convo.send(text, self.state.channel)
+        except ValidationError as err:
+            self.composer.restore(text)
+            self.composer.refused(str(err))  # say why, keep every character typed
+            self.updates.mark(self.composer.field)
+            self.updates.flush()
+            return
         if not self.state.following:  # one's own message brings the reader back to the end
             self.state.follow()
             await self.conversation.back_to_end()
