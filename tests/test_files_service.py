@@ -34,6 +34,7 @@ class Pipe:
         self.closed: tuple[int, str] | None = None
         self.tamper = None  # frame -> frame, for a lying holder
         self.replaced = False  # as the files lane's reader: the frame in hand is its last
+        self.back: Pipe | None = None  # the other direction of the same connection
         self.task = asyncio.get_running_loop().create_task(self._pump())
 
     async def _pump(self) -> None:
@@ -49,11 +50,18 @@ class Pipe:
                 await self.queue.put(frame)
 
     async def close(self, code: int, reason: str) -> None:
+        """As a WebSocket close: nothing more goes either way, and the other end hears of it
+        (its lane detaches this peer), so what it asked here is asked of others at once."""
         self.closed = (code, reason)
+        back = self.back
+        if back is not None and back.closed is None:
+            back.closed = (code, reason)
+            await self.other.detach(self.me)
 
 
 async def connect(a: str, sa: FilesService, b: str, sb: FilesService, log: list) -> tuple[Pipe, Pipe]:
     ab, ba = Pipe(a, sb, log), Pipe(b, sa, log)  # ab: frames a sends, delivered to b
+    ab.back, ba.back = ba, ab
     await sa.attach(b, ab)
     await sb.attach(a, ba)
     return ab, ba
