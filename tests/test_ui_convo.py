@@ -8,6 +8,7 @@ import datetime as dt
 from dataclasses import replace
 
 import flet as ft
+import pytest
 
 from fletchat.conversation.prefs import Alerts, Prefs, Theme
 from fletchat.conversation.reducer import ReactionSummary
@@ -317,6 +318,15 @@ async def test_the_field_is_cleared_before_the_message_goes_out_and_a_refusal_gi
     await view.send_click()
     assert view.composer.field.value == "second line typed meanwhile"
     assert view.composer.field.error == "You are sending too fast. Wait a moment and try again."
+
+    async def fail(text: str, channel: str):  # not a refusal: a failure (the store, a bug)
+        raise OSError("disk I/O error")
+
+    view.convo.backend.send = fail  # type: ignore[method-assign]
+    view.composer.field.value = "third line"
+    with pytest.raises(OSError):
+        await view.send_click()
+    assert view.composer.field.value == "third line" and view.composer.field.error == "Not sent."
 
 
 async def test_opening_a_channel_with_unread_draws_the_new_messages_line(tmp_path) -> None:

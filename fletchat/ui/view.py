@@ -230,11 +230,13 @@ class ChatView:
         self.updates.flush()
         try:
             await self.convo.send(text, self.state.channel)
-        except ValidationError as err:
+        except Exception as err:  # refused (said why) or failed: every character typed comes back
             self.composer.restore(text)
-            self.composer.refused(str(err))  # say why, keep every character typed
+            self.composer.refused(str(err) if isinstance(err, ValidationError) else "Not sent.")
             self.updates.mark(self.composer.field)
             self.updates.flush()
+            if not isinstance(err, ValidationError):
+                raise
             return
         if not self.state.following:  # one's own message brings the reader back to the end
             self.state.follow()
