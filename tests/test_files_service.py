@@ -40,6 +40,8 @@ class Pipe:
     async def _pump(self) -> None:
         while not self.replaced:
             frame = await self.queue.get()
+            if self.replaced:  # read after the replacement: dropped, as the lane's reader does
+                break
             await self.other.on_frame(self.me, frame)
 
     async def send(self, frame) -> None:

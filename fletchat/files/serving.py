@@ -101,13 +101,13 @@ class ServingMethods:
             self._layouts.add(get.sha256, layout)
         return self._layouts.length(get)
 
-    async def _serve_one(self, ev: Serve, chunk: int, after: asyncio.Task | None) -> None:
+    async def _serve_one(self, ev: Serve, chunk: int, after: asyncio.Task | None,
+                         link: Any) -> None:
         """Read and send one chunk. Chunks are read in parallel threads but a file's go out in
         the order they were asked for (``after``: the answer before this one, of the same file to
         the same peer): answered as they came off the threads, a one-holder download's chunks
         arrived out of order, and the receiver held up to 16 MiB of early chunks for its running
         hash (``wholehash``). Per file, so one slow read holds back no other file's answers."""
-        link = self._links.get(ev.peer)  # the connection that asked: answered on it or not at all
         span = self.swarm.span(ev.sha256, ev.index, chunk)
         proof = self.swarm.proof(ev.sha256, ev.index)
         partial = (span, proof) if span is not None and proof is not None else None
@@ -124,7 +124,8 @@ class ServingMethods:
             if isinstance(ev, Serve):
                 chunk = self._asked.pop((ev.peer, ev.sha256, ev.index), L.DEFAULT_CHUNK_SIZE)
                 key = (ev.peer, ev.sha256)
-                task = self._spawn(self._serve_one(ev, chunk, self._last_serve.get(key)))
+                task = self._spawn(self._serve_one(  # answered on the connection that asked
+                    ev, chunk, self._last_serve.get(key), self._links.get(ev.peer)))
                 self._last_serve[key] = task
                 task.add_done_callback(lambda t, key=key: self._served(key, t))
             elif isinstance(ev, Refuse):
