@@ -237,19 +237,21 @@ def test_a_filling_disk_never_leaves_a_chunk_half_written_or_the_journal_shifted
     receiver = BlobStore(tmp_path / "recv")
     receiver.begin(m)
     chunks = [sender.read_chunk(m.sha256, i, CHUNK)[0] for i in range(m.chunk_count)]
-    real_pwrite, real_write = os.pwrite, os.write
+    real_pwrite = os.pwrite
     monkeypatch.setattr(os, "pwrite", lambda fd, data, off: real_pwrite(fd, bytes(data)[:1000], off))
     receiver.write_chunks(m, [(0, chunks[0], leaf_hash(chunks[0]))])  # 1,000 bytes at a time
     monkeypatch.setattr(os, "pwrite", real_pwrite)
 
-    def full_disk(fd, data):  # half a record gets in, then the disk is full
-        real_write(fd, bytes(data)[:len(data) // 2])
+    def full_disk(fd, data, off):  # the chunk gets in; of its journal record half, then full
+        if len(data) > 64:
+            return real_pwrite(fd, data, off)
+        real_pwrite(fd, bytes(data)[:len(data) // 2], off)
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(os, "write", full_disk)
+    monkeypatch.setattr(os, "pwrite", full_disk)
     with pytest.raises(OSError, match="No space"):
         receiver.write_chunks(m, [(1, chunks[1], leaf_hash(chunks[1]))])
-    monkeypatch.setattr(os, "write", real_write)
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
     for i in range(2, m.chunk_count):
         receiver.write_chunks(m, [(i, chunks[i], leaf_hash(chunks[i]))])
     # a restart reads the journal: every chunk but the refused one, each whole

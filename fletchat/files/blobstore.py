@@ -397,16 +397,11 @@ def _write_fully(fd: int, data: bytes | memoryview, offset: int) -> None:
 def _append_records(path: Path, records: bytes) -> None:
     """Append journal records all or nothing: a write that fails part way is cut off again, or
     every record after it would be read shifted (and the chunks it names are fetched again)."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)  # its only writer holds the file's lock
     try:
         size = os.fstat(fd).st_size
         try:
-            view = memoryview(records)
-            while view:
-                written = os.write(fd, view)
-                if written <= 0:
-                    raise OSError(errno.ENOSPC, "short write")
-                view = view[written:]
+            _write_fully(fd, records, size)
         except OSError:
             os.ftruncate(fd, size)
             raise
