@@ -57,10 +57,9 @@ class Composer:
         """A refused message back in the field, before whatever was typed since it was cleared."""
         self.field.value = text + (self.field.value or "")
 
-    def sent(self, cleared: bool) -> None:
+    def sent(self) -> None:
         self.field.error = None
-        if cleared:
-            self.field.value = ""
+        self.field.value = ""
 
     async def focus(self) -> None:
         self.field.request_focus()

@@ -89,7 +89,7 @@ class FilesUI:
 
     async def sent(self, msg: Message | None) -> None:
         view = self.view
-        view.composer.sent(True)  # the caption went with the files
+        view.composer.sent()  # the caption went with the files
         view.updates.mark(view.composer.field)
         if not view.state.following:
             view.state.follow()

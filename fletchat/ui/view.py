@@ -225,7 +225,7 @@ class ChatView:
             return  # nothing to send; never clear what the browser may still be syncing
         # Cleared before the send, which runs on a thread while the other tabs get the message:
         # cleared after it, the next line typed at once went onto this one (and out with it).
-        self.composer.sent(True)
+        self.composer.sent()
         self.updates.mark(self.composer.field)
         self.updates.flush()
         try:
