@@ -250,6 +250,17 @@ class ChatPage:
                 continue
         raise AssertionError(f"{text!r} was typed and sent three times and never shown")
 
+    async def expect_composer(self, text: str, *, ending: bool = False) -> None:
+        """Wait until one of the page's <textarea>s holds ``text`` (or ends with it). Flutter web
+        can have two at once, the composer's semantics node and its editing element (a CI run
+        found both right after a suggestion was picked), and only the one being edited holds
+        the value; so every textarea is looked at, not ``locator("textarea")``, which is then
+        ambiguous."""
+        await self.page.wait_for_function(
+            """([text, ending]) => [...document.querySelectorAll('textarea')].some(
+                (area) => ending ? area.value.endsWith(text) : area.value === text)""",
+            arg=[text, ending], timeout=scaled_ms(15_000))
+
     async def type(self, text: str) -> None:
         await self.page.keyboard.insert_text(text)
 
