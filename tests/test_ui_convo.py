@@ -4,7 +4,10 @@ edit, delete, seen-by) updates that row alone."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import gc
+import weakref
 from dataclasses import replace
 
 import flet as ft
@@ -363,3 +366,33 @@ async def test_an_edit_in_a_private_room_shows_its_opened_text(tmp_path) -> None
     view.updates.flush()
     assert ": the new plan" in row.label and ", edited" in row.label
     assert "sealed" not in row.label
+
+
+async def test_a_closed_view_leaves_no_timer_or_task_that_keeps_its_page_alive(tmp_path) -> None:
+    """A closed tab's read mark (1 s), typing line (its look-again), problem-banner watcher
+    (5 s) and coalesced update were left on the loop, and a timer keeps the context it was
+    made in (Flet's page variable) until its deadline, even once cancelled: the tab stayed
+    alive past Flet's release, and the pacer's full collection just after missed it (a CI
+    failure of the pacer's released-tab test)."""
+    from flet.controls.context import _context_page
+
+    view, _session = await make_view(tmp_path)
+    token = _context_page.set(view.page)  # as Flet runs a tab's handlers
+    view.convo.schedule_read()
+    view.convo.typing_line.show(["Bob"])
+    view.network.start()
+    view.updates.mark(view.title)
+    _context_page.reset(token)
+    loop = asyncio.get_running_loop()
+    pending = [h for h in loop._scheduled if not h.cancelled()]  # type: ignore[attr-defined]
+    assert len(pending) == 2, pending  # the read mark and the typing line's look-again
+    sent = view.updates.sent
+    view.close()
+    view.updates.mark(view.title)  # a late event after the close: nothing goes out
+    for _ in range(3):
+        await asyncio.sleep(0)  # the watcher's cancellation runs
+    assert view.updates.sent == sent and view.updates.closed
+    page = weakref.ref(view.page)
+    del view
+    gc.collect()
+    assert page() is None

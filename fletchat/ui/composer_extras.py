@@ -13,6 +13,7 @@ from ..conversation.mentions import active_query, candidates, complete
 from ..conversation.signals import TYPING_TIMEOUT, typing_line
 from ..model import Message
 from .row_menu import Click, action, emoji_grid
+from .updates import later
 
 EMOJI_TOOLTIP = "Insert emoji"
 CANCEL_REPLY = "Cancel reply"
@@ -91,12 +92,14 @@ class TypingLine:
             self._expiry.cancel()
             self._expiry = None
         if names:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                return
             # ask again once the last signal has timed out: nothing else says it stopped
-            self._expiry = loop.call_later(TYPING_TIMEOUT + 0.5, lambda: self.show(self.names()))
+            self._expiry = later(TYPING_TIMEOUT + 0.5, lambda: self.show(self.names()))
+
+    def close(self) -> None:
+        """The tab closed: a pending look-again would keep the whole view alive until it ran."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
 
 
 class Suggestions:

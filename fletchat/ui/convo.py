@@ -44,7 +44,7 @@ from .row_menu import RowActions
 from .settings import PrefsStore, Settings
 from .text import Status
 from .title import TitleKeeper
-from .updates import after_layout
+from .updates import after_layout, later
 
 if TYPE_CHECKING:
     from .view import ChatView
@@ -247,11 +247,14 @@ class Convo:
             return
         if self._read_timer is not None:
             self._read_timer.cancel()
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        self._read_timer = loop.call_later(delay, self.mark_read)
+        self._read_timer = later(delay, self.mark_read)
+
+    def close(self) -> None:
+        """The tab closed: its timers go, so none keeps the view alive until it fires."""
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
+        self.typing_line.close()
 
     def mark_read(self) -> None:
         """Tell the others this person has read up to the newest chat message shown (once per

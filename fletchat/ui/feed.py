@@ -155,8 +155,9 @@ class Feed:
                 row.set_status(Status(STATUS_DELIVERED, at))
                 self.conversation.update_row(row)
 
-    def refused(self, refusals: tuple[tuple[str, str], ...], who: str) -> None:
+    def refused(self, refusals: tuple[tuple[str, str], ...], peer_id: str) -> None:
         """A peer did not store these messages written here: each row says who and why."""
+        who = next((d.name for d in self.backend.lan_peers() if d.key == peer_id), peer_id)
         for msg_id, reason in refusals:
             row = self.conversation.rows.get(msg_id)
             if row is not None and row.status is not None:

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 
 import flet as ft
 
 from .backend import ChatBackend
 from .banners import Banners
-from .updates import Updates
+from .updates import Updates, detached
 
 log = logging.getLogger(__name__)
 CHECK_NETWORK = "Check network"
@@ -33,6 +32,7 @@ class NetworkCheck:
         self.shown: list[str] = []
         self.result = ft.Text(CHECKING, size=13)
         self.running = False
+        self._watch: asyncio.Task[None] | None = None
 
     def reread(self) -> bool:
         """Show the backend's problems if they changed; True when the banner changed."""
@@ -44,10 +44,18 @@ class NetworkCheck:
         self.updates.mark(self.banners.problem)
         return True
 
-    async def watch(self, alive: Callable[[], bool]) -> None:
-        """Re-read the problems every few seconds while the page lives (one tab, one string
+    def start(self) -> None:
+        """Re-read the problems every few seconds until ``stop`` (one tab, one string
         comparison: nothing per message)."""
-        while alive():
+        if self._watch is None and not self.updates.closed:
+            self._watch = detached(self._rereading())
+
+    def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+
+    async def _rereading(self) -> None:
+        while not self.updates.closed:
             await asyncio.sleep(REREAD_SECONDS)
             if self.reread():
                 self.updates.flush()

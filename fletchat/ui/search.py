@@ -74,10 +74,12 @@ class Search:
     def query(self) -> str:
         return (self.field.value or "").strip()
 
-    def fit(self, wide: bool) -> None:
-        """Phones: a narrower field whose hint fits it ("Search m…" was cut, issue 17)."""
+    def fit(self, wide: bool) -> ft.TextField:
+        """Phones: a narrower field whose hint fits it ("Search m…" was cut, issue 17); returns
+        the field, to be updated."""
         self.field.width = 260 if wide else 130
         self.field.hint_text = SEARCH_HINT if wide else SEARCH_HINT_SHORT
+        return self.field
 
     def results_dialog(self, query: str, results: list[tuple[Message, str]], me: str | None,
                        on_jump: Jump, on_close: Callable) -> ft.AlertDialog:

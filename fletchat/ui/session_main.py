@@ -50,7 +50,7 @@ def make_session_main(
             session.leave(grace=LEAVE_GRACE_SECONDS)
 
         def on_close(e: ft.Event) -> None:
-            view.alive = False
+            view.close()
             pubsub.unsubscribe_all()  # Flet did, but mount may have subscribed since
             session.leave()
             view.files.release()  # uploads this tab started and never shared
@@ -64,7 +64,7 @@ def make_session_main(
         def gone() -> bool:
             """Closed, or already released by Flet (``page.session`` then raises)."""
             try:
-                return not view.alive or page.session is None
+                return view.updates.closed or page.session is None
             except RuntimeError:
                 return True
 
@@ -74,7 +74,7 @@ def make_session_main(
             if not gone():
                 raise
         if gone():  # closed while mount waited for the browser: nothing may keep the view
-            view.alive = False
+            view.close()
             pubsub.unsubscribe_all()
             session.leave()
             # flet-web 1.0.5 ends a main quietly only on this one: returning, or its own

@@ -9,8 +9,9 @@ loop turn (one ``page.update(*controls)`` per session, whatever the burst).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import flet as ft
@@ -25,6 +26,24 @@ async def after_layout(times: float = 1.0) -> None:
     row, or before keyboard focus moves after a dialog); ``times`` for more than a frame's worth
     (a long page of rows). The only fixed wait in the UI: Flet offers no "laid out" event."""
     await asyncio.sleep(LAYOUT_SECONDS * times)
+
+
+def later(delay: float, callback: Callable[[], object]) -> asyncio.TimerHandle | None:
+    """``loop.call_later`` outside the tab's context (None when no loop runs). A timer keeps
+    the context it was made in until its deadline, even once cancelled, and a tab's context
+    holds Flet's page variable: a closed tab's read mark or typing line kept the whole tab, and
+    every control on it, alive past Flet's release (the pacer's full collection missed it)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    return loop.call_later(delay, callback, context=contextvars.Context())
+
+
+def detached(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """A task outside the tab's context (see ``later``): cancelled when the tab closes, its
+    sleeps keep nothing of the tab."""
+    return asyncio.get_running_loop().create_task(coro, context=contextvars.Context())
 
 
 def in_background(page: Any, handler: Callable[..., Awaitable[None]], *args: object) -> None:
@@ -68,24 +87,35 @@ class Updates:
     def __init__(self, page: Any) -> None:
         self.page = page
         self._dirty: dict[int, ft.Control] = {}
-        self._scheduled = False
+        self._scheduled: asyncio.Handle | None = None
+        self.closed = False  # the tab closed: close()
         self.sent = 0  # page.update calls made (tests and the bench read it)
 
     def mark(self, *controls: ft.Control) -> None:
+        if self.closed:
+            return
         for c in controls:
             self._dirty.setdefault(id(c), c)
-        if self._scheduled:
+        if self._scheduled is not None:
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop (a unit test building a view): send now
             self.flush()
             return
-        self._scheduled = True
-        loop.call_soon(self.flush)
+        self._scheduled = loop.call_soon(self.flush)
+
+    def close(self) -> None:
+        """The tab closed: nothing more goes out, and a flush already scheduled is cancelled
+        (its handle would keep the page, and every control on it, alive until it ran)."""
+        self.closed = True
+        self._dirty.clear()
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+            self._scheduled = None
 
     def flush(self) -> None:
-        self._scheduled = False
+        self._scheduled = None
         if not self._dirty:
             return
         controls = list(self._dirty.values())

@@ -39,7 +39,7 @@ from .settings import PrefsStore
 from .state import ChatState
 from .text import APP_TITLE, channel_title
 from .trust_actions import TrustActions
-from .updates import Updates, in_background
+from .updates import Updates
 
 __all__ = ["NARROW_WIDTH", "ChatView"]
 
@@ -79,7 +79,6 @@ class ChatView:
         self.rooms = RoomControls(page, backend, self.reopen, self.composer.focus,
                                   lambda: self.feed.needs_room_key())
         self.login = Login(page, backend, prefill_name, self.joined)
-        self.alive = True
         chat_box = ft.Container(
             content=ft.Column([self.empty.control, self.conversation.control], expand=True,
                               spacing=0, horizontal_alignment=ft.CrossAxisAlignment.STRETCH),
@@ -126,14 +125,18 @@ class ChatView:
         self.login.built()
         self.updates.mark(page)
         self.updates.flush()
-        in_background(page, self.network.watch, lambda: self.alive)
+        self.network.start()
+
+    def close(self) -> None:
+        """The tab closed: nothing more goes out, no timer keeps the view (and page) alive."""
+        self.convo.close()
+        self.updates.close()
+        self.network.stop()
 
     def fit_width(self, width: float | None, height: float | None = None) -> None:
-        """Phones get the whole width for the conversation: below ``NARROW_WIDTH`` channels and
-        people are in the drawer (drawer.py)."""
+        """Phones get the whole width: under ``NARROW_WIDTH`` the panels are in the drawer."""
         self.updates.mark(*self.drawer.fit(width, height))
-        self.search.fit(self.drawer.wide is not False)
-        self.updates.mark(self.search.field)
+        self.updates.mark(self.search.fit(self.drawer.wide is not False))
 
     def on_resize(self, e: ft.Event) -> None:
         self.fit_width(self.page.width, self.page.height)
@@ -186,9 +189,7 @@ class ChatView:
         elif isinstance(event, IdentityWarning) and self.banners.show_warning(event):
             self.updates.mark(self.banners.identity)
         elif isinstance(event, MessageRefused):
-            who = next((d.name for d in self.backend.lan_peers() if d.key == event.peer_id),
-                       event.peer_id)
-            self.feed.refused(event.refusals, who)
+            self.feed.refused(event.refusals, event.peer_id)
         elif isinstance(event, FileChanged):
             self.files.changed(event)
         elif isinstance(event, StoreFailed):
