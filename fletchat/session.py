@@ -125,7 +125,12 @@ class HubSession(ConvSessionMethods):
         from .rooms import room_key
 
         channel = validate_channel(channel)
-        self.room_keys[channel] = room_key(channel, passphrase)
+        self.set_room_key(channel, room_key(channel, passphrase))
+
+    def set_room_key(self, channel: str, key: bytes) -> None:
+        """``set_room_passphrase`` with the key already derived (``room_keys.RoomKeyDeriver``:
+        off the event loop)."""
+        self.room_keys[validate_channel(channel)] = key
 
     def forget_room(self, channel: str) -> None:
         self.room_keys.pop(channel, None)

@@ -209,7 +209,7 @@ class RelayBackend(RelayFileMethods):
             return "sealed (no key)", "no_key"
         return msg.text, "plain"
 
-    def set_room_passphrase(self, channel: str, passphrase: str) -> None:
+    async def set_room_passphrase(self, channel: str, passphrase: str) -> None:
         raise ValidationError(NO_ROOMS)
 
     def has_room_key(self, channel: str) -> bool:

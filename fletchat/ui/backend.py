@@ -86,7 +86,9 @@ class ChatBackend(Protocol):
     def reveal(self, msg: Message) -> tuple[str, str]:
         """(text to show, "plain" | "open" | "no_key" | "refused")."""
 
-    def set_room_passphrase(self, channel: str, passphrase: str) -> None: ...
+    async def set_room_passphrase(self, channel: str, passphrase: str) -> None:
+        """Derive the room key (slow: off the event loop) and keep it for this session;
+        ``ValidationError`` says why not."""
 
     def has_room_key(self, channel: str) -> bool: ...
 

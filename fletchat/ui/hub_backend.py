@@ -12,7 +12,8 @@ from ..events import IdentityWarning, Online
 from ..files.views import FileState, FileView
 from ..hub import PUBSUB_TOPIC, HubSession
 from ..memstore import MemoryStore
-from ..model import KIND_CHAT, FileRef, Message, ValidationError
+from ..model import KIND_CHAT, FileRef, Message, ValidationError, validate_channel
+from ..room_keys import DERIVER
 from .backend import Capabilities, EventHandler
 
 UNVERIFIED = "unverified"
@@ -81,8 +82,9 @@ class HubBackend:
     def reveal(self, msg: Message) -> tuple[str, str]:
         return self.session.reveal(msg)
 
-    def set_room_passphrase(self, channel: str, passphrase: str) -> None:
-        self.session.set_room_passphrase(channel, passphrase)
+    async def set_room_passphrase(self, channel: str, passphrase: str) -> None:
+        channel = validate_channel(channel)
+        self.session.set_room_key(channel, await DERIVER.derive(self, channel, passphrase))
 
     def has_room_key(self, channel: str) -> bool:
         return channel in self.session.room_keys

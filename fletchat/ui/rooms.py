@@ -103,7 +103,7 @@ class RoomControls:
 
     async def set_passphrase(self, passphrase: str) -> bool:
         try:
-            self.backend.set_room_passphrase(self.channel, passphrase)
+            await self.backend.set_room_passphrase(self.channel, passphrase)
         except ValidationError as err:
             self.passphrase.error = str(err)
             if self.passphrase.parent is not None:

@@ -1,0 +1,51 @@
+"""Room keys derived off the event loop.
+
+``rooms.room_key`` is scrypt: 50-100 ms of CPU and 16 MiB per passphrase. On the loop of a host it
+stalled every tab and every LAN link for each passphrase any tab submitted, and a script speaking
+Flet's protocol over ``/ws`` could submit them back to back. Here a derivation runs on one worker
+thread (``hashlib.scrypt`` lets go of the GIL, so the loop keeps the other core), at most
+``MAX_DERIVING`` are in the process at once (more are refused with a clear error, nothing queues
+without bound), and the caller says which session asked, one derivation in flight per session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+from .model import ValidationError
+from .rooms import room_key
+
+DERIVE_THREADS = 1  # scrypt on this many threads at most (the gate's own thread is apart)
+MAX_DERIVING = 8  # derivations running or waiting for the thread, in the whole process
+BUSY = "Too many passphrases are being checked on this device. Try again in a moment."
+STILL_CHECKING = "Still checking the passphrase you entered."
+
+
+class RoomKeyDeriver:
+    """Derives room keys on its own thread, a bounded number at a time, one per asker."""
+
+    def __init__(self, threads: int = DERIVE_THREADS, max_deriving: int = MAX_DERIVING) -> None:
+        self.threads = threads
+        self.max_deriving = max_deriving
+        self._pool: ThreadPoolExecutor | None = None  # made on first use
+        self._askers: set[object] = set()
+
+    async def derive(self, asker: object, channel: str, passphrase: str) -> bytes:
+        """The room key of ``channel`` for ``passphrase``; ``ValidationError`` when the
+        passphrase is too short, ``asker`` already waits for one, or too many are waiting."""
+        if asker in self._askers:
+            raise ValidationError(STILL_CHECKING)
+        if len(self._askers) >= self.max_deriving:
+            raise ValidationError(BUSY)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="room-key")
+        self._askers.add(asker)
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._pool, room_key, channel, passphrase)
+        finally:
+            self._askers.discard(asker)
+
+
+DERIVER = RoomKeyDeriver()  # one per process: the bound is the host's, over all its tabs
