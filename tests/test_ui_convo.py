@@ -396,3 +396,21 @@ async def test_a_closed_view_leaves_no_timer_or_task_that_keeps_its_page_alive(t
     del view
     gc.collect()
     assert page() is None
+
+
+async def test_a_rename_in_settings_says_it_was_done_or_why_not(tmp_path, monkeypatch) -> None:
+    """The settings dialog confirms a new name under the field (before, nothing changed on
+    screen: a person could not tell a rename from a click that did nothing)."""
+    view, session = await make_view(tmp_path)
+    settings = view.convo.settings
+    monkeypatch.setattr(type(settings.name), "update", lambda self: None)  # not on a page here
+    settings.dialog()
+    settings.name.value = "Ada"
+    await settings.save_name()
+    assert settings.name.error == "That is already your name." and settings.name.helper is None
+    settings.name.value = "Adele"
+    await settings.save_name()
+    assert session.name == "Adele" and settings.name.error is None
+    assert settings.name.helper == "Done: the others now see you as Adele."
+    settings.dialog()  # opened again: no old confirmation
+    assert settings.name.helper is None and settings.name.value == "Adele"

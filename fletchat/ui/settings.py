@@ -115,9 +115,11 @@ class Settings:
             self.rename(self.name.value or "")
         except (ValidationError, NotImplementedError) as err:
             self.name.error = str(err) or "Renaming is not available here."
+            self.name.helper = None
             self.name.update()
             return
         self.name.error = None
+        self.name.helper = f"Done: the others now see you as {self.current_name()}."
         self.name.update()
 
     def _choice(self, title: str, names: dict, value: object,
@@ -140,7 +142,7 @@ class Settings:
 
     def dialog(self) -> ft.AlertDialog:
         p = self.prefs
-        self.name.value, self.name.error = self.current_name() or "", None
+        self.name.value, self.name.error, self.name.helper = self.current_name() or "", None, None
 
         async def theme(v: str) -> None:
             await self.change(Prefs.from_json({**_dict(self.prefs), "theme": v}))
