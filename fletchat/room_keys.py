@@ -4,8 +4,9 @@
 stalled every tab and every LAN link for each passphrase any tab submitted, and a script speaking
 Flet's protocol over ``/ws`` could submit them back to back. Here a derivation runs on one worker
 thread (``hashlib.scrypt`` lets go of the GIL, so the loop keeps the other core), at most
-``MAX_DERIVING`` are in the process at once (more are refused with a clear error, nothing queues
-without bound), and the caller says which session asked, one derivation in flight per session.
+``MAX_DERIVING`` are in the process at once and ``MAX_DERIVING_PER_ADDRESS`` for one client address
+(more are refused with a clear error, nothing queues without bound: a script's throw-away tabs from
+one address cannot hold every place), and one derivation is in flight per session.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from .model import ValidationError
 from .rooms import room_key
 
 DERIVE_THREADS = 1  # scrypt on this many threads at most (the gate's own thread is apart)
-MAX_DERIVING = 8  # derivations running or waiting for the thread, in the whole process
+MAX_DERIVING = 8  # derivations running or waiting for the thread, in the whole process ...
+MAX_DERIVING_PER_ADDRESS = 2  # ... and for one client address (a browser's IP in host mode)
 BUSY = "Too many passphrases are being checked on this device. Try again in a moment."
 STILL_CHECKING = "Still checking the passphrase you entered."
 
@@ -25,27 +27,32 @@ STILL_CHECKING = "Still checking the passphrase you entered."
 class RoomKeyDeriver:
     """Derives room keys on its own thread, a bounded number at a time, one per asker."""
 
-    def __init__(self, threads: int = DERIVE_THREADS, max_deriving: int = MAX_DERIVING) -> None:
+    def __init__(self, threads: int = DERIVE_THREADS, max_deriving: int = MAX_DERIVING,
+                 per_address: int = MAX_DERIVING_PER_ADDRESS) -> None:
         self.threads = threads
         self.max_deriving = max_deriving
+        self.per_address = per_address
         self._pool: ThreadPoolExecutor | None = None  # made on first use
-        self._askers: set[object] = set()
+        self._askers: dict[object, str] = {}  # asker -> its address, while its key is derived
 
-    async def derive(self, asker: object, channel: str, passphrase: str) -> bytes:
+    async def derive(self, asker: object, channel: str, passphrase: str,
+                     address: str = "") -> bytes:
         """The room key of ``channel`` for ``passphrase``; ``ValidationError`` when the
-        passphrase is too short, ``asker`` already waits for one, or too many are waiting."""
+        passphrase is too short, ``asker`` already waits for one, or too many are waiting (in
+        all, or from ``address``: "" is this device's own window, counted as one address)."""
         if asker in self._askers:
             raise ValidationError(STILL_CHECKING)
-        if len(self._askers) >= self.max_deriving:
+        from_here = sum(1 for a in self._askers.values() if a == address)
+        if len(self._askers) >= self.max_deriving or from_here >= self.per_address:
             raise ValidationError(BUSY)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="room-key")
-        self._askers.add(asker)
+        self._askers[asker] = address
         try:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._pool, room_key, channel, passphrase)
         finally:
-            self._askers.discard(asker)
+            del self._askers[asker]
 
 
 DERIVER = RoomKeyDeriver()  # one per process: the bound is the host's, over all its tabs

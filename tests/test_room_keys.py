@@ -11,7 +11,7 @@ import pytest
 from fletchat import room_keys
 from fletchat.hub import Hub, HubSession
 from fletchat.model import ValidationError
-from fletchat.room_keys import BUSY, STILL_CHECKING, RoomKeyDeriver
+from fletchat.room_keys import BUSY, MAX_DERIVING_PER_ADDRESS, STILL_CHECKING, RoomKeyDeriver
 from fletchat.rooms import room_key
 from fletchat.ui.hub_backend import HubBackend
 
@@ -58,7 +58,7 @@ async def test_a_key_is_derived_on_a_worker_thread_while_the_loop_runs_on() -> N
 
 
 async def test_one_derivation_per_asker_and_a_bound_over_all_of_them() -> None:
-    deriver = RoomKeyDeriver(max_deriving=2)
+    deriver = RoomKeyDeriver(max_deriving=2, per_address=2)
     first = asyncio.create_task(deriver.derive("tab 1", "secret", PASS))
     await asyncio.sleep(0)
     with pytest.raises(ValidationError, match=STILL_CHECKING):
@@ -85,3 +85,17 @@ async def test_a_tab_s_passphrase_leaves_the_host_s_loop_free_and_keys_that_tab_
     assert turns > 10, "the host's loop ran nothing else while scrypt ran"
     assert ada.room_keys == {"secret": room_key("secret", PASS)}
     assert bob.room_keys == {}
+
+
+async def test_throw_away_tabs_from_one_address_leave_room_for_the_others() -> None:
+    """A script's tabs from one address take at most their address's share; a browser on
+    another address still gets its key derived."""
+    deriver = RoomKeyDeriver()
+    hostile = [asyncio.create_task(deriver.derive(f"tab {i}", "secret", PASS, "10.0.0.66"))
+               for i in range(MAX_DERIVING_PER_ADDRESS)]
+    await asyncio.sleep(0)
+    with pytest.raises(ValidationError, match=BUSY):
+        await deriver.derive("one more tab", "secret", PASS, "10.0.0.66")
+    assert await deriver.derive("a real person", "secret", PASS, "10.0.0.7") == room_key(
+        "secret", PASS)
+    await asyncio.gather(*hostile)

@@ -22,8 +22,9 @@ UNVERIFIED = "unverified"
 class HubBackend:
     """One session of the hub, seen through the UI's port."""
 
-    def __init__(self, session: HubSession, pubsub: Any = None) -> None:
+    def __init__(self, session: HubSession, pubsub: Any = None, address: str = "") -> None:
         self.session = session
+        self.address = address  # the browser's IP in host mode: bounds its share of slow work
         self.hub = session.hub
         self.pubsub = pubsub
         has_store = not isinstance(self.hub.store, MemoryStore)  # an outbox that lasts
@@ -84,7 +85,8 @@ class HubBackend:
 
     async def set_room_passphrase(self, channel: str, passphrase: str) -> None:
         channel = validate_channel(channel)
-        self.session.set_room_key(channel, await DERIVER.derive(self, channel, passphrase))
+        key = await DERIVER.derive(self, channel, passphrase, self.address)
+        self.session.set_room_key(channel, key)
 
     def has_room_key(self, channel: str) -> bool:
         return channel in self.session.room_keys

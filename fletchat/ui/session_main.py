@@ -42,7 +42,8 @@ def make_session_main(
         session = HubSession(hub, device=device)
         prefs = PrefsStore(prefs_path) if prefs_path is not None else PrefsStore(client=True)
         pubsub = page.pubsub  # kept: once Flet releases the tab, page.pubsub raises
-        view = ChatView(page, HubBackend(session, pubsub), prefill_name, uploads=uploads,
+        address = str(getattr(page, "client_ip", "") or "")
+        view = ChatView(page, HubBackend(session, pubsub, address), prefill_name, uploads=uploads,
                         prefs_store=prefs, join_url=join_url)
 
         def on_disconnect(e: ft.Event) -> None:
