@@ -57,8 +57,11 @@ class NetworkCheck:
     async def _rereading(self) -> None:
         while not self.updates.closed:
             await asyncio.sleep(REREAD_SECONDS)
-            if self.reread():
-                self.updates.flush()
+            try:
+                if self.reread():
+                    self.updates.flush()
+            except Exception:  # a detached task: nobody else would hear of it
+                log.exception("re-reading the network problems failed")
 
     async def click(self, e: ft.Event | None = None) -> None:
         if self.running:
