@@ -15,7 +15,7 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 from .model import ValidationError
-from .rooms import room_key
+from .rooms import check_passphrase, room_key
 
 DERIVE_THREADS = 1  # scrypt on this many threads at most (the gate's own thread is apart)
 MAX_DERIVING = 8  # derivations running or waiting for the thread, in the whole process ...
@@ -40,6 +40,7 @@ class RoomKeyDeriver:
         """The room key of ``channel`` for ``passphrase``; ``ValidationError`` when the
         passphrase is too short, ``asker`` already waits for one, or too many are waiting (in
         all, or from ``address``: "" is this device's own window, counted as one address)."""
+        check_passphrase(passphrase)  # a short one is refused at once, not behind the queue
         if asker in self._askers:
             raise ValidationError(STILL_CHECKING)
         from_here = sum(1 for a in self._askers.values() if a == address)

@@ -45,12 +45,17 @@ def is_sealed(text: str) -> bool:
     return isinstance(text, str) and text.startswith(SEALED_PREFIX)
 
 
-def room_key(channel: str, passphrase: str) -> bytes:
-    """The 32-byte room key of ``channel`` for ``passphrase`` (same on every install)."""
+def check_passphrase(passphrase: str) -> None:
+    """``ValidationError`` for a passphrase too short to be a room's."""
     if len(passphrase) < MIN_PASSPHRASE_CHARS:
         raise ValidationError(
             f"A room passphrase needs at least {MIN_PASSPHRASE_CHARS} characters."
         )
+
+
+def room_key(channel: str, passphrase: str) -> bytes:
+    """The 32-byte room key of ``channel`` for ``passphrase`` (same on every install)."""
+    check_passphrase(passphrase)
     salt = SALT_CONTEXT + hashlib.sha256(channel.encode("utf-8")).digest()
     return hashlib.scrypt(
         passphrase.encode("utf-8"), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=KEY_BYTES

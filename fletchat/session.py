@@ -4,6 +4,7 @@ client), and the channel-name rules they use. The UI only ever talks to a ``HubS
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import re
 import time
 from dataclasses import replace
@@ -192,7 +193,10 @@ class HubSession(ConvSessionMethods):
                 loop = None
             if loop is not None:
                 if self._leaving is None:
-                    self._leaving = loop.call_later(grace, self.leave)
+                    # outside the caller's context: a timer keeps its context (a browser tab's,
+                    # with Flet's page) until its deadline, even once a close cancelled it
+                    self._leaving = loop.call_later(grace, self.leave,
+                                                    context=contextvars.Context())
                     self.hub.leaving[self.name] = self
                 return
         if self._leaving is not None:

@@ -232,11 +232,12 @@ class FakePage:
         self.updates += 1
 
     def show_dialog(self, dialog: ft.Control) -> None:
+        dialog.open = True  # as Flet's page does
         self.dialogs.append(dialog)
 
     def pop_dialog(self) -> None:
         if self.dialogs:
-            self.dialogs.pop()
+            self.dialogs.pop().open = False
 
 
 class MountPage(FakePage):
@@ -550,6 +551,27 @@ def test_describe_unverified_only_for_chat() -> None:
 
 
 # ---------------------------------------------------------------- private rooms
+
+
+async def test_a_room_dialog_that_went_while_its_key_was_derived_pops_no_other_dialog(
+        tmp_path) -> None:
+    """The key is derived on a worker thread: Escape (or another dialog) can come first. The
+    answer then closes nothing (it popped whatever dialog was on top before) and says its
+    result under the header, for the room it was asked for."""
+    view, session = await make_view(tmp_path)
+    room = session.create_channel("plans")
+    await view.show_channel(room)
+    view.rooms.ask()
+    asked = asyncio.create_task(view.rooms.set_passphrase("correct horse battery"))
+    await asyncio.sleep(0)  # the derivation runs on its thread
+    view.page.pop_dialog()
+    await view.rooms.dismissed()  # Escape
+    other = ft.AlertDialog(title=ft.Text("Profile and settings"))
+    view.page.show_dialog(other)
+    assert await asked
+    assert view.page.dialogs == [other] and other.open
+    assert view.rooms.note.visible and "plans" in (view.rooms.note.value or "")
+    assert view.backend.has_room_key(room)
 
 
 async def test_private_room_rows_open_with_the_passphrase(tmp_path) -> None:

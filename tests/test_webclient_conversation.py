@@ -130,3 +130,24 @@ async def test_the_hosts_problems_become_the_banner_and_not_saved_rows(backend) 
     assert event.reason == "History is read-only: disk is full."
     await backend.on_problems(RelayProblems((), ()))  # fixed on the host: the banner goes
     assert backend.problems() == [] and len(got) == 1
+
+
+async def test_a_rename_is_the_clients_only_once_the_host_said_done(backend) -> None:
+    """The settings dialog confirms a rename: a static client asks the host and waits, so a
+    refused one (a name in use there) is an error here, not a name the host never took."""
+
+    async def answer(error: str) -> None:
+        while not conv_frames(backend):
+            await asyncio.sleep(0.01)
+        req = conv_frames(backend)[-1]["req"]
+        backend.answered(req, RelayDone(req, error))
+
+    with pytest.raises(ValidationError, match="already someone's name"):
+        await asyncio.gather(backend.rename("Bob"),
+                             answer("Bob is already someone's name here: pick another."))
+    assert backend.name == "Ada"
+    frame = conv_frames(backend)[-1]
+    assert (frame["op"], frame["text"]) == ("rename", "Bob") and frame["req"] > 0
+    backend.client.sent.clear()
+    await asyncio.gather(backend.rename("Adele"), answer(""))
+    assert backend.name == "Adele"

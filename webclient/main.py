@@ -328,11 +328,11 @@ class RelayBackend(RelayFileMethods):
     def set_conversation_prefs(self, read_receipts: bool, typing: bool) -> None:
         self._send_receipts, self._send_typing = read_receipts, typing
 
-    def rename(self, raw_name: str) -> None:
+    async def rename(self, raw_name: str) -> None:
+        """Asks the host, which may refuse (a name in use, the same name): the new name is
+        this client's only once the host said ``done`` without an error."""
         name = validate_name(raw_name)
-        if self._name is None:
-            raise ValidationError("Join the chat first.")
-        self.client.send_frame(encode_client_conv(0, "rename", "", name))
+        await self._conv("rename", "", name)
         self._name = self.last_name = name
 
     def subscribe(self, handler) -> None:

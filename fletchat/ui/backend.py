@@ -173,8 +173,9 @@ class ChatBackend(Protocol):
     def set_conversation_prefs(self, read_receipts: bool, typing: bool) -> None:
         """This person's choices (``conversation.prefs.Prefs``): send read receipts / typing."""
 
-    def rename(self, raw_name: str) -> None:
-        """Change this person's display name; others get a notice. ``ValidationError`` if bad."""
+    async def rename(self, raw_name: str) -> None:
+        """Change this person's display name; others get a notice. ``ValidationError`` if bad
+        or refused (a static client waits for the host's answer)."""
 
     # ---- events ----
     def subscribe(self, handler: EventHandler) -> None:

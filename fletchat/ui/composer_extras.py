@@ -82,6 +82,7 @@ class TypingLine:
         self.mark = mark
         self.control = ft.Text("", size=12, italic=True, color=ft.Colors.ON_SURFACE_VARIANT)
         self._expiry: asyncio.TimerHandle | None = None
+        self._closed = False
 
     def show(self, names: list[str]) -> None:
         line = typing_line(names)
@@ -91,12 +92,14 @@ class TypingLine:
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None
-        if names:
+        if names and not self._closed:
             # ask again once the last signal has timed out: nothing else says it stopped
             self._expiry = later(TYPING_TIMEOUT + 0.5, lambda: self.show(self.names()))
 
     def close(self) -> None:
-        """The tab closed: a pending look-again would keep the whole view alive until it ran."""
+        """The tab closed: a pending look-again would keep the whole view alive until it ran
+        (and none is made after: a handler that resumes after the close may still call show)."""
+        self._closed = True
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None

@@ -243,7 +243,7 @@ class Convo:
 
     # ---- read receipts ----
     def schedule_read(self, delay: float = READ_DELAY) -> None:
-        if not self.enabled or not self.prefs.send_read_receipts:
+        if not self.enabled or not self.prefs.send_read_receipts or self.view.updates.closed:
             return
         if self._read_timer is not None:
             self._read_timer.cancel()

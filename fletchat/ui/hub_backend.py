@@ -192,7 +192,7 @@ class HubBackend:
         self.session.send_read_receipts = read_receipts
         self.session.send_typing = typing
 
-    def rename(self, raw_name: str) -> None:
+    async def rename(self, raw_name: str) -> None:
         self.session.rename(raw_name)
 
     def subscribe(self, handler: EventHandler) -> None:

@@ -85,6 +85,7 @@ class RoomControls:
     async def dismissed(self, e: ft.Event | None = None) -> None:
         """The dialog is gone: the confirmation, and the composer if the dialog went by Escape
         or a click outside (Flutter gave focus back to the lock button)."""
+        self.dialog = None  # a passphrase still being checked says its result under the header
         self.passphrase.value = ""
         if self.confirmation:
             self.note.value, self.note.visible = self.confirmation, True
@@ -102,20 +103,30 @@ class RoomControls:
         await self.focus()
 
     async def set_passphrase(self, passphrase: str) -> bool:
+        # The key is derived on another thread (a fraction of a second, longer behind other
+        # tabs'): the dialog may go (Escape) or the channel change meanwhile, so what it was
+        # for is taken now, and the dialog is closed only if it is still this one.
+        channel, dialog, unlock = self.channel, self.dialog, self.unlock
         try:
-            await self.backend.set_room_passphrase(self.channel, passphrase)
+            await self.backend.set_room_passphrase(channel, passphrase)
         except ValidationError as err:
-            self.passphrase.error = str(err)
-            if self.passphrase.parent is not None:
-                self.passphrase.update()
+            if self.dialog is dialog:  # still asking for this room: say why under the field
+                self.passphrase.error = str(err)
+                if self.passphrase.parent is not None:
+                    self.passphrase.update()
             return False
-        self.passphrase.value = ""
-        await self.close()
-        title = channel_title(self.channel, self.backend.name)
+        title = channel_title(channel, self.backend.name)
         done = (f"{title} unlocked: its sealed messages open, and what you send there is sealed."
-                if self.unlock else
+                if unlock else
                 f"{title} is private for you now: what you send there is sealed. Give the "
                 "passphrase to the others in person.")
-        self.confirmation = done  # shown once the dialog is gone (``dismissed``)
+        if dialog is not None and self.dialog is dialog and dialog.open:
+            self.passphrase.value = ""
+            self.confirmation = done  # shown once the dialog is gone (``dismissed``)
+            await self.close()
+        else:  # it went while the key was derived: say it under the header now
+            self.note.value, self.note.visible = done, True
+            if self.note.parent is not None:
+                self.note.update()
         await self.on_opened()  # sealed rows open now
         return True

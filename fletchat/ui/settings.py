@@ -68,7 +68,8 @@ class Settings:
     """The settings dialog and the mute button; ``on_change`` gets every new ``Prefs``."""
 
     def __init__(self, page: ft.Page, store: PrefsStore,
-                 rename: Callable[[str], None], current_name: Callable[[], str | None],
+                 rename: Callable[[str], Awaitable[None]],
+                 current_name: Callable[[], str | None],
                  on_change: Callable[[Prefs], Awaitable[None]]) -> None:
         self.page = page
         self.store = store
@@ -112,7 +113,7 @@ class Settings:
     # ---- the dialog ----
     async def save_name(self, e: ft.Event | None = None) -> None:
         try:
-            self.rename(self.name.value or "")
+            await self.rename(self.name.value or "")
         except (ValidationError, NotImplementedError) as err:
             self.name.error = str(err) or "Renaming is not available here."
             self.name.helper = None
