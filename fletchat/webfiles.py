@@ -63,6 +63,7 @@ MAX_TICKETS_PER_ADDRESS = 16  # per client address, over all its sessions
 MAX_BYTES_IN_FLIGHT = L.UPLOADS_IN_FLIGHT_BYTES  # all uploads being received at once
 MIN_FREE_BYTES = L.UPLOAD_MIN_FREE_BYTES  # what an upload may never take from the file system
 TICKET_SECONDS = 15 * 60  # an unused or unfinished ticket is dropped after this
+UPLOAD_STALL_SECONDS = 30.0  # a body that sends nothing for this long is dropped
 MAX_UPLOAD_NAME_CHARS = 120
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -108,6 +109,8 @@ class Ticket:
     state: TicketState = TicketState.ISSUED
     size: int = 0
     reason: str = ""
+    released: bool = False  # forgotten (shared, failed, expired, its tab gone): a body still
+    # coming in for it is dropped, not written on uncounted
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -163,9 +166,11 @@ class UploadTickets:
         return ticket
 
     async def wait(self, ticket: Ticket, timeout: float) -> Path:
-        """The uploaded file once the route has all of it; ``ValidationError`` with the reason."""
+        """The uploaded file once the route has all of it; ``ValidationError`` with the reason.
+        Never waits past the ticket's expiry (an upload that slow holds its place no longer)."""
         try:
-            await asyncio.wait_for(ticket.done.wait(), timeout)
+            await asyncio.wait_for(ticket.done.wait(),
+                                   max(0.0, min(timeout, ticket.expires - self.clock())))
         except TimeoutError:
             raise ValidationError(f"{ticket.path.name}: the upload did not finish.") from None
         if ticket.state != TicketState.DONE:
@@ -176,6 +181,7 @@ class UploadTickets:
         """Forget a ticket and delete what it received (after sharing, or when it failed)."""
         ticket = self._tickets.pop(token, None)
         if ticket is not None:
+            ticket.released = True
             ticket.done.set()
             shutil.rmtree(ticket.path.parent, ignore_errors=True)
 
@@ -192,8 +198,10 @@ class UploadTickets:
         return len(self._tickets)
 
     def in_flight(self) -> int:
-        """Bytes received so far by every upload still in progress."""
-        return sum(t.size for t in self._tickets.values() if t.state == TicketState.RECEIVING)
+        """Bytes on disk for uploads not yet shared: those being received and those received
+        and waiting for their message (released once shared or given up)."""
+        return sum(t.size for t in self._tickets.values()
+                   if t.state in (TicketState.RECEIVING, TicketState.DONE))
 
     def no_room(self, ticket: Ticket, more: int) -> str:
         """Why ``more`` bytes for ``ticket`` may not be written now ("" when they may)."""
@@ -201,6 +209,8 @@ class UploadTickets:
             return "the host is receiving too much at once; try again in a moment"
         if self._disk_free(self.root) - more < self.min_free:
             return "the host's disk is nearly full"
+        if ticket.released or ticket.expires <= self.clock():
+            return "the upload was cancelled or took too long"
         return ""
 
     # ---- the PUT route ----
@@ -217,14 +227,31 @@ class UploadTickets:
             return self._fail(ticket, 507, why)
         ticket.state = TicketState.RECEIVING
         part = ticket.path.with_name(ticket.path.name + ".part")
+        size = await self._body(request, part, ticket)
+        if isinstance(size, Response):
+            return size
+        if ticket.released:  # let go while its last block was written: nothing is kept
+            part.unlink(missing_ok=True)
+            return PlainTextResponse("the upload was cancelled", 410)
+        os.replace(part, ticket.path)
+        ticket.size, ticket.state = size, TicketState.DONE
+        ticket.done.set()
+        return PlainTextResponse("stored", 200)
+
+    async def _body(self, request: Request, part: Path, ticket: Ticket) -> int | Response:
+        """The body's size once all of it is in ``part``, or the failure's response (``part``
+        deleted)."""
         try:
-            size = await _stream_to(request, part, ticket, self.no_room)
+            return await _stream_to(request, part, ticket, self.no_room)
         except _TooLarge:
             part.unlink(missing_ok=True)
             return self._fail(ticket, 413, f"larger than {_mb(ticket.max_bytes)}")
         except _NoRoom as err:
             part.unlink(missing_ok=True)
             return self._fail(ticket, 507, str(err))
+        except TimeoutError:
+            part.unlink(missing_ok=True)
+            return self._fail(ticket, 408, f"nothing arrived for {UPLOAD_STALL_SECONDS:.0f} s")
         except OSError as err:
             part.unlink(missing_ok=True)
             log.warning("upload %s failed: %s", ticket.path.name, err)
@@ -233,10 +260,6 @@ class UploadTickets:
             part.unlink(missing_ok=True)
             self._fail(ticket, 400, "the upload was interrupted")
             raise
-        os.replace(part, ticket.path)
-        ticket.size, ticket.state = size, TicketState.DONE
-        ticket.done.set()
-        return PlainTextResponse("stored", 200)
 
     def _fail(self, ticket: Ticket, status: int, reason: str) -> Response:
         ticket.state, ticket.reason = TicketState.FAILED, reason
@@ -274,14 +297,19 @@ async def _stream_to(request: Request, part: Path, ticket: Ticket,
         ticket.size += len(buffer)
         buffer.clear()
 
+    loop = asyncio.get_running_loop()
     with await asyncio.to_thread(open, part, "wb") as out:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > ticket.max_bytes:
-                raise _TooLarge
-            buffer += chunk
-            if len(buffer) >= _WRITE_BLOCK:
-                await write()
+        async with asyncio.timeout(UPLOAD_STALL_SECONDS) as stall:
+            async for chunk in request.stream():
+                stall.reschedule(loop.time() + UPLOAD_STALL_SECONDS)
+                if ticket.released:
+                    raise _NoRoom("the upload was cancelled")
+                size += len(chunk)
+                if size > ticket.max_bytes:
+                    raise _TooLarge
+                buffer += chunk
+                if len(buffer) >= _WRITE_BLOCK:
+                    await write()
         if buffer:
             await write()
     return size

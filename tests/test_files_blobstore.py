@@ -334,3 +334,42 @@ def test_a_crash_after_the_install_does_not_count_the_file_twice(tmp_path):
     again = BlobStore(tmp_path / "recv")
     assert again.usage().used == used == m.size
     assert not meta.exists() and again.has(m.sha256)
+
+
+def test_an_import_never_takes_the_disk_under_the_free_space_floor(tmp_path, monkeypatch):
+    """A browser's upload is copied into the store when it is shared: that second copy was
+    made before any look at the disk, so a file sized to the free space filled it and the
+    history went read-only. Now the whole size is checked first, and each chunk as it goes."""
+    import collections
+
+    from fletchat.files import blobstore
+
+    data = payload(3)
+    src = tmp_path / "upload.bin"
+    src.write_bytes(data)
+    store = BlobStore(tmp_path / "store")
+    before = all_files(tmp_path / "store")
+    free = {"bytes": L.UPLOAD_MIN_FREE_BYTES + len(data) - 1}
+    disk = collections.namedtuple("disk", "total used free")
+    monkeypatch.setattr(blobstore.shutil, "disk_usage",
+                        lambda path: disk(0, 0, free["bytes"]))
+    with pytest.raises(BlobError, match="Not enough free disk space"):
+        store.import_file(src, "upload.bin", "application/octet-stream", CHUNK)
+    assert all_files(tmp_path / "store") == before and store.usage().used == 0
+
+    # a stream of unknown size: stopped at the chunk that would cross the floor
+    calls = {"n": 0}
+
+    def shrinking(path):
+        calls["n"] += 1
+        return disk(0, 0, L.UPLOAD_MIN_FREE_BYTES + 2 * CHUNK - (calls["n"] - 1) * CHUNK)
+
+    monkeypatch.setattr(blobstore.shutil, "disk_usage", shrinking)
+    with pytest.raises(BlobError, match="Not enough free disk space"):
+        store.import_stream(io.BytesIO(data), "s.bin", "application/octet-stream", CHUNK)
+    assert all_files(tmp_path / "store") == before and store.usage().used == 0
+
+    free["bytes"] = L.UPLOAD_MIN_FREE_BYTES + 2 * len(data)
+    monkeypatch.setattr(blobstore.shutil, "disk_usage",
+                        lambda path: disk(0, 0, free["bytes"]))
+    assert store.import_file(src, "upload.bin", "application/octet-stream", CHUNK).size == len(data)

@@ -127,3 +127,34 @@ async def test_async_thumbnail_runs_in_a_thread(tmp_path, monkeypatch):
     monkeypatch.setattr(thumbs, "make_thumbnail", lambda *a: where.append(threading.get_ident()) or real(*a))
     t = await amake_thumbnail(path)
     assert t.width == 50 and where and where[0] != threading.get_ident()
+
+
+async def test_previews_are_decoded_one_at_a_time_on_their_own_thread(tmp_path, monkeypatch):
+    """Many tabs sharing images at once: each decode can take hundreds of MiB, so they wait in
+    line on the previews' thread instead of running side by side on the shared pool."""
+    import asyncio
+    import threading
+    import time
+
+    real = thumbs.make_thumbnail
+    running, seen = {"now": 0, "most": 0}, set()
+    lock = threading.Lock()
+
+    def counted(path, max_side):
+        with lock:
+            running["now"] += 1
+            running["most"] = max(running["most"], running["now"])
+            seen.add(threading.current_thread().name.split("_")[0])
+        time.sleep(0.05)
+        try:
+            return real(path, max_side)
+        finally:
+            with lock:
+                running["now"] -= 1
+
+    monkeypatch.setattr(thumbs, "make_thumbnail", counted)
+    path = tmp_path / "p.png"
+    Image.new("RGB", (400, 300)).save(path)
+    shots = await asyncio.gather(*(amake_thumbnail(path) for _ in range(4)))
+    assert all(t.width == 320 for t in shots)
+    assert running["most"] == thumbs.THUMB_DECODES == 1 and seen == {"thumbs"}

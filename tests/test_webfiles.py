@@ -293,3 +293,62 @@ def test_sniffing_recognises_only_safe_types():
     assert sniff(b"<svg xmlns='http") is None
     assert sniff(b"<!doctype html>") is None
     assert sniff(b"XXXX\x00\x00\x00\x00WEBP") is None
+
+
+async def test_a_released_upload_stops_being_written_and_a_stalled_one_is_dropped(
+        tmp_path, monkeypatch):
+    """A ticket let go while its body still comes in (its wait timed out, its tab closed,
+    it expired) was written on to the end, counted by no cap; a body that trickles nothing
+    held its place for good."""
+    import asyncio
+
+    from fletchat import webfiles
+
+    tickets = UploadTickets(tmp_path / "uploads")
+    ticket = tickets.issue("tab", "slow.bin", "10.0.0.66")
+    sent = {"blocks": 0}
+
+    async def body():
+        for _ in range(20):
+            sent["blocks"] += 1
+            if sent["blocks"] == 3:
+                tickets.release(ticket.token)  # e.g. the tab's wait gave up
+            yield b"z" * 100_000
+
+    response = await put_stream(upload_app(tickets), ticket.url, body())
+    assert response.status_code == 507 and "cancelled" in response.text
+    assert sent["blocks"] < 20, "the body was read to the end"
+    assert not any(p.is_file() for p in (tmp_path / "uploads").rglob("*"))
+
+    monkeypatch.setattr(webfiles, "UPLOAD_STALL_SECONDS", 0.2)
+    stalled = tickets.issue("tab", "stalled.bin", "10.0.0.66")
+
+    async def trickle():
+        yield b"a" * 10
+        await asyncio.sleep(5)
+        yield b"b" * 10
+
+    response = await put_stream(upload_app(tickets), stalled.url, trickle())
+    assert response.status_code == 408 and "nothing arrived" in response.text
+    with pytest.raises(ValidationError, match="nothing arrived"):
+        await tickets.wait(stalled, 5)
+
+
+async def test_received_uploads_count_until_shared_and_waits_end_with_the_ticket(tmp_path):
+    clock = Clock()
+    tickets = UploadTickets(tmp_path / "uploads", clock=clock)
+    done = tickets.issue("a", "done.bin")
+    assert (await put(upload_app(tickets), done.url, b"x" * 5000)).status_code == 200
+    assert tickets.in_flight() == 5000  # on disk, waiting for its message: still counted
+    tickets.release(done.token)
+    assert tickets.in_flight() == 0
+    late = tickets.issue("b", "late.bin")
+    clock.now = late.expires - 0.05  # its upload took nearly the whole ticket
+    with pytest.raises(ValidationError, match="did not finish"):
+        await tickets.wait(late, 3600)  # returns at the expiry, not an hour later
+
+
+async def put_stream(app, url: str, body) -> httpx.Response:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://host") as client:
+        return await client.put(url, content=body)

@@ -73,6 +73,23 @@ def _sha(value: str) -> str:
     return value
 
 
+def room_on_disk(root: Path, size: int) -> None:
+    """``BlobError`` when ``size`` more bytes under ``root`` would take its disk under the
+    floor (``L.UPLOAD_MIN_FREE_BYTES``: the history must never meet a full disk)."""
+    if (free := shutil.disk_usage(root).free) - size < L.UPLOAD_MIN_FREE_BYTES:
+        raise BlobError(
+            f"Not enough free disk space for this file: {free // L.MIB} MiB are free and "
+            f"{L.UPLOAD_MIN_FREE_BYTES // L.MIB} MiB stay free for the chat history.")
+
+
+def _remaining(src: BinaryIO) -> int:
+    """Bytes left to read in ``src`` when it is a file (0 when that cannot be told)."""
+    try:
+        return max(0, os.fstat(src.fileno()).st_size - src.tell())
+    except (OSError, AttributeError, ValueError):
+        return 0
+
+
 class BlobStore:
     def __init__(self, root: Path, quota: int = L.DEFAULT_QUOTA_BYTES) -> None:
         self.root = Path(root).resolve()
@@ -148,9 +165,13 @@ class BlobStore:
     # ---- adding a local file ----
     def import_stream(self, src: BinaryIO, name: str, mime: str,
                       chunk_size: int = L.DEFAULT_CHUNK_SIZE) -> FileManifest:
-        """Copy a local file into the store, hashing it on the way (memory stays flat)."""
+        """Copy a local file into the store, hashing it on the way (memory stays flat). The
+        copy never takes the disk under ``L.UPLOAD_MIN_FREE_BYTES`` free (the history must never
+        meet a full disk): checked for the whole file first when its size is known (a browser's
+        upload before its second copy is made), and as it grows."""
         tmp = self._partial / f"import-{os.getpid()}-{threading.get_ident()}.tmp"
         whole, leaves, size = hashlib.sha256(), [], 0
+        room_on_disk(self.root, _remaining(src))
         try:
             with open(tmp, "wb") as out:
                 while True:
@@ -160,6 +181,7 @@ class BlobStore:
                     size += len(chunk)
                     if size > L.MAX_FILE_BYTES:
                         raise BlobError(f"File is larger than {L.MAX_FILE_BYTES} bytes.")
+                    room_on_disk(self.root, len(chunk))
                     whole.update(chunk)
                     leaves.append(leaf_hash(chunk))
                     out.write(chunk)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..model import FileRef, Message, new_id
 from ..rooms import RoomError
-from .blobstore import BlobStore
+from .blobstore import BlobStore, room_on_disk
 from .sealed import RoomMessage, SealedMeta, open_meta, seal_stream, unseal_stream
 from .views import FileState, FileView
 
@@ -120,6 +120,7 @@ class SealedFiles:
                     mime: str) -> FileRef:
         """Seal ``path`` for (room, message), store the sealed blob; keep an opened copy here."""
         tmp = self.store.root / f"seal-{new_id()}.tmp"
+        room_on_disk(self.store.root, 2 * path.stat().st_size)  # the sealed copy, then its blob
 
         def seal() -> str:
             with open(path, "rb") as src, open(tmp, "wb") as dst:
@@ -134,5 +135,6 @@ class SealedFiles:
         ref = FileRef(blob.sha256, blob.size, blob.chunk_size, blob.root, sealed=sealed)
         self._where[sealed] = (channel, msg_id)
         self._keys[channel] = key
+        room_on_disk(self.store.root, ref.size)
         await asyncio.to_thread(shutil.copyfile, path, self.opened_dir / ref.sha256)
         return ref

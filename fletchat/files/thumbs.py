@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import io
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -62,8 +63,10 @@ def make_thumbnail(path: Path, max_side: int = THUMB_MAX_SIDE) -> Thumbnail:
                     )
                 im.draft("RGB", (max_side, max_side))  # JPEG: decode at a reduced scale
                 im.seek(0)
+                # smaller first, then turned upright: exif_transpose copies the whole decoded
+                # image (a 64-megapixel RGBA is 256 MiB: two of them before)
+                im.thumbnail((max_side, max_side))
                 frame = ImageOps.exif_transpose(im)
-                frame.thumbnail((max_side, max_side))
                 alpha = frame.mode in ("RGBA", "LA", "PA") or (
                     frame.mode == "P" and "transparency" in frame.info)
                 frame = frame.convert("RGBA" if alpha else "RGB")
@@ -90,5 +93,16 @@ def _encode(frame: PILImage, alpha: bool, w: int, h: int) -> Thumbnail:
                      frame.width, frame.height, w, h)
 
 
+THUMB_DECODES = 1  # images decoded at once for previews, over every tab and client of a host
+_decoder: ThreadPoolExecutor | None = None
+
+
 async def amake_thumbnail(path: Path, max_side: int = THUMB_MAX_SIDE) -> Thumbnail:
-    return await asyncio.to_thread(make_thumbnail, path, max_side)
+    """On the previews' own thread (a decoded image can take hundreds of MiB: many tabs
+    sharing images at once waited in line instead of decoding side by side on the loop's
+    shared pool, which also runs the hub's and the uploads' work)."""
+    global _decoder
+    if _decoder is None:
+        _decoder = ThreadPoolExecutor(THUMB_DECODES, thread_name_prefix="thumbs")
+    return await asyncio.get_running_loop().run_in_executor(
+        _decoder, make_thumbnail, path, max_side)
