@@ -48,6 +48,7 @@ from .relay_files import ClientFiles, RelayFiles, RelayUploads
 from .relay_protocol import (
     CLOSE_TRY_AGAIN,
     MAX_RELAY_CLIENTS,
+    MAX_RELAY_CLIENTS_PER_ADDRESS,
     RELAY_BURST,
     RELAY_DEVICE,
     RELAY_PAGE,
@@ -202,7 +203,9 @@ class Relay:
     # ---- one connection ----
     async def endpoint(self, ws: WebSocket) -> None:
         await ws.accept()
-        if len(self._clients) >= MAX_RELAY_CLIENTS:
+        address = ws.client.host if ws.client else "?"
+        if len(self._clients) >= MAX_RELAY_CLIENTS or sum(
+                c.address == address for c in self._clients) >= MAX_RELAY_CLIENTS_PER_ADDRESS:
             await ws.close(CLOSE_TRY_AGAIN, "too many relay clients; try again later")
             return
         hub = self._hub_factory()

@@ -61,7 +61,9 @@ MAX_SLOTS_PER_ADDRESS = 16  # per client address, over all its connections
 MAX_BYTES_PER_ADDRESS = 512 * L.MIB  # declared sizes of one address's open slots, together
 MAX_BYTES_RESERVED = L.UPLOADS_IN_FLIGHT_BYTES  # declared sizes of every open slot, together
 MIN_FREE_BYTES = L.UPLOAD_MIN_FREE_BYTES  # what relay uploads may never take from the file system
-SLOT_IDLE_S = 120.0  # a slot with no chunk for this long is deleted
+SLOT_IDLE_S = 120.0  # a slot with no chunk for this long is deleted ...
+SLOT_GRACE_S = 60.0  # ... and one not complete after this long plus its size at
+SLOT_MIN_BYTES_PER_S = 64 * L.KIB  # this rate (a byte every 119 s kept a slot forever)
 MAX_REFS_PER_CLIENT = 4096  # files a client was told about (what it may fetch); oldest forgotten
 FILES_OFF = "File sharing is off on this host."
 
@@ -83,6 +85,13 @@ class Slot:
     touched: float
     received: int = 0
     state: SlotState = SlotState.RECEIVING
+    opened: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.opened = self.opened or self.touched
+
+    def overdue(self, now: float) -> bool:
+        return now - self.opened > SLOT_GRACE_S + self.size / SLOT_MIN_BYTES_PER_S
 
 
 class ChunkRefused(Exception):
@@ -186,9 +195,9 @@ class RelayUploads:
             self.drop(slot_id)
 
     def sweep(self) -> None:
-        cutoff = self.clock() - SLOT_IDLE_S
-        for slot_id in [s.id for s in self._slots.values()
-                        if s.state == SlotState.RECEIVING and s.touched < cutoff]:
+        now = self.clock()
+        for slot_id in [s.id for s in self._slots.values() if s.state == SlotState.RECEIVING
+                        and (s.touched < now - SLOT_IDLE_S or s.overdue(now))]:
             self.drop(slot_id)
 
 

@@ -53,7 +53,8 @@ RELAY_DEVICE = "browser-static"  # what the roster shows for a person on a stati
 # ---- limits of the relay (people type slowly; the peer protocol's burst is for relaying syncs) ----
 RELAY_RATE_PER_SECOND = 5.0  # frames per second on average, per connection
 RELAY_BURST = 20.0  # frames a connection may send at once before the rate applies
-MAX_RELAY_CLIENTS = 256  # connections at once; more are refused with CLOSE_TRY_AGAIN
+MAX_RELAY_CLIENTS = 256  # connections at once; more are refused with CLOSE_TRY_AGAIN ...
+MAX_RELAY_CLIENTS_PER_ADDRESS = 16  # ... and from one client address
 RELAY_QUEUE = 1000  # events waiting to be sent to one client; a client that falls further behind
 #                     is disconnected (it reconnects and gets the recent history again)
 MAX_ONLINE_ENTRIES = 200  # people (and devices) listed in one ``online`` frame

@@ -222,3 +222,34 @@ def test_server_file_frames_validate():
     with pytest.raises(ProtocolError):
         decode_server_frame('{"v":1,"type":"file","sha256":"' + "c" * 64 + '","state":"evil",'
                             '"done":0,"size":0}')
+
+
+def test_a_trickled_slot_is_dropped_once_overdue(tmp_path):
+    """A byte every two minutes kept a slot (and its share of every cap) for good; a slot now
+    has until ``SLOT_GRACE_S`` plus its size at ``SLOT_MIN_BYTES_PER_S``, however it trickles."""
+    now = {"t": 1000.0}
+    uploads = RF.RelayUploads(tmp_path / "relay-uploads", clock=lambda: now["t"],
+                              disk_free=lambda path: 1 << 40)
+    size = 1 << 20
+    slot = uploads.open(1, "10.0.0.66", "slow.bin", size)
+    allowed = RF.SLOT_GRACE_S + size / RF.SLOT_MIN_BYTES_PER_S
+    for _ in range(int(allowed // 100)):
+        now["t"] += 100
+        slot.touched = now["t"]  # a chunk now and then: never idle
+        uploads.sweep()
+        assert uploads.get(slot.id, 1) is slot
+    now["t"] = slot.opened + allowed + 1
+    slot.touched = now["t"]
+    uploads.sweep()
+    assert uploads.get(slot.id, 1) is None and not slot.path.parent.exists()
+
+
+async def test_one_address_cannot_take_every_relay_connection(host: Host):
+    from fletchat.relay_protocol import MAX_RELAY_CLIENTS_PER_ADDRESS
+
+    clients = [await open_client(host) for _ in range(MAX_RELAY_CLIENTS_PER_ADDRESS)]
+    extra = await open_client(host)
+    code, reason = await extra.closed()
+    assert code == 1013 and "too many relay clients" in reason
+    for c in clients:
+        await c.ws.close()
