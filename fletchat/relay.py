@@ -81,6 +81,14 @@ Close = tuple[int, str]
 _BEFORE_HELLO = (RelayPing, RelayHello, RelayHistory, RelaySearch)
 
 
+SHARE_FINISH_S = 120.0  # a closed connection's shares get this long to post their message
+
+
+async def _leave_after(shares: set[asyncio.Task], session: HubSession) -> None:
+    await asyncio.wait(shares, timeout=SHARE_FINISH_S)
+    session.leave()
+
+
 class _Client:
     """One connected static client: its outgoing queue (drained by one sender task)."""
 
@@ -125,6 +133,7 @@ class Relay:
         # Files over the relay (relay_files.py): uploads land under ``uploads_root``.
         self.files = RelayFiles(RelayUploads(uploads_root) if uploads_root is not None else None)
         self._clients: set[_Client] = set()
+        self._leaving: set[asyncio.Task] = set()  # closed clients' sessions waiting on shares
         self._loop: asyncio.AbstractEventLoop | None = None
         self._hub: Hub | None = None
         self._unsubscribe: Callable[[], None] | None = None
@@ -242,7 +251,7 @@ class Relay:
             for task in (reader, sender):
                 task.cancel()
             self._clients.discard(client)
-            self.files.closed(id(client), client.files)
+            shares = self.files.closed(id(client), client.files)
             if result is not None:
                 code, reason = result
                 log.info("relay client %s closed: %s (%s)", client.label, reason, code)
@@ -250,7 +259,12 @@ class Relay:
                     await ws.close(code, clip_reason(reason))
                 except (RuntimeError, OSError, WebSocketDisconnect) as err:  # already gone
                     log.debug("relay client %s: close failed: %s", client.label, err)
-            session.leave()
+            if shares:  # the person leaves once what they sent is posted
+                task = asyncio.get_running_loop().create_task(_leave_after(shares, session))
+                self._leaving.add(task)
+                task.add_done_callback(self._leaving.discard)
+            else:
+                session.leave()
             log.debug("relay client %s left", client.label)
 
     async def _read_loop(self, ws: WebSocket, client: _Client, session: HubSession) -> Close | None:

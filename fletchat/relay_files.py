@@ -191,7 +191,9 @@ class RelayUploads:
             shutil.rmtree(slot.path.parent, ignore_errors=True)
 
     def drop_owner(self, owner: int) -> None:
-        for slot_id in [s.id for s in self._slots.values() if s.owner == owner]:
+        """A connection's unshared slots (one being shared is its share's to drop)."""
+        for slot_id in [s.id for s in self._slots.values()
+                        if s.owner == owner and s.state == SlotState.RECEIVING]:
             self.drop(slot_id)
 
     def sweep(self) -> None:
@@ -212,7 +214,8 @@ class ClientFiles:
 
     refs: OrderedDict[str, FileRef] = field(default_factory=OrderedDict)
     thumb_of: dict[str, str] = field(default_factory=dict)  # a thumbnail's hash -> its file's
-    tasks: set[asyncio.Task] = field(default_factory=set)
+    tasks: set[asyncio.Task] = field(default_factory=set)  # fetches: stopped with the connection
+    shares: set[asyncio.Task] = field(default_factory=set)  # shares: finished all the same
 
     def learn(self, ref: FileRef) -> None:
         self.refs[ref.sha256] = ref
@@ -299,7 +302,7 @@ class RelayFiles:
         except ValidationError as err:
             push(encode_done(frame.req, str(err)))
             return None
-        self._spawn(state, self._share(frame, paths, session, push))
+        self._spawn(state.shares, self._share(frame, paths, session, push))
         return None
 
     async def _share(self, frame: RelayShare, paths: list[Path], session: Any,
@@ -327,7 +330,7 @@ class RelayFiles:
         elif ref is None:
             push(encode_done(frame.req, "No message you were sent has that file."))
         else:
-            self._spawn(state, self._fetch(files, ref, frame.req, push))
+            self._spawn(state.tasks, self._fetch(files, ref, frame.req, push))
 
     async def _fetch(self, files: Any, ref: FileRef, req: int, push: Callable[[str], None]) -> None:
         try:
@@ -338,14 +341,17 @@ class RelayFiles:
         push(encode_done(req))
 
     @staticmethod
-    def _spawn(state: ClientFiles, coro) -> None:
+    def _spawn(tasks: set[asyncio.Task], coro) -> None:
         task = asyncio.create_task(coro)
-        state.tasks.add(task)
-        task.add_done_callback(state.tasks.discard)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
-    def closed(self, owner: int, state: ClientFiles) -> None:
-        """The connection ended: its tasks stop, its unshared uploads go."""
+    def closed(self, owner: int, state: ClientFiles) -> set[asyncio.Task]:
+        """The connection ended: its fetches stop, its unshared uploads go; the shares it sent
+        still running are returned, to finish (the person pressed send: cancelled mid-import,
+        the file was stored and charged to the quota with no message pointing at it)."""
         for task in list(state.tasks):
             task.cancel()
         if self.uploads is not None:
             self.uploads.drop_owner(owner)
+        return set(state.shares)

@@ -253,3 +253,35 @@ async def test_one_address_cannot_take_every_relay_connection(host: Host):
     assert code == 1013 and "too many relay clients" in reason
     for c in clients:
         await c.ws.close()
+
+
+async def test_a_share_sent_just_before_the_connection_closed_is_still_posted(host: Host,
+                                                                              monkeypatch):
+    """The person pressed send and closed the tab: the share was cancelled mid-import, the
+    file stored and charged to the quota with no message pointing at it. Now the share
+    finishes, the message goes out as theirs, and they leave after it."""
+    files = host.node.hub.files
+    real_share = files.share
+    closed = asyncio.Event()
+
+    async def after_the_close(*args, **kwargs):
+        await closed.wait()
+        return await real_share(*args, **kwargs)
+
+    monkeypatch.setattr(files, "share", after_the_close)
+    ada = await open_client(host, "Ada")
+    slot = await upload(ada, "late.bin", b"x" * 3000)
+    await ada.ws.send(encode_client_share(3, [slot], "sent as I left", "#general"))
+    await asyncio.sleep(0.2)
+    await ada.ws.close()  # returns once the host answered the close
+    await asyncio.sleep(0.5)  # its endpoint's clean-up has run (the share then was cancelled)
+    closed.set()
+
+    def posted() -> list[Message]:
+        return [m for m in host.messages(KIND_CHAT) if m.text == "sent as I left"]
+
+    await eventually(posted, "the message posted", TIMEOUT)
+    (msg,) = posted()
+    assert msg.author == "Ada" and [f.name for f in msg.files] == ["late.bin"]
+    kinds = [m.kind for m in host.messages() if m.author == "Ada"]
+    assert kinds.index("leave") > kinds.index(KIND_CHAT), kinds  # she left after it
