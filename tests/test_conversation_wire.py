@@ -363,7 +363,7 @@ async def test_the_ui_port_over_a_hub_session(pair) -> None:
     await backend.delete(answer)
     assert backend.row_state(answer).deleted
     assert backend.reach(m) == (1, 1)
-    backend.rename("Annie")
+    await backend.rename("Annie")
     assert backend.name == "Annie"
 
 
