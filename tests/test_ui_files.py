@@ -246,3 +246,32 @@ async def test_the_static_client_attaches_the_picked_bytes(tmp_path):
     await attach.picked(ft.FilePickerResultEvent(name="result", control=attach.picker, files=big))
     assert len(uploader.shared) == 1 and "larger than" in said[-1]
     attach.release()  # nothing to release here: the relay drops slots with its connection
+
+
+async def test_a_host_never_takes_a_path_from_a_tab_that_says_it_is_no_browser(tmp_path):
+    """A script on /ws registered with ``web: false`` and answered the picker with a "path":
+    the host shared whatever file it named (its own keys, its history). A host's tabs always
+    go through the upload route, whatever their page says."""
+    from fletchat.ui.upload import Attach
+    from fletchat.webfiles import UploadTickets
+
+    secret = tmp_path / "identity.key"
+    secret.write_bytes(b"private")
+    hub = Hub("here")
+    hub.files = FileShare(BlobStore(tmp_path / "files"), hub._publish)
+    backend = HubBackend(HubSession(hub))
+    attach = Attach(FakePage(web=False), backend, UploadTickets(tmp_path / "uploads"),
+                    lambda: ("general", ""), lambda msg: None, lambda text: None)  # type: ignore[arg-type]
+    routes: list[str] = []
+
+    async def uploaded(files) -> None:
+        routes.append("upload route")
+
+    async def shared(paths) -> None:
+        routes.append(f"shared {paths}")
+
+    attach._upload_and_share = uploaded  # type: ignore[method-assign]
+    attach.share = shared  # type: ignore[method-assign]
+    files = [ft.FilePickerFile(id=1, name="k", size=1, path=str(secret))]
+    await attach.picked(ft.FilePickerResultEvent(name="result", control=attach.picker, files=files))
+    assert routes == ["upload route"] and attach.web and attach.clipboard is None

@@ -57,7 +57,12 @@ class Attach:
         self.target, self.sent, self.say = target, sent, say
         self.owner = secrets.token_hex(8)  # this session's uploads, released when it closes
         self.address = str(getattr(page, "client_ip", "") or "")  # uploads are capped per device
-        self.web = bool(getattr(page, "web", False))  # (unit tests drive a stand-in page)
+        # Whether files come through the upload route (or the relay) rather than as paths on this
+        # machine. Decided here, never by the client: a script on /ws registering with
+        # ``web: false`` made a host take a picker result's "path" and share any file the host
+        # could read (its keys, its history). A host (tickets) always uploads; only an app's
+        # own window (no tickets, not a browser) gives local paths.
+        self.web = tickets is not None or bool(getattr(page, "web", False))
         # The static client: the picker gives bytes, sent over the relay (``share_picked``).
         self.by_data = tickets is not None and hasattr(tickets, "share_picked")
         enabled = backend.capabilities.files and (not self.web or tickets is not None)
