@@ -25,6 +25,11 @@ from typing import Any
 
 FLET_WS_PATH = "/ws"  # Flet's page at "/" talks over "/ws"
 CLOSE_TRY_AGAIN = 1013
+CLOSE_POLICY = 1008
+# A Flet client registers once per WebSocket; flet-web makes a new session for every
+# registration, and only the socket's last one is ever released: more close the socket.
+MAX_REGISTRATIONS_PER_SOCKET = 1
+_REGISTER_CLIENT = 1  # flet's MessageAction.REGISTER_CLIENT
 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[..., Awaitable[None]]
@@ -118,7 +123,41 @@ class SessionGate:
             await send({"type": "websocket.close", "code": CLOSE_TRY_AGAIN,
                         "reason": "too many sessions from this address"})
             return
+        registrations = 0
+
+        async def counted() -> dict:
+            """``receive``, closing the socket at a registration too many (a script sending
+            ``REGISTER_CLIENT`` again and again on one socket made a session each time, never
+            released, past every bound above)."""
+            nonlocal registrations
+            event = await receive()
+            if event.get("type") == "websocket.receive" and _registers(event.get("bytes")):
+                registrations += 1
+                if registrations > MAX_REGISTRATIONS_PER_SOCKET:
+                    await send({"type": "websocket.close", "code": CLOSE_POLICY,
+                                "reason": "one session per connection"})
+                    return {"type": "websocket.disconnect", "code": CLOSE_POLICY}
+            return event
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, counted, send)
         finally:
             self.book.closed(address, self._clock())
+
+
+def _registers(data: bytes | None) -> bool:
+    """Whether a Flet frame (``[0x00][msgpack [action, body]]``) is a registration, read from
+    its first bytes only: an array header (at most 5 bytes) and the action, an integer (at most
+    9), however it is encoded (flet takes ``1``, ``True`` and ``1.0`` alike)."""
+    if not data or data[0] != 0:
+        return False
+    import msgpack
+
+    unpacker = msgpack.Unpacker()
+    unpacker.feed(bytes(data[1:17]))
+    try:
+        unpacker.read_array_header()
+        action = unpacker.unpack()
+    except (ValueError, msgpack.UnpackException):  # not an array, or cut short: flet refuses it
+        return False
+    return isinstance(action, (int, float)) and action == _REGISTER_CLIENT

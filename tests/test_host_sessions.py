@@ -66,6 +66,26 @@ async def test_sessions_per_address_are_bounded_and_closed_tabs_released(port):
     await again.close()
 
 
+async def test_one_socket_registers_one_session(port):
+    """flet-web makes a session for every REGISTER_CLIENT on a socket and releases only the
+    last: a script re-registering with fresh session ids filled the host past every bound.
+    A second registration now closes the socket (1008), whatever encoding its action uses."""
+    import msgpack
+
+    before = held_sessions()
+    ws = await open_flet_session(port, "127.0.0.1", timeout=30)
+    page = {"route": "/", "width": 1000.0, "height": 800.0}
+    again = msgpack.packb([1.0, {"session_id": "fresh-one", "page_name": "", "page": page}])
+    await ws.send(b"\x00" + again)
+    with pytest.raises(ConnectionClosed) as closed:
+        async with asyncio.timeout(30):
+            while True:
+                await ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+    assert len(held_sessions() - before) <= 1
+    await eventually(lambda: not held_sessions() - before, "its one session released", 40)
+
+
 async def test_a_tab_closed_while_it_opens_is_freed_once_released(port, caplog):
     """This headless client never answers the browser calls the chat view's mount waits for
     (client storage): its mount is still waiting when the tab closes and resumes only when Flet
@@ -90,6 +110,21 @@ async def test_a_tab_closed_while_it_opens_is_freed_once_released(port, caplog):
     await eventually(freed, "the released tab's page freed", 10)
     await other.close()
     assert not [r for r in caplog.records if "Unhandled error" in r.getMessage()]
+
+
+def test_a_registration_is_told_from_its_first_bytes_however_it_is_encoded():
+    import msgpack
+
+    from fletchat.sessions import _registers
+
+    body = {"session_id": None, "page": {"route": "/"}}
+    for action in (1, True, 1.0):
+        assert _registers(b"\x00" + msgpack.packb([action, body]))
+    wide = b"\xdc\x00\x02" + b"\xcf" + (1).to_bytes(8, "big") + msgpack.packb(body)  # array16, uint64
+    assert _registers(b"\x00" + wide)
+    for other in (b"\x00" + msgpack.packb([2, body]), b"\x01" + msgpack.packb([1, body]),
+                  b"\x00\xc1", b"", None, b"\x00" + msgpack.packb({"a": 1})):
+        assert not _registers(other)
 
 
 def test_session_book_counts_held_sessions_until_the_grace_ends():
