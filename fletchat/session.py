@@ -103,14 +103,19 @@ class HubSession(ConvSessionMethods):
         self.hub.session_joined(self.key, name, self.device)
         return self.hub.post(msg) or msg
 
+    def spend(self) -> None:
+        """One post's worth of the send budget (sends, replies, new channels, renames: each a
+        stored message every device gets); ``ValidationError`` when it is spent."""
+        if self._bucket is not None and not self._bucket.allow():
+            raise ValidationError("You are sending too fast. Wait a moment and try again.")
+
     def send(self, raw_text: str, channel: str = DEFAULT_CHANNEL) -> Message | None:
         """Post a chat message. ``None`` for whitespace only; ``ValidationError`` if refused."""
         if self.name is None:
             raise ValidationError("Join the chat first.")
         if not raw_text or not raw_text.strip():
             return None
-        if self._bucket is not None and not self._bucket.allow():
-            raise ValidationError("You are sending too fast. Wait a moment and try again.")
+        self.spend()
         msg = Message.chat(self.name, raw_text, self.hub.peer_id, validate_channel(channel))
         key = self.room_keys.get(msg.channel)
         if key is not None:  # a private room: only the sealed text leaves this session
@@ -163,6 +168,7 @@ class HubSession(ConvSessionMethods):
             raise ValidationError("Join the chat first.")
         name = channel_name(raw)
         if name not in self.hub.channels():
+            self.spend()
             self.hub.post(Message.channel_created(self.name, self.hub.peer_id, name))
         return name
 

@@ -472,6 +472,28 @@ async def test_when_sockets_are_full_the_oldest_silent_one_makes_room(nodes):
 # ---------------------------------------------------------------- hub hooks
 
 
+def test_replies_new_channels_and_renames_pay_the_same_send_budget() -> None:
+    """Each posts a stored message every device gets: replies (full chat messages) went around
+    the send limit, and a tab could make channels and renames without bound."""
+    hub = Hub("p", session_rate=(0.01, 20.0))
+    s = HubSession(hub)
+    s.join("Ann")
+    parent = s.send("the first")  # 1
+    assert parent is not None
+    for i in range(15):  # 16
+        assert s.reply(parent, f"re {i}", "general") is not None
+    for i in range(3):  # 19
+        s.create_channel(f"room-{i}")
+    s.create_channel("room-0")  # opening one that exists posts nothing: free
+    s.rename("Annie")  # 20
+    for spent in (lambda: s.reply(parent, "one too many", "general"),
+                  lambda: s.create_channel("room-9"), lambda: s.rename("Anna"),
+                  lambda: s.send("and this")):
+        with pytest.raises(ValidationError, match="You are sending too fast"):
+            spent()
+    assert "room-9" not in hub.channels() and s.name == "Annie"
+
+
 def test_session_rate_limit_says_too_fast_and_spares_others() -> None:
     # A token every 100 s: however slowly a loaded machine runs the 21 sends, none comes back.
     hub = Hub("p", session_rate=(0.01, 20.0))

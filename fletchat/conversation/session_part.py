@@ -58,6 +58,11 @@ class ConvSessionMethods:
     def _post(self, msg: Message) -> Message:
         return self.hub.post(msg) or msg
 
+    def spend(self) -> None:
+        """Take one from the session's send budget (``HubSession``); ``ValidationError`` when
+        it is spent. Every action that posts a stored, broadcast message pays it."""
+        raise NotImplementedError
+
     def typing_ended(self, channel: str) -> None:
         """This person sent a message in ``channel``: receivers took it as the end of their
         typing, so the next keystroke must signal again rather than wait out the throttle."""
@@ -72,6 +77,7 @@ class ConvSessionMethods:
         if text is None:
             return None
         channel = validate_channel(channel)
+        self.spend()  # a reply is a chat message: the same budget as a send
         quote = "" if parent.channel in self.room_keys else make_snippet(
             self.hub.conv.row_state(parent).shown_text)
         ref = ReplyRef(parent.id, parent.author, quote)
@@ -184,6 +190,7 @@ class ConvSessionMethods:
             # On a host a person is (host, name): taking a name in use would give its edits
             # and deletes away; elsewhere it would pass for them (docs/security.md).
             raise ValidationError(f"{new} is already someone's name here: pick another.")
+        self.spend()
         self.name = self.last_name = new
         self.hub.session_joined(self.key, new, self.device)
         return self._post(Message(new_id(), KIND_RENAME, new, self.hub.peer_id, "", _now(),
