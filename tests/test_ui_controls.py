@@ -897,3 +897,28 @@ async def test_views_with_other_phases_start_new_chunks_on_other_messages(tmp_pa
                 starts.setdefault(v.conversation.phase, []).append(i)
     assert len(starts[2]) == len(starts[7]) == 2
     assert all((a - b) % CHUNK_ROWS == 5 for a, b in zip(starts[2], starts[7], strict=True))
+
+
+async def test_one_search_at_a_time_per_tab(tmp_path) -> None:
+    """Every Enter on the search field ran a store query on the shared pool, each waiting for
+    pending writes under the store's lock: a script's flood of submits queued everyone's
+    sends. A tab runs one search at a time; Enter again while it runs changes nothing."""
+    view, _session = await make_view(tmp_path)
+    calls: list[str] = []
+    release = asyncio.Event()
+
+    async def slow_search(query: str):
+        calls.append(query)
+        await release.wait()
+        return []
+
+    view.backend.search = slow_search  # type: ignore[method-assign]
+    view.search.field.value = "lunch"
+    first = asyncio.create_task(view.nav.search_submit())
+    await asyncio.sleep(0)
+    await asyncio.gather(*(view.nav.search_submit() for _ in range(50)))
+    release.set()
+    await first
+    assert calls == ["lunch"] and len(view.page.dialogs) == 1
+    await view.nav.search_submit()  # done: the next Enter searches again
+    assert calls == ["lunch", "lunch"]

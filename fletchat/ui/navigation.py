@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 class Navigation:
     def __init__(self, view: ChatView) -> None:
         self.view = view  # the components are read when used: some are built after this one
+        self.searching = False  # one search at a time per tab (a flood queued everyone's sends)
 
     # ---- channels, direct messages, details ----
     async def switch_channel(self, channel: str) -> None:
@@ -65,10 +66,15 @@ class Navigation:
     async def search_submit(self, e: ft.Event | None = None) -> None:
         view = self.view
         query = view.search.query
-        if query:
-            view.page.show_dialog(view.search.results_dialog(
-                query, await view.backend.search(query), view.backend.name, self.jump_to,
-                view.page.pop_dialog))
+        if not query or self.searching:  # Enter pressed again while it runs: the same answer
+            return
+        self.searching = True
+        try:
+            found = await view.backend.search(query)
+        finally:
+            self.searching = False
+        view.page.show_dialog(view.search.results_dialog(
+            query, found, view.backend.name, self.jump_to, view.page.pop_dialog))
 
     async def jump_to(self, msg: Message) -> None:
         """A search result: its channel, scrolled to and highlighted."""
