@@ -63,6 +63,9 @@ def dm_members(channel: str) -> tuple[str, ...]:
 SESSION_RATE_PER_SECOND = 10.0
 SESSION_BURST = 20.0
 SESSION_RATE_EXEMPT_DEVICES = ("headless",)
+# Channels this device lets its own people create, in all (a new channel redraws every tab's
+# list; a host's tabs post without the LAN's per-origin quota of 20 a day).
+MAX_LOCAL_CHANNELS = 200
 
 
 class HubSession(ConvSessionMethods):
@@ -167,7 +170,11 @@ class HubSession(ConvSessionMethods):
         if self.name is None:
             raise ValidationError("Join the chat first.")
         name = channel_name(raw)
-        if name not in self.hub.channels():
+        known = self.hub.channels()
+        if name not in known:
+            if sum(not c.startswith(DM_PREFIX) for c in known) >= MAX_LOCAL_CHANNELS:
+                raise ValidationError(
+                    f"This chat has {MAX_LOCAL_CHANNELS} channels already: use one of them.")
             self.spend()
             self.hub.post(Message.channel_created(self.name, self.hub.peer_id, name))
         return name

@@ -494,6 +494,23 @@ def test_replies_new_channels_and_renames_pay_the_same_send_budget() -> None:
     assert "room-9" not in hub.channels() and s.name == "Annie"
 
 
+def test_a_device_creates_at_most_max_local_channels(monkeypatch) -> None:
+    """A host's tabs post without the LAN's per-origin quota: throw-away tabs could make
+    channels without end, each one redrawing every tab's list."""
+    from fletchat import session as session_module
+
+    monkeypatch.setattr(session_module, "MAX_LOCAL_CHANNELS", 5)
+    hub = Hub("p")
+    s = HubSession(hub)
+    s.join("Ann")
+    s.direct_channel("Bob")  # direct messages do not count
+    made = [s.create_channel(f"room-{i}") for i in range(4)]  # with #general: 5
+    with pytest.raises(ValidationError, match="5 channels already"):
+        s.create_channel("one-more")
+    assert s.create_channel(made[0]) == made[0]  # opening one that exists still works
+    assert "one-more" not in hub.channels()
+
+
 def test_session_rate_limit_says_too_fast_and_spares_others() -> None:
     # A token every 100 s: however slowly a loaded machine runs the 21 sends, none comes back.
     hub = Hub("p", session_rate=(0.01, 20.0))
