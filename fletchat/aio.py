@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
+import contextvars
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -51,3 +52,15 @@ async def after(task: asyncio.Future | None) -> None:
     before them (its outcome, a failure or a cancel included, is its own)."""
     if task is not None and not task.done():
         await asyncio.wait([task])
+
+
+def later(delay: float, callback: Callable[[], object]) -> asyncio.TimerHandle | None:
+    """``loop.call_later`` outside the caller's context (None when no loop runs). A timer keeps
+    the context it was made in until its deadline, even once cancelled, and a browser tab's
+    context holds Flet's page variable: a closed tab's timers kept the whole tab, and every
+    control on it, alive past Flet's release (the pacer's full collection missed it)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    return loop.call_later(delay, callback, context=contextvars.Context())

@@ -4,12 +4,12 @@ client), and the channel-name rules they use. The UI only ever talks to a ``HubS
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import re
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from .aio import later
 from .conversation.session_part import ConvSessionMethods
 from .model import (
     DEFAULT_CHANNEL,
@@ -200,17 +200,11 @@ class HubSession(ConvSessionMethods):
         if self.name is None:
             return
         if grace > 0:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                loop = None
-            if loop is not None:
-                if self._leaving is None:
-                    # outside the caller's context: a timer keeps its context (a browser tab's,
-                    # with Flet's page) until its deadline, even once a close cancelled it
-                    self._leaving = loop.call_later(grace, self.leave,
-                                                    context=contextvars.Context())
+            if self._leaving is None:  # outside the tab's context; None when no loop runs
+                self._leaving = later(grace, self.leave)
+                if self._leaving is not None:
                     self.hub.leaving[self.name] = self
+            if self._leaving is not None:
                 return
         if self._leaving is not None:
             self._leaving.cancel()

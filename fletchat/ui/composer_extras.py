@@ -8,12 +8,12 @@ from collections.abc import Awaitable, Callable
 
 import flet as ft
 
+from ..aio import later
 from ..conversation.emoji import shortcode_candidates
 from ..conversation.mentions import active_query, candidates, complete
 from ..conversation.signals import TYPING_TIMEOUT, typing_line
 from ..model import Message
 from .row_menu import Click, action, emoji_grid
-from .updates import later
 
 EMOJI_TOOLTIP = "Insert emoji"
 CANCEL_REPLY = "Cancel reply"

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import flet as ft
 
+from ..aio import later
 from ..conversation.emoji import replace_shortcodes
 from ..conversation.kinds import make_snippet
 from ..conversation.prefs import Prefs
@@ -44,7 +45,7 @@ from .row_menu import RowActions
 from .settings import PrefsStore, Settings
 from .text import Status
 from .title import TitleKeeper
-from .updates import after_layout, later
+from .updates import after_layout
 
 if TYPE_CHECKING:
     from .view import ChatView

@@ -28,20 +28,8 @@ async def after_layout(times: float = 1.0) -> None:
     await asyncio.sleep(LAYOUT_SECONDS * times)
 
 
-def later(delay: float, callback: Callable[[], object]) -> asyncio.TimerHandle | None:
-    """``loop.call_later`` outside the tab's context (None when no loop runs). A timer keeps
-    the context it was made in until its deadline, even once cancelled, and a tab's context
-    holds Flet's page variable: a closed tab's read mark or typing line kept the whole tab, and
-    every control on it, alive past Flet's release (the pacer's full collection missed it)."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-    return loop.call_later(delay, callback, context=contextvars.Context())
-
-
 def detached(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-    """A task outside the tab's context (see ``later``): cancelled when the tab closes, its
+    """A task outside the tab's context (see ``aio.later``): cancelled when the tab closes, its
     sleeps keep nothing of the tab."""
     return asyncio.get_running_loop().create_task(coro, context=contextvars.Context())
 
