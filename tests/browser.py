@@ -250,6 +250,40 @@ class ChatPage:
                 continue
         raise AssertionError(f"{text!r} was typed and sent three times and never shown")
 
+    async def press_until(self, press, shown, retype=None) -> None:
+        """Do ``press`` (a click, an Enter) until ``shown`` is visible, as a person who sees
+        nothing happen does it again: under load Flutter web can pass the press on before the
+        typed text has reached the app (then the app acts on the old value), and sometimes never
+        passes that text on at all (see ``post``). Before the third press ``retype`` (if given)
+        types the text again after the focus has left the field."""
+        from playwright.async_api import expect
+
+        for attempt in range(3):
+            if attempt == 2 and retype is not None:
+                await self.page.keyboard.press("Tab")
+                await retype()
+            await press()
+            try:
+                await expect(shown).to_be_visible(timeout=scaled_ms(5_000))
+                return
+            except AssertionError:
+                continue
+        await expect(shown).to_be_visible(timeout=scaled_ms(15_000))
+
+    async def search(self, query: str) -> None:
+        """Search from the header's field and wait for the results dialog (Enter again if the
+        first one reached the app before the query did; an empty query does nothing, and one
+        pressed while a search runs waits for that search)."""
+        from fletchat.ui import SEARCH_HINT
+
+        async def retype() -> None:
+            await self.type_in_field(query, SEARCH_HINT, tag="INPUT", replace=True)
+
+        await retype()
+        await self.press_until(lambda: self.page.keyboard.press("Enter"),
+                               self.page.get_by_text(f'Search: "{query}" (', exact=False).first,
+                               retype)
+
     async def expect_composer(self, text: str, *, ending: bool = False) -> None:
         """Wait until one of the page's <textarea>s holds ``text`` (or ends with it). Flutter web
         can have two at once, the composer's semantics node and its editing element (a CI run

@@ -11,7 +11,7 @@ from fletchat.clock import HLC
 from fletchat.model import Message
 from fletchat.node import HISTORY_FILE
 from fletchat.store import Store
-from fletchat.ui import LOAD_OLDER, PAGE, SEARCH_HINT
+from fletchat.ui import LOAD_OLDER, PAGE
 from tests.browser import ChatPage, host_mode_server
 from tests.timing import scaled_ms
 
@@ -95,9 +95,7 @@ async def test_channels_unread_counts_and_search_jump(tmp_path, browser):
             print(await alice.labels())
             raise
         await expect(channel(bob, "# lunch, 1 unread")).to_be_visible(timeout=TIMEOUT)
-        await bob.page.get_by_label(SEARCH_HINT).click()
-        await bob.page.keyboard.insert_text("piz")
-        await bob.page.keyboard.press("Enter")
+        await bob.search("piz")
         result = bob.page.get_by_role("button", name=re.compile(r"^Result: Alice in # lunch"))
         await expect(result).to_have_count(2, timeout=TIMEOUT)
         await bob.page.wait_for_timeout(600)  # the dialog's opening animation, for the picture
@@ -229,8 +227,7 @@ async def test_a_channel_with_a_thousand_messages_stays_usable(tmp_path, browser
                        r"(, unverified)?$"))
         await expect(older_rows.first).to_be_visible(timeout=TIMEOUT)
         # a search result four pages back: fetched, scrolled to, shown
-        await reader.type_in_field("needle", SEARCH_HINT, tag="INPUT")
-        await reader.page.keyboard.press("Enter")
+        await reader.search("needle")
         result = reader.page.get_by_role("button", name=re.compile(r"^Result: Olga in # general"))
         await expect(result).to_have_count(1, timeout=TIMEOUT)
         await reader.page.wait_for_timeout(600)  # the dialog's opening animation
