@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import contextvars
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -64,3 +65,20 @@ def later(delay: float, callback: Callable[[], object]) -> asyncio.TimerHandle |
     except RuntimeError:
         return None
     return loop.call_later(delay, callback, context=contextvars.Context())
+
+
+class Lane:
+    """Blocking work of one kind on threads of its own, ``threads`` at a time (made on first
+    use). What queues here never takes the loop's shared pool, where the mesh's signature checks
+    and every tab's sends run: a flood of slow work of one kind (searches, key derivations,
+    image decodes) waits behind itself, not in front of them."""
+
+    def __init__(self, threads: int, name: str) -> None:
+        self.threads = threads
+        self.name = name
+        self._pool: ThreadPoolExecutor | None = None
+
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix=self.name)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)

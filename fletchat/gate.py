@@ -21,7 +21,6 @@ relay). Everything but the unlock form is refused without a valid cookie.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import html
@@ -31,10 +30,11 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote
+
+from .aio import Lane
 
 UNLOCK_PATH = "/unlock"
 COOKIE = "fletchat_unlock"
@@ -192,7 +192,7 @@ class PassphraseGate:
         self._tokens = Tokens(master, wall)
         self._backoff = Backoff()
         self._clock = clock
-        self._pool = ThreadPoolExecutor(CHECK_THREADS, thread_name_prefix="gate-scrypt")
+        self._lane = Lane(CHECK_THREADS, "gate-scrypt")
         self._pending: set[str] = set()  # addresses with a guess being checked
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -224,8 +224,7 @@ class PassphraseGate:
 
     async def _check(self, guess: str) -> bool:
         """scrypt on the gate's thread; the loop only waits for the answer."""
-        loop = asyncio.get_running_loop()
-        key = await loop.run_in_executor(self._pool, stretch, guess, self._salt)
+        key = await self._lane.run(stretch, guess, self._salt)
         return hmac.compare_digest(_label(key, b"fletchat host verify v2"), self._verifier)
 
     async def _unlock(self, scope: Scope, receive: Receive, send: Send) -> None:

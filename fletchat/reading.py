@@ -1,16 +1,24 @@
 """The hub's read side: history pages, search, the outbox view. Store reads block, so the UI
-and the relay call the ``*_async`` forms (a worker thread), never the plain ones on a loop."""
+and the relay call the ``*_async`` forms, never the plain ones on a loop. Those run on lanes of
+their own (``aio.Lane``), bounded over every tab and relay client of the process: a flood of
+searches (each may wait up to 2 s for the store writer) queues behind itself, not in front of
+the sends and the mesh's checks on the loop's shared pool."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+from .aio import Lane
 from .clock import Stamp
 from .model import DEFAULT_CHANNEL, ROW_KINDS, Message
 from .outbox import wire
 
 HISTORY_PAGE = 100
+HISTORY_READ_THREADS = 2  # history pages read at once, per process
+SEARCH_THREADS = 1  # searches run at once, per process
+_HISTORY_READS = Lane(HISTORY_READ_THREADS, "history-reads")
+_SEARCHES = Lane(SEARCH_THREADS, "searches")
 
 
 class HistoryReads:
@@ -41,7 +49,7 @@ class HistoryReads:
 
     async def history_async(self, channel: str = DEFAULT_CHANNEL, limit: int = HISTORY_PAGE,
                             before: str = "") -> list[Message]:
-        return await asyncio.to_thread(self.history, channel, limit, before)
+        return await _HISTORY_READS.run(self.history, channel, limit, before)
 
     def search(self, query: str, channel: str | None = None, limit: int = 50):
         """Messages matching the words of ``query`` (prefixes too), newest first, as (message,
@@ -51,7 +59,7 @@ class HistoryReads:
         return self.conv.search_filter(hits)  # latest texts only (edits, deletes)
 
     async def search_async(self, query: str, channel: str | None = None, limit: int = 50):
-        return await asyncio.to_thread(self.search, query, channel, limit)
+        return await _SEARCHES.run(self.search, query, channel, limit)
 
     def pending_ids(self) -> set[str]:
         """Messages written here that no peer has confirmed yet (the outbox)."""

@@ -19,7 +19,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import ClassVar
 
@@ -274,14 +274,14 @@ class Relay:
             if event["type"] == "websocket.disconnect":
                 return None
             result = self._take(event.get("text"), bucket, client, session)
-            if inspect.isawaitable(result):  # a chunk: written before the next frame is read
+            if inspect.isawaitable(result):  # a chunk, a query: done before the next frame is read
                 result = await result
             if result is not None:
                 return result
 
     def _take(
         self, text: str | None, bucket: TokenBucket, client: _Client, session: HubSession
-    ) -> Close | None:
+    ) -> Close | None | Awaitable[Close | None]:
         """One received frame: checked, rate-limited and decoded here, then handed to its handler;
         a ``Close`` ends the connection."""
         if text is None:
@@ -311,10 +311,12 @@ class Relay:
         client.push(encode_channels(visible(session, session.hub.channels())))
         return None
 
-    def _on_query(
+    async def _on_query(
         self, frame: RelayHistory | RelaySearch, client: _Client, session: HubSession
     ) -> Close | None:
-        text, msgs = self._answer(session, frame)
+        """Answered off the loop (the read lanes), and before this client's next frame is read:
+        one query at a time per connection, and a flood of them never stalls the host's loop."""
+        text, msgs = await self._answer(session, frame)
         for file_frame in self.files.frames_for(session.hub, client.files, msgs):
             client.push(file_frame)
         for row in conv_rows(session, msgs):  # before the page: the rows it will show
@@ -347,7 +349,7 @@ class Relay:
         return None
 
     # Each decoded frame type's handler (a dispatch table instead of an if-chain).
-    _HANDLERS: ClassVar[dict[type, Callable[..., Close | None]]] = {
+    _HANDLERS: ClassVar[dict[type, Callable[..., Close | None | Awaitable[Close | None]]]] = {
         RelayPing: _on_ping,
         RelayHello: _on_hello,
         RelayHistory: _on_query,
@@ -368,21 +370,22 @@ class Relay:
     }
 
     @staticmethod
-    def _answer(session: HubSession, frame: RelayHistory | RelaySearch,
-                ) -> tuple[str, list[Message]]:
+    async def _answer(session: HubSession, frame: RelayHistory | RelaySearch,
+                      ) -> tuple[str, list[Message]]:
         """A page of history or search results, only from channels this client may see."""
         hub = session.hub
         if isinstance(frame, RelaySearch):
-            found = [(m, s) for m, s in hub.search(frame.query) if session.can_see(m.channel)]
+            found = [(m, s) for m, s in await hub.search_async(frame.query)
+                     if session.can_see(m.channel)]
             return encode_found(frame.req, found), [m for m, _ in found]
         if not session.can_see(frame.channel):
             return encode_page(frame.req, frame.channel, [], (), False), []
         try:
-            msgs = hub.history(frame.channel, RELAY_PAGE + 1, before=frame.before)
+            msgs = await hub.history_async(frame.channel, RELAY_PAGE + 1, before=frame.before)
         except ValidationError:  # a "before" that is no clock stamp: nothing is before it
             msgs = []
         more = len(msgs) > RELAY_PAGE
-        pending = hub.pending_ids() if msgs else set()
+        pending = await hub.pending_ids_async() if msgs else set()
         return (encode_page(frame.req, frame.channel, msgs[-RELAY_PAGE:], pending, more),
                 msgs[-RELAY_PAGE:])
 

@@ -11,9 +11,7 @@ one address cannot hold every place), and one derivation is in flight per sessio
 
 from __future__ import annotations
 
-import asyncio
-from concurrent.futures import ThreadPoolExecutor
-
+from .aio import Lane
 from .model import ValidationError
 from .rooms import check_passphrase, room_key
 
@@ -32,7 +30,7 @@ class RoomKeyDeriver:
         self.threads = threads
         self.max_deriving = max_deriving
         self.per_address = per_address
-        self._pool: ThreadPoolExecutor | None = None  # made on first use
+        self._lane = Lane(threads, "room-key")
         self._askers: dict[object, str] = {}  # asker -> its address, while its key is derived
 
     async def derive(self, asker: object, channel: str, passphrase: str,
@@ -46,12 +44,9 @@ class RoomKeyDeriver:
         from_here = sum(1 for a in self._askers.values() if a == address)
         if len(self._askers) >= self.max_deriving or from_here >= self.per_address:
             raise ValidationError(BUSY)
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="room-key")
         self._askers[asker] = address
         try:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._pool, room_key, channel, passphrase)
+            return await self._lane.run(room_key, channel, passphrase)
         finally:
             del self._askers[asker]
 

@@ -10,14 +10,13 @@ side and ``MAX_THUMB_BYTES`` bytes. Decoding is CPU-heavy: ``amake_thumbnail`` r
 
 from __future__ import annotations
 
-import asyncio
 import io
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..aio import Lane
 from ..model import ValidationError
 from . import limits as L
 
@@ -94,15 +93,11 @@ def _encode(frame: PILImage, alpha: bool, w: int, h: int) -> Thumbnail:
 
 
 THUMB_DECODES = 1  # images decoded at once for previews, over every tab and client of a host
-_decoder: ThreadPoolExecutor | None = None
+_DECODES = Lane(THUMB_DECODES, "thumbs")
 
 
 async def amake_thumbnail(path: Path, max_side: int = THUMB_MAX_SIDE) -> Thumbnail:
     """On the previews' own thread (a decoded image can take hundreds of MiB: many tabs
     sharing images at once waited in line instead of decoding side by side on the loop's
     shared pool, which also runs the hub's and the uploads' work)."""
-    global _decoder
-    if _decoder is None:
-        _decoder = ThreadPoolExecutor(THUMB_DECODES, thread_name_prefix="thumbs")
-    return await asyncio.get_running_loop().run_in_executor(
-        _decoder, make_thumbnail, path, max_side)
+    return await _DECODES.run(make_thumbnail, path, max_side)

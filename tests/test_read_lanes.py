@@ -1,0 +1,130 @@
+"""Store reads (history pages, searches) run on lanes of their own, bounded per process, and a
+static client's queries never run on the host's loop: a flood of slow searches (each may wait up
+to 2 s for the store writer) once ran on the loop (``/relay``) or filled the loop's shared pool,
+where the mesh's signature checks and every tab's sends run."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+from fletchat import reading
+from fletchat.hub import Hub, HubSession
+from fletchat.protocol import Pong
+from fletchat.relay_protocol import (
+    RelayFound,
+    RelayPage,
+    decode_server_frame,
+    encode_client_history,
+    encode_client_ping,
+    encode_client_search,
+)
+from fletchat.store import Store
+from tests.test_relay import Host, host, open_client  # noqa: F401 (the fixture)
+from tests.timing import scaled
+
+SLOW_S = 1.0  # what each faked search takes: far longer than a loop turn or a pool hop
+
+
+class SlowReads:
+    """Wraps a store method: each call sleeps ``SLOW_S`` first; counts calls running at once."""
+
+    def __init__(self, real) -> None:
+        self.real = real
+        self.lock = threading.Lock()
+        self.running = 0
+        self.most = 0
+        self.threads: set[str] = set()
+        self.started = threading.Event()
+
+    def __call__(self, *args, **kwargs):
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.threads.add(threading.current_thread().name)
+        self.started.set()
+        try:
+            time.sleep(SLOW_S)
+            return self.real(*args, **kwargs)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+async def _started(slow: SlowReads) -> None:
+    deadline = time.monotonic() + scaled(5)
+    while not slow.started.is_set():
+        assert time.monotonic() < deadline, "no read started"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_flood_of_searches_leaves_the_shared_pool_free(tmp_path: Path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    loop = asyncio.get_running_loop()
+    shared = ThreadPoolExecutor(2)  # the loop's shared pool (6 threads on 2 cores)
+    loop.set_default_executor(shared)
+    hub = Hub("me-peer", store=Store.open(tmp_path / "h.db"))
+    try:
+        me = HubSession(hub, device="headless")
+        me.join("Ann")
+        me.send("a needle in the history")
+        slow = SlowReads(hub.store.search)
+        hub.store.search = slow
+        searches = [asyncio.ensure_future(hub.search_async("needle")) for _ in range(3)]
+        await _started(slow)
+        t0 = time.monotonic()
+        assert await asyncio.to_thread(lambda: 42) == 42  # what a send or a check would need
+        waited = time.monotonic() - t0
+        assert waited < SLOW_S / 2, f"the shared pool waited {waited:.2f} s behind searches"
+        results = await asyncio.wait_for(asyncio.gather(*searches), scaled(3 * SLOW_S + 10))
+        assert all(r and r[0][0].text == "a needle in the history" for r in results)
+        assert slow.most == reading.SEARCH_THREADS
+        assert slow.threads and all(t.startswith("searches") for t in slow.threads)
+        # history pages have their own lane: a page is read while the searches queue
+        page = await asyncio.wait_for(hub.history_async("general"), scaled(5))
+        assert [m.text for m in page if m.kind == "chat"] == ["a needle in the history"]
+    finally:
+        hub.close()
+        shared.shutdown(wait=False)
+
+
+async def test_a_static_clients_slow_search_never_stalls_the_host(host: Host):  # noqa: F811
+    hub = host.node.hub
+    bob = HubSession(hub, device="headless")
+    bob.join("Bob")
+    bob.send("a needle for the search")
+    slow = SlowReads(hub.store.search)
+    hub.store.search = slow
+    ada = await open_client(host, "Ada")
+    connected = threading.Event()
+
+    def eves_ping() -> float:
+        """Another static client, on a thread of its own (a stalled loop cannot hide from it):
+        once the search runs, how long a ping waits for its pong."""
+        from websockets.sync.client import connect
+
+        with connect(host.url, max_size=None) as ws:
+            connected.set()
+            assert slow.started.wait(scaled(5)), "the search never started"
+            t0 = time.monotonic()
+            ws.send(encode_client_ping())
+            while not isinstance(decode_server_frame(ws.recv(scaled(5))), Pong):
+                pass
+            return time.monotonic() - t0
+
+    eve = asyncio.ensure_future(asyncio.to_thread(eves_ping))
+    deadline = time.monotonic() + scaled(5)
+    while not connected.is_set():
+        assert time.monotonic() < deadline and not eve.done(), "Eve never connected"
+        await asyncio.sleep(0.01)
+    await ada.ws.send(encode_client_search(1, "needle"))
+    await ada.ws.send(encode_client_history(2, "general"))  # answered after the search
+    waited = await asyncio.wait_for(eve, scaled(10))
+    assert waited < SLOW_S / 2, f"another client's ping waited {waited:.2f} s behind a search"
+    found = await ada.next(RelayFound, timeout=scaled(SLOW_S + 5))
+    assert found.req == 1 and [m.text for m, _ in found.results] == ["a needle for the search"]
+    page = await ada.next(RelayPage, timeout=scaled(5))
+    assert page.req == 2 and any(m.text == "a needle for the search" for m in page.msgs)
