@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,19 +31,29 @@ async def wait_event(event: asyncio.Event, timeout: float) -> bool:
 async def within(awaitable: Awaitable[T], timeout: float) -> T:
     """``await awaitable`` for at most ``timeout`` seconds (TimeoutError after that), and a
     cancel is never lost: ``asyncio.wait_for`` on Python 3.11 returns the result instead when
-    the cancel and the result arrive together (see ``wait_event``)."""
+    the cancel and the result arrive together (see ``wait_event``). The deadline is a timer in
+    no context (``later``): ``wait_for``'s, made in the caller's, kept a closed browser tab (its
+    whole page) alive until it was due, answered or not."""
     task = asyncio.ensure_future(awaitable)
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        task.cancel()
+
+    timer = later(max(0.0, timeout), expire)
     try:
-        done, _ = await asyncio.wait([task], timeout=max(0.0, timeout))
+        return await task
     except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if expired and (current is None or not current.cancelling()):
+            raise TimeoutError from None
         task.cancel()
         raise
-    if not done:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        raise TimeoutError
-    return task.result()
+    finally:
+        if timer is not None:
+            timer.cancel()
 
 
 async def after(task: asyncio.Future | None) -> None:

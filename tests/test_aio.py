@@ -63,3 +63,38 @@ async def test_within_returns_times_out_and_keeps_a_racing_cancel():
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(task, 2.0)
+
+
+async def test_within_keeps_nothing_of_its_caller_once_answered():
+    """A browser tab's context holds its page: ``wait_for``'s deadline timer, made in that
+    context and only cancelled once answered, kept the page alive until it was due (30 s for
+    the remembered name)."""
+    import contextvars
+    import gc
+    import weakref
+
+    from fletchat.aio import within
+
+    class Page:
+        pass
+
+    page_var: contextvars.ContextVar[Page] = contextvars.ContextVar("page")
+
+    async def tab(page: Page) -> str:
+        page_var.set(page)
+        return await within(asyncio.sleep(0, "answer"), 60.0)
+
+    # a timer due sooner, as a running app always has: the loop drops a cancelled timer only
+    # once it reaches the head of its queue
+    sooner = asyncio.get_running_loop().call_later(30.0, lambda: None)
+    try:
+        page = Page()
+        alive = weakref.ref(page)
+        assert await asyncio.create_task(tab(page), context=contextvars.Context()) == "answer"
+        del page
+        for _ in range(3):
+            gc.collect()
+            await asyncio.sleep(0)
+        assert alive() is None, "the tab's page outlived the answer (held by the deadline's timer)"
+    finally:
+        sooner.cancel()

@@ -5,12 +5,12 @@ remembers nothing."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 
 import flet as ft
 
+from ..aio import within
 from ..model import MAX_NAME_CHARS
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ class NameMemory:
         if self.prefs is None:
             return ""
         try:
-            value = await asyncio.wait_for(self.prefs.get(NAME_KEY), ANSWER_SECONDS)
+            value = await within(self.prefs.get(NAME_KEY), ANSWER_SECONDS)
         except (TimeoutError, RuntimeError, LookupError, AttributeError) as err:
             log.debug("no remembered name: %s", err)
             return ""
@@ -49,6 +49,6 @@ class NameMemory:
         if self.prefs is None:
             return
         try:
-            await asyncio.wait_for(self.prefs.set(NAME_KEY, name), ANSWER_SECONDS)
+            await within(self.prefs.set(NAME_KEY, name), ANSWER_SECONDS)
         except (TimeoutError, RuntimeError, LookupError, AttributeError) as err:
             log.debug("name not remembered: %s", err)
