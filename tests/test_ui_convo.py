@@ -414,3 +414,40 @@ async def test_a_rename_in_settings_says_it_was_done_or_why_not(tmp_path, monkey
     assert settings.name.helper == "Done: the others now see you as Adele."
     settings.dialog()  # opened again: no old confirmation
     assert settings.name.helper is None and settings.name.value == "Adele"
+
+
+async def test_opening_a_channel_waits_for_the_outbox_off_the_loop(tmp_path) -> None:
+    """Which of this install's messages are still unconfirmed is the outbox worker's answer,
+    behind whatever it has queued (a peer's flood of ``have`` frames queues work there): a tab
+    that opened a channel once waited for it on the loop, stalling every tab and link."""
+    import threading
+
+    view, ada = await make_view(tmp_path)
+    ada.create_channel("lunch")
+    mine = ada.send("mine, not yet confirmed", "lunch")
+    assert mine is not None
+    release = threading.Event()
+    busy = ada.hub._bg.submit(release.wait, 5.0)  # the outbox worker, busy for a while
+    loop = asyncio.get_running_loop()
+    ticks: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            ticks.append(loop.time())
+            await asyncio.sleep(0.01)
+
+    tick = asyncio.create_task(ticker())
+    opening = asyncio.create_task(view.show_channel("lunch"))
+    try:
+        await asyncio.sleep(0.3)
+        assert not opening.done(), "the channel opened without the outbox's answer"
+        assert len(ticks) >= 5, "the loop stood still while the channel waited for the outbox"
+        release.set()
+        await asyncio.wait_for(opening, 5.0)
+    finally:
+        release.set()
+        tick.cancel()
+        busy.result(5.0)
+    row = view.conversation.rows[mine.id]
+    assert row.status is not None and row.status.state != "delivered"
+    assert [r.message.text for r in view.conversation.shown()][-1] == "mine, not yet confirmed"

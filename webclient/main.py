@@ -197,7 +197,7 @@ class RelayBackend(RelayFileMethods):
         self.learn_files([m for m, _ in found.results])
         return list(found.results)
 
-    def pending_ids(self) -> set[str]:
+    async def pending_ids(self) -> set[str]:
         return set(self._pending)
 
     def is_own(self, msg: Message) -> bool:

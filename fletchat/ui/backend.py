@@ -76,8 +76,8 @@ class ChatBackend(Protocol):
         """(message, snippet with MARK_START/MARK_END), newest first, only from channels
         this person can see."""
 
-    def pending_ids(self) -> set[str]:
-        """Messages written here that no peer has confirmed yet."""
+    async def pending_ids(self) -> set[str]:
+        """Messages written here that no peer has confirmed yet (never read on the loop)."""
 
     def is_own(self, msg: Message) -> bool:
         """Written on this install (``written_by_me`` adds: by this person)."""

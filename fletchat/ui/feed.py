@@ -84,10 +84,16 @@ class Feed:
             self.decorate(row, msg)
         return row
 
-    def rows_for(self, msgs: list[Message], unread: int = 0) -> list[MessageRow]:
-        """Rows for ``msgs`` (``shown_kinds``), each long run of join/leave lines folded."""
+    async def pending(self) -> set[str]:
+        """This install's messages no peer has confirmed yet (read off the loop: the outbox's
+        worker answers, behind whatever it has queued)."""
+        return await self.backend.pending_ids() if self.backend.capabilities.delivery else set()
+
+    def rows_for(self, msgs: list[Message], pending: set[str],
+                 unread: int = 0) -> list[MessageRow]:
+        """Rows for ``msgs`` (``shown_kinds``), each long run of join/leave lines folded;
+        ``pending`` as ``pending()`` gives it."""
         msgs, folds = fold_presence(msgs)
-        pending = self.backend.pending_ids() if self.backend.capabilities.delivery else set()
         lays = self.maker.layouts(msgs, unread) if self.maker is not None else [None] * len(msgs)
         rows = [self.row_for(m, self.status_for(m, pending), layout=lay)
                 for m, lay in zip(msgs, lays, strict=True)]
@@ -104,11 +110,12 @@ class Feed:
         """The open channel's latest page (``unread``: how many were new, for the line)."""
         channel = self.state.channel
         fetched = await self.fetch()
+        pending = await self.pending()
         if channel != self.state.channel:
             return  # another channel was opened meanwhile
         msgs = shown_kinds(sorted(fetched, key=lambda m: (not m.hlc, m.hlc)))
         older = self.backend.capabilities.older and len(fetched) >= PAGE
-        self.conversation.reset(self.rows_for(msgs, unread), older)
+        self.conversation.reset(self.rows_for(msgs, pending, unread), older)
 
     def place(self, msg: Message) -> None:
         """A live message of the open channel: at the end, or (an older clock stamp than the
@@ -178,11 +185,14 @@ class Feed:
     # ---- looking back ----
     async def older_page(self) -> int:
         """Fetch and prepend the page before the first row; how many rows were added."""
-        first = self.conversation.first_hlc()
+        first, channel = self.conversation.first_hlc(), self.state.channel
         if not first:
             return 0
         older = await self.fetch(before=first)
-        added = self.conversation.prepend(self.rows_for(shown_kinds(older)))
+        pending = await self.pending()
+        if channel != self.state.channel or first != self.conversation.first_hlc():
+            return 0  # another channel (or its latest page) is shown meanwhile
+        added = self.conversation.prepend(self.rows_for(shown_kinds(older), pending))
         self.conversation.set_has_older(len(older) >= PAGE)
         return added
 

@@ -74,8 +74,8 @@ class HubBackend:
             self.hub.files.note_many(m for m, _ in shown)
         return shown
 
-    def pending_ids(self) -> set[str]:
-        return self.hub.pending_ids()
+    async def pending_ids(self) -> set[str]:
+        return await self.hub.pending_ids_async()
 
     def is_own(self, msg: Message) -> bool:
         return msg.origin == self.hub.peer_id
