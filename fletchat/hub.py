@@ -187,6 +187,8 @@ class Hub(ConvHubMethods, MeshSideMethods, HistoryReads, PresenceMethods, TrustM
         self._channels = {DEFAULT_CHANNEL, *self.store.channels()}
         self._bg = ThreadPoolExecutor(1, thread_name_prefix="hub-outbox")
         self._outbox_due: tuple[list[str], list[str]] = ([], [])  # (sent, delivered) ids
+        self._due_summaries: dict[str, dict[str, int]] = {}  # MeshSideMethods._receipts_later
+        self._due_refusals: list[tuple[str, tuple[tuple[str, str], ...]]] = []
         self._identity_warnings: list[IdentityWarning] = []
         self.conv = ConvState(self)  # replies, reactions, edits, deletes, typing, read marks
 

@@ -136,7 +136,8 @@ class Link:
     acks: asyncio.Queue[tuple[str, ...]] = field(default_factory=asyncio.Queue)
     neighbours: set[str] = field(default_factory=set)  # peers it is connected to (gossip)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-    catchup: asyncio.Task[None] | None = None
+    catchup: asyncio.Task[None] | None = None  # answering the peer's summaries, one at a time
+    wanted: dict[str, int] | None = None  # its newest summary not yet being answered
     pages: asyncio.Queue[Any] | None = None  # messages waiting to be judged, in order
     judging: asyncio.Task[None] | None = None  # the task judging them
     putting: int = 0  # reads waiting for room in ``pages``: its task waits for them too
@@ -304,9 +305,20 @@ class LinkCore:
             for frame in encode_acks(list(ids)):
                 self.send(link, frame)
 
-    async def send_missing(self, link: Link, summary: dict[str, int]) -> None:
+    async def catch_up(self, link: Link) -> None:
+        """Answer the peer's ``have`` summaries (``link.wanted``) one at a time, the newest
+        taking over from the one being answered at its next batch: a flood of ``have`` frames
+        once started a catch-up each, and the cancelled ones' store reads ran on regardless,
+        holding the store's lock back to back."""
+        while link.wanted is not None:
+            summary, link.wanted = link.wanted, None
+            await self.send_missing(link, summary, superseded=lambda: link.wanted is not None)
+
+    async def send_missing(self, link: Link, summary: dict[str, int],
+                           superseded: Callable[[], bool] = lambda: False) -> None:
         """Answer a ``have``: what the peer lacks, in bounded batches, paced under its limits.
-        Each batch is read, given its signatures (one query) and encoded on a worker thread."""
+        Each batch is read, given its signatures (one query) and encoded on a worker thread;
+        a ``superseded`` answer stops before its next batch."""
         after: tuple[str, int] | None = None
         sent = 0
         pace = Pacer()
@@ -327,7 +339,7 @@ class LinkCore:
                 pace.spend(n, time.monotonic())
                 self.send(link, frame)
             sent += count
-            if count < CATCHUP_QUERY or last is None:
+            if count < CATCHUP_QUERY or last is None or superseded():
                 break
             after = last
         if sent:
@@ -352,8 +364,9 @@ class LinkCore:
         writer = link.tasks[0]
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await asyncio.wait_for(asyncio.shield(writer), 1.0)
-        for task in link.tasks:
-            task.cancel()
+        for task in (*link.tasks, link.catchup):
+            if task is not None:
+                task.cancel()
         self.links.discard(link)
         duplicate = ws.close_reason == REASON_DUPLICATE and ws.close_code == CLOSE_NORMAL
         reason = link.down_reason or self.closed_reason(ws)

@@ -257,12 +257,10 @@ class Sessions:
                 await self.judge.on_messages(link, event)
             case Have(summary=summary):
                 self.core.call(self.core.app.peer_has, peer_id, summary)
-                if link.catchup is not None:
-                    link.catchup.cancel()
-                link.catchup = asyncio.get_running_loop().create_task(
-                    self.core.send_missing(link, summary)
-                )
-                link.tasks.append(link.catchup)
+                link.wanted = summary  # the newest wins (LinkCore.catch_up)
+                if link.catchup is None or link.catchup.done():
+                    link.catchup = asyncio.get_running_loop().create_task(
+                        self.core.catch_up(link))
             case Acked(ids=ids):
                 self.core.call(self.core.app.acked, peer_id, ids)
             case RefusedByPeer(refusals=refusals):

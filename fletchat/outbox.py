@@ -127,6 +127,8 @@ class MeshSideMethods:
     _bg: Any
     _qlock: Any
     _outbox_due: tuple[list[str], list[str]]
+    _due_summaries: dict[str, dict[str, int]]  # peer -> its newest summary, for the worker
+    _due_refusals: list[tuple[str, tuple[tuple[str, str], ...]]]
     vouched: Callable[[list[Message]], list[Message]]
     _after_own: Callable[[], None]
     _own_then: Callable[..., Any]
@@ -171,7 +173,35 @@ class MeshSideMethods:
 
     def refused(self, peer_id: str, refusals: tuple[tuple[str, str], ...]) -> None:
         """A peer refused these messages of ours (id, reason): outbox + ``MessageRefused``."""
-        self._bg.submit(self._own_then, self.outbox.refused, peer_id, tuple(refusals))
+        self._receipts_later(refusals=(peer_id, tuple(refusals)))
+
+    def _receipts_later(self, summary: tuple[str, dict[str, int]] | None = None,
+                        refusals: tuple[str, tuple[tuple[str, str], ...]] | None = None) -> None:
+        """A peer's catch-up summary or refusals for the outbox worker, coalesced: one job
+        however many arrive meanwhile, and of each peer's summaries only the newest (a flood of
+        ``have`` frames once queued a store transaction each on the one worker, and a tab
+        opening a channel waited behind them all)."""
+        with self._qlock:
+            idle = not (self._due_summaries or self._due_refusals)
+            if summary is not None:
+                self._due_summaries[summary[0]] = summary[1]
+            if refusals is not None:
+                self._due_refusals.append(refusals)
+        if idle:
+            self._bg.submit(self._receipts_flush)
+
+    def _receipts_flush(self) -> None:
+        self._after_own()  # a receipt may come before our own row is committed
+        with self._qlock:
+            summaries, self._due_summaries = self._due_summaries, {}
+            refusals, self._due_refusals = self._due_refusals, []
+        try:
+            for peer_id, marks in refusals:
+                self.outbox.refused(peer_id, marks)
+            for peer_id, summary in summaries.items():
+                self.outbox.peer_has(peer_id, summary)
+        except StoreError as err:
+            logging.getLogger("fletchat.hub").error("outbox not updated: %s", err)
 
     def sync_batch(self) -> list[Message]:
         """Nothing: presence travels in ``presence`` frames and history by catch-up."""

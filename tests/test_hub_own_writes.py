@@ -227,3 +227,38 @@ def test_without_a_data_dir_the_outbox_sees_a_posted_message_at_once():
     hub.acked("peer-b", (sent.id,))
     assert wait_for(lambda: sent.id not in hub.pending_ids())
     hub.close()
+
+
+def test_a_flood_of_summaries_and_refusals_is_one_outbox_job(tmp_path: Path):
+    """Each ``have`` frame's summary (and each refusal) was a job on the outbox's one worker:
+    a peer's flood queued thousands, and a tab opening a channel waited behind them. Now they
+    wait coalesced: one job, and of each peer's summaries only the newest."""
+    hub = Hub("me-peer", store=Store.open(tmp_path / "h.db"))
+    try:
+        me = HubSession(hub, device="headless")
+        me.join("Ann")
+        sent = me.send("one of mine")
+        assert sent is not None
+        calls: list[tuple[str, dict[str, int]]] = []
+        real = hub.outbox.peer_has
+        hub.outbox.peer_has = lambda peer, summary: (calls.append((peer, summary)),
+                                                     real(peer, summary))
+        refusals: list[tuple[str, tuple]] = []
+        real_refused = hub.outbox.refused
+        hub.outbox.refused = lambda peer, marks: (refusals.append((peer, marks)),
+                                                  real_refused(peer, marks))
+        release = threading.Event()
+        busy = hub._bg.submit(release.wait, 10.0)  # the worker, busy meanwhile
+        for i in range(2000):
+            hub.peer_has("peer-b", {"peer-b": i})
+        hub.peer_has("peer-c", {"me-peer": sent.seq or 0})
+        hub.refused("peer-d", ((sent.id, "not today"),))
+        assert hub._bg._work_queue.qsize() <= 1, "the flood queued a job each"
+        release.set()
+        busy.result(10.0)
+        hub._bg.submit(lambda: None).result(10.0)  # one worker: everything before it is done
+        assert calls == [("peer-b", {"peer-b": 1999}), ("peer-c", {"me-peer": sent.seq})]
+        assert refusals == [("peer-d", ((sent.id, "not today"),))]
+        assert sent.id not in hub.pending_ids()  # peer-c's summary covers it: delivered
+    finally:
+        hub.close()

@@ -267,3 +267,53 @@ async def test_stop_says_bye_and_ends_even_when_a_peer_does_not_read(nodes, tmp_
 
 def test_hello_frames_name_protocol_2():
     assert decode_frame(encode_frame(Hello("x", "X", "desktop", 0))).peer_id == "x"
+
+
+# ---------------------------------------------------------------- catch-up summaries
+
+async def test_a_flood_of_have_frames_runs_one_catch_up_at_a_time(nodes, tmp_path):
+    """60 ``have`` frames in 0.3 s (within the frame burst): each once cancelled the catch-up
+    before it and started one of its own, and the cancelled ones' store reads ran on anyway,
+    side by side, holding the store's lock back to back. Now one catch-up runs per connection,
+    the newest summary taking over, and the peer still gets what it lacks."""
+    import threading
+    import time
+
+    from fletchat.protocol import SyncFrame, encode_have
+
+    server = await nodes("server")
+    history = [chat(f"old {i}", "server") for i in range(5)]
+    lock = threading.Lock()
+    reads = {"now": 0, "most": 0, "calls": 0}
+
+    def missing(summary, after, limit, peer=""):
+        with lock:
+            reads["now"] += 1
+            reads["calls"] += 1
+            reads["most"] = max(reads["most"], reads["now"])
+        try:
+            time.sleep(0.05)  # a store read over a long history
+            return [] if after is not None else list(history)
+        finally:
+            with lock:
+                reads["now"] -= 1
+
+    server.host.missing = missing
+    client = await handshaken_client(server, tmp_path, "flooder", LOOPBACK)
+    for _ in range(60):  # spread over 0.3 s: each one arrives while a catch-up is reading
+        await client.ws.send(encode_have({}))
+        await asyncio.sleep(0.005)
+    got: set[str] = set()
+
+    async def read_syncs() -> None:
+        while len(got) < len(history):
+            frame = decode_frame(await client.ws.recv())
+            if isinstance(frame, SyncFrame):
+                got.update(m.id for m in frame.messages)
+
+    await asyncio.wait_for(read_syncs(), scaled(10))
+    assert got == {m.id for m in history}
+    await never_within(lambda: reads["most"] > 1, "two catch-up reads at once")
+    assert reads["most"] == 1, f"{reads['most']} catch-up reads ran at once"
+    assert reads["calls"] <= 10, f"{reads['calls']} catch-up reads for one summary sent 60 times"
+    await client.ws.close()

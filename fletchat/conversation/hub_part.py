@@ -26,6 +26,7 @@ class ConvHubMethods:
     outbox: Any
     _publish: Callable[[Any], None]
     _own_then: Callable[..., Any]
+    _receipts_later: Callable[..., None]
 
     def vouched(self, msgs: list[Message]) -> list[Message]:
         """Catch-up answers: each deleted slot with the delete that vouches for it."""
@@ -52,7 +53,7 @@ class ConvHubMethods:
     # ---- catch-up summaries and receipts: the outbox's, and reach's ("on N of M devices") ----
     def peer_has(self, peer_id: str, summary: dict[str, int]) -> None:
         self.conv.peer_has(peer_id, summary)
-        self._bg.submit(self._own_then, self.outbox.peer_has, peer_id, dict(summary))
+        self._receipts_later(summary=(peer_id, dict(summary)))  # coalesced (outbox.py)
 
     def acked(self, peer_id: str, ids: tuple[str, ...]) -> None:
         self.conv.acked(peer_id, ids)
