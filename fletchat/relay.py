@@ -133,6 +133,7 @@ class Relay:
         # Files over the relay (relay_files.py): uploads land under ``uploads_root``.
         self.files = RelayFiles(RelayUploads(uploads_root) if uploads_root is not None else None)
         self._clients: set[_Client] = set()
+        self._joining: dict[_Client, list[HubEvent]] = {}  # events while a history is read
         self._leaving: set[asyncio.Task] = set()  # closed clients' sessions waiting on shares
         self._loop: asyncio.AbstractEventLoop | None = None
         self._hub: Hub | None = None
@@ -157,22 +158,30 @@ class Relay:
         if loop is None or loop.is_closed():
             return
         try:
-            loop.call_soon_threadsafe(self._fan_out, event)
+            loop.call_soon_threadsafe(self._arrived, event)
         except RuntimeError:  # the loop closed meanwhile (shutdown)
             pass
 
-    def _fan_out(self, event: HubEvent) -> None:
-        if not self._clients:
+    def _arrived(self, event: HubEvent) -> None:
+        """On the loop: held for the clients whose history is being read, sent to the others."""
+        for held in self._joining.values():
+            held.append(event)
+        self._fan_out(event)
+
+    def _fan_out(self, event: HubEvent, to: list[_Client] | None = None) -> None:
+        """``event`` to every client (``to``: only those)."""
+        clients = list(self._clients) if to is None else to
+        if not clients:
             return
         if isinstance(event, Message | FileChanged):
-            self._fan_out_message(event)
+            self._fan_out_message(event, clients)
             return
         if isinstance(event, ChannelsChanged):
-            for client in list(self._clients):
+            for client in clients:
                 client.push(encode_channels(visible(client.session, event.channels)))
             return
         if isinstance(event, RowChanged | TypingChanged | ReadChanged):
-            conv_fan_out(self._clients, event)
+            conv_fan_out(clients, event)
             return
         if isinstance(event, RosterChanged):
             texts = [encode_online(event.online, event.devices)]
@@ -182,21 +191,21 @@ class Relay:
             texts = encode_problems(self._hub.problems() or [event.reason], event.not_saved)
         else:
             return
-        for client in list(self._clients):
+        for client in clients:
             for text in texts:
                 client.push(text)
 
-    def _fan_out_message(self, event: Message | FileChanged) -> None:
+    def _fan_out_message(self, event: Message | FileChanged, clients: list[_Client]) -> None:
         """A message (after the ``file`` frames of its files) to those who may see it, or a
         file's new state to those who were told about it."""
         if isinstance(event, FileChanged):
-            for client in list(self._clients):
+            for client in clients:
                 changed = self.files.changed(client.session.hub, client.files, event)
                 if changed is not None:
                     client.push(changed)
             return
         text = encode_msg(event)
-        for client in list(self._clients):
+        for client in clients:
             if client.session.can_see(event.channel):  # others' direct messages stay out
                 if event.files and event.id not in client.skip_ids:
                     for frame in self.files.frames_for(client.session.hub, client.files, [event]):
@@ -221,21 +230,13 @@ class Relay:
         self._listen(hub)
         session = HubSession(hub, device=RELAY_DEVICE)
         client = _Client(ws, session)
-        # Register and snapshot the history in one step (no await in between): an event posted
-        # before the snapshot is in it (and skipped when its fan-out arrives), a later one is not.
-        self._clients.add(client)
-        history = hub.history()
-        client.skip_ids = {m.id for m in history}
-        for frame in self.files.frames_for(hub, client.files, history):  # what the host has
-            client.queue.put_nowait(frame)
-        for frame in encode_history(history):
-            client.queue.put_nowait(frame)
-        client.queue.put_nowait(encode_online(hub.online(), hub.lan_peers()))
-        client.queue.put_nowait(encode_channels(visible(session, hub.channels())))
-        if hub.problems():  # e.g. the history is read-only: the banner, as on the host's pages
-            client.queue.put_nowait(encode_problems(hub.problems())[0])
-        for frame in conv_rows(session, history):  # rows with reactions, edits, replies
-            client.queue.put_nowait(frame)
+        held: list[HubEvent] = []  # what happens while the history is read (off the loop)
+        self._joining[client] = held
+        try:
+            history = await hub.history_async()
+        finally:
+            del self._joining[client]
+        self._welcome(client, history, held)
         log.debug("relay client %s connected", client.label)
 
         reader = asyncio.create_task(self._read_loop(ws, client, session))
@@ -266,6 +267,29 @@ class Relay:
             else:
                 session.leave()
             log.debug("relay client %s left", client.label)
+
+    def _welcome(self, client: _Client, history: list[Message], held: list[HubEvent]) -> None:
+        """Register ``client`` and queue its first frames in one step (no await): the history
+        read before, the state now, then what happened during the read that the state does not
+        already say (messages, in order, skipping those in the history; delivery marks; store
+        faults; rows of messages not in the history: the rows sent here are newer)."""
+        session, hub = client.session, client.session.hub
+        self._clients.add(client)
+        client.skip_ids = {m.id for m in history}
+        for frame in self.files.frames_for(hub, client.files, history):  # what the host has
+            client.queue.put_nowait(frame)
+        for frame in encode_history(history):
+            client.queue.put_nowait(frame)
+        client.queue.put_nowait(encode_online(hub.online(), hub.lan_peers()))
+        client.queue.put_nowait(encode_channels(visible(session, hub.channels())))
+        if hub.problems():  # e.g. the history is read-only: the banner, as on the host's pages
+            client.queue.put_nowait(encode_problems(hub.problems())[0])
+        for frame in conv_rows(session, history):  # rows with reactions, edits, replies
+            client.queue.put_nowait(frame)
+        for event in held:
+            if isinstance(event, Message | FileChanged | Delivered | StoreFailed) or (
+                    isinstance(event, RowChanged) and event.message_id not in client.skip_ids):
+                self._fan_out(event, [client])
 
     async def _read_loop(self, ws: WebSocket, client: _Client, session: HubSession) -> Close | None:
         bucket = TokenBucket(RELAY_RATE_PER_SECOND, RELAY_BURST, clock=time.monotonic)

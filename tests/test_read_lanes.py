@@ -128,3 +128,56 @@ async def test_a_static_clients_slow_search_never_stalls_the_host(host: Host):  
     assert found.req == 1 and [m.text for m, _ in found.results] == ["a needle for the search"]
     page = await ada.next(RelayPage, timeout=scaled(5))
     assert page.req == 2 and any(m.text == "a needle for the search" for m in page.msgs)
+
+
+async def test_a_static_client_connects_with_its_history_read_off_the_loop(host: Host):  # noqa: F811
+    """A new ``/relay`` connection's history was read on the host's loop (before ``hello``,
+    outside any rate limit: connect, close, again). Now it is read on the history lane, and
+    what happens meanwhile reaches the new client once: neither lost nor doubled."""
+    from fletchat.protocol import MsgFrame, SyncFrame
+
+    hub = host.node.hub
+    bob = HubSession(hub, device="headless")
+    bob.join("Bob")
+    bob.send("before")
+    connected, slow = threading.Event(), SlowReads(hub.store.recent)
+
+    def eves_ping() -> float:
+        from websockets.sync.client import connect
+
+        with connect(host.url, max_size=None) as ws:
+            ws.recv(scaled(5))  # her own welcome is in: she is served
+            connected.set()
+            assert slow.started.wait(scaled(5)), "Ada's history read never started"
+            t0 = time.monotonic()
+            ws.send(encode_client_ping())
+            while not isinstance(decode_server_frame(ws.recv(scaled(5))), Pong):
+                pass
+            return time.monotonic() - t0
+
+    eve = asyncio.ensure_future(asyncio.to_thread(eves_ping))
+    deadline = time.monotonic() + scaled(5)
+    while not connected.is_set():
+        assert time.monotonic() < deadline and not eve.done(), "Eve never connected"
+        await asyncio.sleep(0.01)
+    hub.store.recent = slow
+    ada = asyncio.ensure_future(open_client(host))  # no hello: the history comes on connect
+    waited = await asyncio.wait_for(eve, scaled(10))
+    assert waited < SLOW_S / 2, f"another client's ping waited {waited:.2f} s behind a connect"
+    during = bob.send("during the read")
+    client = await asyncio.wait_for(ada, scaled(10))
+    after = bob.send("after the welcome")
+    assert during is not None and after is not None
+    seen: list[str] = []
+    async with asyncio.timeout(scaled(10)):
+        while after.id not in seen:
+            frame = decode_server_frame(await client.ws.recv())
+            if isinstance(frame, MsgFrame):
+                seen.append(frame.message.id)
+            elif isinstance(frame, SyncFrame):
+                seen += [m.id for m in frame.messages]
+    texts = {m.id: m.text for m in hub.history(limit=50)}
+    counts = {texts.get(i, i): seen.count(i) for i in seen if texts.get(i) != ""}
+    assert counts.get("before") == 1 and counts.get("during the read") == 1, counts
+    assert counts.get("after the welcome") == 1, counts
+    await client.ws.close()
