@@ -150,6 +150,7 @@ class Hub(ConvHubMethods, MeshSideMethods, HistoryReads, PresenceMethods, TrustM
     leaving: dict[str, Any] = field(default_factory=dict, repr=False)
     trust: Any = None  # fletchat.trust.Trust when the node has an identity (keys, blocks)
     session_rate: tuple[float, float] | None = None  # (per second, burst) for HubSession.send
+    announcements: Any = None  # an announce.AnnounceBudget: which joins get a history line
     wall: Callable[[], int] = wall_ms  # our wall clock in ms (tests drive it)
     quota_limits: QuotaLimits = field(default_factory=QuotaLimits)  # per-origin budgets
     files: Any = None  # fletchat.files.share.FileShare when files are on (a data dir and a mesh)

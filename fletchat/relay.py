@@ -222,13 +222,14 @@ class Relay:
     async def endpoint(self, ws: WebSocket) -> None:
         await ws.accept()
         address = ws.client.host if ws.client else "?"
-        if len(self._clients) >= MAX_RELAY_CLIENTS or sum(
-                c.address == address for c in self._clients) >= MAX_RELAY_CLIENTS_PER_ADDRESS:
+        clients = (*self._clients, *self._joining)  # those being welcomed count too
+        if len(clients) >= MAX_RELAY_CLIENTS or sum(
+                c.address == address for c in clients) >= MAX_RELAY_CLIENTS_PER_ADDRESS:
             await ws.close(CLOSE_TRY_AGAIN, "too many relay clients; try again later")
             return
         hub = self._hub_factory()
         self._listen(hub)
-        session = HubSession(hub, device=RELAY_DEVICE)
+        session = HubSession(hub, device=RELAY_DEVICE, address=address)
         client = _Client(ws, session)
         held: list[HubEvent] = []  # what happens while the history is read (off the loop)
         self._joining[client] = held

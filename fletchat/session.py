@@ -72,10 +72,13 @@ class HubSession(ConvSessionMethods):
     """One person's view of the hub (a browser tab, the desktop window, the headless peer);
     replies, reactions, edits, deletes, typing and read marks: ``ConvSessionMethods``."""
 
-    def __init__(self, hub: Hub, key: str | None = None, device: str = "browser") -> None:
+    def __init__(self, hub: Hub, key: str | None = None, device: str = "browser",
+                 address: str = "") -> None:
         self.hub = hub
         self.key = key or new_id()
         self.device = device
+        self.address = address  # the client's IP (a tab's, a relay client's); "" on the device
+        self._announced = False  # this join got a history line (``announce``): so will its leave
         self.name: str | None = None
         self.last_name: str | None = None
         # Private rooms (fletchat/rooms.py): channel -> key, kept for this session only.
@@ -91,7 +94,9 @@ class HubSession(ConvSessionMethods):
     def join(self, raw_name: str) -> Message:
         """Validate the name, announce the join to everyone; raises ``ValidationError``. A tab
         of the same name whose leave is still waiting out its grace (a reload made a new
-        session) hands over quietly: neither its leave nor this join is announced."""
+        session) hands over quietly: neither its leave nor this join is announced. Past the
+        node's budget for this address (``announce.AnnounceBudget``) the join is not announced
+        either, nor its leave."""
         name = validate_name(raw_name)
         self.name = self.last_name = name
         msg = Message.presence(KIND_JOIN, name, self.hub.peer_id)
@@ -100,11 +105,15 @@ class HubSession(ConvSessionMethods):
             leaving._leaving.cancel()
             leaving._leaving = None
             leaving.name = None
+            self._announced = leaving._announced  # its leave is said (or not) as its join was
             self.hub.session_left(leaving.key)
             self.hub.session_joined(self.key, name, self.device)
             return msg
         self.hub.session_joined(self.key, name, self.device)
-        return self.hub.post(msg) or msg
+        budget = getattr(self.hub, "announcements", None)  # the node's; tests' hubs have none
+        self._announced = (budget is None or self.device in SESSION_RATE_EXEMPT_DEVICES
+                           or budget.allow(self.address))
+        return (self.hub.post(msg) or msg) if self._announced else msg
 
     def spend(self) -> None:
         """One post's worth of the send budget (sends, replies, new channels, renames: each a
@@ -213,7 +222,8 @@ class HubSession(ConvSessionMethods):
             del self.hub.leaving[self.name]
         name, self.name = self.name, None
         self.hub.session_left(self.key)
-        self.hub.post(Message.presence(KIND_LEAVE, name, self.hub.peer_id))
+        if self._announced:
+            self.hub.post(Message.presence(KIND_LEAVE, name, self.hub.peer_id))
 
     def rejoin(self) -> Message | None:
         """After a dropped connection comes back: join again under the same name, if any (not

@@ -39,10 +39,10 @@ def make_session_main(
     async def session_main(page: ft.Page) -> None:
         hub = hub_factory()
         hub.use_pubsub(ScreensPublisher(page.pubsub, asyncio.get_running_loop()))
-        session = HubSession(hub, device=device)
+        address = str(getattr(page, "client_ip", "") or "")
+        session = HubSession(hub, device=device, address=address)
         prefs = PrefsStore(prefs_path) if prefs_path is not None else PrefsStore(client=True)
         pubsub = page.pubsub  # kept: once Flet releases the tab, page.pubsub raises
-        address = str(getattr(page, "client_ip", "") or "")
         view = ChatView(page, HubBackend(session, pubsub, address), prefill_name, uploads=uploads,
                         prefs_store=prefs, join_url=join_url)
 
