@@ -349,13 +349,16 @@ class Relay:
         client.push(text)
         return None
 
-    def _on_send(self, frame: RelaySend, client: _Client, session: HubSession) -> Close | None:
+    async def _on_send(self, frame: RelaySend, client: _Client,
+                       session: HubSession) -> Close | None:
+        """Posted on a worker thread (it takes the acceptance lock, which catch-up pages hold
+        on theirs, and writes the store's journal), as a tab's send is."""
         if frame.text is None:
             return None  # whitespace only: nothing to post (the UI does the same)
         if not session.can_see(frame.channel):
             return CLOSE_PROTOCOL_ERROR, "send.channel: not one of your channels"
         try:
-            session.send(frame.text, frame.channel)
+            await asyncio.to_thread(session.send, frame.text, frame.channel)
         except ReadOnlyError:  # the host's fault, not the client's: say why, stay connected
             client.push(encode_problems(session.hub.problems())[0])
         except ValidationError as err:  # validated already; the hub's own check

@@ -18,7 +18,7 @@ from fletchat.conversation.relay_frames import (
 )
 from fletchat.hub import HubSession
 from fletchat.model import KIND_CHAT
-from fletchat.protocol import ProtocolError
+from fletchat.protocol import MsgFrame, ProtocolError
 from fletchat.relay_protocol import decode_client_frame
 from tests.test_relay import Host, host, open_client  # noqa: F401  (the fixture)
 
@@ -31,27 +31,40 @@ async def test_a_static_client_replies_reacts_edits_and_deletes(host: Host):  # 
     client = await open_client(host, "Ada")
     theirs = bob.send("who is in?")
     await client.message(lambda m: m.id == theirs.id)
+    used = 0  # frames of ``client.frames`` already matched
+
+    async def frame(kind, check=lambda f: True):
+        """The next frame of ``kind`` that passes ``check``, in the order the host sent them
+        (an action runs on a worker thread: its row or message may come before its done)."""
+        nonlocal used
+        while True:
+            for i in range(used, len(client.frames)):
+                f = client.frames[i]
+                if isinstance(f, kind) and check(f):
+                    client.frames[i] = None  # taken
+                    return f
+            used = len(client.frames)
+            await client.next(kind)
+            used = min(used, len(client.frames) - 1)
+
     await client.ws.send(encode_client_conv(1, "reply", theirs.id, "me!", "general"))
-    assert (await client.next(RelayDone)) == RelayDone(1, "")
-    mine = await client.message(lambda m: m.kind == KIND_CHAT and m.author == "Ada")
+    assert (await frame(RelayDone)) == RelayDone(1, "")
+    mine = (await frame(MsgFrame, lambda f: f.message.kind == KIND_CHAT
+                        and f.message.author == "Ada")).message
     assert mine.conv is not None and mine.conv.reply is not None
     assert mine.conv.reply.parent_id == theirs.id and mine.conv.reply.snippet == "who is in?"
     await client.ws.send(encode_client_conv(2, "react", theirs.id, THUMBS))
-    row = await client.next(RelayRow)
-    assert row.row.id == theirs.id and [(r.emoji, r.who, r.mine) for r in row.row.reactions] == [
-        (THUMBS, ("Ada",), True)]
+    row = await frame(RelayRow, lambda f: f.row.id == theirs.id)
+    assert [(r.emoji, r.who, r.mine) for r in row.row.reactions] == [(THUMBS, ("Ada",), True)]
+    assert (await frame(RelayDone)) == RelayDone(2, "")
     await client.ws.send(encode_client_conv(3, "edit", theirs.id, "mine now"))
-    refused = await client.next(RelayDone)
+    refused = await frame(RelayDone)
     assert refused.req == 3 and "Only the author" in refused.error
     await client.ws.send(encode_client_conv(4, "edit", mine.id, "me! (and Cy)"))
-    row = await client.next(RelayRow)
-    while row.row.id != mine.id:
-        row = await client.next(RelayRow)
+    row = await frame(RelayRow, lambda f: f.row.id == mine.id)
     assert row.row.text == "me! (and Cy)" and row.row.edited
     await client.ws.send(encode_client_conv(5, "delete", mine.id))
-    row = await client.next(RelayRow)
-    while not row.row.deleted:
-        row = await client.next(RelayRow)
+    row = await frame(RelayRow, lambda f: f.row.deleted)
     assert row.row.id == mine.id and row.row.text == ""
     assert host.node.hub.conv.row_state(mine).deleted
 

@@ -4,6 +4,7 @@ the clients that may see the channel. Runs on the relay's loop, like the rest of
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -46,11 +47,20 @@ def conv_fan_out(clients: Iterable[Any], event: RowChanged | TypingChanged | Rea
                 c.push(_row_frame(c.session, found[0]))
 
 
-def on_conv(frame: RelayConv, client: Any, session: HubSession) -> None:
-    """Do what the client asked; ``done`` says whether it worked (the connection stays open)."""
+# Actions that read or write the store (a message looked up, a post): on a worker thread, as
+# the tabs' do (hub_backend.py); typing and read marks stay on the loop (in memory, timers).
+_STORING_OPS = ("rename", "reply", "react", "edit", "delete")
+
+
+async def on_conv(frame: RelayConv, client: Any, session: HubSession) -> None:
+    """Do what the client asked; ``done`` says whether it worked (the connection stays open).
+    Awaited before the client's next frame is read: one action at a time per connection."""
     error = ""
     try:
-        _run(frame, session)
+        if frame.op in _STORING_OPS:
+            await asyncio.to_thread(_run, frame, session)
+        else:
+            _run(frame, session)
     except ValidationError as err:
         error = str(err)
     client.push(encode_done(frame.req, error))
