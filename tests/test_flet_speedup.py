@@ -176,15 +176,24 @@ def test_installed_flet_is_the_checked_one() -> None:
 
 
 def test_install_refuses_a_changed_flet(monkeypatch: pytest.MonkeyPatch) -> None:
-    for digest in ("ORIGINAL_SHA256", "VALIDATE_SHA256"):
-        monkeypatch.setattr(flet_speedup, digest, "0" * 64)
+    # an earlier test on this worker (a host-mode app) may have installed it: install() is
+    # then a no-op, and would refuse nothing
+    was = flet_speedup.installed()
+    flet_speedup.uninstall()
+    try:
+        for digest in ("ORIGINAL_SHA256", "VALIDATE_SHA256"):
+            monkeypatch.setattr(flet_speedup, digest, "0" * 64)
+            with pytest.raises(flet_speedup.FletChanged):
+                flet_speedup.install()
+            assert not flet_speedup.installed()
+            monkeypatch.undo()
+        monkeypatch.setattr(flet_speedup, "FLET_VERSION", "0.0.1")
         with pytest.raises(flet_speedup.FletChanged):
-            flet_speedup.install()
-        assert not flet_speedup.installed()
+            flet_speedup.check()
+    finally:
         monkeypatch.undo()
-    monkeypatch.setattr(flet_speedup, "FLET_VERSION", "0.0.1")
-    with pytest.raises(flet_speedup.FletChanged):
-        flet_speedup.check()
+        if was:
+            flet_speedup.install()
 
 
 def test_install_and_uninstall() -> None:
