@@ -190,6 +190,7 @@ class Hub(ConvHubMethods, MeshSideMethods, HistoryReads, PresenceMethods, TrustM
         self._outbox_due: tuple[list[str], list[str]] = ([], [])  # (sent, delivered) ids
         self._due_summaries: dict[str, dict[str, int]] = {}  # MeshSideMethods._receipts_later
         self._due_refusals: list[tuple[str, tuple[tuple[str, str], ...]]] = []
+        self._pending_job: Any = None  # HistoryReads.pending_ids_async
         self._identity_warnings: list[IdentityWarning] = []
         self.conv = ConvState(self)  # replies, reactions, edits, deletes, typing, read marks
 

@@ -30,6 +30,7 @@ class HistoryReads:
     _qlock: Any
     _queued: dict[str, tuple[Message, bool, int]]
     _bg: Any
+    _pending_job: Any  # a pending_ids question the outbox worker has not begun (or None)
     conv: Any
     peer_id: str
 
@@ -37,11 +38,11 @@ class HistoryReads:
                 before: str = "") -> list[Message]:
         """A page of the conversation in clock order, oldest first; ``before`` pages upwards
         (pass the first message's ``hlc``). Messages still queued for the store are included."""
-        records = self.store.recent(channel, limit, before=Stamp.decode(before) if before else None)
-        msgs = {r.msg.id: wire(r) for r in records}
-        with self._qlock:
+        with self._qlock:  # first: one committed during the store's read is in one or the other
             queued = [m for m, _, _ in self._queued.values()
                       if m.channel == channel and m.kind in ROW_KINDS]
+        records = self.store.recent(channel, limit, before=Stamp.decode(before) if before else None)
+        msgs = {r.msg.id: wire(r) for r in records}
         for m in queued:
             if not before or m.hlc < before:
                 msgs.setdefault(m.id, m)
@@ -66,7 +67,14 @@ class HistoryReads:
         return self._bg.submit(self._pending_now).result()
 
     async def pending_ids_async(self) -> set[str]:
-        return await asyncio.wrap_future(self._bg.submit(self._pending_now))
+        """``pending_ids`` off the loop. Callers share a question still waiting for the outbox
+        worker (its answer is read after all of them asked): a hundred tabs opening channels
+        queue one read, not a hundred."""
+        job = self._pending_job
+        if job is None or job.running() or job.done():
+            job = self._pending_job = self._bg.submit(self._pending_now)
+        # shielded: one caller given up (a tab closed) must not cancel the others' question
+        return set(await asyncio.shield(asyncio.wrap_future(job)))
 
     def _pending_now(self) -> set[str]:
         """On the outbox worker, where every delivered mark is made: ours still queued for the

@@ -262,3 +262,30 @@ def test_a_flood_of_summaries_and_refusals_is_one_outbox_job(tmp_path: Path):
         assert sent.id not in hub.pending_ids()  # peer-c's summary covers it: delivered
     finally:
         hub.close()
+
+
+async def test_callers_share_an_outbox_question_not_yet_begun(tmp_path: Path):
+    """A hundred tabs opening channels asked the outbox worker a hundred times; those asked
+    while one question still waits share it (its answer is read after they all asked)."""
+    import asyncio
+
+    hub = Hub("me-peer", store=Store.open(tmp_path / "h.db"))
+    try:
+        me = HubSession(hub, device="headless")
+        me.join("Ann")
+        release = threading.Event()
+        busy = hub._bg.submit(release.wait, 10.0)
+        first = asyncio.ensure_future(hub.pending_ids_async())
+        await asyncio.sleep(0)
+        sent = me.send("one of mine")  # asked after the first, before the worker is free
+        assert sent is not None
+        rest = [asyncio.ensure_future(hub.pending_ids_async()) for _ in range(99)]
+        await asyncio.sleep(0)
+        assert hub._bg._work_queue.qsize() <= 2  # the shared question (and the writer's)
+        rest[0].cancel()  # one tab gone: the others still get their answer
+        release.set()
+        busy.result(10.0)
+        answers = await asyncio.wait_for(asyncio.gather(first, *rest[1:]), 10.0)
+        assert all(sent.id in a for a in answers)
+    finally:
+        hub.close()

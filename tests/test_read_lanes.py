@@ -31,8 +31,9 @@ SLOW_S = 1.0  # what each faked search takes: far longer than a loop turn or a p
 class SlowReads:
     """Wraps a store method: each call sleeps ``SLOW_S`` first; counts calls running at once."""
 
-    def __init__(self, real) -> None:
+    def __init__(self, real, read_first: bool = False) -> None:
         self.real = real
+        self.read_first = read_first  # read, then sleep: what happens meanwhile is not in it
         self.lock = threading.Lock()
         self.running = 0
         self.most = 0
@@ -44,10 +45,11 @@ class SlowReads:
             self.running += 1
             self.most = max(self.most, self.running)
             self.threads.add(threading.current_thread().name)
-        self.started.set()
         try:
+            found = self.real(*args, **kwargs) if self.read_first else None
+            self.started.set()
             time.sleep(SLOW_S)
-            return self.real(*args, **kwargs)
+            return found if self.read_first else self.real(*args, **kwargs)
         finally:
             with self.lock:
                 self.running -= 1
@@ -140,7 +142,7 @@ async def test_a_static_client_connects_with_its_history_read_off_the_loop(host:
     bob = HubSession(hub, device="headless")
     bob.join("Bob")
     bob.send("before")
-    connected, slow = threading.Event(), SlowReads(hub.store.recent)
+    connected, slow = threading.Event(), SlowReads(hub.store.recent, read_first=True)
 
     def eves_ping() -> float:
         from websockets.sync.client import connect

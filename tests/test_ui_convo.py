@@ -451,3 +451,64 @@ async def test_opening_a_channel_waits_for_the_outbox_off_the_loop(tmp_path) -> 
     row = view.conversation.rows[mine.id]
     assert row.status is not None and row.status.state != "delivered"
     assert [r.message.text for r in view.conversation.shown()][-1] == "mine, not yet confirmed"
+
+
+async def test_a_flood_of_channel_switches_reads_at_most_twice(tmp_path) -> None:
+    """A script clicking channels in a loop queued a history read (and an outbox question)
+    per click on the host's shared lanes. Now a view reads one page at a time, and what is
+    asked meanwhile is read once, for the channel open by then."""
+    import threading
+    import time
+
+    view, ada = await make_view(tmp_path)
+    for name in ("lunch", "news"):
+        ada.create_channel(name)
+        ada.send(f"in {name}", name)
+    hub, reads, lock = ada.hub, [], threading.Lock()
+    real = hub.history
+
+    def slow_history(*args, **kwargs):
+        with lock:
+            reads.append(args)
+        time.sleep(0.1)
+        return real(*args, **kwargs)
+
+    hub.history = slow_history
+    switches = [asyncio.create_task(view.show_channel(("lunch", "news")[i % 2]))
+                for i in range(21)]
+    await asyncio.wait_for(asyncio.gather(*switches), 10.0)
+    assert len(reads) <= 2, f"{len(reads)} history reads for 21 switches"
+    assert view.state.channel == "lunch"
+    assert [r.message.text for r in view.conversation.shown()
+            if r.message.kind == "chat"] == ["in lunch"]
+
+
+async def test_a_message_that_arrives_while_a_channel_opens_is_not_lost(tmp_path) -> None:
+    """The page is read first; a live message placed while it is read (not in it) went with
+    the old list when the page replaced it."""
+    import threading
+
+    view, ada = await make_view(tmp_path)
+    bob = HubSession(ada.hub)
+    bob.join("Bob")
+    ada.create_channel("lunch")
+    read, release = threading.Event(), threading.Event()
+    real = ada.hub.history
+
+    def read_then_wait(*args, **kwargs):
+        page = real(*args, **kwargs)
+        read.set()
+        release.wait(5.0)
+        return page
+
+    ada.hub.history = read_then_wait
+    opening = asyncio.create_task(view.show_channel("lunch"))
+    while not read.is_set():
+        await asyncio.sleep(0.01)
+    late = bob.send("just now", "lunch")
+    assert late is not None
+    await view.on_event(late)  # the live event: #lunch is the open channel already
+    release.set()
+    await asyncio.wait_for(opening, 5.0)
+    assert late.id in view.conversation.rows
+    assert [r.message.text for r in view.conversation.shown()][-1] == "just now"

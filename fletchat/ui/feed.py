@@ -54,6 +54,9 @@ class Feed:
         self.loading_older = False
         self.decorate = None  # files_ui.FilesUI.decorate: a message's files in its row
         self.maker = maker
+        self._showing: asyncio.Future[None] | None = None  # the one ``show`` reading
+        self._show_again: int | None = None  # the unread count of a show asked meanwhile
+        self._live: list[Message] = []  # live messages placed while a show reads
 
     # ---- rows ----
     def status_for(self, msg: Message, pending: set[str] | None) -> Status | None:
@@ -107,21 +110,39 @@ class Feed:
 
     # ---- what the list shows ----
     async def show(self, unread: int = 0) -> None:
-        """The open channel's latest page (``unread``: how many were new, for the line)."""
-        channel = self.state.channel
-        fetched = await self.fetch()
-        pending = await self.pending()
-        if channel != self.state.channel:
-            return  # another channel was opened meanwhile
-        msgs = shown_kinds(sorted(fetched, key=lambda m: (not m.hlc, m.hlc)))
-        older = self.backend.capabilities.older and len(fetched) >= PAGE
-        self.conversation.reset(self.rows_for(msgs, pending, unread), older)
+        """The open channel's latest page (``unread``: how many were new, for the line). One
+        read at a time per view: a show asked for while one reads is done by that one, once,
+        for the channel open by then (a script switching channels in a loop queued a history
+        read, and an outbox question, for each switch)."""
+        self._show_again = unread
+        if self._showing is None:
+            self._showing = asyncio.ensure_future(self._show_latest())
+            self._showing.add_done_callback(lambda _: setattr(self, "_showing", None))
+        await asyncio.shield(self._showing)
+
+    async def _show_latest(self) -> None:
+        while self._show_again is not None:
+            unread, self._show_again = self._show_again, None
+            channel = self.state.channel
+            self._live = []
+            fetched, pending = await asyncio.gather(self.fetch(), self.pending())
+            if channel != self.state.channel or self._show_again is not None:
+                continue  # asked again meanwhile: read what is open now
+            msgs = shown_kinds(sorted(fetched, key=lambda m: (not m.hlc, m.hlc)))
+            older = self.backend.capabilities.older and len(fetched) >= PAGE
+            self.conversation.reset(self.rows_for(msgs, pending, unread), older)
+            live, self._live = self._live, []
+            for msg in live:  # shown while the page was read: not lost with the old list
+                if msg.channel == channel:
+                    self.place(msg)
 
     def place(self, msg: Message) -> None:
         """A live message of the open channel: at the end, or (an older clock stamp than the
         newest shown: a late catch-up) at its place in the order, marked late."""
         if msg.id in self.conversation.rows or msg.kind not in ROW_KINDS:
             return
+        if self._showing is not None:
+            self._live.append(msg)  # the page being read may not have it (``_show_latest``)
         newest = self.conversation.newest_hlc()
         if not msg.hlc or not newest or msg.hlc >= newest:
             if msg.kind in PRESENCE_KINDS and self._fold_in(msg):
