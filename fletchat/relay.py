@@ -89,6 +89,13 @@ async def _leave_after(shares: set[asyncio.Task], session: HubSession) -> None:
     session.leave()
 
 
+def _retrieved(task: asyncio.Task) -> None:
+    """A frame's action's failure is the reader's (it awaits it); once the connection ended
+    nobody does: then it is logged here, not left as "exception never retrieved"."""
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("relay action ended with %r", task.exception())
+
+
 class _Client:
     """One connected static client: its outgoing queue (drained by one sender task)."""
 
@@ -99,6 +106,7 @@ class _Client:
         self.skip_ids: set[str] = set()  # sent in the history already
         self.fell_behind = False
         self.files = ClientFiles()  # files it was told about, its uploads' tasks
+        self.acting: asyncio.Task[Close | None] | None = None  # the frame being acted on
         where = ws.client
         self.address = where.host if where else "?"
         self.label = f"{where.host}:{where.port}" if where else "?"
@@ -164,8 +172,11 @@ class Relay:
 
     def _arrived(self, event: HubEvent) -> None:
         """On the loop: held for the clients whose history is being read, sent to the others."""
-        for held in self._joining.values():
-            held.append(event)
+        for client, held in self._joining.items():
+            if len(held) < RELAY_QUEUE:
+                held.append(event)
+            else:  # as a client this far behind is: closed, to reconnect (``_welcome``)
+                client.fell_behind = True
         self._fan_out(event)
 
     def _fan_out(self, event: HubEvent, to: list[_Client] | None = None) -> None:
@@ -261,6 +272,8 @@ class Relay:
                     await ws.close(code, clip_reason(reason))
                 except (RuntimeError, OSError, WebSocketDisconnect) as err:  # already gone
                     log.debug("relay client %s: close failed: %s", client.label, err)
+            if client.acting is not None and not client.acting.done():
+                shares = {*shares, client.acting}  # a post on its thread: the leave after it
             if shares:  # the person leaves once what they sent is posted
                 task = asyncio.get_running_loop().create_task(_leave_after(shares, session))
                 self._leaving.add(task)
@@ -276,6 +289,9 @@ class Relay:
         faults; rows of messages not in the history: the rows sent here are newer)."""
         session, hub = client.session, client.session.hub
         self._clients.add(client)
+        if client.fell_behind:  # more happened during the read than a client may be behind
+            client.queue.put_nowait(None)
+            return
         client.skip_ids = {m.id for m in history}
         for frame in self.files.frames_for(hub, client.files, history):  # what the host has
             client.queue.put_nowait(frame)
@@ -300,7 +316,10 @@ class Relay:
                 return None
             result = self._take(event.get("text"), bucket, client, session)
             if inspect.isawaitable(result):  # a chunk, a query: done before the next frame is read
-                result = await result
+                # shielded: a connection that ends meanwhile leaves after it (``endpoint``)
+                client.acting = asyncio.ensure_future(result)
+                client.acting.add_done_callback(_retrieved)
+                result = await asyncio.shield(client.acting)
             if result is not None:
                 return result
 

@@ -6,6 +6,7 @@ where the mesh's signature checks and every tab's sends run."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from fletchat.relay_protocol import (
     encode_client_history,
     encode_client_ping,
     encode_client_search,
+    encode_client_send,
 )
 from fletchat.store import Store
 from tests.test_relay import Host, host, open_client  # noqa: F401 (the fixture)
@@ -183,3 +185,62 @@ async def test_a_static_client_connects_with_its_history_read_off_the_loop(host:
     assert counts.get("before") == 1 and counts.get("during the read") == 1, counts
     assert counts.get("after the welcome") == 1, counts
     await client.ws.close()
+
+
+async def test_more_events_during_the_read_than_a_client_may_lag_close_it(host: Host,  # noqa: F811
+                                                                          monkeypatch):
+    """What happens while a new connection's history is read is held for it, up to what a
+    client may be behind (``RELAY_QUEUE``); past that it is closed, to reconnect, as a client
+    that fell behind is (the held events no longer grow)."""
+    from fletchat import relay
+
+    monkeypatch.setattr(relay, "RELAY_QUEUE", 5)
+    hub = host.node.hub
+    bob = HubSession(hub, device="headless")
+    bob.join("Bob")
+    slow = SlowReads(hub.store.recent, read_first=True)
+    hub.store.recent = slow
+    client = await open_client(host)
+    while not slow.started.is_set():
+        await asyncio.sleep(0.01)
+    for i in range(12):
+        bob.send(f"busy {i}")
+    await asyncio.sleep(0.2)  # the fan-out, on the loop
+    joining = [r for r in gc.get_objects() if isinstance(r, relay.Relay) and r._joining]
+    assert joining and all(len(held) <= 5 for r in joining for held in r._joining.values())
+    code, reason = await client.closed()
+    assert code == 1013 and "fell behind" in reason
+
+
+async def test_a_send_still_on_its_thread_is_posted_before_the_leave(host: Host):  # noqa: F811
+    """A static client that sends and goes at once: its send runs on a worker thread, and its
+    leave line used to be posted at once, before the message (or, for a rename, between the
+    check and the roster change, leaving a ghost in the roster)."""
+    from fletchat.model import KIND_CHAT, KIND_LEAVE
+
+    hub = host.node.hub
+    real_post = hub.post
+
+    def slow_post(msg):
+        if msg.kind == KIND_CHAT:
+            time.sleep(SLOW_S)
+        return real_post(msg)
+
+    hub.post = slow_post
+    client = await open_client(host, "Ada")
+    bob = HubSession(hub, device="headless")
+    bob.join("Bob")
+    await client.ws.send(encode_client_send("last words", "general"))
+    await asyncio.sleep(0.2)  # the send is on its thread
+    await client.ws.close()
+    bob.typing("general")  # something for Ada's side to send: it finds her gone, and ends
+    deadline = time.monotonic() + scaled(10)
+    lines: list = []
+    while time.monotonic() < deadline:
+        lines = [m for m in hub.history(limit=20) if m.author == "Ada" and m.kind in (
+            KIND_CHAT, KIND_LEAVE)]
+        if len(lines) == 2:
+            break
+        await asyncio.sleep(0.05)
+    assert [m.kind for m in lines] == [KIND_CHAT, KIND_LEAVE], lines
+    assert "Ada" not in {p.name for p in hub.online()}
