@@ -150,7 +150,8 @@ class Hub(ConvHubMethods, MeshSideMethods, HistoryReads, PresenceMethods, TrustM
     leaving: dict[str, Any] = field(default_factory=dict, repr=False)
     trust: Any = None  # fletchat.trust.Trust when the node has an identity (keys, blocks)
     session_rate: tuple[float, float] | None = None  # (per second, burst) for HubSession.send
-    announcements: Any = None  # an announce.AnnounceBudget: which joins get a history line
+    announcements: Any = None  # a budgets.AddressBudget: which joins get a history line
+    posts: Any = None  # a budgets.AddressBudget: posts per client address and per device
     wall: Callable[[], int] = wall_ms  # our wall clock in ms (tests drive it)
     quota_limits: QuotaLimits = field(default_factory=QuotaLimits)  # per-origin budgets
     files: Any = None  # fletchat.files.share.FileShare when files are on (a data dir and a mesh)

@@ -18,7 +18,7 @@ from .android import (
     release_multicast_lock,
     request_local_network_permission,
 )
-from .announce import AnnounceBudget
+from .budgets import join_lines_budget, posts_budget
 from .config import Config
 from .hub import SESSION_BURST, SESSION_RATE_PER_SECOND, Hub
 from .identity import load_or_create_peer_id
@@ -73,7 +73,8 @@ class Node:
         self.trust = Trust.open(config.data_dir, self.peer_id)
         self.hub = Hub(
             self.peer_id, device, store=store, store_error=error, trust=self.trust,
-            session_rate=(SESSION_RATE_PER_SECOND, SESSION_BURST), announcements=AnnounceBudget(),
+            session_rate=(SESSION_RATE_PER_SECOND, SESSION_BURST),
+            announcements=join_lines_budget(), posts=posts_budget(),
         )
         self.files = self._open_files(config)
         self.files_lane = None

@@ -360,7 +360,7 @@ class Relay:
     ) -> Close | None:
         """Answered off the loop (the read lanes), and before this client's next frame is read:
         one query at a time per connection, and a flood of them never stalls the host's loop."""
-        text, msgs = await self._answer(session, frame)
+        text, msgs = await _answer(session, frame)
         for file_frame in self.files.frames_for(session.hub, client.files, msgs):
             client.push(file_frame)
         for row in conv_rows(session, msgs):  # before the page: the rows it will show
@@ -416,25 +416,25 @@ class Relay:
         RelayDrop: lambda self, frame, client, session: self.files.on_drop(frame, id(client)),
     }
 
-    @staticmethod
-    async def _answer(session: HubSession, frame: RelayHistory | RelaySearch,
-                      ) -> tuple[str, list[Message]]:
-        """A page of history or search results, only from channels this client may see."""
-        hub = session.hub
-        if isinstance(frame, RelaySearch):
-            found = [(m, s) for m, s in await hub.search_async(frame.query)
-                     if session.can_see(m.channel)]
-            return encode_found(frame.req, found), [m for m, _ in found]
-        if not session.can_see(frame.channel):
-            return encode_page(frame.req, frame.channel, [], (), False), []
-        try:
-            msgs = await hub.history_async(frame.channel, RELAY_PAGE + 1, before=frame.before)
-        except ValidationError:  # a "before" that is no clock stamp: nothing is before it
-            msgs = []
-        more = len(msgs) > RELAY_PAGE
-        pending = await hub.pending_ids_async() if msgs else set()
-        return (encode_page(frame.req, frame.channel, msgs[-RELAY_PAGE:], pending, more),
-                msgs[-RELAY_PAGE:])
+
+async def _answer(session: HubSession, frame: RelayHistory | RelaySearch,
+                  ) -> tuple[str, list[Message]]:
+    """A page of history or search results, only from channels this client may see."""
+    hub = session.hub
+    if isinstance(frame, RelaySearch):
+        found = [(m, s) for m, s in await hub.search_async(frame.query)
+                 if session.can_see(m.channel)]
+        return encode_found(frame.req, found), [m for m, _ in found]
+    if not session.can_see(frame.channel):
+        return encode_page(frame.req, frame.channel, [], (), False), []
+    try:
+        msgs = await hub.history_async(frame.channel, RELAY_PAGE + 1, before=frame.before)
+    except ValidationError:  # a "before" that is no clock stamp: nothing is before it
+        msgs = []
+    more = len(msgs) > RELAY_PAGE
+    pending = await hub.pending_ids_async() if msgs else set()
+    return (encode_page(frame.req, frame.channel, msgs[-RELAY_PAGE:], pending, more),
+            msgs[-RELAY_PAGE:])
 
 
 def visible(session: HubSession, channels) -> list[str]:

@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from .aio import later
+from .budgets import Refusal
 from .conversation.session_part import ConvSessionMethods
 from .model import (
     DEFAULT_CHANNEL,
@@ -95,7 +96,7 @@ class HubSession(ConvSessionMethods):
         """Validate the name, announce the join to everyone; raises ``ValidationError``. A tab
         of the same name whose leave is still waiting out its grace (a reload made a new
         session) hands over quietly: neither its leave nor this join is announced. Past the
-        node's budget for this address (``announce.AnnounceBudget``) the join is not announced
+        node's budget for this address (``budgets.join_lines_budget``) the join is not announced
         either, nor its leave."""
         name = validate_name(raw_name)
         self.name = self.last_name = name
@@ -117,9 +118,21 @@ class HubSession(ConvSessionMethods):
 
     def spend(self) -> None:
         """One post's worth of the send budget (sends, replies, new channels, renames: each a
-        stored message every device gets); ``ValidationError`` when it is spent."""
-        if self._bucket is not None and not self._bucket.allow():
-            raise ValidationError("You are sending too fast. Wait a moment and try again.")
+        stored message every device gets): this person's, then this address's and the device's
+        (``budgets.posts_budget``); ``ValidationError`` when one is spent."""
+        if self._bucket is None:  # the headless peer, a hub with no limits (tests)
+            return
+        too_fast = "You are sending too fast. Wait a moment and try again."
+        if not self._bucket.allow():
+            raise ValidationError(too_fast)
+        posts = getattr(self.hub, "posts", None)
+        refusal = posts.spend(self.address) if posts is not None else Refusal.NONE
+        if refusal is Refusal.ADDRESS:
+            raise ValidationError(too_fast)
+        if refusal is Refusal.DEVICE:
+            raise ValidationError(
+                "This chat is posting too much right now (everyone on this device together). "
+                "Wait a moment and try again.")
 
     def send(self, raw_text: str, channel: str = DEFAULT_CHANNEL) -> Message | None:
         """Post a chat message. ``None`` for whitespace only; ``ValidationError`` if refused."""

@@ -1,4 +1,4 @@
-"""Join and leave lines are bounded per client address and per device (fletchat/announce.py):
+"""Join lines and posts are bounded per client address and per device (fletchat/budgets.py):
 connect, hello, close, again, made the host post a pair of stored lines each time, unlimited,
 and every peer counted them against the host's quota."""
 
@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import asyncio
 
-from fletchat.announce import (
-    ANNOUNCED_JOINS_ADDRESS_BURST,
-    ANNOUNCED_JOINS_BURST,
-    ANNOUNCED_JOINS_PER_ADDRESS_PER_MINUTE,
-    ANNOUNCED_JOINS_PER_MINUTE,
+from fletchat.budgets import (
+    JOIN_LINES_PER_ADDRESS,
+    JOIN_LINES_PER_DEVICE,
     MAX_TRACKED_ADDRESSES,
-    AnnounceBudget,
+    join_lines_budget,
 )
+
+ANNOUNCED_JOINS_ADDRESS_BURST = JOIN_LINES_PER_ADDRESS[0].burst
+ANNOUNCED_JOINS_PER_ADDRESS_PER_MINUTE = JOIN_LINES_PER_ADDRESS[0].per_second * 60
+ANNOUNCED_JOINS_BURST = JOIN_LINES_PER_DEVICE[0].burst
+ANNOUNCED_JOINS_PER_MINUTE = JOIN_LINES_PER_DEVICE[0].per_second * 60
 from fletchat.hub import HubSession
 from fletchat.model import KIND_CHAT, KIND_JOIN, KIND_LEAVE
 from tests.test_relay import Host, host, open_client  # noqa: F401 (the fixture)
@@ -29,24 +32,24 @@ class Clock:
 
 def test_each_address_has_its_budget_and_all_share_the_devices():
     clock = Clock()
-    budget = AnnounceBudget(clock)
+    budget = join_lines_budget(clock)
     burst = int(ANNOUNCED_JOINS_ADDRESS_BURST)
     assert all(budget.allow("10.0.0.7") for _ in range(burst))
     assert not budget.allow("10.0.0.7")  # that address's budget is spent...
     assert budget.allow("10.0.0.8")  # ...not the others'
-    clock.now += 60 / ANNOUNCED_JOINS_PER_ADDRESS_PER_MINUTE  # one join's worth of time
+    clock.now += 60 / ANNOUNCED_JOINS_PER_ADDRESS_PER_MINUTE + 0.01  # one join's worth
     assert budget.allow("10.0.0.7") and not budget.allow("10.0.0.7")
     # many throw-away addresses: the device's total holds
-    budget = AnnounceBudget(clock)
+    budget = join_lines_budget(clock)
     fresh = [budget.allow(f"10.1.{i // 250}.{i % 250}") for i in range(200)]
     assert sum(fresh) == int(ANNOUNCED_JOINS_BURST)
     assert not budget.allow("10.0.0.9")
-    clock.now += 60 / ANNOUNCED_JOINS_PER_MINUTE
+    clock.now += 60 / ANNOUNCED_JOINS_PER_MINUTE + 0.01
     assert budget.allow("10.0.0.9") and not budget.allow("10.0.0.10")
 
 
 def test_the_addresses_tracked_are_bounded():
-    budget = AnnounceBudget(Clock())
+    budget = join_lines_budget(Clock())
     for i in range(MAX_TRACKED_ADDRESSES + 50):
         budget.allow(f"a{i}")
     assert len(budget._by_address) == MAX_TRACKED_ADDRESSES
@@ -74,3 +77,31 @@ async def test_connect_hello_close_again_posts_a_bounded_number_of_lines(host: H
     assert sorted(leaves) == sorted(churned)  # a leave line only for an announced join
     assert "Ann" in joins
     assert [m.text for m in hub.history(limit=200) if m.kind == KIND_CHAT] == ["hello all"]
+
+
+async def test_fresh_connections_from_one_address_share_its_post_budget(host: Host):  # noqa: F811
+    """A person's send rate is per session, and a script gets a fresh session per connection:
+    hello, twenty posts, close, again, spent the host's per-origin quota at every peer."""
+    import time
+
+    from fletchat.budgets import POSTS_PER_ADDRESS
+    from fletchat.relay_protocol import encode_client_send
+
+    hub = host.node.hub
+    t0 = time.monotonic()
+    for i in range(6):
+        client = await open_client(host, f"Poster{i}")
+        for j in range(20):  # this session's own burst
+            await client.ws.send(encode_client_send(f"post {i}.{j}"))
+        await client.ws.close()
+    elapsed = time.monotonic() - t0
+    stored: list = []
+    for _ in range(60):
+        stored = [m for m in hub.history(limit=500) if m.kind == KIND_CHAT]
+        await asyncio.sleep(0.05)
+        if len([m for m in hub.history(limit=500) if m.kind == KIND_CHAT]) == len(stored):
+            break
+    rate = POSTS_PER_ADDRESS[0]
+    most = rate.burst + rate.per_second * elapsed + 1
+    assert len(stored) <= most, f"{len(stored)} posts from one address in {elapsed:.1f} s"
+    assert len(stored) >= rate.burst  # the address's own budget was there to spend
