@@ -159,10 +159,10 @@ class MeshSideMethods:
             self._bg.submit(self._outbox_flush)
 
     def _outbox_flush(self) -> None:
-        self._after_own()  # a receipt may come before our own row is committed
-        with self._qlock:
+        with self._qlock:  # taken first: whatever happens next, the next mark submits anew
             sent, delivered = self._outbox_due
             self._outbox_due = ([], [])
+        self._after_own()  # a receipt may come before our own row is committed
         try:
             if sent:
                 self.store.mark_sent_many(sent)
@@ -191,10 +191,10 @@ class MeshSideMethods:
             self._bg.submit(self._receipts_flush)
 
     def _receipts_flush(self) -> None:
-        self._after_own()  # a receipt may come before our own row is committed
-        with self._qlock:
+        with self._qlock:  # taken first: whatever happens next, the next arrival submits anew
             summaries, self._due_summaries = self._due_summaries, {}
             refusals, self._due_refusals = self._due_refusals, []
+        self._after_own()  # a receipt may come before our own row is committed
         try:
             for peer_id, marks in refusals:
                 self.outbox.refused(peer_id, marks)

@@ -289,3 +289,28 @@ async def test_callers_share_an_outbox_question_not_yet_begun(tmp_path: Path):
         assert all(sent.id in a for a in answers)
     finally:
         hub.close()
+
+
+def test_a_failed_receipts_job_does_not_stop_the_next(tmp_path: Path):
+    """The coalesced job takes what is due before it waits for the writer: a job that failed
+    in that wait left the due summaries in place, and with them no new job was ever sent."""
+    hub = Hub("me-peer", store=Store.open(tmp_path / "h.db"))
+    try:
+        calls: list[dict[str, int]] = []
+        hub.outbox.peer_has = lambda peer, summary: calls.append(summary)
+        real_after_own, failures = hub._after_own, []
+
+        def after_own_once_broken(*args):
+            if not failures:
+                failures.append(1)
+                raise RuntimeError("the writer's wait broke")
+            return real_after_own(*args)
+
+        hub._after_own = after_own_once_broken
+        hub.peer_has("peer-b", {"peer-b": 1})
+        hub._bg.submit(lambda: None).result(10.0)
+        hub.peer_has("peer-b", {"peer-b": 2})
+        hub._bg.submit(lambda: None).result(10.0)
+        assert failures and calls == [{"peer-b": 2}]
+    finally:
+        hub.close()
