@@ -250,13 +250,20 @@ class ChatPage:
                 continue
         raise AssertionError(f"{text!r} was typed and sent three times and never shown")
 
-    async def press_until(self, press, shown, retype=None) -> None:
-        """Do ``press`` (a click, an Enter) until ``shown`` is visible, as a person who sees
-        nothing happen does it again: under load Flutter web can pass the press on before the
-        typed text has reached the app (then the app acts on the old value), and sometimes never
-        passes that text on at all (see ``post``). Before the third press ``retype`` (if given)
-        types the text again after the focus has left the field."""
+    async def press_until(self, press, shown, retype=None, gone: bool = False) -> None:
+        """Do ``press`` (a click, an Enter) until ``shown`` is visible (``gone``: until it is
+        not there), as a person who sees nothing happen does it again: under load Flutter web
+        can pass the press on before the typed text has reached the app (then the app acts on
+        the old value), and sometimes never passes that text on at all (see ``post``). Before
+        the third press ``retype`` (if given) types the text again after the focus has left the
+        field."""
         from playwright.async_api import expect
+
+        async def done(timeout: float) -> None:
+            if gone:
+                await expect(shown).to_have_count(0, timeout=timeout)
+            else:
+                await expect(shown).to_be_visible(timeout=timeout)
 
         for attempt in range(3):
             if attempt == 2 and retype is not None:
@@ -264,11 +271,11 @@ class ChatPage:
                 await retype()
             await press()
             try:
-                await expect(shown).to_be_visible(timeout=scaled_ms(5_000))
+                await done(scaled_ms(5_000))
                 return
             except AssertionError:
                 continue
-        await expect(shown).to_be_visible(timeout=scaled_ms(15_000))
+        await done(scaled_ms(15_000))
 
     async def search(self, query: str) -> None:
         """Search from the header's field and wait for the results dialog (Enter again if the
