@@ -317,3 +317,47 @@ async def test_a_flood_of_have_frames_runs_one_catch_up_at_a_time(nodes, tmp_pat
     assert reads["most"] == 1, f"{reads['most']} catch-up reads ran at once"
     assert reads["calls"] <= 10, f"{reads['calls']} catch-up reads for one summary sent 60 times"
     await client.ws.close()
+
+
+async def test_a_newer_summary_takes_over_a_long_catch_up_at_its_next_batch(nodes, tmp_path,
+                                                                            monkeypatch):
+    """A catch-up reads and sends in batches (``CATCHUP_QUERY``); a ``have`` that arrives while
+    one is answered takes over once the batch being sent is out: what the newer summary says
+    the peer has is not sent, the rest is."""
+    import threading
+
+    from fletchat import mesh_link
+    from fletchat.protocol import SyncFrame, encode_have
+
+    monkeypatch.setattr(mesh_link, "CATCHUP_QUERY", 50)
+    server = await nodes("server")
+    history = [chat(f"long {i}", "server") for i in range(200)]
+    base = history[0].seq - 1  # chat() numbers each origin's messages across tests
+    first_read, go_on = threading.Event(), threading.Event()
+
+    def missing(summary, after, limit, peer=""):
+        start = max(summary.get("server", base), after[1] if after else 0)
+        if after is None and summary == {}:
+            first_read.set()
+            go_on.wait(5.0)  # the newer summary arrives while this batch is read
+        return [m for m in history if m.seq > start][:limit]
+
+    server.host.missing = missing
+    client = await handshaken_client(server, tmp_path, "newcomer", LOOPBACK)
+    await client.ws.send(encode_have({}))
+    await asyncio.to_thread(first_read.wait, 5.0)
+    await client.ws.send(encode_have({"server": base + 150}))  # it has the first 150 now
+    await asyncio.sleep(0.2)  # read by the server while the first batch is still being read
+    go_on.set()
+    got: list[int] = []
+
+    async def read_syncs() -> None:
+        while not got or got[-1] != history[-1].seq:
+            frame = decode_frame(await client.ws.recv())
+            if isinstance(frame, SyncFrame):
+                got.extend(m.seq - base for m in frame.messages)
+
+    await asyncio.wait_for(read_syncs(), scaled(10))
+    # the first batch (1-50) was out when the newer summary took over: then 151-200 only
+    assert got == list(range(1, 51)) + list(range(151, 201)), got
+    await client.ws.close()
