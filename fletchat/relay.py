@@ -27,13 +27,13 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .conversation.relay_frames import RelayConv
-from .conversation.relay_host import conv_fan_out, conv_rows, on_conv
+from .conversation.relay_host import conv_fan_out, conv_marks, conv_rows, on_conv
 from .conversation.views import ReadChanged, RowChanged, TypingChanged
 from .events import ChannelsChanged, Delivered, StoreFailed
 from .files.relay_frames import RelayChunk, RelayDrop, RelayFetch, RelayShare, RelayUpload
 from .files.views import FileChanged
 from .hub import Hub, HubEvent, HubSession, ReadOnlyError, RosterChanged
-from .model import Message, ValidationError
+from .model import DEFAULT_CHANNEL, Message, ValidationError
 from .protocol import (
     CLOSE_GOING_AWAY,
     CLOSE_POLICY,
@@ -301,8 +301,8 @@ class Relay:
         client.queue.put_nowait(encode_channels(visible(session, hub.channels())))
         if hub.problems():  # e.g. the history is read-only: the banner, as on the host's pages
             client.queue.put_nowait(encode_problems(hub.problems())[0])
-        for frame in conv_rows(session, history):  # rows with reactions, edits, replies
-            client.queue.put_nowait(frame)
+        for frame in [*conv_rows(session, history), *conv_marks(session, DEFAULT_CHANNEL)]:
+            client.queue.put_nowait(frame)  # rows with reactions, edits, replies; who read what
         for event in held:
             if isinstance(event, Message | FileChanged | Delivered | StoreFailed) or (
                     isinstance(event, RowChanged) and event.message_id not in client.skip_ids):
@@ -363,7 +363,8 @@ class Relay:
         text, msgs = await _answer(session, frame)
         for file_frame in self.files.frames_for(session.hub, client.files, msgs):
             client.push(file_frame)
-        for row in conv_rows(session, msgs):  # before the page: the rows it will show
+        marks = conv_marks(session, frame.channel) if isinstance(frame, RelayHistory) else []
+        for row in [*conv_rows(session, msgs), *marks]:  # before the page: what it will show
             client.push(row)
         client.push(text)
         return None

@@ -19,7 +19,7 @@ from fletchat.conversation.relay_frames import (
 from fletchat.hub import HubSession
 from fletchat.model import KIND_CHAT
 from fletchat.protocol import MsgFrame, ProtocolError
-from fletchat.relay_protocol import decode_client_frame
+from fletchat.relay_protocol import decode_client_frame, encode_client_history
 from tests.test_relay import Host, host, open_client  # noqa: F401  (the fixture)
 
 THUMBS = "\U0001f44d"
@@ -109,3 +109,28 @@ def test_bad_conv_frames_are_refused_at_the_edge(fields, error):
         decode_client_frame(json.dumps(obj))
     good = decode_client_frame(encode_client_conv(7, "react", "m1", THUMBS))
     assert good == decode_client_conv(json.loads(encode_client_conv(7, "react", "m1", THUMBS)))
+
+
+async def test_read_marks_come_with_the_history_and_with_a_page(host: Host):  # noqa: F811
+    """Who read how far came only when someone read further: a static client that connected
+    (or opened a channel) showed "seen by" as nobody until then."""
+    bob = HubSession(host.node.hub, device="browser")
+    bob.join("Bob")
+    cy = HubSession(host.node.hub, device="browser")
+    cy.join("Cy")
+    bob.create_channel("lunch")
+    lunch = cy.send("pizza?", "lunch")
+    hello = cy.send("hi all")
+    assert lunch is not None and hello is not None
+    bob.mark_read("general", hello)
+    bob.mark_read("lunch", lunch)
+    client = await open_client(host, "Ada")
+    # sent on connect, before the welcome (which ``open_client`` waited for)
+    marks = next((f for f in client.frames if isinstance(f, RelayMarks)), None) or (
+        await client.next(RelayMarks))
+    assert marks.channel == "general" and [(m.name, m.upto) for m in marks.marks] == [
+        ("Bob", hello.hlc)]
+    await client.ws.send(encode_client_history(1, "lunch"))
+    marks = await client.next(RelayMarks)
+    assert marks.channel == "lunch" and [(m.name, m.upto) for m in marks.marks] == [
+        ("Bob", lunch.hlc)]

@@ -28,6 +28,15 @@ def conv_rows(session: HubSession, msgs: Iterable[Message]) -> list[str]:
             if m.conv is not None or conv.events_for(m.id)]
 
 
+def conv_marks(session: HubSession, channel: str) -> list[str]:
+    """The read positions in ``channel`` as a ``marks`` frame (none if nobody has read there):
+    sent with a page of it, so "seen by" is right before anyone reads further."""
+    if not session.can_see(channel):
+        return []
+    marks = session.hub.conv.marks_in(channel)
+    return [encode_marks(channel, marks)] if marks else []
+
+
 def conv_fan_out(clients: Iterable[Any], event: RowChanged | TypingChanged | ReadChanged) -> None:
     clients = [c for c in clients if c.session.can_see(event.channel or DEFAULT_CHANNEL)]
     if not clients:
