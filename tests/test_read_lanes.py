@@ -95,24 +95,19 @@ async def test_a_flood_of_searches_leaves_the_shared_pool_free(tmp_path: Path):
         shared.shutdown(wait=False)
 
 
-async def test_a_static_clients_slow_search_never_stalls_the_host(host: Host):  # noqa: F811
-    hub = host.node.hub
-    bob = HubSession(hub, device="headless")
-    bob.join("Bob")
-    bob.send("a needle for the search")
-    slow = SlowReads(hub.store.search)
-    hub.store.search = slow
-    ada = await open_client(host, "Ada")
+async def pinger(host: Host, slow: SlowReads) -> asyncio.Future[float]:  # noqa: F811
+    """Another static client on a thread of its own (a stalled loop cannot hide from it),
+    connected and served once this returns: once ``slow`` has started, how long a ping of
+    hers waits for its pong (the future's result)."""
+    from websockets.sync.client import connect
+
     connected = threading.Event()
 
     def eves_ping() -> float:
-        """Another static client, on a thread of its own (a stalled loop cannot hide from it):
-        once the search runs, how long a ping waits for its pong."""
-        from websockets.sync.client import connect
-
         with connect(host.url, max_size=None) as ws:
+            ws.recv(scaled(5))  # her own first frame is in: she is served
             connected.set()
-            assert slow.started.wait(scaled(5)), "the search never started"
+            assert slow.started.wait(scaled(5)), "the slow read never started"
             t0 = time.monotonic()
             ws.send(encode_client_ping())
             while not isinstance(decode_server_frame(ws.recv(scaled(5))), Pong):
@@ -124,6 +119,18 @@ async def test_a_static_clients_slow_search_never_stalls_the_host(host: Host):  
     while not connected.is_set():
         assert time.monotonic() < deadline and not eve.done(), "Eve never connected"
         await asyncio.sleep(0.01)
+    return eve
+
+
+async def test_a_static_clients_slow_search_never_stalls_the_host(host: Host):  # noqa: F811
+    hub = host.node.hub
+    bob = HubSession(hub, device="headless")
+    bob.join("Bob")
+    bob.send("a needle for the search")
+    slow = SlowReads(hub.store.search)
+    hub.store.search = slow
+    ada = await open_client(host, "Ada")
+    eve = await pinger(host, slow)
     await ada.ws.send(encode_client_search(1, "needle"))
     await ada.ws.send(encode_client_history(2, "general"))  # answered after the search
     waited = await asyncio.wait_for(eve, scaled(10))
@@ -144,26 +151,8 @@ async def test_a_static_client_connects_with_its_history_read_off_the_loop(host:
     bob = HubSession(hub, device="headless")
     bob.join("Bob")
     bob.send("before")
-    connected, slow = threading.Event(), SlowReads(hub.store.recent, read_first=True)
-
-    def eves_ping() -> float:
-        from websockets.sync.client import connect
-
-        with connect(host.url, max_size=None) as ws:
-            ws.recv(scaled(5))  # her own welcome is in: she is served
-            connected.set()
-            assert slow.started.wait(scaled(5)), "Ada's history read never started"
-            t0 = time.monotonic()
-            ws.send(encode_client_ping())
-            while not isinstance(decode_server_frame(ws.recv(scaled(5))), Pong):
-                pass
-            return time.monotonic() - t0
-
-    eve = asyncio.ensure_future(asyncio.to_thread(eves_ping))
-    deadline = time.monotonic() + scaled(5)
-    while not connected.is_set():
-        assert time.monotonic() < deadline and not eve.done(), "Eve never connected"
-        await asyncio.sleep(0.01)
+    slow = SlowReads(hub.store.recent, read_first=True)
+    eve = await pinger(host, slow)
     hub.store.recent = slow
     ada = asyncio.ensure_future(open_client(host))  # no hello: the history comes on connect
     waited = await asyncio.wait_for(eve, scaled(10))
