@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .acceptance import Held
+from .aio import within
 from .clock import Stamp
 from .events import StoreFailed
 from .model import Message
@@ -69,7 +70,7 @@ class StoredMessages:
         if failed:
             raise StoreFull(self.store.fault or f"{len(failed)} messages were not stored")
 
-    async def _committed_async(self, ticket: int) -> None:
+    async def _committed_async(self, ticket: int, timeout: float = STORE_WAIT_S) -> None:
         """Wait for the writer to pass ``ticket``: a callback from its thread, no thread here."""
         loop = asyncio.get_running_loop()
         done = loop.create_future()
@@ -84,7 +85,7 @@ class StoredMessages:
 
         self._writer.when_done(ticket, committed)
         try:
-            await asyncio.wait_for(done, STORE_WAIT_S)
+            await within(done, timeout)  # a timer in no context: a tab's page is not held
         except TimeoutError:
             raise StoreError("the history did not store the messages in time") from None
 

@@ -312,6 +312,9 @@ class ImmediateWriter:
     def flush(self, timeout: float | None = None) -> bool:
         return True
 
+    def flush_ticket(self) -> int:
+        return self._tickets
+
     running = False  # no thread: nothing is ever left writing
 
     def close(self, timeout: float | None = None) -> None:

@@ -7,16 +7,19 @@ the sends and the mesh's checks on the loop's shared pool."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .aio import Lane
 from .clock import Stamp
 from .model import DEFAULT_CHANNEL, ROW_KINDS, Message
 from .outbox import wire
+from .store import StoreError
 
 HISTORY_PAGE = 100
 HISTORY_READ_THREADS = 2  # history pages read at once, per process
 SEARCH_THREADS = 1  # searches run at once, per process
+SEARCH_WAIT_S = 2.0  # how long a search waits for messages still being stored
 _HISTORY_READS = Lane(HISTORY_READ_THREADS, "history-reads")
 _SEARCHES = Lane(SEARCH_THREADS, "searches")
 
@@ -31,6 +34,7 @@ class HistoryReads:
     _queued: dict[str, tuple[Message, bool, int]]
     _bg: Any
     _pending_job: Any  # a pending_ids question the outbox worker has not begun (or None)
+    _committed_async: Callable[..., Awaitable[None]]
     conv: Any
     peer_id: str
 
@@ -55,12 +59,21 @@ class HistoryReads:
     def search(self, query: str, channel: str | None = None, limit: int = 50):
         """Messages matching the words of ``query`` (prefixes too), newest first, as (message,
         snippet) pairs; the snippet marks matches with ``store.MARK_START/END``. Blocking."""
-        self._writer.flush(timeout=2.0)
-        hits = [(wire(h.record), h.snippet) for h in self.store.search(query, channel, limit)]
-        return self.conv.search_filter(hits)  # latest texts only (edits, deletes)
+        self._writer.flush(timeout=SEARCH_WAIT_S)
+        return self._search_stored(query, channel, limit)
 
     async def search_async(self, query: str, channel: str | None = None, limit: int = 50):
-        return await _SEARCHES.run(self.search, query, channel, limit)
+        """``search``, waiting for the writer on the loop (a callback, no thread held: searches
+        made while a big catch-up is stored wait side by side, then query one at a time)."""
+        try:
+            await self._committed_async(self._writer.flush_ticket(), SEARCH_WAIT_S)
+        except StoreError:
+            pass  # still storing: what is stored is searched
+        return await _SEARCHES.run(self._search_stored, query, channel, limit)
+
+    def _search_stored(self, query: str, channel: str | None, limit: int):
+        hits = [(wire(h.record), h.snippet) for h in self.store.search(query, channel, limit)]
+        return self.conv.search_filter(hits)  # latest texts only (edits, deletes)
 
     def pending_ids(self) -> set[str]:
         """Messages written here that no peer has confirmed yet (the outbox)."""

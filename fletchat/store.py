@@ -1388,6 +1388,14 @@ class StoreWriter:
             self._cv.notify_all()
             return self._cv.wait_for(lambda: self._done >= ticket, timeout)
 
+    def flush_ticket(self) -> int:
+        """``flush`` without the wait: commit what is queued now, and the ticket that ``when_done``
+        then waits for (everything submitted so far)."""
+        with self._cv:
+            self._flush = True
+            self._cv.notify_all()
+            return self._submitted
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything submitted so far is committed (or failed). ``False`` on timeout."""
         with self._cv:

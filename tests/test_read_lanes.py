@@ -233,3 +233,30 @@ async def test_a_send_still_on_its_thread_is_posted_before_the_leave(host: Host)
         await asyncio.sleep(0.05)
     assert [m.kind for m in lines] == [KIND_CHAT, KIND_LEAVE], lines
     assert "Ada" not in {p.name for p in hub.online()}
+
+
+async def test_searches_wait_for_a_busy_writer_without_holding_the_search_lane(tmp_path: Path,
+                                                                               monkeypatch):
+    """A search first waits (up to ``SEARCH_WAIT_S``) for messages still being stored. That
+    wait held the one search thread, so searches made during a big catch-up waited for each
+    other's waits; now they wait on the loop, side by side, and only the queries take turns."""
+    monkeypatch.setattr(reading, "SEARCH_WAIT_S", 0.5)
+    hub = Hub("me-peer", store=Store.open(tmp_path / "h.db"))
+    try:
+        me = HubSession(hub, device="headless")
+        me.join("Ann")
+        me.send("a needle in the history")
+        hub._writer.flush(5.0)
+        writer = hub._writer
+        monkeypatch.setattr(writer, "flush_ticket", lambda: 10**9)  # never caught up
+        monkeypatch.setattr(writer, "flush", lambda timeout=None: time.sleep(timeout or 0))
+        searches = [asyncio.ensure_future(hub.search_async("needle")) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        t0 = time.monotonic()
+        assert await reading._SEARCHES.run(lambda: 42) == 42  # the lane is free meanwhile
+        waited = time.monotonic() - t0
+        assert waited < 0.25, f"the search lane was held {waited:.2f} s by writer waits"
+        results = await asyncio.wait_for(asyncio.gather(*searches), scaled(10))
+        assert all(r and r[0][0].text == "a needle in the history" for r in results)
+    finally:
+        hub.close()
