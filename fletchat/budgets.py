@@ -12,6 +12,7 @@ sessions) but no line is posted, and then none for their leave either."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -56,20 +57,26 @@ class AddressBudget:
         self._rates = per_address
         self._device = [TokenBucket(r.per_second, r.burst, clock) for r in per_device]
         self._by_address: OrderedDict[str, list[TokenBucket]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def spend(self, address: str) -> Refusal:
-        buckets = self._by_address.get(address)
-        if buckets is None:
-            buckets = self._by_address[address] = [
-                TokenBucket(r.per_second, r.burst, self._clock) for r in self._rates]
-            while len(self._by_address) > MAX_TRACKED_ADDRESSES:
-                self._by_address.popitem(last=False)
-        self._by_address.move_to_end(address)
-        if not all(b.allow() for b in buckets):
-            return Refusal.ADDRESS
-        if not all(b.allow() for b in self._device):
-            return Refusal.DEVICE
-        return Refusal.NONE
+        """Spend one from every bucket of ``address`` and of the device, or (any refusing)
+        none: a refused post costs nothing. Sessions post from worker threads: one at a time."""
+        with self._lock:
+            buckets = self._by_address.get(address)
+            if buckets is None:
+                buckets = self._by_address[address] = [
+                    TokenBucket(r.per_second, r.burst, self._clock) for r in self._rates]
+                while len(self._by_address) > MAX_TRACKED_ADDRESSES:
+                    self._by_address.popitem(last=False)
+            self._by_address.move_to_end(address)
+            if not all(b.ready() for b in buckets):
+                return Refusal.ADDRESS
+            if not all(b.ready() for b in self._device):
+                return Refusal.DEVICE
+            for bucket in (*buckets, *self._device):
+                bucket.allow()
+            return Refusal.NONE
 
     def allow(self, address: str) -> bool:
         return self.spend(address) is Refusal.NONE

@@ -5,10 +5,11 @@ messages peers confirmed, or refused and why). docs/store.md and docs/protocol.m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -117,6 +118,18 @@ class Outbox:
         return self._store.refusals()
 
 
+@contextlib.contextmanager
+def _logged() -> Iterator[None]:
+    """An outbox job's failure, logged: nobody reads the job's result (what it took is lost,
+    as with a store that failed; the next marks are a new job)."""
+    try:
+        yield
+    except StoreError as err:
+        logging.getLogger("fletchat.hub").error("outbox not updated: %s", err)
+    except Exception:
+        logging.getLogger("fletchat.hub").exception("outbox job failed")
+
+
 class MeshSideMethods:
     """The hub's catch-up answers and coalesced outbox marks, as the mesh calls them (a mixin of
     ``Hub``: uses its ``answers``, ``outbox``, ``store``, ``_bg``, ``_qlock``, ``_outbox_due``)."""
@@ -162,14 +175,12 @@ class MeshSideMethods:
         with self._qlock:  # taken first: whatever happens next, the next mark submits anew
             sent, delivered = self._outbox_due
             self._outbox_due = ([], [])
-        self._after_own()  # a receipt may come before our own row is committed
-        try:
+        with _logged():
+            self._after_own()  # a receipt may come before our own row is committed
             if sent:
                 self.store.mark_sent_many(sent)
             if delivered:
                 self.outbox.delivered(tuple(delivered))
-        except StoreError as err:
-            logging.getLogger("fletchat.hub").error("outbox not updated: %s", err)
 
     def refused(self, peer_id: str, refusals: tuple[tuple[str, str], ...]) -> None:
         """A peer refused these messages of ours (id, reason): outbox + ``MessageRefused``."""
@@ -194,14 +205,12 @@ class MeshSideMethods:
         with self._qlock:  # taken first: whatever happens next, the next arrival submits anew
             summaries, self._due_summaries = self._due_summaries, {}
             refusals, self._due_refusals = self._due_refusals, []
-        self._after_own()  # a receipt may come before our own row is committed
-        try:
+        with _logged():
+            self._after_own()  # a receipt may come before our own row is committed
             for peer_id, marks in refusals:
                 self.outbox.refused(peer_id, marks)
             for peer_id, summary in summaries.items():
                 self.outbox.peer_has(peer_id, summary)
-        except StoreError as err:
-            logging.getLogger("fletchat.hub").error("outbox not updated: %s", err)
 
     def sync_batch(self) -> list[Message]:
         """Nothing: presence travels in ``presence`` frames and history by catch-up."""

@@ -918,6 +918,11 @@ class TokenBucket:
         self.tokens = self.burst
         self._last = self.clock()
 
+    def ready(self, cost: float = 1.0) -> bool:
+        """Would ``allow(cost)`` pass now? Spends nothing."""
+        elapsed = max(0.0, self.clock() - self._last)
+        return min(self.burst, self.tokens + elapsed * self.rate) >= cost
+
     def allow(self, cost: float = 1.0) -> bool:
         now = self.clock()
         elapsed = max(0.0, now - self._last)

@@ -89,6 +89,11 @@ async def _leave_after(shares: set[asyncio.Task], session: HubSession) -> None:
     session.leave()
 
 
+# What happens while a new connection's history is read and is sent to it after the welcome
+# (the roster, channels, typing and read marks are sent as they are then).
+_REPLAYED = (Message, FileChanged, Delivered, StoreFailed, RowChanged)
+
+
 def _retrieved(task: asyncio.Task) -> None:
     """A frame's action's failure is the reader's (it awaits it); once the connection ended
     nobody does: then it is logged here, not left as "exception never retrieved"."""
@@ -172,11 +177,12 @@ class Relay:
 
     def _arrived(self, event: HubEvent) -> None:
         """On the loop: held for the clients whose history is being read, sent to the others."""
-        for client, held in self._joining.items():
-            if len(held) < RELAY_QUEUE:
-                held.append(event)
-            else:  # as a client this far behind is: closed, to reconnect (``_welcome``)
-                client.fell_behind = True
+        if isinstance(event, _REPLAYED):  # the rest is in the state a welcome sends
+            for client, held in self._joining.items():
+                if len(held) < RELAY_QUEUE:
+                    held.append(event)
+                else:  # as a client this far behind is: closed, to reconnect (``_welcome``)
+                    client.fell_behind = True
         self._fan_out(event)
 
     def _fan_out(self, event: HubEvent, to: list[_Client] | None = None) -> None:
@@ -303,9 +309,8 @@ class Relay:
             client.queue.put_nowait(encode_problems(hub.problems())[0])
         for frame in [*conv_rows(session, history), *conv_marks(session, DEFAULT_CHANNEL)]:
             client.queue.put_nowait(frame)  # rows with reactions, edits, replies; who read what
-        for event in held:
-            if isinstance(event, Message | FileChanged | Delivered | StoreFailed) or (
-                    isinstance(event, RowChanged) and event.message_id not in client.skip_ids):
+        for event in held:  # ``_REPLAYED`` only; the rows sent above are newer than these
+            if not isinstance(event, RowChanged) or event.message_id not in client.skip_ids:
                 self._fan_out(event, [client])
 
     async def _read_loop(self, ws: WebSocket, client: _Client, session: HubSession) -> Close | None:

@@ -122,17 +122,17 @@ class HubSession(ConvSessionMethods):
         (``budgets.posts_budget``); ``ValidationError`` when one is spent."""
         if self._bucket is None:  # the headless peer, a hub with no limits (tests)
             return
-        too_fast = "You are sending too fast. Wait a moment and try again."
-        if not self._bucket.allow():
-            raise ValidationError(too_fast)
+        if not self._bucket.ready():
+            raise ValidationError("You are sending too fast. Wait a moment and try again.")
         posts = getattr(self.hub, "posts", None)
         refusal = posts.spend(self.address) if posts is not None else Refusal.NONE
         if refusal is Refusal.ADDRESS:
-            raise ValidationError(too_fast)
+            raise ValidationError("Too many messages from your address (this phone or computer) "
+                                  "for now. Wait and try again.")
         if refusal is Refusal.DEVICE:
-            raise ValidationError(
-                "This chat is posting too much right now (everyone on this device together). "
-                "Wait a moment and try again.")
+            raise ValidationError("This chat's host has taken too many messages for now "
+                                  "(everyone together). Wait and try again.")
+        self._bucket.allow()
 
     def send(self, raw_text: str, channel: str = DEFAULT_CHANNEL) -> Message | None:
         """Post a chat message. ``None`` for whitespace only; ``ValidationError`` if refused."""

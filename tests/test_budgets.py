@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from fletchat.budgets import (
     JOIN_LINES_PER_ADDRESS,
     JOIN_LINES_PER_DEVICE,
@@ -89,9 +91,9 @@ async def test_fresh_connections_from_one_address_share_its_post_budget(host: Ho
 
     hub = host.node.hub
     t0 = time.monotonic()
-    for i in range(6):
+    for i in range(8):
         client = await open_client(host, f"Poster{i}")
-        for j in range(20):  # this session's own burst
+        for j in range(18):  # within this session's own burst, and the relay's frame burst
             await client.ws.send(encode_client_send(f"post {i}.{j}"))
         await client.ws.close()
     elapsed = time.monotonic() - t0
@@ -105,3 +107,33 @@ async def test_fresh_connections_from_one_address_share_its_post_budget(host: Ho
     most = rate.burst + rate.per_second * elapsed + 1
     assert len(stored) <= most, f"{len(stored)} posts from one address in {elapsed:.1f} s"
     assert len(stored) >= rate.burst  # the address's own budget was there to spend
+
+
+def test_a_refused_post_costs_nothing_and_says_whose_limit_it_is():
+    from fletchat.budgets import AddressBudget, Rate
+    from fletchat.hub import Hub
+    from fletchat.model import ValidationError
+
+    clock = Clock()
+    hub = Hub("p", session_rate=(0.001, 20.0), posts=AddressBudget(
+        (Rate(0.001, 3),), (Rate(0.001, 5),), clock))
+    ann = HubSession(hub, address="10.0.0.5")
+    ann.join("Ann")
+    bea = HubSession(hub, address="10.0.0.5")  # another tab of the same phone
+    bea.join("Bea")
+    for i in range(3):
+        assert ann.send(f"m{i}") is not None
+    for session in (ann, bea):
+        with pytest.raises(ValidationError, match="from your address"):
+            session.send("one too many")
+    assert ann._bucket.tokens == pytest.approx(17, abs=0.1)  # the refusals cost Ann nothing
+    cy = HubSession(hub, address="10.0.0.6")
+    cy.join("Cy")
+    assert cy.send("from another phone") is not None
+    assert cy.send("and again") is not None  # the device's 5: all spent now
+    dee = HubSession(hub, address="10.0.0.7")
+    dee.join("Dee")
+    with pytest.raises(ValidationError, match="host has taken too many"):
+        dee.send("a sixth")
+    clock.now += 1000  # one of each back
+    assert dee.send("later") is not None

@@ -281,7 +281,7 @@ async def test_a_flood_of_have_frames_runs_one_catch_up_at_a_time(nodes, tmp_pat
 
     from fletchat.protocol import SyncFrame, encode_have
 
-    server = await nodes("server")
+    server = await nodes("server", heartbeat_timeout=30.0)  # the test's client answers no ping
     history = [chat(f"old {i}", "server") for i in range(5)]
     lock = threading.Lock()
     reads = {"now": 0, "most": 0, "calls": 0}
@@ -330,7 +330,7 @@ async def test_a_newer_summary_takes_over_a_long_catch_up_at_its_next_batch(node
     from fletchat.protocol import SyncFrame, encode_have
 
     monkeypatch.setattr(mesh_link, "CATCHUP_QUERY", 50)
-    server = await nodes("server")
+    server = await nodes("server", heartbeat_timeout=30.0)  # the test's client answers no ping
     history = [chat(f"long {i}", "server") for i in range(200)]
     base = history[0].seq - 1  # chat() numbers each origin's messages across tests
     first_read, go_on = threading.Event(), threading.Event()
@@ -352,7 +352,7 @@ async def test_a_newer_summary_takes_over_a_long_catch_up_at_its_next_batch(node
     got: list[int] = []
 
     async def read_syncs() -> None:
-        while not got or got[-1] != history[-1].seq:
+        while not got or got[-1] != len(history):
             frame = decode_frame(await client.ws.recv())
             if isinstance(frame, SyncFrame):
                 got.extend(m.seq - base for m in frame.messages)

@@ -260,3 +260,19 @@ async def test_searches_wait_for_a_busy_writer_without_holding_the_search_lane(t
         assert all(r and r[0][0].text == "a needle in the history" for r in results)
     finally:
         hub.close()
+
+
+async def test_a_search_right_after_a_send_finds_it(tmp_path: Path):
+    """The store writer commits in batches; a search waits for what was sent before it (on
+    the loop now, no longer on the search thread), so what was just sent is found."""
+    hub = Hub("me-peer", store=Store.open(tmp_path / "h.db"))
+    try:
+        me = HubSession(hub, device="headless")
+        me.join("Ann")
+        for i in range(300):
+            me.send(f"filler {i}")
+        me.send("the zebra just now")
+        found = await asyncio.wait_for(hub.search_async("zebra"), scaled(10))
+        assert [m.text for m, _ in found] == ["the zebra just now"]
+    finally:
+        hub.close()

@@ -453,7 +453,7 @@ async def test_opening_a_channel_waits_for_the_outbox_off_the_loop(tmp_path) -> 
     assert [r.message.text for r in view.conversation.shown()][-1] == "mine, not yet confirmed"
 
 
-async def test_a_flood_of_channel_switches_reads_at_most_twice(tmp_path) -> None:
+async def test_a_flood_of_channel_switches_reads_once_per_page_read(tmp_path) -> None:
     """A script clicking channels in a loop queued a history read (and an outbox question)
     per click on the host's shared lanes. Now a view reads one page at a time, and what is
     asked meanwhile is read once, for the channel open by then."""
@@ -474,10 +474,12 @@ async def test_a_flood_of_channel_switches_reads_at_most_twice(tmp_path) -> None
         return real(*args, **kwargs)
 
     hub.history = slow_history
-    switches = [asyncio.create_task(view.show_channel(("lunch", "news")[i % 2]))
-                for i in range(21)]
+    switches = []
+    for i in range(21):  # a click every 20 ms: five of them while each page is read
+        switches.append(asyncio.create_task(view.show_channel(("lunch", "news")[i % 2])))
+        await asyncio.sleep(0.02)
     await asyncio.wait_for(asyncio.gather(*switches), 10.0)
-    assert len(reads) <= 2, f"{len(reads)} history reads for 21 switches"
+    assert len(reads) <= 8, f"{len(reads)} history reads for 21 switches"
     assert view.state.channel == "lunch"
     assert [r.message.text for r in view.conversation.shown()
             if r.message.kind == "chat"] == ["in lunch"]

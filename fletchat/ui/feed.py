@@ -115,19 +115,24 @@ class Feed:
         for the channel open by then (a script switching channels in a loop queued a history
         read, and an outbox question, for each switch)."""
         self._show_again = unread
-        if self._showing is None:
+        if self._showing is None or self._showing.done():
             self._showing = asyncio.ensure_future(self._show_latest())
-            self._showing.add_done_callback(lambda _: setattr(self, "_showing", None))
         await asyncio.shield(self._showing)
 
     async def _show_latest(self) -> None:
-        while self._show_again is not None:
-            unread, self._show_again = self._show_again, None
-            channel = self.state.channel
-            self._live = []
-            fetched, pending = await asyncio.gather(self.fetch(), self.pending())
-            if channel != self.state.channel or self._show_again is not None:
-                continue  # asked again meanwhile: read what is open now
+        try:
+            while self._show_again is not None:
+                await self._show_once()
+        finally:
+            self._showing = None  # in the step that saw nothing more asked: none is left out
+
+    async def _show_once(self) -> None:
+        unread, self._show_again = self._show_again or 0, None
+        channel = self.state.channel
+        self._live = []
+        fetched = await self.fetch()
+        pending = await self.pending()  # after the page: one of ours in it is in here if unconfirmed
+        if channel == self.state.channel and self._show_again is None:  # else: read again
             msgs = shown_kinds(sorted(fetched, key=lambda m: (not m.hlc, m.hlc)))
             older = self.backend.capabilities.older and len(fetched) >= PAGE
             self.conversation.reset(self.rows_for(msgs, pending, unread), older)

@@ -83,5 +83,7 @@ class Navigation:
             view.state.opened.add(msg.channel)
         if msg.channel != view.state.channel:  # the open one keeps the pages it has
             await view.show_channel(msg.channel)
+            if view.state.channel != msg.channel:
+                return  # another channel was opened meanwhile: it is the one shown
         await view.feed.jump_to(msg)
         view.updates.flush()
