@@ -34,7 +34,7 @@ class Rate:
 # Join lines: 6 a minute per address, 60 a minute in all (a classroom arriving at once).
 JOIN_LINES_PER_ADDRESS = (Rate(6 / MINUTE, 6),)
 JOIN_LINES_PER_DEVICE = (Rate(60 / MINUTE, 60),)
-# Posts (sends, replies, new channels, renames): per address a few people's worth, and a day's
+# Posts (sends, replies, reactions, new channels, renames): per address a few people's worth, and a day's
 # share of the quota; per device under the peers' quota of 1,200 a minute and 50,000 a day.
 POSTS_PER_ADDRESS = (Rate(10, 40), Rate(5_000 / DAY, 5_000))
 POSTS_PER_DEVICE = (Rate(1_000 / MINUTE, 100), Rate(45_000 / DAY, 45_000))

@@ -137,3 +137,29 @@ def test_a_refused_post_costs_nothing_and_says_whose_limit_it_is():
         dee.send("a sixth")
     clock.now += 1000  # one of each back
     assert dee.send("later") is not None
+
+
+def test_reactions_from_fresh_names_pay_the_addresss_budget():
+    """A reaction is a stored message every device gets; its own limit is per person, and a
+    script takes a fresh name per connection."""
+    from fletchat.budgets import AddressBudget, Rate
+    from fletchat.hub import Hub
+    from fletchat.model import ValidationError
+
+    clock = Clock()
+    hub = Hub("p", session_rate=(0.001, 20.0), posts=AddressBudget(
+        (Rate(0.001, 4),), (Rate(0.001, 100),), clock))
+    author = HubSession(hub, address="10.0.0.1")
+    author.join("Ann")
+    target = author.send("react to me")
+    assert target is not None
+    reacted = 0
+    for i in range(10):
+        fresh = HubSession(hub, address="10.0.0.66")
+        fresh.join(f"Throwaway{i}")
+        try:
+            fresh.react(target, "\U0001f44d")
+            reacted += 1
+        except ValidationError as err:
+            assert "from your address" in str(err)
+    assert reacted == 4

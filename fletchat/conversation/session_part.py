@@ -103,6 +103,9 @@ class ConvSessionMethods:
             raise ValidationError("Only messages can be reacted to.")
         if not self.hub.conv.allow_local(KIND_REACTION, person_key(self.hub.peer_id, name)):
             raise ValidationError(TOO_MANY_REACTIONS.capitalize() + ".")
+        # a stored message every device gets, and a fresh name on each connection escapes the
+        # per-person limit: the send budget too (this address's and the device's)
+        self.spend()
         state = self.hub.conv.row_state(target, (self.hub.peer_id, name))
         fields = ConvFields(target=target.id, emoji=emoji, on=toggle(state, emoji))
         return self._post(Message(new_id(), KIND_REACTION, name, self.hub.peer_id, "", _now(),
