@@ -148,11 +148,6 @@ class StoredMessages:
         committed or failed: outbox marks, reads and catch-up answers then see its row."""
         self._writer.wait(self._own_ticket, timeout, now=False)
 
-    def _own_then(self, work: Any, *args: Any) -> Any:
-        """``work(*args)`` once our queued messages are committed (outbox jobs, on ``_bg``)."""
-        self._after_own()
-        return work(*args)
-
     def _committed(self, batch: list[Record], results: list[bool] | None) -> None:
         """The writer finished a batch (on its thread); ``results`` is None if it failed: then
         its messages written here are reported as not saved (they may have gone out already)."""

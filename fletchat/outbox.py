@@ -144,7 +144,6 @@ class MeshSideMethods:
     _due_refusals: list[tuple[str, tuple[tuple[str, str], ...]]]
     vouched: Callable[[list[Message]], list[Message]]
     _after_own: Callable[[], None]
-    _own_then: Callable[..., Any]
 
     def summary(self) -> dict[str, int]:
         """Per origin, the seq up to which everything is held (verified rows only, for origins

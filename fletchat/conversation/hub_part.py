@@ -25,7 +25,6 @@ class ConvHubMethods:
     _bg: Any
     outbox: Any
     _publish: Callable[[Any], None]
-    _own_then: Callable[..., Any]
     _receipts_later: Callable[..., None]
 
     def vouched(self, msgs: list[Message]) -> list[Message]:
