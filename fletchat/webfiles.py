@@ -48,6 +48,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from .aio import within
 from .files import limits as L
 from .files.manifest import export_name, validate_file_name
 from .model import JOINERS, ValidationError
@@ -169,8 +170,8 @@ class UploadTickets:
         """The uploaded file once the route has all of it; ``ValidationError`` with the reason.
         Never waits past the ticket's expiry (an upload that slow holds its place no longer)."""
         try:
-            await asyncio.wait_for(ticket.done.wait(),
-                                   max(0.0, min(timeout, ticket.expires - self.clock())))
+            # ``within``: a timer in no context (the waiting tab's page is not held till due)
+            await within(ticket.done.wait(), max(0.0, min(timeout, ticket.expires - self.clock())))
         except TimeoutError:
             raise ValidationError(f"{ticket.path.name}: the upload did not finish.") from None
         if ticket.state != TicketState.DONE:
