@@ -163,3 +163,63 @@ def test_reactions_from_fresh_names_pay_the_addresss_budget():
         except ValidationError as err:
             assert "from your address" in str(err)
     assert reacted == 4
+
+
+def test_edits_and_deletes_pay_the_send_budget():
+    """An edit or delete is a stored message every device gets; its own limit is per person
+    (10 per 10 s), so without the send budget one post bought ten more, for every fresh name."""
+    from fletchat.budgets import AddressBudget, Rate
+    from fletchat.hub import Hub
+    from fletchat.model import ValidationError
+
+    clock = Clock()
+    hub = Hub("p", session_rate=(0.001, 20.0), posts=AddressBudget(
+        (Rate(0.001, 4),), (Rate(0.001, 100),), clock))
+    ann = HubSession(hub, address="10.0.0.66")
+    ann.join("Ann")
+    target = ann.send("the first version")
+    assert target is not None
+    edits = 0
+    for i in range(8):
+        try:
+            ann.edit(target, f"version {i}")
+            edits += 1
+        except ValidationError as err:
+            assert "from your address" in str(err)
+    assert edits == 3  # the post took one of the address's four
+    with pytest.raises(ValidationError, match="from your address"):
+        ann.delete(target)
+    assert not hub.conv.row_state(target).deleted
+    clock.now += 1000  # one back
+    ann.delete(target)
+    assert hub.conv.row_state(target).deleted
+
+
+async def test_file_shares_pay_the_send_budget(tmp_path):
+    from fletchat.budgets import AddressBudget, Rate
+    from fletchat.files.blobstore import BlobStore
+    from fletchat.files.share import FileShare
+    from fletchat.hub import Hub
+    from fletchat.model import ValidationError
+
+    hub = Hub("p", session_rate=(0.001, 20.0), posts=AddressBudget(
+        (Rate(0.001, 2),), (Rate(0.001, 100),), Clock()))
+    share = FileShare(BlobStore(tmp_path / "files"), hub._publish)
+    share.attach_listener(hub)
+    hub.files = share
+    await share.start()
+    try:
+        ann = HubSession(hub, address="10.0.0.66")
+        ann.join("Ann")
+        path = tmp_path / "notes.txt"
+        path.write_text("hello")
+        for i in range(2):
+            msg = await share.share(ann, [path], f"copy {i}", "general")
+            assert msg.files[0].name == "notes.txt"
+        with pytest.raises(ValidationError, match="from your address"):
+            await share.share(ann, [path], "one too many", "general")
+        shared = [m for m in hub.history(limit=50) if m.files]
+        assert [m.text for m in shared] == ["copy 0", "copy 1"]
+    finally:
+        await share.stop()
+        hub.close()

@@ -121,6 +121,9 @@ class ConvSessionMethods:
             raise ValidationError("This message was deleted.")
         if not self.hub.conv.allow_local(KIND_EDIT, person_key(self.hub.peer_id, name)):
             raise ValidationError(TOO_MANY_EDITS.capitalize() + ".")
+        # each edit or delete is a stored message every device gets, and a fresh name per
+        # connection escapes the per-person limit: the send budget too, as reactions pay it
+        self.spend()
         return name
 
     def edit(self, target: Message, raw_text: str) -> Message:

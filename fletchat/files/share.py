@@ -234,6 +234,7 @@ class FileShare:
             raise ValidationError("Choose at least one file.")
         if len(paths) > L.MAX_FILES_PER_MESSAGE:
             raise ValidationError(f"At most {L.MAX_FILES_PER_MESSAGE} files per message.")
+        session.spend()  # a chat message like any other: the person's, address's and device's budget
         msg_id = new_id()
         key = session.room_keys.get(channel)
         refs = []
