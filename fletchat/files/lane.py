@@ -27,6 +27,7 @@ from ..protocol import CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TIMEOUT, NONCE_BYTES
 from . import frames as F
 from . import limits as L
 from .service import FilesService
+from .yielding import TICK_S, YieldingRate, apply_rate, read_link
 
 log = logging.getLogger("fletchat.files")
 
@@ -66,7 +67,11 @@ class _Out:
         self.queued = 0
         self.closed = False
         self.close_args: tuple[int, str] | None = None  # (code, reason) once closed here
-        self.task = asyncio.get_running_loop().create_task(self._write())
+        self.busy = asyncio.Event()  # something queued: the pacing task looks at the link
+        loop = asyncio.get_running_loop()
+        self.task = loop.create_task(self._write())
+        self.pacing = loop.create_task(self._pace())
+        self.task.add_done_callback(lambda _t: self.pacing.cancel())
 
     async def send(self, frame: str | bytes) -> None:
         if self.closed:
@@ -76,6 +81,30 @@ class _Out:
             await self.close(CLOSE_POLICY, "files lane: peer is not reading")
             return
         self.queue.put_nowait(frame)
+        self.busy.set()
+
+    async def _pace(self) -> None:
+        """While answers go out, keep them from queueing on the link in front of chat frames
+        (``yielding``); where the socket tells nothing (not Linux), nothing is paced."""
+        transport = getattr(self.ws, "transport", None)
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is None:
+            return
+        control, applied = YieldingRate(), None
+        while not self.closed:
+            if self.queued <= 0:
+                self.busy.clear()
+                await self.busy.wait()
+                continue
+            reading = read_link(sock)
+            if reading is None:
+                return
+            rate = control.observe(time.monotonic(), reading)
+            if rate != applied:
+                if not apply_rate(sock, rate):
+                    return
+                applied = rate
+            await asyncio.sleep(TICK_S)
 
     async def close(self, code: int, reason: str) -> None:
         if self.closed:
