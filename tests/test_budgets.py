@@ -110,13 +110,10 @@ async def test_fresh_connections_from_one_address_share_its_post_budget(host: Ho
 
 
 def test_a_refused_post_costs_nothing_and_says_whose_limit_it_is():
-    from fletchat.budgets import AddressBudget, Rate
-    from fletchat.hub import Hub
     from fletchat.model import ValidationError
 
     clock = Clock()
-    hub = Hub("p", session_rate=(0.001, 20.0), posts=AddressBudget(
-        (Rate(0.001, 3),), (Rate(0.001, 5),), clock))
+    hub = budgeted_hub(per_address=3, per_device=5, clock=clock)
     ann = HubSession(hub, address="10.0.0.5")
     ann.join("Ann")
     bea = HubSession(hub, address="10.0.0.5")  # another tab of the same phone
@@ -139,16 +136,22 @@ def test_a_refused_post_costs_nothing_and_says_whose_limit_it_is():
     assert dee.send("later") is not None
 
 
+def budgeted_hub(per_address: int, per_device: int, clock: Clock):
+    """A hub whose people may post ``per_address`` times from one address and ``per_device``
+    times in all before the (nearly still) buckets refill; each person's own budget is 20."""
+    from fletchat.budgets import AddressBudget, Rate
+    from fletchat.hub import Hub
+
+    return Hub("p", session_rate=(0.001, 20.0), posts=AddressBudget(
+        (Rate(0.001, per_address),), (Rate(0.001, per_device),), clock))
+
+
 def test_reactions_from_fresh_names_pay_the_addresss_budget():
     """A reaction is a stored message every device gets; its own limit is per person, and a
     script takes a fresh name per connection."""
-    from fletchat.budgets import AddressBudget, Rate
-    from fletchat.hub import Hub
     from fletchat.model import ValidationError
 
-    clock = Clock()
-    hub = Hub("p", session_rate=(0.001, 20.0), posts=AddressBudget(
-        (Rate(0.001, 4),), (Rate(0.001, 100),), clock))
+    hub = budgeted_hub(per_address=4, per_device=100, clock=Clock())
     author = HubSession(hub, address="10.0.0.1")
     author.join("Ann")
     target = author.send("react to me")
@@ -168,13 +171,10 @@ def test_reactions_from_fresh_names_pay_the_addresss_budget():
 def test_edits_and_deletes_pay_the_send_budget():
     """An edit or delete is a stored message every device gets; its own limit is per person
     (10 per 10 s), so without the send budget one post bought ten more, for every fresh name."""
-    from fletchat.budgets import AddressBudget, Rate
-    from fletchat.hub import Hub
     from fletchat.model import ValidationError
 
     clock = Clock()
-    hub = Hub("p", session_rate=(0.001, 20.0), posts=AddressBudget(
-        (Rate(0.001, 4),), (Rate(0.001, 100),), clock))
+    hub = budgeted_hub(per_address=4, per_device=100, clock=clock)
     ann = HubSession(hub, address="10.0.0.66")
     ann.join("Ann")
     target = ann.send("the first version")
@@ -196,14 +196,11 @@ def test_edits_and_deletes_pay_the_send_budget():
 
 
 async def test_file_shares_pay_the_send_budget(tmp_path):
-    from fletchat.budgets import AddressBudget, Rate
     from fletchat.files.blobstore import BlobStore
     from fletchat.files.share import FileShare
-    from fletchat.hub import Hub
     from fletchat.model import ValidationError
 
-    hub = Hub("p", session_rate=(0.001, 20.0), posts=AddressBudget(
-        (Rate(0.001, 2),), (Rate(0.001, 100),), Clock()))
+    hub = budgeted_hub(per_address=2, per_device=100, clock=Clock())
     share = FileShare(BlobStore(tmp_path / "files"), hub._publish)
     share.attach_listener(hub)
     hub.files = share
