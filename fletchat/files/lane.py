@@ -27,7 +27,7 @@ from ..protocol import CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TIMEOUT, NONCE_BYTES
 from . import frames as F
 from . import limits as L
 from .service import FilesService
-from .yielding import TICK_S, YieldingRate, apply_rate, read_link
+from .yielding import TICK_S, YieldingRate, apply_rate, paceable, read_link
 
 log = logging.getLogger("fletchat.files")
 
@@ -84,27 +84,32 @@ class _Out:
         self.busy.set()
 
     async def _pace(self) -> None:
-        """While answers go out, keep them from queueing on the link in front of chat frames
-        (``yielding``); where the socket tells nothing (not Linux), nothing is paced."""
+        """While answers go out (queued here or still in the socket), keep them from queueing on
+        the link in front of chat frames (``yielding``); where the socket tells nothing (not
+        Linux or Android), nothing is paced."""
         transport = getattr(self.ws, "transport", None)
         sock = transport.get_extra_info("socket") if transport is not None else None
-        if sock is None:
+        if sock is None or not paceable():
             return
-        control, applied = YieldingRate(), None
-        while not self.closed:
-            if self.queued <= 0:
-                self.busy.clear()
-                await self.busy.wait()
-                continue
-            reading = read_link(sock)
-            if reading is None:
-                return
-            rate = control.observe(time.monotonic(), reading)
-            if rate != applied:
-                if not apply_rate(sock, rate):
+        control, applied, waiting = YieldingRate(), None, 0
+        try:
+            while not self.closed:
+                if self.queued <= 0 and not waiting:
+                    self.busy.clear()
+                    await self.busy.wait()
+                    continue
+                reading = read_link(sock)
+                if reading is None:
                     return
-                applied = rate
-            await asyncio.sleep(TICK_S)
+                waiting = reading.notsent
+                rate = control.observe(time.monotonic(), reading)
+                if rate != applied:
+                    if not apply_rate(sock, rate):
+                        return
+                    applied = rate
+                await asyncio.sleep(TICK_S)
+        except Exception:  # pacing is an optimisation: never the connection's end
+            log.exception("files connection to %s: pacing stopped", self.peer[:12])
 
     async def close(self, code: int, reason: str) -> None:
         if self.closed:

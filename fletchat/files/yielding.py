@@ -2,45 +2,75 @@
 
 A bulk TCP transfer fills whatever FIFO queue sits in front of the slowest link on its way (a
 Wi-Fi access point's, a switch port's, the host's own qdisc), and every chat frame to or from
-that host then waits behind it: on a 200 Mbit/s link a file transfer added about 3 ms to every
-small round trip, about what the queue holds (figure 12, docs/performance.md). Pacing the
-transfer just below the link's rate empties that queue at almost no cost in throughput (0.95x).
-The link's rate is not known, so this is LEDBAT's idea (RFC 6817: back off when the queueing
-delay one's own traffic causes goes over a small target) applied to a pacing rate instead of a
-window: the kernel measures the connection's round trip (smoothed, and its minimum: the
-difference is time spent in queues) and this controller sets ``SO_MAX_PACING_RATE`` from it.
+that host then waits behind it: on a 200 Mbit/s link a file transfer added about 2 ms to every
+chat line, what the queue holds (figure 12, docs/performance.md). Pacing the transfer just below
+the link's rate empties that queue at almost no cost in throughput. The link's rate is not
+known, so this is LEDBAT's idea (RFC 6817: back off when the queueing delay one's own traffic
+causes goes over a small target) applied to a pacing rate: the kernel measures the connection's
+round trip (smoothed, and its minimum: the difference is time spent in queues), and this
+controller sets ``SO_MAX_PACING_RATE`` from it.
+
+It yields only what is its own doing: a cut is made only while this side has bytes waiting to be
+sent (``tcpi_notsent_bytes``: not while it only answers requests now and then), only while new
+bytes are being acknowledged and the receiver's window did not hold it back (a receiver that
+reads slowly tells nothing of the link), and never while data also comes the other way (fellow
+fetchers serving each other: the round trip then holds the other side's queue too; such a
+connection is left to TCP). A queue that ten cuts in a row (or three, over half a second) do not
+shorten is someone else's (a competing download, a noisy Wi-Fi link), and the cap is lifted for
+``HOLD_S``: against those the transfer keeps what TCP alone gives it.
 
 ``YieldingRate`` is the controller, sans-I/O (times and readings are passed in);
 ``fletchat.files.lane`` reads ``TCP_INFO`` from a files connection's socket every ``TICK_S``
-while it sends, and applies the rate. Where the platform has no ``TCP_INFO`` or no pacing
-(anything but Linux and Android), the connection is simply not paced, as before.
+while it sends, and applies the rate. Only Linux and Android (kernel 4.13 or later, where TCP
+paces by itself) have both; elsewhere the connection is simply not paced, as before.
 """
 
 from __future__ import annotations
 
 import struct
+import sys
 from collections import deque
 from dataclasses import dataclass
 
 TICK_S = 0.01  # how often a sending connection's round trip is looked at
 TARGET_QUEUE_S = 0.0005  # queueing delay a transfer may add to the link (chat waits this much more)
-CUT = 0.05  # over the target: the rate goes to (1 - CUT) x what the link delivered
-GROW = 0.005  # under it: the rate grows by this share per tick (a cut is made up in about 0.1 s)
-GOODPUT_WINDOW_S = 0.1  # what the link delivered: bytes acknowledged over this long
+FILTER_TICKS = 4  # the queueing delay is the least of this many ticks' (a spike is not a queue)
+CUT = 0.05  # over the target and not draining: the rate goes to (1 - CUT) x itself
+# Under the target the rate grows each TICK_S of time by GROW_BYTES (bytes/s: the same step for
+# every connection, which moves connections sharing a link towards equal shares) plus GROW of
+# itself, twice as much for every ACCELERATE_S without a queue (the link got faster, or another
+# transfer ended), and by APPROACH of the gap while under where the queue last formed (after a
+# deep cut).
+GROW_BYTES = 64 * 1024
+GROW = 0.0025
+ACCELERATE_S = 0.2
+MAX_GROW = 0.1  # per tick
+APPROACH = 0.2
+DRAIN_S = 0.1  # a first cut also takes away what empties the queue beyond the target in this long
+MAX_CUT = 0.5  # and takes at most this share of what was delivered
+DRAINING = 0.98  # a queueing delay below this share of the last tick's: the queue is draining
+GOODPUT_WINDOW_S = 0.1  # the first cap: bytes acknowledged over this long (with a queue: the link)
+HISTORY_S = 1.0  # data both ways: what came back over this long
 MIN_RATE = 256 * 1024  # bytes/s: yielding never stalls a transfer
-# ... nor below this share of what the link delivered when it was first cut: against someone
-# else's bulk transfer (whose queue no cut of ours can empty) it keeps a fair share
-FAIR_SHARE = 0.5
+RWND_HELD_US = 1000  # the receiver's window held us back this long since the last tick: no news
+TWO_WAY = 0.1  # data coming back at this share of what goes out: the connection is not paced
+VAIN_CUTS = 10  # cuts in a row that left the queue over the target: it is not ours ...
+VAIN_S = 0.5  # (or three, with the queue over the target this long all the while) ...
+HOLD_S = 2.0  # ... so no cap for this long
 UNCAPPED_AFTER = 2.0  # a cap this many times what is delivered, with no queue: no cap at all
 IDLE_RESET_S = 1.0  # nothing sent for this long: the next burst starts uncapped
 
-# struct tcp_info (linux/tcp.h), the fields read here, by byte offset: stable since Linux 4.10
+# struct tcp_info (linux/tcp.h), the fields read here, by byte offset (the same on every
+# architecture: the first 64-bit field, at 104, is 8-aligned either way)
 _U32 = struct.Struct("=I")
 _U64 = struct.Struct("=Q")
 _RTT_AT = 68  # tcpi_rtt, microseconds (smoothed)
 _BYTES_ACKED_AT = 120  # tcpi_bytes_acked
+_BYTES_RECEIVED_AT = 128  # tcpi_bytes_received
+_NOTSENT_AT = 144  # tcpi_notsent_bytes
 _MIN_RTT_AT = 148  # tcpi_min_rtt, microseconds
-TCP_INFO_BYTES = 152
+_RWND_LIMITED_AT = 176  # tcpi_rwnd_limited, microseconds the receiver's window held us back
+TCP_INFO_BYTES = 184
 SO_MAX_PACING_RATE = 47  # asm-generic/socket.h: Linux on every architecture Android runs on
 
 
@@ -51,6 +81,9 @@ class LinkReading:
     srtt_s: float  # smoothed round trip
     min_rtt_s: float  # the least round trip seen: the link without queues
     acked: int  # bytes the other end has acknowledged, since the connection opened
+    received: int  # bytes received from it, since the connection opened
+    notsent: int  # bytes written to the socket and not sent yet (0: this side has nothing waiting)
+    rwnd_limited_us: int = 0  # time the receiver's window held the sender back, all told
 
     @property
     def queueing_s(self) -> float:
@@ -64,70 +97,153 @@ def parse_tcp_info(raw: bytes) -> LinkReading | None:
     (rtt,) = _U32.unpack_from(raw, _RTT_AT)
     (min_rtt,) = _U32.unpack_from(raw, _MIN_RTT_AT)
     (acked,) = _U64.unpack_from(raw, _BYTES_ACKED_AT)
+    (received,) = _U64.unpack_from(raw, _BYTES_RECEIVED_AT)
+    (notsent,) = _U32.unpack_from(raw, _NOTSENT_AT)
+    (rwnd_limited,) = _U64.unpack_from(raw, _RWND_LIMITED_AT)
     if min_rtt == 0xFFFFFFFF:  # no sample yet: no queue seen either
         min_rtt = rtt
-    return LinkReading(rtt / 1e6, min_rtt / 1e6, acked)
+    return LinkReading(rtt / 1e6, min_rtt / 1e6, acked, received, notsent, rwnd_limited)
 
 
 class YieldingRate:
     """The pacing cap for one sending connection: ``None`` (no cap) until its traffic queues on
     the link; then ``1 - CUT`` of what the link delivered (bytes acknowledged over the last
-    ``GOODPUT_WINDOW_S``: with a queue, the link's own rate) whenever the queueing delay is over
-    the target, and no sooner than that queue could have drained at the cut rate, never below
-    ``FAIR_SHARE`` of the first cut's; grown by ``GROW`` a tick while it is under the target.
-    So the rate saws just under the link's and the queue stays near the target."""
+    ``GOODPUT_WINDOW_S``) less what drains the excess queue, and ``1 - CUT`` of itself whenever
+    the queueing delay is over the target and not falling, at most once a round trip (a cut
+    shows a round trip later); grown while it is under (``_grow``). So the rate saws just under
+    the link's (or its share of it) and the queue stays near the target."""
 
     def __init__(self, target_s: float = TARGET_QUEUE_S) -> None:
         self.target_s = target_s
         self.rate: float | None = None
-        self._floor = MIN_RATE
-        self._acks: deque[tuple[float, int]] = deque()  # (time, bytes acked), the window
+        self._hist: deque[tuple[float, int, int]] = deque()  # (time, acked, received), HISTORY_S
+        self._srtts: deque[float] = deque(maxlen=FILTER_TICKS)
+        self._queueing = 0.0  # at the last tick
+        self._vain = 0  # cuts since the queue was last under the target
+        self._formed = 0.0  # what was delivered when a queue last formed
+        self._clear_since: float | None = None  # under the target since
+        self._over_since: float | None = None  # over it since
         self._next_cut = float("-inf")
-        self._last_busy = float("-inf")
+        self._hold_until = float("-inf")
+        self._last = float("-inf")  # the last tick with news
+        self._rwnd_limited_us = 0
 
-    def goodput(self) -> float | None:
-        """Bytes/s acknowledged over the window; None until it spans two ticks."""
-        (t0, a0), (t1, a1) = self._acks[0], self._acks[-1]
+    def goodput(self, window: float = GOODPUT_WINDOW_S) -> float | None:
+        """Bytes/s acknowledged over the last ``window`` (at least over the last two ticks with
+        news); None until there are two."""
+        if len(self._hist) < 2:
+            return None
+        t1, a1, _ = self._hist[-1]
+        t0, a0, _ = next((h for h in reversed(self._hist) if t1 - h[0] >= window), self._hist[0])
         return (a1 - a0) / (t1 - t0) if t1 - t0 >= 2 * TICK_S else None
+
+    def _two_way(self) -> bool:
+        """Data comes the other way too (a fellow fetcher serves us on the same connection):
+        then the round trip holds the other side's queue, which no cut of ours shortens."""
+        (_, a0, r0), (_, a1, r1) = self._hist[0], self._hist[-1]
+        return r1 - r0 > TWO_WAY * (a1 - a0)
 
     def observe(self, now: float, reading: LinkReading) -> float | None:
         """Called every tick while the connection has something to send; the cap to apply now
         (bytes/s; ``None``: no cap)."""
-        if now - self._last_busy > IDLE_RESET_S:
-            self.rate = None  # a new burst: the link may be another one's now
-            self._acks.clear()
-        self._last_busy = now
-        self._acks.append((now, reading.acked))
-        while now - self._acks[0][0] > GOODPUT_WINDOW_S:
-            self._acks.popleft()
-        goodput = self.goodput()
-        if goodput is None:
-            return self.rate
-        if reading.queueing_s <= self.target_s:
-            if self.rate is not None:
-                self.rate *= 1 + GROW
-                if self.rate > UNCAPPED_AFTER * max(goodput, MIN_RATE):
-                    self.rate = None
-        elif now >= self._next_cut:
-            if self.rate is None:
-                self._floor = max(MIN_RATE, FAIR_SHARE * goodput)
-            # from the cap itself once capped (what was delivered lags a cut), unless the link
-            # now delivers far less than it (someone else's traffic took it)
-            base = goodput if self.rate is None or self.rate > 2 * goodput else self.rate
-            self.rate = max(self._floor, base * (1 - CUT))
-            # the queue drains at CUT x the link's rate: look again once it could have
-            self._next_cut = now + reading.queueing_s / CUT + reading.srtt_s
+        if now - self._last <= IDLE_RESET_S and self._hist and reading.acked == self._hist[-1][1]:
+            return self.rate  # nothing acknowledged since: no news (a stalled receiver)
+        elapsed = self._record(now, reading)
+        queueing = max(0.0, min(self._srtts) - reading.min_rtt_s)
+        short, long = self.goodput(), self.goodput(HISTORY_S)
+        # the larger: a loss (a retransmission's wait) in the short window is not a slower link
+        goodput = None if short is None else max(short, long or 0.0)
+        if len(self._hist) > 1 and self._two_way():
+            self.rate = None  # not ours to judge: TCP alone
+        elif goodput is not None and now >= self._hold_until:
+            if queueing <= self.target_s:
+                self._under(now, elapsed, goodput)
+            else:
+                self._over(now, reading, goodput, queueing)
+        self._queueing = queueing
         return self.rate
+
+    def _record(self, now: float, reading: LinkReading) -> float:
+        """Take the reading into the history; the time since the last one with news."""
+        if now - self._last > IDLE_RESET_S:  # a new burst: the link may be another one's now
+            self.rate, self._vain = None, 0
+            self._hist.clear()
+            self._srtts.clear()
+        if reading.rwnd_limited_us - self._rwnd_limited_us > RWND_HELD_US:
+            self._hist.clear()  # the receiver, not the link, set the pace: no news of the link
+        self._rwnd_limited_us = reading.rwnd_limited_us
+        elapsed, self._last = min(now - self._last, IDLE_RESET_S), now
+        self._hist.append((now, reading.acked, reading.received))
+        while len(self._hist) > 2 and now - self._hist[1][0] > HISTORY_S:
+            self._hist.popleft()
+        self._srtts.append(reading.srtt_s)
+        return elapsed
+
+    def _under(self, now: float, elapsed: float, goodput: float) -> None:
+        self._vain, self._over_since = 0, None
+        if self._clear_since is None:
+            self._clear_since = now
+        if self.rate is not None:
+            self._grow(now, elapsed / TICK_S)
+            if self.rate > UNCAPPED_AFTER * max(goodput, MIN_RATE):
+                self.rate = None
+
+    def _over(self, now: float, reading: LinkReading, goodput: float, queueing: float) -> None:
+        self._clear_since = None
+        if self._over_since is None:
+            self._over_since = now
+        if (reading.notsent and now >= self._next_cut
+                and queueing >= DRAINING * self._queueing):
+            self._cut(now, goodput, queueing, reading.srtt_s)
+
+    def _grow(self, now: float, ticks: float) -> None:
+        """Back to where the queue formed quickly (a deep cut drained it), then past it, faster
+        the longer no queue formed."""
+        assert self.rate is not None
+        near = (1 - CUT) * self._formed
+        if self.rate < near:
+            self.rate += (near - self.rate) * (1 - (1 - APPROACH) ** ticks)
+        share = min(MAX_GROW, GROW * 2 ** ((now - self._clear_since) / ACCELERATE_S))
+        self.rate = self.rate * (1 + share) ** ticks + GROW_BYTES * ticks
+
+    def _cut(self, now: float, goodput: float, queueing: float, srtt: float) -> None:
+        self._vain += 1
+        assert self._over_since is not None
+        if self._vain > VAIN_CUTS or (self._vain > 2 and now - self._over_since > VAIN_S):
+            # not our queue: what TCP alone gives, for a while
+            self.rate, self._vain, self._over_since = None, 0, None
+            self._hold_until = now + HOLD_S
+            return
+        if self.rate is None or self.rate > 2 * goodput:
+            # TCP's own queue in front of the link, or the link got much slower: send a little
+            # under what it delivers (with a queue and bytes waiting: its rate, or our share of
+            # it), less what empties the queue beyond the target in DRAIN_S.
+            self._formed = goodput
+            excess = (queueing - self.target_s) * goodput
+            self.rate = max(goodput * (1 - MAX_CUT), goodput * (1 - CUT) - excess / DRAIN_S)
+        else:  # the queue formed at this rate
+            self._formed = self.rate
+            self.rate *= 1 - CUT
+        self.rate = max(MIN_RATE, self.rate)
+        self._next_cut = now + srtt + TICK_S  # a cut shows a round trip later
 
 
 # ---- the socket edge (Linux and Android) ----
+def paceable() -> bool:
+    """Whether this platform has Linux's ``TCP_INFO`` layout and ``SO_MAX_PACING_RATE`` (other
+    systems that have a ``TCP_INFO``, e.g. FreeBSD, lay it out differently)."""
+    import socket
+
+    return sys.platform.startswith(("linux", "android")) and hasattr(socket, "TCP_INFO")
+
+
 def read_link(sock: object) -> LinkReading | None:
     """``TCP_INFO`` of a connected TCP socket; None where the platform has none."""
     import socket
 
-    level, option = socket.IPPROTO_TCP, getattr(socket, "TCP_INFO", None)
-    if option is None:
+    if not paceable():
         return None
+    level, option = socket.IPPROTO_TCP, socket.TCP_INFO
     try:
         return parse_tcp_info(sock.getsockopt(level, option, TCP_INFO_BYTES))  # type: ignore[attr-defined]
     except OSError:
