@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
 import random
 import re
@@ -39,9 +40,9 @@ TSQ_BYTES = 136_000  # what an unpaced Linux TCP socket keeps queued in a link's
 class SharedLink:
     """A bottleneck of ``capacity`` bytes/s with one FIFO in front, shared by ``flows`` senders
     and drained in proportion to what each has in it: an unpaced sender keeps ``TSQ_BYTES`` in
-    it (TCP small queues), a paced one adds its rate. Each sender's round trip is the base plus
+    it (TCP small queues), a paced one adds its rate, up to as much. Each sender's round trip is the base plus
     the queue's delay (plus ``other_queue_s``: traffic that is not ours, and ``noise``: a
-    Wi-Fi-like extra delay per tick), smoothed as TCP smooths it. What does not fit in the FIFO
+    Wi-Fi-like extra delay per tick), smoothed as the kernel smooths it (per ACK). What does not fit in the FIFO
     (``limit_s``) is dropped."""
 
     def __init__(self, capacity: float, flows: int = 1, base_rtt: float = 0.0002,
@@ -49,6 +50,7 @@ class SharedLink:
                  limit_s: float = 1.0):
         self.capacity, self.base, self.other, self.noise = capacity, base_rtt, other_queue_s, noise
         self.limit_s = limit_s  # the FIFO holds this long of the link's rate; the rest is dropped
+        self.other_fn: Callable[[], float] | None = None  # a queue not ours that changes
         self.queued = [0.0] * flows
         self.acked = [0] * flows
         self.srtt = [base_rtt] * flows
@@ -57,10 +59,14 @@ class SharedLink:
 
     def tick(self, rates: list[float | None], active: list[bool], dt: float) -> list[LinkReading]:
         for i, rate in enumerate(rates):
-            if active[i] and rate is None:  # TCP keeps its small-queue limit in the FIFO
-                self.queued[i] = max(self.queued[i], TSQ_BYTES + self.capacity * dt)
+            # TCP keeps at most its small-queue limit of a socket's bytes in the FIFO: unpaced,
+            # that much; paced, what the rate adds, up to that much (the rest waits in the socket)
+            top = TSQ_BYTES + self.capacity * dt
+            if active[i] and rate is None:
+                self.queued[i] = max(self.queued[i], top)
             elif active[i]:
-                self.queued[i] += rate * dt
+                self.queued[i] = min(top, self.queued[i] + rate * dt)
+        self._delivered_before = list(self.delivered)
         total = sum(self.queued)
         room = self.capacity * (self.limit_s + dt)
         if total > room:  # dropped at the tail, in proportion
@@ -76,7 +82,12 @@ class SharedLink:
         self.delays.append(delay)
         readings = []
         for i in range(len(rates)):
-            self.srtt[i] += (self.base + delay + self.other + self.noise() - self.srtt[i]) / 4
+            # the kernel moves its smoothed round trip an eighth of the way per ACK (one per
+            # two segments): at these rates, tens of ACKs a tick
+            acks = max(1.0, (self.delivered[i] - self._delivered_before[i]) / 2896)
+            gain = 1 - (7 / 8) ** acks
+            other = self.other_fn() if self.other_fn is not None else self.other
+            self.srtt[i] += (self.base + delay + other + self.noise() - self.srtt[i]) * gain
             readings.append(LinkReading(self.srtt[i], self.base, self.acked[i], 0, 1 << 20))
         return readings
 
@@ -119,7 +130,7 @@ def test_a_transfer_keeps_the_links_queue_near_the_target_and_most_of_its_rate(m
     assert share >= 0.9, f"{share:.2f} of the link"
     # a few packets are the least a paced sender can keep queued on a slow link
     assert wait <= 4 * Y.TARGET_QUEUE_S + 8 * 1500 / (mbit * MBPS), f"chat waits {wait * 1000:.2f} ms"
-    assert wait < unpaced.delays[-1] / 4  # the unpaced queue: 1.1-55 ms here
+    assert wait < unpaced.delays[-1] / 2  # the unpaced queue: 1.1-55 ms here
 
 
 @pytest.mark.parametrize("mbit", [200, 1000])
@@ -136,7 +147,36 @@ def test_transfers_sharing_a_link_keep_it_full_its_queue_short_and_each_a_share(
     assert wait <= 4 * Y.TARGET_QUEUE_S
 
 
+def test_four_transfers_starting_apart_fill_the_link_and_queue_less_than_unpaced():
+    """One sender serving four receivers over its one uplink: together they keep the link full,
+    and the queue is never longer than with no pacing (what a connection falls back to when its
+    cuts look vain: another's queue is in its round trip too)."""
+    def median_wait(paced: bool) -> tuple[float, float]:
+        link = SharedLink(200 * MBPS, flows=4, limit_s=0.01)
+        run = Run(link, starts=(0.0, 0.3, 0.6, 0.9))
+        if not paced:
+            run.controls = [_Unpaced() for _ in run.controls]  # type: ignore[misc]
+        run.until(1.0)
+        shares, wait = run.measure(9.0)
+        return sum(shares), wait
+
+    total, wait = median_wait(paced=True)
+    _, unpaced = median_wait(paced=False)
+    assert total >= 0.9
+    assert wait <= unpaced, (wait, unpaced)
+
+
+class _Unpaced:
+    rate = None
+
+    def observe(self, now: float, reading: LinkReading) -> None:
+        return None
+
+
 def test_the_cap_follows_the_link_when_it_slows_down_and_speeds_up():
+    """A link that gets four times slower: the cap (held at half of what began it) cannot
+    follow, its queue makes ten cuts vain, and after a hold without a cap a new one begins from
+    what the slower link delivers; a link that gets faster: growth that speeds up finds it."""
     link = SharedLink(200 * MBPS, limit_s=0.01)
     run = Run(link)
     run.until(1.0)
@@ -151,23 +191,35 @@ def test_the_cap_follows_the_link_when_it_slows_down_and_speeds_up():
 
 
 def test_a_queue_that_is_not_ours_costs_little():
-    """Someone else's queue (another bulk download) is not followed down to a crawl: cuts that
-    do not shorten it lift the cap, and the transfer gets what TCP alone would."""
+    """Someone else's queue (another bulk download) is not followed down to a crawl: ten cuts
+    that do not shorten it lift the cap for a while, and the transfer gets what TCP alone would."""
     run = Run(SharedLink(200 * MBPS, other_queue_s=0.005))
     run.until(1.0)
     (share,), _ = run.measure(4.0)
     assert share >= 0.8, share
 
 
+def test_someone_elses_queue_that_empties_now_and_then_costs_little():
+    """Another download over a shallow buffer: its queue rises to 5 ms and empties every 0.2 s,
+    so cuts never add up to ten in a row: the cap stops at its floor, half the rate."""
+    link = SharedLink(200 * MBPS)
+    run = Run(link)
+    ticks = itertools.count()
+    link.other_fn = lambda: 0.0 if next(ticks) % 20 < 4 else 0.005
+    run.until(1.0)
+    (share,), _ = run.measure(4.0)
+    assert share >= Y.FAIR_SHARE * 0.95, share
+
+
 def test_a_noisy_round_trip_costs_little():
     """Wi-Fi adds a millisecond or more to some round trips (aggregation, contention): not a
-    queue the transfer can shorten."""
+    queue the transfer can shorten. At worst it costs half the rate (the floor)."""
     rng = random.Random(7)
     noise = lambda: rng.expovariate(1 / 0.001)
     run = Run(SharedLink(200 * MBPS, noise=noise))
     run.until(1.0)
     (share,), _ = run.measure(4.0)
-    assert share >= 0.8, share
+    assert share >= Y.FAIR_SHARE * 0.95, share
 
 
 def test_a_stalled_receiver_leaves_the_cap_as_it_was():
@@ -179,6 +231,27 @@ def test_a_stalled_receiver_leaves_the_cap_as_it_was():
     acked = run.link.acked[0]
     for i in range(30):  # 0.3 s, the round trip still long from before
         assert control.observe(run.now + i * Y.TICK_S, LinkReading(0.004, 0.0002, acked, 0, 1 << 20)) == rate
+
+
+def test_no_decision_while_the_receivers_window_holds_the_sender_back():
+    """A receiver that reads slowly shuts its window: what was delivered then says nothing of
+    the link, and the queue reading is stale."""
+    control = YieldingRate()
+    rates = [control.observe(i * Y.TICK_S, LinkReading(0.005, 0.0002, 50_000 * i, 0, 1 << 20,
+                                                         rwnd_limited_us=4_000 * i))
+             for i in range(1, 100)]
+    assert rates == [None] * 99
+    paced = YieldingRate()  # the same without the window: cut
+    assert any(paced.observe(i * Y.TICK_S, LinkReading(0.005, 0.0002, 50_000 * i, 0, 1 << 20))
+               for i in range(1, 100))
+
+
+def test_the_cap_never_goes_under_the_floor():
+    control = YieldingRate()
+    rates = [control.observe(i * Y.TICK_S, LinkReading(0.02, 0.0002, 100 * i, 0, 1 << 20))
+             for i in range(1, 300)]  # a queue, and a trickle delivered
+    capped = [r for r in rates if r is not None]
+    assert capped and min(capped) >= Y.MIN_RATE
 
 
 def test_a_side_with_nothing_waiting_is_not_cut():
@@ -196,7 +269,7 @@ def test_a_connection_with_data_both_ways_is_left_to_tcp():
     control = YieldingRate()
     rates = [control.observe(i * Y.TICK_S, LinkReading(0.005, 0.0002, 100_000 * i, 50_000 * i, 1 << 20))
              for i in range(100)]
-    assert rates == [None] * 100
+    assert rates[11:] == [None] * 89  # judged over a tenth of a second
     one_way = YieldingRate()
     assert any(one_way.observe(i * Y.TICK_S, LinkReading(0.005, 0.0002, 100_000 * i, 500 * i, 1 << 20))
                for i in range(100))  # the same, with only requests coming back: paced
@@ -216,7 +289,10 @@ def test_a_new_burst_after_a_pause_starts_uncapped():
     control = run.controls[0]
     assert control.rate is not None
     later = run.now + Y.IDLE_RESET_S + 0.5
-    assert control.observe(later, LinkReading(0.0002, 0.0002, run.link.acked[0] + 1, 0, 1 << 20)) is None
+    acked = run.link.acked[0]
+    # the first readings of the new burst show a queue: a connection that went on would cut
+    assert control.observe(later, LinkReading(0.005, 0.0002, acked + 1, 0, 1 << 20)) is None
+    assert control.observe(later + Y.TICK_S, LinkReading(0.005, 0.0002, acked + 2, 0, 1 << 20)) is None
 
 
 def test_tcp_info_fields_are_read_at_their_offsets():
@@ -224,10 +300,14 @@ def test_tcp_info_fields_are_read_at_their_offsets():
     struct.pack_into("=I", raw, 68, 5_400)  # tcpi_rtt, µs
     struct.pack_into("=Q", raw, 120, 123_456_789)  # tcpi_bytes_acked
     struct.pack_into("=Q", raw, 128, 4_567)  # tcpi_bytes_received
+    struct.pack_into("=I", raw, 72, 999)  # tcpi_rttvar: not read
     struct.pack_into("=I", raw, 144, 65_536)  # tcpi_notsent_bytes
     struct.pack_into("=I", raw, 148, 40)  # tcpi_min_rtt, µs
+    struct.pack_into("=Q", raw, 160, 11)  # tcpi_delivery_rate: not read
+    struct.pack_into("=Q", raw, 168, 22)  # tcpi_busy_time: not read
+    struct.pack_into("=Q", raw, 176, 33_000)  # tcpi_rwnd_limited, µs
     reading = parse_tcp_info(bytes(raw))
-    assert reading == LinkReading(0.0054, 0.00004, 123_456_789, 4_567, 65_536)
+    assert reading == LinkReading(0.0054, 0.00004, 123_456_789, 4_567, 65_536, 33_000)
     assert reading.queueing_s == pytest.approx(0.00536)
     assert parse_tcp_info(bytes(raw[:100])) is None  # an old kernel's shorter struct
     struct.pack_into("=I", raw, 148, 0xFFFFFFFF)  # no round trip measured yet

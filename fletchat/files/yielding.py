@@ -21,12 +21,14 @@ shorten is someone else's (a competing download, a noisy Wi-Fi link), and the ca
 
 ``YieldingRate`` is the controller, sans-I/O (times and readings are passed in);
 ``fletchat.files.lane`` reads ``TCP_INFO`` from a files connection's socket every ``TICK_S``
-while it sends, and applies the rate. Only Linux and Android (kernel 4.13 or later, where TCP
-paces by itself) have both; elsewhere the connection is simply not paced, as before.
+while it sends, and applies the rate. Only Linux and Android have both (the fields read need
+kernel 4.10; TCP paces by itself, without the fq qdisc, from 4.13: before that the cap is taken
+and does nothing); elsewhere the connection is simply not paced, as before.
 """
 
 from __future__ import annotations
 
+import random
 import struct
 import sys
 from collections import deque
@@ -50,15 +52,20 @@ DRAIN_S = 0.1  # a first cut also takes away what empties the queue beyond the t
 MAX_CUT = 0.5  # and takes at most this share of what was delivered
 DRAINING = 0.98  # a queueing delay below this share of the last tick's: the queue is draining
 GOODPUT_WINDOW_S = 0.1  # the first cap: bytes acknowledged over this long (with a queue: the link)
-HISTORY_S = 1.0  # data both ways: what came back over this long
-MIN_RATE = 256 * 1024  # bytes/s: yielding never stalls a transfer
-RWND_HELD_US = 1000  # the receiver's window held us back this long since the last tick: no news
+HISTORY_S = 1.0  # the first cap's longer window, and how long data coming back is looked at
+MIN_RATE = 256 * 1024  # bytes/s: yielding never stalls a transfer ...
+# ... nor takes a cap below this share of what the link delivered when the cap began: a queue
+# that comes and goes (someone else's, a noisy link) can cost a transfer at most half its rate
+FAIR_SHARE = 0.5
+# the receiver's window held us back this long since the last reading: no news of the link (the
+# kernel counts it in jiffies, 1-10 ms: in effect, any growth)
+RWND_HELD_US = 1000
 TWO_WAY = 0.1  # data coming back at this share of what goes out: the connection is not paced
-VAIN_CUTS = 10  # cuts in a row that left the queue over the target: it is not ours ...
+VAIN_CUTS = 10  # cuts since the queue was last under the target: it is not ours ...
 VAIN_S = 0.5  # (or three, with the queue over the target this long all the while) ...
-HOLD_S = 2.0  # ... so no cap for this long
+HOLD_S = 2.0  # ... so no cap, and no cuts, for about this long (0.75-1.25x, at random)
 UNCAPPED_AFTER = 2.0  # a cap this many times what is delivered, with no queue: no cap at all
-IDLE_RESET_S = 1.0  # nothing sent for this long: the next burst starts uncapped
+IDLE_RESET_S = 1.0  # not called for this long (nothing to send): the next burst starts uncapped
 
 # struct tcp_info (linux/tcp.h), the fields read here, by byte offset (the same on every
 # architecture: the first 64-bit field, at 104, is 8-aligned either way)
@@ -113,8 +120,10 @@ class YieldingRate:
     shows a round trip later); grown while it is under (``_grow``). So the rate saws just under
     the link's (or its share of it) and the queue stays near the target."""
 
-    def __init__(self, target_s: float = TARGET_QUEUE_S) -> None:
+    def __init__(self, target_s: float = TARGET_QUEUE_S, rng: random.Random | None = None) -> None:
         self.target_s = target_s
+        self.rng = rng or random.Random()
+        self._floor = MIN_RATE  # FAIR_SHARE of what the burst's first cut started from
         self.rate: float | None = None
         self._hist: deque[tuple[float, int, int]] = deque()  # (time, acked, received), HISTORY_S
         self._srtts: deque[float] = deque(maxlen=FILTER_TICKS)
@@ -126,6 +135,7 @@ class YieldingRate:
         self._next_cut = float("-inf")
         self._hold_until = float("-inf")
         self._last = float("-inf")  # the last tick with news
+        self._last_call = float("-inf")
         self._rwnd_limited_us = 0
 
     def goodput(self, window: float = GOODPUT_WINDOW_S) -> float | None:
@@ -140,13 +150,18 @@ class YieldingRate:
     def _two_way(self) -> bool:
         """Data comes the other way too (a fellow fetcher serves us on the same connection):
         then the round trip holds the other side's queue, which no cut of ours shortens."""
-        (_, a0, r0), (_, a1, r1) = self._hist[0], self._hist[-1]
-        return r1 - r0 > TWO_WAY * (a1 - a0)
+        (t0, a0, r0), (t1, a1, r1) = self._hist[0], self._hist[-1]
+        return t1 - t0 >= GOODPUT_WINDOW_S and r1 - r0 > TWO_WAY * (a1 - a0)
 
     def observe(self, now: float, reading: LinkReading) -> float | None:
         """Called every tick while the connection has something to send; the cap to apply now
         (bytes/s; ``None``: no cap)."""
-        if now - self._last <= IDLE_RESET_S and self._hist and reading.acked == self._hist[-1][1]:
+        if now - self._last_call > IDLE_RESET_S:  # a new burst: the link may be another one's now
+            self.rate, self._vain = None, 0
+            self._hist.clear()
+            self._srtts.clear()
+        self._last_call = now
+        if self._hist and reading.acked == self._hist[-1][1]:
             return self.rate  # nothing acknowledged since: no news (a stalled receiver)
         elapsed = self._record(now, reading)
         queueing = max(0.0, min(self._srtts) - reading.min_rtt_s)
@@ -165,14 +180,10 @@ class YieldingRate:
 
     def _record(self, now: float, reading: LinkReading) -> float:
         """Take the reading into the history; the time since the last one with news."""
-        if now - self._last > IDLE_RESET_S:  # a new burst: the link may be another one's now
-            self.rate, self._vain = None, 0
-            self._hist.clear()
-            self._srtts.clear()
         if reading.rwnd_limited_us - self._rwnd_limited_us > RWND_HELD_US:
             self._hist.clear()  # the receiver, not the link, set the pace: no news of the link
         self._rwnd_limited_us = reading.rwnd_limited_us
-        elapsed, self._last = min(now - self._last, IDLE_RESET_S), now
+        elapsed, self._last = min(now - self._last, 2 * TICK_S), now  # a gap is no time to grow
         self._hist.append((now, reading.acked, reading.received))
         while len(self._hist) > 2 and now - self._hist[1][0] > HISTORY_S:
             self._hist.popleft()
@@ -212,8 +223,10 @@ class YieldingRate:
         if self._vain > VAIN_CUTS or (self._vain > 2 and now - self._over_since > VAIN_S):
             # not our queue: what TCP alone gives, for a while
             self.rate, self._vain, self._over_since = None, 0, None
-            self._hold_until = now + HOLD_S
+            self._hold_until = now + HOLD_S * self.rng.uniform(0.75, 1.25)
             return
+        if self.rate is None:  # a cap begins: never below half of what the link delivers now
+            self._floor = max(MIN_RATE, FAIR_SHARE * goodput)
         if self.rate is None or self.rate > 2 * goodput:
             # TCP's own queue in front of the link, or the link got much slower: send a little
             # under what it delivers (with a queue and bytes waiting: its rate, or our share of
@@ -224,7 +237,7 @@ class YieldingRate:
         else:  # the queue formed at this rate
             self._formed = self.rate
             self.rate *= 1 - CUT
-        self.rate = max(MIN_RATE, self.rate)
+        self.rate = max(self._floor, self.rate)
         self._next_cut = now + srtt + TICK_S  # a cut shows a round trip later
 
 
