@@ -423,4 +423,6 @@ def test_a_transfer_on_a_shaped_link_is_paced_below_the_link(tmp_path):
                 break
         assert done is not None, b.events[-5:]
         assert caps, "the files connection was never paced"
-        assert 0.4 * 100e6 <= min(caps) < 100e6, caps[:10]
+        # under the link's rate at times (it saws around it), and never under the floor (a first
+        # cut during TCP's slow start may start from little: only MIN_RATE is certain)
+        assert Y.MIN_RATE * 8 <= min(caps) < 100e6, caps[:10]
