@@ -15,9 +15,10 @@ sent (``tcpi_notsent_bytes``: not while it only answers requests now and then), 
 bytes are being acknowledged and the receiver's window did not hold it back (a receiver that
 reads slowly tells nothing of the link), and never while data also comes the other way (fellow
 fetchers serving each other: the round trip then holds the other side's queue too; such a
-connection is left to TCP). A queue that ten cuts in a row (or three, over half a second) do not
-shorten is someone else's (a competing download, a noisy Wi-Fi link), and the cap is lifted for
-``HOLD_S``: against those the transfer keeps what TCP alone gives it.
+connection is left to TCP). A cap never goes under half of what the link delivered when it began,
+so a queue that is not its doing (a competing download, a noisy Wi-Fi link) costs a transfer at
+most half its rate; one that ten cuts (or three, over half a second) do not clear lifts the cap
+for about ``HOLD_S``, and the transfer gets what TCP alone gives it.
 
 ``YieldingRate`` is the controller, sans-I/O (times and readings are passed in);
 ``fletchat.files.lane`` reads ``TCP_INFO`` from a files connection's socket every ``TICK_S``
@@ -115,15 +116,16 @@ def parse_tcp_info(raw: bytes) -> LinkReading | None:
 class YieldingRate:
     """The pacing cap for one sending connection: ``None`` (no cap) until its traffic queues on
     the link; then ``1 - CUT`` of what the link delivered (bytes acknowledged over the last
-    ``GOODPUT_WINDOW_S``) less what drains the excess queue, and ``1 - CUT`` of itself whenever
-    the queueing delay is over the target and not falling, at most once a round trip (a cut
-    shows a round trip later); grown while it is under (``_grow``). So the rate saws just under
-    the link's (or its share of it) and the queue stays near the target."""
+    ``GOODPUT_WINDOW_S`` or ``HISTORY_S``, the larger) less what drains the excess queue, and
+    ``1 - CUT`` of itself whenever the queueing delay is over the target and not falling, at
+    most once a round trip (a cut shows a round trip later), never under ``FAIR_SHARE`` of what
+    began it; grown while it is under (``_grow``). So the rate saws just under the link's (or
+    its share of it) and the queue stays near the target. ``rng`` jitters the holds."""
 
     def __init__(self, target_s: float = TARGET_QUEUE_S, rng: random.Random | None = None) -> None:
         self.target_s = target_s
         self.rng = rng or random.Random()
-        self._floor = MIN_RATE  # FAIR_SHARE of what the burst's first cut started from
+        self._floor = MIN_RATE  # FAIR_SHARE of what was delivered when the cap began
         self.rate: float | None = None
         self._hist: deque[tuple[float, int, int]] = deque()  # (time, acked, received), HISTORY_S
         self._srtts: deque[float] = deque(maxlen=FILTER_TICKS)
