@@ -183,9 +183,12 @@ def file_routes(data_dir: Path, store=None):
 
 
 def uvicorn_config(app) -> uvicorn.Config:
-    """uvicorn's settings for host mode: the WebSocket size limit holds for every route."""
+    """uvicorn's settings for host mode: the WebSocket size limit holds for every route; its
+    HTTP protocol notes each connection's socket, so downloads can be paced (``webpace``)."""
+    from .webpace import http_protocol
+
     return uvicorn.Config(
-        app, log_level="warning", ws="websockets-sansio", lifespan="on",
+        app, log_level="warning", ws="websockets-sansio", lifespan="on", http=http_protocol(),
         ws_max_size=MAX_WS_MESSAGE_BYTES,
         # Open tabs keep their WebSockets until the browser closes them: without a bound uvicorn's
         # graceful shutdown waits for them forever and SIGTERM is ignored (issue 11, hole 13).

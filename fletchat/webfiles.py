@@ -45,13 +45,14 @@ from enum import StrEnum
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from .aio import within
 from .files import limits as L
 from .files.manifest import export_name, validate_file_name
 from .model import JOINERS, ValidationError
+from .webpace import PacedFileResponse
 from .webpaths import BLOB_PATH, UPLOAD_PATH, upload_url
 
 log = logging.getLogger("fletchat.webfiles")
@@ -375,7 +376,7 @@ class BlobRoute:
         mime = sniff(head)
         inline = mime is not None and not request.query_params.get("dl")
         name = upload_name(request.query_params.get("name", ""), fallback=f"file-{sha[:16]}")
-        return FileResponse(
+        return PacedFileResponse(  # yields the link to the tab's chat while it streams
             path,
             media_type=mime if inline else "application/octet-stream",
             headers=SAFE_HEADERS,

@@ -27,7 +27,7 @@ from ..protocol import CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TIMEOUT, NONCE_BYTES
 from . import frames as F
 from . import limits as L
 from .service import FilesService
-from .yielding import TICK_S, YieldingRate, apply_rate, paceable, read_link
+from .yielding import TICK_S, SocketPacer, paceable
 
 log = logging.getLogger("fletchat.files")
 
@@ -91,22 +91,17 @@ class _Out:
         sock = transport.get_extra_info("socket") if transport is not None else None
         if sock is None or not paceable():
             return
-        control, applied, waiting = YieldingRate(), None, 0
+        pacer, waiting = SocketPacer(sock), 0
         try:
             while not self.closed:
                 if self.queued <= 0 and not waiting:
                     self.busy.clear()
                     await self.busy.wait()
                     continue
-                reading = read_link(sock)
+                reading = pacer.step(time.monotonic())
                 if reading is None:
                     return
                 waiting = reading.notsent
-                rate = control.observe(time.monotonic(), reading)
-                if rate != applied:
-                    if not apply_rate(sock, rate):
-                        return
-                    applied = rate
                 await asyncio.sleep(TICK_S)
         except Exception:  # pacing is an optimisation: never the connection's end
             log.exception("files connection to %s: pacing stopped", self.peer[:12])

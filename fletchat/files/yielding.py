@@ -275,3 +275,32 @@ def apply_rate(sock: object, rate: float | None) -> bool:
     except OSError:
         return False
     return True
+
+
+class SocketPacer:
+    """``YieldingRate`` on one socket: ``step`` once a tick while it sends, ``release`` after."""
+
+    def __init__(self, sock: object) -> None:
+        self.sock = sock
+        self.control = YieldingRate()
+        self.applied: float | None = None
+
+    def step(self, now: float) -> LinkReading | None:
+        """Read the link, set the cap; the reading, or None where pacing cannot be done (the
+        caller stops stepping)."""
+        reading = read_link(self.sock)
+        if reading is None:
+            return None
+        rate = self.control.observe(now, reading)
+        if rate != self.applied:
+            if not apply_rate(self.sock, rate):
+                return None
+            self.applied = rate
+        return reading
+
+    def release(self) -> None:
+        """No cap any more (the socket goes on to carry other things)."""
+        if self.applied is not None:
+            apply_rate(self.sock, None)
+            self.applied = None
+
