@@ -4,14 +4,15 @@ A phone that downloads a video from the host over Wi-Fi gets it through the same
 queue as its tab's chat (the tab's WebSocket to the same host): unpaced, every chat update waits
 behind the download. The blob route's response (``PacedFileResponse``) paces its socket while it
 streams. ASGI gives an app no socket, so host mode's uvicorn runs ``http_protocol()``: its own
-HTTP protocol class that notes each connection's socket under the client address uvicorn puts
-in the request's scope, and forgets it when the connection closes.
+HTTP protocol class that hands each request of a connection that connection's ``Connection``
+(in ``scope["extensions"]``): its socket, and the one pacer all its responses share. Nothing is
+kept by address (a forwarded-for header can name any address) and nothing outlives the
+connection (a WebSocket upgrade hands the transport to another protocol).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
@@ -22,79 +23,81 @@ from .files.yielding import TICK_S, SocketPacer, paceable
 
 log = logging.getLogger("fletchat.web")
 
-DRAIN_WAIT_S = 1.0  # after the response is written, pacing goes on while the socket still holds it
-
-_sockets: dict[tuple[str, int], Any] = {}  # client (host, port) -> its connection's socket
-
-
-def _key(addr: Any) -> tuple[str, int] | None:
-    try:
-        return (str(addr[0]), int(addr[1]))
-    except (TypeError, ValueError, IndexError):
-        return None
+EXTENSION = "fletchat.connection"
+DRAIN_WAIT_S = 1.0  # after the last response is written, pacing goes on while the socket holds it
 
 
-def socket_for(client: Any) -> Any:
-    """The socket of the HTTP connection a request with this ``scope["client"]`` came on."""
-    key = _key(client)
-    return _sockets.get(key) if key is not None else None
+class Connection:
+    """One HTTP connection's socket and its pacer: responses on a keep-alive connection follow
+    one another (the next may start while the last one's bytes still drain), so they share one
+    pacer rather than each setting the socket's cap."""
+
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock
+        self.streaming = 0  # responses being written
+        self.task: asyncio.Task[None] | None = None
+
+    async def stream(self, write: Any) -> None:
+        """Run ``write()`` (a response going out) with the socket paced."""
+        self.streaming += 1
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._pace(SocketPacer(self.sock)))
+        try:
+            await write()
+        finally:
+            self.streaming -= 1
+
+    async def _pace(self, pacer: SocketPacer) -> None:
+        """Step while responses are written, and until the socket has sent them (or a second
+        more); then lift the cap: the connection goes on to carry other requests."""
+        finished: float | None = None
+        try:
+            while True:
+                now = time.monotonic()
+                reading = pacer.step(now)
+                if reading is None:  # closed, or a platform without pacing
+                    return
+                if self.streaming:
+                    finished = None
+                else:
+                    finished = finished if finished is not None else now
+                    if not reading.notsent or now - finished > DRAIN_WAIT_S:
+                        return
+                await asyncio.sleep(TICK_S)
+        except Exception:  # pacing is an optimisation: never the download's end
+            log.exception("pacing a download stopped")
+        finally:
+            pacer.release()
 
 
 def http_protocol() -> type[asyncio.Protocol]:
-    """uvicorn's own HTTP protocol (httptools or h11, as it would choose), noting sockets."""
+    """uvicorn's own HTTP protocol (httptools or h11, as it would choose), each of whose requests
+    carries its connection's ``Connection``."""
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-    class SocketNotingProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
+    class ConnectionNotingProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            self._fletchat_key = _key(transport.get_extra_info("peername"))
             sock = transport.get_extra_info("socket")
-            if self._fletchat_key is not None and sock is not None:
-                _sockets[self._fletchat_key] = sock
+            if sock is None:
+                return
+            connection, app = Connection(sock), self.app
 
-        def connection_lost(self, exc: Exception | None) -> None:
-            key = getattr(self, "_fletchat_key", None)
-            if key is not None:
-                _sockets.pop(key, None)
-            super().connection_lost(exc)
+            async def with_connection(scope: Any, receive: Any, send: Any) -> None:
+                scope.setdefault("extensions", {})[EXTENSION] = connection
+                await app(scope, receive, send)
 
-    return SocketNotingProtocol
+            self.app = with_connection  # HTTP requests only: an upgrade calls the app it loaded
+
+    return ConnectionNotingProtocol
 
 
 class PacedFileResponse(FileResponse):
     """A ``FileResponse`` whose socket is paced while it streams (where the platform allows)."""
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        sock = socket_for(scope.get("client"))
-        if sock is None or not paceable():
+        connection = (scope.get("extensions") or {}).get(EXTENSION)
+        if not isinstance(connection, Connection) or not paceable():
             await super().__call__(scope, receive, send)
             return
-        done = asyncio.Event()
-        task = asyncio.get_running_loop().create_task(_pace(SocketPacer(sock), done))
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            done.set()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-
-async def _pace(pacer: SocketPacer, done: asyncio.Event) -> None:
-    """Step until the response is written and the socket has sent it (or a second more), then
-    lift the cap: the connection goes on to carry other requests."""
-    finished: float | None = None
-    try:
-        while True:
-            now = time.monotonic()
-            reading = pacer.step(now)
-            if reading is None:
-                return
-            if done.is_set():
-                finished = finished if finished is not None else now
-                if not reading.notsent or now - finished > DRAIN_WAIT_S:
-                    return
-            await asyncio.sleep(TICK_S)
-    except Exception:  # pacing is an optimisation: never the download's end
-        log.exception("pacing a download stopped")
-    finally:
-        pacer.release()
+        await connection.stream(lambda: super(PacedFileResponse, self).__call__(scope, receive, send))
