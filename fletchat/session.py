@@ -118,8 +118,9 @@ class HubSession(ConvSessionMethods):
 
     def spend(self) -> None:
         """One post's worth of the send budget (sends, replies, file messages, reactions, edits,
-        deletes, new channels, renames: each a stored message every device gets): this person's, then this address's and the device's
-        (``budgets.posts_budget``); ``ValidationError`` when one is spent."""
+        deletes, new channels, renames: each a stored message every device gets): this person's,
+        then this address's and the device's (``budgets.posts_budget``); ``ValidationError``
+        when one is spent."""
         if self._bucket is None:  # the headless peer, a hub with no limits (tests)
             return
         if not self._bucket.ready():
