@@ -29,6 +29,7 @@ and does nothing); elsewhere the connection is simply not paced, as before.
 
 from __future__ import annotations
 
+import functools
 import random
 import struct
 import sys
@@ -244,6 +245,7 @@ class YieldingRate:
 
 
 # ---- the socket edge (Linux and Android) ----
+@functools.cache  # the platform does not change: asked every tick by read_link
 def paceable() -> bool:
     """Whether this platform has Linux's ``TCP_INFO`` layout and ``SO_MAX_PACING_RATE`` (other
     systems that have a ``TCP_INFO``, e.g. FreeBSD, lay it out differently)."""
