@@ -89,6 +89,7 @@ class Tabs:
     sink: dict[str, list[float]]
     send: Any
     heap: float
+    controls: int = 0  # Flet controls in the last tab's page as opened (before any message)
     lat: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)  # process CPU per tab, per message
     bytes_before: int = 0
@@ -142,6 +143,14 @@ async def _open(conn_cls, loop, executor, pubsub, sink, n: int, open_one) -> tup
     per_tab = (tracemalloc.get_traced_memory()[0] - before) / n
     tracemalloc.stop()
     return conns, sessions, per_tab
+
+
+def _counted(tabs: Tabs) -> Tabs:
+    """``tabs`` with the controls of its last page counted, as opened (what its heap holds)."""
+    from tests.test_ui_controls import count_controls
+
+    tabs.controls = count_controls(tabs.sessions[-1].page) if tabs.sessions else 0
+    return tabs
 
 
 def _seed_store(path: Path, rows: int):
@@ -198,8 +207,8 @@ async def _app_tabs(conn_cls, loop, executor, rows: int, n: int, tmp: Path, key:
 
     conns, sessions, heap = await _open(conn_cls, loop, executor, pubsub, sink, n, open_one)
     sender = HubSession(hub, device="headless")
+    tabs = _counted(Tabs("app", conns, sessions, sink, lambda text: sender.send(text), heap))
     sender.join("Sender")
-    tabs = Tabs("app", conns, sessions, sink, lambda text: sender.send(text), heap)
     tabs.hub = hub  # type: ignore[attr-defined]
     return tabs
 
@@ -216,7 +225,7 @@ async def _tutorial_tabs(conn_cls, loop, executor, rows: int, n: int) -> Tabs:
     main = make_main(history)
     conns, sessions, heap = await _open(conn_cls, loop, executor, pubsub, sink, n, main)
     send = lambda text: pubsub.send_all(Message("Sender", text, "chat_message"))
-    return Tabs("tutorial", conns, sessions, sink, send, heap)
+    return _counted(Tabs("tutorial", conns, sessions, sink, send, heap))
 
 
 def _bare_tabs(loop, executor, n: int) -> Tabs:
@@ -287,12 +296,17 @@ async def _measure(configs: list[tuple[int, int]], reps: int, tmp: Path) -> dict
                 out[key] = {
                     t.name: {"p50": percentile(t.lat, 50), "p99": percentile(t.lat, 99),
                              "cpu": percentile(t.cpu, 50), "heap": t.heap,
-                             "bytes": t.bytes_per_tab(), "n": len(t.lat)}
+                             "bytes": t.bytes_per_tab(), "n": len(t.lat),
+                             "controls": t.controls}
                     for t in (app, tut, bare)
                 }
             await _close([app, tut])
             gc.collect()
     return out
+
+
+def _per(m: dict[str, float]) -> float | None:
+    return m["heap"] / 1024 / m["controls"] if m["controls"] else None
 
 
 def configs_for(quick: bool) -> tuple[list[tuple[int, int]], int]:
@@ -335,7 +349,14 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
         rows_out.append(row(
             f"{n} tabs x {r} rows: heap per tab", app["heap"] / 1024, tut["heap"] / 1024,
             unit="KiB", baseline_name="tutorial", n=n, target_max_ratio=1.5,
-            note=f"bare PubSubHub subscriber {bare['heap'] / 1024:.1f} KiB"))
+            note=f"bare PubSubHub subscriber {bare['heap'] / 1024:.1f} KiB; controls in a tab's "
+                 f"page: app {app['controls']}, tutorial {tut['controls']}"))
+        if r == 0:  # the empty page: what its heap ratio is made of
+            rows_out.append(row(
+                f"{n} tabs x {r} rows: heap per control in the page", _per(app), _per(tut),
+                unit="KiB", baseline_name="tutorial", n=n,
+                note="a tab's heap over the controls in its page: at or under 1x, the empty "
+                     "page's ratio is its count of controls (panels, header, composer)"))
     flat = _flatness(res)
     return {"fanout": {"rows": rows_out + flat, "notes": [
         ("server-side Flet sessions on a stand-in connection (flet-web's msgpack encoding, no "

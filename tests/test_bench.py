@@ -38,6 +38,10 @@ def test_quick_run_of_one_figure_writes_results_with_ratios(tmp_path):
         assert ROW_KEYS <= set(r)
         assert r["value"] is not None and r["baseline"]
         assert r["ratio"] == pytest.approx(r["value"] / r["baseline"])
+    heap = [r for r in fig["rows"] if r["metric"].endswith("heap per tab")]
+    assert heap and all("controls in a tab's page: app " in r["note"] for r in heap)
+    per_control = [r for r in fig["rows"] if "x 0 rows: heap per control" in r["metric"]]
+    assert per_control, "the empty page's heap is explained per control"
     assert "| figure | value | baseline (same run) | ratio |" in res.stdout
 
 
@@ -231,3 +235,4 @@ def test_quick_plan_is_a_small_smoke_run_of_every_figure():
     full = files_links.quick_plan(False)
     assert set(full.rates) == {1000, 200} and full.pair_mb == 200 and full.fan_mb == 100
     assert full.rounds >= 3
+
