@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import files_floor
 from .common import MAIN, Skip, TimedProc, percentile, row, spawn_timed, stop_process, tree_rss_kib
 
 WAIT = 60.0
@@ -272,7 +273,7 @@ def _big_rss(a: TimedProc, b: TimedProc, files: Path, size: int) -> list[int]:
     return peak
 
 
-def _fan_row(quick: bool) -> dict[str, Any]:
+def _fan_rows(quick: bool, floor: files_floor.PerMB) -> list[dict[str, Any]]:
     size = 8 * MB if quick else 100 * MB
     app: float | None = None
     curls: float | None = None
@@ -281,9 +282,36 @@ def _fan_row(quick: bool) -> dict[str, Any]:
             app, curls = _four_receivers(Path(tmpd), size)
     except (RuntimeError, OSError) as err:  # reported as missing, the rest still counts
         print(f"four-receiver figure failed: {err!r}", file=sys.stderr)
-    return row(f"one sender, 4 receivers, {size // MB} MB: first offer to last verified", app,
-               curls, unit="s", baseline_name="4 sequential curls from h1", n=1,
-               target_max_ratio=1.0)
+    least = files_floor.swarm_seconds(floor, size / MB, 4, files_floor.cores())
+    return [row(f"one sender, 4 receivers, {size // MB} MB: first offer to last verified", app,
+                curls, unit="s", baseline_name="4 sequential curls from h1", n=1,
+                target_max_ratio=1.0),
+            row(f"the design's floor on this machine: 4 receivers x {size // MB} MB", least, curls,
+                unit="s", baseline_name="4 sequential curls from h1 (same run)", n=1,
+                note=_floor_note(floor))]
+
+
+def _floor_note(floor: files_floor.PerMB) -> str:
+    return (f"CPU per MB without Python (bench/files_floor.py): TLS send {floor.encrypt * 1000:.2f} "
+            f"ms, receive {floor.decrypt * 1000:.2f} ms, SHA-256 {floor.sha256 * 1000:.2f} ms (x2 "
+            f"per received MB), page-cache write {floor.write * 1000:.2f} ms, read "
+            f"{floor.read * 1000:.2f} ms; over {files_floor.cores()} cores, all busy with only this")
+
+
+def _throughput_rows(mbps: float, app_s: list[float], app_e2e: list[float], curl: list[float],
+                     floor: files_floor.PerMB) -> list[dict[str, Any]]:
+    """The pair's speed against curl's, and what the design's own work allows on this machine."""
+    app, base, reps = percentile(app_s, 50), percentile(curl, 50), len(app_s)
+    return [
+        row(f"{mbps:g} MB h1 -> h2, offer to verified (MB/s)", mbps / app, mbps / base,
+            unit="MB/s", baseline_name="curl from python -m http.server", n=reps,
+            note="ratio >= 0.8 is the target (higher is better)"),
+        row(f"the design's floor on this machine: {mbps:g} MB h1 -> h2 (MB/s)",
+            mbps / files_floor.pair_seconds(floor, mbps, files_floor.cores()), mbps / base,
+            unit="MB/s", baseline_name="curl (same run)", n=1, note=_floor_note(floor)),
+        row(f"{mbps:g} MB, /file to verified (incl. the sender's import)",
+            percentile(app_e2e, 50), base, unit="s", baseline_name="curl", n=reps),
+    ]
 
 
 def run(quick: bool) -> dict[str, dict[str, Any]]:
@@ -340,13 +368,8 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
             print(f"resume figure failed: {err!r}", file=sys.stderr)
             resent, chunk = None, CHUNK
     mbps = size / MB
-    app = percentile(app_s, 50)
-    base = percentile(curl, 50)
-    rows.append(row(f"{mbps:g} MB h1 -> h2, offer to verified (MB/s)", mbps / app, mbps / base,
-                    unit="MB/s", baseline_name="curl from python -m http.server", n=reps,
-                    note="ratio >= 0.8 is the target (higher is better)"))
-    rows.append(row(f"{mbps:g} MB, /file to verified (incl. the sender's import)",
-                    percentile(app_e2e, 50), base, unit="s", baseline_name="curl", n=reps))
+    floor = files_floor.measure()
+    rows += _throughput_rows(mbps, app_s, app_e2e, curl, floor)
     for q in (50, 99):
         rows.append(row(f"chat latency during the transfer p{q}", percentile(busy, q) if busy else None,
                         percentile(quiet, q), unit="s", baseline_name="same peers, no transfer",
@@ -359,7 +382,7 @@ def run(quick: bool) -> dict[str, dict[str, Any]]:
                                 baseline_name=f"{small // MB} MB file", target_max_ratio=1.25))
     rows.append(row("resume after SIGKILL at 50 %: bytes received again", resent, chunk, unit="B",
                     baseline_name="one chunk", target_max_ratio=1.0))
-    rows.append(_fan_row(quick))
+    rows += _fan_rows(quick, floor)
     from . import files_links  # the same rows on links shaped like a real LAN's
 
     rows += files_links.rows(quick)

@@ -236,3 +236,20 @@ def test_quick_plan_is_a_small_smoke_run_of_every_figure():
     assert set(full.rates) == {1000, 200} and full.pair_mb == 200 and full.fan_mb == 100
     assert full.rounds >= 3
 
+
+def test_the_files_floor_measures_the_designs_own_work_and_bounds_from_below():
+    """Figure 12's floor: real TLS over loopback, real hashing and writing, each cost positive;
+    the pair can never beat one core decrypting its one stream, and four receivers cost four
+    copies of every kind of work spread over the cores."""
+    from bench import files_floor as F
+
+    per = F.measure(rounds=1)
+    for cost in (per.encrypt, per.decrypt, per.sha256, per.write, per.read):
+        assert 0 < cost < 1  # seconds per MB: a real figure, not zero and not a hang
+    assert per.receiver() == pytest.approx(per.decrypt + 2 * per.sha256 + per.write)
+    assert per.sender() == pytest.approx(per.read + per.encrypt)
+    total = per.sender() + per.receiver()
+    assert F.pair_seconds(per, 200, 2) == pytest.approx(max(total * 100, per.decrypt * 200))
+    assert F.pair_seconds(per, 200, 64) == pytest.approx(per.decrypt * 200)  # many cores: one stream
+    assert F.swarm_seconds(per, 100, 4, 2) == pytest.approx(4 * F.swarm_seconds(per, 100, 1, 2))
+    assert F.cores() >= 1
