@@ -180,8 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--download-all",
         action="store_true",
-        help="download every attached file, whatever its size (default: images and voice notes, "
-        "others up to --auto-download MB) [FLETCHAT_DOWNLOAD_ALL=1]",
+        help="download every attached file, whatever its size (default: images and voice notes "
+        "up to 25 MB or --auto-download MB if higher, others up to --auto-download MB) "
+        "[FLETCHAT_DOWNLOAD_ALL=1]",
     )
     p.add_argument(
         "--auto-download", type=float, metavar="MB",

@@ -26,6 +26,12 @@ def test_round_trip_and_mute_toggle() -> None:
         ('{"muted": "general"}', Prefs()),
         ('{"muted": [1]}', Prefs()),
         ('{"muted": ["' + "x" * 81 + '"]}', Prefs()),
+        ('{"auto_download_mb": 100}', Prefs(auto_download_mb=100)),
+        ('{"auto_download_mb": 0}', Prefs(auto_download_mb=0)),
+        ('{"auto_download_mb": 7}', Prefs()),  # not one of the settings' choices
+        ('{"auto_download_mb": "25"}', Prefs()),
+        ('{"auto_download_mb": true}', Prefs()),
+        ('{"auto_download_mb": -1}', Prefs()),
     ],
 )
 def test_bad_stored_values_fall_back_per_field(raw: object, expected: Prefs) -> None:

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import flet as ft
+import pytest
 from PIL import Image
 
 from fletchat.files.blobstore import BlobStore
@@ -202,6 +203,40 @@ def test_pcm_becomes_a_wav_with_its_duration(tmp_path):
         assert (w.getnchannels(), w.getframerate(), w.getnframes()) == (1, 16_000, 32_000)
 
 
+def pcm(path: Path, seconds: float, rate: int, channels: int, copied: bool = True) -> Path:
+    """Raw 16-bit PCM as a browser uploads it: a square-wave beep; ``copied``: one microphone on
+    both channels (headless Chromium's fake device), else the channels differ."""
+    import struct
+
+    frames = []
+    for i in range(int(seconds * rate)):
+        v = 12000 if (i // 51) % 2 else -12000
+        frames.append([v] * channels if copied else [v, -v // 2][:channels])
+    flat = [x for f in frames for x in f]
+    path.write_bytes(struct.pack(f"<{len(flat)}h", *flat))
+    return path
+
+
+@pytest.mark.parametrize(("rate", "channels", "copied", "seconds"), [
+    (44100, 2, True, 2.2),   # what headless Chromium sends when 16 kHz mono is asked for
+    (48000, 2, False, 1.5),  # a real stereo microphone
+    (16000, 1, False, 2.0),  # what was asked for
+    (16000, 2, True, 3.0),   # 32,000 values a second: copied pairs, so two channels
+    (32000, 1, False, 3.0),  # the same rate of values, pairs differ: one channel
+    # (a mono recording whose pairs are all equal plays the same either way)
+])
+def test_a_browser_recordings_format_is_read_from_its_size_and_time(
+        tmp_path, rate, channels, copied, seconds):
+    from fletchat.ui.voice import pcm_format
+
+    raw = pcm(tmp_path / "note.pcm", seconds, rate, channels, copied)
+    # the time measured on the host is a little off (the stop click, the upload's last part)
+    assert pcm_format(raw, seconds * 1.03) == (rate, channels)
+    assert pcm_format(raw, seconds * 0.97) == (rate, channels)
+    ms = pcm_to_wav(raw, tmp_path / "note.wav", rate, channels)
+    assert abs(ms - seconds * 1000) <= 1
+
+
 def test_sizes_read_like_a_person_writes_them():
     assert human_size(600) == "600 bytes"
     assert human_size(1500) == "1.5 KB"
@@ -275,3 +310,214 @@ async def test_a_host_never_takes_a_path_from_a_tab_that_says_it_is_no_browser(t
     files = [ft.FilePickerFile(id=1, name="k", size=1, path=str(secret))]
     await attach.picked(ft.FilePickerResultEvent(name="result", control=attach.picker, files=files))
     assert routes == ["upload route"] and attach.web and attach.clipboard is None
+
+
+class FakeClipboard:
+    def __init__(self, image: bytes | None) -> None:
+        self.image = image
+
+    async def get_image(self) -> bytes | None:
+        return self.image
+
+
+def wav_file(path: Path, seconds: float, rate: int = 16_000) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"\x00\x01" * int(rate * seconds))
+    return path
+
+
+def app_attach(tmp_path: Path, said: list[str], sent: list[object]):
+    """The app's composer (no browser, no tickets): it may paste and record into the data dir."""
+    from fletchat.ui.upload import Attach
+
+    async def on_sent(msg) -> None:
+        sent.append(msg)
+
+    hub = Hub("here", store=Store.open(tmp_path / "history.db"))
+    hub.files = FileShare(BlobStore(tmp_path / "files"), hub._publish)
+    session = HubSession(hub)
+    session.join("Ada")
+    return Attach(FakePage(web=False), HubBackend(session), None, lambda: ("general", "pasted"),
+                  on_sent, said.append), hub  # type: ignore[arg-type]
+
+
+def leftovers(prefix: str) -> set[str]:
+    import tempfile
+
+    return {p.name for p in Path(tempfile.gettempdir()).glob(f"{prefix}*")}
+
+
+async def test_a_pasted_image_is_shared_and_nothing_of_it_stays_outside_the_store(tmp_path):
+    """The issue: nothing is written outside the data dir. The pasted PNG goes through the data
+    dir's scratch folder into the store, and the scratch copy is gone once it is shared."""
+    said: list[str] = []
+    sent: list[object] = []
+    attach, hub = app_attach(tmp_path, said, sent)
+    assert attach.paste.visible and attach.clipboard is not None  # the app can paste
+    before = leftovers("fletchat-paste-")
+    png = io.BytesIO()
+    Image.new("RGB", (40, 30), (0, 0, 200)).save(png, "PNG")
+    attach.clipboard = FakeClipboard(png.getvalue())
+    await attach.paste_image()
+    assert said == [] and len(sent) == 1
+    (ref,) = sent[0].files
+    assert ref.name.startswith("pasted-image-") and ref.mime == "image/png" and ref.thumb is not None
+    assert sent[0].text == "pasted"
+    assert hub.files.store.has(ref.sha256)  # the bytes are in the store, verified
+    assert list((tmp_path / "files" / "scratch").iterdir()) == []
+    assert leftovers("fletchat-paste-") == before  # nothing in the system's temp folder
+
+    attach.clipboard = FakeClipboard(None)
+    await attach.paste_image()
+    assert said == ["There is no image on the clipboard."] and len(sent) == 1
+
+
+def test_the_scratch_folder_is_emptied_when_the_files_open(tmp_path):
+    """A crash between recording (or pasting) and sharing leaves nothing behind for long."""
+    share = FileShare(BlobStore(tmp_path / "files"), lambda _e: None)
+    left = share.scratch() / "voice-note-1.wav"
+    left.write_bytes(b"half a recording")
+    assert share.scratch() == (tmp_path / "files" / "scratch").resolve()
+    FileShare(BlobStore(tmp_path / "files"), lambda _e: None)
+    assert not left.exists()
+
+
+async def test_a_wav_shared_here_carries_its_duration_but_not_in_a_private_room(tmp_path):
+    """Voice notes say how long they are before anyone downloads them (``ms``); a sealed file
+    must not show it (docs/protocol.md: ``ms`` is not allowed with ``sealed``)."""
+    view, session, _files = await make_view(tmp_path)
+    note = wav_file(tmp_path / "voice-note-1.wav", 2.5)
+    msg = await view.backend.share_files([note], "", "general")
+    assert msg.files[0].ms == 2500
+    view.on_message(msg)
+    assert "voice note 0:02" in view.conversation.rows[msg.id].label
+    fake = tmp_path / "not-audio.wav"
+    fake.write_bytes(b"RIFF but not really a wave file")
+    plain = await view.backend.share_files([fake], "", "general")
+    assert plain.files[0].ms is None  # shared as an ordinary file
+    session.set_room_passphrase("secret-room", "correct horse battery staple")
+    sealed = await view.backend.share_files([note], "", "secret-room")
+    assert sealed.files[0].sealed and sealed.files[0].ms is None
+
+
+async def test_an_app_recording_goes_to_the_data_dir_and_is_removed_once_sent(tmp_path):
+    from fletchat.ui.voice import Voice
+
+    class FakeRecorder:
+        def __init__(self) -> None:
+            self.output: str | None = None
+
+        async def has_permission(self) -> bool:
+            return True
+
+        async def start_recording(self, output_path: str | None = None, **kw) -> bool:
+            self.output = output_path
+            return True
+
+        async def stop_recording(self) -> str | None:
+            assert self.output is not None
+            wav_file(Path(self.output), 1.0)
+            return self.output
+
+        async def cancel_recording(self) -> None:
+            pass
+
+    said: list[str] = []
+    sent: list[object] = []
+    attach, _hub = app_attach(tmp_path, said, sent)
+    voice = Voice(FakePage(web=False), attach)  # type: ignore[arg-type]
+    voice.recorder = FakeRecorder()
+    before = leftovers("fletchat-voice-")
+    await voice.start()
+    recording = Path(voice.recorder.output)
+    assert recording.parent == (tmp_path / "files" / "scratch").resolve()
+    await voice.stop_and_send()
+    assert said == [] and len(sent) == 1 and sent[0].files[0].ms == 1000
+    assert not recording.exists() and leftovers("fletchat-voice-") == before
+    await voice.start()  # and a recording given up goes too
+    recording = Path(voice.recorder.output)
+    recording.write_bytes(b"partial")
+    await voice.cancel()
+    assert not recording.exists() and len(sent) == 1
+
+
+def texts_in(control: ft.Control) -> list[str]:
+    from tests.test_ui_controls import controls_in
+
+    return [c.value for c in controls_in(control) if isinstance(c, ft.Text) and c.value]
+
+
+async def test_the_apps_settings_show_files_here_and_the_auto_download_choice(tmp_path):
+    """The issue: auto-download up to a size the person sets; storage with a quota and a view
+    of it. The app's settings show both; a host's browser tab does not (the host's own)."""
+    from fletchat.conversation.prefs import Prefs
+    from fletchat.ui.settings import PrefsStore
+
+    view, _session, files = await make_view(tmp_path, web=False)
+    settings = view.convo.settings
+    notes = tmp_path / "notes.bin"
+    notes.write_bytes(b"n" * 300_000)
+    await view.backend.share_files([notes], "", "general")
+    dialog = settings.dialog()
+    words = texts_in(dialog)
+    assert "Files on this device" in words
+    assert "Files here take 300.0 KB of the 2.1 GB they may use." in words
+    radios = [c for c in controls_in_dialog(dialog) if isinstance(c, ft.RadioGroup)]
+    auto = next(r for r in radios if any(getattr(x, "label", "") == "Files up to 100 MB"
+                                         for x in controls_in_dialog(r)))
+    assert auto.value == "25"  # the device's own default, shown as chosen
+    auto.value = "100"
+    await auto.on_change(ft.Event(name="change", control=auto))
+    assert files.auto_limit == 100_000_000
+    assert settings.prefs.auto_download_mb == 100
+    # remembered: the next session on this device starts with it
+    store = PrefsStore(tmp_path / "prefs.json")
+    await store.save(settings.prefs)
+    view2, _s2, files2 = await make_view(tmp_path / "again", web=False)
+    view2.convo.settings.store = store
+    await view2.convo.settings.load()
+    assert files2.auto_limit == 100_000_000 and view2.convo.settings.prefs == Prefs(auto_download_mb=100)
+
+    tab, _s3, _f3 = await make_view(tmp_path / "tab", web=True)
+    assert "Files on this device" not in texts_in(tab.convo.settings.dialog())
+
+
+def controls_in_dialog(control: ft.Control):
+    from tests.test_ui_controls import controls_in
+
+    return list(controls_in(control))
+
+
+async def test_free_space_removes_the_files_kept_here_but_not_thumbnails(tmp_path):
+    """Files over ``MAX_THUMB_BYTES`` go (an image's own bytes too); its thumbnail stays, so the
+    row still shows it and offers the image for download again."""
+    import os as _os
+
+    view, _session, files = await make_view(tmp_path, web=False)
+    noisy = tmp_path / "noisy.png"
+    Image.frombytes("RGB", (300, 300), _os.urandom(300 * 300 * 3)).save(noisy, "PNG")
+    notes = tmp_path / "notes.bin"
+    notes.write_bytes(b"n" * 300_000)
+    small = tmp_path / "small.txt"
+    small.write_text("kept: smaller than a thumbnail may be")
+    msg = await view.backend.share_files([noisy, notes, small], "", "general")
+    view.on_message(msg)
+    image, card, tiny = msg.files
+    changes: list[FileChanged] = []
+    files.publish = changes.append
+    used_before, _quota = view.backend.files_usage()
+    freed = view.backend.free_files_space()
+    assert freed == image.size + card.size and image.size > 64 * 1024
+    assert not files.store.has(card.sha256) and not files.store.has(image.sha256)
+    assert files.store.has(image.thumb.sha256) and files.store.has(tiny.sha256)
+    assert view.backend.files_usage()[0] == used_before - freed
+    assert {c.sha256 for c in changes} == {card.sha256, image.sha256}
+    for event in changes:
+        await view.on_event(event)
+    tiles = tiles_of(view, msg)
+    assert [t.view.state for t in tiles] == [FileState.AVAILABLE_REMOTE] * 2 + [FileState.READY]
+    assert tiles[0].view.thumb is not None  # the image row still has its thumbnail
+    assert view.backend.free_files_space() == 0

@@ -109,6 +109,15 @@ class RelayFileMethods:
     def set_auto_download_limit(self, n: int) -> None:
         pass  # the host decides what it downloads by itself
 
+    def auto_download_limit(self) -> int:
+        return 0  # the host decides what it downloads by itself
+
+    def free_files_space(self) -> int:
+        return 0  # this page keeps no files: the host's store is the host owner's
+
+    def scratch_dir(self) -> None:
+        return None  # a browser page keeps no files: it uploads what it picked
+
     # ---- sending ----
     async def share_files(self, paths, caption: str, channel: str) -> Message:
         raise ValidationError(PICK_INSTEAD)

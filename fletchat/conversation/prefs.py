@@ -12,6 +12,7 @@ from typing import Any
 from ..model import MAX_CHANNEL_CHARS
 
 MAX_MUTED = 256
+AUTO_DOWNLOAD_CHOICES_MB = (0, 5, 25, 100, 1000)  # the settings' choices for other files' size
 STORAGE_KEY = "fletchat.prefs"  # the client-storage key / the data dir's prefs.json content
 
 
@@ -34,6 +35,7 @@ class Prefs:
     send_read_receipts: bool = True
     send_typing: bool = True
     muted: frozenset[str] = field(default_factory=frozenset)
+    auto_download_mb: int | None = None  # None: the device's own setting (--auto-download)
 
     def toggle_mute(self, channel: str) -> Prefs:
         muted = set(self.muted) ^ {channel}
@@ -41,10 +43,13 @@ class Prefs:
             return self
         return replace(self, muted=frozenset(muted))
 
-    def to_json(self) -> str:
+    def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = asdict(self)
         data["muted"] = sorted(self.muted)
-        return json.dumps(data, sort_keys=True)
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), sort_keys=True)
 
     @classmethod
     def from_json(cls, raw: object) -> Prefs:
@@ -60,12 +65,15 @@ class Prefs:
             isinstance(muted, list) and len(muted) <= MAX_MUTED
             and all(isinstance(c, str) and 0 < len(c) <= MAX_CHANNEL_CHARS for c in muted)
         )
+        auto = data.get("auto_download_mb")
         return cls(
             theme=_enum(Theme, data.get("theme"), d.theme),
             alerts=_enum(Alerts, data.get("alerts"), d.alerts),
             send_read_receipts=_bool(data.get("send_read_receipts"), d.send_read_receipts),
             send_typing=_bool(data.get("send_typing"), d.send_typing),
             muted=frozenset(muted) if ok_muted else d.muted,
+            auto_download_mb=auto if type(auto) is int and auto in AUTO_DOWNLOAD_CHOICES_MB
+            else d.auto_download_mb,
         )
 
 

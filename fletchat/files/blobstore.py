@@ -104,10 +104,7 @@ class BlobStore:
         self._reserved: dict[str, int] = {}
         self._verified: dict[str, set[int]] = {}
         self._hashes: dict[str, RunningHash] = {}  # downloads begun with no chunk on disk yet
-        self._used = 0
-        for blob in self._blobs.glob("??/*"):
-            if _HEX64.match(blob.name):
-                self._used += blob.stat().st_size
+        self._used = sum(size for _sha, size in self.complete())
         for meta in self._partial.glob("*.json"):
             try:
                 if self._blob_path(meta.stem).is_file():  # installed, then a crash: counted once
@@ -151,6 +148,11 @@ class BlobStore:
         with self._lock:
             used = self._used
         return Usage(used, self.quota, shutil.disk_usage(self.root).free)
+
+    def complete(self) -> list[tuple[str, int]]:
+        """(sha256, size) of every complete file kept here."""
+        return [(blob.name, blob.stat().st_size) for blob in self._blobs.glob("??/*")
+                if _HEX64.match(blob.name)]
 
     def partials(self) -> list[FileManifest]:
         """Downloads that were started and not finished (to resume after a restart)."""

@@ -2,7 +2,8 @@
 
 It offers local files (copied into the blob store, sealed in private rooms), watches the hub's
 messages for attached files and downloads them by the auto-download rule (images, thumbnails and
-voice notes always; other files up to a size the person sets), queues downloads beyond
+voice notes up to ``AUTO_MEDIA_BYTES`` whatever the setting; other files up to a size the person
+sets), queues downloads beyond
 ``MAX_CONCURRENT_FETCHES``, resumes unfinished ones at start, and publishes ``FileChanged`` on the
 hub's event path. The wire and the state machines are ``service``/``lane``; this module only
 decides what to fetch and what to show.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import mimetypes
+import shutil
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -23,6 +25,7 @@ from typing import Any
 from ..model import FileRef, Message, ValidationError, new_id
 from . import limits as L
 from .blobstore import BlobError, BlobStore
+from .durations import WAV_TYPES, wav_ms
 from .manifest import OCTET_STREAM, validate_mime
 from .sealed_files import SealedFiles
 from .service import BusyError, FileEvent, FilesService
@@ -69,6 +72,7 @@ class FileShare:
         self._used = 0
         self._starting = False
         self._clicked: set[str] = set()  # asked for by a person here (auto ones must leave room)
+        shutil.rmtree(store.root / "scratch", ignore_errors=True)  # a crash's, before it was shared
 
     # ---- lifecycle ----
     async def start(self) -> None:
@@ -221,9 +225,32 @@ class FileShare:
             return replace(seen, thumb=thumb, name=ref.name, mime=ref.mime)
         return FileView(FileState.AVAILABLE_REMOTE, 0, ref.size, None, thumb, "", ref.name, ref.mime)
 
+    def scratch(self) -> Path:
+        """The folder for files this device makes before it shares them (a pasted image, a
+        recorded voice note): under the data dir, emptied when the files open (``__init__``), so
+        nothing of them is written anywhere else or outlives a crash."""
+        folder = self.store.root / "scratch"
+        folder.mkdir(exist_ok=True)
+        return folder
+
     def usage(self) -> tuple[int, int]:
         u = self.store.usage()
         return u.used, u.quota
+
+    def free_space(self) -> int:
+        """The person's "free space": every complete file kept here over ``MAX_THUMB_BYTES`` goes
+        (and its opened copy, if it was sealed); thumbnails, which rows show, stay. Rows then
+        offer those files for download again, from whoever still has them. The bytes freed."""
+        freed = 0
+        for sha, size in self.store.complete():
+            if size <= L.MAX_THUMB_BYTES:
+                continue
+            self.store.remove(sha)
+            (self.sealed.opened_dir / sha).unlink(missing_ok=True)
+            self._views.pop(sha, None)
+            freed += size
+            self.publish(FileChanged(sha, FileView(FileState.AVAILABLE_REMOTE, 0, size)))
+        return freed
 
     # ---- offering local files ----
     async def share(self, session: Any, paths: list[Path], caption: str, channel: str) -> Message:
@@ -276,6 +303,8 @@ class FileShare:
             raise ValidationError(str(err)) from err
         except OSError as err:
             raise ValidationError(f"Cannot read {name}: {err.strerror or err}") from err
+        if mime in WAV_TYPES and (ms := await asyncio.to_thread(wav_ms, path)) is not None:
+            ref = replace(ref, ms=ms)  # not for sealed files: their duration would show
         if mime.startswith("image/"):
             try:
                 thumb = await amake_thumbnail(path)

@@ -304,8 +304,9 @@ class Attachments:
         for tile in self.tiles.get(event.sha256, ()):
             if not self.shown(tile):
                 continue
-            view = event.view if event.sha256 == tile.ref.sha256 else \
-                self.ctx.backend.file_view(tile.ref)
+            own = event.sha256 == tile.ref.sha256 and event.view.state != FileState.AVAILABLE_REMOTE
+            # (a file no longer kept here: the backend knows its thumbnail, the event does not)
+            view = event.view if own else self.ctx.backend.file_view(tile.ref)
             tile.show(view)
             self.ctx.updates.mark(tile)
 

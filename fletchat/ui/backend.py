@@ -132,8 +132,20 @@ class ChatBackend(Protocol):
     def files_usage(self) -> tuple[int, int]:
         """(bytes used by files here, quota)."""
 
+    def auto_download_limit(self) -> int:
+        """Files up to this many bytes download here by themselves (``set_auto_download_limit``)."""
+
+    def free_files_space(self) -> int:
+        """Remove the files kept on this device over ``MAX_THUMB_BYTES`` (thumbnails stay; the
+        rest can be downloaded again from whoever has them); the bytes freed."""
+
+    def scratch_dir(self) -> Path | None:
+        """Where a file made here before it is shared goes (a pasted image, a recorded voice
+        note): a folder under this device's data dir; None where files are not kept here."""
+
     def set_auto_download_limit(self, n: int) -> None:
-        """Files up to ``n`` bytes download by themselves (images and voice notes always)."""
+        """Files up to ``n`` bytes download by themselves (images and voice notes up to
+        ``AUTO_MEDIA_BYTES`` even when ``n`` is lower: ``share.auto_wanted``)."""
     # ---- the conversation (replies, reactions, edit/delete, typing, read receipts) ----
     async def reply(self, parent: Message, raw_text: str, channel: str) -> Message | None:
         """Post an answer to ``parent`` (its quote travels with it); None for whitespace only;

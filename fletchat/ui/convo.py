@@ -70,7 +70,7 @@ class Convo:
         self.suggestions = Suggestions(self.pick_suggestion)
         self.emoji = EmojiButton(self.page, self.insert)
         self.settings = Settings(self.page, prefs_store or PrefsStore(), self.backend.rename,
-                                 lambda: self.backend.name, self.prefs_changed)
+                                 lambda: self.backend.name, self.prefs_changed, self.backend)
         self.notifier = Notifier(self.page)
         self.attention = Attention()
         self.titles = TitleKeeper()

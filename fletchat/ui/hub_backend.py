@@ -154,6 +154,15 @@ class HubBackend:
     def files_usage(self) -> tuple[int, int]:
         return (0, 0) if self.hub.files is None else self.hub.files.usage()
 
+    def auto_download_limit(self) -> int:
+        return 0 if self.hub.files is None else self.hub.files.auto_limit
+
+    def free_files_space(self) -> int:
+        return 0 if self.hub.files is None else self.hub.files.free_space()
+
+    def scratch_dir(self) -> Path | None:
+        return None if self.hub.files is None else self.hub.files.scratch()
+
     def set_auto_download_limit(self, n: int) -> None:
         if self.hub.files is not None:
             self.hub.files.set_auto_download_limit(n)

@@ -6,16 +6,17 @@ and Android window in the data dir (``prefs.json``)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import flet as ft
 
 from ..conversation.prefs import STORAGE_KEY, Alerts, Prefs, Theme
 from ..model import ValidationError
 from .row_menu import action
+from .storage import StorageSection
 
 log = logging.getLogger("fletchat.ui")
 
@@ -70,13 +71,15 @@ class Settings:
     def __init__(self, page: ft.Page, store: PrefsStore,
                  rename: Callable[[str], Awaitable[None]],
                  current_name: Callable[[], str | None],
-                 on_change: Callable[[Prefs], Awaitable[None]]) -> None:
+                 on_change: Callable[[Prefs], Awaitable[None]], backend: Any = None) -> None:
         self.page = page
         self.store = store
         self.rename = rename
         self.current_name = current_name
         self.on_change = on_change
         self.prefs = Prefs()
+        self.storage = StorageSection(page, backend, self.change, lambda: self.prefs) \
+            if backend is not None else None
         self.name = ft.TextField(label="Display name", on_submit=self.save_name)
         self.button = action(SETTINGS_TOOLTIP, ft.IconButton(
             ft.Icons.SETTINGS_OUTLINED, tooltip=SETTINGS_TOOLTIP, on_click=self.open), self.open)
@@ -86,6 +89,8 @@ class Settings:
     async def load(self) -> Prefs:
         self.prefs = await self.store.load()
         self.apply_theme()
+        if self.storage is not None:
+            self.storage.apply(self.prefs)
         return self.prefs
 
     def apply_theme(self) -> None:
@@ -136,7 +141,7 @@ class Settings:
 
     def _switch(self, label: str, value: bool, field: str) -> ft.Control:
         async def changed(e: ft.Event) -> None:
-            await self.change(Prefs.from_json({**_dict(self.prefs),
+            await self.change(Prefs.from_json({**self.prefs.as_dict(),
                                                field: bool(e.control.value)}))
 
         return ft.Switch(label=label, value=value, on_change=changed)
@@ -146,10 +151,10 @@ class Settings:
         self.name.value, self.name.error, self.name.helper = self.current_name() or "", None, None
 
         async def theme(v: str) -> None:
-            await self.change(Prefs.from_json({**_dict(self.prefs), "theme": v}))
+            await self.change(Prefs.from_json({**self.prefs.as_dict(), "theme": v}))
 
         async def alerts(v: str) -> None:
-            await self.change(Prefs.from_json({**_dict(self.prefs), "alerts": v}))
+            await self.change(Prefs.from_json({**self.prefs.as_dict(), "alerts": v}))
 
         return ft.AlertDialog(
             title=ft.Text(SETTINGS_TOOLTIP, size=16),
@@ -159,6 +164,8 @@ class Settings:
                 self._choice("Notify me about", ALERT_NAMES, p.alerts, alerts),
                 self._switch("Send read receipts", p.send_read_receipts, "send_read_receipts"),
                 self._switch("Show others when I am typing", p.send_typing, "send_typing"),
+                *([self.storage.control()] if self.storage is not None and self.storage.shown()
+                  else []),
             ], tight=True, spacing=10, width=380, scroll=ft.ScrollMode.AUTO),
             actions=[ft.TextButton("Close", on_click=lambda e: self.page.pop_dialog())],
         )
@@ -166,6 +173,3 @@ class Settings:
     async def open(self, e: ft.Event | None = None) -> None:
         self.page.show_dialog(self.dialog())
 
-
-def _dict(prefs: Prefs) -> dict:
-    return json.loads(prefs.to_json())

@@ -21,7 +21,6 @@ import asyncio
 import datetime
 import logging
 import secrets
-import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -209,8 +208,14 @@ class Attach:
         if not data:
             self.say("There is no image on the clipboard.")
             return
+        folder = self.backend.scratch_dir()
+        if folder is None:
+            self.say("Pasting needs a data folder, and file sharing is off here.")
+            return
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        folder = Path(tempfile.mkdtemp(prefix="fletchat-paste-"))
-        path = folder / f"pasted-image-{stamp}.png"
-        await asyncio.to_thread(path.write_bytes, data)
-        await self.share([path])
+        path = folder / f"pasted-image-{stamp}-{secrets.token_hex(4)}.png"
+        try:
+            await asyncio.to_thread(path.write_bytes, data)
+            await self.share([path])  # copied into the store: the pasted file is not kept
+        finally:
+            path.unlink(missing_ok=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-import tempfile
 import wave
 from pathlib import Path
 from typing import Any
@@ -52,6 +51,33 @@ def insecure_page(url: str | None) -> bool:
                                            or host.endswith(".localhost"))
 
 
+STANDARD_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
+SNIFF_BYTES = 1 << 20  # enough of the recording to tell a mono microphone copied to two channels
+
+
+def pcm_format(raw: Path, seconds: float) -> tuple[int, int]:
+    """(rate, channels) of a browser's raw 16-bit recording that lasted ``seconds``. The upload
+    has no header, and browsers record at their own rate whatever the recorder was asked for
+    (headless Chromium sends 44.1 kHz stereo when 16 kHz mono is asked). So: the standard rate
+    and channel count whose bytes per second come nearest what arrived in that time; two channels
+    when every pair of samples is equal (a mono microphone on both), else one, at a tie."""
+    size = raw.stat().st_size
+    if seconds <= 0 or size < 2 * SAMPLE_BYTES:
+        return SAMPLE_RATE, CHANNELS
+    with open(raw, "rb") as f:
+        head = f.read(SNIFF_BYTES)
+    head = head[:len(head) - len(head) % (2 * SAMPLE_BYTES)]
+    samples = memoryview(head).cast("h")
+    copied = samples[0::2] == samples[1::2]
+    per_second = size / SAMPLE_BYTES / seconds
+
+    def miss(option: tuple[int, int]) -> tuple[float, bool]:
+        rate, channels = option
+        return abs(rate * channels - per_second) / (rate * channels), (channels == 2) != copied
+
+    return min(((r, c) for r in STANDARD_RATES for c in (1, 2)), key=miss)
+
+
 def pcm_to_wav(raw: Path, wav: Path, rate: int = SAMPLE_RATE, channels: int = CHANNELS) -> int:
     """Wrap raw 16-bit little-endian PCM in a WAV header; the duration in ms."""
     frame = SAMPLE_BYTES * channels
@@ -75,6 +101,7 @@ class Voice:
         backend = attach.backend
         self.web = attach.web
         self.ticket: Any = None
+        self.recording_path: Path | None = None  # the app's recording, in the data dir's scratch
         self.recording = False
         self.started: datetime.datetime | None = None
         self.player: Any = None
@@ -147,8 +174,12 @@ class Voice:
                     upload=self._far.AudioRecorderUploadSettings(upload_url=self.ticket.url,
                                                            method="PUT"))
             else:
-                folder = Path(tempfile.mkdtemp(prefix="fletchat-voice-"))
-                ok = await self.recorder.start_recording(output_path=str(folder / self._name()))
+                folder = self.attach.backend.scratch_dir()
+                if folder is None:
+                    self.attach.say("Voice notes need a data folder, and file sharing is off here.")
+                    return
+                self.recording_path = folder / self._name()
+                ok = await self.recorder.start_recording(output_path=str(self.recording_path))
         except (ValidationError, RuntimeError, TimeoutError) as err:
             self.attach.say(f"Could not start recording: {err}")
             self._drop_ticket()
@@ -164,10 +195,11 @@ class Voice:
     async def stop_and_send(self) -> None:
         self._show(False)
         self.attach.show_status("")
+        seconds = (datetime.datetime.now() - self.started).total_seconds() if self.started else 0.0
         try:
             where = await self.recorder.stop_recording()
             if self.web:
-                path = await self._wav_from_upload()
+                path = await self._wav_from_upload(seconds)
             elif where:
                 path = Path(where)
             else:
@@ -177,12 +209,14 @@ class Voice:
             self.attach.say(f"The voice note could not be sent: {err}")
         finally:
             self._drop_ticket()
+            self._drop_recording()
 
-    async def _wav_from_upload(self) -> Path:
+    async def _wav_from_upload(self, seconds: float) -> Path:
         ticket = self.ticket
         raw = await self.attach.tickets.wait(ticket, 30)
         wav = raw.with_name(self._name())
-        ms = await asyncio.to_thread(pcm_to_wav, raw, wav)
+        rate, channels = await asyncio.to_thread(pcm_format, raw, seconds)
+        ms = await asyncio.to_thread(pcm_to_wav, raw, wav, rate, channels)
         if ms <= 0:
             raise ValidationError("nothing was recorded")
         if ms > MAX_VOICE_MS:
@@ -191,6 +225,12 @@ class Voice:
 
     def _name(self) -> str:
         return f"voice-note-{datetime.datetime.now():%Y%m%d-%H%M%S}.wav"
+
+    def _drop_recording(self) -> None:
+        """Shared (copied into the store) or given up: the recording itself is not kept."""
+        if self.recording_path is not None:
+            self.recording_path.unlink(missing_ok=True)
+            self.recording_path = None
 
     def _drop_ticket(self) -> None:
         if self.ticket is not None:
@@ -205,6 +245,7 @@ class Voice:
         except (RuntimeError, TimeoutError) as err:
             log.debug("cancel recording: %s", err)
         self._drop_ticket()
+        self._drop_recording()
 
     # ---- playback ----
     async def play(self, src: str) -> None:
