@@ -263,3 +263,44 @@ async def test_files_nobody_has_do_not_block_a_file_someone_has(tmp_path):
     finally:
         await a.close()
         await b.close()
+
+
+@pytest.mark.parametrize(("mutate", "verdict"), [
+    (lambda c, last: F.Chunk(c.sha256, last, c.proof, c.data), "chunk that was not requested"),
+    (lambda c, last: F.Chunk(c.sha256, c.index, c.proof, bytes(c.data) + b"x"),
+     "chunk larger than requested"),
+])
+async def test_a_holder_answering_what_was_not_asked_loses_its_files_connection(
+        tmp_path, caplog, mutate, verdict):
+    """The issue: an oversized or unrequested chunk costs the sender its files connection, with
+    a log line; the chat connection stays and nothing of it is kept."""
+    a, b = await files_peer(tmp_path, "Ann"), await files_peer(tmp_path, "Bob")
+    try:
+        await connected((a, b))
+        caplog.set_level(logging.WARNING, "fletchat.files")
+        out = b.lane.links[a.hub.peer_id]  # what Bob writes to Ann's files connection
+        send, last = out.send, {}
+
+        async def lying_send(frame):
+            if isinstance(frame, bytes) and last:
+                chunk = F.decode(frame)
+                frame = F.encode(mutate(chunk, last["index"]))
+            await send(frame)
+
+        out.send = lying_send
+        ann_link = a.lane.links[b.hub.peer_id]
+        src = make_file(tmp_path / "data.bin", 8 * MB)
+        msg = await b.backend.share_files([src], "", "general")
+        ref = msg.files[0]
+        last["index"] = -(-ref.size // ref.chunk_size) - 1  # Ann asks for the first chunks first
+        await eventually(lambda: verdict in caplog.text, f"Ann's verdict on Bob: {verdict}", 30)
+        await eventually(lambda: ann_link.closed and ann_link.close_args == (1008, verdict),
+                         "Ann closed Bob's files connection with the verdict", 10)
+        assert b.hub.peer_id in {p.id for p in a.mesh.peers()}  # the chat connection stays
+        assert a.share.store.path(ref.sha256) is None
+        journal = tmp_path / "Ann" / "files" / "partial" / f"{ref.sha256}.idx"
+        raw = journal.read_bytes() if journal.exists() else b""
+        assert last["index"] not in {int.from_bytes(raw[i:i + 4], "big") for i in range(0, len(raw), 36)}
+    finally:
+        await a.close()
+        await b.close()

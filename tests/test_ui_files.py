@@ -521,3 +521,22 @@ async def test_free_space_removes_the_files_kept_here_but_not_thumbnails(tmp_pat
     assert [t.view.state for t in tiles] == [FileState.AVAILABLE_REMOTE] * 2 + [FileState.READY]
     assert tiles[0].view.thumb is not None  # the image row still has its thumbnail
     assert view.backend.free_files_space() == 0
+
+
+async def test_a_file_whose_holders_are_all_gone_says_so_in_its_row(tmp_path):
+    """The issue: a file whose holders are all gone says so (the tile, and only it, changes)."""
+    view, _session, _files = await make_view(tmp_path)
+    notes = tmp_path / "notes.bin"
+    notes.write_bytes(b"n" * 5000)
+    msg = await view.backend.share_files([notes], "", "general")
+    view.on_message(msg)
+    ref = msg.files[0]
+    waiting = FileView(FileState.WAITING_FOR_HOLDER, 0, ref.size, name=ref.name, mime=ref.mime)
+    await view.on_event(FileChanged(ref.sha256, waiting))
+    (tile,) = tiles_of(view, msg)
+    assert "Nobody who has this file is online." in [
+        c.value for c in walk(tile) if isinstance(c, ft.Text)]
+    reason = FileView(FileState.WAITING_FOR_HOLDER, 0, ref.size, reason="Bob went away.",
+                      name=ref.name, mime=ref.mime)
+    await view.on_event(FileChanged(ref.sha256, reason))
+    assert "Bob went away." in [c.value for c in walk(tile) if isinstance(c, ft.Text)]
