@@ -158,6 +158,7 @@ def build_web_app(node: Node, prefill_name: str = "", static_dir: Path | None = 
     app.router.routes.extend(FallbackFonts().routes(("", STATIC_PATH)))
     app.router.routes.extend(host_offline.routes())  # no Rive runtime from a CDN
     app.router.routes.extend([uploads.route(), blobs.route()])  # webfiles: uploads in, files out
+    app.router.routes.append(uploads.opened.route())  # webopened: a room's files, opened
     static = static_dir or DEFAULT_STATIC_DIR
     if (static / "index.html").is_file():
         app.add_route(STATIC_PATH, lambda request: RedirectResponse(STATIC_PATH + "/"))
@@ -176,10 +177,13 @@ def file_routes(data_dir: Path, store=None):
     """Browser uploads land in ``<data>/uploads``; stored files are served from the node's blob
     store (``<data>/files/blobs/<sha[:2]>/<sha>``), never from anywhere else."""
     from .files.blobstore import BlobStore
+    from .files.sealed_files import OPENED_DIR
     from .webfiles import UPLOAD_DIR, BlobRoute, UploadTickets
+    from .webopened import OpenedLinks
 
     store = store or BlobStore(data_dir / "files")
-    return UploadTickets(data_dir / UPLOAD_DIR), BlobRoute(store.path, store.root)
+    opened = OpenedLinks(store.root / OPENED_DIR)
+    return UploadTickets(data_dir / UPLOAD_DIR, opened=opened), BlobRoute(store.path, store.root)
 
 
 def uvicorn_config(app) -> uvicorn.Config:

@@ -43,6 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -126,8 +127,9 @@ class UploadTickets:
     def __init__(self, root: Path, clock: Callable[[], float] = time.monotonic,
                  max_bytes: int = MAX_UPLOAD_BYTES, max_in_flight: int = MAX_BYTES_IN_FLIGHT,
                  min_free: int = MIN_FREE_BYTES,
-                 disk_free: Callable[[Path], int] | None = None) -> None:
+                 disk_free: Callable[[Path], int] | None = None, opened: Any = None) -> None:
         self.root = Path(root).resolve()
+        self.opened = opened  # ``webopened.OpenedLinks``: a tab's links to opened sealed files
         self.clock = clock
         self.max_bytes = max_bytes
         self.max_in_flight = max_in_flight
@@ -190,6 +192,15 @@ class UploadTickets:
     def release_owner(self, owner: str) -> None:
         for token in [t.token for t in self._tickets.values() if t.owner == owner]:
             self.release(token)
+        if self.opened is not None:
+            self.opened.release_owner(owner)
+
+    def opened_link(self, owner: str, path: Path, name: str = "", download: bool = False) -> str:
+        """Where session ``owner``'s tab loads a private room's file it opened (``webopened``);
+        ``ValueError`` if this host serves none."""
+        if self.opened is None:
+            raise ValueError("this host serves no opened files")
+        return self.opened.link(owner, path, name, download)
 
     def sweep(self) -> None:
         now = self.clock()
@@ -357,6 +368,22 @@ def _head(path: Path) -> bytes:
         return f.read(16)
 
 
+async def stored_response(request: Request, path: Path, fallback_name: str) -> Response:
+    """A stored file for a browser: inline only for the sniffed safe types, else an attachment;
+    ``SAFE_HEADERS`` always; named by the request's ``name`` made safe."""
+    head = await asyncio.to_thread(_head, path)
+    mime = sniff(head)
+    inline = mime is not None and not request.query_params.get("dl")
+    name = upload_name(request.query_params.get("name", ""), fallback=fallback_name)
+    return PacedFileResponse(  # yields the link to the tab's chat while it streams
+        path,
+        media_type=mime if inline else "application/octet-stream",
+        headers=SAFE_HEADERS,
+        filename=name,
+        content_disposition_type="inline" if inline else "attachment",
+    )
+
+
 class BlobRoute:
     """``GET /files/blob/<sha256>``: a stored file, only from inside ``root``."""
 
@@ -372,17 +399,7 @@ class BlobRoute:
         path = await asyncio.to_thread(self._inside, sha)
         if path is None:
             return PlainTextResponse("this host does not have that file (yet)", 404)
-        head = await asyncio.to_thread(_head, path)
-        mime = sniff(head)
-        inline = mime is not None and not request.query_params.get("dl")
-        name = upload_name(request.query_params.get("name", ""), fallback=f"file-{sha[:16]}")
-        return PacedFileResponse(  # yields the link to the tab's chat while it streams
-            path,
-            media_type=mime if inline else "application/octet-stream",
-            headers=SAFE_HEADERS,
-            filename=name,
-            content_disposition_type="inline" if inline else "attachment",
-        )
+        return await stored_response(request, path, f"file-{sha[:16]}")
 
     def _inside(self, sha: str) -> Path | None:
         try:

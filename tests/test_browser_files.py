@@ -96,6 +96,59 @@ async def test_files_between_two_tabs(server, browser, tmp_path):
 
 
 
+
+async def make_private(tab: ChatPage, name: str, channel: str, passphrase: str) -> None:
+    await tab.page.get_by_role("button", name="New channel").click()
+    await tab.type_in_field(channel, "Channel name", tag="INPUT")
+    await tab.page.keyboard.press("Enter")
+    await expect(tab.notice(f"{name} created #{channel}.")).to_be_visible(timeout=TIMEOUT)
+    await tab.page.get_by_label(re.compile("^Private room")).click()
+    await tab.type_in_field(passphrase, "Passphrase", tag="INPUT")
+    await tab.page.keyboard.press("Enter")
+    await expect(tab.page.get_by_text(re.compile("is private for you now")).first
+                 ).to_be_visible(timeout=TIMEOUT)
+
+
+async def test_a_private_rooms_files_open_in_a_tab_with_the_passphrase(server, browser, tmp_path):
+    """A room's files are sealed; a tab whose session has the passphrase shows the image inline
+    and saves the file, through links made for that session (never the blob route, which serves
+    anyone the sealed bytes by hash)."""
+    picture = tmp_path / "plan.png"
+    picture_bytes = png(picture, (20, 120, 220), (320, 200))
+    notes = tmp_path / "secret minutes.txt"
+    notes.write_bytes(b"only for the room\n" * 50)
+
+    alice = await ChatPage.open(await browser.new_context(), server)
+    await alice.join("Alice")
+    bob = await ChatPage.open(await browser.new_context(accept_downloads=True), server)
+    opened: list[str] = []
+    bob.page.on("response", lambda r: opened.append(r.url)
+                if "/files/opened/" in r.url and r.status == 200 else None)
+    await bob.join("Bob")
+    await make_private(alice, "Alice", "vault", "correct horse battery")
+    await alice.type_in_field("the plan")  # the caption is sealed too: Bob is asked to unlock
+    await attach(alice, picture, notes)
+    row = re.compile(r"^Alice at [0-9:\- ]+: the plan.*image plan\.png.*file secret minutes\.txt")
+    await expect(alice.page.get_by_label(row)).to_be_visible(timeout=TIMEOUT)
+
+    await bob.page.get_by_role("button", name=re.compile(r"^# vault")).click()
+    await expect(bob.page.get_by_text("Unlock private room # vault")).to_be_visible(timeout=TIMEOUT)
+    await bob.type_in_field("correct horse battery", "Passphrase", tag="INPUT")
+    await bob.page.keyboard.press("Enter")
+    await expect(bob.page.get_by_label(row)).to_be_visible(timeout=TIMEOUT)
+    image = bob.page.get_by_role("button", name="Image plan.png, open full size")
+    await expect(image).to_be_visible(timeout=TIMEOUT)
+    await eventually(lambda: opened, "the opened image loaded through Bob's own link", 20)
+    async with bob.page.expect_download(timeout=TIMEOUT) as download_info:
+        await bob.page.get_by_label("Save secret minutes.txt").click()
+    download = await download_info.value
+    saved = tmp_path / "saved.txt"
+    await download.save_as(saved)
+    assert saved.read_bytes() == notes.read_bytes()
+    response = await bob.page.request.get(opened[0])  # the image Bob was shown: the plaintext
+    assert await response.body() == picture_bytes
+    await bob.screenshot("files-private-room.png")
+
 async def test_a_voice_note_with_the_fake_microphone(server, browser):
     alice = await ChatPage.open(await browser.new_context(), server)
     await alice.join("Alice")

@@ -25,11 +25,13 @@ log = logging.getLogger("fletchat.files")
 
 NO_KEY = "A file in a private room: enter the room's passphrase to see it."
 
+OPENED_DIR = "opened"  # under the files root: opened copies, by the sealed blob's hash
+
 
 class SealedFiles:
     def __init__(self, store: BlobStore) -> None:
         self.store = store
-        self.opened_dir = store.root / "opened"
+        self.opened_dir = store.root / OPENED_DIR
         self.opened_dir.mkdir(parents=True, exist_ok=True)
         self._where: dict[str, tuple[str, str]] = {}  # sealed field -> (channel, message id)
         self._keys: dict[str, bytes] = {}  # channel -> room key, as people entered them here

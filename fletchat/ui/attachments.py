@@ -34,8 +34,8 @@ log = logging.getLogger("fletchat.ui")
 
 THUMB_SIDE = 240  # an inline image at most this wide/high (logical pixels)
 LOCKED_LABEL = "a file (locked)"
-SEALED_IN_BROWSER = ("A private room's file: open it in the app (a browser tab cannot download "
-                     "sealed files yet).")
+SEALED_IN_BROWSER = ("A private room's file: this page cannot load it (its host serves no opened "
+                     "files); open it in the app.")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 PRUNE_AT = 2000  # tiles remembered before those of rows no longer shown are dropped
 
@@ -117,6 +117,8 @@ class TileContext:
     save: Callable[[Path, str], Awaitable[None]]  # the app: copy a stored file where the person picks
     error: Callable[[str], None]
     launcher: ft.UrlLauncher | None = None  # the session's, for downloads in a browser
+    # a host's tab: the URL its session may load an opened private-room file from (``webopened``)
+    opened_link: Callable[[Path, str, bool], str] | None = None
 
 
 class FileTile(Isolated, ft.Container):
@@ -130,15 +132,31 @@ class FileTile(Isolated, ft.Container):
         self.show(view)
 
     def blob_src(self, path: Path, name: str = "", download: bool = False) -> str:
-        """Where the browser gets this stored file from the host."""
+        """Where the browser gets this stored file from the host: a sealed file's opened copy
+        only by its session's own link (``sealed_src``), anything else by its hash."""
+        if self.ref.sealed is not None:
+            return self.sealed_src(path, name, download) or ""
         return self.ctx.origin + blob_url(stored_sha(path, self.ref.sha256), name, download)
+
+    def sealed_src(self, path: Path, name: str = "", download: bool = False) -> str | None:
+        if self.ctx.opened_link is None:
+            return None
+        try:
+            return self.ctx.origin + self.ctx.opened_link(path, name, download)
+        except ValueError:  # not an opened copy this host serves
+            return None
+
+    def _browser_cannot_open(self, view: FileView) -> bool:
+        """A tab that cannot load this private room's file (not opened here, or no route)."""
+        return (self.ctx.web and self.ref.sealed is not None
+                and (view.path is None or self.sealed_src(view.path) is None))
 
     # ---- what it shows ----
     def show(self, view: FileView) -> None:
         self.view = view
         if view.state == FileState.SEALED_NO_KEY:
             self.content = self._locked()
-        elif self.ctx.web and self.ref.sealed is not None:  # opened here, not downloadable yet
+        elif self._browser_cannot_open(view):
             self.content = self._card(view)
         elif is_image(self.ref, view) and self._image_source(view) is not None:
             self.content = self._image(view)
@@ -160,6 +178,8 @@ class FileTile(Isolated, ft.Container):
         path = view.thumb or view.path
         if path is None:
             return None
+        if self.ctx.web and self.ref.sealed is not None:
+            return self.sealed_src(path)
         if self.ctx.web:
             sha = stored_sha(path, self.ref.thumb.sha256 if view.thumb and self.ref.thumb
                              else self.ref.sha256)
@@ -226,7 +246,7 @@ class FileTile(Isolated, ft.Container):
 
     def _action(self, view: FileView, name: str) -> ft.Control:
         if view.state == FileState.READY and view.path is not None:
-            if self.ctx.web and self.ref.sealed is not None:  # the host's route serves blobs only
+            if self._browser_cannot_open(view):
                 return ft.Icon(ft.Icons.LOCK_OPEN, tooltip=SEALED_IN_BROWSER)
             if self.ctx.web:  # the browser saves it: an attachment from the host
                 url = self.blob_src(view.path, name, download=True)

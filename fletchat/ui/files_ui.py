@@ -41,11 +41,15 @@ class FilesUI:
         self.voice = Voice(page, self.attach)
         # The static client knows its host's origin (``page.url`` is not it under Pyodide).
         origin = getattr(backend, "origin", "") or origin_of(page)
+        host_tab = self.attach.web and not self.attach.by_data and uploads is not None
         ctx = TileContext(backend, self.attach.web or self.attach.by_data, origin, view.updates,
                           self.show_image, self.voice.play, self.save, self.say,
-                          ft.UrlLauncher())
+                          ft.UrlLauncher(), self._opened_link if host_tab else None)
         self.attachments = Attachments(
             ctx, lambda tile: view.conversation.rows.get(tile.msg_id) is tile.row)
+
+    def _opened_link(self, path: Path, name: str, download: bool) -> str:
+        return self.attach.tickets.opened_link(self.attach.owner, path, name, download)
 
     @property
     def composer_controls(self) -> list[ft.Control]:

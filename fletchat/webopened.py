@@ -1,0 +1,100 @@
+"""Host mode: a browser tab's links to the opened copies of a private room's files.
+
+A sealed file is stored as ciphertext (``blobs/``) and, on a device that has the room's key, as
+an opened copy (``files/opened/<sealed sha256>``, ``files/sealed_files``). ``BlobRoute`` serves
+blobs by hash, which every peer of the mesh knows; an opened copy must reach only a tab whose
+session holds the key. So a tab never names one: when its session shows an opened file (the
+backend gave it the opened path, which it does only with the key), it asks ``OpenedLinks.link``
+for a random token bound to that session, and ``GET /files/opened/<token>`` serves exactly that
+path (it must resolve inside the opened folder), with ``BlobRoute``'s headers and type rules.
+Tokens expire after ``LINK_SECONDS`` and go with their session (``release_owner``); a session
+holds at most ``MAX_LINKS_PER_OWNER`` and the host ``MAX_LINKS`` (the oldest go first). Behind the
+passphrase gate like every route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from .webfiles import stored_response
+from .webpaths import OPENED_PATH, opened_url
+
+LINK_SECONDS = 60 * 60  # a tab shown an opened file can load it for an hour (then redraw)
+MAX_LINKS_PER_OWNER = 256  # a session's opened files on screen
+MAX_LINKS = 8192  # on the host, all sessions
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
+
+
+@dataclass(frozen=True)
+class _Link:
+    owner: str
+    path: Path
+    expires: float
+
+
+class OpenedLinks:
+    def __init__(self, root: Path, clock: Callable[[], float] = time.monotonic) -> None:
+        self.root = Path(root).resolve()
+        self.clock = clock
+        self._links: OrderedDict[str, _Link] = OrderedDict()  # oldest first
+        self._by_key: dict[tuple[str, Path], str] = {}
+
+    def link(self, owner: str, path: Path, name: str = "", download: bool = False) -> str:
+        """The URL (relative to the host) a tab of session ``owner`` loads ``path`` from;
+        ``ValueError`` if ``path`` is not an opened file of this host."""
+        real = Path(path).resolve()
+        if not real.is_relative_to(self.root) or real.parent != self.root:
+            raise ValueError(f"{path} is not an opened file")
+        self._sweep()
+        token = self._by_key.get((owner, real))
+        if token is None:
+            if sum(link.owner == owner for link in self._links.values()) >= MAX_LINKS_PER_OWNER:
+                self._drop(next(t for t, link in self._links.items() if link.owner == owner))
+            while len(self._links) >= MAX_LINKS:
+                self._drop(next(iter(self._links)))
+            token = secrets.token_urlsafe(32)
+            self._by_key[(owner, real)] = token
+        self._links[token] = _Link(owner, real, self.clock() + LINK_SECONDS)
+        self._links.move_to_end(token)
+        return opened_url(token, name, download)
+
+    def release_owner(self, owner: str) -> None:
+        for token in [t for t, link in self._links.items() if link.owner == owner]:
+            self._drop(token)
+
+    def __len__(self) -> int:
+        return len(self._links)
+
+    def _drop(self, token: str) -> None:
+        link = self._links.pop(token, None)
+        if link is not None:
+            self._by_key.pop((link.owner, link.path), None)
+
+    def _sweep(self) -> None:
+        now = self.clock()
+        for token in [t for t, link in self._links.items() if link.expires <= now]:
+            self._drop(token)
+
+    async def serve(self, request: Request) -> Response:
+        token = request.path_params.get("token", "")
+        link = self._links.get(token) if _TOKEN.match(token) else None
+        if link is None or link.expires <= self.clock():
+            return PlainTextResponse("unknown or expired link: reopen the chat", 404)
+        if not await asyncio.to_thread(link.path.is_file):
+            return PlainTextResponse("this host no longer keeps that file", 404)
+        return await stored_response(request, link.path, "file")
+
+    def route(self) -> Route:
+        return Route(OPENED_PATH + "/{token}", self.serve, methods=["GET", "HEAD"],
+                     name="files-opened")
