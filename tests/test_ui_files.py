@@ -540,3 +540,28 @@ async def test_a_file_whose_holders_are_all_gone_says_so_in_its_row(tmp_path):
                       name=ref.name, mime=ref.mime)
     await view.on_event(FileChanged(ref.sha256, reason))
     assert "Bob went away." in [c.value for c in walk(tile) if isinstance(c, ft.Text)]
+
+
+async def test_where_voice_notes_cannot_be_recorded_the_button_says_why(tmp_path):
+    """The issue: where recording is unavailable the button says why (the static client has no
+    recorder: its button is shown, off, with the reason, not hidden)."""
+    from dataclasses import replace as _replace
+
+    from fletchat.ui.upload import Attach
+    from fletchat.ui.voice import NO_RECORDER, RECORD_TOOLTIP, Voice
+
+    hub = Hub("here")
+    hub.files = FileShare(BlobStore(tmp_path / "files"), hub._publish)
+    backend = HubBackend(HubSession(hub))
+    backend.capabilities = _replace(backend.capabilities, voice=False)  # as the static client's
+
+    async def on_sent(msg) -> None:
+        pass
+
+    attach = Attach(FakePage(web=True), backend, DataUploader(), lambda: ("general", ""),
+                    on_sent, lambda _t: None)  # type: ignore[arg-type]
+    voice = Voice(FakePage(web=True), attach)  # type: ignore[arg-type]
+    assert voice.button.visible and voice.button.disabled
+    assert voice.button.tooltip == f"{RECORD_TOOLTIP}: {NO_RECORDER}"
+    assert voice.controls == [voice.button]  # no cancel button where nothing can be recorded
+    assert voice.recorder is None and voice.player is None

@@ -37,6 +37,8 @@ SAMPLE_BYTES = 2
 INSECURE = ("Voice notes need the microphone, which browsers allow only on a secure page: open "
             "this chat on the host itself (http://localhost) or over https.")
 NO_VOICE = "Voice notes are not available on this page."
+NO_RECORDER = ("This page cannot record voice notes (the static web client has no recorder): "
+               "open the chat at the host's own address, or in the app.")
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
 
 
@@ -120,19 +122,19 @@ class Voice:
         why = self.unavailable(page, backend, attach.tickets)
         self.button = ft.IconButton(
             icon=ft.Icons.MIC_NONE, tooltip=f"{RECORD_TOOLTIP}: {why}" if why else RECORD_TOOLTIP,
-            disabled=bool(why), on_click=self.toggle, visible=backend.capabilities.voice)
+            disabled=bool(why), on_click=self.toggle)  # off, never hidden: its tooltip says why
         self.cancel_button = ft.IconButton(icon=ft.Icons.DELETE_OUTLINE, tooltip=CANCEL_TOOLTIP,
                                            on_click=self.cancel, visible=False)
 
     @property
     def controls(self) -> list[ft.Control]:
-        """None where voice notes cannot be recorded (a hidden control still costs each tab's
-        heap, issue 12)."""
-        return [self.button, self.cancel_button] if self.button.visible else []
+        """The cancel button only where recording can start (a hidden control still costs each
+        tab's heap, issue 12); the record button always, off with the reason where it cannot."""
+        return [self.button, self.cancel_button] if not self.button.disabled else [self.button]
 
     def unavailable(self, page: ft.Page, backend: Any, tickets: Any) -> str:
         if not backend.capabilities.voice:
-            return NO_VOICE
+            return NO_RECORDER
         if self.web:
             if tickets is None:
                 return NO_VOICE
