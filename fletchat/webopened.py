@@ -93,7 +93,9 @@ class OpenedLinks:
             return PlainTextResponse("unknown or expired link: reopen the chat", 404)
         if not await asyncio.to_thread(link.path.is_file):
             return PlainTextResponse("this host no longer keeps that file", 404)
-        return await stored_response(request, link.path, "file")
+        response = await stored_response(request, link.path, "file")
+        response.headers["Cache-Control"] = "no-store"  # a room's plaintext: not kept by the browser
+        return response
 
     def route(self) -> Route:
         return Route(OPENED_PATH + "/{token}", self.serve, methods=["GET", "HEAD"],

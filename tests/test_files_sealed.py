@@ -114,3 +114,41 @@ def test_bad_names_are_refused_before_sealing():
     with pytest.raises(ValidationError):
         seal_stream(io.BytesIO(), io.BytesIO(b"x"), 1, RoomMessage(KEY, "secret", "m1"), "a\u202eb",
                     "text/plain", CHUNK)
+
+
+async def test_another_rooms_offer_naming_the_same_blob_never_gets_the_opened_copy(tmp_path):
+    """The blob's hash is public and a description is not tied to its blob: an attacker's offer
+    in a room of their own can name a member's sealed blob with a description sealed under their
+    own key. The opened copy is shown only for a description with the file key that opened it
+    (else a tab in the attacker's room would load another room's plaintext from its host)."""
+    import asyncio
+    from dataclasses import replace
+
+    from fletchat.files.sealed_files import SealedFiles
+    from fletchat.files.views import FileState
+    from fletchat.model import Message
+
+    store = BlobStore(tmp_path / "files")
+    data = os.urandom(3 * CHUNK)
+    real = seal_into(store, data, msg_id="m1")
+    files = SealedFiles(store)
+    files.learn(replace(Message.chat("Ann", "", "peer-a", "secret", files=(real,)), id="m1"))
+    files.keys_from({"secret": KEY})
+    opened = asyncio.Event()
+    files.open_later(real, opened.set)
+    await asyncio.wait_for(opened.wait(), 10)
+    mine = files.view(real, {"secret": KEY}, None)
+    assert mine.state is FileState.READY and mine.path.read_bytes() == data
+
+    mallory = rooms.room_key("mine", "mallory's own passphrase")
+    own = seal_stream(io.BytesIO(), io.BytesIO(bytes(len(data))), len(data),
+                      RoomMessage(mallory, "mine", "m9"), "bait.png", "image/png", CHUNK)
+    forged = FileManifest(real.sha256, real.size, real.chunk_size, real.root, sealed=own)
+    files.learn(replace(Message.chat("Mal", "", "peer-m", "mine", files=(forged,)), id="m9"))
+    assert open_meta(mallory, "mine", "m9", forged).name == "bait.png"  # a valid description
+    theirs = files.view(forged, {"mine": mallory}, None)
+    assert theirs.path is None and theirs.state is not FileState.READY
+    files.open_later(forged, lambda: None)  # their key does not open the blob: nothing changes
+    await asyncio.sleep(0.2)
+    assert files.view(forged, {"mine": mallory}, None).path is None
+    assert files.view(real, {"secret": KEY}, None).path.read_bytes() == data

@@ -565,3 +565,21 @@ async def test_where_voice_notes_cannot_be_recorded_the_button_says_why(tmp_path
     assert voice.button.tooltip == f"{RECORD_TOOLTIP}: {NO_RECORDER}"
     assert voice.controls == [voice.button]  # no cancel button where nothing can be recorded
     assert voice.recorder is None and voice.player is None
+
+
+async def test_a_sealed_files_change_is_shown_with_this_sessions_own_keys(tmp_path):
+    """The hub announces a sealed file's change with its own view, which has no room keys: a
+    session with the passphrase must not turn its tile to "locked" on it."""
+    view, session, _files = await make_view(tmp_path)
+    session.set_room_passphrase("vault", "correct horse battery staple")
+    notes = tmp_path / "plan.txt"
+    notes.write_text("the plan")
+    msg = await view.backend.share_files([notes], "", "vault")
+    await view.show_channel("vault")
+    view.on_message(msg)
+    ref = msg.files[0]
+    hub_view = FileView(FileState.SEALED_NO_KEY, ref.size, ref.size, reason="no key")
+    await view.on_event(FileChanged(ref.sha256, hub_view))
+    (tile,) = tiles_of(view, msg)
+    assert tile.view.state is FileState.READY and tile.view.name == "plan.txt"
+    assert LOCKED_LABEL not in [c.value for c in walk(tile) if isinstance(c, ft.Text)]

@@ -148,3 +148,11 @@ def _walk(control):
     from tests.test_ui_controls import controls_in
 
     return list(controls_in(control))
+
+
+async def test_an_opened_file_is_never_kept_by_the_browser(opened):
+    f = opened / ("9" * 64)
+    f.write_bytes(b"plain")
+    links = OpenedLinks(opened)
+    response = await get(Starlette(routes=[links.route()]), links.link("tab-1", f))
+    assert response.status_code == 200 and response.headers["cache-control"] == "no-store"

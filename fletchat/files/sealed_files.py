@@ -3,12 +3,18 @@ downloaded sealed blob for a person who has the room's passphrase.
 
 A sealed description opens only with (room key, channel, message id), so the message each sealed
 file came in is remembered (``learn``). Opened copies live in ``files/opened/<blob sha256>``:
-named by hash only, like everything else in the store.
+named by hash only, like everything else in the store, and bound to the file key that opened them
+(``<blob sha256>.key``: a digest of it). The blob's hash is public and the description is not tied
+to the blob, so another room's offer could name the same blob with a description of its own: an
+opened copy is shown only for a description carrying the same file key (``opened``), which only
+someone who could open the original has.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import os
 import shutil
@@ -26,6 +32,17 @@ log = logging.getLogger("fletchat.files")
 NO_KEY = "A file in a private room: enter the room's passphrase to see it."
 
 OPENED_DIR = "opened"  # under the files root: opened copies, by the sealed blob's hash
+BINDING = ".key"  # beside an opened copy: which file key opened it (``_binding``)
+
+
+def _binding(file_key: bytes) -> str:
+    return hashlib.sha256(b"fletchat opened copy v1\x00" + file_key).hexdigest()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f"{path.name}.{new_id()}.tmp")
+    tmp.write_text(text, "ascii")
+    os.replace(tmp, path)
 
 
 class SealedFiles:
@@ -46,9 +63,22 @@ class SealedFiles:
     def keys_from(self, room_keys: dict[str, bytes]) -> None:
         self._keys.update(room_keys)
 
-    def opened(self, ref: FileRef) -> Path | None:
+    def opened(self, ref: FileRef, meta: SealedMeta) -> Path | None:
+        """The opened copy of ``ref``, if the file key of ``meta`` is the one that opened it."""
         path = self.opened_dir / ref.sha256  # a validated digest, never a name
-        return path if path.is_file() else None
+        try:
+            bound = path.with_name(ref.sha256 + BINDING).read_text("ascii")
+        except (OSError, UnicodeDecodeError):
+            return None
+        return path if hmac.compare_digest(bound, _binding(meta.key)) and path.is_file() else None
+
+    def _bind(self, sha: str, meta_key: bytes) -> None:
+        _write_atomic(self.opened_dir / (sha + BINDING), _binding(meta_key))
+
+    def forget(self, sha: str) -> None:
+        """The opened copy of ``sha`` goes (freeing space)."""
+        (self.opened_dir / sha).unlink(missing_ok=True)
+        (self.opened_dir / (sha + BINDING)).unlink(missing_ok=True)
 
     def meta(self, ref: FileRef, key: bytes) -> SealedMeta | None:
         where = self._where.get(ref.sealed or "")
@@ -75,7 +105,7 @@ class SealedFiles:
         if meta is None:
             done = seen.done_bytes if seen is not None else (ref.size if self.store.has(ref.sha256) else 0)
             return FileView(FileState.SEALED_NO_KEY, done, ref.size, reason=NO_KEY)
-        opened = self.opened(ref)
+        opened = self.opened(ref, meta)
         if opened is not None:
             return FileView(FileState.READY, meta.size, meta.size, opened, None, "", meta.name, meta.mime)
         if self.store.has(ref.sha256):  # downloaded, not opened yet (opening now)
@@ -90,11 +120,11 @@ class SealedFiles:
         """Decrypt a downloaded sealed blob (in a thread) if a key for its room is known here."""
         where = self._where.get(ref.sealed or "")
         key = self._keys.get(where[0]) if where else None
-        if key is None or self.opened(ref) is not None or ref.sha256 in self._opening:
+        if key is None or ref.sha256 in self._opening:
             return
         meta = self.meta(ref, key)
         blob = self.store.path(ref.sha256)
-        if meta is None or blob is None:
+        if meta is None or blob is None or self.opened(ref, meta) is not None:
             return
         self._opening.add(ref.sha256)
 
@@ -115,6 +145,7 @@ class SealedFiles:
             with open(blob, "rb") as src, open(tmp, "wb") as dst:
                 unseal_stream(dst, src, meta, ref.chunk_size)
             os.replace(tmp, self.opened_dir / ref.sha256)
+            self._bind(ref.sha256, meta.key)
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -139,4 +170,7 @@ class SealedFiles:
         self._keys[channel] = key
         room_on_disk(self.store.root, ref.size)
         await asyncio.to_thread(shutil.copyfile, path, self.opened_dir / ref.sha256)
+        meta = self.meta(ref, key)
+        if meta is not None:
+            await asyncio.to_thread(self._bind, ref.sha256, meta.key)
         return ref

@@ -246,7 +246,7 @@ class FileShare:
             if size <= L.MAX_THUMB_BYTES:
                 continue
             self.store.remove(sha)
-            (self.sealed.opened_dir / sha).unlink(missing_ok=True)
+            self.sealed.forget(sha)
             self._views.pop(sha, None)
             freed += size
             self.publish(FileChanged(sha, FileView(FileState.AVAILABLE_REMOTE, 0, size)))

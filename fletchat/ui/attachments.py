@@ -324,8 +324,10 @@ class Attachments:
         for tile in self.tiles.get(event.sha256, ()):
             if not self.shown(tile):
                 continue
-            own = event.sha256 == tile.ref.sha256 and event.view.state != FileState.AVAILABLE_REMOTE
-            # (a file no longer kept here: the backend knows its thumbnail, the event does not)
+            # The event's view is the hub's, with no room keys: a sealed file's view is this
+            # session's (its keys); a file no longer kept here has a thumbnail the event lacks.
+            own = (event.sha256 == tile.ref.sha256 and tile.ref.sealed is None
+                   and event.view.state != FileState.AVAILABLE_REMOTE)
             view = event.view if own else self.ctx.backend.file_view(tile.ref)
             tile.show(view)
             self.ctx.updates.mark(tile)
