@@ -165,8 +165,8 @@ async def test_static_client_chats_with_a_server_side_session(server, browser):
     await expect(alice.page.get_by_text("Online (2)")).to_be_visible(timeout=TIMEOUT)
     await bob.screenshot("static-client.png")
 
-    # The full UI over the relay: a channel, posting there, unread counts elsewhere.
-    # (Switching channels and search in the static client are not covered here yet.)
+    # The full UI over the relay: a channel, posting there, unread counts elsewhere, switching
+    # back, search with a jump into the result's channel, a direct message.
     await bob.page.get_by_role("button", name="New channel").click()
     await bob.type_in_field("lunch", "Channel name", tag="INPUT")
     await bob.page.keyboard.press("Enter")
@@ -180,6 +180,25 @@ async def test_static_client_chats_with_a_server_side_session(server, browser):
     )
     lunch = alice.page.get_by_role("button", name="# lunch, 1 unread", exact=True)
     await expect(lunch).to_be_visible(timeout=TIMEOUT)
+    await bob.page.get_by_role("button", name="# general", exact=True).click()
+    await expect(bob.message("Alice", "hi Bob, I am on the server side")).to_be_visible(
+        timeout=TIMEOUT)
+    await expect(bob.message("Bob Static", "pizza from the static client")).to_have_count(0)
+    await bob.search("pizz")  # a prefix, over the relay's search
+    result = bob.page.get_by_role("button", name=re.compile(r"^Result: Bob Static in # lunch"))
+    await expect(result).to_have_count(1, timeout=TIMEOUT)
+    await result.click()
+    await expect(bob.message("Bob Static", "pizza from the static client")).to_be_visible(
+        timeout=TIMEOUT)
+    await expect(bob.message("Alice", "hi Bob, I am on the server side")).to_have_count(0)
+    # a direct message from the people panel, arriving as Alice's unread DM
+    await bob.page.get_by_label("Message Alice directly").click()
+    await expect(bob.page.get_by_text(re.compile("direct conversation with Alice"))
+                 ).to_be_visible(timeout=TIMEOUT)
+    await bob.post("just between us")
+    await expect(bob.message("Bob Static", "just between us")).to_be_visible(timeout=TIMEOUT)
+    await expect(alice.page.get_by_role("button", name="@ Bob Static, 1 unread", exact=True)
+                 ).to_be_visible(timeout=TIMEOUT)
     # The same validation as everywhere: an overlong message is refused and kept.
     await bob.type_in_field("x" * 4001)
     await bob.page.keyboard.press("Enter")
