@@ -122,14 +122,19 @@ class Voice:
         why = self.unavailable(page, backend, attach.tickets)
         self.button = ft.IconButton(
             icon=ft.Icons.MIC_NONE, tooltip=f"{RECORD_TOOLTIP}: {why}" if why else RECORD_TOOLTIP,
-            disabled=bool(why), on_click=self.toggle)  # off, never hidden: its tooltip says why
+            # where files go (a voice note is one), never hidden: off, its tooltip says why; with
+            # file sharing off the attach button is not there either
+            disabled=bool(why), on_click=self.toggle, visible=backend.capabilities.files)
         self.cancel_button = ft.IconButton(icon=ft.Icons.DELETE_OUTLINE, tooltip=CANCEL_TOOLTIP,
                                            on_click=self.cancel, visible=False)
 
     @property
     def controls(self) -> list[ft.Control]:
         """The cancel button only where recording can start (a hidden control still costs each
-        tab's heap, issue 12); the record button always, off with the reason where it cannot."""
+        tab's heap, issue 12); the record button wherever files go, off with the reason where
+        it cannot record."""
+        if not self.button.visible:
+            return []
         return [self.button, self.cancel_button] if not self.button.disabled else [self.button]
 
     def unavailable(self, page: ft.Page, backend: Any, tickets: Any) -> str:
