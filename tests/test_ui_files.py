@@ -45,12 +45,14 @@ class FakePage:
             self.dialogs.pop()
 
 
-async def make_view(tmp_path: Path, web: bool = True) -> tuple[ChatView, HubSession, FileShare]:
+async def make_view(tmp_path: Path, web: bool = True,
+                    prefs_store=None) -> tuple[ChatView, HubSession, FileShare]:
     hub = Hub("here", store=Store.open(tmp_path / "history.db"))
     files = hub.files = FileShare(BlobStore(tmp_path / "files"), hub._publish)
     session = HubSession(hub)
     session.join("Ada")
-    view = ChatView(FakePage(web), HubBackend(session))  # type: ignore[arg-type]
+    view = ChatView(FakePage(web), HubBackend(session),  # type: ignore[arg-type]
+                    prefs_store=prefs_store)
     await view.show_channel("general")
     return view, session, files
 
@@ -455,8 +457,10 @@ async def test_the_apps_settings_show_files_here_and_the_auto_download_choice(tm
     of it. The app's settings show both; a host's browser tab does not (the host's own)."""
     from fletchat.conversation.prefs import Prefs
     from fletchat.ui.settings import PrefsStore
+    from fletchat.ui.settings import PrefsStore as _Store
 
-    view, _session, files = await make_view(tmp_path, web=False)
+    view, _session, files = await make_view(tmp_path, web=False,
+                                            prefs_store=_Store(tmp_path / "prefs.json"))
     settings = view.convo.settings
     notes = tmp_path / "notes.bin"
     notes.write_bytes(b"n" * 300_000)
@@ -476,13 +480,26 @@ async def test_the_apps_settings_show_files_here_and_the_auto_download_choice(tm
     # remembered: the next session on this device starts with it
     store = PrefsStore(tmp_path / "prefs.json")
     await store.save(settings.prefs)
-    view2, _s2, files2 = await make_view(tmp_path / "again", web=False)
-    view2.convo.settings.store = store
+    view2, _s2, files2 = await make_view(tmp_path / "again", web=False, prefs_store=store)
     await view2.convo.settings.load()
     assert files2.auto_limit == 100_000_000 and view2.convo.settings.prefs == Prefs(auto_download_mb=100)
 
     tab, _s3, _f3 = await make_view(tmp_path / "tab", web=True)
     assert "Files on this device" not in texts_in(tab.convo.settings.dialog())
+    # A script on a host's /ws registering as a desktop client (``web: false``) is still a tab:
+    # its preferences are the browser's, so it gets no say over the host's files.
+    liar, _s4, files4 = await make_view(tmp_path / "liar", web=False,
+                                        prefs_store=PrefsStore(client=True))
+    storage = liar.convo.settings.storage
+    assert not storage.shown() and "Files on this device" not in texts_in(
+        liar.convo.settings.dialog())
+    kept = tmp_path / "kept.bin"
+    kept.write_bytes(b"k" * 100_000)
+    ref4 = (await liar.backend.share_files([kept], "", "general")).files[0]
+    await storage.free()
+    group = ft.RadioGroup(value="1000", content=ft.Column([]))
+    await storage.control().controls[3].on_change(ft.Event(name="change", control=group))
+    assert files4.store.has(ref4.sha256) and files4.auto_limit == 25_000_000
 
 
 def controls_in_dialog(control: ft.Control):
@@ -583,3 +600,50 @@ async def test_a_sealed_files_change_is_shown_with_this_sessions_own_keys(tmp_pa
     (tile,) = tiles_of(view, msg)
     assert tile.view.state is FileState.READY and tile.view.name == "plan.txt"
     assert LOCKED_LABEL not in [c.value for c in walk(tile) if isinstance(c, ft.Text)]
+
+
+async def test_a_note_started_while_the_last_one_is_sent_keeps_its_own_recording(tmp_path):
+    """The button is on again as soon as a note is stopped: a next note started while the last
+    one is still being sent must not lose its file to the first one's clean-up."""
+    import asyncio
+
+    from fletchat.ui.voice import Voice
+
+    gate = asyncio.Event()
+
+    class SlowRecorder:
+        output: str | None = None
+
+        async def has_permission(self) -> bool:
+            return True
+
+        async def start_recording(self, output_path: str | None = None, **kw) -> bool:
+            self.output = output_path
+            Path(output_path).write_bytes(b"recording...")
+            return True
+
+        async def stop_recording(self) -> str | None:
+            path = self.output
+            await gate.wait()
+            wav_file(Path(path), 1.0)
+            return path
+
+        async def cancel_recording(self) -> None:
+            pass
+
+    said: list[str] = []
+    sent: list[object] = []
+    attach, _hub = app_attach(tmp_path, said, sent)
+    voice = Voice(FakePage(web=False), attach)  # type: ignore[arg-type]
+    voice.recorder = SlowRecorder()
+    await voice.start()
+    first = Path(voice.recorder.output)
+    sending = asyncio.ensure_future(voice.stop_and_send())
+    await asyncio.sleep(0.05)
+    await voice.start()  # the next note, while the first is still being sent
+    second = Path(voice.recorder.output)
+    assert second != first
+    gate.set()
+    await sending
+    assert said == [] and len(sent) == 1 and not first.exists() and second.exists()
+    assert voice.recording_path == second

@@ -245,8 +245,12 @@ class FileShare:
         for sha, size in self.store.complete():
             if size <= L.MAX_THUMB_BYTES:
                 continue
-            self.store.remove(sha)
-            self.sealed.forget(sha)
+            try:
+                self.store.remove(sha)
+                self.sealed.forget(sha)
+            except OSError as err:  # in use elsewhere (Windows), or gone: the others still go
+                log.info("free space: %s stays: %s", sha[:12], err)
+                continue
             self._views.pop(sha, None)
             freed += size
             self.publish(FileChanged(sha, FileView(FileState.AVAILABLE_REMOTE, 0, size)))

@@ -78,7 +78,8 @@ class Settings:
         self.current_name = current_name
         self.on_change = on_change
         self.prefs = Prefs()
-        self.storage = StorageSection(page, backend, self.change, lambda: self.prefs) \
+        self.storage = StorageSection(page, backend, self.change, lambda: self.prefs,
+                                      own_device=store.path is not None) \
             if backend is not None else None
         self.name = ft.TextField(label="Display name", on_submit=self.save_name)
         self.button = action(SETTINGS_TOOLTIP, ft.IconButton(

@@ -26,13 +26,17 @@ assert set(AUTO_NAMES) == set(AUTO_DOWNLOAD_CHOICES_MB)
 class StorageSection:
     """Built afresh each time the settings dialog opens (so the figures are current)."""
 
-    def __init__(self, page: ft.Page, backend: Any,
-                 save: Callable[[Prefs], Awaitable[None]], prefs: Callable[[], Prefs]) -> None:
+    def __init__(self, page: ft.Page, backend: Any, save: Callable[[Prefs], Awaitable[None]],
+                 prefs: Callable[[], Prefs], own_device: bool) -> None:
         self.page, self.backend, self.save, self.prefs = page, backend, save, prefs
+        # Decided by the server, never by what the client says it is (a script on a host's /ws
+        # can register as a desktop client): only the app's own window, whose preferences are
+        # a file in the data dir, is on the device that keeps the files.
+        self.own_device = own_device
         self.usage = ft.Text("", size=12)
 
     def shown(self) -> bool:
-        return (not getattr(self.page, "web", False) and self.backend.capabilities.files
+        return (self.own_device and self.backend.capabilities.files
                 and self.backend.files_usage()[1] > 0)  # a quota: files are kept here
 
     def apply(self, prefs: Prefs) -> None:
@@ -50,7 +54,12 @@ class StorageSection:
         choice = limit if limit in AUTO_NAMES else None
 
         async def picked(e: ft.Event) -> None:
-            mb = int(e.control.value)
+            try:
+                mb = int(e.control.value)
+            except (TypeError, ValueError):
+                return
+            if mb not in AUTO_NAMES or not self.shown():
+                return  # only the offered choices, only where the section is shown
             self.backend.set_auto_download_limit(mb * MB)
             await self.save(Prefs.from_json({**self.prefs().as_dict(), "auto_download_mb": mb}))
 
@@ -66,6 +75,8 @@ class StorageSection:
         ], spacing=2, tight=True)
 
     async def free(self, e: ft.Event | None = None) -> None:
+        if not self.shown():
+            return
         freed = self.backend.free_files_space()
         self.usage.value = f"Freed {human_size(freed)}. {self.usage_text()}"
         try:

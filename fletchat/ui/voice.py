@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import secrets
 import wave
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ log = logging.getLogger("fletchat.ui")
 RECORD_TOOLTIP = "Record a voice note"
 STOP_TOOLTIP = "Stop and send the voice note"
 CANCEL_TOOLTIP = "Discard the voice note"
-SAMPLE_RATE = 16_000  # speech: 16 kHz mono, 16-bit = 32 KB/s (a 15-minute note is ~29 MB)
+SAMPLE_RATE = 16_000  # asked for: 16 kHz mono, 32 KB/s (browsers may send 44.1/48 kHz stereo)
 CHANNELS = 1
 SAMPLE_BYTES = 2
 INSECURE = ("Voice notes need the microphone, which browsers allow only on a secure page: open "
@@ -200,13 +201,17 @@ class Voice:
         self.attach.show_status("Recording... click the square to send.")
 
     async def stop_and_send(self) -> None:
+        # This note's ticket and file, taken now: the button is on again at once, and a next
+        # note started while this one is sent has its own.
+        ticket, recording = self.ticket, self.recording_path
+        self.ticket, self.recording_path = None, None
         self._show(False)
         self.attach.show_status("")
         seconds = (datetime.datetime.now() - self.started).total_seconds() if self.started else 0.0
         try:
             where = await self.recorder.stop_recording()
             if self.web:
-                path = await self._wav_from_upload(seconds)
+                path = await self._wav_from_upload(ticket, seconds)
             elif where:
                 path = Path(where)
             else:
@@ -215,11 +220,12 @@ class Voice:
         except (ValidationError, RuntimeError, TimeoutError, OSError) as err:
             self.attach.say(f"The voice note could not be sent: {err}")
         finally:
-            self._drop_ticket()
-            self._drop_recording()
+            if ticket is not None:
+                self.attach.tickets.release(ticket.token)
+            if recording is not None:
+                recording.unlink(missing_ok=True)  # shared (copied into the store) or given up
 
-    async def _wav_from_upload(self, seconds: float) -> Path:
-        ticket = self.ticket
+    async def _wav_from_upload(self, ticket: Any, seconds: float) -> Path:
         raw = await self.attach.tickets.wait(ticket, 30)
         wav = raw.with_name(self._name())
         rate, channels = await asyncio.to_thread(pcm_format, raw, seconds)
@@ -231,7 +237,8 @@ class Voice:
         return wav
 
     def _name(self) -> str:
-        return f"voice-note-{datetime.datetime.now():%Y%m%d-%H%M%S}.wav"
+        # two notes may start within a second: each needs a file of its own
+        return f"voice-note-{datetime.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}.wav"
 
     def _drop_recording(self) -> None:
         """Shared (copied into the store) or given up: the recording itself is not kept."""
