@@ -8,8 +8,9 @@ backend gave it the opened path, which it does only with the key), it asks ``Ope
 for a random token bound to that session, and ``GET /files/opened/<token>`` serves exactly that
 path (it must resolve inside the opened folder), with ``BlobRoute``'s headers and type rules.
 Tokens expire after ``LINK_SECONDS`` and go with their session (``release_owner``); a session
-holds at most ``MAX_LINKS_PER_OWNER`` and the host ``MAX_LINKS`` (the oldest go first). Behind the
-passphrase gate like every route.
+holds at most ``MAX_LINKS_PER_OWNER`` (its oldest go first) and the host ``MAX_LINKS`` (then the
+oldest of the session holding the most go, so many busy sessions cannot push out a bystander's).
+Behind the passphrase gate like every route.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import asyncio
 import re
 import secrets
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,14 +61,18 @@ class OpenedLinks:
         token = self._by_key.get((owner, real))
         if token is None:
             if sum(link.owner == owner for link in self._links.values()) >= MAX_LINKS_PER_OWNER:
-                self._drop(next(t for t, link in self._links.items() if link.owner == owner))
-            while len(self._links) >= MAX_LINKS:
-                self._drop(next(iter(self._links)))
+                self._drop(self._oldest_of(owner))
+            while len(self._links) >= MAX_LINKS:  # from whoever holds the most: not a bystander
+                self._drop(self._oldest_of(Counter(link.owner for link in self._links.values())
+                                           .most_common(1)[0][0]))
             token = secrets.token_urlsafe(32)
             self._by_key[(owner, real)] = token
         self._links[token] = _Link(owner, real, self.clock() + LINK_SECONDS)
         self._links.move_to_end(token)
         return opened_url(token, name, download)
+
+    def _oldest_of(self, owner: str) -> str:
+        return next(t for t, link in self._links.items() if link.owner == owner)
 
     def release_owner(self, owner: str) -> None:
         for token in [t for t, link in self._links.items() if link.owner == owner]:

@@ -156,3 +156,23 @@ async def test_an_opened_file_is_never_kept_by_the_browser(opened):
     links = OpenedLinks(opened)
     response = await get(Starlette(routes=[links.route()]), links.link("tab-1", f))
     assert response.status_code == 200 and response.headers["cache-control"] == "no-store"
+
+
+async def test_a_full_host_drops_the_links_of_whoever_holds_the_most(opened, monkeypatch):
+    """Many sessions filling the host's links push out their own, not a bystander's."""
+    import fletchat.webopened as W
+
+    monkeypatch.setattr(W, "MAX_LINKS", 6)
+    links = OpenedLinks(opened)
+    app = Starlette(routes=[links.route()])
+    files = []
+    for i in range(8):
+        f = opened / f"{i:064x}"
+        f.write_bytes(b"x")
+        files.append(f)
+    bystander = links.link("quiet-tab", files[0])  # the oldest link on the host
+    busy = [links.link(f"busy-{i % 2}", f) for i, f in enumerate(files[1:])]
+    assert len(links) == 6
+    assert (await get(app, bystander)).status_code == 200
+    assert (await get(app, busy[-1])).status_code == 200
+    assert (await get(app, busy[0])).status_code == 404  # the oldest of a busy session went
