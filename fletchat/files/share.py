@@ -33,6 +33,8 @@ from .views import FileChanged, FileState, FileView
 
 log = logging.getLogger("fletchat.files")
 
+SCRATCH_DIR = "scratch"  # under the files root: what this device made and has not shared yet
+
 PROGRESS_EVERY_S = 0.25  # progress events per file are coalesced to at most this often
 MAX_QUEUED_FETCHES = 1024  # downloads waiting for a free slot (beyond this, the oldest auto ones go)
 
@@ -72,7 +74,7 @@ class FileShare:
         self._used = 0
         self._starting = False
         self._clicked: set[str] = set()  # asked for by a person here (auto ones must leave room)
-        shutil.rmtree(store.root / "scratch", ignore_errors=True)  # a crash's, before it was shared
+        shutil.rmtree(store.root / SCRATCH_DIR, ignore_errors=True)  # a crash's, before it was shared
 
     # ---- lifecycle ----
     async def start(self) -> None:
@@ -229,7 +231,7 @@ class FileShare:
         """The folder for files this device makes before it shares them (a pasted image, a
         recorded voice note): under the data dir, emptied when the files open (``__init__``), so
         nothing of them is written anywhere else or outlives a crash."""
-        folder = self.store.root / "scratch"
+        folder = self.store.root / SCRATCH_DIR
         folder.mkdir(exist_ok=True)
         return folder
 

@@ -190,11 +190,11 @@ class Voice:
                 ok = await self.recorder.start_recording(output_path=str(self.recording_path))
         except (ValidationError, RuntimeError, TimeoutError) as err:
             self.attach.say(f"Could not start recording: {err}")
-            self._drop_ticket()
+            self._let_go(*self._take())
             return
         if not ok:
             self.attach.say("Could not start recording (no microphone?).")
-            self._drop_ticket()
+            self._let_go(*self._take())
             return
         self.started = datetime.datetime.now()
         self._show(True)
@@ -203,8 +203,7 @@ class Voice:
     async def stop_and_send(self) -> None:
         # This note's ticket and file, taken now: the button is on again at once, and a next
         # note started while this one is sent has its own.
-        ticket, recording = self.ticket, self.recording_path
-        self.ticket, self.recording_path = None, None
+        ticket, recording = self._take()
         self._show(False)
         self.attach.show_status("")
         seconds = (datetime.datetime.now() - self.started).total_seconds() if self.started else 0.0
@@ -220,10 +219,7 @@ class Voice:
         except (ValidationError, RuntimeError, TimeoutError, OSError) as err:
             self.attach.say(f"The voice note could not be sent: {err}")
         finally:
-            if ticket is not None:
-                self.attach.tickets.release(ticket.token)
-            if recording is not None:
-                recording.unlink(missing_ok=True)  # shared (copied into the store) or given up
+            self._let_go(ticket, recording)
 
     async def _wav_from_upload(self, ticket: Any, seconds: float) -> Path:
         raw = await self.attach.tickets.wait(ticket, 30)
@@ -240,16 +236,18 @@ class Voice:
         # two notes may start within a second: each needs a file of its own
         return f"voice-note-{datetime.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}.wav"
 
-    def _drop_recording(self) -> None:
-        """Shared (copied into the store) or given up: the recording itself is not kept."""
-        if self.recording_path is not None:
-            self.recording_path.unlink(missing_ok=True)
-            self.recording_path = None
+    def _take(self) -> tuple[Any, Path | None]:
+        """The current note's upload ticket and file, which are then no longer current."""
+        taken = self.ticket, self.recording_path
+        self.ticket, self.recording_path = None, None
+        return taken
 
-    def _drop_ticket(self) -> None:
-        if self.ticket is not None:
-            self.attach.tickets.release(self.ticket.token)
-            self.ticket = None
+    def _let_go(self, ticket: Any, recording: Path | None) -> None:
+        """Shared (copied into the store) or given up: neither the upload nor the file is kept."""
+        if ticket is not None:
+            self.attach.tickets.release(ticket.token)
+        if recording is not None:
+            recording.unlink(missing_ok=True)
 
     async def cancel(self, e: ft.Event | None = None) -> None:
         self._show(False)
@@ -258,8 +256,7 @@ class Voice:
             await self.recorder.cancel_recording()
         except (RuntimeError, TimeoutError) as err:
             log.debug("cancel recording: %s", err)
-        self._drop_ticket()
-        self._drop_recording()
+        self._let_go(*self._take())
 
     # ---- playback ----
     async def play(self, src: str) -> None:
