@@ -331,6 +331,34 @@ def wav_file(path: Path, seconds: float, rate: int = 16_000) -> Path:
     return path
 
 
+class FakeRecorder:
+    """flet-audio-recorder as the app calls it: a recording at ``output_path``, one second of WAV
+    once stopped; with ``gate``, stopping waits for it (a note still being sent)."""
+
+    def __init__(self, gate=None) -> None:
+        self.output: str | None = None
+        self.gate = gate
+
+    async def has_permission(self) -> bool:
+        return True
+
+    async def start_recording(self, output_path: str | None = None, **kw) -> bool:
+        self.output = output_path
+        Path(output_path).write_bytes(b"recording...")
+        return True
+
+    async def stop_recording(self) -> str | None:
+        path = self.output
+        assert path is not None
+        if self.gate is not None:
+            await self.gate.wait()
+        wav_file(Path(path), 1.0)
+        return path
+
+    async def cancel_recording(self) -> None:
+        pass
+
+
 def app_attach(tmp_path: Path, said: list[str], sent: list[object]):
     """The app's composer (no browser, no tickets): it may paste and record into the data dir."""
     from fletchat.ui.upload import Attach
@@ -407,25 +435,6 @@ async def test_a_wav_shared_here_carries_its_duration_but_not_in_a_private_room(
 
 async def test_an_app_recording_goes_to_the_data_dir_and_is_removed_once_sent(tmp_path):
     from fletchat.ui.voice import Voice
-
-    class FakeRecorder:
-        def __init__(self) -> None:
-            self.output: str | None = None
-
-        async def has_permission(self) -> bool:
-            return True
-
-        async def start_recording(self, output_path: str | None = None, **kw) -> bool:
-            self.output = output_path
-            return True
-
-        async def stop_recording(self) -> str | None:
-            assert self.output is not None
-            wav_file(Path(self.output), 1.0)
-            return self.output
-
-        async def cancel_recording(self) -> None:
-            pass
 
     said: list[str] = []
     sent: list[object] = []
@@ -611,31 +620,11 @@ async def test_a_note_started_while_the_last_one_is_sent_keeps_its_own_recording
 
     gate = asyncio.Event()
 
-    class SlowRecorder:
-        output: str | None = None
-
-        async def has_permission(self) -> bool:
-            return True
-
-        async def start_recording(self, output_path: str | None = None, **kw) -> bool:
-            self.output = output_path
-            Path(output_path).write_bytes(b"recording...")
-            return True
-
-        async def stop_recording(self) -> str | None:
-            path = self.output
-            await gate.wait()
-            wav_file(Path(path), 1.0)
-            return path
-
-        async def cancel_recording(self) -> None:
-            pass
-
     said: list[str] = []
     sent: list[object] = []
     attach, _hub = app_attach(tmp_path, said, sent)
     voice = Voice(FakePage(web=False), attach)  # type: ignore[arg-type]
-    voice.recorder = SlowRecorder()
+    voice.recorder = FakeRecorder(gate)
     await voice.start()
     first = Path(voice.recorder.output)
     sending = asyncio.ensure_future(voice.stop_and_send())
