@@ -153,7 +153,8 @@ def build_web_app(node: Node, prefill_name: str = "", static_dir: Path | None = 
     from .relay_files import RELAY_UPLOAD_DIR
 
     relay_uploads = node.config.data_dir / RELAY_UPLOAD_DIR if node.files is not None else None
-    app.router.routes.append(Relay(lambda: node.hub, uploads_root=relay_uploads).route())
+    app.router.routes.append(Relay(lambda: node.hub, uploads_root=relay_uploads,
+                                   opened=uploads.opened).route())
     # Emoji and other scripts: Flutter's fallback fonts from this host, never a CDN.
     app.router.routes.extend(FallbackFonts().routes(("", STATIC_PATH)))
     app.router.routes.extend(host_offline.routes())  # no Rive runtime from a CDN

@@ -72,6 +72,9 @@ from .relay_protocol import (
     encode_problems,
     encode_welcome,
 )
+from .relay_rooms import on_room, opened_frames
+from .room_frames import RelayRoom
+from .webopened import OpenedLinks
 
 log = logging.getLogger("fletchat.relay")
 
@@ -110,7 +113,8 @@ class _Client:
         self.queue: asyncio.Queue[str | None] = asyncio.Queue()
         self.skip_ids: set[str] = set()  # sent in the history already
         self.fell_behind = False
-        self.files = ClientFiles()  # files it was told about, its uploads' tasks
+        # files it was told about, its uploads' tasks, its links to a room's opened files
+        self.files = ClientFiles(owner=f"relay-{id(self):x}")
         self.acting: asyncio.Task[Close | None] | None = None  # the frame being acted on
         where = ws.client
         self.address = where.host if where else "?"
@@ -140,11 +144,12 @@ class Relay:
     """The ``/relay`` WebSocket endpoint. ``hub_factory`` returns the node's hub."""
 
     def __init__(self, hub_factory: Callable[[], Hub], path: str = RELAY_PATH,
-                 uploads_root: Path | None = None) -> None:
+                 uploads_root: Path | None = None, opened: OpenedLinks | None = None) -> None:
         self._hub_factory = hub_factory
         self.path = path
         # Files over the relay (relay_files.py): uploads land under ``uploads_root``.
-        self.files = RelayFiles(RelayUploads(uploads_root) if uploads_root is not None else None)
+        self.files = RelayFiles(RelayUploads(uploads_root) if uploads_root is not None else None,
+                                opened)
         self._clients: set[_Client] = set()
         self._joining: dict[_Client, list[HubEvent]] = {}  # events while a history is read
         self._leaving: set[asyncio.Task] = set()  # closed clients' sessions waiting on shares
@@ -217,15 +222,17 @@ class Relay:
         file's new state to those who were told about it."""
         if isinstance(event, FileChanged):
             for client in clients:
-                changed = self.files.changed(client.session.hub, client.files, event)
+                changed = self.files.changed(client.session, client.files, event)
                 if changed is not None:
                     client.push(changed)
             return
         text = encode_msg(event)
         for client in clients:
             if client.session.can_see(event.channel):  # others' direct messages stay out
-                if event.files and event.id not in client.skip_ids:
-                    for frame in self.files.frames_for(client.session.hub, client.files, [event]):
+                if event.id not in client.skip_ids:
+                    for frame in [*self.files.frames_for(client.session, client.files,
+                                                         [event] if event.files else []),
+                                  *opened_frames(client.session, [event])]:  # a room's text
                         client.push(frame)
                 client.push(text, event.id)
 
@@ -299,7 +306,7 @@ class Relay:
             client.queue.put_nowait(None)
             return
         client.skip_ids = {m.id for m in history}
-        for frame in self.files.frames_for(hub, client.files, history):  # what the host has
+        for frame in self.files.frames_for(session, client.files, history):  # what the host has
             client.queue.put_nowait(frame)
         for frame in encode_history(history):
             client.queue.put_nowait(frame)
@@ -366,10 +373,11 @@ class Relay:
         """Answered off the loop (the read lanes), and before this client's next frame is read:
         one query at a time per connection, and a flood of them never stalls the host's loop."""
         text, msgs = await _answer(session, frame)
-        for file_frame in self.files.frames_for(session.hub, client.files, msgs):
+        for file_frame in self.files.frames_for(session, client.files, msgs):
             client.push(file_frame)
         marks = conv_marks(session, frame.channel) if isinstance(frame, RelayHistory) else []
-        for row in [*conv_rows(session, msgs), *marks]:  # before the page: what it will show
+        for row in [*opened_frames(session, msgs), *conv_rows(session, msgs), *marks]:  # before
+            # the page: what it will show
             client.push(row)
         client.push(text)
         return None
@@ -410,6 +418,7 @@ class Relay:
         RelaySend: _on_send,
         RelayCreateChannel: _on_create_channel,
         RelayConv: lambda self, frame, client, session: on_conv(frame, client, session),
+        RelayRoom: lambda self, frame, client, session: on_room(frame, client, session),
         # Files (relay_files.py): uploads in slots, shares and fetches answered by ``done``.
         RelayUpload: lambda self, frame, client, session: client.push(
             self.files.on_upload(frame, id(client), client.address, session.hub)),

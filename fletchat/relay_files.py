@@ -29,7 +29,7 @@ import shutil
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from .files.relay_frames import (
     RelayChunk,
     RelayDrop,
     RelayFetch,
+    RelayFileState,
     RelayShare,
     RelayUpload,
     encode_ack,
@@ -51,6 +52,7 @@ from .files.views import FileChanged, FileState
 from .model import FileRef, Message, ValidationError
 from .protocol import CLOSE_PROTOCOL_ERROR
 from .webfiles import upload_name
+from .webopened import OpenedLinks
 
 log = logging.getLogger("fletchat.relay")
 
@@ -214,6 +216,7 @@ class ClientFiles:
 
     refs: OrderedDict[str, FileRef] = field(default_factory=OrderedDict)
     thumb_of: dict[str, str] = field(default_factory=dict)  # a thumbnail's hash -> its file's
+    owner: str = ""  # whose links to a room's opened files these are (``webopened``)
     tasks: set[asyncio.Task] = field(default_factory=set)  # fetches: stopped with the connection
     shares: set[asyncio.Task] = field(default_factory=set)  # shares: finished all the same
 
@@ -229,36 +232,55 @@ class ClientFiles:
 
 
 class RelayFiles:
-    """The relay's file handlers and ``file`` frames; ``hub`` gives ``hub.files`` (a
-    ``FileShare``, or None when file sharing is off)."""
+    """The relay's file handlers and ``file`` frames; ``session.hub`` gives ``hub.files`` (a
+    ``FileShare``, or None when file sharing is off); ``opened`` makes the links a client
+    loads a room's opened files from."""
 
-    def __init__(self, uploads: RelayUploads | None) -> None:
+    def __init__(self, uploads: RelayUploads | None, opened: OpenedLinks | None = None) -> None:
         self.uploads = uploads
+        self.opened = opened
 
-    @staticmethod
-    def frame_for(hub: Any, ref: FileRef) -> str:
-        files = getattr(hub, "files", None)
+    def frame_for(self, session: Any, state: ClientFiles, ref: FileRef) -> str:
+        """The host's state of ``ref`` for this client. A private room's file is described
+        (name, type) only under a room key this client's session holds, and its opened copy is
+        reached only by a link made for this connection (``webopened``): the blob route serves
+        sealed bytes alone."""
+        files = getattr(session.hub, "files", None)
         if files is None:
-            return encode_file_state(ref.sha256, FileState.FAILED, 0, ref.size, False, FILES_OFF)
-        view = files.view(ref)  # no room keys: a sealed file stays sealed
+            return encode_file_state(RelayFileState(ref.sha256, FileState.FAILED, 0, ref.size,
+                                                    False, FILES_OFF))
+        view = files.view(ref, session.room_keys if ref.sealed is not None else None)
         reason = view.reason if view.state != FileState.SEALED_NO_KEY else ""
-        return encode_file_state(ref.sha256, view.state, min(view.done_bytes, L.MAX_FILE_BYTES),
-                                 min(view.size, L.MAX_FILE_BYTES),
-                                 view.thumb is not None and ref.sealed is None, reason)
+        file = RelayFileState(ref.sha256, view.state, min(view.done_bytes, L.MAX_FILE_BYTES),
+                              min(view.size, L.MAX_FILE_BYTES),
+                              view.thumb is not None and ref.sealed is None, reason)
+        if ref.sealed is not None and view.state != FileState.SEALED_NO_KEY and view.name:
+            file = replace(file, name=view.name, mime=view.mime,
+                           opened=self._link(state, view.path) if view.state == FileState.READY
+                           else "")
+        return encode_file_state(file)
 
-    def frames_for(self, hub: Any, state: ClientFiles, msgs: list[Message]) -> list[str]:
+    def _link(self, state: ClientFiles, path: Path | None) -> str:
+        if self.opened is None or path is None:
+            return ""
+        try:
+            return self.opened.link(state.owner, path).rsplit("/", 1)[-1]  # the token
+        except ValueError:  # not an opened copy this host serves
+            return ""
+
+    def frames_for(self, session: Any, state: ClientFiles, msgs: list[Message]) -> list[str]:
         """``file`` frames for the files of ``msgs`` (which the client is about to be sent)."""
         out = []
         for msg in msgs:
             for ref in msg.files:
                 state.learn(ref)
-                out.append(self.frame_for(hub, ref))
+                out.append(self.frame_for(session, state, ref))
         return out
 
-    def changed(self, hub: Any, state: ClientFiles, event: FileChanged) -> str | None:
+    def changed(self, session: Any, state: ClientFiles, event: FileChanged) -> str | None:
         sha = state.thumb_of.get(event.sha256, event.sha256)
         ref = state.refs.get(sha)
-        return self.frame_for(hub, ref) if ref is not None else None
+        return self.frame_for(session, state, ref) if ref is not None else None
 
     # ---- requests ----
     def on_upload(self, frame: RelayUpload, owner: int, address: str, hub: Any) -> str:
@@ -330,11 +352,12 @@ class RelayFiles:
         elif ref is None:
             push(encode_done(frame.req, "No message you were sent has that file."))
         else:
-            self._spawn(state.tasks, self._fetch(files, ref, frame.req, push))
+            self._spawn(state.tasks, self._fetch(files, ref, session.room_keys, frame.req, push))
 
-    async def _fetch(self, files: Any, ref: FileRef, req: int, push: Callable[[str], None]) -> None:
+    async def _fetch(self, files: Any, ref: FileRef, room_keys: dict[str, bytes], req: int,
+                     push: Callable[[str], None]) -> None:
         try:
-            await files.fetch_ref(ref)
+            await files.fetch_ref(ref, room_keys)  # a room's file opens once it is here
         except ValidationError as err:
             push(encode_done(req, str(err)))
             return
@@ -354,4 +377,6 @@ class RelayFiles:
             task.cancel()
         if self.uploads is not None:
             self.uploads.drop_owner(owner)
+        if self.opened is not None:
+            self.opened.release_owner(state.owner)
         return set(state.shares)

@@ -212,15 +212,28 @@ def decode_client_frame(data: str | bytes) -> ClientFrame:
     if ftype == "channel":
         name = _str_field(obj, "name", "channel", MAX_NAME_CHARS + 1)
         return RelayCreateChannel(name)
+    decoder = _part_decoder(ftype)
+    if decoder is None:
+        raise ProtocolError(f"unknown relay frame type {clip_reason(ftype, 20)!r}")
+    return decoder(obj)
+
+
+def _part_decoder(ftype: str) -> Callable[[dict[str, Any]], Any] | None:
+    """The decoder of a frame that belongs to a part with its own frames module (imported when
+    such a frame first comes: the conversation, files, private rooms), or None."""
     if ftype == "conv":  # replies, reactions, edits, deletes, typing, read marks, rename
         from .conversation.relay_frames import decode_client_conv
 
-        return decode_client_conv(obj)  # type: ignore[return-value]
+        return decode_client_conv
     if ftype in ("upload", "chunk", "share", "fetch", "drop"):  # files (files/relay_frames.py)
         from .files.relay_frames import decode_client_files
 
-        return decode_client_files(obj, ftype)  # type: ignore[return-value]
-    raise ProtocolError(f"unknown relay frame type {clip_reason(ftype, 20)!r}")
+        return lambda obj: decode_client_files(obj, ftype)
+    if ftype == "room":  # a private room's passphrase (room_frames.py)
+        from .room_frames import decode_client_room
+
+        return decode_client_room
+    return None
 
 
 # ---- frames the host sends ----
@@ -505,6 +518,10 @@ def decode_server_frame(data: str | bytes) -> ServerFrame:
         from .files.relay_frames import SERVER_DECODERS as FILE_DECODERS  # slot, ack, file
 
         decoder = FILE_DECODERS.get(ftype)  # type: ignore[assignment]
+    if decoder is None:
+        from .room_frames import SERVER_DECODERS as ROOM_DECODERS  # opened
+
+        decoder = ROOM_DECODERS.get(ftype)  # type: ignore[assignment]
     if decoder is None:
         raise ProtocolError(f"unknown relay frame type {clip_reason(ftype, 20)!r}")
     return decoder(obj)

@@ -16,7 +16,6 @@ Behind the passphrase gate like every route.
 from __future__ import annotations
 
 import asyncio
-import re
 import secrets
 import time
 from collections import Counter, OrderedDict
@@ -29,12 +28,11 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from .webfiles import stored_response
-from .webpaths import OPENED_PATH, opened_url
+from .webpaths import OPENED_PATH, OPENED_TOKEN, opened_url
 
 LINK_SECONDS = 60 * 60  # a tab shown an opened file can load it for an hour (then redraw)
 MAX_LINKS_PER_OWNER = 256  # a session's opened files on screen
 MAX_LINKS = 8192  # on the host, all sessions
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
 
 
 @dataclass(frozen=True)
@@ -93,7 +91,7 @@ class OpenedLinks:
 
     async def serve(self, request: Request) -> Response:
         token = request.path_params.get("token", "")
-        link = self._links.get(token) if _TOKEN.match(token) else None
+        link = self._links.get(token) if OPENED_TOKEN.fullmatch(token) else None
         if link is None or link.expires <= self.clock():
             return PlainTextResponse("unknown or expired link: reopen the chat", 404)
         if not await asyncio.to_thread(link.path.is_file):

@@ -3,11 +3,13 @@ static client. Pure: no starlette, no flet (the static client imports it under P
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlencode
 
 UPLOAD_PATH = "/files/upload"  # PUT UPLOAD_PATH/<ticket>: a browser's upload
 BLOB_PATH = "/files/blob"  # GET BLOB_PATH/<sha256>?name=N[&dl=1]: a stored file
 OPENED_PATH = "/files/opened"  # GET OPENED_PATH/<token>?name=N[&dl=1]: a sealed file, opened
+OPENED_TOKEN = re.compile(r"[A-Za-z0-9_-]{32,64}")  # such a token (fullmatch)
 
 
 def blob_url(sha256: str, name: str = "", download: bool = False) -> str:

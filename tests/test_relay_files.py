@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import io
 import urllib.request
+from dataclasses import replace
 
 import pytest
 from PIL import Image
@@ -217,8 +218,15 @@ def test_server_file_frames_validate():
 
     assert decode_server_frame(encode_slot(1, "a" * 32)) == RelaySlot(1, "a" * 32)
     assert decode_server_frame(encode_ack("b" * 32, 5)) == RelayAck("b" * 32, 5)
-    frame = decode_server_frame(encode_file_state("c" * 64, "ready", 3, 3, True))
-    assert frame == RelayFileState("c" * 64, FileState.READY, 3, 3, True)
+    plain = RelayFileState("c" * 64, FileState.READY, 3, 3, True)
+    assert decode_server_frame(encode_file_state(plain)) == plain
+    room = RelayFileState("c" * 64, FileState.READY, 3, 3, False, "", "plan.pdf",
+                          "application/pdf", "t" * 43)
+    assert decode_server_frame(encode_file_state(room)) == room
+    for bad in [replace(room, name="x\u202egpj.exe"), replace(room, mime="PDF"),
+                replace(room, opened="../../etc/passwd")]:
+        with pytest.raises(ProtocolError):
+            decode_server_frame(encode_file_state(bad))
     with pytest.raises(ProtocolError):
         decode_server_frame('{"v":1,"type":"file","sha256":"' + "c" * 64 + '","state":"evil",'
                             '"done":0,"size":0}')

@@ -19,6 +19,7 @@ import pytest
 from playwright.async_api import expect
 
 from fletchat import webbuild
+from fletchat.rooms import SEALED_REFUSED
 from tests.browser import WORLD_FONTS, WORLD_TEXT, ChatPage, chromium_available, host_mode_server
 from tests.conftest import ROOT, need, once_per_run
 from tests.timing import eventually, scaled, scaled_ms
@@ -491,3 +492,77 @@ def test_the_flet_modules_the_app_names_are_found_for_the_early_imports():
     assert "flet.controls.core.list_view" in found and "flet.controls.core.text" in found
     assert all(m.startswith("flet") for m in found)  # an unknown name adds nothing
     assert flet_modules_used([]) == ()
+
+
+async def test_static_client_unlocks_a_private_room_and_writes_in_it(server, browser, tmp_path):
+    """The host opens and seals for a static client as for its tabs: sealed rows until the
+    passphrase is given, then the room's text and files both ways (the room's image through
+    a link made for that connection, never the blob route)."""
+    from tests.test_browser_files import attach, png
+
+    picture = tmp_path / "plan.png"
+    picture_bytes = png(picture, (20, 120, 220), (320, 200))
+    notes = tmp_path / "room notes.txt"
+    notes.write_bytes(b"from the static client, sealed\n" * 40)
+    alice = await ChatPage.open(await browser.new_context(accept_downloads=True), server)
+    await alice.join("Alice")
+    await alice.page.get_by_role("button", name="New channel").click()
+    await alice.type_in_field("secret", "Channel name", tag="INPUT")
+    await alice.page.keyboard.press("Enter")
+    await expect(alice.notice("Alice created #secret.")).to_be_visible(timeout=TIMEOUT)
+    await alice.page.get_by_label(re.compile("^Private room")).click()
+    await alice.type_in_field("correct horse battery", "Passphrase", tag="INPUT")
+    await alice.page.keyboard.press("Enter")
+    await expect(alice.page.get_by_text(re.compile("is private for you now")).first
+                 ).to_be_visible(timeout=TIMEOUT)
+    await alice.post("the plan")
+    await expect(alice.message("Alice", "the plan")).to_be_visible(timeout=TIMEOUT)
+
+    await alice.type_in_field("the map")
+    await attach(alice, picture)
+    await expect(alice.page.get_by_label(re.compile(r"^Alice at [0-9:\- ]+: the map.*plan\.png"))
+                 ).to_be_visible(timeout=TIMEOUT)
+
+    bob = await open_static(await browser.new_context(accept_downloads=True), server + "app/")
+    opened: list[str] = []
+    bob.page.on("response", lambda r: opened.append(r.url)
+                if "/files/opened/" in r.url and r.status == 200 else None)
+    await bob.join("Bob Static")
+    await bob.page.get_by_role("button", name=re.compile(r"^# secret")).click()
+    await expect(bob.page.get_by_text("Unlock private room # secret")).to_be_visible(
+        timeout=TIMEOUT)
+    await bob.type_in_field("wrong passphrase", "Passphrase", tag="INPUT")
+    await bob.page.keyboard.press("Enter")  # the host derives it; the rows say it is wrong
+    await expect(bob.page.get_by_text(re.compile("unlocked: its sealed messages open")).first
+                 ).to_be_visible(timeout=TIMEOUT)
+    await expect(bob.message("Alice", SEALED_REFUSED)).to_be_visible(
+        timeout=TIMEOUT)
+    await expect(bob.message("Alice", "the plan")).to_have_count(0)
+    await bob.page.get_by_label(re.compile("^Private room")).click()
+    await bob.page.get_by_label("Passphrase", exact=True).click(timeout=TIMEOUT)  # (rows say
+    await bob.page.keyboard.insert_text("correct horse battery")  # "wrong passphrase" too)
+    await bob.page.keyboard.press("Enter")
+    await expect(bob.message("Alice", "the plan")).to_be_visible(timeout=TIMEOUT)
+    await expect(bob.page.get_by_role("button", name=re.compile(r"^# secret, private"))
+                 ).to_be_visible(timeout=TIMEOUT)
+    await bob.post("count me in")
+    await expect(bob.message("Bob Static", "count me in")).to_be_visible(timeout=TIMEOUT)
+    await expect(alice.message("Bob Static", "count me in")).to_be_visible(timeout=TIMEOUT)
+    await alice.post("see you at noon")  # live, while Bob is in the room
+    await expect(bob.message("Alice", "see you at noon")).to_be_visible(timeout=TIMEOUT)
+    # The room's image: shown to Bob through his connection's own link, the plaintext.
+    await expect(bob.page.get_by_role("button", name="Image plan.png, open full size")
+                 ).to_be_visible(timeout=TIMEOUT)
+    await eventually(lambda: opened, "the static tab loaded the opened image", 30)
+    assert await (await bob.page.request.get(opened[0])).body() == picture_bytes
+    # Bob's file in the room is sealed by the host for him; Alice saves the same bytes.
+    await attach(bob, notes)
+    await expect(alice.page.get_by_label(re.compile(r"^Bob Static at .*room notes\.txt"))
+                 ).to_be_visible(timeout=TIMEOUT)
+    async with alice.page.expect_download(timeout=TIMEOUT) as download_info:
+        await alice.page.get_by_label("Save room notes.txt").click()
+    saved = tmp_path / "alice-saved.txt"
+    await (await download_info.value).save_as(saved)
+    assert saved.read_bytes() == notes.read_bytes()
+    await expect(bob.page.get_by_label("Save room notes.txt")).to_be_visible(timeout=TIMEOUT)
+    await bob.screenshot("static-private-room.png")

@@ -590,6 +590,12 @@ async def test_private_room_rows_open_with_the_passphrase(tmp_path) -> None:
     assert isinstance(dialog, ft.AlertDialog) and view.rooms.passphrase.password
     assert not await view.rooms.set_passphrase("short")  # refused, says why, dialog stays
     assert view.rooms.passphrase.error
+    assert await view.rooms.set_passphrase("a wrong passphrase")
+    await view.rooms.dismissed()
+    assert rows(view)[sealed.id].room == "refused"
+    assert not view.feed.needs_room_key()  # (opening the channel does not ask again) ...
+    view.rooms.ask()
+    assert view.rooms.unlock  # ... but the lock offers to unlock it, not to make it private
     assert await view.rooms.set_passphrase("correct horse battery")
     await view.rooms.dismissed()  # the confirmation stays on the page (no SnackBar: issue 17)
     assert view.rooms.note.visible and "unlocked" in (view.rooms.note.value or "")

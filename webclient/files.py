@@ -44,6 +44,17 @@ class _Sending:
     event: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+def _room_file_view(ref: FileRef, got: RelayFileState | None) -> FileView:
+    """A private room's file: locked unless the host described it under this client's room key
+    (``name``); once stored there, its "path" is the token of the link the host made for this
+    connection (the tile loads ``/files/opened/<token>``)."""
+    if got is None or not got.name:
+        return FileView(FileState.SEALED_NO_KEY, 0, ref.size)
+    path = PurePosixPath(got.opened) if got.state == FileState.READY and got.opened else None
+    return FileView(got.state, got.done, got.size or ref.size, path, None,  # type: ignore[arg-type]
+                    got.reason, got.name, got.mime)
+
+
 class RelayFileMethods:
     """File methods for ``RelayBackend`` (which provides ``client``, ``_ask``, ``deliver``,
     ``name``)."""
@@ -68,9 +79,9 @@ class RelayFileMethods:
             self._file_refs.pop(next(iter(self._file_refs)))
 
     def file_view(self, ref: FileRef) -> FileView:
-        if ref.sealed is not None:
-            return FileView(FileState.SEALED_NO_KEY, 0, ref.size)
         got = self._file_states.get(ref.sha256)
+        if ref.sealed is not None:
+            return _room_file_view(ref, got)
         if got is None:
             return FileView(FileState.AVAILABLE_REMOTE, 0, ref.size, name=ref.name, mime=ref.mime)
         # The host serves stored files by hash: the "path" is only the hash, for the tile's URL.

@@ -62,9 +62,11 @@ from fletchat.relay_protocol import (
     encode_client_search,
     encode_client_send,
 )
+from fletchat.room_frames import RelayOpened
 from fletchat.session import channel_name, dm_channel, dm_members  # the hub would load the store
 from fletchat.ui import APP_TITLE, Capabilities, ChatView
 from webclient.files import RelayFileMethods
+from webclient.rooms import RelayRoomMethods
 
 log = logging.getLogger("fletchat.webclient")
 
@@ -72,23 +74,22 @@ RECONNECT_SECONDS = 2.0
 ANSWER_SECONDS = 15.0
 MAX_ROWS_KEPT = 5000  # rows the host pushed, remembered here (oldest dropped)  # how long a history or search request waits for the host
 WS_OPEN = 1  # WebSocket.readyState
-SEALED_PREFIX = "sealed:v1:"
-NO_ROOMS = "Private rooms need the app or a host-mode tab; the web client cannot open them."
 
 
-class RelayBackend(RelayFileMethods):
+class RelayBackend(RelayFileMethods, RelayRoomMethods):
     """``ChatBackend`` over ``/relay``: the host's hub, one WebSocket away.
 
     Names, texts and channel names are validated here exactly as a local session does (same
     ``model`` and ``hub`` rules), so the person sees the same errors; the host validates again.
     What the host pushes (channels, who is online, what is still pending) is mirrored here;
-    history and search are requests answered by the host. Private rooms and trust actions are
-    off (``capabilities``): rooms need ``cryptography``, which the browser build does not ship,
-    and blocking devices is the host owner's decision. Files go through the host
-    (``webclient/files.py``); voice notes need a recorder the static build does not have.
+    history and search are requests answered by the host. Private rooms are sealed and opened
+    by the host for this client (``webclient/rooms.py``: the browser build has no
+    ``cryptography``); trust actions are off (``capabilities``): blocking devices is the host
+    owner's decision. Files go through the host (``webclient/files.py``); voice notes need a
+    recorder the static build does not have.
     """
 
-    capabilities = Capabilities(rooms=False, trust=False, files=True, voice=False,
+    capabilities = Capabilities(rooms=True, trust=False, files=True, voice=False,
                                 network_check=False)
 
     def __init__(self, client: RelayClient) -> None:
@@ -111,6 +112,7 @@ class RelayBackend(RelayFileMethods):
         self._throttle: dict[str, TypingThrottle] = {}
         self._send_receipts = self._send_typing = True
         self._files_init()
+        self._rooms_init()
 
     @property
     def name(self) -> str | None:
@@ -202,18 +204,6 @@ class RelayBackend(RelayFileMethods):
 
     def is_own(self, msg: Message) -> bool:
         return bool(self.host_peer) and msg.origin == self.host_peer
-
-    # ---- private rooms: off ----
-    def reveal(self, msg: Message) -> tuple[str, str]:
-        if msg.text.startswith(SEALED_PREFIX):
-            return "sealed (no key)", "no_key"
-        return msg.text, "plain"
-
-    async def set_room_passphrase(self, channel: str, passphrase: str) -> None:
-        raise ValidationError(NO_ROOMS)
-
-    def has_room_key(self, channel: str) -> bool:
-        return False
 
     # ---- people; trust is off ----
     def online(self) -> list[Online]:
@@ -440,8 +430,8 @@ class RelayClient:
         print("relay: connected to", self.url)
         self.show_status("")
         name = self.backend.name
-        if name is not None:  # a reconnect: join again under the same name
-            self.pending = [encode_client_hello(name)]
+        if name is not None:  # a reconnect: join again under the same name, unlock the rooms
+            self.pending = [encode_client_hello(name), *self.backend.room_frames()]
         for text in self.pending:
             self.ws.send(text)
         self.pending = []
@@ -453,10 +443,9 @@ class RelayClient:
             print("relay: ignoring a bad frame from the host:", err.reason)
             return
         backend = self.backend
-        if isinstance(frame, MsgFrame):
-            await self.publish_messages([frame.message], live=True)
-        elif isinstance(frame, SyncFrame):
-            await self.publish_messages(frame.messages)
+        if isinstance(frame, MsgFrame | SyncFrame):  # one live message, or the recent history
+            live = isinstance(frame, MsgFrame)
+            await self.publish_messages([frame.message] if live else frame.messages, live=live)
         elif isinstance(frame, RelayPage | RelayFound):
             backend.answered(frame.req, frame)
         elif isinstance(frame, RelayOnline):
@@ -470,6 +459,8 @@ class RelayClient:
             await backend.deliver(Delivered(frame.ids, frame.at))
         elif isinstance(frame, RelayDone | RelayRow | RelayTyping | RelayMarks):
             await backend.on_conv_frame(frame)
+        elif isinstance(frame, RelayOpened):
+            backend.on_opened(frame)
         elif isinstance(frame, RelayFileState | RelaySlot | RelayAck):
             await backend.on_file_frame(frame)
         elif isinstance(frame, RelayProblems):

@@ -52,8 +52,11 @@ def conv_fan_out(clients: Iterable[Any], event: RowChanged | TypingChanged | Rea
     else:
         found = hub.find(event.message_id)
         if found is not None:
+            from ..relay_rooms import opened_frames  # an edit in a private room: its new text
+
             for c in clients:
-                c.push(_row_frame(c.session, found[0]))
+                for frame in [*opened_frames(c.session, [found[0]]), _row_frame(c.session, found[0])]:
+                    c.push(frame)
 
 
 # Actions that read or write the store (a message looked up, a post): on a worker thread, as

@@ -20,6 +20,7 @@ from typing import Any
 from ..model import DEFAULT_CHANNEL, ValidationError, validate_channel, validate_text
 from ..protocol import PROTOCOL_VERSION, ProtocolError, _str_field
 from ..relay_protocol import _dumps, _req
+from ..webpaths import OPENED_TOKEN
 from . import limits as L
 from .views import FileState
 
@@ -197,6 +198,11 @@ class RelayFileState:
     size: int
     thumb: bool = False
     reason: str = ""
+    # A private room's file the client unlocked: what the sealed description says, and the
+    # token of the link its connection loads the opened copy from (``webopened``) once stored.
+    name: str = ""
+    mime: str = ""
+    opened: str = ""
 
 
 def encode_slot(req: int, slot: str = "", error: str = "") -> str:
@@ -209,11 +215,13 @@ def encode_ack(slot: str, received: int, error: str = "") -> str:
                    "error": error[:MAX_REASON_CHARS]})
 
 
-def encode_file_state(sha256: str, state: str, done: int, size: int, thumb: bool,
-                      reason: str = "") -> str:
-    return _dumps({"v": PROTOCOL_VERSION, "type": "file", "sha256": sha256, "state": state,
-                   "done": done, "size": size, "thumb": thumb,
-                   "reason": reason[:MAX_REASON_CHARS]})
+def encode_file_state(file: RelayFileState) -> str:
+    frame = {"v": PROTOCOL_VERSION, "type": "file", "sha256": file.sha256, "state": file.state,
+             "done": file.done, "size": file.size, "thumb": file.thumb,
+             "reason": file.reason[:MAX_REASON_CHARS]}
+    if file.name:  # a sealed file of a room the client unlocked
+        frame.update(name=file.name, mime=file.mime, opened=file.opened)
+    return _dumps(frame)
 
 
 def _error(obj: dict[str, Any], ftype: str) -> str:
@@ -243,7 +251,24 @@ def _decode_file(obj: dict[str, Any]) -> RelayFileState:
     return RelayFileState(_sha(obj.get("sha256"), "file"), state,
                           _int(obj, "done", "file", 0, L.MAX_FILE_BYTES),
                           _int(obj, "size", "file", 0, L.MAX_FILE_BYTES), thumb,
-                          _str_field(obj, "reason", "file", MAX_REASON_CHARS, default=""))
+                          _str_field(obj, "reason", "file", MAX_REASON_CHARS, default=""),
+                          *_opened_fields(obj))
+
+
+def _opened_fields(obj: dict[str, Any]) -> tuple[str, str, str]:
+    """``name``, ``mime`` and ``opened`` of a room's file (all "" for any other file)."""
+    if "name" not in obj:
+        return "", "", ""
+    from .manifest import validate_file_name, validate_mime
+
+    try:
+        name, mime = validate_file_name(obj.get("name")), validate_mime(obj.get("mime"))
+    except ValidationError as err:
+        raise ProtocolError(str(err)) from None
+    opened = obj.get("opened", "")
+    if not isinstance(opened, str) or (opened and not OPENED_TOKEN.fullmatch(opened)):
+        raise ProtocolError("file.opened must be a link token")
+    return name, mime, opened
 
 
 SERVER_DECODERS = {"slot": _decode_slot, "ack": _decode_ack, "file": _decode_file}

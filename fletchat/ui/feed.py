@@ -208,6 +208,11 @@ class Feed:
     def needs_room_key(self) -> bool:
         return any(r.room == "no_key" for r in self.conversation.rows.values())
 
+    def shows_sealed(self) -> bool:
+        """Rows here are sealed and not open: none has a key, or the one given was wrong (the
+        lock then offers to unlock again, not to make the channel private)."""
+        return any(r.room in ("no_key", "refused") for r in self.conversation.rows.values())
+
     # ---- looking back ----
     async def older_page(self) -> int:
         """Fetch and prepend the page before the first row; how many rows were added."""

@@ -13,6 +13,7 @@ import flet as ft
 from ..files.manifest import export_name
 from ..files.views import FileChanged
 from ..model import Message
+from ..webpaths import opened_url
 from .attachments import Attachments, TileContext, copy_to
 from .rows import ChatMessage, MessageRow
 from .upload import Attach
@@ -33,6 +34,12 @@ def origin_of(page: ft.Page) -> str:
     return f"{scheme}://{parts.netloc}" if scheme in ("http", "https") and parts.netloc else ""
 
 
+def relay_opened_link(path: Path, name: str, download: bool) -> str:
+    """The static client: a room's opened file is reached by the token the host gave this
+    connection in its ``file`` frame (the view's "path", ``webclient/files.py``)."""
+    return opened_url(path.name, name, download)
+
+
 class FilesUI:
     def __init__(self, view: ChatView, uploads: Any = None) -> None:
         self.view = view
@@ -42,13 +49,15 @@ class FilesUI:
         # The static client knows its host's origin (``page.url`` is not it under Pyodide).
         origin = getattr(backend, "origin", "") or origin_of(page)
         host_tab = self.attach.web and not self.attach.by_data and uploads is not None
+        opened = self._opened_link if host_tab else relay_opened_link if self.attach.by_data else None
         ctx = TileContext(backend, self.attach.web or self.attach.by_data, origin, view.updates,
                           self.show_image, self.voice.play, self.save, self.say,
-                          ft.UrlLauncher(), self._opened_link if host_tab else None)
+                          ft.UrlLauncher(), opened)
         self.attachments = Attachments(
             ctx, lambda tile: view.conversation.rows.get(tile.msg_id) is tile.row)
 
     def _opened_link(self, path: Path, name: str, download: bool) -> str:
+        """A host's tab: a link for its session to the opened copy at ``path``."""
         return self.attach.tickets.opened_link(self.attach.owner, path, name, download)
 
     @property

@@ -77,7 +77,7 @@ class ChatView:
         self.title = ft.Text(channel_title(self.state.channel), size=18,
                              weight=ft.FontWeight.BOLD, expand=True)
         self.rooms = RoomControls(page, backend, self.reopen, self.composer.focus,
-                                  lambda: self.feed.needs_room_key())
+                                  lambda: self.feed.shows_sealed())
         self.login = Login(page, backend, prefill_name, self.joined)
         chat_box = ft.Container(
             content=ft.Column([self.empty.control, self.conversation.control], expand=True,

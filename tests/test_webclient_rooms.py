@@ -1,0 +1,99 @@
+"""The static client's private-room methods without a browser (``webclient/rooms.py``): the
+passphrase goes to the host as a ``room`` request, sealed messages show what the host opened for
+this client (only for rooms unlocked here, only under their own channel), and a reconnect
+unlocks the rooms again; a room's files are described only when the host did so."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+import pytest
+
+from fletchat.conversation.relay_frames import RelayDone
+from fletchat.files.relay_frames import RelayFileState
+from fletchat.files.views import FileState
+from fletchat.model import FileRef, Message, ValidationError
+from fletchat.room_frames import Opened, RelayOpened
+from fletchat.rooms import SEALED_NO_KEY, SEALED_REFUSED
+from tests.test_webclient_conversation import FakeClient
+
+SEALED = "sealed:v1:" + "A" * 40
+
+
+@pytest.fixture
+def backend():
+    from webclient.main import RelayBackend
+
+    b = RelayBackend(FakeClient())
+    b.join("Ada")
+    return b
+
+
+def room_frames(b) -> list[dict]:
+    return [f for f in b.client.sent if f["type"] == "room"]
+
+
+async def unlock(b, channel: str, error: str = "") -> None:
+    async def answer() -> None:
+        while not room_frames(b):
+            await asyncio.sleep(0.01)
+        req = room_frames(b)[-1]["req"]
+        b.answered(req, RelayDone(req, error))
+
+    await asyncio.gather(b.set_room_passphrase(channel, "correct horse battery"), answer())
+
+
+async def test_unlocking_is_a_request_and_a_refusal_is_the_hosts_sentence(backend) -> None:
+    assert backend.capabilities.rooms
+    with pytest.raises(ValidationError, match="at least 8"):  # said here, nothing sent
+        await backend.set_room_passphrase("secret", "short")
+    assert room_frames(backend) == []
+    with pytest.raises(ValidationError, match="Too many passphrases"):
+        await unlock(backend, "secret", "Too many passphrases are being checked")
+    assert not backend.has_room_key("secret")
+    await unlock(backend, "secret")
+    assert backend.has_room_key("secret")
+    frame = room_frames(backend)[-1]
+    assert (frame["channel"], frame["passphrase"]) == ("secret", "correct horse battery")
+    backend.client.is_open = False
+    with pytest.raises(ValidationError, match="Not connected"):
+        await backend.set_room_passphrase("other", "correct horse battery")
+
+
+async def test_sealed_rows_show_only_what_the_host_opened_for_this_room(backend) -> None:
+    msg = replace(Message.chat("Bob", "x", "host-1", "secret"), text=SEALED)
+    plain = Message.chat("Bob", "in the clear", "host-1", "secret")
+    assert backend.reveal(plain) == ("in the clear", "plain")
+    backend.on_opened(RelayOpened(msg.id, "secret", Opened.OPEN, "the plan"))
+    assert backend.reveal(msg) == (SEALED_NO_KEY, "no_key")  # not unlocked here
+    await unlock(backend, "secret")
+    assert backend.reveal(msg) == ("the plan", "open")
+    moved = replace(msg, channel="other")  # an opened text is never shown in another channel
+    await unlock(backend, "other")
+    assert backend.reveal(moved) == (SEALED_NO_KEY, "no_key")
+    backend.on_opened(RelayOpened(msg.id, "secret", Opened.OPEN, "the plan (edited)"))
+    assert backend.reveal(msg) == ("the plan (edited)", "open")
+    forged = replace(msg, id="forged-1")
+    backend.on_opened(RelayOpened(forged.id, "secret", Opened.REFUSED))
+    assert backend.reveal(forged) == (SEALED_REFUSED, "refused")
+
+
+async def test_a_reconnect_unlocks_the_rooms_again(backend) -> None:
+    await unlock(backend, "secret")
+    frames = backend.room_frames()
+    assert len(frames) == 1 and '"passphrase":"correct horse battery"' in frames[0]
+
+
+def test_a_rooms_file_is_described_only_as_the_host_said(backend) -> None:
+    ref = FileRef("a" * 64, 100, "a file", "application/octet-stream", sealed="b" * 64)
+    assert backend.file_view(ref).state == FileState.SEALED_NO_KEY
+    backend._file_states[ref.sha256] = RelayFileState(ref.sha256, FileState.AVAILABLE_REMOTE,
+                                                      0, 100)
+    assert backend.file_view(ref).state == FileState.SEALED_NO_KEY  # no name: not unlocked
+    backend._file_states[ref.sha256] = RelayFileState(ref.sha256, FileState.READY, 100, 100,
+                                                      False, "", "plan.pdf", "application/pdf",
+                                                      "t" * 43)
+    view = backend.file_view(ref)
+    assert (view.state, view.name, view.mime, str(view.path)) == (
+        FileState.READY, "plan.pdf", "application/pdf", "t" * 43)
