@@ -103,14 +103,42 @@ self.bootPyodide = async function (url, snapshot) {
     const pyodideModule = await import(url);
     const loadPyodide = pyodideModule.loadPyodide || self.loadPyodide;
     self.fcMark("loadPyodide");
-    const pyodide = await loadPyodide({
-        stdout: (text) => self.sendPythonOutput(text, false),
-        stderr: (text) => self.sendPythonOutput(text, true),
-        env: self.fcTiming === "imports" ? { PYTHONIMPORTTIME: "1" } : {},
-        ...(snapshot || {}),
-    });
-    self.fcMark("pyodide ready");
-    return pyodide;
+    const restoring = snapshot && snapshot._loadSnapshot;
+    const unwrap = restoring ? self.growMemoryFor(restoring.length) : () => {};
+    try {
+        const pyodide = await loadPyodide({
+            stdout: (text) => self.sendPythonOutput(text, false),
+            stderr: (text) => self.sendPythonOutput(text, true),
+            env: self.fcTiming === "imports" ? { PYTHONIMPORTTIME: "1" } : {},
+            ...(snapshot || {}),
+        });
+        self.fcMark("pyodide ready");
+        return pyodide;
+    } finally {
+        unwrap();
+    }
+};
+// Pyodide restores a snapshot by copying it over the memory of a new WebAssembly instance,
+// whose size is the module's own initial memory (its INITIAL_MEMORY setting does not apply:
+// the module exports its memory). A snapshot taken once the app's imports had grown the memory
+// past that does not fit ("RangeError: offset is out of bounds"), so the instance's memory is
+// grown to the snapshot's size as it is made, before Pyodide's code sees it.
+self.growMemoryFor = function (bytes) {
+    const wasm = self.WebAssembly;
+    const instantiate = wasm.instantiate, streaming = wasm.instantiateStreaming;
+    const grown = (result) => {
+        const memory = (result.instance || result).exports?.memory;
+        if (memory && memory.buffer.byteLength < bytes) {
+            memory.grow(Math.ceil((bytes - memory.buffer.byteLength) / 65536));
+        }
+        return result;
+    };
+    wasm.instantiate = (...args) => instantiate.apply(wasm, args).then(grown);
+    if (streaming) wasm.instantiateStreaming = (...args) => streaming.apply(wasm, args).then(grown);
+    return () => {
+        wasm.instantiate = instantiate;
+        if (streaming) wasm.instantiateStreaming = streaming;
+    };
 };
 // A snapshot of Python's memory once the app is imported, made in this browser on a visit
 // without one and kept in Cache Storage: later visits restore it instead of starting Python

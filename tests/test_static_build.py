@@ -346,7 +346,7 @@ async def test_a_second_visit_restores_python_from_the_first_visits_snapshot(ser
     await first.page.close()
     second = await open_static(context, server + "app/?timing")
     lines = second.console
-    assert [line for line in lines if "fletchat-timing worker snapshot restored" in line], lines
+    assert [line for line in lines if "fletchat-timing worker snapshot restored" in line], "\n".join(lines)
     assert not [line for line in lines if "snapshot made" in line or "imported flet" in line]
     await second.join("Carol Restored")
     await second.send("hello from a restored Python")
