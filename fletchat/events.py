@@ -41,6 +41,15 @@ class Delivered:
 
 
 @dataclass(frozen=True)
+class RoomsUnlocked:
+    """The static client unlocked its rooms again on a new connection to the host: those in
+    ``channels`` open again; ``lost`` are (channel, the host's sentence) it could not unlock."""
+
+    channels: tuple[str, ...]
+    lost: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class ChannelsChanged:
     """A channel appeared (created here or learned from the LAN)."""
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -72,7 +73,7 @@ from .relay_protocol import (
     encode_problems,
     encode_welcome,
 )
-from .relay_rooms import on_room, opened_frames
+from .relay_rooms import on_room, opened_frames, unsealed
 from .room_frames import RelayRoom
 from .webopened import OpenedLinks
 
@@ -114,7 +115,7 @@ class _Client:
         self.skip_ids: set[str] = set()  # sent in the history already
         self.fell_behind = False
         # files it was told about, its uploads' tasks, its links to a room's opened files
-        self.files = ClientFiles(owner=f"relay-{id(self):x}")
+        self.files = ClientFiles(owner=f"relay-{secrets.token_hex(8)}")
         self.acting: asyncio.Task[Close | None] | None = None  # the frame being acted on
         where = ws.client
         self.address = where.host if where else "?"
@@ -227,12 +228,13 @@ class Relay:
                     client.push(changed)
             return
         text = encode_msg(event)
+        opened: dict[tuple[str, bytes], str] = {}  # a room's text, opened once per key
         for client in clients:
             if client.session.can_see(event.channel):  # others' direct messages stay out
                 if event.id not in client.skip_ids:
                     for frame in [*self.files.frames_for(client.session, client.files,
                                                          [event] if event.files else []),
-                                  *opened_frames(client.session, [event])]:  # a room's text
+                                  *opened_frames(client.session, [event], opened)]:
                         client.push(frame)
                 client.push(text, event.id)
 
@@ -390,6 +392,8 @@ class Relay:
             return None  # whitespace only: nothing to post (the UI does the same)
         if not session.can_see(frame.channel):
             return CLOSE_PROTOCOL_ERROR, "send.channel: not one of your channels"
+        if unsealed(session, frame.channel, frame.sealed):  # never posted in the clear
+            return CLOSE_PROTOCOL_ERROR, "send.sealed: that room is not unlocked on this connection"
         try:
             await asyncio.to_thread(session.send, frame.text, frame.channel)
         except ReadOnlyError:  # the host's fault, not the client's: say why, stay connected

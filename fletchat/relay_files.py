@@ -51,6 +51,7 @@ from .files.relay_frames import (
 from .files.views import FileChanged, FileState
 from .model import FileRef, Message, ValidationError
 from .protocol import CLOSE_PROTOCOL_ERROR
+from .relay_rooms import NOT_UNLOCKED, unsealed
 from .webfiles import upload_name
 from .webopened import OpenedLinks
 
@@ -217,6 +218,7 @@ class ClientFiles:
     refs: OrderedDict[str, FileRef] = field(default_factory=OrderedDict)
     thumb_of: dict[str, str] = field(default_factory=dict)  # a thumbnail's hash -> its file's
     owner: str = ""  # whose links to a room's opened files these are (``webopened``)
+    closed: bool = False  # the connection ended: no more links for it
     tasks: set[asyncio.Task] = field(default_factory=set)  # fetches: stopped with the connection
     shares: set[asyncio.Task] = field(default_factory=set)  # shares: finished all the same
 
@@ -261,7 +263,7 @@ class RelayFiles:
         return encode_file_state(file)
 
     def _link(self, state: ClientFiles, path: Path | None) -> str:
-        if self.opened is None or path is None:
+        if self.opened is None or path is None or state.closed:
             return ""
         try:
             return self.opened.link(state.owner, path).rsplit("/", 1)[-1]  # the token
@@ -315,6 +317,9 @@ class RelayFiles:
                  push: Callable[[str], None]) -> Close | None:
         if not session.can_see(frame.channel):
             return CLOSE_PROTOCOL_ERROR, "share.channel: not one of your channels"
+        if unsealed(session, frame.channel, frame.sealed):  # the files would go in the clear
+            push(encode_done(frame.req, NOT_UNLOCKED))
+            return None
         hub = session.hub
         if self.uploads is None or getattr(hub, "files", None) is None:
             push(encode_done(frame.req, FILES_OFF))
@@ -377,6 +382,7 @@ class RelayFiles:
             task.cancel()
         if self.uploads is not None:
             self.uploads.drop_owner(owner)
+        state.closed = True  # (a query still answering makes no link after this)
         if self.opened is not None:
             self.opened.release_owner(state.owner)
         return set(state.shares)

@@ -91,6 +91,7 @@ class RelaySend:
 
     text: str | None
     channel: str = DEFAULT_CHANNEL
+    sealed: bool = False  # the client holds this channel as a private room: refused unless sealed
 
 
 @dataclass(frozen=True)
@@ -136,8 +137,21 @@ def encode_client_hello(name: str) -> str:
     return _dumps({"v": PROTOCOL_VERSION, "type": "hello", "name": name})
 
 
-def encode_client_send(text: str, channel: str = DEFAULT_CHANNEL) -> str:
-    return _dumps({"v": PROTOCOL_VERSION, "type": "send", "text": text, "channel": channel})
+def encode_client_send(text: str, channel: str = DEFAULT_CHANNEL, sealed: bool = False) -> str:
+    return _dumps({"v": PROTOCOL_VERSION, "type": "send", "text": text, "channel": channel,
+                   **sealed_field(sealed)})
+
+
+def sealed_field(sealed: bool) -> dict[str, bool]:
+    """``{"sealed": true}`` for what must be sealed in a private room (left out otherwise)."""
+    return {"sealed": True} if sealed else {}
+
+
+def decode_sealed(obj: dict[str, Any], ftype: str) -> bool:
+    value = obj.get("sealed", False)
+    if not isinstance(value, bool):
+        raise ProtocolError(f"{ftype}.sealed must be true or false")
+    return value
 
 
 def encode_client_history(req: int, channel: str, before: str = "") -> str:
@@ -198,7 +212,7 @@ def decode_client_frame(data: str | bytes) -> ClientFrame:
             text = validate_text(obj.get("text"))
         except ValidationError as err:
             raise ProtocolError(f"send.text: {err}") from None
-        return RelaySend(text, _channel(obj, "send"))
+        return RelaySend(text, _channel(obj, "send"), decode_sealed(obj, "send"))
     if ftype == "ping":
         return RelayPing()
     if ftype == "history":

@@ -22,21 +22,40 @@ if TYPE_CHECKING:
 MAX_ROOMS_PER_CLIENT = 64  # rooms one connection may unlock (each costs every message a lookup)
 
 
+NOT_UNLOCKED = ("This private room is not unlocked on the host for this page: unlock it again "
+                "(the lock by its name).")
+
+
+def unsealed(session: HubSession, channel: str, sealed: bool) -> bool:
+    """The client asked for ``channel``'s seal (``sealed``) but its session has no key there: what
+    it sent would go out in the clear (a ``room`` that failed after a reconnect), so it is refused."""
+    return sealed and channel not in session.room_keys
+
+
 def too_many_rooms() -> str:
     return f"You have {MAX_ROOMS_PER_CLIENT} private rooms open here already."
 
 
-def opened_frames(session: HubSession, msgs: Iterable[Message]) -> list[str]:
+def opened_frames(session: HubSession, msgs: Iterable[Message],
+                  memo: dict[tuple[str, bytes], str] | None = None) -> list[str]:
     """``opened`` frames for the sealed chat messages of ``msgs`` in rooms ``session`` holds a
-    key for (none for the rest): sent just before the messages themselves."""
+    key for (none for the rest): sent just before the messages themselves. ``memo`` shares the
+    work between the clients one event goes to: a message is opened once per key, not once
+    per client."""
     out = []
+    memo = {} if memo is None else memo
     for msg in msgs:
-        if msg.kind != KIND_CHAT or msg.channel not in session.room_keys or not is_sealed(msg.text):
+        key = session.room_keys.get(msg.channel)
+        if msg.kind != KIND_CHAT or key is None or not is_sealed(msg.text):
             continue
-        text, how = session.reveal(msg)
-        shown = shown_text(text) if how == Opened.OPEN else None
-        out.append(encode_opened(msg.id, msg.channel, Opened.OPEN, shown) if shown is not None
-                   else encode_opened(msg.id, msg.channel, Opened.REFUSED))
+        frame = memo.get((msg.id, key))
+        if frame is None:
+            text, how = session.reveal(msg)
+            shown = shown_text(text) if how == Opened.OPEN else None
+            frame = memo[(msg.id, key)] = (
+                encode_opened(msg.id, msg.channel, Opened.OPEN, shown) if shown is not None
+                else encode_opened(msg.id, msg.channel, Opened.REFUSED))
+        out.append(frame)
     return out
 
 

@@ -16,6 +16,7 @@ Behind the passphrase gate like every route.
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import time
 from collections import Counter, OrderedDict
@@ -45,26 +46,28 @@ class _Link:
 class OpenedLinks:
     def __init__(self, root: Path, clock: Callable[[], float] = time.monotonic) -> None:
         self.root = Path(root).resolve()
+        self._roots = {self.root, Path(os.path.abspath(root))}  # (no file system call per link)
         self.clock = clock
-        self._links: OrderedDict[str, _Link] = OrderedDict()  # oldest first
+        self._links: OrderedDict[str, _Link] = OrderedDict()  # soonest to expire first
         self._by_key: dict[tuple[str, Path], str] = {}
+        self._held: Counter[str] = Counter()  # links per owner
 
     def link(self, owner: str, path: Path, name: str = "", download: bool = False) -> str:
         """The URL (relative to the host) a tab of session ``owner`` loads ``path`` from;
         ``ValueError`` if ``path`` is not an opened file of this host."""
-        real = Path(path).resolve()
-        if not real.is_relative_to(self.root) or real.parent != self.root:
+        real = Path(os.path.abspath(path))  # the files' own paths (a digest under the root)
+        if real.parent not in self._roots or real.name in ("", ".", ".."):
             raise ValueError(f"{path} is not an opened file")
         self._sweep()
         token = self._by_key.get((owner, real))
         if token is None:
-            if sum(link.owner == owner for link in self._links.values()) >= MAX_LINKS_PER_OWNER:
+            if self._held[owner] >= MAX_LINKS_PER_OWNER:
                 self._drop(self._oldest_of(owner))
             while len(self._links) >= MAX_LINKS:  # from whoever holds the most: not a bystander
-                self._drop(self._oldest_of(Counter(link.owner for link in self._links.values())
-                                           .most_common(1)[0][0]))
+                self._drop(self._oldest_of(self._held.most_common(1)[0][0]))
             token = secrets.token_urlsafe(32)
             self._by_key[(owner, real)] = token
+            self._held[owner] += 1
         self._links[token] = _Link(owner, real, self.clock() + LINK_SECONDS)
         self._links.move_to_end(token)
         return opened_url(token, name, download)
@@ -83,10 +86,18 @@ class OpenedLinks:
         link = self._links.pop(token, None)
         if link is not None:
             self._by_key.pop((link.owner, link.path), None)
+            self._held[link.owner] -= 1
+            if self._held[link.owner] <= 0:
+                del self._held[link.owner]
 
     def _sweep(self) -> None:
+        """Drop expired links: each use moves its link to the end with a new expiry, so the
+        expired ones are at the front (stop at the first that is not)."""
         now = self.clock()
-        for token in [t for t, link in self._links.items() if link.expires <= now]:
+        while self._links:
+            token, link = next(iter(self._links.items()))
+            if link.expires > now:
+                return
             self._drop(token)
 
     async def serve(self, request: Request) -> Response:

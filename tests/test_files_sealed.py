@@ -133,7 +133,7 @@ async def test_another_rooms_offer_naming_the_same_blob_never_gets_the_opened_co
     real = seal_into(store, data, msg_id="m1")
     files = SealedFiles(store)
     files.learn(replace(Message.chat("Ann", "", "peer-a", "secret", files=(real,)), id="m1"))
-    files.keys_from({"secret": KEY})
+    files.keep_key(real, {"secret": KEY})
     opened = asyncio.Event()
     files.open_later(real, opened.set)
     await asyncio.wait_for(opened.wait(), 10)
@@ -152,3 +152,40 @@ async def test_another_rooms_offer_naming_the_same_blob_never_gets_the_opened_co
     await asyncio.sleep(0.2)
     assert files.view(forged, {"mine": mallory}, None).path is None
     assert files.view(real, {"secret": KEY}, None).path.read_bytes() == data
+
+
+async def test_a_wrong_key_neither_replaces_the_right_one_nor_grows_the_cache(tmp_path, monkeypatch):
+    """A throw-away relay connection can derive any number of keys for a room and be shown its
+    files: a key that does not open a file is not kept for opening it (it would replace the one
+    that works, and the download would never open), and descriptions are cached only when they
+    open, at most ``MAX_METAS`` of them."""
+    import asyncio
+    from dataclasses import replace
+
+    from fletchat.files import sealed_files
+    from fletchat.files.sealed_files import SealedFiles
+    from fletchat.files.views import FileState
+    from fletchat.model import Message
+
+    store = BlobStore(tmp_path / "files")
+    data = os.urandom(2 * CHUNK)
+    real = seal_into(store, data, msg_id="m1")
+    files = SealedFiles(store)
+    files.learn(replace(Message.chat("Ann", "", "peer-a", "secret", files=(real,)), id="m1"))
+    files.keep_key(real, {"secret": KEY})
+    files.keep_key(real, {"secret": rooms.room_key("secret", "a wrong passphrase")})
+    opened = asyncio.Event()
+    files.open_later(real, opened.set)
+    await asyncio.wait_for(opened.wait(), 10)  # with the right key, kept
+    assert files.view(real, {"secret": KEY}, None).state is FileState.READY
+
+    monkeypatch.setattr(sealed_files, "MAX_METAS", 3)
+    for i in range(20):  # wrong keys: nothing cached
+        wrong = bytes([i]) * 32
+        assert files.view(real, {"secret": wrong}, None).state is FileState.SEALED_NO_KEY
+    assert len(files._metas) <= 1
+    others = [seal_into(store, os.urandom(CHUNK), msg_id=f"n{i}") for i in range(6)]
+    for i, ref in enumerate(others):
+        files.learn(replace(Message.chat("Ann", "", "peer-a", "secret", files=(ref,)), id=f"n{i}"))
+        assert files.meta(ref, KEY) is not None
+    assert len(files._metas) == 3

@@ -280,3 +280,46 @@ async def _get(url: str) -> tuple[int, bytes]:
             return err.code, b""
 
     return await asyncio.to_thread(get)
+
+
+async def test_what_the_client_holds_sealed_is_never_posted_in_the_clear(host: Host):  # noqa: F811
+    """A client that holds a room but whose connection has no key for it (its ``room`` failed
+    after a reconnect) marks what it sends ``sealed``: the host refuses it rather than post it
+    in the clear."""
+    from fletchat.files.relay_frames import encode_client_share
+    from fletchat.relay_rooms import NOT_UNLOCKED
+    from tests.test_relay_files import upload
+
+    client = await open_client(host, "Ada")
+    theirs = _tab(host, "Bob").send("a sealed question", ROOM)
+    await client.ws.send(encode_client_conv(1, "reply", theirs.id, "a clear answer", ROOM,
+                                            sealed=True))
+    done = await client.next(RelayDone)
+    assert (done.req, done.error) == (1, NOT_UNLOCKED)
+    slot = await upload(client, "plan.txt", b"the plan\n" * 10, req=2)
+    await client.ws.send(encode_client_share(3, [slot], "", ROOM, sealed=True))
+    done = await client.next(RelayDone)
+    assert (done.req, done.error) == (3, NOT_UNLOCKED)
+    await client.ws.send(encode_client_send("a clear secret", ROOM, sealed=True))
+    code, reason = await client.closed()
+    assert code == 1002 and "send.sealed" in reason
+    posted = [m for m in host.messages() if m.author == "Ada" and m.channel == ROOM]
+    assert posted == []
+    # With the key, the same frames go through, sealed.
+    keyed = await open_client(host, "Ada")
+    assert await _unlock(keyed, 4) == ""
+    await keyed.ws.send(encode_client_send("now sealed", ROOM, sealed=True))
+    mine = await keyed.message(lambda m: m.author == "Ada" and m.channel == ROOM)
+    assert is_sealed(mine.text)
+
+
+def test_the_sealed_mark_is_validated():
+    for frame in [
+        {"type": "send", "text": "x", "channel": "a", "sealed": "yes"},
+        {"type": "conv", "req": 1, "op": "typing", "channel": "a", "sealed": 1},
+        {"type": "share", "req": 1, "ids": ["a" * 32], "caption": "", "sealed": None},
+    ]:
+        with pytest.raises(ProtocolError, match="sealed must be true or false"):
+            decode_client_frame(json.dumps({"v": 1, **frame}))
+    assert decode_client_frame(encode_client_send("x", "a", sealed=True)).sealed
+    assert not decode_client_frame(encode_client_send("x", "a")).sealed

@@ -610,6 +610,28 @@ async def test_private_room_rows_open_with_the_passphrase(tmp_path) -> None:
     assert bob.reveal(mine) == ("count me in", "open")
 
 
+async def test_a_room_lost_on_a_reconnect_is_said_and_its_rows_redrawn(tmp_path) -> None:
+    """The static client's rooms are unlocked again on each new connection: one the host
+    refused is said under the header; the open channel is drawn again either way."""
+    from fletchat.events import RoomsUnlocked
+
+    view, session = await make_view(tmp_path)
+    room = session.create_channel("plans")
+    await view.show_channel(room)
+    drawn = []
+    view.rooms.on_opened = lambda: _note(drawn)
+    await view.on_event(RoomsUnlocked((), ((room, "Too many passphrases are being checked."),)))
+    assert view.rooms.note.visible
+    assert "# plans is locked again: Too many passphrases" in (view.rooms.note.value or "")
+    await view.on_event(RoomsUnlocked(("elsewhere",)))
+    await view.on_event(RoomsUnlocked((room,)))
+    assert drawn == [1, 1]  # the lost room and the reopened one: its rows redrawn
+
+
+async def _note(drawn: list) -> None:
+    drawn.append(1)
+
+
 def test_headless_prints_identity_warnings_as_their_own_event() -> None:
     from fletchat.headless import event_line
 

@@ -11,6 +11,7 @@ from dataclasses import replace
 import pytest
 
 from fletchat.conversation.relay_frames import RelayDone
+from fletchat.events import RoomsUnlocked
 from fletchat.files.relay_frames import RelayFileState
 from fletchat.files.views import FileState
 from fletchat.model import FileRef, Message, ValidationError
@@ -79,10 +80,47 @@ async def test_sealed_rows_show_only_what_the_host_opened_for_this_room(backend)
     assert backend.reveal(forged) == (SEALED_REFUSED, "refused")
 
 
-async def test_a_reconnect_unlocks_the_rooms_again(backend) -> None:
+async def test_a_reconnect_unlocks_the_rooms_again_and_nothing_goes_out_unsealed(backend) -> None:
+    """A new connection is a new session on the host, with no keys: until the host confirms a
+    room again, nothing is sent there (it would be posted in the clear); what is sent once it
+    has is marked ``sealed``, so the host refuses it should the key be missing; a room the host
+    refuses to unlock again is locked here and the view is told."""
+    got: list = []
+
+    async def handler(event) -> None:
+        got.append(event)
+
+    backend.subscribe(handler)
+    backend.host_peer = "host-1"
     await unlock(backend, "secret")
-    frames = backend.room_frames()
-    assert len(frames) == 1 and '"passphrase":"correct horse battery"' in frames[0]
+    await unlock(backend, "plans")
+    await backend.send("sealed by the host", "secret")
+    assert backend.client.sent[-1]["sealed"] is True
+    await backend.send("in the clear", "general")
+    assert "sealed" not in backend.client.sent[-1]
+
+    backend.client.sent.clear()
+    backend.unlock_again()  # what the client does on every (re)connect
+    while len(room_frames(backend)) < 1:
+        await asyncio.sleep(0.01)
+    with pytest.raises(ValidationError, match="being unlocked again"):
+        await backend.send("too early", "secret")
+    with pytest.raises(ValidationError, match="being unlocked again"):
+        await backend.share_picked([("a.txt", b"x")], "", "secret", lambda _: None)
+    assert not [f for f in backend.client.sent if f["type"] in ("send", "upload")]
+    first = room_frames(backend)[0]
+    assert first["channel"] == "secret" and first["req"] > 0  # a real request, answered
+    backend.answered(first["req"], RelayDone(first["req"], ""))
+    while len(room_frames(backend)) < 2:
+        await asyncio.sleep(0.01)
+    second = room_frames(backend)[1]
+    busy = "Too many passphrases are being checked on this device."
+    backend.answered(second["req"], RelayDone(second["req"], busy))
+    await asyncio.wait_for(backend._unlocking, 5)
+    assert got[-1] == RoomsUnlocked(("secret",), (("plans", busy),))
+    assert backend.has_room_key("secret") and not backend.has_room_key("plans")
+    await backend.send("after it", "secret")
+    assert backend.client.sent[-1]["sealed"] is True
 
 
 def test_a_rooms_file_is_described_only_as_the_host_said(backend) -> None:

@@ -64,6 +64,7 @@ class RelayFileMethods:
     client: Any
     _ask: Callable[..., Any]
     deliver: Callable[[object], Any]
+    check_sealed: Callable[[str], bool]
 
     def _files_init(self) -> None:
         self._file_states: dict[str, RelayFileState] = {}
@@ -139,6 +140,7 @@ class RelayFileMethods:
         if getattr(self, "name", None) is None:
             raise ValidationError("Join the chat first.")
         channel = validate_channel(channel)
+        sealed = self.check_sealed(channel)  # a room's files are sealed by the host
         slots: list[str] = []
         try:
             for name, data in picked:
@@ -159,7 +161,8 @@ class RelayFileMethods:
                                         lambda n, name=name, size=size: progress(
                                             f"Uploading {name}: {n * 100 // size}%"))
             progress("Sharing...")
-            done = await self._ask(lambda req: encode_client_share(req, slots, caption, channel))
+            done = await self._ask(lambda req: encode_client_share(req, slots, caption, channel,
+                                                                   sealed))
             if not isinstance(done, RelayDone):
                 raise ValidationError(NO_ANSWER)
             if done.error:

@@ -131,7 +131,8 @@ class RelayBackend(RelayFileMethods, RelayRoomMethods):
             return None
         if not self.client.is_open:
             raise ValidationError("Not connected to the host right now; try again in a moment.")
-        self.client.send_frame(encode_client_send(text, validate_channel(channel)))
+        channel = validate_channel(channel)
+        self.client.send_frame(encode_client_send(text, channel, self.check_sealed(channel)))
         return Message.chat(self._name, text, "relay", channel)
 
     def leave(self) -> None:
@@ -249,7 +250,9 @@ class RelayBackend(RelayFileMethods, RelayRoomMethods):
             raise ValidationError("Join the chat first.")
         if not self.client.is_open:
             raise ValidationError("Not connected to the host right now; try again in a moment.")
-        done = await self._ask(lambda req: encode_client_conv(req, op, target, text, channel))
+        sealed = op in ("reply", "edit") and self.check_sealed(channel)  # text: sealed in a room
+        done = await self._ask(lambda req: encode_client_conv(req, op, target, text, channel,
+                                                               sealed))
         if not isinstance(done, RelayDone):
             raise ValidationError("The host did not answer; try again.")
         if done.error:
@@ -430,11 +433,12 @@ class RelayClient:
         print("relay: connected to", self.url)
         self.show_status("")
         name = self.backend.name
-        if name is not None:  # a reconnect: join again under the same name, unlock the rooms
-            self.pending = [encode_client_hello(name), *self.backend.room_frames()]
+        if name is not None:  # a reconnect: join again under the same name
+            self.pending = [encode_client_hello(name)]
         for text in self.pending:
             self.ws.send(text)
         self.pending = []
+        self.backend.unlock_again()  # a new session on the host: no room keys there yet
 
     async def on_frame(self, data: str) -> None:
         try:

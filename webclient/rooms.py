@@ -10,44 +10,63 @@ again on the host after a reconnect (a new connection is a new session there, wi
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 from fletchat.conversation.relay_frames import RelayDone
+from fletchat.events import RoomsUnlocked
 from fletchat.model import Message, ValidationError, validate_channel
-from fletchat.room_frames import Opened, RelayOpened, encode_client_room
+from fletchat.room_frames import MAX_PASSPHRASE_CHARS, Opened, RelayOpened, encode_client_room
 from fletchat.rooms import SEALED_NO_KEY, SEALED_REFUSED, check_passphrase, is_sealed
 
 MAX_OPENED_KEPT = 5000  # opened texts remembered (oldest dropped; a page asked again has them)
 
 
+def _trim(kept: dict) -> None:
+    while len(kept) > MAX_OPENED_KEPT:
+        kept.pop(next(iter(kept)))
+
+
 class RelayRoomMethods:
-    """Room methods for ``RelayBackend`` (which provides ``client``, ``_ask`` and ``name``)."""
+    """Room methods for ``RelayBackend`` (which provides ``client``, ``_ask``, ``deliver``
+    and ``name``)."""
 
     client: Any
     _ask: Callable[..., Any]
+    deliver: Callable[[object], Any]
 
     def _rooms_init(self) -> None:
         self._passphrases: dict[str, str] = {}  # channel -> passphrase, of rooms unlocked here
+        self._confirmed: set[str] = set()  # ... and unlocked on the host on this connection
         self._opened: dict[str, RelayOpened] = {}  # message id -> what the host opened
+        self._refused: dict[str, str] = {}  # message id -> channel, of those that did not open
+        self._unlocking: asyncio.Task | None = None
 
     def reveal(self, msg: Message) -> tuple[str, str]:
         """As ``HubSession.reveal``, from what the host opened for this client."""
         if not is_sealed(msg.text):
             return msg.text, "plain"
-        opened = self._opened.get(msg.id)
-        if msg.channel not in self._passphrases or opened is None or opened.channel != msg.channel:
+        if msg.channel not in self._passphrases:
             return SEALED_NO_KEY, "no_key"
-        if opened.how is Opened.OPEN:
-            return opened.text, "open"
-        return SEALED_REFUSED, "refused"
+        if self._refused.get(msg.id) == msg.channel:
+            return SEALED_REFUSED, "refused"
+        opened = self._opened.get(msg.id)
+        if opened is None or opened.channel != msg.channel:
+            return SEALED_NO_KEY, "no_key"
+        return opened.text, "open"
 
     def on_opened(self, frame: RelayOpened) -> None:
-        """What a sealed message says: kept until its row is drawn (the message comes next)."""
+        """What a sealed message says: kept until its row is drawn (the message comes next).
+        Refusals are kept apart: many junk sealed messages never push out a text that opened."""
         self._opened.pop(frame.id, None)  # an edit's newer text: the newest entry again
-        self._opened[frame.id] = frame
-        if len(self._opened) > MAX_OPENED_KEPT:
-            self._opened.pop(next(iter(self._opened)))
+        self._refused.pop(frame.id, None)
+        if frame.how is Opened.OPEN:
+            self._opened[frame.id] = frame
+            _trim(self._opened)
+        else:
+            self._refused[frame.id] = frame.channel
+            _trim(self._refused)
 
     async def set_room_passphrase(self, channel: str, passphrase: str) -> None:
         """Unlock ``channel`` on the host (it derives the key: a moment, longer when others
@@ -55,19 +74,52 @@ class RelayRoomMethods:
         if getattr(self, "name", None) is None:
             raise ValidationError("Join the chat first.")
         channel = validate_channel(channel)
-        check_passphrase(passphrase)  # the host's rule too: said at once, not after a round trip
+        check_passphrase(passphrase)  # the host's rules too: said at once, not after a round trip
+        if len(passphrase) > MAX_PASSPHRASE_CHARS:
+            raise ValidationError(f"A room passphrase has at most {MAX_PASSPHRASE_CHARS} characters.")
         if not self.client.is_open:
             raise ValidationError("Not connected to the host right now; try again in a moment.")
+        await self._unlock(channel, passphrase)
+        self._passphrases[channel] = passphrase
+        self._confirmed.add(channel)
+
+    async def _unlock(self, channel: str, passphrase: str) -> None:
         done = await self._ask(lambda req: encode_client_room(req, channel, passphrase))
         if not isinstance(done, RelayDone):
             raise ValidationError("The host did not answer; try again.")
         if done.error:
             raise ValidationError(done.error)
-        self._passphrases[channel] = passphrase
 
     def has_room_key(self, channel: str) -> bool:
         return channel in self._passphrases
 
-    def room_frames(self) -> list[str]:
-        """The rooms to unlock again on a new connection (their answers are not awaited)."""
-        return [encode_client_room(0, c, p) for c, p in self._passphrases.items()]
+    def check_sealed(self, channel: str) -> bool:
+        """Whether what is sent to ``channel`` must be sealed (it is a room unlocked here);
+        ``ValidationError`` while the host has not confirmed its key on this connection (after
+        a reconnect): sent before that, it would be posted in the clear."""
+        if channel not in self._passphrases:
+            return False
+        if channel not in self._confirmed:
+            raise ValidationError("This private room is being unlocked again on the host; "
+                                  "try again in a moment.")
+        return True
+
+    def unlock_again(self) -> None:
+        """A new connection (a new session on the host, with no keys): unlock every room again,
+        each answer awaited; the view hears which opened again and which could not."""
+        self._confirmed.clear()
+        if self._passphrases:
+            self._unlocking = asyncio.ensure_future(self._unlock_all(dict(self._passphrases)))
+
+    async def _unlock_all(self, rooms: dict[str, str]) -> None:
+        opened, lost = [], []
+        for channel, passphrase in rooms.items():
+            try:
+                await self._unlock(channel, passphrase)
+            except ValidationError as err:
+                self._passphrases.pop(channel, None)  # locked here until given again
+                lost.append((channel, str(err)))
+                continue
+            self._confirmed.add(channel)
+            opened.append(channel)
+        await self.deliver(RoomsUnlocked(tuple(opened), tuple(lost)))

@@ -18,7 +18,7 @@ from ..model import (
     validate_text,
 )
 from ..protocol import PROTOCOL_VERSION, ProtocolError
-from ..relay_protocol import _dumps, _req
+from ..relay_protocol import _dumps, _req, decode_sealed, sealed_field
 from .kinds import ReplyRef, validate_emoji
 from .reducer import ReactionSummary, RowState
 from .signals import ReadMark
@@ -39,6 +39,7 @@ class RelayConv:
     target: str = ""  # message id (reply/react/edit/delete); read: the stamp read up to
     text: str = ""  # reply/edit text, the emoji, or the new name
     channel: str = DEFAULT_CHANNEL
+    sealed: bool = False  # the client holds this channel as a private room: refused unless sealed
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,9 @@ class RelayDone:
 
 # ---- client -> host ----
 def encode_client_conv(req: int, op: str, target: str = "", text: str = "",
-                       channel: str = DEFAULT_CHANNEL) -> str:
+                       channel: str = DEFAULT_CHANNEL, sealed: bool = False) -> str:
     return _dumps({"v": PROTOCOL_VERSION, "type": "conv", "req": req, "op": op,
-                   "target": target, "text": text, "channel": channel})
+                   "target": target, "text": text, "channel": channel, **sealed_field(sealed)})
 
 
 def _checked(key: str, check) -> Any:
@@ -100,7 +101,7 @@ def decode_client_conv(obj: dict[str, Any]) -> RelayConv:
         from .kinds import validate_hlc
 
         target = _checked("target", lambda: validate_hlc(obj.get("target")))
-    return RelayConv(req, op, target, text, channel)
+    return RelayConv(req, op, target, text, channel, decode_sealed(obj, "conv"))
 
 
 # ---- host -> client ----

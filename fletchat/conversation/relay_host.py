@@ -54,8 +54,10 @@ def conv_fan_out(clients: Iterable[Any], event: RowChanged | TypingChanged | Rea
         if found is not None:
             from ..relay_rooms import opened_frames  # an edit in a private room: its new text
 
+            opened: dict[tuple[str, bytes], str] = {}  # once per key, not per client
             for c in clients:
-                for frame in [*opened_frames(c.session, [found[0]]), _row_frame(c.session, found[0])]:
+                for frame in [*opened_frames(c.session, [found[0]], opened),
+                              _row_frame(c.session, found[0])]:
                     c.push(frame)
 
 
@@ -81,6 +83,10 @@ async def on_conv(frame: RelayConv, client: Any, session: HubSession) -> None:
 def _run(frame: RelayConv, session: HubSession) -> None:
     if not session.can_see(frame.channel):
         raise ValidationError("Not one of your channels.")
+    from ..relay_rooms import NOT_UNLOCKED, unsealed
+
+    if unsealed(session, frame.channel, frame.sealed):  # a reply or edit would go in the clear
+        raise ValidationError(NOT_UNLOCKED)
     if frame.op == "typing":
         session.typing(frame.channel)
         return

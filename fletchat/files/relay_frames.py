@@ -19,7 +19,7 @@ from typing import Any
 
 from ..model import DEFAULT_CHANNEL, ValidationError, validate_channel, validate_text
 from ..protocol import PROTOCOL_VERSION, ProtocolError, _str_field
-from ..relay_protocol import _dumps, _req
+from ..relay_protocol import _dumps, _req, decode_sealed, sealed_field
 from ..webpaths import OPENED_TOKEN
 from . import limits as L
 from .views import FileState
@@ -62,6 +62,7 @@ class RelayShare:
     ids: tuple[str, ...]
     caption: str
     channel: str = DEFAULT_CHANNEL
+    sealed: bool = False  # the client holds this channel as a private room: refused unless sealed
 
 
 @dataclass(frozen=True)
@@ -89,9 +90,10 @@ def encode_client_chunk(slot: str, offset: int, data: bytes) -> str:
                    "data": base64.b64encode(data).decode("ascii")})
 
 
-def encode_client_share(req: int, ids: list[str], caption: str, channel: str) -> str:
+def encode_client_share(req: int, ids: list[str], caption: str, channel: str,
+                        sealed: bool = False) -> str:
     return _dumps({"v": PROTOCOL_VERSION, "type": "share", "req": req, "ids": ids,
-                   "caption": caption, "channel": channel})
+                   "caption": caption, "channel": channel, **sealed_field(sealed)})
 
 
 def encode_client_fetch(req: int, sha256: str) -> str:
@@ -156,7 +158,8 @@ def decode_client_files(obj: dict[str, Any], ftype: str) -> object:
             channel = validate_channel(obj.get("channel", DEFAULT_CHANNEL))
         except ValidationError as err:
             raise ProtocolError(f"share: {err}") from None
-        return RelayShare(_req(obj, "share"), slots, caption, channel)
+        return RelayShare(_req(obj, "share"), slots, caption, channel,
+                          decode_sealed(obj, "share"))
     if ftype == "fetch":
         return RelayFetch(_req(obj, "fetch"), _sha(obj.get("sha256"), "fetch"))
     if ftype == "drop":

@@ -18,6 +18,7 @@ import hmac
 import logging
 import os
 import shutil
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,6 +34,7 @@ NO_KEY = "A file in a private room: enter the room's passphrase to see it."
 
 OPENED_DIR = "opened"  # under the files root: opened copies, by the sealed blob's hash
 BINDING = ".key"  # beside an opened copy: which file key opened it (``_binding``)
+MAX_METAS = 4096  # opened descriptions kept (each is a name, a type and a file key)
 
 
 def _binding(file_key: bytes) -> str:
@@ -51,32 +53,50 @@ class SealedFiles:
         self.opened_dir = store.root / OPENED_DIR
         self.opened_dir.mkdir(parents=True, exist_ok=True)
         self._where: dict[str, tuple[str, str]] = {}  # sealed field -> (channel, message id)
-        self._keys: dict[str, bytes] = {}  # channel -> room key, as people entered them here
-        self._metas: dict[tuple[str, bytes], SealedMeta | None] = {}
+        # sealed field -> a room key that opens it (checked: a wrong key from anyone never
+        # replaces the one that works, and never opens a download)
+        self._keys: dict[str, bytes] = {}
+        # descriptions opened, by (blob, sealed field, room key); bounded, successes only: every
+        # key a throw-away relay connection derives would otherwise add one per file it is shown
+        self._metas: OrderedDict[tuple[str, str, bytes], SealedMeta] = OrderedDict()
         self._opening: set[str] = set()
+        self._bindings: dict[str, str] = {}  # blob sha256 -> its opened copy's binding (read once)
 
     def learn(self, msg: Message) -> None:
         for ref in msg.files:
             if ref.sealed is not None:
                 self._where[ref.sealed] = (msg.channel, msg.id)
 
-    def keys_from(self, room_keys: dict[str, bytes]) -> None:
-        self._keys.update(room_keys)
+    def keep_key(self, ref: FileRef, room_keys: dict[str, bytes] | None) -> None:
+        """Remember the room key of ``room_keys`` that opens ``ref`` (to open the blob once it is
+        downloaded); a key that does not open it is ignored."""
+        key = self._key_for(ref, room_keys)
+        if key is not None and ref.sealed is not None and self.meta(ref, key) is not None:
+            self._keys[ref.sealed] = key
 
     def opened(self, ref: FileRef, meta: SealedMeta) -> Path | None:
         """The opened copy of ``ref``, if the file key of ``meta`` is the one that opened it."""
         path = self.opened_dir / ref.sha256  # a validated digest, never a name
-        try:
-            bound = path.with_name(ref.sha256 + BINDING).read_text("ascii")
-        except (OSError, UnicodeDecodeError):
-            return None
+        bound = self._bindings.get(ref.sha256)
+        if bound is None:
+            try:
+                bound = path.with_name(ref.sha256 + BINDING).read_text("ascii")
+            except (OSError, UnicodeDecodeError):
+                return None
+            self._bindings[ref.sha256] = bound
         return path if hmac.compare_digest(bound, _binding(meta.key)) and path.is_file() else None
+
+    def has_opened(self, sha: str) -> bool:
+        """An opened copy of blob ``sha`` is here (opened by whichever key)."""
+        return (self.opened_dir / sha).is_file()
 
     def _bind(self, sha: str, meta_key: bytes) -> None:
         _write_atomic(self.opened_dir / (sha + BINDING), _binding(meta_key))
+        self._bindings[sha] = _binding(meta_key)
 
     def forget(self, sha: str) -> None:
         """The opened copy of ``sha`` goes (freeing space)."""
+        self._bindings.pop(sha, None)
         (self.opened_dir / sha).unlink(missing_ok=True)
         (self.opened_dir / (sha + BINDING)).unlink(missing_ok=True)
 
@@ -84,13 +104,18 @@ class SealedFiles:
         where = self._where.get(ref.sealed or "")
         if where is None:
             return None
-        cached = (ref.sha256, key)
-        if cached not in self._metas:
+        cached = (ref.sha256, ref.sealed or "", key)
+        meta = self._metas.get(cached)
+        if meta is None:
             try:
-                self._metas[cached] = open_meta(key, where[0], where[1], ref)
+                meta = open_meta(key, where[0], where[1], ref)
             except RoomError:
-                self._metas[cached] = None
-        return self._metas[cached]
+                return None
+            self._metas[cached] = meta
+            while len(self._metas) > MAX_METAS:
+                self._metas.popitem(last=False)
+        self._metas.move_to_end(cached)
+        return meta
 
     def _key_for(self, ref: FileRef, room_keys: dict[str, bytes] | None) -> bytes | None:
         where = self._where.get(ref.sealed or "")
@@ -109,7 +134,7 @@ class SealedFiles:
         if opened is not None:
             return FileView(FileState.READY, meta.size, meta.size, opened, None, "", meta.name, meta.mime)
         if self.store.has(ref.sha256):  # downloaded, not opened yet (opening now)
-            self.keys_from({self._where[ref.sealed or ""][0]: key})
+            self._keys[ref.sealed or ""] = key
             return FileView(FileState.FETCHING, ref.size, ref.size, None, None, "", meta.name, meta.mime)
         if seen is not None:
             return FileView(seen.state, seen.done_bytes, seen.size, None, None, seen.reason,
@@ -119,7 +144,7 @@ class SealedFiles:
     def open_later(self, ref: FileRef, then: Callable[[], None]) -> None:
         """Decrypt a downloaded sealed blob (in a thread) if a key for its room is known here."""
         where = self._where.get(ref.sealed or "")
-        key = self._keys.get(where[0]) if where else None
+        key = self._keys.get(ref.sealed or "") if where else None
         if key is None or ref.sha256 in self._opening:
             return
         meta = self.meta(ref, key)
@@ -167,7 +192,7 @@ class SealedFiles:
             tmp.unlink(missing_ok=True)
         ref = FileRef(blob.sha256, blob.size, blob.chunk_size, blob.root, sealed=sealed)
         self._where[sealed] = (channel, msg_id)
-        self._keys[channel] = key
+        self._keys[sealed] = key
         room_on_disk(self.store.root, ref.size)
         await asyncio.to_thread(shutil.copyfile, path, self.opened_dir / ref.sha256)
         meta = self.meta(ref, key)

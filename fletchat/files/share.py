@@ -16,7 +16,7 @@ import logging
 import mimetypes
 import shutil
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -36,6 +36,7 @@ log = logging.getLogger("fletchat.files")
 SCRATCH_DIR = "scratch"  # under the files root: what this device made and has not shared yet
 
 PROGRESS_EVERY_S = 0.25  # progress events per file are coalesced to at most this often
+MAX_TOLD_READY = 4096  # stored files remembered as already announced (``_want``)
 MAX_QUEUED_FETCHES = 1024  # downloads waiting for a free slot (beyond this, the oldest auto ones go)
 
 
@@ -74,6 +75,9 @@ class FileShare:
         self._used = 0
         self._starting = False
         self._clicked: set[str] = set()  # asked for by a person here (auto ones must leave room)
+        # stored files whose readiness was told: another ask (a relay client's fetch, at its
+        # frame rate, from any number of connections) tells every screen nothing new
+        self._told_ready: OrderedDict[str, None] = OrderedDict()
         shutil.rmtree(store.root / SCRATCH_DIR, ignore_errors=True)  # a crash's, before it was shared
 
     # ---- lifecycle ----
@@ -119,8 +123,8 @@ class FileShare:
     # ---- fetching ----
     async def fetch_ref(self, ref: FileRef, room_keys: dict[str, bytes] | None = None) -> None:
         """The person's download click: fetch now (or queue), then open it if sealed."""
-        if room_keys:
-            self.sealed.keys_from(room_keys)
+        if room_keys and ref.sealed is not None:
+            self.sealed.keep_key(ref, room_keys)
         self._clicked.add(ref.sha256)
         self._want(ref, front=True)
 
@@ -135,6 +139,12 @@ class FileShare:
             return
         self._refs[ref.sha256] = ref
         if self.store.has(ref.sha256):
+            if ref.sealed is None or self.sealed.has_opened(ref.sha256):
+                if ref.sha256 in self._told_ready:
+                    return
+                self._told_ready[ref.sha256] = None
+                while len(self._told_ready) > MAX_TOLD_READY:
+                    self._told_ready.popitem(last=False)
             self._ready(ref)
             return
         if ref.sha256 in self.service._jobs or any(q.sha256 == ref.sha256 for q in self._queue):
@@ -254,6 +264,7 @@ class FileShare:
                 log.info("free space: %s stays: %s", sha[:12], err)
                 continue
             self._views.pop(sha, None)
+            self._told_ready.pop(sha, None)
             freed += size
             self.publish(FileChanged(sha, FileView(FileState.AVAILABLE_REMOTE, 0, size)))
         return freed

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import flet as ft
 
+from ..events import RoomsUnlocked
 from ..model import ValidationError
 from .backend import ChatBackend
 from .dialogs import room_dialog
@@ -130,3 +131,21 @@ class RoomControls:
                 self.note.update()
         await self.on_opened()  # sealed rows open now
         return True
+
+    async def on_event(self, event: object) -> None:
+        """Rooms unlocked again on the host after a reconnect (the static client): the open
+        channel's rows open again; a room that could not be is said under the header."""
+        if not isinstance(event, RoomsUnlocked):
+            return
+        for channel, why in event.lost:
+            self.note.value = (f"{channel_title(channel, self.backend.name)} is locked again: "
+                               f"{why} Unlock it with the lock.")
+            self.note.visible = True
+            if self.note.parent is not None:
+                self.note.update()
+        if any(c == self.channel for c, _ in event.lost):
+            self.show_for(self.channel)  # the lock is open again
+            if self.button.parent is not None:
+                self.button.update()
+        if self.channel in {*event.channels, *(c for c, _ in event.lost)}:
+            await self.on_opened()  # its rows, opened again (or sealed)

@@ -13,6 +13,7 @@ from ..events import (
     Delivered,
     IdentityWarning,
     MessageRefused,
+    RoomsUnlocked,
     RosterChanged,
     StoreFailed,
 )
@@ -76,8 +77,7 @@ class ChatView:
         self.trust = TrustActions(page, backend, self.updates, self.banners, self.people)
         self.title = ft.Text(channel_title(self.state.channel), size=18,
                              weight=ft.FontWeight.BOLD, expand=True)
-        self.rooms = RoomControls(page, backend, self.reopen, self.composer.focus,
-                                  lambda: self.feed.shows_sealed())
+        self.rooms = RoomControls(page, backend, self.reopen, self.composer.focus, self.feed.shows_sealed)
         self.login = Login(page, backend, prefill_name, self.joined)
         chat_box = ft.Container(
             content=ft.Column([self.empty.control, self.conversation.control], expand=True,
@@ -184,8 +184,9 @@ class ChatView:
             self.updates.mark(*self.people.render(list(event.online), list(event.devices)))
         elif isinstance(event, Delivered):
             self.feed.delivered(event.ids, event.at)
-        elif isinstance(event, ChannelsChanged):
-            self.render_channels()
+        elif isinstance(event, ChannelsChanged | RoomsUnlocked):
+            self.render_channels()  # (the locks in the list)
+            await self.rooms.on_event(event)
         elif isinstance(event, IdentityWarning) and self.banners.show_warning(event):
             self.updates.mark(self.banners.identity)
         elif isinstance(event, MessageRefused):
