@@ -223,9 +223,8 @@ class Relay:
         file's new state to those who were told about it."""
         if isinstance(event, FileChanged):
             for client in clients:
-                changed = self.files.changed(client.session, client.files, event)
-                if changed is not None:
-                    client.push(changed)
+                for frame in self.files.changed(client.session, client.files, event):
+                    client.push(frame)
             return
         text = encode_msg(event)
         opened: dict[tuple[str, bytes], str] = {}  # a room's text, opened once per key

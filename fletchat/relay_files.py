@@ -47,6 +47,8 @@ from .files.relay_frames import (
     encode_ack,
     encode_file_state,
     encode_slot,
+    file_key,
+    sealed_digest,
 )
 from .files.views import FileChanged, FileState
 from .model import FileRef, Message, ValidationError
@@ -215,7 +217,10 @@ def _append(path: Path, data: bytes) -> None:
 class ClientFiles:
     """What one relay client was told about files (what it may fetch, what to update)."""
 
+    # by ``file_key``: the blob, and for a room's file its description (another message may
+    # name the same blob with another description: each is told and fetched as its own)
     refs: OrderedDict[str, FileRef] = field(default_factory=OrderedDict)
+    keys_of: dict[str, set[str]] = field(default_factory=dict)  # a blob's hash -> its refs' keys
     thumb_of: dict[str, str] = field(default_factory=dict)  # a thumbnail's hash -> its file's
     owner: str = ""  # whose links to a room's opened files these are (``webopened``)
     closed: bool = False  # the connection ended: no more links for it
@@ -223,14 +228,25 @@ class ClientFiles:
     shares: set[asyncio.Task] = field(default_factory=set)  # shares: finished all the same
 
     def learn(self, ref: FileRef) -> None:
-        self.refs[ref.sha256] = ref
-        self.refs.move_to_end(ref.sha256)
+        key = file_key(ref.sha256, sealed_digest(ref))
+        self.refs[key] = ref
+        self.refs.move_to_end(key)
+        self.keys_of.setdefault(ref.sha256, set()).add(key)
         if ref.thumb is not None:
             self.thumb_of[ref.thumb.sha256] = ref.sha256
         while len(self.refs) > MAX_REFS_PER_CLIENT:
-            _, old = self.refs.popitem(last=False)
-            if old.thumb is not None:
-                self.thumb_of.pop(old.thumb.sha256, None)
+            old_key, old = self.refs.popitem(last=False)
+            keys = self.keys_of.get(old.sha256, set())
+            keys.discard(old_key)
+            if not keys:
+                self.keys_of.pop(old.sha256, None)
+                if old.thumb is not None:
+                    self.thumb_of.pop(old.thumb.sha256, None)
+
+    def refs_of(self, sha256: str) -> list[FileRef]:
+        """Every ref of blob ``sha256`` (or of the file whose thumbnail it is) this client knows."""
+        sha = self.thumb_of.get(sha256, sha256)
+        return [self.refs[k] for k in self.keys_of.get(sha, ()) if k in self.refs]
 
 
 class RelayFiles:
@@ -250,12 +266,13 @@ class RelayFiles:
         files = getattr(session.hub, "files", None)
         if files is None:
             return encode_file_state(RelayFileState(ref.sha256, FileState.FAILED, 0, ref.size,
-                                                    False, FILES_OFF))
+                                                    False, FILES_OFF, of=sealed_digest(ref)))
         view = files.view(ref, session.room_keys if ref.sealed is not None else None)
         reason = view.reason if view.state != FileState.SEALED_NO_KEY else ""
         file = RelayFileState(ref.sha256, view.state, min(view.done_bytes, L.MAX_FILE_BYTES),
                               min(view.size, L.MAX_FILE_BYTES),
-                              view.thumb is not None and ref.sealed is None, reason)
+                              view.thumb is not None and ref.sealed is None, reason,
+                              of=sealed_digest(ref))
         if ref.sealed is not None and view.state != FileState.SEALED_NO_KEY and view.name:
             file = replace(file, name=view.name, mime=view.mime,
                            opened=self._link(state, view.path) if view.state == FileState.READY
@@ -279,10 +296,8 @@ class RelayFiles:
                 out.append(self.frame_for(session, state, ref))
         return out
 
-    def changed(self, session: Any, state: ClientFiles, event: FileChanged) -> str | None:
-        sha = state.thumb_of.get(event.sha256, event.sha256)
-        ref = state.refs.get(sha)
-        return self.frame_for(session, state, ref) if ref is not None else None
+    def changed(self, session: Any, state: ClientFiles, event: FileChanged) -> list[str]:
+        return [self.frame_for(session, state, ref) for ref in state.refs_of(event.sha256)]
 
     # ---- requests ----
     def on_upload(self, frame: RelayUpload, owner: int, address: str, hub: Any) -> str:
@@ -351,7 +366,7 @@ class RelayFiles:
     def on_fetch(self, frame: RelayFetch, session: Any, state: ClientFiles,
                  push: Callable[[str], None]) -> None:
         files = getattr(session.hub, "files", None)
-        ref = state.refs.get(frame.sha256)
+        ref = state.refs.get(file_key(frame.sha256, frame.of))
         if files is None:
             push(encode_done(frame.req, FILES_OFF))
         elif ref is None:

@@ -223,8 +223,9 @@ def test_server_file_frames_validate():
     room = RelayFileState("c" * 64, FileState.READY, 3, 3, False, "", "plan.pdf",
                           "application/pdf", "t" * 43)
     assert decode_server_frame(encode_file_state(room)) == room
+    assert decode_server_frame(encode_file_state(replace(room, of="0" * 32))).of == "0" * 32
     for bad in [replace(room, name="x\u202egpj.exe"), replace(room, mime="PDF"),
-                replace(room, opened="../../etc/passwd")]:
+                replace(room, opened="../../etc/passwd"), replace(room, of="XYZ")]:
         with pytest.raises(ProtocolError):
             decode_server_frame(encode_file_state(bad))
     with pytest.raises(ProtocolError):

@@ -268,6 +268,49 @@ async def test_a_rooms_file_opens_only_through_the_unlocked_connections_link(hos
     assert (await _get(f"{base}/files/opened/{state.opened}"))[0] == 404
 
 
+async def test_another_message_naming_a_rooms_blob_never_changes_that_files_state(host: Host):  # noqa: F811
+    """A blob's hash is public: a message anywhere may name a room's blob with a description of
+    its own. Each description's state is told (and fetched) as its own (``of``), so the forged
+    one never turns the room's file into "locked" (nor the other way round)."""
+    import io
+    from dataclasses import replace
+
+    from fletchat.files.manifest import FileManifest
+    from fletchat.files.relay_frames import RelayFileState, encode_client_share, sealed_digest
+    from fletchat.files.sealed import RoomMessage, seal_stream
+    from fletchat.model import Message
+    from tests.test_relay_files import upload
+
+    ada = await open_client(host, "Ada")
+    assert await _unlock(ada, 1) == ""
+    data = b"the plan, in a file\n" * 50
+    slot = await upload(ada, "plan.txt", data, req=2)
+    await ada.ws.send(encode_client_share(3, [slot], "", ROOM, sealed=True))
+    real = (await ada.message(lambda m: m.channel == ROOM and bool(m.files))).files[0]
+
+    async def state_of(ref) -> RelayFileState:
+        async with asyncio.timeout(TIMEOUT):
+            while True:
+                for f in reversed(ada.frames):
+                    if isinstance(f, RelayFileState) and f.sha256 == ref.sha256 and (
+                            f.of == sealed_digest(ref)):
+                        return f
+                await ada.next(RelayFileState)
+
+    assert (await state_of(real)).name == "plan.txt"
+    mallory = room_key("general", "mallory's own passphrase")
+    own = seal_stream(io.BytesIO(), io.BytesIO(bytes(len(data))), len(data),
+                      RoomMessage(mallory, "general", "m9"), "bait.txt", "text/plain",
+                      real.chunk_size)
+    forged = FileManifest(real.sha256, real.size, real.chunk_size, real.root, sealed=own)
+    host.node.hub.post(replace(Message.chat("Mal", "", host.node.hub.peer_id, "general",
+                                            files=(forged,)), id="m9"))
+    await ada.message(lambda m: m.id == "m9")
+    told = await state_of(forged)
+    assert told.of != (await state_of(real)).of and told.name == ""  # no key of Ada's opens it
+    assert (await state_of(real)).name == "plan.txt"  # the room's file is still described
+
+
 async def _get(url: str) -> tuple[int, bytes]:
     import urllib.error
     import urllib.request

@@ -123,15 +123,22 @@ async def test_a_reconnect_unlocks_the_rooms_again_and_nothing_goes_out_unsealed
     assert backend.client.sent[-1]["sealed"] is True
 
 
-def test_a_rooms_file_is_described_only_as_the_host_said(backend) -> None:
+async def test_a_rooms_file_is_described_only_as_the_host_said(backend) -> None:
+    from fletchat.files.relay_frames import sealed_digest
+
     ref = FileRef("a" * 64, 100, "a file", "application/octet-stream", sealed="b" * 64)
+    other = replace(ref, sealed="c" * 64)  # another message's description of the same blob
+    of = sealed_digest(ref)
     assert backend.file_view(ref).state == FileState.SEALED_NO_KEY
-    backend._file_states[ref.sha256] = RelayFileState(ref.sha256, FileState.AVAILABLE_REMOTE,
-                                                      0, 100)
+    await backend.on_file_frame(RelayFileState(ref.sha256, FileState.AVAILABLE_REMOTE, 0, 100,
+                                               of=of))
     assert backend.file_view(ref).state == FileState.SEALED_NO_KEY  # no name: not unlocked
-    backend._file_states[ref.sha256] = RelayFileState(ref.sha256, FileState.READY, 100, 100,
-                                                      False, "", "plan.pdf", "application/pdf",
-                                                      "t" * 43)
+    await backend.on_file_frame(RelayFileState(ref.sha256, FileState.READY, 100, 100, False, "",
+                                               "plan.pdf", "application/pdf", "t" * 43, of))
     view = backend.file_view(ref)
     assert (view.state, view.name, view.mime, str(view.path)) == (
         FileState.READY, "plan.pdf", "application/pdf", "t" * 43)
+    await backend.on_file_frame(RelayFileState(ref.sha256, FileState.READY, 100, 100,
+                                               of=sealed_digest(other)))
+    assert backend.file_view(other).state == FileState.SEALED_NO_KEY
+    assert backend.file_view(ref).name == "plan.pdf"  # untouched by the other description

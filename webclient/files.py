@@ -27,6 +27,8 @@ from fletchat.files.relay_frames import (
     encode_client_fetch,
     encode_client_share,
     encode_client_upload,
+    file_key,
+    sealed_digest,
 )
 from fletchat.files.views import FileChanged, FileState, FileView
 from fletchat.model import FileRef, Message, ValidationError, validate_channel
@@ -75,12 +77,12 @@ class RelayFileMethods:
     def learn_files(self, msgs: list[Message]) -> None:
         for msg in msgs:
             for ref in msg.files:
-                self._file_refs[ref.sha256] = ref
+                self._file_refs[file_key(ref.sha256, sealed_digest(ref))] = ref
         while len(self._file_refs) > MAX_REFS_KEPT:
             self._file_refs.pop(next(iter(self._file_refs)))
 
     def file_view(self, ref: FileRef) -> FileView:
-        got = self._file_states.get(ref.sha256)
+        got = self._file_states.get(file_key(ref.sha256, sealed_digest(ref)))
         if ref.sealed is not None:
             return _room_file_view(ref, got)
         if got is None:
@@ -101,15 +103,16 @@ class RelayFileMethods:
                 sending.acked, sending.error = max(sending.acked, frame.received), frame.error
                 sending.event.set()
             return
-        self._file_states[frame.sha256] = frame
+        key = file_key(frame.sha256, frame.of)  # a room's file: the state of that description
+        self._file_states[key] = frame
         if len(self._file_states) > MAX_REFS_KEPT:
             self._file_states.pop(next(iter(self._file_states)))
-        ref = self._file_refs.get(frame.sha256)
+        ref = self._file_refs.get(key)
         if ref is not None:
             await self.deliver(FileChanged(frame.sha256, self.file_view(ref)))
 
     async def fetch_file(self, ref: FileRef) -> None:
-        done = await self._ask(lambda req: encode_client_fetch(req, ref.sha256))
+        done = await self._ask(lambda req: encode_client_fetch(req, ref.sha256, sealed_digest(ref)))
         if not isinstance(done, RelayDone):
             raise ValidationError(NO_ANSWER)
         if done.error:

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..model import DEFAULT_CHANNEL, ValidationError, validate_channel, validate_text
+from ..model import DEFAULT_CHANNEL, FileRef, ValidationError, validate_channel, validate_text
 from ..protocol import PROTOCOL_VERSION, ProtocolError, _str_field
 from ..relay_protocol import _dumps, _req, decode_sealed, sealed_field
 from ..webpaths import OPENED_TOKEN
@@ -30,6 +31,7 @@ RELAY_WINDOW = 8  # chunks a client sends ahead of the host's acks
 MAX_HINT_CHARS = 255  # the file name hint in ``upload``
 MAX_REASON_CHARS = 200
 _SLOT = re.compile(r"^[0-9a-f]{32}$")
+_OF = re.compile(r"[0-9a-f]{32}")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _B64 = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
 _B64_CHARS = 4 * ((RELAY_CHUNK_BYTES + 2) // 3)
@@ -67,10 +69,12 @@ class RelayShare:
 
 @dataclass(frozen=True)
 class RelayFetch:
-    """Have the host download file ``sha256`` (a file of a message this client was sent)."""
+    """Have the host download file ``sha256`` (a file of a message this client was sent);
+    ``of``: which private-room description of it (``sealed_digest``), "" for any other file."""
 
     req: int
     sha256: str
+    of: str = ""
 
 
 @dataclass(frozen=True)
@@ -96,8 +100,31 @@ def encode_client_share(req: int, ids: list[str], caption: str, channel: str,
                    "caption": caption, "channel": channel, **sealed_field(sealed)})
 
 
-def encode_client_fetch(req: int, sha256: str) -> str:
-    return _dumps({"v": PROTOCOL_VERSION, "type": "fetch", "req": req, "sha256": sha256})
+def encode_client_fetch(req: int, sha256: str, of: str = "") -> str:
+    return _dumps({"v": PROTOCOL_VERSION, "type": "fetch", "req": req, "sha256": sha256,
+                   **({"of": of} if of else {})})
+
+
+def sealed_digest(ref: FileRef) -> str:
+    """Which private-room description a ``file`` or ``fetch`` frame is about: a blob's hash is
+    public, so another message (anywhere) may name the same blob with a description of its own,
+    and the state of one must never be taken for the other's. "" for an ordinary file."""
+    if ref.sealed is None:
+        return ""
+    return hashlib.sha256(ref.sealed.encode("ascii", "replace")).hexdigest()[:32]
+
+
+def file_key(sha256: str, of: str = "") -> str:
+    """What a client's file states are kept under: the blob, and for a room's file its
+    description."""
+    return f"{sha256}:{of}" if of else sha256
+
+
+def _of(obj: dict[str, Any], ftype: str) -> str:
+    value = obj.get("of", "")
+    if not isinstance(value, str) or (value and not _OF.fullmatch(value)):
+        raise ProtocolError(f"{ftype}.of must be 32 lowercase hex digits")
+    return value
 
 
 def encode_client_drop(slot: str) -> str:
@@ -161,7 +188,7 @@ def decode_client_files(obj: dict[str, Any], ftype: str) -> object:
         return RelayShare(_req(obj, "share"), slots, caption, channel,
                           decode_sealed(obj, "share"))
     if ftype == "fetch":
-        return RelayFetch(_req(obj, "fetch"), _sha(obj.get("sha256"), "fetch"))
+        return RelayFetch(_req(obj, "fetch"), _sha(obj.get("sha256"), "fetch"), _of(obj, "fetch"))
     if ftype == "drop":
         return RelayDrop(_slot(obj.get("id"), "drop"))
     raise ProtocolError(f"unknown relay file frame {ftype!r}")
@@ -206,6 +233,7 @@ class RelayFileState:
     name: str = ""
     mime: str = ""
     opened: str = ""
+    of: str = ""  # a room's file: which description of the blob this is about (``sealed_digest``)
 
 
 def encode_slot(req: int, slot: str = "", error: str = "") -> str:
@@ -222,6 +250,8 @@ def encode_file_state(file: RelayFileState) -> str:
     frame = {"v": PROTOCOL_VERSION, "type": "file", "sha256": file.sha256, "state": file.state,
              "done": file.done, "size": file.size, "thumb": file.thumb,
              "reason": file.reason[:MAX_REASON_CHARS]}
+    if file.of:
+        frame["of"] = file.of
     if file.name:  # a sealed file of a room the client unlocked
         frame.update(name=file.name, mime=file.mime, opened=file.opened)
     return _dumps(frame)
@@ -255,7 +285,7 @@ def _decode_file(obj: dict[str, Any]) -> RelayFileState:
                           _int(obj, "done", "file", 0, L.MAX_FILE_BYTES),
                           _int(obj, "size", "file", 0, L.MAX_FILE_BYTES), thumb,
                           _str_field(obj, "reason", "file", MAX_REASON_CHARS, default=""),
-                          *_opened_fields(obj))
+                          *_opened_fields(obj), _of(obj, "file"))
 
 
 def _opened_fields(obj: dict[str, Any]) -> tuple[str, str, str]:
