@@ -48,9 +48,8 @@ from .files.relay_frames import (
     encode_file_state,
     encode_slot,
     file_key,
-    sealed_digest,
 )
-from .files.views import FileChanged, FileState
+from .files.views import FileChanged, FileState, sealed_digest
 from .model import FileRef, Message, ValidationError
 from .protocol import CLOSE_PROTOCOL_ERROR
 from .relay_rooms import NOT_UNLOCKED, unsealed
@@ -70,6 +69,7 @@ SLOT_IDLE_S = 120.0  # a slot with no chunk for this long is deleted ...
 SLOT_GRACE_S = 60.0  # ... and one not complete after this long plus its size at
 SLOT_MIN_BYTES_PER_S = 64 * L.KIB  # this rate (a byte every 119 s kept a slot forever)
 MAX_REFS_PER_CLIENT = 4096  # files a client was told about (what it may fetch); oldest forgotten
+MAX_DESCRIPTIONS_PER_BLOB = 4  # of those, naming one blob (room files' descriptions); oldest go
 FILES_OFF = "File sharing is off on this host."
 
 Close = tuple[int, str]
@@ -220,8 +220,9 @@ class ClientFiles:
     # by ``file_key``: the blob, and for a room's file its description (another message may
     # name the same blob with another description: each is told and fetched as its own)
     refs: OrderedDict[str, FileRef] = field(default_factory=OrderedDict)
-    keys_of: dict[str, set[str]] = field(default_factory=dict)  # a blob's hash -> its refs' keys
-    thumb_of: dict[str, str] = field(default_factory=dict)  # a thumbnail's hash -> its file's
+    keys_of: dict[str, list[str]] = field(default_factory=dict)  # a blob -> its refs' keys, oldest
+    # first (at most MAX_DESCRIPTIONS_PER_BLOB: each is a frame on every change of the blob)
+    thumb_of: dict[str, set[str]] = field(default_factory=dict)  # a thumbnail -> files it is of
     owner: str = ""  # whose links to a room's opened files these are (``webopened``)
     closed: bool = False  # the connection ended: no more links for it
     tasks: set[asyncio.Task] = field(default_factory=set)  # fetches: stopped with the connection
@@ -231,22 +232,35 @@ class ClientFiles:
         key = file_key(ref.sha256, sealed_digest(ref))
         self.refs[key] = ref
         self.refs.move_to_end(key)
-        self.keys_of.setdefault(ref.sha256, set()).add(key)
+        keys = self.keys_of.setdefault(ref.sha256, [])
+        if key in keys:
+            keys.remove(key)
+        keys.append(key)
+        while len(keys) > MAX_DESCRIPTIONS_PER_BLOB:  # messages naming one blob, many ways
+            self._forget(keys[0])
         if ref.thumb is not None:
-            self.thumb_of[ref.thumb.sha256] = ref.sha256
+            self.thumb_of.setdefault(ref.thumb.sha256, set()).add(ref.sha256)
         while len(self.refs) > MAX_REFS_PER_CLIENT:
-            old_key, old = self.refs.popitem(last=False)
-            keys = self.keys_of.get(old.sha256, set())
-            keys.discard(old_key)
-            if not keys:
-                self.keys_of.pop(old.sha256, None)
-                if old.thumb is not None:
+            self._forget(next(iter(self.refs)))
+
+    def _forget(self, key: str) -> None:
+        old = self.refs.pop(key)
+        keys = self.keys_of.get(old.sha256, [])
+        if key in keys:
+            keys.remove(key)
+        if not keys:
+            self.keys_of.pop(old.sha256, None)
+            if old.thumb is not None:
+                files = self.thumb_of.get(old.thumb.sha256, set())
+                files.discard(old.sha256)
+                if not files:
                     self.thumb_of.pop(old.thumb.sha256, None)
 
     def refs_of(self, sha256: str) -> list[FileRef]:
-        """Every ref of blob ``sha256`` (or of the file whose thumbnail it is) this client knows."""
-        sha = self.thumb_of.get(sha256, sha256)
-        return [self.refs[k] for k in self.keys_of.get(sha, ()) if k in self.refs]
+        """Every ref of blob ``sha256``, and of the files whose thumbnail it is, this client
+        knows (a thumbnail's hash may also be a file's: both are told)."""
+        shas = [sha256, *sorted(self.thumb_of.get(sha256, set()) - {sha256})]
+        return [self.refs[k] for sha in shas for k in self.keys_of.get(sha, ()) if k in self.refs]
 
 
 class RelayFiles:

@@ -294,3 +294,41 @@ async def test_a_share_sent_just_before_the_connection_closed_is_still_posted(ho
     assert msg.author == "Ada" and [f.name for f in msg.files] == ["late.bin"]
     kinds = [m.kind for m in host.messages() if m.author == "Ada"]
     assert kinds.index("leave") > kinds.index(KIND_CHAT), kinds  # she left after it
+
+
+def test_a_client_keeps_a_few_descriptions_of_one_blob_and_every_thumbnails_file():
+    """Messages may name one blob many ways (each a room file's description): each change of
+    the blob is a frame per description, so a client keeps at most a few of them; a hash that is
+    both a file and another file's thumbnail tells both."""
+    from fletchat.files.manifest import FileManifest
+
+    state = RF.ClientFiles()
+    blob = "a" * 64
+    refs = [FileManifest(blob, 10, 65536, "b" * 64, sealed=f"sealed:{i}") for i in range(6)]
+    for ref in refs:
+        state.learn(ref)
+    assert state.refs_of(blob) == refs[-RF.MAX_DESCRIPTIONS_PER_BLOB:]
+    thumb = FileManifest("c" * 64, 5, 65536, "d" * 64, name="t.png", mime="image/png")
+    photo = FileManifest("e" * 64, 50, 65536, "f" * 64, name="p.png", mime="image/png",
+                         thumb=thumb)
+    state.learn(thumb)  # a file of its own too
+    state.learn(photo)
+    assert state.refs_of(thumb.sha256) == [thumb, photo]
+
+
+def test_asking_again_for_a_stored_file_tells_nobody_again(tmp_path):
+    """A relay client's fetch of a file the host has is answered; it does not announce the
+    file to every screen again (any connection could send such fetches back to back)."""
+    from fletchat.files.blobstore import BlobStore
+    from fletchat.files.share import FileShare
+    from fletchat.files.views import FileChanged
+
+    published: list = []
+    share = FileShare(BlobStore(tmp_path / "files"), published.append)
+    ref = share.store.import_stream(io.BytesIO(b"x" * 1000), "a.txt", "text/plain")
+    for _ in range(5):
+        share._want(ref, front=True)
+    assert [type(e) for e in published] == [FileChanged]
+    share.free_space()  # (too small to be freed: kept)
+    share._want(ref)
+    assert len([e for e in published if isinstance(e, FileChanged)]) == 1

@@ -276,8 +276,9 @@ async def test_another_message_naming_a_rooms_blob_never_changes_that_files_stat
     from dataclasses import replace
 
     from fletchat.files.manifest import FileManifest
-    from fletchat.files.relay_frames import RelayFileState, encode_client_share, sealed_digest
+    from fletchat.files.relay_frames import RelayFileState, encode_client_share
     from fletchat.files.sealed import RoomMessage, seal_stream
+    from fletchat.files.views import sealed_digest
     from fletchat.model import Message
     from tests.test_relay_files import upload
 

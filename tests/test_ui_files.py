@@ -151,6 +151,24 @@ async def test_file_changed_updates_only_that_tile(tmp_path):
     assert page.updated == []
 
 
+async def test_a_room_descriptions_change_never_paints_a_plain_tile_of_the_same_blob(tmp_path):
+    """A blob's hash is public: a room's description of it may change state (``of`` set) while
+    a plain message shows the same blob. The plain tile asks for its own view instead."""
+    view, _session, _files = await make_view(tmp_path)
+    a = tmp_path / "a.bin"
+    a.write_bytes(b"a" * 100)
+    msg = await view.backend.share_files([a], "", "general")
+    view.on_message(msg)
+    view.updates.flush()
+    ref = msg.files[0]
+    (tile,) = tiles_of(view, msg)
+    room_view = FileView(FileState.READY, 100, 100, name="the room's secret name.pdf")
+    await view.on_event(FileChanged(ref.sha256, room_view, "0" * 32))
+    assert tile.view.name == "a.bin"  # its own view, not the room file's
+    await view.on_event(FileChanged(ref.sha256, FileView(FileState.READY, 100, 100, name="x")))
+    assert tile.view.name == "x"  # an ordinary change of the blob is taken as it comes
+
+
 async def test_a_tile_of_a_row_no_longer_shown_is_not_updated(tmp_path):
     view, _session, _ = await make_view(tmp_path)
     a = tmp_path / "a.bin"

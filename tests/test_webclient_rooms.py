@@ -80,11 +80,24 @@ async def test_sealed_rows_show_only_what_the_host_opened_for_this_room(backend)
     assert backend.reveal(forged) == (SEALED_REFUSED, "refused")
 
 
-async def test_a_reconnect_unlocks_the_rooms_again_and_nothing_goes_out_unsealed(backend) -> None:
+async def answer_next(b, count: int, error: str) -> dict:
+    """Answer the ``count``-th room request (1-based) once it is sent."""
+    while len(room_frames(b)) < count:
+        await asyncio.sleep(0.01)
+    frame = room_frames(b)[count - 1]
+    b.answered(frame["req"], RelayDone(frame["req"], error))
+    return frame
+
+
+async def test_a_reconnect_unlocks_the_rooms_again_and_nothing_goes_out_unsealed(
+        backend, monkeypatch) -> None:
     """A new connection is a new session on the host, with no keys: until the host confirms a
-    room again, nothing is sent there (it would be posted in the clear); what is sent once it
-    has is marked ``sealed``, so the host refuses it should the key be missing; a room the host
-    refuses to unlock again is locked here and the view is told."""
+    room again, nothing is sent there (it would be posted in the clear); a busy host is asked
+    again; a room it refuses stays held (never a plain channel), is said, and is written to
+    only once unlocked anew; what is sent there is marked ``sealed`` for the host to check."""
+    from webclient import rooms
+
+    monkeypatch.setattr(rooms, "UNLOCK_RETRY_S", 0.01)
     got: list = []
 
     async def handler(event) -> None:
@@ -100,31 +113,47 @@ async def test_a_reconnect_unlocks_the_rooms_again_and_nothing_goes_out_unsealed
     assert "sealed" not in backend.client.sent[-1]
 
     backend.client.sent.clear()
-    backend.unlock_again()  # what the client does on every (re)connect
-    while len(room_frames(backend)) < 1:
-        await asyncio.sleep(0.01)
+    backend.connection_lost()  # the socket closed: from now on, nothing goes into the rooms
     with pytest.raises(ValidationError, match="being unlocked again"):
         await backend.send("too early", "secret")
+    backend.unlock_again()  # what the client does on every (re)connect
     with pytest.raises(ValidationError, match="being unlocked again"):
         await backend.share_picked([("a.txt", b"x")], "", "secret", lambda _: None)
-    assert not [f for f in backend.client.sent if f["type"] in ("send", "upload")]
-    first = room_frames(backend)[0]
+    first = await answer_next(backend, 1, "")
     assert first["channel"] == "secret" and first["req"] > 0  # a real request, answered
-    backend.answered(first["req"], RelayDone(first["req"], ""))
-    while len(room_frames(backend)) < 2:
-        await asyncio.sleep(0.01)
-    second = room_frames(backend)[1]
-    busy = "Too many passphrases are being checked on this device."
-    backend.answered(second["req"], RelayDone(second["req"], busy))
+    busy = "Too many passphrases are being checked on this device. Try again in a moment."
+    assert (await answer_next(backend, 2, busy))["channel"] == "plans"
+    assert (await answer_next(backend, 3, "Not one of your channels."))["channel"] == "plans"
     await asyncio.wait_for(backend._unlocking, 5)
-    assert got[-1] == RoomsUnlocked(("secret",), (("plans", busy),))
-    assert backend.has_room_key("secret") and not backend.has_room_key("plans")
+    assert got[-1] == RoomsUnlocked(("secret",), (("plans", "Not one of your channels."),))
+    assert backend.has_room_key("plans")  # still held: never a plain channel
+    with pytest.raises(ValidationError, match="could not unlock this private room again"):
+        await backend.send("not in the clear", "plans")
+    assert not [f for f in backend.client.sent if f["type"] in ("send", "upload")]
     await backend.send("after it", "secret")
+    assert backend.client.sent[-1]["sealed"] is True
+    await unlock(backend, "plans")  # the person unlocks it anew
+    await backend.send("now sealed", "plans")
     assert backend.client.sent[-1]["sealed"] is True
 
 
+async def test_an_unlocking_for_a_lost_connection_stops(backend) -> None:
+    await unlock(backend, "secret")
+    backend.client.sent.clear()
+    backend.unlock_again()
+    await asyncio.sleep(0.02)
+    old = backend._unlocking
+    backend.connection_lost()  # before its answer came
+    await asyncio.sleep(0.02)
+    assert old.cancelled()
+    backend.unlock_again()
+    await answer_next(backend, 2, "")
+    await asyncio.wait_for(backend._unlocking, 5)
+    assert backend.check_sealed("secret")
+
+
 async def test_a_rooms_file_is_described_only_as_the_host_said(backend) -> None:
-    from fletchat.files.relay_frames import sealed_digest
+    from fletchat.files.views import sealed_digest
 
     ref = FileRef("a" * 64, 100, "a file", "application/octet-stream", sealed="b" * 64)
     other = replace(ref, sealed="c" * 64)  # another message's description of the same blob

@@ -28,9 +28,8 @@ from fletchat.files.relay_frames import (
     encode_client_share,
     encode_client_upload,
     file_key,
-    sealed_digest,
 )
-from fletchat.files.views import FileChanged, FileState, FileView
+from fletchat.files.views import FileChanged, FileState, FileView, sealed_digest
 from fletchat.model import FileRef, Message, ValidationError, validate_channel
 
 ACK_SECONDS = 30.0  # no ack for this long: the upload failed
@@ -109,7 +108,7 @@ class RelayFileMethods:
             self._file_states.pop(next(iter(self._file_states)))
         ref = self._file_refs.get(key)
         if ref is not None:
-            await self.deliver(FileChanged(frame.sha256, self.file_view(ref)))
+            await self.deliver(FileChanged(frame.sha256, self.file_view(ref), frame.of))
 
     async def fetch_file(self, ref: FileRef) -> None:
         done = await self._ask(lambda req: encode_client_fetch(req, ref.sha256, sealed_digest(ref)))

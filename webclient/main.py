@@ -485,6 +485,7 @@ class RelayClient:
     async def on_close(self, code: int, reason: str) -> bool:
         """The socket closed; True when the client is done (it left), else reconnect."""
         print(f"relay: closed ({code}) {reason}")
+        self.backend.connection_lost()  # nothing is sealed on the host until unlocked again
         if self.closing:
             return True
         self.show_status(f"Lost the connection to the host ({reason or code}); reconnecting...")

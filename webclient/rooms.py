@@ -20,6 +20,8 @@ from fletchat.model import Message, ValidationError, validate_channel
 from fletchat.room_frames import MAX_PASSPHRASE_CHARS, Opened, RelayOpened, encode_client_room
 from fletchat.rooms import SEALED_NO_KEY, SEALED_REFUSED, check_passphrase, is_sealed
 
+UNLOCK_TRIES = 5  # a room unlocked again after a reconnect: tries while the host is busy ...
+UNLOCK_RETRY_S = 2.0  # ... waiting this long, then twice as long, and so on
 MAX_OPENED_KEPT = 5000  # opened texts remembered (oldest dropped; a page asked again has them)
 
 
@@ -42,6 +44,8 @@ class RelayRoomMethods:
         self._opened: dict[str, RelayOpened] = {}  # message id -> what the host opened
         self._refused: dict[str, str] = {}  # message id -> channel, of those that did not open
         self._unlocking: asyncio.Task | None = None
+        self._connection = 0  # which connection an unlocking is for (a newer one stops it)
+        self._not_again: dict[str, str] = {}  # rooms the host refused to unlock again, and why
 
     def reveal(self, msg: Message) -> tuple[str, str]:
         """As ``HubSession.reveal``, from what the host opened for this client."""
@@ -82,6 +86,7 @@ class RelayRoomMethods:
         await self._unlock(channel, passphrase)
         self._passphrases[channel] = passphrase
         self._confirmed.add(channel)
+        self._not_again.pop(channel, None)
 
     async def _unlock(self, channel: str, passphrase: str) -> None:
         done = await self._ask(lambda req: encode_client_room(req, channel, passphrase))
@@ -94,32 +99,69 @@ class RelayRoomMethods:
         return channel in self._passphrases
 
     def check_sealed(self, channel: str) -> bool:
-        """Whether what is sent to ``channel`` must be sealed (it is a room unlocked here);
-        ``ValidationError`` while the host has not confirmed its key on this connection (after
-        a reconnect): sent before that, it would be posted in the clear."""
+        """Whether what is sent to ``channel`` must be sealed (a room this page holds: once
+        unlocked, for the page's life); ``ValidationError`` while the host has no key for it on
+        this connection (after a reconnect, until it is unlocked there again): sent then, it
+        would be posted in the clear."""
         if channel not in self._passphrases:
             return False
-        if channel not in self._confirmed:
-            raise ValidationError("This private room is being unlocked again on the host; "
-                                  "try again in a moment.")
-        return True
+        if channel in self._confirmed:
+            return True
+        why = self._not_again.get(channel)
+        if why is not None:
+            raise ValidationError(f"The host could not unlock this private room again ({why}): "
+                                  "unlock it with the lock before writing here.")
+        raise ValidationError("This private room is being unlocked again on the host; "
+                              "try again in a moment.")
+
+    def connection_lost(self) -> None:
+        """The connection ended: its session's keys went with it (nothing is sealed there now),
+        and an unlocking still running is for a connection that is gone."""
+        self._confirmed.clear()
+        self._connection += 1
+        if self._unlocking is not None:
+            self._unlocking.cancel()
+            self._unlocking = None
 
     def unlock_again(self) -> None:
-        """A new connection (a new session on the host, with no keys): unlock every room again,
-        each answer awaited; the view hears which opened again and which could not."""
-        self._confirmed.clear()
+        """A new connection (a new session on the host, with no keys): unlock every room this
+        page holds again, each answer awaited; the view hears which opened and which could not."""
+        self.connection_lost()
         if self._passphrases:
-            self._unlocking = asyncio.ensure_future(self._unlock_all(dict(self._passphrases)))
+            self._unlocking = asyncio.ensure_future(self._unlock_all(self._connection))
 
-    async def _unlock_all(self, rooms: dict[str, str]) -> None:
+    async def _unlock_all(self, connection: int) -> None:
         opened, lost = [], []
-        for channel, passphrase in rooms.items():
+        for channel in list(self._passphrases):
+            why = await self._unlock_one(connection, channel)
+            if connection != self._connection:
+                return  # another connection's turn now
+            if why is None:
+                self._confirmed.add(channel)
+                self._not_again.pop(channel, None)
+                opened.append(channel)
+            elif why:
+                self._not_again[channel] = why  # held all the same: nothing goes in the clear
+                lost.append((channel, why))
+        await self.deliver(RoomsUnlocked(tuple(opened), tuple(lost)))
+
+    async def _unlock_one(self, connection: int, channel: str) -> str | None:
+        """None when unlocked; "" when there is nothing to do (the room was unlocked anew
+        meanwhile); else the host's last sentence. A busy host or no answer is tried again."""
+        why = ""
+        for attempt in range(UNLOCK_TRIES):
+            passphrase = self._passphrases.get(channel)
+            if passphrase is None or channel in self._confirmed or connection != self._connection:
+                return ""
             try:
                 await self._unlock(channel, passphrase)
             except ValidationError as err:
-                self._passphrases.pop(channel, None)  # locked here until given again
-                lost.append((channel, str(err)))
+                why = str(err)
+                if "try again" not in why.lower() or attempt == UNLOCK_TRIES - 1:
+                    return why  # not busy, not unanswered (or the last try): final
+                await asyncio.sleep(UNLOCK_RETRY_S * (attempt + 1))
                 continue
-            self._confirmed.add(channel)
-            opened.append(channel)
-        await self.deliver(RoomsUnlocked(tuple(opened), tuple(lost)))
+            if self._passphrases.get(channel) != passphrase:  # given anew meanwhile: that one
+                return ""
+            return None
+        return why  # (not reached: the last try returns)

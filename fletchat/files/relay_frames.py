@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..model import DEFAULT_CHANNEL, FileRef, ValidationError, validate_channel, validate_text
+from ..model import DEFAULT_CHANNEL, ValidationError, validate_channel, validate_text
 from ..protocol import PROTOCOL_VERSION, ProtocolError, _str_field
 from ..relay_protocol import _dumps, _req, decode_sealed, sealed_field
 from ..webpaths import OPENED_TOKEN
@@ -103,15 +102,6 @@ def encode_client_share(req: int, ids: list[str], caption: str, channel: str,
 def encode_client_fetch(req: int, sha256: str, of: str = "") -> str:
     return _dumps({"v": PROTOCOL_VERSION, "type": "fetch", "req": req, "sha256": sha256,
                    **({"of": of} if of else {})})
-
-
-def sealed_digest(ref: FileRef) -> str:
-    """Which private-room description a ``file`` or ``fetch`` frame is about: a blob's hash is
-    public, so another message (anywhere) may name the same blob with a description of its own,
-    and the state of one must never be taken for the other's. "" for an ordinary file."""
-    if ref.sealed is None:
-        return ""
-    return hashlib.sha256(ref.sealed.encode("ascii", "replace")).hexdigest()[:32]
 
 
 def file_key(sha256: str, of: str = "") -> str:

@@ -29,7 +29,7 @@ from .durations import WAV_TYPES, wav_ms
 from .manifest import OCTET_STREAM, validate_mime
 from .sealed_files import SealedFiles
 from .service import BusyError, FileEvent, FilesService
-from .views import FileChanged, FileState, FileView
+from .views import FileChanged, FileState, FileView, sealed_digest
 
 log = logging.getLogger("fletchat.files")
 
@@ -139,13 +139,14 @@ class FileShare:
             return
         self._refs[ref.sha256] = ref
         if self.store.has(ref.sha256):
-            if ref.sealed is None or self.sealed.has_opened(ref.sha256):
-                if ref.sha256 in self._told_ready:
-                    return
+            if ref.sha256 not in self._told_ready:  # else every screen knows: nothing new
                 self._told_ready[ref.sha256] = None
                 while len(self._told_ready) > MAX_TOLD_READY:
                     self._told_ready.popitem(last=False)
-            self._ready(ref)
+                self._ready(ref)
+            elif ref.sealed is not None:  # opened (and told) once a key here opens it
+                self.sealed.open_later(ref, lambda: self.publish(
+                    FileChanged(ref.sha256, self.view(ref), sealed_digest(ref))))
             return
         if ref.sha256 in self.service._jobs or any(q.sha256 == ref.sha256 for q in self._queue):
             return
@@ -217,8 +218,9 @@ class FileShare:
 
     def _ready(self, ref: FileRef) -> None:
         if ref.sealed is not None:
-            self.sealed.open_later(ref, lambda: self.publish(FileChanged(ref.sha256, self.view(ref))))
-        self.publish(FileChanged(ref.sha256, self.view(ref)))
+            self.sealed.open_later(ref, lambda: self.publish(
+                FileChanged(ref.sha256, self.view(ref), sealed_digest(ref))))
+        self.publish(FileChanged(ref.sha256, self.view(ref), sealed_digest(ref)))
 
     def _set(self, sha: str, view: FileView) -> None:
         self._views[sha] = view

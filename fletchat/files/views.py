@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -34,7 +35,20 @@ class FileView:
 
 @dataclass(frozen=True)
 class FileChanged:
-    """The file ``sha256`` changed state (delivered to every ``subscribe`` handler)."""
+    """The file ``sha256`` changed state (delivered to every ``subscribe`` handler); ``of``:
+    the view is of that private-room description of the blob (``sealed_digest``), not of the
+    blob as an ordinary file ("")."""
 
     sha256: str
     view: FileView
+    of: str = ""
+
+
+def sealed_digest(ref: object) -> str:
+    """Which private-room description of a blob ``ref`` is (a ``FileRef``): a blob's hash is
+    public, so another message (anywhere) may name the same blob with a description of its
+    own, and the state of one must never be taken for the other's. "" for an ordinary file."""
+    sealed = getattr(ref, "sealed", None)
+    if sealed is None:
+        return ""
+    return hashlib.sha256(sealed.encode("ascii", "replace")).hexdigest()[:32]

@@ -326,7 +326,7 @@ class Attachments:
                 continue
             # The event's view is the hub's, with no room keys: a sealed file's view is this
             # session's (its keys); a file no longer kept here has a thumbnail the event lacks.
-            own = (event.sha256 == tile.ref.sha256 and tile.ref.sealed is None
+            own = (event.sha256 == tile.ref.sha256 and tile.ref.sealed is None and not event.of
                    and event.view.state != FileState.AVAILABLE_REMOTE)
             view = event.view if own else self.ctx.backend.file_view(tile.ref)
             tile.show(view)

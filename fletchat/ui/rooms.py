@@ -137,15 +137,12 @@ class RoomControls:
         channel's rows open again; a room that could not be is said under the header."""
         if not isinstance(event, RoomsUnlocked):
             return
-        for channel, why in event.lost:
-            self.note.value = (f"{channel_title(channel, self.backend.name)} is locked again: "
-                               f"{why} Unlock it with the lock.")
+        if event.lost:  # held all the same: nothing is sent there until it is unlocked
+            self.note.value = " ".join(
+                f"The host could not unlock {channel_title(c, self.backend.name)} again: {why}"
+                for c, why in event.lost) + " Unlock it with the lock before writing there."
             self.note.visible = True
             if self.note.parent is not None:
                 self.note.update()
-        if any(c == self.channel for c, _ in event.lost):
-            self.show_for(self.channel)  # the lock is open again
-            if self.button.parent is not None:
-                self.button.update()
-        if self.channel in {*event.channels, *(c for c, _ in event.lost)}:
-            await self.on_opened()  # its rows, opened again (or sealed)
+        if self.channel in event.channels:
+            await self.on_opened()  # its rows, opened again
