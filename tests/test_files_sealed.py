@@ -189,3 +189,26 @@ async def test_a_wrong_key_neither_replaces_the_right_one_nor_grows_the_cache(tm
         files.learn(replace(Message.chat("Ann", "", "peer-a", "secret", files=(ref,)), id=f"n{i}"))
         assert files.meta(ref, KEY) is not None
     assert len(files._metas) == 3
+
+
+def test_a_copy_of_a_description_in_another_message_never_hides_the_original(tmp_path):
+    """The sealed field is public: another message (any channel) may carry a copy. A
+    description opens only under its own message, which is still tried: the room's file stays
+    described for its members (it showed as locked once the copy was learned)."""
+    from dataclasses import replace
+
+    from fletchat.files.sealed_files import SealedFiles
+    from fletchat.files.views import FileState
+    from fletchat.model import Message
+
+    store = BlobStore(tmp_path / "files")
+    real = seal_into(store, os.urandom(CHUNK), msg_id="m1")
+    files = SealedFiles(store)
+    files.learn(replace(Message.chat("Ann", "", "peer-a", "secret", files=(real,)), id="m1"))
+    for i in range(6):  # copies, in the open and in the room itself
+        channel = "general" if i % 2 else "secret"
+        files.learn(replace(Message.chat("Mal", "", "peer-m", channel, files=(real,)), id=f"x{i}"))
+    view = files.view(real, {"secret": KEY}, None)
+    assert view.state is not FileState.SEALED_NO_KEY and view.name == "plans.pdf"
+    assert files.view(real, {"general": rooms.room_key("general", "anything at all")},
+                      None).state is FileState.SEALED_NO_KEY

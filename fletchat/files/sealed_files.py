@@ -34,6 +34,7 @@ NO_KEY = "A file in a private room: enter the room's passphrase to see it."
 
 OPENED_DIR = "opened"  # under the files root: opened copies, by the sealed blob's hash
 BINDING = ".key"  # beside an opened copy: which file key opened it (``_binding``)
+MAX_WHERE = 4  # messages remembered per sealed description (the first and the newest)
 MAX_METAS = 4096  # opened descriptions kept (each is a name, a type and a file key)
 
 
@@ -52,7 +53,10 @@ class SealedFiles:
         self.store = store
         self.opened_dir = store.root / OPENED_DIR
         self.opened_dir.mkdir(parents=True, exist_ok=True)
-        self._where: dict[str, tuple[str, str]] = {}  # sealed field -> (channel, message id)
+        # sealed field -> (channel, message id) of the messages carrying it: the first seen, and
+        # the newest few after it. A description opens only under its own message, and the
+        # field is public: another message may carry a copy (which must not hide the original)
+        self._where: dict[str, list[tuple[str, str]]] = {}
         # sealed field -> a room key that opens it (checked: a wrong key from anyone never
         # replaces the one that works, and never opens a download)
         self._keys: dict[str, bytes] = {}
@@ -65,7 +69,14 @@ class SealedFiles:
     def learn(self, msg: Message) -> None:
         for ref in msg.files:
             if ref.sealed is not None:
-                self._where[ref.sealed] = (msg.channel, msg.id)
+                self._learn_where(ref.sealed, msg.channel, msg.id)
+
+    def _learn_where(self, sealed: str, channel: str, msg_id: str) -> None:
+        where = self._where.setdefault(sealed, [])
+        if (channel, msg_id) not in where:
+            where.append((channel, msg_id))
+            if len(where) > MAX_WHERE:
+                del where[1]  # the first stays: copies come after the original
 
     def keep_key(self, ref: FileRef, room_keys: dict[str, bytes] | None) -> None:
         """Remember the room key of ``room_keys`` that opens ``ref`` (to open the blob once it is
@@ -101,15 +112,16 @@ class SealedFiles:
         (self.opened_dir / (sha + BINDING)).unlink(missing_ok=True)
 
     def meta(self, ref: FileRef, key: bytes) -> SealedMeta | None:
-        where = self._where.get(ref.sealed or "")
-        if where is None:
-            return None
         cached = (ref.sha256, ref.sealed or "", key)
         meta = self._metas.get(cached)
         if meta is None:
-            try:
-                meta = open_meta(key, where[0], where[1], ref)
-            except RoomError:
+            for channel, msg_id in self._where.get(ref.sealed or "", ()):
+                try:
+                    meta = open_meta(key, channel, msg_id, ref)
+                    break
+                except RoomError:
+                    continue
+            if meta is None:
                 return None
             self._metas[cached] = meta
             while len(self._metas) > MAX_METAS:
@@ -118,10 +130,12 @@ class SealedFiles:
         return meta
 
     def _key_for(self, ref: FileRef, room_keys: dict[str, bytes] | None) -> bytes | None:
-        where = self._where.get(ref.sealed or "")
-        if where is None:
-            return None
-        return (room_keys or {}).get(where[0])
+        """The key of ``room_keys`` that opens ``ref`` (the room of a message carrying it)."""
+        for channel, _ in self._where.get(ref.sealed or "", ()):
+            key = (room_keys or {}).get(channel)
+            if key is not None and self.meta(ref, key) is not None:
+                return key
+        return None
 
     def view(self, ref: FileRef, room_keys: dict[str, bytes] | None,
              seen: FileView | None) -> FileView:
@@ -191,7 +205,7 @@ class SealedFiles:
         finally:
             tmp.unlink(missing_ok=True)
         ref = FileRef(blob.sha256, blob.size, blob.chunk_size, blob.root, sealed=sealed)
-        self._where[sealed] = (channel, msg_id)
+        self._learn_where(sealed, channel, msg_id)
         self._keys[sealed] = key
         room_on_disk(self.store.root, ref.size)
         await asyncio.to_thread(shutil.copyfile, path, self.opened_dir / ref.sha256)
