@@ -212,3 +212,36 @@ def test_a_copy_of_a_description_in_another_message_never_hides_the_original(tmp
     assert view.state is not FileState.SEALED_NO_KEY and view.name == "plans.pdf"
     assert files.view(real, {"general": rooms.room_key("general", "anything at all")},
                       None).state is FileState.SEALED_NO_KEY
+
+
+async def test_a_download_opens_the_room_file_though_a_copy_was_wanted_after_it(tmp_path):
+    """A download is of the blob; every message naming it (each description) is told when it
+    ends. A plain copy naming a room's blob, wanted after the room's file, left the room's
+    file downloaded but never opened."""
+    import asyncio
+    from dataclasses import replace
+
+    from fletchat.files.service import FileEvent
+    from fletchat.files.share import FileShare
+    from fletchat.files.views import FileChanged, FileState
+    from fletchat.model import Message
+
+    store = BlobStore(tmp_path / "files")
+    data = os.urandom(2 * CHUNK)
+    real = seal_into(store, data, msg_id="m1")
+    published: list = []
+    share = FileShare(store, published.append)
+    share.sealed.learn(replace(Message.chat("Ann", "", "peer-a", "secret", files=(real,)),
+                               id="m1"))
+    share.sealed.keep_key(real, {"secret": KEY})
+    plain = FileManifest(real.sha256, real.size, real.chunk_size, real.root, name="x.bin",
+                         mime="application/octet-stream")
+    share._remember(real)
+    share._remember(plain)  # wanted after it
+    share._on_event(FileEvent("done", real.sha256, real.size, real.size))
+    for _ in range(200):
+        if share.view(real, {"secret": KEY}).state is FileState.READY:
+            break
+        await asyncio.sleep(0.02)
+    assert share.view(real, {"secret": KEY}).path.read_bytes() == data
+    assert any(isinstance(e, FileChanged) and e.of for e in published)

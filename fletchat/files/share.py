@@ -36,6 +36,7 @@ log = logging.getLogger("fletchat.files")
 SCRATCH_DIR = "scratch"  # under the files root: what this device made and has not shared yet
 
 PROGRESS_EVERY_S = 0.25  # progress events per file are coalesced to at most this often
+MAX_REFS_PER_BLOB = 4  # descriptions of one blob a download's end is told to (newest kept)
 MAX_TOLD_READY = 4096  # stored files remembered as already announced (``_want``)
 MAX_QUEUED_FETCHES = 1024  # downloads waiting for a free slot (beyond this, the oldest auto ones go)
 
@@ -68,7 +69,10 @@ class FileShare:
         self.service = FilesService(store, on_event=self._on_event)
         self.sealed = SealedFiles(store)
         self._views: dict[str, FileView] = {}  # downloads this run: progress, waiting, failed
-        self._refs: dict[str, FileRef] = {}
+        # blob -> its refs by description (``sealed_digest``; "" for the plain one): a download
+        # is of the blob, and every message naming it gets its state (a copy naming a room's
+        # blob, wanted later, left the room's file never opened)
+        self._refs: dict[str, dict[str, FileRef]] = {}
         self._queue: deque[FileRef] = deque()
         self._last_progress: dict[str, float] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -137,7 +141,7 @@ class FileShare:
         if loop is not None and running is not loop:  # downloads run on the loop of start()
             loop.call_soon_threadsafe(self._want, ref, front)
             return
-        self._refs[ref.sha256] = ref
+        self._remember(ref)
         if self.store.has(ref.sha256):
             if ref.sha256 not in self._told_ready:  # else every screen knows: nothing new
                 self._told_ready[ref.sha256] = None
@@ -210,11 +214,17 @@ class FileShare:
         elif event.kind == "done":
             self._last_progress.pop(sha, None)
             self._views.pop(sha, None)
-            ref = self._refs.get(sha)
-            if ref is not None:
+            for ref in list(self._refs.get(sha, {}).values()):
                 self._ready(ref)
         if event.kind in ("done", "error") and self._loop is not None:
             self._loop.call_soon(self._pump)
+
+    def _remember(self, ref: FileRef) -> None:
+        refs = self._refs.setdefault(ref.sha256, {})
+        refs.pop(sealed_digest(ref), None)
+        refs[sealed_digest(ref)] = ref
+        while len(refs) > MAX_REFS_PER_BLOB:
+            refs.pop(next(iter(refs)))
 
     def _ready(self, ref: FileRef) -> None:
         if ref.sealed is not None:
@@ -294,7 +304,7 @@ class FileShare:
 
             msg = replace(msg, text=seal(key, channel, msg_id, msg.text))
         for ref in refs:
-            self._refs[ref.sha256] = ref
+            self._remember(ref)
         self.sealed.learn(msg)
         session.typing_ended(channel)  # receivers end this person's typing on it, as on text
         posted = await asyncio.to_thread(session.hub.post, msg) or msg
