@@ -39,6 +39,28 @@ def seal_into(store: BlobStore, data: bytes, name: str = "plans.pdf", mime: str 
     return FileManifest(outer.sha256, outer.size, outer.chunk_size, outer.root, sealed=meta)
 
 
+def carried(files, ref: FileManifest, msg_id: str = "m1", channel: str = "secret",
+            author: str = "Ann") -> None:
+    """``files`` (a ``SealedFiles``) learns the message ``msg_id`` that carries ``ref``."""
+    from dataclasses import replace
+
+    from fletchat.model import Message
+
+    files.learn(replace(Message.chat(author, "", f"peer-{author.lower()}", channel,
+                                     files=(ref,)), id=msg_id))
+
+
+async def open_with(files, ref: FileManifest, *keys: bytes) -> None:
+    """Offer ``keys`` for ``ref`` (in that order) and wait until the downloaded blob is opened."""
+    import asyncio
+
+    for key in keys:
+        files.keep_key(ref, {"secret": key})
+    opened = asyncio.Event()
+    files.open_later(ref, opened.set)
+    await asyncio.wait_for(opened.wait(), 10)
+
+
 @pytest.mark.parametrize("size", [0, 1, 1000, CHUNK - TAG_BYTES, CHUNK, 3 * CHUNK + 17])
 def test_a_member_gets_everything_back(tmp_path, size):
     data = os.urandom(size)
@@ -122,21 +144,16 @@ async def test_another_rooms_offer_naming_the_same_blob_never_gets_the_opened_co
     own key. The opened copy is shown only for a description with the file key that opened it
     (else a tab in the attacker's room would load another room's plaintext from its host)."""
     import asyncio
-    from dataclasses import replace
 
     from fletchat.files.sealed_files import SealedFiles
     from fletchat.files.views import FileState
-    from fletchat.model import Message
 
     store = BlobStore(tmp_path / "files")
     data = os.urandom(3 * CHUNK)
     real = seal_into(store, data, msg_id="m1")
     files = SealedFiles(store)
-    files.learn(replace(Message.chat("Ann", "", "peer-a", "secret", files=(real,)), id="m1"))
-    files.keep_key(real, {"secret": KEY})
-    opened = asyncio.Event()
-    files.open_later(real, opened.set)
-    await asyncio.wait_for(opened.wait(), 10)
+    carried(files, real)
+    await open_with(files, real, KEY)
     mine = files.view(real, {"secret": KEY}, None)
     assert mine.state is FileState.READY and mine.path.read_bytes() == data
 
@@ -144,7 +161,7 @@ async def test_another_rooms_offer_naming_the_same_blob_never_gets_the_opened_co
     own = seal_stream(io.BytesIO(), io.BytesIO(bytes(len(data))), len(data),
                       RoomMessage(mallory, "mine", "m9"), "bait.png", "image/png", CHUNK)
     forged = FileManifest(real.sha256, real.size, real.chunk_size, real.root, sealed=own)
-    files.learn(replace(Message.chat("Mal", "", "peer-m", "mine", files=(forged,)), id="m9"))
+    carried(files, forged, "m9", "mine", "Mal")
     assert open_meta(mallory, "mine", "m9", forged).name == "bait.png"  # a valid description
     theirs = files.view(forged, {"mine": mallory}, None)
     assert theirs.path is None and theirs.state is not FileState.READY
@@ -159,24 +176,18 @@ async def test_a_wrong_key_neither_replaces_the_right_one_nor_grows_the_cache(tm
     files: a key that does not open a file is not kept for opening it (it would replace the one
     that works, and the download would never open), and descriptions are cached only when they
     open, at most ``MAX_METAS`` of them."""
-    import asyncio
-    from dataclasses import replace
 
     from fletchat.files import sealed_files
     from fletchat.files.sealed_files import SealedFiles
     from fletchat.files.views import FileState
-    from fletchat.model import Message
 
     store = BlobStore(tmp_path / "files")
     data = os.urandom(2 * CHUNK)
     real = seal_into(store, data, msg_id="m1")
     files = SealedFiles(store)
-    files.learn(replace(Message.chat("Ann", "", "peer-a", "secret", files=(real,)), id="m1"))
-    files.keep_key(real, {"secret": KEY})
-    files.keep_key(real, {"secret": rooms.room_key("secret", "a wrong passphrase")})
-    opened = asyncio.Event()
-    files.open_later(real, opened.set)
-    await asyncio.wait_for(opened.wait(), 10)  # with the right key, kept
+    carried(files, real)
+    # with the right key, kept (the wrong one after it is not)
+    await open_with(files, real, KEY, rooms.room_key("secret", "a wrong passphrase"))
     assert files.view(real, {"secret": KEY}, None).state is FileState.READY
 
     monkeypatch.setattr(sealed_files, "MAX_METAS", 3)
@@ -186,7 +197,7 @@ async def test_a_wrong_key_neither_replaces_the_right_one_nor_grows_the_cache(tm
     assert len(files._metas) <= 1
     others = [seal_into(store, os.urandom(CHUNK), msg_id=f"n{i}") for i in range(6)]
     for i, ref in enumerate(others):
-        files.learn(replace(Message.chat("Ann", "", "peer-a", "secret", files=(ref,)), id=f"n{i}"))
+        carried(files, ref, f"n{i}")
         assert files.meta(ref, KEY) is not None
     assert len(files._metas) == 3
 
@@ -195,19 +206,16 @@ def test_a_copy_of_a_description_in_another_message_never_hides_the_original(tmp
     """The sealed field is public: another message (any channel) may carry a copy. A
     description opens only under its own message, which is still tried: the room's file stays
     described for its members (it showed as locked once the copy was learned)."""
-    from dataclasses import replace
 
     from fletchat.files.sealed_files import SealedFiles
     from fletchat.files.views import FileState
-    from fletchat.model import Message
 
     store = BlobStore(tmp_path / "files")
     real = seal_into(store, os.urandom(CHUNK), msg_id="m1")
     files = SealedFiles(store)
-    files.learn(replace(Message.chat("Ann", "", "peer-a", "secret", files=(real,)), id="m1"))
+    carried(files, real)
     for i in range(6):  # copies, in the open and in the room itself
-        channel = "general" if i % 2 else "secret"
-        files.learn(replace(Message.chat("Mal", "", "peer-m", channel, files=(real,)), id=f"x{i}"))
+        carried(files, real, f"x{i}", "general" if i % 2 else "secret", "Mal")
     view = files.view(real, {"secret": KEY}, None)
     assert view.state is not FileState.SEALED_NO_KEY and view.name == "plans.pdf"
     assert files.view(real, {"general": rooms.room_key("general", "anything at all")},
@@ -219,20 +227,17 @@ async def test_a_download_opens_the_room_file_though_a_copy_was_wanted_after_it(
     ends. A plain copy naming a room's blob, wanted after the room's file, left the room's
     file downloaded but never opened."""
     import asyncio
-    from dataclasses import replace
 
     from fletchat.files.service import FileEvent
     from fletchat.files.share import FileShare
     from fletchat.files.views import FileChanged, FileState
-    from fletchat.model import Message
 
     store = BlobStore(tmp_path / "files")
     data = os.urandom(2 * CHUNK)
     real = seal_into(store, data, msg_id="m1")
     published: list = []
     share = FileShare(store, published.append)
-    share.sealed.learn(replace(Message.chat("Ann", "", "peer-a", "secret", files=(real,)),
-                               id="m1"))
+    carried(share.sealed, real)
     share.sealed.keep_key(real, {"secret": KEY})
     plain = FileManifest(real.sha256, real.size, real.chunk_size, real.root, name="x.bin",
                          mime="application/octet-stream")
