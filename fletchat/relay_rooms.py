@@ -32,10 +32,6 @@ def unsealed(session: HubSession, channel: str, sealed: bool) -> bool:
     return sealed and channel not in session.room_keys
 
 
-def too_many_rooms() -> str:
-    return f"You have {MAX_ROOMS_PER_CLIENT} private rooms open here already."
-
-
 def opened_frames(session: HubSession, msgs: Iterable[Message],
                   memo: dict[tuple[str, bytes], str] | None = None) -> list[str]:
     """``opened`` frames for the sealed chat messages of ``msgs`` in rooms ``session`` holds a
@@ -70,7 +66,8 @@ async def on_room(frame: RelayRoom, client: Any, session: HubSession,
             raise ValidationError("Not one of your channels.")
         if frame.channel not in session.room_keys and len(
                 session.room_keys) >= MAX_ROOMS_PER_CLIENT:
-            raise ValidationError(too_many_rooms())
+            raise ValidationError(f"You have {MAX_ROOMS_PER_CLIENT} private rooms open here "
+                                  "already.")
         key = await (deriver or DERIVER).derive(client, frame.channel, frame.passphrase, client.address)
         session.set_room_key(frame.channel, key)
     except ValidationError as err:

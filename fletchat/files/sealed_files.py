@@ -81,9 +81,9 @@ class SealedFiles:
     def keep_key(self, ref: FileRef, room_keys: dict[str, bytes] | None) -> None:
         """Remember the room key of ``room_keys`` that opens ``ref`` (to open the blob once it is
         downloaded); a key that does not open it is ignored."""
-        key = self._key_for(ref, room_keys)
-        if key is not None and ref.sealed is not None and self.meta(ref, key) is not None:
-            self._keys[ref.sealed] = key
+        found = self._key_and_meta(ref, room_keys)
+        if found is not None and ref.sealed is not None:
+            self._keys[ref.sealed] = found[0]
 
     def opened(self, ref: FileRef, meta: SealedMeta) -> Path | None:
         """The opened copy of ``ref``, if the file key of ``meta`` is the one that opened it."""
@@ -102,8 +102,9 @@ class SealedFiles:
         return (self.opened_dir / sha).is_file()
 
     def _bind(self, sha: str, meta_key: bytes) -> None:
-        _write_atomic(self.opened_dir / (sha + BINDING), _binding(meta_key))
-        self._bindings[sha] = _binding(meta_key)
+        bound = _binding(meta_key)
+        _write_atomic(self.opened_dir / (sha + BINDING), bound)
+        self._bindings[sha] = bound
 
     def forget(self, sha: str) -> None:
         """The opened copy of ``sha`` goes (freeing space)."""
@@ -129,21 +130,26 @@ class SealedFiles:
         self._metas.move_to_end(cached)
         return meta
 
-    def _key_for(self, ref: FileRef, room_keys: dict[str, bytes] | None) -> bytes | None:
-        """The key of ``room_keys`` that opens ``ref`` (the room of a message carrying it)."""
+    def _key_and_meta(self, ref: FileRef, room_keys: dict[str, bytes] | None,
+                 ) -> tuple[bytes, SealedMeta] | None:
+        """The key of ``room_keys`` that opens ``ref`` (the room of a message carrying it), and
+        the description it opens."""
         for channel, _ in self._where.get(ref.sealed or "", ()):
             key = (room_keys or {}).get(channel)
-            if key is not None and self.meta(ref, key) is not None:
-                return key
+            if key is None:
+                continue
+            meta = self.meta(ref, key)
+            if meta is not None:
+                return key, meta
         return None
 
     def view(self, ref: FileRef, room_keys: dict[str, bytes] | None,
              seen: FileView | None) -> FileView:
-        key = self._key_for(ref, room_keys)
-        meta = self.meta(ref, key) if key is not None else None
-        if meta is None:
+        found = self._key_and_meta(ref, room_keys)
+        if found is None:
             done = seen.done_bytes if seen is not None else (ref.size if self.store.has(ref.sha256) else 0)
             return FileView(FileState.SEALED_NO_KEY, done, ref.size, reason=NO_KEY)
+        key, meta = found
         opened = self.opened(ref, meta)
         if opened is not None:
             return FileView(FileState.READY, meta.size, meta.size, opened, None, "", meta.name, meta.mime)

@@ -149,8 +149,7 @@ class FileShare:
                     self._told_ready.popitem(last=False)
                 self._ready(ref)
             elif ref.sealed is not None:  # opened (and told) once a key here opens it
-                self.sealed.open_later(ref, lambda: self.publish(
-                    FileChanged(ref.sha256, self.view(ref), sealed_digest(ref))))
+                self.sealed.open_later(ref, lambda: self._tell(ref))
             return
         if ref.sha256 in self.service._jobs or any(q.sha256 == ref.sha256 for q in self._queue):
             return
@@ -221,15 +220,19 @@ class FileShare:
 
     def _remember(self, ref: FileRef) -> None:
         refs = self._refs.setdefault(ref.sha256, {})
-        refs.pop(sealed_digest(ref), None)
-        refs[sealed_digest(ref)] = ref
+        of = sealed_digest(ref)
+        refs.pop(of, None)  # the newest last
+        refs[of] = ref
         while len(refs) > MAX_REFS_PER_BLOB:
             refs.pop(next(iter(refs)))
 
     def _ready(self, ref: FileRef) -> None:
         if ref.sealed is not None:
-            self.sealed.open_later(ref, lambda: self.publish(
-                FileChanged(ref.sha256, self.view(ref), sealed_digest(ref))))
+            self.sealed.open_later(ref, lambda: self._tell(ref))
+        self._tell(ref)
+
+    def _tell(self, ref: FileRef) -> None:
+        """Every screen: ``ref``'s state now (for a room's file, of its description)."""
         self.publish(FileChanged(ref.sha256, self.view(ref), sealed_digest(ref)))
 
     def _set(self, sha: str, view: FileView) -> None:
