@@ -5,6 +5,7 @@ and every peer counted them against the host's quota."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -59,6 +60,7 @@ def test_the_addresses_tracked_are_bounded():
 
 async def test_connect_hello_close_again_posts_a_bounded_number_of_lines(host: Host):  # noqa: F811
     hub = host.node.hub
+    started = time.monotonic()
     for i in range(20):
         client = await open_client(host, f"Churn{i}")  # welcomed: joined, with a line or not
         await client.ws.close()
@@ -69,13 +71,18 @@ async def test_connect_hello_close_again_posts_a_bounded_number_of_lines(host: H
     lines: list = []
     for _ in range(100):
         lines = [m for m in hub.history(limit=200) if m.kind in (KIND_JOIN, KIND_LEAVE)]
-        if sum(m.kind == KIND_LEAVE for m in lines) >= ANNOUNCED_JOINS_ADDRESS_BURST:
+        left = sum(m.kind == KIND_LEAVE for m in lines)
+        announced = sum(m.kind == KIND_JOIN and m.author.startswith("Churn") for m in lines)
+        if left >= ANNOUNCED_JOINS_ADDRESS_BURST and left == announced:
             break
         await asyncio.sleep(0.05)
     joins = [m.author for m in lines if m.kind == KIND_JOIN]
     leaves = [m.author for m in lines if m.kind == KIND_LEAVE]
     churned = [a for a in joins if a.startswith("Churn")]
-    assert len(churned) == ANNOUNCED_JOINS_ADDRESS_BURST, joins
+    # the address's burst, plus what refilled meanwhile (one every 10 s: a very slow run only)
+    refilled = (time.monotonic() - started) * ANNOUNCED_JOINS_PER_ADDRESS_PER_MINUTE / 60
+    assert ANNOUNCED_JOINS_ADDRESS_BURST <= len(churned) <= ANNOUNCED_JOINS_ADDRESS_BURST + refilled
+    assert len(churned) < 20, joins
     assert sorted(leaves) == sorted(churned)  # a leave line only for an announced join
     assert "Ann" in joins
     assert [m.text for m in hub.history(limit=200) if m.kind == KIND_CHAT] == ["hello all"]
