@@ -155,6 +155,7 @@ class Hub(ConvHubMethods, MeshSideMethods, HistoryReads, PresenceMethods, TrustM
     wall: Callable[[], int] = wall_ms  # our wall clock in ms (tests drive it)
     quota_limits: QuotaLimits = field(default_factory=QuotaLimits)  # per-origin budgets
     files: Any = None  # fletchat.files.share.FileShare when files are on (a data dir and a mesh)
+    authors: Any = None  # authors.Authorship: who wrote what here; in memory when None is given
     _listeners: list[Callable[[HubEvent], None]] = field(init=False, default_factory=list)
     _publisher: Publisher | None = field(init=False, default=None)
     # Set when the process is stopping: the sessions' screens are going away, so events are no
@@ -171,6 +172,10 @@ class Hub(ConvHubMethods, MeshSideMethods, HistoryReads, PresenceMethods, TrustM
             self._writer = StoreWriter(self.store, on_commit=self._committed)
         if self.transport is None:
             self.transport = NullTransport(self._policy)
+        if self.authors is None:
+            from .authors import Authorship
+
+            self.authors = Authorship()
         self.store_error = self.store_error or fault_text(self.store.fault)
         self.clock = HLC(self.peer_id, self.wall, last=self.store.last_hlc(self.peer_id))
         self.roster = Roster()
@@ -215,6 +220,7 @@ class Hub(ConvHubMethods, MeshSideMethods, HistoryReads, PresenceMethods, TrustM
                       timeout)
             return False
         self.store.close()
+        self.authors.close()
         return True
 
     # ---- wiring ----

@@ -18,6 +18,7 @@ from .android import (
     release_multicast_lock,
     request_local_network_permission,
 )
+from .authors import Authorship
 from .budgets import join_lines_budget, posts_budget
 from .config import Config
 from .hub import SESSION_BURST, SESSION_RATE_PER_SECOND, Hub
@@ -75,6 +76,7 @@ class Node:
             self.peer_id, device, store=store, store_error=error, trust=self.trust,
             session_rate=(SESSION_RATE_PER_SECOND, SESSION_BURST),
             announcements=join_lines_budget(), posts=posts_budget(),
+            authors=Authorship.open(config.data_dir),
         )
         self.files = self._open_files(config)
         self.files_lane = None

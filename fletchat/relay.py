@@ -363,7 +363,7 @@ class Relay:
     def _on_hello(self, frame: RelayHello, client: _Client, session: HubSession) -> Close | None:
         if session.joined:
             return CLOSE_PROTOCOL_ERROR, "hello sent twice"
-        session.join(frame.name)
+        session.join(frame.name, frame.owner)
         client.push(encode_welcome(frame.name, session.hub.peer_id))
         client.push(encode_channels(visible(session, session.hub.channels())))
         return None

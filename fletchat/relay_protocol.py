@@ -32,6 +32,7 @@ from .model import (
     validate_name,
     validate_text,
 )
+from .owner import validate_owner_secret
 from .protocol import (
     PROTOCOL_VERSION,
     MsgFrame,
@@ -79,9 +80,12 @@ REASON_BYTES = 123  # a WebSocket close reason fits 123 UTF-8 bytes
 
 @dataclass(frozen=True)
 class RelayHello:
-    """Join the chat under ``name`` (validated with ``model.validate_name``)."""
+    """Join the chat under ``name`` (validated with ``model.validate_name``); ``owner``: the
+    browser's owner secret (``owner.validate_owner_secret``; "" when left out: the connection's
+    messages are then its own alone), so only this browser edits or deletes what it wrote."""
 
     name: str
+    owner: str = ""
 
 
 @dataclass(frozen=True)
@@ -133,8 +137,9 @@ def _dumps(obj: dict[str, Any]) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def encode_client_hello(name: str) -> str:
-    return _dumps({"v": PROTOCOL_VERSION, "type": "hello", "name": name})
+def encode_client_hello(name: str, owner: str = "") -> str:
+    return _dumps({"v": PROTOCOL_VERSION, "type": "hello", "name": name,
+                   **({"owner": owner} if owner else {})})
 
 
 def encode_client_send(text: str, channel: str = DEFAULT_CHANNEL, sealed: bool = False) -> str:
@@ -204,9 +209,13 @@ def decode_client_frame(data: str | bytes) -> ClientFrame:
     obj, ftype = _head(data)
     if ftype == "hello":
         try:
-            return RelayHello(validate_name(obj.get("name")))
+            name = validate_name(obj.get("name"))
         except ValidationError as err:
             raise ProtocolError(f"hello.name: {err}") from None
+        try:
+            return RelayHello(name, validate_owner_secret(obj["owner"]) if "owner" in obj else "")
+        except ValidationError as err:
+            raise ProtocolError(f"hello.owner: {err}") from None
     if ftype == "send":
         try:
             text = validate_text(obj.get("text"))

@@ -24,6 +24,7 @@ from .model import (
     validate_channel,
     validate_name,
 )
+from .owner import new_owner_secret, owner_digest
 from .protocol import TokenBucket
 
 if TYPE_CHECKING:
@@ -82,6 +83,10 @@ class HubSession(ConvSessionMethods):
         self._announced = False  # this join got a history line (``announce``): so will its leave
         self.name: str | None = None
         self.last_name: str | None = None
+        # Whose messages this session may edit or delete (``authors``): a digest of the browser's
+        # secret; a client without one gets a secret of its own (its messages are its alone);
+        # ``None`` for the device's own window and the headless peer (the name rule).
+        self.owner: bytes | None = None
         # Private rooms (fletchat/rooms.py): channel -> key, kept for this session only.
         self.room_keys: dict[str, bytes] = {}
         self._leaving: asyncio.TimerHandle | None = None  # a leave waiting out its grace
@@ -92,13 +97,17 @@ class HubSession(ConvSessionMethods):
             else None
         )
 
-    def join(self, raw_name: str) -> Message:
+    def join(self, raw_name: str, owner_secret: str = "") -> Message:
         """Validate the name, announce the join to everyone; raises ``ValidationError``. A tab
         of the same name whose leave is still waiting out its grace (a reload made a new
         session) hands over quietly: neither its leave nor this join is announced. Past the
         node's budget for this address (``budgets.join_lines_budget``) the join is not announced
-        either, nor its leave."""
+        either, nor its leave. ``owner_secret``: the browser's (``authors``), kept as a digest."""
         name = validate_name(raw_name)
+        if owner_secret:
+            self.owner = owner_digest(owner_secret)
+        elif self.address and self.owner is None:  # a client that gave none: this session's own
+            self.owner = owner_digest(new_owner_secret())
         self.name = self.last_name = name
         msg = Message.presence(KIND_JOIN, name, self.hub.peer_id)
         leaving = self.hub.leaving.pop(name, None)
@@ -149,7 +158,7 @@ class HubSession(ConvSessionMethods):
 
             msg = replace(msg, text=seal(key, msg.channel, msg.id, msg.text))
         self.typing_ended(msg.channel)
-        return self.hub.post(msg) or msg
+        return self.post_own(msg)
 
     def set_room_passphrase(self, channel: str, passphrase: str) -> None:
         """Make ``channel`` a private room for this session: what it sends there is sealed, and

@@ -11,6 +11,8 @@ import time
 import pytest
 from playwright.async_api import expect
 
+from fletchat.conversation.session_part import OTHER_BROWSER
+from fletchat.ui.text import NAME_LABEL
 from tests.browser import ARTIFACTS, ChatPage, chromium_available, host_mode_server
 from tests.conftest import need
 from tests.timing import scaled, scaled_ms
@@ -172,3 +174,31 @@ async def test_the_join_qr_code_decodes_to_the_host_address(tmp_path, browser):
         ARTIFACTS.mkdir(exist_ok=True)
         (ARTIFACTS / "join-qr.png").write_bytes(shot)  # what the camera saw last
         assert [c.text for c in codes] == [expected]
+
+
+async def test_only_the_browser_that_wrote_a_message_may_delete_it(server, browser):
+    """A name is not a person on a host (fletchat/authors.py): another browser that joins as
+    "Alice" is refused; Alice's own browser, in a new session, may (its owner secret is kept in
+    the browser's storage beside the name)."""
+    own = await browser.new_context()
+    alice = await ChatPage.open(own, server)
+    await alice.join("Alice")
+    await alice.send("Pizza at noon")
+    mallory = await ChatPage.open(await browser.new_context(), server)
+    await mallory.join("Alice")  # the same name, from another browser
+    await actions(mallory, "Alice", "Pizza at noon")
+    await mallory.page.get_by_role("button", name="Delete").click()
+    await mallory.page.get_by_role("button", name="Delete for everyone").click()
+    await expect(mallory.page.get_by_text(OTHER_BROWSER).first).to_be_visible(timeout=TIMEOUT)
+    await expect(row(mallory, "Alice", "Pizza at noon")).to_be_visible(timeout=TIMEOUT)
+
+    await alice.page.close()
+    again = await ChatPage.open(own, server)  # a new session of Alice's browser
+    await again.type_in_field("Alice", label=NAME_LABEL, tag="INPUT", replace=True)
+    await again.page.keyboard.press("Enter")
+    await again.page.get_by_label("Write a message...").wait_for(timeout=TIMEOUT)
+    await actions(again, "Alice", "Pizza at noon")
+    await again.page.get_by_role("button", name="Delete").click()
+    await again.page.get_by_role("button", name="Delete for everyone").click()
+    await expect(row(mallory, "Alice", "message deleted")).to_be_visible(timeout=TIMEOUT)
+    assert await again.page.get_by_text(OTHER_BROWSER).count() == 0

@@ -45,6 +45,7 @@ from fletchat.model import (
     validate_name,
     validate_text,
 )
+from fletchat.owner import new_owner_secret, validate_owner_secret
 from fletchat.protocol import MsgFrame, ProtocolError, SyncFrame
 from fletchat.relay_protocol import (
     RELAY_PATH,
@@ -96,6 +97,7 @@ class RelayBackend(RelayFileMethods, RelayRoomMethods):
         self.client = client
         self._name: str | None = None
         self.last_name: str | None = None
+        self.owner = ""  # the browser's owner secret, from ``join``
         self.host_peer = ""
         self._channels: list[str] = [DEFAULT_CHANNEL]
         self._pending: set[str] = set()
@@ -118,10 +120,12 @@ class RelayBackend(RelayFileMethods, RelayRoomMethods):
     def name(self) -> str | None:
         return self._name
 
-    def join(self, raw_name: str) -> None:
+    def join(self, raw_name: str, owner: str = "") -> None:
         name = validate_name(raw_name)
         self._name = self.last_name = name
-        self.client.send_frame(encode_client_hello(name), queue=True)
+        # the browser's owner secret, given again on every reconnect: what it wrote stays its own
+        self.owner = validate_owner_secret(owner) if owner else new_owner_secret()
+        self.client.send_frame(encode_client_hello(name, self.owner), queue=True)
 
     async def send(self, raw_text: str, channel: str) -> Message | None:
         if self._name is None:
@@ -434,7 +438,7 @@ class RelayClient:
         self.show_status("")
         name = self.backend.name
         if name is not None:  # a reconnect: join again under the same name
-            self.pending = [encode_client_hello(name)]
+            self.pending = [encode_client_hello(name, self.backend.owner)]
         for text in self.pending:
             self.ws.send(text)
         self.pending = []

@@ -22,7 +22,7 @@ from ..model import (
 )
 from .emoji import SHORTCODES
 from .fields import ConvFields
-from .kinds import ReplyRef, make_snippet, validate_emoji
+from .kinds import NOT_AUTHOR, ReplyRef, make_snippet, validate_emoji
 from .reducer import toggle
 from .signals import TypingThrottle, person_key
 from .state import TOO_MANY_EDITS, TOO_MANY_REACTIONS
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from ..hub import Hub
 
 
+# The same name, not the same person (``authors``): the browser's owner secret differs.
+OTHER_BROWSER = NOT_AUTHOR + " It can be changed only from the browser or app it was written in."
 ROOM_NO_KEY_EDIT = "Open the private room with its passphrase to edit this message."
 ROOM_PLAIN_EDIT = ("This message was written in the clear; it cannot be edited in the private "
                    "room (its edit would have to be in the clear too).")
@@ -47,6 +49,7 @@ class ConvSessionMethods:
     last_name: str | None
     device: str
     room_keys: dict[str, bytes]
+    owner: bytes | None
     send_read_receipts: bool = True
     send_typing: bool = True
 
@@ -55,7 +58,11 @@ class ConvSessionMethods:
             raise ValidationError("Join the chat first.")
         return self.name
 
-    def _post(self, msg: Message) -> Message:
+    def post_own(self, msg: Message) -> Message:
+        """Post what this session wrote; a chat message is recorded as its owner's first
+        (``authors``: before the post, as an edit can follow at once)."""
+        if self.owner is not None and msg.kind == KIND_CHAT:
+            self.hub.authors.wrote(msg.id, self.owner)
         return self.hub.post(msg) or msg
 
     def spend(self) -> None:
@@ -91,7 +98,7 @@ class ConvSessionMethods:
 
             msg = replace(msg, text=seal(key, channel, msg.id, msg.text))
         self.typing_ended(channel)
-        return self._post(msg)
+        return self.post_own(msg)
 
     def react(self, target: Message, emoji: str) -> Message:
         """Toggle this person's ``emoji`` on ``target`` (``:shortcode:`` accepted)."""
@@ -108,7 +115,7 @@ class ConvSessionMethods:
         self.spend()
         state = self.hub.conv.row_state(target, (self.hub.peer_id, name))
         fields = ConvFields(target=target.id, emoji=emoji, on=toggle(state, emoji))
-        return self._post(Message(new_id(), KIND_REACTION, name, self.hub.peer_id, "", _now(),
+        return self.post_own(Message(new_id(), KIND_REACTION, name, self.hub.peer_id, "", _now(),
                                   target.channel, conv=fields))
 
     def _own(self, target: Message) -> str:
@@ -116,7 +123,10 @@ class ConvSessionMethods:
         if target.kind != KIND_CHAT:
             raise ValidationError("Only chat messages can be edited or deleted.")
         if target.origin != self.hub.peer_id or target.author != name:
-            raise ValidationError("Only the author can edit or delete this message.")
+            raise ValidationError(NOT_AUTHOR)
+        wrote = self.hub.authors.owner_of(target.id)  # a name is not a person on a host
+        if wrote is not None and wrote != self.owner:
+            raise ValidationError(OTHER_BROWSER)
         if self.hub.conv.row_state(target).deleted:
             raise ValidationError("This message was deleted.")
         if not self.hub.conv.allow_local(KIND_EDIT, person_key(self.hub.peer_id, name)):
@@ -133,7 +143,7 @@ class ConvSessionMethods:
             raise ValidationError("An edit cannot empty a message: delete it instead.")
         msg = Message(new_id(), KIND_EDIT, name, self.hub.peer_id, text, _now(), target.channel,
                       conv=ConvFields(target=target.id))
-        return self._post(self._sealed_like(target, msg))
+        return self.post_own(self._sealed_like(target, msg))
 
     def _sealed_like(self, target: Message, edit: Message) -> Message:
         """An edit is sealed exactly when its message is (a private room's text never goes in
@@ -158,7 +168,7 @@ class ConvSessionMethods:
             if e.kind == KIND_EDIT and e.origin == target.origin and e.author == name and e.seq
         ))[-64:]
         fields = ConvFields(target=target.id, target_seq=target.seq, erases=edits)
-        return self._post(Message(new_id(), KIND_DELETE, name, self.hub.peer_id, "", _now(),
+        return self.post_own(Message(new_id(), KIND_DELETE, name, self.hub.peer_id, "", _now(),
                                   target.channel, conv=fields))
 
     # ---- live signals ----
@@ -199,6 +209,6 @@ class ConvSessionMethods:
         self.spend()
         self.name = self.last_name = new
         self.hub.session_joined(self.key, new, self.device)
-        return self._post(Message(new_id(), KIND_RENAME, new, self.hub.peer_id, "", _now(),
+        return self.post_own(Message(new_id(), KIND_RENAME, new, self.hub.peer_id, "", _now(),
                                   conv=ConvFields(was=old)))
 

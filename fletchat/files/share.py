@@ -310,7 +310,7 @@ class FileShare:
             self._remember(ref)
         self.sealed.learn(msg)
         session.typing_ended(channel)  # receivers end this person's typing on it, as on text
-        posted = await asyncio.to_thread(session.hub.post, msg) or msg
+        posted = await asyncio.to_thread(session.post_own, msg)
         for ref in refs:
             self._ready(ref)
         return posted

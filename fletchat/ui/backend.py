@@ -49,8 +49,9 @@ class ChatBackend(Protocol):
         """The name joined under, None before joining."""
 
     # ---- the person ----
-    def join(self, raw_name: str) -> None:
-        """Validate and join; ``ValidationError`` says what is wrong with the name."""
+    def join(self, raw_name: str, owner: str = "") -> None:
+        """Validate and join; ``ValidationError`` says what is wrong with the name. ``owner``:
+        the browser's owner secret (``fletchat.owner``): what it writes only it edits."""
 
     async def send(self, raw_text: str, channel: str) -> Message | None:
         """Post; None for whitespace only; ``ValidationError`` if refused (the text is kept)."""

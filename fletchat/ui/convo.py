@@ -125,6 +125,13 @@ class Convo:
             row.redecorate(decor)
             self.view.conversation.update_row(row)
 
+    def joined(self) -> None:
+        """Rows drawn before the login took a name (the history behind the dialog): this
+        person's own are redrawn as theirs (edit, delete, delivery marks)."""
+        for row in self.convo_rows():
+            if self.dresser.mine(row.original):
+                self.redraw(row)
+
     def own_rows(self) -> list[ConvoRow]:
         """This person's rows still shown: a read mark changes only their "seen by" (every
         reader's mark reaches every tab: scanning the whole history for each was the cost)."""

@@ -36,8 +36,8 @@ class HubBackend:
     def name(self) -> str | None:
         return self.session.name
 
-    def join(self, raw_name: str) -> None:
-        self.session.join(raw_name)
+    def join(self, raw_name: str, owner: str = "") -> None:
+        self.session.join(raw_name, owner)
 
     async def send(self, raw_text: str, channel: str) -> Message | None:
         # Sending stores the message (SQLite): off the event loop.

@@ -9,10 +9,13 @@ from collections.abc import Awaitable, Callable
 import flet as ft
 
 from ..model import ValidationError
+from ..owner import new_owner_secret
 from .backend import ChatBackend
 from .dialogs import login_dialog
 from .remember import NameMemory
 from .updates import in_background
+
+OWNER_WAIT_SECONDS = 5.0  # a join waits this long at most for the browser's owner secret
 
 
 class Login:
@@ -23,10 +26,31 @@ class Login:
         self.memory = NameMemory()
         self.dialog, self.name = login_dialog(prefill_name, self.join_click)
         self.building: asyncio.Event | None = None  # set once the view behind it is built
+        self._owner: asyncio.Future[str] | None = None  # the browser's owner secret, loading
+
+    def _load_owner(self) -> asyncio.Future[str]:
+        """Started with the dialog: the client storage answers while the name is typed."""
+        if self._owner is None:
+            self._owner = asyncio.ensure_future(self.memory.owner_secret())
+        return self._owner
+
+    async def owner_secret(self) -> str:
+        """The browser's owner secret; a loaded client that has not answered by the time the
+        name is given makes the join wait ``OWNER_WAIT_SECONDS`` at most, then gets one for this
+        session (its messages are then this session's alone to edit)."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._load_owner()), OWNER_WAIT_SECONDS)
+        except TimeoutError:
+            return new_owner_secret()
 
     def ask(self) -> None:
         """The dialog, filled in later with a name this device remembers (issue 17)."""
         self.page.show_dialog(self.dialog)
+        try:
+            asyncio.get_running_loop()
+            self._load_owner()
+        except RuntimeError:  # no loop yet (a unit test's page): loaded at the join
+            pass
         if not self.prefill_name:
             in_background(self.page, self.memory.offer, self.name,
                           lambda: self.backend.name is None)
@@ -47,8 +71,9 @@ class Login:
     async def join_click(self, e: ft.Event | None = None) -> None:
         if self.building is not None:  # a name given before the view behind the login was built
             await self.building.wait()
+        owner = await self.owner_secret()
         try:
-            self.backend.join(self.name.value or "")
+            self.backend.join(self.name.value or "", owner)
         except ValidationError as err:
             self.name.error = str(err)  # said under the field; the name typed stays
             self.name.update()

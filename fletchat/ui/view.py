@@ -91,9 +91,8 @@ class ChatView:
     # ---- building ----
     async def mount(self, dialog_first: Callable[[], Awaitable[None]] | None = None) -> None:
         """Put the view on the page and ask for a name. With ``dialog_first`` (the static web
-        client, where one process draws and builds), the login goes out alone and the view is
-        built once ``dialog_first`` says the dialog is on screen: the login is usable sooner, and
-        the view arrives while the person types (it never takes their keys: no autofocus)."""
+        client, one process draws and builds) the login goes out alone, usable sooner, and the
+        view follows while the person types (never taking their keys: no autofocus)."""
         page = self.page
         page.title = APP_TITLE
         page.horizontal_alignment = ft.CrossAxisAlignment.STRETCH
@@ -216,6 +215,7 @@ class ChatView:
     async def joined(self) -> None:
         """The login took a name: what shows it (the name is saved by the login after)."""
         self.people.me = self.backend.name
+        self.convo.joined()  # rows shown behind the login that are this person's
         self.render_channels()  # direct messages for this name become visible
         self.updates.mark(*self.people.render(self.backend.online(), self.backend.lan_peers()))
         self.updates.flush()

@@ -1,0 +1,198 @@
+"""Who wrote what on a host (``fletchat/authors.py``, ``owner.py``): a tab or static client that
+joins under someone's name cannot edit or delete what they wrote; the same browser (its owner
+secret) can, after a reload, a reconnect or a restart of the host. Real SQLite files, real
+sessions, the relay over real sockets."""
+
+from __future__ import annotations
+
+import sqlite3
+from types import SimpleNamespace
+
+import pytest
+
+from fletchat.authors import AUTHORS_FILE, Authorship
+from fletchat.conversation.kinds import NOT_AUTHOR
+from fletchat.conversation.relay_frames import RelayDone, RelayRow, encode_client_conv
+from fletchat.hub import Hub, HubSession
+from fletchat.model import KIND_CHAT, ValidationError
+from fletchat.owner import new_owner_secret, owner_digest, validate_owner_secret
+from fletchat.relay_protocol import decode_client_frame, encode_client_hello
+from tests.fileshost import files_peer
+from tests.test_files_sharing import make_file
+from tests.test_relay import Host, host, open_client  # noqa: F401  (the fixture)
+
+ALICE, MALLORY = new_owner_secret(), new_owner_secret()
+
+
+def tab(hub: Hub, name: str, owner: str = "", address: str = "10.0.0.5") -> HubSession:
+    session = HubSession(hub, device="browser", address=address)
+    session.join(name, owner)
+    return session
+
+
+def test_secrets_are_fresh_and_well_formed_and_only_a_digest_is_kept() -> None:
+    assert ALICE != MALLORY and validate_owner_secret(ALICE) == ALICE
+    assert owner_digest(ALICE) == owner_digest(ALICE) != owner_digest(MALLORY)
+    assert ALICE.encode() not in owner_digest(ALICE)
+    for bad in ("", "short", "x" * 65, "spaces are not allowed here!!", 42, None):
+        with pytest.raises(ValidationError):
+            validate_owner_secret(bad)
+
+
+def test_a_tab_under_someones_name_cannot_edit_or_delete_what_they_wrote() -> None:
+    hub = Hub("host-peer")
+    alice = tab(hub, "Alice", ALICE)
+    first = alice.send("meet at noon")
+    assert first is not None
+    alice.leave()
+    mallory = tab(hub, "Alice", MALLORY, address="10.0.0.66")  # the same name, another browser
+    for act in (lambda: mallory.edit(first, "meet at midnight"), lambda: mallory.delete(first)):
+        with pytest.raises(ValidationError, match=NOT_AUTHOR):
+            act()
+    nameless = tab(hub, "Alice", address="10.0.0.67")  # no secret given: one of its own
+    with pytest.raises(ValidationError, match=NOT_AUTHOR):
+        nameless.delete(first)
+    window = HubSession(hub, device="desktop")  # the device's own window (no address, no secret)
+    window.join("Alice")
+    with pytest.raises(ValidationError, match=NOT_AUTHOR):
+        window.edit(first, "nope")
+    assert hub.conv.row_state(first).shown_text == "meet at noon"
+    # Alice's browser again (a reload: a new session, the same secret) still may
+    again = tab(hub, "Alice", ALICE, address="10.0.0.9")
+    again.edit(first, "meet at one")
+    assert hub.conv.row_state(first).shown_text == "meet at one"
+    # and what the nameless tab wrote is its own: Alice cannot touch it either
+    its_own = nameless.send("mine")
+    with pytest.raises(ValidationError, match=NOT_AUTHOR):
+        again.delete(its_own)
+    nameless.delete(its_own)
+    assert hub.conv.row_state(its_own).deleted
+
+
+def test_replies_are_recorded_and_messages_from_before_keep_the_name_rule() -> None:
+    hub = Hub("host-peer")
+    window = HubSession(hub, device="desktop")
+    window.join("Ann")
+    old = window.send("written by the window: no owner recorded")
+    alice = tab(hub, "Alice", ALICE)
+    reply = alice.reply(old, "a reply is a message too", "general")
+    assert reply is not None and hub.authors.owner_of(reply.id) == owner_digest(ALICE)
+    with pytest.raises(ValidationError, match=NOT_AUTHOR):
+        tab(hub, "Alice", MALLORY).edit(reply, "forged")
+    assert hub.authors.owner_of(old.id) is None
+    tab(hub, "Ann", MALLORY).edit(old, "the name rule, as before")  # documented: security.md
+    assert hub.conv.row_state(old).shown_text == "the name rule, as before"
+
+
+def test_the_record_outlives_a_restart_and_is_bounded(tmp_path) -> None:
+    hub = Hub("host-peer", authors=Authorship.open(tmp_path))
+    first = tab(hub, "Alice", ALICE).send("kept")
+    hub.authors.close()
+    hub.authors = Authorship.open(tmp_path)  # the host started again
+    with pytest.raises(ValidationError, match=NOT_AUTHOR):
+        tab(hub, "Alice", MALLORY).delete(first)
+    tab(hub, "Alice", ALICE).delete(first)
+    hub.authors.close()
+    (tmp_path / "small").mkdir()
+    small = Authorship.open(tmp_path / "small", limit=50)
+    for i in range(120):
+        small.wrote(f"m{i}", owner_digest(ALICE))
+    rows = sqlite3.connect(tmp_path / "small" / AUTHORS_FILE).execute(
+        "SELECT count(*) FROM authored").fetchone()[0]
+    assert rows <= 50 and small.owner_of("m119") == owner_digest(ALICE)
+    assert small.owner_of("m0") is None  # the oldest went first
+    memory = Authorship(limit=3)
+    for i in range(5):
+        memory.wrote(f"m{i}", b"o")
+    assert [memory.owner_of(f"m{i}") for i in range(5)] == [None, None, b"o", b"o", b"o"]
+
+
+def test_an_unreadable_record_refuses_rather_than_waving_through(tmp_path) -> None:
+    (tmp_path / AUTHORS_FILE).mkdir()  # not a database: the record lives in memory, logged
+    hub = Hub("host-peer", authors=Authorship.open(tmp_path))
+    first = tab(hub, "Alice", ALICE).send("still protected this run")
+    with pytest.raises(ValidationError, match=NOT_AUTHOR):
+        tab(hub, "Alice", MALLORY).edit(first, "no")
+    (tmp_path / "ok").mkdir()
+    broken = Authorship.open(tmp_path / "ok")
+    broken.wrote("m1", b"o")
+    broken._db.execute("DROP TABLE authored")  # the file went bad under a running host
+    with pytest.raises(ValidationError, match="Could not check"):
+        broken.owner_of("m1")
+
+
+async def test_a_shared_file_is_its_owners(tmp_path) -> None:
+    peer = await files_peer(tmp_path, "Ann")
+    try:
+        browser = tab(peer.hub, "Ann", ALICE)
+        msg = await peer.share.share(browser, [make_file(tmp_path / "a.bin", 100)], "", "general")
+        assert peer.hub.authors.owner_of(msg.id) == owner_digest(ALICE)
+        with pytest.raises(ValidationError, match=NOT_AUTHOR):
+            tab(peer.hub, "Ann", MALLORY).delete(msg)
+    finally:
+        await peer.close()
+
+
+def test_hello_carries_a_well_formed_owner_or_is_refused() -> None:
+    assert decode_client_frame(encode_client_hello("Ada", ALICE)).owner == ALICE
+    assert decode_client_frame(encode_client_hello("Ada")).owner == ""
+    for bad in ("short", 7, None, "é" * 30):
+        frame = '{"v":1,"type":"hello","name":"Ada","owner":%s}' % (
+            f'"{bad}"' if isinstance(bad, str) else "null" if bad is None else bad)
+        with pytest.raises(Exception, match="hello.owner"):
+            decode_client_frame(frame)
+
+
+async def _frame(client, kind, check):
+    """The first frame of ``kind`` passing ``check``, received already or next (a row may
+    come before its request's ``done``)."""
+    while True:
+        for frame in client.frames:
+            if isinstance(frame, kind) and check(frame):
+                return frame
+        await client.next(kind)
+
+
+async def _done(client, req: int) -> RelayDone:
+    return await _frame(client, RelayDone, lambda f: f.req == req)
+
+
+async def test_static_clients_same_name_other_browser_refused_same_browser_allowed(host: Host):  # noqa: F811
+    alice = await open_client(host, "Alice", ALICE)
+    await alice.ws.send('{"v":1,"type":"send","text":"from the static client","channel":"general"}')
+    mine = await alice.message(lambda m: m.kind == KIND_CHAT and m.author == "Alice")
+    await alice.ws.close()
+    mallory = await open_client(host, "Alice", MALLORY)
+    await mallory.ws.send(encode_client_conv(1, "delete", mine.id))
+    assert NOT_AUTHOR in (await _done(mallory, 1)).error
+    await mallory.ws.send(encode_client_conv(2, "edit", mine.id, "forged"))
+    assert NOT_AUTHOR in (await _done(mallory, 2)).error
+    assert not host.node.hub.conv.row_state(mine).deleted
+    again = await open_client(host, "Alice", ALICE)  # a reconnect of Alice's browser
+    await again.ws.send(encode_client_conv(3, "edit", mine.id, "edited by its author"))
+    assert (await _done(again, 3)).error == ""
+    row = await _frame(again, RelayRow, lambda f: f.row.id == mine.id and f.row.edited)
+    assert row.row.text == "edited by its author"
+    bad = await open_client(host)
+    await bad.ws.send('{"v":1,"type":"hello","name":"Eve","owner":"not a secret"}')
+    code, reason = await bad.closed()
+    assert code == 1002 and reason.startswith("hello.owner")
+
+
+def test_the_static_client_gives_its_owner_at_join_and_again_on_every_reconnect() -> None:
+    from tests.test_webclient_conversation import FakeClient
+    from webclient.main import RelayBackend, RelayClient
+
+    backend = RelayBackend(FakeClient())
+    backend.join("Ada", ALICE)
+    assert backend.client.sent[-1] == {"v": 1, "type": "hello", "name": "Ada", "owner": ALICE}
+    client = RelayClient.__new__(RelayClient)  # no browser here: the parts on_open uses
+    sent: list[str] = []
+    client.ws, client.backend, client.pending, client.url = SimpleNamespace(send=sent.append), \
+        backend, [], "ws://host/relay"
+    client.show_status = lambda text: None
+    client.on_open()  # a reconnect: hello again, with the same owner
+    assert decode_client_frame(sent[0]) == decode_client_frame(encode_client_hello("Ada", ALICE))
+    fresh = RelayBackend(FakeClient())
+    fresh.join("Bo")  # no client storage answered: a secret of its own, well formed
+    assert validate_owner_secret(fresh.client.sent[-1]["owner"]) == fresh.owner
