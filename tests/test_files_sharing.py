@@ -225,7 +225,13 @@ def test_a_chunk_frame_is_the_only_binary_frame() -> None:
     assert F.MAX_BINARY_FRAME_BYTES == 4 + 1024 + 1024 * 1024
 
 
-async def test_a_peer_flooding_requests_loses_its_files_connection_not_the_chat(tmp_path, caplog):
+async def test_a_peer_flooding_requests_loses_its_files_connection_not_the_chat(tmp_path, caplog,
+                                                                               monkeypatch):
+    from fletchat.files import limits
+
+    # a refill of 1 a second: 1000 requests go past the burst however slowly this machine sends
+    # them (at 200 a second, a run slower than 3 s never did)
+    monkeypatch.setattr(limits, "FILES_LANE_FRAMES_PER_SECOND", 1)
     a, b = await files_peer(tmp_path, "Ann"), await files_peer(tmp_path, "Bob")
     try:
         await connected((b, a))
