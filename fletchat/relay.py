@@ -55,6 +55,7 @@ from .relay_protocol import (
     RELAY_PAGE,
     RELAY_PATH,
     RELAY_QUEUE,
+    RELAY_QUEUE_CHARS,
     RELAY_RATE_PER_SECOND,
     RelayCreateChannel,
     RelayHello,
@@ -112,6 +113,7 @@ class _Client:
         self.ws = ws
         self.session = session  # what this client may see: its own DMs, not others'
         self.queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self.queued_chars = 0  # of the frames in ``queue``: bounded by ``RELAY_QUEUE_CHARS``
         self.skip_ids: set[str] = set()  # sent in the history already
         self.fell_behind = False
         # files it was told about, its uploads' tasks, its links to a room's opened files
@@ -124,17 +126,26 @@ class _Client:
     def push(self, text: str, msg_id: str | None = None) -> None:
         if self.fell_behind or (msg_id is not None and msg_id in self.skip_ids):
             return
-        if self.queue.qsize() >= RELAY_QUEUE:
+        if self.queue.qsize() >= RELAY_QUEUE or self.queued_chars + len(text) > RELAY_QUEUE_CHARS:
             self.fell_behind = True
             self.queue.put_nowait(None)  # the sender closes the connection
             return
+        self.queued_chars += len(text)
+        self.queue.put_nowait(text)
+
+    def welcome(self, text: str) -> None:
+        """A frame of the welcome (``Relay._welcome``): always queued (it is bounded by the
+        history sent), and counted, so what follows is bounded with it."""
+        self.queued_chars += len(text)
         self.queue.put_nowait(text)
 
     async def send_loop(self) -> Close | None:
         while True:
             text = await self.queue.get()
             if text is None:
-                return CLOSE_TRY_AGAIN, f"client fell behind by {RELAY_QUEUE} events; reconnect"
+                return CLOSE_TRY_AGAIN, (f"client fell behind by {RELAY_QUEUE} events or "
+                                         f"{RELAY_QUEUE_CHARS:,} characters; reconnect")
+            self.queued_chars -= len(text)
             try:
                 await self.ws.send_text(text)
             except (WebSocketDisconnect, RuntimeError, OSError):
@@ -308,15 +319,15 @@ class Relay:
             return
         client.skip_ids = {m.id for m in history}
         for frame in self.files.frames_for(session, client.files, history):  # what the host has
-            client.queue.put_nowait(frame)
+            client.welcome(frame)
         for frame in encode_history(history):
-            client.queue.put_nowait(frame)
-        client.queue.put_nowait(encode_online(hub.online(), hub.lan_peers()))
-        client.queue.put_nowait(encode_channels(visible(session, hub.channels())))
+            client.welcome(frame)
+        client.welcome(encode_online(hub.online(), hub.lan_peers()))
+        client.welcome(encode_channels(visible(session, hub.channels())))
         if hub.problems():  # e.g. the history is read-only: the banner, as on the host's pages
-            client.queue.put_nowait(encode_problems(hub.problems())[0])
+            client.welcome(encode_problems(hub.problems())[0])
         for frame in [*conv_rows(session, history), *conv_marks(session, DEFAULT_CHANNEL)]:
-            client.queue.put_nowait(frame)  # rows with reactions, edits, replies; who read what
+            client.welcome(frame)  # rows with reactions, edits, replies; who read what
         for event in held:  # ``_REPLAYED`` only; the rows sent above are newer than these
             if not isinstance(event, RowChanged) or event.message_id not in client.skip_ids:
                 self._fan_out(event, [client])

@@ -57,7 +57,9 @@ RELAY_BURST = 20.0  # frames a connection may send at once before the rate appli
 MAX_RELAY_CLIENTS = 256  # connections at once; more are refused with CLOSE_TRY_AGAIN ...
 MAX_RELAY_CLIENTS_PER_ADDRESS = 16  # ... and from one client address
 RELAY_QUEUE = 1000  # events waiting to be sent to one client; a client that falls further behind
-#                     is disconnected (it reconnects and gets the recent history again)
+#                     is disconnected (it reconnects and gets the recent history again) ...
+RELAY_QUEUE_CHARS = 8_000_000  # ... as is one whose waiting frames pass this many characters (a
+#                     client that never reads and asks for history pages held 1000 of them)
 MAX_ONLINE_ENTRIES = 200  # people (and devices) listed in one ``online`` frame
 RELAY_HISTORY = 100  # recent messages sent on connect (like a peer's sync)
 RELAY_PAGE = 50  # messages in one answer to ``history``

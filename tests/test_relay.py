@@ -464,3 +464,24 @@ async def test_a_read_only_history_on_the_host_reaches_static_clients(host: Host
     assert (await later.next(RelayProblems)).problems == (hub.store_error,)
     await client.ws.close()
     await later.ws.close()
+
+
+def test_a_client_that_does_not_read_is_bounded_in_characters_as_well_as_frames():
+    """A client that never reads and asks for history pages (each up to 50 messages) once held
+    1000 of them; now what waits for it is bounded in characters too, welcome frames included."""
+    from types import SimpleNamespace
+
+    from fletchat.relay import _Client
+    from fletchat.relay_protocol import RELAY_QUEUE_CHARS
+
+    client = _Client(SimpleNamespace(client=None), session=None)  # type: ignore[arg-type]
+    client.welcome("w" * 1_000_000)  # a welcome is always queued, and counts
+    page, pushed = "p" * 100_000, 0
+    while not client.fell_behind:
+        client.push(page)
+        pushed += 1
+    assert pushed - 1 == (RELAY_QUEUE_CHARS - 1_000_000) // len(page)  # the last one was refused
+    assert client.queued_chars <= RELAY_QUEUE_CHARS
+    assert client.queue.qsize() == pushed + 1  # the welcome, the pages, and the close
+    client.push("after")  # nothing more is queued for it
+    assert client.queue.qsize() == pushed + 1
