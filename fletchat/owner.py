@@ -12,6 +12,9 @@ from .model import ValidationError
 
 OWNER_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{22,64}")  # ``new_owner_secret``: 22; others may be longer
 _DIGEST_BYTES = 16
+# The owner of what the device's own people write without a browser: the headless peer (its
+# owner's script). No secret digests to it (a digest of 16 zero bytes is a 2**-128 chance).
+DEVICE_OWNER = bytes(_DIGEST_BYTES)
 _DOMAIN = b"fletchat.owner\x00"
 
 

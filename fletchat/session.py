@@ -24,7 +24,7 @@ from .model import (
     validate_channel,
     validate_name,
 )
-from .owner import new_owner_secret, owner_digest
+from .owner import DEVICE_OWNER, new_owner_secret, owner_digest
 from .protocol import TokenBucket
 
 if TYPE_CHECKING:
@@ -83,9 +83,9 @@ class HubSession(ConvSessionMethods):
         self._announced = False  # this join got a history line (``announce``): so will its leave
         self.name: str | None = None
         self.last_name: str | None = None
-        # Whose messages this session may edit or delete (``authors``): a digest of the browser's
-        # secret; a client without one gets a secret of its own (its messages are its alone);
-        # ``None`` for the device's own window and the headless peer (the name rule).
+        # Whose messages this session may edit or delete (``authors``), from its join: a digest
+        # of the browser's secret; a client without one gets a secret of its own (its messages
+        # are its alone); the device's own people without one (headless) are ``DEVICE_OWNER``.
         self.owner: bytes | None = None
         # Private rooms (fletchat/rooms.py): channel -> key, kept for this session only.
         self.room_keys: dict[str, bytes] = {}
@@ -106,12 +106,14 @@ class HubSession(ConvSessionMethods):
         name = validate_name(raw_name)
         if owner_secret:
             self.owner = owner_digest(owner_secret)
-        elif self.address and self.owner is None:  # a client that gave none: this session's own
-            self.owner = owner_digest(new_owner_secret())
+        elif self.owner is None:  # a client that gave none: this session's own
+            self.owner = owner_digest(new_owner_secret()) if self.address else DEVICE_OWNER
         self.name = self.last_name = name
         msg = Message.presence(KIND_JOIN, name, self.hub.peer_id)
-        leaving = self.hub.leaving.pop(name, None)
-        if leaving is not None and leaving is not self and leaving._leaving is not None:
+        leaving = self.hub.leaving.get(name)
+        if (leaving is not None and leaving is not self and leaving._leaving is not None
+                and leaving.owner == self.owner):  # the same browser back, not just its name
+            del self.hub.leaving[name]
             leaving._leaving.cancel()
             leaving._leaving = None
             leaving.name = None

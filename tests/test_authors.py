@@ -5,7 +5,10 @@ sessions, the relay over real sockets."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -14,12 +17,14 @@ from fletchat.authors import AUTHORS_FILE, Authorship
 from fletchat.conversation.kinds import NOT_AUTHOR
 from fletchat.conversation.relay_frames import RelayDone, RelayRow, encode_client_conv
 from fletchat.hub import Hub, HubSession
-from fletchat.model import KIND_CHAT, ValidationError
-from fletchat.owner import new_owner_secret, owner_digest, validate_owner_secret
+from fletchat.model import KIND_CHAT, KIND_JOIN, KIND_LEAVE, Message, ValidationError
+from fletchat.owner import DEVICE_OWNER, new_owner_secret, owner_digest, validate_owner_secret
 from fletchat.relay_protocol import decode_client_frame, encode_client_hello
+from fletchat.ui.remember import OWNER_KEY
 from tests.fileshost import files_peer
 from tests.test_files_sharing import make_file
 from tests.test_relay import Host, host, open_client  # noqa: F401  (the fixture)
+from tests.timing import eventually
 
 ALICE, MALLORY = new_owner_secret(), new_owner_secret()
 
@@ -69,19 +74,49 @@ def test_a_tab_under_someones_name_cannot_edit_or_delete_what_they_wrote() -> No
     assert hub.conv.row_state(its_own).deleted
 
 
-def test_replies_are_recorded_and_messages_from_before_keep_the_name_rule() -> None:
-    hub = Hub("host-peer")
-    window = HubSession(hub, device="desktop")
-    window.join("Ann")
-    old = window.send("written by the window: no owner recorded")
+def test_replies_are_recorded_and_only_messages_from_before_the_record_keep_the_name_rule(
+        tmp_path) -> None:
+    hub = Hub("host-peer", authors=Authorship.open(tmp_path))
     alice = tab(hub, "Alice", ALICE)
-    reply = alice.reply(old, "a reply is a message too", "general")
+    parent = alice.send("who is in?")
+    reply = alice.reply(parent, "a reply is a message too", "general")
     assert reply is not None and hub.authors.owner_of(reply.id) == owner_digest(ALICE)
     with pytest.raises(ValidationError, match=NOT_AUTHOR):
         tab(hub, "Alice", MALLORY).edit(reply, "forged")
-    assert hub.authors.owner_of(old.id) is None
-    tab(hub, "Ann", MALLORY).edit(old, "the name rule, as before")  # documented: security.md
-    assert hub.conv.row_state(old).shown_text == "the name rule, as before"
+    headless = HubSession(hub, device="headless")  # the device's own, without a browser
+    headless.join("Bot")
+    said = headless.send("beep")
+    assert hub.authors.owner_of(said.id) == DEVICE_OWNER
+    with pytest.raises(ValidationError, match=NOT_AUTHOR):
+        tab(hub, "Bot", MALLORY).delete(said)
+    headless.edit(said, "boop")
+    # Written here before the record began: the name rule, as before (security.md).
+    old = Message.chat("Ann", "from an older version", hub.peer_id)
+    old = replace(old, ts=hub.authors.since - 60)
+    hub.post(old)
+    tab(hub, "Ann", MALLORY).edit(old, "the name rule")
+    assert hub.conv.row_state(old).shown_text == "the name rule"
+    # Written since, with no record (pruned, or its write failed): nobody's to change.
+    lost = Message.chat("Ann", "its record is gone", hub.peer_id)
+    hub.post(lost)
+    with pytest.raises(ValidationError, match="no longer be edited"):
+        tab(hub, "Ann", ALICE).delete(lost)
+    hub.authors.close()
+
+
+async def test_the_same_name_from_another_browser_does_not_take_over_a_reload_quietly() -> None:
+    hub = Hub("host-peer")
+    alice = tab(hub, "Alice", ALICE)
+    alice.leave(grace=0.3)  # a reload: her tab is waiting out its grace
+    tab(hub, "Alice", MALLORY, address="10.0.0.66")  # another browser, her name
+    joins = [m for m in hub.history(limit=50) if m.kind == KIND_JOIN]
+    assert len(joins) == 2  # announced: not a quiet hand-over of Alice's session
+    await eventually(lambda: any(m.kind == KIND_LEAVE for m in hub.history(limit=50)),
+                     "Alice's own leave, once the grace is over", 5)
+    again = tab(hub, "Bob", ALICE)  # her browser after all: a reload of its own is quiet
+    again.leave(grace=5)
+    tab(hub, "Bob", ALICE, address="10.0.0.9")
+    assert sum(m.kind == KIND_JOIN and m.author == "Bob" for m in hub.history(limit=50)) == 1
 
 
 def test_the_record_outlives_a_restart_and_is_bounded(tmp_path) -> None:
@@ -100,7 +135,9 @@ def test_the_record_outlives_a_restart_and_is_bounded(tmp_path) -> None:
     rows = sqlite3.connect(tmp_path / "small" / AUTHORS_FILE).execute(
         "SELECT count(*) FROM authored").fetchone()[0]
     assert rows <= 50 and small.owner_of("m119") == owner_digest(ALICE)
-    assert small.owner_of("m0") is None  # the oldest went first
+    assert small.owner_of("m0") is None  # the oldest went first: nobody's to change now
+    with pytest.raises(ValidationError, match="no longer be edited"):
+        small.check("m0", time.time(), owner_digest(ALICE))
     memory = Authorship(limit=3)
     for i in range(5):
         memory.wrote(f"m{i}", b"o")
@@ -113,6 +150,10 @@ def test_an_unreadable_record_refuses_rather_than_waving_through(tmp_path) -> No
     first = tab(hub, "Alice", ALICE).send("still protected this run")
     with pytest.raises(ValidationError, match=NOT_AUTHOR):
         tab(hub, "Alice", MALLORY).edit(first, "no")
+    earlier = replace(Message.chat("Ann", "from an earlier run", hub.peer_id), ts=1.0)
+    hub.post(earlier)  # its record, if any, is in the file this run cannot open: nobody's
+    with pytest.raises(ValidationError, match="no longer be edited"):
+        tab(hub, "Ann", MALLORY).delete(earlier)
     (tmp_path / "ok").mkdir()
     broken = Authorship.open(tmp_path / "ok")
     broken.wrote("m1", b"o")
@@ -196,3 +237,47 @@ def test_the_static_client_gives_its_owner_at_join_and_again_on_every_reconnect(
     fresh = RelayBackend(FakeClient())
     fresh.join("Bo")  # no client storage answered: a secret of its own, well formed
     assert validate_owner_secret(fresh.client.sent[-1]["owner"]) == fresh.owner
+
+
+class SlowStorage:
+    """Client storage (``SharedPreferences``) that answers after ``delay`` seconds."""
+
+    def __init__(self, kept: object = None, delay: float = 0.0) -> None:
+        self.values: dict[str, object] = {} if kept is None else {OWNER_KEY: kept}
+        self.delay = delay
+
+    async def get(self, key: str) -> object:
+        await asyncio.sleep(self.delay)
+        return self.values.get(key)
+
+    async def set(self, key: str, value: object) -> bool:
+        await asyncio.sleep(self.delay)
+        self.values[key] = value
+        return True
+
+
+async def test_the_browser_keeps_one_secret_and_a_slow_one_still_keeps_the_one_joined_with(
+        monkeypatch) -> None:
+    from fletchat.ui import login as login_module
+    from fletchat.ui.login import Login
+    from fletchat.ui.remember import NameMemory
+
+    memory = NameMemory()
+    memory.prefs = SlowStorage()  # type: ignore[assignment]  # a first visit: none kept yet
+    made = await memory.owner_secret(ALICE)
+    assert made == ALICE and memory.prefs.values[OWNER_KEY] == ALICE
+    assert await memory.owner_secret(MALLORY) == ALICE  # the next session: the one kept
+    memory.prefs.values[OWNER_KEY] = "tampered with"  # not a secret: a new one, kept
+    assert await memory.owner_secret(MALLORY) == MALLORY == memory.prefs.values[OWNER_KEY]
+
+    # A loaded phone: storage answers after the join gave up waiting. The session joined with
+    # the candidate, and the storage keeps that same candidate, so a reload can still edit.
+    monkeypatch.setattr(login_module, "OWNER_WAIT_SECONDS", 0.05)
+    login = Login.__new__(Login)  # the parts owner_secret uses (no page here)
+    login.memory, login._owner = NameMemory(), None
+    login._candidate = new_owner_secret()
+    login.memory.prefs = SlowStorage(delay=0.2)  # type: ignore[assignment]
+    joined_with = await login.owner_secret()
+    assert joined_with == login._candidate
+    await eventually(lambda: login.memory.prefs.values.get(OWNER_KEY), "the secret kept", 5)
+    assert login.memory.prefs.values[OWNER_KEY] == joined_with

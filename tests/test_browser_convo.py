@@ -11,7 +11,7 @@ import time
 import pytest
 from playwright.async_api import expect
 
-from fletchat.conversation.session_part import OTHER_BROWSER
+from fletchat.authors import OTHER_BROWSER
 from fletchat.ui.text import NAME_LABEL
 from tests.browser import ARTIFACTS, ChatPage, chromium_available, host_mode_server
 from tests.conftest import need

@@ -31,8 +31,6 @@ if TYPE_CHECKING:
     from ..hub import Hub
 
 
-# The same name, not the same person (``authors``): the browser's owner secret differs.
-OTHER_BROWSER = NOT_AUTHOR + " It can be changed only from the browser or app it was written in."
 ROOM_NO_KEY_EDIT = "Open the private room with its passphrase to edit this message."
 ROOM_PLAIN_EDIT = ("This message was written in the clear; it cannot be edited in the private "
                    "room (its edit would have to be in the clear too).")
@@ -124,9 +122,7 @@ class ConvSessionMethods:
             raise ValidationError("Only chat messages can be edited or deleted.")
         if target.origin != self.hub.peer_id or target.author != name:
             raise ValidationError(NOT_AUTHOR)
-        wrote = self.hub.authors.owner_of(target.id)  # a name is not a person on a host
-        if wrote is not None and wrote != self.owner:
-            raise ValidationError(OTHER_BROWSER)
+        self.hub.authors.check(target.id, target.ts, self.owner)  # a name is not a person
         if self.hub.conv.row_state(target).deleted:
             raise ValidationError("This message was deleted.")
         if not self.hub.conv.allow_local(KIND_EDIT, person_key(self.hub.peer_id, name)):

@@ -27,21 +27,22 @@ class Login:
         self.dialog, self.name = login_dialog(prefill_name, self.join_click)
         self.building: asyncio.Event | None = None  # set once the view behind it is built
         self._owner: asyncio.Future[str] | None = None  # the browser's owner secret, loading
+        self._candidate = new_owner_secret()  # kept if the browser has none yet
 
     def _load_owner(self) -> asyncio.Future[str]:
         """Started with the dialog: the client storage answers while the name is typed."""
         if self._owner is None:
-            self._owner = asyncio.ensure_future(self.memory.owner_secret())
+            self._owner = asyncio.ensure_future(self.memory.owner_secret(self._candidate))
         return self._owner
 
     async def owner_secret(self) -> str:
         """The browser's owner secret; a loaded client that has not answered by the time the
-        name is given makes the join wait ``OWNER_WAIT_SECONDS`` at most, then gets one for this
-        session (its messages are then this session's alone to edit)."""
+        name is given makes the join wait ``OWNER_WAIT_SECONDS`` at most, then it joins with the
+        candidate, which the loading still keeps if the browser had none."""
         try:
             return await asyncio.wait_for(asyncio.shield(self._load_owner()), OWNER_WAIT_SECONDS)
         except TimeoutError:
-            return new_owner_secret()
+            return self._candidate
 
     def ask(self) -> None:
         """The dialog, filled in later with a name this device remembers (issue 17)."""

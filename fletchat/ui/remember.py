@@ -12,7 +12,7 @@ import flet as ft
 
 from ..aio import within
 from ..model import MAX_NAME_CHARS, ValidationError
-from ..owner import new_owner_secret, validate_owner_secret
+from ..owner import validate_owner_secret
 
 log = logging.getLogger(__name__)
 NAME_KEY = "fletchat.name"
@@ -30,11 +30,7 @@ class NameMemory:
     async def load(self) -> str:
         if self.prefs is None:
             return ""
-        try:
-            value = await within(self.prefs.get(NAME_KEY), ANSWER_SECONDS)
-        except (TimeoutError, RuntimeError, LookupError, AttributeError) as err:
-            log.debug("no remembered name: %s", err)
-            return ""
+        value = await self._get(NAME_KEY)
         return value[:MAX_NAME_CHARS] if isinstance(value, str) else ""
 
     async def offer(self, field: ft.TextField, still_joining: Callable[[], bool]) -> None:
@@ -47,26 +43,32 @@ class NameMemory:
             field.value = name
             field.update()
 
-    async def owner_secret(self) -> str:
+    async def owner_secret(self, candidate: str) -> str:
         """This browser's owner secret (``fletchat.owner``, see ``authors``): the one it keeps,
-        else a new one, kept from now on. Without client storage, one for this session only."""
+        else ``candidate``, kept from now on (read back: of two first tabs racing, the one kept
+        wins). Without client storage, ``candidate``, for this session only."""
         if self.prefs is None:
-            return new_owner_secret()
+            return candidate
         try:
-            value = await within(self.prefs.get(OWNER_KEY), ANSWER_SECONDS)
+            kept = validate_owner_secret(await self._get(OWNER_KEY))
+        except ValidationError:  # none yet (or not ours): the candidate, kept
+            try:
+                await within(self.prefs.set(OWNER_KEY, candidate), ANSWER_SECONDS)
+                kept = validate_owner_secret(await self._get(OWNER_KEY))
+            except (TimeoutError, RuntimeError, LookupError, AttributeError,
+                    ValidationError) as err:
+                log.debug("owner secret not kept: %s", err)
+                return candidate
+        return kept
+
+    async def _get(self, key: str) -> object:
+        """A value from client storage; ``None`` when the client does not answer."""
+        assert self.prefs is not None
+        try:
+            return await within(self.prefs.get(key), ANSWER_SECONDS)
         except (TimeoutError, RuntimeError, LookupError, AttributeError) as err:
-            log.debug("no owner secret kept: %s", err)
-            return new_owner_secret()  # not kept: the one stored may be there after all
-        try:
-            return validate_owner_secret(value)
-        except ValidationError:  # none yet (or not ours): a new one
-            pass
-        secret = new_owner_secret()
-        try:
-            await within(self.prefs.set(OWNER_KEY, secret), ANSWER_SECONDS)
-        except (TimeoutError, RuntimeError, LookupError, AttributeError) as err:
-            log.debug("owner secret not kept: %s", err)
-        return secret
+            log.debug("%s not read: %s", key, err)
+            return None
 
     async def save(self, name: str) -> None:
         if self.prefs is None:
