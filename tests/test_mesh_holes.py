@@ -356,7 +356,11 @@ async def test_a_newer_summary_takes_over_a_long_catch_up_at_its_next_batch(node
     await client.ws.send(encode_have({}))
     await asyncio.to_thread(first_read.wait, 5.0)
     await client.ws.send(encode_have({"server": base + 150}))  # it has the first 150 now
-    await asyncio.sleep(0.2)  # read by the server while the first batch is still being read
+    # read by the server while the first batch is still being read (a fixed wait was not
+    # always enough on a loaded machine)
+    await eventually(lambda: any(link.wanted == {"server": base + 150}
+                                 for _, link in server.mesh._registry.items()),
+                     "the newer summary read", 10)
     go_on.set()
     got: list[int] = []
 

@@ -25,7 +25,7 @@ from fletchat.relay_protocol import (
 )
 from fletchat.store import Store
 from tests.test_relay import Host, host, open_client  # noqa: F401 (the fixture)
-from tests.timing import scaled
+from tests.timing import eventually, scaled
 
 SLOW_S = 1.0  # what each faked search takes: far longer than a loop turn or a pool hop
 
@@ -33,9 +33,11 @@ SLOW_S = 1.0  # what each faked search takes: far longer than a loop turn or a p
 class SlowReads:
     """Wraps a store method: each call sleeps ``SLOW_S`` first; counts calls running at once."""
 
-    def __init__(self, real, read_first: bool = False) -> None:
+    def __init__(self, real, read_first: bool = False,
+                 release: threading.Event | None = None) -> None:
         self.real = real
         self.read_first = read_first  # read, then sleep: what happens meanwhile is not in it
+        self.release = release  # set: each call waits for it (at most 10 s) instead of SLOW_S
         self.lock = threading.Lock()
         self.running = 0
         self.most = 0
@@ -50,7 +52,10 @@ class SlowReads:
         try:
             found = self.real(*args, **kwargs) if self.read_first else None
             self.started.set()
-            time.sleep(SLOW_S)
+            if self.release is not None:
+                self.release.wait(10.0)
+            else:
+                time.sleep(SLOW_S)
             return found if self.read_first else self.real(*args, **kwargs)
         finally:
             with self.lock:
@@ -187,16 +192,22 @@ async def test_more_events_during_the_read_than_a_client_may_lag_close_it(host: 
     hub = host.node.hub
     bob = HubSession(hub, device="headless")
     bob.join("Bob")
-    slow = SlowReads(hub.store.recent, read_first=True)
+    release = threading.Event()  # the read ends when the test says (a fixed 1 s could end first)
+    slow = SlowReads(hub.store.recent, read_first=True, release=release)
     hub.store.recent = slow
     client = await open_client(host)
     while not slow.started.is_set():
         await asyncio.sleep(0.01)
-    for i in range(12):
-        bob.send(f"busy {i}")
-    await asyncio.sleep(0.2)  # the fan-out, on the loop
-    joining = [r for r in gc.get_objects() if type(r) is relay.Relay and r._joining]
-    assert joining and all(len(held) <= 5 for r in joining for held in r._joining.values())
+    try:
+        for i in range(12):
+            bob.send(f"busy {i}")
+        joining = [r for r in gc.get_objects() if type(r) is relay.Relay and r._joining]
+        assert joining
+        await eventually(lambda: all(c.fell_behind for r in joining for c in r._joining),
+                         "the joining client marked as fallen behind", 10)  # the fan-out
+        assert all(len(held) <= 5 for r in joining for held in r._joining.values())
+    finally:
+        release.set()
     code, reason = await client.closed()
     assert code == 1013 and "fell behind" in reason
 
