@@ -50,6 +50,14 @@ class RoomsUnlocked:
 
 
 @dataclass(frozen=True)
+class NameRefused:
+    """The host refused the name a static client joined under (someone online there has it):
+    ``reason`` is the host's sentence; the login asks again."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class ChannelsChanged:
     """A channel appeared (created here or learned from the LAN)."""
 

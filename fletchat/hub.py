@@ -148,6 +148,9 @@ class Hub(ConvHubMethods, MeshSideMethods, HistoryReads, PresenceMethods, TrustM
     # name -> the session whose leave waits out its grace (HubSession.leave): a reload's new
     # session of the same name takes over without "left" and "joined" lines.
     leaving: dict[str, Any] = field(default_factory=dict, repr=False)
+    # session key -> its owner (``authors``), for the sessions joined here: a name online here
+    # is not taken by another browser's join (HubSession.join)
+    local_owners: dict[str, bytes] = field(default_factory=dict, repr=False)
     trust: Any = None  # fletchat.trust.Trust when the node has an identity (keys, blocks)
     session_rate: tuple[float, float] | None = None  # (per second, burst) for HubSession.send
     announcements: Any = None  # a budgets.AddressBudget: which joins get a history line

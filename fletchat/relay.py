@@ -50,6 +50,7 @@ from .relay_protocol import (
     CLOSE_TRY_AGAIN,
     MAX_RELAY_CLIENTS,
     MAX_RELAY_CLIENTS_PER_ADDRESS,
+    NAME_REFUSED,
     RELAY_BURST,
     RELAY_DEVICE,
     RELAY_PAGE,
@@ -374,7 +375,10 @@ class Relay:
     def _on_hello(self, frame: RelayHello, client: _Client, session: HubSession) -> Close | None:
         if session.joined:
             return CLOSE_PROTOCOL_ERROR, "hello sent twice"
-        session.join(frame.name, frame.owner)
+        try:
+            session.join(frame.name, frame.owner)
+        except ValidationError as err:  # someone online here has the name: the login asks again
+            return CLOSE_POLICY, f"{NAME_REFUSED}{err}"
         client.push(encode_welcome(frame.name, session.hub.peer_id))
         client.push(encode_channels(visible(session, session.hub.channels())))
         return None

@@ -56,6 +56,7 @@ RELAY_RATE_PER_SECOND = 5.0  # frames per second on average, per connection
 RELAY_BURST = 20.0  # frames a connection may send at once before the rate applies
 MAX_RELAY_CLIENTS = 256  # connections at once; more are refused with CLOSE_TRY_AGAIN ...
 MAX_RELAY_CLIENTS_PER_ADDRESS = 16  # ... and from one client address
+NAME_REFUSED = "hello.name: "  # a close reason's start: the name is taken; the rest says why
 RELAY_QUEUE = 1000  # events waiting to be sent to one client; a client that falls further behind
 #                     is disconnected (it reconnects and gets the recent history again) ...
 RELAY_QUEUE_CHARS = 8_000_000  # ... as is one whose waiting frames pass this many characters (a

@@ -108,7 +108,10 @@ class HubSession(ConvSessionMethods):
             self.owner = owner_digest(owner_secret)
         elif self.owner is None:  # a client that gave none: this session's own
             self.owner = owner_digest(new_owner_secret()) if self.address else DEVICE_OWNER
+        if self._taken_here(name):
+            raise ValidationError(f"{name} is already someone's name here: pick another.")
         self.name = self.last_name = name
+        self.hub.local_owners[self.key] = self.owner
         msg = Message.presence(KIND_JOIN, name, self.hub.peer_id)
         leaving = self.hub.leaving.get(name)
         if (leaving is not None and leaving is not self and leaving._leaving is not None
@@ -118,6 +121,7 @@ class HubSession(ConvSessionMethods):
             leaving._leaving = None
             leaving.name = None
             self._announced = leaving._announced  # its leave is said (or not) as its join was
+            self.hub.local_owners.pop(leaving.key, None)
             self.hub.session_left(leaving.key)
             self.hub.session_joined(self.key, name, self.device)
             return msg
@@ -126,6 +130,13 @@ class HubSession(ConvSessionMethods):
         self._announced = (budget is None or self.device in SESSION_RATE_EXEMPT_DEVICES
                            or budget.allow(self.address))
         return (self.hub.post(msg) or msg) if self._announced else msg
+
+    def _taken_here(self, name: str) -> bool:
+        """Someone in another session here, of another owner (another browser), is online
+        under ``name`` (a reload's or a second tab's session of the same browser is not)."""
+        owners = self.hub.local_owners
+        return any(o.local and o.key != self.key and o.name.casefold() == name.casefold()
+                   and owners.get(o.key) != self.owner for o in self.hub.online())
 
     def spend(self) -> None:
         """One post's worth of the send budget (sends, replies, file messages, reactions, edits,
@@ -246,6 +257,7 @@ class HubSession(ConvSessionMethods):
         if self.hub.leaving.get(self.name) is self:
             del self.hub.leaving[self.name]
         name, self.name = self.name, None
+        self.hub.local_owners.pop(self.key, None)
         self.hub.session_left(self.key)
         if self._announced:
             self.hub.post(Message.presence(KIND_LEAVE, name, self.hub.peer_id))

@@ -35,6 +35,15 @@ def tab(hub: Hub, name: str, owner: str = "", address: str = "10.0.0.5") -> HubS
     return session
 
 
+def visit(hub: Hub, name: str, owner: str, act) -> None:
+    """Join under ``name`` (nobody online has it), try ``act(session)``, leave again."""
+    session = tab(hub, name, owner, address="10.0.0.66")
+    try:
+        act(session)
+    finally:
+        session.leave()
+
+
 def test_secrets_are_fresh_and_well_formed_and_only_a_digest_is_kept() -> None:
     assert ALICE != MALLORY and validate_owner_secret(ALICE) == ALICE
     assert owner_digest(ALICE) == owner_digest(ALICE) != owner_digest(MALLORY)
@@ -49,27 +58,29 @@ def test_a_tab_under_someones_name_cannot_edit_or_delete_what_they_wrote() -> No
     alice = tab(hub, "Alice", ALICE)
     first = alice.send("meet at noon")
     assert first is not None
-    alice.leave()
-    mallory = tab(hub, "Alice", MALLORY, address="10.0.0.66")  # the same name, another browser
-    for act in (lambda: mallory.edit(first, "meet at midnight"), lambda: mallory.delete(first)):
+    alice.leave()  # offline: her name is not reserved, what she wrote is hers
+    for act in (lambda m: m.edit(first, "meet at midnight"), lambda m: m.delete(first)):
         with pytest.raises(ValidationError, match=NOT_AUTHOR):
-            act()
-    nameless = tab(hub, "Alice", address="10.0.0.67")  # no secret given: one of its own
+            visit(hub, "Alice", MALLORY, act)  # the same name, another browser
     with pytest.raises(ValidationError, match=NOT_AUTHOR):
-        nameless.delete(first)
-    window = HubSession(hub, device="desktop")  # the device's own window (no address, no secret)
+        visit(hub, "Alice", "", lambda m: m.delete(first))  # no secret given: one of its own
+    window = HubSession(hub, device="desktop")  # the device's own people without a browser
     window.join("Alice")
     with pytest.raises(ValidationError, match=NOT_AUTHOR):
         window.edit(first, "nope")
+    window.leave()
     assert hub.conv.row_state(first).shown_text == "meet at noon"
     # Alice's browser again (a reload: a new session, the same secret) still may
     again = tab(hub, "Alice", ALICE, address="10.0.0.9")
     again.edit(first, "meet at one")
     assert hub.conv.row_state(first).shown_text == "meet at one"
-    # and what the nameless tab wrote is its own: Alice cannot touch it either
+    # and what a nameless tab writes is its own: Alice cannot touch it either
+    nameless = tab(hub, "Nemo", address="10.0.0.67")
     its_own = nameless.send("mine")
-    with pytest.raises(ValidationError, match=NOT_AUTHOR):
-        again.delete(its_own)
+    nameless.leave()
+    with pytest.raises(ValidationError, match="only from the browser or app it was written in"):
+        visit(hub, "Nemo", ALICE, lambda a: a.delete(its_own))
+    nameless.rejoin()  # the same session (its own secret) back
     nameless.delete(its_own)
     assert hub.conv.row_state(its_own).deleted
 
@@ -81,52 +92,57 @@ def test_replies_are_recorded_and_only_messages_from_before_the_record_keep_the_
     parent = alice.send("who is in?")
     reply = alice.reply(parent, "a reply is a message too", "general")
     assert reply is not None and hub.authors.owner_of(reply.id) == owner_digest(ALICE)
+    alice.leave()
     with pytest.raises(ValidationError, match=NOT_AUTHOR):
-        tab(hub, "Alice", MALLORY).edit(reply, "forged")
+        visit(hub, "Alice", MALLORY, lambda m: m.edit(reply, "forged"))
     headless = HubSession(hub, device="headless")  # the device's own, without a browser
     headless.join("Bot")
     said = headless.send("beep")
     assert hub.authors.owner_of(said.id) == DEVICE_OWNER
-    with pytest.raises(ValidationError, match=NOT_AUTHOR):
-        tab(hub, "Bot", MALLORY).delete(said)
     headless.edit(said, "boop")
+    headless.leave()
+    with pytest.raises(ValidationError, match=NOT_AUTHOR):
+        visit(hub, "Bot", MALLORY, lambda m: m.delete(said))
     # Written here before the record began: the name rule, as before (security.md).
     old = Message.chat("Ann", "from an older version", hub.peer_id)
     old = replace(old, ts=hub.authors.since - 60)
     hub.post(old)
-    tab(hub, "Ann", MALLORY).edit(old, "the name rule")
+    visit(hub, "Ann", MALLORY, lambda m: m.edit(old, "the name rule"))
     assert hub.conv.row_state(old).shown_text == "the name rule"
     # Written since, with no record (pruned, or its write failed): nobody's to change.
     lost = Message.chat("Ann", "its record is gone", hub.peer_id)
     hub.post(lost)
     with pytest.raises(ValidationError, match="no longer be edited"):
-        tab(hub, "Ann", ALICE).delete(lost)
+        visit(hub, "Ann", ALICE, lambda m: m.delete(lost))
     hub.authors.close()
 
 
 async def test_the_same_name_from_another_browser_does_not_take_over_a_reload_quietly() -> None:
     hub = Hub("host-peer")
     alice = tab(hub, "Alice", ALICE)
-    alice.leave(grace=0.3)  # a reload: her tab is waiting out its grace
-    tab(hub, "Alice", MALLORY, address="10.0.0.66")  # another browser, her name
-    joins = [m for m in hub.history(limit=50) if m.kind == KIND_JOIN]
-    assert len(joins) == 2  # announced: not a quiet hand-over of Alice's session
+    alice.leave(grace=0.3)  # a reload: her tab is waiting out its grace, still hers
+    with pytest.raises(ValidationError, match="already someone's name here"):
+        tab(hub, "Alice", MALLORY, address="10.0.0.66")
     await eventually(lambda: any(m.kind == KIND_LEAVE for m in hub.history(limit=50)),
                      "Alice's own leave, once the grace is over", 5)
-    again = tab(hub, "Bob", ALICE)  # her browser after all: a reload of its own is quiet
-    again.leave(grace=5)
+    tab(hub, "Alice", MALLORY, address="10.0.0.66")  # now nobody online has it: announced
+    assert sum(m.kind == KIND_JOIN and m.author == "Alice" for m in hub.history(limit=50)) == 2
+    bob = tab(hub, "Bob", ALICE)  # her browser under another name: a reload of its own is quiet
+    bob.leave(grace=5)
     tab(hub, "Bob", ALICE, address="10.0.0.9")
     assert sum(m.kind == KIND_JOIN and m.author == "Bob" for m in hub.history(limit=50)) == 1
 
 
 def test_the_record_outlives_a_restart_and_is_bounded(tmp_path) -> None:
     hub = Hub("host-peer", authors=Authorship.open(tmp_path))
-    first = tab(hub, "Alice", ALICE).send("kept")
+    visit(hub, "Alice", ALICE, lambda a: a.send("kept"))
+    first = next(m for m in hub.history(limit=10) if m.text == "kept")
     hub.authors.close()
     hub.authors = Authorship.open(tmp_path)  # the host started again
     with pytest.raises(ValidationError, match=NOT_AUTHOR):
-        tab(hub, "Alice", MALLORY).delete(first)
-    tab(hub, "Alice", ALICE).delete(first)
+        visit(hub, "Alice", MALLORY, lambda m: m.delete(first))
+    visit(hub, "Alice", ALICE, lambda a: a.delete(first))
+    assert hub.conv.row_state(first).deleted
     hub.authors.close()
     (tmp_path / "small").mkdir()
     small = Authorship.open(tmp_path / "small", limit=50)
@@ -147,13 +163,14 @@ def test_the_record_outlives_a_restart_and_is_bounded(tmp_path) -> None:
 def test_an_unreadable_record_refuses_rather_than_waving_through(tmp_path) -> None:
     (tmp_path / AUTHORS_FILE).mkdir()  # not a database: the record lives in memory, logged
     hub = Hub("host-peer", authors=Authorship.open(tmp_path))
-    first = tab(hub, "Alice", ALICE).send("still protected this run")
+    visit(hub, "Alice", ALICE, lambda a: a.send("still protected this run"))
+    first = next(m for m in hub.history(limit=10) if m.text == "still protected this run")
     with pytest.raises(ValidationError, match=NOT_AUTHOR):
-        tab(hub, "Alice", MALLORY).edit(first, "no")
+        visit(hub, "Alice", MALLORY, lambda m: m.edit(first, "no"))
     earlier = replace(Message.chat("Ann", "from an earlier run", hub.peer_id), ts=1.0)
     hub.post(earlier)  # its record, if any, is in the file this run cannot open: nobody's
     with pytest.raises(ValidationError, match="no longer be edited"):
-        tab(hub, "Ann", MALLORY).delete(earlier)
+        visit(hub, "Ann", MALLORY, lambda m: m.delete(earlier))
     (tmp_path / "ok").mkdir()
     broken = Authorship.open(tmp_path / "ok")
     broken.wrote("m1", b"o")
@@ -165,11 +182,12 @@ def test_an_unreadable_record_refuses_rather_than_waving_through(tmp_path) -> No
 async def test_a_shared_file_is_its_owners(tmp_path) -> None:
     peer = await files_peer(tmp_path, "Ann")
     try:
-        browser = tab(peer.hub, "Ann", ALICE)
+        browser = tab(peer.hub, "Alice", ALICE)
         msg = await peer.share.share(browser, [make_file(tmp_path / "a.bin", 100)], "", "general")
         assert peer.hub.authors.owner_of(msg.id) == owner_digest(ALICE)
+        browser.leave()
         with pytest.raises(ValidationError, match=NOT_AUTHOR):
-            tab(peer.hub, "Ann", MALLORY).delete(msg)
+            visit(peer.hub, "Alice", MALLORY, lambda m: m.delete(msg))
     finally:
         await peer.close()
 
@@ -194,6 +212,11 @@ async def _frame(client, kind, check):
         await client.next(kind)
 
 
+async def gone(host: Host, name: str) -> None:  # noqa: F811
+    await eventually(lambda: not any(o.name == name for o in host.node.hub.online()),
+                     f"{name} gone from the roster", 10)
+
+
 async def _done(client, req: int) -> RelayDone:
     return await _frame(client, RelayDone, lambda f: f.req == req)
 
@@ -203,12 +226,15 @@ async def test_static_clients_same_name_other_browser_refused_same_browser_allow
     await alice.ws.send('{"v":1,"type":"send","text":"from the static client","channel":"general"}')
     mine = await alice.message(lambda m: m.kind == KIND_CHAT and m.author == "Alice")
     await alice.ws.close()
+    await gone(host, "Alice")  # offline: the name is free, what she wrote is not
     mallory = await open_client(host, "Alice", MALLORY)
     await mallory.ws.send(encode_client_conv(1, "delete", mine.id))
     assert NOT_AUTHOR in (await _done(mallory, 1)).error
     await mallory.ws.send(encode_client_conv(2, "edit", mine.id, "forged"))
     assert NOT_AUTHOR in (await _done(mallory, 2)).error
     assert not host.node.hub.conv.row_state(mine).deleted
+    await mallory.ws.close()
+    await gone(host, "Alice")
     again = await open_client(host, "Alice", ALICE)  # a reconnect of Alice's browser
     await again.ws.send(encode_client_conv(3, "edit", mine.id, "edited by its author"))
     assert (await _done(again, 3)).error == ""
@@ -281,3 +307,72 @@ async def test_the_browser_keeps_one_secret_and_a_slow_one_still_keeps_the_one_j
     assert joined_with == login._candidate
     await eventually(lambda: login.memory.prefs.values.get(OWNER_KEY), "the secret kept", 5)
     assert login.memory.prefs.values[OWNER_KEY] == joined_with
+
+
+def test_a_name_online_here_is_not_taken_by_another_browser() -> None:
+    hub = Hub("host-peer")
+    alice = tab(hub, "Alice", ALICE)
+    taken = HubSession(hub, device="browser", address="10.0.0.66")
+    with pytest.raises(ValidationError, match="already someone's name here"):
+        taken.join("alice", MALLORY)  # compared as names are, case aside
+    assert not taken.joined
+    second = tab(hub, "Alice", ALICE, address="10.0.0.7")  # her second tab, her browser: yes
+    bots = [HubSession(hub, device="headless") for _ in range(2)]
+    for bot in bots:
+        bot.join("Bot")  # the device's own people share one owner
+    with pytest.raises(ValidationError, match="already someone's name here"):
+        tab(hub, "Bot", MALLORY)
+    alice.leave()
+    second.leave()
+    mallory = tab(hub, "Alice", MALLORY)  # a name nobody here has now: not reserved
+    with pytest.raises(ValidationError, match="already someone's name here"):
+        alice.rejoin()  # her tab came back after its leave: the name is someone else's now
+    mallory.leave()
+    assert alice.rejoin() is not None and alice.name == "Alice"
+
+
+async def test_the_relay_refuses_a_name_online_here_and_the_static_client_asks_again(
+        host: Host, monkeypatch):  # noqa: F811
+    from fletchat.events import NameRefused
+    from fletchat.relay_protocol import NAME_REFUSED
+    from tests.test_webclient_conversation import FakeClient
+    from webclient import main as webclient_main
+    from webclient.main import RelayBackend, RelayClient
+
+    alice = await open_client(host, "Alice", ALICE)
+    mallory = await open_client(host)
+    await mallory.ws.send(encode_client_hello("Alice", MALLORY))
+    code, reason = await mallory.closed()
+    assert code == 1008 and reason == NAME_REFUSED + "Alice is already someone's name here: pick another."
+    again = await open_client(host, "Alice", ALICE)  # her second tab: welcomed (open_client checks)
+    await again.ws.close()
+    await alice.ws.close()
+
+    backend = RelayBackend(FakeClient())
+    got: list[object] = []
+
+    async def handler(event: object) -> None:
+        got.append(event)
+
+    backend._handler = handler
+    backend.join("Alice", MALLORY)
+    client = RelayClient.__new__(RelayClient)  # no browser here: the parts on_close uses
+    client.backend, client.closing, client.connect = backend, False, lambda: None
+    client.show_status = lambda text: None
+    monkeypatch.setattr(webclient_main, "RECONNECT_SECONDS", 0)
+    assert await client.on_close(code, reason) is False  # it reconnects, to join again
+    assert backend.name is None and got == [NameRefused(reason[len(NAME_REFUSED):])]
+
+
+def test_the_login_asks_again_with_the_hosts_reason() -> None:
+    from fletchat.events import NameRefused
+    from fletchat.ui.hub_backend import HubBackend
+    from fletchat.ui.login import Login
+    from tests.test_ui_controls import FakePage
+
+    page = FakePage()
+    login = Login(page, HubBackend(HubSession(Hub("host-peer"))), "", joined=None)  # type: ignore[arg-type]
+    assert login.on_event(NameRefused("Alice is already someone's name here: pick another."))
+    assert page.dialogs == [login.dialog] and login.dialog.open
+    assert login.name.error == "Alice is already someone's name here: pick another."
+    assert not login.on_event(object())

@@ -11,7 +11,6 @@ import time
 import pytest
 from playwright.async_api import expect
 
-from fletchat.authors import OTHER_BROWSER
 from fletchat.ui.text import NAME_LABEL
 from tests.browser import ARTIFACTS, ChatPage, chromium_available, host_mode_server
 from tests.conftest import need
@@ -176,21 +175,21 @@ async def test_the_join_qr_code_decodes_to_the_host_address(tmp_path, browser):
         assert [c.text for c in codes] == [expected]
 
 
-async def test_only_the_browser_that_wrote_a_message_may_delete_it(server, browser):
-    """A name is not a person on a host (fletchat/authors.py): another browser that joins as
-    "Alice" is refused; Alice's own browser, in a new session, may (its owner secret is kept in
-    the browser's storage beside the name)."""
+async def test_a_name_is_held_by_the_browser_that_joined_under_it(server, browser):
+    """A name is not a person on a host (fletchat/authors.py): another browser may not join
+    under a name someone online has; the same browser may, in a new session (its owner secret
+    is kept in the browser's storage beside the name), and there its earlier messages are its
+    own to delete."""
     own = await browser.new_context()
     alice = await ChatPage.open(own, server)
     await alice.join("Alice")
     await alice.send("Pizza at noon")
     mallory = await ChatPage.open(await browser.new_context(), server)
-    await mallory.join("Alice")  # the same name, from another browser
-    await actions(mallory, "Alice", "Pizza at noon")
-    await mallory.page.get_by_role("button", name="Delete").click()
-    await mallory.page.get_by_role("button", name="Delete for everyone").click()
-    await expect(mallory.page.get_by_text(OTHER_BROWSER).first).to_be_visible(timeout=TIMEOUT)
-    await expect(row(mallory, "Alice", "Pizza at noon")).to_be_visible(timeout=TIMEOUT)
+    await mallory.page.keyboard.type("Alice")
+    await mallory.page.keyboard.press("Enter")
+    await expect(mallory.page.get_by_text("Alice is already someone's name here: pick another.")
+                 .first).to_be_visible(timeout=TIMEOUT)
+    assert await mallory.page.get_by_label("Write a message...").count() == 0  # not joined
 
     await alice.page.close()
     again = await ChatPage.open(own, server)  # a new session of Alice's browser
@@ -200,5 +199,4 @@ async def test_only_the_browser_that_wrote_a_message_may_delete_it(server, brows
     await actions(again, "Alice", "Pizza at noon")
     await again.page.get_by_role("button", name="Delete").click()
     await again.page.get_by_role("button", name="Delete for everyone").click()
-    await expect(row(mallory, "Alice", "message deleted")).to_be_visible(timeout=TIMEOUT)
-    assert await again.page.get_by_text(OTHER_BROWSER).count() == 0
+    await expect(row(again, "Alice", "message deleted")).to_be_visible(timeout=TIMEOUT)

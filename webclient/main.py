@@ -31,6 +31,7 @@ from fletchat.events import (
     ChannelsChanged,
     Delivered,
     IdentityWarning,
+    NameRefused,
     Online,
     RosterChanged,
     StoreFailed,
@@ -46,8 +47,9 @@ from fletchat.model import (
     validate_text,
 )
 from fletchat.owner import new_owner_secret, validate_owner_secret
-from fletchat.protocol import MsgFrame, ProtocolError, SyncFrame
+from fletchat.protocol import CLOSE_POLICY, MsgFrame, ProtocolError, SyncFrame
 from fletchat.relay_protocol import (
+    NAME_REFUSED,
     RELAY_PATH,
     RelayChannels,
     RelayDelivered,
@@ -359,6 +361,12 @@ class RelayBackend(RelayFileMethods, RelayRoomMethods):
             reason = "\n".join(frame.problems) or "Not saved on the host."
             await self.deliver(StoreFailed(reason, time.time(), frame.not_saved))
 
+    async def name_refused(self, reason: str) -> None:
+        """The host refused the name joined under (someone online there has it): not joined,
+        and not again on a reconnect; the login asks again."""
+        self._name = None
+        await self.deliver(NameRefused(reason))
+
     async def deliver(self, event: object) -> None:
         """Hand a hub event to the view, as pubsub does in host mode. (Flet's pubsub needs an
         event loop it is given by a server; under Pyodide it has none, so it cannot be used.)"""
@@ -492,6 +500,8 @@ class RelayClient:
         self.backend.connection_lost()  # nothing is sealed on the host until unlocked again
         if self.closing:
             return True
+        if code == CLOSE_POLICY and reason.startswith(NAME_REFUSED):
+            await self.backend.name_refused(reason[len(NAME_REFUSED):])
         self.show_status(f"Lost the connection to the host ({reason or code}); reconnecting...")
         await asyncio.sleep(RECONNECT_SECONDS)
         self.connect()

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import flet as ft
 
+from ..events import NameRefused
 from ..model import ValidationError
 from ..owner import new_owner_secret
 from .backend import ChatBackend
@@ -68,6 +69,19 @@ class Login:
             self.ask()
         else:
             self.building.set()
+
+    def on_event(self, event: object) -> bool:
+        """True when the event was the login's (the host refused the name)."""
+        if isinstance(event, NameRefused):
+            self.refused(event.reason)
+            return True
+        return False
+
+    def refused(self, reason: str) -> None:
+        """The name was refused after the dialog closed (a static client hears it from the
+        host; a tab that came back finds it taken): ask again, saying why."""
+        self.name.error = reason
+        self.page.show_dialog(self.dialog)
 
     async def join_click(self, e: ft.Event | None = None) -> None:
         if self.building is not None:  # a name given before the view behind the login was built

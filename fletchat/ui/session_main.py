@@ -12,6 +12,7 @@ from typing import Any
 import flet as ft
 
 from ..hub import Hub, HubSession
+from ..model import ValidationError
 from . import flet_speedup
 from .hub_backend import HubBackend
 from .screens import ScreensPublisher
@@ -57,7 +58,10 @@ def make_session_main(
             view.files.release()  # uploads this tab started and never shared
 
         def on_connect(e: ft.Event) -> None:
-            session.rejoin()  # the tab came back (network blip, laptop lid): same name again
+            try:
+                session.rejoin()  # the tab came back (network blip, laptop lid): same name again
+            except ValidationError as err:  # another browser took the name meanwhile
+                view.login.refused(str(err))
 
         page.on_disconnect = on_disconnect
         page.on_close = on_close

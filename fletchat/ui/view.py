@@ -175,7 +175,7 @@ class ChatView:
 
     # ---- hub events (on the page's loop) ----
     async def on_event(self, event: object) -> None:
-        if await self.convo.on_event(event):
+        if await self.convo.on_event(event) or self.login.on_event(event):
             return
         if isinstance(event, Message):
             self.on_message(event)
