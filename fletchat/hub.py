@@ -66,6 +66,7 @@ from .model import (
     ValidationError,
 )
 from .outbox import CatchUpAnswers, MeshSideMethods, Outbox
+from .owner import NameHolds
 from .presence import PresenceMethods, Roster
 from .reading import HISTORY_PAGE, HistoryReads
 from .session import (  # noqa: F401  (re-exported: callers import them from the hub)
@@ -151,6 +152,7 @@ class Hub(ConvHubMethods, MeshSideMethods, HistoryReads, PresenceMethods, TrustM
     # session key -> its owner (``authors``), for the sessions joined here: a name online here
     # is not taken by another browser's join (HubSession.join)
     local_owners: dict[str, bytes] = field(default_factory=dict, repr=False)
+    name_holds: NameHolds = field(default_factory=NameHolds, repr=False)  # left, not yet free
     trust: Any = None  # fletchat.trust.Trust when the node has an identity (keys, blocks)
     session_rate: tuple[float, float] | None = None  # (per second, burst) for HubSession.send
     announcements: Any = None  # a budgets.AddressBudget: which joins get a history line

@@ -116,6 +116,22 @@ def _has_control_chars(text: str, allow_newlines: bool = False) -> bool:
     return False
 
 
+# What shows as nothing in a name: joiners, fillers (Hangul, Braille blank), the Mongolian vowel
+# separator, the combining grapheme joiner; variation selectors are dropped by range below.
+_INVISIBLE_IN_NAMES = dict.fromkeys(map(ord, "\u200c\u200d\u3164\u115f\u1160\uffa0\u2800"
+                                             "\u180e\u034f"))
+
+
+def name_key(name: str) -> str:
+    """What two names are compared by where a name must not be taken twice (a host's people):
+    NFKC, case folded, without characters that show as nothing, spaces collapsed. "Alice",
+    "ALICE" and "Alice" with a Hangul filler are one name; look-alike letters of other scripts
+    (Cyrillic "А") are not caught."""
+    text = unicodedata.normalize("NFKC", name).translate(_INVISIBLE_IN_NAMES)
+    text = "".join(c for c in text if not ("\ufe00" <= c <= "\ufe0f" or "\U000e0100" <= c <= "\U000e01ef"))
+    return " ".join(text.casefold().split())
+
+
 def validate_name(raw: object) -> str:
     """Return the trimmed display name, or raise ``ValidationError`` saying what is wrong."""
     if not isinstance(raw, str):

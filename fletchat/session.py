@@ -20,6 +20,7 @@ from .model import (
     MAX_NAME_CHARS,
     Message,
     ValidationError,
+    name_key,
     new_id,
     validate_channel,
     validate_name,
@@ -87,6 +88,7 @@ class HubSession(ConvSessionMethods):
         # of the browser's secret; a client without one gets a secret of its own (its messages
         # are its alone); the device's own people without one (headless) are ``DEVICE_OWNER``.
         self.owner: bytes | None = None
+        self._owner_lasts = False  # the owner outlives the session (a browser's kept secret)
         # Private rooms (fletchat/rooms.py): channel -> key, kept for this session only.
         self.room_keys: dict[str, bytes] = {}
         self._leaving: asyncio.TimerHandle | None = None  # a leave waiting out its grace
@@ -104,12 +106,15 @@ class HubSession(ConvSessionMethods):
         node's budget for this address (``budgets.join_lines_budget``) the join is not announced
         either, nor its leave. ``owner_secret``: the browser's (``authors``), kept as a digest."""
         name = validate_name(raw_name)
-        if owner_secret:
-            self.owner = owner_digest(owner_secret)
-        elif self.owner is None:  # a client that gave none: this session's own
-            self.owner = owner_digest(new_owner_secret()) if self.address else DEVICE_OWNER
-        if self._taken_here(name):
-            raise ValidationError(f"{name} is already someone's name here: pick another.")
+        if not name_key(name):  # nothing but characters that show as nothing
+            raise ValidationError("Name cannot be blank!")
+        owner = (owner_digest(owner_secret) if owner_secret else self.owner
+                 if self.owner is not None  # a client that gave none: this session's own
+                 else owner_digest(new_owner_secret()) if self.address else DEVICE_OWNER)
+        self.check_name_free(name, owner)
+        self.owner = owner  # only once joined: a refused join changes nothing
+        # a secret of its own dies with the session: its name is not held for it after
+        self._owner_lasts = bool(owner_secret) or self._owner_lasts or owner == DEVICE_OWNER
         self.name = self.last_name = name
         self.hub.local_owners[self.key] = self.owner
         msg = Message.presence(KIND_JOIN, name, self.hub.peer_id)
@@ -131,12 +136,17 @@ class HubSession(ConvSessionMethods):
                            or budget.allow(self.address))
         return (self.hub.post(msg) or msg) if self._announced else msg
 
-    def _taken_here(self, name: str) -> bool:
-        """Someone in another session here, of another owner (another browser), is online
-        under ``name`` (a reload's or a second tab's session of the same browser is not)."""
-        owners = self.hub.local_owners
-        return any(o.local and o.key != self.key and o.name.casefold() == name.casefold()
-                   and owners.get(o.key) != self.owner for o in self.hub.online())
+    def check_name_free(self, name: str, owner: bytes | None, renaming: bool = False) -> None:
+        """``ValidationError`` when ``name`` (as ``name_key`` compares) is someone else's here:
+        online in another session of another owner (a second tab or a reload of the same
+        browser is not another; for a rename any other session is), online on a connected
+        device, or held for the browser that left under it (``owner.NAME_HOLD_SECONDS``)."""
+        key, owners = name_key(name), self.hub.local_owners
+        taken = any(name_key(o.name) == key and o.key != self.key
+                    and (renaming or not o.local or owners.get(o.key) != owner)
+                    for o in self.hub.online())
+        if taken or self.hub.name_holds.held_for_other(key, owner):
+            raise ValidationError(f"{name} is already someone's name here: pick another.")
 
     def spend(self) -> None:
         """One post's worth of the send budget (sends, replies, file messages, reactions, edits,
@@ -258,6 +268,8 @@ class HubSession(ConvSessionMethods):
             del self.hub.leaving[self.name]
         name, self.name = self.name, None
         self.hub.local_owners.pop(self.key, None)
+        if self.owner is not None and self._owner_lasts:
+            self.hub.name_holds.hold(name_key(name), self.owner)
         self.hub.session_left(self.key)
         if self._announced:
             self.hub.post(Message.presence(KIND_LEAVE, name, self.hub.peer_id))

@@ -18,7 +18,13 @@ from fletchat.conversation.kinds import NOT_AUTHOR
 from fletchat.conversation.relay_frames import RelayDone, RelayRow, encode_client_conv
 from fletchat.hub import Hub, HubSession
 from fletchat.model import KIND_CHAT, KIND_JOIN, KIND_LEAVE, Message, ValidationError
-from fletchat.owner import DEVICE_OWNER, new_owner_secret, owner_digest, validate_owner_secret
+from fletchat.owner import (
+    DEVICE_OWNER,
+    NameHolds,
+    new_owner_secret,
+    owner_digest,
+    validate_owner_secret,
+)
 from fletchat.relay_protocol import decode_client_frame, encode_client_hello
 from fletchat.ui.remember import OWNER_KEY
 from tests.fileshost import files_peer
@@ -33,6 +39,12 @@ def tab(hub: Hub, name: str, owner: str = "", address: str = "10.0.0.5") -> HubS
     session = HubSession(hub, device="browser", address=address)
     session.join(name, owner)
     return session
+
+
+def unheld(hub: Hub) -> Hub:
+    """``hub`` with names free the moment their browser leaves (the hold has its own test)."""
+    hub.name_holds = NameHolds(seconds=0)
+    return hub
 
 
 def visit(hub: Hub, name: str, owner: str, act) -> None:
@@ -54,7 +66,7 @@ def test_secrets_are_fresh_and_well_formed_and_only_a_digest_is_kept() -> None:
 
 
 def test_a_tab_under_someones_name_cannot_edit_or_delete_what_they_wrote() -> None:
-    hub = Hub("host-peer")
+    hub = unheld(Hub("host-peer"))
     alice = tab(hub, "Alice", ALICE)
     first = alice.send("meet at noon")
     assert first is not None
@@ -87,7 +99,7 @@ def test_a_tab_under_someones_name_cannot_edit_or_delete_what_they_wrote() -> No
 
 def test_replies_are_recorded_and_only_messages_from_before_the_record_keep_the_name_rule(
         tmp_path) -> None:
-    hub = Hub("host-peer", authors=Authorship.open(tmp_path))
+    hub = unheld(Hub("host-peer", authors=Authorship.open(tmp_path)))
     alice = tab(hub, "Alice", ALICE)
     parent = alice.send("who is in?")
     reply = alice.reply(parent, "a reply is a message too", "general")
@@ -118,7 +130,7 @@ def test_replies_are_recorded_and_only_messages_from_before_the_record_keep_the_
 
 
 async def test_the_same_name_from_another_browser_does_not_take_over_a_reload_quietly() -> None:
-    hub = Hub("host-peer")
+    hub = unheld(Hub("host-peer"))
     alice = tab(hub, "Alice", ALICE)
     alice.leave(grace=0.3)  # a reload: her tab is waiting out its grace, still hers
     with pytest.raises(ValidationError, match="already someone's name here"):
@@ -134,7 +146,7 @@ async def test_the_same_name_from_another_browser_does_not_take_over_a_reload_qu
 
 
 def test_the_record_outlives_a_restart_and_is_bounded(tmp_path) -> None:
-    hub = Hub("host-peer", authors=Authorship.open(tmp_path))
+    hub = unheld(Hub("host-peer", authors=Authorship.open(tmp_path)))
     visit(hub, "Alice", ALICE, lambda a: a.send("kept"))
     first = next(m for m in hub.history(limit=10) if m.text == "kept")
     hub.authors.close()
@@ -162,7 +174,7 @@ def test_the_record_outlives_a_restart_and_is_bounded(tmp_path) -> None:
 
 def test_an_unreadable_record_refuses_rather_than_waving_through(tmp_path) -> None:
     (tmp_path / AUTHORS_FILE).mkdir()  # not a database: the record lives in memory, logged
-    hub = Hub("host-peer", authors=Authorship.open(tmp_path))
+    hub = unheld(Hub("host-peer", authors=Authorship.open(tmp_path)))
     visit(hub, "Alice", ALICE, lambda a: a.send("still protected this run"))
     first = next(m for m in hub.history(limit=10) if m.text == "still protected this run")
     with pytest.raises(ValidationError, match=NOT_AUTHOR):
@@ -182,6 +194,7 @@ def test_an_unreadable_record_refuses_rather_than_waving_through(tmp_path) -> No
 async def test_a_shared_file_is_its_owners(tmp_path) -> None:
     peer = await files_peer(tmp_path, "Ann")
     try:
+        unheld(peer.hub)
         browser = tab(peer.hub, "Alice", ALICE)
         msg = await peer.share.share(browser, [make_file(tmp_path / "a.bin", 100)], "", "general")
         assert peer.hub.authors.owner_of(msg.id) == owner_digest(ALICE)
@@ -222,6 +235,7 @@ async def _done(client, req: int) -> RelayDone:
 
 
 async def test_static_clients_same_name_other_browser_refused_same_browser_allowed(host: Host):  # noqa: F811
+    unheld(host.node.hub)
     alice = await open_client(host, "Alice", ALICE)
     await alice.ws.send('{"v":1,"type":"send","text":"from the static client","channel":"general"}')
     mine = await alice.message(lambda m: m.kind == KIND_CHAT and m.author == "Alice")
@@ -310,7 +324,7 @@ async def test_the_browser_keeps_one_secret_and_a_slow_one_still_keeps_the_one_j
 
 
 def test_a_name_online_here_is_not_taken_by_another_browser() -> None:
-    hub = Hub("host-peer")
+    hub = unheld(Hub("host-peer"))
     alice = tab(hub, "Alice", ALICE)
     taken = HubSession(hub, device="browser", address="10.0.0.66")
     with pytest.raises(ValidationError, match="already someone's name here"):
@@ -376,3 +390,56 @@ def test_the_login_asks_again_with_the_hosts_reason() -> None:
     assert page.dialogs == [login.dialog] and login.dialog.open
     assert login.name.error == "Alice is already someone's name here: pick another."
     assert not login.on_event(object())
+
+
+def test_names_that_look_the_same_are_one_name() -> None:
+    from fletchat.model import name_key
+
+    same = ["Alice", "ALICE", " alice ", "Alice\u3164", "Alice\u2800", "Alice\ufe0f",
+            "Ali\u200dce", "\uff21lice"]  # fillers, a variation selector, a joiner, a fullwidth A
+    assert {name_key(n) for n in same} == {"alice"}
+    assert name_key("Jose\u0301") == name_key("Jos\u00e9")  # decomposed or not
+    hub = unheld(Hub("host-peer"))
+    tab(hub, "Alice", ALICE)
+    for look_alike in same[1:]:
+        with pytest.raises(ValidationError, match="already someone's name here"):
+            tab(hub, look_alike, MALLORY, address="10.0.0.66")
+    with pytest.raises(ValidationError, match="blank"):
+        tab(hub, "\u3164\u2800", MALLORY)  # nothing that shows
+
+
+def test_a_name_left_is_held_for_its_browser_a_while() -> None:
+    clock = [0.0]
+    hub = Hub("host-peer")
+    hub.name_holds = NameHolds(seconds=600, limit=3, clock=lambda: clock[0])
+    alice = tab(hub, "Alice", ALICE)
+    alice.leave()  # a dropped connection, past any reload grace
+    with pytest.raises(ValidationError, match="already someone's name here"):
+        tab(hub, "alice", MALLORY, address="10.0.0.66")
+    refused = HubSession(hub, device="browser", address="10.0.0.66")
+    with pytest.raises(ValidationError):
+        refused.join("Alice", MALLORY)
+    assert refused.owner is None and not refused.joined  # a refused join changes nothing
+    back = tab(hub, "Alice", ALICE, address="10.0.0.9")  # her browser: hers again
+    back.rename("Ally")
+    back.leave()
+    with pytest.raises(ValidationError, match="already someone's name here"):
+        tab(hub, "Ally", MALLORY)  # held, under the name she left with
+    clock[0] += 601
+    tab(hub, "Ally", MALLORY)  # the hold ran out: a name nobody has
+    # a flood of names left cannot push out a live hold; past the limit, new ones are not held
+    for i in range(5):
+        tab(hub, f"Throwaway{i}", MALLORY).leave()
+    assert hub.name_holds.held_for_other("throwaway0", ALICE)
+    assert not hub.name_holds.held_for_other("throwaway4", ALICE)
+
+
+def test_a_name_of_someone_on_a_connected_device_is_not_taken_at_join() -> None:
+    from fletchat.events import Presence
+    from fletchat.model import Peer
+
+    hub = unheld(Hub("host-peer"))
+    hub.peer_up(Peer("lan-peer", "Laptop"))
+    hub.peer_presence("lan-peer", (Presence("Bob", "desktop", 1.0),))
+    with pytest.raises(ValidationError, match="already someone's name here"):
+        tab(hub, "Bob", MALLORY)

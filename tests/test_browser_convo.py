@@ -14,6 +14,7 @@ from playwright.async_api import expect
 from fletchat.ui.text import NAME_LABEL
 from tests.browser import ARTIFACTS, ChatPage, chromium_available, host_mode_server
 from tests.conftest import need
+from tests.test_browser_firstuse import stays_absent
 from tests.timing import scaled, scaled_ms
 
 TIMEOUT = scaled_ms(15_000)
@@ -189,7 +190,9 @@ async def test_a_name_is_held_by_the_browser_that_joined_under_it(server, browse
     await mallory.page.keyboard.press("Enter")
     await expect(mallory.page.get_by_text("Alice is already someone's name here: pick another.")
                  .first).to_be_visible(timeout=TIMEOUT)
-    assert await mallory.page.get_by_label("Write a message...").count() == 0  # not joined
+    # not joined: Alice's people list still has her alone
+    await expect(alice.page.get_by_text("Online (1)")).to_be_visible(timeout=TIMEOUT)
+    await stays_absent(alice.page.get_by_text("Online (2)"), "a second Alice", 1.5)
 
     await alice.page.close()
     again = await ChatPage.open(own, server)  # a new session of Alice's browser

@@ -5,6 +5,7 @@ hub like any other, so the same rules (and the same author-only check) hold here
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..model import (
@@ -48,6 +49,7 @@ class ConvSessionMethods:
     device: str
     room_keys: dict[str, bytes]
     owner: bytes | None
+    check_name_free: Callable[..., None]
     send_read_receipts: bool = True
     send_typing: bool = True
 
@@ -197,11 +199,9 @@ class ConvSessionMethods:
         new = validate_name(raw_name)
         if new == old:
             raise ValidationError("That is already your name.")
-        if any(o.name.casefold() == new.casefold() and o.key != self.key
-               for o in self.hub.online()):
-            # On a host a person is (host, name): taking a name in use would give its edits
-            # and deletes away; elsewhere it would pass for them (docs/security.md).
-            raise ValidationError(f"{new} is already someone's name here: pick another.")
+        # Someone's name (online, here or on a device; or held for the browser that left
+        # under it): taking it would pass for them, and read their direct messages here.
+        self.check_name_free(new, self.owner, renaming=True)
         self.spend()
         self.name = self.last_name = new
         self.hub.session_joined(self.key, new, self.device)
