@@ -117,9 +117,11 @@ def _has_control_chars(text: str, allow_newlines: bool = False) -> bool:
 
 
 # What shows as nothing in a name: joiners, fillers (Hangul, Braille blank), the Mongolian vowel
-# separator, the combining grapheme joiner; variation selectors are dropped by range below.
-_INVISIBLE_IN_NAMES = dict.fromkeys(map(ord, "\u200c\u200d\u3164\u115f\u1160\uffa0\u2800"
-                                             "\u180e\u034f"))
+# separator, the combining grapheme joiner, variation selectors.
+_INVISIBLE_IN_NAMES = dict.fromkeys([
+    *map(ord, "\u200c\u200d\u3164\u115f\u1160\uffa0\u2800\u180e\u034f"),
+    *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0),
+])
 
 
 def name_key(name: str) -> str:
@@ -128,7 +130,6 @@ def name_key(name: str) -> str:
     "ALICE" and "Alice" with a Hangul filler are one name; look-alike letters of other scripts
     (Cyrillic "А") are not caught."""
     text = unicodedata.normalize("NFKC", name).translate(_INVISIBLE_IN_NAMES)
-    text = "".join(c for c in text if not ("\ufe00" <= c <= "\ufe0f" or "\U000e0100" <= c <= "\U000e01ef"))
     return " ".join(text.casefold().split())
 
 

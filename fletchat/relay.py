@@ -377,7 +377,7 @@ class Relay:
             return CLOSE_PROTOCOL_ERROR, "hello sent twice"
         try:
             session.join(frame.name, frame.owner)
-        except ValidationError as err:  # someone online here has the name: the login asks again
+        except ValidationError as err:  # the name is someone else's here: the login asks again
             return CLOSE_POLICY, f"{NAME_REFUSED}{err}"
         client.push(encode_welcome(frame.name, session.hub.peer_id))
         client.push(encode_channels(visible(session, session.hub.channels())))

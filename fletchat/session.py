@@ -108,9 +108,7 @@ class HubSession(ConvSessionMethods):
         name = validate_name(raw_name)
         if not name_key(name):  # nothing but characters that show as nothing
             raise ValidationError("Name cannot be blank!")
-        owner = (owner_digest(owner_secret) if owner_secret else self.owner
-                 if self.owner is not None  # a client that gave none: this session's own
-                 else owner_digest(new_owner_secret()) if self.address else DEVICE_OWNER)
+        owner = self._owner_for(owner_secret)
         self.check_name_free(name, owner)
         self.owner = owner  # only once joined: a refused join changes nothing
         # a secret of its own dies with the session: its name is not held for it after
@@ -135,6 +133,16 @@ class HubSession(ConvSessionMethods):
         self._announced = (budget is None or self.device in SESSION_RATE_EXEMPT_DEVICES
                            or budget.allow(self.address))
         return (self.hub.post(msg) or msg) if self._announced else msg
+
+    def _owner_for(self, secret: str) -> bytes:
+        """Who this session is (``authors``) once it joins with ``secret``."""
+        if secret:
+            return owner_digest(secret)
+        if self.owner is not None:  # joined before: the same
+            return self.owner
+        if self.address:  # a client that gave none: a secret of this session's own
+            return owner_digest(new_owner_secret())
+        return DEVICE_OWNER
 
     def check_name_free(self, name: str, owner: bytes | None, renaming: bool = False) -> None:
         """``ValidationError`` when ``name`` (as ``name_key`` compares) is someone else's here:
