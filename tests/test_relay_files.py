@@ -292,7 +292,10 @@ async def test_a_share_sent_just_before_the_connection_closed_is_still_posted(ho
     await eventually(posted, "the message posted", TIMEOUT)
     (msg,) = posted()
     assert msg.author == "Ada" and [f.name for f in msg.files] == ["late.bin"]
-    kinds = [m.kind for m in host.messages() if m.author == "Ada"]
+    # her leave follows once the share is done (posted after it, so it may still be on its way)
+    kinds = await eventually(lambda: "leave" in (k := [m.kind for m in host.messages()
+                                                        if m.author == "Ada"]) and k,
+                             "Ada's leave", TIMEOUT)
     assert kinds.index("leave") > kinds.index(KIND_CHAT), kinds  # she left after it
 
 
